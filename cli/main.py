@@ -1,0 +1,109 @@
+"""The ``tradepost`` command. The only place in the project that prints.
+
+Every command is scheduler-friendly: no prompts, ``--format json`` for
+machines, meaningful exit codes, and no traceback ever reaches a user (set
+``TRADEPOST_DEBUG=1`` to see one when reporting a bug).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli._render import render_diagnostics
+from engine import TradepostError, check_all, rule_file_schema
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+def _default_rule_files() -> list[Path]:
+    """Every rule file under ./rules, leaving out rule tests and shared tables."""
+    folder = Path("rules")
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.yaml") if not p.name.endswith(".test.yaml"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tradepost")
+def cli() -> None:
+    """Sync a VTEX seller catalog to marketplaces from declarative rule files."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one document with every diagnostic, for editors and CI.")
+def check(files: Sequence[Path], fmt: str) -> None:
+    """Check rule files and report every problem with its file:line:col.
+
+    With no FILES, checks every rule file in ./rules. Exits 1 when any error remains.
+    """
+    paths = list(files) or _default_rule_files()
+    if not paths:
+        raise click.UsageError("no rule files given and none found in ./rules")
+    results = check_all(paths)
+    errors = sum(len(r.errors) for r in results)
+    warnings = sum(len(r.diagnostics) - len(r.errors) for r in results)
+    if fmt == "json":
+        document: dict[str, Any] = {
+            "files": [
+                {"file": r.file, "ok": r.ok, "diagnostics": [d.to_dict() for d in r.diagnostics]} for r in results
+            ],
+            "errors": errors,
+            "warnings": warnings,
+        }
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        render_diagnostics([d for r in results for d in r.diagnostics])
+        for r in results:
+            if r.ok:
+                click.echo(f"{r.file}: ok" + (f" ({len(r.diagnostics)} warnings)" if r.diagnostics else ""))
+        click.echo(f"{len(results)} file(s) checked: {errors} error(s), {warnings} warning(s)", err=errors > 0)
+    sys.exit(EXIT_ERROR if errors else EXIT_OK)
+
+
+@cli.command()
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
+def schema(output: Path | None) -> None:
+    """Print the JSON Schema of rule files, for editors (yaml-language-server)."""
+    text = json.dumps(rule_file_schema(), indent=2, ensure_ascii=False)
+    if output:
+        output.write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+def main() -> None:
+    """Entry point: run the click app and turn any escaping error into a message and exit 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except TradepostError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
+        if os.environ.get("TRADEPOST_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("this is a bug in tradepost; rerun with TRADEPOST_DEBUG=1 for details", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,252 @@
+"""The expression syntax tree, and the parse pass that builds it with lark.
+
+Every node keeps its start and end offsets in the expression text; the YAML
+layer maps them to file lines and columns, so a diagnostic can underline the
+exact operand that is wrong.
+"""
+
+from __future__ import annotations
+
+import ast as python_ast
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from engine._types import Type
+
+
+@dataclass(eq=False)
+class Expr:
+    """Base of the syntax tree. ``type`` is filled in by the type-checking pass."""
+
+    start: int
+    end: int
+    type: Type | None = field(default=None, init=False, repr=False)
+
+
+@dataclass(eq=False)
+class Literal(Expr):
+    value: Any
+
+
+@dataclass(eq=False)
+class ListExpr(Expr):
+    items: list[Expr]
+
+
+@dataclass(eq=False)
+class Name(Expr):
+    name: str
+
+
+@dataclass(eq=False)
+class Field(Expr):
+    target: Expr
+    name: str
+    name_start: int
+
+
+@dataclass(eq=False)
+class Index(Expr):
+    target: Expr
+    key: Expr
+
+
+@dataclass(eq=False)
+class Call(Expr):
+    function: str
+    args: list[Expr]
+    name_end: int
+    piped: bool = False
+
+
+@dataclass(eq=False)
+class Unary(Expr):
+    op: str
+    operand: Expr
+
+
+@dataclass(eq=False)
+class Binary(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass(eq=False)
+class IfElse(Expr):
+    condition: Expr
+    then: Expr
+    otherwise: Expr
+
+
+class SyntaxProblem(Exception):
+    """A parse failure at ``offset`` of the expression text, already worded for a user."""
+
+    def __init__(self, message: str, offset: int, end: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.end = end
+        self.hint = hint
+
+
+def _span(meta: Any) -> tuple[int, int]:
+    return meta.start_pos, meta.end_pos
+
+
+@v_args(meta=True)
+class _ToAst(Transformer[Token, Expr]):
+    """Turn lark's parse tree into :mod:`engine._ast` nodes (the parse pass)."""
+
+    def number(self, meta: Any, children: list[Token]) -> Expr:
+        return Literal(*_span(meta), Decimal(str(children[0])))
+
+    def percent(self, meta: Any, children: list[Token]) -> Expr:
+        return Literal(*_span(meta), Decimal(str(children[0])[:-1]) / 100)
+
+    def string(self, meta: Any, children: list[Token]) -> Expr:
+        token = children[0]
+        try:
+            value = python_ast.literal_eval(str(token))
+        except (ValueError, SyntaxError) as exc:
+            raise SyntaxProblem(f"invalid string literal: {exc}", token.start_pos or 0) from None
+        return Literal(*_span(meta), value)
+
+    def true(self, meta: Any, children: list[Token]) -> Expr:
+        return Literal(*_span(meta), True)
+
+    def false(self, meta: Any, children: list[Token]) -> Expr:
+        return Literal(*_span(meta), False)
+
+    def null(self, meta: Any, children: list[Token]) -> Expr:
+        return Literal(*_span(meta), None)
+
+    def list(self, meta: Any, children: list[Any]) -> Expr:
+        items = children[0] if children and children[0] is not None else []
+        return ListExpr(*_span(meta), items)
+
+    def arguments(self, meta: Any, children: list[Expr]) -> list[Expr]:
+        return list(children)
+
+    def name(self, meta: Any, children: list[Token]) -> Expr:
+        return Name(*_span(meta), str(children[0]))
+
+    def field(self, meta: Any, children: list[Any]) -> Expr:
+        target, token = children
+        return Field(*_span(meta), target, str(token), token.start_pos)
+
+    def index(self, meta: Any, children: list[Expr]) -> Expr:
+        return Index(*_span(meta), children[0], children[1])
+
+    def call(self, meta: Any, children: list[Any]) -> Expr:
+        token, args = children
+        return Call(*_span(meta), str(token), list(args or []), token.end_pos)
+
+    def pipe_call(self, meta: Any, children: list[Any]) -> Expr:
+        value, token, args = children
+        return Call(*_span(meta), str(token), [value, *(args or [])], token.end_pos, piped=True)
+
+    def pipe_name(self, meta: Any, children: list[Any]) -> Expr:
+        value, token = children
+        return Call(*_span(meta), str(token), [value], token.end_pos, piped=True)
+
+    def negate(self, meta: Any, children: list[Expr]) -> Expr:
+        operand = children[0]
+        if isinstance(operand, Literal) and isinstance(operand.value, Decimal):
+            return Literal(*_span(meta), -operand.value)
+        return Unary(*_span(meta), "-", operand)
+
+    def not_(self, meta: Any, children: list[Expr]) -> Expr:
+        return Unary(*_span(meta), "not", children[0])
+
+    def binary(self, meta: Any, children: list[Any]) -> Expr:
+        left, op, right = children
+        return Binary(*_span(meta), str(op), left, right)
+
+    def compare(self, meta: Any, children: list[Any]) -> Expr:
+        return self.binary(meta, children)
+
+    def in_(self, meta: Any, children: list[Expr]) -> Expr:
+        return Binary(*_span(meta), "in", children[0], children[1])
+
+    def not_in(self, meta: Any, children: list[Expr]) -> Expr:
+        return Binary(*_span(meta), "not in", children[0], children[1])
+
+    def and_(self, meta: Any, children: list[Expr]) -> Expr:
+        return Binary(*_span(meta), "and", children[0], children[1])
+
+    def or_(self, meta: Any, children: list[Expr]) -> Expr:
+        return Binary(*_span(meta), "or", children[0], children[1])
+
+    def coalesce(self, meta: Any, children: list[Expr]) -> Expr:
+        return Binary(*_span(meta), "??", children[0], children[1])
+
+    def ifelse(self, meta: Any, children: list[Expr]) -> Expr:
+        return IfElse(*_span(meta), children[0], children[1], children[2])
+
+
+@cache
+def _parser() -> Lark:
+    grammar = resources.files("engine").joinpath("expression.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+_TOKEN_WORDS = {
+    "RPAR": "')'", "LPAR": "'('", "RSQB": "']'", "LSQB": "'['", "COMMA": "','", "DOT": "'.'",
+    "NAME": "a name", "NUMBER": "a number", "PERCENT": "a percentage", "STRING": "a string",
+    "COMPARE": "a comparison", "ADD": "'+' or '-'", "MUL": "'*' or '/'", "THEN": "'then'",
+    "ELSE": "'else'", "IF": "'if'", "MINUS": "'-'", "VBAR": "'|'", "__ANON_0": "'??'", "$END": "the end",
+}
+
+
+def _expected(expected: set[str]) -> str:
+    words = sorted({_TOKEN_WORDS.get(name, name.lower()) for name in expected})
+    if len(words) > 6:
+        return "an operand or an operator"
+    return ", ".join(words[:-1]) + (" or " if len(words) > 1 else "") + words[-1] if words else "more input"
+
+
+def parse_expression(text: str) -> Expr:
+    """Parse expression text, raising :class:`SyntaxProblem` with a user-worded message."""
+    if not text.strip():
+        raise SyntaxProblem("empty expression", 0, hint="write an expression, e.g. price.selling * 1.2")
+    try:
+        tree = _parser().parse(text)
+        return _ToAst().transform(tree) if isinstance(tree, Tree) else _ToAst().transform(Tree("start", [tree]))
+    except UnexpectedCharacters as exc:
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        hint = None
+        if char == "=" and text[exc.pos_in_stream : exc.pos_in_stream + 2] != "==":
+            hint = "comparison is '==' ('=' only starts an expression at the beginning of a value)"
+        elif char in "&":
+            hint = "use 'and' / 'or' / 'not'"
+        elif char == "%":
+            hint = "'%' only follows a number, as in 15%; there is no modulo operator"
+        return _raise(f"unexpected character {char!r}", exc.pos_in_stream, hint)
+    except UnexpectedEOF as exc:
+        return _raise(f"expression ends too early; expected {_expected(set(exc.expected))}", len(text))
+    except UnexpectedToken as exc:
+        token = exc.token
+        if token.type == "$END":
+            return _raise(f"expression ends too early; expected {_expected(exc.accepts or exc.expected)}", len(text))
+        pos = token.start_pos if token.start_pos is not None else 0
+        return _raise(
+            f"unexpected {token.value!r}; expected {_expected(exc.accepts or exc.expected)}",
+            pos, None, (token.end_pos or pos + 1),
+        )
+    except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
+        return _raise(f"syntax error: {exc}", getattr(exc, "pos_in_stream", 0) or 0)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, SyntaxProblem):
+            raise exc.orig_exc from None
+        raise
+
+
+def _raise(message: str, offset: int, hint: str | None = None, end: int | None = None) -> Expr:
+    raise SyntaxProblem(message, offset, end, hint)

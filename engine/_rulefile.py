@@ -1,0 +1,396 @@
+"""The shape of a rule file, validated with pydantic, and loading with includes.
+
+The models here are the single source of truth for what a rule file may
+contain: `tradepost schema` turns them into the JSON Schema editors use, and
+pydantic's errors are converted into positioned diagnostics (never a
+ValidationError dump) by walking each error's ``loc`` down the located YAML
+tree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from engine._diagnostics import DiagnosticSink, Span, did_you_mean
+from engine._yaml import Node, parse_yaml
+
+
+def _as_text(value: Any) -> Any:
+    """Expressions may be written as bare YAML numbers or booleans (``safety: 5``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal | int):
+        return str(value)
+    return value
+
+
+Expression = Annotated[
+    str,
+    BeforeValidator(_as_text),
+    Field(description="An expression of the rule language; a leading '=' is allowed and changes nothing."),
+]
+TableValue = Annotated[str | Decimal | bool | None, Field(union_mode="left_to_right")]
+ContentValue = Annotated[
+    Any,
+    Field(
+        description=(
+            "A literal; an expression when it starts with '='; a sandboxed jinja2 template when it "
+            "contains '{{ }}'. Mappings and lists of those are allowed (attributes)."
+        )
+    ),
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CategoryRule(_Section):
+    """One candidate marketplace category for a VTEX category path, optionally conditional."""
+
+    category: Annotated[str, BeforeValidator(_as_text)] = Field(description="The marketplace category id.")
+    when: Expression | None = Field(
+        None, description="Use this category only when the expression holds; the first match wins."
+    )
+
+
+CategoryTarget = Annotated[
+    Annotated[str, BeforeValidator(_as_text)] | list[CategoryRule],
+    Field(union_mode="left_to_right"),
+]
+
+
+class Variations(_Section):
+    """How SKUs are grouped under one parent listing."""
+
+    group_by: Expression = Field("product.id", description="SKUs with equal values form one family.")
+    axes: list[str] = Field(
+        default_factory=list, description="Listing attributes that vary between the SKUs of a family."
+    )
+
+
+class PriceRules(_Section):
+    """The marketplace price of a SKU, in the rule file's currency."""
+
+    value: Expression = Field(description="The price before rounding, e.g. price.selling * (1 + 15%).")
+    round: Expression | None = Field(
+        None,
+        description=(
+            "A call applied to the value, its first argument left out: ending(0.90), round(2), "
+            "round_to(0.05), ceil. Default: round(2) half-up to the currency's minor unit."
+        ),
+    )
+    min: Expression | None = Field(None, description="Below this the SKU is invalid, with the reason.")
+    max: Expression | None = Field(None, description="Above this the SKU is invalid, with the reason.")
+    sale: Expression | None = Field(
+        None, description="Promotional price (rounded the same way); null means no promotion."
+    )
+
+
+class StockRules(_Section):
+    """How much of the available stock is offered on this marketplace."""
+
+    warehouses: list[Annotated[str, BeforeValidator(_as_text)]] | Literal["all"] = Field(
+        "all", description="VTEX warehouse ids whose availability counts; default all."
+    )
+    safety: Expression = Field("0", description="Units kept back for the own store.")
+    share: Expression = Field("100%", description="Share of what remains after safety.")
+    max: Expression | None = Field(None, description="Never offer more than this.")
+
+
+class Requirement(_Section):
+    """A check of our own; a SKU failing it is invalid with the message."""
+
+    check: Expression = Field(description="Must hold for the SKU to be sent.")
+    message: str | None = Field(None, description="Text (may be a template) shown when the check fails.")
+
+
+class DivergenceRule(_Section):
+    """A conditional decision for incoming orders, checked before the bands."""
+
+    when: Expression = Field(description="Condition over order and item.")
+    decision: Literal["approve", "hold", "reject"]
+    reason: str | None = None
+
+
+class Divergence(_Section):
+    """Price-divergence rules for orders coming in from this marketplace."""
+
+    approve_within: Expression = Field(description="|order price - our price| / our price at most this: approve.")
+    hold_within: Expression = Field(description="Beyond approve_within and at most this: hold for review.")
+    min_order_value: Expression | None = None
+    max_order_value: Expression | None = None
+    rules: list[DivergenceRule] = Field(default_factory=list)
+
+
+_AFFILIATE = re.compile(r"[B-DF-HJ-NP-TV-Z]{3}")
+_LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")
+
+
+class RuleFile(_Section):
+    """A marketplace's rule file: everything that differs from one marketplace to the next."""
+
+    marketplace: str = Field(description="Which connector: amazon, mercadolibre, google, or a plug-in's name.")
+    affiliate: str = Field(description="VTEX affiliate id: three consonants, e.g. MLB.")
+    trade_policy: Annotated[str, BeforeValidator(_as_text)] = Field(
+        description="VTEX sales channel that supplies assortment and prices."
+    )
+    currency: str = Field(description="ISO 4217 code of the marketplace prices, e.g. BRL.")
+    locale: str = Field("en-US", description="Language of the listing content, e.g. pt-BR.")
+    include: list[str] = Field(default_factory=list, description="Table files, relative to this file.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Connector settings, e.g. Amazon marketplace_id and product_type."
+    )
+    tables: dict[str, dict[str, TableValue]] = Field(default_factory=dict, description="Lookup tables.")
+    select: list[Expression] = Field(default_factory=list, description="All must hold for a SKU to be listed.")
+    categories: dict[str, CategoryTarget] = Field(
+        default_factory=dict, description="VTEX category path -> marketplace category; most specific wins."
+    )
+    listing: dict[str, ContentValue] = Field(default_factory=dict, description="Listing content fields.")
+    variations: Variations | None = None
+    price: PriceRules
+    stock: StockRules = Field(default_factory=StockRules)
+    require: list[Requirement] = Field(default_factory=list)
+    divergence: Divergence | None = None
+
+    @field_validator("affiliate")
+    @classmethod
+    def _affiliate_is_three_consonants(cls, value: str) -> str:
+        if not _AFFILIATE.fullmatch(value):
+            upper = value.upper()
+            hint = f" (did you mean '{upper}'?)" if _AFFILIATE.fullmatch(upper) else ""
+            raise ValueError(
+                f"affiliate id must be three upper-case consonants, no vowels, like 'MLB'; got {value!r}{hint}"
+            )
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency_is_iso(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError(f"currency must be an ISO 4217 code such as BRL or USD; got {value!r}")
+        return value
+
+    @field_validator("locale")
+    @classmethod
+    def _locale_is_bcp47(cls, value: str) -> str:
+        if not _LOCALE.fullmatch(value):
+            raise ValueError(f"locale must look like pt-BR or en-US; got {value!r}")
+        return value
+
+
+class TableFile(_Section):
+    """A file of shared tables, included by rule files."""
+
+    include: list[str] = Field(default_factory=list)
+    tables: dict[str, dict[str, TableValue]] = Field(default_factory=dict)
+
+
+@dataclass
+class Table:
+    """A lookup table with where it was defined (for messages)."""
+
+    name: str
+    entries: dict[str, Any]
+    node: Node
+
+
+@dataclass
+class LoadedRules:
+    """A rule file with its located tree and all tables merged.
+
+    ``rules`` is None when the shape is wrong; the compiler still walks the
+    tree so that expression mistakes are reported in the same run.
+    """
+
+    file: str
+    rules: RuleFile | None
+    root: Node
+    tables: dict[str, Table] = field(default_factory=dict)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+
+
+_TYPE_WORDS = {
+    "string_type": "text",
+    "dict_type": "a mapping (key: value)",
+    "list_type": "a list",
+    "model_type": "a mapping (key: value)",
+    "bool_type": "true or false",
+    "decimal_type": "a number",
+}
+
+
+def _pydantic_to_diagnostics(exc: ValidationError, root: Node, model: type[BaseModel], sink: DiagnosticSink) -> None:
+    """Turn each pydantic error into a diagnostic at the node its ``loc`` names."""
+    seen: set[tuple[Any, ...]] = set()
+    for error in exc.errors(include_url=False):
+        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        kind = error["type"]
+        # A union reports one error per member; report the location once, with the first message.
+        if loc in seen:
+            continue
+        seen.add(loc)
+        node = root.find(loc)
+        where = ".".join(str(p) for p in loc) or "file"
+        if kind == "extra_forbidden":
+            parent = root.find(loc[:-1])
+            key = str(loc[-1])
+            allowed = _allowed_keys(model, loc[:-1])
+            guess = did_you_mean(key, allowed)
+            span = node.key_span or node.span
+            hint = f"did you mean '{guess}'?" if guess else f"allowed keys: {', '.join(sorted(allowed))}"
+            sink.error("TP111", f"unknown key '{key}' in {'.'.join(map(str, loc[:-1])) or 'the rule file'}", span, hint)
+            del parent
+        elif kind == "missing":
+            span = node.key_span or Span(node.span.file, node.span.line, node.span.column)
+            sink.error(
+                "TP110", f"missing required key '{loc[-1]}'" + (f" in {'.'.join(map(str, loc[:-1]))}" if loc[:-1] else ""),
+                span, hint=f"add '{loc[-1]}:' here",
+            )
+        elif kind == "value_error":
+            message = str(error["msg"]).removeprefix("Value error, ")
+            code = {"affiliate": "TP120", "currency": "TP121", "locale": "TP122"}.get(str(loc[-1]), "TP113")
+            sink.error(code, message, node.span)
+        elif kind in ("literal_error", "enum"):
+            sink.error("TP114", f"{where}: {error['msg'].lower()}; got {node.text or node.plain()!r}", node.span)
+        else:
+            expected = _TYPE_WORDS.get(kind, error["msg"].lower())
+            if kind.endswith("_type") and kind in _TYPE_WORDS:
+                message = f"{where} must be {expected}"
+            else:
+                message = f"{where}: {expected}"
+            sink.error("TP112", message, node.span)
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+            info = current.model_fields.get(part)
+            current = _model_in(info.annotation) if info else None
+        elif isinstance(part, int):
+            continue
+        else:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    from typing import get_args
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _read(path: Path, sink: DiagnosticSink, at: Span | None) -> Node | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        sink.error(
+            "TP130", f"included file '{path}' does not exist" if at else f"rule file '{path}' does not exist",
+            at or Span(str(path), 1, 1), hint="include paths are relative to the file that includes them",
+        )
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        sink.error("TP132", f"cannot read '{path}': {exc}", at or Span(str(path), 1, 1))
+        return None
+    return parse_yaml(text, str(path), sink)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def load_rules(path: str | Path, sink: DiagnosticSink | None = None) -> LoadedRules | None:
+    """Read a rule file and its includes; shape errors go to ``sink``.
+
+    Returns None when the file cannot be read or validated at all; the
+    caller reports ``sink``'s diagnostics.
+    """
+    sink = sink if sink is not None else DiagnosticSink()
+    path = Path(path)
+    root = _read(Path(_display(path)), sink, None)
+    if root is None:
+        return None
+    if not root.is_mapping:
+        sink.error("TP102", "a rule file must be a mapping of sections (marketplace:, price:, ...)", root.span)
+        return None
+    tables: dict[str, Table] = {}
+    _load_includes(path.resolve(), root, sink, tables, [path.resolve()])
+    rules: RuleFile | None = None
+    try:
+        rules = RuleFile.model_validate(root.plain())
+    except ValidationError as exc:
+        _pydantic_to_diagnostics(exc, root, RuleFile, sink)
+    _merge_tables(root, sink, tables)
+    return LoadedRules(root.file, rules, root, tables, sink.sources)
+
+
+def _merge_tables(root: Node, sink: DiagnosticSink, tables: dict[str, Table]) -> None:
+    tables_node = root.get("tables")
+    if tables_node is None or not tables_node.is_mapping:
+        return
+    for name, node in tables_node.items():
+        if not node.is_mapping:
+            continue
+        if name in tables:
+            first = tables[name].node.key_span or tables[name].node.span
+            sink.error(
+                "TP133", f"table '{name}' is already defined at {first}", node.key_span or node.span,
+                hint="rename one of the two tables",
+            )
+            continue
+        tables[name] = Table(name, {k: v.value for k, v in node.items()}, node)
+
+
+def _load_includes(
+    path: Path, root: Node, sink: DiagnosticSink, tables: dict[str, Table], stack: list[Path]
+) -> None:
+    include = root.get("include")
+    if include is None or not include.is_sequence:
+        return
+    for item in include.value:
+        if not isinstance(item.value, str):
+            continue
+        target = (path.parent / item.value).resolve()
+        if target in stack:
+            chain = " -> ".join(p.name for p in [*stack[stack.index(target) :], target])
+            sink.error("TP131", f"include cycle: {chain}", item.span, hint="remove one of the includes")
+            continue
+        child = _read(Path(_display(target)), sink, item.span)
+        if child is None:
+            continue
+        if not child.is_mapping:
+            sink.error("TP102", "an included file must be a mapping with 'tables:'", child.span)
+            continue
+        try:
+            TableFile.model_validate(child.plain())
+        except ValidationError as exc:
+            _pydantic_to_diagnostics(exc, child, TableFile, sink)
+            continue
+        _load_includes(target, child, sink, tables, [*stack, target])
+        _merge_tables(child, sink, tables)
+
+
+def rule_file_schema() -> dict[str, Any]:
+    """JSON Schema of the rule file, for editors (yaml-language-server)."""
+    schema = RuleFile.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Tradepost rule file"
+    return schema

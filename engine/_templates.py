@@ -1,0 +1,275 @@
+"""Text templates (``{{ }}``) in listing content: sandboxed, strict, checked before running.
+
+A template is compiled once in a :class:`jinja2.sandbox.SandboxedEnvironment`
+with ``StrictUndefined``; the expression language's functions are its
+filters and globals. Before that, its syntax tree is walked against the same
+scope an expression would get, so ``{{ product.brnd }}`` is a compile-time
+diagnostic with a did-you-mean, not a blank title on the marketplace.
+
+The sandbox is narrowed further than jinja2's default: attributes can be read
+only where they are fields of the canonical model (or keys of a mapping),
+never methods, never dunders. A rule file therefore cannot run code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import BaseModel
+
+from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
+from engine._expressions import Scope, Source
+from engine._functions import FUNCTIONS
+from engine._runtime import Context
+from engine._types import ANY, STRING, Type
+
+_TEMPLATE_MARK = re.compile(r"\{\{|\{%")
+
+
+def is_template(text: str) -> bool:
+    return bool(_TEMPLATE_MARK.search(text))
+
+
+class _RuleSandbox(SandboxedEnvironment):
+    """jinja2's sandbox, restricted to the fields of the canonical model."""
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if attr.startswith("_"):
+            return False
+        if isinstance(obj, BaseModel):
+            cls = type(obj)
+            return attr in cls.model_fields or attr in cls.model_computed_fields
+        return False
+
+    def is_safe_callable(self, obj: Any) -> bool:
+        return getattr(obj, "_tradepost_function", False) is True
+
+
+def _as_filter(name: str, impl: Callable[..., Any], tables: Mapping[str, Mapping[str, Any]]) -> Callable[..., Any]:
+    """Wrap a library function for jinja2; fallible ones get the template's span at render time."""
+    function = FUNCTIONS[name]
+
+    if name == "lookup":
+
+        def lookup(value: Any, table: Any, *default: Any) -> Any:
+            entries = tables.get(table) if isinstance(table, str) else table
+            if entries is None:
+                raise EvaluationError(f"unknown table '{table}'", None, code="TP307")
+            if isinstance(value, Mapping) and not isinstance(entries, Mapping):
+                value, entries = entries, value
+            return impl(entries, value, *default, at=None, table_name=str(table))
+
+        wrapped: Callable[..., Any] = lookup
+    elif function.needs_span:
+
+        def fallible(*args: Any) -> Any:
+            return impl(*args, at=None)
+
+        wrapped = fallible
+    else:
+        wrapped = impl
+    try:
+        wrapped._tradepost_function = True  # type: ignore[attr-defined]
+    except AttributeError:  # builtins cannot carry attributes; wrap them
+
+        def plain(*args: Any) -> Any:
+            return impl(*args)
+
+        plain._tradepost_function = True  # type: ignore[attr-defined]
+        wrapped = plain
+    return wrapped
+
+
+@dataclass
+class CompiledTemplate:
+    """A template ready to render for one SKU."""
+
+    source: str
+    span: Span
+    render_fn: Callable[[dict[str, Any]], str]
+    names: tuple[str, ...]
+    type: Type = STRING
+
+    def __call__(self, ctx: Context) -> str:
+        values = {name: getattr(ctx, name) for name in self.names}
+        try:
+            return self.render_fn(values)
+        except EvaluationError as exc:
+            raise EvaluationError(exc.message, exc.span or self.span, exc.code) from None
+        except (UndefinedError, SecurityError, TemplateError, TypeError, ArithmeticError) as exc:
+            raise EvaluationError(f"template failed: {exc}", self.span, code="TP904") from None
+
+
+class TemplateCompiler:
+    """Builds the sandbox once per rule file and compiles each template with it."""
+
+    def __init__(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
+        self.env = _RuleSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        for name, function in FUNCTIONS.items():
+            wrapped = _as_filter(name, function.impl, tables)
+            self.env.filters[name] = wrapped
+            self.env.globals[name] = wrapped
+        self.tables = tables
+
+    def compile(self, source: Source, scope: Scope, sink: DiagnosticSink) -> CompiledTemplate | None:
+        text = source.text
+        try:
+            tree = self.env.parse(text)
+        except TemplateSyntaxError as exc:
+            offset = _line_offset(text, exc.lineno or 1)
+            sink.error("TP401", f"template syntax error: {exc.message}", source.span(offset), hint=_syntax_hint(exc))
+            return None
+        checker = _TemplateChecker(self, scope, source, sink)
+        checker.visit(tree)
+        if not checker.ok:
+            return None
+        template = self.env.from_string(tree)
+        names = tuple(sorted(n for n in checker.roots if n in scope.names))
+        span = source.span(0, len(text))
+        return CompiledTemplate(text, span, template.render, names)
+
+
+def _syntax_hint(exc: TemplateSyntaxError) -> str | None:
+    if "expected token 'end of print statement'" in (exc.message or ""):
+        return "inside {{ }} use filters (x | upper) or functions; check for an unclosed quote or bracket"
+    return None
+
+
+def _line_offset(text: str, lineno: int) -> int:
+    offset = 0
+    for _ in range(lineno - 1):
+        newline = text.find("\n", offset)
+        if newline < 0:
+            break
+        offset = newline + 1
+    while offset < len(text) and text[offset] in " \t":
+        offset += 1
+    return offset
+
+
+class _TemplateChecker:
+    """Walks a jinja2 syntax tree: names, fields, filters and tables must all exist."""
+
+    def __init__(self, compiler: TemplateCompiler, scope: Scope, source: Source, sink: DiagnosticSink) -> None:
+        self.compiler = compiler
+        self.scope = scope
+        self.source = source
+        self.sink = sink
+        self.ok = True
+        self.roots: set[str] = set()
+        self.assigned: set[str] = set()
+
+    def locate(self, node: nodes.Node, needle: str) -> Span:
+        """jinja2 nodes know their line only: find the needle on that line for the column."""
+        text = self.source.text
+        start = _line_offset(text, getattr(node, "lineno", 1) or 1)
+        line_end = text.find("\n", start)
+        line_end = len(text) if line_end < 0 else line_end
+        found = text.find(needle, start, line_end)
+        if found < 0:
+            found = text.find(needle)
+        if found < 0:
+            return self.source.span(start)
+        return self.source.span(found, found + len(needle))
+
+    def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
+        self.sink.error(code, message, span, hint)
+        self.ok = False
+
+    def visit(self, tree: nodes.Node) -> None:
+        for node in tree.find_all(nodes.Name):
+            if node.ctx in ("store", "param"):
+                self.assigned.add(node.name)
+        self._walk(tree)
+
+    def _walk(self, node: nodes.Node) -> None:
+        if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
+            self._type_of(node)
+            return
+        if isinstance(node, nodes.Filter | nodes.Test) and node.name is not None:
+            registry = self.compiler.env.filters if isinstance(node, nodes.Filter) else self.compiler.env.tests
+            if node.name not in registry:
+                guess = did_you_mean(node.name, registry)
+                self.error(
+                    "TP403", f"unknown filter '{node.name}'", self.locate(node, node.name),
+                    hint=f"did you mean '{guess}'?" if guess else "filters are the rule-language functions",
+                )
+            if node.name == "lookup" and node.args and isinstance(node.args[0], nodes.Const):
+                table = node.args[0].value
+                if table not in self.compiler.tables:
+                    guess = did_you_mean(str(table), self.compiler.tables)
+                    self.error(
+                        "TP307", f"unknown table '{table}'", self.locate(node, str(table)),
+                        hint=f"did you mean '{guess}'?" if guess else "define it under 'tables:'",
+                    )
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
+            name = node.node.name
+            if name not in self.compiler.env.globals and name not in self.scope.names:
+                guess = did_you_mean(name, FUNCTIONS)
+                self.error(
+                    "TP403", f"unknown function '{name}'", self.locate(node, name),
+                    hint=f"did you mean '{guess}'?" if guess else None,
+                )
+            for child in node.iter_child_nodes():
+                if child is not node.node:
+                    self._walk(child)
+            return
+        for child in node.iter_child_nodes():
+            self._walk(child)
+
+    def _type_of(self, node: nodes.Node) -> Type:
+        if isinstance(node, nodes.Name):
+            name = node.name
+            if name in self.assigned or name in self.compiler.env.globals:
+                return ANY
+            if name in self.scope.names:
+                self.roots.add(name)
+                return self.scope.names[name]
+            if name in self.scope.unavailable:
+                self.error("TP308", self.scope.unavailable[name], self.locate(node, name))
+                return ANY
+            guess = did_you_mean(name, self.scope.names)
+            self.error(
+                "TP402", f"unknown template variable '{name}' {self.scope.where}", self.locate(node, name),
+                hint=f"did you mean '{guess}'?" if guess else f"available: {', '.join(sorted(self.scope.names))}",
+            )
+            return ANY
+        if isinstance(node, nodes.Getattr):
+            return self._member(node, self._type_of(node.node), node.attr)
+        if isinstance(node, nodes.Getitem):
+            target = self._type_of(node.node)
+            if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                return self._member(node, target, node.arg.value)
+            self._walk(node.arg)
+            return ANY
+        self._walk(node)
+        return ANY
+
+    def _member(self, node: nodes.Node, target: Type, attr: str) -> Type:
+        if attr.startswith("_"):
+            self.error(
+                "TP404", f"access to '{attr}' is not allowed in templates", self.locate(node, attr),
+                hint="templates may read fields of the catalog only",
+            )
+            return ANY
+        if target.kind == "map":
+            return (target.item or ANY).or_null()
+        if target.kind == "record" and target.record is not None:
+            if attr not in target.record.fields:
+                guess = did_you_mean(attr, target.record.fields)
+                self.error(
+                    "TP302", f"unknown field '{attr}' on {target.record.name}", self.locate(node, attr),
+                    hint=f"did you mean '{guess}'?" if guess else None,
+                )
+                return ANY
+            return target.record.fields[attr]
+        if target.kind == "any":
+            return ANY
+        self.error("TP404", f"'{attr}' is not a field ({target} has none)", self.locate(node, attr))
+        return ANY
