@@ -1,0 +1,63 @@
+"""Shared fixtures: a minimal valid rule file to build cases from, and sample catalog records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import CatalogRecord, Context
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT.parent / "shared" / "specs"
+
+MINIMAL_RULES = """\
+marketplace: mercadolibre
+affiliate: MLB
+trade_policy: "1"
+currency: BRL
+locale: pt-BR
+tables:
+  colors: {Azul: Blue, Preto: Black}
+price:
+  value: price.selling
+"""
+
+
+def sample_record(**overrides: Any) -> CatalogRecord:
+    """A valid catalog record; keyword arguments replace whole sections (product=..., sku=...)."""
+    data: dict[str, Any] = {
+        "product": {
+            "id": "1", "name": "Tênis Runner", "brand": "Acme", "description": "Leve e confortável",
+            "category_path": ["Apparel", "Shoes", "Sneakers"], "specs": {"Gênero": "Feminino"},
+        },
+        "sku": {
+            "id": "10", "product_id": "1", "name": "Azul M", "ean": "4006381333931", "active": True,
+            "specs": {"Cor": "Azul", "Tamanho": "M", "Voltagem": "110V"},
+            "images": [{"url": "https://img.example/10.jpg", "is_main": True}],
+        },
+        "price": {"selling": "99.40", "cost": "50.00", "list": "120.00", "promotional": "89.90"},
+        "stock": {"warehouses": [{"warehouse": "main", "quantity": 20, "reserved": 3},
+                                 {"warehouse": "sp_cd", "quantity": 7, "reserved": 0}]},
+    }
+    for key, value in overrides.items():
+        data[key] = {**data[key], **value}
+    return CatalogRecord.model_validate(data)
+
+
+def context_for(record: CatalogRecord, listing: dict[str, Any] | None = None) -> Context:
+    return Context(record.product, record.sku, record.price, record.stock, listing)
+
+
+@pytest.fixture
+def rule_file(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a rule file: MINIMAL_RULES plus the given YAML text appended (or replacing 'price:')."""
+
+    def write(extra: str, base: str = MINIMAL_RULES, name: str = "rules.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(base + extra, encoding="utf-8")
+        return path
+
+    return write
