@@ -82,6 +82,14 @@ def schema(output: Path | None) -> None:
         click.echo(text)
 
 
+from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
+from cli._ruletest import ruletest  # noqa: E402
+
+cli.add_command(plan)
+cli.add_command(explain)
+cli.add_command(ruletest)
+
+
 def main() -> None:
     """Entry point: run the click app and turn any escaping error into a message and exit 1."""
     try:

@@ -222,6 +222,8 @@ def parse_expression(text: str) -> Expr:
     except UnexpectedCharacters as exc:
         char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
         hint = None
+        if char in "\"'":
+            return _raise(f"string starting here is never closed; add the closing {char}", exc.pos_in_stream)
         if char == "=" and text[exc.pos_in_stream : exc.pos_in_stream + 2] != "==":
             hint = "comparison is '==' ('=' only starts an expression at the beginning of a value)"
         elif char in "&":
@@ -230,11 +232,11 @@ def parse_expression(text: str) -> Expr:
             hint = "'%' only follows a number, as in 15%; there is no modulo operator"
         return _raise(f"unexpected character {char!r}", exc.pos_in_stream, hint)
     except UnexpectedEOF as exc:
-        return _raise(f"expression ends too early; expected {_expected(set(exc.expected))}", len(text))
+        return _raise_at_end(text, set(exc.expected))
     except UnexpectedToken as exc:
         token = exc.token
         if token.type == "$END":
-            return _raise(f"expression ends too early; expected {_expected(exc.accepts or exc.expected)}", len(text))
+            return _raise_at_end(text, set(exc.accepts or exc.expected))
         pos = token.start_pos if token.start_pos is not None else 0
         return _raise(
             f"unexpected {token.value!r}; expected {_expected(exc.accepts or exc.expected)}",
@@ -246,6 +248,45 @@ def parse_expression(text: str) -> Expr:
         if isinstance(exc.orig_exc, SyntaxProblem):
             raise exc.orig_exc from None
         raise
+
+
+def _unclosed_bracket(text: str) -> tuple[int, str] | None:
+    """The offset of the last opening bracket that is never closed (strings skipped), if any."""
+    stack: list[tuple[int, str]] = []
+    quote = ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([":
+            stack.append((i, ch))
+        elif ch in ")]" and stack:
+            stack.pop()
+        i += 1
+    return stack[-1] if stack else None
+
+
+def _raise_at_end(text: str, expected: set[str]) -> Expr:
+    """The input stopped early: blame an unclosed bracket, or the operator left dangling."""
+    unclosed = _unclosed_bracket(text)
+    if unclosed is not None:
+        offset, bracket = unclosed
+        closing = ")" if bracket == "(" else "]"
+        return _raise(f"'{bracket}' is never closed", offset, f"add '{closing}' where the group ends")
+    stripped = text.rstrip()
+    last = len(stripped) - 1
+    while last > 0 and not stripped[last - 1].isspace() and stripped[last - 1] in "+-*/<>=!?|":
+        last -= 1
+    token = stripped[last:]
+    if token and not token[-1].isalnum() and token[-1] not in ")]\"'":
+        return _raise(f"'{token}' needs an operand after it", last, None, len(stripped))
+    return _raise(f"expression ends too early; expected {_expected(expected)}", max(last, 0))
 
 
 def _raise(message: str, offset: int, hint: str | None = None, end: int | None = None) -> Expr:

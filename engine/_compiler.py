@@ -157,6 +157,7 @@ class CompiledRules:
     stock: StockRule
     require: list[RequireRule]
     divergence: DivergenceRules | None
+    categories_span: Span | None = None
     warnings: list[Any] = field(default_factory=list)
 
     @property
@@ -188,9 +189,9 @@ class _SectionCompiler:
         return Scope(where, names, self.table_types, unavailable)
 
     def expr(self, node: Node | None, scope: Scope, expect: Type | None, what: str) -> CompiledExpression | None:
-        if node is None:
+        if node is None or self.sink.has_error_at(node.span):
             return None
-        if not node.is_scalar or node.value is None and not node.text:
+        if not node.is_scalar or (node.value is None and not node.text):
             self.sink.error("TP112", f"{what} must be an expression", node.span)
             return None
         return compile_expression(source_of(node), scope, self.sink, self.table_values, expect, what)
@@ -270,6 +271,16 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
     c = _SectionCompiler(loaded, sink)
     root = loaded.root
     errors_before = len(sink.errors)
+
+    marketplace = root.get("marketplace")
+    if marketplace is not None and marketplace.is_scalar and isinstance(marketplace.value, str):
+        from marketplaces import available_connectors
+
+        known = available_connectors()
+        if marketplace.value not in known:
+            guess = did_you_mean(marketplace.value, known)
+            sink.error("TP115", f"no connector named '{marketplace.value}'", marketplace.span,
+                       hint=f"did you mean '{guess}'?" if guess else f"installed: {', '.join(sorted(known))}")
 
     select_scope = c.scope("in select")
     select = [
@@ -374,8 +385,11 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
         return None
     price = PriceRule(value, round_expr, price_min, price_max, sale, currency_code, places)
     stock = StockRule(warehouses, safety, share, stock_max, snode.span)
+    categories_node = root.get("categories")
+    categories_span = (categories_node.key_span or categories_node.span) if categories_node else None
     return CompiledRules(
-        loaded.file, rules, loaded.tables, select, categories, listing, variations, price, stock, require, divergence
+        loaded.file, rules, loaded.tables, select, categories, listing, variations, price, stock, require, divergence,
+        categories_span,
     )
 
 
@@ -395,7 +409,10 @@ def _compile_round(c: _SectionCompiler, node: Node | None, scope: Scope, places:
     try:
         tree = A.parse_expression(source.text)
     except A.SyntaxProblem as problem:
-        c.sink.error("TP201", problem.message, source.span(problem.offset, problem.end), problem.hint)
+        if problem.message == "empty expression":
+            c.sink.error("TP202", problem.message, node.span, problem.hint)
+        else:
+            c.sink.error("TP201", problem.message, source.span(problem.offset, problem.end), problem.hint)
         return None
     if isinstance(tree, A.Literal) and isinstance(tree.value, Decimal):
         tree = A.Call(tree.start, tree.end, "round", [tree], tree.start)

@@ -267,7 +267,7 @@ class Checker:
             expected = f"{required}" if most == required else f"{required} to {most}" if most else f"at least {required}"
             return self.error(
                 "TP304", f"{function.name}() takes {expected} argument{'s' if expected != '1' else ''}, got {count}{piped}",
-                node, hint=f"{function.name}: {function.doc}",
+                name_span if node.piped else node, hint=f"{function.name}: {function.doc}",
             )
         for position, (arg, t) in enumerate(zip(node.args, types, strict=True)):
             param = function.params[min(position, len(function.params) - 1)]
@@ -282,11 +282,22 @@ class Checker:
             literals: list[object] = [a.value if isinstance(a, A.Literal) else NOT_LITERAL for a in node.args]
             problem = function.check(literals)
             if problem:
-                self.error("TP310", problem, node)
+                self.error("TP310", problem, self._culprit(function, node, literals))
         if function.name != "reject" and not function.needs_span and all(self.is_constant(a) for a in node.args):
             self.constant.add(id(node))
         returns = function.returns(types) if callable(function.returns) else function.returns
         return returns
+
+    def _culprit(self, function: Function, node: A.Call, literals: list[object]) -> A.Expr:
+        """The literal argument a failed compile-time check is about, to underline it alone."""
+        for i, value in enumerate(literals):
+            if value is NOT_LITERAL:
+                continue
+            alone: list[object] = [NOT_LITERAL] * len(literals)
+            alone[i] = value
+            if function.check is not None and function.check(alone):
+                return node.args[i]
+        return node
 
     def _check_argument(self, arg: A.Expr) -> Type:
         return self.check(arg)
@@ -295,8 +306,9 @@ class Checker:
         """``lookup`` takes the table first; the pipe puts it second (``x | lookup(colors)``)."""
         args = node.args
         tables = self.scope.tables
-        if len(args) >= 2 and isinstance(args[1], A.Name) and args[1].name in tables and not (
-            isinstance(args[0], A.Name) and args[0].name in tables
+        first_is_table = isinstance(args[0], A.Name) and args[0].name in tables if args else False
+        if len(args) >= 2 and isinstance(args[1], A.Name) and not first_is_table and (
+            args[1].name in tables or (node.piped and args[1].name not in self.scope.names)
         ):
             args[0], args[1] = args[1], args[0]
         if args and isinstance(args[0], A.Name) and args[0].name not in tables:
@@ -313,6 +325,7 @@ class Checker:
             self.error(
                 "TP307", f"write the table name without quotes: lookup({args[0].value}, ...)", args[0]
             )
+            args[0] = A.Literal(args[0].start, args[0].end, None)
 
 
 def _describe(node: A.Expr) -> str:
@@ -438,8 +451,10 @@ def compile_expression(
         try:
             tree = A.parse_expression(source.text)
         except A.SyntaxProblem as problem:
-            code = "TP202" if problem.message == "empty expression" else "TP201"
-            sink.error(code, problem.message, source.span(problem.offset, problem.end), problem.hint)
+            if problem.message == "empty expression":
+                sink.error("TP202", problem.message, source.node.span, problem.hint)
+            else:
+                sink.error("TP201", problem.message, source.span(problem.offset, problem.end), problem.hint)
             return None
     checker = Checker(scope, source, sink)
     result = checker.check(tree)

@@ -348,6 +348,8 @@ def _merge_tables(root: Node, sink: DiagnosticSink, tables: dict[str, Table]) ->
         return
     for name, node in tables_node.items():
         if not node.is_mapping:
+            # Already reported by the shape check; registered empty so its uses do not cascade.
+            tables.setdefault(name, Table(name, {}, node))
             continue
         if name in tables:
             first = tables[name].node.key_span or tables[name].node.span
@@ -382,8 +384,9 @@ def _load_includes(
         try:
             TableFile.model_validate(child.plain())
         except ValidationError as exc:
+            # Report, but keep the file's good tables: one bad table must not turn every use of
+            # the others into "unknown table".
             _pydantic_to_diagnostics(exc, child, TableFile, sink)
-            continue
         _load_includes(target, child, sink, tables, [*stack, target])
         _merge_tables(child, sink, tables)
 

@@ -21,7 +21,7 @@ class Context:
     cheapest lookup Python offers.
     """
 
-    __slots__ = ("item", "listing", "order", "price", "product", "sku", "stock", "value")
+    __slots__ = ("category", "item", "listing", "order", "price", "product", "sku", "stock", "value")
 
     def __init__(
         self,
@@ -33,6 +33,7 @@ class Context:
         order: Any = None,
         item: Any = None,
         value: Any = None,
+        category: Any = None,
     ) -> None:
         self.product = product
         self.sku = sku
@@ -42,6 +43,7 @@ class Context:
         self.order = order
         self.item = item
         self.value = value
+        self.category = category
 
 
 def add(a: Any, b: Any) -> Any:

@@ -122,7 +122,7 @@ class TemplateCompiler:
         try:
             tree = self.env.parse(text)
         except TemplateSyntaxError as exc:
-            offset = _line_offset(text, exc.lineno or 1)
+            offset = _syntax_error_offset(text, exc)
             sink.error("TP401", f"template syntax error: {exc.message}", source.span(offset), hint=_syntax_hint(exc))
             return None
         checker = _TemplateChecker(self, scope, source, sink)
@@ -141,6 +141,26 @@ def _syntax_hint(exc: TemplateSyntaxError) -> str | None:
     return None
 
 
+def _syntax_error_offset(text: str, exc: TemplateSyntaxError) -> int:
+    """jinja2 reports only a line: find the offending token on it, or the tag left open."""
+    start = _line_offset(text, exc.lineno or 1)
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    message = exc.message or ""
+    if "unexpected end of template" in message:
+        opened = max(text.rfind("{{"), text.rfind("{%"))
+        return opened if opened >= 0 else start
+    found = re.search(r"unexpected '(.+?)'", message)
+    if found:
+        token = found.group(1)
+        hits = [m.start() for m in re.finditer(re.escape(token), text[start:end])]
+        lonely = [h for h in hits if len(token) > 1 or not (
+            text[start + h - 1 : start + h] == token or text[start + h + 1 : start + h + 2] == token)]
+        if lonely or hits:
+            return start + (lonely or hits)[-1]
+    return start
+
+
 def _line_offset(text: str, lineno: int) -> int:
     offset = 0
     for _ in range(lineno - 1):
@@ -151,6 +171,29 @@ def _line_offset(text: str, lineno: int) -> int:
     while offset < len(text) and text[offset] in " \t":
         offset += 1
     return offset
+
+
+def _dotted(node: nodes.Node) -> str | None:
+    if isinstance(node, nodes.Name):
+        return node.name
+    if isinstance(node, nodes.Getattr):
+        base = _dotted(node.node)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _patterns(node: nodes.Node, needle: str) -> list[re.Pattern[str]]:
+    word = re.escape(needle)
+    patterns = []
+    if isinstance(node, nodes.Getattr):
+        base = _dotted(node.node)
+        if base:
+            dotted = r"\s*\.\s*".join(re.escape(part) for part in base.split("."))
+            patterns.append(re.compile(rf"(?<![\w.]){dotted}\s*\.\s*(?P<needle>{word})(?!\w)"))
+        patterns.append(re.compile(rf"\.\s*(?P<needle>{word})(?!\w)"))
+    patterns.append(re.compile(rf"(?<![\w.])(?P<needle>{word})(?!\w)"))
+    patterns.append(re.compile(rf"(?P<needle>{word})"))
+    return patterns
 
 
 class _TemplateChecker:
@@ -166,17 +209,22 @@ class _TemplateChecker:
         self.assigned: set[str] = set()
 
     def locate(self, node: nodes.Node, needle: str) -> Span:
-        """jinja2 nodes know their line only: find the needle on that line for the column."""
+        """jinja2 nodes know their line only: find the needle on that line for the column.
+
+        A field is searched as the whole dotted path (``sku.nam``), so the ``nam`` inside an
+        earlier ``product.name`` on the same line is not mistaken for it.
+        """
         text = self.source.text
         start = _line_offset(text, getattr(node, "lineno", 1) or 1)
         line_end = text.find("\n", start)
         line_end = len(text) if line_end < 0 else line_end
-        found = text.find(needle, start, line_end)
-        if found < 0:
-            found = text.find(needle)
-        if found < 0:
-            return self.source.span(start)
-        return self.source.span(found, found + len(needle))
+        for pattern in _patterns(node, needle):
+            for region in ((start, line_end), (0, len(text))):
+                found = pattern.search(text, *region)
+                if found:
+                    offset = found.start("needle")
+                    return self.source.span(offset, offset + len(needle))
+        return self.source.span(start)
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self.sink.error(code, message, span, hint)

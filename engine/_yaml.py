@@ -217,6 +217,10 @@ class _Builder:
         if isinstance(node, SequenceNode):
             return Node([self.build(item) for item in node.value], span, key_span=key_span)
         assert isinstance(node, ScalarNode)
+        if node.style is None and node.value == "" and key_span is not None:
+            # An empty value has no token of its own: ruamel marks the next token, often on
+            # another line. The key is what the user needs to look at.
+            span = key_span
         value = _scalar_value(node)
         text = str(node.value).replace("\a", "")
         start = self.line_offsets[node.start_mark.line] + node.start_mark.column

@@ -1,0 +1,212 @@
+"""`tradepost plan` and `tradepost explain`: what would be sent, and why."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from cli._render import console, render_diagnostics
+from engine import RuleError
+from engine._config import Project, load_project
+from engine._jsonio import dumps
+from engine._plan import Change, PlanSummary
+from engine._planfile import PlanWriter, change_record
+from engine._run import catalog_records, open_marketplace, open_state
+
+EXIT_CHANGES = 2
+TABLE_LIMIT = 50
+
+config_option = click.option(
+    "-c", "--config", "config_path", type=click.Path(path_type=Path),
+    help="Project config (default: ./tradepost.yaml or $TRADEPOST_CONFIG).",
+)
+
+
+def _project(config_path: Path | None) -> Project:
+    try:
+        return load_project(config_path)
+    except RuleError as exc:
+        render_diagnostics(exc.diagnostics)
+        sys.exit(1)
+
+
+def _compile_or_exit(project: Project, name: str) -> Any:
+    try:
+        return open_marketplace(project, name)
+    except RuleError as exc:
+        render_diagnostics(exc.diagnostics)
+        click.echo(f"{project.rules_path(name)}: {len(exc.diagnostics)} problem(s); run `tradepost check`", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@config_option
+@click.option("-m", "--marketplace", "marketplaces", multiple=True, help="Only this marketplace (repeatable).")
+@click.option("--sku", "skus", multiple=True, help="Only this SKU id (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Save the plan (with payloads) for apply.")
+@click.option("--show-payload", is_flag=True, help="Print the marketplace request bodies of the changes shown.")
+@click.option("--all", "show_all", is_flag=True, help="Also list unchanged SKUs in the table.")
+@click.option("--limit", type=int, default=TABLE_LIMIT, show_default=True, help="Rows per marketplace in the table.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with changes, 1 on error.")
+def plan(
+    config_path: Path | None, marketplaces: Sequence[str], skus: Sequence[str], fmt: str, output: Path | None,
+    show_payload: bool, show_all: bool, limit: int, detailed_exitcode: bool,
+) -> None:
+    """Show what each marketplace would receive, without sending anything."""
+    project = _project(config_path)
+    names = project.marketplace_names(list(marketplaces))
+    only = set(skus) or None
+    writer = PlanWriter(output) if output else None
+    out = console()
+    summaries: list[PlanSummary] = []
+    documents: list[dict[str, Any]] = []
+    try:
+        with open_state(project) as state:
+            for name in names:
+                run = _compile_or_exit(project, name)
+                planner = run.planner(state)
+                if writer:
+                    writer.begin(name, str(project.rules_path(name)), state.fingerprint(run.compiled.marketplace))
+                table = _changes_table(name) if fmt == "table" else None
+                shown = 0
+                changes: list[dict[str, Any]] = []
+                for change in planner.changes(catalog_records(project), only):
+                    record = change_record(change, run.connector) if (writer or show_payload) else None
+                    if writer and record is not None:
+                        writer.change(record)
+                    if fmt == "jsonl":
+                        click.echo(dumps(record or change.to_dict()))
+                    elif fmt == "json":
+                        changes.append(record or change.to_dict())
+                    elif table is not None and (change.op != "unchanged" or show_all) and shown < limit:
+                        shown += 1
+                        _add_row(table, change)
+                        if show_payload and record and record.get("payloads"):
+                            table.add_row("", "", "", "", "", dumps(record["payloads"], indent=2))
+                summary = planner.summary
+                summaries.append(summary)
+                if writer:
+                    writer.end(summary.to_dict())
+                if fmt == "jsonl":
+                    click.echo(dumps({"summary": summary.to_dict()}))
+                elif fmt == "json":
+                    documents.append({"marketplace": name, "summary": summary.to_dict(), "changes": changes})
+                elif table is not None:
+                    if table.row_count:
+                        out.print(table)
+                    hidden = sum(summary.ops[o] for o in summary.ops if o != "unchanged" or show_all) - shown
+                    if hidden > 0:
+                        out.print(f"… {hidden} more; use --format jsonl, --sku or --limit to see them")
+                    out.print(f"[bold]{name}[/bold] {summary.line()}"
+                              f" ({summary.ops['unchanged']} unchanged, {summary.excluded} not selected)")
+        if writer:
+            writer.close()
+            click.echo(f"Saved the plan to {output}; send it with `tradepost apply {output}`", err=True)
+    except BaseException:
+        if writer:
+            writer.abort()
+        raise
+    if fmt == "json":
+        click.echo(dumps({"format_version": 1, "marketplaces": documents}, indent=2))
+    if detailed_exitcode and any(s.has_changes for s in summaries):
+        sys.exit(EXIT_CHANGES)
+
+
+def _changes_table(name: str) -> Table:
+    table = Table(title=f"{name}", title_justify="left", show_lines=False)
+    for column in ("op", "sku", "fields", "price", "qty", "detail"):
+        table.add_column(column, overflow="fold")
+    return table
+
+
+_OP_STYLE = {"create": "green", "update": "yellow", "delete": "red", "invalid": "magenta", "unchanged": "dim"}
+
+
+def _add_row(table: Table, change: Change) -> None:
+    listing, before = change.listing, change.before
+    price = qty = ""
+    if listing is not None:
+        sale = f" (sale {listing.sale_price})" if listing.sale_price is not None else ""
+        price = f"{before.price} → {listing.price}" if before and before.price != listing.price else f"{listing.price}"
+        price += sale
+        qty = f"{before.quantity} → {listing.quantity}" if before and before.quantity != listing.quantity else str(
+            listing.quantity)
+    elif before is not None:
+        price, qty = str(before.price), str(before.quantity)
+    detail = "; ".join(str(r) for r in change.reasons) if change.reasons else (
+        listing.title if listing is not None else "")
+    style = _OP_STYLE.get(change.op, "")
+    table.add_row(f"[{style}]{change.op}[/{style}]", change.sku_id, ",".join(change.kinds), price, qty, detail)
+
+
+@click.command()
+@click.argument("sku")
+@click.option("-m", "--marketplace", required=True, help="The marketplace to explain the SKU for.")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> None:
+    """Show, field by field, what a SKU becomes on a marketplace and which rule made each value."""
+    project = _project(config_path)
+    run = _compile_or_exit(project, marketplace)
+    with open_state(project) as state:
+        planner = run.planner(state)
+        found = [c for c in planner.changes(catalog_records(project), {sku}, explain=True) if c.sku_id == sku]
+    if not found:
+        click.echo(f"SKU {sku} is not in the catalog of {project.path}", err=True)
+        sys.exit(1)
+    change = found[0]
+    outcome = change.outcome
+    provenance = outcome.provenance if outcome else {}
+    payloads = run.connector.payloads_for(change.op if change.op != "unchanged" else "create", change.kinds,
+                                          change.listing, sku) if change.listing else []
+    if fmt == "json":
+        click.echo(dumps({
+            "sku_id": sku, "marketplace": marketplace, "op": change.op,
+            "status": outcome.status if outcome else change.op,
+            "fields": _explained_fields(change, provenance),
+            "reasons": [r.to_dict() for r in change.reasons],
+            "payloads": payloads,
+        }, indent=2))
+        return
+    out = console()
+    status = outcome.status if outcome else change.op
+    out.print(f"[bold]{sku}[/bold] on [bold]{marketplace}[/bold]: {status} → {change.op}")
+    if change.listing is not None:
+        table = Table(show_header=True)
+        for column in ("field", "value", "rule"):
+            table.add_column(column, overflow="fold")
+        for row in _explained_fields(change, provenance):
+            table.add_row(row["field"], dumps(row["value"]), row["rule"] or "catalog default")
+        out.print(table)
+    for reason in change.reasons:
+        out.print(f"[magenta]{'excluded' if status == 'excluded' else 'reason'}[/magenta]: {reason}")
+    if payloads:
+        out.print("[bold]payload[/bold]")
+        click.echo(dumps(payloads, indent=2))
+
+
+def _explained_fields(change: Change, provenance: dict[str, Any]) -> list[dict[str, Any]]:
+    listing = change.listing
+    if listing is None:
+        return []
+    rows: list[dict[str, Any]] = [
+        {"field": "category", "value": listing.category, "rule": _where(provenance.get("category"))},
+        {"field": "price", "value": listing.price, "rule": _where(provenance.get("price"))},
+        {"field": "sale_price", "value": listing.sale_price, "rule": _where(provenance.get("sale_price"))},
+        {"field": "quantity", "value": listing.quantity, "rule": "stock"},
+    ]
+    for key, value in listing.fields.items():
+        rows.append({"field": f"listing.{key}", "value": value, "rule": _where(provenance.get(f"listing.{key}"))})
+    if listing.group is not None:
+        rows.append({"field": "variations.group", "value": listing.group, "rule": "variations.group_by"})
+    return rows
+
+
+def _where(span: Any) -> str | None:
+    return f"{span.file}:{span.line}" if span is not None else None

@@ -1,0 +1,142 @@
+"""The project config (``tradepost.yaml``): where the catalog comes from, where state lives,
+and which rule file drives each marketplace.
+
+Paths are relative to the config file, so a project folder can be moved or
+checked out anywhere and run from any working directory (cron jobs rarely
+start where you expect).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from engine._diagnostics import DiagnosticSink, RuleError, TradepostError
+from engine._rulefile import _pydantic_to_diagnostics
+from engine._yaml import parse_yaml
+
+CONFIG_NAMES = ("tradepost.yaml", "tradepost.yml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """The catalog source: a file (JSON Lines or a JSON array, optionally gzipped) or the VTEX API."""
+
+    type: Literal["file", "vtex"] = "file"
+    path: str | None = Field(None, description="Catalog file, relative to the config (type: file).")
+    account: str | None = Field(None, description="VTEX account name (type: vtex).")
+    environment: str = Field("vtexcommercestable", description="VTEX environment host part (type: vtex).")
+    base_url: str | None = Field(None, description="Override the VTEX base URL (the sandbox uses this).")
+    app_key_env: str = Field("VTEX_APP_KEY", description="Environment variable holding the AppKey.")
+    app_token_env: str = Field("VTEX_APP_TOKEN", description="Environment variable holding the AppToken.")
+    app_token_file: str | None = Field(None, description="File holding the AppToken, instead of the variable.")
+
+
+class MarketplaceConfig(_Strict):
+    rules: str = Field(description="The marketplace's rule file, relative to the config.")
+    base_url: str | None = Field(None, description="Override the marketplace API base URL (sandbox).")
+    credentials: dict[str, str] = Field(
+        default_factory=dict,
+        description="Names of environment variables (or files, with a 'file:' prefix) holding secrets.",
+    )
+
+
+class ProjectConfig(_Strict):
+    """A Tradepost project: one catalog source, one state store, several marketplaces."""
+
+    source: SourceConfig
+    state: str = Field(".tradepost/state.sqlite", description="SQLite file path, or a postgresql:// URL.")
+    marketplaces: dict[str, MarketplaceConfig]
+
+
+@dataclass
+class Project:
+    """A loaded config with its paths resolved against the config's folder."""
+
+    path: Path
+    config: ProjectConfig
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        return (self.folder / relative).resolve() if not os.path.isabs(relative) else Path(relative)
+
+    @property
+    def state_url(self) -> str:
+        state = self.config.state
+        return state if "://" in state else str(self.resolve(state))
+
+    @property
+    def catalog_path(self) -> Path | None:
+        path = self.config.source.path
+        return self.resolve(path) if path else None
+
+    def rules_path(self, marketplace: str) -> Path:
+        return self.resolve(self.marketplace(marketplace).rules)
+
+    def marketplace(self, name: str) -> MarketplaceConfig:
+        try:
+            return self.config.marketplaces[name]
+        except KeyError:
+            known = ", ".join(sorted(self.config.marketplaces)) or "none"
+            raise ConfigError(f"marketplace '{name}' is not in {self.path} (configured: {known})") from None
+
+    def marketplace_names(self, only: tuple[str, ...] | list[str] | None = None) -> list[str]:
+        names = list(self.config.marketplaces)
+        if only:
+            for name in only:
+                self.marketplace(name)
+            return [n for n in names if n in only]
+        return names
+
+
+class ConfigError(TradepostError):
+    """The project config is missing or wrong."""
+
+
+def find_config(explicit: str | Path | None = None) -> Path:
+    """The config to use: the given path, $TRADEPOST_CONFIG, or tradepost.yaml in the current folder."""
+    if explicit:
+        path = Path(explicit)
+        if not path.exists():
+            raise ConfigError(f"config file '{path}' does not exist")
+        return path
+    env = os.environ.get("TRADEPOST_CONFIG")
+    if env:
+        return find_config(env)
+    for name in CONFIG_NAMES:
+        if Path(name).exists():
+            return Path(name)
+    raise ConfigError(
+        "no tradepost.yaml here; pass --config PATH (the bundled example: --config examples/tradepost.yaml)"
+    )
+
+
+def load_project(path: str | Path | None = None) -> Project:
+    """Load and validate the project config; errors are positioned diagnostics (RuleError)."""
+    config_path = find_config(path)
+    sink = DiagnosticSink()
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {config_path}: {exc}") from None
+    root = parse_yaml(text, str(config_path), sink)
+    sink.raise_if_errors()
+    assert root is not None
+    try:
+        config = ProjectConfig.model_validate(root.plain())
+    except ValidationError as exc:
+        _pydantic_to_diagnostics(exc, root, ProjectConfig, sink)
+        raise RuleError(sink.sorted()) from None
+    return Project(config_path, config)
+
+

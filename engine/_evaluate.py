@@ -1,0 +1,230 @@
+"""Run a compiled rule file over one catalog record: the steps of the plan.
+
+select -> categorize -> build listing -> group variations -> price -> stock ->
+require -> the marketplace's own requirements. Every step that fails adds a
+:class:`Reason` carrying the rule's file:line:col and the run goes on to the
+next SKU; one bad SKU never stops the rest.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from typing import Any
+
+from engine._catalog import CatalogRecord
+from engine._compiler import CompiledRules, ContentField
+from engine._diagnostics import EvaluationError, Span
+from engine._expressions import CompiledExpression
+from engine._listing import Listing, Outcome, Reason
+from engine._runtime import Context
+from marketplaces import Connector
+
+UNLIMITED_QUANTITY = 999
+"""Offered for a SKU with unlimited stock when the rule file sets no stock.max."""
+
+
+class SkuEvaluator:
+    """The compiled steps for one marketplace, applied to records one at a time."""
+
+    def __init__(self, compiled: CompiledRules, connector: Connector) -> None:
+        self.compiled = compiled
+        self.connector = connector
+        self.marketplace = compiled.marketplace
+        self.currency = compiled.price.currency
+        self.exponent = Decimal(1).scaleb(-compiled.price.places)
+        self.listing_spans = {f"listing.{key}": field.span for key, field in compiled.listing.items()}
+        for key, field in compiled.listing.items():
+            if isinstance(field.children, dict):
+                for child_key, child in field.children.items():
+                    self.listing_spans[f"listing.{key}.{child_key}"] = child.span
+        self.categories_span = compiled.categories_span
+
+    def evaluate(self, record: CatalogRecord, explain: bool = False) -> Outcome:
+        sku = record.sku
+        ctx = Context(record.product, sku, record.price, record.stock)
+        reasons: list[Reason] = []
+        provenance: dict[str, Span] = {}
+        rules = self.compiled
+
+        for condition in rules.select:
+            try:
+                if condition.fn(ctx) is not True:
+                    return Outcome(sku.id, "excluded", reasons=[
+                        Reason("TP920", f"not selected: {condition.source}", "select", condition.span)])
+            except EvaluationError as exc:
+                return Outcome(sku.id, "invalid", reasons=[_reason(exc, "select", condition)])
+
+        category = ""
+        try:
+            choice = rules.categories.resolve(record.product.category_path, ctx)
+        except EvaluationError as exc:
+            choice = None
+            reasons.append(_reason(exc, "categories", None))
+        if choice is None:
+            if not reasons:
+                path = record.product.category or "(no category)"
+                reasons.append(Reason("TP921", f"no category mapping for {path}", "categories", self.categories_span))
+        else:
+            category = choice.category
+            provenance["category"] = choice.span
+        ctx.category = category
+
+        fields: dict[str, Any] = {}
+        for key, field in rules.listing.items():
+            fields[key] = self._content(field, ctx, reasons)
+            if explain:
+                provenance[f"listing.{key}"] = field.span
+        _defaults(fields, record)
+        ctx.listing = fields
+
+        group: str | None = None
+        axes: dict[str, Any] = {}
+        if rules.variations is not None:
+            try:
+                value = rules.variations.group_by.fn(ctx)
+                group = None if value is None else str(value)
+            except EvaluationError as exc:
+                reasons.append(_reason(exc, "variations.group_by", rules.variations.group_by))
+            attributes = fields.get("attributes") if isinstance(fields.get("attributes"), dict) else {}
+            for axis in rules.variations.axes:
+                axes[axis] = attributes.get(axis, fields.get(axis)) if attributes else fields.get(axis)
+
+        price, sale_price = self._price(ctx, reasons, provenance)
+        quantity = self._quantity(record, ctx, reasons)
+
+        if reasons:
+            return Outcome(sku.id, "invalid", reasons=reasons, provenance=provenance)
+
+        assert price is not None and quantity is not None
+        listing = Listing(sku.id, sku.product_id, self.marketplace, category, fields, price, self.currency,
+                          quantity, sale_price, group, axes)
+        ctx.listing = {**fields, "category": category, "price": price, "sale_price": sale_price,
+                       "quantity": quantity}
+        for rule in rules.require:
+            try:
+                passed = rule.check.fn(ctx) is True
+                if not passed:
+                    message = rule.message(ctx) if callable(rule.message) else rule.message
+                    reasons.append(Reason("TP922", message or f"check failed: {rule.check.source}", "require",
+                                          rule.check.span))
+            except EvaluationError as exc:
+                reasons.append(_reason(exc, "require", rule.check))
+        for reason in self.connector.check(listing):
+            span = self.listing_spans.get(reason.rule) or self.listing_spans.get(reason.rule.rsplit(".", 1)[0])
+            reasons.append(Reason(reason.code, reason.message, f"{self.marketplace}: {reason.rule}", span))
+        if reasons:
+            return Outcome(sku.id, "invalid", reasons=reasons, provenance=provenance)
+        return Outcome(sku.id, "listed", listing=listing, provenance=provenance)
+
+    def _content(self, field: ContentField, ctx: Context, reasons: list[Reason]) -> Any:
+        kind = field.kind
+        if kind == "literal":
+            return field.value
+        if kind == "mapping":
+            assert isinstance(field.children, dict)
+            out = {}
+            for key, child in field.children.items():
+                value = self._content(child, ctx, reasons)
+                if value is not None and value != "":
+                    out[key] = value
+            return out
+        if kind == "list":
+            assert isinstance(field.children, list)
+            return [v for child in field.children if (v := self._content(child, ctx, reasons)) is not None]
+        assert field.compiled is not None
+        try:
+            return field.compiled(ctx)
+        except EvaluationError as exc:
+            reasons.append(Reason(exc.code, exc.message, "listing." + ".".join(field.path), exc.span or field.span))
+            return None
+
+    def _price(
+        self, ctx: Context, reasons: list[Reason], provenance: dict[str, Span]
+    ) -> tuple[Decimal | None, Decimal | None]:
+        rule = self.compiled.price
+        provenance["price"] = rule.value.span
+        try:
+            value = rule.value.fn(ctx)
+            if value is None:
+                reasons.append(Reason("TP923", "price is null (a field it reads is missing)", "price.value",
+                                      rule.value.span))
+                return None, None
+            price = self._round(ctx, value)
+            if price <= 0:
+                reasons.append(Reason("TP923", f"price {price} is not positive", "price.value", rule.value.span))
+                return None, None
+            low = rule.min.fn(ctx) if rule.min is not None else None
+            if low is not None and price < low:
+                assert rule.min is not None
+                reasons.append(Reason("TP924", f"price {price} is below the minimum {_cents(low, self.exponent)}",
+                                      "price.min", rule.min.span))
+            high = rule.max.fn(ctx) if rule.max is not None else None
+            if high is not None and price > high:
+                assert rule.max is not None
+                reasons.append(Reason("TP924", f"price {price} is above the maximum {_cents(high, self.exponent)}",
+                                      "price.max", rule.max.span))
+            sale_price = None
+            if rule.sale is not None:
+                sale = rule.sale.fn(ctx)
+                if sale is not None:
+                    sale_price = self._round(ctx, sale)
+                    provenance["sale_price"] = rule.sale.span
+                    if sale_price >= price:
+                        sale_price = None
+                    elif low is not None and sale_price < low:
+                        reasons.append(Reason(
+                            "TP924", f"sale price {sale_price} is below the minimum {_cents(low, self.exponent)}",
+                            "price.sale", rule.sale.span))
+            return price, sale_price
+        except EvaluationError as exc:
+            reasons.append(_reason(exc, "price", rule.value))
+            return None, None
+
+    def _round(self, ctx: Context, value: Decimal) -> Decimal:
+        rule = self.compiled.price
+        if rule.round is not None:
+            ctx.value = value
+            value = rule.round.fn(ctx)
+        return Decimal(value).quantize(self.exponent, rounding=ROUND_HALF_UP)
+
+    def _quantity(self, record: CatalogRecord, ctx: Context, reasons: list[Reason]) -> int | None:
+        rule = self.compiled.stock
+        try:
+            maximum = rule.max.fn(ctx) if rule.max is not None else None
+            stock = record.stock
+            if stock.unlimited_in(rule.warehouses):
+                return int(maximum) if maximum is not None else UNLIMITED_QUANTITY
+            available = stock.available_in(rule.warehouses)
+            safety = rule.safety.fn(ctx) or 0
+            share = rule.share.fn(ctx)
+            share = Decimal(1) if share is None else share
+            quantity = int((max(Decimal(0), Decimal(available) - safety) * share).to_integral_value(ROUND_FLOOR))
+            if maximum is not None:
+                quantity = min(quantity, int(maximum))
+            return max(quantity, 0)
+        except EvaluationError as exc:
+            reasons.append(_reason(exc, "stock", None))
+            return None
+
+
+def _defaults(fields: dict[str, Any], record: CatalogRecord) -> None:
+    """Standard fields a rule file did not set come from the catalog, so payloads are complete."""
+    if "images" not in fields:
+        fields["images"] = [image.url for image in record.sku.images]
+    if "gtin" not in fields and record.sku.ean:
+        fields["gtin"] = record.sku.ean
+    if "brand" not in fields and record.product.brand:
+        fields["brand"] = record.product.brand
+    if "mpn" not in fields and record.sku.mpn:
+        fields["mpn"] = record.sku.mpn
+    if "description" not in fields and record.product.description:
+        fields["description"] = record.product.description
+
+
+def _reason(exc: EvaluationError, rule: str, expression: CompiledExpression | None) -> Reason:
+    span = exc.span or (expression.span if expression is not None else None)
+    return Reason(exc.code, exc.message, rule, span)
+
+
+def _cents(value: Any, exponent: Decimal) -> Decimal:
+    return Decimal(value).quantize(exponent, rounding=ROUND_HALF_UP)

@@ -1,0 +1,622 @@
+"""The function library of the rule language.
+
+Each function a rule may call is declared once, next to its code: parameters
+and their types (checked by the compiler before any SKU is read), how the
+result type follows from the argument types, and a check of the literal
+arguments, so that a bad regex or an unknown rounding mode fails
+``tradepost check`` instead of every SKU at run time. The first line of each
+implementation's docstring is the user-facing doc.
+
+Conventions every function keeps, so that rule authors can rely on them:
+
+* numbers are ``Decimal`` (``int`` is accepted too, for stock quantities), never
+  ``float``, and every rounding names its mode instead of trusting the ambient
+  decimal context;
+* null propagates: a null required argument gives null, unless the doc line
+  says otherwise (``gtin_valid``, ``lookup``, ``reject``);
+* a failure the rule author can fix raises :class:`EvaluationError` at the
+  rule's span, so the invalid SKU points at the same file:line:col as a
+  compile-time diagnostic would.
+"""
+
+from __future__ import annotations
+
+import decimal
+import inspect
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+from functools import lru_cache
+from typing import Any, NoReturn, TypeAlias, TypeVar
+
+from engine._diagnostics import EvaluationError, Rejected, Span, did_you_mean
+from engine._types import ANY, BOOL, NEVER, NUMBER, STRING, Type, table_of, unify
+
+Number: TypeAlias = Decimal | int
+Check: TypeAlias = Callable[[Sequence[object]], "str | None"]
+Returns: TypeAlias = "Type | Callable[[Sequence[Type]], Type]"
+_Impl = TypeVar("_Impl", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter; only the ``kind`` of ``type`` is checked against the argument."""
+
+    name: str
+    type: Type
+    optional: bool = False
+    literal: bool = False  # must be written in the rule itself (a rounding mode, a regex)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function of the rule language, as the compiler and ``tradepost explain`` see it.
+
+    ``returns`` is a type, or a callable deriving it from the argument types
+    (null in, null out). ``needs_span`` functions take a keyword-only ``at``
+    and raise :class:`EvaluationError` at it. ``check`` receives the literal
+    arguments (``NOT_LITERAL`` for the others) and returns a message saying
+    what is wrong and how to fix it, or None.
+    """
+
+    name: str
+    params: tuple[Param, ...]
+    returns: Type | Callable[[Sequence[Type]], Type]
+    impl: Callable[..., Any]
+    doc: str
+    variadic: bool = False
+    needs_span: bool = False
+    check: Check | None = None
+
+
+class _Sentinel:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+NOT_LITERAL: object = _Sentinel("NOT_LITERAL")
+_ABSENT: Any = _Sentinel("<no default>")
+
+ROUNDING_MODES: dict[str, str] = {
+    "ceiling": decimal.ROUND_CEILING,
+    "down": decimal.ROUND_DOWN,
+    "floor": decimal.ROUND_FLOOR,
+    "half_down": decimal.ROUND_HALF_DOWN,
+    "half_even": decimal.ROUND_HALF_EVEN,
+    "half_up": decimal.ROUND_HALF_UP,
+    "up": decimal.ROUND_UP,
+}
+_DIRECTIONS = ("up", "down", "nearest")
+_GTIN_LENGTHS = (8, 12, 13, 14)
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)")
+_WORD = re.compile(r"[^\W_]+(?:['\u2019][^\W_]+)*")  # a word may hold an apostrophe: d'água
+# Wide enough that no price or quantity is ever rounded by the context itself;
+# the thread's context (28 digits, changeable by any library) is never consulted.
+_CONTEXT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def quantize(value: Decimal, places: int, mode: str = "half_up") -> Decimal:
+    """Round ``value`` to ``places`` decimals with a named rounding mode.
+
+    Shared with the price code, so that ``round(x, 2)`` in a rule and the
+    price a connector sends are rounded by the same lines.
+
+    Raises:
+        ValueError: ``places`` is negative or ``mode`` is not in ``ROUNDING_MODES``.
+        TypeError: ``value`` is a float (money is never binary floating point).
+    """
+    if places < 0:
+        raise ValueError(f"places must be 0 or more, not {places}")
+    if mode not in ROUNDING_MODES:
+        raise ValueError(_mode_problem(mode))
+    exponent = Decimal((0, (1,), -places))
+    return _number(value).quantize(exponent, rounding=ROUNDING_MODES[mode], context=_CONTEXT)
+
+
+# Problems with an argument. ``check`` runs them on literals at compile time and the
+# implementations on computed values at run time, so both report the same message.
+
+
+def _as_number(value: object) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+        return None
+    return Decimal(value)
+
+
+def _whole_problem(function: str, what: str, value: object, hint: str = "") -> str | None:
+    number = _as_number(value)
+    if number is None or (number >= 0 and number % 1 == 0):
+        return None
+    return f"{function}: {what} must be a whole number of 0 or more, not {_to_text(number)}{hint}"
+
+
+def _places_problem(function: str) -> Callable[[object], str | None]:
+    hint = "; to round to tens or hundreds use round_to(x, 10)"
+    return lambda places: _whole_problem(function, "places", places, hint)
+
+
+def _choice_problem(what: str, value: object, choices: Sequence[str]) -> str | None:
+    if not isinstance(value, str) or value in choices:
+        return None
+    guess = did_you_mean(value, choices)
+    suggestion = f"did you mean '{guess}'? " if guess else ""
+    return f"unknown {what} {value!r}; {suggestion}use one of: {', '.join(choices)}"
+
+
+def _mode_problem(mode: object) -> str | None:
+    return _choice_problem("rounding mode", mode, sorted(ROUNDING_MODES))
+
+
+def _direction_problem(direction: object) -> str | None:
+    return _choice_problem("ending direction", direction, _DIRECTIONS)
+
+
+def _step_problem(step: object) -> str | None:
+    number = _as_number(step)
+    if number is None or number > 0:
+        return None
+    return f"round_to: step must be greater than 0, not {_to_text(number)}; e.g. round_to(x, 0.05)"
+
+
+def _end_problem(end: object) -> str | None:
+    number = _as_number(end)
+    if number is None or number >= 0:
+        return None
+    return f"ending: the ending must be 0 or more, not {_to_text(number)}; e.g. ending(x, 0.90)"
+
+
+def _regex_problem(pattern: object) -> str | None:
+    if not isinstance(pattern, str):
+        return None
+    try:
+        _compiled(pattern)
+    except re.error as error:
+        return (
+            f"invalid regular expression {pattern!r}: {error}; "
+            "put a backslash before ( ) [ ] . * + ? to match them literally"
+        )
+    return None
+
+
+def _number_problem(text: object) -> str | None:
+    if not isinstance(text, str) or _read_number(text) is not None:
+        return None
+    return f'cannot read "{text}" as a number; write digits with at most one "." or ",", as in 12.5 or 12,5'
+
+
+def _check(*rules: tuple[int, Callable[[object], str | None]]) -> Check:
+    """A ``check`` running each problem finder on the literal at its argument position."""
+
+    def check(literals: Sequence[object]) -> str | None:
+        for index, problem in rules:
+            if index < len(literals) and literals[index] is not NOT_LITERAL:
+                message = problem(literals[index])
+                if message:
+                    return message
+        return None
+
+    return check
+
+
+def _raise_if(problem: str | None, at: Span | None) -> None:
+    if problem:
+        raise EvaluationError(problem, at)
+
+
+# Conversions shared by several functions.
+
+
+def _number(value: Number) -> Decimal:
+    if isinstance(value, (Decimal, int)):
+        return Decimal(value)
+    raise TypeError(f"rule numbers are Decimal or int, never {type(value).__name__}")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    return "a table" if isinstance(value, dict) else "a number"
+
+
+def _to_text(value: object, at: Span | None = None) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value.copy_abs() if value.is_zero() else value, "f")  # never "-0.00"
+    if isinstance(value, int):
+        return str(value)
+    raise EvaluationError(
+        f"cannot turn {_describe(value)} into text; text() takes a number, text or true/false", at
+    )
+
+
+def _read_number(text: str) -> Decimal | None:
+    compact = "".join(text.split())
+    return Decimal(compact.replace(",", ".")) if _NUMBER_TEXT.fullmatch(compact) else None
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _null_in_null_out(result: Type) -> Callable[[Sequence[Type]], Type]:
+    """The result type may be null exactly when an argument may be (null propagation)."""
+    return lambda args: result.or_null(any(arg.nullable for arg in args))
+
+
+_LIBRARY: list[Function] = []
+
+
+def _function(
+    name: str, *params: Param, returns: Returns, check: Check | None = None, variadic: bool = False
+) -> Callable[[_Impl], _Impl]:
+    """Declare the decorated implementation as the rule function ``name``."""
+
+    def register(impl: _Impl) -> _Impl:
+        doc = (inspect.getdoc(impl) or "").splitlines()[0]
+        # Derived, not declared, so the flag cannot disagree with the signature.
+        needs_span = "at" in inspect.signature(impl).parameters
+        _LIBRARY.append(Function(name, params, returns, impl, doc, variadic, needs_span, check))
+        return impl
+
+    return register
+
+
+_X = Param("x", NUMBER)
+_PLACES = Param("places", NUMBER, optional=True)
+_MODE = Param("mode", STRING, optional=True, literal=True)
+_TEXT = Param("text", STRING)
+_NUMBER_OUT = _null_in_null_out(NUMBER)
+_STRING_OUT = _null_in_null_out(STRING)
+_BOOL_OUT = _null_in_null_out(BOOL)
+
+
+# Numbers
+
+
+def _round_places(function: str, x: Number, places: Number, mode: str, at: Span | None) -> Decimal:
+    _raise_if(_places_problem(function)(places) or _mode_problem(mode), at)
+    return quantize(_number(x), int(places), mode)
+
+
+@_function(
+    "round",
+    _X,
+    _PLACES,
+    _MODE,
+    returns=_NUMBER_OUT,
+    check=_check((1, _places_problem("round")), (2, _mode_problem)),
+)
+def _round(
+    x: Number | None, places: Number | None = 0, mode: str | None = "half_up", *, at: Span | None = None
+) -> Decimal | None:
+    """Round to `places` decimals (default 0) with a rounding mode (default half_up)."""
+    if x is None or places is None or mode is None:
+        return None
+    return _round_places("round", x, places, mode, at)
+
+
+@_function("ceil", _X, _PLACES, returns=_NUMBER_OUT, check=_check((1, _places_problem("ceil"))))
+def _ceil(x: Number | None, places: Number | None = 0, *, at: Span | None = None) -> Decimal | None:
+    """Round up, towards +infinity, to `places` decimals (default 0)."""
+    return None if x is None or places is None else _round_places("ceil", x, places, "ceiling", at)
+
+
+@_function("floor", _X, _PLACES, returns=_NUMBER_OUT, check=_check((1, _places_problem("floor"))))
+def _floor(x: Number | None, places: Number | None = 0, *, at: Span | None = None) -> Decimal | None:
+    """Round down, towards -infinity, to `places` decimals (default 0)."""
+    return None if x is None or places is None else _round_places("floor", x, places, "floor", at)
+
+
+@_function("min", Param("a", NUMBER), Param("b", NUMBER), returns=_NUMBER_OUT, variadic=True)
+def _min(*values: Number | None) -> Decimal | None:
+    """The smallest of the numbers; null if any of them is null."""
+    numbers = [_number(v) for v in values if v is not None]
+    return min(numbers) if len(numbers) == len(values) else None
+
+
+@_function("max", Param("a", NUMBER), Param("b", NUMBER), returns=_NUMBER_OUT, variadic=True)
+def _max(*values: Number | None) -> Decimal | None:
+    """The largest of the numbers; null if any of them is null."""
+    numbers = [_number(v) for v in values if v is not None]
+    return max(numbers) if len(numbers) == len(values) else None
+
+
+@_function("abs", _X, returns=_NUMBER_OUT)
+def _abs(x: Number | None) -> Decimal | None:
+    """The number without its sign."""
+    return None if x is None else abs(_number(x))
+
+
+@_function(
+    "round_to",
+    _X,
+    Param("step", NUMBER),
+    _MODE,
+    returns=_NUMBER_OUT,
+    check=_check((1, _step_problem), (2, _mode_problem)),
+)
+def _round_to(
+    x: Number | None, step: Number | None, mode: str | None = "half_up", *, at: Span | None = None
+) -> Decimal | None:
+    """Round to a multiple of `step` (0.05, 0.5, 5) with a rounding mode (default half_up)."""
+    if x is None or step is None or mode is None:
+        return None
+    _raise_if(_step_problem(step) or _mode_problem(mode), at)
+    step = _number(step)
+    with localcontext(_CONTEXT):
+        multiple = (_number(x) / step).to_integral_value(rounding=ROUNDING_MODES[mode])
+        return (multiple * step).quantize(step)  # quantize takes only the exponent of its argument
+
+
+@_function(
+    "ending",
+    _X,
+    Param("end", NUMBER),
+    Param("direction", STRING, optional=True, literal=True),
+    returns=_NUMBER_OUT,
+    check=_check((1, _end_problem), (2, _direction_problem)),
+)
+def _ending(
+    x: Number | None, end: Number | None, direction: str | None = "up", *, at: Span | None = None
+) -> Decimal | None:
+    """Price ending: ending(134.20, 0.90) is 134.90; direction 'up' (default), 'down' or 'nearest'.
+
+    The result keeps the exponent of ``end``, so ending(x, 0.90) always has cents.
+    Nearest breaks ties upwards: a shop would rather not lose the margin.
+    """
+    if x is None or end is None or direction is None:
+        return None
+    _raise_if(_end_problem(end) or _direction_problem(direction), at)
+    value, end = _number(x), _number(end)
+    with localcontext(_CONTEXT):
+        # An ending repeats every power of ten above it: 0.90 every 1, 9.99 every 10, 99 every 100.
+        step = Decimal(1) if end < 1 else Decimal(10) ** (end.adjusted() + 1)
+        below = ((value - end) / step).to_integral_value(rounding=decimal.ROUND_FLOOR) * step + end
+        above = below if below == value else below + step
+        if direction == "down":
+            result = below
+        elif direction == "up":
+            result = above
+        else:
+            result = below if value - below < above - value else above
+        return result  # a whole multiple of step plus end: exactly the places of end
+
+
+# Text
+
+
+@_function("lower", _TEXT, returns=_STRING_OUT)
+def _lower(text: str | None) -> str | None:
+    """The text in lower case."""
+    return None if text is None else text.lower()
+
+
+@_function("upper", _TEXT, returns=_STRING_OUT)
+def _upper(text: str | None) -> str | None:
+    """The text in upper case."""
+    return None if text is None else text.upper()
+
+
+@_function("title", _TEXT, returns=_STRING_OUT)
+def _title(text: str | None) -> str | None:
+    """The text with the first letter of each word raised and the rest lowered.
+
+    Unlike str.title(), an apostrophe or a digit does not start a word: "d'água 2gb" gives
+    "D'água 2gb", not "D'Água 2Gb".
+    """
+    return None if text is None else _WORD.sub(lambda word: word[0].capitalize(), text)
+
+
+@_function("trim", _TEXT, returns=_STRING_OUT)
+def _trim(text: str | None) -> str | None:
+    """The text without leading and trailing whitespace."""
+    return None if text is None else text.strip()
+
+
+@_function("replace", _TEXT, Param("old", STRING), Param("new", STRING), returns=_STRING_OUT)
+def _replace(text: str | None, old: str | None, new: str | None) -> str | None:
+    """The text with every `old` replaced by `new` (an empty `old` changes nothing)."""
+    if text is None or old is None or new is None:
+        return None
+    return text.replace(old, new) if old else text
+
+
+@_function(
+    "truncate",
+    _TEXT,
+    Param("length", NUMBER),
+    Param("end", STRING, optional=True),
+    returns=_STRING_OUT,
+    check=_check((1, lambda length: _whole_problem("truncate", "length", length))),
+)
+def _truncate(
+    text: str | None, length: Number | None, end: str | None = "", *, at: Span | None = None
+) -> str | None:
+    """Shorten text to at most `length` characters including `end`, cutting between words.
+
+    A single word longer than the room is cut hard. When `end` itself does not
+    fit, the text is cut to `length` without it: the content is worth more
+    than the ellipsis.
+    """
+    if text is None or length is None or end is None:
+        return None
+    _raise_if(_whole_problem("truncate", "length", length), at)
+    limit = int(length)
+    if len(text) <= limit:
+        return text
+    room = limit - len(end)
+    if room <= 0:
+        return text[:limit]
+    cut = text[:room]
+    mid_word = not text[room].isspace() and not cut[-1].isspace()
+    words = cut.rsplit(None, 1)
+    if mid_word and len(words) == 2:
+        cut = words[0]
+    return cut.rstrip() + end
+
+
+@_function("slug", _TEXT, returns=_STRING_OUT)
+def _slug(text: str | None) -> str | None:
+    """The text as a URL slug: "São Paulo!" gives "sao-paulo"."""
+    if text is None:
+        return None
+    # casefold first ("ß" -> "ss"), lower after: compatibility forms decompose to capitals ("№" -> "No").
+    folded = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode("ascii")
+    return re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
+
+
+@_function("len", Param("value", ANY), returns=_NUMBER_OUT)
+def _len(value: object, *, at: Span | None = None) -> int | None:
+    """The number of characters of text, items of a list or entries of a table."""
+    if value is None:
+        return None
+    if isinstance(value, (str, list, dict)):
+        return len(value)
+    raise EvaluationError(f"len() takes text, a list or a table, not {_describe(value)}", at)
+
+
+@_function("contains", Param("value", ANY), Param("part", ANY), returns=_BOOL_OUT)
+def _contains(value: object, part: object, *, at: Span | None = None) -> bool | None:
+    """Whether text holds a substring, a list an item or a table a key (case-sensitive)."""
+    if value is None or part is None:
+        return None
+    if isinstance(value, list):
+        return part in value
+    if isinstance(value, (str, dict)):
+        return _to_text(part, at) in value
+    raise EvaluationError(f"contains() looks inside text, a list or a table, not {_describe(value)}", at)
+
+
+@_function("startswith", _TEXT, Param("prefix", STRING), returns=_BOOL_OUT)
+def _startswith(text: str | None, prefix: str | None) -> bool | None:
+    """Whether the text starts with `prefix` (case-sensitive)."""
+    return None if text is None or prefix is None else text.startswith(prefix)
+
+
+@_function("endswith", _TEXT, Param("suffix", STRING), returns=_BOOL_OUT)
+def _endswith(text: str | None, suffix: str | None) -> bool | None:
+    """Whether the text ends with `suffix` (case-sensitive)."""
+    return None if text is None or suffix is None else text.endswith(suffix)
+
+
+@_function(
+    "matches",
+    _TEXT,
+    Param("pattern", STRING, literal=True),
+    returns=_BOOL_OUT,
+    check=_check((1, _regex_problem)),
+)
+def _matches(text: str | None, pattern: str | None, *, at: Span | None = None) -> bool | None:
+    """Whether the regular expression `pattern` matches anywhere in the text."""
+    if text is None or pattern is None:
+        return None
+    _raise_if(_regex_problem(pattern), at)
+    return _compiled(pattern).search(text) is not None
+
+
+@_function("text", Param("value", ANY), returns=_STRING_OUT)
+def _text(value: object, *, at: Span | None = None) -> str | None:
+    """A number, text or true/false as text: 12.50 gives "12.50", true gives "true"."""
+    return None if value is None else _to_text(value, at)
+
+
+@_function("number", _TEXT, returns=_NUMBER_OUT, check=_check((0, _number_problem)))
+def _parse_number(text: object, *, at: Span | None = None) -> Decimal | None:
+    """Read a number from text: "12.5" and "12,5" both give 12.5; anything else makes the SKU invalid."""
+    number = _as_number(text)
+    if text is None or number is not None:
+        return number
+    if isinstance(text, str):
+        _raise_if(_number_problem(text), at)
+        return _read_number(text)
+    raise EvaluationError(f"cannot read {_describe(text)} as a number", at)
+
+
+# Tables, codes, rejection
+
+
+def _lookup_type(args: Sequence[Type]) -> Type:
+    tables = [arg for arg in args[:2] if arg.kind in ("table", "map")]
+    item = (tables[0].item if tables else None) or ANY
+    return unify(item, args[2]) if len(args) > 2 else item
+
+
+@_function(
+    "lookup",
+    Param("table", table_of(ANY)),
+    Param("key", ANY),
+    Param("default", ANY, optional=True),
+    returns=_lookup_type,
+)
+def _lookup(
+    table: object,
+    key: object,
+    default: Any = _ABSENT,
+    *,
+    at: Span | None = None,
+    table_name: str | None = None,
+) -> Any:
+    """The table's entry for `key`; a key missing with no default makes the SKU invalid.
+
+    Numbers are looked up by their text (tables come from YAML, keys are text).
+    A null key is a miss, so `lookup(sizes, sku.specs.Tamanho, null)` tolerates
+    SKUs without the spec and the bare form reports them.
+    """
+    if not isinstance(table, dict) and isinstance(key, dict):
+        table, key = key, table  # the pipe `x | lookup(colors)` passes the key first
+    if not isinstance(table, dict):
+        raise EvaluationError(f"lookup() needs a table, not {_describe(table)}", at)
+    wanted = None if key is None else _to_text(key, at)
+    if wanted is not None and wanted in table:
+        return table[wanted]
+    if default is not _ABSENT:
+        return default
+    where = f"table '{table_name}'" if table_name else "the table"
+    shown = "null" if wanted is None else repr(wanted)
+    fix = "give lookup a default" if wanted is None else f"add {shown} to {where} or give lookup a default"
+    raise EvaluationError(
+        f'no entry for {shown} in {where}; {fix}: lookup({table_name or "table"}, key, "...")',
+        at,
+        code="TP902",
+    )
+
+
+@_function("gtin_valid", Param("code", ANY), returns=BOOL)
+def _gtin_valid(code: object) -> bool:
+    """Whether the code is an EAN-8, UPC-A, EAN-13 or GTIN-14 with a correct check digit; false for null.
+
+    A number is read as its digits, so a UPC-A stored as a number has lost its
+    leading zero and is not valid: codes belong in text.
+    """
+    digits = _to_text(code) if _as_number(code) is not None else code
+    if not isinstance(digits, str) or len(digits) not in _GTIN_LENGTHS:
+        return False
+    if not (digits.isascii() and digits.isdigit()):
+        return False
+    # GS1 check digit: weights 3, 1, 3, ... from the right, the check digit excluded.
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits[:-1])))
+    return (10 - total % 10) % 10 == int(digits[-1])
+
+
+@_function("reject", Param("message", STRING), returns=NEVER)
+def _reject(message: object, *, at: Span | None = None) -> NoReturn:
+    """Refuse the SKU with this message; it is listed as rejected, with the rule's location."""
+    raise Rejected("rejected by the rule file" if message is None else _to_text(message, at), at)
+
+
+FUNCTIONS: dict[str, Function] = {
+    function.name: function for function in sorted(_LIBRARY, key=lambda f: f.name)
+}

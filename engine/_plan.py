@@ -1,0 +1,192 @@
+"""The plan: desired listings diffed against the state store, as a stream of changes.
+
+A change is data (STYLE.md 8): ``op``, the SKU, which parts changed, the
+listing after and the applied row before. Plan and apply share this code;
+apply only adds a step that sends. The catalog is consumed in batches so
+memory is bounded by the batch, not by the catalog: state rows are looked up
+per batch, and the SKUs seen are kept in a temporary table on disk so that
+deletes (applied SKUs the catalog no longer selects) cost no memory either.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Literal
+
+from engine._catalog import CatalogRecord, MalformedRecord
+from engine._compiler import CompiledRules
+from engine._evaluate import SkuEvaluator
+from engine._listing import Listing, Outcome, Reason, to_json_value
+from engine._state import AppliedListing, StateStore
+from marketplaces import Connector
+
+Op = Literal["create", "update", "delete", "unchanged", "invalid"]
+UpdateKind = Literal["content", "price", "stock"]
+BATCH = 1000
+
+
+@dataclass
+class Change:
+    """One SKU's change on one marketplace."""
+
+    op: Op
+    sku_id: str
+    marketplace: str
+    kinds: tuple[UpdateKind, ...] = ()
+    listing: Listing | None = None
+    before: AppliedListing | None = None
+    reasons: list[Reason] = field(default_factory=list)
+    outcome: Outcome | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"op": self.op, "sku_id": self.sku_id, "marketplace": self.marketplace}
+        if self.kinds:
+            data["fields"] = list(self.kinds)
+        if self.listing is not None:
+            data["after"] = to_json_value(self.listing.to_dict())
+        if self.before is not None:
+            data["before"] = {
+                "price": str(self.before.price),
+                "sale_price": None if self.before.sale_price is None else str(self.before.sale_price),
+                "quantity": self.before.quantity,
+                "content_hash": self.before.content_hash,
+                "remote_id": self.before.remote_id,
+            }
+        if self.reasons:
+            data["reasons"] = [r.to_dict() for r in self.reasons]
+        return data
+
+
+@dataclass
+class PlanSummary:
+    """Counts of a plan, and the one-line summary users read first."""
+
+    marketplace: str
+    ops: Counter[str] = field(default_factory=Counter)
+    updates: Counter[str] = field(default_factory=Counter)
+    excluded: int = 0
+    records: int = 0
+
+    def add(self, change: Change) -> None:
+        self.ops[change.op] += 1
+        if change.op == "update":
+            for kind in change.kinds:
+                self.updates[kind] += 1
+
+    @property
+    def has_changes(self) -> bool:
+        return any(self.ops[op] for op in ("create", "update", "delete"))
+
+    def line(self) -> str:
+        update = f"{self.ops['update']} to update"
+        if self.ops["update"]:
+            detail = ", ".join(f"{self.updates[k]} {k}" for k in ("price", "stock", "content") if self.updates[k])
+            update += f" ({detail})"
+        return (f"Plan: {self.ops['create']} to create, {update}, {self.ops['delete']} to delete, "
+                f"{self.ops['invalid']} invalid")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "marketplace": self.marketplace,
+            "create": self.ops["create"],
+            "update": self.ops["update"],
+            "update_fields": {k: self.updates[k] for k in ("price", "stock", "content")},
+            "delete": self.ops["delete"],
+            "unchanged": self.ops["unchanged"],
+            "invalid": self.ops["invalid"],
+            "excluded": self.excluded,
+            "records": self.records,
+        }
+
+
+def diff(listing: Listing, before: AppliedListing | None) -> tuple[Op, tuple[UpdateKind, ...]]:
+    """create, unchanged, or update with the parts that changed (the connector picks the call)."""
+    if before is None:
+        return "create", ()
+    kinds: list[UpdateKind] = []
+    if listing.content_hash() != before.content_hash:
+        kinds.append("content")
+    if listing.price != before.price or listing.sale_price != before.sale_price:
+        kinds.append("price")
+    if listing.quantity != before.quantity:
+        kinds.append("stock")
+    return ("update", tuple(kinds)) if kinds else ("unchanged", ())
+
+
+class Planner:
+    """Runs one marketplace's compiled rules over a catalog stream and yields its changes."""
+
+    def __init__(self, compiled: CompiledRules, connector: Connector, state: StateStore | None = None) -> None:
+        self.compiled = compiled
+        self.connector = connector
+        self.state = state
+        self.marketplace = compiled.marketplace
+        self.evaluator = SkuEvaluator(compiled, connector)
+        self.summary = PlanSummary(self.marketplace)
+
+    def changes(
+        self,
+        records: Iterable[CatalogRecord | MalformedRecord],
+        only: set[str] | None = None,
+        explain: bool = False,
+    ) -> Iterator[Change]:
+        """The plan's changes, in catalog order, then the deletes; ``only`` limits it to some SKUs."""
+        state = self.state
+        if state is not None:
+            state.begin_seen()
+        iterator = iter(records)
+        while batch := list(islice(iterator, BATCH)):
+            outcomes: list[Outcome] = []
+            for item in batch:
+                self.summary.records += 1
+                if isinstance(item, MalformedRecord):
+                    sku_id = item.sku_id or f"line {item.line}"
+                    if only is None or sku_id in only:
+                        outcomes.append(_malformed(item, sku_id))
+                    continue
+                if only is not None and item.sku.id not in only:
+                    continue
+                outcomes.append(self.evaluator.evaluate(item, explain))
+            ids = [o.sku_id for o in outcomes]
+            applied = state.get_many(self.marketplace, ids) if state is not None else {}
+            if state is not None:
+                state.add_seen(o.sku_id for o in outcomes if o.status != "excluded")
+            for outcome in outcomes:
+                change = self._change(outcome, applied.get(outcome.sku_id))
+                if change is None:
+                    continue
+                self.summary.add(change)
+                yield change
+        if state is None:
+            return
+        for row in state.unseen(self.marketplace):
+            if only is not None and row.sku_id not in only:
+                continue
+            change = Change("delete", row.sku_id, self.marketplace, before=row,
+                            reasons=[Reason("TP925", "no longer in the catalog or not selected", "select")])
+            self.summary.add(change)
+            yield change
+
+    def _change(self, outcome: Outcome, before: AppliedListing | None) -> Change | None:
+        if outcome.status == "excluded":
+            self.summary.excluded += 1
+            if before is None:
+                return None
+            return Change("delete", outcome.sku_id, self.marketplace, before=before, reasons=outcome.reasons,
+                          outcome=outcome)
+        if outcome.status == "invalid":
+            return Change("invalid", outcome.sku_id, self.marketplace, before=before, reasons=outcome.reasons,
+                          outcome=outcome)
+        assert outcome.listing is not None
+        op, kinds = diff(outcome.listing, before)
+        return Change(op, outcome.sku_id, self.marketplace, kinds, outcome.listing, before, outcome=outcome)
+
+
+def _malformed(error: MalformedRecord, sku_id: str) -> Outcome:
+    reasons = [Reason("TP930", f"{path}: {message}", "catalog") for path, message in error.errors] or [
+        Reason("TP930", str(error), "catalog")
+    ]
+    return Outcome(sku_id, "invalid", reasons=reasons)

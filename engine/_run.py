@@ -1,0 +1,54 @@
+"""Putting a project together for one marketplace: its compiled rules, its connector, its catalog.
+
+The CLI, the benchmarks and the tests all go through here, so a plan in a
+test is built exactly as `tradepost plan` builds it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from engine._catalog import CatalogRecord, MalformedRecord
+from engine._check import compile_rules
+from engine._compiler import CompiledRules
+from engine._config import ConfigError, Project
+from engine._plan import Planner
+from engine._state import StateStore
+from marketplaces import Connector, connector_class
+
+
+@dataclass
+class MarketplaceRun:
+    """Everything needed to plan (and later apply) one marketplace."""
+
+    name: str
+    compiled: CompiledRules
+    connector: Connector
+
+    def planner(self, state: StateStore | None) -> Planner:
+        return Planner(self.compiled, self.connector, state)
+
+
+def open_marketplace(project: Project, name: str) -> MarketplaceRun:
+    """Compile the marketplace's rule file (RuleError on mistakes) and build its connector."""
+    compiled = compile_rules(project.rules_path(name))
+    connector = connector_class(compiled.marketplace)(compiled.rules.options)
+    return MarketplaceRun(name, compiled, connector)
+
+
+def catalog_records(project: Project) -> Iterator[CatalogRecord | MalformedRecord]:
+    """The project's catalog as a stream of records (and malformed-record errors, in place)."""
+    source = project.config.source
+    if source.type != "file":
+        raise ConfigError(f"source type '{source.type}' is not available for planning yet")
+    path = project.catalog_path
+    if path is None:
+        raise ConfigError(f"{project.path}: source.path is required for a file source")
+    from engine._source import FileSource
+
+    yield from FileSource(path).records()
+
+
+def open_state(project: Project) -> StateStore:
+    return StateStore(project.state_url)

@@ -1,0 +1,194 @@
+"""The state store: what was last applied to each marketplace, per SKU.
+
+SQLite by default (zero setup, one file next to the project). The diff only
+needs, per SKU, the hash of the listing's content and the price and quantity
+last sent, so rows stay small and a million SKUs fit in a few hundred MB of
+disk and no memory: the plan looks rows up in batches as the catalog streams.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from engine._diagnostics import TradepostError
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS listings (
+    marketplace TEXT NOT NULL,
+    sku_id TEXT NOT NULL,
+    product_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    price TEXT NOT NULL,
+    sale_price TEXT,
+    quantity INTEGER NOT NULL,
+    remote_id TEXT,
+    applied_at REAL NOT NULL,
+    PRIMARY KEY (marketplace, sku_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    marketplace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    summary TEXT
+);
+CREATE TABLE IF NOT EXISTS sku_errors (
+    marketplace TEXT NOT NULL,
+    sku_id TEXT NOT NULL,
+    run_id INTEGER,
+    reasons TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (marketplace, sku_id)
+) WITHOUT ROWID;
+"""
+
+
+class StateError(TradepostError):
+    """The state store cannot be opened or is of an unknown version."""
+
+
+@dataclass(frozen=True)
+class AppliedListing:
+    """What was last applied for one SKU: enough to tell which kind of update a change needs."""
+
+    sku_id: str
+    product_id: str
+    content_hash: str
+    price: Decimal
+    sale_price: Decimal | None
+    quantity: int
+    remote_id: str | None = None
+
+
+class StateStore:
+    """SQLite-backed state; one instance per process, used from one thread."""
+
+    def __init__(self, url: str | Path) -> None:
+        self.url = str(url)
+        path = Path(self.url.removeprefix("sqlite:///"))
+        if "://" in self.url and not self.url.startswith("sqlite:///"):
+            raise StateError(f"unsupported state store URL {self.url!r}; use a file path or sqlite:///path")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StateError(f"cannot open state store {path}: {exc}") from None
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise StateError(f"state store {path} is of a newer version ({row[0]}); upgrade tradepost")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get_many(self, marketplace: str, sku_ids: Sequence[str]) -> dict[str, AppliedListing]:
+        """Applied rows for these SKUs (missing ones are absent from the result)."""
+        found: dict[str, AppliedListing] = {}
+        for start in range(0, len(sku_ids), 500):
+            chunk = sku_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT sku_id, product_id, content_hash, price, sale_price, quantity, remote_id FROM listings "
+                f"WHERE marketplace = ? AND sku_id IN ({marks})",
+                (marketplace, *chunk),
+            )
+            for row in rows:
+                found[row[0]] = _row(row)
+        return found
+
+    def all_sku_ids(self, marketplace: str) -> Iterator[str]:
+        for (sku_id,) in self.db.execute(
+            "SELECT sku_id FROM listings WHERE marketplace = ? ORDER BY sku_id", (marketplace,)
+        ):
+            yield sku_id
+
+    def get(self, marketplace: str, sku_id: str) -> AppliedListing | None:
+        return self.get_many(marketplace, [sku_id]).get(sku_id)
+
+    def count(self, marketplace: str) -> int:
+        (n,) = self.db.execute("SELECT count(*) FROM listings WHERE marketplace = ?", (marketplace,)).fetchone()
+        return int(n)
+
+    def fingerprint(self, marketplace: str) -> str:
+        """Changes whenever anything was applied for the marketplace: a saved plan checks it."""
+        row = self.db.execute(
+            "SELECT count(*), coalesce(max(applied_at), 0) FROM listings WHERE marketplace = ?", (marketplace,)
+        ).fetchone()
+        return f"{row[0]}:{row[1]:.6f}"
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def record_applied(self, marketplace: str, rows: Iterable[AppliedListing]) -> None:
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (marketplace, sku_id) DO UPDATE "
+                "SET product_id = excluded.product_id, content_hash = excluded.content_hash, "
+                "price = excluded.price, sale_price = excluded.sale_price, quantity = excluded.quantity, "
+                "remote_id = coalesce(excluded.remote_id, listings.remote_id), applied_at = excluded.applied_at",
+                [
+                    (marketplace, r.sku_id, r.product_id, r.content_hash, str(r.price),
+                     None if r.sale_price is None else str(r.sale_price), r.quantity, r.remote_id, now)
+                    for r in rows
+                ],
+            )
+
+    def record_deleted(self, marketplace: str, sku_ids: Iterable[str]) -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "DELETE FROM listings WHERE marketplace = ? AND sku_id = ?", [(marketplace, s) for s in sku_ids]
+            )
+
+    # -- the set of SKUs seen by a plan, kept on disk so a million ids cost no memory ---------
+
+    def begin_seen(self) -> None:
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (sku_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("DELETE FROM temp.seen")
+
+    def add_seen(self, sku_ids: Iterable[str]) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO temp.seen VALUES (?)", ((s,) for s in sku_ids))
+
+    def unseen(self, marketplace: str) -> Iterator[AppliedListing]:
+        """Applied SKUs the plan did not see: they left the catalog or the selection."""
+        rows = self.db.execute(
+            "SELECT sku_id, product_id, content_hash, price, sale_price, quantity, remote_id FROM listings "
+            "WHERE marketplace = ? AND sku_id NOT IN (SELECT sku_id FROM temp.seen) ORDER BY sku_id",
+            (marketplace,),
+        )
+        for row in rows:
+            yield _row(row)
+
+
+def _row(row: tuple[object, ...]) -> AppliedListing:
+    return AppliedListing(
+        sku_id=str(row[0]),
+        product_id=str(row[1]),
+        content_hash=str(row[2]),
+        price=Decimal(str(row[3])),
+        sale_price=None if row[4] is None else Decimal(str(row[4])),
+        quantity=int(str(row[5])),
+        remote_id=None if row[6] is None else str(row[6]),
+    )
