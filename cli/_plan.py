@@ -22,7 +22,10 @@ EXIT_CHANGES = 2
 TABLE_LIMIT = 50
 
 config_option = click.option(
-    "-c", "--config", "config_path", type=click.Path(path_type=Path),
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
     help="Project config (default: ./tradepost.yaml or $TRADEPOST_CONFIG).",
 )
 
@@ -40,23 +43,42 @@ def _compile_or_exit(project: Project, name: str) -> Any:
         return open_marketplace(project, name)
     except RuleError as exc:
         render_diagnostics(exc.diagnostics)
-        click.echo(f"{project.rules_path(name)}: {len(exc.diagnostics)} problem(s); run `tradepost check`", err=True)
+        click.echo(
+            f"{project.rules_path(name)}: {len(exc.diagnostics)} problem(s); run `tradepost check`", err=True
+        )
         sys.exit(1)
 
 
 @click.command()
 @config_option
-@click.option("-m", "--marketplace", "marketplaces", multiple=True, help="Only this marketplace (repeatable).")
+@click.option(
+    "-m", "--marketplace", "marketplaces", multiple=True, help="Only this marketplace (repeatable)."
+)
 @click.option("--sku", "skus", multiple=True, help="Only this SKU id (repeatable).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "jsonl"]), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Save the plan (with payloads) for apply.")
-@click.option("--show-payload", is_flag=True, help="Print the marketplace request bodies of the changes shown.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "jsonl"]), default="table", show_default=True
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), help="Save the plan (with payloads) for apply."
+)
+@click.option(
+    "--show-payload", is_flag=True, help="Print the marketplace request bodies of the changes shown."
+)
 @click.option("--all", "show_all", is_flag=True, help="Also list unchanged SKUs in the table.")
-@click.option("--limit", type=int, default=TABLE_LIMIT, show_default=True, help="Rows per marketplace in the table.")
+@click.option(
+    "--limit", type=int, default=TABLE_LIMIT, show_default=True, help="Rows per marketplace in the table."
+)
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with changes, 1 on error.")
 def plan(
-    config_path: Path | None, marketplaces: Sequence[str], skus: Sequence[str], fmt: str, output: Path | None,
-    show_payload: bool, show_all: bool, limit: int, detailed_exitcode: bool,
+    config_path: Path | None,
+    marketplaces: Sequence[str],
+    skus: Sequence[str],
+    fmt: str,
+    output: Path | None,
+    show_payload: bool,
+    show_all: bool,
+    limit: int,
+    detailed_exitcode: bool,
 ) -> None:
     """Show what each marketplace would receive, without sending anything."""
     project = _project(config_path)
@@ -72,7 +94,9 @@ def plan(
                 run = _compile_or_exit(project, name)
                 planner = run.planner(state)
                 if writer:
-                    writer.begin(name, str(project.rules_path(name)), state.fingerprint(run.compiled.marketplace))
+                    writer.begin(
+                        name, str(project.rules_path(name)), state.fingerprint(run.compiled.marketplace)
+                    )
                 table = _changes_table(name) if fmt == "table" else None
                 shown = 0
                 changes: list[dict[str, Any]] = []
@@ -103,8 +127,10 @@ def plan(
                     hidden = sum(summary.ops[o] for o in summary.ops if o != "unchanged" or show_all) - shown
                     if hidden > 0:
                         out.print(f"… {hidden} more; use --format jsonl, --sku or --limit to see them")
-                    out.print(f"[bold]{name}[/bold] {summary.line()}"
-                              f" ({summary.ops['unchanged']} unchanged, {summary.excluded} not selected)")
+                    out.print(
+                        f"[bold]{name}[/bold] {summary.line()}"
+                        f" ({summary.ops['unchanged']} unchanged, {summary.excluded} not selected)"
+                    )
         if writer:
             writer.close()
             click.echo(f"Saved the plan to {output}; send it with `tradepost apply {output}`", err=True)
@@ -133,16 +159,28 @@ def _add_row(table: Table, change: Change) -> None:
     price = qty = ""
     if listing is not None:
         sale = f" (sale {listing.sale_price})" if listing.sale_price is not None else ""
-        price = f"{before.price} → {listing.price}" if before and before.price != listing.price else f"{listing.price}"
+        price = (
+            f"{before.price} → {listing.price}"
+            if before and before.price != listing.price
+            else f"{listing.price}"
+        )
         price += sale
-        qty = f"{before.quantity} → {listing.quantity}" if before and before.quantity != listing.quantity else str(
-            listing.quantity)
+        qty = (
+            f"{before.quantity} → {listing.quantity}"
+            if before and before.quantity != listing.quantity
+            else str(listing.quantity)
+        )
     elif before is not None:
         price, qty = str(before.price), str(before.quantity)
-    detail = "; ".join(str(r) for r in change.reasons) if change.reasons else (
-        listing.title if listing is not None else "")
+    detail = (
+        "; ".join(str(r) for r in change.reasons)
+        if change.reasons
+        else (listing.title if listing is not None else "")
+    )
     style = _OP_STYLE.get(change.op, "")
-    table.add_row(f"[{style}]{change.op}[/{style}]", change.sku_id, ",".join(change.kinds), price, qty, detail)
+    table.add_row(
+        f"[{style}]{change.op}[/{style}]", change.sku_id, ",".join(change.kinds), price, qty, detail
+    )
 
 
 @click.command()
@@ -163,16 +201,28 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
     change = found[0]
     outcome = change.outcome
     provenance = outcome.provenance if outcome else {}
-    payloads = run.connector.payloads_for(change.op if change.op != "unchanged" else "create", change.kinds,
-                                          change.listing, sku) if change.listing else []
+    payloads = (
+        run.connector.payloads_for(
+            change.op if change.op != "unchanged" else "create", change.kinds, change.listing, sku
+        )
+        if change.listing
+        else []
+    )
     if fmt == "json":
-        click.echo(dumps({
-            "sku_id": sku, "marketplace": marketplace, "op": change.op,
-            "status": outcome.status if outcome else change.op,
-            "fields": _explained_fields(change, provenance),
-            "reasons": [r.to_dict() for r in change.reasons],
-            "payloads": payloads,
-        }, indent=2))
+        click.echo(
+            dumps(
+                {
+                    "sku_id": sku,
+                    "marketplace": marketplace,
+                    "op": change.op,
+                    "status": outcome.status if outcome else change.op,
+                    "fields": _explained_fields(change, provenance),
+                    "reasons": [r.to_dict() for r in change.reasons],
+                    "payloads": payloads,
+                },
+                indent=2,
+            )
+        )
         return
     out = console()
     status = outcome.status if outcome else change.op
@@ -202,7 +252,9 @@ def _explained_fields(change: Change, provenance: dict[str, Any]) -> list[dict[s
         {"field": "quantity", "value": listing.quantity, "rule": "stock"},
     ]
     for key, value in listing.fields.items():
-        rows.append({"field": f"listing.{key}", "value": value, "rule": _where(provenance.get(f"listing.{key}"))})
+        rows.append(
+            {"field": f"listing.{key}", "value": value, "rule": _where(provenance.get(f"listing.{key}"))}
+        )
     if listing.group is not None:
         rows.append({"field": "variations.group", "value": listing.group, "rule": "variations.group_by"})
     return rows

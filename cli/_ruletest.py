@@ -24,7 +24,7 @@ def _default_test_files() -> list[Path]:
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def ruletest(files: Sequence[Path], fmt: str) -> None:
-    """Run rule tests (rules/*.test.yaml): given a product, SKU, price and stock, expect fields or a reason."""
+    """Run rule tests (rules/*.test.yaml): given a product, SKU, price and stock, expect fields."""
     paths = list(files) or _default_test_files()
     if not paths:
         raise click.UsageError("no rule-test files given and none found as rules/*.test.yaml")
@@ -42,11 +42,22 @@ def ruletest(files: Sequence[Path], fmt: str) -> None:
     failed = sum(len(r.failed) for r in results)
     total = sum(len(r.cases) for r in results)
     if fmt == "json":
-        click.echo(dumps({"files": [_file_json(r) for r in results], "passed": total - failed, "failed": failed,
-                          "broken_files": broken}, indent=2))
+        click.echo(
+            dumps(
+                {
+                    "files": [_file_json(r) for r in results],
+                    "passed": total - failed,
+                    "failed": failed,
+                    "broken_files": broken,
+                },
+                indent=2,
+            )
+        )
     else:
         _print(results)
-        click.echo(f"{total - failed} passed, {failed} failed" + (f", {broken} file(s) broken" if broken else ""))
+        click.echo(
+            f"{total - failed} passed, {failed} failed" + (f", {broken} file(s) broken" if broken else "")
+        )
     sys.exit(1 if failed or broken else 0)
 
 
@@ -73,9 +84,16 @@ def _file_json(result: TestFileResult) -> dict[str, Any]:
         "file": result.file,
         "rules": result.rules,
         "cases": [
-            {"name": c.name, "passed": c.passed, "location": str(c.span), "error": c.error,
-             "mismatches": [{"key": m.key, "expected": m.expected, "actual": m.actual, "rule": m.rule}
-                            for m in c.mismatches]}
+            {
+                "name": c.name,
+                "passed": c.passed,
+                "location": str(c.span),
+                "error": c.error,
+                "mismatches": [
+                    {"key": m.key, "expected": m.expected, "actual": m.actual, "rule": m.rule}
+                    for m in c.mismatches
+                ],
+            }
             for c in result.cases
         ],
     }

@@ -39,8 +39,14 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="json: one document with every diagnostic, for editors and CI.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one document with every diagnostic, for editors and CI.",
+)
 def check(files: Sequence[Path], fmt: str) -> None:
     """Check rule files and report every problem with its file:line:col.
 
@@ -55,7 +61,8 @@ def check(files: Sequence[Path], fmt: str) -> None:
     if fmt == "json":
         document: dict[str, Any] = {
             "files": [
-                {"file": r.file, "ok": r.ok, "diagnostics": [d.to_dict() for d in r.diagnostics]} for r in results
+                {"file": r.file, "ok": r.ok, "diagnostics": [d.to_dict() for d in r.diagnostics]}
+                for r in results
             ],
             "errors": errors,
             "warnings": warnings,
@@ -66,7 +73,9 @@ def check(files: Sequence[Path], fmt: str) -> None:
         for r in results:
             if r.ok:
                 click.echo(f"{r.file}: ok" + (f" ({len(r.diagnostics)} warnings)" if r.diagnostics else ""))
-        click.echo(f"{len(results)} file(s) checked: {errors} error(s), {warnings} warning(s)", err=errors > 0)
+        click.echo(
+            f"{len(results)} file(s) checked: {errors} error(s), {warnings} warning(s)", err=errors > 0
+        )
     sys.exit(EXIT_ERROR if errors else EXIT_OK)
 
 
@@ -105,7 +114,7 @@ def main() -> None:
     except TradepostError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_ERROR)
-    except Exception as exc:  # noqa: BLE001 - last line of defence: no traceback for users
+    except Exception as exc:
         if os.environ.get("TRADEPOST_DEBUG"):
             raise
         click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)

@@ -127,7 +127,7 @@ class _ToAst(Transformer[Token, Expr]):
     def null(self, meta: Any, children: list[Token]) -> Expr:
         return Literal(*_span(meta), None)
 
-    def list(self, meta: Any, children: list[Any]) -> Expr:
+    def list_(self, meta: Any, children: list[Any]) -> Expr:
         items = children[0] if children and children[0] is not None else []
         return ListExpr(*_span(meta), items)
 
@@ -198,10 +198,26 @@ def _parser() -> Lark:
 
 
 _TOKEN_WORDS = {
-    "RPAR": "')'", "LPAR": "'('", "RSQB": "']'", "LSQB": "'['", "COMMA": "','", "DOT": "'.'",
-    "NAME": "a name", "NUMBER": "a number", "PERCENT": "a percentage", "STRING": "a string",
-    "COMPARE": "a comparison", "ADD": "'+' or '-'", "MUL": "'*' or '/'", "THEN": "'then'",
-    "ELSE": "'else'", "IF": "'if'", "MINUS": "'-'", "VBAR": "'|'", "__ANON_0": "'??'", "$END": "the end",
+    "RPAR": "')'",
+    "LPAR": "'('",
+    "RSQB": "']'",
+    "LSQB": "'['",
+    "COMMA": "','",
+    "DOT": "'.'",
+    "NAME": "a name",
+    "NUMBER": "a number",
+    "PERCENT": "a percentage",
+    "STRING": "a string",
+    "COMPARE": "a comparison",
+    "ADD": "'+' or '-'",
+    "MUL": "'*' or '/'",
+    "THEN": "'then'",
+    "ELSE": "'else'",
+    "IF": "'if'",
+    "MINUS": "'-'",
+    "VBAR": "'|'",
+    "__ANON_0": "'??'",
+    "$END": "the end",
 }
 
 
@@ -218,19 +234,31 @@ def parse_expression(text: str) -> Expr:
         raise SyntaxProblem("empty expression", 0, hint="write an expression, e.g. price.selling * 1.2")
     try:
         tree = _parser().parse(text)
-        return _ToAst().transform(tree) if isinstance(tree, Tree) else _ToAst().transform(Tree("start", [tree]))
+        result = (
+            _ToAst().transform(tree) if isinstance(tree, Tree) else _ToAst().transform(Tree("start", [tree]))
+        )
+        if depth(result) > MAX_DEPTH:
+            raise SyntaxProblem(
+                f"expression nested too deeply (more than {MAX_DEPTH} levels)",
+                0,
+                hint="split it with intermediate listing fields or tables",
+            )
+        return result
+    except RecursionError:
+        raise SyntaxProblem(f"expression nested too deeply (more than {MAX_DEPTH} levels)", 0) from None
     except UnexpectedCharacters as exc:
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = exc.pos_in_stream or 0
+        char = text[pos] if pos < len(text) else ""
         hint = None
         if char in "\"'":
-            return _raise(f"string starting here is never closed; add the closing {char}", exc.pos_in_stream)
-        if char == "=" and text[exc.pos_in_stream : exc.pos_in_stream + 2] != "==":
+            return _raise(f"string starting here is never closed; add the closing {char}", pos)
+        if char == "=" and text[pos : pos + 2] != "==":
             hint = "comparison is '==' ('=' only starts an expression at the beginning of a value)"
         elif char in "&":
             hint = "use 'and' / 'or' / 'not'"
         elif char == "%":
             hint = "'%' only follows a number, as in 15%; there is no modulo operator"
-        return _raise(f"unexpected character {char!r}", exc.pos_in_stream, hint)
+        return _raise(f"unexpected character {char!r}", pos, hint)
     except UnexpectedEOF as exc:
         return _raise_at_end(text, set(exc.expected))
     except UnexpectedToken as exc:
@@ -240,13 +268,17 @@ def parse_expression(text: str) -> Expr:
         pos = token.start_pos if token.start_pos is not None else 0
         return _raise(
             f"unexpected {token.value!r}; expected {_expected(exc.accepts or exc.expected)}",
-            pos, None, (token.end_pos or pos + 1),
+            pos,
+            None,
+            (token.end_pos or pos + 1),
         )
     except UnexpectedInput as exc:  # pragma: no cover - other lark input errors
         return _raise(f"syntax error: {exc}", getattr(exc, "pos_in_stream", 0) or 0)
     except VisitError as exc:
         if isinstance(exc.orig_exc, SyntaxProblem):
             raise exc.orig_exc from None
+        if isinstance(exc.orig_exc, RecursionError):
+            raise SyntaxProblem(f"expression nested too deeply (more than {MAX_DEPTH} levels)", 0) from None
         raise
 
 
@@ -287,6 +319,25 @@ def _raise_at_end(text: str, expected: set[str]) -> Expr:
     if token and not token[-1].isalnum() and token[-1] not in ")]\"'":
         return _raise(f"'{token}' needs an operand after it", last, None, len(stripped))
     return _raise(f"expression ends too early; expected {_expected(expected)}", max(last, 0))
+
+
+MAX_DEPTH = 48
+"""Deeper than any readable rule; also keeps Python's own compiler and recursion limits far away."""
+
+
+def depth(node: Expr) -> int:
+    """How deeply the tree nests (iteratively, so a pathological tree cannot overflow the stack)."""
+    deepest = 0
+    stack: list[tuple[Expr, int]] = [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        for child in vars(current).values():
+            if isinstance(child, Expr):
+                stack.append((child, level + 1))
+            elif isinstance(child, list):
+                stack.extend((c, level + 1) for c in child if isinstance(c, Expr))
+    return deepest
 
 
 def _raise(message: str, offset: int, hint: str | None = None, end: int | None = None) -> Expr:

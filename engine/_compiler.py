@@ -16,7 +16,14 @@ from typing import Any
 from engine import _ast as A
 from engine._catalog import Price, Product, Sku, Stock
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
-from engine._expressions import CompiledExpression, Scope, Source, compile_expression, constant_value, source_of
+from engine._expressions import (
+    CompiledExpression,
+    Scope,
+    Source,
+    compile_expression,
+    constant_value,
+    source_of,
+)
 from engine._functions import FUNCTIONS
 from engine._rulefile import LoadedRules, RuleFile, Table
 from engine._runtime import Context
@@ -171,7 +178,9 @@ class _SectionCompiler:
         self.sink = sink
         self.root = loaded.root
         self.table_values: dict[str, dict[str, Any]] = {n: t.entries for n, t in loaded.tables.items()}
-        self.table_types: dict[str, Type] = {n: table_of(_value_type(t.entries)) for n, t in loaded.tables.items()}
+        self.table_types: dict[str, Type] = {
+            n: table_of(_value_type(t.entries)) for n, t in loaded.tables.items()
+        }
         self.templates = TemplateCompiler(self.table_values)
 
     def scope(self, where: str, extra: Mapping[str, Type] | None = None, order: bool = False) -> Scope:
@@ -188,7 +197,9 @@ class _SectionCompiler:
                 unavailable[name] = _ORDER_ONLY.format(name=name)
         return Scope(where, names, self.table_types, unavailable)
 
-    def expr(self, node: Node | None, scope: Scope, expect: Type | None, what: str) -> CompiledExpression | None:
+    def expr(
+        self, node: Node | None, scope: Scope, expect: Type | None, what: str
+    ) -> CompiledExpression | None:
         if node is None or self.sink.has_error_at(node.span):
             return None
         if not node.is_scalar or (node.value is None and not node.text):
@@ -205,7 +216,9 @@ class _SectionCompiler:
     def content(self, node: Node, path: tuple[str, ...], scope: Scope) -> ContentField:
         if node.is_mapping:
             children = {key: self.content(child, (*path, key), scope) for key, child in node.items()}
-            return ContentField(path, "mapping", node.span, children=children, type=_listing_record(children, path))
+            return ContentField(
+                path, "mapping", node.span, children=children, type=_listing_record(children, path)
+            )
         if node.is_sequence:
             items = [self.content(child, (*path, str(i)), scope) for i, child in enumerate(node.value)]
             return ContentField(path, "list", node.span, children=items, type=Type("list", item=ANY))
@@ -213,8 +226,9 @@ class _SectionCompiler:
         what = "listing." + ".".join(path)
         if isinstance(value, str) and value.lstrip().startswith("="):
             compiled = compile_expression(source_of(node), scope, self.sink, self.table_values, None, what)
-            return ContentField(path, "expression", node.span, compiled=compiled,
-                                type=compiled.type if compiled else ANY)
+            return ContentField(
+                path, "expression", node.span, compiled=compiled, type=compiled.type if compiled else ANY
+            )
         if isinstance(value, str) and is_template(value):
             template = self.templates.compile(Source(node, node.text), scope, self.sink)
             return ContentField(path, "template", node.span, compiled=template, type=STRING)
@@ -222,18 +236,28 @@ class _SectionCompiler:
         return ContentField(path, "literal", node.span, value=value, type=literal_type)
 
     def figure(
-        self, node: Node | None, scope: Scope, what: str, low: Decimal | None = None, high: Decimal | None = None,
+        self,
+        node: Node | None,
+        scope: Scope,
+        what: str,
+        low: Decimal | None = None,
+        high: Decimal | None = None,
         percent: bool = False,
     ) -> CompiledExpression | None:
         compiled = self.expr(node, scope, NUMBER, what)
         if compiled is None or node is None:
             return compiled
         value = constant_value(compiled)
-        if isinstance(value, Decimal | int):
-            if (low is not None and value < low) or (high is not None and value > high):
-                bounds = _bounds(low, high, percent)
-                self.sink.error("TP321", f"{what} is {_show(value, percent)}; it must be {bounds}", compiled.span,
-                                hint="percentages are written like 60% (= 0.6)" if percent else None)
+        if isinstance(value, Decimal | int) and (
+            (low is not None and value < low) or (high is not None and value > high)
+        ):
+            bounds = _bounds(low, high, percent)
+            self.sink.error(
+                "TP321",
+                f"{what} is {_show(value, percent)}; it must be {bounds}",
+                compiled.span,
+                hint="percentages are written like 60% (= 0.6)" if percent else None,
+            )
         return compiled
 
 
@@ -254,8 +278,15 @@ def _bounds(low: Decimal | None, high: Decimal | None, percent: bool) -> str:
 def _value_type(entries: Mapping[str, Any]) -> Type:
     result: Type | None = None
     for value in entries.values():
-        t = STRING if isinstance(value, str) else NUMBER if isinstance(value, Decimal) else BOOL if isinstance(
-            value, bool) else ANY
+        t = (
+            STRING
+            if isinstance(value, str)
+            else NUMBER
+            if isinstance(value, Decimal)
+            else BOOL
+            if isinstance(value, bool)
+            else ANY
+        )
         result = t if result is None else unify(result, t)
     return result or ANY
 
@@ -276,15 +307,20 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
     if marketplace is not None and marketplace.is_scalar and isinstance(marketplace.value, str):
         from marketplaces import available_connectors
 
-        known = available_connectors()
-        if marketplace.value not in known:
-            guess = did_you_mean(marketplace.value, known)
-            sink.error("TP115", f"no connector named '{marketplace.value}'", marketplace.span,
-                       hint=f"did you mean '{guess}'?" if guess else f"installed: {', '.join(sorted(known))}")
+        connectors = available_connectors()
+        if marketplace.value not in connectors:
+            guess = did_you_mean(marketplace.value, connectors)
+            sink.error(
+                "TP115",
+                f"no connector named '{marketplace.value}'",
+                marketplace.span,
+                hint=f"did you mean '{guess}'?" if guess else f"installed: {', '.join(sorted(connectors))}",
+            )
 
     select_scope = c.scope("in select")
     select = [
-        e for n in _items(root.get("select"))
+        e
+        for n in _items(root.get("select"))
         if (e := c.expr(n, select_scope, BOOL, "a select condition")) is not None
     ]
 
@@ -293,8 +329,12 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
     for key, node in _mapping(root.get("categories")):
         parts = tuple(part.strip() for part in key.split("/"))
         if not all(parts):
-            sink.error("TP341", f"category path '{key}' has an empty part", node.key_span or node.span,
-                       hint="write paths like Apparel/Shoes/Sneakers, without leading or doubled '/'")
+            sink.error(
+                "TP341",
+                f"category path '{key}' has an empty part",
+                node.key_span or node.span,
+                hint="write paths like Apparel/Shoes/Sneakers, without leading or doubled '/'",
+            )
             continue
         choices: list[CategoryChoice] = []
         if node.is_sequence:
@@ -310,9 +350,7 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
 
     listing_scope = c.scope("in listing", {"category": STRING})
     listing_node = root.get("listing")
-    listing = {
-        key: c.content(node, (key,), listing_scope) for key, node in _mapping(listing_node)
-    }
+    listing = {key: c.content(node, (key,), listing_scope) for key, node in _mapping(listing_node)}
     listing_type = _listing_record(listing, ())
 
     variations = None
@@ -320,17 +358,26 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
     if vnode is not None and vnode.is_mapping:
         vscope = c.scope("in variations", {"listing": listing_type})
         group_node = vnode.get("group_by")
-        group_by = c.expr(group_node, vscope, None, "variations.group_by") if group_node else c.default_expr(
-            "product.id", vnode.span, vscope)
+        group_by = (
+            c.expr(group_node, vscope, None, "variations.group_by")
+            if group_node
+            else c.default_expr("product.id", vnode.span, vscope)
+        )
         attributes = listing.get("attributes")
-        attribute_names = list(attributes.children) if attributes and isinstance(attributes.children, dict) else []
+        attribute_names = (
+            list(attributes.children) if attributes and isinstance(attributes.children, dict) else []
+        )
         known = set(attribute_names) | set(listing)
         axes = _items(vnode.get("axes"))
         for axis_node in axes:
             if axis_node.text not in known:
                 guess = did_you_mean(axis_node.text, attribute_names or list(listing))
-                sink.error("TP340", f"variation axis '{axis_node.text}' is not a listing attribute", axis_node.span,
-                           hint=f"did you mean '{guess}'?" if guess else "declare it under listing.attributes")
+                sink.error(
+                    "TP340",
+                    f"variation axis '{axis_node.text}' is not a listing attribute",
+                    axis_node.span,
+                    hint=f"did you mean '{guess}'?" if guess else "declare it under listing.attributes",
+                )
         if group_by is not None:
             variations = Variations(group_by, tuple(a.text for a in axes))
 
@@ -349,10 +396,16 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
     if snode is None or not snode.is_mapping:
         snode = Node({}, root.span)
     stock_scope = c.scope("in stock", {"listing": listing_type})
-    safety = c.figure(snode.get("safety"), stock_scope, "stock.safety", Decimal(0)) if snode.get(
-        "safety") else c.default_expr("0", snode.span, stock_scope)
-    share = c.figure(snode.get("share"), stock_scope, "stock.share", Decimal(0), Decimal(1), True) if snode.get(
-        "share") else c.default_expr("1", snode.span, stock_scope)
+    safety = (
+        c.figure(snode.get("safety"), stock_scope, "stock.safety", Decimal(0))
+        if snode.get("safety")
+        else c.default_expr("0", snode.span, stock_scope)
+    )
+    share = (
+        c.figure(snode.get("share"), stock_scope, "stock.share", Decimal(0), Decimal(1), True)
+        if snode.get("share")
+        else c.default_expr("1", snode.span, stock_scope)
+    )
     stock_max = c.figure(snode.get("max"), stock_scope, "stock.max", Decimal(0))
     warehouses_node = snode.get("warehouses")
     warehouses = tuple(w.text for w in _items(warehouses_node)) if warehouses_node is not None else None
@@ -388,12 +441,24 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
     categories_node = root.get("categories")
     categories_span = (categories_node.key_span or categories_node.span) if categories_node else None
     return CompiledRules(
-        loaded.file, rules, loaded.tables, select, categories, listing, variations, price, stock, require, divergence,
+        loaded.file,
+        rules,
+        loaded.tables,
+        select,
+        categories,
+        listing,
+        variations,
+        price,
+        stock,
+        require,
+        divergence,
         categories_span,
     )
 
 
-def _check_price_bounds(sink: DiagnosticSink, low: CompiledExpression | None, high: CompiledExpression | None) -> None:
+def _check_price_bounds(
+    sink: DiagnosticSink, low: CompiledExpression | None, high: CompiledExpression | None
+) -> None:
     if low is None or high is None:
         return
     a, b = constant_value(low), constant_value(high)
@@ -401,7 +466,9 @@ def _check_price_bounds(sink: DiagnosticSink, low: CompiledExpression | None, hi
         sink.error("TP322", f"price.min ({a}) is above price.max ({b}); no price could pass", low.span)
 
 
-def _compile_round(c: _SectionCompiler, node: Node | None, scope: Scope, places: int) -> CompiledExpression | None:
+def _compile_round(
+    c: _SectionCompiler, node: Node | None, scope: Scope, places: int
+) -> CompiledExpression | None:
     """``round: ending(0.90)`` is a call whose first argument, the price, is implicit."""
     if node is None:
         return None
@@ -420,8 +487,10 @@ def _compile_round(c: _SectionCompiler, node: Node | None, scope: Scope, places:
         tree = A.Call(tree.start, tree.end, tree.name, [], tree.end)
     if not isinstance(tree, A.Call):
         c.sink.error(
-            "TP323", "price.round must be a rounding call such as ending(0.90), round(2) or round_to(0.05)",
-            source.span(tree.start, tree.end), hint="the price is passed to it as the first argument",
+            "TP323",
+            "price.round must be a rounding call such as ending(0.90), round(2) or round_to(0.05)",
+            source.span(tree.start, tree.end),
+            hint="the price is passed to it as the first argument",
         )
         return None
     value = A.Name(tree.start, tree.name_end, "value")
@@ -441,8 +510,12 @@ def _compile_divergence(c: _SectionCompiler, node: Node | None) -> DivergenceRul
     if approve is not None and hold is not None:
         a, h = constant_value(approve), constant_value(hold)
         if isinstance(a, Decimal) and isinstance(h, Decimal) and h < a:
-            c.sink.error("TP322", f"hold_within ({_show(h, True)}) is below approve_within ({_show(a, True)})", hold.span,
-                         hint="orders within approve_within are approved; hold_within must be at least as wide")
+            c.sink.error(
+                "TP322",
+                f"hold_within ({_show(h, True)}) is below approve_within ({_show(a, True)})",
+                hold.span,
+                hint="orders within approve_within are approved; hold_within must be at least as wide",
+            )
     if low is not None and high is not None:
         lo, hi = constant_value(low), constant_value(high)
         if isinstance(lo, Decimal) and isinstance(hi, Decimal) and lo > hi:

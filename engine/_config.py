@@ -36,7 +36,9 @@ class SourceConfig(_Strict):
     base_url: str | None = Field(None, description="Override the VTEX base URL (the sandbox uses this).")
     app_key_env: str = Field("VTEX_APP_KEY", description="Environment variable holding the AppKey.")
     app_token_env: str = Field("VTEX_APP_TOKEN", description="Environment variable holding the AppToken.")
-    app_token_file: str | None = Field(None, description="File holding the AppToken, instead of the variable.")
+    app_token_file: str | None = Field(
+        None, description="File holding the AppToken, instead of the variable."
+    )
 
 
 class MarketplaceConfig(_Strict):
@@ -138,5 +140,3 @@ def load_project(path: str | Path | None = None) -> Project:
         _pydantic_to_diagnostics(exc, root, ProjectConfig, sink)
         raise RuleError(sink.sorted()) from None
     return Project(config_path, config)
-
-

@@ -10,11 +10,20 @@ types ever reaches the CLI.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 Severity = Literal["error", "warning"]
+
+LINE_BREAK = re.compile("\r\n|[\r\n]")
+"""Line breaks as editors count them: YAML also breaks on NEL, LS and PS, editors do not."""
+
+
+def split_lines(text: str) -> list[str]:
+    """Split text into lines where an editor shows a new line."""
+    return LINE_BREAK.split(text)
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,7 @@ class DiagnosticSink:
         self.sources: dict[str, list[str]] = sources if sources is not None else {}
 
     def add_source(self, file: str, text: str) -> None:
-        self.sources[file] = text.splitlines()
+        self.sources[file] = split_lines(text)
 
     def error(self, code: str, message: str, span: Span, hint: str | None = None) -> None:
         self._add(code, message, span, "error", hint)

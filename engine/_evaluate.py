@@ -49,8 +49,13 @@ class SkuEvaluator:
         for condition in rules.select:
             try:
                 if condition.fn(ctx) is not True:
-                    return Outcome(sku.id, "excluded", reasons=[
-                        Reason("TP920", f"not selected: {condition.source}", "select", condition.span)])
+                    return Outcome(
+                        sku.id,
+                        "excluded",
+                        reasons=[
+                            Reason("TP920", f"not selected: {condition.source}", "select", condition.span)
+                        ],
+                    )
             except EvaluationError as exc:
                 return Outcome(sku.id, "invalid", reasons=[_reason(exc, "select", condition)])
 
@@ -63,7 +68,9 @@ class SkuEvaluator:
         if choice is None:
             if not reasons:
                 path = record.product.category or "(no category)"
-                reasons.append(Reason("TP921", f"no category mapping for {path}", "categories", self.categories_span))
+                reasons.append(
+                    Reason("TP921", f"no category mapping for {path}", "categories", self.categories_span)
+                )
         else:
             category = choice.category
             provenance["category"] = choice.span
@@ -96,21 +103,45 @@ class SkuEvaluator:
             return Outcome(sku.id, "invalid", reasons=reasons, provenance=provenance)
 
         assert price is not None and quantity is not None
-        listing = Listing(sku.id, sku.product_id, self.marketplace, category, fields, price, self.currency,
-                          quantity, sale_price, group, axes)
-        ctx.listing = {**fields, "category": category, "price": price, "sale_price": sale_price,
-                       "quantity": quantity}
+        listing = Listing(
+            sku.id,
+            sku.product_id,
+            self.marketplace,
+            category,
+            fields,
+            price,
+            self.currency,
+            quantity,
+            sale_price,
+            group,
+            axes,
+        )
+        ctx.listing = {
+            **fields,
+            "category": category,
+            "price": price,
+            "sale_price": sale_price,
+            "quantity": quantity,
+        }
         for rule in rules.require:
             try:
                 passed = rule.check.fn(ctx) is True
                 if not passed:
                     message = rule.message(ctx) if callable(rule.message) else rule.message
-                    reasons.append(Reason("TP922", message or f"check failed: {rule.check.source}", "require",
-                                          rule.check.span))
+                    reasons.append(
+                        Reason(
+                            "TP922",
+                            message or f"check failed: {rule.check.source}",
+                            "require",
+                            rule.check.span,
+                        )
+                    )
             except EvaluationError as exc:
                 reasons.append(_reason(exc, "require", rule.check))
         for reason in self.connector.check(listing):
-            span = self.listing_spans.get(reason.rule) or self.listing_spans.get(reason.rule.rsplit(".", 1)[0])
+            span = self.listing_spans.get(reason.rule) or self.listing_spans.get(
+                reason.rule.rsplit(".", 1)[0]
+            )
             reasons.append(Reason(reason.code, reason.message, f"{self.marketplace}: {reason.rule}", span))
         if reasons:
             return Outcome(sku.id, "invalid", reasons=reasons, provenance=provenance)
@@ -135,7 +166,9 @@ class SkuEvaluator:
         try:
             return field.compiled(ctx)
         except EvaluationError as exc:
-            reasons.append(Reason(exc.code, exc.message, "listing." + ".".join(field.path), exc.span or field.span))
+            reasons.append(
+                Reason(exc.code, exc.message, "listing." + ".".join(field.path), exc.span or field.span)
+            )
             return None
 
     def _price(
@@ -146,23 +179,40 @@ class SkuEvaluator:
         try:
             value = rule.value.fn(ctx)
             if value is None:
-                reasons.append(Reason("TP923", "price is null (a field it reads is missing)", "price.value",
-                                      rule.value.span))
+                reasons.append(
+                    Reason(
+                        "TP923", "price is null (a field it reads is missing)", "price.value", rule.value.span
+                    )
+                )
                 return None, None
             price = self._round(ctx, value)
             if price <= 0:
-                reasons.append(Reason("TP923", f"price {price} is not positive", "price.value", rule.value.span))
+                reasons.append(
+                    Reason("TP923", f"price {price} is not positive", "price.value", rule.value.span)
+                )
                 return None, None
             low = rule.min.fn(ctx) if rule.min is not None else None
             if low is not None and price < low:
                 assert rule.min is not None
-                reasons.append(Reason("TP924", f"price {price} is below the minimum {_cents(low, self.exponent)}",
-                                      "price.min", rule.min.span))
+                reasons.append(
+                    Reason(
+                        "TP924",
+                        f"price {price} is below the minimum {_cents(low, self.exponent)}",
+                        "price.min",
+                        rule.min.span,
+                    )
+                )
             high = rule.max.fn(ctx) if rule.max is not None else None
             if high is not None and price > high:
                 assert rule.max is not None
-                reasons.append(Reason("TP924", f"price {price} is above the maximum {_cents(high, self.exponent)}",
-                                      "price.max", rule.max.span))
+                reasons.append(
+                    Reason(
+                        "TP924",
+                        f"price {price} is above the maximum {_cents(high, self.exponent)}",
+                        "price.max",
+                        rule.max.span,
+                    )
+                )
             sale_price = None
             if rule.sale is not None:
                 sale = rule.sale.fn(ctx)
@@ -172,9 +222,14 @@ class SkuEvaluator:
                     if sale_price >= price:
                         sale_price = None
                     elif low is not None and sale_price < low:
-                        reasons.append(Reason(
-                            "TP924", f"sale price {sale_price} is below the minimum {_cents(low, self.exponent)}",
-                            "price.sale", rule.sale.span))
+                        reasons.append(
+                            Reason(
+                                "TP924",
+                                f"sale price {sale_price} is below the minimum {_cents(low, self.exponent)}",
+                                "price.sale",
+                                rule.sale.span,
+                            )
+                        )
             return price, sale_price
         except EvaluationError as exc:
             reasons.append(_reason(exc, "price", rule.value))
@@ -198,7 +253,9 @@ class SkuEvaluator:
             safety = rule.safety.fn(ctx) or 0
             share = rule.share.fn(ctx)
             share = Decimal(1) if share is None else share
-            quantity = int((max(Decimal(0), Decimal(available) - safety) * share).to_integral_value(ROUND_FLOOR))
+            quantity = int(
+                (max(Decimal(0), Decimal(available) - safety) * share).to_integral_value(ROUND_FLOOR)
+            )
             if maximum is not None:
                 quantity = min(quantity, int(maximum))
             return max(quantity, 0)

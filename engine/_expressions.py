@@ -129,13 +129,17 @@ class Checker:
             return self.error("TP308", self.scope.unavailable[node.name], node)
         if node.name in FUNCTIONS:
             return self.error(
-                "TP309", f"'{node.name}' is a function; call it with arguments", node,
+                "TP309",
+                f"'{node.name}' is a function; call it with arguments",
+                node,
                 hint=f"write {node.name}(...)",
             )
         guess = did_you_mean(node.name, [*self.scope.names, *self.scope.tables])
         known = ", ".join(sorted(self.scope.names))
         return self.error(
-            "TP301", f"unknown name '{node.name}' {self.scope.where}", node,
+            "TP301",
+            f"unknown name '{node.name}' {self.scope.where}",
+            node,
             hint=f"did you mean '{guess}'?" if guess else f"available here: {known} and the tables",
         )
 
@@ -152,7 +156,11 @@ class Checker:
                 return self.error("TP311", f"'{node.name}' is not a field of {record.name}", span)
             if node.name not in record.fields:
                 guess = did_you_mean(node.name, record.fields)
-                hint = f"did you mean '{guess}'?" if guess else f"fields of {record.name}: {', '.join(record.fields)}"
+                hint = (
+                    f"did you mean '{guess}'?"
+                    if guess
+                    else f"fields of {record.name}: {', '.join(record.fields)}"
+                )
                 return self.error("TP302", f"unknown field '{node.name}' on {record.name}", span, hint)
             return record.fields[node.name].or_null(target.nullable or record.fields[node.name].nullable)
         if target.kind == "table":
@@ -200,25 +208,31 @@ class Checker:
                 return STRING.or_null(either_null)
             for side, t in ((node.left, left), (node.right, right)):
                 if t.kind not in ("number", "any", "null"):
-                    hint = "join text with '+' between two texts, or use text(x)" if t.kind == "string" else None
+                    hint = (
+                        "join text with '+' between two texts, or use text(x)" if t.kind == "string" else None
+                    )
                     return self.error("TP306", f"'{op}' needs numbers; this is {t}", side, hint)
             return NUMBER.or_null(either_null)
         if op in _ORDERING:
-            if left.kind in ("any", "null") or right.kind in ("any", "null") or left.kind == right.kind:
-                if left.kind in ("number", "string", "any", "null"):
-                    return BOOL.or_null(either_null)
+            loose = left.kind in ("any", "null") or right.kind in ("any", "null")
+            if (loose or left.kind == right.kind) and left.kind in ("number", "string", "any", "null"):
+                return BOOL.or_null(either_null)
             return self.error("TP306", f"cannot compare {left} with {right} using '{op}'", node)
         if op in ("==", "!="):
             comparable = {"number", "string", "bool"}
             if left.kind in comparable and right.kind in comparable and left.kind != right.kind:
                 return self.error(
-                    "TP306", f"{left} and {right} are never equal", node,
+                    "TP306",
+                    f"{left} and {right} are never equal",
+                    node,
                     hint="compare values of the same type; text(x) or number(x) converts",
                 )
             return BOOL
         if op in ("in", "not in"):
             if right.kind not in ("list", "table", "map", "string", "any", "null"):
-                return self.error("TP306", f"'{op}' needs a list, a table or text on the right; this is {right}", node.right)
+                return self.error(
+                    "TP306", f"'{op}' needs a list, a table or text on the right; this is {right}", node.right
+                )
             return BOOL.or_null(right.nullable)
         if op in ("and", "or"):
             for side, t in ((node.left, left), (node.right, right)):
@@ -236,12 +250,18 @@ class Checker:
         if all(self.is_constant(n) for n in (node.condition, node.then, node.otherwise)):
             self.constant.add(id(node))
         if condition.kind not in ("bool", "any", "null"):
-            self.error("TP306", f"the condition after 'if' must be true or false, not {condition}", node.condition)
-        if then.kind != otherwise.kind and "any" not in (then.kind, otherwise.kind) and not (
-            {then.kind, otherwise.kind} & {"null", "never"}
+            self.error(
+                "TP306", f"the condition after 'if' must be true or false, not {condition}", node.condition
+            )
+        if (
+            then.kind != otherwise.kind
+            and "any" not in (then.kind, otherwise.kind)
+            and not ({then.kind, otherwise.kind} & {"null", "never"})
         ):
             return self.error(
-                "TP306", f"'then' gives {then} but 'else' gives {otherwise}; both branches need one type", node
+                "TP306",
+                f"'then' gives {then} but 'else' gives {otherwise}; both branches need one type",
+                node,
             )
         return unify(then, otherwise)
 
@@ -253,7 +273,9 @@ class Checker:
                 self.check(arg)
             guess = did_you_mean(node.function, FUNCTIONS)
             return self.error(
-                "TP303", f"unknown function '{node.function}'", name_span,
+                "TP303",
+                f"unknown function '{node.function}'",
+                name_span,
                 hint=f"did you mean '{guess}'?" if guess else "see docs/rules.md for the function library",
             )
         if function.name == "lookup":
@@ -264,26 +286,40 @@ class Checker:
         count = len(node.args)
         if count < required or (most is not None and count > most):
             piped = " (the value before '|' is the first argument)" if node.piped else ""
-            expected = f"{required}" if most == required else f"{required} to {most}" if most else f"at least {required}"
+            if most == required:
+                expected = f"{required}"
+            else:
+                expected = f"{required} to {most}" if most else f"at least {required}"
+            plural = "" if expected == "1" else "s"
             return self.error(
-                "TP304", f"{function.name}() takes {expected} argument{'s' if expected != '1' else ''}, got {count}{piped}",
-                name_span if node.piped else node, hint=f"{function.name}: {function.doc}",
+                "TP304",
+                f"{function.name}() takes {expected} argument{plural}, got {count}{piped}",
+                name_span if node.piped else node,
+                hint=f"{function.name}: {function.doc}",
             )
         for position, (arg, t) in enumerate(zip(node.args, types, strict=True)):
             param = function.params[min(position, len(function.params) - 1)]
             if not param.type.accepts(t):
                 self.error(
-                    "TP305", f"argument '{param.name}' of {function.name}() must be {param.type}, not {t}", arg,
+                    "TP305",
+                    f"argument '{param.name}' of {function.name}() must be {param.type}, not {t}",
+                    arg,
                     hint=f"{function.name}: {function.doc}",
                 )
             if param.literal and not isinstance(arg, A.Literal):
-                self.error("TP310", f"argument '{param.name}' of {function.name}() must be written as a literal", arg)
+                self.error(
+                    "TP310", f"argument '{param.name}' of {function.name}() must be written as a literal", arg
+                )
         if function.check is not None:
             literals: list[object] = [a.value if isinstance(a, A.Literal) else NOT_LITERAL for a in node.args]
             problem = function.check(literals)
             if problem:
                 self.error("TP310", problem, self._culprit(function, node, literals))
-        if function.name != "reject" and not function.needs_span and all(self.is_constant(a) for a in node.args):
+        if (
+            function.name != "reject"
+            and not function.needs_span
+            and all(self.is_constant(a) for a in node.args)
+        ):
             self.constant.add(id(node))
         returns = function.returns(types) if callable(function.returns) else function.returns
         return returns
@@ -307,8 +343,11 @@ class Checker:
         args = node.args
         tables = self.scope.tables
         first_is_table = isinstance(args[0], A.Name) and args[0].name in tables if args else False
-        if len(args) >= 2 and isinstance(args[1], A.Name) and not first_is_table and (
-            args[1].name in tables or (node.piped and args[1].name not in self.scope.names)
+        if (
+            len(args) >= 2
+            and isinstance(args[1], A.Name)
+            and not first_is_table
+            and (args[1].name in tables or (node.piped and args[1].name not in self.scope.names))
         ):
             args[0], args[1] = args[1], args[0]
         if args and isinstance(args[0], A.Name) and args[0].name not in tables:
@@ -316,15 +355,17 @@ class Checker:
             if name not in self.scope.names:
                 guess = did_you_mean(name, tables)
                 self.error(
-                    "TP307", f"unknown table '{name}'", args[0],
-                    hint=f"did you mean '{guess}'?" if guess else "define it under 'tables:' or include a table file",
+                    "TP307",
+                    f"unknown table '{name}'",
+                    args[0],
+                    hint=f"did you mean '{guess}'?"
+                    if guess
+                    else "define it under 'tables:' or include a table file",
                 )
                 args[0] = A.Literal(args[0].start, args[0].end, None)
                 args[0].type = ANY
         elif args and isinstance(args[0], A.Literal) and isinstance(args[0].value, str):
-            self.error(
-                "TP307", f"write the table name without quotes: lookup({args[0].value}, ...)", args[0]
-            )
+            self.error("TP307", f"write the table name without quotes: lookup({args[0].value}, ...)", args[0])
             args[0] = A.Literal(args[0].start, args[0].end, None)
 
 
@@ -359,8 +400,8 @@ class Lowering:
         if self.checker.is_constant(node) and not isinstance(node, A.Literal):
             code = getattr(self, "_" + type(node).__name__)(node)
             try:
-                value = eval(compile(code, "<constant>", "eval"), self.namespace, {})  # noqa: S307
-            except Exception:  # noqa: BLE001 - a failing constant is evaluated per SKU and reported there
+                value = eval(compile(code, "<constant>", "eval"), self.namespace, {})
+            except Exception:
                 return str(code)
             return self._constant(value)
         return str(getattr(self, "_" + type(node).__name__)(node))
@@ -461,18 +502,23 @@ def compile_expression(
     if expect is not None and checker.ok and not expect.accepts(result):
         hint = None
         if expect.kind == "bool":
-            hint = "write a condition, e.g. product.brand != \"\""
-        sink.error("TP312", f"{what} must be {expect}, but this expression gives {result}",
-                   source.span(tree.start, tree.end), hint)
+            hint = 'write a condition, e.g. product.brand != ""'
+        sink.error(
+            "TP312",
+            f"{what} must be {expect}, but this expression gives {result}",
+            source.span(tree.start, tree.end),
+            hint,
+        )
         return None
     if not checker.ok:
         return None
     lowering = Lowering(checker, tables, {})
     code = lowering.lower(tree)
     span = source.span(tree.start, tree.end)
-    fn = eval(compile(f"lambda ctx: {code}", f"<{span}>", "eval"), lowering.namespace, {})  # noqa: S307
-    return CompiledExpression(source.text.strip(), span, result if result.kind != "never" else NEVER, fn,
-                              checker.is_constant(tree))
+    fn = eval(compile(f"lambda ctx: {code}", f"<{span}>", "eval"), lowering.namespace, {})
+    return CompiledExpression(
+        source.text.strip(), span, result if result.kind != "never" else NEVER, fn, checker.is_constant(tree)
+    )
 
 
 def constant_value(expression: CompiledExpression) -> Any:
@@ -481,5 +527,5 @@ def constant_value(expression: CompiledExpression) -> Any:
         return None
     try:
         return expression.fn(Context())
-    except Exception:  # noqa: BLE001 - reported when it runs
+    except Exception:
         return None

@@ -135,9 +135,21 @@ def _whole_problem(function: str, what: str, value: object, hint: str = "") -> s
     return f"{function}: {what} must be a whole number of 0 or more, not {_to_text(number)}{hint}"
 
 
+MAX_PLACES = 20
+"""More decimal places than any currency or unit price needs; beyond it the rule is a mistake."""
+
+
 def _places_problem(function: str) -> Callable[[object], str | None]:
     hint = "; to round to tens or hundreds use round_to(x, 10)"
-    return lambda places: _whole_problem(function, "places", places, hint)
+
+    def problem(places: object) -> str | None:
+        found = _whole_problem(function, "places", places, hint)
+        number = _as_number(places)
+        if found is None and number is not None and number > MAX_PLACES:
+            return f"{function}: places must be at most {MAX_PLACES}, not {_to_text(number)}"
+        return found
+
+    return problem
 
 
 def _choice_problem(what: str, value: object, choices: Sequence[str]) -> str | None:
@@ -288,7 +300,12 @@ _BOOL_OUT = _null_in_null_out(BOOL)
 
 def _round_places(function: str, x: Number, places: Number, mode: str, at: Span | None) -> Decimal:
     _raise_if(_places_problem(function)(places) or _mode_problem(mode), at)
-    return quantize(_number(x), int(places), mode)
+    try:
+        return quantize(_number(x), int(places), mode)
+    except decimal.InvalidOperation:
+        raise EvaluationError(
+            f"{function}: {_to_text(_number(x))} has too many digits to round", at
+        ) from None
 
 
 @_function(

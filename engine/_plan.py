@@ -83,10 +83,14 @@ class PlanSummary:
     def line(self) -> str:
         update = f"{self.ops['update']} to update"
         if self.ops["update"]:
-            detail = ", ".join(f"{self.updates[k]} {k}" for k in ("price", "stock", "content") if self.updates[k])
+            detail = ", ".join(
+                f"{self.updates[k]} {k}" for k in ("price", "stock", "content") if self.updates[k]
+            )
             update += f" ({detail})"
-        return (f"Plan: {self.ops['create']} to create, {update}, {self.ops['delete']} to delete, "
-                f"{self.ops['invalid']} invalid")
+        return (
+            f"Plan: {self.ops['create']} to create, {update}, {self.ops['delete']} to delete, "
+            f"{self.ops['invalid']} invalid"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -119,7 +123,9 @@ def diff(listing: Listing, before: AppliedListing | None) -> tuple[Op, tuple[Upd
 class Planner:
     """Runs one marketplace's compiled rules over a catalog stream and yields its changes."""
 
-    def __init__(self, compiled: CompiledRules, connector: Connector, state: StateStore | None = None) -> None:
+    def __init__(
+        self, compiled: CompiledRules, connector: Connector, state: StateStore | None = None
+    ) -> None:
         self.compiled = compiled
         self.connector = connector
         self.state = state
@@ -165,8 +171,13 @@ class Planner:
         for row in state.unseen(self.marketplace):
             if only is not None and row.sku_id not in only:
                 continue
-            change = Change("delete", row.sku_id, self.marketplace, before=row,
-                            reasons=[Reason("TP925", "no longer in the catalog or not selected", "select")])
+            change = Change(
+                "delete",
+                row.sku_id,
+                self.marketplace,
+                before=row,
+                reasons=[Reason("TP925", "no longer in the catalog or not selected", "select")],
+            )
             self.summary.add(change)
             yield change
 
@@ -175,11 +186,23 @@ class Planner:
             self.summary.excluded += 1
             if before is None:
                 return None
-            return Change("delete", outcome.sku_id, self.marketplace, before=before, reasons=outcome.reasons,
-                          outcome=outcome)
+            return Change(
+                "delete",
+                outcome.sku_id,
+                self.marketplace,
+                before=before,
+                reasons=outcome.reasons,
+                outcome=outcome,
+            )
         if outcome.status == "invalid":
-            return Change("invalid", outcome.sku_id, self.marketplace, before=before, reasons=outcome.reasons,
-                          outcome=outcome)
+            return Change(
+                "invalid",
+                outcome.sku_id,
+                self.marketplace,
+                before=before,
+                reasons=outcome.reasons,
+                outcome=outcome,
+            )
         assert outcome.listing is not None
         op, kinds = diff(outcome.listing, before)
         return Change(op, outcome.sku_id, self.marketplace, kinds, outcome.listing, before, outcome=outcome)

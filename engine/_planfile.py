@@ -55,8 +55,8 @@ class PlanWriter:
         sep = "" if self._first_marketplace else ","
         self._first_marketplace = False
         self.out.write(
-            f'{sep}\n  {dumps(marketplace)}: {{"rules": {dumps(rules)}, "state_fingerprint": {dumps(fingerprint)},'
-            f'\n   "changes": ['
+            f'{sep}\n  {dumps(marketplace)}: {{"rules": {dumps(rules)}, '
+            f'"state_fingerprint": {dumps(fingerprint)},\n   "changes": ['
         )
         self._first_change = True
 

@@ -122,7 +122,9 @@ class DivergenceRule(_Section):
 class Divergence(_Section):
     """Price-divergence rules for orders coming in from this marketplace."""
 
-    approve_within: Expression = Field(description="|order price - our price| / our price at most this: approve.")
+    approve_within: Expression = Field(
+        description="|order price - our price| / our price at most this: approve."
+    )
     hold_within: Expression = Field(description="Beyond approve_within and at most this: hold for review.")
     min_order_value: Expression | None = None
     max_order_value: Expression | None = None
@@ -136,7 +138,9 @@ _LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")
 class RuleFile(_Section):
     """A marketplace's rule file: everything that differs from one marketplace to the next."""
 
-    marketplace: str = Field(description="Which connector: amazon, mercadolibre, google, or a plug-in's name.")
+    marketplace: str = Field(
+        description="Which connector: amazon, mercadolibre, google, or a plug-in's name."
+    )
     affiliate: str = Field(description="VTEX affiliate id: three consonants, e.g. MLB.")
     trade_policy: Annotated[str, BeforeValidator(_as_text)] = Field(
         description="VTEX sales channel that supplies assortment and prices."
@@ -148,7 +152,9 @@ class RuleFile(_Section):
         default_factory=dict, description="Connector settings, e.g. Amazon marketplace_id and product_type."
     )
     tables: dict[str, dict[str, TableValue]] = Field(default_factory=dict, description="Lookup tables.")
-    select: list[Expression] = Field(default_factory=list, description="All must hold for a SKU to be listed.")
+    select: list[Expression] = Field(
+        default_factory=list, description="All must hold for a SKU to be listed."
+    )
     categories: dict[str, CategoryTarget] = Field(
         default_factory=dict, description="VTEX category path -> marketplace category; most specific wins."
     )
@@ -166,7 +172,8 @@ class RuleFile(_Section):
             upper = value.upper()
             hint = f" (did you mean '{upper}'?)" if _AFFILIATE.fullmatch(upper) else ""
             raise ValueError(
-                f"affiliate id must be three upper-case consonants, no vowels, like 'MLB'; got {value!r}{hint}"
+                "affiliate id must be three upper-case consonants, no vowels, like 'MLB'; "
+                f"got {value!r}{hint}"
             )
         return value
 
@@ -226,11 +233,15 @@ _TYPE_WORDS = {
 }
 
 
-def _pydantic_to_diagnostics(exc: ValidationError, root: Node, model: type[BaseModel], sink: DiagnosticSink) -> None:
+def _pydantic_to_diagnostics(
+    exc: ValidationError, root: Node, model: type[BaseModel], sink: DiagnosticSink
+) -> None:
     """Turn each pydantic error into a diagnostic at the node its ``loc`` names."""
     seen: set[tuple[Any, ...]] = set()
     for error in exc.errors(include_url=False):
-        loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+        loc = tuple(
+            p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
+        )
         kind = error["type"]
         # A union reports one error per member; report the location once, with the first message.
         if loc in seen:
@@ -245,20 +256,30 @@ def _pydantic_to_diagnostics(exc: ValidationError, root: Node, model: type[BaseM
             guess = did_you_mean(key, allowed)
             span = node.key_span or node.span
             hint = f"did you mean '{guess}'?" if guess else f"allowed keys: {', '.join(sorted(allowed))}"
-            sink.error("TP111", f"unknown key '{key}' in {'.'.join(map(str, loc[:-1])) or 'the rule file'}", span, hint)
+            sink.error(
+                "TP111",
+                f"unknown key '{key}' in {'.'.join(map(str, loc[:-1])) or 'the rule file'}",
+                span,
+                hint,
+            )
             del parent
         elif kind == "missing":
             span = node.key_span or Span(node.span.file, node.span.line, node.span.column)
             sink.error(
-                "TP110", f"missing required key '{loc[-1]}'" + (f" in {'.'.join(map(str, loc[:-1]))}" if loc[:-1] else ""),
-                span, hint=f"add '{loc[-1]}:' here",
+                "TP110",
+                f"missing required key '{loc[-1]}'"
+                + (f" in {'.'.join(map(str, loc[:-1]))}" if loc[:-1] else ""),
+                span,
+                hint=f"add '{loc[-1]}:' here",
             )
         elif kind == "value_error":
             message = str(error["msg"]).removeprefix("Value error, ")
             code = {"affiliate": "TP120", "currency": "TP121", "locale": "TP122"}.get(str(loc[-1]), "TP113")
             sink.error(code, message, node.span)
         elif kind in ("literal_error", "enum"):
-            sink.error("TP114", f"{where}: {error['msg'].lower()}; got {node.text or node.plain()!r}", node.span)
+            sink.error(
+                "TP114", f"{where}: {error['msg'].lower()}; got {node.text or node.plain()!r}", node.span
+            )
         else:
             expected = _TYPE_WORDS.get(kind, error["msg"].lower())
             if kind.endswith("_type") and kind in _TYPE_WORDS:
@@ -300,8 +321,10 @@ def _read(path: Path, sink: DiagnosticSink, at: Span | None) -> Node | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         sink.error(
-            "TP130", f"included file '{path}' does not exist" if at else f"rule file '{path}' does not exist",
-            at or Span(str(path), 1, 1), hint="include paths are relative to the file that includes them",
+            "TP130",
+            f"included file '{path}' does not exist" if at else f"rule file '{path}' does not exist",
+            at or Span(str(path), 1, 1),
+            hint="include paths are relative to the file that includes them",
         )
         return None
     except (OSError, UnicodeDecodeError) as exc:
@@ -329,7 +352,9 @@ def load_rules(path: str | Path, sink: DiagnosticSink | None = None) -> LoadedRu
     if root is None:
         return None
     if not root.is_mapping:
-        sink.error("TP102", "a rule file must be a mapping of sections (marketplace:, price:, ...)", root.span)
+        sink.error(
+            "TP102", "a rule file must be a mapping of sections (marketplace:, price:, ...)", root.span
+        )
         return None
     tables: dict[str, Table] = {}
     _load_includes(path.resolve(), root, sink, tables, [path.resolve()])
@@ -354,7 +379,9 @@ def _merge_tables(root: Node, sink: DiagnosticSink, tables: dict[str, Table]) ->
         if name in tables:
             first = tables[name].node.key_span or tables[name].node.span
             sink.error(
-                "TP133", f"table '{name}' is already defined at {first}", node.key_span or node.span,
+                "TP133",
+                f"table '{name}' is already defined at {first}",
+                node.key_span or node.span,
                 hint="rename one of the two tables",
             )
             continue

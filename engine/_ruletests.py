@@ -112,11 +112,17 @@ def _compare(key: str, node: Node, outcome: Outcome) -> Mismatch | None:
             return Mismatch(key, wanted, messages or f"no reason ({outcome.status})")
         return None
     if key == "status":
-        return None if outcome.status == expected else Mismatch(
-            key, expected, outcome.status, "; ".join(str(r) for r in outcome.reasons) or None)
+        return (
+            None
+            if outcome.status == expected
+            else Mismatch(key, expected, outcome.status, "; ".join(str(r) for r in outcome.reasons) or None)
+        )
     if listing is None:
-        return Mismatch(key, expected, f"no listing ({outcome.status}: "
-                        + "; ".join(str(r) for r in outcome.reasons) + ")")
+        return Mismatch(
+            key,
+            expected,
+            f"no listing ({outcome.status}: " + "; ".join(str(r) for r in outcome.reasons) + ")",
+        )
     if key in _LISTING_KEYS:
         actual: Any = getattr(listing, key)
         rule_span = spans.get(key)

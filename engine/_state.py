@@ -52,6 +52,15 @@ CREATE TABLE IF NOT EXISTS sku_errors (
 """
 
 
+_COLUMNS = "sku_id, product_id, content_hash, price, sale_price, quantity, remote_id"
+_UPSERT = (
+    "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (marketplace, sku_id) DO UPDATE SET "
+    "product_id = excluded.product_id, content_hash = excluded.content_hash, price = excluded.price, "
+    "sale_price = excluded.sale_price, quantity = excluded.quantity, "
+    "remote_id = coalesce(excluded.remote_id, listings.remote_id), applied_at = excluded.applied_at"
+)
+
+
 class StateError(TradepostError):
     """The state store cannot be opened or is of an unknown version."""
 
@@ -109,8 +118,7 @@ class StateStore:
             chunk = sku_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self.db.execute(
-                "SELECT sku_id, product_id, content_hash, price, sale_price, quantity, remote_id FROM listings "
-                f"WHERE marketplace = ? AND sku_id IN ({marks})",
+                f"SELECT {_COLUMNS} FROM listings WHERE marketplace = ? AND sku_id IN ({marks})",
                 (marketplace, *chunk),
             )
             for row in rows:
@@ -127,13 +135,16 @@ class StateStore:
         return self.get_many(marketplace, [sku_id]).get(sku_id)
 
     def count(self, marketplace: str) -> int:
-        (n,) = self.db.execute("SELECT count(*) FROM listings WHERE marketplace = ?", (marketplace,)).fetchone()
+        (n,) = self.db.execute(
+            "SELECT count(*) FROM listings WHERE marketplace = ?", (marketplace,)
+        ).fetchone()
         return int(n)
 
     def fingerprint(self, marketplace: str) -> str:
         """Changes whenever anything was applied for the marketplace: a saved plan checks it."""
         row = self.db.execute(
-            "SELECT count(*), coalesce(max(applied_at), 0) FROM listings WHERE marketplace = ?", (marketplace,)
+            "SELECT count(*), coalesce(max(applied_at), 0) FROM listings WHERE marketplace = ?",
+            (marketplace,),
         ).fetchone()
         return f"{row[0]}:{row[1]:.6f}"
 
@@ -144,13 +155,19 @@ class StateStore:
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
-                "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (marketplace, sku_id) DO UPDATE "
-                "SET product_id = excluded.product_id, content_hash = excluded.content_hash, "
-                "price = excluded.price, sale_price = excluded.sale_price, quantity = excluded.quantity, "
-                "remote_id = coalesce(excluded.remote_id, listings.remote_id), applied_at = excluded.applied_at",
+                _UPSERT,
                 [
-                    (marketplace, r.sku_id, r.product_id, r.content_hash, str(r.price),
-                     None if r.sale_price is None else str(r.sale_price), r.quantity, r.remote_id, now)
+                    (
+                        marketplace,
+                        r.sku_id,
+                        r.product_id,
+                        r.content_hash,
+                        str(r.price),
+                        None if r.sale_price is None else str(r.sale_price),
+                        r.quantity,
+                        r.remote_id,
+                        now,
+                    )
                     for r in rows
                 ],
             )
@@ -159,7 +176,8 @@ class StateStore:
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
-                "DELETE FROM listings WHERE marketplace = ? AND sku_id = ?", [(marketplace, s) for s in sku_ids]
+                "DELETE FROM listings WHERE marketplace = ? AND sku_id = ?",
+                [(marketplace, s) for s in sku_ids],
             )
 
     # -- the set of SKUs seen by a plan, kept on disk so a million ids cost no memory ---------
@@ -174,7 +192,7 @@ class StateStore:
     def unseen(self, marketplace: str) -> Iterator[AppliedListing]:
         """Applied SKUs the plan did not see: they left the catalog or the selection."""
         rows = self.db.execute(
-            "SELECT sku_id, product_id, content_hash, price, sale_price, quantity, remote_id FROM listings "
+            f"SELECT {_COLUMNS} FROM listings "
             "WHERE marketplace = ? AND sku_id NOT IN (SELECT sku_id FROM temp.seen) ORDER BY sku_id",
             (marketplace,),
         )

@@ -51,7 +51,9 @@ class _RuleSandbox(SandboxedEnvironment):
         return getattr(obj, "_tradepost_function", False) is True
 
 
-def _as_filter(name: str, impl: Callable[..., Any], tables: Mapping[str, Mapping[str, Any]]) -> Callable[..., Any]:
+def _as_filter(
+    name: str, impl: Callable[..., Any], tables: Mapping[str, Mapping[str, Any]]
+) -> Callable[..., Any]:
     """Wrap a library function for jinja2; fallible ones get the template's span at render time."""
     function = FUNCTIONS[name]
 
@@ -123,7 +125,9 @@ class TemplateCompiler:
             tree = self.env.parse(text)
         except TemplateSyntaxError as exc:
             offset = _syntax_error_offset(text, exc)
-            sink.error("TP401", f"template syntax error: {exc.message}", source.span(offset), hint=_syntax_hint(exc))
+            sink.error(
+                "TP401", f"template syntax error: {exc.message}", source.span(offset), hint=_syntax_hint(exc)
+            )
             return None
         checker = _TemplateChecker(self, scope, source, sink)
         checker.visit(tree)
@@ -154,8 +158,12 @@ def _syntax_error_offset(text: str, exc: TemplateSyntaxError) -> int:
     if found:
         token = found.group(1)
         hits = [m.start() for m in re.finditer(re.escape(token), text[start:end])]
-        lonely = [h for h in hits if len(token) > 1 or not (
-            text[start + h - 1 : start + h] == token or text[start + h + 1 : start + h + 2] == token)]
+        lonely = [
+            h
+            for h in hits
+            if len(token) > 1
+            or not (text[start + h - 1 : start + h] == token or text[start + h + 1 : start + h + 2] == token)
+        ]
         if lonely or hits:
             return start + (lonely or hits)[-1]
     return start
@@ -199,7 +207,9 @@ def _patterns(node: nodes.Node, needle: str) -> list[re.Pattern[str]]:
 class _TemplateChecker:
     """Walks a jinja2 syntax tree: names, fields, filters and tables must all exist."""
 
-    def __init__(self, compiler: TemplateCompiler, scope: Scope, source: Source, sink: DiagnosticSink) -> None:
+    def __init__(
+        self, compiler: TemplateCompiler, scope: Scope, source: Source, sink: DiagnosticSink
+    ) -> None:
         self.compiler = compiler
         self.scope = scope
         self.source = source
@@ -241,11 +251,15 @@ class _TemplateChecker:
             self._type_of(node)
             return
         if isinstance(node, nodes.Filter | nodes.Test) and node.name is not None:
-            registry = self.compiler.env.filters if isinstance(node, nodes.Filter) else self.compiler.env.tests
+            registry = (
+                self.compiler.env.filters if isinstance(node, nodes.Filter) else self.compiler.env.tests
+            )
             if node.name not in registry:
                 guess = did_you_mean(node.name, registry)
                 self.error(
-                    "TP403", f"unknown filter '{node.name}'", self.locate(node, node.name),
+                    "TP403",
+                    f"unknown filter '{node.name}'",
+                    self.locate(node, node.name),
                     hint=f"did you mean '{guess}'?" if guess else "filters are the rule-language functions",
                 )
             if node.name == "lookup" and node.args and isinstance(node.args[0], nodes.Const):
@@ -253,7 +267,9 @@ class _TemplateChecker:
                 if table not in self.compiler.tables:
                     guess = did_you_mean(str(table), self.compiler.tables)
                     self.error(
-                        "TP307", f"unknown table '{table}'", self.locate(node, str(table)),
+                        "TP307",
+                        f"unknown table '{table}'",
+                        self.locate(node, str(table)),
                         hint=f"did you mean '{guess}'?" if guess else "define it under 'tables:'",
                     )
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
@@ -261,7 +277,9 @@ class _TemplateChecker:
             if name not in self.compiler.env.globals and name not in self.scope.names:
                 guess = did_you_mean(name, FUNCTIONS)
                 self.error(
-                    "TP403", f"unknown function '{name}'", self.locate(node, name),
+                    "TP403",
+                    f"unknown function '{name}'",
+                    self.locate(node, name),
                     hint=f"did you mean '{guess}'?" if guess else None,
                 )
             for child in node.iter_child_nodes():
@@ -284,8 +302,12 @@ class _TemplateChecker:
                 return ANY
             guess = did_you_mean(name, self.scope.names)
             self.error(
-                "TP402", f"unknown template variable '{name}' {self.scope.where}", self.locate(node, name),
-                hint=f"did you mean '{guess}'?" if guess else f"available: {', '.join(sorted(self.scope.names))}",
+                "TP402",
+                f"unknown template variable '{name}' {self.scope.where}",
+                self.locate(node, name),
+                hint=f"did you mean '{guess}'?"
+                if guess
+                else f"available: {', '.join(sorted(self.scope.names))}",
             )
             return ANY
         if isinstance(node, nodes.Getattr):
@@ -302,7 +324,9 @@ class _TemplateChecker:
     def _member(self, node: nodes.Node, target: Type, attr: str) -> Type:
         if attr.startswith("_"):
             self.error(
-                "TP404", f"access to '{attr}' is not allowed in templates", self.locate(node, attr),
+                "TP404",
+                f"access to '{attr}' is not allowed in templates",
+                self.locate(node, attr),
                 hint="templates may read fields of the catalog only",
             )
             return ANY
@@ -312,7 +336,9 @@ class _TemplateChecker:
             if attr not in target.record.fields:
                 guess = did_you_mean(attr, target.record.fields)
                 self.error(
-                    "TP302", f"unknown field '{attr}' on {target.record.name}", self.locate(node, attr),
+                    "TP302",
+                    f"unknown field '{attr}' on {target.record.name}",
+                    self.locate(node, attr),
                     hint=f"did you mean '{guess}'?" if guess else None,
                 )
                 return ANY

@@ -165,11 +165,11 @@ def type_from_annotation(annotation: Any) -> Type:
     if origin is Literal:
         return STRING
     if origin in (list, tuple, set, frozenset):
-        args = get_args(annotation)
-        return list_of(type_from_annotation(args[0]) if args else ANY)
+        items = get_args(annotation)
+        return list_of(type_from_annotation(items[0]) if items else ANY)
     if origin is dict:
-        args = get_args(annotation)
-        return map_of(type_from_annotation(args[1]) if len(args) == 2 else ANY)
+        pair = get_args(annotation)
+        return map_of(type_from_annotation(pair[1]) if len(pair) == 2 else ANY)
     if annotation is bool:
         return BOOL
     if annotation in (int, Decimal, float):

@@ -11,6 +11,7 @@ file, escapes and indentation accounted for.
 from __future__ import annotations
 
 import io
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -21,7 +22,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.nodes import Node as RuamelNode
 
-from engine._diagnostics import DiagnosticSink, Span
+from engine._diagnostics import LINE_BREAK, DiagnosticSink, Span
 
 _TAG = "tag:yaml.org,2002:"
 _DOUBLE_QUOTED_ESCAPE_LENGTH = {"x": 4, "u": 6, "U": 10}
@@ -119,9 +120,9 @@ def _align(value: str, raw: str, start: tuple[int, int], style: str | None) -> l
     """
     raw_pos: list[tuple[int, int]] = []
     line, col = start
-    for ch in raw:
+    for index, ch in enumerate(raw):
         raw_pos.append((line + 1, col + 1))
-        if ch == "\n":
+        if ch == "\n" or (ch == "\r" and raw[index + 1 : index + 2] != "\n"):
             line, col = line + 1, 0
         else:
             col += 1
@@ -160,7 +161,7 @@ def _align(value: str, raw: str, start: tuple[int, int], style: str | None) -> l
 
 
 def _scalar_value(node: ScalarNode) -> Any:
-    tag = node.tag.value if hasattr(node.tag, "value") else str(node.tag)
+    tag = str(getattr(node.tag, "value", None) or node.tag)
     text: str = node.value
     if node.style is None:
         if tag == _TAG + "null":
@@ -180,14 +181,19 @@ class _Builder:
         self.file = file
         self.text = text
         self.sink = sink
-        self.line_offsets = [0]
-        for i, ch in enumerate(text):
-            if ch == "\n":
-                self.line_offsets.append(i + 1)
+        self.line_offsets = [0] + [m.end() for m in LINE_BREAK.finditer(text)]
+
+    def position(self, index: int) -> tuple[int, int]:
+        """0-based (line, column) of a character offset, lines as an editor counts them.
+
+        ruamel's own line numbers also break on NEL/LS/PS; character offsets do not lie.
+        """
+        line = bisect_right(self.line_offsets, index) - 1
+        return line, index - self.line_offsets[line]
 
     def span(self, node: RuamelNode) -> Span:
-        s, e = node.start_mark, node.end_mark
-        return Span(self.file, s.line + 1, s.column + 1, e.line + 1, e.column + 1)
+        (sl, sc), (el, ec) = self.position(node.start_mark.index), self.position(node.end_mark.index)
+        return Span(self.file, sl + 1, sc + 1, el + 1, ec + 1)
 
     def build(self, node: RuamelNode, key_span: Span | None = None) -> Node:
         span = self.span(node)
@@ -201,14 +207,18 @@ class _Builder:
                 key = str(key_node.value)
                 if key == "<<":
                     self.sink.error(
-                        "TP104", "YAML merge keys (<<) are not supported in rule files", key_span_,
+                        "TP104",
+                        "YAML merge keys (<<) are not supported in rule files",
+                        key_span_,
                         hint="use 'include' for shared tables, or repeat the keys",
                     )
                     continue
                 if key in mapping:
                     first = mapping[key].key_span or mapping[key].span
                     self.sink.error(
-                        "TP103", f"duplicate key '{key}' (first defined at line {first.line})", key_span_,
+                        "TP103",
+                        f"duplicate key '{key}' (first defined at line {first.line})",
+                        key_span_,
                         hint="remove one of them; YAML would silently keep only the last",
                     )
                     continue
@@ -223,10 +233,7 @@ class _Builder:
             span = key_span
         value = _scalar_value(node)
         text = str(node.value).replace("\a", "")
-        start = self.line_offsets[node.start_mark.line] + node.start_mark.column
-        end = self.line_offsets[node.end_mark.line] + node.end_mark.column if node.end_mark.line < len(
-            self.line_offsets
-        ) else len(self.text)
+        start, end = node.start_mark.index, node.end_mark.index
         return Node(
             value,
             span,
@@ -234,7 +241,7 @@ class _Builder:
             style=node.style,
             key_span=key_span,
             _raw=self.text[start:end],
-            _raw_start=(node.start_mark.line, node.start_mark.column),
+            _raw_start=self.position(start),
         )
 
 
@@ -246,10 +253,15 @@ def parse_yaml(text: str, file: str, sink: DiagnosticSink) -> Node | None:
         root = yaml.compose(io.StringIO(text))
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        line, column = 1, 1
+        if mark is not None:
+            zero_line, zero_column = _Builder(file, text, sink).position(min(mark.index, len(text)))
+            line, column = zero_line + 1, zero_column + 1
         problem = exc.problem or exc.context or "invalid YAML"
         sink.error(
-            "TP101", f"YAML syntax error: {problem}", Span(file, line, column),
+            "TP101",
+            f"YAML syntax error: {problem}",
+            Span(file, line, column),
             hint="check indentation, colons and quotes around this point",
         )
         return None

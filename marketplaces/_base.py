@@ -46,28 +46,46 @@ class Connector:
         who = self.title or self.name
         limit = self.title_max_length
         if limit is not None and len(listing.title) > limit:
-            reasons.append(Reason("TP911", f"title is {len(listing.title)} characters; {who} allows {limit}",
-                                  "listing.title"))
+            reasons.append(
+                Reason(
+                    "TP911",
+                    f"title is {len(listing.title)} characters; {who} allows {limit}",
+                    "listing.title",
+                )
+            )
         if not listing.title.strip():
             reasons.append(Reason("TP911", f"title is empty; {who} requires one", "listing.title"))
         images = listing.fields.get("images") or []
         if len(images) < self.min_images:
-            reasons.append(Reason("TP912", f"{len(images)} image(s); {who} requires at least {self.min_images}",
-                                  "listing.images"))
+            reasons.append(
+                Reason(
+                    "TP912",
+                    f"{len(images)} image(s); {who} requires at least {self.min_images}",
+                    "listing.images",
+                )
+            )
         if self.max_images is not None and len(images) > self.max_images:
-            reasons.append(Reason("TP912", f"{len(images)} images; {who} allows at most {self.max_images}",
-                                  "listing.images"))
+            reasons.append(
+                Reason(
+                    "TP912", f"{len(images)} images; {who} allows at most {self.max_images}", "listing.images"
+                )
+            )
         if self.requires_gtin_or_brand_mpn:
             gtin = listing.fields.get("gtin")
             if not gtin and not (listing.fields.get("brand") and listing.fields.get("mpn")):
-                reasons.append(Reason("TP913", f"{who} requires a GTIN, or a brand and an MPN", "listing.gtin"))
+                reasons.append(
+                    Reason("TP913", f"{who} requires a GTIN, or a brand and an MPN", "listing.gtin")
+                )
         attributes = listing.attributes
         for name in self.attributes_required_for(listing.category):
             if attributes.get(name) in (None, ""):
-                reasons.append(Reason(
-                    "TP914", f"attribute {name} is required by {who} in category {listing.category}",
-                    f"listing.attributes.{name}",
-                ))
+                reasons.append(
+                    Reason(
+                        "TP914",
+                        f"attribute {name} is required by {who} in category {listing.category}",
+                        f"listing.attributes.{name}",
+                    )
+                )
         return reasons
 
     def attributes_required_for(self, category: str) -> list[str]:
@@ -95,7 +113,9 @@ class Connector:
         """The body that withdraws a listing, or None where the marketplace deletes without one."""
         return None
 
-    def payloads_for(self, op: str, kinds: Sequence[str], listing: Listing | None, sku_id: str) -> list[dict[str, Any]]:
+    def payloads_for(
+        self, op: str, kinds: Sequence[str], listing: Listing | None, sku_id: str
+    ) -> list[dict[str, Any]]:
         """The bodies a change sends: the cheapest calls for what changed.
 
         A create or a content change sends the whole listing; a price-only or
@@ -119,4 +139,3 @@ class Connector:
     def family_payload(self, listings: Sequence[Listing]) -> dict[str, Any] | None:
         """One body for a family of variations, where the marketplace lists them together."""
         return None
-

@@ -30,17 +30,29 @@ def sample_record(**overrides: Any) -> CatalogRecord:
     """A valid catalog record; keyword arguments replace whole sections (product=..., sku=...)."""
     data: dict[str, Any] = {
         "product": {
-            "id": "1", "name": "Tênis Runner", "brand": "Acme", "description": "Leve e confortável",
-            "category_path": ["Apparel", "Shoes", "Sneakers"], "specs": {"Gênero": "Feminino"},
+            "id": "1",
+            "name": "Tênis Runner",
+            "brand": "Acme",
+            "description": "Leve e confortável",
+            "category_path": ["Apparel", "Shoes", "Sneakers"],
+            "specs": {"Gênero": "Feminino"},
         },
         "sku": {
-            "id": "10", "product_id": "1", "name": "Azul M", "ean": "4006381333931", "active": True,
+            "id": "10",
+            "product_id": "1",
+            "name": "Azul M",
+            "ean": "4006381333931",
+            "active": True,
             "specs": {"Cor": "Azul", "Tamanho": "M", "Voltagem": "110V"},
             "images": [{"url": "https://img.example/10.jpg", "is_main": True}],
         },
         "price": {"selling": "99.40", "cost": "50.00", "list": "120.00", "promotional": "89.90"},
-        "stock": {"warehouses": [{"warehouse": "main", "quantity": 20, "reserved": 3},
-                                 {"warehouse": "sp_cd", "quantity": 7, "reserved": 0}]},
+        "stock": {
+            "warehouses": [
+                {"warehouse": "main", "quantity": 20, "reserved": 3},
+                {"warehouse": "sp_cd", "quantity": 7, "reserved": 0},
+            ]
+        },
     }
     for key, value in overrides.items():
         data[key] = {**data[key], **value}

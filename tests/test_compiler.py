@@ -31,17 +31,17 @@ def listing_value(rule_file: Callable[..., Path], value: str, **record: Any) -> 
         ("=price.selling - price.cost", Decimal("49.40")),
         ("=price.promotional ?? price.selling", Decimal("89.90")),
         ("=price.base ?? price.selling", Decimal("99.40")),
-        ("=price.base * 2", None),                      # null propagates through arithmetic
+        ("=price.base * 2", None),  # null propagates through arithmetic
         ("=sku.specs.Cor", "Azul"),
-        ("=sku.specs.Material", None),                  # a spec the SKU lacks is null, not an error
+        ("=sku.specs.Material", None),  # a spec the SKU lacks is null, not an error
         ('=sku.specs["Tamanho"]', "M"),
         ("=lookup(colors, sku.specs.Cor)", "Blue"),
-        ("=sku.specs.Cor | lookup(colors)", "Blue"),    # the pipe passes the key; the table moves first
+        ("=sku.specs.Cor | lookup(colors)", "Blue"),  # the pipe passes the key; the table moves first
         ('=lookup(colors, "Verde", "Other")', "Other"),
         ("=sku.specs.Cor | lower | upper", "AZUL"),
         ('=if price.selling > 100 then "premium" else "standard"', "standard"),
         ('=sku.specs.Cor in ["Azul", "Verde"]', True),
-        ('=sku.specs.Cor not in colors', False),
+        ("=sku.specs.Cor not in colors", False),
         ('="Azul" in colors', True),
         ("=stock.available", 24),
         ("=len(product.name)", 12),
@@ -63,14 +63,18 @@ def test_expression_values(rule_file: Callable[..., Path], expression: str, expe
 
 
 def test_constants_are_folded_once(rule_file: Callable[..., Path]) -> None:
-    rules = compiled(rule_file, "", MINIMAL_RULES.replace("value: price.selling", "value: price.selling * (1 + 15% + 20%)"))
+    rules = compiled(
+        rule_file, "", MINIMAL_RULES.replace("value: price.selling", "value: price.selling * (1 + 15% + 20%)")
+    )
     code = rules.price.value.fn.__code__
     # the folded constant 1.35 is one name in the namespace; no addition happens per SKU
     assert "_add" not in code.co_names
     assert Decimal("1.35") in rules.price.value.fn.__globals__.values()
 
 
-def test_lookup_miss_is_an_evaluation_error_with_table_key_and_location(rule_file: Callable[..., Path]) -> None:
+def test_lookup_miss_is_an_evaluation_error_with_table_key_and_location(
+    rule_file: Callable[..., Path],
+) -> None:
     rules = compiled(rule_file, "listing:\n  field: =lookup(colors, sku.specs.Cor)\n")
     record = sample_record(sku={"specs": {"Cor": "Verde"}})
     with pytest.raises(EvaluationError) as caught:
@@ -87,7 +91,9 @@ def test_division_by_zero_is_an_evaluation_error(rule_file: Callable[..., Path])
 
 
 def test_reject_gives_the_rule_message(rule_file: Callable[..., Path]) -> None:
-    rules = compiled(rule_file, 'listing:\n  field: "=if sku.active then reject(\\"not for sale\\") else 1"\n')
+    rules = compiled(
+        rule_file, 'listing:\n  field: "=if sku.active then reject(\\"not for sale\\") else 1"\n'
+    )
     with pytest.raises(engine.Rejected, match="not for sale"):
         rules.listing["field"].evaluate(context_for(sample_record()))
 
@@ -98,10 +104,18 @@ def test_reject_gives_the_rule_message(rule_file: Callable[..., Path]) -> None:
         ("  Apparel/Shoes/Sneakers: A\n  Apparel/Shoes: B\n", ["Apparel", "Shoes", "Sneakers"], "A"),
         ("  Apparel/Shoes/Sneakers: A\n  Apparel/Shoes: B\n", ["Apparel", "Shoes", "Boots"], "B"),
         ("  Apparel/Shoes: B\n", ["Apparel", "Hats"], None),
-        ("  Apparel:\n    - when: product.specs.Gênero == \"Feminino\"\n      category: F\n    - category: U\n",
-         ["Apparel", "Shoes"], "F"),
-        ("  Apparel:\n    - when: product.specs.Gênero == \"Masculino\"\n      category: M\n    - category: U\n",
-         ["Apparel", "Shoes"], "U"),
+        (
+            '  Apparel:\n    - when: product.specs.Gênero == "Feminino"\n      category: F\n'
+            "    - category: U\n",
+            ["Apparel", "Shoes"],
+            "F",
+        ),
+        (
+            '  Apparel:\n    - when: product.specs.Gênero == "Masculino"\n      category: M\n'
+            "    - category: U\n",
+            ["Apparel", "Shoes"],
+            "U",
+        ),
         # when no condition holds at the specific path, the less specific path is tried
         ("  Apparel/Shoes:\n    - when: false\n      category: X\n  Apparel: Y\n", ["Apparel", "Shoes"], "Y"),
     ],
@@ -131,7 +145,9 @@ def test_most_specific_category_wins(
 def test_price_round_applies_to_the_value(
     rule_file: Callable[..., Path], round_rule: str, selling: str, expected: str
 ) -> None:
-    base = MINIMAL_RULES.replace("value: price.selling", f"value: price.selling * 1.35\n  round: {round_rule}")
+    base = MINIMAL_RULES.replace(
+        "value: price.selling", f"value: price.selling * 1.35\n  round: {round_rule}"
+    )
     rules = compiled(rule_file, "", base)
     ctx = context_for(sample_record(price={"selling": selling}))
     ctx.value = rules.price.value(ctx)
@@ -147,12 +163,16 @@ def test_compile_rules_raises_rule_error_with_every_diagnostic(rule_file: Callab
 
 
 def test_listing_fields_are_typed_for_later_sections(rule_file: Callable[..., Path]) -> None:
-    result = engine.check_rules(rule_file("listing:\n  title: =product.name\nrequire:\n  - check: listing.title * 2 > 1\n"))
+    result = engine.check_rules(
+        rule_file("listing:\n  title: =product.name\nrequire:\n  - check: listing.title * 2 > 1\n")
+    )
     assert [(d.code, d.span.line, d.span.column) for d in result.errors] == [("TP306", 13, 12)]
 
 
 def test_include_tables_are_available(tmp_path: Path, rule_file: Callable[..., Path]) -> None:
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "t.yaml").write_text("tables:\n  sizes: {M: Medium}\n", encoding="utf-8")
-    rules = compiled(rule_file, "include: [shared/t.yaml]\nlisting:\n  size: =lookup(sizes, sku.specs.Tamanho)\n")
+    rules = compiled(
+        rule_file, "include: [shared/t.yaml]\nlisting:\n  size: =lookup(sizes, sku.specs.Tamanho)\n"
+    )
     assert rules.listing["size"].evaluate(context_for(sample_record())) == "Medium"

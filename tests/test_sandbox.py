@@ -36,7 +36,9 @@ ESCAPES = [
 
 
 @pytest.mark.parametrize("template", ESCAPES)
-def test_sandbox_escape_fails_at_compile_time_or_at_run_time(rule_file: Callable[..., Path], template: str) -> None:
+def test_sandbox_escape_fails_at_compile_time_or_at_run_time(
+    rule_file: Callable[..., Path], template: str
+) -> None:
     path = rule_file(f"listing:\n  title: {template!r}\n".replace("\\'", "''"))
     result = engine.check_rules(path)
     if result.compiled is None:
@@ -61,14 +63,16 @@ def test_dunder_field_in_an_expression_is_a_diagnostic(rule_file: Callable[..., 
 
 def test_expressions_cannot_reach_python_builtins(rule_file: Callable[..., Path]) -> None:
     for text in ("=__import__('os')", "=eval('1')", "=open('/etc/passwd')", "=ctx"):
-        result = engine.check_rules(rule_file(f"listing:\n  title: \"{text}\"\n"))
+        result = engine.check_rules(rule_file(f'listing:\n  title: "{text}"\n'))
         assert result.errors, text
         assert result.errors[0].code in ("TP301", "TP303", "TP201"), (text, result.errors[0])
 
 
 def test_templates_render_the_catalog(rule_file: Callable[..., Path]) -> None:
     result = engine.check_rules(
-        rule_file("listing:\n  title: \"{{ product.brand }} {{ sku.specs.Cor | lookup('colors') | upper }}\"\n")
+        rule_file(
+            "listing:\n  title: \"{{ product.brand }} {{ sku.specs.Cor | lookup('colors') | upper }}\"\n"
+        )
     )
     assert result.compiled is not None
     assert result.compiled.listing["title"].evaluate(context_for(sample_record())) == "Acme BLUE"

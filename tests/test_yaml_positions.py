@@ -43,7 +43,9 @@ def _position_of(node: Node, needle: str) -> tuple[int, int]:
         ("x:\n  y:\n    - z: '=lookup(colours, sku.ean)'\n", "colours", (3, 19)),
     ],
 )
-def test_scalar_characters_map_to_file_positions(yaml_text: str, needle: str, expected: tuple[int, int]) -> None:
+def test_scalar_characters_map_to_file_positions(
+    yaml_text: str, needle: str, expected: tuple[int, int]
+) -> None:
     first_key = yaml_text.split(":")[0]
     node = _value(yaml_text, first_key)
     while node.is_mapping or node.is_sequence:
