@@ -39,14 +39,20 @@ def test_check_json_for_machines(rule_file: Callable[..., Path]) -> None:
     assert document["errors"] == 1
     (diagnostic,) = document["files"][0]["diagnostics"]
     assert (diagnostic["code"], diagnostic["line"], diagnostic["column"], diagnostic["end_column"]) == (
-        "TP302", 11, 13, 17,
+        "TP302",
+        11,
+        13,
+        17,
     )
 
 
 def test_check_missing_file_is_a_diagnostic_not_a_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "check", str(tmp_path / "nope.yaml")],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "TP130" in result.stdout and "does not exist" in result.stdout

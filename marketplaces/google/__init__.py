@@ -1,0 +1,281 @@
+"""Google Merchant API v1: one ``ProductInput`` per SKU in an API data source.
+
+``productInputs:insert`` replaces the whole input, so content goes that way; a price or stock
+change is a ``productInputs.patch`` whose ``updateMask`` names only the fields it carries (a
+field named in the mask but absent from the body is deleted, which is how an ended sale price
+goes away). JSON names are the protobuf JSON names (lowerCamelCase) of ``productinputs.proto``
+and ``products_common.proto``; money is ``{amountMicros, currencyCode}`` with micros as an
+integer string.
+
+Variants are separate products sharing ``itemGroupId`` (the listing's family key), so there is
+no family payload. Rule-file attributes that ``ProductAttributes`` knows (color, size, gender,
+age_group, material, pattern...) become those fields; any other goes to ``customAttributes``.
+
+Options: ``content_language`` (default en), ``feed_label`` (default US), ``account`` and
+``data_source`` (for request paths), ``link_template`` (e.g. ``https://shop.example/p/{sku_id}``;
+``{product_id}`` is also known) used when a listing has no ``link`` field.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from decimal import Decimal
+from typing import Any, Literal
+
+from engine._listing import Listing, Reason
+from marketplaces._base import Connector
+
+ChangeKind = Literal["price", "stock"]
+
+UPDATE_MASKS: dict[ChangeKind, str] = {
+    "price": "productAttributes.price,productAttributes.salePrice",
+    "stock": "productAttributes.availability",
+}
+
+PRODUCT_ATTRIBUTES = frozenset(
+    {
+        "adult",
+        "age_group",
+        "color",
+        "custom_label_0",
+        "custom_label_1",
+        "custom_label_2",
+        "custom_label_3",
+        "custom_label_4",
+        "gender",
+        "is_bundle",
+        "item_group_title",
+        "material",
+        "pattern",
+        "product_highlights",
+        "product_types",
+        "shipping_label",
+        "size",
+        "size_system",
+        "size_types",
+    }
+)
+"""``ProductAttributes`` fields a rule-file attribute may set directly (snake_case proto names)."""
+ENUM_ATTRIBUTES = frozenset({"age_group", "gender", "size_system", "size_types"})
+REPEATED_ATTRIBUTES = frozenset({"product_highlights", "product_types", "size_types"})
+
+_MICROS = Decimal(1_000_000)
+
+
+class GoogleConnector(Connector):
+    """Google Merchant Center's requirements and request bodies."""
+
+    name = "google"
+    title = "Google"
+
+    title_max_length = 150
+    min_images = 1  # image_link is required
+    max_images = 11  # image_link plus up to 10 additional_image_link
+    requires_gtin_or_brand_mpn = True  # waived by identifier_exists: false, see check()
+
+    rate_limit = 5.0  # Merchant API quotas are per method and account, adjusted with usage,
+    # read with quotas.list; 5 rps is a conservative start, not a documented one
+    batch_size = 1  # no batch method; HTTP batching is charged per inner request anyway
+
+    # -- requirements ------------------------------------------------------------------------
+
+    def check(self, listing: Listing) -> list[Reason]:
+        """The declared requirements, plus a taxonomy id for the category and a landing page."""
+        reasons = super().check(listing)
+        if listing.fields.get("identifier_exists") is False:  # custom goods: Google allows no GTIN/MPN
+            reasons = [reason for reason in reasons if reason.code != "TP913"]
+        problem = self.validate_category(listing.category)
+        if problem:
+            reasons.append(Reason("TP915", problem, "categories"))
+        try:
+            link = self.link_for(listing)
+        except (KeyError, IndexError, ValueError) as exc:
+            reasons.append(
+                Reason(
+                    "TP916",
+                    f"options.link_template has an unknown placeholder {exc}",
+                    "options.link_template",
+                )
+            )
+        else:
+            if not link:
+                reasons.append(
+                    Reason(
+                        "TP916",
+                        "Google requires a link: set listing.link or options.link_template",
+                        "listing.link",
+                    )
+                )
+        return reasons
+
+    @staticmethod
+    def validate_category(category: str) -> str | None:
+        """Why ``category`` is not a Google product taxonomy id, or None when it is one.
+
+        Only the form is checked (a positive integer, like ``2271``): the taxonomy file is Google's
+        to publish and changes between versions, so rule tests, not the connector, pin real ids.
+        """
+        if re.fullmatch(r"[1-9][0-9]*", category.strip()):
+            return None
+        return (
+            f"category {category!r} is not a Google product taxonomy id; map it to a number "
+            "from taxonomy-with-ids (e.g. 2271 for Apparel & Accessories > Clothing > Dresses)"
+        )
+
+    def link_for(self, listing: Listing) -> str | None:
+        """The listing's own ``link``, else ``options.link_template`` filled with its ids."""
+        if listing.fields.get("link"):
+            return str(listing.fields["link"])
+        template = self.options.get("link_template")
+        if not template:
+            return None
+        return str(template).format(sku_id=listing.sku_id, product_id=listing.product_id)
+
+    # -- identity ----------------------------------------------------------------------------
+
+    def _identity(self, listing: Listing) -> dict[str, Any]:
+        return {
+            "offerId": listing.sku_id,
+            "contentLanguage": str(self.options.get("content_language", "en")),
+            "feedLabel": str(self.options.get("feed_label", "US")),
+        }
+
+    def product_input_name(self, sku_id: str) -> str:
+        """``accounts/{a}/productInputs/{id}``, encoded so that any SKU id survives (``/``, ``~``)."""
+        identity = "~".join(
+            (
+                str(self.options.get("content_language", "en")),
+                str(self.options.get("feed_label", "US")),
+                sku_id,
+            )
+        )
+        encoded = base64.urlsafe_b64encode(identity.encode("utf-8")).rstrip(b"=").decode("ascii")
+        return f"accounts/{self._account()}/productInputs/{encoded}"
+
+    def data_source_name(self) -> str:
+        """``accounts/{a}/dataSources/{d}``: the ``dataSource`` parameter of every productInputs call."""
+        source = str(self.options.get("data_source") or "")
+        if not source:
+            raise ValueError("Google needs options.data_source (the id of an API data source)")
+        if source.startswith("accounts/"):
+            return source
+        return f"accounts/{self._account()}/dataSources/{source}"
+
+    def _account(self) -> str:
+        if not self.options.get("account"):
+            raise ValueError("Google needs options.account (the Merchant Center account id)")
+        return str(self.options["account"])
+
+    @staticmethod
+    def update_mask_for(kind: ChangeKind) -> str:
+        """The ``updateMask`` query parameter that goes with ``price_payload`` or ``stock_payload``."""
+        return UPDATE_MASKS[kind]
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def payload(self, listing: Listing) -> dict[str, Any]:
+        """The ``ProductInput`` for ``productInputs:insert``."""
+        fields = listing.fields
+        images = [str(url) for url in fields.get("images") or []]
+        attributes: dict[str, Any] = {"title": listing.title}
+        if fields.get("description"):
+            attributes["description"] = str(fields["description"])
+        if link := self.link_for(listing):
+            attributes["link"] = link
+        if images:
+            attributes["imageLink"] = images[0]
+        if images[1:]:
+            attributes["additionalImageLinks"] = images[1:]
+        attributes.update(self._stock(listing))
+        attributes.update(self._price(listing))
+        for field in ("brand", "mpn"):
+            if fields.get(field):
+                attributes[field] = str(fields[field])
+        if fields.get("gtin"):
+            attributes["gtins"] = [str(fields["gtin"])]
+        attributes["condition"] = str(fields.get("condition") or "new").upper()
+        attributes["googleProductCategory"] = listing.category
+        if listing.group:
+            attributes["itemGroupId"] = listing.group
+        if isinstance(fields.get("identifier_exists"), bool):
+            attributes["identifierExists"] = fields["identifier_exists"]
+        custom: list[dict[str, Any]] = []
+        for name, value in listing.attributes.items():
+            key = _snake(name)
+            if value is None:
+                continue
+            if key in PRODUCT_ATTRIBUTES:
+                attributes[_camel(key)] = _attribute_value(key, value)
+            else:
+                custom.append({"name": name, "value": _text(value)})
+        body = {**self._identity(listing), "productAttributes": attributes}
+        if custom:
+            body["customAttributes"] = custom
+        return body
+
+    def price_payload(self, listing: Listing) -> dict[str, Any]:
+        """Body of ``productInputs.patch`` with ``update_mask_for("price")``."""
+        return {**self._identity(listing), "productAttributes": self._price(listing)}
+
+    def stock_payload(self, listing: Listing) -> dict[str, Any]:
+        """Body of ``productInputs.patch`` with ``update_mask_for("stock")``: Google takes availability,
+        not a count, so only a change across zero alters this body."""
+        return {**self._identity(listing), "productAttributes": self._stock(listing)}
+
+    def delete_payload(self, sku_id: str) -> dict[str, Any] | None:
+        """``productInputs.delete`` takes no body; the product leaves Shopping once processed."""
+        return None
+
+    @staticmethod
+    def _price(listing: Listing) -> dict[str, Any]:
+        prices = {"price": price(listing.price, listing.currency)}
+        if listing.sale_price is not None:
+            prices["salePrice"] = price(listing.sale_price, listing.currency)
+        return prices
+
+    @staticmethod
+    def _stock(listing: Listing) -> dict[str, Any]:
+        return {"availability": "IN_STOCK" if listing.quantity > 0 else "OUT_OF_STOCK"}
+
+
+def micros(amount: Decimal) -> str:
+    """An amount in millionths of the currency unit, as the integer string proto3 JSON uses for int64."""
+    scaled = amount * _MICROS
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{amount} has more than six decimal places; Google prices are whole micros")
+    return str(int(scaled))
+
+
+def price(amount: Decimal, currency: str) -> dict[str, str]:
+    """``google.shopping.type.Price``."""
+    return {"amountMicros": micros(amount), "currencyCode": currency}
+
+
+def _attribute_value(key: str, value: Any) -> Any:
+    values = list(value) if isinstance(value, list | tuple) else [value]
+    if key in ENUM_ATTRIBUTES:
+        values = [re.sub(r"[\s-]+", "_", str(v).strip()).upper() for v in values]
+    elif not isinstance(value, bool):
+        values = [_text(v) for v in values]
+    if key in REPEATED_ATTRIBUTES:
+        return values
+    return values[0] if values else None
+
+
+def _text(value: Any) -> str:
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def _snake(name: str) -> str:
+    if name.isupper():
+        return name.lower()
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+__all__ = ["ChangeKind", "GoogleConnector", "micros", "price"]

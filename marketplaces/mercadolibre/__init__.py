@@ -1,0 +1,188 @@
+"""Mercado Libre items API: ``POST /items`` to create, ``PUT /items/{id}`` with only what changed.
+
+Shapes follow the public developer documentation (summarised in ``shared/specs/mercadolibre/
+ITEMS.md``; Mercado Libre publishes no formal schema). Attributes are Mercado Libre's own ids
+(``BRAND``, ``COLOR``, ``GTIN``...): a rule file writes them under ``listing.attributes``, and
+the standard fields ``brand``, ``gtin`` and ``mpn`` fill ``BRAND``, ``GTIN`` and ``MPN`` when the
+rule file does not. ``SELLER_SKU`` is always the VTEX SKU id, because orders name the SKU
+through it.
+
+Options: ``listing_type_id`` (default gold_special; a listing's own field wins), ``buying_mode``
+(default buy_it_now).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from engine._listing import Listing, Reason
+from marketplaces._base import Connector
+
+STANDARD_ATTRIBUTES = {"BRAND": "brand", "GTIN": "gtin", "MPN": "mpn"}
+"""Mercado Libre attribute id -> the canonical listing field that supplies it by default."""
+
+PER_VARIATION = ("SELLER_SKU", "GTIN", "EMPTY_GTIN_REASON")
+"""Attributes that identify one SKU, so in a family they go on each variation, not on the item."""
+
+
+class MercadoLibreConnector(Connector):
+    """Mercado Libre's requirements and request bodies."""
+
+    name = "mercadolibre"
+    title = "Mercado Libre"
+
+    title_max_length = 60
+    min_images = 1
+    max_images = 10  # each category sets its own (max_pictures_per_item / _var in GET /categories/{id});
+    # 10 is a conservative default, not a documented figure
+    required_attributes: ClassVar[Mapping[str, Sequence[str]]] = {"*": ("BRAND", "GTIN")}
+    """GTIN is waived by an EMPTY_GTIN_REASON attribute, see check()."""
+
+    rate_limit = 10.0  # Mercado Libre publishes no per-seller figure and answers 429 beyond its limit;
+    # 10 rps is a conservative choice, not a documented number
+    batch_size = 1  # /items has no batch endpoint
+
+    # -- requirements ------------------------------------------------------------------------
+
+    def check(self, listing: Listing) -> list[Reason]:
+        """The declared requirements, judged on the attributes actually sent.
+
+        A product without a barcode declares why in ``EMPTY_GTIN_REASON``; Mercado Libre then
+        accepts the item without ``GTIN``.
+        """
+        sent = {item["id"]: item for item in self._attributes(listing)}
+        reasons = super().check(replace(listing, fields={**listing.fields, "attributes": sent}))
+        if "EMPTY_GTIN_REASON" in sent:
+            reasons = [r for r in reasons if r.rule != "listing.attributes.GTIN"]
+        return reasons
+
+    # -- hooks -------------------------------------------------------------------------------
+
+    def payload(self, listing: Listing) -> dict[str, Any]:
+        """The ``POST /items`` body for one SKU listed on its own."""
+        return self._item(
+            listing,
+            self.price_of(listing),
+            max(0, listing.quantity),
+            _images(listing),
+            self._attributes(listing),
+        )
+
+    def family_payload(self, listings: Sequence[Listing]) -> dict[str, Any] | None:
+        """One item whose ``variations`` are the SKUs of a family (the legacy variations model).
+
+        Mercado Libre shows every variation at one price and, when they differ, the highest; the
+        family is priced at the highest of its SKUs so that no SKU sells below the price its rules
+        computed. Content (title, category, description) comes from the first SKU by id, so a
+        family's title should not name an axis value.
+        """
+        if not listings:
+            return None
+        members = sorted(listings, key=lambda listing: listing.sku_id)
+        first = members[0]
+        axes = list(first.axes)
+        for member in members:
+            if set(member.axes) != set(axes):
+                raise ValueError(f"SKU {member.sku_id} varies on {list(member.axes)}, its family on {axes}")
+        price = max(self.price_of(member) for member in members)
+        pictures = list(dict.fromkeys(url for member in members for url in _images(member)))
+        shared = [a for a in self._attributes(first) if a["id"] not in PER_VARIATION and a["id"] not in axes]
+        body = self._item(first, price, sum(max(0, member.quantity) for member in members), pictures, shared)
+        body["variations"] = [self._variation(member, price) for member in members]
+        return body
+
+    def price_payload(self, listing: Listing) -> dict[str, Any]:
+        """``PUT /items/{id}`` with the price only."""
+        return {"price": self.price_of(listing)}
+
+    def stock_payload(self, listing: Listing) -> dict[str, Any]:
+        """``PUT /items/{id}`` with the quantity only."""
+        return {"available_quantity": max(0, listing.quantity)}
+
+    def payloads_for(
+        self, op: str, kinds: Sequence[str], listing: Listing | None, sku_id: str
+    ) -> list[dict[str, Any]]:
+        """Price and stock changed together go in one ``PUT /items/{id}``, which takes both."""
+        price_and_stock = op == "update" and set(kinds) == {"price", "stock"}
+        if listing is not None and price_and_stock:
+            return [{**self.price_payload(listing), **self.stock_payload(listing)}]
+        return super().payloads_for(op, kinds, listing, sku_id)
+
+    def delete_payload(self, sku_id: str) -> dict[str, Any] | None:
+        """Pause, not close: a closed item can never be reactivated, while a SKU that leaves the
+        selection (a stock rule, a brand filter) often comes back; ``{"status": "active"}`` resumes it
+        with its history and reviews."""
+        return {"status": "paused"}
+
+    # -- parts -------------------------------------------------------------------------------
+
+    @staticmethod
+    def price_of(listing: Listing) -> Decimal:
+        """What the buyer pays. Through ``/items`` the price is the only price (strike-through prices
+        belong to the promotions API), so a sale price, when the rules give one, is the price."""
+        return listing.sale_price if listing.sale_price is not None else listing.price
+
+    def _item(
+        self,
+        listing: Listing,
+        price: Decimal,
+        quantity: int,
+        pictures: Sequence[str],
+        attributes: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "title": listing.title,
+            "category_id": listing.category,
+            "price": price,
+            "currency_id": listing.currency,
+            "available_quantity": quantity,
+            "buying_mode": str(self.options.get("buying_mode", "buy_it_now")),
+            "listing_type_id": str(
+                listing.fields.get("listing_type_id") or self.options.get("listing_type_id", "gold_special")
+            ),
+            "condition": str(listing.fields.get("condition") or "new").lower(),
+            "pictures": [{"source": url} for url in pictures],
+            "attributes": attributes,
+        }
+        # Optional parts, only when the rules give them: plain-text description, sale terms (warranty...).
+        if listing.fields.get("description"):
+            body["description"] = {"plain_text": str(listing.fields["description"])}
+        terms = listing.fields.get("sale_terms")
+        if isinstance(terms, Mapping) and terms:
+            body["sale_terms"] = [_attribute(id_, value) for id_, value in terms.items()]
+        return body
+
+    def _attributes(self, listing: Listing) -> list[dict[str, Any]]:
+        values: dict[str, Any] = {id_: listing.fields.get(name) for id_, name in STANDARD_ATTRIBUTES.items()}
+        values.update((name.upper(), value) for name, value in listing.attributes.items())
+        values["SELLER_SKU"] = listing.sku_id
+        return [_attribute(id_, value) for id_, value in values.items() if value not in (None, "")]
+
+    def _variation(self, listing: Listing, price: Decimal) -> dict[str, Any]:
+        own = {a["id"]: a for a in self._attributes(listing)}
+        return {
+            "attribute_combinations": [_attribute(axis, value) for axis, value in listing.axes.items()],
+            "price": price,
+            "available_quantity": max(0, listing.quantity),
+            "picture_ids": _images(listing),
+            "attributes": [own[id_] for id_ in PER_VARIATION if id_ in own],
+        }
+
+
+def _attribute(id_: str, value: Any) -> dict[str, Any]:
+    """``{id, value_name}`` for text; a mapping (``{"value_id": "52049"}``) is sent as written."""
+    if isinstance(value, Mapping):
+        return {"id": id_, **value}
+    if isinstance(value, Decimal):
+        return {"id": id_, "value_name": format(value, "f")}
+    return {"id": id_, "value_name": str(value)}
+
+
+def _images(listing: Listing) -> list[str]:
+    return [str(url) for url in listing.fields.get("images") or []]
+
+
+__all__ = ["MercadoLibreConnector"]
