@@ -195,7 +195,7 @@ class _SectionCompiler:
         else:
             for name in ("order", "item"):
                 unavailable[name] = _ORDER_ONLY.format(name=name)
-        return Scope(where, names, self.table_types, unavailable)
+        return Scope(where, names, self.table_types, unavailable, self.table_values)
 
     def expr(
         self, node: Node | None, scope: Scope, expect: Type | None, what: str
@@ -495,7 +495,9 @@ def _compile_round(
         return None
     value = A.Name(tree.start, tree.name_end, "value")
     call = A.Call(tree.start, tree.end, tree.function, [value, *tree.args], tree.name_end, piped=True)
-    round_scope = Scope(scope.where, {**scope.names, "value": NUMBER}, scope.tables, scope.unavailable)
+    round_scope = Scope(
+        scope.where, {**scope.names, "value": NUMBER}, scope.tables, scope.unavailable, scope.table_values
+    )
     return compile_expression(source, round_scope, c.sink, c.table_values, NUMBER, "price.round", tree=call)
 
 

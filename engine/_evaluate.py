@@ -138,7 +138,10 @@ class SkuEvaluator:
                     )
             except EvaluationError as exc:
                 reasons.append(_reason(exc, "require", rule.check))
+        seen = {r.message for r in reasons}
         for reason in self.connector.check(listing):
+            if reason.message in seen:  # the rule file already checks the same thing
+                continue
             span = self.listing_spans.get(reason.rule) or self.listing_spans.get(
                 reason.rule.rsplit(".", 1)[0]
             )

@@ -37,6 +37,7 @@ class Scope:
     names: Mapping[str, Type]
     tables: Mapping[str, Type] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
+    table_values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,10 +165,26 @@ class Checker:
                 return self.error("TP302", f"unknown field '{node.name}' on {record.name}", span, hint)
             return record.fields[node.name].or_null(target.nullable or record.fields[node.name].nullable)
         if target.kind == "table":
-            return self.error(
-                "TP311", f"tables have no fields; use lookup({_describe(node.target)}, key)", span
-            )
+            return self._table_entry(node, span)
         return self.error("TP311", f"{target} has no fields (tried '.{node.name}')", span)
+
+    def _table_entry(self, node: A.Field, span: tuple[int, int]) -> Type:
+        """``fx.BRL_USD``: a lookup whose key is known now, so a missing entry is a compile error."""
+        table = node.target.name if isinstance(node.target, A.Name) else None
+        entries = self.scope.table_values.get(table) if table else None
+        if entries is None:
+            return self.error("TP311", f"use lookup({_describe(node.target)}, key) to read a table", span)
+        if node.name not in entries:
+            guess = did_you_mean(node.name, entries)
+            return self.error(
+                "TP307", f"table '{table}' has no entry '{node.name}'", span,
+                hint=f"did you mean '{guess}'?" if guess else f"add '{node.name}:' to the table",
+            )
+        self.constant.add(id(node))
+        value = entries[node.name]
+        if value is None:
+            return NULL
+        return BOOL if isinstance(value, bool) else NUMBER if isinstance(value, Decimal) else STRING
 
     def _Index(self, node: A.Index) -> Type:
         target = self.check(node.target)
@@ -425,8 +442,10 @@ class Lowering:
         return self.bind(self.tables.get(node.name, {}), "_t")
 
     def _Field(self, node: A.Field) -> str:
-        target = self.lower(node.target)
         t = node.target.type or ANY
+        if t.kind == "table" and isinstance(node.target, A.Name):
+            return self._constant(self.tables.get(node.target.name, {}).get(node.name))
+        target = self.lower(node.target)
         if t.kind == "record" and t.record is not None and t.record.model is not None and not t.nullable:
             return f"{target}.{node.name}"
         if t.kind in ("map", "record") and not t.nullable:

@@ -234,7 +234,7 @@ def _describe(value: object) -> str:
         return "true/false"
     if isinstance(value, str):
         return "text"
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return "a list"
     return "a table" if isinstance(value, dict) else "a number"
 
@@ -500,7 +500,7 @@ def _len(value: object, *, at: Span | None = None) -> int | None:
     """The number of characters of text, items of a list or entries of a table."""
     if value is None:
         return None
-    if isinstance(value, (str, list, dict)):
+    if isinstance(value, (str, list, tuple, dict)):
         return len(value)
     raise EvaluationError(f"len() takes text, a list or a table, not {_describe(value)}", at)
 
@@ -510,7 +510,7 @@ def _contains(value: object, part: object, *, at: Span | None = None) -> bool | 
     """Whether text holds a substring, a list an item or a table a key (case-sensitive)."""
     if value is None or part is None:
         return None
-    if isinstance(value, list):
+    if isinstance(value, (list, tuple)):
         return part in value
     if isinstance(value, (str, dict)):
         return _to_text(part, at) in value
@@ -567,8 +567,11 @@ def _parse_number(text: object, *, at: Span | None = None) -> Decimal | None:
 
 def _lookup_type(args: Sequence[Type]) -> Type:
     tables = [arg for arg in args[:2] if arg.kind in ("table", "map")]
+    keys = [arg for arg in args[:2] if arg.kind not in ("table", "map")]
     item = (tables[0].item if tables else None) or ANY
-    return unify(item, args[2]) if len(args) > 2 else item
+    if len(args) > 2:
+        return unify(item, args[2])
+    return item.or_null(item.nullable or any(k.nullable for k in keys))
 
 
 @_function(
@@ -589,21 +592,24 @@ def _lookup(
     """The table's entry for `key`; a key missing with no default makes the SKU invalid.
 
     Numbers are looked up by their text (tables come from YAML, keys are text).
-    A null key is a miss, so `lookup(sizes, sku.specs.Tamanho, null)` tolerates
-    SKUs without the spec and the bare form reports them.
+    A null key gives the default, or null without one, as every function does
+    with null: a SKU without the specification simply has no such attribute. A key that is present but not
+    in the table is the mistake worth stopping for.
     """
     if not isinstance(table, dict) and isinstance(key, dict):
         table, key = key, table  # the pipe `x | lookup(colors)` passes the key first
     if not isinstance(table, dict):
         raise EvaluationError(f"lookup() needs a table, not {_describe(table)}", at)
-    wanted = None if key is None else _to_text(key, at)
-    if wanted is not None and wanted in table:
+    if key is None:
+        return None if default is _ABSENT else default
+    wanted = _to_text(key, at)
+    if wanted in table:
         return table[wanted]
     if default is not _ABSENT:
         return default
     where = f"table '{table_name}'" if table_name else "the table"
-    shown = "null" if wanted is None else repr(wanted)
-    fix = "give lookup a default" if wanted is None else f"add {shown} to {where} or give lookup a default"
+    shown = repr(wanted)
+    fix = f"add {shown} to {where} or give lookup a default"
     raise EvaluationError(
         f'no entry for {shown} in {where}; {fix}: lookup({table_name or "table"}, key, "...")',
         at,

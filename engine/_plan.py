@@ -209,7 +209,8 @@ class Planner:
 
 
 def _malformed(error: MalformedRecord, sku_id: str) -> Outcome:
-    reasons = [Reason("TP930", f"{path}: {message}", "catalog") for path, message in error.errors] or [
-        Reason("TP930", str(error), "catalog")
+    where = f"catalog line {error.line}" if error.line else "catalog"
+    reasons = [Reason("TP930", f"{path}: {message}", where) for path, message in error.errors] or [
+        Reason("TP930", str(error), where)
     ]
     return Outcome(sku_id, "invalid", reasons=reasons)

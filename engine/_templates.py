@@ -50,6 +50,12 @@ class _RuleSandbox(SandboxedEnvironment):
     def is_safe_callable(self, obj: Any) -> bool:
         return getattr(obj, "_tradepost_function", False) is True
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # A specification a SKU lacks is null in templates too, as in expressions.
+        if isinstance(obj, dict) and not attribute.startswith("_"):
+            return obj.get(attribute)
+        return super().getattr(obj, attribute)
+
 
 def _as_filter(
     name: str, impl: Callable[..., Any], tables: Mapping[str, Mapping[str, Any]]
@@ -112,7 +118,9 @@ class TemplateCompiler:
     """Builds the sandbox once per rule file and compiles each template with it."""
 
     def __init__(self, tables: Mapping[str, Mapping[str, Any]]) -> None:
-        self.env = _RuleSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+        self.env = _RuleSandbox(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=_blank_null
+        )
         for name, function in FUNCTIONS.items():
             wrapped = _as_filter(name, function.impl, tables)
             self.env.filters[name] = wrapped
@@ -145,12 +153,20 @@ def _syntax_hint(exc: TemplateSyntaxError) -> str | None:
     return None
 
 
+def _blank_null(value: Any) -> Any:
+    """``{{ sku.specs.Material }}`` prints nothing, not "None", for a SKU without it."""
+    return "" if value is None else value
+
+
 def _syntax_error_offset(text: str, exc: TemplateSyntaxError) -> int:
     """jinja2 reports only a line: find the offending token on it, or the tag left open."""
     start = _line_offset(text, exc.lineno or 1)
     end = text.find("\n", start)
     end = len(text) if end < 0 else end
     message = exc.message or ""
+    at = re.search(r"unexpected char .* at (\d+)$", message)
+    if at:
+        return min(int(at.group(1)), len(text))
     if "unexpected end of template" in message:
         opened = max(text.rfind("{{"), text.rfind("{%"))
         return opened if opened >= 0 else start

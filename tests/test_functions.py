@@ -477,11 +477,10 @@ def test_lookup_miss_without_default_names_the_key_the_table_and_the_fix() -> No
     assert "give lookup a default" in error.message
 
 
-def test_lookup_null_key_without_default() -> None:
-    with pytest.raises(EvaluationError) as raised:
-        call("lookup", COLORS, None, at=AT, table_name="sizes")
-    assert raised.value.code == "TP902"
-    assert raised.value.message.startswith("no entry for null in table 'sizes'; give lookup a default")
+def test_lookup_null_key_is_null_or_the_default() -> None:
+    # a SKU without the specification has no such attribute; it is not a table miss
+    assert call("lookup", COLORS, None, at=AT, table_name="sizes") is None
+    assert call("lookup", COLORS, None, "One size", at=AT, table_name="sizes") == "One size"
 
 
 def test_lookup_of_a_non_table_is_an_evaluation_error() -> None:
@@ -605,7 +604,7 @@ def test_null_in_null_out(name: str, args: tuple[Any, ...]) -> None:
         ("gtin_valid", (STRING.or_null(),), "bool"),
         ("reject", (STRING,), "never"),
         ("lookup", (table_of(STRING), STRING), "string"),
-        ("lookup", (STRING.or_null(), table_of(NUMBER)), "number"),  # the pipe order
+        ("lookup", (STRING.or_null(), table_of(NUMBER)), "number or null"),  # pipe order; null key, null
         ("lookup", (table_of(STRING), STRING, NULL), "string or null"),
         ("lookup", (table_of(STRING), STRING, STRING), "string"),
         ("lookup", (STRING, table_of(STRING), NULL), "string or null"),
