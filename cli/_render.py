@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from rich.console import Console
 from rich.text import Text
 
 from engine import Diagnostic
+from engine._coverage import Coverage
+
+COVERAGE_VALUES_SHOWN = 8
+"""Values per table in the text report; --format json lists them all."""
 
 _STYLE = {"error": "bold red", "warning": "bold yellow"}
 
@@ -28,3 +33,33 @@ def render_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
             style = "cyan" if line.lstrip().startswith(("|", "= help")) or "^" in line else ""
             out.print(Text(line, style=style))
         out.print()
+
+
+def render_coverage(coverage: Coverage) -> None:
+    """The catalog gaps of one rule file: unmapped categories and values missing from tables."""
+    out = console()
+    malformed = f", {coverage.malformed} malformed" if coverage.malformed else ""
+    out.print(
+        f"[bold]{coverage.marketplace}[/bold] ({coverage.file}): {coverage.records} records, "
+        f"{coverage.selected} selected{malformed}"
+    )
+    if not coverage.unmapped and not coverage.missing:
+        out.print("  every category is mapped and every looked-up value is in its table")
+    for category, skus in coverage.unmapped.most_common():
+        out.print(f"  [yellow]unmapped category[/yellow] {category}: {skus} SKU(s) invalid", highlight=False)
+    shown: Counter[str] = Counter()
+    for missing in sorted(coverage.missing.values(), key=lambda m: (m.table, -m.skus, m.value)):
+        shown[missing.table] += 1
+        if shown[missing.table] > COVERAGE_VALUES_SHOWN:
+            continue
+        effect = "default used" if missing.defaulted else "SKU(s) invalid"
+        out.print(
+            f"  [yellow]not in table {missing.table}[/yellow] {missing.path} = {missing.value!r}: "
+            f"{missing.skus} {effect} ({missing.span})",
+            highlight=False,
+        )
+    for table, count in shown.items():
+        if count > COVERAGE_VALUES_SHOWN:
+            out.print(
+                f"  … {count - COVERAGE_VALUES_SHOWN} more values not in table {table} (--format json lists all)"
+            )

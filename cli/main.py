@@ -16,11 +16,22 @@ from typing import Any
 
 import click
 
-from cli._render import render_diagnostics
-from engine import TradepostError, check_all, rule_file_schema
+from cli._render import render_coverage, render_diagnostics
+from engine import RuleError, TradepostError, check_all, rule_file_schema
+from engine._config import load_project
+from engine._coverage import catalog_coverage
+from engine._run import catalog_records
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+
+
+def _relative(path: Path) -> Path:
+    """Paths as the user would type them from here, in messages."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _default_rule_files() -> list[Path]:
@@ -47,17 +58,43 @@ def cli() -> None:
     show_default=True,
     help="json: one document with every diagnostic, for editors and CI.",
 )
-def check(files: Sequence[Path], fmt: str) -> None:
+@click.option(
+    "--catalog",
+    "with_catalog",
+    is_flag=True,
+    help="Also report catalog coverage: unmapped categories, values missing from lookup tables.",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Project config, for --catalog (default: ./tradepost.yaml or $TRADEPOST_CONFIG).",
+)
+def check(files: Sequence[Path], fmt: str, with_catalog: bool, config_path: Path | None) -> None:
     """Check rule files and report every problem with its file:line:col.
 
-    With no FILES, checks every rule file in ./rules. Exits 1 when any error remains.
+    With no FILES, checks every rule file in ./rules (with --catalog, those of the project config).
+    Warnings, such as one warehouse shared beyond 100% across files, do not fail the check.
+    Exits 1 when any error remains.
     """
-    paths = list(files) or _default_rule_files()
+    project = load_project(config_path) if with_catalog else None
+    if files:
+        paths = list(files)
+    elif project is not None:
+        paths = [_relative(project.rules_path(name)) for name in project.marketplace_names()]
+    else:
+        paths = _default_rule_files()
     if not paths:
         raise click.UsageError("no rule files given and none found in ./rules")
     results = check_all(paths)
     errors = sum(len(r.errors) for r in results)
     warnings = sum(len(r.diagnostics) - len(r.errors) for r in results)
+    coverages = []
+    if project is not None:
+        coverages = [
+            catalog_coverage(r.compiled, catalog_records(project)) for r in results if r.compiled is not None
+        ]
     if fmt == "json":
         document: dict[str, Any] = {
             "files": [
@@ -67,12 +104,16 @@ def check(files: Sequence[Path], fmt: str) -> None:
             "errors": errors,
             "warnings": warnings,
         }
+        if project is not None:
+            document["coverage"] = [c.to_dict() for c in coverages]
         click.echo(json.dumps(document, indent=2, ensure_ascii=False))
     else:
         render_diagnostics([d for r in results for d in r.diagnostics])
         for r in results:
             if r.ok:
                 click.echo(f"{r.file}: ok" + (f" ({len(r.diagnostics)} warnings)" if r.diagnostics else ""))
+        for coverage in coverages:
+            render_coverage(coverage)
         click.echo(
             f"{len(results)} file(s) checked: {errors} error(s), {warnings} warning(s)", err=errors > 0
         )
@@ -111,6 +152,9 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except RuleError as exc:
+        render_diagnostics(exc.diagnostics)
+        sys.exit(EXIT_ERROR)
     except TradepostError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_ERROR)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from engine._compiler import CompiledRules, compile_loaded
-from engine._diagnostics import Diagnostic, DiagnosticSink, RuleError
+from engine._diagnostics import Diagnostic, DiagnosticSink, RuleError, Span, split_lines
+from engine._expressions import constant_value
 from engine._rulefile import load_rules as _load
 
 
@@ -41,7 +43,62 @@ def check_rules(path: str | Path) -> CheckResult:
 
 
 def check_all(paths: Iterable[str | Path]) -> list[CheckResult]:
-    return [check_rules(p) for p in paths]
+    """Check several rule files, then what only shows across them (stock shared beyond 100%)."""
+    results = [check_rules(p) for p in paths]
+    _check_stock_shares(results)
+    return results
+
+
+def _check_stock_shares(results: list[CheckResult]) -> None:
+    """Warn when the shares of one warehouse across rule files add up to more than 100%.
+
+    Each marketplace then believes it may sell that share of the same units: when they all
+    sell at once, the store oversells. A file with no warehouse list takes from every one.
+    """
+    shares: list[tuple[CheckResult, tuple[str, ...] | None, Decimal]] = []
+    for result in results:
+        compiled = result.compiled
+        if compiled is None:
+            continue
+        share = constant_value(compiled.stock.share)
+        if isinstance(share, Decimal | int):
+            shares.append((result, compiled.stock.warehouses, Decimal(share)))
+    named = sorted({w for _, warehouses, _ in shares if warehouses for w in warehouses})
+    for warehouse in named or ["(all)"]:
+        takers = [(r, s) for r, warehouses, s in shares if warehouses is None or warehouse in warehouses]
+        total = sum((s for _, s in takers), Decimal(0))
+        if total <= 1 or len(takers) < 2:
+            continue
+        parts = ", ".join(f"{r.file} ({_percent(s)})" for r, s in takers)
+        for result, _ in takers:
+            assert result.compiled is not None
+            span = result.compiled.stock.share.span
+            message = (
+                f"warehouse '{warehouse}' is shared {_percent(total)} across rule files: {parts}; "
+                "simultaneous sales can oversell"
+            )
+            result.diagnostics.append(
+                Diagnostic(
+                    "TP350",
+                    message,
+                    span,
+                    "warning",
+                    "lower the shares so they add up to 100% at most",
+                    _source_line(span),
+                )
+            )
+
+
+def _percent(value: Decimal) -> str:
+    return f"{(value * 100).normalize():f}%"
+
+
+def _source_line(span: Span) -> str | None:
+    try:
+        lines = split_lines(Path(span.file).read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    return lines[span.line - 1] if 0 < span.line <= len(lines) else None
 
 
 def compile_rules(path: str | Path) -> CompiledRules:

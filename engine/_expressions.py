@@ -52,6 +52,29 @@ class Source:
         return self.node.span_of(start + self.offset, None if end is None else end + self.offset)
 
 
+@dataclass(frozen=True)
+class LookupSite:
+    """A lookup of a catalog value in a table, for `tradepost check --catalog` coverage."""
+
+    table: str
+    path: tuple[str, ...]
+    has_default: bool
+    span: Span
+
+
+def field_path(node: A.Expr) -> tuple[str, ...] | None:
+    """``sku.specs.Cor`` as ("sku", "specs", "Cor"); None for anything but a plain path."""
+    if isinstance(node, A.Name):
+        return (node.name,)
+    if isinstance(node, A.Field):
+        base = field_path(node.target)
+        return (*base, node.name) if base else None
+    if isinstance(node, A.Index) and isinstance(node.key, A.Literal) and isinstance(node.key.value, str):
+        base = field_path(node.target)
+        return (*base, node.key.value) if base else None
+    return None
+
+
 @dataclass
 class CompiledExpression:
     """An expression ready to run: ``fn(ctx)`` returns its value for one SKU."""
@@ -61,6 +84,7 @@ class CompiledExpression:
     type: Type
     fn: Callable[[Context], Any]
     constant: bool = False
+    lookups: tuple[LookupSite, ...] = ()
 
     def __call__(self, ctx: Context) -> Any:
         return self.fn(ctx)
@@ -85,6 +109,7 @@ class Checker:
         self.sink = sink
         self.ok = True
         self.constant: set[int] = set()
+        self.lookups: list[LookupSite] = []
 
     def error(self, code: str, message: str, node: A.Expr | tuple[int, int], hint: str | None = None) -> Type:
         start, end = (node.start, node.end) if isinstance(node, A.Expr) else node
@@ -177,7 +202,9 @@ class Checker:
         if node.name not in entries:
             guess = did_you_mean(node.name, entries)
             return self.error(
-                "TP307", f"table '{table}' has no entry '{node.name}'", span,
+                "TP307",
+                f"table '{table}' has no entry '{node.name}'",
+                span,
                 hint=f"did you mean '{guess}'?" if guess else f"add '{node.name}:' to the table",
             )
         self.constant.add(id(node))
@@ -297,6 +324,7 @@ class Checker:
             )
         if function.name == "lookup":
             self._order_lookup(node)
+            self._record_lookup(node)
         types = [self._check_argument(arg) for arg in node.args]
         required = sum(1 for p in function.params if not p.optional)
         most = None if function.variadic else len(function.params)
@@ -340,6 +368,17 @@ class Checker:
             self.constant.add(id(node))
         returns = function.returns(types) if callable(function.returns) else function.returns
         return returns
+
+    def _record_lookup(self, node: A.Call) -> None:
+        if (
+            len(node.args) >= 2
+            and isinstance(node.args[0], A.Name)
+            and node.args[0].name in self.scope.tables
+        ):
+            path = field_path(node.args[1])
+            if path is not None and path[0] in ("product", "sku"):
+                span = self.source.span(node.start, node.end)
+                self.lookups.append(LookupSite(node.args[0].name, path, len(node.args) > 2, span))
 
     def _culprit(self, function: Function, node: A.Call, literals: list[object]) -> A.Expr:
         """The literal argument a failed compile-time check is about, to underline it alone."""
@@ -536,7 +575,12 @@ def compile_expression(
     span = source.span(tree.start, tree.end)
     fn = eval(compile(f"lambda ctx: {code}", f"<{span}>", "eval"), lowering.namespace, {})
     return CompiledExpression(
-        source.text.strip(), span, result if result.kind != "never" else NEVER, fn, checker.is_constant(tree)
+        source.text.strip(),
+        span,
+        result if result.kind != "never" else NEVER,
+        fn,
+        checker.is_constant(tree),
+        tuple(checker.lookups),
     )
 
 

@@ -69,6 +69,7 @@ class PlanSummary:
     updates: Counter[str] = field(default_factory=Counter)
     excluded: int = 0
     records: int = 0
+    deletes_skipped: bool = False
 
     def add(self, change: Change) -> None:
         self.ops[change.op] += 1
@@ -103,6 +104,7 @@ class PlanSummary:
             "invalid": self.ops["invalid"],
             "excluded": self.excluded,
             "records": self.records,
+            "deletes_skipped": self.deletes_skipped,
         }
 
 
@@ -159,6 +161,8 @@ class Planner:
             ids = [o.sku_id for o in outcomes]
             applied = state.get_many(self.marketplace, ids) if state is not None else {}
             if state is not None:
+                # A malformed record with a readable id still counts as seen: a typo in the
+                # catalog must not withdraw a live listing.
                 state.add_seen(o.sku_id for o in outcomes if o.status != "excluded")
             for outcome in outcomes:
                 change = self._change(outcome, applied.get(outcome.sku_id))
@@ -167,6 +171,11 @@ class Planner:
                 self.summary.add(change)
                 yield change
         if state is None:
+            return
+        if only is None and not getattr(records, "complete", True):
+            # The catalog could not be read to its end: the SKUs after that point are not
+            # gone, they are unread. Deleting them would empty a marketplace over a bad file.
+            self.summary.deletes_skipped = True
             return
         for row in state.unseen(self.marketplace):
             if only is not None and row.sku_id not in only:

@@ -6,14 +6,13 @@ test is built exactly as `tradepost plan` builds it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-from engine._catalog import CatalogRecord, MalformedRecord
 from engine._check import compile_rules
 from engine._compiler import CompiledRules
 from engine._config import ConfigError, Project
 from engine._plan import Planner
+from engine._source import FileSource
 from engine._state import StateStore
 from marketplaces import Connector, connector_class
 
@@ -37,17 +36,19 @@ def open_marketplace(project: Project, name: str) -> MarketplaceRun:
     return MarketplaceRun(name, compiled, connector)
 
 
-def catalog_records(project: Project) -> Iterator[CatalogRecord | MalformedRecord]:
-    """The project's catalog as a stream of records (and malformed-record errors, in place)."""
+def catalog_records(project: Project) -> FileSource:
+    """The project's catalog as a stream of records (and malformed-record errors, in place).
+
+    The source is returned itself, not a generator over it, so the planner can see whether it
+    was read to its end (``complete``) before it plans any delete.
+    """
     source = project.config.source
     if source.type != "file":
         raise ConfigError(f"source type '{source.type}' is not available for planning yet")
     path = project.catalog_path
     if path is None:
         raise ConfigError(f"{project.path}: source.path is required for a file source")
-    from engine._source import FileSource
-
-    yield from FileSource(path).records()
+    return FileSource(path)
 
 
 def open_state(project: Project) -> StateStore:

@@ -24,7 +24,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
-from engine._expressions import Scope, Source
+from engine._expressions import LookupSite, Scope, Source
 from engine._functions import FUNCTIONS
 from engine._runtime import Context
 from engine._types import ANY, STRING, Type
@@ -103,6 +103,7 @@ class CompiledTemplate:
     render_fn: Callable[[dict[str, Any]], str]
     names: tuple[str, ...]
     type: Type = STRING
+    lookups: tuple[LookupSite, ...] = ()
 
     def __call__(self, ctx: Context) -> str:
         values = {name: getattr(ctx, name) for name in self.names}
@@ -144,7 +145,7 @@ class TemplateCompiler:
         template = self.env.from_string(tree)
         names = tuple(sorted(n for n in checker.roots if n in scope.names))
         span = source.span(0, len(text))
-        return CompiledTemplate(text, span, template.render, names)
+        return CompiledTemplate(text, span, template.render, names, STRING, tuple(checker.lookups))
 
 
 def _syntax_hint(exc: TemplateSyntaxError) -> str | None:
@@ -233,6 +234,7 @@ class _TemplateChecker:
         self.ok = True
         self.roots: set[str] = set()
         self.assigned: set[str] = set()
+        self.lookups: list[LookupSite] = []
 
     def locate(self, node: nodes.Node, needle: str) -> Span:
         """jinja2 nodes know their line only: find the needle on that line for the column.
@@ -280,6 +282,14 @@ class _TemplateChecker:
                 )
             if node.name == "lookup" and node.args and isinstance(node.args[0], nodes.Const):
                 table = node.args[0].value
+                path = (
+                    _dotted(node.node) if isinstance(node, nodes.Filter) and node.node is not None else None
+                )
+                if path and table in self.compiler.tables and path.split(".")[0] in ("product", "sku"):
+                    site = LookupSite(
+                        str(table), tuple(path.split(".")), len(node.args) > 1, self.source.span(0)
+                    )
+                    self.lookups.append(site)
                 if table not in self.compiler.tables:
                     guess = did_you_mean(str(table), self.compiler.tables)
                     self.error(
