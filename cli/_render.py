@@ -60,6 +60,5 @@ def render_coverage(coverage: Coverage) -> None:
         )
     for table, count in shown.items():
         if count > COVERAGE_VALUES_SHOWN:
-            out.print(
-                f"  … {count - COVERAGE_VALUES_SHOWN} more values not in table {table} (--format json lists all)"
-            )
+            hidden = count - COVERAGE_VALUES_SHOWN
+            out.print(f"  … {hidden} more values not in table {table} (--format json lists all)")
