@@ -99,6 +99,7 @@ def plan(
                     )
                 table = _changes_table(name) if fmt == "table" else None
                 shown = 0
+                payloads: list[tuple[str, Any]] = []
                 changes: list[dict[str, Any]] = []
                 for change in planner.changes(catalog_records(project), only):
                     record = change_record(change, run.connector) if (writer or show_payload) else None
@@ -112,7 +113,7 @@ def plan(
                         shown += 1
                         _add_row(table, change)
                         if show_payload and record and record.get("payloads"):
-                            table.add_row("", "", "", "", "", dumps(record["payloads"], indent=2))
+                            payloads.append((change.sku_id, record["payloads"]))
                 summary = planner.summary
                 summaries.append(summary)
                 if writer:
@@ -124,6 +125,9 @@ def plan(
                 elif table is not None:
                     if table.row_count:
                         out.print(table)
+                    for sku_id, bodies in payloads:
+                        out.print(f"[bold]{name} payload for {sku_id}[/bold]")
+                        click.echo(dumps(bodies[0] if len(bodies) == 1 else bodies, indent=2))
                     hidden = sum(summary.ops[o] for o in summary.ops if o != "unchanged" or show_all) - shown
                     if hidden > 0:
                         out.print(f"… {hidden} more; use --format jsonl, --sku or --limit to see them")

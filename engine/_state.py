@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from engine._diagnostics import TradepostError
+from engine._listing import Listing
 
 SCHEMA_VERSION = 1
 
@@ -76,6 +77,14 @@ class AppliedListing:
     sale_price: Decimal | None
     quantity: int
     remote_id: str | None = None
+
+
+def applied_from(listing: Listing, remote_id: str | None = None) -> AppliedListing:
+    """The state row recording that ``listing`` was applied as it is."""
+    return AppliedListing(
+        listing.sku_id, listing.product_id, listing.content_hash(), listing.price, listing.sale_price,
+        listing.quantity, remote_id,
+    )
 
 
 class StateStore:
