@@ -63,6 +63,8 @@ class Call(Expr):
     args: list[Expr]
     name_end: int
     piped: bool = False
+    internal: bool = False
+    """Built by the compiler itself (template text joining), never by the parser."""
 
 
 @dataclass(eq=False)

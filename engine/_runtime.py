@@ -115,7 +115,13 @@ def field(target: Any, name: str) -> Any:
     return getattr(target, name, None)
 
 
+def concat(*parts: Any) -> str:
+    """Template output: values as jinja2 prints them, null as nothing."""
+    return "".join("" if part is None else part if isinstance(part, str) else str(part) for part in parts)
+
+
 RUNTIME: dict[str, Any] = {
+    "_concat": concat,
     "_add": add,
     "_sub": sub,
     "_mul": mul,

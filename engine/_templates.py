@@ -14,6 +14,7 @@ never methods, never dunders. A rule file therefore cannot run code.
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
-from engine._expressions import LookupSite, Scope, Source
+from engine import _ast as A
+from engine._expressions import LookupSite, Scope, Source, compile_expression
 from engine._functions import FUNCTIONS
 from engine._runtime import Context
 from engine._types import ANY, STRING, Type
@@ -104,11 +106,14 @@ class CompiledTemplate:
     names: tuple[str, ...]
     type: Type = STRING
     lookups: tuple[LookupSite, ...] = ()
+    fast: Callable[[Context], str] | None = None
+    """The template translated into a compiled expression, when it only prints values."""
 
     def __call__(self, ctx: Context) -> str:
-        values = {name: getattr(ctx, name) for name in self.names}
         try:
-            return self.render_fn(values)
+            if self.fast is not None:
+                return self.fast(ctx)
+            return self.render_fn({name: getattr(ctx, name) for name in self.names})
         except EvaluationError as exc:
             raise EvaluationError(exc.message, exc.span or self.span, exc.code) from None
         except (UndefinedError, SecurityError, TemplateError, TypeError, ArithmeticError) as exc:
@@ -145,7 +150,25 @@ class TemplateCompiler:
         template = self.env.from_string(tree)
         names = tuple(sorted(n for n in checker.roots if n in scope.names))
         span = source.span(0, len(text))
-        return CompiledTemplate(text, span, template.render, names, STRING, tuple(checker.lookups))
+        fast = self._translate(tree, source, scope)
+        return CompiledTemplate(text, span, template.render, names, STRING, tuple(checker.lookups), fast)
+
+    def _translate(self, tree: nodes.Template, source: Source, scope: Scope) -> Callable[[Context], str] | None:
+        """Most templates only print fields through filters: compile those like an expression.
+
+        jinja2 builds a context and checks every attribute through the sandbox on each render;
+        a million titles pay for that. A template that is nothing but text and ``{{ }}``
+        outputs of fields, functions, conditions and ``~`` is translated into the expression
+        tree and lowered the same way, which also keeps its reach inside the canonical model.
+        Anything else (statements, jinja2's own filters) keeps the sandboxed renderer.
+        """
+        try:
+            expression = _Translator(source.text, self.tables).template(tree)
+        except _Untranslatable:
+            return None
+        scratch = DiagnosticSink()
+        compiled = compile_expression(source, scope, scratch, self.tables, None, "a template", tree=expression)
+        return None if compiled is None or scratch.errors else compiled.fn
 
 
 def _syntax_hint(exc: TemplateSyntaxError) -> str | None:
@@ -373,3 +396,84 @@ class _TemplateChecker:
             return ANY
         self.error("TP404", f"'{attr}' is not a field ({target} has none)", self.locate(node, attr))
         return ANY
+
+
+class _Untranslatable(Exception):
+    """The template uses something only jinja2 itself can run."""
+
+
+_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "lteq": "<=", "gt": ">", "gteq": ">=", "in": "in", "notin": "not in"}
+_ARITHMETIC = {nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/"}
+
+
+class _Translator:
+    """jinja2 syntax tree -> rule-language tree, for templates that only print values."""
+
+    def __init__(self, text: str, tables: Mapping[str, Any]) -> None:
+        self.end = len(text)
+        self.tables = tables
+
+    def _join(self, parts: list[A.Expr]) -> A.Expr:
+        return A.Call(0, self.end, "concat", parts, 0, internal=True)
+
+    def template(self, tree: nodes.Template) -> A.Expr:
+        parts: list[A.Expr] = []
+        for statement in tree.body:
+            if not isinstance(statement, nodes.Output):
+                raise _Untranslatable
+            for node in statement.nodes:
+                if isinstance(node, nodes.TemplateData):
+                    parts.append(A.Literal(0, self.end, node.data))
+                else:
+                    parts.append(self.expr(node))
+        return self._join(parts)
+
+    def expr(self, node: nodes.Node) -> A.Expr:
+        end = self.end
+        if isinstance(node, nodes.Const):
+            value = node.value
+            if isinstance(value, bool) or value is None or isinstance(value, str):
+                return A.Literal(0, end, value)
+            if isinstance(value, int | float):
+                return A.Literal(0, end, Decimal(str(value)))
+            raise _Untranslatable
+        if isinstance(node, nodes.Name) and node.ctx == "load":
+            return A.Name(0, end, node.name)
+        if isinstance(node, nodes.Getattr):
+            return A.Field(0, end, self.expr(node.node), node.attr, 0)
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            return A.Index(0, end, self.expr(node.node), self.expr(node.arg))
+        if isinstance(node, nodes.Filter) and node.node is not None:
+            return self._call(node.name, [node.node, *node.args], node, piped=True)
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
+            return self._call(node.node.name, list(node.args), node, piped=False)
+        if isinstance(node, nodes.CondExpr):
+            otherwise = self.expr(node.expr2) if node.expr2 is not None else A.Literal(0, end, "")
+            return A.IfElse(0, end, self.expr(node.test), self.expr(node.expr1), otherwise)
+        if isinstance(node, nodes.Concat):
+            return self._join([self.expr(n) for n in node.nodes])
+        if isinstance(node, nodes.And | nodes.Or):
+            op = "and" if isinstance(node, nodes.And) else "or"
+            return A.Binary(0, end, op, self.expr(node.left), self.expr(node.right))
+        if isinstance(node, nodes.Not):
+            return A.Unary(0, end, "not", self.expr(node.node))
+        if isinstance(node, nodes.Neg):
+            return A.Unary(0, end, "-", self.expr(node.node))
+        if type(node) in _ARITHMETIC:
+            return A.Binary(0, end, _ARITHMETIC[type(node)], self.expr(node.left), self.expr(node.right))
+        if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
+            operand = node.ops[0]
+            return A.Binary(0, end, _COMPARE[operand.op], self.expr(node.expr), self.expr(operand.expr))
+        if isinstance(node, nodes.List):
+            return A.ListExpr(0, end, [self.expr(n) for n in node.items])
+        raise _Untranslatable
+
+    def _call(self, name: str, args: list[nodes.Node], node: nodes.Node, piped: bool) -> A.Expr:
+        if name not in FUNCTIONS or getattr(node, "kwargs", None) or getattr(node, "dyn_args", None):
+            raise _Untranslatable
+        converted = [self.expr(a) for a in args]
+        if name == "lookup":
+            for i, arg in enumerate(converted[:2]):
+                if isinstance(arg, A.Literal) and isinstance(arg.value, str) and arg.value in self.tables:
+                    converted[i] = A.Name(0, self.end, arg.value)
+        return A.Call(0, self.end, name, converted, 0, piped=piped)
