@@ -46,11 +46,12 @@ def _catalog(skus: int, folder: Path) -> Path:
 
 def _measure(kind: str, catalog: Path) -> dict[str, float]:
     """Run one side in this process (called in a subprocess) and return its figures."""
+    from handwritten import listing_for
+
     import engine
     from engine._plan import Planner
     from engine._source import FileSource
     from engine._state import StateStore
-    from handwritten import listing_for
     from marketplaces import connector_class
 
     start = time.perf_counter()
@@ -81,10 +82,11 @@ def _measure(kind: str, catalog: Path) -> dict[str, float]:
 
 def _same_results(catalog: Path, records: int = 5000) -> None:
     """Engine and baseline must agree before their speeds are worth comparing."""
+    from handwritten import listing_for
+
     import engine
     from engine._plan import Planner
     from engine._source import FileSource
-    from handwritten import listing_for
     from marketplaces import connector_class
 
     compiled = engine.compile_rules(ROOT / "rules" / "mercadolibre.yaml")
@@ -102,12 +104,19 @@ def _same_results(catalog: Path, records: int = 5000) -> None:
             assert theirs is not None and theirs.listing is not None, f"{item.sku.id}: engine {theirs}"
             a, b = mine, theirs.listing
             assert (a.price, a.sale_price, a.quantity, a.category, a.group) == (
-                b.price, b.sale_price, b.quantity, b.category, b.group), f"{item.sku.id}: {a} != {b}"
+                b.price,
+                b.sale_price,
+                b.quantity,
+                b.category,
+                b.group,
+            ), f"{item.sku.id}: {a} != {b}"
             assert a.content_hash() == b.content_hash(), f"{item.sku.id}: {a.fields} != {b.fields}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--skus", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "tradepost-bench")
     parser.add_argument("--check-only", action="store_true")
@@ -117,7 +126,8 @@ def main() -> None:
         print(json.dumps(_measure(args.measure[0], Path(args.measure[1]))))
         return
     args.dir.mkdir(parents=True, exist_ok=True)
-    print(f"{'SKUs':>10} {'side':>12} {'seconds':>9} {'SKUs/s':>9} {'peak RSS MB':>12} {'listed':>9} {'invalid':>8}")
+    columns = ("seconds", "SKUs/s", "peak RSS MB", "listed", "invalid")
+    print(f"{'SKUs':>10} {'side':>12} " + " ".join(f"{c:>12}" for c in columns))
     for skus in args.skus:
         catalog = _catalog(skus, args.dir)
         _same_results(catalog)
@@ -126,16 +136,32 @@ def main() -> None:
             continue
         figures = {}
         for kind in ("handwritten", "engine"):
-            out = subprocess.run([sys.executable, __file__, "--measure", kind, str(catalog)], check=True,
-                                 capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run(
+                [sys.executable, __file__, "--measure", kind, str(catalog)],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             figures[kind] = json.loads(out.stdout.strip().splitlines()[-1])
             f = figures[kind]
-            print(f"{skus:>10} {kind:>12} {f['seconds']:>9.1f} {skus / f['seconds']:>9,.0f} "
-                  f"{f['peak_rss_mb']:>12.1f} {f['listed']:>9} {f['invalid']:>8}")
+            print(
+                f"{skus:>10} {kind:>12} {f['seconds']:>12.1f} {skus / f['seconds']:>12,.0f} "
+                f"{f['peak_rss_mb']:>12.1f} {f['listed']:>12} {f['invalid']:>12}"
+            )
         ratio = figures["engine"]["seconds"] / figures["handwritten"]["seconds"]
-        print(f"{skus:>10} {'ratio':>12} {ratio:>9.2f}x (engine time / handwritten time; target <= 1.5)")
-        print(json.dumps({"bench": "plan", "skus": skus, "cpus": os.cpu_count(), "ratio": round(ratio, 3),
-                          **{f"{k}_{m}": round(v, 2) for k, f in figures.items() for m, v in f.items()}}))
+        print(f"{skus:>10} {'ratio':>12} {ratio:>11.2f}x (engine time / handwritten time; target <= 1.5)")
+        print(
+            json.dumps(
+                {
+                    "bench": "plan",
+                    "skus": skus,
+                    "cpus": os.cpu_count(),
+                    "ratio": round(ratio, 3),
+                    **{f"{k}_{m}": round(v, 2) for k, f in figures.items() for m, v in f.items()},
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -29,7 +29,10 @@ CATEGORIES = {
     ("Home", "Bedding", "Sheets"): "MLB1621",
     ("Home", "Decor", "Vases"): "MLB1631",
 }
-COLORS = {c: c for c in ("Azul", "Preto", "Branco", "Vermelho", "Verde", "Amarelo", "Cinza", "Rosa", "Marrom", "Bege")}
+COLORS = {
+    c: c
+    for c in ("Azul", "Preto", "Branco", "Vermelho", "Verde", "Amarelo", "Cinza", "Rosa", "Marrom", "Bege")
+}
 SIZES = {s: s for s in ("PP", "P", "M", "G", "GG", "XG", "Solteiro", "Casal", "Queen", "King")}
 VOLTAGES = {"110V": "110 Volts", "127V": "127 Volts", "220V": "220 Volts", "Bivolt": "Bivolt (110/220 Volts)"}
 MARKUP = Decimal("1.35")
@@ -92,8 +95,12 @@ def listing_for(record: CatalogRecord) -> Listing | list[str] | None:
         value = values.get(key)
         if value is not None and value != "":
             attributes[key] = value
-    fields: dict[str, Any] = {"title": title, "description": product.description, "condition": "new",
-                              "attributes": attributes}
+    fields: dict[str, Any] = {
+        "title": title,
+        "description": product.description,
+        "condition": "new",
+        "attributes": attributes,
+    }
     fields["images"] = [image.url for image in sku.images]
     if sku.ean:
         fields["gtin"] = sku.ean
@@ -119,8 +126,10 @@ def listing_for(record: CatalogRecord) -> Listing | list[str] | None:
         quantity = 100
     else:
         available = stock.available_in(("main", "sp_cd"))
-        quantity = min(100, int((max(Decimal(0), Decimal(available) - 2) * Decimal("0.6")).to_integral_value(
-            ROUND_FLOOR)))
+        quantity = min(
+            100,
+            int((max(Decimal(0), Decimal(available) - 2) * Decimal("0.6")).to_integral_value(ROUND_FLOOR)),
+        )
 
     if len(title) > 60:
         reasons.append(f"title is {len(title)} characters; Mercado Libre allows 60")
@@ -132,7 +141,18 @@ def listing_for(record: CatalogRecord) -> Listing | list[str] | None:
         return reasons
     axes = {"COLOR": attributes.get("COLOR"), "SIZE": attributes.get("SIZE")}
     assert category is not None
-    listing = Listing(sku.id, sku.product_id, "mercadolibre", category, fields, value, "BRL", quantity, sale,
-                      product.id, axes)
+    listing = Listing(
+        sku.id,
+        sku.product_id,
+        "mercadolibre",
+        category,
+        fields,
+        value,
+        "BRL",
+        quantity,
+        sale,
+        product.id,
+        axes,
+    )
     listing.content_hash()
     return listing

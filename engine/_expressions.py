@@ -310,10 +310,10 @@ class Checker:
         return unify(then, otherwise)
 
     def _Call(self, node: A.Call) -> Type:
-        if node.internal:  # text joining of a translated template: any values, text out
+        if node.internal:  # from a translated template: text joining, jinja2 truthiness
             for arg in node.args:
                 self.check(arg)
-            return STRING
+            return BOOL if node.function == "truthy" else STRING
         function = FUNCTIONS.get(node.function)
         name_span = (node.start if not node.piped else node.name_end - len(node.function), node.name_end)
         if function is None:
@@ -530,7 +530,8 @@ class Lowering:
 
     def _Call(self, node: A.Call) -> str:
         if node.internal:
-            return f"_concat({', '.join(self.lower(a) for a in node.args)})"
+            helper = "bool" if node.function == "truthy" else "_concat"
+            return f"{helper}({', '.join(self.lower(a) for a in node.args)})"
         function = FUNCTIONS[node.function]
         impl = self.bind(function.impl, f"_f_{function.name}_")
         args = [self.lower(a) for a in node.args]

@@ -396,20 +396,30 @@ def _ending(
     """
     if x is None or end is None or direction is None:
         return None
-    _raise_if(_end_problem(end) or _direction_problem(direction), at)
-    value, end = _number(x), _number(end)
-    with localcontext(_CONTEXT):
+    step = _ENDING_STEPS.get((end, direction)) if isinstance(end, Decimal) else None
+    if step is None:
+        # First use of this ending: validate once (the compiler already did for literals).
+        _raise_if(_end_problem(end) or _direction_problem(direction), at)
+        end = _number(end)
         # An ending repeats every power of ten above it: 0.90 every 1, 9.99 every 10, 99 every 100.
-        step = Decimal(1) if end < 1 else Decimal(10) ** (end.adjusted() + 1)
-        below = ((value - end) / step).to_integral_value(rounding=decimal.ROUND_FLOOR) * step + end
-        above = below if below == value else below + step
-        if direction == "down":
-            result = below
-        elif direction == "up":
-            result = above
-        else:
-            result = below if value - below < above - value else above
-        return result  # a whole multiple of step plus end: exactly the places of end
+        step = Decimal(1) if end < 1 else _CONTEXT.power(Decimal(10), end.adjusted() + 1)
+        if len(_ENDING_STEPS) < 1024:
+            _ENDING_STEPS[(end, direction)] = step
+    value, end = _number(x), _number(end)
+    c = _CONTEXT
+    # Every operation names the 60-digit context: the thread's own is never consulted.
+    turns = c.divide(c.subtract(value, end), step).to_integral_value(decimal.ROUND_FLOOR, c)
+    below = c.add(c.multiply(turns, step), end)
+    above = below if below == value else c.add(below, step)
+    if direction == "down":
+        return below
+    if direction == "up":
+        return above
+    return below if c.subtract(value, below) < c.subtract(above, value) else above
+
+
+_ENDING_STEPS: dict[tuple[Decimal, str], Decimal] = {}
+"""Validated (end, direction) pairs and their step: a rule uses one or two endings for every SKU."""
 
 
 # Text

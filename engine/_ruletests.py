@@ -18,7 +18,7 @@ from engine._catalog import CatalogRecord, MalformedRecord
 from engine._check import compile_rules
 from engine._diagnostics import DiagnosticSink, RuleError, Span
 from engine._evaluate import SkuEvaluator
-from engine._listing import Outcome
+from engine._listing import STANDARD_FIELDS, Outcome
 from engine._yaml import Node, parse_yaml
 from marketplaces import connector_class
 
@@ -90,18 +90,32 @@ def _run_case(case: Node, index: int, base: dict[str, Any], evaluator: SkuEvalua
     expect = case.get("expect")
     if given is None or expect is None or not expect.is_mapping:
         return CaseResult(name, case.span, False, error="a case needs 'given:' and an 'expect:' mapping")
-    data = _merge(base, given.plain() if given.is_mapping else {})
+    if not given.is_mapping:
+        return CaseResult(
+            name, case.span, False, error="'given' must be a mapping of product, sku, price, stock"
+        )
+    data = _merge(base, given.plain())
     try:
         record = CatalogRecord.parse(_jsonable(data))
     except MalformedRecord as exc:
         return CaseResult(name, case.span, False, error=f"'given' is not a valid catalog record: {exc}")
+    known = {*_LISTING_KEYS, "reason", "reasons", *evaluator.compiled.listing, *STANDARD_FIELDS}
+    unknown = [key for key, _ in expect.items() if key.removeprefix("listing.").split(".")[0] not in known]
+    if unknown:
+        return CaseResult(
+            name,
+            case.span,
+            False,
+            error=f"unknown expect key(s): {', '.join(unknown)}; "
+            f"use status, category, price, sale_price, quantity, group, reason or a listing field",
+        )
     outcome = evaluator.evaluate(record, explain=True)
     mismatches = [m for key, node in expect.items() if (m := _compare(key, node, outcome)) is not None]
     return CaseResult(name, case.span, not mismatches, mismatches, outcome=outcome)
 
 
 def _compare(key: str, node: Node, outcome: Outcome) -> Mismatch | None:
-    expected = node.value
+    expected = node.plain()
     listing = outcome.listing
     spans = outcome.provenance
     if key in ("reason", "reasons"):
@@ -130,7 +144,10 @@ def _compare(key: str, node: Node, outcome: Outcome) -> Mismatch | None:
         path = key.removeprefix("listing.").split(".")
         actual = listing.fields
         for part in path:
-            actual = actual.get(part) if isinstance(actual, dict) else None
+            if isinstance(actual, list) and part.isdigit():
+                actual = actual[int(part)] if int(part) < len(actual) else None
+            else:
+                actual = actual.get(part) if isinstance(actual, dict) else None
         rule_span = spans.get(f"listing.{path[0]}")
     if _equal(expected, actual):
         return None
@@ -138,6 +155,10 @@ def _compare(key: str, node: Node, outcome: Outcome) -> Mismatch | None:
 
 
 def _equal(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(
+            _equal(e, a) for e, a in zip(expected, actual, strict=True)
+        )
     if isinstance(expected, Decimal) and isinstance(actual, Decimal | int):
         return Decimal(actual) == expected
     if isinstance(expected, Decimal) and isinstance(actual, str):

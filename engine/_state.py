@@ -82,8 +82,13 @@ class AppliedListing:
 def applied_from(listing: Listing, remote_id: str | None = None) -> AppliedListing:
     """The state row recording that ``listing`` was applied as it is."""
     return AppliedListing(
-        listing.sku_id, listing.product_id, listing.content_hash(), listing.price, listing.sale_price,
-        listing.quantity, remote_id,
+        listing.sku_id,
+        listing.product_id,
+        listing.content_hash(),
+        listing.price,
+        listing.sale_price,
+        listing.quantity,
+        remote_id,
     )
 
 

@@ -14,9 +14,9 @@ never methods, never dunders. A rule file therefore cannot run code.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
@@ -24,8 +24,8 @@ from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
-from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine import _ast as A
+from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine._expressions import LookupSite, Scope, Source, compile_expression
 from engine._functions import FUNCTIONS
 from engine._runtime import Context
@@ -68,6 +68,15 @@ def _as_filter(
     if name == "lookup":
 
         def lookup(value: Any, table: Any, *default: Any) -> Any:
+            if (
+                isinstance(value, str)
+                and value in tables
+                and not (isinstance(table, str) and table in tables)
+            ):
+                value, table = (
+                    table,
+                    value,
+                )  # called as lookup('colors', key) rather than key | lookup('colors')
             entries = tables.get(table) if isinstance(table, str) else table
             if entries is None:
                 raise EvaluationError(f"unknown table '{table}'", None, code="TP307")
@@ -153,7 +162,9 @@ class TemplateCompiler:
         fast = self._translate(tree, source, scope)
         return CompiledTemplate(text, span, template.render, names, STRING, tuple(checker.lookups), fast)
 
-    def _translate(self, tree: nodes.Template, source: Source, scope: Scope) -> Callable[[Context], str] | None:
+    def _translate(
+        self, tree: nodes.Template, source: Source, scope: Scope
+    ) -> Callable[[Context], str] | None:
         """Most templates only print fields through filters: compile those like an expression.
 
         jinja2 builds a context and checks every attribute through the sandbox on each render;
@@ -167,7 +178,9 @@ class TemplateCompiler:
         except _Untranslatable:
             return None
         scratch = DiagnosticSink()
-        compiled = compile_expression(source, scope, scratch, self.tables, None, "a template", tree=expression)
+        compiled = compile_expression(
+            source, scope, scratch, self.tables, None, "a template", tree=expression
+        )
         return None if compiled is None or scratch.errors else compiled.fn
 
 
@@ -402,8 +415,17 @@ class _Untranslatable(Exception):
     """The template uses something only jinja2 itself can run."""
 
 
-_COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "lteq": "<=", "gt": ">", "gteq": ">=", "in": "in", "notin": "not in"}
-_ARITHMETIC = {nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/"}
+_COMPARE = {
+    "eq": "==",
+    "ne": "!=",
+    "lt": "<",
+    "lteq": "<=",
+    "gt": ">",
+    "gteq": ">=",
+    "in": "in",
+    "notin": "not in",
+}
+_ARITHMETIC: dict[type[nodes.BinExpr], str] = {nodes.Add: "+", nodes.Sub: "-", nodes.Mul: "*", nodes.Div: "/"}
 
 
 class _Translator:
@@ -449,17 +471,17 @@ class _Translator:
             return self._call(node.node.name, list(node.args), node, piped=False)
         if isinstance(node, nodes.CondExpr):
             otherwise = self.expr(node.expr2) if node.expr2 is not None else A.Literal(0, end, "")
-            return A.IfElse(0, end, self.expr(node.test), self.expr(node.expr1), otherwise)
+            return A.IfElse(0, end, self.truthy(node.test), self.expr(node.expr1), otherwise)
         if isinstance(node, nodes.Concat):
             return self._join([self.expr(n) for n in node.nodes])
         if isinstance(node, nodes.And | nodes.Or):
             op = "and" if isinstance(node, nodes.And) else "or"
-            return A.Binary(0, end, op, self.expr(node.left), self.expr(node.right))
+            return A.Binary(0, end, op, self.truthy(node.left), self.truthy(node.right))
         if isinstance(node, nodes.Not):
-            return A.Unary(0, end, "not", self.expr(node.node))
+            return A.Unary(0, end, "not", self.truthy(node.node))
         if isinstance(node, nodes.Neg):
             return A.Unary(0, end, "-", self.expr(node.node))
-        if type(node) in _ARITHMETIC:
+        if isinstance(node, nodes.BinExpr) and type(node) in _ARITHMETIC:
             return A.Binary(0, end, _ARITHMETIC[type(node)], self.expr(node.left), self.expr(node.right))
         if isinstance(node, nodes.Compare) and len(node.ops) == 1 and node.ops[0].op in _COMPARE:
             operand = node.ops[0]
@@ -467,6 +489,10 @@ class _Translator:
         if isinstance(node, nodes.List):
             return A.ListExpr(0, end, [self.expr(n) for n in node.items])
         raise _Untranslatable
+
+    def truthy(self, node: nodes.Node) -> A.Expr:
+        """jinja2 tests any value for truth (an empty text is false); the language wants a bool."""
+        return A.Call(0, self.end, "truthy", [self.expr(node)], 0, internal=True)
 
     def _call(self, name: str, args: list[nodes.Node], node: nodes.Node, piped: bool) -> A.Expr:
         if name not in FUNCTIONS or getattr(node, "kwargs", None) or getattr(node, "dyn_args", None):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from engine._jsonio import loads
-from tests.conftest import ROOT
+from tests.conftest import MINIMAL_RULES, ROOT
 
 
 @pytest.fixture
@@ -68,7 +68,9 @@ def test_plan_jsonl_is_one_change_per_line_then_the_summary(config: Path) -> Non
     lines = [json.loads(line) for line in result.output.splitlines()]
     assert "summary" in lines[-1]
     assert all("op" in line for line in lines[:-1])
-    assert len(lines) - 1 == sum(lines[-1]["summary"][k] for k in ("create", "update", "delete", "unchanged", "invalid"))
+    assert len(lines) - 1 == sum(
+        lines[-1]["summary"][k] for k in ("create", "update", "delete", "unchanged", "invalid")
+    )
 
 
 def test_show_payload_for_one_sku(config: Path) -> None:
@@ -138,10 +140,14 @@ def test_check_catalog_reports_coverage(config: Path) -> None:
 
 
 def test_check_warns_when_a_warehouse_is_oversold_across_files(tmp_path: Path) -> None:
-    for name, share in (("a", "70%"), ("b", "40%")):
-        text = (ROOT / "rules" / "google.yaml").read_text().replace("share: 10%", f"share: {share}")
-        (tmp_path / f"{name}.yaml").write_text(text.replace("include: [shared/tables.yaml]", "include: []")
-                                               .replace("| lookup(genders, null)", ""))
-    result = CliRunner().invoke(cli, ["check", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])
+    shares = {
+        "a": "warehouses: [main, sp_cd]\n  share: 70%",
+        "b": "warehouses: [main]\n  share: 40%",
+        "c": "share: 20%",
+    }
+    for name, stock in shares.items():
+        (tmp_path / f"{name}.yaml").write_text(MINIMAL_RULES + f"stock:\n  {stock}\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", *(str(tmp_path / f"{n}.yaml") for n in shares)])
     assert result.exit_code == 0, result.output  # a warning, not an error
-    assert "warning[TP350]: warehouse '(all)' is shared 110% across rule files" in result.output
+    assert result.output.count("warning[TP350]: warehouse 'main' is shared 130% across rule files") == 3
+    assert result.output.count("warning[TP350]: warehouse 'sp_cd' is shared 90%") == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -47,9 +47,20 @@ stock:
 
 def record(sku_id: str, **changes: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
-        "product": {"id": "1", "name": "Tênis Runner", "brand": "Acme", "category_path": ["Apparel", "Shoes"]},
-        "sku": {"id": sku_id, "product_id": "1", "ean": "4006381333931", "active": True,
-                "specs": {"Cor": "Azul"}, "images": [{"url": f"https://img.example/{sku_id}.jpg"}]},
+        "product": {
+            "id": "1",
+            "name": "Tênis Runner",
+            "brand": "Acme",
+            "category_path": ["Apparel", "Shoes"],
+        },
+        "sku": {
+            "id": sku_id,
+            "product_id": "1",
+            "ean": "4006381333931",
+            "active": True,
+            "specs": {"Cor": "Azul"},
+            "images": [{"url": f"https://img.example/{sku_id}.jpg"}],
+        },
         "price": {"selling": "99.40", "cost": "50.00"},
         "stock": {"warehouses": [{"warehouse": "main", "quantity": 12, "reserved": 2}]},
     }
@@ -82,7 +93,8 @@ class Project:
     def apply(self, changes: list[Change]) -> None:
         """What a successful apply records (the sending itself is issue 4's)."""
         self.state.record_applied(
-            "mercadolibre", [applied_from(c.listing) for c in changes if c.listing and c.op in ("create", "update")]
+            "mercadolibre",
+            [applied_from(c.listing) for c in changes if c.listing and c.op in ("create", "update")],
         )
         self.state.record_deleted("mercadolibre", [c.sku_id for c in changes if c.op == "delete"])
 
@@ -123,12 +135,14 @@ def test_after_apply_nothing_changes(project: Project) -> None:
 def test_updates_say_which_part_changed(project: Project) -> None:
     project.write_catalog([record("10"), record("11"), record("12"), record("13")])
     project.apply(project.plan()[0])
-    project.write_catalog([
-        record("10", price__selling="120.00"),
-        record("11", stock__warehouses=[{"warehouse": "main", "quantity": 30}]),
-        record("12", product__name="Tênis Runner Pro"),
-        record("13", price__selling="120.00", stock__warehouses=[{"warehouse": "main", "quantity": 3}]),
-    ])
+    project.write_catalog(
+        [
+            record("10", price__selling="120.00"),
+            record("11", stock__warehouses=[{"warehouse": "main", "quantity": 30}]),
+            record("12", product__name="Tênis Runner Pro"),
+            record("13", price__selling="120.00", stock__warehouses=[{"warehouse": "main", "quantity": 3}]),
+        ]
+    )
     changes, planner = project.plan()
     assert ops(changes) == {
         "10": ("update", ("price",)),
@@ -136,7 +150,10 @@ def test_updates_say_which_part_changed(project: Project) -> None:
         "12": ("update", ("content",)),
         "13": ("update", ("price", "stock")),
     }
-    assert planner.summary.line() == "Plan: 0 to create, 4 to update (2 price, 2 stock, 1 content), 0 to delete, 0 invalid"
+    assert (
+        planner.summary.line()
+        == "Plan: 0 to create, 4 to update (2 price, 2 stock, 1 content), 0 to delete, 0 invalid"
+    )
 
 
 def test_deselected_and_vanished_skus_are_deleted(project: Project) -> None:
@@ -180,7 +197,7 @@ def test_malformed_records_are_invalid_with_the_catalog_line(project: Project) -
 def test_an_incomplete_catalog_deletes_nothing(project: Project) -> None:
     project.catalog.write_text("[" + json.dumps(record("10")) + ", " + json.dumps(record("11")) + "]")
     project.apply(project.plan()[0])
-    project.catalog.write_text("[" + json.dumps(record("10")) + ", {\"product\": ")  # truncated file
+    project.catalog.write_text("[" + json.dumps(record("10")) + ', {"product": ')  # truncated file
     changes, planner = project.plan()
     assert [c.op for c in changes if c.op == "delete"] == []
     assert planner.summary.deletes_skipped
