@@ -76,7 +76,7 @@ def listing_for(record: CatalogRecord) -> Listing | list[str] | None:
     if category is None:
         reasons.append(f"no category mapping for {product.category}")
     specs = sku.specs
-    title = " ".join(v for v in (product.name, product.brand, specs.get("Cor"), specs.get("Tamanho")) if v)
+    title = f"{product.name} {product.brand}"
     attributes: dict[str, Any] = {}
     values = {
         "BRAND": product.brand,

@@ -165,9 +165,10 @@ class SkuEvaluator:
         if kind == "list":
             assert isinstance(field.children, list)
             return [v for child in field.children if (v := self._content(child, ctx, reasons)) is not None]
-        assert field.compiled is not None
+        compiled = field.compiled
+        assert compiled is not None
         try:
-            return field.compiled(ctx)
+            return compiled.fn(ctx) if isinstance(compiled, CompiledExpression) else compiled(ctx)
         except EvaluationError as exc:
             reasons.append(
                 Reason(exc.code, exc.message, "listing." + ".".join(field.path), exc.span or field.span)

@@ -40,6 +40,8 @@ class Change:
     before: AppliedListing | None = None
     reasons: list[Reason] = field(default_factory=list)
     outcome: Outcome | None = field(default=None, repr=False)
+    family: list[Listing] | None = field(default=None, repr=False)
+    """For a create on a marketplace that lists variations together: every new SKU of the family."""
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"op": self.op, "sku_id": self.sku_id, "marketplace": self.marketplace}
@@ -57,6 +59,8 @@ class Change:
             }
         if self.reasons:
             data["reasons"] = [r.to_dict() for r in self.reasons]
+        if self.family:
+            data["family"] = [listing.sku_id for listing in self.family]
         return data
 
 
@@ -134,6 +138,9 @@ class Planner:
         self.marketplace = compiled.marketplace
         self.evaluator = SkuEvaluator(compiled, connector)
         self.summary = PlanSummary(self.marketplace)
+        self.families = (
+            compiled.variations is not None and type(connector).family_payload is not Connector.family_payload
+        )
 
     def changes(
         self,
@@ -143,6 +150,7 @@ class Planner:
     ) -> Iterator[Change]:
         """The plan's changes, in catalog order, then the deletes; ``only`` limits it to some SKUs."""
         state = self.state
+        families = _Families()
         if state is not None:
             state.begin_seen()
         iterator = iter(records)
@@ -169,7 +177,11 @@ class Planner:
                 if change is None:
                     continue
                 self.summary.add(change)
-                yield change
+                if self.families:
+                    yield from families.push(change)
+                else:
+                    yield change
+        yield from families.flush()
         if state is None:
             return
         if only is None and not getattr(records, "complete", True):
@@ -215,6 +227,36 @@ class Planner:
         assert outcome.listing is not None
         op, kinds = diff(outcome.listing, before)
         return Change(op, outcome.sku_id, self.marketplace, kinds, outcome.listing, before, outcome=outcome)
+
+
+class _Families:
+    """Holds back the creates of one variation family until the family is complete.
+
+    A catalog lists the SKUs of a product together, so a family is a run of consecutive
+    changes with the same group key; only that run is held, never the catalog.
+    """
+
+    def __init__(self) -> None:
+        self.group: str | None = None
+        self.held: list[Change] = []
+
+    def push(self, change: Change) -> Iterator[Change]:
+        group = change.listing.group if change.listing is not None and change.op == "create" else None
+        if group is None or group != self.group:
+            yield from self.flush()
+        if group is None:
+            yield change
+            return
+        self.group = group
+        self.held.append(change)
+
+    def flush(self) -> Iterator[Change]:
+        creates = [c.listing for c in self.held if c.listing is not None]
+        if len(creates) > 1:
+            for change in self.held:
+                change.family = creates
+        held, self.held, self.group = self.held, [], None
+        yield from held
 
 
 def _malformed(error: MalformedRecord, sku_id: str) -> Outcome:

@@ -32,7 +32,12 @@ class PlanFileError(TradepostError):
 def change_record(change: Change, connector: Connector) -> dict[str, Any]:
     """A change as saved: its data plus the bodies the connector would send."""
     data = change.to_dict()
-    if change.op in ("create", "update", "delete"):
+    if change.family and change.op == "create":
+        # One request creates the whole family; it is carried by the family's first SKU.
+        leader = min(listing.sku_id for listing in change.family)
+        family = connector.family_payload(change.family) if change.sku_id == leader else None
+        data["payloads"] = [family] if family is not None else []
+    elif change.op in ("create", "update", "delete"):
         data["payloads"] = connector.payloads_for(change.op, change.kinds, change.listing, change.sku_id)
     return data
 

@@ -76,7 +76,7 @@ class Connector:
                 reasons.append(
                     Reason("TP913", f"{who} requires a GTIN, or a brand and an MPN", "listing.gtin")
                 )
-        attributes = listing.attributes
+        attributes = self.attributes_sent(listing)
         for name in self.attributes_required_for(listing.category):
             if attributes.get(name) in (None, ""):
                 reasons.append(
@@ -87,6 +87,10 @@ class Connector:
                     )
                 )
         return reasons
+
+    def attributes_sent(self, listing: Listing) -> Mapping[str, Any]:
+        """The attributes the marketplace will see, by the names ``required_attributes`` uses."""
+        return listing.attributes
 
     def attributes_required_for(self, category: str) -> list[str]:
         names: list[str] = []

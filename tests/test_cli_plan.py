@@ -92,7 +92,19 @@ def test_saved_plan_file(config: Path, tmp_path: Path) -> None:
     saved = document["marketplaces"]["mercadolibre"]
     creates = [c for c in saved["changes"] if c["op"] == "create"]
     assert len(creates) == saved["summary"]["create"]
-    assert all(c["payloads"] and c["payloads"][0]["currency_id"] == "BRL" for c in creates)
+    singles = [c for c in creates if "family" not in c]
+    leaders = [c for c in creates if c.get("family") and c["payloads"]]
+    followers = [c for c in creates if c.get("family") and not c["payloads"]]
+    assert singles and leaders and followers
+    assert all(c["payloads"][0]["currency_id"] == "BRL" for c in singles + leaders)
+    for leader in leaders:  # one item with every new SKU of the family as a variation
+        (item,) = leader["payloads"]
+        skus = {
+            a["value_name"] for v in item["variations"] for a in v["attributes"] if a["id"] == "SELLER_SKU"
+        }
+        assert skus == set(leader["family"])
+        assert leader["sku_id"] == min(leader["family"])
+    assert len(leaders) + len(followers) == sum(len(c["family"]) for c in leaders)
     assert not (tmp_path / "plan.json.partial").exists()
 
 

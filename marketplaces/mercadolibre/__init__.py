@@ -14,7 +14,6 @@ Options: ``listing_type_id`` (default gold_special; a listing's own field wins),
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from decimal import Decimal
 from typing import Any, ClassVar
 
@@ -53,11 +52,13 @@ class MercadoLibreConnector(Connector):
         A product without a barcode declares why in ``EMPTY_GTIN_REASON``; Mercado Libre then
         accepts the item without ``GTIN``.
         """
-        sent = {item["id"]: item for item in self._attributes(listing)}
-        reasons = super().check(replace(listing, fields={**listing.fields, "attributes": sent}))
-        if "EMPTY_GTIN_REASON" in sent:
+        reasons = super().check(listing)
+        if "EMPTY_GTIN_REASON" in listing.attributes or "empty_gtin_reason" in listing.attributes:
             reasons = [r for r in reasons if r.rule != "listing.attributes.GTIN"]
         return reasons
+
+    def attributes_sent(self, listing: Listing) -> Mapping[str, Any]:
+        return self._attribute_values(listing)
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -155,11 +156,15 @@ class MercadoLibreConnector(Connector):
             body["sale_terms"] = [_attribute(id_, value) for id_, value in terms.items()]
         return body
 
-    def _attributes(self, listing: Listing) -> list[dict[str, Any]]:
+    def _attribute_values(self, listing: Listing) -> dict[str, Any]:
+        """Attribute id -> value, as sent: standard fields, the rule file's attributes, SELLER_SKU."""
         values: dict[str, Any] = {id_: listing.fields.get(name) for id_, name in STANDARD_ATTRIBUTES.items()}
         values.update((name.upper(), value) for name, value in listing.attributes.items())
         values["SELLER_SKU"] = listing.sku_id
-        return [_attribute(id_, value) for id_, value in values.items() if value not in (None, "")]
+        return {id_: value for id_, value in values.items() if value is not None and value != ""}
+
+    def _attributes(self, listing: Listing) -> list[dict[str, Any]]:
+        return [_attribute(id_, value) for id_, value in self._attribute_values(listing).items()]
 
     def _variation(self, listing: Listing, price: Decimal) -> dict[str, Any]:
         own = {a["id"]: a for a in self._attributes(listing)}
