@@ -236,7 +236,8 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
         for column in ("field", "value", "rule"):
             table.add_column(column, overflow="fold")
         for row in _explained_fields(change, provenance):
-            table.add_row(row["field"], dumps(row["value"]), row["rule"] or "catalog default")
+            default = "—" if row["value"] is None else "catalog default"
+            table.add_row(row["field"], dumps(row["value"]), row["rule"] or default)
         out.print(table)
     for reason in change.reasons:
         out.print(f"[magenta]{'excluded' if status == 'excluded' else 'reason'}[/magenta]: {reason}")
@@ -256,9 +257,13 @@ def _explained_fields(change: Change, provenance: dict[str, Any]) -> list[dict[s
         {"field": "quantity", "value": listing.quantity, "rule": "stock"},
     ]
     for key, value in listing.fields.items():
-        rows.append(
-            {"field": f"listing.{key}", "value": value, "rule": _where(provenance.get(f"listing.{key}"))}
-        )
+        if isinstance(value, dict) and value:
+            for child, child_value in value.items():
+                name = f"listing.{key}.{child}"
+                rows.append({"field": name, "value": child_value, "rule": _where(provenance.get(name))})
+            continue
+        name = f"listing.{key}"
+        rows.append({"field": name, "value": value, "rule": _where(provenance.get(name))})
     if listing.group is not None:
         rows.append({"field": "variations.group", "value": listing.group, "rule": "variations.group_by"})
     return rows

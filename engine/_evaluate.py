@@ -81,6 +81,9 @@ class SkuEvaluator:
             fields[key] = self._content(field, ctx, reasons)
             if explain:
                 provenance[f"listing.{key}"] = field.span
+                if isinstance(field.children, dict):
+                    for child_key, child in field.children.items():
+                        provenance[f"listing.{key}.{child_key}"] = child.span
         _defaults(fields, record)
         ctx.listing = fields
 
