@@ -11,9 +11,52 @@ connector author writes no validation loop.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import httpx
+
 from engine._listing import Listing, Reason
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request a change needs, relative to the connector's base URL."""
+
+    method: str
+    path: str
+    body: Any = None
+    params: Mapping[str, str] | None = None
+    kind: str = ""
+    """What the call does ("create", "price", "stock", "content", "delete"), for logs and masks."""
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What a marketplace's answer means for the change."""
+
+    ok: bool
+    remote_id: str | None = None
+    """The marketplace's id for the listing (Mercado Libre item id), kept in the state store."""
+    retryable: bool = False
+    error: str | None = None
+    pending: str | None = None
+    """Accepted but not yet processed (an Amazon submission): confirm it before trusting it."""
+
+
+@dataclass
+class Credentials:
+    """Secrets for one marketplace, read from the environment or files, never from rule files."""
+
+    values: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str:
+        value = self.values.get(name)
+        if not value:
+            from engine._diagnostics import TradepostError
+
+            raise TradepostError(f"missing credential '{name}'; set it in the environment or a file (see README)")
+        return value
 
 
 class Connector:
@@ -30,10 +73,17 @@ class Connector:
     required_attributes: ClassVar[Mapping[str, Sequence[str]]] = {}
     """Category id (or prefix ending in '*', or '*' for all) -> attributes that must be present."""
 
+    base_url: ClassVar[str] = ""
+    """The real API's base URL; the project config may point it at a stand-in."""
+    credential_names: ClassVar[tuple[str, ...]] = ()
+    """Secrets the connector needs (names in the config's ``credentials`` mapping)."""
+
     rate_limit: ClassVar[float] = 5.0
     """Requests per second the marketplace allows this seller."""
     batch_size: ClassVar[int] = 1
     """Changes one request may carry (feeds, batch endpoints)."""
+    bulk_threshold: ClassVar[int | None] = None
+    """From this many changes on, the executor hands them to :meth:`apply_in_bulk` (feeds)."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
@@ -143,3 +193,42 @@ class Connector:
     def family_payload(self, listings: Sequence[Listing]) -> dict[str, Any] | None:
         """One body for a family of variations, where the marketplace lists them together."""
         return None
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
+        """The requests that apply one saved change (``engine._planfile.change_record``).
+
+        ``change["payloads"]`` holds the bodies the plan showed; ``remote_id`` is the
+        marketplace's id for the SKU from the state store (None before its creation).
+        """
+        raise NotImplementedError
+
+    def read_result(self, call: Call, response: httpx.Response) -> CallResult:
+        """What an answer means. Retry 429 and 5xx only; a 4xx is the request's fault."""
+        status = response.status_code
+        if 200 <= status < 300:
+            return CallResult(True)
+        retryable = status == 429 or status >= 500
+        return CallResult(False, retryable=retryable, error=f"{status}: {_error_text(response)}")
+
+    async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
+        """Headers that authenticate a request, refreshing a token when needed."""
+        return {}
+
+    async def apply_in_bulk(
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[Mapping[str, Any]]
+    ) -> dict[str, CallResult]:
+        """Apply many changes at once (a feed); SKU id -> outcome, the processing report read."""
+        raise NotImplementedError
+
+    async def confirm(
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], pending: Mapping[str, str]
+    ) -> dict[str, CallResult]:
+        """Outcomes of accepted-but-unprocessed changes (SKU id -> pending token)."""
+        return {sku_id: CallResult(True) for sku_id in pending}
+
+
+def _error_text(response: httpx.Response) -> str:
+    text = response.text.strip()
+    return text[:300] if text else response.reason_phrase
