@@ -21,6 +21,7 @@ from engine import RuleError, TradepostError, check_all, rule_file_schema
 from engine._config import load_project
 from engine._coverage import catalog_coverage
 from engine._run import catalog_records
+from engine._secrets import redact
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -132,12 +133,14 @@ def schema(output: Path | None) -> None:
         click.echo(text)
 
 
+from cli._apply import apply  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
 from cli._ruletest import ruletest  # noqa: E402
 
 cli.add_command(plan)
 cli.add_command(explain)
 cli.add_command(ruletest)
+cli.add_command(apply)
 
 
 def main() -> None:
@@ -156,12 +159,12 @@ def main() -> None:
         render_diagnostics(exc.diagnostics)
         sys.exit(EXIT_ERROR)
     except TradepostError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {redact(str(exc))}", err=True)
         sys.exit(EXIT_ERROR)
     except Exception as exc:
         if os.environ.get("TRADEPOST_DEBUG"):
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo(f"internal error: {type(exc).__name__}: {redact(str(exc))}", err=True)
         click.echo("this is a bug in tradepost; rerun with TRADEPOST_DEBUG=1 for details", err=True)
         sys.exit(EXIT_ERROR)
 

@@ -46,7 +46,11 @@ class MarketplaceConfig(_Strict):
     base_url: str | None = Field(None, description="Override the marketplace API base URL (sandbox).")
     credentials: dict[str, str] = Field(
         default_factory=dict,
-        description="Names of environment variables (or files, with a 'file:' prefix) holding secrets.",
+        description="Where each secret is: env:NAME or file:PATH (relative to the config). Never the secret.",
+    )
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Connector options over the rule file's (e.g. a token URL pointing at the sandbox).",
     )
 
 

@@ -32,7 +32,8 @@ class MarketplaceRun:
 def open_marketplace(project: Project, name: str) -> MarketplaceRun:
     """Compile the marketplace's rule file (RuleError on mistakes) and build its connector."""
     compiled = compile_rules(project.rules_path(name))
-    connector = connector_class(compiled.marketplace)(compiled.rules.options)
+    options = {**compiled.rules.options, **project.marketplace(name).options}
+    connector = connector_class(compiled.marketplace)(options)
     return MarketplaceRun(name, compiled, connector)
 
 

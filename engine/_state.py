@@ -8,6 +8,8 @@ disk and no memory: the plan looks rows up in batches as the catalog streams.
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -42,6 +44,20 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at REAL,
     summary TEXT
 );
+CREATE TABLE IF NOT EXISTS pending (
+    marketplace TEXT NOT NULL,
+    sku_id TEXT NOT NULL,
+    token TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (marketplace, sku_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS locks (
+    marketplace TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    acquired_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sku_errors (
     marketplace TEXT NOT NULL,
     sku_id TEXT NOT NULL,
@@ -64,6 +80,20 @@ _UPSERT = (
 
 class StateError(TradepostError):
     """The state store cannot be opened or is of an unknown version."""
+
+
+class LockedError(TradepostError):
+    """Another run holds the marketplace's lock."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -193,6 +223,61 @@ class StateStore:
                 "DELETE FROM listings WHERE marketplace = ? AND sku_id = ?",
                 [(marketplace, s) for s in sku_ids],
             )
+
+    # -- outcomes still to confirm, per-SKU errors ---------------------------------------------
+
+    def record_pending(self, marketplace: str, sku_id: str, token: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?)", (marketplace, sku_id, token, time.time())
+        )
+
+    def clear_pending(self, marketplace: str, sku_id: str) -> None:
+        self.db.execute("DELETE FROM pending WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id))
+
+    def pending(self, marketplace: str) -> dict[str, str]:
+        rows = self.db.execute("SELECT sku_id, token FROM pending WHERE marketplace = ?", (marketplace,))
+        return {str(sku_id): str(token) for sku_id, token in rows}
+
+    def record_error(self, marketplace: str, sku_id: str, reason: str) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO sku_errors VALUES (?, ?, NULL, ?, ?)",
+            (marketplace, sku_id, reason, time.time()),
+        )
+
+    def clear_error(self, marketplace: str, sku_id: str) -> None:
+        self.db.execute("DELETE FROM sku_errors WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id))
+
+    def errors(self, marketplace: str) -> dict[str, str]:
+        rows = self.db.execute("SELECT sku_id, reasons FROM sku_errors WHERE marketplace = ?", (marketplace,))
+        return {str(sku_id): str(reason) for sku_id, reason in rows}
+
+    # -- one run per marketplace at a time -----------------------------------------------------
+
+    def acquire_lock(self, marketplace: str, holder: str) -> None:
+        """Take the marketplace's lock, or raise :class:`LockedError` naming who holds it.
+
+        A lock whose process is gone (same host, pid not running) is taken over: a run killed
+        with SIGKILL must not block every later one.
+        """
+        host, pid = socket.gethostname(), os.getpid()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute(
+                "SELECT holder, pid, host, acquired_at FROM locks WHERE marketplace = ?", (marketplace,)
+            ).fetchone()
+            if row is not None and not (row[2] == host and not _alive(int(row[1]))):
+                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row[3])))
+                raise LockedError(
+                    f"{marketplace} is locked by {row[0]} (pid {row[1]} on {row[2]}, since {since}); "
+                    "another apply is running"
+                )
+            self.db.execute(
+                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
+                (marketplace, holder, pid, host, time.time()),
+            )
+
+    def release_lock(self, marketplace: str) -> None:
+        self.db.execute("DELETE FROM locks WHERE marketplace = ? AND pid = ?", (marketplace, os.getpid()))
 
     # -- the set of SKUs seen by a plan, kept on disk so a million ids cost no memory ---------
 

@@ -42,6 +42,8 @@ class CallResult:
     error: str | None = None
     pending: str | None = None
     """Accepted but not yet processed (an Amazon submission): confirm it before trusting it."""
+    remote_ids: Mapping[str, str] | None = None
+    """For one request that created several SKUs (a family): SKU id -> the marketplace's id."""
 
 
 @dataclass
@@ -55,7 +57,9 @@ class Credentials:
         if not value:
             from engine._diagnostics import TradepostError
 
-            raise TradepostError(f"missing credential '{name}'; set it in the environment or a file (see README)")
+            raise TradepostError(
+                f"missing credential '{name}'; set it in the environment or a file (see README)"
+            )
         return value
 
 
@@ -211,6 +215,16 @@ class Connector:
             return CallResult(True)
         retryable = status == 429 or status >= 500
         return CallResult(False, retryable=retryable, error=f"{status}: {_error_text(response)}")
+
+    def idempotent(self, call: Call) -> bool:
+        """Whether sending the call twice does no harm; POST usually creates a second listing."""
+        return call.method.upper() != "POST"
+
+    async def find_existing(
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: Mapping[str, Any]
+    ) -> CallResult | None:
+        """After a lost answer to a non-idempotent call: the listing if it was created after all."""
+        return None
 
     async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
         """Headers that authenticate a request, refreshing a token when needed."""

@@ -1,0 +1,391 @@
+"""The executor: send a plan's changes to a marketplace, and record each outcome as it arrives.
+
+Plan and apply share one code path: apply takes the very change records a saved plan
+holds (``engine._planfile.change_record``), built by the same planner. What it adds:
+
+* a token bucket at the connector's declared rate and bounded concurrency, so a run
+  stays under the marketplace's limit instead of bouncing off it;
+* retries with exponential backoff and jitter that honour Retry-After, for 429, 5xx
+  and transport failures only: a 4xx means the request is wrong and resending it
+  cannot help;
+* a state-store write for every SKU as soon as its calls succeed, so a run killed
+  midway resumes without resending what landed;
+* a check of accepted-but-unprocessed changes (Amazon submissions) before they count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from engine._jsonio import dumps
+from engine._listing import Listing
+from engine._secrets import redact
+from engine._state import AppliedListing, StateStore
+from marketplaces import Connector
+from marketplaces._base import Call, CallResult, Credentials
+
+Sleep = Callable[[float], Awaitable[None]]
+EXIT_PARTIAL = 3
+
+
+@dataclass
+class SkuResult:
+    """The outcome of one change."""
+
+    sku_id: str
+    op: str
+    ok: bool
+    error: str | None = None
+    requests: int = 0
+    skipped: bool = False
+
+
+@dataclass
+class ApplySummary:
+    """What an apply did, for the CLI's summary line and --json."""
+
+    marketplace: str
+    applied: int = 0
+    failed: int = 0
+    skipped: int = 0
+    requests: int = 0
+    retries: int = 0
+    throttled: int = 0
+    seconds: float = 0.0
+    failures: list[SkuResult] = field(default_factory=list)
+
+    def add(self, result: SkuResult) -> None:
+        self.requests += result.requests
+        if result.skipped:
+            self.skipped += 1
+        elif result.ok:
+            self.applied += 1
+        else:
+            self.failed += 1
+            self.failures.append(result)
+
+    def line(self) -> str:
+        return (
+            f"Apply: {self.applied} applied, {self.failed} failed, {self.skipped} already applied "
+            f"({self.requests} requests, {self.retries} retries, {self.seconds:.1f}s)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "marketplace": self.marketplace,
+            "applied": self.applied,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "seconds": round(self.seconds, 3),
+            "failures": [{"sku_id": f.sku_id, "op": f.op, "error": f.error} for f in self.failures],
+        }
+
+
+class TokenBucket:
+    """Paces requests at ``rate`` per second; a burst of one keeps the marketplace's own bucket full."""
+
+    def __init__(self, rate: float, burst: float = 1.0) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.updated = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds, possibly fractional); None if absent."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+class Executor:
+    """Applies change records for one marketplace."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        client: httpx.AsyncClient,
+        state: StateStore,
+        credentials: Credentials | None = None,
+        *,
+        marketplace: str | None = None,
+        rate: float | None = None,
+        concurrency: int | None = None,
+        max_attempts: int = 8,
+        base_delay: float = 0.1,
+        max_delay: float = 30.0,
+        sleep: Sleep = asyncio.sleep,
+        on_result: Callable[[SkuResult], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.connector = connector
+        self.client = client
+        self.state = state
+        self.credentials = credentials or Credentials()
+        self.marketplace = marketplace or connector.name
+        self.bucket = TokenBucket(rate or connector.rate_limit)
+        self.concurrency = concurrency or max(1, min(16, int((rate or connector.rate_limit) // 2) or 1))
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.sleep = sleep
+        self.on_result = on_result
+        self.random = random.Random(seed)
+        self.summary = ApplySummary(self.marketplace)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    async def apply(self, changes: Iterable[Mapping[str, Any]]) -> ApplySummary:
+        start = time.monotonic()
+        records = [c for c in changes if c.get("op") in ("create", "update", "delete")]
+        await self._confirm_leftovers()
+        threshold = self.connector.bulk_threshold
+        if threshold is not None and len(records) >= threshold:
+            await self._apply_in_bulk(records)
+        else:
+            await self._apply_each(records)
+        self.summary.seconds = time.monotonic() - start
+        return self.summary
+
+    async def _apply_each(self, records: Sequence[Mapping[str, Any]]) -> None:
+        queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+        leaders: dict[str, asyncio.Future[CallResult]] = {}
+        for record in records:
+            queue.put_nowait(record)
+            family = record.get("family")
+            if family and record.get("payloads"):
+                leaders[str(record["sku_id"])] = asyncio.get_running_loop().create_future()
+        pending: dict[str, str] = {}
+
+        async def worker() -> None:
+            while True:
+                try:
+                    record = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                result = await self._apply_one(record, leaders, pending)
+                self._finish(result)
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        if pending:
+            await self._confirm(pending)
+
+    async def _apply_one(
+        self,
+        record: Mapping[str, Any],
+        leaders: dict[str, asyncio.Future[CallResult]],
+        pending: dict[str, str],
+    ) -> SkuResult:
+        sku_id, op = str(record["sku_id"]), str(record["op"])
+        row = self.state.get(self.marketplace, sku_id)
+        if _already_applied(record, row):
+            return SkuResult(sku_id, op, True, skipped=True)
+        calls = self.connector.calls_for(record, row.remote_id if row else None)
+        family = record.get("family")
+        if not calls and family:
+            # A family member travels in its leader's request: its fate is the leader's.
+            leader = min(str(s) for s in family)
+            future = leaders.get(leader)
+            if future is None:
+                return SkuResult(sku_id, op, False, "its family's first SKU is not in this run")
+            outcome = await asyncio.shield(future)
+            remote = (outcome.remote_ids or {}).get(sku_id, outcome.remote_id) if outcome.ok else None
+            return self._record(record, outcome.ok, remote, outcome.error, 0)
+        requests = 0
+        result = CallResult(True, remote_id=row.remote_id if row else None)
+        for call in calls:
+            result, sent = await self._send(call, record)
+            requests += sent
+            if not result.ok:
+                break
+        if sku_id in leaders and not leaders[sku_id].done():
+            leaders[sku_id].set_result(result)
+        if result.ok and result.pending:
+            pending[sku_id] = result.pending
+            self.state.record_pending(self.marketplace, sku_id, result.pending)
+        remote = result.remote_id or (row.remote_id if row else None)
+        return self._record(record, result.ok, remote, result.error, requests)
+
+    async def _send(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult, int]:
+        """One call with retries; returns its result and how many requests it took."""
+        result = CallResult(False, error="not sent")
+        for attempt in range(self.max_attempts):
+            headers = await self.connector.auth_headers(self.client, self.credentials)
+            await self.bucket.acquire()
+            wait: float | None = None
+            try:
+                response = await self.client.request(
+                    call.method,
+                    call.path,
+                    params=dict(call.params) if call.params else None,
+                    content=dumps(call.body).encode("utf-8") if call.body is not None else None,
+                    headers={**headers, "Content-Type": "application/json"}
+                    if call.body is not None
+                    else headers,
+                )
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                result = CallResult(False, retryable=True, error=f"{type(exc).__name__}: {exc}")
+                if not self.connector.idempotent(call):
+                    # The request may have landed before the answer was lost: look before resending.
+                    found = await self.connector.find_existing(self.client, headers, call, record)
+                    if found is not None:
+                        return found, attempt + 1
+            else:
+                result = self.connector.read_result(call, response)
+                wait = retry_after(response)
+                if response.status_code == 429:
+                    self.summary.throttled += 1
+            if result.ok or not result.retryable:
+                return _redacted(result), attempt + 1
+            if attempt + 1 < self.max_attempts:
+                self.summary.retries += 1
+                backoff = min(self.max_delay, self.base_delay * 2**attempt) * self.random.uniform(0.5, 1.5)
+                await self.sleep(max(wait or 0.0, backoff))
+        return _redacted(
+            CallResult(False, error=f"gave up after {self.max_attempts} attempts: {result.error}")
+        ), (self.max_attempts)
+
+    def _record(
+        self, record: Mapping[str, Any], ok: bool, remote_id: str | None, error: str | None, requests: int
+    ) -> SkuResult:
+        """Write the outcome to the state store now, so an interrupted run resumes from here."""
+        sku_id, op = str(record["sku_id"]), str(record["op"])
+        if not ok:
+            self.state.record_error(self.marketplace, sku_id, redact(error or "failed"))
+            return SkuResult(sku_id, op, False, redact(error or "failed"), requests)
+        if op == "delete":
+            self.state.record_deleted(self.marketplace, [sku_id])
+        else:
+            listing = Listing.from_dict(dict(record["after"]))
+            self.state.record_applied(self.marketplace, [_applied(listing, remote_id)])
+        self.state.clear_error(self.marketplace, sku_id)
+        return SkuResult(sku_id, op, True, requests=requests)
+
+    def _finish(self, result: SkuResult) -> None:
+        self.summary.add(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    # -- asynchronous outcomes -----------------------------------------------------------------
+
+    async def _confirm(self, pending: Mapping[str, str]) -> None:
+        headers = await self.connector.auth_headers(self.client, self.credentials)
+        outcomes = await self.connector.confirm(self.client, headers, pending)
+        for sku_id, outcome in outcomes.items():
+            self.state.clear_pending(self.marketplace, sku_id)
+            if not outcome.ok:
+                # Accepted, then refused: forget it was applied so the next plan sends it again.
+                self.state.record_deleted(self.marketplace, [sku_id])
+                error = redact(outcome.error or "refused after acceptance")
+                self.state.record_error(self.marketplace, sku_id, error)
+                self.summary.applied -= 1
+                failure = SkuResult(sku_id, "confirm", False, error)
+                self.summary.failed += 1
+                self.summary.failures.append(failure)
+                if self.on_result is not None:
+                    self.on_result(failure)
+
+    async def _confirm_leftovers(self) -> None:
+        """Submissions a killed run never got to check are checked before anything new is sent."""
+        leftovers = self.state.pending(self.marketplace)
+        if leftovers:
+            self.summary.applied += len(leftovers)  # _confirm subtracts the refused ones
+            await self._confirm(leftovers)
+            self.summary.applied -= len(leftovers)
+
+    async def _apply_in_bulk(self, records: Sequence[Mapping[str, Any]]) -> None:
+        todo = []
+        for record in records:
+            row = self.state.get(self.marketplace, str(record["sku_id"]))
+            if _already_applied(record, row):
+                self._finish(SkuResult(str(record["sku_id"]), str(record["op"]), True, skipped=True))
+            else:
+                todo.append(record)
+        if not todo:
+            return
+        headers = await self.connector.auth_headers(self.client, self.credentials)
+        outcomes = await self.connector.apply_in_bulk(self.client, headers, todo)
+        for record in todo:
+            outcome = outcomes.get(
+                str(record["sku_id"]), CallResult(False, error="missing from the feed report")
+            )
+            self._finish(self._record(record, outcome.ok, outcome.remote_id, outcome.error, 0))
+        self.summary.requests += getattr(self.connector, "last_bulk_requests", 0)
+
+
+def _applied(listing: Listing, remote_id: str | None) -> AppliedListing:
+    return AppliedListing(
+        listing.sku_id,
+        listing.product_id,
+        listing.content_hash(),
+        listing.price,
+        listing.sale_price,
+        listing.quantity,
+        remote_id,
+    )
+
+
+def _already_applied(record: Mapping[str, Any], row: AppliedListing | None) -> bool:
+    """Whether the state already shows this change done (a resumed run, or a re-applied plan)."""
+    if record["op"] == "delete":
+        return row is None
+    if row is None:
+        return False
+    after = Listing.from_dict(dict(record["after"]))
+    return (row.content_hash, row.price, row.sale_price, row.quantity) == (
+        after.content_hash(),
+        after.price,
+        after.sale_price,
+        after.quantity,
+    )
+
+
+def _redacted(result: CallResult) -> CallResult:
+    if result.error is None:
+        return result
+    return CallResult(
+        result.ok, result.remote_id, result.retryable, redact(result.error), result.pending, result.remote_ids
+    )
+
+
+def state_matches(record: Mapping[str, Any], row: AppliedListing | None) -> bool:
+    """Whether the state is still what the plan saw (``before``), so the change is not stale."""
+    before = record.get("before")
+    if before is None:
+        return row is None
+    if row is None:
+        return False
+    sale = before.get("sale_price")
+    return (row.price, row.sale_price, row.quantity, row.content_hash) == (
+        Decimal(str(before["price"])),
+        None if sale is None else Decimal(str(sale)),
+        int(before["quantity"]),
+        before["content_hash"],
+    )

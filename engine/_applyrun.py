@@ -1,0 +1,91 @@
+"""Apply for a project: plan (or read a saved plan), lock, authenticate, send, record.
+
+`tradepost apply` and the end-to-end tests go through here, so what a test proves about
+resuming, staleness and locking is what a scheduler run does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from engine._apply import ApplySummary, Executor, SkuResult, _already_applied, state_matches
+from engine._config import Project
+from engine._diagnostics import TradepostError
+from engine._planfile import change_record
+from engine._run import MarketplaceRun, catalog_records, open_marketplace
+from engine._secrets import read_secrets
+from engine._state import StateStore
+from marketplaces._base import Credentials
+
+
+class StalePlanError(TradepostError):
+    """The state moved on since the plan was made: sending it could undo newer changes."""
+
+
+def planned_records(run: MarketplaceRun, project: Project, state: StateStore) -> list[dict[str, Any]]:
+    """Plan now, as `tradepost plan` would, and return the change records to send."""
+    planner = run.planner(state)
+    return [
+        change_record(change, run.connector)
+        for change in planner.changes(catalog_records(project))
+        if change.op in ("create", "update", "delete")
+    ]
+
+
+def check_not_stale(records: list[dict[str, Any]], state: StateStore, marketplace: str) -> None:
+    """Every change must find the state as the plan saw it, or already applied (a resumed run)."""
+    for record in records:
+        row = state.get(marketplace, str(record["sku_id"]))
+        if not _already_applied(record, row) and not state_matches(record, row):
+            raise StalePlanError(
+                f"the plan is stale: {marketplace} SKU {record['sku_id']} changed since the plan was made; "
+                "run `tradepost plan` again"
+            )
+
+
+def credentials_for(project: Project, name: str) -> Credentials:
+    return Credentials(read_secrets(project.marketplace(name).credentials, project.folder))
+
+
+@contextmanager
+def locked(state: StateStore, marketplace: str) -> Iterator[None]:
+    state.acquire_lock(marketplace, "tradepost apply")
+    try:
+        yield
+    finally:
+        state.release_lock(marketplace)
+
+
+async def apply_records(
+    run: MarketplaceRun,
+    project: Project,
+    state: StateStore,
+    records: list[dict[str, Any]],
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    on_result: Callable[[SkuResult], None] | None = None,
+    executor_options: dict[str, Any] | None = None,
+) -> ApplySummary:
+    """Send the records through the marketplace's connector; outcomes go to the state as they come."""
+    config = project.marketplace(run.name)
+    base_url = config.base_url or type(run.connector).base_url
+    timeout = httpx.Timeout(30.0, connect=10.0)
+    async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout) as client:
+        executor = Executor(
+            run.connector,
+            client,
+            state,
+            credentials_for(project, run.name),
+            marketplace=run.compiled.marketplace,
+            on_result=on_result,
+            **(executor_options or {}),
+        )
+        return await executor.apply(records)
+
+
+def open_marketplace_for_apply(project: Project, name: str) -> MarketplaceRun:
+    return open_marketplace(project, name)
