@@ -95,23 +95,31 @@ class ApplySummary:
 class TokenBucket:
     """Paces requests at ``rate`` per second; a burst of one keeps the marketplace's own bucket full."""
 
-    def __init__(self, rate: float, burst: float = 1.0) -> None:
+    def __init__(
+        self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self.updated = time.monotonic()
+        self.clock = clock
+        self.sleep = sleep
+        self.updated = clock()
         self.lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         async with self.lock:
-            while True:
-                now = time.monotonic()
-                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            await self.sleep((1 - self.tokens) / self.rate)
+            # The token that accrued while sleeping is this request's; time beyond it carries over.
+            now = self.clock()
+            self.tokens = min(self.burst, max(0.0, self.tokens + (now - self.updated) * self.rate - 1))
+            self.updated = now
 
 
 def retry_after(response: httpx.Response) -> float | None:

@@ -1,0 +1,160 @@
+"""The executor against a scripted marketplace: retries, backoff, state writes, resume, locks, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine._apply import Executor, TokenBucket
+from engine._listing import Listing
+from engine._secrets import redact, register
+from engine._state import LockedError, StateStore
+from marketplaces._base import Call, Connector
+
+LISTING = Listing("10", "1", "test", "CAT", {"title": "Tênis"}, Decimal("134.90"), "BRL", 4)
+
+
+class ScriptedConnector(Connector):
+    """PUT /items/{sku} with the payload; a test decides what the marketplace answers."""
+
+    name = "test"
+    rate_limit = 1000.0
+
+    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
+        if change["op"] == "delete":
+            return [Call("DELETE", f"/items/{change['sku_id']}")]
+        return [Call("PUT", f"/items/{change['sku_id']}", body=change["payloads"][0])]
+
+
+def record(sku_id: str, op: str = "create", price: str = "134.90") -> dict[str, Any]:
+    listing = Listing(sku_id, "1", "test", "CAT", {"title": "Tênis"}, Decimal(price), "BRL", 4)
+    data = {"op": op, "sku_id": sku_id, "after": listing.to_dict(), "payloads": [{"price": Decimal(price)}]}
+    return data
+
+
+def run(state: StateStore, handler: Callable[[httpx.Request], httpx.Response], records: list[dict[str, Any]],
+        **options: Any) -> tuple[Any, list[float]]:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://m.test") as client:
+            executor = Executor(ScriptedConnector(), client, state, sleep=sleep, seed=1, **options)
+            return await executor.apply(records)
+
+    return asyncio.run(main()), slept
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> StateStore:
+    return StateStore(tmp_path / "state.sqlite")
+
+
+def test_success_is_recorded_in_state_with_the_exact_price(state: StateStore) -> None:
+    bodies: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return httpx.Response(200, json={"ok": True})
+
+    summary, _ = run(state, handler, [record("10"), record("11")])
+    assert (summary.applied, summary.failed, summary.requests) == (2, 0, 2)
+    assert b'"price": 134.90' in bodies[0]  # an exact JSON number, not 134.9
+    row = state.get("test", "10")
+    assert row is not None and row.price == Decimal("134.90") and row.content_hash == LISTING.content_hash()
+
+
+def test_429_and_500_are_retried_honouring_retry_after(state: StateStore) -> None:
+    answers = iter([httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(500), httpx.Response(200)])
+    summary, slept = run(state, lambda request: next(answers), [record("10")])
+    assert (summary.applied, summary.retries, summary.requests) == (1, 2, 3)
+    assert slept[0] >= 2.0  # Retry-After wins over a shorter backoff
+    assert state.get("test", "10") is not None
+
+
+def test_a_4xx_is_never_retried_and_the_failure_is_kept(state: StateStore) -> None:
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(400, json={"message": "title too long"})
+
+    summary, _ = run(state, handler, [record("10")])
+    assert (summary.applied, summary.failed, len(calls)) == (0, 1, 1)
+    assert "title too long" in (summary.failures[0].error or "")
+    assert state.get("test", "10") is None
+    assert "title too long" in state.errors("test")["10"]
+
+
+def test_transport_errors_are_retried_then_given_up(state: StateStore) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectTimeout("timed out", request=request)
+
+    summary, slept = run(state, handler, [record("10")], max_attempts=3)
+    assert summary.failed == 1 and summary.retries == 2 and len(slept) == 2
+    assert "gave up after 3 attempts" in (summary.failures[0].error or "")
+
+
+def test_a_resumed_run_sends_nothing_already_applied(state: StateStore) -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        return httpx.Response(200)
+
+    run(state, handler, [record("10")])
+    run(state, handler, [record("10"), record("11")])
+    assert sent == ["/items/10", "/items/11"]
+
+
+def test_delete_removes_the_state_row(state: StateStore) -> None:
+    run(state, lambda request: httpx.Response(200), [record("10")])
+    summary, _ = run(state, lambda request: httpx.Response(204), [record("10", "delete")])
+    assert summary.applied == 1 and state.get("test", "10") is None
+
+
+def test_secrets_never_reach_errors_or_state(state: StateStore) -> None:
+    register("s3cr3t-token-value")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"message": "invalid token s3cr3t-token-value"})
+
+    summary, _ = run(state, handler, [record("10")])
+    error = summary.failures[0].error or ""
+    assert "s3cr3t" not in error and "***" in error
+    assert "s3cr3t" not in json.dumps(state.errors("test"))
+    assert redact("Bearer s3cr3t-token-value") == "Bearer ***"
+
+
+def test_a_second_run_on_the_same_marketplace_is_refused(state: StateStore, tmp_path: Path) -> None:
+    state.acquire_lock("test", "first")
+    other = StateStore(tmp_path / "state.sqlite")
+    # Same process, same host: the lock's pid is alive, so it holds.
+    with pytest.raises(LockedError, match="test is locked by first"):
+        other.acquire_lock("test", "second")
+    state.release_lock("test")
+    other.acquire_lock("test", "second")
+
+
+def test_token_bucket_paces_requests_at_the_rate() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds  # a fake clock: the test measures the schedule, not the machine
+
+    async def main() -> float:
+        bucket = TokenBucket(50.0, clock=lambda: now[0], sleep=sleep)
+        for _ in range(11):
+            await bucket.acquire()
+        return now[0]
+
+    assert asyncio.run(main()) == pytest.approx(0.2)  # 11 requests: the first at once, then 10 at 50/s
