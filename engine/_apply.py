@@ -96,7 +96,10 @@ class TokenBucket:
     """Paces requests at ``rate`` per second; a burst of one keeps the marketplace's own bucket full."""
 
     def __init__(
-        self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic,
+        self,
+        rate: float,
+        burst: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.rate = rate

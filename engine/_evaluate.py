@@ -9,6 +9,7 @@ next SKU; one bad SKU never stops the rest.
 from __future__ import annotations
 
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from collections.abc import Callable
 from typing import Any
 
 from engine._catalog import CatalogRecord
@@ -38,6 +39,8 @@ class SkuEvaluator:
                 for child_key, child in field.children.items():
                     self.listing_spans[f"listing.{key}.{child_key}"] = child.span
         self.categories_span = compiled.categories_span
+        self._builders: dict[tuple[str, ...], Builder] = {}
+        self._fields = [(key, self._builder(field)) for key, field in compiled.listing.items()]
 
     def evaluate(self, record: CatalogRecord, explain: bool = False) -> Outcome:
         sku = record.sku
@@ -76,10 +79,9 @@ class SkuEvaluator:
             provenance["category"] = choice.span
         ctx.category = category
 
-        fields: dict[str, Any] = {}
-        for key, field in rules.listing.items():
-            fields[key] = self._content(field, ctx, reasons)
-            if explain:
+        fields: dict[str, Any] = {key: build(ctx, reasons) for key, build in self._fields}
+        if explain:
+            for key, field in rules.listing.items():
                 provenance[f"listing.{key}"] = field.span
                 if isinstance(field.children, dict):
                     for child_key, child in field.children.items():
@@ -154,29 +156,7 @@ class SkuEvaluator:
         return Outcome(sku.id, "listed", listing=listing, provenance=provenance)
 
     def _content(self, field: ContentField, ctx: Context, reasons: list[Reason]) -> Any:
-        kind = field.kind
-        if kind == "literal":
-            return field.value
-        if kind == "mapping":
-            assert isinstance(field.children, dict)
-            out = {}
-            for key, child in field.children.items():
-                value = self._content(child, ctx, reasons)
-                if value is not None and value != "":
-                    out[key] = value
-            return out
-        if kind == "list":
-            assert isinstance(field.children, list)
-            return [v for child in field.children if (v := self._content(child, ctx, reasons)) is not None]
-        compiled = field.compiled
-        assert compiled is not None
-        try:
-            return compiled.fn(ctx) if isinstance(compiled, CompiledExpression) else compiled(ctx)
-        except EvaluationError as exc:
-            reasons.append(
-                Reason(exc.code, exc.message, "listing." + ".".join(field.path), exc.span or field.span)
-            )
-            return None
+        return self._builders[field.path](ctx, reasons)
 
     def _price(
         self, ctx: Context, reasons: list[Reason], provenance: dict[str, Span]
@@ -269,6 +249,52 @@ class SkuEvaluator:
         except EvaluationError as exc:
             reasons.append(_reason(exc, "stock", None))
             return None
+
+    def _builder(self, field: ContentField) -> Builder:
+        """A closure building one listing field: no recursion on the kind of field per SKU."""
+        builder = _build(field)
+        self._builders[field.path] = builder
+        return builder
+
+
+Builder = Callable[[Context, list[Reason]], Any]
+
+
+def _build(field: ContentField) -> Builder:
+    kind = field.kind
+    if kind == "literal":
+        value = field.value
+        return lambda ctx, reasons: value
+    if kind == "mapping":
+        assert isinstance(field.children, dict)
+        children = [(key, _build(child)) for key, child in field.children.items()]
+
+        def mapping(ctx: Context, reasons: list[Reason]) -> Any:
+            out = {}
+            for key, build in children:
+                value = build(ctx, reasons)
+                if value is not None and value != "":
+                    out[key] = value
+            return out
+
+        return mapping
+    if kind == "list":
+        assert isinstance(field.children, list)
+        items = [_build(child) for child in field.children]
+        return lambda ctx, reasons: [v for build in items if (v := build(ctx, reasons)) is not None]
+    compiled = field.compiled
+    assert compiled is not None
+    fn = compiled.fn if isinstance(compiled, CompiledExpression) else compiled
+    rule = "listing." + ".".join(field.path)
+
+    def value(ctx: Context, reasons: list[Reason]) -> Any:
+        try:
+            return fn(ctx)
+        except EvaluationError as exc:
+            reasons.append(Reason(exc.code, exc.message, rule, exc.span or field.span))
+            return None
+
+    return value
 
 
 def _defaults(fields: dict[str, Any], record: CatalogRecord) -> None:

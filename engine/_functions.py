@@ -640,7 +640,8 @@ def _gtin_valid(code: object) -> bool:
     if not (digits.isascii() and digits.isdigit()):
         return False
     # GS1 check digit: weights 3, 1, 3, ... from the right, the check digit excluded.
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits[:-1])))
+    body = digits[-2::-1]
+    total = 3 * sum(map(int, body[0::2])) + sum(map(int, body[1::2]))
     return (10 - total % 10) % 10 == int(digits[-1])
 
 

@@ -168,10 +168,11 @@ class Planner:
                 outcomes.append(self.evaluator.evaluate(item, explain))
             ids = [o.sku_id for o in outcomes]
             applied = state.get_many(self.marketplace, ids) if state is not None else {}
-            if state is not None:
+            if applied and state is not None:
+                # Only SKUs with a state row can become deletes, so only they need remembering.
                 # A malformed record with a readable id still counts as seen: a typo in the
                 # catalog must not withdraw a live listing.
-                state.add_seen(o.sku_id for o in outcomes if o.status != "excluded")
+                state.add_seen(o.sku_id for o in outcomes if o.status != "excluded" and o.sku_id in applied)
             for outcome in outcomes:
                 change = self._change(outcome, applied.get(outcome.sku_id))
                 if change is None:
