@@ -8,8 +8,8 @@ next SKU; one bad SKU never stops the rest.
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from collections.abc import Callable
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from engine._catalog import CatalogRecord
@@ -263,8 +263,8 @@ Builder = Callable[[Context, list[Reason]], Any]
 def _build(field: ContentField) -> Builder:
     kind = field.kind
     if kind == "literal":
-        value = field.value
-        return lambda ctx, reasons: value
+        literal = field.value
+        return lambda ctx, reasons: literal
     if kind == "mapping":
         assert isinstance(field.children, dict)
         children = [(key, _build(child)) for key, child in field.children.items()]
@@ -287,14 +287,14 @@ def _build(field: ContentField) -> Builder:
     fn = compiled.fn if isinstance(compiled, CompiledExpression) else compiled
     rule = "listing." + ".".join(field.path)
 
-    def value(ctx: Context, reasons: list[Reason]) -> Any:
+    def evaluated(ctx: Context, reasons: list[Reason]) -> Any:
         try:
             return fn(ctx)
         except EvaluationError as exc:
             reasons.append(Reason(exc.code, exc.message, rule, exc.span or field.span))
             return None
 
-    return value
+    return evaluated
 
 
 def _defaults(fields: dict[str, Any], record: CatalogRecord) -> None:
