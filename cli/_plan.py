@@ -101,7 +101,7 @@ def plan(
                 shown = 0
                 payloads: list[tuple[str, Any]] = []
                 changes: list[dict[str, Any]] = []
-                for change in planner.changes(catalog_records(project), only):
+                for change in planner.changes(catalog_records(project, run.trade_policy), only):
                     record = change_record(change, run.connector) if (writer or show_payload) else None
                     if writer and record is not None:
                         writer.change(record)
@@ -198,7 +198,8 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
     run = _compile_or_exit(project, marketplace)
     with open_state(project) as state:
         planner = run.planner(state)
-        found = [c for c in planner.changes(catalog_records(project), {sku}, explain=True) if c.sku_id == sku]
+        records = catalog_records(project, run.trade_policy)
+        found = [c for c in planner.changes(records, {sku}, explain=True) if c.sku_id == sku]
     if not found:
         click.echo(f"SKU {sku} is not in the catalog of {project.path}", err=True)
         sys.exit(1)

@@ -94,7 +94,9 @@ def check(files: Sequence[Path], fmt: str, with_catalog: bool, config_path: Path
     coverages = []
     if project is not None:
         coverages = [
-            catalog_coverage(r.compiled, catalog_records(project)) for r in results if r.compiled is not None
+            catalog_coverage(r.compiled, catalog_records(project, r.compiled.rules.trade_policy))
+            for r in results
+            if r.compiled is not None
         ]
     if fmt == "json":
         document: dict[str, Any] = {

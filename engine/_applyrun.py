@@ -31,7 +31,7 @@ def planned_records(run: MarketplaceRun, project: Project, state: StateStore) ->
     planner = run.planner(state)
     return [
         change_record(change, run.connector)
-        for change in planner.changes(catalog_records(project))
+        for change in planner.changes(catalog_records(project, run.trade_policy))
         if change.op in ("create", "update", "delete")
     ]
 

@@ -13,6 +13,7 @@ from engine._compiler import CompiledRules
 from engine._config import ConfigError, Project
 from engine._plan import Planner
 from engine._source import FileSource
+from marketplaces.vtex import VtexSource, vtex_records
 from engine._state import StateStore
 from marketplaces import Connector, connector_class
 
@@ -28,6 +29,10 @@ class MarketplaceRun:
     def planner(self, state: StateStore | None) -> Planner:
         return Planner(self.compiled, self.connector, state)
 
+    @property
+    def trade_policy(self) -> str:
+        return self.compiled.rules.trade_policy
+
 
 def open_marketplace(project: Project, name: str) -> MarketplaceRun:
     """Compile the marketplace's rule file (RuleError on mistakes) and build its connector."""
@@ -37,15 +42,16 @@ def open_marketplace(project: Project, name: str) -> MarketplaceRun:
     return MarketplaceRun(name, compiled, connector)
 
 
-def catalog_records(project: Project) -> FileSource:
+def catalog_records(project: Project, trade_policy: str = "1") -> FileSource | VtexSource:
     """The project's catalog as a stream of records (and malformed-record errors, in place).
 
     The source is returned itself, not a generator over it, so the planner can see whether it
-    was read to its end (``complete``) before it plans any delete.
+    was read to its end (``complete``) before it plans any delete. From VTEX, the records are
+    those of the rule file's trade policy, priced in it; a file holds one trade policy's view.
     """
     source = project.config.source
-    if source.type != "file":
-        raise ConfigError(f"source type '{source.type}' is not available for planning yet")
+    if source.type == "vtex":
+        return vtex_records(source, project.folder, trade_policy=trade_policy)
     path = project.catalog_path
     if path is None:
         raise ConfigError(f"{project.path}: source.path is required for a file source")
