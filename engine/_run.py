@@ -13,9 +13,9 @@ from engine._compiler import CompiledRules
 from engine._config import ConfigError, Project
 from engine._plan import Planner
 from engine._source import FileSource
-from marketplaces.vtex import VtexSource, vtex_records
 from engine._state import StateStore
 from marketplaces import Connector, connector_class
+from marketplaces.vtex import VtexSource, vtex_records
 
 
 @dataclass

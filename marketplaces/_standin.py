@@ -68,7 +68,9 @@ class Standin:
 
     name = "standin"
 
-    def __init__(self, rate_limit: float | None = None, burst: float | None = None, faults: Faults | None = None):
+    def __init__(
+        self, rate_limit: float | None = None, burst: float | None = None, faults: Faults | None = None
+    ):
         self.faults = faults or Faults()
         self.random = random.Random(self.faults.seed)
         self.bucket = _Bucket(rate_limit, burst or max(1.0, rate_limit)) if rate_limit else None

@@ -39,15 +39,21 @@ def record(sku_id: str, op: str = "create", price: str = "134.90") -> dict[str, 
     return data
 
 
-def run(state: StateStore, handler: Callable[[httpx.Request], httpx.Response], records: list[dict[str, Any]],
-        **options: Any) -> tuple[Any, list[float]]:
+def run(
+    state: StateStore,
+    handler: Callable[[httpx.Request], httpx.Response],
+    records: list[dict[str, Any]],
+    **options: Any,
+) -> tuple[Any, list[float]]:
     slept: list[float] = []
 
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
     async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://m.test") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(handler), base_url="http://m.test"
+        ) as client:
             executor = Executor(ScriptedConnector(), client, state, sleep=sleep, seed=1, **options)
             return await executor.apply(records)
 
@@ -74,7 +80,9 @@ def test_success_is_recorded_in_state_with_the_exact_price(state: StateStore) ->
 
 
 def test_429_and_500_are_retried_honouring_retry_after(state: StateStore) -> None:
-    answers = iter([httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(500), httpx.Response(200)])
+    answers = iter(
+        [httpx.Response(429, headers={"Retry-After": "2"}), httpx.Response(500), httpx.Response(200)]
+    )
     summary, slept = run(state, lambda request: next(answers), [record("10")])
     assert (summary.applied, summary.retries, summary.requests) == (1, 2, 3)
     assert slept[0] >= 2.0  # Retry-After wins over a shorter backoff
