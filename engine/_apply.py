@@ -176,6 +176,10 @@ class Executor:
     async def apply(self, changes: Iterable[Mapping[str, Any]]) -> ApplySummary:
         start = time.monotonic()
         records = [c for c in changes if c.get("op") in ("create", "update", "delete")]
+        if records or self.state.pending(self.marketplace):
+            # Authenticate first: a refused login stops the run before anything is sent, and the
+            # connector learns from its credentials what its calls need (Amazon's seller id).
+            await self.connector.auth_headers(self.client, self.credentials)
         await self._confirm_leftovers()
         threshold = self.connector.bulk_threshold
         if threshold is not None and len(records) >= threshold:

@@ -28,7 +28,8 @@ class Call:
     body: Any = None
     params: Mapping[str, str] | None = None
     kind: str = ""
-    """What the call does ("create", "price", "stock", "content", "delete"), for logs and masks."""
+    """What the call does ("create", "price", "stock", "price+stock", "content", "delete"), for logs
+    and masks."""
 
 
 @dataclass(frozen=True)

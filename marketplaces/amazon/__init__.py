@@ -5,20 +5,49 @@ price or stock change is a ``patchListingsItem`` that replaces one attribute, so
 update never re-submits content Amazon would have to re-review. The same bodies become feed
 messages when a run is large enough to go through the Feeds API instead.
 
+Amazon answers a submission with ACCEPTED and processes it later, so an accepted call is only
+*pending*: :meth:`AmazonConnector.confirm` reads the listing back and fails it when Amazon has
+since attached an ERROR issue. Feeds ask for the items' issues in their processing report, so
+their outcomes are final when the report is read.
+
 Options (the rule file's ``options:``): ``marketplace_id`` (default ATVPDKIKX0DER, amazon.com),
 ``language_tag`` (en_US), ``product_type`` (default for every SKU; otherwise the category the
 rule file maps to is the product type), ``seller_id`` (feed header), ``issue_locale`` (feed
 messages' language, default the language tag), ``localized_attributes`` (extra text attributes
 that take a language tag).
+
+Sending: ``lwa_url`` (Login with Amazon, default https://api.amazon.com; the sandbox points it at
+the stand-in), ``seller_id`` (when not given as a credential), ``feed_poll_seconds`` (30),
+``feed_timeout_seconds`` (4 h), ``max_attempts`` (5) and ``retry_seconds`` (1, doubling) for the
+requests the connector makes itself (tokens, feeds, confirmations).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
+import httpx
+
+from engine._diagnostics import TradepostError
 from engine._listing import Listing
-from marketplaces._base import Connector
+from marketplaces._base import Call, CallResult, Connector, Credentials
+from marketplaces.amazon._http import (
+    REFRESH_MARGIN,
+    FeedError,
+    Pacing,
+    Sender,
+    feed_outcomes,
+    fetch_access_token,
+    item_path,
+    listing_outcome,
+    run_feed,
+    submission_result,
+    token_expired,
+)
 from marketplaces.amazon._payloads import (
     LOCALIZED_ATTRIBUTES,
     OPEN_SALE_WINDOW,
@@ -37,6 +66,23 @@ ChangeKind = Literal["create", "content", "price", "stock", "delete"]
 FEED_VERSION = "2.0"
 FEED_MAX_MESSAGES = 25_000
 """``messages.maxItems`` in listings-feed-schema-v2.json."""
+FEED_OPERATIONS = {
+    "create": "UPDATE",
+    "content": "UPDATE",
+    "price": "PATCH",
+    "stock": "PATCH",
+    "delete": "DELETE",
+}
+PATCHED_KINDS = {"/attributes/purchasable_offer": "price", "/attributes/fulfillment_availability": "stock"}
+"""Which change kind a PATCH operation applies, for :attr:`Call.kind` ("price+stock" when both)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _AccessToken:
+    value: str = dataclasses.field(repr=False)
+    refresh_at: float
+    """Clock time from which a new token is fetched: a minute before Amazon's expiry."""
+    issued_for: str = dataclasses.field(repr=False)
 
 
 class AmazonConnector(Connector):
@@ -50,11 +96,26 @@ class AmazonConnector(Connector):
     max_images = 9  # the main image plus other_product_image_locator_1..8
     requires_gtin_or_brand_mpn = True  # GTIN, or brand + part_number with a GTIN exemption
 
+    base_url = "https://sellingpartnerapi-na.amazon.com"
+    credential_names = ("lwa_client_id", "lwa_client_secret", "refresh_token", "seller_id")
+    lwa_url: ClassVar[str] = "https://api.amazon.com"
+
     rate_limit = 5.0  # Listings Items usage plan: 5 rps (PUT burst 10, PATCH/DELETE burst 5)
     batch_size = 10_000  # messages per JSON_LISTINGS_FEED document; the schema allows 25,000,
     # smaller documents are processed sooner and cost less to resubmit
+    bulk_threshold = 500  # at 5 rps, 500 calls take 100 s; one feed does them in one upload
 
     localized_attributes: ClassVar[frozenset[str]] = LOCALIZED_ATTRIBUTES
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.clock: Callable[[], float] = time.monotonic
+        """When the cached access token is due for refresh; tests move it forward."""
+        self._token: _AccessToken | None = None
+        self._token_lock = asyncio.Lock()
+        self._credential_seller_id: str | None = None
+        self.last_bulk_requests = 0
+        """Requests the last :meth:`apply_in_bulk` made, for the executor's summary."""
 
     @property
     def scope(self) -> Scope:
@@ -65,6 +126,27 @@ class AmazonConnector(Connector):
             language_tag=str(self.options.get("language_tag", "en_US")),
             localized=self.localized_attributes | extra,
         )
+
+    @property
+    def seller_id(self) -> str:
+        """The seller (merchant token) in every path: the credential, else ``options.seller_id``."""
+        seller = self._credential_seller_id or self.options.get("seller_id")
+        if not seller:
+            raise TradepostError(
+                "Amazon needs the seller id (merchant token): "
+                "set the seller_id credential or options.seller_id"
+            )
+        return str(seller)
+
+    @property
+    def pacing(self) -> Pacing:
+        return Pacing.from_options(self.options)
+
+    @property
+    def query(self) -> dict[str, str]:
+        """``marketplaceIds`` (required on every Listings call) and the language of Amazon's issues."""
+        locale = str(self.options.get("issue_locale") or self.scope.language_tag)
+        return {"marketplaceIds": self.scope.marketplace_id, "issueLocale": locale}
 
     def product_type(self, listing: Listing) -> str:
         """The listing's own ``product_type`` field, else the option, else the mapped category."""
@@ -159,30 +241,144 @@ class AmazonConnector(Connector):
 
         create/content -> UPDATE (full replace), price/stock -> PATCH, delete -> DELETE.
         """
-        if not 1 <= message_id <= 2_147_483_647:
-            raise ValueError(f"messageId {message_id} is outside 1..2147483647")
-        message: dict[str, Any] = {"messageId": message_id, "sku": listing.sku_id}
-        if operation == "delete":
-            return {**message, "operationType": "DELETE"}
+        body: dict[str, Any] | None = None
         if operation in ("price", "stock"):
             body = self.price_payload(listing) if operation == "price" else self.stock_payload(listing)
-            return {**message, "operationType": "PATCH", **body}
-        return {**message, "operationType": "UPDATE", **self.payload(listing)}
+        elif operation != "delete":
+            body = self.payload(listing)
+        return self._message(listing.sku_id, message_id, FEED_OPERATIONS[operation], body)
+
+    def saved_feed_message(self, change: Mapping[str, Any], message_id: int) -> dict[str, Any] | None:
+        """The message for a saved change, from its saved bodies: a feed sends what the plan showed.
+
+        Price and stock patches of one SKU travel in one PATCH message; a change that sends
+        nothing (unchanged, invalid) has no message.
+        """
+        sku, op, bodies = str(change["sku_id"]), change["op"], change.get("payloads") or []
+        if op == "delete":
+            return self._message(sku, message_id, "DELETE", None)
+        if op not in ("create", "update") or not bodies:
+            return None
+        if op == "create" or "content" in (change.get("fields") or ()):
+            return self._message(sku, message_id, "UPDATE", bodies[0])
+        patches = [patch for body in bodies for patch in body["patches"]]
+        merged = {"productType": bodies[0]["productType"], "patches": patches}
+        return self._message(sku, message_id, "PATCH", merged)
+
+    def _message(
+        self, sku: str, message_id: int, operation_type: str, body: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        if not 1 <= message_id <= 2_147_483_647:
+            raise ValueError(f"messageId {message_id} is outside 1..2147483647")
+        return {"messageId": message_id, "sku": sku, "operationType": operation_type, **(body or {})}
 
     def feed_document(
-        self, messages: Sequence[dict[str, Any]], seller_id: str | None = None
+        self,
+        messages: Sequence[dict[str, Any]],
+        seller_id: str | None = None,
+        report: Sequence[str] = (),
     ) -> dict[str, Any]:
-        """The feed document: a header naming the seller, then between 1 and 25,000 messages."""
+        """The feed document: a header naming the seller, then between 1 and 25,000 messages.
+
+        ``report`` names the item data (``issues``, ...) the processing report should carry.
+        """
         seller = seller_id or self.options.get("seller_id")
         if not seller:
             raise ValueError("an Amazon feed needs a seller id: set options.seller_id in the rule file")
         if not 1 <= len(messages) <= FEED_MAX_MESSAGES:
             raise ValueError(f"a feed carries 1 to {FEED_MAX_MESSAGES} messages, not {len(messages)}")
         locale = str(self.options.get("issue_locale") or self.scope.language_tag)
-        return {
-            "header": {"sellerId": str(seller), "version": FEED_VERSION, "issueLocale": locale},
-            "messages": list(messages),
-        }
+        header: dict[str, Any] = {"sellerId": str(seller), "version": FEED_VERSION, "issueLocale": locale}
+        if report:
+            header["report"] = {"includedData": list(report), "apiVersion": "2021-08-01"}
+        return {"header": header, "messages": list(messages)}
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
+        """PUT for a create or a content change, one PATCH for price and stock, DELETE to withdraw.
+
+        Amazon keys listings by SKU, so ``remote_id`` is not needed.
+        """
+        op, bodies = change["op"], change.get("payloads") or []
+        path = item_path(self.seller_id, str(change["sku_id"]))
+        if op == "delete":
+            return [Call("DELETE", path, params=self.query, kind="delete")]
+        if op == "create" or (op == "update" and "content" in (change.get("fields") or ())):
+            kind = "create" if op == "create" else "content"
+            return [Call("PUT", path, body, self.query, kind) for body in bodies[:1]]
+        if op == "update":
+            return [Call("PATCH", path, body, self.query, _patched_kind(body)) for body in bodies]
+        return []
+
+    def read_result(self, call: Call, response: httpx.Response) -> CallResult:
+        """ACCEPTED is pending until confirmed; INVALID or an ERROR issue fails for good."""
+        if token_expired(response):
+            self._token = None  # the retry's auth_headers fetches a new one
+        # A DELETE has nothing left to validate: accepted is done.
+        return submission_result(response, expects_processing=call.kind != "delete")
+
+    async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
+        """``x-amz-access-token`` from Login with Amazon, cached until a minute before it expires."""
+        self._credential_seller_id = credentials.values.get("seller_id") or None
+        issued_for = credentials.values.get("refresh_token", "")
+        async with self._token_lock:  # concurrent callers share one refresh
+            token = self._token
+            if token is None or token.issued_for != issued_for or self.clock() >= token.refresh_at:
+                lwa_url = str(self.options.get("lwa_url") or self.lwa_url)
+                value, lifetime = await fetch_access_token(Sender(client, self.pacing), lwa_url, credentials)
+                token = _AccessToken(value, self.clock() + lifetime - REFRESH_MARGIN, issued_for)
+                self._token = token
+        return {"x-amz-access-token": token.value}
+
+    async def confirm(
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], pending: Mapping[str, str]
+    ) -> dict[str, CallResult]:
+        """Reads each accepted SKU back: an ERROR issue Amazon attached since fails it."""
+        sender, params = Sender(client, self.pacing), {**self.query, "includedData": "issues,summaries"}
+        outcomes: dict[str, CallResult] = {}
+        for sku, submission in pending.items():
+            try:
+                path = item_path(self.seller_id, sku)
+                response = await sender.send("GET", path, headers=headers, params=params)
+            except httpx.TransportError as exc:
+                outcomes[sku] = CallResult(False, retryable=True, error=f"cannot reach Amazon: {exc}")
+                continue
+            if token_expired(response):
+                self._token = None
+            outcomes[sku] = listing_outcome(response, submission)
+        return outcomes
+
+    async def apply_in_bulk(
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[Mapping[str, Any]]
+    ) -> dict[str, CallResult]:
+        """One ``JSON_LISTINGS_FEED`` per ``batch_size`` messages; outcomes from the processing report."""
+        messages: list[dict[str, Any]] = []
+        for change in changes:
+            message = self.saved_feed_message(change, len(messages) + 1)
+            if message is not None:
+                messages.append(message)
+        sender, outcomes = Sender(client, self.pacing), dict[str, CallResult]()
+        for start in range(0, len(messages), self.batch_size):
+            chunk = messages[start : start + self.batch_size]
+            skus = {int(m["messageId"]): str(m["sku"]) for m in chunk}
+            document = self.feed_document(chunk, self.seller_id, report=["issues"])
+            try:
+                feed = await run_feed(sender, headers, document, [self.scope.marketplace_id])
+            except (FeedError, httpx.TransportError) as exc:
+                # The feed never started or its fate is unknown; every message is idempotent
+                # (UPDATE, PATCH replace, DELETE), so sending them again is safe.
+                failed = CallResult(False, retryable=getattr(exc, "retryable", True), error=str(exc))
+                outcomes.update(dict.fromkeys(skus.values(), failed))
+                continue
+            outcomes.update(feed_outcomes(feed, skus, self.pacing))
+        self.last_bulk_requests = sender.count
+        return outcomes
+
+
+def _patched_kind(body: Mapping[str, Any]) -> str:
+    kinds = [PATCHED_KINDS.get(str(patch.get("path")), "content") for patch in body.get("patches") or []]
+    return "+".join(dict.fromkeys(kinds)) or "content"
 
 
 __all__ = ["AmazonConnector", "ChangeKind"]

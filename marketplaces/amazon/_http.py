@@ -1,0 +1,353 @@
+"""How the Amazon connector talks to SP-API: Login with Amazon tokens, Listings answers, the feed round trip.
+
+The connector class declares what to send; this module holds the HTTP mechanics it needs on its
+own, outside the executor's per-call loop: fetching access tokens, reading Amazon's two answer
+shapes (a ``ListingsItemSubmissionResponse`` and an ``ErrorList``), and the five-request dance of a
+``JSON_LISTINGS_FEED`` (create a document, upload it, create the feed, poll it, fetch the report).
+Those loops retry throttling and server errors themselves, honouring ``Retry-After``, because the
+executor only retries the calls it sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from engine._diagnostics import TradepostError
+from engine._jsonio import dumps, loads
+from marketplaces._base import CallResult, Credentials
+
+LISTINGS_ITEMS = "/listings/2021-08-01/items"
+FEEDS = "/feeds/2021-06-30"
+FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
+JSON_CONTENT_TYPE = "application/json"
+REFRESH_MARGIN = 60.0
+"""A token is replaced this many seconds before it expires, so a request never carries a stale one."""
+FINISHED = ("DONE", "FATAL", "CANCELLED")
+
+
+class AmazonAuthError(TradepostError):
+    """Login with Amazon refused the credentials; the message never repeats them."""
+
+
+class FeedError(TradepostError):
+    """A Feeds API step failed, so the feed never started or its outcome cannot be read."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How patient the connector's own request loops are (rule-file options, tests shorten them)."""
+
+    attempts: int = 5
+    retry_seconds: float = 1.0
+    """First back-off after a 5xx or a dropped connection; doubles each attempt (429 uses Retry-After)."""
+    poll_seconds: float = 30.0
+    feed_timeout_seconds: float = 4 * 3600.0
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> Pacing:
+        default = cls()
+        return cls(
+            attempts=max(1, int(options.get("max_attempts", default.attempts))),
+            retry_seconds=float(options.get("retry_seconds", default.retry_seconds)),
+            poll_seconds=float(options.get("feed_poll_seconds", default.poll_seconds)),
+            feed_timeout_seconds=float(options.get("feed_timeout_seconds", default.feed_timeout_seconds)),
+        )
+
+
+def item_path(seller_id: str, sku: str) -> str:
+    """The Listings Items path; the SKU is percent-encoded whole, '/' included, as Amazon requires."""
+    return f"{LISTINGS_ITEMS}/{quote(seller_id, safe='')}/{quote(sku, safe='')}"
+
+
+def json_body(body: Any) -> bytes:
+    """Exact JSON: prices are ``Decimal`` and must reach Amazon digit for digit."""
+    return dumps(body).encode("utf-8")
+
+
+@dataclass
+class Sender:
+    """The connector's own requests (tokens, feeds, confirmations): retried, paced and counted.
+
+    Retries 429 after its Retry-After, and 5xx and dropped connections after a doubling pause;
+    ``count`` is every request made, retries included, for the executor's summary.
+    """
+
+    client: httpx.AsyncClient
+    pacing: Pacing
+    count: int = 0
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """The last answer; the transport error itself when even the last attempt got none."""
+        attempts = self.pacing.attempts
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            self.count += 1
+            try:
+                response = await self.client.request(
+                    method, url, headers=headers, params=params, content=content, data=data
+                )
+            except httpx.TransportError:
+                if last:
+                    raise
+                await asyncio.sleep(_backoff(self.pacing, attempt))
+                continue
+            if last or not (response.status_code == 429 or response.status_code >= 500):
+                return response
+            await asyncio.sleep(_retry_after(response) or _backoff(self.pacing, attempt))
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _backoff(pacing: Pacing, attempt: int) -> float:
+    return float(min(pacing.retry_seconds * 2**attempt, 60.0))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(max(float(response.headers.get("Retry-After", "")), 0.0), 60.0)
+    except ValueError:
+        return None
+
+
+# -- Login with Amazon -------------------------------------------------------------------------
+
+
+async def fetch_access_token(sender: Sender, lwa_url: str, credentials: Credentials) -> tuple[str, float]:
+    """A fresh access token and its lifetime in seconds, from the long-lived refresh token."""
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": credentials.get("refresh_token"),
+        "client_id": credentials.get("lwa_client_id"),
+        "client_secret": credentials.get("lwa_client_secret"),
+    }
+    response = await sender.send("POST", f"{lwa_url.rstrip('/')}/auth/o2/token", data=form)
+    body = _json(response)
+    if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
+        reason = (body.get("error_description") or body.get("error")) if isinstance(body, dict) else None
+        raise AmazonAuthError(
+            f"Login with Amazon refused the token refresh ({response.status_code}: "
+            f"{reason or response.reason_phrase}); check the lwa_client_id, lwa_client_secret "
+            "and refresh_token credentials"
+        )
+    return str(body["access_token"]), float(body.get("expires_in", 3600))
+
+
+def token_expired(response: httpx.Response) -> bool:
+    """Amazon's 403 for an access token that expired in flight: refresh and send again."""
+    return response.status_code == 403 and "expired" in error_text(response).lower()
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return loads(response.content)
+    except ValueError:
+        return None
+
+
+def error_text(response: httpx.Response) -> str:
+    """Amazon's ``errors[].message`` (and details), else the body's first characters."""
+    body = _json(response)
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors:
+        parts = []
+        for error in errors:
+            if isinstance(error, dict):
+                text = f"{error.get('code', 'Error')}: {error.get('message', '')}"
+                parts.append(f"{text} ({error['details']})" if error.get("details") else text)
+        if parts:
+            return "; ".join(parts)
+    text = response.text.strip()
+    return text[:300] if text else response.reason_phrase
+
+
+def issue_errors(issues: Iterable[Any]) -> list[str]:
+    """The ERROR issues as readable lines; warnings and infos do not stop a listing."""
+    lines = []
+    for issue in issues:
+        if isinstance(issue, dict) and issue.get("severity") == "ERROR":
+            # Listings answers say attributeNames, feed processing reports attributeName.
+            names = issue.get("attributeNames") or [issue.get("attributeName")]
+            names = [str(name) for name in names if name]
+            where = f" [{', '.join(names)}]" if names else ""
+            lines.append(f"{issue.get('code', 'ERROR')}: {issue.get('message', '')}{where}")
+    return lines
+
+
+def failure(response: httpx.Response) -> CallResult:
+    """A non-2xx answer: throttling and server errors are worth another try, the rest is ours to fix."""
+    status = response.status_code
+    retryable = status == 429 or status >= 500 or token_expired(response)
+    return CallResult(False, retryable=retryable, error=f"{status}: {error_text(response)}")
+
+
+def submission_result(response: httpx.Response, expects_processing: bool) -> CallResult:
+    """A ``ListingsItemSubmissionResponse``: INVALID or ERROR issues fail, ACCEPTED waits to be confirmed."""
+    if not 200 <= response.status_code < 300:
+        return failure(response)
+    body = _json(response)
+    if not isinstance(body, dict):
+        return CallResult(True)
+    errors = issue_errors(body.get("issues") or [])
+    if body.get("status") == "INVALID" or errors:
+        return CallResult(False, error="; ".join(errors) or "Amazon answered INVALID without issues")
+    submission = body.get("submissionId")
+    return CallResult(True, pending=str(submission) if expects_processing and submission else None)
+
+
+def listing_outcome(response: httpx.Response, pending: str) -> CallResult:
+    """A ``getListingsItem`` answer read for the outcome of an accepted submission."""
+    if response.status_code == 404:
+        return CallResult(
+            False,
+            retryable=True,
+            error=f"not on Amazon although submission {pending} was accepted; it will be sent again",
+        )
+    if response.status_code != 200:
+        return failure(response)
+    body = _json(response)
+    errors = issue_errors(body.get("issues") or []) if isinstance(body, dict) else []
+    if errors:
+        return CallResult(False, error="; ".join(errors))
+    return CallResult(True)
+
+
+# -- JSON_LISTINGS_FEED --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Where a submitted feed stands once polling stops."""
+
+    feed_id: str
+    status: str
+    report: dict[str, Any] | None
+
+
+async def run_feed(
+    sender: Sender, headers: Mapping[str, str], document: Mapping[str, Any], marketplace_ids: list[str]
+) -> Feed:
+    """Upload ``document``, create the feed, wait for it to finish and read its processing report."""
+    created = await _expect(
+        sender, "POST", f"{FEEDS}/documents", headers, {"contentType": FEED_CONTENT_TYPE}, 201
+    )
+    # The upload URL is presigned: Amazon's access token must not travel to it.
+    upload = await sender.send(
+        "PUT", str(created["url"]), headers={"content-type": FEED_CONTENT_TYPE}, content=json_body(document)
+    )
+    if not 200 <= upload.status_code < 300:
+        refused = failure(upload)
+        raise FeedError(f"Amazon refused the feed upload: {refused.error}", refused.retryable)
+    specification = {
+        "feedType": "JSON_LISTINGS_FEED",
+        "marketplaceIds": marketplace_ids,
+        "inputFeedDocumentId": created["feedDocumentId"],
+    }
+    feed = await _expect(sender, "POST", f"{FEEDS}/feeds", headers, specification, 202)
+    feed_id = str(feed["feedId"])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + sender.pacing.feed_timeout_seconds
+    while True:
+        feed = await _expect(sender, "GET", f"{FEEDS}/feeds/{quote(feed_id, safe='')}", headers)
+        status = str(feed.get("processingStatus"))
+        if status in FINISHED:
+            break
+        if loop.time() >= deadline:
+            return Feed(feed_id, status, None)
+        await asyncio.sleep(sender.pacing.poll_seconds)
+    result_id = feed.get("resultFeedDocumentId")
+    report = await _report(sender, headers, str(result_id)) if result_id else None
+    return Feed(feed_id, status, report)
+
+
+async def _report(sender: Sender, headers: Mapping[str, str], document_id: str) -> dict[str, Any]:
+    path = f"{FEEDS}/documents/{quote(document_id, safe='')}"
+    location = await _expect(sender, "GET", path, headers)
+    download = await sender.send("GET", str(location["url"]))  # presigned: no access token
+    if download.status_code != 200:
+        refused = failure(download)
+        why = f"cannot download Amazon's feed processing report: {refused.error}"
+        raise FeedError(why, refused.retryable)
+    content = download.content
+    if location.get("compressionAlgorithm") == "GZIP":
+        content = gzip.decompress(content)
+    try:
+        report = loads(content)
+    except ValueError:
+        report = None
+    if not isinstance(report, dict):
+        raise FeedError("Amazon's feed processing report is not a JSON object", retryable=False)
+    return report
+
+
+async def _expect(
+    sender: Sender,
+    method: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: Any = None,
+    status: int = 200,
+) -> dict[str, Any]:
+    """A Feeds API call that must succeed: any other answer stops the whole feed."""
+    content = json_body(body) if body is not None else None
+    sent_headers = {**headers, "content-type": JSON_CONTENT_TYPE} if body is not None else dict(headers)
+    response = await sender.send(method, path, headers=sent_headers, content=content)
+    answer = _json(response)
+    if response.status_code not in (status, 200) or not isinstance(answer, dict):
+        refused = failure(response)
+        raise FeedError(f"Amazon Feeds API {method} {path} failed: {refused.error}", refused.retryable)
+    return answer
+
+
+def feed_outcomes(feed: Feed, skus: Mapping[int, str], pacing: Pacing) -> dict[str, CallResult]:
+    """Per SKU, what the feed did: its messages' ERROR issues (and its items' issues) fail it."""
+    if feed.status != "DONE":
+        if feed.status in FINISHED:
+            reasons = issue_errors((feed.report or {}).get("issues") or [])
+            why = f"feed {feed.feed_id} ended {feed.status}" + (f": {'; '.join(reasons)}" if reasons else "")
+            return {sku: CallResult(False, error=why) for sku in skus.values()}
+        why = (
+            f"feed {feed.feed_id} still {feed.status} after {pacing.feed_timeout_seconds:g} s; "
+            "its outcome is unknown, so it will be sent again"
+        )
+        return {sku: CallResult(False, retryable=True, error=why) for sku in skus.values()}
+    if feed.report is None:
+        why = f"feed {feed.feed_id} finished without a processing report; it will be sent again"
+        return {sku: CallResult(False, retryable=True, error=why) for sku in skus.values()}
+    report = feed.report
+    by_message: dict[int | None, list[Any]] = {}
+    for issue in report.get("issues") or []:
+        if isinstance(issue, dict):
+            message_id = issue.get("messageId")
+            by_message.setdefault(message_id if isinstance(message_id, int) else None, []).append(issue)
+    whole_feed = issue_errors(by_message.get(None, []))
+    by_sku: dict[str, list[str]] = {}
+    for item in report.get("items") or []:
+        if isinstance(item, dict) and item.get("sku") is not None:
+            by_sku[str(item["sku"])] = issue_errors(item.get("issues") or [])
+    outcomes = {}
+    for message_id, sku in skus.items():
+        errors = whole_feed + issue_errors(by_message.get(message_id, [])) + by_sku.get(sku, [])
+        outcomes[sku] = CallResult(False, error="; ".join(errors)) if errors else CallResult(True)
+    return outcomes
