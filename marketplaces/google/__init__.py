@@ -13,18 +13,27 @@ age_group, material, pattern...) become those fields; any other goes to ``custom
 
 Options: ``content_language`` (default en), ``feed_label`` (default US), ``account`` and
 ``data_source`` (for request paths), ``link_template`` (e.g. ``https://shop.example/p/{sku_id}``;
-``{product_id}`` is also known) used when a listing has no ``link`` field.
+``{product_id}`` is also known) used when a listing has no ``link`` field, ``token_url`` (default
+``https://oauth2.googleapis.com``; the token comes from ``{token_url}/token``).
+
+Sending (``_http``): OAuth from a refresh token; a SKU's remote id is its product input's
+encoded resource name.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
+import httpx
+
+from engine._diagnostics import TradepostError
 from engine._listing import Listing, Reason
-from marketplaces._base import Connector
+from marketplaces._base import Call, CallResult, Connector, Credentials
+from marketplaces.google._http import DEFAULT_TOKEN_URL, RefreshedToken, TokenError, read_input_result
 
 ChangeKind = Literal["price", "stock"]
 
@@ -77,6 +86,14 @@ class GoogleConnector(Connector):
     rate_limit = 5.0  # Merchant API quotas are per method and account, adjusted with usage,
     # read with quotas.list; 5 rps is a conservative start, not a documented one
     batch_size = 1  # no batch method; HTTP batching is charged per inner request anyway
+
+    base_url = "https://merchantapi.googleapis.com"
+    credential_names = ("client_id", "client_secret", "refresh_token")
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        token_url = str(self.options.get("token_url") or DEFAULT_TOKEN_URL).rstrip("/")
+        self.token = RefreshedToken(f"{token_url}/token", self.title)
 
     # -- requirements ------------------------------------------------------------------------
 
@@ -227,6 +244,49 @@ class GoogleConnector(Connector):
         """``productInputs.delete`` takes no body; the product leaves Shopping once processed."""
         return None
 
+    # -- sending -----------------------------------------------------------------------------
+
+    async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
+        """``Authorization: Bearer`` from ``{token_url}/token``, refreshed a minute before it expires."""
+        return await self.token.headers(client, credentials)
+
+    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
+        """``insert`` for a create or a content change (it replaces the whole input), one ``patch``
+        whose mask names exactly the price and/or availability it carries, ``delete``."""
+        try:
+            source = {"dataSource": self.data_source_name()}
+            known = remote_id if remote_id and remote_id.startswith("accounts/") else None
+            name = known or self.product_input_name(str(change["sku_id"]))
+        except ValueError as exc:
+            raise TradepostError(str(exc)) from None
+        fields = set(change.get("fields") or ())
+        payloads: list[dict[str, Any]] = list(change.get("payloads") or [])
+        if change["op"] == "delete":
+            return [Call("DELETE", f"/products/v1/{name}", params=source, kind="delete")]
+        if change["op"] == "create" or "content" in fields:
+            insert = f"/products/v1/accounts/{self._account()}/productInputs:insert"
+            kind = "create" if change["op"] == "create" else "content"
+            return [Call("POST", insert, payloads[0], source, kind=kind)]
+        kinds: list[ChangeKind] = [kind for kind in ("price", "stock") if kind in fields]
+        attributes: dict[str, Any] = {}
+        for body in payloads:
+            attributes.update(body.get("productAttributes") or {})
+        mask = ",".join(self.update_mask_for(kind) for kind in kinds)
+        body = {**payloads[0], "productAttributes": attributes}
+        params = {**source, "updateMask": mask}
+        return [Call("PATCH", f"/products/v1/{name}", body, params, kind=",".join(kinds))]
+
+    def read_result(self, call: Call, response: httpx.Response) -> CallResult:
+        """The answer's encoded name is the remote id; a delete of an absent input is done; 401 drops
+        the token."""
+        if response.status_code == 401:
+            self.token.forget()
+        return read_input_result(call, response)
+
+    def idempotent(self, call: Call) -> bool:
+        """Every call is: an insert with the same offer id replaces the input, it never adds one."""
+        return True
+
     @staticmethod
     def _price(listing: Listing) -> dict[str, Any]:
         prices = {"price": price(listing.price, listing.currency)}
@@ -278,4 +338,4 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-__all__ = ["ChangeKind", "GoogleConnector", "micros", "price"]
+__all__ = ["ChangeKind", "GoogleConnector", "TokenError", "micros", "price"]

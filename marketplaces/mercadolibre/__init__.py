@@ -9,6 +9,9 @@ through it.
 
 Options: ``listing_type_id`` (default gold_special; a listing's own field wins), ``buying_mode``
 (default buy_it_now).
+
+Sending (``_http``): OAuth with a refresh token that Mercado Libre rotates on every use; a SKU's
+remote id is its item (``MLB123``) or, inside a family, its variation (``MLB123/987``).
 """
 
 from __future__ import annotations
@@ -17,8 +20,18 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
+import httpx
+
 from engine._listing import Listing, Reason
-from marketplaces._base import Connector
+from marketplaces._base import Call, CallResult, Connector, Credentials
+from marketplaces.mercadolibre._http import (
+    RefreshedToken,
+    TokenError,
+    find_created,
+    item_calls,
+    read_item_result,
+    variation_ids,
+)
 
 STANDARD_ATTRIBUTES = {"BRAND": "brand", "GTIN": "gtin", "MPN": "mpn"}
 """Mercado Libre attribute id -> the canonical listing field that supplies it by default."""
@@ -43,6 +56,13 @@ class MercadoLibreConnector(Connector):
     rate_limit = 10.0  # Mercado Libre publishes no per-seller figure and answers 429 beyond its limit;
     # 10 rps is a conservative choice, not a documented number
     batch_size = 1  # /items has no batch endpoint
+
+    base_url = "https://api.mercadolibre.com"
+    credential_names = ("client_id", "client_secret", "refresh_token")
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        self.token = RefreshedToken("/oauth/token", self.title)
 
     # -- requirements ------------------------------------------------------------------------
 
@@ -118,6 +138,33 @@ class MercadoLibreConnector(Connector):
         with its history and reviews."""
         return {"status": "paused"}
 
+    # -- sending -----------------------------------------------------------------------------
+
+    async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
+        """``Authorization: Bearer``, refreshed through ``POST /oauth/token`` a minute before it expires."""
+        return await self.token.headers(client, credentials)
+
+    @property
+    def refresh_token(self) -> str | None:
+        """The refresh token Mercado Libre issued last (it rotates them), to persist; None before any."""
+        return self.token.refresh_token
+
+    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
+        """``POST /items`` to create (none for a family's followers), ``PUT /items/{id}`` otherwise."""
+        return item_calls(change, remote_id, PER_VARIATION)
+
+    def read_result(self, call: Call, response: httpx.Response) -> CallResult:
+        """A family's answer names every member's variation (``remote_ids``); a 401 drops the token."""
+        if response.status_code == 401:
+            self.token.forget()
+        return read_item_result(call, response)
+
+    async def find_existing(
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: Mapping[str, Any]
+    ) -> CallResult | None:
+        """After a lost ``POST /items``: the item if it was created, found by its SELLER_SKU."""
+        return await find_created(client, headers, call)
+
     # -- parts -------------------------------------------------------------------------------
 
     @staticmethod
@@ -169,7 +216,9 @@ class MercadoLibreConnector(Connector):
     def _variation(self, listing: Listing, price: Decimal) -> dict[str, Any]:
         own = {a["id"]: a for a in self._attributes(listing)}
         return {
-            "attribute_combinations": [_attribute(axis, value) for axis, value in listing.axes.items()],
+            "attribute_combinations": [
+                _attribute(axis, value) for axis, value in listing.axes.items() if value is not None
+            ],
             "price": price,
             "available_quantity": max(0, listing.quantity),
             "picture_ids": _images(listing),
@@ -190,4 +239,4 @@ def _images(listing: Listing) -> list[str]:
     return [str(url) for url in listing.fields.get("images") or []]
 
 
-__all__ = ["MercadoLibreConnector"]
+__all__ = ["MercadoLibreConnector", "TokenError", "variation_ids"]

@@ -1,0 +1,431 @@
+"""The Google Merchant API stand-in: OAuth ``/token`` and ``productInputs`` insert, patch and delete.
+
+One Merchant Center account with one API data source, in memory. It checks what the
+``ProductInput`` proto and the product data specification (``shared/specs/google``) say, and
+answers in Google's error shape ``{"error": {code, message, status}}``:
+
+- ``POST /token``: the refresh-token grant with the client id and secret it was given (errors in
+  Google OAuth's own flat shape). Every other call needs a bearer token it issued.
+- every call: the account in the path and a ``dataSource`` naming its data source.
+- ``productInputs:insert``: ``offerId`` (at most 50 characters), ``contentLanguage`` (ISO 639-1),
+  ``feedLabel`` (at most 20 of A-Z, 0-9, ``-``, ``_``), no field the proto does not have,
+  ``productAttributes.price`` as ``{amountMicros: integer, currencyCode}``, a title of at most 150
+  and a description of at most 5000 characters, enums by their proto names (availability,
+  condition, gender...). Requiring a price is stricter than the API, which accepts the input and
+  reports the missing price later as an issue of the processed product.
+- ``productInputs.patch``: an ``updateMask`` (the API would default to every field sent; this
+  stand-in requires one so that a client's mask is always checked) naming top-level
+  ``productAttributes.*`` fields or ``customAttributes.*``; a field in the mask but not in the
+  body is deleted. Unknown inputs are 404, for patch and delete alike.
+
+Names are accepted in both forms the proto describes: plain ``lang~label~offerId`` and unpadded
+base64url of it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from engine._jsonio import dumps, loads
+from marketplaces._standin import Faults, Standin
+from marketplaces.google._http import decoded_segment, encoded_segment
+
+__all__ = [
+    "SANDBOX_CLIENT_ID",
+    "SANDBOX_CLIENT_SECRET",
+    "SANDBOX_REFRESH_TOKEN",
+    "GoogleStandin",
+]
+
+SANDBOX_CLIENT_ID = "sandbox.apps.googleusercontent.com"
+SANDBOX_CLIENT_SECRET = "sandbox-client-secret-not-a-secret"
+SANDBOX_REFRESH_TOKEN = "1//sandbox-refresh-token"
+
+PRODUCT_ATTRIBUTES = frozenset(
+    {
+        "identifierExists", "isBundle", "title", "description", "link", "mobileLink", "canonicalLink",
+        "imageLink", "additionalImageLinks", "expirationDate", "disclosureDate", "adult", "ageGroup",
+        "availability", "availabilityDate", "brand", "color", "condition", "gender",
+        "googleProductCategory", "gtins", "itemGroupId", "material", "mpn", "pattern", "price",
+        "maximumRetailPrice", "installment", "subscriptionCost", "loyaltyPoints", "loyaltyPrograms",
+        "productTypes", "salePrice", "salePriceEffectiveDate", "sellOnGoogleQuantity", "productHeight",
+        "productLength", "productWidth", "productWeight", "shipping", "carrierShipping",
+        "freeShippingThreshold", "shippingWeight", "shippingLength", "shippingWidth", "shippingHeight",
+        "maxHandlingTime", "minHandlingTime", "shippingHandlingBusinessDays", "shippingTransitBusinessDays",
+        "handlingCutoffTimes", "shippingLabel", "returnPolicyLabel", "transitTimeLabel", "size",
+        "sizeSystem", "sizeTypes", "energyEfficiencyClass", "minEnergyEfficiencyClass",
+        "maxEnergyEfficiencyClass", "unitPricingMeasure", "unitPricingBaseMeasure", "multipack",
+        "adsGrouping", "adsLabels", "adsRedirect", "costOfGoodsSold", "productDetails", "productHighlights",
+        "displayAdsId", "displayAdsSimilarIds", "displayAdsTitle", "displayAdsLink", "displayAdsValue",
+        "promotionIds", "pickupMethod", "pickupSla", "pickupCost", "linkTemplate", "mobileLinkTemplate",
+        "customLabel0", "customLabel1", "customLabel2", "customLabel3", "customLabel4",
+        "includedDestinations", "excludedDestinations", "shoppingAdsExcludedCountries", "externalSellerId",
+        "pause", "lifestyleImageLinks", "cloudExportAdditionalProperties", "virtualModelLink",
+        "certifications", "structuredTitle", "structuredDescription", "autoPricingMinPrice",
+        "sustainabilityIncentives", "videoLinks", "minimumOrderValues", "vin", "model", "trim", "bodyStyle",
+        "year", "mileage", "electricRange", "fuelConsumption", "fuelConsumptionDischargedBattery",
+        "energyConsumption", "co2Emissions", "dateFirstRegistered", "engine", "emissionsStandard",
+        "certifiedPreOwned", "vehicleMsrp", "vehicleAllInPrice", "vehiclePriceType",
+        "vehicleMandatoryInspectionIncluded", "vehicleExpenses", "warranty", "displayAddress", "latitude",
+        "longitude", "neighborhood", "unitArea", "numberOfUnits", "propertyName", "numberOfBedrooms",
+        "numberOfBathrooms", "propertyType", "amenityFeature", "utilitiesIncluded", "petPolicy",
+        "specialtyHousingType", "productFee", "shortTitle", "questionsAndAnswers", "popularityRank",
+        "itemGroupTitle", "documentLinks", "variantOptions", "relatedProducts",
+    }
+)  # fmt: skip
+"""Every field of ``ProductAttributes`` (products_common.proto, Merchant API v1), as JSON names."""
+INPUT_FIELDS = frozenset(
+    {"name", "product", "legacyLocal", "offerId", "contentLanguage", "feedLabel", "versionNumber",
+     "productAttributes", "customAttributes", "base64EncodedName", "base64EncodedProduct"}
+)  # fmt: skip
+ENUMS = {
+    "availability": ("IN_STOCK", "OUT_OF_STOCK", "PREORDER", "LIMITED_AVAILABILITY", "BACKORDER"),
+    "condition": ("NEW", "USED", "REFURBISHED"),
+    "ageGroup": ("ADULT", "KIDS", "TODDLER", "INFANT", "NEWBORN"),
+    "gender": ("MALE", "FEMALE", "UNISEX"),
+    "sizeSystem": ("AU", "BR", "CN", "DE", "EU", "FR", "IT", "JP", "MEX", "UK", "US"),
+    "sizeTypes": ("REGULAR", "PETITE", "MATERNITY", "BIG", "TALL", "PLUS"),
+}
+TEXTS = {"title": 150, "description": 5000, "link": 2000, "imageLink": 2000, "brand": 70, "mpn": 70,
+         "color": 100, "size": 100, "material": 200, "pattern": 100, "itemGroupId": 50,
+         "googleProductCategory": 750, "itemGroupTitle": 150}  # fmt: skip
+"""Text attributes and their longest value (the specification's limits; 2000 for URLs)."""
+LISTS = ("additionalImageLinks", "gtins", "productTypes", "productHighlights")
+BOOLEANS = ("adult", "isBundle", "identifierExists")
+PRICES = ("price", "salePrice")
+STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
+                409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}  # fmt: skip
+
+
+@dataclass
+class Refusal(Exception):
+    """An answer in Google's error shape (or OAuth's flat one), raised from anywhere in a handler."""
+
+    status: int
+    message: str
+    oauth_error: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        if self.oauth_error:
+            return {"error": self.oauth_error, "error_description": self.message}
+        return {
+            "error": {"code": self.status, "message": self.message, "status": STATUS_NAMES.get(self.status)}
+        }
+
+
+class GoogleStandin(Standin):
+    """The Merchant API for one account and data source, in memory; see the module docstring."""
+
+    name = "google"
+
+    def __init__(
+        self,
+        client_id: str = SANDBOX_CLIENT_ID,
+        client_secret: str = SANDBOX_CLIENT_SECRET,
+        refresh_token: str = SANDBOX_REFRESH_TOKEN,
+        *,
+        account: str = "123456789",
+        data_source: str = "987654321",
+        token_lifetime: float = 3599.0,
+        rate_limit: float | None = None,
+        burst: float | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
+        self.account, self.data_source, self.token_lifetime = account, data_source, token_lifetime
+        self.tokens: dict[str, float] = {}
+        """Access token -> when it expires (``time.monotonic``)."""
+        self.inputs: dict[str, dict[str, Any]] = {}
+        """``lang~label~offerId`` -> the stored ProductInput."""
+        super().__init__(rate_limit, burst, faults)
+
+    def build(self) -> Starlette:
+        inputs = "/products/v1/accounts/{account}/productInputs"
+        routes = [
+            Route("/token", self.token, methods=["POST"]),
+            Route(inputs + ":insert", self.insert, methods=["POST"]),
+            Route(inputs + "/{segment}", self.patch, methods=["PATCH"]),
+            Route(inputs + "/{segment}", self.delete, methods=["DELETE"]),
+        ]
+        handlers = {Refusal: self._refused, HTTPException: self._http_error}
+        return Starlette(routes=routes, exception_handlers=handlers)
+
+    def error_body(self, status: int, message: str) -> Any:
+        return Refusal(status, message).body()
+
+    # -- for tests -----------------------------------------------------------------------------
+
+    def product_input(self, offer_id: str) -> dict[str, Any]:
+        """The stored input of an offer id (whatever its language and label)."""
+        return next(i for i in self.inputs.values() if i["offerId"] == offer_id)
+
+    def revoke_tokens(self) -> None:
+        self.tokens.clear()
+
+    # -- OAuth -----------------------------------------------------------------------------------
+
+    async def token(self, request: Request) -> Response:
+        """``POST /token`` (form): the refresh-token grant."""
+        form = {key: values[0] for key, values in parse_qs((await request.body()).decode()).items()}
+        if form.get("grant_type") != "refresh_token":
+            raise Refusal(400, "Invalid grant_type: expected refresh_token", "unsupported_grant_type")
+        client_ok = _same(form.get("client_id"), self.client_id)
+        if not (client_ok and _same(form.get("client_secret"), self.client_secret)):
+            raise Refusal(401, "Unauthorized", "invalid_client")
+        if not _same(form.get("refresh_token"), self.refresh_token):
+            raise Refusal(400, "Token has been expired or revoked.", "invalid_grant")
+        access = f"ya29.{secrets.token_urlsafe(24)}"
+        self.tokens[access] = time.monotonic() + self.token_lifetime
+        scope = "https://www.googleapis.com/auth/content"
+        body = {
+            "access_token": access,
+            "expires_in": int(self.token_lifetime),
+            "scope": scope,
+            "token_type": "Bearer",
+        }
+        return _json(body)
+
+    # -- productInputs ---------------------------------------------------------------------------
+
+    async def insert(self, request: Request) -> Response:
+        """``productInputs:insert``: a new input, or the replacement of the one with the same identity."""
+        self._authorize(request)
+        body = await _body(request)
+        problems = _identity_problems(body) + _input_problems(body)
+        if not isinstance(body.get("productAttributes"), Mapping) or "price" not in body["productAttributes"]:
+            problems.append("[productAttributes.price] a price is required")
+        if problems:
+            raise Refusal(400, "; ".join(problems))
+        identity = f"{body['contentLanguage']}~{body['feedLabel']}~{body['offerId']}"
+        stored = {key: value for key, value in body.items() if key not in ("name", "product")}
+        self.inputs[identity] = stored
+        return _json(self._resource(identity))
+
+    async def patch(self, request: Request) -> Response:
+        """``productInputs.patch``: the fields the mask names take the body's values, or go."""
+        self._authorize(request)
+        identity = self._identity(request)
+        body = await _body(request)
+        paths = [p.strip() for p in request.query_params.get("updateMask", "").split(",") if p.strip()]
+        problems = _mask_problems(paths) + _input_problems(body)
+        language, label, offer = identity.split("~", 2)
+        for key, named in (("contentLanguage", language), ("feedLabel", label), ("offerId", offer)):
+            if key in body and str(body[key]) != named:
+                problems.append(f"[{key}] is immutable and differs from the product input's name")
+        if problems:
+            raise Refusal(400, "; ".join(problems))
+        stored = self.inputs.get(identity)
+        if stored is None:
+            raise Refusal(404, f"Product input {self._name(identity)} not found.")
+        attributes = stored.setdefault("productAttributes", {})
+        sent_attributes = body.get("productAttributes") or {}
+        custom = {c["name"]: c for c in stored.get("customAttributes") or []}
+        sent_custom = {c["name"]: c for c in body.get("customAttributes") or []}
+        for path in paths:
+            group, _, field = path.partition(".")
+            target, sent = (
+                (attributes, sent_attributes) if group == "productAttributes" else (custom, sent_custom)
+            )
+            if field in sent:
+                target[field] = sent[field]
+            else:
+                target.pop(field, None)
+        stored["customAttributes"] = list(custom.values())
+        return _json(self._resource(identity))
+
+    async def delete(self, request: Request) -> Response:
+        self._authorize(request)
+        identity = self._identity(request)
+        if self.inputs.pop(identity, None) is None:
+            raise Refusal(404, f"Product input {self._name(identity)} not found.")
+        return _json({})
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> None:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        expires = self.tokens.get(token) if scheme.lower() == "bearer" else None
+        if expires is None or expires <= time.monotonic():
+            raise Refusal(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+                "or other valid authentication credential.",
+            )
+        account = request.path_params.get("account")
+        if account != self.account:
+            raise Refusal(403, f"The caller does not have access to the accounts: [{account}]")
+        source = request.query_params.get("dataSource")
+        if not source:
+            raise Refusal(400, "[dataSource] Required parameter is missing.")
+        if source != f"accounts/{self.account}/dataSources/{self.data_source}":
+            raise Refusal(400, f"[dataSource] {source} is not an API data source of account {self.account}.")
+
+    def _identity(self, request: Request) -> str:
+        segment = request.path_params["segment"]
+        identity = decoded_segment(segment)
+        if identity is None:
+            raise Refusal(
+                400, f"[name] {segment!r} is neither contentLanguage~feedLabel~offerId nor its base64url"
+            )
+        return identity
+
+    def _name(self, identity: str) -> str:
+        return f"accounts/{self.account}/productInputs/{identity}"
+
+    def _resource(self, identity: str) -> dict[str, Any]:
+        encoded = encoded_segment(identity)
+        return {
+            "name": self._name(identity),
+            "base64EncodedName": f"accounts/{self.account}/productInputs/{encoded}",
+            "product": f"accounts/{self.account}/products/{identity}",
+            "base64EncodedProduct": f"accounts/{self.account}/products/{encoded}",
+            **self.inputs[identity],
+        }
+
+    async def _refused(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, Refusal)
+        return _json(error.body(), error.status)
+
+    async def _http_error(self, request: Request, error: Exception) -> Response:
+        status = error.status_code if isinstance(error, HTTPException) else 500
+        message = (
+            f"Method not found: {request.method} {request.url.path}" if status in (404, 405) else str(error)
+        )
+        return _json(self.error_body(status, message), status)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(dumps(data), status, media_type="application/json")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        body = loads(await request.body())
+    except ValueError:
+        raise Refusal(400, "Invalid JSON payload received.") from None
+    if not isinstance(body, dict):
+        raise Refusal(400, "Invalid JSON payload received. Expected an object.")
+    return body
+
+
+def _same(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _identity_problems(body: Mapping[str, Any]) -> list[str]:
+    problems = [
+        f"[{key}] Required field is missing."
+        for key in ("offerId", "contentLanguage", "feedLabel")
+        if not body.get(key)
+    ]
+    offer, language, label = body.get("offerId"), body.get("contentLanguage"), body.get("feedLabel")
+    if offer and len(str(offer)) > 50:
+        problems.append(f"[offerId] is {len(str(offer))} characters; the maximum is 50")
+    if language and not re.fullmatch(r"[a-z]{2}", str(language)):
+        problems.append(f"[contentLanguage] {language!r} is not a two-letter ISO 639-1 code")
+    if label and not re.fullmatch(r"[A-Z0-9_-]{1,20}", str(label)):
+        problems.append(f"[feedLabel] {label!r} must be 1 to 20 of A-Z, 0-9, '-' and '_'")
+    return problems
+
+
+def _input_problems(body: Mapping[str, Any]) -> list[str]:
+    """What the proto's types refuse, wherever a ProductInput is sent."""
+    problems = [
+        f"Invalid JSON payload received. Unknown name {key!r} at 'product_input': Cannot find field."
+        for key in body
+        if key not in INPUT_FIELDS
+    ]
+    attributes = body.get("productAttributes")
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, Mapping):
+        return [*problems, "[productAttributes] must be an object"]
+    for key, value in attributes.items():
+        problems += _attribute_problems(key, value)
+    for custom in body.get("customAttributes") or []:
+        if (
+            not isinstance(custom, Mapping)
+            or not custom.get("name")
+            or ("value" in custom) == ("groupValues" in custom)
+        ):
+            problems.append(
+                f"[customAttributes] {custom!r} needs a name and exactly one of value, groupValues"
+            )
+    return problems
+
+
+def _attribute_problems(key: str, value: Any) -> list[str]:
+    where = f"[productAttributes.{key}]"
+    if key not in PRODUCT_ATTRIBUTES:
+        return [
+            f"Invalid JSON payload received. Unknown name {key!r} at 'product_input.product_attributes': "
+            "Cannot find field."
+        ]
+    if key in PRICES:
+        return _price_problems(where, value)
+    if key in ENUMS:
+        values = value if key == "sizeTypes" and isinstance(value, list) else [value]
+        wrong = [v for v in values if v not in ENUMS[key]]
+        return [f"{where} Invalid value {v!r}; expected one of {', '.join(ENUMS[key])}" for v in wrong]
+    if key in TEXTS:
+        if not isinstance(value, str):
+            return [f"{where} must be a string"]
+        if len(value) > TEXTS[key]:
+            return [f"{where} is {len(value)} characters; the maximum is {TEXTS[key]}"]
+    if key in LISTS and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+        return [f"{where} must be a list of strings"]
+    if key == "gtins" and len(value) > 10:
+        return [f"{where} holds {len(value)} values; the maximum is 10"]
+    if key in BOOLEANS and not isinstance(value, bool):
+        return [f"{where} must be true or false"]
+    return []
+
+
+def _price_problems(where: str, price: Any) -> list[str]:
+    """``google.shopping.type.Price``: int64 micros (proto3 JSON: an integer or its string) and a currency."""
+    if not isinstance(price, Mapping) or set(price) - {"amountMicros", "currencyCode"}:
+        return [f"{where} must be {{amountMicros, currencyCode}}"]
+    micros = price.get("amountMicros")
+    problems = []
+    if isinstance(micros, bool) or not (
+        isinstance(micros, int) or (isinstance(micros, str) and re.fullmatch(r"-?\d+", micros))
+    ):
+        problems.append(f"{where}.amountMicros must be an integer (micros), got {micros!r}")
+    elif int(micros) <= 0:
+        problems.append(f"{where}.amountMicros must be greater than 0")
+    if not re.fullmatch(r"[A-Z]{3}", str(price.get("currencyCode") or "")):
+        problems.append(f"{where}.currencyCode must be an ISO 4217 code, got {price.get('currencyCode')!r}")
+    return problems
+
+
+def _mask_problems(paths: Iterable[str]) -> list[str]:
+    paths = list(paths)
+    if not paths:
+        return [
+            "[updateMask] name the fields to update (productAttributes.<field> or customAttributes.<name>)"
+        ]
+    problems = []
+    for path in paths:
+        group, _, field = path.partition(".")
+        if group == "productAttributes" and field in PRODUCT_ATTRIBUTES:
+            continue
+        if group in ("customAttributes", "custom_attribute") and field:
+            continue
+        problems.append(
+            f"[updateMask] Invalid field path {path!r}: only top-level productAttributes.<field> and "
+            "customAttributes.<name> can be updated"
+        )
+    return problems

@@ -1,0 +1,344 @@
+"""Sending to Mercado Libre: the OAuth token, which ``/items`` calls apply a change, what answers mean.
+
+Remote ids. A SKU listed as its own item has the item id (``MLB123``); a SKU that is a
+variation of a family item has ``item/variation`` (``MLB123/987``), because every later change
+to it is a ``PUT /items/MLB123`` naming variation 987. A family is created by one ``POST /items``
+carried by its first SKU; the others have no call of their own, and the answer's ``remote_ids``
+gives every member (the leader included) its ``item/variation`` id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from engine._diagnostics import TradepostError
+from engine._jsonio import loads
+from marketplaces._base import Call, CallResult, Credentials
+
+CONTENT_FIELDS = ("pictures", "attributes", "sale_terms")
+"""What a content change rewrites through ``PUT /items/{id}``, besides the title and the description.
+Category, condition, currency and listing type are fixed once the item exists (the listing type
+changes through its own endpoint, once)."""
+
+
+# -- the token ---------------------------------------------------------------------------------
+
+
+class TokenError(TradepostError):
+    """The token endpoint refused the credentials, or kept failing; the message never repeats them."""
+
+
+@dataclass
+class RefreshedToken:
+    """An access token obtained from a refresh token, kept until ``margin`` seconds before it expires.
+
+    Refreshes happen one at a time: Mercado Libre's refresh tokens are single-use, so two
+    concurrent refreshes with the same one would get the second refused. The rotated refresh
+    token is kept here, in memory only; whoever owns the credentials should persist it
+    (``refresh_token``) or the next run starts from a token Mercado Libre no longer accepts.
+    The executor retries only the calls it sends, so throttling and server errors of the token
+    endpoint are retried here.
+    """
+
+    url: str
+    """Absolute, or relative to the client's base URL."""
+    who: str
+    margin: float = 60.0
+    attempts: int = 4
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    access_token: str | None = None
+    expires_at: float = 0.0
+    refresh_token: str | None = None
+    _locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = field(default_factory=dict, repr=False)
+
+    async def headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
+        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
+            if self.access_token is None or self.clock() >= self.expires_at - self.margin:
+                await self._refresh(client, credentials)
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+    def forget(self) -> None:
+        """Drop the access token (the API refused it): the next request refreshes."""
+        self.access_token = None
+
+    async def _refresh(self, client: httpx.AsyncClient, credentials: Credentials) -> None:
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": credentials.get("client_id"),
+            "client_secret": credentials.get("client_secret"),
+            "refresh_token": self.refresh_token or credentials.get("refresh_token"),
+        }
+        for attempt in range(self.attempts):
+            started = self.clock()
+            try:
+                response = await client.post(self.url, data=form, headers={"Accept": "application/json"})
+            except httpx.TransportError as exc:
+                if attempt + 1 == self.attempts:
+                    raise TokenError(f"{self.who}: the token endpoint did not answer ({exc})") from None
+                await self.sleep(2.0**attempt)
+                continue
+            status, body = response.status_code, _json(response)
+            if status == 200 and isinstance(body, dict) and body.get("access_token"):
+                self.access_token = str(body["access_token"])
+                self.expires_at = started + float(body.get("expires_in") or 0)
+                if body.get("refresh_token"):
+                    self.refresh_token = str(body["refresh_token"])
+                return
+            if (status == 429 or status >= 500) and attempt + 1 < self.attempts:
+                await self.sleep(_retry_after(response) or 2.0**attempt)
+                continue
+            raise TokenError(
+                f"{self.who} refused to refresh the access token ({status}: "
+                f"{_token_error(body) or response.reason_phrase}); check the client_id, client_secret "
+                "and refresh_token credentials"
+            )
+
+
+def _token_error(body: Any) -> str:
+    if not isinstance(body, dict):
+        return ""
+    parts = [body.get("error"), body.get("error_description") or body.get("message")]
+    return ": ".join(dict.fromkeys(str(p) for p in parts if p))
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(max(float(response.headers.get("Retry-After", "")), 0.0), 60.0)
+    except ValueError:
+        return None
+
+
+# -- calls ---------------------------------------------------------------------------------------
+
+
+def parse_remote_id(remote_id: str) -> tuple[str, str | None]:
+    """``MLB123`` -> (item, None); ``MLB123/987`` -> (item, variation)."""
+    item, _, variation = remote_id.partition("/")
+    return item, variation or None
+
+
+def item_calls(
+    change: Mapping[str, Any], remote_id: str | None, variation_attributes: Collection[str]
+) -> list[Call]:
+    """The ``/items`` requests for one saved change; see the module docstring for remote ids.
+
+    ``variation_attributes`` are the attribute ids that belong to one variation (SELLER_SKU,
+    GTIN...): a content change of a family SKU touches only its variation and the attributes
+    the family shares, never the family's pictures (the union of every member's).
+    """
+    op, sku_id = change["op"], change["sku_id"]
+    payloads: list[dict[str, Any]] = list(change.get("payloads") or [])
+    if op == "create":
+        # A family's followers carry no payload: the leader's POST creates them.
+        return [Call("POST", "/items", payload, kind="create") for payload in payloads]
+    if remote_id is None:
+        raise TradepostError(f"SKU {sku_id}: no Mercado Libre item id in the state store; cannot {op} it")
+    item, variation = parse_remote_id(remote_id)
+    path = f"/items/{item}"
+    if op == "delete":
+        if variation is None:
+            return [Call("PUT", path, payloads[0] if payloads else {"status": "paused"}, kind="delete")]
+        # Pausing the item would withdraw the SKU's siblings too; a variation is withdrawn by
+        # zeroing its stock, which a later stock change undoes.
+        return [Call("PUT", path, _in_variation(variation, {"available_quantity": 0}), kind="delete")]
+    fields = set(change.get("fields") or ())
+    if "content" in fields:
+        axes = set((change.get("after") or {}).get("axes") or ())
+        return _content_calls(item, variation, payloads[0], fields, axes, variation_attributes)
+    body: dict[str, Any] = {}
+    for payload in payloads:  # price and stock: one PUT carries both
+        body.update(payload)
+    kind = ",".join(k for k in ("price", "stock") if k in fields)
+    return [Call("PUT", path, body if variation is None else _in_variation(variation, body), kind=kind)]
+
+
+def _content_calls(
+    item: str,
+    variation: str | None,
+    body: Mapping[str, Any],
+    fields: set[str],
+    axes: set[str],
+    variation_attributes: Collection[str],
+) -> list[Call]:
+    """Content first, then the description, then the title on its own.
+
+    The title goes last and alone because Mercado Libre refuses to change it once the item has
+    sales: that refusal must not keep the pictures and attributes from being updated.
+    """
+    path = f"/items/{item}"
+    changed = {
+        key: body[key]
+        for key, kind in (("price", "price"), ("available_quantity", "stock"))
+        if kind in fields and key in body
+    }
+    if variation is None:
+        main = {key: body[key] for key in CONTENT_FIELDS if key in body} | changed
+    else:
+        attributes = list(body.get("attributes") or [])
+        own = {
+            "attribute_combinations": [a for a in attributes if a["id"] in axes],
+            "attributes": [a for a in attributes if a["id"] in variation_attributes],
+            **changed,
+        }
+        shared = [a for a in attributes if a["id"] not in axes and a["id"] not in variation_attributes]
+        main = {"attributes": shared, **_in_variation(variation, own)}
+    calls = [Call("PUT", path, main, kind="content")]
+    description = body.get("description")
+    if isinstance(description, Mapping) and description.get("plain_text"):
+        text = {"plain_text": description["plain_text"]}
+        calls.append(Call("PUT", f"{path}/description", text, kind="content"))
+    if body.get("title"):
+        calls.append(Call("PUT", path, {"title": body["title"]}, kind="content"))
+    return calls
+
+
+def _in_variation(variation: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``PUT /items/{id}`` body that changes one variation (ids are numbers on the wire)."""
+    return {"variations": [{"id": int(variation) if variation.isdigit() else variation, **body}]}
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def read_item_result(call: Call, response: httpx.Response) -> CallResult:
+    """2xx is done; 401, 429 and 5xx may pass on retry; any other 4xx is the request's fault.
+
+    A created item's id is the remote id; a created family gives every member its
+    ``item/variation`` id in ``remote_ids``, and the leader (the first SKU, which sent the call)
+    its own as ``remote_id``. A 401 is retryable because the token may have been revoked early
+    (the seller re-authorised the app): the connector drops it, so the retry refreshes it.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return _created(call, _json(response)) if call.method == "POST" else CallResult(True)
+    retryable = status in (401, 429) or status >= 500
+    return CallResult(False, retryable=retryable, error=f"{status} {error_message(response)}")
+
+
+def _created(call: Call, item: Any) -> CallResult:
+    if not isinstance(item, dict) or not item.get("id"):
+        return CallResult(True)
+    sent = call.body if isinstance(call.body, Mapping) else {}
+    if not sent.get("variations"):
+        return CallResult(True, remote_id=str(item["id"]))
+    skus = _seller_skus(sent["variations"])
+    # A member whose variation cannot be told gets the bare item id, never a sibling's: a later
+    # price or stock change then fails loudly (the item has variations) instead of changing
+    # the wrong variation.
+    ids = {sku: str(item["id"]) for sku in skus} | variation_ids(item, sent)
+    leader = min(skus) if skus else ""
+    return CallResult(True, remote_id=ids.get(leader, str(item["id"])), remote_ids=ids)
+
+
+def variation_ids(
+    item: httpx.Response | Mapping[str, Any], sent: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """SKU id -> remote id (``MLB123/987``) for each variation of an item (``POST``/``GET /items``).
+
+    The SKU is read from the variation's ``SELLER_SKU`` attribute. Mercado Libre may leave the
+    variations' attributes out of an answer (``GET`` shows them with ``include_attributes=all``),
+    so when ``sent`` (the body that created the item) is given, variations still unnamed are
+    matched by their attribute combination, which is unique within an item.
+    """
+    if isinstance(item, httpx.Response):
+        item = _json(item)
+    if not isinstance(item, Mapping) or not item.get("id"):
+        return {}
+    ids: dict[str, str] = {}
+    unnamed: dict[frozenset[tuple[str, str]], str] = {}
+    for variation in item.get("variations") or []:
+        remote = f"{item['id']}/{variation['id']}"
+        sku = next(iter(_seller_skus([variation])), None)
+        if sku is not None:
+            ids[sku] = remote
+        else:
+            unnamed[_combination(variation)] = remote
+    for variation in (sent or {}).get("variations") or []:
+        sku = next(iter(_seller_skus([variation])), None)
+        match = unnamed.get(_combination(variation))
+        if sku is not None and sku not in ids and match is not None:
+            ids[sku] = match
+    return ids
+
+
+def _seller_skus(variations: Collection[Mapping[str, Any]]) -> list[str]:
+    return [
+        str(attribute["value_name"])
+        for variation in variations
+        for attribute in variation.get("attributes") or []
+        if attribute.get("id") == "SELLER_SKU" and attribute.get("value_name")
+    ]
+
+
+def _combination(variation: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
+    return frozenset(
+        (str(a.get("id")), str(a.get("value_name") or a.get("value_id")))
+        for a in variation.get("attribute_combinations") or []
+    )
+
+
+def error_message(response: httpx.Response) -> str:
+    """Mercado Libre's ``{message, error, status, cause[]}`` as one line; the causes say what is wrong."""
+    body = _json(response)
+    if not isinstance(body, dict):
+        text = response.text.strip()
+        return text[:300] if text else response.reason_phrase
+    head = ": ".join(dict.fromkeys(str(body[k]) for k in ("error", "message") if body.get(k)))
+    causes = [
+        str(cause.get("message") or cause.get("code"))
+        for cause in body.get("cause") or []
+        if isinstance(cause, Mapping) and (cause.get("message") or cause.get("code"))
+    ]
+    return "; ".join([head or response.reason_phrase, *causes])
+
+
+# -- a lost answer -------------------------------------------------------------------------------
+
+
+async def find_created(
+    client: httpx.AsyncClient, headers: Mapping[str, str], call: Call
+) -> CallResult | None:
+    """The active item a lost ``POST /items`` created after all, found by its first SKU's SELLER_SKU.
+
+    Looking before resending is what keeps a dropped connection from listing a product twice.
+    None (resend) when nothing is found or the lookup itself fails.
+    """
+    sent = call.body if isinstance(call.body, Mapping) else {}
+    skus = _seller_skus(sent.get("variations") or []) or _seller_skus([sent])
+    if call.method != "POST" or not skus:
+        return None
+    try:
+        me = _json(await client.get("/users/me", headers=headers))
+        if not isinstance(me, dict) or not me.get("id"):
+            return None
+        found = _json(
+            await client.get(
+                f"/users/{me['id']}/items/search",
+                params={"seller_sku": min(skus), "status": "active"},
+                headers=headers,
+            )
+        )
+        results = found.get("results") if isinstance(found, dict) else None
+        if not results:
+            return None
+        item = _json(
+            await client.get(f"/items/{results[0]}", params={"include_attributes": "all"}, headers=headers)
+        )
+    except httpx.HTTPError:
+        return None
+    return _created(call, item)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return loads(response.content) if response.content else None
+    except ValueError:
+        return None
