@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from engine._diagnostics import TradepostError
 from engine._jsonio import dumps
 from engine._listing import Listing
 from engine._secrets import redact
@@ -213,6 +214,22 @@ class Executor:
             await self._confirm(pending)
 
     async def _apply_one(
+        self,
+        record: Mapping[str, Any],
+        leaders: dict[str, asyncio.Future[CallResult]],
+        pending: dict[str, str],
+    ) -> SkuResult:
+        try:
+            return await self._apply_one_unguarded(record, leaders, pending)
+        except TradepostError as exc:
+            # A change the connector cannot express, or a token refused mid-run: this SKU fails,
+            # the run goes on (a family's followers learn it through the leader's future).
+            sku_id = str(record["sku_id"])
+            if sku_id in leaders and not leaders[sku_id].done():
+                leaders[sku_id].set_result(CallResult(False, error=str(exc)))
+            return self._record(record, False, None, str(exc), 0)
+
+    async def _apply_one_unguarded(
         self,
         record: Mapping[str, Any],
         leaders: dict[str, asyncio.Future[CallResult]],

@@ -17,7 +17,7 @@ from engine._config import Project
 from engine._diagnostics import TradepostError
 from engine._planfile import change_record
 from engine._run import MarketplaceRun, catalog_records, open_marketplace
-from engine._secrets import read_secrets
+from engine._secrets import read_secrets, register
 from engine._state import StateStore
 from marketplaces._base import Credentials
 
@@ -74,17 +74,42 @@ async def apply_records(
     config = project.marketplace(run.name)
     base_url = config.base_url or type(run.connector).base_url
     timeout = httpx.Timeout(30.0, connect=10.0)
+    credentials = credentials_for(project, run.name)
     async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout) as client:
         executor = Executor(
             run.connector,
             client,
             state,
-            credentials_for(project, run.name),
+            credentials,
             marketplace=run.compiled.marketplace,
             on_result=on_result,
             **(executor_options or {}),
         )
-        return await executor.apply(records)
+        try:
+            return await executor.apply(records)
+        finally:
+            persist_rotated(project, run, credentials)
+
+
+def persist_rotated(project: Project, run: MarketplaceRun, credentials: Credentials) -> None:
+    """Write back secrets the marketplace rotated, where the config keeps them in a file.
+
+    A refresh token kept in an environment variable cannot be updated from here: the next run
+    would fail, so say so instead of losing it silently.
+    """
+    references = project.marketplace(run.name).credentials
+    for name, value in run.connector.rotated_credentials().items():
+        if credentials.values.get(name) == value:
+            continue
+        register(value)
+        reference = references.get(name, "")
+        if reference.startswith("file:"):
+            project.resolve(reference.removeprefix("file:")).write_text(value + "\n", encoding="utf-8")
+        else:
+            raise TradepostError(
+                f"{run.name} rotated its {name}; keep it in a file (credentials: {name}: file:PATH) so "
+                "tradepost can store the new one"
+            )
 
 
 def open_marketplace_for_apply(project: Project, name: str) -> MarketplaceRun:

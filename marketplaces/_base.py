@@ -217,6 +217,10 @@ class Connector:
         retryable = status == 429 or status >= 500
         return CallResult(False, retryable=retryable, error=f"{status}: {_error_text(response)}")
 
+    def rotated_credentials(self) -> dict[str, str]:
+        """Secrets the marketplace replaced during the run (a rotated refresh token), to persist."""
+        return {}
+
     def idempotent(self, call: Call) -> bool:
         """Whether sending the call twice does no harm; POST usually creates a second listing."""
         return call.method.upper() != "POST"

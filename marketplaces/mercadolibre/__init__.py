@@ -149,6 +149,11 @@ class MercadoLibreConnector(Connector):
         """The refresh token Mercado Libre issued last (it rotates them), to persist; None before any."""
         return self.token.refresh_token
 
+    def rotated_credentials(self) -> dict[str, str]:
+        """Mercado Libre rotates refresh tokens: the old one stops working once the new one is issued."""
+        token = self.refresh_token
+        return {"refresh_token": token} if token else {}
+
     def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
         """``POST /items`` to create (none for a family's followers), ``PUT /items/{id}`` otherwise."""
         return item_calls(change, remote_id, PER_VARIATION)
