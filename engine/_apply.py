@@ -253,6 +253,17 @@ class Executor:
         requests = 0
         result = CallResult(True, remote_id=row.remote_id if row else None)
         for call in calls:
+            if not self.connector.idempotent(call):
+                found = None
+                if self.state.is_inflight(self.marketplace, sku_id):
+                    # An earlier run died with this request in flight: it may have landed.
+                    headers = await self.connector.auth_headers(self.client, self.credentials)
+                    found = await self.connector.find_existing(self.client, headers, call, record)
+                    requests += 1
+                if found is not None and found.ok:
+                    result = found
+                    continue
+                self.state.record_inflight(self.marketplace, sku_id)
             result, sent = await self._send(call, record)
             requests += sent
             if not result.ok:
@@ -309,6 +320,7 @@ class Executor:
     ) -> SkuResult:
         """Write the outcome to the state store now, so an interrupted run resumes from here."""
         sku_id, op = str(record["sku_id"]), str(record["op"])
+        self.state.clear_inflight(self.marketplace, sku_id)
         if not ok:
             self.state.record_error(self.marketplace, sku_id, redact(error or "failed"))
             return SkuResult(sku_id, op, False, redact(error or "failed"), requests)

@@ -83,6 +83,7 @@ async def apply_records(
             credentials,
             marketplace=run.compiled.marketplace,
             on_result=on_result,
+            rate=config.rate_limit,
             **(executor_options or {}),
         )
         try:

@@ -35,6 +35,7 @@ class SourceConfig(_Strict):
     environment: str = Field("vtexcommercestable", description="VTEX environment host part (type: vtex).")
     base_url: str | None = Field(None, description="Override the VTEX base URL (the sandbox uses this).")
     app_key_env: str = Field("VTEX_APP_KEY", description="Environment variable holding the AppKey.")
+    app_key_file: str | None = Field(None, description="File holding the AppKey, instead of the variable.")
     app_token_env: str = Field("VTEX_APP_TOKEN", description="Environment variable holding the AppToken.")
     app_token_file: str | None = Field(
         None, description="File holding the AppToken, instead of the variable."
@@ -47,6 +48,9 @@ class MarketplaceConfig(_Strict):
     credentials: dict[str, str] = Field(
         default_factory=dict,
         description="Where each secret is: env:NAME or file:PATH (relative to the config). Never the secret.",
+    )
+    rate_limit: float | None = Field(
+        None, gt=0, description="Requests per second, when this seller's limit differs from the connector's."
     )
     options: dict[str, str] = Field(
         default_factory=dict,

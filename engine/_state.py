@@ -51,6 +51,12 @@ CREATE TABLE IF NOT EXISTS pending (
     recorded_at REAL NOT NULL,
     PRIMARY KEY (marketplace, sku_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inflight (
+    marketplace TEXT NOT NULL,
+    sku_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    PRIMARY KEY (marketplace, sku_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS locks (
     marketplace TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -237,6 +243,21 @@ class StateStore:
     def pending(self, marketplace: str) -> dict[str, str]:
         rows = self.db.execute("SELECT sku_id, token FROM pending WHERE marketplace = ?", (marketplace,))
         return {str(sku_id): str(token) for sku_id, token in rows}
+
+    def record_inflight(self, marketplace: str, sku_id: str) -> None:
+        """A request that is not safe to repeat is about to go: if the run dies now, look first."""
+        self.db.execute(
+            "INSERT OR REPLACE INTO inflight VALUES (?, ?, ?)", (marketplace, sku_id, time.time())
+        )
+
+    def clear_inflight(self, marketplace: str, sku_id: str) -> None:
+        self.db.execute("DELETE FROM inflight WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id))
+
+    def is_inflight(self, marketplace: str, sku_id: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM inflight WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id)
+        ).fetchone()
+        return row is not None
 
     def record_error(self, marketplace: str, sku_id: str, reason: str) -> None:
         self.db.execute(

@@ -349,7 +349,10 @@ def vtex_records(
     account = source_config.account
     if not account and not source_config.base_url:
         raise ConfigError("source.account is required for a vtex source (or source.base_url for a sandbox)")
-    app_key = _app_key(source_config.app_key_env)
+    if source_config.app_key_file:
+        app_key = read_secret(f"file:{source_config.app_key_file}", project_folder)
+    else:
+        app_key = _app_key(source_config.app_key_env)
     if source_config.app_token_file:
         app_token = read_secret(f"file:{source_config.app_token_file}", project_folder)
     else:
