@@ -155,6 +155,7 @@ class Executor:
         max_delay: float = 30.0,
         sleep: Sleep = asyncio.sleep,
         on_result: Callable[[SkuResult], None] | None = None,
+        after_auth: Callable[[], None] | None = None,
         seed: int | None = None,
     ) -> None:
         self.connector = connector
@@ -169,6 +170,7 @@ class Executor:
         self.max_delay = max_delay
         self.sleep = sleep
         self.on_result = on_result
+        self.after_auth = after_auth
         self.random = random.Random(seed)
         self.summary = ApplySummary(self.marketplace)
 
@@ -181,6 +183,8 @@ class Executor:
             # Authenticate first: a refused login stops the run before anything is sent, and the
             # connector learns from its credentials what its calls need (Amazon's seller id).
             await self.connector.auth_headers(self.client, self.credentials)
+            if self.after_auth is not None:
+                self.after_auth()  # a rotated refresh token is saved before anything else can go wrong
         await self._confirm_leftovers()
         threshold = self.connector.bulk_threshold
         if threshold is not None and len(records) >= threshold:

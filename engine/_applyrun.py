@@ -84,6 +84,7 @@ async def apply_records(
             marketplace=run.compiled.marketplace,
             on_result=on_result,
             rate=config.rate_limit,
+            after_auth=lambda: persist_rotated(project, run, credentials),
             **(executor_options or {}),
         )
         try:
@@ -102,6 +103,7 @@ def persist_rotated(project: Project, run: MarketplaceRun, credentials: Credenti
     for name, value in run.connector.rotated_credentials().items():
         if credentials.values.get(name) == value:
             continue
+        credentials.values[name] = value
         register(value)
         reference = references.get(name, "")
         if reference.startswith("file:"):

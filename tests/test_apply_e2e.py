@@ -1,0 +1,217 @@
+"""Apply end to end: stand-ins in process with faults, over loopback sockets, and a run killed midway."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine._applyrun import apply_records, planned_records
+from engine._config import load_project
+from engine._run import open_marketplace, open_state
+from marketplaces._standin import Faults
+from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
+from tests.conftest import ROOT
+
+CATALOG = ROOT / "examples" / "catalog.jsonl"
+
+
+def subset(count: int) -> list[dict[str, Any]]:
+    """The first ``count`` catalog records, whole products only (families stay whole)."""
+    records = read_catalog(CATALOG)
+    chosen = records[:count]
+    last = chosen[-1]["product"]["id"]
+    chosen += [r for r in records[count:] if r["product"]["id"] == last]
+    return chosen
+
+
+def seller_skus(standin: Any) -> Counter[str]:
+    """How many times each SKU exists on the Mercado Libre stand-in (items and variations)."""
+    found: Counter[str] = Counter()
+    for item in standin.items.values():
+        holders = item.get("variations") or [item]
+        for holder in holders:
+            for attribute in holder.get("attributes", []):
+                if attribute["id"] == "SELLER_SKU":
+                    found[attribute["value_name"]] += 1
+    return found
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
+    box = build_sandbox(subset(60))
+    box.start()
+    config = box.write_project(tmp_path / "project", ROOT / "rules")
+    yield box, config
+    box.stop()
+
+
+def run_apply(project_config: Path, marketplace: str, box: Sandbox, faults: Faults | None = None) -> Any:
+    project = load_project(project_config)
+    run = open_marketplace(project, marketplace)
+    standin = box.standins[marketplace]
+    if faults is not None:
+        standin.faults = faults
+        standin.random.seed(faults.seed)
+    with open_state(project) as state:
+        records = planned_records(run, project, state)
+        return asyncio.run(
+            apply_records(
+                run,
+                project,
+                state,
+                records,
+                transport=standin.transport(),
+                executor_options={"base_delay": 0.001, "max_delay": 0.01, "max_attempts": 12},
+            )
+        )
+
+
+@pytest.mark.parametrize("marketplace", ["mercadolibre", "google", "amazon"])
+def test_with_20_percent_faults_every_change_lands_exactly_once(
+    sandbox: tuple[Sandbox, Path], marketplace: str
+) -> None:
+    box, config = sandbox
+    faults = Faults(error_rate=0.07, throttle_rate=0.07, drop_rate=0.06, seed=7)
+    summary = run_apply(config, marketplace, box, faults)
+    assert summary.failed == 0, summary.failures
+    assert summary.retries > 0  # the faults really happened
+    standin = box.standins[marketplace]
+    with open_state(load_project(config)) as state:
+        applied = set(state.all_sku_ids(marketplace))
+    assert len(applied) == summary.applied > 20
+    if marketplace == "mercadolibre":
+        counts = seller_skus(standin)
+        assert set(counts) == applied
+        assert set(counts.values()) == {1}  # none twice, none missing
+    elif marketplace == "google":
+        assert {i["offerId"] for i in standin.inputs.values()} == applied
+        assert len(standin.inputs) == len(applied)
+    else:
+        assert set(standin.items) == applied
+
+
+def test_a_second_apply_with_no_catalog_change_sends_nothing(sandbox: tuple[Sandbox, Path]) -> None:
+    box, config = sandbox
+    first = run_apply(config, "google", box)
+    assert first.applied > 20
+    before = box.standins["google"].total_requests()
+    second = run_apply(config, "google", box)
+    assert (second.applied, second.requests) == (0, 0)
+    assert box.standins["google"].total_requests() == before
+
+
+def test_end_to_end_over_loopback_sockets(sandbox: tuple[Sandbox, Path]) -> None:
+    """sandbox, `tradepost apply` as a user runs it, then the marketplace holds what the plan said."""
+    box, config = sandbox
+    plan = subprocess.run(
+        [sys.executable, "-m", "cli.main", "plan", "-c", str(config), "-m", "google", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    creates = {
+        c["sku_id"]: c for c in json.loads(plan.stdout)["marketplaces"][0]["changes"] if c["op"] == "create"
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "apply", "-c", str(config), "-m", "google", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)["marketplaces"][0]
+    assert summary["applied"] == len(creates) and summary["failed"] == 0
+    inputs = {i["offerId"]: i for i in box.standins["google"].inputs.values()}
+    assert set(inputs) == set(creates)
+    for sku_id, change in creates.items():
+        price = inputs[sku_id]["productAttributes"]["price"]
+        expected = int((float(change["after"]["price"]) * 1_000_000) + 0.5)
+        assert int(price["amountMicros"]) == expected  # to the cent, in micros
+    for secret in ("sandbox-client-secret-not-a-secret", "1//sandbox-refresh-token"):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_a_second_apply_for_the_same_marketplace_exits_at_once(sandbox: tuple[Sandbox, Path]) -> None:
+    box, config = sandbox
+    project = load_project(config)
+    with open_state(project) as state:
+        state.db.execute(
+            "INSERT INTO locks VALUES ('google', 'another apply', 1, ?, 0)", (os.uname().nodename,)
+        )
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "apply", "-c", str(config), "-m", "google"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "google is locked by another apply" in result.stderr
+    assert box.standins["google"].total_requests() == 0
+
+
+def test_an_apply_killed_midway_resends_nothing_and_misses_nothing(tmp_path: Path) -> None:
+    box = build_sandbox(subset(60))
+    standin = box.standins["mercadolibre"]
+    standin.faults = Faults(slow_rate=1.0, slow_seconds=0.05, seed=1)  # slow enough to be killed midway
+    box.start()
+    try:
+        config = box.write_project(tmp_path / "project", ROOT / "rules")
+        state_file = tmp_path / "project" / "state.sqlite"
+        command = [sys.executable, "-m", "cli.main", "apply", "-c", str(config), "-m", "mercadolibre"]
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        applied = 0
+        while time.monotonic() < deadline and applied < 8:
+            time.sleep(0.05)
+            if state_file.exists():
+                with sqlite3.connect(state_file) as db:
+                    try:
+                        applied = db.execute("SELECT count(*) FROM listings").fetchone()[0]
+                    except sqlite3.OperationalError:
+                        applied = 0
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert 8 <= applied, "the run was not killed midway"
+        standin.faults = Faults(seed=2)
+        again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stderr
+        counts = seller_skus(standin)
+        assert set(counts.values()) == {1}, {s: n for s, n in counts.items() if n > 1}  # nothing twice
+        with sqlite3.connect(state_file) as db:
+            recorded = {row[0] for row in db.execute("SELECT sku_id FROM listings")}
+        assert set(counts) == recorded  # nothing missed, nothing unrecorded
+        plan = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "plan",
+                "-c",
+                str(config),
+                "-m",
+                "mercadolibre",
+                "--detailed-exitcode",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert plan.returncode == 0, plan.stdout  # nothing left to send
+    finally:
+        box.stop()
