@@ -186,7 +186,7 @@ def test_an_apply_killed_midway_resends_nothing_and_misses_nothing(tmp_path: Pat
                         applied = 0
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        assert 8 <= applied, "the run was not killed midway"
+        assert applied >= 8, "the run was not killed midway"
         standin.faults = Faults(seed=2)
         again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert again.returncode == 0, again.stderr
