@@ -35,6 +35,8 @@ from marketplaces._base import Call, CallResult, Credentials
 
 Sleep = Callable[[float], Awaitable[None]]
 EXIT_PARTIAL = 3
+PACE = 0.95
+"""Share of the declared rate the executor sends at."""
 
 
 @dataclass
@@ -163,7 +165,9 @@ class Executor:
         self.state = state
         self.credentials = credentials or Credentials()
         self.marketplace = marketplace or connector.name
-        self.bucket = TokenBucket(rate or connector.rate_limit)
+        # A little headroom: requests leave at our pace but arrive with network jitter, and the
+        # marketplace counts arrivals; 429s cost more than the 5% given up.
+        self.bucket = TokenBucket((rate or connector.rate_limit) * PACE)
         self.concurrency = concurrency or max(1, min(16, int((rate or connector.rate_limit) // 2) or 1))
         self.max_attempts = max_attempts
         self.base_delay = base_delay

@@ -215,3 +215,58 @@ def test_an_apply_killed_midway_resends_nothing_and_misses_nothing(tmp_path: Pat
         assert plan.returncode == 0, plan.stdout  # nothing left to send
     finally:
         box.stop()
+
+
+def test_a_saved_plan_is_applied_exactly_and_refused_once_stale(
+    sandbox: tuple[Sandbox, Path], tmp_path: Path
+) -> None:
+    box, config = sandbox
+    plan_file = tmp_path / "plan.json"
+    made = subprocess.run(
+        [sys.executable, "-m", "cli.main", "plan", "-c", str(config), "-m", "google", "-o", str(plan_file)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    stale_file = tmp_path / "stale.json"
+    stale_file.write_bytes(plan_file.read_bytes())
+    applied = subprocess.run(
+        [sys.executable, "-m", "cli.main", "apply", str(plan_file), "-c", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert applied.returncode == 0, applied.stderr
+    saved = json.loads(plan_file.read_text())["marketplaces"]["google"]["changes"]
+    sent = {c["sku_id"]: c["payloads"][0] for c in saved if c["op"] == "create"}
+    inputs = {i["offerId"]: i for i in box.standins["google"].inputs.values()}
+    assert set(inputs) == set(sent)
+    sku, body = next(iter(sent.items()))
+    assert inputs[sku]["productAttributes"]["title"] == body["productAttributes"]["title"]
+    # Re-applying the same plan is a no-op (everything already applied) ...
+    again = subprocess.run(
+        [sys.executable, "-m", "cli.main", "apply", str(plan_file), "-c", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert again.returncode == 0 and json.loads(again.stdout)["marketplaces"][0]["requests"] == 0
+    # ... but once the state moved on in another way, an old plan is refused.
+    project = load_project(config)
+    with open_state(project) as state:
+        state.db.execute(
+            "UPDATE listings SET price = '1.00' WHERE marketplace = 'google' AND sku_id = ?", (sku,)
+        )
+    stale = subprocess.run(
+        [sys.executable, "-m", "cli.main", "apply", str(stale_file), "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert stale.returncode == 1
+    assert "the plan is stale" in stale.stderr and sku in stale.stderr
