@@ -29,7 +29,7 @@ from engine._diagnostics import TradepostError
 from engine._jsonio import dumps
 from engine._listing import Listing
 from engine._secrets import redact
-from engine._state import AppliedListing, StateStore
+from engine._state import AppliedListing, StateStore, applied_from
 from marketplaces import Connector
 from marketplaces._base import Call, CallResult, Credentials
 
@@ -336,7 +336,7 @@ class Executor:
             self.state.record_deleted(self.marketplace, [sku_id])
         else:
             listing = Listing.from_dict(dict(record["after"]))
-            self.state.record_applied(self.marketplace, [_applied(listing, remote_id)])
+            self.state.record_applied(self.marketplace, [applied_from(listing, remote_id)])
         self.state.clear_error(self.marketplace, sku_id)
         return SkuResult(sku_id, op, True, requests=requests)
 
@@ -390,18 +390,6 @@ class Executor:
             )
             self._finish(self._record(record, outcome.ok, outcome.remote_id, outcome.error, 0))
         self.summary.requests += getattr(self.connector, "last_bulk_requests", 0)
-
-
-def _applied(listing: Listing, remote_id: str | None) -> AppliedListing:
-    return AppliedListing(
-        listing.sku_id,
-        listing.product_id,
-        listing.content_hash(),
-        listing.price,
-        listing.sale_price,
-        listing.quantity,
-        remote_id,
-    )
 
 
 def _already_applied(record: Mapping[str, Any], row: AppliedListing | None) -> bool:

@@ -33,7 +33,8 @@ import httpx
 from engine._diagnostics import TradepostError
 from engine._listing import Listing, Reason
 from marketplaces._base import Call, CallResult, Connector, Credentials
-from marketplaces.google._http import DEFAULT_TOKEN_URL, RefreshedToken, TokenError, read_input_result
+from marketplaces._oauth import RefreshedToken, TokenError
+from marketplaces.google._http import DEFAULT_TOKEN_URL, read_input_result
 
 ChangeKind = Literal["price", "stock"]
 

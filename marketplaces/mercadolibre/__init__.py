@@ -24,9 +24,8 @@ import httpx
 
 from engine._listing import Listing, Reason
 from marketplaces._base import Call, CallResult, Connector, Credentials
+from marketplaces._oauth import RefreshedToken, TokenError
 from marketplaces.mercadolibre._http import (
-    RefreshedToken,
-    TokenError,
     find_created,
     item_calls,
     read_item_result,
