@@ -8,6 +8,7 @@ machines, meaningful exit codes, and no traceback ever reaches a user (set
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -21,7 +22,7 @@ from engine import RuleError, TradepostError, check_all, rule_file_schema
 from engine._config import load_project
 from engine._coverage import catalog_coverage
 from engine._run import catalog_records
-from engine._secrets import redact
+from engine._secrets import RedactingFilter, redact
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -147,8 +148,22 @@ cli.add_command(apply)
 cli.add_command(sandbox)
 
 
+def configure_logging() -> None:
+    """Library warnings (httpx, uvicorn) go to stderr through the secret redactor.
+
+    ``TRADEPOST_LOG=debug`` shows every request httpx makes, still redacted.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("TRADEPOST_LOG", "WARNING").upper())
+
+
 def main() -> None:
     """Entry point: run the click app and turn any escaping error into a message and exit 1."""
+    configure_logging()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:

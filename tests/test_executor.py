@@ -166,3 +166,16 @@ def test_token_bucket_paces_requests_at_the_rate() -> None:
         return now[0]
 
     assert asyncio.run(main()) == pytest.approx(0.2)  # 11 requests: the first at once, then 10 at 50/s
+
+
+def test_log_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from cli.main import configure_logging
+
+    register("another-s3cr3t-value")
+    configure_logging()
+    logging.getLogger("httpx").warning("POST /oauth/token refresh_token=another-s3cr3t-value failed")
+    err = capsys.readouterr().err
+    assert "another-s3cr3t-value" not in err
+    assert "refresh_token=*** failed" in err
