@@ -139,7 +139,11 @@ def listing_for(record: CatalogRecord) -> Listing | list[str] | None:
         reasons.append("Mercado Libre needs at least one picture")
     if reasons:
         return reasons
-    axes = {"COLOR": attributes.get("COLOR"), "SIZE": attributes.get("SIZE")}
+    axes = {
+        "COLOR": attributes.get("COLOR"),
+        "SIZE": attributes.get("SIZE"),
+        "VOLTAGE": attributes.get("VOLTAGE"),
+    }
     assert category is not None
     listing = Listing(
         sku.id,
