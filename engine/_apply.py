@@ -247,7 +247,8 @@ class Executor:
         row = self.state.get(self.marketplace, sku_id)
         if _already_applied(record, row):
             return SkuResult(sku_id, op, True, skipped=True)
-        calls = self.connector.calls_for(record, row.remote_id if row else None)
+        remote_id = row.remote_id if row else self.state.withdrawn_remote_id(self.marketplace, sku_id)
+        calls = self.connector.calls_for(record, remote_id)
         family = record.get("family")
         if not calls and family:
             # A family member travels in its leader's request: its fate is the leader's.
@@ -259,7 +260,7 @@ class Executor:
             remote = (outcome.remote_ids or {}).get(sku_id, outcome.remote_id) if outcome.ok else None
             return self._record(record, outcome.ok, remote, outcome.error, 0)
         requests = 0
-        result = CallResult(True, remote_id=row.remote_id if row else None)
+        result = CallResult(True, remote_id=remote_id)
         for call in calls:
             if not self.connector.idempotent(call):
                 found = None
@@ -281,7 +282,7 @@ class Executor:
         if result.ok and result.pending:
             pending[sku_id] = result.pending
             self.state.record_pending(self.marketplace, sku_id, result.pending)
-        remote = result.remote_id or (row.remote_id if row else None)
+        remote = result.remote_id or remote_id
         return self._record(record, result.ok, remote, result.error, requests)
 
     async def _send(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult, int]:

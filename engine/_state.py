@@ -57,6 +57,12 @@ CREATE TABLE IF NOT EXISTS inflight (
     started_at REAL NOT NULL,
     PRIMARY KEY (marketplace, sku_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS withdrawn (
+    marketplace TEXT NOT NULL,
+    sku_id TEXT NOT NULL,
+    remote_id TEXT NOT NULL,
+    PRIMARY KEY (marketplace, sku_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS locks (
     marketplace TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -202,8 +208,13 @@ class StateStore:
 
     def record_applied(self, marketplace: str, rows: Iterable[AppliedListing]) -> None:
         now = time.time()
+        rows = list(rows)
         with self.db:
             self.db.execute("BEGIN")
+            self.db.executemany(
+                "DELETE FROM withdrawn WHERE marketplace = ? AND sku_id = ?",
+                [(marketplace, r.sku_id) for r in rows],
+            )
             self.db.executemany(
                 _UPSERT,
                 [
@@ -223,12 +234,23 @@ class StateStore:
             )
 
     def record_deleted(self, marketplace: str, sku_ids: Iterable[str]) -> None:
+        """Forget the listing, but keep the marketplace's id: a SKU selected again reuses it."""
+        keys = [(marketplace, s) for s in sku_ids]
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
-                "DELETE FROM listings WHERE marketplace = ? AND sku_id = ?",
-                [(marketplace, s) for s in sku_ids],
+                "INSERT OR REPLACE INTO withdrawn SELECT marketplace, sku_id, remote_id FROM listings "
+                "WHERE marketplace = ? AND sku_id = ? AND remote_id IS NOT NULL",
+                keys,
             )
+            self.db.executemany("DELETE FROM listings WHERE marketplace = ? AND sku_id = ?", keys)
+
+    def withdrawn_remote_id(self, marketplace: str, sku_id: str) -> str | None:
+        """The marketplace's id of a SKU withdrawn earlier (for a listing it can bring back)."""
+        row = self.db.execute(
+            "SELECT remote_id FROM withdrawn WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     # -- outcomes still to confirm, per-SKU errors ---------------------------------------------
 

@@ -270,3 +270,52 @@ def test_a_saved_plan_is_applied_exactly_and_refused_once_stale(
     )
     assert stale.returncode == 1
     assert "the plan is stale" in stale.stderr and sku in stale.stderr
+
+
+def test_a_withdrawn_mercadolibre_sku_selected_again_brings_its_item_back(tmp_path: Path) -> None:
+    import httpx
+
+    import engine
+    from engine._apply import Executor
+    from engine._plan import Planner
+    from engine._planfile import change_record
+    from engine._source import FileSource
+    from engine._state import StateStore
+    from marketplaces import connector_class
+    from marketplaces._base import Credentials
+    from marketplaces.mercadolibre.standin import (
+        SANDBOX_CLIENT_ID,
+        SANDBOX_CLIENT_SECRET,
+        SANDBOX_REFRESH_TOKEN,
+        MercadoLibreStandin,
+    )
+
+    compiled = engine.compile_rules(ROOT / "rules" / "mercadolibre.yaml")
+    connector = connector_class("mercadolibre")({})
+    single = next(
+        change_record(c, connector)
+        for c in Planner(compiled, connector).changes(FileSource(CATALOG))
+        if c.op == "create" and not c.family
+    )
+    withdraw = {"op": "delete", "sku_id": single["sku_id"], "payloads": [{"status": "paused"}]}
+    standin = MercadoLibreStandin()
+    credentials = Credentials(
+        {
+            "client_id": SANDBOX_CLIENT_ID,
+            "client_secret": SANDBOX_CLIENT_SECRET,
+            "refresh_token": SANDBOX_REFRESH_TOKEN,
+        }
+    )
+
+    async def apply(state: StateStore, record: dict[str, Any]) -> Any:
+        async with httpx.AsyncClient(transport=standin.transport(), base_url="http://ml.test") as client:
+            return await Executor(connector, client, state, credentials).apply([record])
+
+    with StateStore(tmp_path / "state.sqlite") as state:
+        for record in (single, withdraw, single):
+            summary = asyncio.run(apply(state, record))
+            assert summary.failed == 0, summary.failures
+        (item,) = standin.items.values()  # one item, never a second one for the same SKU
+        assert item["status"] == "active"
+        row = state.get("mercadolibre", single["sku_id"])
+        assert row is not None and row.remote_id == item["id"]

@@ -44,6 +44,20 @@ def item_calls(
     """
     op, sku_id = change["op"], change["sku_id"]
     payloads: list[dict[str, Any]] = list(change.get("payloads") or [])
+    if op == "create" and remote_id is not None and not change.get("family") and payloads:
+        # Withdrawn earlier (paused, or a variation's stock zeroed) and selected again: bring
+        # the same item back rather than create a second one for the same SKU.
+        item, variation = parse_remote_id(remote_id)
+        if variation is None:
+            return [
+                Call("PUT", f"/items/{item}", {"status": "active"}, kind="create"),
+                *_content_calls(
+                    item, None, payloads[0], {"content", "price", "stock"}, set(), variation_attributes
+                ),
+            ]
+        after = change.get("after") or {}
+        back = {"price": payloads[0].get("price"), "available_quantity": after.get("quantity", 0)}
+        return [Call("PUT", f"/items/{item}", _in_variation(variation, back), kind="create")]
     if op == "create":
         # A family's followers carry no payload: the leader's POST creates them.
         return [Call("POST", "/items", payload, kind="create") for payload in payloads]
