@@ -31,7 +31,7 @@ from engine._listing import Listing
 from engine._secrets import redact
 from engine._state import AppliedListing, StateStore, applied_from
 from marketplaces import Connector
-from marketplaces._base import Call, CallResult, Credentials
+from marketplaces._base import Call, CallResult, Credentials, retry_after
 
 Sleep = Callable[[float], Awaitable[None]]
 EXIT_PARTIAL = 3
@@ -126,17 +126,6 @@ class TokenBucket:
             now = self.clock()
             self.tokens = min(self.burst, max(0.0, self.tokens + (now - self.updated) * self.rate - 1))
             self.updated = now
-
-
-def retry_after(response: httpx.Response) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds, possibly fractional); None if absent."""
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 class Executor:

@@ -16,7 +16,7 @@ from engine._apply import ApplySummary, Executor, SkuResult, _already_applied, s
 from engine._config import Project
 from engine._diagnostics import TradepostError
 from engine._planfile import change_record
-from engine._run import MarketplaceRun, catalog_records, open_marketplace
+from engine._run import MarketplaceRun, catalog_records
 from engine._secrets import read_secrets, register
 from engine._state import StateStore
 from marketplaces._base import Credentials
@@ -113,7 +113,3 @@ def persist_rotated(project: Project, run: MarketplaceRun, credentials: Credenti
                 f"{run.name} rotated its {name}; keep it in a file (credentials: {name}: file:PATH) so "
                 "tradepost can store the new one"
             )
-
-
-def open_marketplace_for_apply(project: Project, name: str) -> MarketplaceRun:
-    return open_marketplace(project, name)

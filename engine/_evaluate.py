@@ -39,8 +39,7 @@ class SkuEvaluator:
                 for child_key, child in field.children.items():
                     self.listing_spans[f"listing.{key}.{child_key}"] = child.span
         self.categories_span = compiled.categories_span
-        self._builders: dict[tuple[str, ...], Builder] = {}
-        self._fields = [(key, self._builder(field)) for key, field in compiled.listing.items()]
+        self._fields = [(key, _build(field)) for key, field in compiled.listing.items()]
 
     def evaluate(self, record: CatalogRecord, explain: bool = False) -> Outcome:
         sku = record.sku
@@ -155,9 +154,6 @@ class SkuEvaluator:
             return Outcome(sku.id, "invalid", reasons=reasons, provenance=provenance)
         return Outcome(sku.id, "listed", listing=listing, provenance=provenance)
 
-    def _content(self, field: ContentField, ctx: Context, reasons: list[Reason]) -> Any:
-        return self._builders[field.path](ctx, reasons)
-
     def _price(
         self, ctx: Context, reasons: list[Reason], provenance: dict[str, Span]
     ) -> tuple[Decimal | None, Decimal | None]:
@@ -249,12 +245,6 @@ class SkuEvaluator:
         except EvaluationError as exc:
             reasons.append(_reason(exc, "stock", None))
             return None
-
-    def _builder(self, field: ContentField) -> Builder:
-        """A closure building one listing field: no recursion on the kind of field per SKU."""
-        builder = _build(field)
-        self._builders[field.path] = builder
-        return builder
 
 
 Builder = Callable[[Context, list[Reason]], Any]

@@ -329,7 +329,7 @@ class Checker:
         if function.name == "lookup":
             self._order_lookup(node)
             self._record_lookup(node)
-        types = [self._check_argument(arg) for arg in node.args]
+        types = [self.check(arg) for arg in node.args]
         required = sum(1 for p in function.params if not p.optional)
         most = None if function.variadic else len(function.params)
         count = len(node.args)
@@ -395,9 +395,6 @@ class Checker:
                 return node.args[i]
         return node
 
-    def _check_argument(self, arg: A.Expr) -> Type:
-        return self.check(arg)
-
     def _order_lookup(self, node: A.Call) -> None:
         """``lookup`` takes the table first; the pipe puts it second (``x | lookup(colors)``)."""
         args = node.args
@@ -440,11 +437,10 @@ def _describe(node: A.Expr) -> str:
 class Lowering:
     """The lowering pass: a checked tree to Python source, with constants folded."""
 
-    def __init__(self, checker: Checker, tables: Mapping[str, Any], table_names: Mapping[str, str]) -> None:
+    def __init__(self, checker: Checker, tables: Mapping[str, Any]) -> None:
         self.checker = checker
         self.namespace: dict[str, Any] = dict(RUNTIME)
         self.tables = tables
-        self.table_names = table_names
         self._counter = 0
 
     def bind(self, value: Any, prefix: str = "_c") -> str:
@@ -577,7 +573,7 @@ def compile_expression(
         return None
     if not checker.ok:
         return None
-    lowering = Lowering(checker, tables, {})
+    lowering = Lowering(checker, tables)
     code = lowering.lower(tree)
     span = source.span(tree.start, tree.end)
     fn = eval(compile(f"lambda ctx: {code}", f"<{span}>", "eval"), lowering.namespace, {})

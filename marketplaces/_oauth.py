@@ -17,7 +17,7 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine._jsonio import loads
-from marketplaces._base import Credentials
+from marketplaces._base import Credentials, retry_after
 
 
 class TokenError(TradepostError):
@@ -80,7 +80,7 @@ class RefreshedToken:
                     self.refresh_token = str(body["refresh_token"])
                 return
             if (status == 429 or status >= 500) and attempt + 1 < self.attempts:
-                await self.sleep(_retry_after(response) or 2.0**attempt)
+                await self.sleep(retry_after(response, cap=60.0) or 2.0**attempt)
                 continue
             raise TokenError(
                 f"{self.who} refused to refresh the access token ({status}: "
@@ -94,13 +94,6 @@ def _token_error(body: Any) -> str:
         return ""
     parts = [body.get("error"), body.get("error_description") or body.get("message")]
     return ": ".join(dict.fromkeys(str(p) for p in parts if p and not isinstance(p, dict)))
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return min(max(float(response.headers.get("Retry-After", "")), 0.0), 60.0)
-    except ValueError:
-        return None
 
 
 def json_body(response: httpx.Response) -> Any:

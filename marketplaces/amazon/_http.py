@@ -21,7 +21,7 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine._jsonio import dumps, loads
-from marketplaces._base import CallResult, Credentials
+from marketplaces._base import CallResult, Credentials, retry_after
 
 LISTINGS_ITEMS = "/listings/2021-08-01/items"
 FEEDS = "/feeds/2021-06-30"
@@ -113,19 +113,12 @@ class Sender:
                 continue
             if last or not (response.status_code == 429 or response.status_code >= 500):
                 return response
-            await asyncio.sleep(_retry_after(response) or _backoff(self.pacing, attempt))
+            await asyncio.sleep(retry_after(response, cap=60.0) or _backoff(self.pacing, attempt))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _backoff(pacing: Pacing, attempt: int) -> float:
     return float(min(pacing.retry_seconds * 2**attempt, 60.0))
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return min(max(float(response.headers.get("Retry-After", "")), 0.0), 60.0)
-    except ValueError:
-        return None
 
 
 # -- Login with Amazon -------------------------------------------------------------------------

@@ -22,7 +22,6 @@ process, or the stand-in on a loopback socket.
 
 from __future__ import annotations
 
-import email.utils
 import itertools
 import os
 import random
@@ -43,6 +42,7 @@ from engine._diagnostics import TradepostError
 from engine._jsonio import loads
 from engine._secrets import read_secret, redact
 from engine._source import SourceItem
+from marketplaces._base import retry_after
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
 
 __all__ = ["VtexAccessError", "VtexSource", "vtex_records"]
@@ -282,7 +282,7 @@ class VtexSource:
                     raise VtexAccessError(self._refused(method, path, response), status)
                 if status == 429 or status >= 500:
                     problem = f"{status} {response.reason_phrase}{_detail(response)}"
-                    asked = _retry_after(response) if status == 429 else None
+                    asked = retry_after(response) if status == 429 else None
                     if asked is not None:
                         wait = min(self.max_wait, asked)
                 elif status >= 400:
@@ -382,24 +382,6 @@ def _is_id(value: object) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or (
         isinstance(value, str) and value != ""
     )
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds from Retry-After: delta-seconds (VTEX and the stand-in may send fractions) or a date."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _detail(response: httpx.Response) -> str:
