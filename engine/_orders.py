@@ -28,9 +28,12 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["Address", "Buyer", "Order", "OrderItem", "PaymentStatus"]
+__all__ = ["Address", "Buyer", "FulfilmentStatus", "Order", "OrderItem", "PaymentStatus"]
 
 PaymentStatus = Literal["pending", "paid", "refunded", "cancelled"]
+FulfilmentStatus = Literal["pending", "unshipped", "shipped", "cancelled"]
+"""Where the marketplace says the order stands: ``pending`` (not yet paid or confirmed; VTEX may
+reserve stock but must not dispatch), ``unshipped`` (ready to ship), ``shipped``, ``cancelled``."""
 
 _REDACTED = "<personal data redacted>"
 
@@ -123,6 +126,15 @@ class Order(_Model):
     shipping_total: Decimal = Field(default=Decimal(0), ge=0, description="Shipping charged to the buyer.")
     shipping_method: str | None = Field(default=None, description="The marketplace's shipping option.")
     payment_status: PaymentStatus
+    status: FulfilmentStatus = Field(default="unshipped", description="The marketplace's fulfilment status.")
+    updated_at: AwareDatetime | None = Field(
+        default=None, description="When the marketplace last changed the order (pull watermarks use it)."
+    )
+    references: dict[str, str] = Field(
+        default_factory=dict,
+        description="Marketplace ids needed later and named by the reader, e.g. Mercado Libre's "
+        "'shipment_id' and 'pack_id', Amazon's 'marketplace_id'. Never personal data.",
+    )
     buyer: Buyer = Field(default_factory=Buyer, repr=False)
     shipping_address: Address | None = Field(
         default=None,

@@ -239,9 +239,7 @@ def _pydantic_to_diagnostics(
     """Turn each pydantic error into a diagnostic at the node its ``loc`` names."""
     seen: set[tuple[Any, ...]] = set()
     for error in exc.errors(include_url=False):
-        loc = tuple(
-            p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))
-        )
+        loc = _document_loc(root, error["loc"])
         kind = error["type"]
         # A union reports one error per member; report the location once, with the first message.
         if loc in seen:
@@ -249,8 +247,7 @@ def _pydantic_to_diagnostics(
         seen.add(loc)
         node = root.find(loc)
         where = ".".join(str(p) for p in loc) or "file"
-        if kind == "extra_forbidden":
-            parent = root.find(loc[:-1])
+        if kind == "extra_forbidden" and loc:
             key = str(loc[-1])
             allowed = _allowed_keys(model, loc[:-1])
             guess = did_you_mean(key, allowed)
@@ -262,7 +259,6 @@ def _pydantic_to_diagnostics(
                 span,
                 hint,
             )
-            del parent
         elif kind == "missing":
             span = node.key_span or Span(node.span.file, node.span.line, node.span.column)
             sink.error(
@@ -287,6 +283,27 @@ def _pydantic_to_diagnostics(
             else:
                 message = f"{where}: {expected}"
             sink.error("TP112", message, node.span)
+
+
+def _document_loc(root: Node, loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``loc`` without pydantic's own steps (union members such as ``list[str]``, ``function-after[…]``).
+
+    A step that is a key of the YAML mapping at that point is always kept, so a user's key
+    that happens to contain ``[`` is still located (hypothesis found ``([# …`` as a key).
+    """
+    kept: list[Any] = []
+    node: Node | None = root
+    for part in loc:
+        children = node.value if node is not None else None
+        if (isinstance(children, dict) and isinstance(part, str) and part in children) or (isinstance(children, list) and isinstance(part, int) and 0 <= part < len(children)):
+            kept.append(part)
+            node = children[part]
+        elif isinstance(part, str) and ("[" in part or part.startswith("function-")):
+            continue
+        else:
+            kept.append(part)
+            node = None
+    return tuple(kept)
 
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -1,0 +1,242 @@
+"""How a marketplace's orders are read and fulfilled: the interface every order channel implements.
+
+An order channel is the order-side twin of a :class:`~marketplaces._base.Connector`:
+it reads the marketplace's orders into canonical :class:`~engine._orders.Order`
+records, confirms shipments with VTEX's invoice and tracking, and cancels
+orders with a reason. The engine's order state machine (``engine._orderflow``)
+drives channels; it never speaks a marketplace's dialect itself.
+
+Every call a channel makes goes through :func:`send`, which retries what is
+worth retrying (429, 5xx, timeouts, dropped connections; honouring
+Retry-After) and raises :class:`OrderCallError` for the rest, so each channel
+reads like a list of requests and mappings rather than a retry loop.
+
+Channels must make their side effects safe to repeat: the state machine
+records an intent before each call and repeats the call after a crash, so a
+shipment confirmed twice or an order cancelled twice must count as done (the
+marketplace's "already shipped" / "already cancelled" answer is success).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from importlib import import_module
+from typing import Any, ClassVar
+
+import httpx
+
+from engine._diagnostics import TradepostError
+from engine._orders import Order
+from marketplaces._base import Connector, Credentials, retry_after
+
+__all__ = [
+    "BadOrder",
+    "Fulfilment",
+    "Invoice",
+    "OrderCallError",
+    "OrderChannel",
+    "Tracking",
+    "order_channel_class",
+    "send",
+]
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """The fiscal invoice VTEX issued for a package (``packageAttachment.packages[]``)."""
+
+    number: str
+    value: Decimal
+    """In the order's currency, as a decimal amount (VTEX sends cents; readers convert)."""
+    issued_at: datetime
+    key: str | None = None
+    """The invoice access key (Brazil's 44-digit NF-e key), when there is one."""
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """How the package travels: carrier, tracking number and, where known, a tracking page."""
+
+    carrier: str
+    number: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Fulfilment:
+    """One shipped package as VTEX reports it, to be confirmed on the marketplace.
+
+    ``items`` lists ``(sku_id, quantity)`` in the package; empty means the whole
+    order (VTEX packages without item detail).
+    """
+
+    invoice: Invoice
+    tracking: Tracking | None = None
+    items: tuple[tuple[str, int], ...] = ()
+    shipped_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BadOrder:
+    """An order the marketplace returned that cannot be read into the canonical model.
+
+    Kept (never dropped silently) so ``tradepost orders pull`` reports it and
+    exits non-zero; ``message`` names fields, not personal values.
+    """
+
+    marketplace: str
+    order_id: str
+    message: str
+
+
+class OrderCallError(TradepostError):
+    """A marketplace or VTEX refused an order call, or never answered.
+
+    ``retryable`` is true for what a later run may fix on its own (429, 5xx, a
+    timeout): the state machine keeps the step pending. A false one (a 4xx the
+    request caused) needs a person and is recorded as the order's error.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """How :func:`send` retries: attempts in all, first delay, the cap on any wait."""
+
+    attempts: int = 5
+    base: float = 0.2
+    cap: float = 10.0
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    who: str,
+    headers: Mapping[str, str] | None = None,
+    json: Any = None,
+    content: bytes | None = None,
+    params: Mapping[str, Any] | None = None,
+    backoff: Backoff = Backoff(),
+    ok: Callable[[httpx.Response], bool] | None = None,
+) -> httpx.Response:
+    """One request with retries for 429, 5xx, timeouts and dropped connections only.
+
+    Returns the response when ``ok`` says so (default: 2xx). A 4xx is returned
+    as an :class:`OrderCallError` at once: repeating a request the server
+    refused as wrong gives the same answer. ``who`` names the service in
+    messages ("Amazon", "VTEX"); the message carries the status and the
+    server's error text, never the request body (it may hold an address).
+    """
+    accept = ok or (lambda response: 200 <= response.status_code < 300)
+    last = f"{who} did not answer"
+    for attempt in range(backoff.attempts):
+        try:
+            response = await client.request(
+                method, url, headers=headers, json=json, content=content, params=params
+            )
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+            last = f"{who} did not answer {method} {_path(url)} ({type(exc).__name__})"
+            await _sleep(backoff, attempt, None)
+            continue
+        if accept(response):
+            return response
+        status = response.status_code
+        text = _error_text(response)
+        if status == 429 or status >= 500:
+            last = f"{who} answered {status} to {method} {_path(url)}: {text}"
+            await _sleep(backoff, attempt, retry_after(response, backoff.cap))
+            continue
+        raise OrderCallError(
+            f"{who} refused {method} {_path(url)} ({status}): {text}", retryable=False, status=status
+        )
+    raise OrderCallError(f"{last}; gave up after {backoff.attempts} attempts", retryable=True)
+
+
+async def _sleep(backoff: Backoff, attempt: int, asked: float | None) -> None:
+    if attempt + 1 >= backoff.attempts:
+        return
+    delay = asked if asked is not None else min(backoff.cap, backoff.base * 2**attempt)
+    await asyncio.sleep(delay * (1 + random.random() * 0.25))
+
+
+def _path(url: str) -> str:
+    return httpx.URL(url).path if "://" in url else url.split("?")[0]
+
+
+def _error_text(response: httpx.Response) -> str:
+    text = response.text.strip().replace("\n", " ")
+    return text[:300] if text else response.reason_phrase
+
+
+class OrderChannel:
+    """Base of every marketplace's order channel.
+
+    Built per run with the marketplace's connector (for options and
+    authentication), its credentials and an ``httpx.AsyncClient`` whose
+    ``base_url`` is the marketplace API (or its stand-in). ``sku_of`` maps a
+    marketplace listing id (Mercado Libre "MLB123" or "MLB123/987") to the VTEX
+    SKU id from the state store, for orders whose lines carry no seller SKU.
+    """
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        connector: Connector,
+        credentials: Credentials,
+        client: httpx.AsyncClient,
+        sku_of: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.connector = connector
+        self.credentials = credentials
+        self.client = client
+        self.sku_of = sku_of or (lambda remote_id: None)
+
+    async def headers(self) -> dict[str, str]:
+        """Authentication headers, refreshing the token through the connector when needed."""
+        return await self.connector.auth_headers(self.client, self.credentials)
+
+    def orders(self, since: datetime | None) -> AsyncIterator[Order | BadOrder]:
+        """Orders created or changed since ``since`` (all recent ones when None), oldest first."""
+        raise NotImplementedError
+
+    async def order(self, order_id: str) -> Order:
+        """One order by the marketplace's id (raises OrderCallError, or BadOrder's message as one)."""
+        raise NotImplementedError
+
+    async def confirm_shipment(self, order: Order, fulfilment: Fulfilment) -> None:
+        """Tell the marketplace the package shipped, with invoice and tracking. Repeatable."""
+        raise NotImplementedError
+
+    async def cancel(self, order: Order, reason: str) -> None:
+        """Cancel the order on the marketplace before shipment, with the reason. Repeatable."""
+        raise NotImplementedError
+
+
+_CHANNELS: dict[str, str] = {
+    "amazon": "marketplaces.amazon._orders:AmazonOrders",
+    "mercadolibre": "marketplaces.mercadolibre._orders:MercadoLibreOrders",
+}
+
+
+def order_channel_class(name: str) -> type[OrderChannel] | None:
+    """The order channel of a marketplace, or None where it takes no orders (Google Shopping)."""
+    target = _CHANNELS.get(name)
+    if target is None:
+        return None
+    module_name, attribute = target.split(":")
+    cls: type[OrderChannel] = getattr(import_module(module_name), attribute)
+    return cls
