@@ -295,9 +295,11 @@ def _document_loc(root: Node, loc: tuple[Any, ...]) -> tuple[Any, ...]:
     node: Node | None = root
     for part in loc:
         children = node.value if node is not None else None
-        if (isinstance(children, dict) and isinstance(part, str) and part in children) or (isinstance(children, list) and isinstance(part, int) and 0 <= part < len(children)):
+        in_mapping = isinstance(children, dict) and isinstance(part, str) and part in children
+        in_list = isinstance(children, list) and isinstance(part, int) and 0 <= part < len(children)
+        if in_mapping or in_list:
             kept.append(part)
-            node = children[part]
+            node = children[part]  # type: ignore[index]
         elif isinstance(part, str) and ("[" in part or part.startswith("function-")):
             continue
         else:
