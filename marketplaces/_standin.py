@@ -23,6 +23,11 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
+SANDBOX_PREFIX = "/_sandbox/"
+"""Paths under this prefix are the sandbox's controls (e.g. ``POST /_sandbox/orders`` creates a
+marketplace order), exempt from the rate limit and faults; no real API has them."""
+
+
 @dataclass
 class Faults:
     """Shares of requests (0..1) that misbehave, and how."""
@@ -91,6 +96,11 @@ class Standin:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if str(scope["path"]).startswith(SANDBOX_PREFIX):
+            # The sandbox's own controls (create an order, invoice it) are not the API under test:
+            # no rate limit, no injected faults, not counted.
             await self.app(scope, receive, send)
             return
         self.requests[f"{scope['method']} {scope['path']}"] += 1
