@@ -26,19 +26,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SourceConfig(_Strict):
-    """The catalog source: a file (JSON Lines or a JSON array, optionally gzipped) or the VTEX API."""
+class VtexAccount(_Strict):
+    """A VTEX account and where its AppKey and AppToken are (never the secrets themselves)."""
 
-    type: Literal["file", "vtex"] = "file"
-    path: str | None = Field(None, description="Catalog file, relative to the config (type: file).")
-    account: str | None = Field(None, description="VTEX account name (type: vtex).")
-    environment: str = Field("vtexcommercestable", description="VTEX environment host part (type: vtex).")
+    account: str | None = Field(None, description="VTEX account name.")
+    environment: str = Field("vtexcommercestable", description="VTEX environment host part.")
     base_url: str | None = Field(None, description="Override the VTEX base URL (the sandbox uses this).")
     app_key_env: str = Field("VTEX_APP_KEY", description="Environment variable holding the AppKey.")
     app_key_file: str | None = Field(None, description="File holding the AppKey, instead of the variable.")
     app_token_env: str = Field("VTEX_APP_TOKEN", description="Environment variable holding the AppToken.")
     app_token_file: str | None = Field(
         None, description="File holding the AppToken, instead of the variable."
+    )
+
+
+class SourceConfig(VtexAccount):
+    """The catalog source: a file (JSON Lines or a JSON array, optionally gzipped) or the VTEX API."""
+
+    type: Literal["file", "vtex"] = "file"
+    path: str | None = Field(None, description="Catalog file, relative to the config (type: file).")
+
+
+class OrdersConfig(_Strict):
+    """Where marketplace orders go: the VTEX account they are placed in, and how prices are checked."""
+
+    vtex: VtexAccount | None = Field(
+        None, description="The VTEX account orders are placed in; defaults to the source when it is VTEX."
+    )
+    simulate_prices: bool = Field(
+        False,
+        description="Also compare each item with VTEX's fulfillment-simulation price (one call per order).",
     )
 
 
@@ -64,6 +81,7 @@ class ProjectConfig(_Strict):
     source: SourceConfig
     state: str = Field(".tradepost/state.sqlite", description="SQLite file path, or a postgresql:// URL.")
     marketplaces: dict[str, MarketplaceConfig]
+    orders: OrdersConfig = Field(default_factory=OrdersConfig)
 
 
 @dataclass

@@ -120,14 +120,25 @@ class Decision:
         return {"decision": self.decision, "reasons": [finding.to_dict() for finding in self.findings]}
 
 
-def decide(order: Order, rules: CompiledRules, prices: Mapping[str, Decimal | None]) -> Decision:
+def decide(
+    order: Order,
+    rules: CompiledRules,
+    prices: Mapping[str, Decimal | None],
+    vtex_prices: Mapping[str, Decimal | None] | None = None,
+) -> Decision:
     """Approve, hold or reject ``order`` under the rule file's ``divergence`` section.
 
     ``prices`` maps each SKU id to the price the rule file gives it now (see
     :func:`prices_from_rules`); None, or a SKU missing from the mapping, means
     the rules do not list it now, and its item is held.
+
+    ``vtex_prices``, when the project asks for it, is VTEX's own price for
+    each SKU from a fulfillment simulation: each item must then fall in the
+    bands around both prices (the worse finding wins), because VTEX will
+    charge the marketplace its own price and a difference is margin lost.
+    A SKU VTEX gives no price is held.
     """
-    return _Decider(order, rules).run(prices)
+    return _Decider(order, rules).run(prices, vtex_prices)
 
 
 def prices_from_rules(records: Iterable[CatalogRecord], evaluator: SkuEvaluator) -> dict[str, Decimal | None]:
@@ -162,7 +173,9 @@ class _Decider:
         self.findings: list[Finding] = []
         self.scrub = _scrubber(order.personal_values())
 
-    def run(self, prices: Mapping[str, Decimal | None]) -> Decision:
+    def run(
+        self, prices: Mapping[str, Decimal | None], vtex_prices: Mapping[str, Decimal | None] | None = None
+    ) -> Decision:
         divergence = self.rules.divergence
         if divergence is None:
             self.add(
@@ -189,6 +202,8 @@ class _Decider:
             )
         for item in self.order.items:
             self.item(item, prices)
+            if vtex_prices is not None and item.currency == self.currency:
+                self.vtex_item(item, vtex_prices.get(item.sku_id))
         self.order_value()
         return self.result()
 
@@ -291,6 +306,25 @@ class _Decider:
         if ours <= 0:
             self.add("hold", "TP942", "prices", f"{label}our price {ours} is not positive", None)
             return
+        self.band(item, ours, "our")
+
+    def vtex_item(self, item: OrderItem, price: Decimal | None) -> None:
+        if price is None or price <= 0:
+            self.add(
+                "hold",
+                "TP942",
+                "prices",
+                f"{_label(item)}VTEX's fulfillment simulation gives SKU {item.sku_id} no price",
+                None,
+            )
+            return
+        self.band(item, price, "VTEX's price")
+
+    def band(self, item: OrderItem, ours: Decimal, whose: str) -> None:
+        """Place the item's price in the approve / hold / reject bands around ``ours``."""
+        divergence = self.rules.divergence
+        assert divergence is not None
+        label = _label(item)
         ctx = Context(order=self.order, item=item)
         approve_within = divergence.approve_within
         hold_within = divergence.hold_within
@@ -306,7 +340,7 @@ class _Decider:
             approve_band = f"{self.money(ours - approve_room)} to {self.money(ours + approve_room)}"
             hold_band = f"{self.money(ours - hold_room)} to {self.money(ours + hold_room)}"
         where = _relation(paid, ours, distance, (approve, hold), (approve_room, hold_room))
-        head = f"{label}marketplace price {self.money(paid)} {where} our {self.money(ours)}"
+        head = f"{label}marketplace price {self.money(paid)} {where} {whose} {self.money(ours)}"
         approve_text = f"approve_within {_percent(approve)} ({approve_band})"
         hold_text = f"hold_within {_percent(hold)} ({hold_band})"
         if distance <= approve_room:

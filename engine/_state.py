@@ -312,12 +312,21 @@ class StateStore:
                 since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row[3])))
                 raise LockedError(
                     f"{marketplace} is locked by {row[0]} (pid {row[1]} on {row[2]}, since {since}); "
-                    "another apply is running"
+                    "another run is in progress"
                 )
             self.db.execute(
                 "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
                 (marketplace, holder, pid, host, time.time()),
             )
+
+    def sku_of_remote(self, marketplace: str, remote_id: str) -> str | None:
+        """The SKU whose listing has this marketplace id (an order line naming only the listing)."""
+        row = self.db.execute(
+            "SELECT sku_id FROM listings WHERE marketplace = ? AND remote_id = ? "
+            "UNION ALL SELECT sku_id FROM withdrawn WHERE marketplace = ? AND remote_id = ? LIMIT 1",
+            (marketplace, remote_id, marketplace, remote_id),
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def release_lock(self, marketplace: str) -> None:
         self.db.execute("DELETE FROM locks WHERE marketplace = ? AND pid = ?", (marketplace, os.getpid()))

@@ -217,6 +217,14 @@ class OrderChannel:
         """One order by the marketplace's id (raises OrderCallError, or BadOrder's message as one)."""
         raise NotImplementedError
 
+    def needs_tracking(self, order: Order) -> bool:
+        """Whether a shipment can be confirmed only with a tracking number (the engine waits for one).
+
+        True for most marketplaces; a channel where the marketplace ships or
+        issues the label itself (Mercado Envios) answers False for those orders.
+        """
+        return True
+
     async def confirm_shipment(self, order: Order, fulfilment: Fulfilment) -> None:
         """Tell the marketplace the package shipped, with invoice and tracking. Repeatable."""
         raise NotImplementedError

@@ -37,7 +37,7 @@ from urllib.parse import quote
 import httpx
 
 from engine._catalog import CatalogRecord, MalformedRecord
-from engine._config import ConfigError, SourceConfig
+from engine._config import ConfigError, SourceConfig, VtexAccount
 from engine._diagnostics import TradepostError
 from engine._jsonio import loads
 from engine._secrets import read_secret, redact
@@ -182,6 +182,15 @@ class VtexSource:
                 yield self._tally(self._record(sku_id, promotions))
             previous = ids
         self.complete = True
+
+    def records_for(self, sku_ids: Sequence[str]) -> Iterator[SourceItem]:
+        """Just these SKUs (the lines of incoming orders), without listing the trade policy."""
+        ids = [str(sku_id) for sku_id in sku_ids]
+        for start in range(0, len(ids), self.page_size):
+            page = ids[start : start + self.page_size]
+            promotions = self._promotions(page)
+            for sku_id in page:
+                yield self._tally(self._record(sku_id, promotions))
 
     # -- one page, one SKU -------------------------------------------------------------------
 
@@ -346,29 +355,42 @@ def vtex_records(
     """
     if source_config.type != "vtex":
         raise ConfigError(f"source type '{source_config.type}' is not a VTEX source")
+    base_url, credentials = vtex_account(source_config, project_folder, "source")
     account = source_config.account
-    if not account and not source_config.base_url:
-        raise ConfigError("source.account is required for a vtex source (or source.base_url for a sandbox)")
-    if source_config.app_key_file:
-        app_key = read_secret(f"file:{source_config.app_key_file}", project_folder)
-    else:
-        app_key = _app_key(source_config.app_key_env)
-    if source_config.app_token_file:
-        app_token = read_secret(f"file:{source_config.app_token_file}", project_folder)
-    else:
-        app_token = read_secret(f"env:{source_config.app_token_env}")
-    credentials = {"X-VTEX-API-AppKey": app_key, "X-VTEX-API-AppToken": app_token}
     pricing_url = None if source_config.base_url else f"https://api.vtex.com/{account}"
     if client is not None:
         client.headers.update(credentials)
         return VtexSource(client, trade_policy, page_size, pricing_url=pricing_url)
-    base_url = source_config.base_url or f"https://{account}.{source_config.environment}.com.br"
     built = httpx.Client(
         base_url=base_url,
         headers={**credentials, "Accept": "application/json", "Content-Type": "application/json"},
         timeout=httpx.Timeout(30.0, connect=10.0),
     )
     return VtexSource(built, trade_policy, page_size, pricing_url=pricing_url, owns_client=True)
+
+
+def vtex_account(config: VtexAccount, project_folder: Path, where: str) -> tuple[str, dict[str, str]]:
+    """The base URL and the AppKey/AppToken headers a VTEX account config names.
+
+    The base URL is ``https://{account}.{environment}.com.br`` or the config's ``base_url``
+    (the sandbox); the AppKey comes from ``app_key_file`` or the variable ``app_key_env``, the
+    AppToken from ``app_token_file`` or ``app_token_env``, and is registered with the
+    redactor, so no error or log line can show it. ``where`` names the config section in
+    messages ("source", "orders.vtex").
+    """
+    account = config.account
+    if not account and not config.base_url:
+        raise ConfigError(f"{where}.account is required for VTEX (or {where}.base_url for a sandbox)")
+    if config.app_key_file:
+        app_key = read_secret(f"file:{config.app_key_file}", project_folder)
+    else:
+        app_key = _app_key(config.app_key_env)
+    if config.app_token_file:
+        app_token = read_secret(f"file:{config.app_token_file}", project_folder)
+    else:
+        app_token = read_secret(f"env:{config.app_token_env}")
+    base_url = config.base_url or f"https://{account}.{config.environment}.com.br"
+    return base_url, {"X-VTEX-API-AppKey": app_key, "X-VTEX-API-AppToken": app_token}
 
 
 def _app_key(variable: str) -> str:

@@ -1,0 +1,153 @@
+"""Orders for a project: build each marketplace's :class:`OrderDesk` from ``tradepost.yaml``.
+
+`tradepost orders …` and the end-to-end tests go through here, so a test that
+kills a pull or a push proves what a scheduler run does.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from decimal import Decimal
+
+import httpx
+
+from engine._applyrun import credentials_for, persist_rotated
+from engine._catalog import CatalogRecord
+from engine._config import Project, VtexAccount
+from engine._divergence import prices_from_rules
+from engine._evaluate import SkuEvaluator
+from engine._orderflow import OrderDesk, VtexPlacement
+from engine._orderstore import OrderStore
+from engine._run import MarketplaceRun, open_marketplace
+from engine._source import FileSource
+from engine._state import StateStore
+from marketplaces._orders import order_channel_class
+from marketplaces.vtex import vtex_account, vtex_records
+
+__all__ = ["order_desks", "order_marketplaces", "vtex_orders_account"]
+
+_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+def order_marketplaces(project: Project, only: Iterable[str] | None = None) -> list[str]:
+    """The configured marketplaces that take orders (all named ones when ``only`` is given)."""
+    names = project.marketplace_names(list(only) if only else None)
+    if only:
+        return names
+    return [n for n in names if order_channel_class(n) is not None]
+
+
+def vtex_orders_account(project: Project) -> tuple[VtexAccount, str] | None:
+    """The VTEX account orders are placed in and its config section, or None when none is set."""
+    orders = project.config.orders.vtex
+    if orders is not None:
+        return orders, "orders.vtex"
+    if project.config.source.type == "vtex":
+        return project.config.source, "source"
+    return None
+
+
+@asynccontextmanager
+async def order_desks(
+    project: Project,
+    state: StateStore,
+    names: Iterable[str],
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+) -> AsyncIterator[dict[str, OrderDesk]]:
+    """A desk per marketplace, its HTTP clients open; rotated tokens are saved on the way out.
+
+    ``transports`` (tests) maps a marketplace name, or "vtex", to an in-process transport.
+    """
+    transports = transports or {}
+    store = OrderStore(state)
+    desks: dict[str, OrderDesk] = {}
+    async with AsyncExitStack() as stack:
+        vtex_client: httpx.AsyncClient | None = None
+        vtex_keys: dict[str, str] = {}
+        account = vtex_orders_account(project)
+        if account is not None:
+            base_url, vtex_keys = vtex_account(account[0], project.folder, account[1])
+            vtex_client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=base_url,
+                    transport=transports.get("vtex"),
+                    timeout=_TIMEOUT,
+                    headers={"Accept": "application/json"},
+                )
+            )
+        for name in names:
+            run = open_marketplace(project, name)
+            marketplace = run.compiled.marketplace
+            channel_cls = order_channel_class(marketplace)
+            channel = None
+            if channel_cls is not None:
+                config = project.marketplace(name)
+                credentials = credentials_for(project, name)
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=config.base_url or type(run.connector).base_url,
+                        transport=transports.get(name),
+                        timeout=_TIMEOUT,
+                    )
+                )
+                stack.callback(persist_rotated, project, run, credentials)
+                channel = channel_cls(
+                    run.connector,
+                    credentials,
+                    client,
+                    sku_of=functools.partial(state.sku_of_remote, marketplace),
+                )
+            vtex: VtexPlacement | None = None
+            if vtex_client is not None:
+                from marketplaces.vtex._orders import VtexOrders
+
+                vtex = VtexOrders(
+                    vtex_client,
+                    vtex_keys["X-VTEX-API-AppKey"],
+                    vtex_keys["X-VTEX-API-AppToken"],
+                    affiliate_id=run.compiled.rules.affiliate,
+                    sales_channel=run.trade_policy,
+                )
+            desks[name] = OrderDesk(
+                marketplace,
+                run.compiled,
+                store,
+                channel,
+                vtex,
+                _rule_prices(project, run),
+                simulate_prices=project.config.orders.simulate_prices,
+            )
+        yield desks
+
+
+def _rule_prices(project: Project, run: MarketplaceRun) -> Callable[[set[str]], dict[str, Decimal | None]]:
+    """The price the rule file gives each SKU now, read from the project's catalog source."""
+
+    def prices(sku_ids: set[str]) -> dict[str, Decimal | None]:
+        evaluator = SkuEvaluator(run.compiled, run.connector)
+        return prices_from_rules(_records(project, run, sku_ids), evaluator)
+
+    return prices
+
+
+def _records(project: Project, run: MarketplaceRun, sku_ids: set[str]) -> Iterable[CatalogRecord]:
+    source = project.config.source
+    if source.type == "vtex":
+        with vtex_records(source, project.folder, trade_policy=run.trade_policy) as vtex:
+            found = [r for r in vtex.records_for(sorted(sku_ids)) if isinstance(r, CatalogRecord)]
+        return found
+    path = project.catalog_path
+    if path is None:
+        return []
+    wanted = set(sku_ids)
+    found = []
+    for record in FileSource(path):
+        if isinstance(record, CatalogRecord) and record.sku.id in wanted:
+            found.append(record)
+            wanted.discard(record.sku.id)
+            if not wanted:
+                break
+    return found
