@@ -6,14 +6,20 @@ import time
 from pathlib import Path
 
 import click
+import httpx
 
+from cli._plan import _project, config_option
 from cli._render import console
+from engine._config import Project
+from engine._diagnostics import TradepostError
+from engine._orderrun import vtex_orders_account
 from marketplaces.sandbox import build_sandbox, read_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@click.command()
+@click.group(invoke_without_command=True)
+@click.pass_context
 @click.option(
     "--catalog",
     type=click.Path(exists=True, path_type=Path),
@@ -44,19 +50,25 @@ ROOT = Path(__file__).resolve().parent.parent
     show_default=True,
     help="First port; VTEX, Mercado Libre, Amazon and Google take the next ones.",
 )
-def sandbox(catalog: Path, rules_dir: Path, folder: Path, port: int) -> None:
+def sandbox(ctx: click.Context, catalog: Path, rules_dir: Path, folder: Path, port: int) -> None:
     """Serve VTEX and marketplace stand-ins on 127.0.0.1 until interrupted (Ctrl-C).
 
     Then, in another terminal: tradepost plan -c sandbox/tradepost.yaml and
     tradepost apply -c sandbox/tradepost.yaml. Nothing leaves this machine.
+    While it runs, `tradepost sandbox order` buys on a stand-in marketplace and
+    `tradepost sandbox invoice` invoices a VTEX order, to try `tradepost orders`.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     box = build_sandbox(read_catalog(catalog))
     box.start(base_port=port)
     config = box.write_project(folder, rules_dir.resolve())
     out = console()
     for name in box.standins:
         out.print(f"{name:>13}  {box.url(name)}")
-    out.print(f"\nproject: {config}\n  tradepost plan -c {config}\n  tradepost apply -c {config}\n")
+    out.print(f"\nproject: {config}\n  tradepost plan -c {config}\n  tradepost apply -c {config}")
+    out.print(f"  tradepost sandbox order -c {config} -m mercadolibre --sku SKU_ID")
+    out.print(f"  tradepost orders pull -c {config} && tradepost orders push -c {config}\n")
     out.print("Ctrl-C stops the servers.")
     try:
         while True:
@@ -65,3 +77,102 @@ def sandbox(catalog: Path, rules_dir: Path, folder: Path, port: int) -> None:
         pass
     finally:
         box.stop()
+
+
+@sandbox.command()
+@config_option
+@click.option("-m", "--marketplace", required=True, help="The stand-in marketplace to buy on.")
+@click.option("--sku", "sku_id", required=True, help="A VTEX SKU id listed there (after `tradepost apply`).")
+@click.option("--quantity", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--price", help="Unit price the buyer pays (default: the listed price); try a divergent one.")
+@click.option("--status", help="The order's first status (e.g. pending: not yet paid).")
+def order(
+    config_path: Path | None,
+    marketplace: str,
+    sku_id: str,
+    quantity: int,
+    price: str | None,
+    status: str | None,
+) -> None:
+    """Place an order on a running sandbox marketplace, as a buyer would."""
+    project = _project(config_path)
+    body: dict[str, object] = {"sku_id": sku_id, "quantity": quantity}
+    if price is not None:
+        body["unit_price"] = price
+    if status is not None:
+        body["status"] = status
+    answer = _control(_marketplace_url(project, marketplace), "/_sandbox/orders", body)
+    console().print(f"{marketplace} order {answer.get('order_id')} created for SKU {sku_id} x {quantity}")
+
+
+@sandbox.command(name="order-status")
+@click.argument("order_id")
+@click.argument("status")
+@config_option
+@click.option("-m", "--marketplace", required=True, help="The stand-in marketplace holding the order.")
+def order_status(order_id: str, status: str, config_path: Path | None, marketplace: str) -> None:
+    """Move a sandbox marketplace order, as the marketplace would (paid, cancelled…)."""
+    project = _project(config_path)
+    _control(
+        _marketplace_url(project, marketplace), f"/_sandbox/orders/{order_id}/status", {"status": status}
+    )
+    console().print(f"{marketplace} order {order_id} is now {status}")
+
+
+@sandbox.command()
+@click.argument("vtex_order_id")
+@config_option
+@click.option("--number", help="Invoice number (default: one is made up).")
+@click.option("--no-tracking", is_flag=True, help="Invoice without a tracking number (not yet shipped).")
+def invoice(vtex_order_id: str, config_path: Path | None, number: str | None, no_tracking: bool) -> None:
+    """Invoice a VTEX order in the sandbox with a tracking number, as the store's ERP would."""
+    project = _project(config_path)
+    body: dict[str, object] = {"tracking": not no_tracking}
+    if number:
+        body["number"] = number
+    answer = _control(_vtex_url(project), f"/_sandbox/orders/{vtex_order_id}/invoice", body)
+    console().print(f"VTEX order {vtex_order_id} invoiced: {answer.get('invoiceNumber', number or '')}")
+
+
+@sandbox.command(name="cancel")
+@click.argument("vtex_order_id")
+@config_option
+@click.option("--reason", default="cancelled by the store", show_default=True)
+def cancel_in_vtex(vtex_order_id: str, config_path: Path | None, reason: str) -> None:
+    """Cancel a VTEX order in the sandbox, as a store operator would."""
+    project = _project(config_path)
+    _control(_vtex_url(project), f"/_sandbox/orders/{vtex_order_id}/cancel", {"reason": reason})
+    console().print(f"VTEX order {vtex_order_id} cancelled")
+
+
+def _marketplace_url(project: Project, name: str) -> str:
+    url = project.marketplace(name).base_url
+    if not url or not url.startswith("http://127.0.0.1"):
+        raise TradepostError(f"{name} in {project.path} is not a sandbox stand-in (no 127.0.0.1 base_url)")
+    return url
+
+
+def _vtex_url(project: Project) -> str:
+    account = vtex_orders_account(project)
+    url = account[0].base_url if account else None
+    if not url or not url.startswith("http://127.0.0.1"):
+        raise TradepostError(f"the VTEX account in {project.path} is not the sandbox stand-in")
+    return url
+
+
+def _control(base_url: str, path: str, body: dict[str, object]) -> dict[str, object]:
+    """POST to a sandbox control route; its refusal becomes a plain error message."""
+    try:
+        response = httpx.post(base_url + path, json=body, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise TradepostError(
+            f"the sandbox at {base_url} does not answer ({exc}); is `tradepost sandbox` running?"
+        ) from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code >= 400:
+        message = answer.get("message") or answer.get("error") if isinstance(answer, dict) else None
+        raise TradepostError(f"the sandbox refused: {message or response.text[:200]}")
+    return answer if isinstance(answer, dict) else {}

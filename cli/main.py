@@ -137,6 +137,7 @@ def schema(output: Path | None) -> None:
 
 
 from cli._apply import apply  # noqa: E402
+from cli._orders import orders  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
 from cli._ruletest import ruletest  # noqa: E402
 from cli._sandbox import sandbox  # noqa: E402
@@ -146,6 +147,7 @@ cli.add_command(explain)
 cli.add_command(ruletest)
 cli.add_command(apply)
 cli.add_command(sandbox)
+cli.add_command(orders)
 
 
 def configure_logging() -> None:

@@ -39,7 +39,7 @@ from engine._orders import Order
 from engine._orderstore import FINAL, OPEN, OrderState, OrderStore, StoredOrder
 from marketplaces._orders import BadOrder, Fulfilment, OrderCallError, OrderChannel
 
-__all__ = ["OrderDesk", "OrderError", "PullSummary", "PushSummary", "VtexPlacement"]
+__all__ = ["OrderDesk", "OrderError", "PullSummary", "PushSummary", "VtexPlacement", "approve", "reject"]
 
 log = logging.getLogger("tradepost.orders")
 
@@ -257,41 +257,6 @@ class OrderDesk:
                 vtex_prices = {}
         return decide(order, self.rules, prices, vtex_prices)
 
-    # -- review ------------------------------------------------------------------------------
-
-    def approve(self, order_id: str, note: str | None = None) -> StoredOrder:
-        """A reviewer approves a held order: the next push places it in VTEX."""
-        stored = self._one(order_id)
-        if stored.state != "held":
-            raise OrderError(
-                f"{self.marketplace} order {order_id} is {stored.state}; only held orders can be approved"
-            )
-        if stored.cancelled_on_marketplace:
-            raise OrderError(f"{self.marketplace} order {order_id} was cancelled on the marketplace")
-        if not self.store.transition(stored, "approved", "approved by reviewer", note, note=note):
-            raise OrderError(f"{self.marketplace} order {order_id} changed meanwhile; look again")
-        return self._one(order_id)
-
-    def reject(self, order_id: str, reason: str) -> StoredOrder:
-        """A reviewer rejects an order not yet in VTEX: the next push cancels it on the marketplace."""
-        stored = self._one(order_id)
-        if stored.state not in ("held", "approved"):
-            raise OrderError(
-                f"{self.marketplace} order {order_id} is {stored.state}; only held or approved orders "
-                "not yet placed in VTEX can be rejected (cancel it in VTEX instead)"
-            )
-        if not reason.strip():
-            raise OrderError("a rejection needs a reason: the marketplace shows it to the buyer")
-        if not self.store.transition(stored, "rejected", "rejected by reviewer", reason, note=reason):
-            raise OrderError(f"{self.marketplace} order {order_id} changed meanwhile; look again")
-        return self._one(order_id)
-
-    def _one(self, order_id: str) -> StoredOrder:
-        found = self.store.find(order_id, self.marketplace)
-        if not found:
-            raise OrderError(f"no {self.marketplace} order {order_id} in the state store")
-        return found[0]
-
     # -- push --------------------------------------------------------------------------------
 
     async def push(self, only: Sequence[str] | None = None) -> PushSummary:
@@ -436,6 +401,39 @@ class OrderDesk:
         if self.channel is None:
             raise OrderCallError(f"{self.marketplace} takes no orders through Tradepost", retryable=False)
         return self.channel
+
+
+def approve(store: OrderStore, stored: StoredOrder, note: str | None = None) -> StoredOrder:
+    """A reviewer approves a held order: the next push places it in VTEX."""
+    where = f"{stored.marketplace} order {stored.order_id}"
+    if stored.state != "held":
+        raise OrderError(f"{where} is {stored.state}; only held orders can be approved")
+    if stored.cancelled_on_marketplace:
+        raise OrderError(f"{where} was cancelled on the marketplace; there is nothing to approve")
+    if not store.transition(stored, "approved", "approved by reviewer", note, note=note):
+        raise OrderError(f"{where} changed meanwhile; look at it again")
+    return _reread(store, stored)
+
+
+def reject(store: OrderStore, stored: StoredOrder, reason: str) -> StoredOrder:
+    """A reviewer rejects an order not yet in VTEX: the next push cancels it on the marketplace."""
+    where = f"{stored.marketplace} order {stored.order_id}"
+    if stored.state not in ("held", "approved"):
+        raise OrderError(
+            f"{where} is {stored.state}; only held or approved orders not yet placed in VTEX can be "
+            "rejected (an order in VTEX is cancelled there, and the cancellation comes back here)"
+        )
+    if not reason.strip():
+        raise OrderError("a rejection needs a reason: the marketplace passes it on to the buyer")
+    if not store.transition(stored, "rejected", "rejected by reviewer", reason, note=reason):
+        raise OrderError(f"{where} changed meanwhile; look at it again")
+    return _reread(store, stored)
+
+
+def _reread(store: OrderStore, stored: StoredOrder) -> StoredOrder:
+    current = store.get(stored.marketplace, stored.order_id)
+    assert current is not None
+    return current
 
 
 def _covers(order: Order, shipped: Any) -> bool:

@@ -1,0 +1,339 @@
+"""`tradepost orders`: bring marketplace orders into VTEX and their fulfilment back, with a review queue.
+
+Every subcommand is made for schedulers as much as for people: no prompts,
+``--json`` for machines, and exit codes 0 (done), 1 (error: nothing could
+run), 3 (some orders failed a step or could not be read; they are kept and
+retried by the next run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from cli._plan import _project, config_option
+from cli._render import console
+from engine._config import Project
+from engine._jsonio import dumps
+from engine._orderflow import EXIT_PARTIAL, OrderError, PullSummary, PushSummary
+from engine._orderflow import approve as approve_order
+from engine._orderflow import reject as reject_order
+from engine._orderrun import order_desks, order_marketplaces
+from engine._orderstore import OPEN, STATES, OrderStore, StoredOrder
+from engine._run import open_state
+from engine._secrets import redact
+from engine._state import StateStore
+
+marketplace_option = click.option(
+    "-m", "--marketplace", "marketplaces", multiple=True, help="Only this marketplace (repeatable)."
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (for schedulers and scripts).")
+
+
+@click.group()
+def orders() -> None:
+    """Import marketplace orders into VTEX, review held ones, send invoices and tracking back.
+
+    \b
+    A scheduler runs `tradepost orders pull` then `tradepost orders push` every few minutes:
+      pull     read new and changed orders; approve, hold or reject each by the divergence rules
+      push     place approved orders in VTEX, authorize paid ones, cancel rejected ones,
+               confirm VTEX invoices and tracking on the marketplace, pass cancellations on
+    People work the review queue:
+      list --held, show ID, approve ID, reject ID --reason TEXT
+    """
+
+
+@orders.command()
+@config_option
+@marketplace_option
+@json_option
+def pull(config_path: Path | None, marketplaces: Sequence[str], as_json: bool) -> None:
+    """Read new and changed orders from the marketplaces and decide each new one."""
+    project = _project(config_path)
+    names = order_marketplaces(project, marketplaces)
+    summaries = _run(project, names, "pull", lambda desk: desk.pull())
+    out = console(stderr=True)
+    if as_json:
+        click.echo(dumps({"pull": [s.to_dict() for s in summaries]}, indent=2))
+    for summary in summaries:
+        assert isinstance(summary, PullSummary)
+        if not as_json:
+            _print_pull(out, summary)
+    _exit(summaries)
+
+
+@orders.command()
+@config_option
+@marketplace_option
+@click.option("--order", "order_ids", multiple=True, help="Only this marketplace order id (repeatable).")
+@json_option
+def push(
+    config_path: Path | None, marketplaces: Sequence[str], order_ids: Sequence[str], as_json: bool
+) -> None:
+    """Move every open order as far as it can go: into VTEX, and fulfilment back to the marketplace."""
+    project = _project(config_path)
+    names = order_marketplaces(project, marketplaces)
+    summaries = _run(project, names, "push", lambda desk: desk.push(order_ids or None))
+    out = console(stderr=True)
+    if as_json:
+        click.echo(dumps({"push": [s.to_dict() for s in summaries]}, indent=2))
+    for summary in summaries:
+        assert isinstance(summary, PushSummary)
+        if not as_json:
+            _print_push(out, summary)
+    _exit(summaries)
+
+
+@orders.command(name="list")
+@config_option
+@marketplace_option
+@click.option("--held", is_flag=True, help="Only orders waiting for review (same as --state held).")
+@click.option(
+    "--state", "states", multiple=True, type=click.Choice(STATES), help="Only this state (repeatable)."
+)
+@click.option("--open", "only_open", is_flag=True, help="Only orders not yet in a final state.")
+@click.option("--failing", is_flag=True, help="Only orders whose last step failed.")
+@json_option
+def list_orders(
+    config_path: Path | None,
+    marketplaces: Sequence[str],
+    held: bool,
+    states: Sequence[str],
+    only_open: bool,
+    failing: bool,
+    as_json: bool,
+) -> None:
+    """The orders in the state store, oldest first: state, decision, VTEX id, last error."""
+    project = _project(config_path)
+    wanted: list[str] | None = list(states) or None
+    if held:
+        wanted = [*(wanted or []), "held"]
+    if only_open:
+        wanted = [s for s in (wanted or OPEN) if s in OPEN]
+    with open_state(project) as state:
+        store = OrderStore(state)
+        rows = list(store.select(list(marketplaces) or None, wanted))
+        unreadable = store.unreadable()
+    if failing:
+        rows = [row for row in rows if row.error]
+    if as_json:
+        click.echo(
+            dumps(
+                {
+                    "orders": [row.to_dict() for row in rows],
+                    "unreadable": [
+                        {"marketplace": m, "order_id": o, "message": message}
+                        for (m, o), message in unreadable.items()
+                        if not marketplaces or m in marketplaces
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return
+    out = console()
+    if not rows:
+        out.print("No orders" + (" in the review queue" if held else "") + ".")
+    else:
+        table = Table(show_edge=False, pad_edge=False)
+        for column in (
+            "marketplace",
+            "order",
+            "state",
+            "decision",
+            "value",
+            "VTEX order",
+            "why / last error",
+        ):
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(
+                row.marketplace,
+                row.order_id,
+                row.state,
+                row.decision.get("decision", ""),
+                f"{row.order.items_value} {row.order.currency}",
+                row.vtex_order_id or "",
+                redact(_why(row)),
+            )
+        out.print(table)
+    for (marketplace, order_id), message in unreadable.items():
+        if not marketplaces or marketplace in marketplaces:
+            out.print(f"[red]unreadable[/red] {marketplace} {order_id}: {redact(message)}")
+
+
+@orders.command()
+@click.argument("order_id")
+@config_option
+@click.option("-m", "--marketplace", help="The order's marketplace, when two share the id.")
+@json_option
+def show(order_id: str, config_path: Path | None, marketplace: str | None, as_json: bool) -> None:
+    """One order: its lines, the decision and every reason (with the rule's file:line), its history."""
+    project = _project(config_path)
+    with open_state(project) as state:
+        store = OrderStore(state)
+        stored = _find(store, order_id, marketplace)
+        events = store.events(stored.marketplace, stored.order_id)
+    if as_json:
+        click.echo(dumps({**stored.to_dict(), "history": events}, indent=2))
+        return
+    out = console()
+    order = stored.order
+    out.print(f"[bold]{stored.marketplace} order {stored.order_id}[/bold]: {stored.state}")
+    out.print(f"  VTEX order: {stored.vtex_order_id or '-'}")
+    out.print(
+        f"  marketplace status: {stored.marketplace_status}, payment: {stored.payment_status}, "
+        f"placed {order.created_at.isoformat()}"
+    )
+    out.print(
+        f"  value: {order.items_value} {order.currency} items + {order.shipping_total} shipping "
+        f"(marketplace total {order.total})"
+    )
+    for item in order.items:
+        out.print(f"  - SKU {item.sku_id} x {item.quantity} at {item.unit_price} {item.currency}")
+    out.print(f"  decision: [bold]{stored.decision.get('decision')}[/bold]")
+    for reason in stored.decision.get("reasons", []):
+        where = reason.get("location") or reason.get("rule") or ""
+        out.print(f"    {reason.get('decision')}: {reason.get('message')} [dim]{where}[/dim]")
+    if stored.note:
+        out.print(f"  note: {stored.note}")
+    if stored.error:
+        kind = "will retry" if stored.error_retryable else "needs attention"
+        out.print(f"  [red]last error ({kind}, {stored.attempts} attempt(s))[/red]: {redact(stored.error)}")
+    out.print("  history:")
+    for event in events:
+        detail = f": {redact(event['detail'])}" if event["detail"] else ""
+        out.print(f"    {event['at']} {event['event']}{detail}")
+
+
+@orders.command()
+@click.argument("order_id")
+@config_option
+@click.option("-m", "--marketplace", help="The order's marketplace, when two share the id.")
+@click.option("--note", help="Why it is approved (kept in the order's history).")
+@json_option
+def approve(
+    order_id: str, config_path: Path | None, marketplace: str | None, note: str | None, as_json: bool
+) -> None:
+    """Approve a held order: the next `tradepost orders push` places it in VTEX."""
+    _review(
+        config_path, order_id, marketplace, as_json, lambda store, stored: approve_order(store, stored, note)
+    )
+
+
+@orders.command()
+@click.argument("order_id")
+@config_option
+@click.option("-m", "--marketplace", help="The order's marketplace, when two share the id.")
+@click.option("--reason", required=True, help="Why: sent to the marketplace with the cancellation.")
+@json_option
+def reject(
+    order_id: str, config_path: Path | None, marketplace: str | None, reason: str, as_json: bool
+) -> None:
+    """Reject a held (or approved, not yet placed) order: the next push cancels it on the marketplace."""
+    _review(
+        config_path, order_id, marketplace, as_json, lambda store, stored: reject_order(store, stored, reason)
+    )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _review(
+    config_path: Path | None, order_id: str, marketplace: str | None, as_json: bool, act: Any
+) -> None:
+    project = _project(config_path)
+    with open_state(project) as state:
+        store = OrderStore(state)
+        stored = _find(store, order_id, marketplace)
+        updated = act(store, stored)
+    if as_json:
+        click.echo(dumps(updated.to_dict(), indent=2))
+        return
+    then = "placed in VTEX" if updated.state == "approved" else "cancelled on the marketplace"
+    console().print(
+        f"{updated.marketplace} order {updated.order_id} is {updated.state}; "
+        f"it will be {then} at the next `tradepost orders push`."
+    )
+
+
+def _find(store: OrderStore, order_id: str, marketplace: str | None) -> StoredOrder:
+    found = store.find(order_id, marketplace)
+    if not found:
+        where = f"{marketplace} " if marketplace else ""
+        raise OrderError(f"no {where}order {order_id} in the state store; run `tradepost orders list`")
+    if len(found) > 1:
+        names = ", ".join(sorted(o.marketplace for o in found))
+        raise OrderError(f"order {order_id} exists on several marketplaces ({names}); pass -m MARKETPLACE")
+    return found[0]
+
+
+def _run(project: Project, names: list[str], verb: str, action: Any) -> list[PullSummary | PushSummary]:
+    async def go(state: StateStore) -> list[PullSummary | PushSummary]:
+        results: list[PullSummary | PushSummary] = []
+        async with order_desks(project, state, names) as desks:
+            for name, desk in desks.items():
+                lock = f"orders:{name}"
+                state.acquire_lock(lock, f"tradepost orders {verb}")
+                try:
+                    results.append(await action(desk))
+                finally:
+                    state.release_lock(lock)
+        return results
+
+    with open_state(project) as state:
+        return asyncio.run(go(state))
+
+
+def _print_pull(out: Any, summary: PullSummary) -> None:
+    if summary.error:
+        out.print(f"[bold]{summary.marketplace}[/bold] [red]pull failed[/red]: {redact(summary.error)}")
+        return
+    new = ", ".join(f"{count} {state}" for state, count in sorted(summary.new.items())) or "none new"
+    out.print(
+        f"[bold]{summary.marketplace}[/bold] {summary.read} order(s) read: {new}; {summary.updated} updated"
+    )
+    for order_id, message in summary.unreadable.items():
+        out.print(f"  [red]unreadable[/red] {order_id}: {redact(message)} (kept; retried next pull)")
+
+
+def _print_push(out: Any, summary: PushSummary) -> None:
+    if summary.error:
+        out.print(f"[bold]{summary.marketplace}[/bold] [red]push failed[/red]: {redact(summary.error)}")
+        return
+    moved = [o for o in summary.outcomes if o.steps]
+    out.print(f"[bold]{summary.marketplace}[/bold] {len(moved)} order(s) moved, {len(summary.failed)} failed")
+    for outcome in moved:
+        out.print(f"  {outcome.order_id}: {', '.join(outcome.steps)}")
+    for outcome in summary.failed:
+        kind = "will retry" if outcome.retryable else "needs attention"
+        out.print(
+            f"  [red]failed[/red] {outcome.order_id} ({outcome.state}, {kind}): {redact(outcome.error or '')}"
+        )
+
+
+def _exit(summaries: Sequence[PullSummary | PushSummary]) -> None:
+    codes = [s.exit_code for s in summaries]
+    if 1 in codes:
+        sys.exit(1)
+    if EXIT_PARTIAL in codes:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _why(row: StoredOrder) -> str:
+    if row.error:
+        return f"error: {row.error}"
+    if row.state in ("held", "rejected"):
+        verdict = "hold" if row.state == "held" else "reject"
+        for reason in row.decision.get("reasons", []):
+            if reason.get("decision") == verdict:
+                return str(reason.get("message", ""))
+        return row.note or ""
+    return row.note or ""
