@@ -25,6 +25,7 @@ from engine._expressions import (
     source_of,
 )
 from engine._functions import FUNCTIONS
+from engine._orders import Order, OrderItem
 from engine._rulefile import LoadedRules, RuleFile, Table
 from engine._runtime import Context
 from engine._templates import CompiledTemplate, TemplateCompiler, is_template
@@ -35,6 +36,7 @@ from engine._types import (
     STRING,
     RecordType,
     Type,
+    list_of,
     record_from_model,
     record_of,
     table_of,
@@ -52,6 +54,38 @@ CATALOG_NAMES: dict[str, Type] = {
     "stock": record_of(record_from_model(Stock)),
 }
 _ORDER_ONLY = "'{name}' exists only in divergence rules, where an order is being checked"
+_NO_CATALOG = (
+    "'{name}' is not available in divergence rules: an order is checked against the price the rules "
+    "give its SKUs, not against one catalog record; read the order through 'order' and 'item'"
+)
+_PERSONAL = ("buyer", "shipping_address")
+"""Order fields rules never see: a rule file cannot read, compare or echo a buyer's personal data."""
+
+
+def _order_names() -> dict[str, Type]:
+    """The typed ``order`` and ``item`` of divergence rules: the canonical order minus personal data."""
+    item_model = record_from_model(OrderItem)
+    item = RecordType(
+        "item",
+        {**item_model.fields, "line_value": NUMBER},
+        {**item_model.docs, "line_value": "unit_price * quantity"},
+        OrderItem,
+    )
+    order_model = record_from_model(Order)
+    fields = {name: t for name, t in order_model.fields.items() if name not in _PERSONAL}
+    docs = {name: d for name, d in order_model.docs.items() if name not in _PERSONAL}
+    fields["items"] = list_of(record_of(item))
+    fields["items_value"] = NUMBER
+    docs["items_value"] = "sum of unit_price * quantity over the items, shipping excluded"
+    fields["shipping_country"] = STRING.or_null()
+    docs["shipping_country"] = "the delivery country (ISO code), or null when the marketplace ships"
+    return {
+        "order": record_of(RecordType("order", fields, docs, Order)),
+        "item": record_of(item, nullable=True),
+    }
+
+
+ORDER_NAMES = _order_names()
 
 
 @dataclass
@@ -191,7 +225,10 @@ class _SectionCompiler:
         if "listing" not in names:
             unavailable["listing"] = f"'listing' is not built yet {where}; it can be read from 'price' on"
         if order:
-            names = {"order": ANY, "item": ANY, **names}
+            for name in CATALOG_NAMES:
+                names.pop(name, None)
+                unavailable[name] = _NO_CATALOG.format(name=name)
+            names = {**ORDER_NAMES, **names}
         else:
             for name in ("order", "item"):
                 unavailable[name] = _ORDER_ONLY.format(name=name)

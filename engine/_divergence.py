@@ -142,23 +142,27 @@ def decide(
 
 
 def prices_from_rules(records: Iterable[CatalogRecord], evaluator: SkuEvaluator) -> dict[str, Decimal | None]:
-    """The price the rule file gives each SKU now: what the buyer should have paid.
+    """The price the rule file gives each SKU now, as the marketplace offers it: what the buyer
+    should have paid.
 
     That is the sale price when the rules set one (the listing only keeps a
     sale price below the regular one), because during a promotion the buyer
-    sees and pays the sale price; otherwise the listing price. A SKU the rules
-    exclude or find invalid maps to None. Both are computed by the same
-    :class:`SkuEvaluator` the plan uses, so the check compares against exactly
-    what was (or would be) sent to the marketplace.
+    sees and pays the sale price; otherwise the listing price. The evaluator's
+    connector has the last word (``Connector.offered_prices``): Mercado Libre shows a
+    family of variations at one price, so ``records`` should hold the whole
+    family of each ordered SKU. A SKU the rules exclude or find invalid maps to
+    None. Both are computed by the same :class:`SkuEvaluator` the plan uses,
+    so the check compares against exactly what was (or would be) sent.
     """
     prices: dict[str, Decimal | None] = {}
+    listings = []
     for record in records:
         outcome = evaluator.evaluate(record)
         listing = outcome.listing
-        if outcome.status != "listed" or listing is None:
-            prices[record.sku.id] = None
-        else:
-            prices[record.sku.id] = listing.sale_price if listing.sale_price is not None else listing.price
+        prices[record.sku.id] = None
+        if outcome.status == "listed" and listing is not None:
+            listings.append(listing)
+    prices.update(evaluator.connector.offered_prices(listings))
     return prices
 
 

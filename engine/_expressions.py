@@ -172,6 +172,9 @@ class Checker:
     def _Field(self, node: A.Field) -> Type:
         target = self.check(node.target)
         span = (node.name_start, node.end)
+        if node.name.startswith("_"):
+            # Whatever the target: no dunder or private attribute is ever reachable from a rule.
+            return self.error("TP311", f"'{node.name}' is not a field a rule can read", span)
         if target.kind == "any":
             return ANY
         if target.kind == "map":

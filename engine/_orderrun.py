@@ -117,28 +117,35 @@ async def order_desks(
                 store,
                 channel,
                 vtex,
-                _rule_prices(project, run),
+                _rule_prices(project, run, state),
                 simulate_prices=project.config.orders.simulate_prices,
             )
         yield desks
 
 
-def _rule_prices(project: Project, run: MarketplaceRun) -> Callable[[set[str]], dict[str, Decimal | None]]:
-    """The price the rule file gives each SKU now, read from the project's catalog source."""
+def _rule_prices(
+    project: Project, run: MarketplaceRun, state: StateStore
+) -> Callable[[set[str]], dict[str, Decimal | None]]:
+    """The price the rule file gives each SKU now, as the marketplace offers it.
+
+    The catalog is read for the ordered SKUs and their applied siblings (same product), because a
+    marketplace may price a family as one; the SKUs are read directly, never the whole catalog
+    from VTEX.
+    """
 
     def prices(sku_ids: set[str]) -> dict[str, Decimal | None]:
         evaluator = SkuEvaluator(run.compiled, run.connector)
-        return prices_from_rules(_records(project, run, sku_ids), evaluator)
+        wanted = state.with_siblings(run.compiled.marketplace, sku_ids)
+        return prices_from_rules(_records(project, run, wanted), evaluator)
 
     return prices
 
 
-def _records(project: Project, run: MarketplaceRun, sku_ids: set[str]) -> Iterable[CatalogRecord]:
+def _records(project: Project, run: MarketplaceRun, sku_ids: set[str]) -> list[CatalogRecord]:
     source = project.config.source
     if source.type == "vtex":
         with vtex_records(source, project.folder, trade_policy=run.trade_policy) as vtex:
-            found = [r for r in vtex.records_for(sorted(sku_ids)) if isinstance(r, CatalogRecord)]
-        return found
+            return [r for r in vtex.records_for(sorted(sku_ids)) if isinstance(r, CatalogRecord)]
     path = project.catalog_path
     if path is None:
         return []

@@ -147,6 +147,11 @@ class Order(_Model):
         """Sum of ``unit_price * quantity`` over the items: the order value, shipping excluded."""
         return sum((item.line_value for item in self.items), Decimal(0))
 
+    @property
+    def shipping_country(self) -> str | None:
+        """The delivery country: identifies nobody, and explains region-dependent decisions."""
+        return self.shipping_address.country if self.shipping_address else None
+
     def model_dump_safe(self) -> dict[str, Any]:
         """The order for logs and summaries: everything but the buyer and the address.
 
@@ -155,7 +160,7 @@ class Order(_Model):
         identifies nobody and explains region-dependent decisions.
         """
         data = self.model_dump(mode="json", exclude={"buyer", "shipping_address"})
-        data["shipping_country"] = self.shipping_address.country if self.shipping_address else None
+        data["shipping_country"] = self.shipping_country
         return data
 
     def personal_values(self) -> list[str]:

@@ -108,8 +108,8 @@ def index(container: Any, key: Any) -> Any:
 
 def field(target: Any, name: str) -> Any:
     """Field access on a value that may be null, or on a mapping."""
-    if target is None:
-        return None
+    if target is None or name.startswith("_"):
+        return None  # the checker refuses '_' names; this is the second wall
     if isinstance(target, dict):
         return target.get(name)
     return getattr(target, name, None)

@@ -319,6 +319,23 @@ class StateStore:
                 (marketplace, holder, pid, host, time.time()),
             )
 
+    def with_siblings(self, marketplace: str, sku_ids: Iterable[str]) -> set[str]:
+        """These SKUs and every applied SKU of the same products: an ordered SKU's family, whose
+        members a marketplace may price as one (Mercado Libre variations)."""
+        wanted = set(sku_ids)
+        found = set(wanted)
+        ids = sorted(wanted)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = self.db.execute(
+                "SELECT sku_id FROM listings WHERE marketplace = ? AND product_id IN "
+                f"(SELECT product_id FROM listings WHERE marketplace = ? AND sku_id IN ({marks}))",
+                (marketplace, marketplace, *chunk),
+            )
+            found.update(str(row[0]) for row in rows)
+        return found
+
     def sku_of_remote(self, marketplace: str, remote_id: str) -> str | None:
         """The SKU whose listing has this marketplace id (an order line naming only the listing)."""
         row = self.db.execute(

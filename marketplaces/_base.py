@@ -14,6 +14,7 @@ import email.utils
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
@@ -196,6 +197,19 @@ class Connector:
         if "stock" in kinds:
             bodies.append(self.stock_payload(listing))
         return bodies
+
+    def offered_prices(self, listings: Sequence[Listing]) -> dict[str, Decimal]:
+        """What a buyer is offered for each SKU, given the listings the rules give them now.
+
+        The reference an incoming order's price is checked against: the sale
+        price when the rules set one, else the price. A marketplace that prices
+        a family as one (Mercado Libre variations) overrides this, so an order
+        is compared with what the buyer really saw.
+        """
+        return {
+            listing.sku_id: listing.sale_price if listing.sale_price is not None else listing.price
+            for listing in listings
+        }
 
     def family_payload(self, listings: Sequence[Listing]) -> dict[str, Any] | None:
         """One body for a family of variations, where the marketplace lists them together."""

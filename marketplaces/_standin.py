@@ -22,7 +22,6 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-
 SANDBOX_PREFIX = "/_sandbox/"
 """Paths under this prefix are the sandbox's controls (e.g. ``POST /_sandbox/orders`` creates a
 marketplace order), exempt from the rate limit and faults; no real API has them."""

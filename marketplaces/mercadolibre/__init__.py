@@ -114,6 +114,19 @@ class MercadoLibreConnector(Connector):
         body["variations"] = [self._variation(member, price) for member in members]
         return body
 
+    def offered_prices(self, listings: Sequence[Listing]) -> dict[str, Decimal]:
+        """A family is one item at its highest member's price (see :meth:`family_payload`)."""
+        offered = {listing.sku_id: self.price_of(listing) for listing in listings}
+        families: dict[str, Decimal] = {}
+        for listing in listings:
+            if listing.group is not None:
+                price = offered[listing.sku_id]
+                families[listing.group] = max(price, families.get(listing.group, price))
+        for listing in listings:
+            if listing.group is not None:
+                offered[listing.sku_id] = families[listing.group]
+        return offered
+
     def price_payload(self, listing: Listing) -> dict[str, Any]:
         """``PUT /items/{id}`` with the price only."""
         return {"price": self.price_of(listing)}
