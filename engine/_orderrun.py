@@ -99,6 +99,7 @@ async def order_desks(
                     credentials,
                     client,
                     sku_of=functools.partial(state.sku_of_remote, marketplace),
+                    after_auth=functools.partial(persist_rotated, project, run, credentials),
                 )
             vtex: VtexPlacement | None = None
             if vtex_client is not None:

@@ -199,15 +199,25 @@ class OrderChannel:
         credentials: Credentials,
         client: httpx.AsyncClient,
         sku_of: Callable[[str], str | None] | None = None,
+        after_auth: Callable[[], None] | None = None,
     ) -> None:
         self.connector = connector
         self.credentials = credentials
         self.client = client
         self.sku_of = sku_of or (lambda remote_id: None)
+        self.after_auth = after_auth
 
     async def headers(self) -> dict[str, str]:
-        """Authentication headers, refreshing the token through the connector when needed."""
-        return await self.connector.auth_headers(self.client, self.credentials)
+        """Authentication headers, refreshing the token through the connector when needed.
+
+        ``after_auth`` runs right after, so a refresh token the marketplace rotated (Mercado
+        Libre) is saved before any order call: a run killed later must not leave the next one
+        holding a token that was already used.
+        """
+        headers = await self.connector.auth_headers(self.client, self.credentials)
+        if self.after_auth is not None:
+            self.after_auth()
+        return headers
 
     def orders(self, since: datetime | None) -> AsyncIterator[Order | BadOrder]:
         """Orders created or changed since ``since`` (all recent ones when None), oldest first."""

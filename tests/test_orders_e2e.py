@@ -1,0 +1,252 @@
+"""Orders end to end: listings applied, orders bought on the stand-ins, imported into VTEX, shipped back.
+
+Over real loopback sockets with `tradepost` run as a scheduler runs it (a
+subprocess per command), including runs killed with SIGKILL at each step of
+the order state machine; and in process with faults injected on every
+marketplace and on VTEX. Each test asserts what a merchant depends on: every
+order exactly once in VTEX, none lost, the marketplace told what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine._config import load_project
+from engine._jsonio import dumps
+from engine._orderrun import order_desks
+from engine._orderstore import OrderStore
+from engine._run import open_state
+from marketplaces._standin import Faults
+from marketplaces.sandbox import Sandbox, build_sandbox
+from tests.conftest import ROOT
+from tests.test_apply_e2e import run_apply, subset
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
+    """A fresh sandbox whose Mercado Libre and Amazon stand-ins list the first products of the example."""
+    box = build_sandbox(subset(20))
+    box.start()
+    config = box.write_project(tmp_path / "project", ROOT / "rules")
+    for marketplace in ("mercadolibre", "amazon"):
+        summary = run_apply(config, marketplace, box)
+        assert summary.failed == 0 and summary.applied > 5, summary.failures
+    yield box, config
+    box.stop()
+
+
+def listed_skus(config: Path, marketplace: str, stock: int = 2) -> list[str]:
+    """SKUs applied to the marketplace with at least ``stock`` units listed (VTEX has more)."""
+    with open_state(load_project(config)) as state:
+        rows = state.db.execute(
+            "SELECT sku_id FROM listings WHERE marketplace = ? AND quantity >= ? ORDER BY sku_id",
+            (marketplace, stock),
+        )
+        return [str(row[0]) for row in rows]
+
+
+def tradepost(config: Path, *args: str, failpoint: str | None = None, timeout: float = 120) -> Any:
+    env = {k: v for k, v in os.environ.items() if k != "TRADEPOST_FAILPOINT"}
+    if failpoint:
+        env["TRADEPOST_FAILPOINT"] = failpoint
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def orders_json(config: Path, *args: str) -> dict[str, Any]:
+    result = tradepost(config, "orders", "list", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+def vtex_count(box: Sandbox, marketplace_order_id: str) -> int:
+    """How many VTEX orders carry this marketplace order id (must never exceed one)."""
+    vtex: Any = box.standins["vtex"]
+    return len(vtex.orders_by_marketplace_id().get(marketplace_order_id, []))
+
+
+# -- the full cycle over loopback, as a user runs it -------------------------------------------
+
+
+@pytest.mark.parametrize("marketplace", ["mercadolibre", "amazon"])
+def test_full_cycle_listing_order_vtex_invoice_shipment(
+    project: tuple[Sandbox, Path], marketplace: str
+) -> None:
+    box, config = project
+    sku = listed_skus(config, marketplace)[0]
+    bought = tradepost(config, "sandbox", "order", "-m", marketplace, "--sku", sku, "--quantity", "2")
+    assert bought.returncode == 0, bought.stderr
+    order_id = bought.stdout.split(" order ")[1].split()[0]
+
+    pulled = tradepost(config, "orders", "pull", "-m", marketplace, "--json")
+    assert pulled.returncode == 0, pulled.stderr
+    assert json.loads(pulled.stdout)["pull"][0]["new"] == {"approved": 1}
+
+    pushed = tradepost(config, "orders", "push", "-m", marketplace, "--json")
+    assert pushed.returncode == 0, pushed.stderr
+    (row,) = orders_json(config, "-m", marketplace)["orders"]
+    assert row["order_id"] == order_id and row["state"] == "ready"
+    assert vtex_count(box, order_id) == 1
+    vtex_id = row["vtex_order_id"]
+
+    invoiced = tradepost(config, "sandbox", "invoice", vtex_id)
+    assert invoiced.returncode == 0, invoiced.stderr
+    shipped = tradepost(config, "orders", "push", "-m", marketplace, "--json")
+    assert shipped.returncode == 0, shipped.stderr
+
+    (row,) = orders_json(config, "-m", marketplace)["orders"]
+    assert row["state"] == "shipped"
+    standin: Any = box.standins[marketplace]
+    if marketplace == "amazon":
+        assert "SHIPPED" in dumps(standin.order_record(order_id))
+    else:  # a Mercado Envios order: the invoice is attached to the sale, Mercado Libre prints the label
+        record = standin.order_record(order_id)
+        assert str(record["pack_id"] or record["id"]) in standin.fiscal_documents
+    state = sqlite_text(config)
+    assert "Rua" not in state and "@" not in state.split("order_events")[0]  # personal data erased
+
+
+def sqlite_text(config: Path) -> str:
+    with open_state(load_project(config)) as state:
+        rows = state.db.execute("SELECT order_json FROM orders").fetchall()
+    return "\n".join(row[0] for row in rows)
+
+
+def test_a_divergent_order_is_held_then_rejected_and_cancelled_on_the_marketplace(
+    project: tuple[Sandbox, Path],
+) -> None:
+    box, config = project
+    sku = listed_skus(config, "mercadolibre")[0]
+    ml: Any = box.standins["mercadolibre"]
+    listed_price = None
+    order_id = ml.create_order(sku, 1)
+    listed_price = ml.order_record(order_id)["order_items"][0]["unit_price"]
+    cheap = ml.create_order(sku, 1, unit_price=str(round(float(listed_price) * 0.9, 2)))
+
+    tradepost(config, "orders", "pull", "-m", "mercadolibre")
+    held = orders_json(config, "--held")["orders"]
+    assert [o["order_id"] for o in held] == [cheap]
+    assert any("held for review" in r["message"] for r in held[0]["decision"]["reasons"])
+
+    rejected = tradepost(config, "orders", "reject", cheap, "--reason", "price error on the listing")
+    assert rejected.returncode == 0, rejected.stderr
+    pushed = tradepost(config, "orders", "push", "-m", "mercadolibre")
+    assert pushed.returncode == 0, pushed.stderr
+
+    assert ml.order_record(cheap)["status"] == "cancelled"
+    assert vtex_count(box, cheap) == 0 and vtex_count(box, order_id) == 1
+    shown = tradepost(config, "orders", "show", cheap)
+    assert "rejected by reviewer: price error on the listing" in shown.stdout
+
+
+def test_review_commands_fail_clearly_without_a_traceback(project: tuple[Sandbox, Path]) -> None:
+    _, config = project
+    missing = tradepost(config, "orders", "approve", "NOPE-1")
+    assert missing.returncode == 1
+    assert "no order NOPE-1 in the state store" in missing.stderr
+    assert "Traceback" not in missing.stderr + missing.stdout
+    no_reason = tradepost(config, "orders", "reject", "NOPE-1")
+    assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+
+
+# -- killed at each step -----------------------------------------------------------------------
+
+STEPS = [
+    ("pull", "pull:read"),
+    ("pull", "pull:stored"),
+    ("push", "place:before"),
+    ("push", "place:after-vtex"),
+    ("push", "authorize:after-vtex"),
+    ("push", "ship:after-marketplace"),
+]
+
+
+@pytest.mark.parametrize(("command", "failpoint"), STEPS, ids=[f for _, f in STEPS])
+def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
+    project: tuple[Sandbox, Path], command: str, failpoint: str
+) -> None:
+    box, config = project
+    ml: Any = box.standins["mercadolibre"]
+    skus = listed_skus(config, "mercadolibre")[:3]
+    order_ids = [ml.create_order(sku, 1) for sku in skus]
+    if failpoint == "ship:after-marketplace":
+        assert tradepost(config, "orders", "pull").returncode == 0
+        assert tradepost(config, "orders", "push").returncode == 0
+        vtex: Any = box.standins["vtex"]
+        for order_id in order_ids:
+            (vtex_id,) = vtex.orders_by_marketplace_id()[order_id]
+            vtex.invoice_order(vtex_id)
+    elif command == "push":
+        assert tradepost(config, "orders", "pull").returncode == 0
+
+    # A pull passes its points once; a push passes them once per order: die at the second order.
+    nth = 1 if command == "pull" else 2
+    killed = tradepost(config, "orders", command, "-m", "mercadolibre", failpoint=f"{failpoint}:#{nth}")
+    assert killed.returncode == -signal.SIGKILL, (killed.returncode, killed.stderr)
+
+    # What the scheduler does next: pull and push again.
+    assert tradepost(config, "orders", "pull", "-m", "mercadolibre").returncode == 0
+    again = tradepost(config, "orders", "push", "-m", "mercadolibre")
+    assert again.returncode == 0, again.stderr
+    rows = {o["order_id"]: o for o in orders_json(config, "-m", "mercadolibre")["orders"]}
+    assert set(rows) == set(order_ids)  # none lost
+    for order_id in order_ids:
+        assert vtex_count(box, order_id) == 1  # none twice
+        expected = "shipped" if failpoint == "ship:after-marketplace" else "ready"
+        assert rows[order_id]["state"] == expected
+
+
+# -- faults on every side, in process ----------------------------------------------------------
+
+
+def test_with_faults_on_marketplaces_and_vtex_every_order_lands_once(project: tuple[Sandbox, Path]) -> None:
+    box, config = project
+    ml: Any = box.standins["mercadolibre"]
+    amazon: Any = box.standins["amazon"]
+    created = {
+        "mercadolibre": [ml.create_order(sku, 1) for sku in listed_skus(config, "mercadolibre")[:6]],
+        "amazon": [amazon.create_order(sku, 1) for sku in listed_skus(config, "amazon")[:6]],
+    }
+    for name, standin in box.standins.items():
+        standin.faults = Faults(error_rate=0.15, throttle_rate=0.1, drop_rate=0.05, seed=11)
+        standin.random.seed(11 + len(name))
+    project_ = load_project(config)
+    transports = {name: standin.transport() for name, standin in box.standins.items()}
+
+    async def rounds() -> None:
+        with open_state(project_) as state:
+            for _ in range(8):
+                async with order_desks(
+                    project_, state, ["mercadolibre", "amazon"], transports=transports
+                ) as desks:
+                    for desk in desks.values():
+                        await desk.pull()
+                        await desk.push()
+
+    asyncio.run(rounds())
+    assert sum(s.throttled for s in box.standins.values()) > 0  # the faults happened
+    with open_state(project_) as state:
+        store = OrderStore(state)
+        for marketplace, ids in created.items():
+            for order_id in ids:
+                stored = store.get(marketplace, order_id)
+                assert stored is not None, f"{marketplace} order {order_id} lost"
+                assert stored.state == "ready", (order_id, stored.state, stored.error)
+                assert vtex_count(box, order_id) == 1
