@@ -21,7 +21,15 @@ from marketplaces._base import Credentials, retry_after
 
 
 class TokenError(TradepostError):
-    """The token endpoint refused the credentials, or kept failing; the message never repeats them."""
+    """The token endpoint refused the credentials, or kept failing; the message never repeats them.
+
+    ``retryable``: the endpoint did not answer or kept answering 429/5xx, so a later run may
+    succeed; false when it refused the credentials themselves.
+    """
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass
@@ -69,7 +77,9 @@ class RefreshedToken:
                 response = await client.post(self.url, data=form, headers={"Accept": "application/json"})
             except httpx.TransportError as exc:
                 if attempt + 1 == self.attempts:
-                    raise TokenError(f"{self.who}: the token endpoint did not answer ({exc})") from None
+                    raise TokenError(
+                        f"{self.who}: the token endpoint did not answer ({exc})", retryable=True
+                    ) from None
                 await self.sleep(2.0**attempt)
                 continue
             status, body = response.status_code, json_body(response)
@@ -85,7 +95,8 @@ class RefreshedToken:
             raise TokenError(
                 f"{self.who} refused to refresh the access token ({status}: "
                 f"{_token_error(body) or response.reason_phrase}); check the client_id, client_secret "
-                "and refresh_token credentials"
+                "and refresh_token credentials",
+                retryable=status == 429 or status >= 500,
             )
 
 

@@ -214,7 +214,14 @@ class OrderChannel:
         Libre) is saved before any order call: a run killed later must not leave the next one
         holding a token that was already used.
         """
-        headers = await self.connector.auth_headers(self.client, self.credentials)
+        try:
+            headers = await self.connector.auth_headers(self.client, self.credentials)
+        except TradepostError as exc:  # a token endpoint down is retryable; refused credentials are not
+            raise OrderCallError(str(exc), retryable=bool(getattr(exc, "retryable", False))) from None
+        except httpx.TransportError as exc:
+            raise OrderCallError(
+                f"the token endpoint did not answer ({type(exc).__name__})", retryable=True
+            ) from None
         if self.after_auth is not None:
             self.after_auth()
         return headers

@@ -560,3 +560,33 @@ def _stored(desk: Desk, order_id: str) -> Any:
     stored = desk.store.get("mercadolibre", order_id)
     assert stored is not None
     return stored
+
+
+@pytest.mark.parametrize("retryable", [True, False])
+def test_a_token_endpoint_failure_is_kept_on_the_order_retryable_or_not(desk: Desk, retryable: bool) -> None:
+    from marketplaces._oauth import TokenError
+
+    class Refusing(Connector):
+        async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
+            raise TokenError("Mercado Libre refused to refresh the access token (400)", retryable=retryable)
+
+    desk.channel.set(make_order("C", ("10", 1, "150.00")))  # rejected: to be cancelled on the marketplace
+    desk.pull()
+    real_cancel = desk.channel.cancel
+
+    async def cancel(order: Order, reason: str) -> None:
+        await desk.channel.headers()
+        await real_cancel(order, reason)
+
+    desk.channel.cancel = cancel  # type: ignore[method-assign]
+    desk.channel.connector = Refusing()
+
+    summary = desk.push()
+
+    assert summary.exit_code == 3
+    stored = _stored(desk, "C")
+    assert stored.state == "rejected" and stored.error_retryable is retryable
+    assert "refused to refresh" in (stored.error or "") and desk.channel.cancelled == []
+    desk.channel.connector = Connector()
+    desk.push()
+    assert desk.state("C") == "cancelled"

@@ -221,11 +221,11 @@ def test_with_faults_on_marketplaces_and_vtex_every_order_lands_once(project: tu
     ml: Any = box.standins["mercadolibre"]
     amazon: Any = box.standins["amazon"]
     created = {
-        "mercadolibre": [ml.create_order(sku, 1) for sku in listed_skus(config, "mercadolibre")[:6]],
-        "amazon": [amazon.create_order(sku, 1) for sku in listed_skus(config, "amazon")[:6]],
+        "mercadolibre": [ml.create_order(sku, 1) for sku in listed_skus(config, "mercadolibre")[:5]],
+        "amazon": [amazon.create_order(sku, 1) for sku in listed_skus(config, "amazon")[:5]],
     }
     for name, standin in box.standins.items():
-        standin.faults = Faults(error_rate=0.15, throttle_rate=0.1, drop_rate=0.05, seed=11)
+        standin.faults = Faults(error_rate=0.1, throttle_rate=0.05, drop_rate=0.05, seed=11)
         standin.random.seed(11 + len(name))
     project_ = load_project(config)
     transports = {name: standin.transport() for name, standin in box.standins.items()}

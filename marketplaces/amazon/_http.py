@@ -33,7 +33,14 @@ FINISHED = ("DONE", "FATAL", "CANCELLED")
 
 
 class AmazonAuthError(TradepostError):
-    """Login with Amazon refused the credentials; the message never repeats them."""
+    """Login with Amazon refused the credentials; the message never repeats them.
+
+    ``retryable`` when it kept answering 429/5xx rather than refusing the credentials.
+    """
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class FeedError(TradepostError):
@@ -139,7 +146,8 @@ async def fetch_access_token(sender: Sender, lwa_url: str, credentials: Credenti
         raise AmazonAuthError(
             f"Login with Amazon refused the token refresh ({response.status_code}: "
             f"{reason or response.reason_phrase}); check the lwa_client_id, lwa_client_secret "
-            "and refresh_token credentials"
+            "and refresh_token credentials",
+            retryable=response.status_code == 429 or response.status_code >= 500,
         )
     return str(body["access_token"]), float(body.get("expires_in", 3600))
 
