@@ -234,7 +234,7 @@ class OrderStore:
             )
             if cursor.rowcount == 0:
                 return False
-            self._event(order.marketplace, order.order_id, now, event, json.dumps(decision))
+            self._event(order.marketplace, order.order_id, now, event, None)
         return True
 
     def refresh(self, order: Order) -> StoredOrder | None:

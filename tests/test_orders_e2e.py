@@ -175,6 +175,8 @@ STEPS = [
     ("push", "place:after-vtex"),
     ("push", "authorize:after-vtex"),
     ("push", "ship:after-marketplace"),
+    ("push", "cancel:after-marketplace"),
+    ("push", "cancel:after-vtex"),
 ]
 
 
@@ -185,8 +187,20 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
     box, config = project
     ml: Any = box.standins["mercadolibre"]
     skus = listed_skus(config, "mercadolibre")[:3]
-    order_ids = [ml.create_order(sku, 1) for sku in skus]
-    if failpoint == "ship:after-marketplace":
+    expected = "ready"
+    if failpoint == "cancel:after-marketplace":  # rejected by the bands: cancelled on Mercado Libre
+        order_ids = [ml.create_order(sku, 1, unit_price="1.00") for sku in skus]
+        expected = "cancelled"
+    else:
+        order_ids = [ml.create_order(sku, 1) for sku in skus]
+    if failpoint == "cancel:after-vtex":  # placed, then the buyer cancels on Mercado Libre
+        assert tradepost(config, "orders", "pull").returncode == 0
+        assert tradepost(config, "orders", "push").returncode == 0
+        for order_id in order_ids:
+            ml.set_order_status(order_id, "cancelled")
+        assert tradepost(config, "orders", "pull").returncode == 0
+        expected = "cancelled"
+    elif failpoint == "ship:after-marketplace":
         assert tradepost(config, "orders", "pull").returncode == 0
         assert tradepost(config, "orders", "push").returncode == 0
         vtex: Any = box.standins["vtex"]
@@ -207,10 +221,17 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
     assert again.returncode == 0, again.stderr
     rows = {o["order_id"]: o for o in orders_json(config, "-m", "mercadolibre")["orders"]}
     assert set(rows) == set(order_ids)  # none lost
+    if failpoint == "cancel:after-vtex":
+        vtex_orders: Any = box.standins["vtex"]
+        for order_id in order_ids:
+            (vtex_id,) = vtex_orders.orders_by_marketplace_id()[order_id]
+            assert vtex_orders.order_record(vtex_id)["status"] == "canceled"
+    in_vtex = 0 if failpoint == "cancel:after-marketplace" else 1  # rejected orders never go in
     for order_id in order_ids:
-        assert vtex_count(box, order_id) == 1  # none twice
-        expected = "shipped" if failpoint == "ship:after-marketplace" else "ready"
-        assert rows[order_id]["state"] == expected
+        assert vtex_count(box, order_id) == in_vtex  # none twice
+        assert rows[order_id]["state"] == ("shipped" if failpoint == "ship:after-marketplace" else expected)
+    if failpoint == "cancel:after-marketplace":
+        assert {ml.order_record(o)["status"] for o in order_ids} == {"cancelled"}
 
 
 # -- faults on every side, in process ----------------------------------------------------------
@@ -250,3 +271,82 @@ def test_with_faults_on_marketplaces_and_vtex_every_order_lands_once(project: tu
                 assert stored is not None, f"{marketplace} order {order_id} lost"
                 assert stored.state == "ready", (order_id, stored.state, stored.error)
                 assert vtex_count(box, order_id) == 1
+
+
+# -- cancellations both ways, with the real channels -------------------------------------------
+
+
+def run_orders(config: Path, box: Sandbox, marketplace: str, *steps: str) -> None:
+    """Pull and/or push in process, over the stand-ins' transports."""
+    project_ = load_project(config)
+    transports = {name: standin.transport() for name, standin in box.standins.items()}
+
+    async def go() -> None:
+        with open_state(project_) as state:
+            async with order_desks(project_, state, [marketplace], transports=transports) as desks:
+                for step in steps:
+                    summary = await getattr(desks[marketplace], step)()
+                    assert summary.exit_code == 0, summary.to_dict()
+
+    asyncio.run(go())
+
+
+def stored_state(config: Path, marketplace: str, order_id: str) -> Any:
+    with open_state(load_project(config)) as state:
+        stored = OrderStore(state).get(marketplace, order_id)
+    assert stored is not None
+    return stored
+
+
+def test_a_buyer_cancelling_on_amazon_cancels_the_vtex_order(project: tuple[Sandbox, Path]) -> None:
+    box, config = project
+    amazon: Any = box.standins["amazon"]
+    vtex: Any = box.standins["vtex"]
+    order_id = amazon.create_order(listed_skus(config, "amazon")[0], 1)
+    run_orders(config, box, "amazon", "pull", "push")
+    vtex_id = stored_state(config, "amazon", order_id).vtex_order_id
+    assert vtex.order_record(vtex_id)["status"] == "ready-for-handling"
+
+    amazon.set_order_status(order_id, "CANCELLED")
+    run_orders(config, box, "amazon", "pull", "push")
+
+    assert stored_state(config, "amazon", order_id).state == "cancelled"
+    assert vtex.order_record(vtex_id)["status"] == "canceled"
+
+
+def test_a_store_cancelling_in_vtex_cancels_on_mercado_libre_with_the_reason(
+    project: tuple[Sandbox, Path],
+) -> None:
+    box, config = project
+    ml: Any = box.standins["mercadolibre"]
+    vtex: Any = box.standins["vtex"]
+    order_id = ml.create_order(listed_skus(config, "mercadolibre")[0], 1)
+    run_orders(config, box, "mercadolibre", "pull", "push")
+    vtex_id = stored_state(config, "mercadolibre", order_id).vtex_order_id
+
+    vtex.cancel_order_as_store(vtex_id, "out of stock in the warehouse")
+    run_orders(config, box, "mercadolibre", "push")
+
+    assert stored_state(config, "mercadolibre", order_id).state == "cancelled"
+    assert ml.order_record(order_id)["status"] == "cancelled"
+    feedback = json.dumps(ml.feedback, default=str)
+    assert "OUT_OF_STOCK" in feedback
+
+
+def test_a_cancellation_after_invoicing_becomes_a_return(project: tuple[Sandbox, Path]) -> None:
+    box, config = project
+    amazon: Any = box.standins["amazon"]
+    vtex: Any = box.standins["vtex"]
+    order_id = amazon.create_order(listed_skus(config, "amazon")[0], 1)
+    run_orders(config, box, "amazon", "pull", "push")
+    vtex_id = stored_state(config, "amazon", order_id).vtex_order_id
+    vtex.invoice_order(vtex_id, tracking=False)  # invoiced, not yet handed to a carrier
+    run_orders(config, box, "amazon", "push")
+    assert stored_state(config, "amazon", order_id).state == "ready"
+
+    amazon.set_order_status(order_id, "CANCELLED")
+    run_orders(config, box, "amazon", "pull", "push")
+
+    stored = stored_state(config, "amazon", order_id)
+    assert stored.state == "returned"
+    assert vtex.order_record(vtex_id)["status"] == "invoiced"  # VTEX keeps it: the return is a new flow
