@@ -55,19 +55,21 @@ class OrderError(TradepostError):
 
 
 class _Placed(Protocol):
-    vtex_order_id: str
-    created: bool
+    @property
+    def vtex_order_id(self) -> str: ...
+    @property
+    def created(self) -> bool: ...
 
 
 class _VtexState(Protocol):
-    status: str
-    cancelled: bool
-    cancel_reason: str | None
-    fulfilments: tuple[Fulfilment, ...]
-
-
-class _Simulated(Protocol):
-    price: Decimal
+    @property
+    def status(self) -> str: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def cancel_reason(self) -> str | None: ...
+    @property
+    def fulfilments(self) -> tuple[Fulfilment, ...]: ...
 
 
 class VtexPlacement(Protocol):

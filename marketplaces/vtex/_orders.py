@@ -94,20 +94,19 @@ class SimulatedItem:
     available: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class Placed:
     """The VTEX order a marketplace order became; ``created`` is false when it existed already.
 
     False also covers a placement whose answer was lost and whose retry VTEX refused as a
     duplicate: the order exists once either way, which is what the caller records.
-    (Not frozen only because ``engine._orderflow``'s protocol declares settable attributes.)
     """
 
     vtex_order_id: str
     created: bool
 
 
-@dataclass
+@dataclass(frozen=True)
 class VtexOrderState:
     """Where a VTEX order stands: what the order flow needs to confirm or cancel on the marketplace."""
 
