@@ -139,6 +139,8 @@ def list_orders(
         )
         return
     out = console()
+    if not out.is_terminal:
+        out.width = 200  # a log or a pipe: one order per line rather than a table folded to 80 columns
     if not rows:
         out.print("No orders" + (" in the review queue" if held else "") + ".")
     else:
@@ -161,7 +163,7 @@ def list_orders(
                 row.decision.get("decision", ""),
                 f"{row.order.items_value} {row.order.currency}",
                 row.vtex_order_id or "",
-                redact(_why(row)),
+                redact(_why(row))[:120],
             )
         out.print(table)
     for (marketplace, order_id), message in unreadable.items():
@@ -330,10 +332,11 @@ def _exit(summaries: Sequence[PullSummary | PushSummary]) -> None:
 def _why(row: StoredOrder) -> str:
     if row.error:
         return f"error: {row.error}"
-    if row.state in ("held", "rejected"):
-        verdict = "hold" if row.state == "held" else "reject"
+    if row.note:
+        return row.note
+    if row.state in ("held", "rejected", "cancelled") and row.decision.get("decision") != "approve":
+        verdict = "hold" if row.decision.get("decision") == "hold" else "reject"
         for reason in row.decision.get("reasons", []):
             if reason.get("decision") == verdict:
                 return str(reason.get("message", ""))
-        return row.note or ""
-    return row.note or ""
+    return ""

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -135,15 +136,20 @@ def test_a_divergent_order_is_held_then_rejected_and_cancelled_on_the_marketplac
     box, config = project
     sku = listed_skus(config, "mercadolibre")[0]
     ml: Any = box.standins["mercadolibre"]
-    listed_price = None
     order_id = ml.create_order(sku, 1)
     listed_price = ml.order_record(order_id)["order_items"][0]["unit_price"]
-    cheap = ml.create_order(sku, 1, unit_price=str(round(float(listed_price) * 0.9, 2)))
+    ten_percent_off = str((Decimal(str(listed_price)) * Decimal("0.9")).quantize(Decimal("0.01")))
+    cheap = ml.create_order(sku, 1, unit_price=ten_percent_off)
+    accepted = ml.create_order(sku, 1, unit_price=ten_percent_off)
 
     tradepost(config, "orders", "pull", "-m", "mercadolibre")
     held = orders_json(config, "--held")["orders"]
-    assert [o["order_id"] for o in held] == [cheap]
+    assert [o["order_id"] for o in held] == [cheap, accepted]
     assert any("held for review" in r["message"] for r in held[0]["decision"]["reasons"])
+
+    approved = tradepost(config, "orders", "approve", accepted, "--note", "agreed with the buyer", "--json")
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout)["state"] == "approved"
 
     rejected = tradepost(config, "orders", "reject", cheap, "--reason", "price error on the listing")
     assert rejected.returncode == 0, rejected.stderr
@@ -151,7 +157,9 @@ def test_a_divergent_order_is_held_then_rejected_and_cancelled_on_the_marketplac
     assert pushed.returncode == 0, pushed.stderr
 
     assert ml.order_record(cheap)["status"] == "cancelled"
-    assert vtex_count(box, cheap) == 0 and vtex_count(box, order_id) == 1
+    assert vtex_count(box, cheap) == 0 and vtex_count(box, order_id) == 1 and vtex_count(box, accepted) == 1
+    again = tradepost(config, "orders", "approve", accepted)
+    assert again.returncode == 1 and "only held orders can be approved" in again.stderr
     shown = tradepost(config, "orders", "show", cheap)
     assert "rejected by reviewer: price error on the listing" in shown.stdout
 
