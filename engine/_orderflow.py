@@ -234,14 +234,16 @@ class OrderDesk:
         skus = {item.sku_id for order in fresh for item in order.items}
         prices = self.prices(skus)
         for order in fresh:
-            decision = await self._decide(order, prices)
-            state = _FIRST_STATE[decision.decision]
-            event = f"received: {decision.decision}"
+            decision = (await self._decide(order, prices)).to_dict()
+            if order.shipping_address is None and order.status == "unshipped":
+                decision = _hold_without_address(decision)
+            state = _FIRST_STATE[decision["decision"]]
+            event = f"received: {decision['decision']}"
             if order.status == "cancelled":
                 state, event = "cancelled", "received already cancelled on the marketplace"
             elif order.status == "shipped":
                 state, event = "shipped", "received already shipped by the marketplace"
-            if self.store.insert(order, state, decision.to_dict(), event):
+            if self.store.insert(order, state, decision, event):
                 summary.new[state] = summary.new.get(state, 0) + 1
                 log.info("%s order %s: %s", self.marketplace, order.order_id, state)
                 if state in FINAL:
@@ -321,6 +323,8 @@ class OrderDesk:
                 return self._move(
                     stored, "cancelled", "cancelled on the marketplace before placement", outcome
                 )
+            if stored.order.shipping_address is None and stored.marketplace_status == "pending":
+                return False  # marketplaces release the address with the payment: wait for it
             vtex = self._vtex()
             _failpoints.reach("place:before")
             placed = await vtex.place(stored.order)
@@ -471,6 +475,24 @@ def _covers(order: Order, shipped: Any) -> bool:
     for item in order.items:
         needed[item.sku_id] = needed.get(item.sku_id, 0) + item.quantity
     return all(sent.get(sku, 0) >= quantity for sku, quantity in needed.items())
+
+
+def _hold_without_address(decision: dict[str, Any]) -> dict[str, Any]:
+    """An order to ship with no address cannot be placed in VTEX: a person decides.
+
+    It is either fulfilled by the marketplace itself (Amazon FBA, Mercado Envios Full), whose
+    stock and shipping VTEX does not handle, or the marketplace withheld the address.
+    """
+    reason = {
+        "decision": "hold",
+        "code": "TP949",
+        "rule": "orders",
+        "message": "the order has no shipping address (fulfilled by the marketplace, or the address "
+        "was withheld), and VTEX needs one to place it: review it; reject it to cancel on the marketplace",
+        "location": None,
+    }
+    worst = "reject" if decision["decision"] == "reject" else "hold"
+    return {"decision": worst, "reasons": [*decision["reasons"], reason]}
 
 
 def _reason_of(decision: Mapping[str, Any]) -> str:

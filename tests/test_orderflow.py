@@ -590,3 +590,31 @@ def test_a_token_endpoint_failure_is_kept_on_the_order_retryable_or_not(desk: De
     desk.channel.connector = Connector()
     desk.push()
     assert desk.state("C") == "cancelled"
+
+
+def test_an_order_to_ship_without_an_address_is_held_for_review(desk: Desk) -> None:
+    desk.channel.set(
+        make_order("F", ("10", 1, "100.00"), shipping_address=None, references={"fulfilled_by": "AMAZON"})
+    )
+
+    desk.pull()
+
+    stored = _stored(desk, "F")
+    assert stored.state == "held"
+    assert [r["code"] for r in stored.decision["reasons"]] == ["TP944", "TP949"]
+
+
+def test_a_pending_order_waits_for_its_address_without_an_error(desk: Desk) -> None:
+    pending = make_order(
+        "P", ("10", 1, "100.00"), shipping_address=None, status="pending", payment_status="pending"
+    )
+    desk.channel.set(pending)
+    desk.pull()
+
+    waiting = desk.push()
+
+    assert desk.state("P") == "approved" and waiting.exit_code == 0 and desk.vtex.place_calls == 0
+    desk.channel.set(make_order("P", ("10", 1, "100.00")))  # paid: the address comes with it
+    desk.pull()
+    desk.push()
+    assert desk.state("P") == "ready"
