@@ -106,6 +106,16 @@ def test_full_cycle_listing_order_vtex_invoice_shipment(
     assert row["order_id"] == order_id and row["state"] == "ready"
     assert vtex_count(box, order_id) == 1
     vtex_id = row["vtex_order_id"]
+    # Kept while the order is open (VTEX needed them); short ones (a house number) could match a price.
+    personal = [v for v in stored_state(config, marketplace, order_id).order.personal_values() if len(v) >= 5]
+    assert len(personal) >= 3
+    printed = [pulled.stdout, pulled.stderr, pushed.stdout, pushed.stderr]
+    for args in (("show", order_id), ("show", order_id, "--json"), ("list",), ("list", "--json")):
+        shown = tradepost(config, "orders", *args)
+        assert shown.returncode == 0, shown.stderr
+        printed += [shown.stdout, shown.stderr]
+    for value in personal:
+        assert all(value not in text for text in printed), value
 
     invoiced = tradepost(config, "sandbox", "invoice", vtex_id)
     assert invoiced.returncode == 0, invoiced.stderr
