@@ -268,6 +268,18 @@ def test_only_orders_updated_since_the_watermark_are_read() -> None:
     run(scenario, standin)
 
 
+def test_the_order_status_option_searches_by_seller_and_status() -> None:
+    async def scenario(shop: Shop) -> None:
+        await shop.list_item("1001")
+        unpaid = shop.standin.create_order("1001", status="payment_required")
+        paid = shop.standin.create_order("1001")
+        read = orders_only(await shop.pull(None))
+        assert [order.order_id for order in read] == [paid]
+        assert unpaid not in {order.order_id for order in read}
+
+    run(scenario, order_status="paid")
+
+
 def test_a_variation_is_read_as_its_sku_from_seller_sku_or_else_from_the_state_store() -> None:
     remote_ids: dict[str, str] = {}
 

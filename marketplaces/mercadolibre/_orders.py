@@ -118,6 +118,9 @@ class MercadoLibreOrders(OrderChannel):
         params: dict[str, Any] = {"seller": await self.seller_id(), "sort": "date_asc"}
         if since is not None:
             params["order.date_last_updated.from"] = _ml_time(since)
+        status = self.connector.options.get("order_status")
+        if status:  # e.g. "paid": only sales ready to fulfil (cancellations of known orders then go unseen)
+            params["order.status"] = str(status)
         limit = max(1, min(self.page_size, PAGE_LIMIT))
         seen: set[str] = set()
         offset = 0
