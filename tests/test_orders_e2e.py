@@ -368,3 +368,17 @@ def test_a_cancellation_after_invoicing_becomes_a_return(project: tuple[Sandbox,
     stored = stored_state(config, "amazon", order_id)
     assert stored.state == "returned"
     assert vtex.order_record(vtex_id)["status"] == "invoiced"  # VTEX keeps it: the return is a new flow
+
+
+def test_a_second_orders_run_for_a_marketplace_exits_at_once_naming_the_holder(
+    project: tuple[Sandbox, Path],
+) -> None:
+    _, config = project
+    with open_state(load_project(config)) as state:
+        state.acquire_lock("orders:mercadolibre", "tradepost orders push")  # held by this live process
+
+    blocked = tradepost(config, "orders", "pull", "-m", "mercadolibre")
+
+    assert blocked.returncode == 1
+    assert "orders:mercadolibre is locked by tradepost orders push" in blocked.stderr
+    assert "Traceback" not in blocked.stderr
