@@ -12,15 +12,18 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import engine
 from engine._compiler import CompiledRules
-from engine._divergence import Decision, decide, prices_from_rules
+from engine._divergence import SEVERITY, Decision, decide, prices_from_rules
 from engine._evaluate import SkuEvaluator
 from engine._orders import Address, Buyer, Order, OrderItem
 from marketplaces import connector_class
@@ -603,3 +606,32 @@ def test_decision_to_dict(rule_file: Callable[..., Path]) -> None:
     assert data["reasons"][0]["decision"] == "hold"
     assert data["reasons"][0]["rule"] == "divergence.hold_within"
     assert data["reasons"][0]["location"] == f"{path}:{line_of(path, 'hold_within')}:16"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    ours=st.decimals(min_value="0.01", max_value="99999.99", places=2),
+    paid=st.decimals(min_value="0.01", max_value="199999.99", places=2),
+    quantity=st.integers(min_value=1, max_value=5),
+)
+def test_the_bands_and_order_value_agree_with_exact_fractions(
+    rule_file: Callable[..., Path], ours: Decimal, paid: Decimal, quantity: int
+) -> None:
+    """Any two prices: the verdict is what exact rational arithmetic says, ties included."""
+    rules = _VALUES_RULES.get("rules") or _VALUES_RULES.setdefault("rules", rules_with(rule_file, VALUES))
+    decision = decide(order(item(str(paid), quantity=quantity)), rules, {"10": ours})
+    distance = abs(Fraction(paid) - Fraction(ours))
+    if distance <= Fraction(5, 100) * Fraction(ours):
+        expected = "approve"
+    elif distance <= Fraction(20, 100) * Fraction(ours):
+        expected = "hold"
+    else:
+        expected = "reject"
+    (band,) = [f.verdict for f in decision.findings if f.reason.code in ("TP944", "TP945", "TP946")]
+    assert band == expected
+    value = paid * quantity
+    by_value = "hold" if value < 10 or value > 5000 else "approve"
+    assert decision.decision == max(expected, by_value, key=SEVERITY.__getitem__)
+
+
+_VALUES_RULES: dict[str, CompiledRules] = {}
