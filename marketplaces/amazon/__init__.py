@@ -314,9 +314,13 @@ class AmazonConnector(Connector):
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
         """ACCEPTED is pending until confirmed; INVALID or an ERROR issue fails for good."""
         if token_expired(response):
-            self._token = None  # the retry's auth_headers fetches a new one
+            self.forget_token()
         # A DELETE has nothing left to validate: accepted is done.
         return submission_result(response, expects_processing=call.kind != "delete")
+
+    def forget_token(self) -> None:
+        """Drop the cached access token (Amazon said it expired): the next auth_headers fetches one."""
+        self._token = None
 
     async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
         """``x-amz-access-token`` from Login with Amazon, cached until a minute before it expires."""

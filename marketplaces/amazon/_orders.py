@@ -324,7 +324,7 @@ class AmazonOrders(OrderChannel):
         except OrderCallError as refused:
             if refused.status != 403 or "expired" not in str(refused).lower():
                 raise
-        self.amazon._token = None  # the connector's cache; its next auth_headers fetches a new token
+        self.amazon.forget_token()
         return await send(
             self.client,
             method,

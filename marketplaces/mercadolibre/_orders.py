@@ -29,6 +29,7 @@ counts as done, and a fiscal document already attached (409) too.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
@@ -55,6 +56,8 @@ from marketplaces.mercadolibre import MercadoLibreConnector
 __all__ = ["MercadoLibreOrders", "cancel_reason", "read_order"]
 
 PAGE_LIMIT = 51
+SHIPMENT_READERS = 8
+"""Shipments read at once while paging orders: one call per order, a network away each."""
 """The largest ``limit`` ``/orders/search`` accepts."""
 
 PAYMENT_OF_STATUS: Mapping[str, PaymentStatus] = {
@@ -123,6 +126,7 @@ class MercadoLibreOrders(OrderChannel):
             params["order.status"] = str(status)
         limit = max(1, min(self.page_size, PAGE_LIMIT))
         seen: set[str] = set()
+        gate = asyncio.Semaphore(SHIPMENT_READERS)
         offset = 0
         while True:
             page = await self._json(
@@ -131,13 +135,17 @@ class MercadoLibreOrders(OrderChannel):
             results = page.get("results")
             if not isinstance(results, list):
                 raise OrderCallError("Mercado Libre answered /orders/search without results", retryable=True)
+            fresh = []
             for raw in results:
                 order_id = str(raw.get("id")) if isinstance(raw, Mapping) else None
                 if order_id is not None and order_id in seen:
                     continue
                 if order_id is not None:
                     seen.add(order_id)
-                yield await self._read(raw)
+                fresh.append(raw)
+            # Each order's shipment is one more call: a page's shipments are read side by side.
+            for item in await asyncio.gather(*(self._read_gated(raw, gate) for raw in fresh)):
+                yield item
             offset += len(results)
             total = (page.get("paging") or {}).get("total")
             if not results or not isinstance(total, int) or offset >= total:
@@ -159,6 +167,10 @@ class MercadoLibreOrders(OrderChannel):
                 raise OrderCallError("Mercado Libre's /users/me named no user id", retryable=True)
             self._seller_id = str(me["id"])
         return self._seller_id
+
+    async def _read_gated(self, raw: Any, gate: asyncio.Semaphore) -> Order | BadOrder:
+        async with gate:
+            return await self._read(raw)
 
     async def _read(self, raw: Any) -> Order | BadOrder:
         """One order with its shipment; a shipment Mercado Libre refuses to show makes it a BadOrder."""
