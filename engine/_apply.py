@@ -175,9 +175,7 @@ class Executor:
         if records or self.state.pending(self.marketplace):
             # Authenticate first: a refused login stops the run before anything is sent, and the
             # connector learns from its credentials what its calls need (Amazon's seller id).
-            await self.connector.auth_headers(self.client, self.credentials)
-            if self.after_auth is not None:
-                self.after_auth()  # a rotated refresh token is saved before anything else can go wrong
+            await self._headers()
         await self._confirm_leftovers()
         threshold = self.connector.bulk_threshold
         if threshold is not None and len(records) >= threshold:
@@ -186,6 +184,18 @@ class Executor:
             await self._apply_each(records)
         self.summary.seconds = time.monotonic() - start
         return self.summary
+
+    async def _headers(self) -> dict[str, str]:
+        """Authentication headers; a refresh token the marketplace rotated is saved at once.
+
+        Saved after every authentication, not once per run: a token can be refreshed (and its
+        refresh token rotated) hours into a long run, and a run killed after that must not
+        leave the next one holding a refresh token that was already used.
+        """
+        headers = await self.connector.auth_headers(self.client, self.credentials)
+        if self.after_auth is not None:
+            self.after_auth()
+        return headers
 
     async def _apply_each(self, records: Sequence[Mapping[str, Any]]) -> None:
         queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
@@ -255,7 +265,7 @@ class Executor:
                 found = None
                 if self.state.is_inflight(self.marketplace, sku_id):
                     # An earlier run died with this request in flight: it may have landed.
-                    headers = await self.connector.auth_headers(self.client, self.credentials)
+                    headers = await self._headers()
                     found = await self.connector.find_existing(self.client, headers, call, record)
                     requests += 1
                 if found is not None and found.ok:
@@ -278,7 +288,7 @@ class Executor:
         """One call with retries; returns its result and how many requests it took."""
         result = CallResult(False, error="not sent")
         for attempt in range(self.max_attempts):
-            headers = await self.connector.auth_headers(self.client, self.credentials)
+            headers = await self._headers()
             await self.bucket.acquire()
             wait: float | None = None
             try:
@@ -338,7 +348,7 @@ class Executor:
     # -- asynchronous outcomes -----------------------------------------------------------------
 
     async def _confirm(self, pending: Mapping[str, str]) -> None:
-        headers = await self.connector.auth_headers(self.client, self.credentials)
+        headers = await self._headers()
         outcomes = await self.connector.confirm(self.client, headers, pending)
         for sku_id, outcome in outcomes.items():
             self.state.clear_pending(self.marketplace, sku_id)
@@ -372,7 +382,7 @@ class Executor:
                 todo.append(record)
         if not todo:
             return
-        headers = await self.connector.auth_headers(self.client, self.credentials)
+        headers = await self._headers()
         outcomes = await self.connector.apply_in_bulk(self.client, headers, todo)
         for record in todo:
             outcome = outcomes.get(

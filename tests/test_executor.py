@@ -179,3 +179,41 @@ def test_log_lines_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     err = capsys.readouterr().err
     assert "another-s3cr3t-value" not in err
     assert "refresh_token=*** failed" in err
+
+
+def test_a_refresh_token_rotated_mid_run_is_saved_before_the_next_request(state: StateStore) -> None:
+    """The token is refreshed (and rotated) between two requests: it is persisted before the
+    second one goes, so a run killed right after cannot lose it."""
+    saved: list[str] = []
+    rotated = {"refresh_token": "TG-1"}
+
+    class Rotating(ScriptedConnector):
+        async def auth_headers(self, client: httpx.AsyncClient, credentials: Any) -> dict[str, str]:
+            return {"Authorization": "Bearer x"}
+
+        def rotated_credentials(self) -> dict[str, str]:
+            return dict(rotated)
+
+    seen_when_sent: list[list[str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen_when_sent.append(list(saved))
+        rotated["refresh_token"] = f"TG-{len(seen_when_sent) + 1}"  # the next auth rotates it
+        return httpx.Response(200, json={"ok": True})
+
+    def persist() -> None:
+        token = rotated["refresh_token"]
+        if not saved or saved[-1] != token:
+            saved.append(token)
+
+    async def main() -> Any:
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(handler), base_url="http://m.test"
+        ) as client:
+            executor = Executor(Rotating(), client, state, seed=1, after_auth=persist, concurrency=1)
+            return await executor.apply([record("10"), record("11")])
+
+    summary = asyncio.run(main())
+
+    assert summary.applied == 2
+    assert seen_when_sent == [["TG-1"], ["TG-1", "TG-2"]]
