@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from rich.table import Table
 
 from cli._plan import _project, config_option
 from cli._render import console
+from engine._compiler import MINOR_UNITS
 from engine._config import Project
 from engine._jsonio import dumps
 from engine._orderflow import EXIT_PARTIAL, OrderError, PullSummary, PushSummary
@@ -161,7 +163,7 @@ def list_orders(
                 row.order_id,
                 row.state,
                 row.decision.get("decision", ""),
-                f"{row.order.items_value} {row.order.currency}",
+                f"{_money_in(row.order.currency)(row.order.items_value)} {row.order.currency}",
                 row.vtex_order_id or "",
                 redact(_why(row))[:120],
             )
@@ -194,12 +196,14 @@ def show(order_id: str, config_path: Path | None, marketplace: str | None, as_js
         f"  marketplace status: {stored.marketplace_status}, payment: {stored.payment_status}, "
         f"placed {order.created_at.isoformat()}"
     )
+    money = _money_in(order.currency)
     out.print(
-        f"  value: {order.items_value} {order.currency} items + {order.shipping_total} shipping "
-        f"(marketplace total {order.total})"
+        f"  value: {money(order.items_value)} {order.currency} items + {money(order.shipping_total)} "
+        f"shipping (marketplace total {money(order.total)})"
     )
     for item in order.items:
-        out.print(f"  - SKU {item.sku_id} x {item.quantity} at {item.unit_price} {item.currency}")
+        price = _money_in(item.currency)(item.unit_price)
+        out.print(f"  - SKU {item.sku_id} x {item.quantity} at {price} {item.currency}")
     out.print(f"  decision: [bold]{stored.decision.get('decision')}[/bold]")
     for reason in stored.decision.get("reasons", []):
         where = reason.get("location") or reason.get("rule") or ""
@@ -327,6 +331,19 @@ def _exit(summaries: Sequence[PullSummary | PushSummary]) -> None:
         sys.exit(1)
     if EXIT_PARTIAL in codes:
         sys.exit(EXIT_PARTIAL)
+
+
+def _money_in(currency: str) -> Callable[[Decimal], str]:
+    """Amounts with the currency's minor unit (0 -> 0.00 BRL, 1500 -> 1500 JPY), more digits kept."""
+    places = MINOR_UNITS.get(currency, 2)
+
+    def money(value: Decimal) -> str:
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent < places:
+            value = value.quantize(Decimal(1).scaleb(-places))
+        return f"{value:f}"
+
+    return money
 
 
 def _why(row: StoredOrder) -> str:
