@@ -308,6 +308,8 @@ def _print_pull(out: Any, summary: PullSummary) -> None:
     )
     for order_id, message in summary.unreadable.items():
         out.print(f"  [red]unreadable[/red] {order_id}: {redact(message)} (kept; retried next pull)")
+    for order_id, message in summary.deferred.items():
+        out.print(f"  [yellow]deferred[/yellow] {order_id}: {redact(message)}")
 
 
 def _print_push(out: Any, summary: PushSummary) -> None:

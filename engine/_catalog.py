@@ -23,7 +23,7 @@ record.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -398,10 +398,20 @@ class MalformedRecord(TradepostError):
     each as (field path, message), e.g. ``("price.selling", "must be >= 0 (got -1)")``.
     """
 
-    def __init__(self, sku_id: str | None, errors: list[tuple[str, str]], line: int | None = None) -> None:
+    def __init__(
+        self,
+        sku_id: str | None,
+        errors: list[tuple[str, str]],
+        line: int | None = None,
+        *,
+        unavailable: bool = False,
+    ) -> None:
         self.sku_id = sku_id
         self.errors = errors
         self.line = line
+        self.unavailable = unavailable
+        """The source could not be read for this SKU (VTEX did not answer), as opposed to data that
+        is wrong: a later read may succeed, so order import retries instead of holding."""
         where = f"SKU {sku_id}" if sku_id else "record with no readable SKU id"
         if line is not None:
             where += f" (line {line})"
@@ -410,9 +420,15 @@ class MalformedRecord(TradepostError):
 
     def __reduce__(
         self,
-    ) -> tuple[type[MalformedRecord], tuple[str | None, list[tuple[str, str]], int | None]]:
+    ) -> tuple[Callable[..., MalformedRecord], tuple[str | None, list[tuple[str, str]], int | None, bool]]:
         # Rebuild from the fields, not the message, so the error survives worker processes.
-        return (type(self), (self.sku_id, self.errors, self.line))
+        return (_rebuild_malformed, (self.sku_id, self.errors, self.line, self.unavailable))
+
+
+def _rebuild_malformed(
+    sku_id: str | None, errors: list[tuple[str, str]], line: int | None, unavailable: bool
+) -> MalformedRecord:
+    return MalformedRecord(sku_id, errors, line, unavailable=unavailable)
 
 
 class CatalogRecord(_Model):

@@ -40,7 +40,16 @@ from engine._orders import Order
 from engine._orderstore import FINAL, OPEN, OrderState, OrderStore, StoredOrder
 from marketplaces._orders import BadOrder, Fulfilment, OrderCallError, OrderChannel
 
-__all__ = ["OrderDesk", "OrderError", "PullSummary", "PushSummary", "VtexPlacement", "approve", "reject"]
+__all__ = [
+    "OrderDesk",
+    "OrderError",
+    "PullSummary",
+    "PushSummary",
+    "RulePrices",
+    "VtexPlacement",
+    "approve",
+    "reject",
+]
 
 log = logging.getLogger("tradepost.orders")
 
@@ -106,9 +115,21 @@ class Outcome:
 
 
 @dataclass
+class RulePrices:
+    """What the rules give each ordered SKU now, and the SKUs whose catalog record could not be
+    read at all (VTEX did not answer): orders with those wait for the next pull, undecided,
+    rather than being held for a person over a network hiccup."""
+
+    prices: dict[str, Decimal | None]
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
 class PullSummary:
     marketplace: str
     read: int = 0
+    deferred: dict[str, str] = field(default_factory=dict)
+    """Orders left for the next pull, and why (the catalog could not be read for their SKUs)."""
     new: dict[str, int] = field(default_factory=dict)
     """New orders by their first state (approved, held, rejected, cancelled)."""
     updated: int = 0
@@ -117,12 +138,13 @@ class PullSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.error else EXIT_PARTIAL if self.unreadable else 0
+        return 1 if self.error else EXIT_PARTIAL if self.unreadable or self.deferred else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "marketplace": self.marketplace,
             "read": self.read,
+            "deferred": [{"order_id": k, "message": v} for k, v in self.deferred.items()],
             "new": self.new,
             "updated": self.updated,
             "unreadable": [{"order_id": k, "message": v} for k, v in self.unreadable.items()],
@@ -168,7 +190,7 @@ class OrderDesk:
         store: OrderStore,
         channel: OrderChannel | None,
         vtex: VtexPlacement | None,
-        prices: Callable[[set[str]], Mapping[str, Decimal | None]],
+        prices: Callable[[set[str]], Mapping[str, Decimal | None] | RulePrices],
         *,
         simulate_prices: bool = False,
         concurrency: int = 4,
@@ -219,7 +241,8 @@ class OrderDesk:
         for order_id, message in summary.unreadable.items():
             self.store.record_unreadable(self.marketplace, order_id, message)
         _failpoints.reach("pull:stored")
-        self.store.set_cursor(self.marketplace, started.isoformat())
+        if not summary.deferred:  # a deferred order must come again: the cursor stays where it was
+            self.store.set_cursor(self.marketplace, started.isoformat())
         return summary
 
     async def _store_pulled(self, orders: Sequence[Order], summary: PullSummary) -> None:
@@ -232,8 +255,17 @@ class OrderDesk:
         if not fresh:
             return
         skus = {item.sku_id for order in fresh for item in order.items}
-        prices = self.prices(skus)
+        looked_up = self.prices(skus)
+        prices = looked_up.prices if isinstance(looked_up, RulePrices) else looked_up
+        unreadable = looked_up.unreadable if isinstance(looked_up, RulePrices) else {}
         for order in fresh:
+            missing = [item.sku_id for item in order.items if item.sku_id in unreadable]
+            if missing:
+                summary.deferred[order.order_id] = (
+                    f"the catalog could not be read for SKU {missing[0]} ({unreadable[missing[0]]}); "
+                    "the order is decided at the next pull"
+                )
+                continue
             decision = (await self._decide(order, prices)).to_dict()
             if order.shipping_address is None and order.status == "unshipped":
                 decision = _hold_without_address(decision)

@@ -10,16 +10,15 @@ import functools
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from decimal import Decimal
 
 import httpx
 
 from engine._applyrun import credentials_for, persist_rotated
-from engine._catalog import CatalogRecord
+from engine._catalog import CatalogRecord, MalformedRecord
 from engine._config import Project, VtexAccount
 from engine._divergence import prices_from_rules
 from engine._evaluate import SkuEvaluator
-from engine._orderflow import OrderDesk, VtexPlacement
+from engine._orderflow import OrderDesk, RulePrices, VtexPlacement
 from engine._orderstore import OrderStore
 from engine._run import MarketplaceRun, open_marketplace
 from engine._source import FileSource
@@ -128,23 +127,28 @@ async def order_desks(
 
 def _rule_prices(
     project: Project, run: MarketplaceRun, state: StateStore
-) -> Callable[[set[str]], dict[str, Decimal | None]]:
+) -> Callable[[set[str]], RulePrices]:
     """The price the rule file gives each SKU now, as the marketplace offers it.
 
     The catalog is read for the ordered SKUs and their applied siblings (same product), because a
     marketplace may price a family as one; the SKUs are read directly, never the whole catalog
-    from VTEX.
+    from VTEX. A SKU VTEX did not answer for is reported apart, so its orders wait for the next
+    pull instead of being held for a person.
     """
 
-    def prices(sku_ids: set[str]) -> dict[str, Decimal | None]:
+    def prices(sku_ids: set[str]) -> RulePrices:
         evaluator = SkuEvaluator(run.compiled, run.connector)
         wanted = state.with_siblings(run.compiled.marketplace, sku_ids)
-        return prices_from_rules(_records(project, run, wanted), evaluator)
+        records, unreadable = _records(project, run, wanted)
+        return RulePrices(prices_from_rules(records, evaluator), unreadable)
 
     return prices
 
 
-def _records(project: Project, run: MarketplaceRun, sku_ids: set[str]) -> list[CatalogRecord]:
+def _records(
+    project: Project, run: MarketplaceRun, sku_ids: set[str]
+) -> tuple[list[CatalogRecord], dict[str, str]]:
+    """The catalog records of these SKUs, and SKU -> why its record could not be read."""
     source = project.config.source
     if source.type == "vtex":
         # Four SKUs' calls at a time, each thread with its own client: read one by one, the
@@ -152,21 +156,29 @@ def _records(project: Project, run: MarketplaceRun, sku_ids: set[str]) -> list[C
         ids = sorted(sku_ids)
         chunks = [ids[start::_VTEX_READERS] for start in range(_VTEX_READERS) if ids[start::_VTEX_READERS]]
 
-        def read(chunk: list[str]) -> list[CatalogRecord]:
+        def read(chunk: list[str]) -> list[CatalogRecord | MalformedRecord]:
             with vtex_records(source, project.folder, trade_policy=run.trade_policy) as vtex:
-                return [r for r in vtex.records_for(chunk) if isinstance(r, CatalogRecord)]
+                return list(vtex.records_for(chunk))
 
+        records: list[CatalogRecord] = []
+        unreadable: dict[str, str] = {}
         with ThreadPoolExecutor(max_workers=_VTEX_READERS) as pool:
-            return [record for found in pool.map(read, chunks) for record in found]
+            for found in pool.map(read, chunks):
+                for item in found:
+                    if isinstance(item, CatalogRecord):
+                        records.append(item)
+                    elif item.sku_id and item.unavailable:  # VTEX did not answer; wrong data is a hold
+                        unreadable[item.sku_id] = "; ".join(message for _, message in item.errors)
+        return records, unreadable
     path = project.catalog_path
     if path is None:
-        return []
+        return [], {}
     wanted = set(sku_ids)
-    found = []
+    matching: list[CatalogRecord] = []
     for record in FileSource(path):
         if isinstance(record, CatalogRecord) and record.sku.id in wanted:
-            found.append(record)
+            matching.append(record)
             wanted.discard(record.sku.id)
             if not wanted:
                 break
-    return found
+    return matching, {}

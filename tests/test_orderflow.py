@@ -618,3 +618,26 @@ def test_a_pending_order_waits_for_its_address_without_an_error(desk: Desk) -> N
     desk.pull()
     desk.push()
     assert desk.state("P") == "ready"
+
+
+def test_an_order_whose_catalog_could_not_be_read_waits_for_the_next_pull(desk: Desk) -> None:
+    from engine._orderflow import RulePrices
+
+    desk.channel.set(make_order("A", ("10", 1, "100.00")))
+    desk.channel.set(make_order("B", ("11", 1, "49.90")))
+    answers = iter(
+        [
+            RulePrices({"11": Decimal("49.90")}, {"10": "VTEX did not answer GET /api/catalog_system/…"}),
+            RulePrices({"10": Decimal("100.00")}),
+        ]
+    )
+    desk.desk.prices = lambda skus: next(answers)
+
+    first = desk.pull()
+
+    assert first.exit_code == 3 and list(first.deferred) == ["A"] and "SKU 10" in first.deferred["A"]
+    assert desk.store.get("mercadolibre", "A") is None and desk.state("B") == "approved"
+    assert desk.store.cursor("mercadolibre") is None  # A must come again
+    second = desk.pull()
+    assert second.deferred == {} and desk.state("A") == "approved"
+    assert desk.store.cursor("mercadolibre") is not None

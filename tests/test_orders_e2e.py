@@ -269,15 +269,26 @@ def test_with_faults_on_marketplaces_and_vtex_every_order_lands_once(project: tu
     project_ = load_project(config)
     transports = {name: standin.transport() for name, standin in box.standins.items()}
 
+    def all_ready(state: Any) -> bool:
+        store = OrderStore(state)
+        return all(
+            (stored := store.get(marketplace, order_id)) is not None and stored.state == "ready"
+            for marketplace, ids in created.items()
+            for order_id in ids
+        )
+
     async def rounds() -> None:
+        """Scheduler runs (pull, then push) until every order is in VTEX; at most 10."""
         with open_state(project_) as state:
-            for _ in range(8):
+            for _ in range(10):
                 async with order_desks(
                     project_, state, ["mercadolibre", "amazon"], transports=transports
                 ) as desks:
                     for desk in desks.values():
                         await desk.pull()
                         await desk.push()
+                if all_ready(state):
+                    return
 
     asyncio.run(rounds())
     assert sum(s.throttled for s in box.standins.values()) > 0  # the faults happened
@@ -287,7 +298,7 @@ def test_with_faults_on_marketplaces_and_vtex_every_order_lands_once(project: tu
             for order_id in ids:
                 stored = store.get(marketplace, order_id)
                 assert stored is not None, f"{marketplace} order {order_id} lost"
-                assert stored.state == "ready", (order_id, stored.state, stored.error)
+                assert stored.state == "ready", (order_id, stored.state, stored.error, stored.decision)
                 assert vtex_count(box, order_id) == 1
 
 

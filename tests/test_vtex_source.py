@@ -238,6 +238,7 @@ def test_a_sku_that_keeps_failing_is_malformed_and_the_others_still_come() -> No
         ("", f"GET {CONTEXT}{broken} failed 3 times, last with 500 Internal Server Error: failing on purpose")
     ]
     assert source.waits == [pytest.approx(0.5, abs=0.25), pytest.approx(1.0, abs=0.5)]  # type: ignore[attr-defined]
+    assert failed.unavailable  # VTEX never answered: a later read may succeed (orders wait for it)
     expected = file_records(8)
     same_items(got[:3] + got[4:], expected[:3] + expected[4:])
 
@@ -255,6 +256,7 @@ def test_a_client_error_is_not_retried() -> None:
         got = list(source)
     assert wrappers[0].refused == 1
     assert isinstance(got[1], MalformedRecord) and "answered 404 Not Found" in str(got[1])
+    assert not got[1].unavailable  # VTEX answered: the SKU is gone, retrying will not bring it back
     assert source.complete
 
 
@@ -284,6 +286,7 @@ def test_a_failed_simulation_makes_its_page_malformed_rather_than_unpromoted() -
         got = list(source)
     assert all(isinstance(item, MalformedRecord) for item in got)
     assert all(item.errors[0][0] == "price.promotional" for item in got if isinstance(item, MalformedRecord))
+    assert all(item.unavailable for item in got if isinstance(item, MalformedRecord))
     assert source.complete
 
 

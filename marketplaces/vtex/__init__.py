@@ -81,7 +81,15 @@ class VtexAccessError(TradepostError):
 
 
 class _CallFailed(Exception):
-    """A call that failed for good (a 4xx, or 5xx/429/transport errors on every attempt)."""
+    """A call that failed for good (a 4xx, or 5xx/429/transport errors on every attempt).
+
+    ``unavailable`` when VTEX never answered usefully (every attempt 5xx, 429 or no answer): a
+    later read may well succeed, unlike a 4xx or an answer that is not JSON.
+    """
+
+    def __init__(self, message: str, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 class VtexSource:
@@ -211,17 +219,17 @@ class VtexSource:
             raise _CallFailed(f"GET {_LIST_SKUS} did not answer a list of SKU ids")
         return [str(item) for item in answer]
 
-    def _promotions(self, ids: Sequence[str]) -> dict[str, Decimal] | str:
+    def _promotions(self, ids: Sequence[str]) -> dict[str, Decimal] | _CallFailed:
         """Per-unit promotional prices of a page (one simulation), or why they are unknown."""
         body = {"items": [{"id": sku_id, "quantity": 1, "seller": self.seller_id} for sku_id in ids]}
         try:
             return promotional_prices(self._call("POST", _SIMULATION, {"sc": self.trade_policy}, body))
         except _CallFailed as failure:
-            return str(failure)
+            return failure
         except VtexShapeError as error:
-            return error.message
+            return _CallFailed(error.message)
 
-    def _record(self, sku_id: str, promotions: dict[str, Decimal] | str) -> SourceItem:
+    def _record(self, sku_id: str, promotions: dict[str, Decimal] | _CallFailed) -> SourceItem:
         quoted, policy = quote(sku_id, safe=""), quote(self.trade_policy, safe="")
         try:
             context = self._get(_SKU_CONTEXT.format(sku=quoted), {"sc": self.trade_policy})
@@ -229,11 +237,13 @@ class VtexSource:
             computed = self._get(self.pricing_url + _COMPUTED_PRICE.format(sku=quoted, trade_policy=policy))
             inventory = self._get(_INVENTORY.format(sku=quoted))
         except _CallFailed as failure:
-            return MalformedRecord(sku_id, [("", str(failure))])
-        if isinstance(promotions, str):
+            return MalformedRecord(sku_id, [("", str(failure))], unavailable=failure.unavailable)
+        if isinstance(promotions, _CallFailed):
             # Leaving it null would read as "the promotion ended" and be sent as such.
             reason = f"the checkout simulation of its page failed: {promotions}"
-            return MalformedRecord(sku_id, [("price.promotional", reason)])
+            return MalformedRecord(
+                sku_id, [("price.promotional", reason)], unavailable=promotions.unavailable
+            )
         try:
             for name, answer in (
                 ("SKU context", context),
@@ -311,7 +321,8 @@ class VtexSource:
                 self.retries += 1
                 self._sleep(wait)
         raise _CallFailed(
-            self._scrub(f"{method} {path} failed {self.max_attempts} times, last with {problem}")
+            self._scrub(f"{method} {path} failed {self.max_attempts} times, last with {problem}"),
+            unavailable=True,
         )
 
     def _refused(self, method: str, path: str, response: httpx.Response) -> str:
