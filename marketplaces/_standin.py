@@ -19,8 +19,11 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from engine._jsonio import dumps
 
 SANDBOX_PREFIX = "/_sandbox/"
 """Paths under this prefix are the sandbox's controls (e.g. ``POST /_sandbox/orders`` creates a
@@ -152,3 +155,20 @@ class _StandinTransport(httpx.ASGITransport):
             return await super().handle_async_request(request)
         except DroppedConnection as exc:
             raise httpx.RemoteProtocolError(str(exc), request=request) from None
+
+
+def exact_json(data: Any, status: int = 200) -> Response:
+    """A JSON answer with exact decimals (``engine._jsonio``): prices go back digit for digit, as
+    the real APIs write them, never through float."""
+    return Response(dumps(data), status_code=status, media_type="application/json")
+
+
+def int_param(request: Request, name: str, default: int | None = None) -> int | None:
+    """A whole-number query parameter; ``default`` when absent, None when it is not a number."""
+    value = request.query_params.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        return None

@@ -47,6 +47,7 @@ from starlette.routing import Route
 
 from engine._jsonio import dumps, loads
 from marketplaces._standin import SANDBOX_PREFIX
+from marketplaces._standin import exact_json as _json
 
 __all__ = ["ACKNOWLEDGEMENT_FEED", "CURRENCIES", "INVALID_MESSAGE", "StandinOrders"]
 
@@ -804,11 +805,6 @@ def _schedule_value(prices: Any) -> Decimal | None:
 
 
 # -- answers, standin.py's too -----------------------------------------------------------------
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    """JSON with exact decimals: prices read back as they were sent."""
-    return Response(dumps(body), status_code=status, media_type="application/json")
 
 
 async def _body(request: Request) -> Any:

@@ -45,13 +45,13 @@ from starlette.routing import Route
 
 from engine._jsonio import dumps, loads
 from marketplaces._standin import Faults, Standin
+from marketplaces._standin import exact_json as _json
 from marketplaces.amazon._standin_orders import (
     ACKNOWLEDGEMENT_FEED,
     CURRENCIES,
     INVALID_MESSAGE,
     StandinOrders,
     _body,
-    _json,
     _schedule_value,
 )
 

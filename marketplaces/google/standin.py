@@ -39,8 +39,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine._jsonio import dumps, loads
+from engine._jsonio import loads
 from marketplaces._standin import Faults, Standin
+from marketplaces._standin import exact_json as _json
 from marketplaces.google._http import decoded_segment, encoded_segment
 
 __all__ = [
@@ -305,10 +306,6 @@ class GoogleStandin(Standin):
             f"Method not found: {request.method} {request.url.path}" if status in (404, 405) else str(error)
         )
         return _json(self.error_body(status, message), status)
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    return Response(dumps(data), status, media_type="application/json")
 
 
 async def _body(request: Request) -> dict[str, Any]:

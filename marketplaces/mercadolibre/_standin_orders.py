@@ -48,8 +48,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine._jsonio import dumps, loads
+from engine._jsonio import loads
 from marketplaces._standin import SANDBOX_PREFIX
+from marketplaces._standin import exact_json as _json
 
 __all__ = ["Refusal", "StandinOrders"]
 
@@ -815,11 +816,6 @@ class Refusal(Exception):
 
 def _cause(code: str, field: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "references": [field], "message": message}
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    """JSON with exact decimals: prices go back digit for digit."""
-    return Response(dumps(data), status, media_type="application/json")
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from marketplaces._standin import Faults, Standin
+from marketplaces._standin import exact_json as _json
 
 # The error shape and the JSON helpers are defined with the orders, so that the import runs one way.
 from marketplaces.mercadolibre._standin_orders import (
@@ -54,7 +55,6 @@ from marketplaces.mercadolibre._standin_orders import (
     _body,
     _cause,
     _count,
-    _json,
     _positive,
     _totals,
 )

@@ -42,8 +42,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from engine._jsonio import dumps, loads
+from engine._jsonio import loads
 from marketplaces._standin import SANDBOX_PREFIX
+from marketplaces._standin import exact_json as _json
+from marketplaces._standin import int_param as _int_param
 
 if TYPE_CHECKING:
     from marketplaces.vtex.standin import Handler, _StoredSku
@@ -986,18 +988,3 @@ def _text(value: object) -> str | None:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _json(data: Any, status: int = 200) -> Response:
-    """JSON with amounts written digit for digit (``Decimal``), as the catalog side answers."""
-    return Response(dumps(data), status_code=status, media_type="application/json")
-
-
-def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        return None

@@ -35,8 +35,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from engine._jsonio import dumps, loads
+from engine._jsonio import loads
 from marketplaces._standin import Faults, Standin
+from marketplaces._standin import exact_json as _json
+from marketplaces._standin import int_param as _int_param
 from marketplaces.vtex._standin_orders import SANDBOX_COURIER as SANDBOX_COURIER
 from marketplaces.vtex._standin_orders import OrderRefused, StandinOrders, _logistics_info
 
@@ -592,24 +594,9 @@ def _simulated_item(sku: _StoredSku, index: int, quantity: object) -> dict[str, 
     }
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    """JSON with prices written digit for digit (``Decimal``), as the source reads them."""
-    return Response(dumps(data), status_code=status, media_type="application/json")
-
-
 def _page(ids: list[str], page: int, size: int) -> Response:
     size = min(size, MAX_PAGE_SIZE)
     return _json([_vtex_id(sku_id) for sku_id in ids[(page - 1) * size : page * size]])
-
-
-def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
-    value = request.query_params.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        return None
 
 
 def _section(record: Mapping[str, Any], name: str) -> Mapping[str, Any]:
