@@ -251,6 +251,9 @@ class Connector:
         """Headers that authenticate a request, refreshing a token when needed."""
         return {}
 
+    def forget_token(self) -> None:
+        """Drop a cached access token the marketplace refused: the next auth_headers fetches one."""
+
     async def apply_in_bulk(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[Mapping[str, Any]]
     ) -> dict[str, CallResult]:

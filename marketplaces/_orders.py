@@ -193,6 +193,9 @@ class OrderChannel:
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
 
+    backoff: Backoff = Backoff()
+    """How :meth:`request` retries; a channel may match its connector's own patience."""
+
     def __init__(
         self,
         connector: Connector,
@@ -233,6 +236,47 @@ class OrderChannel:
     async def order(self, order_id: str) -> Order:
         """One order by the marketplace's id (raises OrderCallError, or BadOrder's message as one)."""
         raise NotImplementedError
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        ok: Callable[[httpx.Response], bool] | None = None,
+    ) -> httpx.Response:
+        """One authenticated call through :func:`send`.
+
+        A marketplace may refuse an access token before its announced expiry (revoked,
+        rotated elsewhere): when :meth:`token_rejected` says so, the token is dropped and the
+        call sent once more with a fresh one.
+        """
+        for attempt in (1, 2):
+            try:
+                return await send(
+                    self.client,
+                    method,
+                    path,
+                    who=self.title or self.name,
+                    headers={**await self.headers(), **(headers or {})},
+                    json=json,
+                    content=content,
+                    params=params,
+                    backoff=self.backoff,
+                    ok=ok,
+                )
+            except OrderCallError as refused:
+                if attempt == 2 or not self.token_rejected(refused):
+                    raise
+                self.connector.forget_token()
+        raise AssertionError("unreachable")
+
+    def token_rejected(self, error: OrderCallError) -> bool:
+        """Whether the refusal is of the access token itself (401 by default)."""
+        return error.status == 401
 
     def needs_tracking(self, order: Order) -> bool:
         """Whether a shipment can be confirmed only with a tracking number (the engine waits for one).

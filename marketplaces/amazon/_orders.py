@@ -122,7 +122,7 @@ class AmazonOrders(OrderChannel):
         return self.amazon.scope.marketplace_id
 
     @property
-    def backoff(self) -> Backoff:
+    def backoff(self) -> Backoff:  # type: ignore[override]  # read from the connector, never set
         """Retries as patient as the connector's own (options ``max_attempts``, ``retry_seconds``)."""
         pacing = self.amazon.pacing
         return Backoff(attempts=pacing.attempts, base=pacing.retry_seconds)
@@ -310,31 +310,11 @@ class AmazonOrders(OrderChannel):
         self, method: str, url: str, *, params: Mapping[str, str] | None = None, json: Any = None
     ) -> httpx.Response:
         """One SP-API call with the access token; a token that expired in flight is replaced once."""
-        try:
-            return await send(
-                self.client,
-                method,
-                url,
-                who="Amazon",
-                backoff=self.backoff,
-                headers=await self.headers(),
-                params=params,
-                json=json,
-            )
-        except OrderCallError as refused:
-            if refused.status != 403 or "expired" not in str(refused).lower():
-                raise
-        self.amazon.forget_token()
-        return await send(
-            self.client,
-            method,
-            url,
-            who="Amazon",
-            backoff=self.backoff,
-            headers=await self.headers(),
-            params=params,
-            json=json,
-        )
+        return await self.request(method, url, params=params, json=json)
+
+    def token_rejected(self, error: OrderCallError) -> bool:
+        """SP-API answers an expired token 403 ``Unauthorized`` with "expired" in the message."""
+        return error.status == 403 and "expired" in str(error).lower()
 
     async def _json(
         self, method: str, url: str, *, params: Mapping[str, str] | None = None, json: Any = None

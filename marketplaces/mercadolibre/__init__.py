@@ -156,6 +156,9 @@ class MercadoLibreConnector(Connector):
         """``Authorization: Bearer``, refreshed through ``POST /oauth/token`` a minute before it expires."""
         return await self.token.headers(client, credentials)
 
+    def forget_token(self) -> None:
+        self.token.forget()
+
     @property
     def refresh_token(self) -> str | None:
         """The refresh token Mercado Libre issued last (it rotates them), to persist; None before any."""

@@ -49,9 +49,7 @@ from marketplaces._orders import (
     Invoice,
     OrderCallError,
     OrderChannel,
-    send,
 )
-from marketplaces.mercadolibre import MercadoLibreConnector
 
 __all__ = ["MercadoLibreOrders", "cancel_reason", "read_order"]
 
@@ -314,33 +312,9 @@ class MercadoLibreOrders(OrderChannel):
         def ok(response: httpx.Response) -> bool:
             return 200 <= response.status_code < 300 or response.status_code in also_ok
 
-        for attempt in (1, 2):
-            headers = await self.headers()
-            content = None
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-                content = dumps(body).encode()
-            try:
-                return await send(
-                    self.client,
-                    method,
-                    path,
-                    who=self.title,
-                    headers=headers,
-                    content=content,
-                    params=params,
-                    backoff=self.backoff,
-                    ok=ok,
-                )
-            except OrderCallError as refused:
-                if (
-                    refused.status != 401
-                    or attempt == 2
-                    or not isinstance(self.connector, MercadoLibreConnector)
-                ):
-                    raise
-                self.connector.token.forget()
-        raise AssertionError("unreachable")
+        content = dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        return await self.request(method, path, params=params, content=content, headers=headers, ok=ok)
 
     async def _json(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The answer as a JSON object, numbers as Decimal; anything else is a retryable failure."""

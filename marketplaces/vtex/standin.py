@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import anyio.from_thread
@@ -39,6 +39,7 @@ from engine._jsonio import loads
 from marketplaces._standin import Faults, Standin
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
+from marketplaces.vtex._mapping import _number as _decimal  # the source's reading of a VTEX number
 from marketplaces.vtex._standin_orders import SANDBOX_COURIER as SANDBOX_COURIER
 from marketplaces.vtex._standin_orders import OrderRefused, StandinOrders, _logistics_info
 
@@ -614,16 +615,6 @@ def _vtex_id(value: object) -> object:
     """VTEX ids are JSON integers; an id that is not a number stays text."""
     text = str(value) if value is not None else ""
     return int(text) if text.isdigit() else value
-
-
-def _decimal(value: object) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        return None
-    try:
-        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
 
 
 def _cents(value: object) -> int | None:
