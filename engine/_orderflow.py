@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -37,7 +37,7 @@ from engine._compiler import CompiledRules
 from engine._diagnostics import TradepostError
 from engine._divergence import Decision, decide
 from engine._orders import Order
-from engine._orderstore import FINAL, OPEN, OrderState, OrderStore, StoredOrder
+from engine._orderstore import OPEN, OrderState, OrderStore, StoredOrder
 from marketplaces._orders import BadOrder, Fulfilment, OrderCallError, OrderChannel
 
 __all__ = [
@@ -247,8 +247,9 @@ class OrderDesk:
 
     async def _store_pulled(self, orders: Sequence[Order], summary: PullSummary) -> None:
         fresh = [o for o in orders if self.store.get(self.marketplace, o.order_id) is None]
+        fresh_ids = {o.order_id for o in fresh}
         for order in orders:
-            if order not in fresh:
+            if order.order_id not in fresh_ids:
                 self.store.refresh(order)
                 summary.updated += 1
             self.store.clear_unreadable(self.marketplace, order.order_id)
@@ -278,10 +279,6 @@ class OrderDesk:
             if self.store.insert(order, state, decision, event):
                 summary.new[state] = summary.new.get(state, 0) + 1
                 log.info("%s order %s: %s", self.marketplace, order.order_id, state)
-                if state in FINAL:
-                    stored = self.store.get(self.marketplace, order.order_id)
-                    if stored is not None:
-                        self.store.transition(stored, state, "personal data erased")
 
     async def _decide(self, order: Order, prices: Mapping[str, Decimal | None]) -> Decision:
         vtex_prices: dict[str, Decimal | None] | None = None
@@ -497,7 +494,7 @@ def _reread(store: OrderStore, stored: StoredOrder) -> StoredOrder:
     return current
 
 
-def _covers(order: Order, shipped: Any) -> bool:
+def _covers(order: Order, shipped: Iterable[list[tuple[str, int]]]) -> bool:
     """Whether the confirmed packages hold every unit of every item."""
     sent: dict[str, int] = {}
     for items in shipped:

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from engine._orders import Order
+from engine._orders import Buyer, Order
 from engine._state import StateStore
 
 __all__ = ["FINAL", "OPEN", "OrderState", "OrderStore", "StoredOrder"]
@@ -214,7 +214,11 @@ class OrderStore:
     # -- writing -----------------------------------------------------------------------------
 
     def insert(self, order: Order, state: OrderState, decision: dict[str, Any], event: str) -> bool:
-        """Store a new order in its first state; False (and nothing written) when it is known."""
+        """Store a new order in its first state; False (and nothing written) when it is known.
+
+        An order that arrives already final (cancelled, shipped by the marketplace) is stored
+        without its personal data: nothing will ever need it.
+        """
         now = time.time()
         with self._tx():
             cursor = self.db.execute(
@@ -225,7 +229,7 @@ class OrderStore:
                     order.order_id,
                     state,
                     json.dumps(decision),
-                    order.model_dump_json(),
+                    _kept(order, state),
                     order.status,
                     order.payment_status,
                     now,
@@ -293,16 +297,12 @@ class OrderStore:
         reaching a final state, erases the personal data.
         """
         now = time.time()
-        order_json = stored.order.model_dump_json()
-        if to in FINAL:
-            order_json = stored.order.model_copy(
-                update={"buyer": type(stored.order.buyer)(), "shipping_address": None}
-            ).model_dump_json()
+        order_json = _kept(stored.order, to) if to in FINAL else None
         with self._tx():
             cursor = self.db.execute(
                 "UPDATE orders SET state = ?, updated_at = ?, vtex_order_id = coalesce(?, vtex_order_id), "
                 "note = coalesce(?, note), error = NULL, error_retryable = NULL, attempts = 0, "
-                "order_json = ? "
+                "order_json = coalesce(?, order_json) "
                 "WHERE marketplace = ? AND order_id = ? AND state = ?",
                 (to, now, vtex_order_id, note, order_json, stored.marketplace, stored.order_id, stored.state),
             )
@@ -393,6 +393,13 @@ class OrderStore:
                 "DELETE FROM unreadable_orders WHERE marketplace = ? AND order_id = ?",
                 (marketplace, order_id),
             )
+
+
+def _kept(order: Order, state: OrderState) -> str:
+    """The order as stored in ``state``: without buyer and address once the state is final."""
+    if state in FINAL:
+        order = order.model_copy(update={"buyer": Buyer(), "shipping_address": None})
+    return order.model_dump_json()
 
 
 def _stored(row: tuple[Any, ...]) -> StoredOrder:
