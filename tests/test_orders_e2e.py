@@ -327,13 +327,19 @@ def stored_state(config: Path, marketplace: str, order_id: str) -> Any:
     return stored
 
 
+def bought_and_placed(config: Path, box: Sandbox, marketplace: str) -> tuple[str, str]:
+    """A buyer buys one listed SKU; pull and push place it in VTEX. (order id, VTEX order id)"""
+    standin: Any = box.standins[marketplace]
+    order_id = standin.create_order(listed_skus(config, marketplace)[0], 1)
+    run_orders(config, box, marketplace, "pull", "push")
+    return order_id, stored_state(config, marketplace, order_id).vtex_order_id
+
+
 def test_a_buyer_cancelling_on_amazon_cancels_the_vtex_order(project: tuple[Sandbox, Path]) -> None:
     box, config = project
     amazon: Any = box.standins["amazon"]
     vtex: Any = box.standins["vtex"]
-    order_id = amazon.create_order(listed_skus(config, "amazon")[0], 1)
-    run_orders(config, box, "amazon", "pull", "push")
-    vtex_id = stored_state(config, "amazon", order_id).vtex_order_id
+    order_id, vtex_id = bought_and_placed(config, box, "amazon")
     assert vtex.order_record(vtex_id)["status"] == "ready-for-handling"
 
     amazon.set_order_status(order_id, "CANCELLED")
@@ -349,9 +355,7 @@ def test_a_store_cancelling_in_vtex_cancels_on_mercado_libre_with_the_reason(
     box, config = project
     ml: Any = box.standins["mercadolibre"]
     vtex: Any = box.standins["vtex"]
-    order_id = ml.create_order(listed_skus(config, "mercadolibre")[0], 1)
-    run_orders(config, box, "mercadolibre", "pull", "push")
-    vtex_id = stored_state(config, "mercadolibre", order_id).vtex_order_id
+    order_id, vtex_id = bought_and_placed(config, box, "mercadolibre")
 
     vtex.cancel_order_as_store(vtex_id, "out of stock in the warehouse")
     run_orders(config, box, "mercadolibre", "push")
@@ -366,9 +370,7 @@ def test_a_cancellation_after_invoicing_becomes_a_return(project: tuple[Sandbox,
     box, config = project
     amazon: Any = box.standins["amazon"]
     vtex: Any = box.standins["vtex"]
-    order_id = amazon.create_order(listed_skus(config, "amazon")[0], 1)
-    run_orders(config, box, "amazon", "pull", "push")
-    vtex_id = stored_state(config, "amazon", order_id).vtex_order_id
+    order_id, vtex_id = bought_and_placed(config, box, "amazon")
     vtex.invoice_order(vtex_id, tracking=False)  # invoiced, not yet handed to a carrier
     run_orders(config, box, "amazon", "push")
     assert stored_state(config, "amazon", order_id).state == "ready"
