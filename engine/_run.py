@@ -6,13 +6,16 @@ test is built exactly as `tradepost plan` builds it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+from engine._catalog import MalformedRecord
 from engine._check import compile_rules
 from engine._compiler import CompiledRules
 from engine._config import ConfigError, Project
+from engine._diagnostics import TradepostError
 from engine._plan import Planner
-from engine._source import FileSource
+from engine._source import FileSource, SourceItem
 from engine._state import StateStore
 from marketplaces import Connector, connector_class
 from marketplaces.vtex import VtexSource, vtex_records
@@ -42,20 +45,76 @@ def open_marketplace(project: Project, name: str) -> MarketplaceRun:
     return MarketplaceRun(name, compiled, connector)
 
 
-def catalog_records(project: Project, trade_policy: str = "1") -> FileSource | VtexSource:
+class CatalogUnreadableError(TradepostError):
+    """Not one record of the catalog could be read: nothing can be planned from it.
+
+    Going on would plan every SKU as invalid (or, with no record at all, every listing as a
+    delete) and exit as if all were well; a scheduler must see a failure instead.
+    """
+
+
+class Catalog:
+    """A source's stream that fails, rather than ends quietly, when nothing could be read of it.
+
+    A source reports a catalog it could not read to its end (VTEX's SKU listing kept failing,
+    a file broke off) with a last malformed record and ``complete`` false, and goes on with
+    what it read. When it read no record at all, that is not a catalog but an outage or a
+    refusal: :class:`CatalogUnreadableError` is raised at the end of the stream, with the
+    source's own reason. Malformed records read before the first good one are held back (up
+    to ``hold``), so a plan printed as it streams shows the error alone, not a bogus change.
+    """
+
+    def __init__(self, source: FileSource | VtexSource, hold: int = 1000) -> None:
+        self.source = source
+        self.hold = hold
+
+    def __repr__(self) -> str:
+        return f"Catalog({self.source!r})"
+
+    @property
+    def complete(self) -> bool:
+        return self.source.complete
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        held: list[MalformedRecord] = []
+        holding = True
+        for item in self.source:
+            if holding and isinstance(item, MalformedRecord) and len(held) < self.hold:
+                held.append(item)
+                continue
+            holding = False
+            yield from held
+            held = []
+            yield item
+        if not self.source.complete and self.source.count == 0:
+            raise CatalogUnreadableError(f"the catalog could not be read: {_why(held)}; nothing was planned")
+        yield from held
+
+
+def _why(held: list[MalformedRecord]) -> str:
+    """The source's last word: where and why reading stopped."""
+    if not held:
+        return "the source ended before its first record"
+    return "; ".join(f"{path}: {message}" if path else message for path, message in held[-1].errors)
+
+
+def catalog_records(project: Project, trade_policy: str = "1") -> Catalog:
     """The project's catalog as a stream of records (and malformed-record errors, in place).
 
-    The source is returned itself, not a generator over it, so the planner can see whether it
-    was read to its end (``complete``) before it plans any delete. From VTEX, the records are
-    those of the rule file's trade policy, priced in it; a file holds one trade policy's view.
+    The source is wrapped, not consumed, so the planner can see whether it was read to its
+    end (``complete``) before it plans any delete, and a catalog of which not one record could
+    be read raises :class:`CatalogUnreadableError` instead of becoming an empty plan. From
+    VTEX, the records are those of the rule file's trade policy, priced in it; a file holds
+    one trade policy's view. A source that cannot be opened at all raises at once
+    (SourceError, VtexAccessError: both TradepostErrors).
     """
     source = project.config.source
     if source.type == "vtex":
-        return vtex_records(source, project.folder, trade_policy=trade_policy)
+        return Catalog(vtex_records(source, project.folder, trade_policy=trade_policy))
     path = project.catalog_path
     if path is None:
         raise ConfigError(f"{project.path}: source.path is required for a file source")
-    return FileSource(path)
+    return Catalog(FileSource(path))
 
 
 def open_state(project: Project) -> StateStore:

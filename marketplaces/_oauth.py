@@ -17,6 +17,8 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine._jsonio import loads
+from engine._secrets import forget as forget_secret
+from engine._secrets import register
 from marketplaces._base import Credentials, retry_after
 
 
@@ -84,10 +86,17 @@ class RefreshedToken:
                 continue
             status, body = response.status_code, json_body(response)
             if status == 200 and isinstance(body, dict) and body.get("access_token"):
+                # Tokens are secrets too (an error body may echo one); replaced ones are dropped,
+                # so a long-running process does not mask an ever-growing list.
+                for old in (self.access_token, self.refresh_token if body.get("refresh_token") else None):
+                    if old is not None:
+                        forget_secret(old)
                 self.access_token = str(body["access_token"])
+                register(self.access_token)
                 self.expires_at = started + float(body.get("expires_in") or 0)
                 if body.get("refresh_token"):
                     self.refresh_token = str(body["refresh_token"])
+                    register(self.refresh_token)
                 return
             if (status == 429 or status >= 500) and attempt + 1 < self.attempts:
                 await self.sleep(retry_after(response, cap=60.0) or 2.0**attempt)

@@ -40,7 +40,7 @@ from engine._catalog import CatalogRecord, MalformedRecord
 from engine._config import ConfigError, SourceConfig, VtexAccount
 from engine._diagnostics import TradepostError
 from engine._jsonio import loads
-from engine._secrets import read_secret, redact
+from engine._secrets import check_header_value, read_secret, redact
 from engine._source import SourceItem
 from marketplaces._base import retry_after
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
@@ -408,7 +408,7 @@ def _app_key(variable: str) -> str:
     value = os.environ.get(variable, "").strip()
     if not value:
         raise ConfigError(f"the VTEX AppKey is not set: export {variable} (source.app_key_env)")
-    return value
+    return check_header_value(f"env:{variable}", value)
 
 
 def _is_id(value: object) -> bool:
