@@ -11,14 +11,18 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli._plan import _compile_or_exit, _project, config_option
+from cli._plan import _compile_or_exit, _project, allow_mass_delete_option, config_option
 from cli._render import console
 from engine._apply import EXIT_PARTIAL, ApplySummary, SkuResult
 from engine._applyrun import apply_records, check_not_stale, locked, planned_records
+from engine._deletes import MassDelete, mass_delete
 from engine._jsonio import dumps
 from engine._planfile import read_plan
 from engine._run import open_state
 from engine._secrets import redact
+
+EXIT_REFUSED = 1
+"""A marketplace got nothing: its deletes needed --allow-mass-delete."""
 
 
 @click.command()
@@ -28,14 +32,21 @@ from engine._secrets import redact
     "-m", "--marketplace", "marketplaces", multiple=True, help="Only this marketplace (repeatable)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (for schedulers).")
+@allow_mass_delete_option
 def apply(
-    plan_file: Path | None, config_path: Path | None, marketplaces: Sequence[str], as_json: bool
+    plan_file: Path | None,
+    config_path: Path | None,
+    marketplaces: Sequence[str],
+    as_json: bool,
+    allow_mass_delete: bool,
 ) -> None:
     """Send changes to the marketplaces: a saved plan exactly, or a plan made now.
 
     A saved plan is refused when the state moved on since it was made (re-plan); a run that
-    was interrupted resumes without resending what already succeeded. Exit codes: 0 all
-    applied, 1 error, 3 some changes failed.
+    was interrupted resumes without resending what already succeeded. A marketplace whose
+    plan deletes more than its max_delete_share of its live listings (default 10%) gets no
+    change at all unless --allow-mass-delete is given. Exit codes: 0 all applied, 1 error
+    (a marketplace refused included), 3 some changes failed.
     """
     project = _project(config_path)
     names = project.marketplace_names(list(marketplaces))
@@ -48,6 +59,7 @@ def apply(
         )
     out = console(stderr=True)
     summaries: list[ApplySummary] = []
+    refused: list[MassDelete] = []
     with open_state(project) as state:
         for name in names:
             run = _compile_or_exit(project, name)
@@ -60,6 +72,14 @@ def apply(
                 else:
                     records = planned_records(run, project, state)
                 sendable = [r for r in records if r["op"] in ("create", "update", "delete")]
+                deletes = sum(1 for r in sendable if r["op"] == "delete")
+                live = state.count(run.compiled.marketplace)
+                guard = mass_delete(name, deletes, live, project.marketplace(name).max_delete_share)
+                if guard is not None and not allow_mass_delete:
+                    refused.append(guard)
+                    if not as_json:
+                        out.print(f"[bold]{name}[/bold] [red]{guard.refusal()}[/red]; nothing was sent")
+                    continue
                 summary = _run_with_progress(run, project, state, sendable, name, as_json)
             summaries.append(summary)
             if not as_json:
@@ -72,7 +92,11 @@ def apply(
                 if len(summary.failures) > 50:
                     out.print(f"  … {len(summary.failures) - 50} more failures (--json lists all)")
     if as_json:
-        click.echo(dumps({"marketplaces": [s.to_dict() for s in summaries]}, indent=2))
+        documents = [s.to_dict() for s in summaries]
+        documents += [{"marketplace": g.marketplace, "mass_delete": g.to_dict()} for g in refused]
+        click.echo(dumps({"marketplaces": documents}, indent=2))
+    if refused:
+        sys.exit(EXIT_REFUSED)
     if any(s.failed for s in summaries):
         sys.exit(EXIT_PARTIAL)
 

@@ -13,13 +13,22 @@ from rich.table import Table
 from cli._render import console, render_diagnostics
 from engine import RuleError
 from engine._config import Project, load_project
+from engine._deletes import MassDelete, mass_delete
 from engine._jsonio import dumps
 from engine._plan import Change, PlanSummary
 from engine._planfile import PlanWriter, change_record
-from engine._run import catalog_records, open_marketplace, open_state
+from engine._run import MarketplaceRun, catalog_records, open_marketplace, open_state
+from engine._secrets import redact
+from engine._state import StateStore
 
 EXIT_CHANGES = 2
 TABLE_LIMIT = 50
+
+allow_mass_delete_option = click.option(
+    "--allow-mass-delete",
+    is_flag=True,
+    help="Consent to deleting more than a marketplace's max_delete_share (default 10%) of its live listings.",
+)
 
 config_option = click.option(
     "-c",
@@ -69,6 +78,7 @@ def _compile_or_exit(project: Project, name: str) -> Any:
     "--limit", type=int, default=TABLE_LIMIT, show_default=True, help="Rows per marketplace in the table."
 )
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with changes, 1 on error.")
+@allow_mass_delete_option
 def plan(
     config_path: Path | None,
     marketplaces: Sequence[str],
@@ -79,8 +89,13 @@ def plan(
     show_all: bool,
     limit: int,
     detailed_exitcode: bool,
+    allow_mass_delete: bool,
 ) -> None:
-    """Show what each marketplace would receive, without sending anything."""
+    """Show what each marketplace would receive, without sending anything.
+
+    Deletes of more than a marketplace's max_delete_share of its live listings (default 10%)
+    are shown, with a note that apply will refuse them without --allow-mass-delete.
+    """
     project = _project(config_path)
     names = project.marketplace_names(list(marketplaces))
     only = set(skus) or None
@@ -116,12 +131,20 @@ def plan(
                             payloads.append((change.sku_id, record["payloads"]))
                 summary = planner.summary
                 summaries.append(summary)
+                guard = None if allow_mass_delete else _mass_delete(project, state, run, summary)
                 if writer:
                     writer.end(summary.to_dict())
                 if fmt == "jsonl":
-                    click.echo(dumps({"summary": summary.to_dict()}))
+                    click.echo(dumps({"summary": summary.to_dict(), "mass_delete": _guard_dict(guard)}))
                 elif fmt == "json":
-                    documents.append({"marketplace": name, "summary": summary.to_dict(), "changes": changes})
+                    documents.append(
+                        {
+                            "marketplace": name,
+                            "summary": summary.to_dict(),
+                            "mass_delete": _guard_dict(guard),
+                            "changes": changes,
+                        }
+                    )
                 elif table is not None:
                     if table.row_count:
                         out.print(table)
@@ -134,6 +157,7 @@ def plan(
                     out.print(
                         f"[bold]{name}[/bold] {summary.line()}"
                         f" ({summary.ops['unchanged']} unchanged, {summary.excluded} not selected)"
+                        + (f"; [red]{guard.warning()}[/red]" if guard else "")
                     )
         if writer:
             writer.close()
@@ -146,6 +170,19 @@ def plan(
         click.echo(dumps({"format_version": 1, "marketplaces": documents}, indent=2))
     if detailed_exitcode and any(s.has_changes for s in summaries):
         sys.exit(EXIT_CHANGES)
+
+
+def _mass_delete(
+    project: Project, state: StateStore, run: MarketplaceRun, summary: PlanSummary
+) -> MassDelete | None:
+    """The plan's deletes when apply would refuse them (more than the share of live listings)."""
+    live = state.count(run.compiled.marketplace)
+    share = project.marketplace(run.name).max_delete_share
+    return mass_delete(run.name, summary.ops["delete"], live, share)
+
+
+def _guard_dict(guard: MassDelete | None) -> dict[str, Any] | None:
+    return guard.to_dict() if guard else None
 
 
 def _changes_table(name: str) -> Table:
@@ -177,7 +214,7 @@ def _add_row(table: Table, change: Change) -> None:
     elif before is not None:
         price, qty = str(before.price), str(before.quantity)
     detail = (
-        "; ".join(str(r) for r in change.reasons)
+        redact("; ".join(str(r) for r in change.reasons))
         if change.reasons
         else (listing.title if listing is not None else "")
     )
@@ -241,7 +278,8 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
             table.add_row(row["field"], dumps(row["value"]), row["rule"] or default)
         out.print(table)
     for reason in change.reasons:
-        out.print(f"[magenta]{'excluded' if status == 'excluded' else 'reason'}[/magenta]: {reason}")
+        label = "excluded" if status == "excluded" else "reason"
+        out.print(f"[magenta]{label}[/magenta]: {redact(str(reason))}", highlight=False)
     if payloads:
         out.print("[bold]payload[/bold]")
         click.echo(dumps(payloads, indent=2))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from engine._deletes import DEFAULT_MAX_DELETE_SHARE, parse_share
 from engine._diagnostics import DiagnosticSink, RuleError, TradepostError
 from engine._rulefile import _pydantic_to_diagnostics
 from engine._yaml import parse_yaml
@@ -73,6 +75,18 @@ class MarketplaceConfig(_Strict):
         default_factory=dict,
         description="Connector options over the rule file's (e.g. a token URL pointing at the sandbox).",
     )
+    max_delete_share: Decimal = Field(
+        DEFAULT_MAX_DELETE_SHARE,
+        description=(
+            "Largest share of the live listings one apply may delete without --allow-mass-delete "
+            "(10% or 0.1; 100% turns the guard off)."
+        ),
+    )
+
+    @field_validator("max_delete_share", mode="before")
+    @classmethod
+    def _share(cls, value: object) -> object:
+        return parse_share(value)
 
 
 class ProjectConfig(_Strict):

@@ -22,6 +22,7 @@ from engine._catalog import CatalogRecord, MalformedRecord
 from engine._compiler import CompiledRules
 from engine._evaluate import SkuEvaluator
 from engine._listing import Listing, Outcome, Reason, to_json_value
+from engine._secrets import redact
 from engine._state import AppliedListing, StateStore
 from marketplaces import Connector
 
@@ -60,7 +61,8 @@ class Change:
                 "remote_id": self.before.remote_id,
             }
         if self.reasons:
-            data["reasons"] = [r.to_dict() for r in self.reasons]
+            # A reason may quote a source's or marketplace's message: no secret in any output.
+            data["reasons"] = [{**r.to_dict(), "message": redact(r.message)} for r in self.reasons]
         if self.family:
             data["family"] = [listing.sku_id for listing in self.family]
         return data
