@@ -76,7 +76,9 @@ class Shop:
 
 
 @pytest.fixture
-def shop(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
+def shop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Shop]:
     """A Google stand-in after a first apply of the catalog: every valid SKU listed once."""
     box = build_sandbox(RECORDS)
     box.start()
