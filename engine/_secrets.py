@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -45,6 +46,8 @@ runs (a secret under 6 bytes) would match too much unrelated base64."""
 
 _known: dict[str, None] = {}  # an ordered set: registration order, for a stable pattern
 _pattern: re.Pattern[str] | None = None
+_stale = False
+_lock = threading.Lock()  # logs are redacted from the server's threads too
 
 
 class SecretError(TradepostError):
@@ -53,22 +56,30 @@ class SecretError(TradepostError):
 
 def register(value: str) -> None:
     """Remember a secret so that :func:`redact` hides it, in every encoded form, from now on."""
-    global _pattern
-    if len(value) >= _MIN_LENGTH and value not in _known:
-        _known[value] = None
-        _pattern = _compile(_known)
+    global _stale
+    with _lock:
+        if len(value) >= _MIN_LENGTH and value not in _known:
+            _known[value] = None
+            _stale = True
 
 
 def forget(value: str) -> None:
     """Stop masking a secret that is no longer valid (an access token that was replaced)."""
-    global _pattern
-    if _known.pop(value, "absent") is None:
-        _pattern = _compile(_known) if _known else None
+    global _stale
+    with _lock:
+        if _known.pop(value, "absent") is None:
+            _stale = True
 
 
 def redact(text: str) -> str:
     """The text with every registered secret, in any of its encoded forms, replaced by ***."""
-    return _pattern.sub(_MASK, text) if _pattern is not None else text
+    global _pattern, _stale
+    if _stale:  # rebuilt once after a run of registrations, not once per secret
+        with _lock:
+            if _stale:
+                _pattern, _stale = (_compile(_known) if _known else None), False
+    pattern = _pattern
+    return pattern.sub(_MASK, text) if pattern is not None else text
 
 
 def read_secret(reference: str, base: Path | None = None) -> str:
@@ -154,21 +165,44 @@ class RedactingFilter(logging.Filter):
 
 
 def _compile(secrets: Mapping[str, None]) -> re.Pattern[str]:
-    """One alternation of every form of every secret, longest secrets (and forms) first.
+    """One pattern for every form of every secret, as a trie: shared prefixes are tried once.
 
-    Python's alternation takes the first branch that matches, so a secret that contains
-    another is tried before it, and an escaped form before the plain text it starts with.
+    A flat alternation of a few hundred forms costs each position of a message a few hundred
+    attempts; a trie costs it one attempt per distinct first character. At each node longer
+    continuations are tried before the form that ends there, so a secret that contains another
+    (and an escaped form that starts with the plain one) is masked whole.
     """
-    branches: dict[str, tuple[int, int]] = {}
+    trie: _Trie = {}
     for secret in secrets:
-        for form in _literal_forms(secret):
-            branches.setdefault(re.escape(form), (len(secret), len(form)))
-        for pattern in _url_encoded(secret):
-            branches.setdefault(pattern, (len(secret), len(pattern)))
-        for fragment in _base64_forms(secret):
-            branches.setdefault(re.escape(fragment), (len(secret), len(fragment)))
-    ordered = sorted(branches, key=lambda branch: branches[branch], reverse=True)
-    return re.compile("|".join(ordered))
+        forms = [[re.escape(char) for char in form] for form in _literal_forms(secret)]
+        forms += [[re.escape(char) for char in form] for form in _base64_forms(secret)]
+        forms += _url_encoded(secret)
+        for atoms in forms:
+            node = trie
+            for atom in atoms:
+                node = node.setdefault(atom, {})
+            node[_END] = {}
+    return re.compile(_trie_pattern(trie))
+
+
+_Trie = dict[str, "_Trie"]
+_END = ""  # the key that marks a form ending at a node (no atom is empty)
+
+
+def _trie_pattern(node: _Trie) -> str:
+    branches = []
+    for atom, child in sorted(node.items()):
+        if atom == _END:
+            continue
+        run = atom
+        while len(child) == 1 and _END not in child:  # a chain without choices is one literal run
+            ((next_atom, child),) = child.items()
+            run += next_atom
+        branches.append(run + _trie_pattern(child))
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+    return f"(?:{body})?" if _END in node else body
 
 
 def _literal_forms(secret: str) -> set[str]:
@@ -185,8 +219,8 @@ def _literal_forms(secret: str) -> set[str]:
     return forms
 
 
-def _url_encoded(secret: str) -> set[str]:
-    """Patterns for the secret as URL encoders write it, percent-escapes in either case.
+def _url_encoded(secret: str) -> list[list[str]]:
+    """The secret as URL encoders write it, as pattern atoms: percent-escapes in either case.
 
     ``quote`` and ``quote_plus`` with the safe sets in common use (Python's defaults, none,
     JavaScript's ``encodeURIComponent``); an encoder that escapes unreserved letters too is not
@@ -200,15 +234,16 @@ def _url_encoded(secret: str) -> set[str]:
         quote_plus(secret, safe="/"),
         quote_plus(secret, safe="!'()*~"),
     }
-    return {
-        "".join(
-            f"%(?i:{part[1:]})" if part.startswith("%") else re.escape(part)
+    return [
+        [
+            f"%(?i:{part[1:]})" if part.startswith("%") else re.escape(char)
             for part in re.split(r"(%[0-9A-F]{2})", form)
             if part
-        )
-        for form in encoded
+            for char in ([part] if part.startswith("%") else part)
+        ]
+        for form in sorted(encoded)
         if form != secret
-    }
+    ]
 
 
 def _base64_forms(secret: str) -> Iterator[str]:

@@ -3,6 +3,7 @@ a catalog of which nothing could be read fails the run instead of planning nothi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -21,6 +22,8 @@ from engine._catalog import CatalogRecord, MalformedRecord
 from engine._run import Catalog, CatalogUnreadableError
 from engine._secrets import SecretError, read_secret, redact, register
 from engine._state import StateStore
+from marketplaces._base import Credentials
+from marketplaces._oauth import RefreshedToken
 from marketplaces.sandbox import read_catalog
 from marketplaces.vtex import vtex_records
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, VtexStandin
@@ -108,6 +111,26 @@ def test_per_sku_errors_in_the_state_store_are_redacted(tmp_path: Path) -> None:
     stored = json.dumps(errors)
     assert all(error.startswith("400: invalid credential ") and "***" in error for error in errors.values())
     assert all(form not in stored for form in forms.values() if len(form) > 4)
+
+
+def test_oauth_access_tokens_are_masked_until_replaced() -> None:
+    tokens = iter(["APP_USR-first-access-1a2b3c", "APP_USR-second-access-4d5e6f"])
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"access_token": next(tokens), "expires_in": 0})
+
+    async def refresh_twice() -> None:
+        token = RefreshedToken("/oauth/token", "Mercado Libre", margin=0.0)
+        credentials = Credentials({"client_id": "c1", "client_secret": "s1", "refresh_token": "r1"})
+        transport = httpx.MockTransport(token_endpoint)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ml.test") as client:
+            await token.headers(client, credentials)
+            assert redact("401: invalid token APP_USR-first-access-1a2b3c") == "401: invalid token ***"
+            await token.headers(client, credentials)  # expired at once: refreshed
+
+    asyncio.run(refresh_twice())
+    assert redact("APP_USR-second-access-4d5e6f") == "***"
+    assert redact("APP_USR-first-access-1a2b3c") == "APP_USR-first-access-1a2b3c"  # replaced: forgotten
 
 
 # -- secrets that cannot be sent ------------------------------------------------------------------
