@@ -59,8 +59,10 @@ class Catalog:
     A source reports a catalog it could not read to its end (VTEX's SKU listing kept failing,
     a file broke off) with a last malformed record and ``complete`` false, and goes on with
     what it read. When it read no record at all, that is not a catalog but an outage or a
-    refusal: :class:`CatalogUnreadableError` is raised at the end of the stream, with the
-    source's own reason. Malformed records read before the first good one are held back (up
+    refusal, and so is a listing whose every SKU failed because VTEX did not answer
+    (``unavailable``): :class:`CatalogUnreadableError` is raised at the end of the stream,
+    with the source's own reason. A catalog that is empty, or whose records are all
+    malformed data, is still a catalog. Malformed records read before the first good one are held back (up
     to ``hold``), so a plan printed as it streams shows the error alone, not a bogus change.
     """
 
@@ -78,7 +80,13 @@ class Catalog:
     def __iter__(self) -> Iterator[SourceItem]:
         held: list[MalformedRecord] = []
         holding = True
+        last: MalformedRecord | None = None
+        outage = True  # every record so far failed because the source did not answer
         for item in self.source:
+            if isinstance(item, MalformedRecord):
+                last, outage = item, outage and item.unavailable
+            else:
+                outage = False
             if holding and isinstance(item, MalformedRecord) and len(held) < self.hold:
                 held.append(item)
                 continue
@@ -86,16 +94,16 @@ class Catalog:
             yield from held
             held = []
             yield item
-        if not self.source.complete and self.source.count == 0:
-            raise CatalogUnreadableError(f"the catalog could not be read: {_why(held)}; nothing was planned")
+        if self.source.count == 0 and (not self.source.complete or (last is not None and outage)):
+            raise CatalogUnreadableError(f"the catalog could not be read: {_why(last)}; nothing was planned")
         yield from held
 
 
-def _why(held: list[MalformedRecord]) -> str:
+def _why(last: MalformedRecord | None) -> str:
     """The source's last word: where and why reading stopped."""
-    if not held:
+    if last is None:
         return "the source ended before its first record"
-    return "; ".join(f"{path}: {message}" if path else message for path, message in held[-1].errors)
+    return "; ".join(f"{path}: {message}" if path else message for path, message in last.errors)
 
 
 def catalog_records(project: Project, trade_policy: str = "1") -> Catalog:

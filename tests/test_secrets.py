@@ -347,11 +347,21 @@ def test_a_source_that_read_nothing_and_stopped_raises_its_reason() -> None:
     )
 
 
+DOWN = MalformedRecord("7", [("", "GET /pricing/prices/7 failed 4 times, last with 503")], unavailable=True)
+
+
+def test_a_listing_whose_every_sku_went_unanswered_raises() -> None:
+    catalog = Catalog(FakeSource([DOWN, DOWN], complete=True))  # type: ignore[arg-type]
+    with pytest.raises(CatalogUnreadableError, match=r"could not be read: GET /pricing/prices/7 failed"):
+        list(catalog)
+
+
 @pytest.mark.parametrize(
     ("items", "complete"),
     [
         ([], True),  # an empty catalog is a catalog (the mass-delete guard is for that)
         ([STOPPED], True),
+        ([DOWN, MalformedRecord("8", [("price", "bad")])], True),  # some data came: planned as invalid
         ([MalformedRecord("1", [("price", "bad")]), "good", STOPPED], False),  # partial: deletes withheld
     ],
 )
