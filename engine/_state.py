@@ -4,23 +4,56 @@ SQLite by default (zero setup, one file next to the project). The diff only
 needs, per SKU, the hash of the listing's content and the price and quantity
 last sent, so rows stay small and a million SKUs fit in a few hundred MB of
 disk and no memory: the plan looks rows up in batches as the catalog streams.
+
+Failures are errors a user can act on, never tracebacks. Every statement goes
+through one connection wrapper (:class:`_Db`) that turns any ``sqlite3`` error
+into a :class:`StateError` naming the file and what to do: a damaged file
+(restore a backup, or ``tradepost state rebuild``), a file or folder that
+cannot be written (fix permissions), another writer holding the file past the
+busy timeout (``TRADEPOST_STATE_TIMEOUT`` seconds, 30 by default: wait for it).
+A listing row that cannot be read (a price that is not a number, a NULL
+quantity) is logged as a warning and treated as absent: the SKU is planned as a
+create, and creates look the seller SKU up on the marketplace first, so it is
+adopted rather than listed twice. An order row that cannot be read is an error
+(see :mod:`engine._orderstore`).
+
+One run per marketplace at a time: a lock row with a lease. The holder writes
+an expiry (``TRADEPOST_LOCK_LEASE`` seconds, 60 by default) and a thread renews
+it every third of the lease while the run lives. A lock whose lease ran out, or
+whose process is gone from this host, is taken over wherever it ran; one that
+is being renewed never is. ``tradepost unlock`` releases one by hand. Leases
+use wall-clock time, so hosts sharing a state file must agree on the time to
+well within the lease.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from engine._diagnostics import TradepostError
 from engine._listing import Listing
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``."""
+
+BUSY_TIMEOUT = 30.0
+"""Seconds a statement waits for another writer before the run stops (``TRADEPOST_STATE_TIMEOUT``)."""
+LEASE = 60.0
+"""Seconds a lock stays valid without renewal (``TRADEPOST_LOCK_LEASE``); renewed every third."""
+
+log = logging.getLogger("tradepost.state")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +101,10 @@ CREATE TABLE IF NOT EXISTS locks (
     holder TEXT NOT NULL,
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,
-    acquired_at REAL NOT NULL
+    acquired_at REAL NOT NULL,
+    expires_at REAL NOT NULL DEFAULT 0,
+    token TEXT NOT NULL DEFAULT '',
+    pid_namespace TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sku_errors (
     marketplace TEXT NOT NULL,
@@ -91,11 +127,155 @@ _UPSERT = (
 
 
 class StateError(TradepostError):
-    """The state store cannot be opened or is of an unknown version."""
+    """The state store cannot be opened, read or written; the message says what to do."""
 
 
 class LockedError(TradepostError):
     """Another run holds the marketplace's lock."""
+
+
+class LockLostError(StateError):
+    """This run's lock was taken over (its lease ran out) or released by hand: it must stop."""
+
+
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html) that a user can act on.
+_PERM, _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 3, 5, 6, 8, 10, 11, 13, 14, 26
+
+
+def state_error(path: Path, exc: sqlite3.Error, busy_timeout: float = BUSY_TIMEOUT) -> StateError:
+    """The :class:`StateError` for a ``sqlite3`` error on the store at ``path``: what happened, what to do."""
+    detail = str(exc) or type(exc).__name__
+    code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+    text = detail.lower()
+    if code in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
+        return StateError(
+            f"state store {path} is damaged ({detail}); restore it from a backup, or move it aside and run "
+            "`tradepost state rebuild -m MARKETPLACE` to read the listings back from each marketplace"
+        )
+    if code in (_READONLY, _CANTOPEN, _PERM) or "readonly" in text or "unable to open" in text:
+        return StateError(
+            f"state store {path} cannot be written ({detail}); make the file and its folder writable by "
+            "the user running tradepost (SQLite also writes -wal and -shm files next to it)"
+        )
+    if code in (_BUSY, _LOCKED) or "database is locked" in text:
+        return StateError(
+            f"state store {path} is busy: another process kept it locked for more than {busy_timeout:g} s "
+            f"({detail}); wait for that run to finish and try again (TRADEPOST_STATE_TIMEOUT sets the wait)"
+        )
+    if code == _FULL:
+        return StateError(
+            f"state store {path} cannot grow: the disk is full ({detail}); free space and run again"
+        )
+    if code == _IOERR:
+        return StateError(
+            f"state store {path} could not be read or written ({detail}); check the disk and run again"
+        )
+    return StateError(f"state store {path}: {detail}")
+
+
+def _seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment variable ``name``."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 86400 * 365:
+        raise StateError(f"{name} must be a positive number of seconds, not {raw!r}")
+    return value
+
+
+class _Cursor:
+    """A cursor whose rows are fetched under the store's error translation (damage shows on reads too)."""
+
+    def __init__(self, cursor: sqlite3.Cursor, guard: Callable[[], Any]) -> None:
+        self._cursor = cursor
+        self._guard = guard
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        with self._guard():
+            return self._cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        with self._guard():
+            return self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            with self._guard():
+                row = self._cursor.fetchone()
+            if row is None:
+                return
+            yield row
+
+
+class _Db:
+    """The store's one connection. Every ``sqlite3`` error leaves it as a :class:`StateError`.
+
+    Used like a ``sqlite3.Connection`` (``execute``, ``executemany``, ``executescript``, and
+    ``with db:`` for a transaction), so call sites need no error handling of their own. Once a
+    lock of this process is lost, every statement raises :class:`LockLostError`.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
+        self.connection = connection
+        self.path = path
+        self.busy_timeout = busy_timeout
+        self.check: Callable[[], None] = lambda: None
+
+    @contextmanager
+    def translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise state_error(self.path, exc, self.busy_timeout) from exc
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> _Cursor:
+        self.check()
+        with self.translated():
+            return _Cursor(self.connection.execute(sql, params), self.translated)
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> _Cursor:
+        self.check()
+        with self.translated():
+            return _Cursor(self.connection.executemany(sql, params), self.translated)
+
+    def executescript(self, script: str) -> None:
+        self.check()
+        with self.translated():
+            self.connection.executescript(script)
+
+    def __enter__(self) -> _Db:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        with self.translated():
+            if kind is None:
+                self.connection.commit()
+            else:
+                self.connection.rollback()
+
+    def close(self) -> None:
+        with self.translated():
+            self.connection.close()
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None, timeout=busy_timeout, check_same_thread=False)
+
+
+def _pid_namespace() -> str:
+    """This process's pid namespace: a pid means the same process only within one (containers)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:
@@ -105,7 +285,130 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except OverflowError:
+        return False
     return True
+
+
+def unlock_command(lock: str) -> str:
+    """The command that releases ``lock`` by hand: apply locks are named by marketplace, order runs'
+    as ``orders:NAME``."""
+    if lock.startswith("orders:"):
+        return f"tradepost unlock -m {lock.removeprefix('orders:')} --orders"
+    return f"tradepost unlock -m {lock}"
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(timestamp))
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds a marketplace's lock, since when, and until when without renewal."""
+
+    name: str
+    holder: str
+    pid: int
+    host: str
+    acquired_at: float
+    expires_at: float
+    token: str = ""
+    pid_namespace: str = ""
+
+    def who(self) -> str:
+        return f"{self.holder} (pid {self.pid} on {self.host}) since {_when(self.acquired_at)}"
+
+    def describe(self) -> str:
+        return f"{self.who()}; its lease expires at {_when(self.expires_at)}"
+
+    def taken_over(self, now: float, host: str, namespace: str) -> str | None:
+        """Why another run may take this lock now, or None while its holder keeps it."""
+        if self.expires_at <= now:
+            return f"its lease expired at {_when(self.expires_at)}"
+        if self.host == host and self.pid_namespace == namespace and not _alive(self.pid):
+            return f"process {self.pid} is gone from {host}"
+        return None
+
+
+def _holder(name: str, row: Sequence[Any]) -> LockHolder:
+    """A lock row as read; a value that cannot be read makes the lock expired (it is our own table)."""
+    holder, pid, host, acquired_at, expires_at, token, namespace = row
+
+    def number(value: Any) -> float:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            return 0.0
+
+    return LockHolder(
+        name,
+        str(holder),
+        int(number(pid)),
+        str(host),
+        number(acquired_at),
+        number(expires_at),
+        str(token),
+        str(namespace),
+    )
+
+
+_LOCK_COLUMNS = "holder, pid, host, acquired_at, expires_at, token, pid_namespace"
+
+
+class _Lease(threading.Thread):
+    """Renews one lock's expiry every third of the lease, on a connection of its own, while the run lives.
+
+    Renewal matches the holder's token: when the row is gone or another run's, the lock is lost
+    and the store stops the run at its next statement.
+    """
+
+    def __init__(self, path: Path, name: str, token: str, lease: float, busy_timeout: float) -> None:
+        super().__init__(name=f"tradepost-lease-{name}", daemon=True)
+        self.path, self.lock_name, self.token, self.lease = path, name, token, lease
+        self.busy_timeout = min(busy_timeout, lease / 3)
+        self.stopped = threading.Event()
+        self.lost: str | None = None
+        self.renewals = 0
+
+    def run(self) -> None:
+        try:
+            db = _connect(self.path, self.busy_timeout)
+        except sqlite3.Error:  # pragma: no cover - the store opened this same file a moment ago
+            return
+        try:
+            while not self.stopped.wait(self.lease / 3):
+                try:
+                    cursor = db.execute(
+                        "UPDATE locks SET expires_at = ? WHERE marketplace = ? AND token = ?",
+                        (time.time() + self.lease, self.lock_name, self.token),
+                    )
+                    if cursor.rowcount == 1:
+                        self.renewals += 1
+                        continue
+                    row = db.execute(
+                        f"SELECT {_LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (self.lock_name,)
+                    ).fetchone()
+                except sqlite3.Error as exc:  # busy or failing: try again at the next beat
+                    log.warning("could not renew the lock on %s in %s: %s", self.lock_name, self.path, exc)
+                    continue
+                now = row and _holder(self.lock_name, row)
+                self.lost = (
+                    f"this run lost its lock on {self.lock_name}: "
+                    + (
+                        f"it is now held by {now.describe()}"
+                        if now
+                        else "it was released by hand (`tradepost unlock`) or taken over"
+                    )
+                    + "; the run stopped; run it again"
+                )
+                return
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout=self.busy_timeout + 5)
 
 
 @dataclass(frozen=True)
@@ -135,28 +438,71 @@ def applied_from(listing: Listing, remote_id: str | None = None) -> AppliedListi
 
 
 class StateStore:
-    """SQLite-backed state; one instance per process, used from one thread."""
+    """SQLite-backed state; one instance per process, used from one thread (lease threads aside)."""
 
-    def __init__(self, url: str | Path) -> None:
+    def __init__(
+        self, url: str | Path, *, busy_timeout: float | None = None, lease: float | None = None
+    ) -> None:
         self.url = str(url)
-        path = Path(self.url.removeprefix("sqlite:///"))
         if "://" in self.url and not self.url.startswith("sqlite:///"):
             raise StateError(f"unsupported state store URL {self.url!r}; use a file path or sqlite:///path")
+        self.path = Path(self.url.removeprefix("sqlite:///"))
+        self.busy_timeout = busy_timeout or _seconds("TRADEPOST_STATE_TIMEOUT", BUSY_TIMEOUT)
+        self.lease = lease or _seconds("TRADEPOST_LOCK_LEASE", LEASE)
+        self._leases: dict[str, _Lease] = {}
+        self._unreadable: set[tuple[str, str]] = set()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the folder of state store {self.path} ({exc.strerror or exc}); create it or "
+                "make its parent writable by the user running tradepost"
+            ) from None
+        try:
+            connection = _connect(self.path, self.busy_timeout)
+        except sqlite3.Error as exc:
+            raise state_error(self.path, exc, self.busy_timeout) from exc
+        self.db = _Db(connection, self.path, self.busy_timeout)
+        try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StateError(f"cannot open state store {path}: {exc}") from None
+            self._migrate()
+        except BaseException:
+            connection.close()
+            raise
+        self.db.check = self._check_leases
+
+    def _migrate(self) -> None:
+        """Bring a file of an older schema to this one (in one transaction); refuse a newer one."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StateError(f"state store {path} is of a newer version ({row[0]}); upgrade tradepost")
+        try:
+            version = None if row is None else int(row[0])
+        except ValueError:
+            raise StateError(
+                f"state store {self.path} has an unreadable schema version {row[0]!r}; restore it from a "
+                "backup, or move it aside and run `tradepost state rebuild -m MARKETPLACE`"
+            ) from None
+        if version is None:
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            return
+        if version > SCHEMA_VERSION:
+            raise StateError(f"state store {self.path} is of a newer version ({version}); upgrade tradepost")
+        if version == SCHEMA_VERSION:
+            return
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            columns = {str(r[1]) for r in self.db.execute("PRAGMA table_info(locks)").fetchall()}
+            if "expires_at" not in columns:  # 1 -> 2: leases; a version-1 lock lasts one lease from its start
+                self.db.execute("ALTER TABLE locks ADD COLUMN expires_at REAL NOT NULL DEFAULT 0")
+                self.db.execute("ALTER TABLE locks ADD COLUMN token TEXT NOT NULL DEFAULT ''")
+                self.db.execute("ALTER TABLE locks ADD COLUMN pid_namespace TEXT NOT NULL DEFAULT ''")
+                self.db.execute("UPDATE locks SET expires_at = acquired_at + ?", (self.lease,))
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
+        for name in list(self._leases):
+            self._leases.pop(name).stop()
         self.db.close()
 
     def __enter__(self) -> StateStore:
@@ -178,8 +524,26 @@ class StateStore:
                 (marketplace, *chunk),
             )
             for row in rows:
-                found[row[0]] = _row(row)
+                applied = self._readable(
+                    marketplace,
+                    row,
+                    "planned as if absent: a create looks the seller "
+                    "SKU up on the marketplace first, so its listing is adopted, not doubled",
+                )
+                if applied is not None:
+                    found[applied.sku_id] = applied
         return found
+
+    def _readable(self, marketplace: str, row: Sequence[Any], then: str) -> AppliedListing | None:
+        """The row as an :class:`AppliedListing`, or None (and one warning per SKU) when it cannot be read."""
+        try:
+            return _row(row)
+        except _BadRow as exc:
+            key = (marketplace, str(row[0]))
+            if key not in self._unreadable:
+                self._unreadable.add(key)
+                log.warning("state store %s: %s SKU %s: %s; %s", self.path, marketplace, row[0], exc, then)
+            return None
 
     def all_sku_ids(self, marketplace: str) -> Iterator[str]:
         for (sku_id,) in self.db.execute(
@@ -202,7 +566,10 @@ class StateStore:
             "SELECT count(*), coalesce(max(applied_at), 0) FROM listings WHERE marketplace = ?",
             (marketplace,),
         ).fetchone()
-        return f"{row[0]}:{row[1]:.6f}"
+        try:
+            return f"{row[0]}:{float(row[1]):.6f}"
+        except (TypeError, ValueError):  # a malformed applied_at still fingerprints, as itself
+            return f"{row[0]}:{row[1]}"
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -296,28 +663,72 @@ class StateStore:
 
     # -- one run per marketplace at a time -----------------------------------------------------
 
-    def acquire_lock(self, marketplace: str, holder: str) -> None:
-        """Take the marketplace's lock, or raise :class:`LockedError` naming who holds it.
+    def acquire_lock(self, marketplace: str, holder: str, *, lease: float | None = None) -> None:
+        """Take the marketplace's lock with a lease renewed while this store lives, or raise
+        :class:`LockedError` naming who holds it, since when and when its lease expires.
 
-        A lock whose process is gone (same host, pid not running) is taken over: a run killed
-        with SIGKILL must not block every later one.
+        A lock is taken over when its lease ran out (its run died or its host is gone: a killed
+        container) or, at once, when its process is gone from this host: a run killed with SIGKILL
+        must not block every later one. A lock whose holder keeps renewing is never taken over.
         """
-        host, pid = socket.gethostname(), os.getpid()
+        lease = lease or self.lease
+        host, pid, namespace = socket.gethostname(), os.getpid(), _pid_namespace()
+        token = uuid.uuid4().hex
+        now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             row = self.db.execute(
-                "SELECT holder, pid, host, acquired_at FROM locks WHERE marketplace = ?", (marketplace,)
+                f"SELECT {_LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (marketplace,)
             ).fetchone()
-            if row is not None and not (row[2] == host and not _alive(int(row[1]))):
-                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row[3])))
-                raise LockedError(
-                    f"{marketplace} is locked by {row[0]} (pid {row[1]} on {row[2]}, since {since}); "
-                    "another run is in progress"
-                )
+            if row is not None:
+                held = _holder(marketplace, row)
+                why = held.taken_over(now, host, namespace)
+                if why is None:
+                    raise LockedError(
+                        f"{marketplace} is locked by {held.describe()} unless that run renews it; wait for "
+                        f"it to finish, or if it is gone run `{unlock_command(marketplace)}`"
+                    )
+                log.warning("took over the lock on %s held by %s: %s", marketplace, held.who(), why)
             self.db.execute(
-                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
-                (marketplace, holder, pid, host, time.time()),
+                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (marketplace, holder, pid, host, now, now + lease, token, namespace),
             )
+        renewer = _Lease(self.path, marketplace, token, lease, self.busy_timeout)
+        self._leases[marketplace] = renewer
+        renewer.start()
+
+    def release_lock(self, marketplace: str) -> None:
+        """Stop renewing and delete the lock, if it is still this run's."""
+        renewer = self._leases.pop(marketplace, None)
+        if renewer is None:
+            return
+        renewer.stop()
+        with self.db.translated():
+            self.db.connection.execute(
+                "DELETE FROM locks WHERE marketplace = ? AND token = ?", (marketplace, renewer.token)
+            )
+
+    def lock_holder(self, marketplace: str) -> LockHolder | None:
+        row = self.db.execute(
+            f"SELECT {_LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (marketplace,)
+        ).fetchone()
+        return None if row is None else _holder(marketplace, row)
+
+    def break_lock(self, marketplace: str) -> LockHolder | None:
+        """Release a lock by hand, whoever holds it (`tradepost unlock`); the holder it had, if any.
+
+        A holder still running finds its lock gone at its next renewal and stops at its next statement.
+        """
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            held = self.lock_holder(marketplace)
+            self.db.execute("DELETE FROM locks WHERE marketplace = ?", (marketplace,))
+        return held
+
+    def _check_leases(self) -> None:
+        for renewer in self._leases.values():
+            if renewer.lost:
+                raise LockLostError(f"{renewer.lost} (state store {self.path})")
 
     def with_siblings(self, marketplace: str, sku_ids: Iterable[str]) -> set[str]:
         """These SKUs and every applied SKU of the same products: an ordered SKU's family, whose
@@ -345,9 +756,6 @@ class StateStore:
         ).fetchone()
         return str(row[0]) if row else None
 
-    def release_lock(self, marketplace: str) -> None:
-        self.db.execute("DELETE FROM locks WHERE marketplace = ? AND pid = ?", (marketplace, os.getpid()))
-
     # -- the set of SKUs seen by a plan, kept on disk so a million ids cost no memory ---------
 
     def begin_seen(self) -> None:
@@ -365,16 +773,46 @@ class StateStore:
             (marketplace,),
         )
         for row in rows:
-            yield _row(row)
+            applied = self._readable(
+                marketplace,
+                row,
+                f"it left the catalog but is not withdrawn: restore the state store from a "
+                f"backup, or run `tradepost state rebuild -m {marketplace}`",
+            )
+            if applied is not None:
+                yield applied
 
 
-def _row(row: tuple[object, ...]) -> AppliedListing:
+class _BadRow(ValueError):
+    """A listing row with a value that cannot be what its column holds (edited or damaged by hand)."""
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _BadRow(f"{name} is {value!r}, not a text")
+    return value
+
+
+def _money(name: str, value: object) -> Decimal:
+    try:
+        number = Decimal(value) if isinstance(value, (str, int)) else None
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite() or number < 0:
+        raise _BadRow(f"{name} is {value!r}, not an amount")
+    return number
+
+
+def _row(row: Sequence[Any]) -> AppliedListing:
+    sku_id, product_id, content_hash, price, sale_price, quantity, remote_id = row
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise _BadRow(f"quantity is {quantity!r}, not a whole number")
     return AppliedListing(
-        sku_id=str(row[0]),
-        product_id=str(row[1]),
-        content_hash=str(row[2]),
-        price=Decimal(str(row[3])),
-        sale_price=None if row[4] is None else Decimal(str(row[4])),
-        quantity=int(str(row[5])),
-        remote_id=None if row[6] is None else str(row[6]),
+        sku_id=_text("sku_id", sku_id),
+        product_id=_text("product_id", product_id),
+        content_hash=_text("content_hash", content_hash),
+        price=_money("price", price),
+        sale_price=None if sale_price is None else _money("sale_price", sale_price),
+        quantity=quantity,
+        remote_id=None if remote_id is None else _text("remote_id", remote_id),
     )
