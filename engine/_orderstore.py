@@ -179,7 +179,12 @@ class OrderStore:
         try:
             return _stored(row)
         except (ValidationError, ValueError, TypeError, KeyError) as exc:
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, ValidationError):
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                why = f"order_json: {where + ': ' if where else ''}{first['msg']}"
+            else:
+                why = str(exc) or type(exc).__name__
             raise StateError(
                 f"state store {self.path}: {row[0]} order {row[1]} cannot be read ({why}); restore the state "
                 "store from a backup. Tradepost does not guess an order's state: it could place or cancel it "
@@ -441,7 +446,10 @@ def _stored(row: tuple[Any, ...]) -> StoredOrder:
     ) = row
     if state not in STATES:
         raise ValueError(f"unknown state {state!r}")
-    decided = json.loads(decision)
+    try:
+        decided = json.loads(decision)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"decision: {exc}") from None
     if not isinstance(decided, dict):
         raise ValueError(f"decision is {decision!r}, not an object")
     for name, value in (("attempts", attempts), ("received_at", received_at), ("updated_at", updated_at)):
