@@ -602,3 +602,88 @@ def test_unlock_of_an_unknown_marketplace_is_an_error(config: Path, tradepost: R
         1,
         f"error: marketplace 'nope' is not in {config} (configured: google, mercadolibre)\n",
     )
+
+
+def test_an_apply_that_lost_its_lock_stops_before_sending_anything(tmp_path: Path) -> None:
+    """The executor does not record a state failure as one SKU's: the run stops, nothing more is sent."""
+    import asyncio
+
+    import httpx
+
+    import engine
+    from engine._apply import Executor
+    from engine._plan import Planner
+    from engine._planfile import change_record
+    from engine._source import FileSource
+    from marketplaces import connector_class
+    from marketplaces._base import Credentials
+    from marketplaces.mercadolibre.standin import (
+        SANDBOX_CLIENT_ID,
+        SANDBOX_CLIENT_SECRET,
+        SANDBOX_REFRESH_TOKEN,
+        MercadoLibreStandin,
+    )
+
+    compiled = engine.compile_rules(RULES / "mercadolibre.yaml")
+    connector = connector_class("mercadolibre")({})
+    records = [
+        change_record(c, connector)
+        for c in Planner(compiled, connector).changes(FileSource(ROOT / "examples" / "catalog.jsonl"))
+        if c.op == "create" and not c.family
+    ][:5]
+    standin = MercadoLibreStandin()
+    credentials = Credentials(
+        {
+            "client_id": SANDBOX_CLIENT_ID,
+            "client_secret": SANDBOX_CLIENT_SECRET,
+            "refresh_token": SANDBOX_REFRESH_TOKEN,
+        }
+    )
+
+    async def apply(state: StateStore) -> object:
+        async with httpx.AsyncClient(transport=standin.transport(), base_url="http://ml.test") as client:
+            return await Executor(connector, client, state, credentials).apply(records)
+
+    path = tmp_path / "state.sqlite"
+    with StateStore(path, lease=0.3) as state, StateStore(path) as other:
+        state.acquire_lock("mercadolibre", "tradepost apply")
+        other.break_lock("mercadolibre")
+        deadline = time.monotonic() + 3
+        while state._leases["mercadolibre"].lost is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(LockLostError, match="lost its lock on mercadolibre"):
+            asyncio.run(apply(state))
+        state.release_lock("mercadolibre")
+    assert standin.items == {}
+    with StateStore(path) as state:
+        assert state.errors("mercadolibre") == {}  # no SKU was blamed
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [
+        (
+            13,
+            "database or disk is full",
+            "cannot grow: the disk is full (database or disk is full); free space",
+        ),
+        (10, "disk I/O error", "could not be read or written (disk I/O error); check the disk and run again"),
+        (1, "no such table: listings", "state store {path}: no such table: listings"),
+    ],
+)
+def test_other_sqlite_errors_name_the_file(tmp_path: Path, code: int, message: str, expected: str) -> None:
+    from engine._statedb import state_error
+
+    error = sqlite3.OperationalError(message)
+    error.sqlite_errorcode = code
+    path = tmp_path / "state.sqlite"
+    text = str(state_error(path, error))
+    assert text.startswith(f"state store {path}") and expected.format(path=path) in text
+
+
+def test_a_folder_given_as_the_state_store_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StateError) as raised:
+        StateStore(tmp_path)
+    assert (
+        str(raised.value) == f"state store {tmp_path} is a folder; set `state:` to a file path in the config"
+    )
