@@ -425,7 +425,7 @@ class StateStore:
                 "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (marketplace, holder, pid, host, now, now + lease, token, namespace),
             )
-        renewer = Lease(self.path, marketplace, token, lease, self.busy_timeout)
+        renewer = Lease(self.path, marketplace, token, lease, self.busy_timeout, now + lease)
         self._leases[marketplace] = renewer
         renewer.start()
 

@@ -267,10 +267,13 @@ class Lease(threading.Thread):
     and the store stops the run at its next statement.
     """
 
-    def __init__(self, path: Path, name: str, token: str, lease: float, busy_timeout: float) -> None:
+    def __init__(
+        self, path: Path, name: str, token: str, lease: float, busy_timeout: float, expires_at: float
+    ) -> None:
         super().__init__(name=f"tradepost-lease-{name}", daemon=True)
         self.path, self.lock_name, self.token, self.lease = path, name, token, lease
         self.busy_timeout = min(busy_timeout, lease / 3)
+        self.expires_at = expires_at
         self.stopped = threading.Event()
         self.lost: str | None = None
         self.renewals = 0
@@ -278,37 +281,45 @@ class Lease(threading.Thread):
     def run(self) -> None:
         try:
             db = connect(self.path, self.busy_timeout)
-        except sqlite3.Error:  # pragma: no cover - the store opened this same file a moment ago
+        except sqlite3.Error as exc:  # the store opened this same file a moment ago: unlikely
+            self.lost = f"this run cannot renew its lock on {self.lock_name} ({exc}); the run stopped"
             return
         try:
             while not self.stopped.wait(self.lease / 3):
-                try:
-                    cursor = db.execute(
-                        "UPDATE locks SET expires_at = ? WHERE marketplace = ? AND token = ?",
-                        (time.time() + self.lease, self.lock_name, self.token),
-                    )
-                    if cursor.rowcount == 1:
-                        self.renewals += 1
-                        continue
-                    row = db.execute(
-                        f"SELECT {LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (self.lock_name,)
-                    ).fetchone()
-                except sqlite3.Error as exc:  # busy or failing: try again at the next beat
-                    log.warning("could not renew the lock on %s in %s: %s", self.lock_name, self.path, exc)
-                    continue
-                now = row and read_holder(self.lock_name, row)
-                self.lost = (
-                    f"this run lost its lock on {self.lock_name}: "
-                    + (
-                        f"it is now held by {now.describe()}"
-                        if now
-                        else "it was released by hand (`tradepost unlock`) or taken over"
-                    )
-                    + "; the run stopped; run it again"
-                )
-                return
+                self.lost = self._renew(db)
+                if self.lost:
+                    return
         finally:
             db.close()
+
+    def _renew(self, db: sqlite3.Connection) -> str | None:
+        """Push the expiry one lease ahead; why the lock is lost, or None while it is held."""
+        expires_at = time.time() + self.lease
+        try:
+            cursor = db.execute(
+                "UPDATE locks SET expires_at = ? WHERE marketplace = ? AND token = ?",
+                (expires_at, self.lock_name, self.token),
+            )
+            if cursor.rowcount == 1:
+                self.expires_at = expires_at
+                self.renewals += 1
+                return None
+            row = db.execute(
+                f"SELECT {LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (self.lock_name,)
+            ).fetchone()
+        except sqlite3.Error as exc:  # busy or failing: the next beat tries again, while the lease lasts
+            log.warning("could not renew the lock on %s in %s: %s", self.lock_name, self.path, exc)
+            if time.time() < self.expires_at:
+                return None
+            return (
+                f"this run could not renew its lock on {self.lock_name} before its lease expired ({exc}); "
+                "the run stopped; run it again"
+            )
+        lost = f"this run lost its lock on {self.lock_name}: "
+        if row is None:
+            return lost + "it was released by hand (`tradepost unlock`); the run stopped; run it again"
+        holder = read_holder(self.lock_name, row)
+        return lost + f"it is now held by {holder.describe()}; the run stopped; run it again"
 
     def stop(self) -> None:
         self.stopped.set()

@@ -508,7 +508,7 @@ def test_a_run_whose_lock_was_released_by_hand_stops_at_its_next_statement(tmp_p
             run.get("google", "1")
         run.release_lock("google")  # leaving the run still works, and deletes nothing of another's
     assert str(raised.value) == (
-        "this run lost its lock on google: it was released by hand (`tradepost unlock`) or taken over; "
+        "this run lost its lock on google: it was released by hand (`tradepost unlock`); "
         f"the run stopped; run it again (state store {path})"
     )
 
@@ -686,4 +686,27 @@ def test_a_folder_given_as_the_state_store_is_a_clear_error(tmp_path: Path) -> N
         StateStore(tmp_path)
     assert (
         str(raised.value) == f"state store {tmp_path} is a folder; set `state:` to a file path in the config"
+    )
+
+
+def test_a_run_whose_lock_another_run_took_says_who_has_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    with StateStore(path, lease=0.3) as run, StateStore(path, lease=60) as other:
+        run.acquire_lock("google", "tradepost apply")
+        other.break_lock("google")
+        other.acquire_lock("google", "second apply")
+        deadline = time.monotonic() + 3
+        while run._leases["google"].lost is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(LockLostError) as raised:
+            run.record_error("google", "1", "x")
+        run.release_lock("google")
+        holder = other.lock_holder("google")
+        assert holder is not None and holder.holder == "second apply"  # the first run deleted nothing
+        other.release_lock("google")
+    assert re.fullmatch(
+        f"this run lost its lock on google: it is now held by second apply \\(pid {os.getpid()} on "
+        f"{re.escape(os.uname().nodename)}\\) since {WHEN}; its lease expires at {WHEN}; the run stopped; "
+        f"run it again \\(state store {re.escape(str(path))}\\)",
+        str(raised.value),
     )
