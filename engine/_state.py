@@ -54,6 +54,7 @@ from engine._statedb import (
     seconds_from_env,
     state_error,
     unlock_command,
+    when,
 )
 from engine._statedb import LockHolder as LockHolder  # re-exported: part of this module's API
 from engine._statedb import LockLostError as LockLostError
@@ -458,7 +459,15 @@ class StateStore:
         return held
 
     def _check_leases(self) -> None:
+        """Before every statement: a run whose lock is lost, or whose lease ran out unrenewed (the
+        process was paused, the file busy), stops before another run can be sure to hold it."""
         for renewer in self._leases.values():
+            if renewer.lost is None and time.time() >= renewer.expires_at:
+                renewer.lost = (
+                    f"this run's lease on {renewer.lock_name} ran out at {when(renewer.expires_at)} "
+                    "without being renewed (the process was paused or the state store busy); "
+                    "the run stopped; run it again"
+                )
             if renewer.lost:
                 raise LockLostError(f"{renewer.lost} (state store {self.path})")
 

@@ -710,3 +710,21 @@ def test_a_run_whose_lock_another_run_took_says_who_has_it(tmp_path: Path) -> No
         f"run it again \\(state store {re.escape(str(path))}\\)",
         str(raised.value),
     )
+
+
+def test_a_run_paused_past_its_lease_stops_at_its_next_statement(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    with StateStore(path, lease=0.3) as run:
+        run.acquire_lock("google", "tradepost apply")
+        run._leases["google"].stop()  # SIGSTOP, a laptop lid: nothing renews
+        run.get("google", "1")  # within the lease, the run goes on
+        time.sleep(0.35)
+        with pytest.raises(LockLostError) as raised:
+            run.get("google", "1")
+        run.release_lock("google")
+    assert re.fullmatch(
+        f"this run's lease on google ran out at {WHEN} without being renewed "
+        "\\(the process was paused or the state store busy\\); the run stopped; run it again "
+        "\\(state store .*\\)",
+        str(raised.value),
+    )
