@@ -29,7 +29,7 @@ from engine._diagnostics import TradepostError
 from engine._jsonio import dumps
 from engine._listing import Listing
 from engine._secrets import redact
-from engine._state import AppliedListing, StateStore, applied_from
+from engine._state import AppliedListing, StateError, StateStore, applied_from
 from marketplaces import Connector
 from marketplaces._base import Call, CallResult, Credentials, retry_after
 
@@ -228,6 +228,8 @@ class Executor:
     ) -> SkuResult:
         try:
             return await self._apply_one_unguarded(record, leaders, pending)
+        except StateError:
+            raise  # the state store failed (damaged, busy, lock lost): the run stops, no SKU is to blame
         except TradepostError as exc:
             # A change the connector cannot express, or a token refused mid-run: this SKU fails,
             # the run goes on (a family's followers learn it through the leader's future).

@@ -53,6 +53,11 @@ def credentials_for(project: Project, name: str) -> Credentials:
 
 @contextmanager
 def locked(state: StateStore, marketplace: str) -> Iterator[None]:
+    """Hold the marketplace's apply lock for the block; its lease is renewed until the block ends.
+
+    Raises :class:`~engine._state.LockedError` while another live run holds it; a run that loses it
+    (lease run out, `tradepost unlock`) stops at its next state statement with ``LockLostError``.
+    """
     state.acquire_lock(marketplace, "tradepost apply")
     try:
         yield

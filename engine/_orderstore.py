@@ -20,6 +20,12 @@ States (``tradepost orders list`` shows them)::
 Personal data (buyer, address) is stored only while the order still needs to
 be placed in VTEX or cancelled; it is erased when the order reaches a final
 state (``shipped``, ``cancelled``, ``returned``).
+
+The tables share the state store's connection, so a damaged, read-only or busy
+file is a :class:`~engine._state.StateError` naming it. An order row that
+cannot be read (garbage in its JSON, an unknown state) is an error too, naming
+the order, never skipped: the row is the only record of whether the order was
+placed in VTEX or cancelled, and guessing could place or cancel it twice.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from engine._orders import Buyer, Order
-from engine._state import StateStore
+from engine._state import StateError, StateStore
 
 __all__ = ["FINAL", "OPEN", "OrderState", "OrderStore", "StoredOrder"]
 
@@ -155,6 +163,7 @@ class OrderStore:
 
     def __init__(self, state: StateStore) -> None:
         self.db = state.db
+        self.path = state.path
         self.db.executescript(_SCHEMA)
 
     @contextmanager
@@ -166,11 +175,27 @@ class OrderStore:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _stored(self, row: tuple[Any, ...]) -> StoredOrder:
+        try:
+            return _stored(row)
+        except (ValidationError, ValueError, TypeError, KeyError) as exc:
+            if isinstance(exc, ValidationError):
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                why = f"order_json: {where + ': ' if where else ''}{first['msg']}"
+            else:
+                why = str(exc) or type(exc).__name__
+            raise StateError(
+                f"state store {self.path}: {row[0]} order {row[1]} cannot be read ({why}); restore the state "
+                "store from a backup. Tradepost does not guess an order's state: it could place or cancel it "
+                "twice"
+            ) from None
+
     def get(self, marketplace: str, order_id: str) -> StoredOrder | None:
         row = self.db.execute(
             f"SELECT {_COLUMNS} FROM orders WHERE marketplace = ? AND order_id = ?", (marketplace, order_id)
         ).fetchone()
-        return _stored(row) if row else None
+        return self._stored(row) if row else None
 
     def find(self, order_id: str, marketplace: str | None = None) -> list[StoredOrder]:
         """Orders with this marketplace order id or VTEX order id (several marketplaces may share one)."""
@@ -179,7 +204,7 @@ class OrderStore:
         if marketplace:
             query += " AND marketplace = ?"
             params.append(marketplace)
-        return [_stored(row) for row in self.db.execute(query, params)]
+        return [self._stored(row) for row in self.db.execute(query, params)]
 
     def select(
         self, marketplaces: Iterable[str] | None = None, states: Iterable[str] | None = None
@@ -194,7 +219,7 @@ class OrderStore:
                 params += chosen
         query += " ORDER BY received_at, marketplace, order_id"
         for row in self.db.execute(query, params).fetchall():
-            yield _stored(row)
+            yield self._stored(row)
 
     def counts(self, marketplace: str | None = None) -> dict[str, int]:
         query = "SELECT state, count(*) FROM orders"
@@ -419,11 +444,22 @@ def _stored(row: tuple[Any, ...]) -> StoredOrder:
         received_at,
         updated_at,
     ) = row
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}")
+    try:
+        decided = json.loads(decision)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"decision: {exc}") from None
+    if not isinstance(decided, dict):
+        raise ValueError(f"decision is {decision!r}, not an object")
+    for name, value in (("attempts", attempts), ("received_at", received_at), ("updated_at", updated_at)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} is {value!r}, not a number")
     return StoredOrder(
         marketplace=marketplace,
         order_id=order_id,
         state=state,
-        decision=json.loads(decision),
+        decision=decided,
         order=Order.model_validate_json(order_json),
         marketplace_status=marketplace_status,
         payment_status=payment_status,

@@ -4,23 +4,66 @@ SQLite by default (zero setup, one file next to the project). The diff only
 needs, per SKU, the hash of the listing's content and the price and quantity
 last sent, so rows stay small and a million SKUs fit in a few hundred MB of
 disk and no memory: the plan looks rows up in batches as the catalog streams.
+
+Failures are errors a user can act on, never tracebacks. Every statement goes
+through one connection wrapper (:class:`Db`) that turns any ``sqlite3`` error
+into a :class:`StateError` naming the file and what to do: a damaged file
+(restore a backup, or ``tradepost state rebuild``), a file or folder that
+cannot be written (fix permissions), another writer holding the file past the
+busy timeout (``TRADEPOST_STATE_TIMEOUT`` seconds, 30 by default: wait for it).
+A listing row that cannot be read (a price that is not a number, a NULL
+quantity) is logged as a warning and treated as absent: the SKU is planned as a
+create, and creates look the seller SKU up on the marketplace first, so it is
+adopted rather than listed twice. An order row that cannot be read is an error
+(see :mod:`engine._orderstore`).
+
+One run per marketplace at a time: a lock row with a lease. The holder writes
+an expiry (``TRADEPOST_LOCK_LEASE`` seconds, 60 by default) and a thread renews
+it every third of the lease while the run lives. A lock whose lease ran out, or
+whose process is gone from this host, is taken over wherever it ran; one that
+is being renewed never is. ``tradepost unlock`` releases one by hand. Leases
+use wall-clock time, so hosts sharing a state file must agree on the time to
+well within the lease.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from engine._diagnostics import TradepostError
 from engine._listing import Listing
+from engine._statedb import (
+    BUSY_TIMEOUT,
+    LEASE,
+    LOCK_COLUMNS,
+    Db,
+    Lease,
+    connect,
+    pid_namespace,
+    read_holder,
+    seconds_from_env,
+    state_error,
+    unlock_command,
+    when,
+)
+from engine._statedb import LockHolder as LockHolder  # re-exported: part of this module's API
+from engine._statedb import LockLostError as LockLostError
+from engine._statedb import StateError as StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``."""
+
+log = logging.getLogger("tradepost.state")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -68,7 +111,10 @@ CREATE TABLE IF NOT EXISTS locks (
     holder TEXT NOT NULL,
     pid INTEGER NOT NULL,
     host TEXT NOT NULL,
-    acquired_at REAL NOT NULL
+    acquired_at REAL NOT NULL,
+    expires_at REAL NOT NULL DEFAULT 0,
+    token TEXT NOT NULL DEFAULT '',
+    pid_namespace TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sku_errors (
     marketplace TEXT NOT NULL,
@@ -90,22 +136,8 @@ _UPSERT = (
 )
 
 
-class StateError(TradepostError):
-    """The state store cannot be opened or is of an unknown version."""
-
-
 class LockedError(TradepostError):
     """Another run holds the marketplace's lock."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)
@@ -135,28 +167,75 @@ def applied_from(listing: Listing, remote_id: str | None = None) -> AppliedListi
 
 
 class StateStore:
-    """SQLite-backed state; one instance per process, used from one thread."""
+    """SQLite-backed state; one instance per process, used from one thread (lease threads aside)."""
 
-    def __init__(self, url: str | Path) -> None:
+    def __init__(
+        self, url: str | Path, *, busy_timeout: float | None = None, lease: float | None = None
+    ) -> None:
         self.url = str(url)
-        path = Path(self.url.removeprefix("sqlite:///"))
         if "://" in self.url and not self.url.startswith("sqlite:///"):
             raise StateError(f"unsupported state store URL {self.url!r}; use a file path or sqlite:///path")
+        self.path = Path(self.url.removeprefix("sqlite:///"))
+        self.busy_timeout = busy_timeout or seconds_from_env("TRADEPOST_STATE_TIMEOUT", BUSY_TIMEOUT)
+        self.lease = lease or seconds_from_env("TRADEPOST_LOCK_LEASE", LEASE)
+        self._leases: dict[str, Lease] = {}
+        self._unreadable: set[tuple[str, str]] = set()
+        if self.path.is_dir():
+            raise StateError(
+                f"state store {self.path} is a folder; set `state:` to a file path in the config"
+            )
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(
+                f"cannot create the folder of state store {self.path} ({exc.strerror or exc}); create it or "
+                "make its parent writable by the user running tradepost"
+            ) from None
+        try:
+            connection = connect(self.path, self.busy_timeout)
+        except sqlite3.Error as exc:
+            raise state_error(self.path, exc, self.busy_timeout) from exc
+        self.db = Db(connection, self.path, self.busy_timeout)
+        try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StateError(f"cannot open state store {path}: {exc}") from None
+            self._migrate()
+        except BaseException:
+            connection.close()
+            raise
+        self.db.check = self._check_leases
+
+    def _migrate(self) -> None:
+        """Bring a file of an older schema to this one (in one transaction); refuse a newer one."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise StateError(f"state store {path} is of a newer version ({row[0]}); upgrade tradepost")
+        try:
+            version = None if row is None else int(row[0])
+        except ValueError:
+            raise StateError(
+                f"state store {self.path} has an unreadable schema version {row[0]!r}; restore it from a "
+                "backup, or move it aside and run `tradepost state rebuild -m MARKETPLACE`"
+            ) from None
+        if version is None:
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            return
+        if version > SCHEMA_VERSION:
+            raise StateError(f"state store {self.path} is of a newer version ({version}); upgrade tradepost")
+        if version == SCHEMA_VERSION:
+            return
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            columns = {str(r[1]) for r in self.db.execute("PRAGMA table_info(locks)").fetchall()}
+            if "expires_at" not in columns:  # 1 -> 2: leases; a version-1 lock lasts one lease from its start
+                self.db.execute("ALTER TABLE locks ADD COLUMN expires_at REAL NOT NULL DEFAULT 0")
+                self.db.execute("ALTER TABLE locks ADD COLUMN token TEXT NOT NULL DEFAULT ''")
+                self.db.execute("ALTER TABLE locks ADD COLUMN pid_namespace TEXT NOT NULL DEFAULT ''")
+                self.db.execute("UPDATE locks SET expires_at = acquired_at + ?", (self.lease,))
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
+        for name in list(self._leases):
+            self._leases.pop(name).stop()
         self.db.close()
 
     def __enter__(self) -> StateStore:
@@ -178,8 +257,26 @@ class StateStore:
                 (marketplace, *chunk),
             )
             for row in rows:
-                found[row[0]] = _row(row)
+                applied = self._readable(
+                    marketplace,
+                    row,
+                    "planned as if absent: a create looks the seller "
+                    "SKU up on the marketplace first, so its listing is adopted, not doubled",
+                )
+                if applied is not None:
+                    found[applied.sku_id] = applied
         return found
+
+    def _readable(self, marketplace: str, row: Sequence[Any], then: str) -> AppliedListing | None:
+        """The row as an :class:`AppliedListing`, or None (and one warning per SKU) when it cannot be read."""
+        try:
+            return _row(row)
+        except _BadRow as exc:
+            key = (marketplace, str(row[0]))
+            if key not in self._unreadable:
+                self._unreadable.add(key)
+                log.warning("state store %s: %s SKU %s: %s; %s", self.path, marketplace, row[0], exc, then)
+            return None
 
     def all_sku_ids(self, marketplace: str) -> Iterator[str]:
         for (sku_id,) in self.db.execute(
@@ -202,7 +299,10 @@ class StateStore:
             "SELECT count(*), coalesce(max(applied_at), 0) FROM listings WHERE marketplace = ?",
             (marketplace,),
         ).fetchone()
-        return f"{row[0]}:{row[1]:.6f}"
+        try:
+            return f"{row[0]}:{float(row[1]):.6f}"
+        except (TypeError, ValueError):  # a malformed applied_at still fingerprints, as itself
+            return f"{row[0]}:{row[1]}"
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -296,28 +396,80 @@ class StateStore:
 
     # -- one run per marketplace at a time -----------------------------------------------------
 
-    def acquire_lock(self, marketplace: str, holder: str) -> None:
-        """Take the marketplace's lock, or raise :class:`LockedError` naming who holds it.
+    def acquire_lock(self, marketplace: str, holder: str, *, lease: float | None = None) -> None:
+        """Take the marketplace's lock with a lease renewed while this store lives, or raise
+        :class:`LockedError` naming who holds it, since when and when its lease expires.
 
-        A lock whose process is gone (same host, pid not running) is taken over: a run killed
-        with SIGKILL must not block every later one.
+        A lock is taken over when its lease ran out (its run died or its host is gone: a killed
+        container) or, at once, when its process is gone from this host: a run killed with SIGKILL
+        must not block every later one. A lock whose holder keeps renewing is never taken over.
         """
-        host, pid = socket.gethostname(), os.getpid()
+        lease = lease or self.lease
+        host, pid, namespace = socket.gethostname(), os.getpid(), pid_namespace()
+        token = uuid.uuid4().hex
+        now = time.time()
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             row = self.db.execute(
-                "SELECT holder, pid, host, acquired_at FROM locks WHERE marketplace = ?", (marketplace,)
+                f"SELECT {LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (marketplace,)
             ).fetchone()
-            if row is not None and not (row[2] == host and not _alive(int(row[1]))):
-                since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(row[3])))
-                raise LockedError(
-                    f"{marketplace} is locked by {row[0]} (pid {row[1]} on {row[2]}, since {since}); "
-                    "another run is in progress"
-                )
+            if row is not None:
+                held = read_holder(marketplace, row)
+                why = held.taken_over(now, host, namespace)
+                if why is None:
+                    raise LockedError(
+                        f"{marketplace} is locked by {held.describe()} unless that run renews it; wait for "
+                        f"it to finish, or if it is gone run `{unlock_command(marketplace)}`"
+                    )
+                log.warning("took over the lock on %s held by %s: %s", marketplace, held.who(), why)
             self.db.execute(
-                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?)",
-                (marketplace, holder, pid, host, time.time()),
+                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (marketplace, holder, pid, host, now, now + lease, token, namespace),
             )
+        renewer = Lease(self.path, marketplace, token, lease, self.busy_timeout, now + lease)
+        self._leases[marketplace] = renewer
+        renewer.start()
+
+    def release_lock(self, marketplace: str) -> None:
+        """Stop renewing and delete the lock, if it is still this run's."""
+        renewer = self._leases.pop(marketplace, None)
+        if renewer is None:
+            return
+        renewer.stop()
+        with self.db.translated():
+            self.db.connection.execute(
+                "DELETE FROM locks WHERE marketplace = ? AND token = ?", (marketplace, renewer.token)
+            )
+
+    def lock_holder(self, marketplace: str) -> LockHolder | None:
+        row = self.db.execute(
+            f"SELECT {LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (marketplace,)
+        ).fetchone()
+        return None if row is None else read_holder(marketplace, row)
+
+    def break_lock(self, marketplace: str) -> LockHolder | None:
+        """Release a lock by hand, whoever holds it (`tradepost unlock`); the holder it had, if any.
+
+        A holder still running finds its lock gone at its next renewal and stops at its next statement.
+        """
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            held = self.lock_holder(marketplace)
+            self.db.execute("DELETE FROM locks WHERE marketplace = ?", (marketplace,))
+        return held
+
+    def _check_leases(self) -> None:
+        """Before every statement: a run whose lock is lost, or whose lease ran out unrenewed (the
+        process was paused, the file busy), stops before another run can be sure to hold it."""
+        for renewer in self._leases.values():
+            if renewer.lost is None and time.time() >= renewer.expires_at:
+                renewer.lost = (
+                    f"this run's lease on {renewer.lock_name} ran out at {when(renewer.expires_at)} "
+                    "without being renewed (the process was paused or the state store busy); "
+                    "the run stopped; run it again"
+                )
+            if renewer.lost:
+                raise LockLostError(f"{renewer.lost} (state store {self.path})")
 
     def with_siblings(self, marketplace: str, sku_ids: Iterable[str]) -> set[str]:
         """These SKUs and every applied SKU of the same products: an ordered SKU's family, whose
@@ -345,9 +497,6 @@ class StateStore:
         ).fetchone()
         return str(row[0]) if row else None
 
-    def release_lock(self, marketplace: str) -> None:
-        self.db.execute("DELETE FROM locks WHERE marketplace = ? AND pid = ?", (marketplace, os.getpid()))
-
     # -- the set of SKUs seen by a plan, kept on disk so a million ids cost no memory ---------
 
     def begin_seen(self) -> None:
@@ -365,16 +514,46 @@ class StateStore:
             (marketplace,),
         )
         for row in rows:
-            yield _row(row)
+            applied = self._readable(
+                marketplace,
+                row,
+                f"it left the catalog but is not withdrawn: restore the state store from a "
+                f"backup, or run `tradepost state rebuild -m {marketplace}`",
+            )
+            if applied is not None:
+                yield applied
 
 
-def _row(row: tuple[object, ...]) -> AppliedListing:
+class _BadRow(ValueError):
+    """A listing row with a value that cannot be what its column holds (edited or damaged by hand)."""
+
+
+def _text(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise _BadRow(f"{name} is {value!r}, not a text")
+    return value
+
+
+def _money(name: str, value: object) -> Decimal:
+    try:
+        number = Decimal(value) if isinstance(value, (str, int)) else None
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite() or number < 0:
+        raise _BadRow(f"{name} is {value!r}, not an amount")
+    return number
+
+
+def _row(row: Sequence[Any]) -> AppliedListing:
+    sku_id, product_id, content_hash, price, sale_price, quantity, remote_id = row
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise _BadRow(f"quantity is {quantity!r}, not a whole number")
     return AppliedListing(
-        sku_id=str(row[0]),
-        product_id=str(row[1]),
-        content_hash=str(row[2]),
-        price=Decimal(str(row[3])),
-        sale_price=None if row[4] is None else Decimal(str(row[4])),
-        quantity=int(str(row[5])),
-        remote_id=None if row[6] is None else str(row[6]),
+        sku_id=_text("sku_id", sku_id),
+        product_id=_text("product_id", product_id),
+        content_hash=_text("content_hash", content_hash),
+        price=_money("price", price),
+        sale_price=None if sale_price is None else _money("sale_price", sale_price),
+        quantity=quantity,
+        remote_id=None if remote_id is None else _text("remote_id", remote_id),
     )

@@ -149,8 +149,9 @@ def test_a_second_apply_for_the_same_marketplace_exits_at_once(sandbox: tuple[Sa
     box, config = sandbox
     project = load_project(config)
     with open_state(project) as state:
-        state.db.execute(
-            "INSERT INTO locks VALUES ('google', 'another apply', 1, ?, 0)", (os.uname().nodename,)
+        state.db.execute(  # pid 1 is alive here, and its lease runs for another hour
+            "INSERT INTO locks VALUES ('google', 'another apply', 1, ?, 0, ?, 'token', '')",
+            (os.uname().nodename, time.time() + 3600),
         )
     result = subprocess.run(
         [sys.executable, "-m", "cli.main", "apply", "-c", str(config), "-m", "google"],
