@@ -141,6 +141,7 @@ from cli._orders import orders  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
 from cli._ruletest import ruletest  # noqa: E402
 from cli._sandbox import sandbox  # noqa: E402
+from cli._state import state  # noqa: E402
 
 cli.add_command(plan)
 cli.add_command(explain)
@@ -148,6 +149,7 @@ cli.add_command(ruletest)
 cli.add_command(apply)
 cli.add_command(sandbox)
 cli.add_command(orders)
+cli.add_command(state)
 
 
 def configure_logging() -> None:
