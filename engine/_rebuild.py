@@ -170,10 +170,9 @@ async def _read(
                         continue
                 found[listing.sku_id] = listing
         finally:
-            summary.requests = reader.requests
+            summary.requests, summary.unnamed = reader.requests, reader.unnamed
             persist_rotated(project, run, credentials)
     summary.duplicates = sorted(duplicates)
-    summary.unnamed = int(getattr(run.connector, "last_unnamed", 0))
     return found
 
 

@@ -360,6 +360,8 @@ class Reader:
         self.base_delay = base_delay
         self.sleep = sleep
         self.requests = 0
+        self.unnamed = 0
+        """Listings the connector left out because they name no SKU (not Tradepost's to manage)."""
         self._last = 0.0
 
     async def headers(self) -> dict[str, str]:

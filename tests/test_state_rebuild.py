@@ -172,19 +172,11 @@ def seed_like_another_tool(box: Sandbox, config: Path, marketplace: str) -> tupl
     catalog SKUs listed and the one whose title differs."""
     project = load_project(config)
     run = open_marketplace(project, marketplace)
-    standin: Any = box.standins[marketplace]
-    if marketplace == "amazon":
-        standin.tokens[SEED_TOKEN] = standin.clock() + 3600
-        auth = {"x-amz-access-token": SEED_TOKEN}
-    else:
-        standin.tokens[SEED_TOKEN] = time.monotonic() + 3600
-        auth = {"Authorization": f"Bearer {SEED_TOKEN}"}
     with open_state(project) as state:
         records = planned_records(run, project, state)
     creates = [r for r in records if r["op"] == "create"]
     single = next(r for r in creates if not r.get("family"))
     retitled = str(single["sku_id"])
-    run.connector._credential_seller_id = "A1SELLER"  # type: ignore[attr-defined]
     sent: list[tuple[str, str, Any, Any]] = []
     for record in creates:
         for call in run.connector.calls_for(record, None)[:1]:
@@ -209,21 +201,30 @@ def seed_like_another_tool(box: Sandbox, config: Path, marketplace: str) -> tupl
             other["offerId"] = foreign
             sent.append((method, path, other, params))
 
+    send_as_another_tool(box, marketplace, sent)
+    listed = {str(r["sku_id"]) for r in creates}
+    return listed, retitled
+
+
+def send_as_another_tool(box: Sandbox, marketplace: str, calls: list[tuple[str, str, Any, Any]]) -> None:
+    """Send requests to the stand-in with a token it issued to some other app."""
+    standin: Any = box.standins[marketplace]
+    if marketplace == "amazon":
+        standin.tokens[SEED_TOKEN] = standin.clock() + 3600
+        auth = {"x-amz-access-token": SEED_TOKEN}
+    else:
+        standin.tokens[SEED_TOKEN] = time.monotonic() + 3600
+        auth = {"Authorization": f"Bearer {SEED_TOKEN}"}
+
     async def send() -> None:
         async with httpx.AsyncClient(transport=standin.transport(), base_url="http://standin") as client:
-            for method, path, body, params in sent:
-                response = await client.request(
-                    method,
-                    path,
-                    params=params,
-                    content=dumps(body).encode(),
-                    headers={**auth, "Content-Type": "application/json"},
-                )
+            for method, path, body, params in calls:
+                headers = {**auth, "Content-Type": "application/json"}
+                content = dumps(body).encode()
+                response = await client.request(method, path, params=params, content=content, headers=headers)
                 assert response.status_code < 300, response.text
 
     asyncio.run(send())
-    listed = {str(r["sku_id"]) for r in creates}
-    return listed, retitled
 
 
 def retitle(marketplace: str, body: Any) -> None:
@@ -260,6 +261,76 @@ def test_listings_made_by_another_tool_are_adopted_and_those_not_in_the_catalog_
         assert applied.failed == 0
         counts = seller_skus(box.standins[marketplace])
         assert {counts[sku] for sku in listed} == {1}  # adopted, never listed a second time
+
+
+def test_mercadolibre_paused_unnamed_and_duplicated_items(sandbox: tuple[Sandbox, Path]) -> None:
+    """A paused item is withdrawn (no row; selected, it comes back, never twice); an item with no
+    SELLER_SKU is not Tradepost's; a SKU on two items is reported and one of them kept."""
+    box, config = sandbox
+    run_apply(config, "mercadolibre", box)
+    standin: Any = box.standins["mercadolibre"]
+    with open_state(load_project(config)) as state:
+        rows = {sku: state.get("mercadolibre", sku) for sku in state.all_sku_ids("mercadolibre")}
+    singles = sorted(sku for sku, r in rows.items() if r is not None and "/" not in str(r.remote_id))
+    paused, doubled = singles[0], singles[1]
+    paused_item = str(rows[paused].remote_id)  # type: ignore[union-attr]
+    standin.items[paused_item]["status"] = "paused"  # by hand, in Mercado Libre's UI
+    model = {k: v for k, v in standin.items[str(rows[doubled].remote_id)].items()}  # type: ignore[union-attr]
+    body = {
+        key: model[key]
+        for key in ("title", "category_id", "price", "currency_id", "available_quantity", "buying_mode")
+        + ("listing_type_id", "condition", "attributes")
+    }
+    body["pictures"] = [{"source": p["url"]} for p in model["pictures"]]
+    nameless = {**body, "attributes": [a for a in body["attributes"] if a["id"] != "SELLER_SKU"]}
+    send_as_another_tool(
+        box, "mercadolibre", [("POST", "/items", body, None), ("POST", "/items", nameless, None)]
+    )
+    lose_state(config)
+
+    summary = rebuild(config, "mercadolibre", box)
+
+    assert (summary.withdrawn, summary.unnamed, summary.duplicates) == (1, 1, [doubled])
+    assert summary.listings == len(rows) - 1
+    with open_state(load_project(config)) as state:
+        assert state.get("mercadolibre", paused) is None
+        assert state.withdrawn_remote_id("mercadolibre", paused) == paused_item
+    _, changes = plan(config, "mercadolibre")
+    assert [(c.op, c.sku_id) for c in changes] == [("create", paused)]
+    posts = standin.requests["POST /items"]
+    assert run_apply(config, "mercadolibre", box).failed == 0
+    assert standin.requests["POST /items"] == posts  # brought back, not listed again
+    assert standin.items[paused_item]["status"] == "active"
+
+
+def test_amazon_past_the_1000_skus_one_search_reaches(sandbox: tuple[Sandbox, Path]) -> None:
+    """Two SKUs a second, 1,050 of them: read in two windows of creation time, each SKU once."""
+    box, config = sandbox
+    standin: Any = box.standins["amazon"]
+    offer = [{"marketplace_id": "ATVPDKIKX0DER", "currency": "USD", "audience": "ALL",
+              "our_price": [{"schedule": [{"value_with_tax": Decimal("9.90")}]}]}]  # fmt: skip
+    for number in range(1050):
+        minute, second = divmod(number // 2, 60)
+        stamp = f"2025-01-01T00:{minute:02d}:{second:02d}Z"
+        standin.items[f"OLD-{number:04d}"] = {
+            "productType": "SHIRT",
+            "requirements": "LISTING",
+            "attributes": {
+                "purchasable_offer": offer,
+                "fulfillment_availability": [{"fulfillment_channel_code": "DEFAULT", "quantity": 3}],
+            },  # fmt: skip
+            "issues": [],
+            "createdDate": stamp,
+            "lastUpdatedDate": stamp,
+        }
+
+    summary = rebuild(config, "amazon", box)
+
+    assert (summary.listings, summary.not_in_catalog, summary.duplicates) == (1050, 1050, [])
+    assert search_requests(box, "amazon") == 50 + 3  # 1,000 in 50 pages, then the 52 from 00:08:19 on (2 seen already)
+    with open_state(load_project(config)) as state:
+        row = state.get("amazon", "OLD-1049")
+    assert row is not None and (row.price, row.quantity) == (Decimal("9.90"), 3)
 
 
 # -- the store, the lock, the connector contract ---------------------------------------------

@@ -63,8 +63,6 @@ class MercadoLibreConnector(Connector):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         self.token = RefreshedToken("/oauth/token", self.title)
-        self.last_unnamed = 0
-        """Items and variations without SELLER_SKU the last :meth:`read_back` left alone."""
 
     # -- requirements ------------------------------------------------------------------------
 
@@ -194,10 +192,8 @@ class MercadoLibreConnector(Connector):
 
     async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
         """The seller's items by scan search and multiget; see ``_readback``."""
-        items = ItemReader(reader)
-        async for listing in items.listings():
+        async for listing in ItemReader(reader).listings():
             yield listing
-        self.last_unnamed = items.unnamed
 
     def listing_content(self, listing: Listing, family: Sequence[Listing]) -> Mapping[str, Any]:
         """Title, category and attributes as :meth:`payload` would send them, or, given a ``family``

@@ -10,7 +10,7 @@ rebuild costs about one request per 20 items, plus one per 100 for the ids.
 Each item gives one :class:`RemoteListing` per SKU, with the remote id the connector stores
 (``MLB123``, or ``MLB123/987`` for a variation): the SKU is the ``SELLER_SKU`` attribute of the
 item or variation; an item or variation without one is not Tradepost's to manage and is left out
-(counted in ``unnamed``). Closed items can never be changed again and are left out too. A
+(counted in ``Reader.unnamed``). Closed items can never be changed again and are left out too. A
 paused item (how the connector withdraws a SKU listed alone) is read as withdrawn
 (``live=False``): selected again, the SKU brings its item back instead of creating one. A
 variation with no stock (how it withdraws a variation) is ``idle``: withdrawn if the rules do not
@@ -39,11 +39,11 @@ MAX_PAGES = 100_000
 
 
 class ItemReader:
-    """Pages through the seller's items; ``unnamed`` counts the items and variations without SELLER_SKU."""
+    """Pages through the seller's items; items and variations without SELLER_SKU count in
+    ``reader.unnamed``."""
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
-        self.unnamed = 0
 
     async def listings(self) -> AsyncIterator[RemoteListing]:
         me = await self.reader.get("/users/me")
@@ -84,7 +84,7 @@ class ItemReader:
         if not variations:
             sku = _seller_sku(item)
             if sku is None:
-                self.unnamed += 1
+                self.reader.unnamed += 1
                 return
             yield RemoteListing(
                 sku,
@@ -98,7 +98,7 @@ class ItemReader:
         for variation in variations:  # a paused family stays live: see the module docstring
             sku = _seller_sku(variation)
             if sku is None:
-                self.unnamed += 1
+                self.reader.unnamed += 1
                 continue
             quantity = int(variation.get("available_quantity") or 0)
             attributes = {
