@@ -276,11 +276,8 @@ def test_mercadolibre_paused_unnamed_and_duplicated_items(sandbox: tuple[Sandbox
     paused_item = str(rows[paused].remote_id)  # type: ignore[union-attr]
     standin.items[paused_item]["status"] = "paused"  # by hand, in Mercado Libre's UI
     model = {k: v for k, v in standin.items[str(rows[doubled].remote_id)].items()}  # type: ignore[union-attr]
-    body = {
-        key: model[key]
-        for key in ("title", "category_id", "price", "currency_id", "available_quantity", "buying_mode")
-        + ("listing_type_id", "condition", "attributes")
-    }
+    fields = "title category_id price currency_id available_quantity buying_mode listing_type_id condition"
+    body = {key: model[key] for key in [*fields.split(), "attributes"]}
     body["pictures"] = [{"source": p["url"]} for p in model["pictures"]]
     nameless = {**body, "attributes": [a for a in body["attributes"] if a["id"] != "SELLER_SKU"]}
     send_as_another_tool(
@@ -327,7 +324,9 @@ def test_amazon_past_the_1000_skus_one_search_reaches(sandbox: tuple[Sandbox, Pa
     summary = rebuild(config, "amazon", box)
 
     assert (summary.listings, summary.not_in_catalog, summary.duplicates) == (1050, 1050, [])
-    assert search_requests(box, "amazon") == 50 + 3  # 1,000 in 50 pages, then the 52 from 00:08:19 on (2 seen already)
+    assert (
+        search_requests(box, "amazon") == 50 + 3
+    )  # 1,000 in 50 pages, then the 52 from 00:08:19 on (2 seen already)
     with open_state(load_project(config)) as state:
         row = state.get("amazon", "OLD-1049")
     assert row is not None and (row.price, row.quantity) == (Decimal("9.90"), 3)
