@@ -315,7 +315,7 @@ def test_amazon_past_the_1000_skus_one_search_reaches(sandbox: tuple[Sandbox, Pa
             "attributes": {
                 "purchasable_offer": offer,
                 "fulfillment_availability": [{"fulfillment_channel_code": "DEFAULT", "quantity": 3}],
-            },  # fmt: skip
+            },
             "issues": [],
             "createdDate": stamp,
             "lastUpdatedDate": stamp,
