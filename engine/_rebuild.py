@@ -75,6 +75,8 @@ class RebuildSummary:
     """SKUs listed more than once on the marketplace (one listing kept; the others are not Tradepost's)."""
     unnamed: int = 0
     """Listings that name no SKU (Mercado Libre items without SELLER_SKU): left alone."""
+    unreached: int = 0
+    """Listings the marketplace counts but its API lets no search reach: not recorded."""
     catalog_complete: bool = True
     requests: int = 0
     seconds: float = 0.0
@@ -99,6 +101,11 @@ class RebuildSummary:
             lines.append(f"{len(self.duplicates)} SKU(s) listed more than once, one kept: {shown}")
         if self.unnamed:
             lines.append(f"{self.unnamed} listing(s) name no SKU and were left alone")
+        if self.unreached:
+            lines.append(
+                f"{self.unreached} listing(s) out of the search's reach were not read: the next apply "
+                "re-sends those in the catalog (replaced by SKU, not duplicated) and cannot withdraw the others"
+            )
         if not self.catalog_complete:
             lines.append("the catalog could not be read to its end: SKUs after that point count as not in it")
         lines.append(f"{self.requests} requests in {self.seconds:.1f}s")
@@ -114,6 +121,7 @@ class RebuildSummary:
             "differing": {k: self.differing[k] for k in ("content", "price", "stock")},
             "duplicates": self.duplicates,
             "unnamed": self.unnamed,
+            "unreached": self.unreached,
             "catalog_complete": self.catalog_complete,
             "requests": self.requests,
             "seconds": round(self.seconds, 3),
@@ -171,6 +179,7 @@ async def _read(
                 found[listing.sku_id] = listing
         finally:
             summary.requests, summary.unnamed = reader.requests, reader.unnamed
+            summary.unreached = reader.unreached
             persist_rotated(project, run, credentials)
     summary.duplicates = sorted(duplicates)
     return found

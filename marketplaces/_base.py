@@ -362,6 +362,8 @@ class Reader:
         self.requests = 0
         self.unnamed = 0
         """Listings the connector left out because they name no SKU (not Tradepost's to manage)."""
+        self.unreached = 0
+        """Listings the marketplace counts but no request can reach (Amazon's 1,000-per-search cap)."""
         self._last = 0.0
 
     async def headers(self) -> dict[str, str]:

@@ -300,36 +300,56 @@ def test_mercadolibre_paused_unnamed_and_duplicated_items(sandbox: tuple[Sandbox
     assert standin.items[paused_item]["status"] == "active"
 
 
-def test_amazon_past_the_1000_skus_one_search_reaches(sandbox: tuple[Sandbox, Path]) -> None:
-    """Two SKUs a second, 1,050 of them: read in two windows of creation time, each SKU once."""
-    box, config = sandbox
+def seed_amazon(box: Sandbox, stamps: list[str]) -> None:
+    """One listing per creation time given, straight into the stand-in's inventory."""
     standin: Any = box.standins["amazon"]
     offer = [{"marketplace_id": "ATVPDKIKX0DER", "currency": "USD", "audience": "ALL",
               "our_price": [{"schedule": [{"value_with_tax": Decimal("9.90")}]}]}]  # fmt: skip
-    for number in range(1050):
-        minute, second = divmod(number // 2, 60)
-        stamp = f"2025-01-01T00:{minute:02d}:{second:02d}Z"
+    stock = [{"fulfillment_channel_code": "DEFAULT", "quantity": 3}]
+    for number, stamp in enumerate(stamps):
         standin.items[f"OLD-{number:04d}"] = {
             "productType": "SHIRT",
             "requirements": "LISTING",
-            "attributes": {
-                "purchasable_offer": offer,
-                "fulfillment_availability": [{"fulfillment_channel_code": "DEFAULT", "quantity": 3}],
-            },
+            "attributes": {"purchasable_offer": offer, "fulfillment_availability": stock},
             "issues": [],
             "createdDate": stamp,
             "lastUpdatedDate": stamp,
         }
 
+
+def test_amazon_past_the_1000_skus_one_search_reaches(sandbox: tuple[Sandbox, Path]) -> None:
+    """Two SKUs a second, 1,050 of them: read in two windows of creation time, each SKU once."""
+    box, config = sandbox
+    seed_amazon(box, [f"2025-01-01T00:{n // 120:02d}:{n // 2 % 60:02d}Z" for n in range(1050)])
+
     summary = rebuild(config, "amazon", box)
 
-    assert (summary.listings, summary.not_in_catalog, summary.duplicates) == (1050, 1050, [])
-    assert (
-        search_requests(box, "amazon") == 50 + 3
-    )  # 1,000 in 50 pages, then the 52 from 00:08:19 on (2 seen already)
+    assert (summary.listings, summary.not_in_catalog, summary.duplicates, summary.unreached) == (
+        1050,
+        1050,
+        [],
+        0,
+    )
+    assert search_requests(box, "amazon") == 50 + 3  # 1,000 in 50 pages, then the 52 from 00:08:19 on
     with open_state(load_project(config)) as state:
         row = state.get("amazon", "OLD-1049")
     assert row is not None and (row.price, row.quantity) == (Decimal("9.90"), 3)
+
+
+def test_amazon_skus_created_in_one_second_by_a_feed(sandbox: tuple[Sandbox, Path]) -> None:
+    """2,100 SKUs of one second, then 10: that second is read by SKU from both ends (2,000 of
+    them), and the 100 in the middle, which no search reaches, are counted, not guessed."""
+    box, config = sandbox
+    seed_amazon(box, ["2025-01-01T00:00:00Z"] * 2100 + ["2025-01-01T00:00:05Z"] * 10)
+
+    summary = rebuild(config, "amazon", box)
+
+    assert (summary.listings, summary.unreached) == (2010, 100)
+    assert search_requests(box, "amazon") == 50 + 50 + 50 + 1
+    with open_state(load_project(config)) as state:
+        read = set(state.all_sku_ids("amazon"))
+    assert {"OLD-0000", "OLD-0999", "OLD-1100", "OLD-2099", "OLD-2109"} <= read
+    assert not {"OLD-1000", "OLD-1099"} & read
 
 
 # -- the store, the lock, the connector contract ---------------------------------------------

@@ -5,7 +5,12 @@ summaries,attributes,issues,offers,fulfillmentAvailability`` and ``pageSize=20``
 takes), following ``pagination.nextToken`` as ``pageToken``: one request per 20 SKUs. One search
 pages through at most 1,000 SKUs (``ItemSearchResults.numberOfResults``), so a larger seller is
 read in windows: sorted by ``createdDate`` ascending, each window starts at the creation time of
-the last SKU the previous one reached (SKUs seen twice are read once).
+the last SKU the previous one reached (SKUs seen twice are read once). Where a thousand SKUs or
+more were created in one second (a feed does that), that second is read sorted by SKU from both
+ends, so up to 2,000 per second are reached; any beyond are counted in ``Reader.unreached`` and
+reported. Amazon keys a listing by SKU, so a catalog SKU left unread costs the next apply one PUT
+that replaces the listing, never a second listing; a SKU not in the catalog left unread is not
+withdrawn.
 
 A listing with an ERROR issue is read as withdrawn (``live=False``): Amazon suppressed it, and the
 executor treats an accepted-then-refused change the same way, so the next plan sends it again.
@@ -15,6 +20,7 @@ Amazon keys listings by SKU, so no remote id is stored, as after an apply.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,46 +31,72 @@ PAGE_SIZE = 20
 SEARCH_REACH = 1000
 """SKUs one search can page through (``numberOfResults``' note)."""
 INCLUDED = "summaries,attributes,issues,offers,fulfillmentAvailability"
-MAX_REQUESTS = 1_000_000
+MAX_WINDOWS = 1_000_000
 
 
 async def read_listings(reader: Reader, path: str, query: Mapping[str, str]) -> AsyncIterator[RemoteListing]:
     """Every SKU of the seller in the marketplace of ``query``; see the module docstring."""
     seen: set[str] = set()
-    base = {**query, "includedData": INCLUDED, "pageSize": str(PAGE_SIZE), "sortBy": "createdDate",
-            "sortOrder": "ASC"}  # fmt: skip
-    window: dict[str, str] = {}
-    for _ in range(MAX_REQUESTS):
-        params, reached, fresh, last_created = {**base, **window}, 0, 0, None
-        while True:
-            page = await reader.get(path, params)
-            if not isinstance(page, Mapping):
-                raise ReadBackError(f"GET {path} did not answer an ItemSearchResults object")
-            items = [i for i in page.get("items") or [] if isinstance(i, Mapping) and i.get("sku")]
-            reached += len(items)
-            for item in items:
-                created = _created(item)
-                last_created = created or last_created
-                sku = str(item["sku"])
-                if sku in seen:
-                    continue
-                seen.add(sku)
-                fresh += 1
+    by_creation = {**query, "sortBy": "createdDate", "sortOrder": "ASC"}
+    after: str | None = None
+    for _ in range(MAX_WINDOWS):
+        window = {**by_creation, **({"createdAfter": after} if after else {})}
+        reached, total, first, last = 0, 0, None, None
+        async for item, total in _pages(reader, path, window):
+            reached += 1
+            created = _created(item)
+            first, last = first or created, created or last
+            if str(item["sku"]) not in seen:
+                seen.add(str(item["sku"]))
                 yield _listing(item)
-            token = (page.get("pagination") or {}).get("nextToken")
-            if not token:
-                break
-            params = {**base, **window, "pageToken": str(token)}
-        total = int(page.get("numberOfResults") or 0)
         if total <= reached or reached < SEARCH_REACH:
             return
-        if not fresh or last_created is None:
-            raise ReadBackError(
-                f"more than {SEARCH_REACH} Amazon listings share one creation time; "
-                "searchListingsItems cannot page through them"
-            )
-        window = {"createdAfter": last_created}
+        if last is None:
+            raise ReadBackError("Amazon listings show no creation time; cannot page past the first 1,000")
+        if first != last:
+            after = last  # inclusive: the SKUs of that second not reached yet come next
+            continue
+        # A thousand or more SKUs created in one second (a feed): read that second by SKU from
+        # both ends; what lies beyond 1,000 from each end cannot be reached by any search.
+        end = _next_second(last)
+        clump: set[str] = set()
+        clump_total = 0
+        for order in ("ASC", "DESC"):
+            by_sku = {**query, "sortBy": "sku", "sortOrder": order, "createdAfter": last, "createdBefore": end}
+            async for item, clump_total in _pages(reader, path, by_sku):
+                clump.add(str(item["sku"]))
+                if str(item["sku"]) not in seen:
+                    seen.add(str(item["sku"]))
+                    yield _listing(item)
+            if clump_total <= len(clump):
+                break
+        reader.unreached += max(0, clump_total - len(clump))
+        after = end
     raise ReadBackError("the listings search did not end")
+
+
+async def _pages(
+    reader: Reader, path: str, params: Mapping[str, str]
+) -> AsyncIterator[tuple[Mapping[str, Any], int]]:
+    """Each item of one search, page after page, with the search's ``numberOfResults``."""
+    query = {**params, "includedData": INCLUDED, "pageSize": str(PAGE_SIZE)}
+    for _ in range(SEARCH_REACH // PAGE_SIZE + 1):
+        page = await reader.get(path, query)
+        if not isinstance(page, Mapping):
+            raise ReadBackError(f"GET {path} did not answer an ItemSearchResults object")
+        total = int(page.get("numberOfResults") or 0)
+        for item in page.get("items") or []:
+            if isinstance(item, Mapping) and item.get("sku"):
+                yield item, total
+        token = (page.get("pagination") or {}).get("nextToken")
+        if not token:
+            return
+        query = {**params, "includedData": INCLUDED, "pageSize": str(PAGE_SIZE), "pageToken": str(token)}
+
+
+def _next_second(stamp: str) -> str:
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).replace(microsecond=0)
+    return (moment + timedelta(seconds=1)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _listing(item: Mapping[str, Any]) -> RemoteListing:

@@ -249,8 +249,8 @@ class AmazonStandin(StandinOrders, Standin):
     async def search_listings(self, request: Request) -> Response:
         """``searchListingsItems``: the seller's SKUs, ``pageSize`` (at most 20, default 10) at a
         time, ``pagination.nextToken`` to the next page, and no further than the first 1,000, as the
-        spec says; ``sortBy`` (sku, createdDate, lastUpdatedDate), ``sortOrder`` and ``createdAfter``
-        (inclusive) choose which."""
+        spec says; ``sortBy`` (sku, createdDate, lastUpdatedDate), ``sortOrder``, ``createdAfter``
+        (inclusive) and ``createdBefore`` (exclusive) choose which."""
         seller_id = request.path_params["seller_id"]
         denied = self._denied(request, seller_id)
         if denied is not None:
@@ -271,8 +271,12 @@ class AmazonStandin(StandinOrders, Standin):
         keys = {"sku": "sku", "createdDate": "createdDate", "lastUpdatedDate": "lastUpdatedDate"}
         if sort_by not in keys or query.get("sortOrder", "DESC") not in ("ASC", "DESC"):
             return self._error(400, "Invalid 'sortBy' or 'sortOrder'.")
-        after = query.get("createdAfter")
-        skus = [sku for sku, item in self.items.items() if after is None or item["createdDate"] >= after]
+        after, before = query.get("createdAfter"), query.get("createdBefore")
+        skus = [
+            sku
+            for sku, item in self.items.items()
+            if (after is None or item["createdDate"] >= after) and (before is None or item["createdDate"] < before)
+        ]
         skus.sort(
             key=lambda sku: (sku if sort_by == "sku" else self.items[sku][sort_by], sku),
             reverse=query.get("sortOrder", "DESC") == "DESC",
