@@ -104,7 +104,7 @@ class RebuildSummary:
         if self.unreached:
             lines.append(
                 f"{self.unreached} listing(s) out of the search's reach were not read: the next apply "
-                "re-sends those in the catalog (replaced by SKU, not duplicated) and cannot withdraw the others"
+                "re-sends those in the catalog (replaced by SKU, not duplicated), cannot withdraw the others"
             )
         if not self.catalog_complete:
             lines.append("the catalog could not be read to its end: SKUs after that point count as not in it")

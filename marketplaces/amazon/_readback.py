@@ -42,8 +42,8 @@ async def read_listings(reader: Reader, path: str, query: Mapping[str, str]) -> 
     for _ in range(MAX_WINDOWS):
         window = {**by_creation, **({"createdAfter": after} if after else {})}
         reached, total, first, last = 0, 0, None, None
-        async for item, total in _pages(reader, path, window):
-            reached += 1
+        async for item, count in _pages(reader, path, window):
+            reached, total = reached + 1, count
             created = _created(item)
             first, last = first or created, created or last
             if str(item["sku"]) not in seen:
@@ -62,8 +62,15 @@ async def read_listings(reader: Reader, path: str, query: Mapping[str, str]) -> 
         clump: set[str] = set()
         clump_total = 0
         for order in ("ASC", "DESC"):
-            by_sku = {**query, "sortBy": "sku", "sortOrder": order, "createdAfter": last, "createdBefore": end}
-            async for item, clump_total in _pages(reader, path, by_sku):
+            by_sku = {
+                **query,
+                "sortBy": "sku",
+                "sortOrder": order,
+                "createdAfter": last,
+                "createdBefore": end,
+            }
+            async for item, count in _pages(reader, path, by_sku):
+                clump_total = count
                 clump.add(str(item["sku"]))
                 if str(item["sku"]) not in seen:
                     seen.add(str(item["sku"]))

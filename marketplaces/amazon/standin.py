@@ -275,7 +275,8 @@ class AmazonStandin(StandinOrders, Standin):
         skus = [
             sku
             for sku, item in self.items.items()
-            if (after is None or item["createdDate"] >= after) and (before is None or item["createdDate"] < before)
+            if (after is None or item["createdDate"] >= after)
+            and (before is None or item["createdDate"] < before)
         ]
         skus.sort(
             key=lambda sku: (sku if sort_by == "sku" else self.items[sku][sort_by], sku),
