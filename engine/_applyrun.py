@@ -52,8 +52,8 @@ def credentials_for(project: Project, name: str) -> Credentials:
 
 
 @contextmanager
-def locked(state: StateStore, marketplace: str) -> Iterator[None]:
-    state.acquire_lock(marketplace, "tradepost apply")
+def locked(state: StateStore, marketplace: str, holder: str = "tradepost apply") -> Iterator[None]:
+    state.acquire_lock(marketplace, holder)
     try:
         yield
     finally:

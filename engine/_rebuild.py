@@ -139,14 +139,14 @@ async def rebuild_state(
     """Read the marketplace back and replace its rows; see the module docstring."""
     connector = run.connector
     who = connector.title or connector.name
-    if not type(connector).reads_back:
+    if not connector.reads_back:
         raise TradepostError(
             f"the {who} connector cannot read its listings back; state rebuild is not available"
         )
     marketplace = run.compiled.marketplace
     summary = RebuildSummary(marketplace)
     start = time.monotonic()
-    with locked(state, marketplace):
+    with locked(state, marketplace, "tradepost state rebuild"):
         remote = await _read(run, project, summary, transport, reader_options or {})
         rows, withdrawn = _rows(run, project, remote, summary)
         state.replace_marketplace(marketplace, rows, withdrawn)
