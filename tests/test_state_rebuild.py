@@ -210,6 +210,28 @@ def test_stock_sold_behind_tradeposts_back_is_the_one_update_planned(
     assert plan(config, marketplace)[1] == []
 
 
+def test_an_old_copy_of_the_state_restored_then_rebuilt_follows_the_marketplace(
+    sandbox: tuple[Sandbox, Path],
+) -> None:
+    """The old copy has a row for a product someone deleted in Merchant Center since: after the
+    rebuild the row is gone, so the next plan creates it again, and only it."""
+    box, config = sandbox
+    run_apply(config, "google", box)
+    old = {path.name: path.read_bytes() for path in config.parent.glob("state.sqlite*")}
+    standin: Any = box.standins["google"]
+    gone = sorted(i["offerId"] for i in standin.inputs.values())[5]
+    standin.inputs = {k: v for k, v in standin.inputs.items() if v["offerId"] != gone}
+    lose_state(config)
+    for name, data in old.items():
+        (config.parent / name).write_bytes(data)
+    assert plan(config, "google")[1] == []  # the old copy believes everything is there
+
+    rebuild(config, "google", box)
+
+    _, changes = plan(config, "google")
+    assert [(c.op, c.sku_id) for c in changes] == [("create", gone)]
+
+
 def test_a_connector_that_cannot_read_back_says_so(sandbox: tuple[Sandbox, Path]) -> None:
     box, config = sandbox
     project = load_project(config)
