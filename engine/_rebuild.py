@@ -47,7 +47,7 @@ from engine._evaluate import SkuEvaluator
 from engine._listing import Listing
 from engine._run import MarketplaceRun, catalog_records
 from engine._state import AppliedListing, StateStore
-from marketplaces._base import Reader, RemoteListing, comparable
+from marketplaces._readback import Reader, RemoteListing, comparable
 
 UNKNOWN = -1
 """Recorded for a price or quantity that differs from the plan by an amount the marketplace does

@@ -23,8 +23,9 @@ from typing import Any, ClassVar
 import httpx
 
 from engine._listing import Listing, Reason
-from marketplaces._base import Call, CallResult, Connector, Credentials, Reader, RemoteListing, differing
+from marketplaces._base import Call, CallResult, Connector, Credentials
 from marketplaces._oauth import RefreshedToken, TokenError
+from marketplaces._readback import Reader, RemoteListing, differing
 from marketplaces.mercadolibre._http import (
     find_created,
     item_calls,

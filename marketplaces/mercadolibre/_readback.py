@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from marketplaces._base import ReadBackError, Reader, RemoteListing
+from marketplaces._readback import ReadBackError, Reader, RemoteListing
 
 SCAN_LIMIT = 100
 """Ids per page of the scan search."""
