@@ -12,6 +12,9 @@ It answers the way the real API does where the engine's correctness depends on i
   with status INVALID and ERROR issues, and nothing is stored;
 * asynchronous failure: a seeded share of accepted PUTs (``accepted_then_invalid_rate``) later
   shows an ERROR issue on GET, as Amazon's catalog matching does minutes after accepting;
+* searchListingsItems: the seller's SKUs 20 a page at most (``pageSize``), ``nextToken`` to
+  the next, never past the first 1,000 of a search (``numberOfResults`` still counts them all),
+  sorted and filtered by SKU or creation time, as a seller's read-back needs;
 * feeds: a document is created, uploaded to a presigned URL (served here under ``/_uploads``),
   queued, processed after a poll or two against the same items, and reported per message in
   the processing-report-v2 shape (with the items' issues when the header asks for them);
