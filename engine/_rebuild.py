@@ -45,9 +45,9 @@ from engine._config import Project
 from engine._diagnostics import TradepostError
 from engine._evaluate import SkuEvaluator
 from engine._listing import Listing
+from engine._readback import RemoteListing, comparable
 from engine._run import MarketplaceRun, catalog_records
 from engine._state import AppliedListing, StateStore
-from marketplaces._readback import Reader, RemoteListing, comparable
 
 UNKNOWN = -1
 """Recorded for a price or quantity that differs from the plan by an amount the marketplace does
@@ -168,7 +168,7 @@ async def _read(
     found: dict[str, RemoteListing] = {}
     duplicates: set[str] = set()
     async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout) as client:
-        reader = Reader(run.connector, client, credentials, **{"rate": config.rate_limit, **options})
+        reader = run.connector.open_reader(client, credentials, **{"rate": config.rate_limit, **options})
         try:
             async for listing in run.connector.read_back(reader):
                 held = found.get(listing.sku_id)

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from engine._listing import Listing, Reason
+from engine._readback import RemoteListing, differing
 
 if TYPE_CHECKING:
-    from marketplaces._readback import Reader, RemoteListing
+    from marketplaces._readback import Reader
 
 
 @dataclass(frozen=True)
@@ -262,6 +263,13 @@ class Connector:
     reads_back: ClassVar[bool] = False
     """Whether :meth:`read_back` is implemented."""
 
+    def open_reader(self, client: httpx.AsyncClient, credentials: Credentials, **options: Any) -> Reader:
+        """The :class:`~marketplaces._readback.Reader` that :meth:`read_back` makes its requests
+        through (``options``: rate, max_attempts, base_delay, sleep)."""
+        from marketplaces._readback import Reader  # not at the top: _readback builds on this module
+
+        return Reader(self, client, credentials, **options)
+
     def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
         """Every listing of this seller on the marketplace, page by page (an async generator).
 
@@ -275,8 +283,6 @@ class Connector:
         """Which parts of ``remote`` differ from what this connector would send for ``listing``:
         any of "content", "price", "stock". ``family`` holds the listings of the SKU's group
         (itself included), for a marketplace that lists a family as one."""
-        from marketplaces._readback import differing  # not at the top: _readback builds on this module
-
         kinds: list[str] = []
         if differing(self.listing_content(listing, family), remote.content):
             kinds.append("content")

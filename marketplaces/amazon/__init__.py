@@ -35,8 +35,9 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine._listing import Listing
+from engine._readback import RemoteListing, comparable, differing
 from marketplaces._base import Call, CallResult, Connector, Credentials
-from marketplaces._readback import Reader, RemoteListing, comparable, differing
+from marketplaces._readback import Reader
 from marketplaces.amazon._http import (
     LISTINGS_ITEMS,
     REFRESH_MARGIN,

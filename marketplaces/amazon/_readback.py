@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from marketplaces._readback import ReadBackError, Reader, RemoteListing
+from engine._readback import ReadBackError, RemoteListing
+from marketplaces._readback import Reader
 
 PAGE_SIZE = 20
 """``pageSize`` maximum in listingsItems_2021-08-01.json."""

@@ -32,9 +32,10 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine._listing import Listing, Reason
+from engine._readback import ReadBackError, RemoteListing, comparable, differing
 from marketplaces._base import Call, CallResult, Connector, Credentials
 from marketplaces._oauth import RefreshedToken, TokenError
-from marketplaces._readback import ReadBackError, Reader, RemoteListing, comparable, differing
+from marketplaces._readback import Reader
 from marketplaces.google._http import DEFAULT_TOKEN_URL, read_input_result
 
 ChangeKind = Literal["price", "stock"]

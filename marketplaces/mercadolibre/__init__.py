@@ -23,9 +23,10 @@ from typing import Any, ClassVar
 import httpx
 
 from engine._listing import Listing, Reason
+from engine._readback import RemoteListing, differing
 from marketplaces._base import Call, CallResult, Connector, Credentials
 from marketplaces._oauth import RefreshedToken, TokenError
-from marketplaces._readback import Reader, RemoteListing, differing
+from marketplaces._readback import Reader
 from marketplaces.mercadolibre._http import (
     find_created,
     item_calls,

@@ -28,7 +28,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from marketplaces._readback import ReadBackError, Reader, RemoteListing
+from engine._readback import ReadBackError, RemoteListing
+from marketplaces._readback import Reader
 
 SCAN_LIMIT = 100
 """Ids per page of the scan search."""
