@@ -32,7 +32,8 @@ def rebuild(marketplace: str, config_path: Path | None, as_json: bool) -> None:
 
     Each SKU read back is compared with what the rules would send for it now: what matches is
     recorded as planned, so the next plan sends nothing for it; what differs (content, price,
-    stock) is recorded as the marketplace shows it, so the next plan sends exactly that update.
+    stock) is recorded as the marketplace shows it (content as a marker no listing hash equals,
+    a count the marketplace does not show as -1), so the next plan sends exactly that update.
     A listing whose SKU the catalog does not list is recorded too, so the next plan withdraws
     it. Not compared: Mercado Libre pictures and descriptions, and any field the rules do not
     send. Exit codes: 0 rebuilt, 1 error (nothing written).
