@@ -52,13 +52,13 @@ def credentials_for(project: Project, name: str) -> Credentials:
 
 
 @contextmanager
-def locked(state: StateStore, marketplace: str) -> Iterator[None]:
-    """Hold the marketplace's apply lock for the block; its lease is renewed until the block ends.
+def locked(state: StateStore, marketplace: str, holder: str = "tradepost apply") -> Iterator[None]:
+    """Hold the marketplace's lock for the block; its lease is renewed until the block ends.
 
     Raises :class:`~engine._state.LockedError` while another live run holds it; a run that loses it
     (lease run out, `tradepost unlock`) stops at its next state statement with ``LockLostError``.
     """
-    state.acquire_lock(marketplace, "tradepost apply")
+    state.acquire_lock(marketplace, holder)
     try:
         yield
     finally:

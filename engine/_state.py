@@ -34,7 +34,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -344,6 +344,40 @@ class StateStore:
                 keys,
             )
             self.db.executemany("DELETE FROM listings WHERE marketplace = ? AND sku_id = ?", keys)
+
+    def replace_marketplace(
+        self, marketplace: str, rows: Iterable[AppliedListing], withdrawn: Mapping[str, str]
+    ) -> None:
+        """Make ``rows`` (and ``withdrawn``: SKU -> remote id) the marketplace's whole state, in one
+        transaction: a rebuild read back from the marketplace. Other marketplaces' rows, and this
+        one's runs, locks and errors, are left as they are; submissions still to confirm are
+        dropped, since what was read back already shows their outcome."""
+        now = time.time()
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for table in ("listings", "withdrawn", "pending"):
+                self.db.execute(f"DELETE FROM {table} WHERE marketplace = ?", (marketplace,))
+            self.db.executemany(
+                "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (
+                        marketplace,
+                        r.sku_id,
+                        r.product_id,
+                        r.content_hash,
+                        str(r.price),
+                        None if r.sale_price is None else str(r.sale_price),
+                        r.quantity,
+                        r.remote_id,
+                        now,
+                    )
+                    for r in rows
+                ),
+            )
+            self.db.executemany(
+                "INSERT INTO withdrawn VALUES (?, ?, ?)",
+                ((marketplace, sku_id, remote_id) for sku_id, remote_id in withdrawn.items()),
+            )
 
     def withdrawn_remote_id(self, marketplace: str, sku_id: str) -> str | None:
         """The marketplace's id of a SKU withdrawn earlier (for a listing it can bring back)."""

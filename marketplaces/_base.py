@@ -11,15 +11,19 @@ connector author writes no validation loop.
 from __future__ import annotations
 
 import email.utils
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
 from engine._listing import Listing, Reason
+from engine._readback import RemoteListing, differing
+
+if TYPE_CHECKING:
+    from marketplaces._readback import Reader
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,46 @@ class Connector:
 
     def forget_token(self) -> None:
         """Drop a cached access token the marketplace refused: the next auth_headers fetches one."""
+
+    # -- reading back what the marketplace holds (``tradepost state rebuild``) -----------------
+
+    reads_back: ClassVar[bool] = False
+    """Whether :meth:`read_back` is implemented."""
+
+    def open_reader(self, client: httpx.AsyncClient, credentials: Credentials, **options: Any) -> Reader:
+        """The :class:`~marketplaces._readback.Reader` that :meth:`read_back` makes its requests
+        through (``options``: rate, max_attempts, base_delay, sleep)."""
+        from marketplaces._readback import Reader  # not at the top: _readback builds on this module
+
+        return Reader(self, client, credentials, **options)
+
+    def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
+        """Every listing of this seller on the marketplace, page by page (an async generator).
+
+        Requests go through ``reader``, which authenticates, paces, retries and counts them.
+        """
+        raise NotImplementedError
+
+    def remote_differences(
+        self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
+    ) -> tuple[str, ...]:
+        """Which parts of ``remote`` differ from what this connector would send for ``listing``:
+        any of "content", "price", "stock". ``family`` holds the listings of the SKU's group
+        (itself included), for a marketplace that lists a family as one."""
+        kinds: list[str] = []
+        if differing(self.listing_content(listing, family), remote.content):
+            kinds.append("content")
+        if (remote.price, remote.sale_price) != (listing.price, listing.sale_price):
+            kinds.append("price")
+        if remote.quantity is not None and remote.quantity != max(0, listing.quantity):
+            kinds.append("stock")
+        return tuple(kinds)
+
+    def listing_content(self, listing: Listing, family: Sequence[Listing]) -> Mapping[str, Any]:
+        """The content this connector would send for ``listing``, in :attr:`RemoteListing.content`'s
+        form; only the keys given here are compared, so what a marketplace adds to a listing
+        (its own attributes, ids) never counts as a difference."""
+        raise NotImplementedError
 
     async def apply_in_bulk(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[Mapping[str, Any]]

@@ -27,15 +27,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
+from urllib.parse import quote
 
 import httpx
 
 from engine._diagnostics import TradepostError
 from engine._listing import Listing
+from engine._readback import RemoteListing, comparable, differing
 from marketplaces._base import Call, CallResult, Connector, Credentials
+from marketplaces._readback import Reader
 from marketplaces.amazon._http import (
+    LISTINGS_ITEMS,
     REFRESH_MARGIN,
     FeedError,
     Pacing,
@@ -60,6 +64,7 @@ from marketplaces.amazon._payloads import (
     purchasable_offer,
     replace_patch,
 )
+from marketplaces.amazon._readback import read_listings
 
 ChangeKind = Literal["create", "content", "price", "stock", "delete"]
 
@@ -352,6 +357,35 @@ class AmazonConnector(Connector):
                 self._token = None
             outcomes[sku] = listing_outcome(response, submission)
         return outcomes
+
+    # -- reading back (``tradepost state rebuild``) ---------------------------------------------
+
+    reads_back = True
+
+    async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
+        """``searchListingsItems``, 20 SKUs a page; see ``_readback``."""
+        await reader.headers()  # the seller id comes with the credentials
+        path = f"{LISTINGS_ITEMS}/{quote(self.seller_id, safe='')}"
+        async for listing in read_listings(reader, path, {"marketplaceIds": self.scope.marketplace_id}):
+            yield listing
+
+    def remote_differences(
+        self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
+    ) -> tuple[str, ...]:
+        """The attributes a PUT would send, compared with those read: the offer decides price,
+        ``fulfillment_availability`` stock, the others (and the product type) content."""
+        attributes = self.attributes(listing)
+        offer = attributes.pop("purchasable_offer")
+        stock = attributes.pop("fulfillment_availability")
+        read = remote.content.get("attributes") or {}
+        kinds: list[str] = []
+        if differing({"productType": self.product_type(listing), "attributes": attributes}, remote.content):
+            kinds.append("content")
+        if comparable(offer) != comparable(read.get("purchasable_offer")):
+            kinds.append("price")
+        if comparable(stock) != comparable(read.get("fulfillment_availability")):
+            kinds.append("stock")
+        return tuple(kinds)
 
     async def apply_in_bulk(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[Mapping[str, Any]]

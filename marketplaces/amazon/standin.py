@@ -12,6 +12,9 @@ It answers the way the real API does where the engine's correctness depends on i
   with status INVALID and ERROR issues, and nothing is stored;
 * asynchronous failure: a seeded share of accepted PUTs (``accepted_then_invalid_rate``) later
   shows an ERROR issue on GET, as Amazon's catalog matching does minutes after accepting;
+* searchListingsItems: the seller's SKUs 20 a page at most (``pageSize``), ``nextToken`` to
+  the next, never past the first 1,000 of a search (``numberOfResults`` still counts them all),
+  sorted and filtered by SKU or creation time, as a seller's read-back needs;
 * feeds: a document is created, uploaded to a presigned URL (served here under ``/_uploads``),
   queued, processed after a poll or two against the same items, and reported per message in
   the processing-report-v2 shape (with the items' issues when the header asks for them);
@@ -44,7 +47,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine._jsonio import dumps, loads
-from marketplaces._standin import Faults, Standin
+from marketplaces._standin import Faults, Standin, int_param
 from marketplaces._standin import exact_json as _json
 from marketplaces.amazon._standin_orders import (
     ACKNOWLEDGEMENT_FEED,
@@ -69,6 +72,10 @@ CONDITIONS = frozenset(
     | {"used_good", "used_acceptable", "collectible_like_new", "collectible_very_good", "collectible_good"}
     | {"collectible_acceptable", "club_club"}
 )
+SEARCH_PAGE_MAX = 20
+"""``pageSize`` maximum of searchListingsItems."""
+SEARCH_REACH = 1000
+"""SKUs one search can page through (``ItemSearchResults.numberOfResults``)."""
 INCLUDED_DATA = frozenset(
     {"summaries", "attributes", "issues", "offers", "fulfillmentAvailability", "procurement"}
     | {"relationships", "productTypes"}
@@ -153,6 +160,7 @@ class AmazonStandin(StandinOrders, Standin):
             routes=[
                 Route("/auth/o2/token", self.issue_token, methods=["POST"]),
                 Route(listings, self.listings_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
+                Route("/listings/2021-08-01/items/{seller_id}", self.search_listings, methods=["GET"]),
                 Route("/feeds/2021-06-30/documents", self.create_feed_document, methods=["POST"]),
                 Route("/feeds/2021-06-30/documents/{document_id}", self.get_feed_document, methods=["GET"]),
                 Route("/feeds/2021-06-30/feeds", self.create_feed, methods=["POST"]),
@@ -241,6 +249,63 @@ class AmazonStandin(StandinOrders, Standin):
             issues = self._patch(sku, body, marketplaces, preview)
         return self._submission(sku, issues, preview)
 
+    async def search_listings(self, request: Request) -> Response:
+        """``searchListingsItems``: the seller's SKUs, ``pageSize`` (at most 20, default 10) at a
+        time, ``pagination.nextToken`` to the next page, and no further than the first 1,000, as the
+        spec says; ``sortBy`` (sku, createdDate, lastUpdatedDate), ``sortOrder``, ``createdAfter``
+        (inclusive) and ``createdBefore`` (exclusive) choose which."""
+        seller_id = request.path_params["seller_id"]
+        denied = self._denied(request, seller_id)
+        if denied is not None:
+            return denied
+        query = request.query_params
+        marketplaces = [m for m in query.get("marketplaceIds", "").split(",") if m]
+        if not marketplaces or set(marketplaces) - self.marketplace_ids:
+            return self._error(400, "Missing or invalid 'marketplaceIds' query parameter.")
+        wanted = [name for name in query.get("includedData", "summaries").split(",") if name]
+        if set(wanted) - INCLUDED_DATA:
+            return self._error(
+                400, f"Invalid 'includedData': {', '.join(sorted(set(wanted) - INCLUDED_DATA))}."
+            )
+        size = int_param(request, "pageSize", 10)
+        if size is None or not 1 <= size <= SEARCH_PAGE_MAX:
+            return self._error(400, f"'pageSize' must be between 1 and {SEARCH_PAGE_MAX}.")
+        sort_by = query.get("sortBy", "lastUpdatedDate")
+        keys = {"sku": "sku", "createdDate": "createdDate", "lastUpdatedDate": "lastUpdatedDate"}
+        if sort_by not in keys or query.get("sortOrder", "DESC") not in ("ASC", "DESC"):
+            return self._error(400, "Invalid 'sortBy' or 'sortOrder'.")
+        after, before = query.get("createdAfter"), query.get("createdBefore")
+        skus = [
+            sku
+            for sku, item in self.items.items()
+            if (after is None or item["createdDate"] >= after)
+            and (before is None or item["createdDate"] < before)
+        ]
+        skus.sort(
+            key=lambda sku: (sku if sort_by == "sku" else self.items[sku][sort_by], sku),
+            reverse=query.get("sortOrder", "DESC") == "DESC",
+        )
+        reachable = skus[:SEARCH_REACH]
+        token = query.get("pageToken")
+        start = 0
+        if token is not None:
+            if not token.startswith("page-") or not token[5:].isdigit():
+                return self._error(400, "Invalid 'pageToken'.")
+            start = int(token[5:])
+        page = reachable[start : start + size]
+        body: dict[str, Any] = {
+            "numberOfResults": len(skus),
+            "items": [self._view(sku, self.items[sku], wanted, marketplaces[0]) for sku in page],
+        }
+        pagination = {}
+        if start + size < len(reachable):
+            pagination["nextToken"] = f"page-{start + size}"
+        if start > 0:
+            pagination["previousToken"] = f"page-{max(0, start - size)}"
+        if pagination:
+            body["pagination"] = pagination
+        return _json(body)
+
     def _get_item(self, sku: str, included: str, marketplaces: list[str]) -> Response:
         wanted = [name for name in included.split(",") if name]
         unknown = sorted(set(wanted) - INCLUDED_DATA)
@@ -310,6 +375,17 @@ class AmazonStandin(StandinOrders, Standin):
                 view["attributes"] = attributes
             elif name == "issues":
                 view["issues"] = item["issues"]
+            elif name == "offers":
+                view[name] = [
+                    {
+                        "marketplaceId": offer.get("marketplace_id"),
+                        "offerType": "B2C",
+                        "price": {"currencyCode": offer.get("currency"), "amount": _our_price(offer)},
+                        "audience": {"value": offer.get("audience", "ALL")},
+                    }
+                    for offer in attributes.get("purchasable_offer") or []
+                    if _our_price(offer) is not None
+                ]
             elif name == "fulfillmentAvailability":
                 view[name] = [
                     {
@@ -770,6 +846,14 @@ def _summary(sku: str, item: Mapping[str, Any], marketplace: str) -> dict[str, A
     if conditions[0].get("value"):
         summary["conditionType"] = conditions[0]["value"]
     return summary
+
+
+def _our_price(offer: Mapping[str, Any]) -> Any:
+    for price in offer.get("our_price") or []:
+        for entry in price.get("schedule") or []:
+            if entry.get("value_with_tax") is not None:
+                return entry["value_with_tax"]
+    return None
 
 
 def _issue(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -32,8 +32,10 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine._listing import Listing, Reason
+from engine._readback import ReadBackError, RemoteListing, comparable, differing
 from marketplaces._base import Call, CallResult, Connector, Credentials
 from marketplaces._oauth import RefreshedToken, TokenError
+from marketplaces._readback import Reader
 from marketplaces.google._http import DEFAULT_TOKEN_URL, read_input_result
 
 ChangeKind = Literal["price", "stock"]
@@ -288,6 +290,72 @@ class GoogleConnector(Connector):
         """Every call is: an insert with the same offer id replaces the input, it never adds one."""
         return True
 
+    # -- reading back (``tradepost state rebuild``) ---------------------------------------------
+
+    reads_back = True
+
+    async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
+        """``products.list`` (``GET /products/v1/accounts/{a}/products``), 1,000 a page (the most it
+        takes), following ``nextPageToken``: one request per 1,000 products.
+
+        Only products of this connector's API data source, content language and feed label are
+        Tradepost's; those that other data sources (a feed file, another tool) supply are left
+        alone. Google shows availability, not a count, so ``quantity`` is None.
+        """
+        try:
+            source, account = self.data_source_name(), self._account()
+        except ValueError as exc:
+            raise ReadBackError(str(exc)) from None
+        language = str(self.options.get("content_language", "en"))
+        label = str(self.options.get("feed_label", "US"))
+        params = {"pageSize": str(PRODUCTS_PAGE_SIZE)}
+        for _ in range(MAX_PAGES):
+            page = await reader.get(f"/products/v1/accounts/{account}/products", params)
+            if not isinstance(page, Mapping):
+                raise ReadBackError("products.list did not answer a ListProductsResponse")
+            for product in page.get("products") or []:
+                ours = (product.get("dataSource"), product.get("contentLanguage"), product.get("feedLabel"))
+                if ours != (source, language, label) or not product.get("offerId"):
+                    continue
+                attributes = dict(product.get("productAttributes") or {})
+                yield RemoteListing(
+                    str(product["offerId"]),
+                    self.product_input_name(str(product["offerId"])),
+                    _amount(attributes.get("price")),
+                    _amount(attributes.get("salePrice")),
+                    content={
+                        "productAttributes": attributes,
+                        "customAttributes": product.get("customAttributes") or [],
+                    },
+                )
+            token = page.get("nextPageToken")
+            if not token:
+                return
+            params = {**params, "pageToken": str(token)}
+        raise ReadBackError("products.list did not end")
+
+    def remote_differences(
+        self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
+    ) -> tuple[str, ...]:
+        """The ``ProductInput`` an insert would send, against the product read: price and sale
+        price decide price, availability decides stock, the other attributes content."""
+        body = self.payload(listing)
+        attributes = dict(body["productAttributes"])
+        prices = {key: attributes.pop(key, None) for key in ("price", "salePrice")}
+        availability = attributes.pop("availability")
+        read = remote.content.get("productAttributes") or {}
+        sent: dict[str, Any] = {"productAttributes": attributes}
+        if body.get("customAttributes"):
+            sent["customAttributes"] = body["customAttributes"]
+        kinds: list[str] = []
+        if differing(sent, remote.content):
+            kinds.append("content")
+        if comparable(prices) != comparable({key: read.get(key) for key in prices}):
+            kinds.append("price")
+        if availability != read.get("availability"):
+            kinds.append("stock")
+        return tuple(kinds)
+
     @staticmethod
     def _price(listing: Listing) -> dict[str, Any]:
         prices = {"price": price(listing.price, listing.currency)}
@@ -298,6 +366,18 @@ class GoogleConnector(Connector):
     @staticmethod
     def _stock(listing: Listing) -> dict[str, Any]:
         return {"availability": "IN_STOCK" if listing.quantity > 0 else "OUT_OF_STOCK"}
+
+
+PRODUCTS_PAGE_SIZE = 1000
+"""``ListProductsRequest.page_size`` maximum (products.proto)."""
+MAX_PAGES = 100_000
+
+
+def _amount(price: Any) -> Decimal | None:
+    """``{amountMicros, currencyCode}`` -> the amount, or None."""
+    if not isinstance(price, Mapping) or price.get("amountMicros") is None:
+        return None
+    return Decimal(str(price["amountMicros"])) / _MICROS
 
 
 def micros(amount: Decimal) -> str:

@@ -13,6 +13,7 @@ answers in Google's error shape ``{"error": {code, message, status}}``:
   and a description of at most 5000 characters, enums by their proto names (availability,
   condition, gender...). Requiring a price is stricter than the API, which accepts the input and
   reports the missing price later as an issue of the processed product.
+- ``products.list``: every input as a processed product, paged by ``pageSize``/``pageToken``.
 - ``productInputs.patch``: an ``updateMask`` (the API would default to every field sent; this
   stand-in requires one so that a client's mask is always checked) naming top-level
   ``productAttributes.*`` fields or ``customAttributes.*``; a field in the mask but not in the
@@ -40,7 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine._jsonio import loads
-from marketplaces._standin import Faults, Standin
+from marketplaces._standin import Faults, Standin, int_param
 from marketplaces._standin import exact_json as _json
 from marketplaces.google._http import decoded_segment, encoded_segment
 
@@ -107,6 +108,8 @@ TEXTS = {"title": 150, "description": 5000, "link": 2000, "imageLink": 2000, "br
 LISTS = ("additionalImageLinks", "gtins", "productTypes", "productHighlights")
 BOOLEANS = ("adult", "isBundle", "identifierExists")
 PRICES = ("price", "salePrice")
+LIST_DEFAULT, LIST_MAX = 25, 1000
+"""``ListProductsRequest.page_size``: its default and the most it gives (products.proto)."""
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}  # fmt: skip
 
@@ -151,6 +154,9 @@ class GoogleStandin(Standin):
         """Access token -> when it expires (``time.monotonic``)."""
         self.inputs: dict[str, dict[str, Any]] = {}
         """``lang~label~offerId`` -> the stored ProductInput."""
+        self.list_page_max = LIST_MAX
+        """Products one ``products.list`` page holds at most; the API "may return fewer" than asked,
+        and tests lower this to make a client page through a small account."""
         super().__init__(rate_limit, burst, faults)
 
     def build(self) -> Starlette:
@@ -160,6 +166,7 @@ class GoogleStandin(Standin):
             Route(inputs + ":insert", self.insert, methods=["POST"]),
             Route(inputs + "/{segment}", self.patch, methods=["PATCH"]),
             Route(inputs + "/{segment}", self.delete, methods=["DELETE"]),
+            Route("/products/v1/accounts/{account}/products", self.list_products, methods=["GET"]),
         ]
         handlers = {Refusal: self._refused, HTTPException: self._http_error}
         return Starlette(routes=routes, exception_handlers=handlers)
@@ -254,9 +261,44 @@ class GoogleStandin(Standin):
             raise Refusal(404, f"Product input {self._name(identity)} not found.")
         return _json({})
 
+    async def list_products(self, request: Request) -> Response:
+        """``products.list``: the processed products (here, the inputs as they are), ``pageSize`` at a
+        time (default 25, above 1,000 taken as 1,000), ``nextPageToken`` to the next page."""
+        self._authorize(request, needs_source=False)
+        size = int_param(request, "pageSize", LIST_DEFAULT)
+        if size is None or size < 0:
+            raise Refusal(400, "[pageSize] must be a positive number")
+        size = min(size or LIST_DEFAULT, LIST_MAX, self.list_page_max)
+        token = request.query_params.get("pageToken")
+        start = 0
+        if token:
+            if not token.isdigit():
+                raise Refusal(400, "[pageToken] is not a token this list gave")
+            start = int(token)
+        identities = sorted(self.inputs)
+        body: dict[str, Any] = {"products": [self._product(i) for i in identities[start : start + size]]}
+        if start + size < len(identities):
+            body["nextPageToken"] = str(start + size)
+        return _json(body)
+
+    def _product(self, identity: str) -> dict[str, Any]:
+        stored = self.inputs[identity]
+        encoded = encoded_segment(identity)
+        return {
+            "name": f"accounts/{self.account}/products/{identity}",
+            "base64EncodedName": f"accounts/{self.account}/products/{encoded}",
+            "offerId": stored["offerId"],
+            "contentLanguage": stored["contentLanguage"],
+            "feedLabel": stored["feedLabel"],
+            "dataSource": f"accounts/{self.account}/dataSources/{self.data_source}",
+            "productAttributes": stored.get("productAttributes") or {},
+            "customAttributes": stored.get("customAttributes") or [],
+            "productStatus": {},
+        }
+
     # -- helpers ---------------------------------------------------------------------------------
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: Request, needs_source: bool = True) -> None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         expires = self.tokens.get(token) if scheme.lower() == "bearer" else None
         if expires is None or expires <= time.monotonic():
@@ -268,6 +310,8 @@ class GoogleStandin(Standin):
         account = request.path_params.get("account")
         if account != self.account:
             raise Refusal(403, f"The caller does not have access to the accounts: [{account}]")
+        if not needs_source:
+            return
         source = request.query_params.get("dataSource")
         if not source:
             raise Refusal(400, "[dataSource] Required parameter is missing.")

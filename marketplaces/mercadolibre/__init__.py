@@ -16,21 +16,24 @@ remote id is its item (``MLB123``) or, inside a family, its variation (``MLB123/
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
 
 from engine._listing import Listing, Reason
+from engine._readback import RemoteListing, differing
 from marketplaces._base import Call, CallResult, Connector, Credentials
 from marketplaces._oauth import RefreshedToken, TokenError
+from marketplaces._readback import Reader
 from marketplaces.mercadolibre._http import (
     find_created,
     item_calls,
     read_item_result,
     variation_ids,
 )
+from marketplaces.mercadolibre._readback import ItemReader
 
 STANDARD_ATTRIBUTES = {"BRAND": "brand", "GTIN": "gtin", "MPN": "mpn"}
 """Mercado Libre attribute id -> the canonical listing field that supplies it by default."""
@@ -184,6 +187,48 @@ class MercadoLibreConnector(Connector):
     ) -> CallResult | None:
         """After a lost ``POST /items``: the item if it was created, found by its SELLER_SKU."""
         return await find_created(client, headers, call)
+
+    # -- reading back (``tradepost state rebuild``) ---------------------------------------------
+
+    reads_back = True
+
+    async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
+        """The seller's items by scan search and multiget; see ``_readback``."""
+        async for listing in ItemReader(reader).listings():
+            yield listing
+
+    def listing_content(self, listing: Listing, family: Sequence[Listing]) -> Mapping[str, Any]:
+        """Title, category and attributes as :meth:`payload` would send them, or, given a ``family``
+        (the SKU is a variation), as :meth:`family_payload` and the SKU's variation in it would."""
+        body = (self.family_payload(family) if family else None) or self.payload(listing)
+        attributes = {a["id"]: {k: v for k, v in a.items() if k != "id"} for a in body["attributes"]}
+        for variation in body.get("variations") or []:
+            own = variation.get("attributes") or []
+            if any(a["id"] == "SELLER_SKU" and a.get("value_name") == listing.sku_id for a in own):
+                for attribute in [*own, *variation["attribute_combinations"]]:
+                    attributes[attribute["id"]] = {k: v for k, v in attribute.items() if k != "id"}
+        return {"title": body["title"], "category_id": body["category_id"], "attributes": attributes}
+
+    def remote_differences(
+        self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
+    ) -> tuple[str, ...]:
+        """A price matches when it is the one an update sends (the SKU's own) or, in a family, the
+        one its creation sent (the family's highest); content is compared on what ``_readback`` reads."""
+        kinds: list[str] = []
+        try:
+            sent = self.listing_content(listing, family if remote.group is not None else [])
+        except ValueError:  # a family whose members vary on different axes: not sendable as is
+            sent = {"title": None}
+        if differing(sent, remote.content):
+            kinds.append("content")
+        offered = {self.price_of(listing)}
+        if remote.group is not None and family:
+            offered.add(max(self.price_of(member) for member in family))
+        if remote.price not in offered:
+            kinds.append("price")
+        if remote.quantity is not None and remote.quantity != max(0, listing.quantity):
+            kinds.append("stock")
+        return tuple(kinds)
 
     # -- parts -------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ error shape ``{message, error, status, cause[]}`` where each cause names the fie
   price (ITEMS.md: "All variations must have the same price"; the API is laxer and shows the
   highest), the same set of attribute_combinations ids, distinct combinations, and picture_ids
   among the item's pictures.
+- ``GET /users/{id}/items/search``: by SELLER_SKU and status, paged by offset (first 1,000) or
+  by scan with a ``scroll_id``; ``GET /items?ids=`` reads up to 20 items at once.
 - ``PUT /items/{id}``: only what ITEMS.md lists as changeable (price, available_quantity,
   pictures, video, shipping, status) plus attributes and sale terms; the title and buying mode
   only while the item has no sales; price and quantity of an item with variations only per
@@ -45,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from marketplaces._standin import Faults, Standin
+from marketplaces._standin import Faults, Standin, int_param
 from marketplaces._standin import exact_json as _json
 
 # The error shape and the JSON helpers are defined with the orders, so that the import runs one way.
@@ -83,6 +85,12 @@ CONDITIONS = ("new", "used", "not_specified")
 BUYING_MODES = ("buy_it_now", "classified", "auction")
 LISTING_TYPES = ("gold_pro", "gold_special", "gold_premium", "gold", "silver", "bronze", "free")
 STATUSES = ("active", "paused", "closed")
+SEARCH_MAX_LIMIT = 100
+"""Ids one page of the items search holds at most."""
+SEARCH_MAX_OFFSET = 1000
+"""How far offset paging reaches; past it, the scan search."""
+MULTIGET_MAX = 20
+"""Items one ``GET /items?ids=`` reads at most."""
 
 CREATE_FIELDS = frozenset(
     {
@@ -134,6 +142,8 @@ class MercadoLibreStandin(StandinOrders, Standin):
         """Access token -> when it expires (``time.monotonic``)."""
         self.items: dict[str, dict[str, Any]] = {}
         self.descriptions: dict[str, str] = {}
+        self.scrolls: dict[str, int] = {}
+        """Scan-search scroll id -> where its next page starts."""
         self._item_ids = itertools.count(4000000001)
         self._variation_ids = itertools.count(170000000001)
         self._picture_ids = itertools.count(600001)
@@ -146,6 +156,7 @@ class MercadoLibreStandin(StandinOrders, Standin):
             Route("/users/me", self.me, methods=["GET"]),
             Route("/users/{user_id}/items/search", self.search, methods=["GET"]),
             Route("/items", self.create, methods=["POST"]),
+            Route("/items", self.multiget, methods=["GET"]),
             Route("/items/{item_id}", self.get_item, methods=["GET"]),
             Route("/items/{item_id}", self.update, methods=["PUT"]),
             Route("/items/{item_id}/description", self.get_description, methods=["GET"]),
@@ -223,7 +234,14 @@ class MercadoLibreStandin(StandinOrders, Standin):
         return _json({"id": self.seller_id, "nickname": "TRADEPOST_SANDBOX", "site_id": self.site})
 
     async def search(self, request: Request) -> Response:
-        """``GET /users/{id}/items/search?seller_sku=&status=``: the seller's items with that SELLER_SKU."""
+        """``GET /users/{id}/items/search``: the seller's item ids, filtered by ``seller_sku`` and
+        ``status``, a page at a time.
+
+        Two ways to page, as Mercado Libre's: ``offset`` and ``limit`` (default 50, at most 100),
+        which cannot reach past the first 1,000 results; and ``search_type=scan``, whose every
+        answer carries a ``scroll_id`` that the next call sends to get the next page, until a page
+        comes back empty.
+        """
         self._authorize(request)
         if request.path_params["user_id"] != str(self.seller_id):
             raise Refusal(403, "forbidden", "the token does not belong to this user")
@@ -233,8 +251,48 @@ class MercadoLibreStandin(StandinOrders, Standin):
             for item_id, item in self.items.items()
             if (sku is None or sku in _seller_skus(item)) and (status is None or item["status"] == status)
         ]
-        paging = {"limit": 50, "offset": 0, "total": len(found)}
-        return _json({"seller_id": str(self.seller_id), "results": found[:50], "paging": paging})
+        limit = int_param(request, "limit", 50)
+        if limit is None or not 1 <= limit <= SEARCH_MAX_LIMIT:
+            raise Refusal(400, "bad_request", f"limit must be between 1 and {SEARCH_MAX_LIMIT}")
+        body: dict[str, Any] = {"seller_id": str(self.seller_id)}
+        if request.query_params.get("search_type") == "scan":
+            scroll = request.query_params.get("scroll_id")
+            start = 0
+            if scroll is not None:
+                if scroll not in self.scrolls:
+                    raise Refusal(400, "bad_request", "invalid or expired scroll_id")
+                start = self.scrolls.pop(scroll)
+            page = found[start : start + limit]
+            body["scroll_id"] = scroll_id = secrets.token_hex(16)
+            self.scrolls[scroll_id] = start + len(page)
+            body.update(results=page, paging={"limit": limit, "total": len(found)})
+            return _json(body)
+        offset = int_param(request, "offset", 0)
+        if offset is None or offset < 0:
+            raise Refusal(400, "bad_request", "offset must be a whole number")
+        if offset + limit > SEARCH_MAX_OFFSET:
+            message = f"offset + limit may not exceed {SEARCH_MAX_OFFSET}; use search_type=scan"
+            raise Refusal(400, "bad_request", message)
+        paging = {"limit": limit, "offset": offset, "total": len(found)}
+        body.update(results=found[offset : offset + limit], paging=paging)
+        return _json(body)
+
+    async def multiget(self, request: Request) -> Response:
+        """``GET /items?ids=A,B,...`` (at most 20): ``[{code, body}]`` in the order asked, 404 per
+        unknown id."""
+        self._authorize(request)
+        ids = [i for i in request.query_params.get("ids", "").split(",") if i]
+        if not ids or len(ids) > MULTIGET_MAX:
+            raise Refusal(400, "bad_request", f"ids must name between 1 and {MULTIGET_MAX} items")
+        answers = []
+        for item_id in ids:
+            item = self.items.get(item_id)
+            if item is None:
+                error = Refusal(404, "not_found", f"Item with id {item_id} not found").body()
+                answers.append({"code": 404, "body": error})
+            else:
+                answers.append({"code": 200, "body": item})
+        return _json(answers)
 
     # -- items -----------------------------------------------------------------------------------
 
