@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from cli._output import check_writable
 from cli._render import console, render_diagnostics
 from engine import RuleError
 from engine._config import Project, load_project
@@ -84,6 +85,8 @@ def plan(
     project = _project(config_path)
     names = project.marketplace_names(list(marketplaces))
     only = set(skus) or None
+    if output:
+        check_writable(output, "the plan")
     writer = PlanWriter(output) if output else None
     out = console()
     summaries: list[PlanSummary] = []
