@@ -13,6 +13,7 @@ from rich.table import Table
 from cli._output import check_writable
 from cli._render import console, render_diagnostics
 from engine import RuleError
+from engine._applyrun import fingerprint_of
 from engine._catalog import CatalogRecord, MalformedRecord
 from engine._config import Project, load_project
 from engine._jsonio import dumps
@@ -100,7 +101,10 @@ def plan(
                 planner = run.planner(state)
                 if writer:
                     writer.begin(
-                        name, str(project.rules_path(name)), state.fingerprint(run.compiled.marketplace)
+                        name,
+                        str(project.rules_path(name)),
+                        state.fingerprint(run.compiled.marketplace),
+                        fingerprint_of(run),
                     )
                 table = _changes_table(name) if fmt == "table" else None
                 shown = 0
@@ -158,7 +162,10 @@ def plan(
 
 
 class _AskedSkus:
-    """The ``--sku`` ids: which the catalog holds and which a marketplace planned, to say which matched nothing."""
+    """The ``--sku`` ids: which the catalog holds and which each marketplace planned.
+
+    So that an id matching nothing is said, not passed over in silence.
+    """
 
     def __init__(self, only: set[str] | None) -> None:
         self.only = only or set()

@@ -207,11 +207,11 @@ class _Alias:
         self.end_mark = end_mark
 
 
-class _TooDeep(MarkedYAMLError):  # type: ignore[misc]
+class _TooDeep(MarkedYAMLError):
     pass
 
 
-class _BoundedComposer(Composer):  # type: ignore[misc]
+class _BoundedComposer(Composer):
     """ruamel's composer, keeping each alias as written and refusing deep nesting as it reads."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:

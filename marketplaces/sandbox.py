@@ -63,8 +63,9 @@ class Sandbox:
         """
         sockets = self._bind(base_port)
         for (name, app), sock in zip(self.standins.items(), sockets, strict=True):
+            port = self.ports[name]
             config = uvicorn.Config(
-                app, host=self.host, port=self.ports[name], log_level="warning", lifespan="off", access_log=False
+                app, host=self.host, port=port, log_level="warning", lifespan="off", access_log=False
             )
             server = uvicorn.Server(config)
             thread = threading.Thread(
@@ -109,7 +110,8 @@ class Sandbox:
                 raise SandboxError(
                     f"cannot listen on {self.host}:{port} for the {name} stand-in: "
                     f"{exc.strerror or exc}; the sandbox uses {uses}. Stop what uses port {port} "
-                    f"(another `tradepost sandbox`?), or pass --port N for other ports (--port 0: any free ones)"
+                    "(another `tradepost sandbox`?), or pass --port N for other ports "
+                    "(--port 0: any free ones)"
                 ) from None
             bound.append(sock)
             self.ports[name] = int(sock.getsockname()[1])
