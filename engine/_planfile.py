@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from importlib import metadata
@@ -223,7 +224,7 @@ class _SavedPlan(_Saved):
     format: Literal["tradepost-plan"]
     format_version: Literal[2]
     created_at: Decimal | StrictInt
-    marketplaces: dict[str, _SavedMarketplace]
+    marketplaces: dict[str, _SavedMarketplace] = Field(min_length=1)
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
@@ -293,6 +294,7 @@ def checked_changes(
     """
     records: list[dict[str, Any]] = document["marketplaces"][marketplace]["changes"]
     listings: dict[str, Listing] = {}
+    ops: Counter[str] = Counter()
     for index, record in enumerate(records):
         where = ("marketplaces", marketplace, "changes", index)
         try:
@@ -307,6 +309,15 @@ def checked_changes(
             )
         if change.family and change.op == "create":
             listings[change.sku_id] = Listing.from_dict(record["after"])
+        ops[change.op] += 1
+    summary = document["marketplaces"][marketplace]["summary"]
+    for op in ("create", "update", "delete", "unchanged", "invalid"):
+        if summary.get(op) != ops[op]:
+            raise PlanFileError(
+                f"{path}: {marketplace} has {ops[op]} changes with op '{op}' and its summary says "
+                f"{summary.get(op)}: changes were removed or added after the plan was made; nothing was "
+                "sent. Run `tradepost plan` again"
+            )
     for index, record in enumerate(records):
         try:
             expected = _payloads(record, connector, listings)
