@@ -178,8 +178,9 @@ def test_an_edited_payload_with_a_recomputed_digest_is_still_refused(box: Sandbo
     assert code == 1
     assert err == (
         f"error: {plan}: the google payload for SKU {create['sku_id']} "
-        f"(marketplaces.google.changes[{index}]) is not the one tradepost builds from its listing ('after'): the plan was edited, or made with "
-        "another connector; nothing was sent. Run `tradepost plan` again\n"
+        f"(marketplaces.google.changes[{index}]) is not the one tradepost builds from its listing "
+        "('after'): the plan was edited, or made with another connector; nothing was sent. "
+        "Run `tradepost plan` again\n"
     )
     assert google_inputs(box) == {}
 
