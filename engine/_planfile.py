@@ -32,8 +32,9 @@ import hashlib
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Annotated, Any, Literal
@@ -291,9 +292,11 @@ def checked_changes(
     """A marketplace's saved changes once each is shown intact: shape, digest, payloads.
 
     Raises :class:`PlanFileError` at the first that is not, naming the SKU; nothing is sent then.
+    One pass; beyond the document itself, only the listings of a family not yet complete are held
+    (a family's creates are saved together), so checking costs no memory that grows with the plan.
     """
     records: list[dict[str, Any]] = document["marketplaces"][marketplace]["changes"]
-    listings: dict[str, Listing] = {}
+    families: dict[tuple[str, ...], _Family] = {}
     ops: Counter[str] = Counter()
     for index, record in enumerate(records):
         where = ("marketplaces", marketplace, "changes", index)
@@ -307,9 +310,30 @@ def checked_changes(
                 "after the plan was made (its digest does not match); nothing was sent. "
                 "Run `tradepost plan` again"
             )
-        if change.family and change.op == "create":
-            listings[change.sku_id] = Listing.from_dict(record["after"])
         ops[change.op] += 1
+        if change.op not in ("create", "update", "delete"):
+            continue
+        if change.family and change.op == "create":
+            key = tuple(change.family)
+            family = families.setdefault(key, _Family())
+            family.listings[change.sku_id] = Listing.from_dict(record["after"])
+            if change.sku_id == min(key):
+                family.leader = (index, record)
+            elif record["payloads"]:
+                raise _edited_payload(path, marketplace, change.sku_id, where)
+            if family.leader is not None and set(family.listings) == set(key):
+                del families[key]
+                leader_index, leader = family.leader
+                build = partial(_family_body, connector, [family.listings[member] for member in key])
+                _check_payloads(path, marketplace, leader, leader_index, build)
+            continue
+        _check_payloads(path, marketplace, record, index, partial(_payloads, record, connector))
+    for key, family in families.items():
+        missing = ", ".join(sorted(set(key) - set(family.listings)))
+        raise PlanFileError(
+            f"{path}: the {marketplace} family of SKU {min(key)} has no change for {missing}; "
+            "nothing was sent. Run `tradepost plan` again"
+        )
     summary = document["marketplaces"][marketplace]["summary"]
     for op in ("create", "update", "delete", "unchanged", "invalid"):
         if summary.get(op) != ops[op]:
@@ -318,37 +342,48 @@ def checked_changes(
                 f"{summary.get(op)}: changes were removed or added after the plan was made; nothing was "
                 "sent. Run `tradepost plan` again"
             )
-    for index, record in enumerate(records):
-        try:
-            expected = _payloads(record, connector, listings)
-        except Exception:  # connector code fed an edited listing: whatever it raises, it is not the plan's
-            expected = [{"the connector cannot build a payload from this listing": True}]
-        if expected is not None and _loose(expected) != _loose(record["payloads"]):
-            where = ("marketplaces", marketplace, "changes", index)
-            raise PlanFileError(
-                f"{path}: the {marketplace} payload for SKU {record['sku_id']} ({_where(where)}) is not the "
-                "one tradepost builds from its listing ('after'): the plan was edited, or made with "
-                "another connector; nothing was sent. Run `tradepost plan` again"
-            )
     return records
 
 
-def _payloads(
-    record: Mapping[str, Any], connector: Connector, family_listings: Mapping[str, Listing]
-) -> list[dict[str, Any]] | None:
-    """The bodies :func:`change_record` would save for this change, or None when it sends none."""
-    op, sku_id = record["op"], record["sku_id"]
-    if op not in ("create", "update", "delete"):
-        return None
-    family = record.get("family")
-    if family and op == "create":
-        if sku_id != min(family):
-            return []
-        members = [family_listings[member] for member in family]  # a KeyError: a member went missing
-        body = connector.family_payload(members)
-        return [body] if body is not None else []
+class _Family:
+    """The creates of one variation family seen so far, and where its leader (first SKU) is."""
+
+    def __init__(self) -> None:
+        self.listings: dict[str, Listing] = {}
+        self.leader: tuple[int, dict[str, Any]] | None = None
+
+
+def _check_payloads(
+    path: Path, marketplace: str, record: Mapping[str, Any], index: int, build: Callable[[], list[Any]]
+) -> None:
+    try:
+        expected = build()
+    except Exception:  # connector code fed an edited listing: whatever it raises, it is not the plan's
+        expected = [{"the connector cannot build a payload from this listing": True}]
+    if _loose(expected) != _loose(record["payloads"]):
+        where = ("marketplaces", marketplace, "changes", index)
+        raise _edited_payload(path, marketplace, record["sku_id"], where)
+
+
+def _edited_payload(path: Path, marketplace: str, sku_id: Any, where: tuple[int | str, ...]) -> PlanFileError:
+    return PlanFileError(
+        f"{path}: the {marketplace} payload for SKU {sku_id} ({_where(where)}) is not the "
+        "one tradepost builds from its listing ('after'): the plan was edited, or made with "
+        "another connector; nothing was sent. Run `tradepost plan` again"
+    )
+
+
+def _family_body(connector: Connector, members: list[Listing]) -> list[Any]:
+    body = connector.family_payload(members)
+    return [body] if body is not None else []
+
+
+def _payloads(record: Mapping[str, Any], connector: Connector) -> list[Any]:
+    """The bodies :func:`change_record` saves for a change that is not a family's create."""
     listing = Listing.from_dict(record["after"]) if record.get("after") is not None else None
-    return connector.payloads_for(op, tuple(record.get("fields") or ()), listing, sku_id)
+    return connector.payloads_for(
+        record["op"], tuple(record.get("fields") or ()), listing, str(record["sku_id"])
+    )
 
 
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")

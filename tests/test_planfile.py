@@ -360,3 +360,46 @@ def test_corrupt_plan_files_are_refused_never_an_internal_error(project: Path, t
     assert sum(n for (_, verdict), n in counts.items() if verdict == "internal") == 0
     assert counts["truncated", "refused"] == 20
     assert sum(counts.values()) > 900
+
+
+# -- Mercado Libre families: one body for the family, carried by its first SKU ---------------------
+
+
+def _mercadolibre_plan(project: Path) -> tuple[Path, dict[str, Any], Any]:
+    plan = make_plan(project, "mercadolibre")
+    run = open_marketplace(load_project(project), "mercadolibre")
+    return plan, read_plan(plan), run
+
+
+def test_an_intact_family_passes(project: Path) -> None:
+    plan, document, run = _mercadolibre_plan(project)
+    changes = checked_changes(plan, document, "mercadolibre", run.connector)
+    leaders = [c for c in changes if c.get("family") and c["payloads"]]
+    assert leaders and all(c["sku_id"] == min(c["family"]) for c in leaders)
+
+
+def test_an_edited_family_price_is_refused_naming_the_leader(project: Path) -> None:
+    plan, document, run = _mercadolibre_plan(project)
+    changes = document["marketplaces"]["mercadolibre"]["changes"]
+    index, leader = next((i, c) for i, c in enumerate(changes) if c.get("family") and c["payloads"])
+    leader["payloads"][0]["price"] = Decimal("0.01")
+    leader["digest"] = change_digest(leader)
+    with pytest.raises(PlanFileError) as refused:
+        checked_changes(plan, document, "mercadolibre", run.connector)
+    assert str(refused.value).startswith(
+        f"{plan}: the mercadolibre payload for SKU {leader['sku_id']} "
+        f"(marketplaces.mercadolibre.changes[{index}]) is not the one tradepost builds"
+    )
+
+
+def test_a_family_member_removed_is_refused(project: Path) -> None:
+    plan, document, run = _mercadolibre_plan(project)
+    changes = document["marketplaces"]["mercadolibre"]["changes"]
+    follower = next(c for c in changes if c.get("family") and not c["payloads"])
+    changes.remove(follower)
+    with pytest.raises(PlanFileError) as refused:
+        checked_changes(plan, document, "mercadolibre", run.connector)
+    assert str(refused.value) == (
+        f"{plan}: the mercadolibre family of SKU {min(follower['family'])} has no change for "
+        f"{follower['sku_id']}; nothing was sent. Run `tradepost plan` again"
+    )
