@@ -357,3 +357,14 @@ def test_corrupt_rule_files_are_diagnostics_never_internal_errors(tmp_path: Path
         counts[kind, verdict] += 1
     print("rule file sweep:", dict(counts))
     assert [key for key in counts if key[1].startswith("internal")] == []
+
+
+def test_a_rule_test_file_that_is_not_utf8_is_a_diagnostic(project: Path) -> None:
+    tests = project.parent / "rules" / "google.test.yaml"
+    tests.write_bytes(b"# caf\xe9\n" + tests.read_bytes())
+    code, out, err = tradepost("test", str(tests))
+    assert code == 1
+    assert (
+        f"{tests}:1:6: error[TP132]: '{tests}' is not UTF-8: byte 0xe9 is not valid UTF-8 "
+        "at line 1, column 6 (byte offset 5)"
+    ) in out + err
