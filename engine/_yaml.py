@@ -252,6 +252,9 @@ class _Builder:
             return known
         if key in path:
             raise _RecursiveAlias
+        if len(path) > MAX_DEPTH:
+            # Deeper than any accepted file: stop here (and keep Python's stack), it is refused anyway.
+            return 1, MAX_DEPTH + 1
         inner = path | {key}
         children: list[Any] = []
         if isinstance(node, MappingNode):

@@ -115,6 +115,14 @@ def test_aliases_chained_into_depth_are_refused() -> None:
     assert error.code == "TP105" and "would nest the file deeper than 64 levels" in error.message
 
 
+def test_a_long_alias_chain_never_built_is_refused_without_a_recursion_error() -> None:
+    # Anchors defined inside a value that is never built (a merge key is refused), then one alias.
+    chain = ", ".join(f"&a{i} [*a{i - 1}]" for i in range(1, 1500))
+    sink = DiagnosticSink()
+    parse_yaml(f"<<: [&a0 [x], {chain}]\ny: *a1499\n", "chain.yaml", sink)
+    assert [d.message for d in sink.errors][-1] == "alias *a1499 would nest the file deeper than 64 levels"
+
+
 def test_a_fair_use_of_aliases_is_accepted(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     text = MINIMAL_RULES.replace(
