@@ -50,6 +50,12 @@ def apply(
                 f"{plan_file} has changes for {', '.join(unknown)}, not in {project.path}; nothing was sent "
                 "(pass -m to apply only some marketplaces of the plan)"
             )
+        absent = [n for n in marketplaces if n not in document["marketplaces"]]
+        if absent:
+            raise TradepostError(
+                f"{plan_file} has no changes for {', '.join(absent)} (it has "
+                f"{', '.join(document['marketplaces'])}); nothing was sent"
+            )
         names = (
             [n for n in names if n in document["marketplaces"]]
             if marketplaces

@@ -403,3 +403,22 @@ def test_a_family_member_removed_is_refused(project: Path) -> None:
         f"{plan}: the mercadolibre family of SKU {min(follower['family'])} has no change for "
         f"{follower['sku_id']}; nothing was sent. Run `tradepost plan` again"
     )
+
+
+def test_a_plan_for_a_marketplace_not_in_the_project_is_refused(project: Path) -> None:
+    plan = make_plan(project, "google")
+    edit(plan, lambda doc: doc["marketplaces"].update(ebay=doc["marketplaces"].pop("google")))
+    code, _, err = tradepost("apply", str(plan), "-c", str(project))
+    assert code == 1
+    assert err == (
+        f"error: {plan} has changes for ebay, not in {project}; nothing was sent "
+        "(pass -m to apply only some marketplaces of the plan)\n"
+    )
+
+
+def test_apply_m_a_marketplace_the_plan_does_not_have_says_so(box: Sandbox, project: Path) -> None:
+    plan = make_plan(project, "google")
+    code, _, err = tradepost("apply", str(plan), "-c", str(project), "-m", "amazon")
+    assert code == 1
+    assert err == f"error: {plan} has no changes for amazon (it has google); nothing was sent\n"
+    assert google_inputs(box) == {}
