@@ -271,6 +271,17 @@ def test_sandbox_port_in_use_is_said_at_once(tmp_path: Path) -> None:
     assert "Traceback" not in out + err and seconds < 5
 
 
+def test_sandbox_dir_that_is_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "taken"
+    target.write_text("", encoding="utf-8")
+    code, _, err = tradepost("sandbox", "--dir", str(target), "--port", "0")
+    assert code == 1
+    assert err == (
+        f"error: cannot write the sandbox project to '{target}': it is a file, not a folder; "
+        "pass --dir with a folder you can write to\n"
+    )
+
+
 # -- --sku that matches nothing -------------------------------------------------------------------
 
 
