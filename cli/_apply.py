@@ -13,11 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli._plan import _compile_or_exit, _project, allow_mass_delete_option, config_option
 from cli._render import console
+from engine import TradepostError
 from engine._apply import EXIT_PARTIAL, ApplySummary, SkuResult
-from engine._applyrun import apply_records, check_not_stale, locked, planned_records
+from engine._applyrun import apply_records, check_not_stale, fingerprint_of, locked, planned_records
 from engine._deletes import MassDelete, mass_delete
 from engine._jsonio import dumps
-from engine._planfile import read_plan
+from engine._planfile import check_rules, checked_changes, read_plan
 from engine._run import open_state
 from engine._secrets import redact
 
@@ -42,30 +43,51 @@ def apply(
 ) -> None:
     """Send changes to the marketplaces: a saved plan exactly, or a plan made now.
 
-    A saved plan is refused when the state moved on since it was made (re-plan); a run that
-    was interrupted resumes without resending what already succeeded. A marketplace whose
-    plan deletes more than its max_delete_share of its live listings (default 10%) gets no
-    change at all unless --allow-mass-delete is given. Exit codes: 0 all applied, 1 error
-    (a marketplace refused included), 3 some changes failed.
+    A saved plan is checked whole before anything is sent, and refused when it is not intact
+    (truncated, edited: each change carries a digest, each payload must be the one tradepost
+    builds from its listing), when the rules changed since it was made, or when the state moved
+    on (re-plan); a run that was interrupted resumes without resending what already succeeded.
+    A marketplace whose plan deletes more than its max_delete_share of its live listings
+    (default 10%) gets no change at all unless --allow-mass-delete is given. Exit codes: 0 all
+    applied, 1 error (a marketplace refused included), 3 some changes failed.
     """
     project = _project(config_path)
     names = project.marketplace_names(list(marketplaces))
     document = read_plan(plan_file) if plan_file else None
-    if document is not None:
+    if document is not None and plan_file is not None:
+        unknown = [n for n in document["marketplaces"] if n not in project.config.marketplaces]
+        if unknown and not marketplaces:
+            raise TradepostError(
+                f"{plan_file} has changes for {', '.join(unknown)}, not in {project.path}; nothing was sent "
+                "(pass -m to apply only some marketplaces of the plan)"
+            )
+        absent = [n for n in marketplaces if n not in document["marketplaces"]]
+        if absent:
+            raise TradepostError(
+                f"{plan_file} has no changes for {', '.join(absent)} (it has "
+                f"{', '.join(document['marketplaces'])}); nothing was sent"
+            )
         names = (
             [n for n in names if n in document["marketplaces"]]
             if marketplaces
-            else [n for n in document["marketplaces"] if n in project.config.marketplaces]
+            else list(document["marketplaces"])
         )
     out = console(stderr=True)
     summaries: list[ApplySummary] = []
     refused: list[MassDelete] = []
+    # Every marketplace's rules are compiled, and a saved plan checked whole, before anything is sent.
+    runs = {name: _compile_or_exit(project, name) for name in names}
+    saved: dict[str, list[dict[str, Any]]] = {}
+    if document is not None and plan_file is not None:
+        for name, run in runs.items():
+            check_rules(plan_file, document, name, fingerprint_of(run))
+            saved[name] = checked_changes(plan_file, document, name, run.connector)
     with open_state(project) as state:
         for name in names:
-            run = _compile_or_exit(project, name)
+            run = runs[name]
             with locked(state, run.compiled.marketplace):
                 if document is not None:
-                    records = list(document["marketplaces"][name]["changes"])
+                    records = saved[name]
                     check_not_stale(
                         [r for r in records if r["op"] != "invalid"], state, run.compiled.marketplace
                     )

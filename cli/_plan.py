@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.table import Table
 
+from cli._output import check_writable
 from cli._render import console, render_diagnostics
 from engine import RuleError
+from engine._applyrun import fingerprint_of
+from engine._catalog import CatalogRecord, MalformedRecord
 from engine._config import Project, load_project
 from engine._deletes import MassDelete, mass_delete
 from engine._jsonio import dumps
@@ -99,10 +102,13 @@ def plan(
     project = _project(config_path)
     names = project.marketplace_names(list(marketplaces))
     only = set(skus) or None
+    if output:
+        check_writable(output, "the plan")
     writer = PlanWriter(output) if output else None
     out = console()
     summaries: list[PlanSummary] = []
     documents: list[dict[str, Any]] = []
+    asked = _AskedSkus(only)
     try:
         with open_state(project) as state:
             for name in names:
@@ -110,13 +116,18 @@ def plan(
                 planner = run.planner(state)
                 if writer:
                     writer.begin(
-                        name, str(project.rules_path(name)), state.fingerprint(run.compiled.marketplace)
+                        name,
+                        str(project.rules_path(name)),
+                        state.fingerprint(run.compiled.marketplace),
+                        fingerprint_of(run),
                     )
                 table = _changes_table(name) if fmt == "table" else None
                 shown = 0
                 payloads: list[tuple[str, Any]] = []
                 changes: list[dict[str, Any]] = []
-                for change in planner.changes(catalog_records(project, run.trade_policy), only):
+                records = asked.watch(catalog_records(project, run.trade_policy))
+                for change in planner.changes(records, only):
+                    asked.planned(name, change.sku_id)
                     record = change_record(change, run.connector) if (writer or show_payload) else None
                     if writer and record is not None:
                         writer.change(record)
@@ -168,6 +179,8 @@ def plan(
         raise
     if fmt == "json":
         click.echo(dumps({"format_version": 1, "marketplaces": documents}, indent=2))
+    if asked.report(names, project):
+        sys.exit(1)
     if detailed_exitcode and any(s.has_changes for s in summaries):
         sys.exit(EXIT_CHANGES)
 
@@ -183,6 +196,66 @@ def _mass_delete(
 
 def _guard_dict(guard: MassDelete | None) -> dict[str, Any] | None:
     return guard.to_dict() if guard else None
+class _AskedSkus:
+    """The ``--sku`` ids: which the catalog holds and which each marketplace planned.
+
+    So that an id matching nothing is said, not passed over in silence.
+    """
+
+    def __init__(self, only: set[str] | None) -> None:
+        self.only = only or set()
+        self.records: dict[str, CatalogRecord] = {}
+        self.in_catalog: set[str] = set()
+        self.by_marketplace: dict[str, set[str]] = {}
+
+    def watch(
+        self, records: Iterable[CatalogRecord | MalformedRecord]
+    ) -> Iterable[CatalogRecord | MalformedRecord]:
+        # Without --sku the source itself goes to the planner, which reads its `complete` flag.
+        return self._watched(records) if self.only else records
+
+    def _watched(
+        self, records: Iterable[CatalogRecord | MalformedRecord]
+    ) -> Iterator[CatalogRecord | MalformedRecord]:
+        for item in records:
+            sku_id = item.sku_id if isinstance(item, MalformedRecord) else item.sku.id
+            if sku_id in self.only:
+                self.in_catalog.add(sku_id)
+                if isinstance(item, CatalogRecord):
+                    self.records[sku_id] = item
+            yield item
+
+    def planned(self, marketplace: str, sku_id: str) -> None:
+        self.by_marketplace.setdefault(marketplace, set()).add(sku_id)
+
+    def report(self, names: Sequence[str], project: Project) -> bool:
+        """Say which ids matched nothing; True when one is not in the catalog or planned nowhere."""
+        failed = False
+        for sku_id in sorted(self.only):
+            where = [name for name in names if sku_id in self.by_marketplace.get(name, ())]
+            if sku_id not in self.in_catalog:
+                click.echo(f"error: no SKU '{sku_id}' in the catalog ({_catalog_name(project)})", err=True)
+                failed = True
+            elif not where:
+                click.echo(
+                    f"error: SKU '{sku_id}' is in the catalog but not selected for "
+                    f"{', '.join(names) or 'any marketplace'}; `tradepost explain {sku_id} -m "
+                    f"{names[0] if names else 'MARKETPLACE'}` says why",
+                    err=True,
+                )
+                failed = True
+            else:
+                for name in names:
+                    if name not in where:
+                        click.echo(f"note: SKU '{sku_id}' is not selected for {name}", err=True)
+        return failed
+
+
+def _catalog_name(project: Project) -> str:
+    source = project.config.source
+    if source.type == "vtex":
+        return f"VTEX account {source.account or source.base_url}"
+    return str(project.catalog_path)
 
 
 def _changes_table(name: str) -> Table:
@@ -235,10 +308,17 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
     run = _compile_or_exit(project, marketplace)
     with open_state(project) as state:
         planner = run.planner(state)
-        records = catalog_records(project, run.trade_policy)
+        asked = _AskedSkus({sku})
+        records = asked.watch(catalog_records(project, run.trade_policy))
         found = [c for c in planner.changes(records, {sku}, explain=True) if c.sku_id == sku]
+        if not found and sku in asked.records:
+            outcome = planner.evaluator.evaluate(asked.records[sku], True)
+            click.echo(f"SKU {sku} is in the catalog but {marketplace} does not select it:", err=True)
+            for reason in outcome.reasons:
+                click.echo(f"  {reason}", err=True)
+            sys.exit(1)
     if not found:
-        click.echo(f"SKU {sku} is not in the catalog of {project.path}", err=True)
+        click.echo(f"SKU '{sku}' is not in the catalog ({_catalog_name(project)})", err=True)
         sys.exit(1)
     change = found[0]
     outcome = change.outcome

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 import httpx
 
+from cli._output import check_writable
 from cli._plan import _project, config_option
 from cli._render import console
 from engine._config import Project
@@ -60,9 +61,23 @@ def sandbox(ctx: click.Context, catalog: Path, rules_dir: Path, folder: Path, po
     """
     if ctx.invoked_subcommand is not None:
         return
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(0, "it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TradepostError(
+            f"cannot write the sandbox project to '{folder}': {exc.strerror or exc}; "
+            "pass --dir with a folder you can write to"
+        ) from None
+    check_writable(folder / "tradepost.yaml", "the sandbox project")
     box = build_sandbox(read_catalog(catalog))
     box.start(base_port=port)
-    config = box.write_project(folder, rules_dir.resolve())
+    try:
+        config = box.write_project(folder, rules_dir.resolve())
+    except BaseException:
+        box.stop()
+        raise
     out = console()
     for name in box.standins:
         out.print(f"{name:>13}  {box.url(name)}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from cli._output import check_writable
 from cli._render import render_coverage, render_diagnostics
 from engine import RuleError, TradepostError, check_all, rule_file_schema
 from engine._config import load_project
@@ -128,6 +129,8 @@ def check(files: Sequence[Path], fmt: str, with_catalog: bool, config_path: Path
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
 def schema(output: Path | None) -> None:
     """Print the JSON Schema of rule files, for editors (yaml-language-server)."""
+    if output:
+        check_writable(output, "the schema")
     text = json.dumps(rule_file_schema(), indent=2, ensure_ascii=False)
     if output:
         output.write_text(text + "\n", encoding="utf-8")

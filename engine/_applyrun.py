@@ -15,7 +15,7 @@ import httpx
 from engine._apply import ApplySummary, Executor, SkuResult, _already_applied, state_matches
 from engine._config import Project
 from engine._diagnostics import TradepostError
-from engine._planfile import change_record
+from engine._planfile import change_record, rules_fingerprint
 from engine._run import MarketplaceRun, catalog_records
 from engine._secrets import read_secrets, register
 from engine._state import StateStore
@@ -34,6 +34,11 @@ def planned_records(run: MarketplaceRun, project: Project, state: StateStore) ->
         for change in planner.changes(catalog_records(project, run.trade_policy))
         if change.op in ("create", "update", "delete")
     ]
+
+
+def fingerprint_of(run: MarketplaceRun) -> str:
+    """The fingerprint of the rules and options a plan for this marketplace is made with now."""
+    return rules_fingerprint(run.compiled, run.connector.options)
 
 
 def check_not_stale(records: list[dict[str, Any]], state: StateStore, marketplace: str) -> None:

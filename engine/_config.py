@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine._deletes import DEFAULT_MAX_DELETE_SHARE, parse_share
 from engine._diagnostics import DiagnosticSink, RuleError, TradepostError
 from engine._rulefile import _pydantic_to_diagnostics
-from engine._yaml import parse_yaml
+from engine._yaml import read_yaml
 
 CONFIG_NAMES = ("tradepost.yaml", "tradepost.yml")
 
@@ -168,10 +168,9 @@ def load_project(path: str | Path | None = None) -> Project:
     config_path = find_config(path)
     sink = DiagnosticSink()
     try:
-        text = config_path.read_text(encoding="utf-8")
+        root = read_yaml(config_path, sink)
     except OSError as exc:
-        raise ConfigError(f"cannot read {config_path}: {exc}") from None
-    root = parse_yaml(text, str(config_path), sink)
+        raise ConfigError(f"cannot read {config_path}: {exc.strerror or exc}") from None
     sink.raise_if_errors()
     assert root is not None
     try:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
-from engine._yaml import Node, parse_yaml
+from engine._yaml import Node, read_yaml
 
 
 def _as_text(value: Any) -> Any:
@@ -337,7 +337,7 @@ def _model_in(annotation: Any) -> Any:
 
 def _read(path: Path, sink: DiagnosticSink, at: Span | None) -> Node | None:
     try:
-        text = path.read_text(encoding="utf-8")
+        return read_yaml(path, sink, at)
     except FileNotFoundError:
         sink.error(
             "TP130",
@@ -346,10 +346,9 @@ def _read(path: Path, sink: DiagnosticSink, at: Span | None) -> Node | None:
             hint="include paths are relative to the file that includes them",
         )
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         sink.error("TP132", f"cannot read '{path}': {exc}", at or Span(str(path), 1, 1))
         return None
-    return parse_yaml(text, str(path), sink)
 
 
 def _display(path: Path) -> str:

@@ -19,7 +19,7 @@ from engine._check import compile_rules
 from engine._diagnostics import DiagnosticSink, RuleError, Span
 from engine._evaluate import SkuEvaluator
 from engine._listing import STANDARD_FIELDS, Outcome
-from engine._yaml import Node, parse_yaml
+from engine._yaml import Node, read_yaml
 from marketplaces import connector_class
 
 _LISTING_KEYS = ("status", "category", "price", "sale_price", "quantity", "group")
@@ -64,7 +64,7 @@ def rules_for(test_file: Path, node: Node | None) -> Path:
 def run_test_file(path: Path) -> TestFileResult:
     """Run every case of a rule-test file; raises RuleError when the file or its rules are broken."""
     sink = DiagnosticSink()
-    root = parse_yaml(path.read_text(encoding="utf-8"), str(path), sink)
+    root = read_yaml(path, sink)
     sink.raise_if_errors()
     assert root is not None
     rules_path = rules_for(path, root.get("rules"))

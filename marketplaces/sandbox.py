@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 
+from engine import TradepostError
 from marketplaces._standin import Faults, Standin
 from marketplaces.amazon.standin import AmazonStandin
 from marketplaces.google.standin import SANDBOX_CLIENT_ID as GOOGLE_CLIENT_ID
@@ -54,25 +55,67 @@ class Sandbox:
         return f"http://{self.host}:{self.ports[name]}"
 
     def start(self, base_port: int = 0, timeout: float = 10.0) -> None:
-        """Serve every stand-in on its own loopback port (0: any free port) in background threads."""
-        for offset, (name, app) in enumerate(self.standins.items()):
-            port = base_port + offset if base_port else _free_port(self.host)
+        """Serve every stand-in on its own loopback port (0: any free port) in background threads.
+
+        The ports are bound here, before any server thread starts, and handed to uvicorn: a
+        port out of range or already in use is a :class:`SandboxError` naming it, at once,
+        rather than a traceback in a server thread and a timeout.
+        """
+        sockets = self._bind(base_port)
+        for (name, app), sock in zip(self.standins.items(), sockets, strict=True):
+            port = self.ports[name]
             config = uvicorn.Config(
                 app, host=self.host, port=port, log_level="warning", lifespan="off", access_log=False
             )
             server = uvicorn.Server(config)
-            thread = threading.Thread(target=server.run, name=f"sandbox-{name}", daemon=True)
+            thread = threading.Thread(
+                target=server.run, kwargs={"sockets": [sock]}, name=f"sandbox-{name}", daemon=True
+            )
             thread.start()
-            self.ports[name] = port
             self.servers.append(server)
             self.threads.append(thread)
         deadline = time.monotonic() + timeout
-        for server in self.servers:
+        for server, thread in zip(self.servers, self.threads, strict=True):
             while not server.started:
-                if time.monotonic() > deadline:
+                if not thread.is_alive() or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("the sandbox servers did not start in time")
+                    for sock in sockets:
+                        sock.close()
+                    raise SandboxError(f"the sandbox server {thread.name} did not start")
                 time.sleep(0.02)
+
+    def _bind(self, base_port: int) -> list[socket.socket]:
+        """One listening socket per stand-in: base_port, base_port + 1, … (or any free ports for 0)."""
+        count = len(self.standins)
+        if base_port and not 1 <= base_port <= 65536 - count:
+            raise SandboxError(
+                f"port {base_port} cannot be used: the sandbox needs {count} ports from it "
+                f"({base_port}-{base_port + count - 1}) and ports go from 1 to 65535; "
+                f"pass --port with a number from 1024 to {65536 - count}, or --port 0 for any free ports"
+            )
+        bound: list[socket.socket] = []
+        for offset, name in enumerate(self.standins):
+            port = base_port + offset if base_port else 0
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # As uvicorn does: a port left in TIME_WAIT by the last sandbox is free, one in use is not.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.host, port))
+                sock.listen(128)
+            except OSError as exc:
+                sock.close()
+                for other in bound:
+                    other.close()
+                uses = f"ports {base_port}-{base_port + count - 1}" if base_port else "any free ports"
+                raise SandboxError(
+                    f"cannot listen on {self.host}:{port} for the {name} stand-in: "
+                    f"{exc.strerror or exc}; the sandbox uses {uses}. Stop what uses port {port} "
+                    "(another `tradepost sandbox`?), or pass --port N for other ports "
+                    "(--port 0: any free ones)"
+                ) from None
+            bound.append(sock)
+            self.ports[name] = int(sock.getsockname()[1])
+        return bound
 
     def stop(self, timeout: float = 5.0) -> None:
         for server in self.servers:
@@ -168,7 +211,5 @@ def read_catalog(path: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+class SandboxError(TradepostError):
+    """The sandbox cannot start: a port out of range or in use."""

@@ -88,7 +88,7 @@ def test_saved_plan_file(config: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["plan", "-c", str(config), "-m", "mercadolibre", "-o", str(out)])
     assert result.exit_code == 0, result.output
     document = loads(out.read_text())
-    assert document["format"] == "tradepost-plan" and document["format_version"] == 1
+    assert document["format"] == "tradepost-plan" and document["format_version"] == 2
     saved = document["marketplaces"]["mercadolibre"]
     creates = [c for c in saved["changes"] if c["op"] == "create"]
     assert len(creates) == saved["summary"]["create"]
