@@ -16,6 +16,7 @@ from engine._catalog import CatalogRecord
 from engine._compiler import CompiledRules, ContentField
 from engine._diagnostics import EvaluationError, Span
 from engine._expressions import CompiledExpression
+from engine._limits import budget
 from engine._listing import Listing, Outcome, Reason
 from engine._runtime import Context
 from marketplaces import Connector
@@ -42,6 +43,11 @@ class SkuEvaluator:
         self._fields = [(key, _build(field)) for key, field in compiled.listing.items()]
 
     def evaluate(self, record: CatalogRecord, explain: bool = False) -> Outcome:
+        """The outcome for one record, within one SKU's budget of work (engine._limits)."""
+        with budget():
+            return self._evaluate(record, explain)
+
+    def _evaluate(self, record: CatalogRecord, explain: bool) -> Outcome:
         sku = record.sku
         ctx = Context(record.product, sku, record.price, record.stock)
         reasons: list[Reason] = []
