@@ -55,9 +55,14 @@ CASES: dict[str, str] = {
     "'a' * 10**9": "listing:\n  title: \"{{ 'a' * 10**9 }}\"\n",
     "'a' * len * 10**9": "listing:\n  title: \"{{ 'a' * (product.name|length) * 10**9 }}\"\n",
     "7 nested replace": "listing:\n  title: '{{ "
-    + "product.description" + " | replace(\"a\", product.description)" * 7 + " }}'\n",
+    + "product.description"
+    + ' | replace("a", product.description)' * 7
+    + " }}'\n",
     "7 nested replace (expr)": "listing:\n  title: '="
-    + "replace(" * 7 + "product.description" + ", \"a\", product.description)" * 7 + "'\n",
+    + "replace(" * 7
+    + "product.description"
+    + ', "a", product.description)' * 7
+    + "'\n",
     "3 nested for": "listing:\n  title: '"
     + "".join(f"{{% for {v} in product.description %}}" for v in "xyz")
     + "."
@@ -141,7 +146,7 @@ def run(argv: list[str], cwd: Path, timeout: float, memory_mib: int) -> Run:
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
     code = child.returncode
-    memory = "MemoryError" in text or "std::bad_alloc" in text or code == -9 and not killed.is_set()
+    memory = "MemoryError" in text or "std::bad_alloc" in text or (code == -9 and not killed.is_set())
     exit_text = "TIMEOUT" if killed.is_set() else "MEMORY" if memory else str(code)
     return Run(exit_text, seconds, usage.ru_maxrss / 1024, text)
 
@@ -175,7 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             case = root / f"case{names.index(name)}"
             case.mkdir()
-            (case / "rules.yaml").write_text(BASE_RULES + CASES[name], encoding="utf-8")
+            base = (
+                BASE_RULES.replace("price:\n  value: price.selling\n", "")
+                if "price:" in CASES[name]
+                else BASE_RULES
+            )
+            (case / "rules.yaml").write_text(base + CASES[name], encoding="utf-8")
             (case / "tradepost.yaml").write_text(
                 "source: {type: file, path: ../catalog.jsonl}\nstate: state.sqlite\n"
                 "marketplaces:\n  mercadolibre: {rules: rules.yaml}\n",

@@ -582,7 +582,9 @@ def compile_expression(
             if problem.message == "empty expression":
                 sink.error("TP202", problem.message, source.node.span, problem.hint)
             else:
-                sink.error(problem.code, problem.message, source.span(problem.offset, problem.end), problem.hint)
+                sink.error(
+                    problem.code, problem.message, source.span(problem.offset, problem.end), problem.hint
+                )
             return None
     checker = Checker(scope, source, sink)
     result = checker.check(tree)
@@ -651,7 +653,9 @@ def _arith_checked(op: str, left: Any, right: Any, at: Span) -> Any:
             return left + right
         raise EvaluationError(f"'{op}' needs numbers (or '+' two texts), not {left!r} and {right!r}", at)
     if isinstance(left, bool | list | dict) or isinstance(right, bool | list | dict):
-        raise EvaluationError(f"'{op}' needs numbers, not {type(left).__name__} and {type(right).__name__}", at)
+        raise EvaluationError(
+            f"'{op}' needs numbers, not {type(left).__name__} and {type(right).__name__}", at
+        )
     if op == "+":
         return left + right
     return left - right if op == "-" else left * right

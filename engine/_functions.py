@@ -196,9 +196,11 @@ def _regex_problem(pattern: object) -> str | None:
     try:
         _compiled(pattern)
     except (re2.error, UnicodeEncodeError) as error:
-        reason = error.args[0].decode("utf-8", "replace") if error.args and isinstance(
-            error.args[0], bytes
-        ) else str(error)
+        reason = (
+            error.args[0].decode("utf-8", "replace")
+            if error.args and isinstance(error.args[0], bytes)
+            else str(error)
+        )
         return (
             f"invalid regular expression {pattern!r}: {reason}; put a backslash before ( ) [ ] . * + ? "
             "to match them literally (patterns are RE2: no backreferences or lookaround)"
@@ -257,7 +259,7 @@ def _to_text(value: object, at: Span | None = None) -> str:
         return "true" if value else "false"
     if isinstance(value, Decimal):
         if value.is_finite():
-            sign, digits, exponent = value.as_tuple()
+            _, digits, exponent = value.as_tuple()
             assert isinstance(exponent, int)
             size = len(digits) + exponent if exponent >= 0 else max(len(digits), -exponent) + 2
             if size > MAX_TEXT:
@@ -492,9 +494,7 @@ def _trim(text: str | None) -> str | None:
 
 
 @_function("replace", _TEXT, Param("old", STRING), Param("new", STRING), returns=_STRING_OUT)
-def _replace(
-    text: str | None, old: str | None, new: str | None, *, at: Span | None = None
-) -> str | None:
+def _replace(text: str | None, old: str | None, new: str | None, *, at: Span | None = None) -> str | None:
     """The text with every `old` replaced by `new` (an empty `old` changes nothing)."""
     if text is None or old is None or new is None:
         return None

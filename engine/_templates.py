@@ -512,19 +512,21 @@ class _TemplateChecker:
             if node.ctx in ("store", "param"):
                 self.assigned.add(node.name)
         for statement in tree.find_all(_REFUSED_STATEMENTS):
-            keyword = type(statement).__name__.lower().replace("callblock", "call").replace("fromimport", "from")
+            keyword = (
+                type(statement).__name__.lower().replace("callblock", "call").replace("fromimport", "from")
+            )
             self.error(
                 "TP406",
                 f"'{{% {keyword} %}}' is not available in templates",
                 self.locate(statement, keyword),
                 hint="templates print values; use if, for and set, filters and the rule-language functions",
             )
-        for node in tree.find_all(nodes.Mod):
-            if isinstance(node.left, nodes.Const) and isinstance(node.left.value, str):
+        for modulo in tree.find_all(nodes.Mod):
+            if isinstance(modulo.left, nodes.Const) and isinstance(modulo.left.value, str):
                 self.error(
                     "TP406",
                     "'%' formatting of text is not available in templates",
-                    self.locate(node, "%"),
+                    self.locate(modulo, "%"),
                     hint="join text with ~, and round numbers with round(x, 2)",
                 )
         self._walk(tree)
@@ -551,8 +553,7 @@ class _TemplateChecker:
                     self.locate(node, node.name),
                     hint=f"did you mean '{guess}'?"
                     if guess and not refused
-                    else "filters are the rule-language functions and "
-                    + ", ".join(JINJA_FILTERS_KEPT),
+                    else "filters are the rule-language functions and " + ", ".join(JINJA_FILTERS_KEPT),
                 )
             if node.name == "lookup" and node.args and isinstance(node.args[0], nodes.Const):
                 table = node.args[0].value
@@ -687,7 +688,8 @@ class _ConstantChecker:
                 except _NotConstant:
                     pass
                 except LimitExceeded as exc:
-                    needle = _BINOPS.get(type(node)) or getattr(node, "name", None) or ""
+                    operator = _BINOPS.get(type(node)) if isinstance(node, nodes.BinExpr) else None
+                    needle = operator or getattr(node, "name", None) or ""
                     self.checker.error(
                         "TP313",
                         f"this constant exceeds a limit: {exc.message}",
@@ -706,7 +708,7 @@ class _ConstantChecker:
         if isinstance(node, nodes.BinExpr) and type(node) in _BINOPS:
             left, right = self.value(node.left), self.value(node.right)
             try:
-                return self.env.call_binop(None, _BINOPS[type(node)], left, right)  # type: ignore[arg-type]
+                return self.env.call_binop(None, _BINOPS[type(node)], left, right)
             except LimitExceeded:
                 raise
             except Exception:
