@@ -28,7 +28,7 @@ from typing import Any
 from engine import _ast as A
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine._functions import FUNCTIONS, NOT_LITERAL, Function
-from engine._limits import MAX_DIGITS, MAX_TEXT, LimitExceeded, charge, text_fits, whole_digits
+from engine._limits import MAX_DIGITS, LimitExceeded, text_fits, whole_digits
 from engine._runtime import RUNTIME, Context
 from engine._types import ANY, BOOL, NEVER, NULL, NUMBER, STRING, Type, list_of, unify
 from engine._yaml import Node
@@ -665,10 +665,13 @@ def _concat_bounded(*parts: Any) -> str:
     """Template output through the expression path: the size is known before it is joined."""
     texts = ["" if part is None else part if isinstance(part, str) else str(part) for part in parts]
     size = sum(map(len, texts))
-    if size > MAX_TEXT:
+    if size > _UNCHARGED:
         text_fits(size, "the template's text")
-    charge(size)
     return "".join(texts)
+
+
+_UNCHARGED = 4096
+"""A title-sized output is not worth a budget charge on the hot path; a field has no loop."""
 
 
 def constant_value(expression: CompiledExpression) -> Any:

@@ -258,12 +258,10 @@ def _to_text(value: object, at: Span | None = None) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
-        if value.is_finite():
-            _, digits, exponent = value.as_tuple()
-            assert isinstance(exponent, int)
-            size = len(digits) + exponent if exponent >= 0 else max(len(digits), -exponent) + 2
-            if size > MAX_TEXT:
-                raise LimitExceeded(f"a number of {size:,} digits is too long to write as text", at)
+        # The digits are already in memory; only a far exponent makes "f" write millions of zeros.
+        if value.is_finite() and not -MAX_TEXT < value.adjusted() < MAX_TEXT:
+            size = abs(value.adjusted()) + 1
+            raise LimitExceeded(f"a number of {size:,} digits is too long to write as text", at)
         return format(value.copy_abs() if value.is_zero() else value, "f")  # never "-0.00"
     if isinstance(value, int):
         return str(value)

@@ -78,6 +78,15 @@ def budget() -> Budget:
     return Budget()
 
 
+def arm() -> Token[Budget | None]:
+    """A fresh budget for the SKU evaluated next; give the token back to :func:`disarm` after it."""
+    return _current.set(Budget())
+
+
+def disarm(token: Token[Budget | None]) -> None:
+    _current.reset(token)
+
+
 def armed() -> bool:
     return _current.get() is not None
 

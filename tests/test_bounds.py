@@ -312,7 +312,7 @@ def test_hostile_rule_files_through_check_and_plan() -> None:
         "--timeout",
         "30",
         "--memory-mib",
-        "1024",
+        "2048",
     ]
     for case in cases:
         argv += ["--case", case]
