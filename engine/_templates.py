@@ -10,7 +10,7 @@ The sandbox is narrowed further than jinja2's default: attributes can be read
 only where they are fields of the canonical model (or keys of a mapping),
 never methods, never dunders. A rule file therefore cannot run code.
 
-Nor can it exhaust the machine (see :mod:`engine._limits`): a template reaches only the
+Nor can it exhaust the machine (:mod:`engine._limits`, :mod:`engine._template_bounds`): it reaches only the
 rule-language functions and a few documented jinja2 filters (no ``lipsum``, ``cycler``,
 ``joiner``, ``namespace``, ``range``; no ``center``, ``indent``, ``format``, ``wordwrap``);
 macros, includes and ``%`` formatting of text are refused; ``*``, ``**`` and ``+`` are
@@ -22,7 +22,7 @@ budget; bracket nesting and number literals are bounded when the template compil
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -31,29 +31,29 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.filters import FILTERS as JINJA_FILTERS
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.visitor import NodeTransformer
 from pydantic import BaseModel
 
 from engine import _ast as A
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine._expressions import LookupSite, Scope, Source, compile_expression
 from engine._functions import FUNCTIONS
-from engine._limits import (
-    MAX_DIGITS,
-    MAX_LITERAL_DIGITS,
-    MAX_TEMPLATE_DEPTH,
-    MAX_TEXT,
-    LimitExceeded,
-    armed,
-    budget,
-    charge,
-    digits_fit,
-    list_fits,
-    step,
-    text_fits,
-    whole_digits,
-)
+from engine._limits import MAX_TEMPLATE_DEPTH, LimitExceeded, armed, budget
 from engine._runtime import Context
+from engine._template_bounds import (
+    CONCAT_FILTER,
+    JINJA_FILTERS_KEPT,
+    LOOP_FILTER,
+    REFUSED_STATEMENTS,
+    BoundedTree,
+    bounded_concat,
+    check_binop,
+    constant_problems,
+    counted,
+    depth,
+    join,
+    tilde,
+    within_bounds,
+)
 from engine._types import ANY, STRING, Type
 
 _TEMPLATE_MARK = re.compile(r"\{\{|\{%")
@@ -63,102 +63,11 @@ def is_template(text: str) -> bool:
     return bool(_TEMPLATE_MARK.search(text))
 
 
-JINJA_FILTERS_KEPT = ("capitalize", "count", "d", "default", "first", "join", "last", "length", "select")
-"""jinja2's own filters a template may use besides the rule-language functions; all are bounded."""
-_REFUSED_STATEMENTS = (
-    nodes.Macro,
-    nodes.CallBlock,
-    nodes.Include,
-    nodes.Import,
-    nodes.FromImport,
-    nodes.Extends,
-    nodes.Block,
-)
-_LOOP_FILTER = "_tradepost_loop"
-_CONCAT_FILTER = "_tradepost_concat"
-
-
-class _Bounded(NodeTransformer):
-    """Loops iterate through the step counter; ``~`` joins through the bounded concat."""
-
-    def visit_For(self, node: nodes.For) -> nodes.Node:
-        self.generic_visit(node)
-        node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
-        return node
-
-    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
-        self.generic_visit(node)
-        parts = nodes.List(node.nodes, lineno=node.lineno)
-        return nodes.Filter(parts, _CONCAT_FILTER, [], [], None, None, lineno=node.lineno)
-
-
-def _tilde(parts: Iterable[Any]) -> str:
-    return _bounded_concat(str(part) for part in parts)
-
-
-def _bounded_concat(chunks: Iterable[str]) -> str:
-    """jinja2's ``concat`` for every output and captured block: refuses past ``MAX_TEXT``."""
-    parts: list[str] = []
-    size = 0
-    for chunk in chunks:
-        size += len(chunk)
-        if size > MAX_TEXT:
-            raise LimitExceeded(f"the template's text would be over {MAX_TEXT:,} characters")
-        charge(len(chunk))
-        parts.append(chunk)
-    return "".join(parts)
-
-
-def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
-    """Every ``{% for %}`` iterates through this: each iteration is a step of the SKU's budget."""
-    for item in iterable:
-        step()
-        yield item
-
-
-def _join(value: Iterable[Any], separator: str = "") -> str:
-    """jinja2's ``join``, with the size of the result known before it is built."""
-    items = ["" if item is None else item if isinstance(item, str) else str(item) for item in value]
-    text_fits(sum(map(len, items)) + len(separator) * max(len(items) - 1, 0), "join")
-    return separator.join(items)
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | Decimal | float)
-
-
-def check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse ``*``, ``**``, ``+`` whose result would exceed a bound, before computing it."""
-    if operator == "*":
-        for sequence, count in ((left, right), (right, left)):
-            if isinstance(sequence, str | list | tuple) and isinstance(count, int):
-                size = len(sequence) * max(count, 0)
-                if isinstance(sequence, str):
-                    text_fits(size, "'*' on text")
-                else:
-                    list_fits(size, "'*' on a list")
-                return
-        if isinstance(left, int) and isinstance(right, int):
-            digits_fit(whole_digits(left) + whole_digits(right), "'*'")
-    elif operator == "+":
-        if isinstance(left, str) and isinstance(right, str):
-            text_fits(len(left) + len(right), "'+' on text")
-        elif isinstance(left, list | tuple) and isinstance(right, list | tuple):
-            list_fits(len(left) + len(right), "'+' on lists")
-    elif operator == "**" and _number(left) and _number(right) and abs(left) not in (0, 1):
-        if abs(right) > 4 * MAX_DIGITS:
-            raise LimitExceeded(f"the exponent {right} is too large; the limit is {4 * MAX_DIGITS}")
-        if isinstance(left, int) and isinstance(right, int) and right > 0:
-            digits_fit(whole_digits(left) * right, "'**'")
-    elif operator == "%" and isinstance(left, str):
-        raise EvaluationError("'%' formatting of text is not available in templates; join text with ~")
-
-
 class _RuleSandbox(SandboxedEnvironment):
     """jinja2's sandbox, restricted to the fields of the canonical model and bounded in size."""
 
     intercepted_binops = frozenset({"+", "*", "**", "%"})
-    concat = staticmethod(_bounded_concat)
+    concat = staticmethod(bounded_concat)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right)
@@ -277,9 +186,9 @@ class TemplateCompiler:
         # Only the documented names: no lipsum, cycler, joiner, namespace, range, dict objects.
         self.env.globals.clear()
         self.env.filters = {name: JINJA_FILTERS[name] for name in JINJA_FILTERS_KEPT}
-        self.env.filters["join"] = _join
-        self.env.filters[_LOOP_FILTER] = _counted
-        self.env.filters[_CONCAT_FILTER] = _tilde
+        self.env.filters["join"] = join
+        self.env.filters[LOOP_FILTER] = counted
+        self.env.filters[CONCAT_FILTER] = tilde
         for name, function in FUNCTIONS.items():
             wrapped = _as_filter(name, function.impl, tables)
             self.env.filters[name] = wrapped
@@ -288,11 +197,11 @@ class TemplateCompiler:
 
     def compile(self, source: Source, scope: Scope, sink: DiagnosticSink) -> CompiledTemplate | None:
         text = source.text
-        if not _within_bounds(self.env, source, sink):
+        if not within_bounds(self.env, source, sink):
             return None
         try:
             tree = self.env.parse(text)
-            too_deep = _depth(tree) > 2 * MAX_TEMPLATE_DEPTH
+            too_deep = depth(tree) > 2 * MAX_TEMPLATE_DEPTH
         except TemplateSyntaxError as exc:
             offset = _syntax_error_offset(text, exc)
             sink.error(
@@ -316,7 +225,7 @@ class TemplateCompiler:
         names = tuple(sorted(n for n in checker.roots if n in scope.names))
         span = source.span(0, len(text))
         fast = self._translate(tree, source, scope)
-        tree = _Bounded().visit(tree)
+        tree = BoundedTree().visit(tree)
         try:
             template = self.env.from_string(tree)
         except RecursionError:
@@ -348,53 +257,6 @@ class TemplateCompiler:
             source, scope, scratch, self.tables, None, "a template", tree=expression
         )
         return None if compiled is None or scratch.errors else compiled.fn
-
-
-def _within_bounds(env: SandboxedEnvironment, source: Source, sink: DiagnosticSink) -> bool:
-    """Bracket nesting and number literals, from the tokens, before jinja2's recursive parser runs."""
-    text = source.text
-    depth = 0
-    offset = 0
-    try:
-        for _, kind, value in env.lex(text):
-            found = text.find(value, offset)
-            if found >= 0:
-                offset = found + len(value)
-            if kind == "operator" and value in "([{":
-                depth += 1
-                if depth > MAX_TEMPLATE_DEPTH:
-                    sink.error(
-                        "TP405",
-                        f"template nested too deeply (more than {MAX_TEMPLATE_DEPTH} levels of brackets)",
-                        source.span(found, found + 1),
-                        hint="split it into several listing fields, or compute parts in = expressions",
-                    )
-                    return False
-            elif kind == "operator" and value in ")]}":
-                depth = max(depth - 1, 0)
-            elif kind in ("integer", "float"):
-                digits = sum(ch.isdigit() for ch in value)
-                if digits > MAX_LITERAL_DIGITS:
-                    sink.error(
-                        "TP203",
-                        f"number literal of {digits:,} digits; the limit is {MAX_LITERAL_DIGITS}",
-                        source.span(found, found + len(value)),
-                    )
-                    return False
-    except TemplateSyntaxError:
-        return True  # the parser reports it, with its position
-    return True
-
-
-def _depth(tree: nodes.Node) -> int:
-    """How deeply the syntax tree nests, iteratively: filter chains and unary operators nest too."""
-    deepest = 0
-    stack: list[tuple[nodes.Node, int]] = [(tree, 1)]
-    while stack:
-        node, level = stack.pop()
-        deepest = max(deepest, level)
-        stack.extend((child, level + 1) for child in node.iter_child_nodes())
-    return deepest
 
 
 def _syntax_hint(exc: TemplateSyntaxError) -> str | None:
@@ -511,7 +373,7 @@ class _TemplateChecker:
         for node in tree.find_all(nodes.Name):
             if node.ctx in ("store", "param"):
                 self.assigned.add(node.name)
-        for statement in tree.find_all(_REFUSED_STATEMENTS):
+        for statement in tree.find_all(REFUSED_STATEMENTS):
             keyword = (
                 type(statement).__name__.lower().replace("callblock", "call").replace("fromimport", "from")
             )
@@ -531,7 +393,8 @@ class _TemplateChecker:
                 )
         self._walk(tree)
         if self.ok:
-            _ConstantChecker(self).visit(tree)
+            for constant, needle, message in constant_problems(tree, self.compiler.env):
+                self.error("TP313", message, self.locate(constant, needle))
 
     def _walk(self, node: nodes.Node) -> None:
         if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
@@ -648,85 +511,6 @@ class _TemplateChecker:
             return ANY
         self.error("TP404", f"'{attr}' is not a field ({target} has none)", self.locate(node, attr))
         return ANY
-
-
-class _NotConstant(Exception):
-    """The node reads something only a SKU has."""
-
-
-_BINOPS: dict[type[nodes.BinExpr], str] = {
-    nodes.Add: "+",
-    nodes.Sub: "-",
-    nodes.Mul: "*",
-    nodes.Div: "/",
-    nodes.FloorDiv: "//",
-    nodes.Pow: "**",
-    nodes.Mod: "%",
-}
-
-
-class _ConstantChecker:
-    """Works out constant parts of a template with the run-time bounds: `check` reports excess.
-
-    jinja2 does not fold intercepted operators, so ``{{ 'a' * 10**9 }}`` costs nothing to
-    compile; here it is computed under the same bounds as at run time, and a constant that
-    exceeds one is a diagnostic (TP313) at its line, not the same failure on every SKU.
-    """
-
-    def __init__(self, checker: _TemplateChecker) -> None:
-        self.checker = checker
-        self.env = checker.compiler.env
-
-    def visit(self, tree: nodes.Node) -> None:
-        stack: list[nodes.Node] = [tree]
-        while stack:
-            node = stack.pop()
-            if isinstance(node, nodes.Expr) and not isinstance(node, nodes.Const | nodes.TemplateData):
-                try:
-                    self.value(node)
-                    continue
-                except _NotConstant:
-                    pass
-                except LimitExceeded as exc:
-                    operator = _BINOPS.get(type(node)) if isinstance(node, nodes.BinExpr) else None
-                    needle = operator or getattr(node, "name", None) or ""
-                    self.checker.error(
-                        "TP313",
-                        f"this constant exceeds a limit: {exc.message}",
-                        self.checker.locate(node, str(needle)) if needle else self.checker.locate(node, "{{"),
-                    )
-                    continue
-            stack.extend(node.iter_child_nodes())
-
-    def value(self, node: nodes.Node) -> Any:
-        if isinstance(node, nodes.Const):
-            return node.value
-        if isinstance(node, nodes.List | nodes.Tuple):
-            return [self.value(item) for item in node.items]
-        if isinstance(node, nodes.Neg):
-            return -self.value(node.node)
-        if isinstance(node, nodes.BinExpr) and type(node) in _BINOPS:
-            left, right = self.value(node.left), self.value(node.right)
-            try:
-                return self.env.call_binop(None, _BINOPS[type(node)], left, right)
-            except LimitExceeded:
-                raise
-            except Exception:
-                raise _NotConstant from None
-        if isinstance(node, nodes.Concat):
-            parts = [self.value(part) for part in node.nodes]
-            return _bounded_concat("" if p is None else str(p) for p in parts)
-        if isinstance(node, nodes.Filter) and node.node is not None and node.name in FUNCTIONS:
-            if node.kwargs or node.dyn_args or node.dyn_kwargs or node.name in ("lookup", "reject"):
-                raise _NotConstant
-            args = [self.value(node.node), *(self.value(arg) for arg in node.args)]
-            try:
-                return self.env.filters[node.name](*args)
-            except LimitExceeded:
-                raise
-            except Exception:
-                raise _NotConstant from None
-        raise _NotConstant
 
 
 class _Untranslatable(Exception):
