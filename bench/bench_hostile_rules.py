@@ -84,6 +84,10 @@ CASES: dict[str, str] = {
 }
 
 
+HOSTILE_SKU = "1000"
+"""The SKU whose product is named "a" * 40 + "!"."""
+
+
 def catalog_lines() -> list[str]:
     records = []
     for index, name in enumerate(["a" * 40 + "!", "Tênis Runner", "Camiseta Básica"]):
@@ -152,16 +156,25 @@ def run(argv: list[str], cwd: Path, timeout: float, memory_mib: int) -> Run:
 
 
 def outcome(check: Run, plan: Run) -> str:
-    """The first diagnostic or invalid reason the user sees, shortened for the table."""
+    """What the user sees: the first check diagnostic, or what the plan says of the hostile SKU."""
     for text in (check.output, plan.output):
         for line in text.splitlines():
             if "Traceback" in line or "internal error" in line:
-                return "CRASH: " + line.strip()[:60]
-        for line in text.splitlines():
-            for marker in ("error[", "TP9", "TP4", "TP3", "TP2"):
-                if marker in line:
-                    return line.strip()[:90]
-    return (plan.output.strip().splitlines() or [""])[-1][:90]
+                return "CRASH: " + line.strip()[:70]
+    if check.exit != "0":
+        errors = [line.strip() for line in check.output.splitlines() if "error[" in line]
+        return (errors or [check.output.strip()[:90]])[0].replace("rules.yaml:", "")[:100]
+    try:
+        changes = json.loads(plan.output)["marketplaces"][0]["changes"]
+    except (ValueError, KeyError, IndexError):
+        return plan.output.strip()[-90:]
+    hostile = next((c for c in changes if c.get("sku_id") == HOSTILE_SKU), None)
+    if hostile is None:
+        return f"SKU {HOSTILE_SKU}: excluded or unchanged"
+    first = (hostile.get("reasons") or [{}])[0]
+    where = first.get("location")  # "path/rules.yaml:13:52"
+    at = " at " + where.rsplit("/", 1)[-1].replace("rules.yaml:", "") if isinstance(where, str) else ""
+    return f"SKU {HOSTILE_SKU} {hostile['op']} {first.get('code', '')}{at} {first.get('message', '')}"[:100]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,11 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             case = root / f"case{names.index(name)}"
             case.mkdir()
-            base = (
-                BASE_RULES.replace("price:\n  value: price.selling\n", "")
-                if "price:" in CASES[name]
-                else BASE_RULES
-            )
+            base = BASE_RULES
+            if "price:" in CASES[name]:
+                base = base.replace("price:\n  value: price.selling\n", "")
+            if "listing:" not in CASES[name]:
+                base += "listing:\n  title: '{{ product.name }}'\n"
             (case / "rules.yaml").write_text(base + CASES[name], encoding="utf-8")
             (case / "tradepost.yaml").write_text(
                 "source: {type: file, path: ../catalog.jsonl}\nstate: state.sqlite\n"
@@ -197,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             failed = failed or "TIMEOUT" in (check.exit, plan.exit) or "MEMORY" in (check.exit, plan.exit)
             failed = failed or seen.startswith("CRASH")
             rows.append((name, check, plan, seen))
-    print(f"{'case':<28}{'check':>8}{'s':>8}{'plan':>9}{'s':>8}{'peak MiB':>10}  outcome")
+    print(f"{'case':<28}{'check':>8}{'s':>8}{'plan':>9}{'s':>8}{'peak MiB':>10}  what the user sees")
     for name, check, plan, seen in rows:
         peak = max(check.peak_mib, plan.peak_mib)
         print(
