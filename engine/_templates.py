@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from engine import _ast as A
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine._expressions import LookupSite, Scope, Source, compile_expression
-from engine._functions import FUNCTIONS
+from engine._functions import FUNCTIONS, NOT_LITERAL
 from engine._limits import MAX_TEMPLATE_DEPTH, LimitExceeded, armed, budget
 from engine._runtime import Context
 from engine._template_bounds import (
@@ -436,8 +436,12 @@ class _TemplateChecker:
                         self.locate(node, str(table)),
                         hint=f"did you mean '{guess}'?" if guess else "define it under 'tables:'",
                     )
+        if isinstance(node, nodes.Filter) and node.name in FUNCTIONS:
+            self._check_literals(node, node.name, [None, *node.args])
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
             name = node.node.name
+            if name in FUNCTIONS:
+                self._check_literals(node, name, list(node.args))
             if name not in self.compiler.env.globals and name not in self.scope.names:
                 guess = did_you_mean(name, FUNCTIONS)
                 self.error(
@@ -452,6 +456,17 @@ class _TemplateChecker:
             return
         for child in node.iter_child_nodes():
             self._walk(child)
+
+    def _check_literals(self, node: nodes.Node, name: str, args: list[nodes.Node | None]) -> None:
+        """The compile-time check of literal arguments (a regex RE2 refuses…), as in expressions."""
+        check = FUNCTIONS[name].check
+        if check is None:
+            return
+        literals = [arg.value if isinstance(arg, nodes.Const) else NOT_LITERAL for arg in args]
+        problem = check(literals)
+        if problem:
+            culprit = next((str(v) for v in literals if isinstance(v, str) and v in self.source.text), name)
+            self.error("TP310", problem, self.locate(node, culprit))
 
     def _type_of(self, node: nodes.Node) -> Type:
         if isinstance(node, nodes.Name):

@@ -131,6 +131,11 @@ CHECKED = [
         "select:\n  - 'matches(product.name, \"(a)\\\\1\")'\n",
         [("TP310", 11, 28)],
     ),
+    (
+        "lookahead in a template",
+        "listing:\n  title: \"{{ 'y' if matches(product.name, '(?=a)b') else 'n' }}\"\n",
+        [("TP310", 11, 44)],  # the pattern
+    ),
 ]
 
 
@@ -236,6 +241,22 @@ def test_a_value_past_a_bound_makes_the_sku_invalid(
 ) -> None:
     status, reasons = outcome(rule_file, extra)
     assert (status, reasons) == ("invalid", [(code, *where)])
+
+
+def test_the_run_goes_on_after_a_sku_past_a_bound(rule_file: Callable[..., Path], timed: None) -> None:
+    """Each SKU has a budget of its own: the one that spent it does not starve the next."""
+    loops = "{% for x in product.description %}{% for y in product.description %}{% endfor %}{% endfor %}"
+    compiled = engine.compile_rules(rule_file(f"listing:\n  title: 'Tênis{loops}'\n", WITH_CATEGORY))
+    evaluator = SkuEvaluator(compiled, connector_class(compiled.marketplace)(compiled.rules.options))
+    long = sample_record(product={"description": DESCRIPTION})  # 2,000 * 2,000 iterations
+    short = sample_record(product={"description": "x" * 99})  # 99 * 99 = 9,801: within the budget
+    outcomes = [evaluator.evaluate(record) for record in (long, short, long, short)]
+    assert [(o.status, [r.code for r in o.reasons]) for o in outcomes] == [
+        ("invalid", ["TP906"]),
+        ("listed", []),
+        ("invalid", ["TP906"]),
+        ("listed", []),
+    ]
 
 
 def test_catastrophic_regex_runs_in_linear_time(rule_file: Callable[..., Path], timed: None) -> None:
