@@ -17,6 +17,7 @@ from typing import Any
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
+from engine._limits import MAX_LITERAL_DIGITS
 from engine._types import Type
 
 
@@ -90,12 +91,30 @@ class IfElse(Expr):
 class SyntaxProblem(Exception):
     """A parse failure at ``offset`` of the expression text, already worded for a user."""
 
-    def __init__(self, message: str, offset: int, end: int | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, offset: int, end: int | None = None, hint: str | None = None, code: str = "TP201"
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.offset = offset
         self.end = end
         self.hint = hint
+        self.code = code
+
+
+def _digits_within_bounds(token: Token) -> str:
+    """A number literal of at most ``MAX_LITERAL_DIGITS`` digits: a longer one is a mistake, or an attack."""
+    text = str(token)
+    digits = sum(ch.isdigit() for ch in text)
+    if digits > MAX_LITERAL_DIGITS:
+        start = token.start_pos or 0
+        raise SyntaxProblem(
+            f"number literal of {digits:,} digits; the limit is {MAX_LITERAL_DIGITS}",
+            start,
+            start + len(text),
+            code="TP203",
+        )
+    return text
 
 
 def _span(meta: Any) -> tuple[int, int]:
@@ -107,10 +126,10 @@ class _ToAst(Transformer[Token, Expr]):
     """Turn lark's parse tree into :mod:`engine._ast` nodes (the parse pass)."""
 
     def number(self, meta: Any, children: list[Token]) -> Expr:
-        return Literal(*_span(meta), Decimal(str(children[0])))
+        return Literal(*_span(meta), Decimal(_digits_within_bounds(children[0])))
 
     def percent(self, meta: Any, children: list[Token]) -> Expr:
-        return Literal(*_span(meta), Decimal(str(children[0])[:-1]) / 100)
+        return Literal(*_span(meta), Decimal(_digits_within_bounds(children[0])[:-1]) / 100)
 
     def string(self, meta: Any, children: list[Token]) -> Expr:
         token = children[0]

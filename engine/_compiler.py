@@ -516,7 +516,9 @@ def _compile_round(
         if problem.message == "empty expression":
             c.sink.error("TP202", problem.message, node.span, problem.hint)
         else:
-            c.sink.error("TP201", problem.message, source.span(problem.offset, problem.end), problem.hint)
+            c.sink.error(
+                problem.code, problem.message, source.span(problem.offset, problem.end), problem.hint
+            )
         return None
     if isinstance(tree, A.Literal) and isinstance(tree.value, Decimal):
         tree = A.Call(tree.start, tree.end, "round", [tree], tree.start)

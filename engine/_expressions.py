@@ -9,6 +9,13 @@ Two passes over the tree from :mod:`engine._ast`:
   compiled once with :func:`compile`; constant sub-expressions are folded,
   so ``price.selling * (1 + 15% + 20%)`` runs as ``price.selling * 1.35``.
   Running a rule over a million SKUs therefore never parses or walks a tree.
+
+Folding runs under the bounds of :mod:`engine._limits`: a constant whose value would exceed
+one (seven nested ``replace`` of literals, a number of more than ``MAX_DIGITS`` digits) is
+a diagnostic at its span (TP313), never slow. Text joined with ``+`` where the checker cannot
+prove both sides are numbers goes through a helper that refuses a result above ``MAX_TEXT``;
+a decimal overflow or a type mismatch in one SKU's values is an :class:`EvaluationError` at
+the expression's span, never a crash (the ``try`` costs nothing when nothing is raised).
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from decimal import Decimal
 from typing import Any
 
 from engine import _ast as A
-from engine._diagnostics import DiagnosticSink, Span, did_you_mean
+from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine._functions import FUNCTIONS, NOT_LITERAL, Function
+from engine._limits import MAX_DIGITS, LimitExceeded, text_fits, whole_digits
 from engine._runtime import RUNTIME, Context
 from engine._types import ANY, BOOL, NEVER, NULL, NUMBER, STRING, Type, list_of, unify
 from engine._yaml import Node
@@ -367,11 +375,7 @@ class Checker:
             problem = function.check(literals)
             if problem:
                 self.error("TP310", problem, self._culprit(function, node, literals))
-        if (
-            function.name != "reject"
-            and not function.needs_span
-            and all(self.is_constant(a) for a in node.args)
-        ):
+        if function.name not in ("reject", "lookup") and all(self.is_constant(a) for a in node.args):
             self.constant.add(id(node))
         returns = function.returns(types) if callable(function.returns) else function.returns
         return returns
@@ -442,7 +446,11 @@ class Lowering:
 
     def __init__(self, checker: Checker, tables: Mapping[str, Any]) -> None:
         self.checker = checker
-        self.namespace: dict[str, Any] = dict(RUNTIME)
+        self.namespace: dict[str, Any] = {
+            **RUNTIME,
+            "_arith_checked": _arith_checked,
+            "_concat_bounded": _concat_bounded,
+        }
         self.tables = tables
         self._counter = 0
 
@@ -460,8 +468,19 @@ class Lowering:
             code = getattr(self, "_" + type(node).__name__)(node)
             try:
                 value = eval(compile(code, "<constant>", "eval"), self.namespace, {})
+            except LimitExceeded as exc:
+                self.checker.error("TP313", f"this constant exceeds a limit: {exc.message}", node)
+                return "None"
             except Exception:
                 return str(code)
+            if isinstance(value, Decimal) and whole_digits(value) > MAX_DIGITS:
+                self.checker.error(
+                    "TP313",
+                    f"this constant has {whole_digits(value):,} digits before the point; "
+                    f"the limit is {MAX_DIGITS}",
+                    node,
+                )
+                return "None"
             return self._constant(value)
         return str(getattr(self, "_" + type(node).__name__)(node))
 
@@ -509,6 +528,10 @@ class Lowering:
         op = node.op
         if op == "/":
             return f"_div({left}, {right}, {self.span(node.right)})"
+        numbers = all((side.type or ANY).kind in ("number", "null") for side in (node.left, node.right))
+        if op in _ARITHMETIC and not numbers:
+            # Text (or values the checker could not type): sizes checked, types refused clearly.
+            return f"_arith_checked({op!r}, {left}, {right}, {self.span(node)})"
         if op in _ARITHMETIC:
             return f"{_ARITHMETIC[op]}({left}, {right})" if nullable else f"({left} {op} {right})"
         if op in _ORDERING:
@@ -529,7 +552,7 @@ class Lowering:
 
     def _Call(self, node: A.Call) -> str:
         if node.internal:
-            helper = "bool" if node.function == "truthy" else "_concat"
+            helper = "bool" if node.function == "truthy" else "_concat_bounded"
             return f"{helper}({', '.join(self.lower(a) for a in node.args)})"
         function = FUNCTIONS[node.function]
         impl = self.bind(function.impl, f"_f_{function.name}_")
@@ -559,7 +582,9 @@ def compile_expression(
             if problem.message == "empty expression":
                 sink.error("TP202", problem.message, source.node.span, problem.hint)
             else:
-                sink.error("TP201", problem.message, source.span(problem.offset, problem.end), problem.hint)
+                sink.error(
+                    problem.code, problem.message, source.span(problem.offset, problem.end), problem.hint
+                )
             return None
     checker = Checker(scope, source, sink)
     result = checker.check(tree)
@@ -578,8 +603,10 @@ def compile_expression(
         return None
     lowering = Lowering(checker, tables)
     code = lowering.lower(tree)
+    if not checker.ok:
+        return None
     span = source.span(tree.start, tree.end)
-    fn = eval(compile(f"lambda ctx: {code}", f"<{span}>", "eval"), lowering.namespace, {})
+    fn = _function_of(code, span, lowering)
     return CompiledExpression(
         source.text.strip(),
         span,
@@ -588,6 +615,63 @@ def compile_expression(
         checker.is_constant(tree),
         tuple(checker.lookups),
     )
+
+
+def _function_of(code: str, span: Span, lowering: Lowering) -> Callable[[Context], Any]:
+    """``def`` rather than ``lambda``: a try block costs nothing until something is raised."""
+    at = lowering.bind(span, "_s")
+    source = (
+        "def _rule(ctx):\n"
+        "    try:\n"
+        f"        return {code}\n"
+        "    except (ArithmeticError, TypeError, RecursionError) as exc:\n"
+        f"        raise _failed(exc, {at}) from None\n"
+    )
+    namespace = lowering.namespace
+    namespace["_failed"] = _failed
+    exec(compile(source, f"<{span}>", "exec"), namespace)
+    function: Callable[[Context], Any] = namespace.pop("_rule")
+    return function
+
+
+def _failed(exc: BaseException, at: Span) -> EvaluationError:
+    """A Python error inside one SKU's evaluation, worded for the rule author."""
+    if isinstance(exc, RecursionError):
+        return LimitExceeded("the expression nests too deeply to run", at)
+    if isinstance(exc, ArithmeticError):
+        return LimitExceeded(f"a number went out of range ({type(exc).__name__})", at)
+    return EvaluationError(f"values of the wrong type: {exc}", at)
+
+
+def _arith_checked(op: str, left: Any, right: Any, at: Span) -> Any:
+    """``+ - *`` where the checker could not prove both sides numbers: text joins are bounded."""
+    if left is None or right is None:
+        return None
+    if isinstance(left, str) or isinstance(right, str):
+        if op == "+" and isinstance(left, str) and isinstance(right, str):
+            text_fits(len(left) + len(right), "'+' on text", at)
+            return left + right
+        raise EvaluationError(f"'{op}' needs numbers (or '+' two texts), not {left!r} and {right!r}", at)
+    if isinstance(left, bool | list | dict) or isinstance(right, bool | list | dict):
+        raise EvaluationError(
+            f"'{op}' needs numbers, not {type(left).__name__} and {type(right).__name__}", at
+        )
+    if op == "+":
+        return left + right
+    return left - right if op == "-" else left * right
+
+
+def _concat_bounded(*parts: Any) -> str:
+    """Template output through the expression path: the size is known before it is joined."""
+    texts = ["" if part is None else part if isinstance(part, str) else str(part) for part in parts]
+    size = sum(map(len, texts))
+    if size > _UNCHARGED:
+        text_fits(size, "the template's text")
+    return "".join(texts)
+
+
+_UNCHARGED = 4096
+"""A title-sized output is not worth a budget charge on the hot path; a field has no loop."""
 
 
 def constant_value(expression: CompiledExpression) -> Any:

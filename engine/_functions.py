@@ -16,7 +16,12 @@ Conventions every function keeps, so that rule authors can rely on them:
   says otherwise (``gtin_valid``, ``lookup``, ``reject``);
 * a failure the rule author can fix raises :class:`EvaluationError` at the
   rule's span, so the invalid SKU points at the same file:line:col as a
-  compile-time diagnostic would.
+  compile-time diagnostic would;
+* a function that builds text computes the size of its result first and refuses one
+  above :data:`engine._limits.MAX_TEXT` (:class:`LimitExceeded`, TP905), and charges what it
+  builds or scans to the SKU's budget; regular expressions run on RE2, whose matching time is
+  linear in the text whatever the pattern (no catastrophic backtracking), and a pattern RE2
+  cannot run (backreferences, lookaround) is a compile-time diagnostic.
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ from decimal import Decimal, localcontext
 from functools import lru_cache
 from typing import Any, NoReturn, TypeAlias, TypeVar
 
+import re2
+
 from engine._diagnostics import EvaluationError, Rejected, Span, did_you_mean
+from engine._limits import MAX_TEXT, LimitExceeded, charge, text_fits
 from engine._types import ANY, BOOL, NEVER, NUMBER, STRING, Type, table_of, unify
 
 Number: TypeAlias = Decimal | int
@@ -187,10 +195,15 @@ def _regex_problem(pattern: object) -> str | None:
         return None
     try:
         _compiled(pattern)
-    except re.error as error:
+    except (re2.error, UnicodeEncodeError) as error:
+        reason = (
+            error.args[0].decode("utf-8", "replace")
+            if error.args and isinstance(error.args[0], bytes)
+            else str(error)
+        )
         return (
-            f"invalid regular expression {pattern!r}: {error}; "
-            "put a backslash before ( ) [ ] . * + ? to match them literally"
+            f"invalid regular expression {pattern!r}: {reason}; put a backslash before ( ) [ ] . * + ? "
+            "to match them literally (patterns are RE2: no backreferences or lookaround)"
         )
     return None
 
@@ -245,6 +258,10 @@ def _to_text(value: object, at: Span | None = None) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
+        # The digits are already in memory; only a far exponent makes "f" write millions of zeros.
+        if value.is_finite() and not -MAX_TEXT < value.adjusted() < MAX_TEXT:
+            size = abs(value.adjusted()) + 1
+            raise LimitExceeded(f"a number of {size:,} digits is too long to write as text", at)
         return format(value.copy_abs() if value.is_zero() else value, "f")  # never "-0.00"
     if isinstance(value, int):
         return str(value)
@@ -258,9 +275,28 @@ def _read_number(text: str) -> Decimal | None:
     return Decimal(compact.replace(",", ".")) if _NUMBER_TEXT.fullmatch(compact) else None
 
 
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is our diagnostic, not a line on stderr
+    options.max_mem = 8 << 20  # RE2's own default, stated: a pattern needing more is refused
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
 @lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
+def _compiled(pattern: str) -> Any:
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def _grown(text: str, result: str, what: str, at: Span | None) -> str:
+    """A case mapping may grow text (ß -> SS) by a bounded factor: check it once built."""
+    if len(result) > len(text):
+        text_fits(len(result), what, at)
+    else:
+        charge(len(result), at)
+    return result
 
 
 def _null_in_null_out(result: Type) -> Callable[[Sequence[Type]], Type]:
@@ -426,25 +462,27 @@ _ENDING_STEPS: dict[tuple[Decimal, str], Decimal] = {}
 
 
 @_function("lower", _TEXT, returns=_STRING_OUT)
-def _lower(text: str | None) -> str | None:
+def _lower(text: str | None, *, at: Span | None = None) -> str | None:
     """The text in lower case."""
-    return None if text is None else text.lower()
+    return None if text is None else _grown(text, text.lower(), "lower()", at)
 
 
 @_function("upper", _TEXT, returns=_STRING_OUT)
-def _upper(text: str | None) -> str | None:
+def _upper(text: str | None, *, at: Span | None = None) -> str | None:
     """The text in upper case."""
-    return None if text is None else text.upper()
+    return None if text is None else _grown(text, text.upper(), "upper()", at)
 
 
 @_function("title", _TEXT, returns=_STRING_OUT)
-def _title(text: str | None) -> str | None:
+def _title(text: str | None, *, at: Span | None = None) -> str | None:
     """The text with the first letter of each word raised and the rest lowered.
 
     Unlike str.title(), an apostrophe or a digit does not start a word: "d'água 2gb" gives
     "D'água 2gb", not "D'Água 2Gb".
     """
-    return None if text is None else _WORD.sub(lambda word: word[0].capitalize(), text)
+    if text is None:
+        return None
+    return _grown(text, _WORD.sub(lambda word: word[0].capitalize(), text), "title()", at)
 
 
 @_function("trim", _TEXT, returns=_STRING_OUT)
@@ -454,11 +492,16 @@ def _trim(text: str | None) -> str | None:
 
 
 @_function("replace", _TEXT, Param("old", STRING), Param("new", STRING), returns=_STRING_OUT)
-def _replace(text: str | None, old: str | None, new: str | None) -> str | None:
+def _replace(text: str | None, old: str | None, new: str | None, *, at: Span | None = None) -> str | None:
     """The text with every `old` replaced by `new` (an empty `old` changes nothing)."""
     if text is None or old is None or new is None:
         return None
-    return text.replace(old, new) if old else text
+    if not old:
+        return text
+    # The size of the result first: nested replaces grow text geometrically.
+    count = text.count(old)
+    text_fits(len(text) + count * (len(new) - len(old)), "replace()", at)
+    return text.replace(old, new)
 
 
 @_function(
@@ -501,6 +544,7 @@ def _slug(text: str | None) -> str | None:
     if text is None:
         return None
     # casefold first ("ß" -> "ss"), lower after: compatibility forms decompose to capitals ("№" -> "No").
+    charge(len(text))
     folded = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode("ascii")
     return re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
 
@@ -551,7 +595,11 @@ def _matches(text: str | None, pattern: str | None, *, at: Span | None = None) -
     if text is None or pattern is None:
         return None
     _raise_if(_regex_problem(pattern), at)
-    return _compiled(pattern).search(text) is not None
+    charge(len(text), at)  # RE2 scans in linear time; the budget bounds how often
+    try:
+        return _compiled(pattern).search(text) is not None
+    except UnicodeEncodeError:
+        raise EvaluationError("matches(): the text holds a character that is not valid Unicode", at) from None
 
 
 @_function("text", Param("value", ANY), returns=_STRING_OUT)

@@ -9,6 +9,14 @@ diagnostic with a did-you-mean, not a blank title on the marketplace.
 The sandbox is narrowed further than jinja2's default: attributes can be read
 only where they are fields of the canonical model (or keys of a mapping),
 never methods, never dunders. A rule file therefore cannot run code.
+
+Nor can it exhaust the machine (:mod:`engine._limits`, :mod:`engine._template_bounds`): it reaches only the
+rule-language functions and a few documented jinja2 filters (no ``lipsum``, ``cycler``,
+``joiner``, ``namespace``, ``range``; no ``center``, ``indent``, ``format``, ``wordwrap``);
+macros, includes and ``%`` formatting of text are refused; ``*``, ``**`` and ``+`` are
+intercepted and refuse a result above the size limits before building it; ``~`` and every
+output are joined by a bounded ``concat``; each loop iteration is counted against the SKU's
+budget; bracket nesting and number literals are bounded when the template compiles.
 """
 
 from __future__ import annotations
@@ -21,14 +29,31 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.filters import FILTERS as JINJA_FILTERS
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
 from engine import _ast as A
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine._expressions import LookupSite, Scope, Source, compile_expression
-from engine._functions import FUNCTIONS
+from engine._functions import FUNCTIONS, NOT_LITERAL
+from engine._limits import MAX_TEMPLATE_DEPTH, LimitExceeded, armed, budget
 from engine._runtime import Context
+from engine._template_bounds import (
+    CONCAT_FILTER,
+    JINJA_FILTERS_KEPT,
+    LOOP_FILTER,
+    REFUSED_STATEMENTS,
+    BoundedTree,
+    bounded_concat,
+    check_binop,
+    constant_problems,
+    counted,
+    depth,
+    join,
+    tilde,
+    within_bounds,
+)
 from engine._types import ANY, STRING, Type
 
 _TEMPLATE_MARK = re.compile(r"\{\{|\{%")
@@ -39,7 +64,14 @@ def is_template(text: str) -> bool:
 
 
 class _RuleSandbox(SandboxedEnvironment):
-    """jinja2's sandbox, restricted to the fields of the canonical model."""
+    """jinja2's sandbox, restricted to the fields of the canonical model and bounded in size."""
+
+    intercepted_binops = frozenset({"+", "*", "**", "%"})
+    concat = staticmethod(bounded_concat)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr.startswith("_"):
@@ -122,11 +154,26 @@ class CompiledTemplate:
         try:
             if self.fast is not None:
                 return self.fast(ctx)
-            return self.render_fn({name: getattr(ctx, name) for name in self.names})
+            names = {name: getattr(ctx, name) for name in self.names}
+            if armed():
+                return self.render_fn(names)
+            with budget():  # rendered outside a SKU's evaluation: a budget of its own
+                return self.render_fn(names)
+        except LimitExceeded as exc:
+            raise LimitExceeded(exc.message, exc.span or self.span, exc.code) from None
         except EvaluationError as exc:
             raise EvaluationError(exc.message, exc.span or self.span, exc.code) from None
-        except (UndefinedError, SecurityError, TemplateError, TypeError, ArithmeticError) as exc:
+        except (
+            UndefinedError,
+            SecurityError,
+            TemplateError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+        ) as exc:
             raise EvaluationError(f"template failed: {exc}", self.span, code="TP904") from None
+        except RecursionError:
+            raise LimitExceeded("the template nests too deeply to run", self.span) from None
 
 
 class TemplateCompiler:
@@ -136,6 +183,12 @@ class TemplateCompiler:
         self.env = _RuleSandbox(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False, finalize=_blank_null
         )
+        # Only the documented names: no lipsum, cycler, joiner, namespace, range, dict objects.
+        self.env.globals.clear()
+        self.env.filters = {name: JINJA_FILTERS[name] for name in JINJA_FILTERS_KEPT}
+        self.env.filters["join"] = join
+        self.env.filters[LOOP_FILTER] = counted
+        self.env.filters[CONCAT_FILTER] = tilde
         for name, function in FUNCTIONS.items():
             wrapped = _as_filter(name, function.impl, tables)
             self.env.filters[name] = wrapped
@@ -144,22 +197,44 @@ class TemplateCompiler:
 
     def compile(self, source: Source, scope: Scope, sink: DiagnosticSink) -> CompiledTemplate | None:
         text = source.text
+        if not within_bounds(self.env, source, sink):
+            return None
         try:
             tree = self.env.parse(text)
+            too_deep = depth(tree) > 2 * MAX_TEMPLATE_DEPTH
         except TemplateSyntaxError as exc:
             offset = _syntax_error_offset(text, exc)
             sink.error(
                 "TP401", f"template syntax error: {exc.message}", source.span(offset), hint=_syntax_hint(exc)
             )
             return None
+        except RecursionError:
+            too_deep = True
+        if too_deep:
+            sink.error(
+                "TP405",
+                f"template nested too deeply (more than {MAX_TEMPLATE_DEPTH} levels)",
+                source.span(0, len(text)),
+                hint="split it into several listing fields, or compute parts in = expressions",
+            )
+            return None
         checker = _TemplateChecker(self, scope, source, sink)
         checker.visit(tree)
         if not checker.ok:
             return None
-        template = self.env.from_string(tree)
         names = tuple(sorted(n for n in checker.roots if n in scope.names))
         span = source.span(0, len(text))
         fast = self._translate(tree, source, scope)
+        tree = BoundedTree().visit(tree)
+        try:
+            template = self.env.from_string(tree)
+        except RecursionError:
+            sink.error(
+                "TP405",
+                f"template nested too deeply (more than {MAX_TEMPLATE_DEPTH} levels)",
+                source.span(0, len(text)),
+            )
+            return None
         return CompiledTemplate(text, span, template.render, names, STRING, tuple(checker.lookups), fast)
 
     def _translate(
@@ -298,7 +373,28 @@ class _TemplateChecker:
         for node in tree.find_all(nodes.Name):
             if node.ctx in ("store", "param"):
                 self.assigned.add(node.name)
+        for statement in tree.find_all(REFUSED_STATEMENTS):
+            keyword = (
+                type(statement).__name__.lower().replace("callblock", "call").replace("fromimport", "from")
+            )
+            self.error(
+                "TP406",
+                f"'{{% {keyword} %}}' is not available in templates",
+                self.locate(statement, keyword),
+                hint="templates print values; use if, for and set, filters and the rule-language functions",
+            )
+        for modulo in tree.find_all(nodes.Mod):
+            if isinstance(modulo.left, nodes.Const) and isinstance(modulo.left.value, str):
+                self.error(
+                    "TP406",
+                    "'%' formatting of text is not available in templates",
+                    self.locate(modulo, "%"),
+                    hint="join text with ~, and round numbers with round(x, 2)",
+                )
         self._walk(tree)
+        if self.ok:
+            for constant, needle, message in constant_problems(tree, self.compiler.env):
+                self.error("TP313", message, self.locate(constant, needle))
 
     def _walk(self, node: nodes.Node) -> None:
         if isinstance(node, nodes.Getattr | nodes.Getitem | nodes.Name):
@@ -308,13 +404,19 @@ class _TemplateChecker:
             registry = (
                 self.compiler.env.filters if isinstance(node, nodes.Filter) else self.compiler.env.tests
             )
-            if node.name not in registry:
-                guess = did_you_mean(node.name, registry)
+            if node.name not in registry or node.name.startswith("_"):
+                known = [name for name in registry if not name.startswith("_")]
+                guess = did_you_mean(node.name, known)
+                refused = isinstance(node, nodes.Filter) and node.name in JINJA_FILTERS
                 self.error(
                     "TP403",
-                    f"unknown filter '{node.name}'",
+                    f"filter '{node.name}' is not available in templates"
+                    if refused
+                    else f"unknown filter '{node.name}'",
                     self.locate(node, node.name),
-                    hint=f"did you mean '{guess}'?" if guess else "filters are the rule-language functions",
+                    hint=f"did you mean '{guess}'?"
+                    if guess and not refused
+                    else "filters are the rule-language functions and " + ", ".join(JINJA_FILTERS_KEPT),
                 )
             if node.name == "lookup" and node.args and isinstance(node.args[0], nodes.Const):
                 table = node.args[0].value
@@ -334,8 +436,12 @@ class _TemplateChecker:
                         self.locate(node, str(table)),
                         hint=f"did you mean '{guess}'?" if guess else "define it under 'tables:'",
                     )
+        if isinstance(node, nodes.Filter) and node.name in FUNCTIONS:
+            self._check_literals(node, node.name, [None, *node.args])
         if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Name):
             name = node.node.name
+            if name in FUNCTIONS:
+                self._check_literals(node, name, list(node.args))
             if name not in self.compiler.env.globals and name not in self.scope.names:
                 guess = did_you_mean(name, FUNCTIONS)
                 self.error(
@@ -350,6 +456,17 @@ class _TemplateChecker:
             return
         for child in node.iter_child_nodes():
             self._walk(child)
+
+    def _check_literals(self, node: nodes.Node, name: str, args: list[nodes.Node | None]) -> None:
+        """The compile-time check of literal arguments (a regex RE2 refuses…), as in expressions."""
+        check = FUNCTIONS[name].check
+        if check is None:
+            return
+        literals = [arg.value if isinstance(arg, nodes.Const) else NOT_LITERAL for arg in args]
+        problem = check(literals)
+        if problem:
+            culprit = next((str(v) for v in literals if isinstance(v, str) and v in self.source.text), name)
+            self.error("TP310", problem, self.locate(node, culprit))
 
     def _type_of(self, node: nodes.Node) -> Type:
         if isinstance(node, nodes.Name):
