@@ -23,9 +23,10 @@ record.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,15 +42,29 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from engine._diagnostics import TradepostError
 
 __all__ = [
+    "JSON_DECODER",
+    "MAX_AMOUNT",
+    "MAX_CATEGORY_DEPTH",
+    "MAX_DECIMALS",
+    "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "MAX_ID",
+    "MAX_NUMBER_LENGTH",
+    "MAX_QUANTITY",
+    "MAX_TEXT",
     "CatalogRecord",
     "Dimensions",
     "Image",
+    "JsonLimitError",
     "MalformedRecord",
     "Price",
     "Product",
     "Sku",
     "Stock",
     "WarehouseStock",
+    "printable_id",
+    "read_json",
+    "too_deep",
 ]
 
 
@@ -94,16 +109,51 @@ def _split_keywords(value: object) -> object:
 # 19.899999999999998578...): pydantic-core converts a float through its shortest repr,
 # and bools are refused. A Python BeforeValidator doing the same doubled the cost of
 # validating a price, so tests pin pydantic's behaviour instead (test_catalog.py).
-Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-"""An amount in the rule file's currency: exact, finite, never negative."""
+# Limits on what one record may hold (docs/catalog.md, "Limits"). A record past one is
+# malformed, with the field and the limit named, never a crash further on: an amount of
+# 1e400 cannot be rounded to cents, a category path of 100,000 names costs the category
+# matcher minutes, and a string with a lone surrogate (``"\\ud800"`` in JSON) cannot be
+# printed or sent anywhere. Constrained strings are checked by pydantic-core, which refuses
+# a lone surrogate by itself ("string_unicode"), so every text field carries a limit.
+MAX_TEXT = 100_000
+"""Characters in any text field (a description included)."""
+MAX_ID = 128
+"""Characters in an id (product, SKU, warehouse)."""
+MAX_CATEGORY_DEPTH = 20
+"""Names in a category path."""
+MAX_ENTRIES = 1_000
+"""Entries in any other list or map (images, specifications, collections, keywords, warehouses)."""
+MAX_AMOUNT = 10**12
+"""Amounts and measures are below this: at most 12 digits before the decimal point."""
+MAX_DECIMALS = 20
+"""Digits after the decimal point of an amount or measure (enough for a float's 17)."""
+MAX_QUANTITY = 10**9
+"""Units in one warehouse, either way."""
 
-Measure = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+Money = Annotated[
+    Decimal, Field(ge=0, lt=MAX_AMOUNT, decimal_places=MAX_DECIMALS, allow_inf_nan=False)
+]
+"""An amount in the rule file's currency: exact, finite, never negative, below 10**12."""
+
+Measure = Annotated[
+    Decimal, Field(ge=0, lt=MAX_AMOUNT, decimal_places=MAX_DECIMALS, allow_inf_nan=False)
+]
 """A length in centimetres or a weight in grams."""
 
-Specs = Annotated[dict[str, str | None], BeforeValidator(_join_specs)]
+Specs = Annotated[
+    dict[Annotated[str, Field(max_length=MAX_TEXT)], Text | None],
+    BeforeValidator(_join_specs),
+    Field(max_length=MAX_ENTRIES),
+]
 """Specification name -> value; multi-valued VTEX specifications joined with ", "."""
 
-Id = Annotated[str, Field(min_length=1)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+
+Code = Annotated[str, Field(max_length=MAX_ID)]
+"""An id that may be blank (a brand or category id)."""
 
 
 class _Model(BaseModel):
@@ -135,17 +185,21 @@ class Product(_Model):
     """
 
     id: Id = Field(description="VTEX product id; every SKU of the product has it as sku.product_id.")
-    ref_id: str | None = Field(default=None, description="The store's own reference code for the product.")
-    name: str = Field(description="Product name, without SKU details such as colour or size.")
-    description: str = Field(default="", description="Long description; may contain HTML, as VTEX allows it.")
-    brand: str | None = Field(
+    ref_id: Text | None = Field(default=None, description="The store's own reference code for the product.")
+    name: Text = Field(description="Product name, without SKU details such as colour or size.")
+    description: Text = Field(
+        default="", description="Long description; may contain HTML, as VTEX allows it."
+    )
+    brand: Text | None = Field(
         default=None, description="Brand name; null only in broken records, so a rule can reject those."
     )
-    brand_id: str | None = Field(default=None, description="VTEX brand id.")
-    category_path: tuple[str, ...] = Field(
-        default=(), description='Category names from the root, e.g. ["Apparel", "Shoes", "Sneakers"].'
+    brand_id: Code | None = Field(default=None, description="VTEX brand id.")
+    category_path: tuple[Text, ...] = Field(
+        default=(),
+        max_length=MAX_CATEGORY_DEPTH,
+        description='Category names from the root, e.g. ["Apparel", "Shoes", "Sneakers"].'
     )
-    category_id: str | None = Field(
+    category_id: Code | None = Field(
         default=None, description="VTEX id of the product's own (deepest) category."
     )
     specs: Specs = Field(
@@ -153,14 +207,18 @@ class Product(_Model):
         description='Product specifications by name; multiple values are joined with ", ", '
         "blank ones are null, and a name the product lacks gives null.",
     )
-    collections: tuple[str, ...] = Field(
-        default=(), description="Names of the VTEX collections (product clusters) the product belongs to."
+    collections: tuple[Text, ...] = Field(
+        default=(),
+        max_length=MAX_ENTRIES,
+        description="Names of the VTEX collections (product clusters) the product belongs to."
     )
-    link: str | None = Field(
+    link: Text | None = Field(
         default=None, description="URL slug of the product page, e.g. 'stefan-janoski-canvas'."
     )
-    keywords: Annotated[tuple[str, ...], BeforeValidator(_split_keywords)] = Field(
-        default=(), description="Search keywords and synonyms the store registered for the product."
+    keywords: Annotated[tuple[Text, ...], BeforeValidator(_split_keywords)] = Field(
+        default=(),
+        max_length=MAX_ENTRIES,
+        description="Search keywords and synonyms the store registered for the product."
     )
     active: bool = Field(
         default=True, description="Whether the product is active in VTEX; an inactive one sells no SKU."
@@ -183,8 +241,8 @@ class Image(_Model):
     top-level ``ImageUrl``, else for the first one.
     """
 
-    url: str = Field(description="Absolute URL of the full-size image.")
-    label: str | None = Field(default=None, description="Image label (alt text) given in VTEX, if any.")
+    url: Text = Field(description="Absolute URL of the full-size image.")
+    label: Text | None = Field(default=None, description="Image label (alt text) given in VTEX, if any.")
     is_main: bool = Field(default=False, description="Whether this is the SKU's main image.")
 
 
@@ -227,31 +285,35 @@ class Sku(_Model):
 
     id: Id = Field(description="VTEX SKU id: the key of the SKU in every marketplace and in the state store.")
     product_id: Id = Field(description="Id of the product this SKU belongs to; groups SKUs into variations.")
-    ref_id: str | None = Field(
+    ref_id: Text | None = Field(
         default=None, description="The store's own reference code (VTEX RefId) for the SKU."
     )
-    name: str = Field(default="", description='SKU name, usually its variation, e.g. "Azul M".')
-    ean: str | None = Field(
+    name: Text = Field(default="", description='SKU name, usually its variation, e.g. "Azul M".')
+    ean: Text | None = Field(
         default=None, description="EAN/GTIN barcode as registered in VTEX; not checked here."
     )
-    mpn: str | None = Field(default=None, description="Manufacturer part number (VTEX ManufacturerCode).")
+    mpn: Text | None = Field(default=None, description="Manufacturer part number (VTEX ManufacturerCode).")
     active: bool = Field(description="Whether the SKU is active in VTEX.")
     specs: Specs = Field(
         default_factory=dict,
         description='SKU specifications (variation axes) by name, e.g. {"Cor": "Azul", "Tamanho": "M"}; '
         'multiple values are joined with ", ", blank ones are null, and a name the SKU lacks gives null.',
     )
-    images: tuple[Image, ...] = Field(default=(), description="Images in the order the store arranged them.")
+    images: tuple[Image, ...] = Field(
+        default=(), max_length=MAX_ENTRIES, description="Images in the order the store arranged them."
+    )
     dimensions: Dimensions = Field(
         default=Dimensions(), description="Package height, width, length (cm) and weight (g)."
     )
     unit_multiplier: Decimal = Field(
         default=Decimal(1),
         gt=0,
+        lt=MAX_AMOUNT,
+        decimal_places=MAX_DECIMALS,
         allow_inf_nan=False,
         description="Units sold together: 5 means sold in 5, 10, 15 …",
     )
-    measurement_unit: str = Field(default="un", description='Unit the SKU is sold in; "un" (unit) for most.')
+    measurement_unit: Text = Field(default="un", description='Unit the SKU is sold in; "un" (unit) for most.')
 
     @computed_field(  # type: ignore[prop-decorator]
         description="URL of the main image (the first when none is marked main), or null without images."
@@ -313,8 +375,14 @@ class WarehouseStock(_Model):
     """
 
     warehouse: Id = Field(description="VTEX warehouse id, as listed in the stock.warehouses of a rule file.")
-    quantity: int = Field(description="Units on hand (VTEX totalQuantity); negative in broken data.")
-    reserved: int = Field(default=0, ge=0, description="Units reserved by orders not yet dispatched.")
+    quantity: int = Field(
+        ge=-MAX_QUANTITY,
+        le=MAX_QUANTITY,
+        description="Units on hand (VTEX totalQuantity); negative in broken data.",
+    )
+    reserved: int = Field(
+        default=0, ge=0, le=MAX_QUANTITY, description="Units reserved by orders not yet dispatched."
+    )
     unlimited: bool = Field(
         default=False, description="VTEX sells from this warehouse without ever running out."
     )
@@ -336,7 +404,9 @@ class Stock(_Model):
     -3 units does not eat into another's stock.
     """
 
-    warehouses: tuple[WarehouseStock, ...] = Field(default=(), description="Inventory per warehouse.")
+    warehouses: tuple[WarehouseStock, ...] = Field(
+        default=(), max_length=MAX_ENTRIES, description="Inventory per warehouse."
+    )
 
     @computed_field(  # type: ignore[prop-decorator]
         description="Units that can be sold across all warehouses: the sum of each warehouse's "
@@ -389,6 +459,84 @@ class Stock(_Model):
 def _as_ids(warehouse_ids: Collection[str]) -> Collection[str]:
     # A lone string is a Collection[str] too; "main" must not match warehouse "m".
     return (warehouse_ids,) if isinstance(warehouse_ids, str) else warehouse_ids
+
+
+MAX_DEPTH = 32
+"""Objects and lists nested in one record, the record itself included (a record needs 4)."""
+MAX_NUMBER_LENGTH = 64
+"""Characters of one number literal: more digits than any amount, id or quantity has."""
+
+_NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
+_ESCAPED = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+
+
+class JsonLimitError(ValueError):
+    """JSON text past a reading limit (too deep, a number too long, NaN): the record is malformed."""
+
+
+def _decimal(text: str) -> Decimal:
+    if len(text) > MAX_NUMBER_LENGTH:
+        raise JsonLimitError(f"a number of {len(text)} characters; at most {MAX_NUMBER_LENGTH} are read")
+    try:
+        return Decimal(text)
+    except ArithmeticError:  # an exponent past what Decimal holds: 1e9999999999999999999
+        raise JsonLimitError(f"the number {text} is out of range") from None
+
+
+def _integer(text: str) -> int:
+    if len(text) > MAX_NUMBER_LENGTH:
+        raise JsonLimitError(f"a number of {len(text)} characters; at most {MAX_NUMBER_LENGTH} are read")
+    return int(text)
+
+
+def _constant(name: str) -> object:
+    raise JsonLimitError(f"{name} is not a JSON number")
+
+
+JSON_DECODER = json.JSONDecoder(parse_float=_decimal, parse_int=_integer, parse_constant=_constant)
+"""Numbers exact as ``Decimal`` and within :data:`MAX_NUMBER_LENGTH`; ``NaN`` and ``Infinity`` refused.
+Depth is not its business: call :func:`too_deep` on the text (:func:`read_json` does)."""
+
+
+def read_json(text: str | bytes) -> Any:
+    """Decode one JSON document within the reading limits, numbers exact as ``Decimal``.
+
+    Raises ``ValueError`` (:class:`JsonLimitError` past a limit) with a reason a user can act
+    on, never ``RecursionError`` or ``decimal.InvalidOperation``.
+    """
+    if too_deep(text):
+        raise JsonLimitError(f"objects and lists are nested deeper than {MAX_DEPTH} levels")
+    if isinstance(text, bytes):
+        return JSON_DECODER.decode(text.decode("utf-8"))
+    return JSON_DECODER.decode(text)
+
+
+def too_deep(text: str | bytes) -> bool:
+    """Whether objects and lists nest deeper than :data:`MAX_DEPTH`, without decoding.
+
+    Counting brackets settles almost every record at C speed (a rich record has about 20);
+    only one with more is scanned: escapes and strings removed, then the brackets left walked.
+    """
+    if isinstance(text, str):
+        if text.count("[") + text.count("{") <= MAX_DEPTH:
+            return False
+        data = text.encode("utf-8", "surrogatepass")
+    else:
+        if text.count(b"[") + text.count(b"{") <= MAX_DEPTH:
+            return False
+        data = text
+    if b"\\" in data:
+        data = _ESCAPED.sub(b"", data)
+    depth = 0
+    for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKET):
+        if byte == 0x5B or byte == 0x7B:  # [ {
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 class MalformedRecord(TradepostError):
@@ -467,11 +615,13 @@ class CatalogRecord(_Model):
     def parse_json(cls, text: str | bytes, *, line: int | None = None) -> CatalogRecord:
         """Validate one line of a JSONL catalog, with numbers decoded exactly as Decimal.
 
-        Decoding with ``parse_float=Decimal`` keeps every digit of the file, even past the
-        17 a float holds.
+        Numbers decode exactly as ``Decimal``, keeping every digit of the file, even past the
+        17 a float holds; the reading limits of :func:`read_json` apply.
         """
         try:
-            data = json.loads(text, parse_float=Decimal)
+            data = read_json(text)
+        except JsonLimitError as error:
+            raise MalformedRecord(None, [("", str(error))], line) from None
         except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
             raise MalformedRecord(None, [("", f"not valid JSON: {error}")], line) from None
         return cls.parse(data, line=line)
@@ -480,9 +630,23 @@ class CatalogRecord(_Model):
 def _sku_id_of(data: object) -> str | None:
     sku = data.get("sku") if isinstance(data, Mapping) else None
     sku_id = sku.get("id") if isinstance(sku, Mapping) else None
-    if isinstance(sku_id, str | int) and not isinstance(sku_id, bool) and str(sku_id):
-        return str(sku_id)
+    if isinstance(sku_id, str | int) and not isinstance(sku_id, bool):
+        return printable_id(str(sku_id))
     return None
+
+
+def printable_id(sku_id: str) -> str | None:
+    """The id of a malformed record as it can be shown and stored, or None when it cannot be.
+
+    A record is reported under its SKU id, which reaches terminals, plan files and the state
+    store's seen set; an id no valid record could have (blank, longer than :data:`MAX_ID`)
+    is dropped, so the record is reported by its line, and a lone surrogate is escaped.
+    """
+    if not sku_id or len(sku_id) > MAX_ID:
+        return None
+    if sku_id.isascii():
+        return sku_id
+    return sku_id.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _PRODUCT_MISMATCH = "sku_product_mismatch"
@@ -525,6 +689,13 @@ _MESSAGES = {
     "dict_type": "must be a JSON object",
     "tuple_type": "must be a list",
     "literal_error": "must be {expected}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "decimal_max_places": "must have at most {decimal_places} digits after the decimal point",
+    "string_too_long": "is longer than {max_length} characters",
+    "too_long": "has {actual_length} entries; at most {max_length} are read",
+    "string_unicode": "is not valid Unicode text (a lone surrogate such as \\ud800); "
+    "no marketplace accepts it",
 }
 
 

@@ -10,6 +10,12 @@ chunk, whatever the size of the file. Two layouts are read, both optionally gzip
 One bad record never stops a run: it is yielded as a :class:`MalformedRecord` (located by
 line, and for arrays by element index) among the good ones, so the run can report it and
 go on. Only a file that cannot be opened at all raises (:class:`SourceError`).
+
+The limits of docs/catalog.md ("Limits") are enforced while reading, each costing a record
+past it and nothing else: a record over :data:`DEFAULT_MAX_RECORD_SIZE`, nesting deeper than
+:data:`MAX_DEPTH`, a number literal longer than :data:`MAX_NUMBER_LENGTH` or one JSON does not
+have (``NaN``, ``Infinity``). The limits on values (text length, list length, amounts) are the
+canonical model's, shared with every other source.
 """
 
 from __future__ import annotations
@@ -23,20 +29,33 @@ import os
 import re
 import zlib
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Literal, TypeAlias
 
-from engine._catalog import CatalogRecord, MalformedRecord
+from engine._catalog import (
+    JSON_DECODER,
+    MAX_DEPTH,
+    CatalogRecord,
+    JsonLimitError,
+    MalformedRecord,
+    printable_id,
+    too_deep,
+)
 from engine._diagnostics import TradepostError
 
-__all__ = ["FileSource", "MalformedElement", "SourceError", "SourceItem"]
+__all__ = [
+    "FileSource",
+    "MalformedElement",
+    "SourceError",
+    "SourceItem",
+]
 
 SourceItem: TypeAlias = CatalogRecord | MalformedRecord
 """What a source yields: a record, or the reason one could not be read."""
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
-DEFAULT_MAX_RECORD_SIZE = 16 * 1024 * 1024
+DEFAULT_MAX_RECORD_SIZE = 1024 * 1024
+"""Bytes of a line (characters of an array element): 1 MiB, a hundred times a rich record."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -46,7 +65,6 @@ _STRUCTURE = re.compile(r'[\[\]{}",\\\n]')
 # The SKU id of a line that is not valid JSON, read as text: the "id" key directly inside
 # "sku" (the lazy scan skips whole strings and stops at any nested object).
 _SKU_ID = re.compile(r'"sku"\s*:\s*\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*?"id"\s*:\s*(?:"([^"\\]+)"|(-?\d+))')
-_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 class SourceError(TradepostError):
@@ -261,12 +279,12 @@ class FileSource:
         while True:
             text, start = window.data, window.pos
             try:
-                value, end = _DECODER.raw_decode(text, start)
-            except json.JSONDecodeError as error:
+                value, end = JSON_DECODER.raw_decode(text, start)
+            except (json.JSONDecodeError, JsonLimitError, RecursionError) as error:
                 found = _element_end(text, start)
                 if found is not None:
                     window.advance(found)
-                    return _syntax_error(error, start, found, line, index), True
+                    return _undecodable(error, text, start, found, line, index), True
                 if window.eof:
                     reason = window.failure or "the file ends inside this element"
                     return _unreadable(reason, line, index), False
@@ -274,6 +292,10 @@ class FileSource:
                 # A number cut by the window decodes too ("12" of "123"): be sure it has ended.
                 if end < len(text) or window.eof or isinstance(value, dict | list | str):
                     window.advance(end)
+                    if text.count("[", start, end) + text.count("{", start, end) > MAX_DEPTH and too_deep(
+                        text[start:end]
+                    ):
+                        return _too_deep_element(text[start:end], line, index), True
                     return _parse_element(value, line, index), True
             if len(text) - start > self.max_record_size:
                 reason = f"the element is over {self.max_record_size} characters long, or never ends"
@@ -419,13 +441,27 @@ def _parse_element(value: object, line: int, index: int) -> SourceItem:
         return MalformedElement(error.sku_id, error.errors, line, index)
 
 
-def _syntax_error(
-    error: json.JSONDecodeError, start: int, end: int, line: int, index: int
+def _undecodable(
+    error: json.JSONDecodeError | JsonLimitError | RecursionError,
+    text: str,
+    start: int,
+    end: int,
+    line: int,
+    index: int,
 ) -> MalformedElement:
+    if isinstance(error, RecursionError):
+        return _too_deep_element(text[start:end], line, index)
+    if isinstance(error, JsonLimitError):
+        return MalformedElement(_sniff_sku_id(text[start:end]), [("", str(error))], line, index)
     # error.lineno counts from the start of the buffer, which is not the start of the file.
     at_line = line + error.doc.count("\n", start, error.pos)
     message = f"not valid JSON: {error.msg} (line {at_line})"
     return MalformedElement(_sniff_sku_id(error.doc[start:end]), [("", message)], line, index)
+
+
+def _too_deep_element(text: str, line: int, index: int) -> MalformedElement:
+    reason = f"objects and lists are nested deeper than {MAX_DEPTH} levels"
+    return MalformedElement(_sniff_sku_id(text), [("", reason)], line, index)
 
 
 def _unreadable(reason: str, line: int, index: int | None = None) -> MalformedRecord:
@@ -479,7 +515,7 @@ def _sniff_sku_id(text: str) -> str | None:
     match = _SKU_ID.search(text, 0, 1 << 16)
     if match is None:
         return None
-    return match.group(1) or match.group(2)
+    return printable_id(match.group(1) or match.group(2))
 
 
 def _describe(error: BaseException) -> str:
