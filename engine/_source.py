@@ -27,8 +27,10 @@ import itertools
 import json
 import os
 import re
+import sqlite3
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Literal, TypeAlias
 
@@ -45,6 +47,7 @@ from engine._diagnostics import TradepostError
 
 __all__ = [
     "FileSource",
+    "FirstSeen",
     "MalformedElement",
     "SourceError",
     "SourceItem",
@@ -106,6 +109,36 @@ class MalformedElement(MalformedRecord):
         return (type(self), (self.sku_id, self.errors, self.line, self.index))
 
 
+class FirstSeen:
+    """Where each SKU id was first read in one pass over a catalog: the second read is a duplicate.
+
+    A catalog that lists a SKU twice would have it planned twice, and the second payload
+    overwrite the first on the marketplace; the source reports every later occurrence as
+    malformed instead, naming the first. The ids live in a private temporary SQLite database
+    (on disk, deleted on close, a 2 MB page cache), not in a set: a million ids would cost
+    a hundred megabytes of memory on the small containers the engine runs in.
+    """
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("", isolation_level=None)  # "": private, temporary, on disk
+        self._db.execute(
+            "CREATE TABLE first (sku_id TEXT PRIMARY KEY, at INTEGER, idx INTEGER) WITHOUT ROWID"
+        )
+        self._db.execute("BEGIN")  # never committed: one transaction, no journal sync per id
+
+    def first(
+        self, sku_id: str, at: int | None, index: int | None = None
+    ) -> tuple[int | None, int | None] | None:
+        """None the first time ``sku_id`` is given, else the ``(at, index)`` it was first given with."""
+        if self._db.execute("INSERT OR IGNORE INTO first VALUES (?, ?, ?)", (sku_id, at, index)).rowcount:
+            return None
+        row = self._db.execute("SELECT at, idx FROM first WHERE sku_id = ?", (sku_id,)).fetchone()
+        return (row[0], row[1])
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class FileSource:
     """A catalog file (JSON Lines or a JSON array, plain or gzip) read as a stream of records.
 
@@ -137,6 +170,7 @@ class FileSource:
         self.complete = False
         self.format: Literal["jsonl", "array"] | None = None
         self.compressed: bool | None = None
+        self._first: FirstSeen | None = None  # one per pass of records()
 
     def __repr__(self) -> str:
         return f"FileSource({str(self.path)!r})"
@@ -153,7 +187,8 @@ class FileSource:
         """
         self.count = self.errors = 0
         self.complete = False
-        with self._open() as raw, _decompressed(raw, self.compressed) as stream:
+        self._first = FirstSeen()
+        with closing(self._first), self._open() as raw, _decompressed(raw, self.compressed) as stream:
             reader = _Reader(stream, self.path, self.chunk_size)
             blank_lines, head = reader.head()
             self.format = "array" if head.lstrip(_JSON_SPACE)[:1] == b"[" else "jsonl"
@@ -212,7 +247,7 @@ class FileSource:
                     pending.clear()
                     pending_size = 0
                 if text.strip(_JSON_SPACE):
-                    yield _parse_line(text, line)
+                    yield self._once(_parse_line(text, line), line)
             if tail and not too_long:
                 pending.append(tail)
                 pending_size += len(tail)
@@ -227,8 +262,26 @@ class FileSource:
         if too_long:
             yield self._too_long(line + 1)
         elif pending and (text := b"".join(pending)).strip(_JSON_SPACE):
-            yield _parse_line(text, line + 1)
+            yield self._once(_parse_line(text, line + 1), line + 1)
         self.complete = True
+
+    def _once(self, item: SourceItem, line: int, index: int | None = None) -> SourceItem:
+        """The item, or a malformed record if its SKU id was read before in this pass."""
+        sku_id = item.sku_id if isinstance(item, MalformedRecord) else item.sku.id
+        if sku_id is None or self._first is None:
+            return item
+        first = self._first.first(sku_id, line, index)
+        if first is None:
+            return item
+        first_line, first_index = first
+        where = f"line {first_line}"
+        if first_index is not None:
+            where = f"element [{first_index}] ({where})"
+        errors = item.errors if isinstance(item, MalformedRecord) else []
+        duplicate = ("sku.id", f"duplicate of {where}: a SKU is read once, from its first record")
+        if index is None:
+            return MalformedRecord(sku_id, [*errors, duplicate], line)
+        return MalformedElement(sku_id, [*errors, duplicate], line, index)
 
     def _too_long(self, line: int) -> MalformedRecord:
         return MalformedRecord(None, [("", f"line is longer than {self.max_record_size} bytes")], line)
@@ -250,8 +303,9 @@ class FileSource:
             if char == ",":
                 window.advance(window.pos + 1)
                 continue
+            line = window.line
             item, readable = self._element(window, index)
-            yield item
+            yield self._once(item, line, index)
             if not readable:
                 return
             index += 1
