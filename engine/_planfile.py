@@ -48,7 +48,7 @@ class PlanWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = path.with_name(path.name + ".partial")
-        self.out: IO[str] = self.tmp.open("w", encoding="utf-8")
+        self.out: IO[str] = self.tmp.open("w", encoding="utf-8", errors="backslashreplace")
         self.out.write(
             f'{{"format": "{PLAN_FORMAT}", "format_version": {PLAN_FORMAT_VERSION}, '
             f'"created_at": {time.time():.3f},\n "marketplaces": {{'
