@@ -239,8 +239,10 @@ class FileSource:
             for number, text in enumerate(lines):
                 line += 1
                 if number == 0 and (pending or too_long):
-                    if too_long:
+                    if too_long or pending_size + len(text) > self.max_record_size:
                         too_long = False
+                        pending.clear()
+                        pending_size = 0
                         yield self._too_long(line)
                         continue
                     text = b"".join((*pending, text))
