@@ -133,14 +133,10 @@ MAX_QUANTITY = 10**9
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 
 
-Money = Annotated[
-    Decimal, Field(ge=0, lt=MAX_AMOUNT, decimal_places=MAX_DECIMALS, allow_inf_nan=False)
-]
+Money = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, decimal_places=MAX_DECIMALS, allow_inf_nan=False)]
 """An amount in the rule file's currency: exact, finite, never negative, below 10**12."""
 
-Measure = Annotated[
-    Decimal, Field(ge=0, lt=MAX_AMOUNT, decimal_places=MAX_DECIMALS, allow_inf_nan=False)
-]
+Measure = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, decimal_places=MAX_DECIMALS, allow_inf_nan=False)]
 """A length in centimetres or a weight in grams."""
 
 Specs = Annotated[
@@ -197,7 +193,7 @@ class Product(_Model):
     category_path: tuple[Text, ...] = Field(
         default=(),
         max_length=MAX_CATEGORY_DEPTH,
-        description='Category names from the root, e.g. ["Apparel", "Shoes", "Sneakers"].'
+        description='Category names from the root, e.g. ["Apparel", "Shoes", "Sneakers"].',
     )
     category_id: Code | None = Field(
         default=None, description="VTEX id of the product's own (deepest) category."
@@ -210,7 +206,7 @@ class Product(_Model):
     collections: tuple[Text, ...] = Field(
         default=(),
         max_length=MAX_ENTRIES,
-        description="Names of the VTEX collections (product clusters) the product belongs to."
+        description="Names of the VTEX collections (product clusters) the product belongs to.",
     )
     link: Text | None = Field(
         default=None, description="URL slug of the product page, e.g. 'stefan-janoski-canvas'."
@@ -218,7 +214,7 @@ class Product(_Model):
     keywords: Annotated[tuple[Text, ...], BeforeValidator(_split_keywords)] = Field(
         default=(),
         max_length=MAX_ENTRIES,
-        description="Search keywords and synonyms the store registered for the product."
+        description="Search keywords and synonyms the store registered for the product.",
     )
     active: bool = Field(
         default=True, description="Whether the product is active in VTEX; an inactive one sells no SKU."

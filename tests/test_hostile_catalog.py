@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
@@ -33,6 +34,7 @@ from engine._plan import Change, Planner
 from engine._planfile import change_record
 from engine._source import FileSource, FirstSeen, MalformedElement
 from marketplaces import connector_class
+from marketplaces.vtex import VtexSource
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_LINES = (ROOT / "examples" / "catalog.jsonl").read_text(encoding="utf-8").splitlines()
@@ -83,7 +85,12 @@ CASES = [
     ("price.selling", "9" * 65, "", "a number of 65 characters; at most 64 are read"),
     ("price.selling", "NaN", "", "NaN is not a JSON number"),
     ("price.list", "-Infinity", "", "-Infinity is not a JSON number"),
-    ("sku.dimensions.weight", "1e13", "sku.dimensions.weight", "must be < 1000000000000 (got Decimal('1E+13'))"),
+    (
+        "sku.dimensions.weight",
+        "1e13",
+        "sku.dimensions.weight",
+        "must be < 1000000000000 (got Decimal('1E+13'))",
+    ),
     (
         "stock.warehouses",
         '[{"warehouse": "main", "quantity": 1000000001}]',
@@ -104,7 +111,8 @@ CASES = [
         "sku.specs",
         '{"Cor": "\\udfff"}',
         "sku.specs.Cor",
-        "is not valid Unicode text (a lone surrogate such as \\ud800); no marketplace accepts it (got '\\udfff')",
+        "is not valid Unicode text (a lone surrogate such as \\ud800); no marketplace accepts it "
+        "(got '\\udfff')",
     ),
     # issue 8: a category path of 100,000 names took 35 s
     (
@@ -113,7 +121,12 @@ CASES = [
         "product.category_path",
         "has 100000 entries; at most 20 are read",
     ),
-    ("sku.images", json.dumps([{"url": "u"}] * 1001), "sku.images", "has 1001 entries; at most 1000 are read"),
+    (
+        "sku.images",
+        json.dumps([{"url": "u"}] * 1001),
+        "sku.images",
+        "has 1001 entries; at most 1000 are read",
+    ),
     (
         "product.description",
         json.dumps("x" * 100_001),
@@ -123,7 +136,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("path", "raw", "field", "message"), CASES, ids=[c[0] + ":" + c[1][:20] for c in CASES])
+@pytest.mark.parametrize(
+    ("path", "raw", "field", "message"), CASES, ids=[c[0] + ":" + c[1][:20] for c in CASES]
+)
 def test_a_record_past_a_limit_is_malformed_with_the_field_and_the_limit(
     tmp_path: Path, path: str, raw: str, field: str, message: str
 ) -> None:
@@ -142,7 +157,9 @@ def test_values_at_the_limits_are_read(tmp_path: Path) -> None:
         line_with("price.selling", "0.30000000000000004", sku_id="2"),  # a float's repr: 17 decimals
         line_with("product.category_path", json.dumps(["A"] * 20), sku_id="3"),
         line_with("product.extra", nested, sku_id="4"),
-        line_with("product.name", '"\\ud83d\\ude00 [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[ \\"[[[ \\\\"', sku_id="5"),
+        line_with(
+            "product.name", '"\\ud83d\\ude00 [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[ \\"[[[ \\\\"', sku_id="5"
+        ),
         line_with("stock.warehouses", '[{"warehouse": "w", "quantity": -1000000000}]', sku_id="6"),
     ]
     items = read(tmp_path, lines)
@@ -218,13 +235,17 @@ def test_a_duplicate_sku_is_malformed_naming_the_line_of_the_first(tmp_path: Pat
 def test_a_malformed_first_occurrence_still_makes_the_second_a_duplicate(tmp_path: Path) -> None:
     items = read(tmp_path, [line_with("price.selling", "-1"), line_with("price.selling", "10")])
     assert errors_of(items[0]) == [("price.selling", "must be >= 0 (got -1)")]
-    assert errors_of(items[1]) == [("sku.id", "duplicate of line 1: a SKU is read once, from its first record")]
+    assert errors_of(items[1]) == [
+        ("sku.id", "duplicate of line 1: a SKU is read once, from its first record")
+    ]
 
 
 def test_a_duplicate_element_of_an_array_names_the_element(tmp_path: Path) -> None:
     record = line_with("price.selling", "10")
     path = tmp_path / "catalog.json"
-    path.write_text(f"[{record},\n{record}, {line_with('product.extra', DEEP, '7')}, {record}]", encoding="utf-8")
+    path.write_text(
+        f"[{record},\n{record}, {line_with('product.extra', DEEP, '7')}, {record}]", encoding="utf-8"
+    )
     items = list(FileSource(path))
     assert isinstance(items[0], engine.CatalogRecord)
     assert isinstance(items[1], MalformedElement)
@@ -277,7 +298,9 @@ def test_the_planner_plans_the_first_of_a_duplicate_and_reports_the_second(
     tmp_path: Path, planner_parts: tuple[Any, Any]
 ) -> None:
     path = tmp_path / "catalog.jsonl"
-    path.write_text("\n".join([EXAMPLE_LINES[0], EXAMPLE_LINES[5], EXAMPLE_LINES[0]]) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join([EXAMPLE_LINES[0], EXAMPLE_LINES[5], EXAMPLE_LINES[0]]) + "\n", encoding="utf-8"
+    )
     changes, planner = plan(planner_parts, path)
     assert [(c.op, c.sku_id) for c in changes] == [
         ("create", "2000001"),
@@ -304,8 +327,10 @@ TEXTS = st.one_of(
     st.text(max_size=40).map(json.dumps),
     st.sampled_from(
         [
-            '"\\ud800"', '"a\\udfff"', '"\\udc00\\ud800"', '"\\ud83d\\ude00"', '"\\u0000"', '"[/red]"',
-            '"\\u001b[31m"', '""', '"   "', json.dumps("x" * 100_001), json.dumps("y" * 128), json.dumps("z" * 129),
+            '"\\ud800"', '"a\\udfff"', '"\\udc00\\ud800"', '"\\ud83d\\ude00"',
+            '"\\u0000"', '"[/red]"',
+            '"\\u001b[31m"', '""', '"   "',
+            json.dumps("x" * 100_001), json.dumps("y" * 128), json.dumps("z" * 129),
         ]
     ),
 )  # fmt: skip
@@ -353,8 +378,10 @@ FUZZED = {"lines": 0, "examples": 0, "slowest": 0.0}
 def test_fuzz_hostile_lines_are_invalid_and_the_rest_is_planned(
     tmp_path: Path, planner_parts: tuple[Any, Any], data: st.DataObject
 ) -> None:
-    hostile = [data.draw(hostile_lines(f"9{n:06d}"), label=f"line {n}") for n in range(data.draw(st.integers(1, 8)))]
-    good = [line_with("sku.name", "\"Vermelho 35\"", sku_id=f"8{n:06d}") for n in range(3)]
+    hostile = [
+        data.draw(hostile_lines(f"9{n:06d}"), label=f"line {n}") for n in range(data.draw(st.integers(1, 8)))
+    ]
+    good = [line_with("sku.name", '"Vermelho 35"', sku_id=f"8{n:06d}") for n in range(3)]
     lines = [good[0], *hostile[: len(hostile) // 2], good[1], *hostile[len(hostile) // 2 :], good[2]]
     if data.draw(st.booleans(), label="duplicate"):
         lines.append(data.draw(st.sampled_from(lines), label="duplicated line"))
@@ -440,7 +467,18 @@ def test_cli_prints_on_a_terminal_that_cannot_encode_the_catalog(hostile_project
     """An ASCII-only stdout (a cron job's C locale) escapes 'Tênis' instead of an internal error."""
     env = {**os.environ, "PYTHONIOENCODING": "ascii", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "plan", "-c", str(hostile_project), "-m", "mercadolibre", "--sku", BASE_ID],
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "plan",
+            "-c",
+            str(hostile_project),
+            "-m",
+            "mercadolibre",
+            "--sku",
+            BASE_ID,
+        ],
         capture_output=True,
         text=True,
         encoding="ascii",
@@ -451,3 +489,114 @@ def test_cli_prints_on_a_terminal_that_cannot_encode_the_catalog(hostile_project
     assert result.returncode == 0, result.stderr
     assert "T\\xeanis" in result.stdout
     assert "internal error" not in result.stderr
+
+
+# -- the VTEX source: the same limits, and a SKU listed twice --------------------------------------
+
+
+class Rewriting(httpx.BaseTransport):
+    """Passes requests to the stand-in and lets ``rewrite`` replace the body of some answers."""
+
+    def __init__(
+        self, inner: httpx.BaseTransport, rewrite: Callable[[httpx.Request, bytes], bytes | None]
+    ) -> None:
+        self.inner, self.rewrite = inner, rewrite
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        body = self.rewrite(request, response.read())
+        if body is None:
+            return response
+        return httpx.Response(response.status_code, content=body, request=request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def vtex_items(
+    rewrite: Callable[[httpx.Request, bytes], bytes | None], skus: int = 4
+) -> tuple[list[Any], Any]:
+    from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
+
+    standin = VtexStandin([json.loads(line) for line in EXAMPLE_LINES[:skus]])
+    headers = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
+    transport = Rewriting(standin.sync_transport(), rewrite)
+    with httpx.Client(
+        base_url="https://teststore.vtexcommercestable.com.br", headers=headers, transport=transport
+    ) as client:
+        items = list(VtexSource(client, "1", page_size=2, sleep=lambda _: None).records())
+    return items, standin
+
+
+def test_vtex_a_sku_listed_on_two_pages_is_read_once_and_reported_the_second_time() -> None:
+    def relist_first(request: httpx.Request, body: bytes) -> bytes | None:
+        if (
+            request.url.path.endswith("stockkeepingunitidsbysaleschannel")
+            and request.url.params["page"] == "2"
+        ):
+            return json.dumps([2000001, *json.loads(body)]).encode()
+        return None
+
+    items, standin = vtex_items(relist_first)
+    assert [
+        (type(i).__name__, i.sku_id if isinstance(i, engine.MalformedRecord) else i.sku.id) for i in items
+    ] == [
+        ("CatalogRecord", "2000001"),
+        ("CatalogRecord", "2000002"),
+        ("MalformedRecord", "2000001"),
+        ("CatalogRecord", "2000003"),
+        ("CatalogRecord", "2000004"),
+    ]
+    assert items[2].errors == [("sku.id", "duplicate: VTEX listed it on page 1 already; a SKU is read once")]
+    context_calls = [path for path in standin.requests if "stockkeepingunitbyid/2000001" in path]
+    assert [standin.requests[path] for path in context_calls] == [1]  # not fetched again
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "field", "message"),
+    [
+        (
+            lambda data: {**data, "Deep": json.loads("[" * 40 + "]" * 40)},
+            "",
+            "GET /api/catalog_system/pvt/sku/stockkeepingunitbyid/2000002 answered 200 with a body past a "
+            "limit: objects and lists are nested deeper than 32 levels",
+        ),
+        (
+            lambda data: {**data, "ProductName": "\ud800"},
+            "product.name",
+            "is not valid Unicode text (a lone surrogate such as \\ud800); no marketplace accepts it "
+            "(got '\\ud800')",
+        ),
+        (
+            lambda data: {**data, "ProductCategoryIds": "/" + "1/" * 21, "ProductCategories": {"1": "A"}},
+            "product.category_path",
+            "has 21 entries; at most 20 are read",
+        ),
+    ],
+)
+def test_vtex_an_answer_past_a_limit_makes_its_sku_malformed(
+    rewrite: Callable[[dict[str, Any]], dict[str, Any]], field: str, message: str
+) -> None:
+    def hostile(request: httpx.Request, body: bytes) -> bytes | None:
+        if request.url.path.endswith("stockkeepingunitbyid/2000002"):
+            return json.dumps(rewrite(json.loads(body))).encode("utf-8", "surrogatepass")
+        return None
+
+    items, _ = vtex_items(hostile)
+    assert [type(i).__name__ for i in items] == [
+        "CatalogRecord",
+        "MalformedRecord",
+        "CatalogRecord",
+        "CatalogRecord",
+    ]
+    assert items[1].errors == [(field, message)]
+
+
+def test_vtex_a_price_of_1e400_is_malformed() -> None:
+    def huge(request: httpx.Request, body: bytes) -> bytes | None:
+        if "/computed/" in request.url.path and "2000002" in request.url.path:
+            return body.replace(b'"sellingPrice":', b'"sellingPrice": 1e400, "x":')
+        return None
+
+    items, _ = vtex_items(huge)
+    assert items[1].errors == [("price.selling", "must be < 1000000000000 (got Decimal('1E+400'))")]
