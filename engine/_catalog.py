@@ -463,6 +463,7 @@ MAX_NUMBER_LENGTH = 64
 """Characters of one number literal: more digits than any amount, id or quantity has."""
 
 _NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
+_ONE_BRACKET = bytes.maketrans(b"{}", b"[]")  # depth is depth, whichever the bracket
 _ESCAPED = re.compile(rb"\\.", re.DOTALL)
 _STRING = re.compile(rb'"[^"]*"')
 
@@ -511,8 +512,11 @@ def read_json(text: str | bytes) -> Any:
 def too_deep(text: str | bytes) -> bool:
     """Whether objects and lists nest deeper than :data:`MAX_DEPTH`, without decoding.
 
-    Counting brackets settles almost every record at C speed (a rich record has about 20);
-    only one with more is scanned: escapes and strings removed, then the brackets left walked.
+    Counting brackets settles almost every record (a rich one has about 20). Past that, the
+    brackets outside strings are kept, and each pass of ``bytes.replace`` removes the innermost
+    pairs, one level of nesting: at most :data:`MAX_DEPTH` passes at C speed, a few
+    milliseconds for a 1 MiB record. JSON text that never closes what it opens stops the
+    passes; what it leaves open counts as nesting, as it would to the decoder.
     """
     if isinstance(text, str):
         if text.count("[") + text.count("{") <= MAX_DEPTH:
@@ -524,15 +528,14 @@ def too_deep(text: str | bytes) -> bool:
         data = text
     if b"\\" in data:
         data = _ESCAPED.sub(b"", data)
-    depth = 0
-    for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKET):
-        if byte == 0x5B or byte == 0x7B:  # [ {
-            depth += 1
-            if depth > MAX_DEPTH:
-                return True
-        else:
-            depth -= 1
-    return False
+    brackets = _STRING.sub(b"", data).translate(_ONE_BRACKET, _NOT_BRACKET)
+    levels = 0
+    while brackets and levels <= MAX_DEPTH:
+        inner = brackets.replace(b"[]", b"")
+        if len(inner) == len(brackets):  # unbalanced: the rest never closes
+            return levels + brackets.count(b"[") > MAX_DEPTH
+        brackets, levels = inner, levels + 1
+    return levels > MAX_DEPTH
 
 
 class MalformedRecord(TradepostError):

@@ -184,6 +184,10 @@ def test_nesting_one_level_past_the_limit_is_refused(tmp_path: Path) -> None:
         ('["\\"' + "[" * 100 + '"]', False),  # nor after an escaped quote
         ('["\\\\", ' + "[" * 40 + "]" * 40 + "]", True),  # an escaped backslash ends no string
         ("{" * 17 + "[" * 17, True),  # objects and lists both count
+        ("[" * 20 + "]" * 20 + "[" * 20 + "]" * 20, False),  # side by side, not nested
+        ("[[]" + "[" * 32, True),  # never closed: what is left open counts
+        ("[[]" + "[" * 30, False),
+        ("]]]]" + "[]" * 40, False),
     ],
 )
 def test_depth_is_counted_outside_strings(text: str, deep: bool) -> None:
