@@ -58,7 +58,8 @@ SourceItem: TypeAlias = CatalogRecord | MalformedRecord
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 DEFAULT_MAX_RECORD_SIZE = 1024 * 1024
-"""Bytes of a line (characters of an array element): 1 MiB, a hundred times a rich record."""
+"""Bytes of a line (characters of an array element): 1 MiB, a hundred times a record with a long
+description; a longer one is malformed, and memory stays bounded by it."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -170,7 +171,6 @@ class FileSource:
         self.complete = False
         self.format: Literal["jsonl", "array"] | None = None
         self.compressed: bool | None = None
-        self._first: FirstSeen | None = None  # one per pass of records()
 
     def __repr__(self) -> str:
         return f"FileSource({str(self.path)!r})"
@@ -187,13 +187,16 @@ class FileSource:
         """
         self.count = self.errors = 0
         self.complete = False
-        self._first = FirstSeen()
-        with closing(self._first), self._open() as raw, _decompressed(raw, self.compressed) as stream:
+        with (
+            closing(FirstSeen()) as first,
+            self._open() as raw,
+            _decompressed(raw, self.compressed) as stream,
+        ):
             reader = _Reader(stream, self.path, self.chunk_size)
             blank_lines, head = reader.head()
             self.format = "array" if head.lstrip(_JSON_SPACE)[:1] == b"[" else "jsonl"
             parse = self._array if self.format == "array" else self._jsonl
-            for item in parse(blank_lines, head, reader):
+            for item in parse(blank_lines, head, reader, first):
                 if isinstance(item, MalformedRecord):
                     self.errors += 1
                 else:
@@ -227,7 +230,9 @@ class FileSource:
             raise SourceError(f"cannot read catalog file {self.path}: {reason}", self.path) from None
         return raw
 
-    def _jsonl(self, blank_lines: int, head: bytes, reader: _Reader) -> Iterator[SourceItem]:
+    def _jsonl(
+        self, blank_lines: int, head: bytes, reader: _Reader, first: FirstSeen
+    ) -> Iterator[SourceItem]:
         """One record per line; the bytes of a line are buffered only until it ends."""
         line = blank_lines
         pending: list[bytes] = []  # the start of a line the last chunk cut
@@ -249,7 +254,7 @@ class FileSource:
                     pending.clear()
                     pending_size = 0
                 if text.strip(_JSON_SPACE):
-                    yield self._once(_parse_line(text, line), line)
+                    yield _once(first, _parse_line(text, line), line)
             if tail and not too_long:
                 pending.append(tail)
                 pending_size += len(tail)
@@ -264,31 +269,15 @@ class FileSource:
         if too_long:
             yield self._too_long(line + 1)
         elif pending and (text := b"".join(pending)).strip(_JSON_SPACE):
-            yield self._once(_parse_line(text, line + 1), line + 1)
+            yield _once(first, _parse_line(text, line + 1), line + 1)
         self.complete = True
-
-    def _once(self, item: SourceItem, line: int, index: int | None = None) -> SourceItem:
-        """The item, or a malformed record if its SKU id was read before in this pass."""
-        sku_id = item.sku_id if isinstance(item, MalformedRecord) else item.sku.id
-        if sku_id is None or self._first is None:
-            return item
-        first = self._first.first(sku_id, line, index)
-        if first is None:
-            return item
-        first_line, first_index = first
-        where = f"line {first_line}"
-        if first_index is not None:
-            where = f"element [{first_index}] ({where})"
-        errors = item.errors if isinstance(item, MalformedRecord) else []
-        duplicate = ("sku.id", f"duplicate of {where}: a SKU is read once, from its first record")
-        if index is None:
-            return MalformedRecord(sku_id, [*errors, duplicate], line)
-        return MalformedElement(sku_id, [*errors, duplicate], line, index)
 
     def _too_long(self, line: int) -> MalformedRecord:
         return MalformedRecord(None, [("", f"line is longer than {self.max_record_size} bytes")], line)
 
-    def _array(self, blank_lines: int, head: bytes, reader: _Reader) -> Iterator[SourceItem]:
+    def _array(
+        self, blank_lines: int, head: bytes, reader: _Reader, first: FirstSeen
+    ) -> Iterator[SourceItem]:
         """Elements of a JSON array, decoded one at a time from a rolling window of text.
 
         Commas are only separators here: a missing or doubled one loses no record, so it is
@@ -307,7 +296,7 @@ class FileSource:
                 continue
             line = window.line
             item, readable = self._element(window, index)
-            yield self._once(item, line, index)
+            yield _once(first, item, line, index)
             if not readable:
                 return
             index += 1
@@ -479,6 +468,25 @@ class _TextReader:
             if text or final:
                 return text
         return ""
+
+
+def _once(first: FirstSeen, item: SourceItem, line: int, index: int | None = None) -> SourceItem:
+    """The item, or a malformed record if its SKU id was read before in this pass."""
+    sku_id = item.sku_id if isinstance(item, MalformedRecord) else item.sku.id
+    if sku_id is None:
+        return item
+    seen = first.first(sku_id, line, index)
+    if seen is None:
+        return item
+    first_line, first_index = seen
+    where = f"line {first_line}"
+    if first_index is not None:
+        where = f"element [{first_index}] ({where})"
+    errors = item.errors if isinstance(item, MalformedRecord) else []
+    duplicate = ("sku.id", f"duplicate of {where}: a SKU is read once, from its first record")
+    if index is None:
+        return MalformedRecord(sku_id, [*errors, duplicate], line)
+    return MalformedElement(sku_id, [*errors, duplicate], line, index)
 
 
 def _parse_line(text: bytes, line: int) -> SourceItem:
