@@ -7,7 +7,8 @@ what ``tradepost explain``, the docs and "did you mean" hints show. The rule
 compiler derives rule-language types from the annotations
 (:func:`engine._types.record_from_model`), so annotations stay plain: ``str``,
 ``bool``, ``int``, ``Decimal``, ``X | None``, ``tuple[X, ...]``,
-``dict[str, X]`` and nested models.
+``dict[str, X]`` and nested models, each possibly ``Annotated`` with the limits of
+docs/catalog.md ("Limits"), which every source's records meet or are malformed.
 
 Each class docstring names the VTEX field every canonical field comes from, so
 the VTEX source connector is a mapping and not a guess. The models are frozen
