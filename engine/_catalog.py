@@ -477,6 +477,7 @@ MAX_NUMBER_LENGTH = 64
 
 _NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
 _ONE_BRACKET = bytes.maketrans(b"{}", b"[]")  # depth is depth, whichever the bracket
+_TOO_MANY_OPEN = b"[" * (MAX_DEPTH + 1)
 _ESCAPED = re.compile(rb"\\.", re.DOTALL)
 _STRING = re.compile(rb'"[^"]*"')
 
@@ -542,8 +543,12 @@ def too_deep(text: str | bytes) -> bool:
     if b"\\" in data:
         data = _ESCAPED.sub(b"", data)
     brackets = _STRING.sub(b"", data).translate(_ONE_BRACKET, _NOT_BRACKET)
+    if brackets.count(b"[") - brackets.count(b"]") > MAX_DEPTH:  # open at the end, so at least as deep
+        return True
     levels = 0
     while brackets and levels <= MAX_DEPTH:
+        if _TOO_MANY_OPEN in brackets:  # that many opened in a row: deeper, whatever follows
+            return True
         inner = brackets.replace(b"[]", b"")
         if len(inner) == len(brackets):  # unbalanced: the rest never closes
             return levels + brackets.count(b"[") > MAX_DEPTH
