@@ -269,19 +269,30 @@ def test_a_second_pass_starts_afresh(tmp_path: Path) -> None:
     assert [type(i).__name__ for i in source] == ["CatalogRecord"]
 
 
-def test_first_seen_keeps_the_ids_on_disk() -> None:
-    """300,000 ids cost a few MB of page cache (in a set, about 27 MB; a million, about 90)."""
+def test_first_seen_moves_the_ids_to_disk_past_its_memory_share() -> None:
+    """Past IN_MEMORY ids, the rest cost a few MB of page cache (300,000 in a dict: about 36 MB)."""
     import resource
 
     seen = FirstSeen()
+    seen.IN_MEMORY = 1_000
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for n in range(300_000):
-        assert seen.first(str(2_000_000 + n), n) is None
-    assert seen.first("2000007", 99) == (7, None)
-    assert seen.first("2299999", 99, 3) == (299_999, None)
+        assert seen.first(str(2_000_000 + n), n, n % 3 or None) is None
+    assert seen.first("2000007", 99) == (7, 1)  # read before the move, answered from disk
+    assert seen.first("2299999", 99) == (299_999, 2)
+    assert seen.first("2000003", 99) == (3, None)
+    assert seen.first("9", 5) is None
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     seen.close()
     assert grown_mb < 10, f"peak RSS grew {grown_mb:.0f} MB"
+
+
+def test_first_seen_answers_from_memory_below_its_share() -> None:
+    seen = FirstSeen()
+    assert seen.first("a", 1) is None
+    assert seen.first("b", 2, 0) is None
+    assert (seen.first("a", 3), seen.first("b", 4), seen.first("a", 5)) == ((1, None), (2, 0), (1, None))
+    seen.close()
 
 
 # -- the planner and the CLI ----------------------------------------------------------------------
