@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 from array import array
 from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
@@ -53,7 +54,6 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_ENTRIES",
     "MAX_ID",
-    "MAX_NUMBER_LENGTH",
     "MAX_QUANTITY",
     "MAX_TEXT",
     "CatalogRecord",
@@ -67,6 +67,7 @@ __all__ = [
     "Stock",
     "WarehouseStock",
     "printable_id",
+    "raw_decode",
     "read_json",
     "too_deep",
 ]
@@ -474,9 +475,6 @@ def _as_ids(warehouse_ids: Collection[str]) -> Collection[str]:
 
 MAX_DEPTH = 32
 """Objects and lists nested in one record, the record itself included (a record needs 4)."""
-MAX_NUMBER_LENGTH = 64
-"""Characters of one number literal: more digits than any amount, id or quantity has."""
-
 _NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1 in, -1 out
 _TOO_MANY_OPEN = b"\x01" * (MAX_DEPTH + 1)
@@ -485,31 +483,34 @@ _STRING = re.compile(rb'"[^"]*"')
 
 
 class JsonLimitError(ValueError):
-    """JSON text past a reading limit (too deep, a number too long, NaN): the record is malformed."""
-
-
-def _decimal(text: str) -> Decimal:
-    if len(text) > MAX_NUMBER_LENGTH:
-        raise JsonLimitError(f"a number of {len(text)} characters; at most {MAX_NUMBER_LENGTH} are read")
-    try:
-        return Decimal(text)
-    except ArithmeticError:  # an exponent past what Decimal holds: 1e9999999999999999999
-        raise JsonLimitError(f"the number {text} is out of range") from None
-
-
-def _integer(text: str) -> int:
-    if len(text) > MAX_NUMBER_LENGTH:
-        raise JsonLimitError(f"a number of {len(text)} characters; at most {MAX_NUMBER_LENGTH} are read")
-    return int(text)
+    """JSON text past a reading limit (too deep, a number out of range, NaN): the record is malformed."""
 
 
 def _constant(name: str) -> object:
     raise JsonLimitError(f"{name} is not a JSON number")
 
 
-JSON_DECODER = json.JSONDecoder(parse_float=_decimal, parse_int=_integer, parse_constant=_constant)
-"""Numbers exact as ``Decimal`` and within :data:`MAX_NUMBER_LENGTH`; ``NaN`` and ``Infinity`` refused.
-Depth is not its business: call :func:`too_deep` on the text (:func:`read_json` does)."""
+# parse_float=Decimal and the default int parsing stay in C (a Python hook per number cost
+# ~2 µs a record); what they raise past their own limits is turned into JsonLimitError below.
+JSON_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_constant)
+"""Numbers exact as ``Decimal``; ``NaN`` and ``Infinity`` refused. Use :func:`raw_decode` or
+:func:`read_json`, which also turn a number past what Python holds into :class:`JsonLimitError`."""
+
+
+def raw_decode(text: str, start: int) -> tuple[Any, int]:
+    """``JSON_DECODER.raw_decode``, raising only ``JSONDecodeError``, :class:`JsonLimitError` and
+    ``RecursionError`` (check :func:`too_deep` first where the extent of the text is known)."""
+    try:
+        return JSON_DECODER.raw_decode(text, start)
+    except json.JSONDecodeError:
+        raise
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent like 1e9999999999999999999
+        raise JsonLimitError("a number is out of range (its exponent is past what a decimal holds)") from None
+    except ValueError as error:
+        if "integer string conversion" in str(error):  # CPython's limit on the digits of an int
+            limit = sys.get_int_max_str_digits()
+            raise JsonLimitError(f"a whole number has more than {limit} digits") from None
+        raise
 
 
 def read_json(text: str | bytes) -> Any:
@@ -520,9 +521,19 @@ def read_json(text: str | bytes) -> Any:
     """
     if too_deep(text):
         raise JsonLimitError(f"objects and lists are nested deeper than {MAX_DEPTH} levels")
-    if isinstance(text, bytes):
-        return JSON_DECODER.decode(text.decode("utf-8"))
-    return JSON_DECODER.decode(text)
+    document = text.decode("utf-8") if isinstance(text, bytes) else text
+    value, end = raw_decode(document, _skip_space(document, 0))
+    if _skip_space(document, end) != len(document):
+        raise json.JSONDecodeError("Extra data", document, end)
+    return value
+
+
+def _skip_space(text: str, pos: int) -> int:
+    match = _SPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+_SPACE = re.compile(r"[ \t\r\n]*")
 
 
 def too_deep(text: str | bytes) -> bool:

@@ -13,9 +13,10 @@ go on. Only a file that cannot be opened at all raises (:class:`SourceError`).
 
 The limits of docs/catalog.md ("Limits") are enforced while reading, each costing a record
 past it and nothing else: a record over :data:`DEFAULT_MAX_RECORD_SIZE`, nesting deeper than
-:data:`MAX_DEPTH`, a number literal longer than :data:`MAX_NUMBER_LENGTH` or one JSON does not
-have (``NaN``, ``Infinity``). The limits on values (text length, list length, amounts) are the
-canonical model's, shared with every other source.
+:data:`MAX_DEPTH`, a number past what Python holds (``1e9999999999999999999``, an
+integer of more than 4300 digits) or one JSON does not have (``NaN``, ``Infinity``). The
+limits on values (text length, list length, amounts) are the canonical model's, shared with
+every other source.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ from pathlib import Path
 from typing import Literal, TypeAlias
 
 from engine._catalog import (
-    JSON_DECODER,
     MAX_DEPTH,
     CatalogRecord,
     JsonLimitError,
     MalformedRecord,
     printable_id,
+    raw_decode,
     too_deep,
 )
 from engine._diagnostics import TradepostError
@@ -115,46 +116,29 @@ class FirstSeen:
 
     A catalog that lists a SKU twice would have it planned twice, and the second payload
     overwrite the first on the marketplace; the source reports every later occurrence as
-    malformed instead, naming the first. The first :data:`IN_MEMORY` ids are kept in a dict
-    (about 10 MB at most, 0.1 µs an id); past that they move to a private temporary SQLite
-    database (on disk, deleted on close, a 2 MB page cache, ~3 µs an id), since a million ids
-    in a dict would cost over 100 MB on the small containers the engine runs in.
+    malformed instead, naming the first. The ids live in a private temporary SQLite database
+    (on disk, deleted on close, a 2 MB page cache), not in a set: a million ids would cost
+    a hundred megabytes of memory on the small containers the engine runs in.
     """
 
-    IN_MEMORY = 50_000
-
     def __init__(self) -> None:
-        self._ids: dict[str, tuple[int | None, int | None]] = {}
-        self._db: sqlite3.Connection | None = None
+        self._db = sqlite3.connect("", isolation_level=None)  # "": private, temporary, on disk
+        self._db.execute(
+            "CREATE TABLE first (sku_id TEXT PRIMARY KEY, at INTEGER, idx INTEGER) WITHOUT ROWID"
+        )
+        self._db.execute("BEGIN")  # never committed: one transaction, no journal sync per id
 
     def first(
         self, sku_id: str, at: int | None, index: int | None = None
     ) -> tuple[int | None, int | None] | None:
         """None the first time ``sku_id`` is given, else the ``(at, index)`` it was first given with."""
-        if self._db is None:
-            seen = self._ids.get(sku_id)
-            if seen is not None or len(self._ids) < self.IN_MEMORY:
-                if seen is None:
-                    self._ids[sku_id] = (at, index)
-                return seen
-            self._db = self._spill()
         if self._db.execute("INSERT OR IGNORE INTO first VALUES (?, ?, ?)", (sku_id, at, index)).rowcount:
             return None
         row = self._db.execute("SELECT at, idx FROM first WHERE sku_id = ?", (sku_id,)).fetchone()
         return (row[0], row[1])
 
-    def _spill(self) -> sqlite3.Connection:
-        db = sqlite3.connect("", isolation_level=None)  # "": private, temporary, on disk
-        db.execute("CREATE TABLE first (sku_id TEXT PRIMARY KEY, at INTEGER, idx INTEGER) WITHOUT ROWID")
-        db.execute("BEGIN")  # never committed: one transaction, no journal sync per id
-        db.executemany("INSERT INTO first VALUES (?, ?, ?)", ((k, *v) for k, v in self._ids.items()))
-        self._ids = {}
-        return db
-
     def close(self) -> None:
-        self._ids = {}
-        if self._db is not None:
-            self._db.close()
+        self._db.close()
 
 
 class FileSource:
@@ -341,7 +325,7 @@ class FileSource:
         while True:
             text, start = window.data, window.pos
             try:
-                value, end = JSON_DECODER.raw_decode(text, start)
+                value, end = raw_decode(text, start)
             except (json.JSONDecodeError, JsonLimitError, RecursionError) as error:
                 found = _element_end(text, start)
                 if found is not None:
