@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli._plan import _compile_or_exit, _project, allow_mass_delete_option, config_option
@@ -108,7 +109,8 @@ def apply(
                 out.print(f"[bold]{name}[/bold] {summary.line()}")
                 for failure in summary.failures[:50]:
                     out.print(
-                        f"  [red]failed[/red] {failure.sku_id} ({failure.op}): {redact(failure.error or '')}",
+                        f"  [red]failed[/red] {escape(failure.sku_id)} ({failure.op}): "
+                        f"{escape(redact(failure.error or ''))}",
                         highlight=False,
                     )
                 if len(summary.failures) > 50:

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cli._output import check_writable
 from cli._render import console, render_diagnostics
@@ -160,7 +162,7 @@ def plan(
                     if table.row_count:
                         out.print(table)
                     for sku_id, bodies in payloads:
-                        out.print(f"[bold]{name} payload for {sku_id}[/bold]")
+                        out.print(f"[bold]{name} payload for {escape(sku_id)}[/bold]")
                         click.echo(dumps(bodies[0] if len(bodies) == 1 else bodies, indent=2))
                     hidden = sum(summary.ops[o] for o in summary.ops if o != "unchanged" or show_all) - shown
                     if hidden > 0:
@@ -292,9 +294,9 @@ def _add_row(table: Table, change: Change) -> None:
         else (listing.title if listing is not None else "")
     )
     style = _OP_STYLE.get(change.op, "")
-    table.add_row(
-        f"[{style}]{change.op}[/{style}]", change.sku_id, ",".join(change.kinds), price, qty, detail
-    )
+    # Data cells are Text, not markup: ids, titles and reasons come from the catalog.
+    op = f"[{style}]{change.op}[/{style}]"
+    table.add_row(op, Text(change.sku_id), ",".join(change.kinds), price, qty, Text(detail))
 
 
 @click.command()
@@ -348,18 +350,18 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
         return
     out = console()
     status = outcome.status if outcome else change.op
-    out.print(f"[bold]{sku}[/bold] on [bold]{marketplace}[/bold]: {status} → {change.op}")
+    out.print(f"[bold]{escape(sku)}[/bold] on [bold]{escape(marketplace)}[/bold]: {status} → {change.op}")
     if change.listing is not None:
         table = Table(show_header=True)
         for column in ("field", "value", "rule"):
             table.add_column(column, overflow="fold")
         for row in _explained_fields(change, provenance):
             default = "—" if row["value"] is None else "catalog default"
-            table.add_row(row["field"], dumps(row["value"]), row["rule"] or default)
+            table.add_row(Text(row["field"]), Text(dumps(row["value"])), Text(row["rule"] or default))
         out.print(table)
     for reason in change.reasons:
         label = "excluded" if status == "excluded" else "reason"
-        out.print(f"[magenta]{label}[/magenta]: {redact(str(reason))}", highlight=False)
+        out.print(f"[magenta]{label}[/magenta]: {escape(redact(str(reason)))}", highlight=False)
     if payloads:
         out.print("[bold]payload[/bold]")
         click.echo(dumps(payloads, indent=2))

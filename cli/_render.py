@@ -1,11 +1,20 @@
-"""Rendering engine data for people: diagnostics with colour on a terminal, plain text elsewhere."""
+"""Rendering engine data for people: diagnostics with colour on a terminal, plain text elsewhere.
+
+Catalog and marketplace data (SKU ids, names, categories, reasons quoting values) is printed
+as text, never as rich markup: a category named ``Shoes[/]`` must show, not raise. And no
+string can fail to print: :func:`tolerant_output` makes stdout and stderr escape what their
+encoding cannot write (a lone surrogate, or any non-ASCII on an ASCII terminal).
+"""
 
 from __future__ import annotations
 
+import io
+import sys
 from collections import Counter
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from engine import Diagnostic
@@ -15,6 +24,13 @@ COVERAGE_VALUES_SHOWN = 8
 """Values per table in the text report; --format json lists them all."""
 
 _STYLE = {"error": "bold red", "warning": "bold yellow"}
+
+
+def tolerant_output() -> None:
+    """Write what the terminal's encoding cannot hold as ``\\uXXXX`` escapes instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def console(stderr: bool = False) -> Console:
@@ -46,7 +62,9 @@ def render_coverage(coverage: Coverage) -> None:
     if not coverage.unmapped and not coverage.missing:
         out.print("  every category is mapped and every looked-up value is in its table")
     for category, skus in coverage.unmapped.most_common():
-        out.print(f"  [yellow]unmapped category[/yellow] {category}: {skus} SKU(s) invalid", highlight=False)
+        out.print(
+            f"  [yellow]unmapped category[/yellow] {escape(category)}: {skus} SKU(s) invalid", highlight=False
+        )
     shown: Counter[str] = Counter()
     for missing in sorted(coverage.missing.values(), key=lambda m: (m.table, -m.skus, m.value)):
         shown[missing.table] += 1
@@ -54,7 +72,8 @@ def render_coverage(coverage: Coverage) -> None:
             continue
         effect = "default used" if missing.defaulted else "SKU(s) invalid"
         out.print(
-            f"  [yellow]not in table {missing.table}[/yellow] {missing.path} = {missing.value!r}: "
+            f"  [yellow]not in table {escape(missing.table)}[/yellow] {missing.path} = "
+            f"{escape(repr(missing.value))}: "
             f"{missing.skus} {effect} ({missing.span})",
             highlight=False,
         )

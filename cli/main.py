@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from cli._output import check_writable
-from cli._render import render_coverage, render_diagnostics
+from cli._render import render_coverage, render_diagnostics, tolerant_output
 from engine import RuleError, TradepostError, check_all, rule_file_schema
 from engine._config import load_project
 from engine._coverage import catalog_coverage
@@ -172,6 +172,7 @@ def configure_logging() -> None:
 
 def main() -> None:
     """Entry point: run the click app and turn any escaping error into a message and exit 1."""
+    tolerant_output()
     configure_logging()
     try:
         cli.main(standalone_mode=False)

@@ -7,7 +7,8 @@ what ``tradepost explain``, the docs and "did you mean" hints show. The rule
 compiler derives rule-language types from the annotations
 (:func:`engine._types.record_from_model`), so annotations stay plain: ``str``,
 ``bool``, ``int``, ``Decimal``, ``X | None``, ``tuple[X, ...]``,
-``dict[str, X]`` and nested models.
+``dict[str, X]`` and nested models, each possibly ``Annotated`` with the limits of
+docs/catalog.md ("Limits"), which every source's records meet or are malformed.
 
 Each class docstring names the VTEX field every canonical field comes from, so
 the VTEX source connector is a mapping and not a guess. The models are frozen
@@ -22,12 +23,17 @@ record.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
+import sys
+from array import array
 from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -41,15 +47,29 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from engine._diagnostics import TradepostError
 
 __all__ = [
+    "JSON_DECODER",
+    "MAX_AMOUNT",
+    "MAX_CATEGORY_DEPTH",
+    "MAX_DECIMALS",
+    "MAX_DEPTH",
+    "MAX_ENTRIES",
+    "MAX_ID",
+    "MAX_QUANTITY",
+    "MAX_TEXT",
     "CatalogRecord",
     "Dimensions",
     "Image",
+    "JsonLimitError",
     "MalformedRecord",
     "Price",
     "Product",
     "Sku",
     "Stock",
     "WarehouseStock",
+    "printable_id",
+    "raw_decode",
+    "read_json",
+    "too_deep",
 ]
 
 
@@ -94,16 +114,59 @@ def _split_keywords(value: object) -> object:
 # 19.899999999999998578...): pydantic-core converts a float through its shortest repr,
 # and bools are refused. A Python BeforeValidator doing the same doubled the cost of
 # validating a price, so tests pin pydantic's behaviour instead (test_catalog.py).
-Money = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
-"""An amount in the rule file's currency: exact, finite, never negative."""
+# Limits on what one record may hold (docs/catalog.md, "Limits"). A record past one is
+# malformed, with the field and the limit named, never a crash further on: an amount of
+# 1e400 cannot be rounded to cents, a category path of 100,000 names costs the category
+# matcher minutes, and a string with a lone surrogate (``"\\ud800"`` in JSON) cannot be
+# printed or sent anywhere. Constrained strings are checked by pydantic-core, which refuses
+# a lone surrogate by itself ("string_unicode"), so every text field carries a limit.
+MAX_TEXT = 100_000
+"""Characters in any text field (a description included)."""
+MAX_ID = 128
+"""Characters in an id (product, SKU, warehouse)."""
+MAX_CATEGORY_DEPTH = 20
+"""Names in a category path."""
+MAX_ENTRIES = 1_000
+"""Entries in any other list or map (images, specifications, collections, keywords, warehouses)."""
+MAX_AMOUNT = 10**12
+"""Amounts and measures are below this: at most 12 digits before the decimal point."""
+MAX_DECIMALS = 20
+"""A non-zero amount or measure is at least 10**-MAX_DECIMALS: 1e-999999 would pass the range
+check and overflow the first division by it."""
+MAX_QUANTITY = 10**9
+"""Units in one warehouse, either way."""
 
-Measure = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+def _not_tiny(value: Decimal) -> Decimal:
+    # adjusted() is the exponent of the leading digit, a C call; pydantic's decimal_places
+    # would go through normalize() and as_tuple() in Python, 1 µs a field.
+    if value and value.adjusted() < -MAX_DECIMALS:
+        raise PydanticCustomError(_TOO_SMALL, "must be 0 or at least {smallest}", {"smallest": _SMALLEST})
+    return value
+
+
+_TOO_SMALL = "amount_too_small"
+_SMALLEST = f"1e-{MAX_DECIMALS}"
+
+Money = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False), AfterValidator(_not_tiny)]
+"""An amount in the rule file's currency: exact, finite, never negative, below 10**12."""
+
+Measure = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False), AfterValidator(_not_tiny)]
 """A length in centimetres or a weight in grams."""
 
-Specs = Annotated[dict[str, str | None], BeforeValidator(_join_specs)]
+Specs = Annotated[
+    dict[Annotated[str, Field(max_length=MAX_TEXT)], Text | None],
+    BeforeValidator(_join_specs),
+    Field(max_length=MAX_ENTRIES),
+]
 """Specification name -> value; multi-valued VTEX specifications joined with ", "."""
 
-Id = Annotated[str, Field(min_length=1)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID)]
+
+Code = Annotated[str, Field(max_length=MAX_ID)]
+"""An id that may be blank (a brand or category id)."""
 
 
 class _Model(BaseModel):
@@ -135,17 +198,21 @@ class Product(_Model):
     """
 
     id: Id = Field(description="VTEX product id; every SKU of the product has it as sku.product_id.")
-    ref_id: str | None = Field(default=None, description="The store's own reference code for the product.")
-    name: str = Field(description="Product name, without SKU details such as colour or size.")
-    description: str = Field(default="", description="Long description; may contain HTML, as VTEX allows it.")
-    brand: str | None = Field(
+    ref_id: Text | None = Field(default=None, description="The store's own reference code for the product.")
+    name: Text = Field(description="Product name, without SKU details such as colour or size.")
+    description: Text = Field(
+        default="", description="Long description; may contain HTML, as VTEX allows it."
+    )
+    brand: Text | None = Field(
         default=None, description="Brand name; null only in broken records, so a rule can reject those."
     )
-    brand_id: str | None = Field(default=None, description="VTEX brand id.")
-    category_path: tuple[str, ...] = Field(
-        default=(), description='Category names from the root, e.g. ["Apparel", "Shoes", "Sneakers"].'
+    brand_id: Code | None = Field(default=None, description="VTEX brand id.")
+    category_path: tuple[Text, ...] = Field(
+        default=(),
+        max_length=MAX_CATEGORY_DEPTH,
+        description='Category names from the root, e.g. ["Apparel", "Shoes", "Sneakers"].',
     )
-    category_id: str | None = Field(
+    category_id: Code | None = Field(
         default=None, description="VTEX id of the product's own (deepest) category."
     )
     specs: Specs = Field(
@@ -153,14 +220,18 @@ class Product(_Model):
         description='Product specifications by name; multiple values are joined with ", ", '
         "blank ones are null, and a name the product lacks gives null.",
     )
-    collections: tuple[str, ...] = Field(
-        default=(), description="Names of the VTEX collections (product clusters) the product belongs to."
+    collections: tuple[Text, ...] = Field(
+        default=(),
+        max_length=MAX_ENTRIES,
+        description="Names of the VTEX collections (product clusters) the product belongs to.",
     )
-    link: str | None = Field(
+    link: Text | None = Field(
         default=None, description="URL slug of the product page, e.g. 'stefan-janoski-canvas'."
     )
-    keywords: Annotated[tuple[str, ...], BeforeValidator(_split_keywords)] = Field(
-        default=(), description="Search keywords and synonyms the store registered for the product."
+    keywords: Annotated[tuple[Text, ...], BeforeValidator(_split_keywords)] = Field(
+        default=(),
+        max_length=MAX_ENTRIES,
+        description="Search keywords and synonyms the store registered for the product.",
     )
     active: bool = Field(
         default=True, description="Whether the product is active in VTEX; an inactive one sells no SKU."
@@ -183,8 +254,8 @@ class Image(_Model):
     top-level ``ImageUrl``, else for the first one.
     """
 
-    url: str = Field(description="Absolute URL of the full-size image.")
-    label: str | None = Field(default=None, description="Image label (alt text) given in VTEX, if any.")
+    url: Text = Field(description="Absolute URL of the full-size image.")
+    label: Text | None = Field(default=None, description="Image label (alt text) given in VTEX, if any.")
     is_main: bool = Field(default=False, description="Whether this is the SKU's main image.")
 
 
@@ -227,31 +298,34 @@ class Sku(_Model):
 
     id: Id = Field(description="VTEX SKU id: the key of the SKU in every marketplace and in the state store.")
     product_id: Id = Field(description="Id of the product this SKU belongs to; groups SKUs into variations.")
-    ref_id: str | None = Field(
+    ref_id: Text | None = Field(
         default=None, description="The store's own reference code (VTEX RefId) for the SKU."
     )
-    name: str = Field(default="", description='SKU name, usually its variation, e.g. "Azul M".')
-    ean: str | None = Field(
+    name: Text = Field(default="", description='SKU name, usually its variation, e.g. "Azul M".')
+    ean: Text | None = Field(
         default=None, description="EAN/GTIN barcode as registered in VTEX; not checked here."
     )
-    mpn: str | None = Field(default=None, description="Manufacturer part number (VTEX ManufacturerCode).")
+    mpn: Text | None = Field(default=None, description="Manufacturer part number (VTEX ManufacturerCode).")
     active: bool = Field(description="Whether the SKU is active in VTEX.")
     specs: Specs = Field(
         default_factory=dict,
         description='SKU specifications (variation axes) by name, e.g. {"Cor": "Azul", "Tamanho": "M"}; '
         'multiple values are joined with ", ", blank ones are null, and a name the SKU lacks gives null.',
     )
-    images: tuple[Image, ...] = Field(default=(), description="Images in the order the store arranged them.")
+    images: tuple[Image, ...] = Field(
+        default=(), max_length=MAX_ENTRIES, description="Images in the order the store arranged them."
+    )
     dimensions: Dimensions = Field(
         default=Dimensions(), description="Package height, width, length (cm) and weight (g)."
     )
-    unit_multiplier: Decimal = Field(
+    unit_multiplier: Annotated[Decimal, AfterValidator(_not_tiny)] = Field(
         default=Decimal(1),
         gt=0,
+        lt=MAX_AMOUNT,
         allow_inf_nan=False,
         description="Units sold together: 5 means sold in 5, 10, 15 …",
     )
-    measurement_unit: str = Field(default="un", description='Unit the SKU is sold in; "un" (unit) for most.')
+    measurement_unit: Text = Field(default="un", description='Unit the SKU is sold in; "un" (unit) for most.')
 
     @computed_field(  # type: ignore[prop-decorator]
         description="URL of the main image (the first when none is marked main), or null without images."
@@ -313,8 +387,14 @@ class WarehouseStock(_Model):
     """
 
     warehouse: Id = Field(description="VTEX warehouse id, as listed in the stock.warehouses of a rule file.")
-    quantity: int = Field(description="Units on hand (VTEX totalQuantity); negative in broken data.")
-    reserved: int = Field(default=0, ge=0, description="Units reserved by orders not yet dispatched.")
+    quantity: int = Field(
+        ge=-MAX_QUANTITY,
+        le=MAX_QUANTITY,
+        description="Units on hand (VTEX totalQuantity); negative in broken data.",
+    )
+    reserved: int = Field(
+        default=0, ge=0, le=MAX_QUANTITY, description="Units reserved by orders not yet dispatched."
+    )
     unlimited: bool = Field(
         default=False, description="VTEX sells from this warehouse without ever running out."
     )
@@ -336,7 +416,9 @@ class Stock(_Model):
     -3 units does not eat into another's stock.
     """
 
-    warehouses: tuple[WarehouseStock, ...] = Field(default=(), description="Inventory per warehouse.")
+    warehouses: tuple[WarehouseStock, ...] = Field(
+        default=(), max_length=MAX_ENTRIES, description="Inventory per warehouse."
+    )
 
     @computed_field(  # type: ignore[prop-decorator]
         description="Units that can be sold across all warehouses: the sum of each warehouse's "
@@ -389,6 +471,93 @@ class Stock(_Model):
 def _as_ids(warehouse_ids: Collection[str]) -> Collection[str]:
     # A lone string is a Collection[str] too; "main" must not match warehouse "m".
     return (warehouse_ids,) if isinstance(warehouse_ids, str) else warehouse_ids
+
+
+MAX_DEPTH = 32
+"""Objects and lists nested in one record, the record itself included (a record needs 4)."""
+_NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # as signed bytes: +1 in, -1 out
+_TOO_MANY_OPEN = b"\x01" * (MAX_DEPTH + 1)
+_ESCAPED = re.compile(rb"\\.", re.DOTALL)
+_STRING = re.compile(rb'"[^"]*"')
+
+
+class JsonLimitError(ValueError):
+    """JSON text past a reading limit (too deep, a number out of range, NaN): the record is malformed."""
+
+
+def _constant(name: str) -> object:
+    raise JsonLimitError(f"{name} is not a JSON number")
+
+
+# parse_float=Decimal and the default int parsing stay in C (a Python hook per number cost
+# ~2 µs a record); what they raise past their own limits is turned into JsonLimitError below.
+JSON_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_constant)
+"""Numbers exact as ``Decimal``; ``NaN`` and ``Infinity`` refused. Use :func:`raw_decode` or
+:func:`read_json`, which also turn a number past what Python holds into :class:`JsonLimitError`."""
+
+
+def raw_decode(text: str, start: int) -> tuple[Any, int]:
+    """``JSON_DECODER.raw_decode``, raising only ``JSONDecodeError``, :class:`JsonLimitError` and
+    ``RecursionError`` (check :func:`too_deep` first where the extent of the text is known)."""
+    try:
+        return JSON_DECODER.raw_decode(text, start)
+    except json.JSONDecodeError:
+        raise
+    except ArithmeticError:  # decimal.InvalidOperation: an exponent like 1e9999999999999999999
+        raise JsonLimitError("a number is out of range (its exponent is past what a decimal holds)") from None
+    except ValueError as error:
+        if "integer string conversion" in str(error):  # CPython's limit on the digits of an int
+            limit = sys.get_int_max_str_digits()
+            raise JsonLimitError(f"a whole number has more than {limit} digits") from None
+        raise
+
+
+def read_json(text: str | bytes) -> Any:
+    """Decode one JSON document within the reading limits, numbers exact as ``Decimal``.
+
+    Raises ``ValueError`` (:class:`JsonLimitError` past a limit) with a reason a user can act
+    on, never ``RecursionError`` or ``decimal.InvalidOperation``.
+    """
+    if too_deep(text):
+        raise JsonLimitError(f"objects and lists are nested deeper than {MAX_DEPTH} levels")
+    document = text.decode("utf-8") if isinstance(text, bytes) else text
+    value, end = raw_decode(document, _skip_space(document, 0))
+    if _skip_space(document, end) != len(document):
+        raise json.JSONDecodeError("Extra data", document, end)
+    return value
+
+
+def _skip_space(text: str, pos: int) -> int:
+    match = _SPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+_SPACE = re.compile(r"[ \t\r\n]*")
+
+
+def too_deep(text: str | bytes) -> bool:
+    """Whether objects and lists nest deeper than :data:`MAX_DEPTH`, without decoding.
+
+    Counting brackets settles almost every record (a rich one has about 20). Past that, the
+    brackets outside strings become +1 and -1 and the deepest running sum is the depth the
+    decoder would reach, all at C speed: about 20 ms for a 1 MiB record of brackets, whose
+    decoding alone would take ten times as long.
+    """
+    if isinstance(text, str):
+        if text.count("[") + text.count("{") <= MAX_DEPTH:
+            return False
+        data = text.encode("utf-8", "surrogatepass")
+    else:
+        if text.count(b"[") + text.count(b"{") <= MAX_DEPTH:
+            return False
+        data = text
+    if b"\\" in data:
+        data = _ESCAPED.sub(b"", data)
+    brackets = _STRING.sub(b"", data).translate(_STEPS, _NOT_BRACKET)
+    if _TOO_MANY_OPEN in brackets:  # the usual attack, found without summing
+        return True
+    return max(itertools.accumulate(array("b", brackets)), default=0) > MAX_DEPTH
 
 
 class MalformedRecord(TradepostError):
@@ -467,11 +636,13 @@ class CatalogRecord(_Model):
     def parse_json(cls, text: str | bytes, *, line: int | None = None) -> CatalogRecord:
         """Validate one line of a JSONL catalog, with numbers decoded exactly as Decimal.
 
-        Decoding with ``parse_float=Decimal`` keeps every digit of the file, even past the
-        17 a float holds.
+        Numbers decode exactly as ``Decimal``, keeping every digit of the file, even past the
+        17 a float holds; the reading limits of :func:`read_json` apply.
         """
         try:
-            data = json.loads(text, parse_float=Decimal)
+            data = read_json(text)
+        except JsonLimitError as error:
+            raise MalformedRecord(None, [("", str(error))], line) from None
         except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
             raise MalformedRecord(None, [("", f"not valid JSON: {error}")], line) from None
         return cls.parse(data, line=line)
@@ -480,9 +651,23 @@ class CatalogRecord(_Model):
 def _sku_id_of(data: object) -> str | None:
     sku = data.get("sku") if isinstance(data, Mapping) else None
     sku_id = sku.get("id") if isinstance(sku, Mapping) else None
-    if isinstance(sku_id, str | int) and not isinstance(sku_id, bool) and str(sku_id):
-        return str(sku_id)
+    if isinstance(sku_id, str | int) and not isinstance(sku_id, bool):
+        return printable_id(str(sku_id))
     return None
+
+
+def printable_id(sku_id: str) -> str | None:
+    """The id of a malformed record as it can be shown and stored, or None when it cannot be.
+
+    A record is reported under its SKU id, which reaches terminals, plan files and the state
+    store's seen set; an id no valid record could have (blank, longer than :data:`MAX_ID`)
+    is dropped, so the record is reported by its line, and a lone surrogate is escaped.
+    """
+    if not sku_id or len(sku_id) > MAX_ID:
+        return None
+    if sku_id.isascii():
+        return sku_id
+    return sku_id.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _PRODUCT_MISMATCH = "sku_product_mismatch"
@@ -525,6 +710,12 @@ _MESSAGES = {
     "dict_type": "must be a JSON object",
     "tuple_type": "must be a list",
     "literal_error": "must be {expected}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "string_too_long": "is longer than {max_length} characters",
+    "too_long": "has {actual_length} entries; at most {max_length} are read",
+    "string_unicode": "is not valid Unicode text (a lone surrogate such as \\ud800); "
+    "no marketplace accepts it",
 }
 
 

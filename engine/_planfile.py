@@ -76,7 +76,7 @@ class PlanWriter:
         self.path = path
         self.tmp = path.with_name(path.name + ".partial")
         try:
-            self.out: IO[str] = self.tmp.open("w", encoding="utf-8")
+            self.out: IO[str] = self.tmp.open("w", encoding="utf-8", errors="backslashreplace")
         except OSError as exc:
             raise PlanFileError(f"cannot write the plan to '{path}': {exc.strerror or exc}") from None
         self.out.write(

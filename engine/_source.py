@@ -10,6 +10,13 @@ chunk, whatever the size of the file. Two layouts are read, both optionally gzip
 One bad record never stops a run: it is yielded as a :class:`MalformedRecord` (located by
 line, and for arrays by element index) among the good ones, so the run can report it and
 go on. Only a file that cannot be opened at all raises (:class:`SourceError`).
+
+The limits of docs/catalog.md ("Limits") are enforced while reading, each costing a record
+past it and nothing else: a record over :data:`DEFAULT_MAX_RECORD_SIZE`, nesting deeper than
+:data:`MAX_DEPTH`, a number past what Python holds (``1e9999999999999999999``, an
+integer of more than 4300 digits) or one JSON does not have (``NaN``, ``Infinity``). The
+limits on values (text length, list length, amounts) are the canonical model's, shared with
+every other source.
 """
 
 from __future__ import annotations
@@ -21,22 +28,39 @@ import itertools
 import json
 import os
 import re
+import sqlite3
 import zlib
 from collections.abc import Iterator
-from decimal import Decimal
+from contextlib import closing
 from pathlib import Path
 from typing import Literal, TypeAlias
 
-from engine._catalog import CatalogRecord, MalformedRecord
+from engine._catalog import (
+    MAX_DEPTH,
+    CatalogRecord,
+    JsonLimitError,
+    MalformedRecord,
+    printable_id,
+    raw_decode,
+    too_deep,
+)
 from engine._diagnostics import TradepostError
 
-__all__ = ["FileSource", "MalformedElement", "SourceError", "SourceItem"]
+__all__ = [
+    "FileSource",
+    "FirstSeen",
+    "MalformedElement",
+    "SourceError",
+    "SourceItem",
+]
 
 SourceItem: TypeAlias = CatalogRecord | MalformedRecord
 """What a source yields: a record, or the reason one could not be read."""
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
-DEFAULT_MAX_RECORD_SIZE = 16 * 1024 * 1024
+DEFAULT_MAX_RECORD_SIZE = 1024 * 1024
+"""Bytes of a line (characters of an array element): 1 MiB, a hundred times a record with a long
+description; a longer one is malformed, and memory stays bounded by it."""
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
@@ -46,7 +70,6 @@ _STRUCTURE = re.compile(r'[\[\]{}",\\\n]')
 # The SKU id of a line that is not valid JSON, read as text: the "id" key directly inside
 # "sku" (the lazy scan skips whole strings and stops at any nested object).
 _SKU_ID = re.compile(r'"sku"\s*:\s*\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*?"id"\s*:\s*(?:"([^"\\]+)"|(-?\d+))')
-_DECODER = json.JSONDecoder(parse_float=Decimal)
 
 
 class SourceError(TradepostError):
@@ -86,6 +109,36 @@ class MalformedElement(MalformedRecord):
         self,
     ) -> tuple[type[MalformedElement], tuple[str | None, list[tuple[str, str]], int | None, int | None]]:
         return (type(self), (self.sku_id, self.errors, self.line, self.index))
+
+
+class FirstSeen:
+    """Where each SKU id was first read in one pass over a catalog: the second read is a duplicate.
+
+    A catalog that lists a SKU twice would have it planned twice, and the second payload
+    overwrite the first on the marketplace; the source reports every later occurrence as
+    malformed instead, naming the first. The ids live in a private temporary SQLite database
+    (on disk, deleted on close, a 2 MB page cache), not in a set: a million ids would cost
+    a hundred megabytes of memory on the small containers the engine runs in.
+    """
+
+    def __init__(self) -> None:
+        self._db = sqlite3.connect("", isolation_level=None)  # "": private, temporary, on disk
+        self._db.execute(
+            "CREATE TABLE first (sku_id TEXT PRIMARY KEY, at INTEGER, idx INTEGER) WITHOUT ROWID"
+        )
+        self._db.execute("BEGIN")  # never committed: one transaction, no journal sync per id
+
+    def first(
+        self, sku_id: str, at: int | None, index: int | None = None
+    ) -> tuple[int | None, int | None] | None:
+        """None the first time ``sku_id`` is given, else the ``(at, index)`` it was first given with."""
+        if self._db.execute("INSERT OR IGNORE INTO first VALUES (?, ?, ?)", (sku_id, at, index)).rowcount:
+            return None
+        row = self._db.execute("SELECT at, idx FROM first WHERE sku_id = ?", (sku_id,)).fetchone()
+        return (row[0], row[1])
+
+    def close(self) -> None:
+        self._db.close()
 
 
 class FileSource:
@@ -135,12 +188,16 @@ class FileSource:
         """
         self.count = self.errors = 0
         self.complete = False
-        with self._open() as raw, _decompressed(raw, self.compressed) as stream:
+        with (
+            closing(FirstSeen()) as first,
+            self._open() as raw,
+            _decompressed(raw, self.compressed) as stream,
+        ):
             reader = _Reader(stream, self.path, self.chunk_size)
             blank_lines, head = reader.head()
             self.format = "array" if head.lstrip(_JSON_SPACE)[:1] == b"[" else "jsonl"
             parse = self._array if self.format == "array" else self._jsonl
-            for item in parse(blank_lines, head, reader):
+            for item in parse(blank_lines, head, reader, first):
                 if isinstance(item, MalformedRecord):
                     self.errors += 1
                 else:
@@ -174,7 +231,9 @@ class FileSource:
             raise SourceError(f"cannot read catalog file {self.path}: {reason}", self.path) from None
         return raw
 
-    def _jsonl(self, blank_lines: int, head: bytes, reader: _Reader) -> Iterator[SourceItem]:
+    def _jsonl(
+        self, blank_lines: int, head: bytes, reader: _Reader, first: FirstSeen
+    ) -> Iterator[SourceItem]:
         """One record per line; the bytes of a line are buffered only until it ends."""
         line = blank_lines
         pending: list[bytes] = []  # the start of a line the last chunk cut
@@ -186,15 +245,17 @@ class FileSource:
             for number, text in enumerate(lines):
                 line += 1
                 if number == 0 and (pending or too_long):
-                    if too_long:
+                    if too_long or pending_size + len(text) > self.max_record_size:
                         too_long = False
+                        pending.clear()
+                        pending_size = 0
                         yield self._too_long(line)
                         continue
                     text = b"".join((*pending, text))
                     pending.clear()
                     pending_size = 0
                 if text.strip(_JSON_SPACE):
-                    yield _parse_line(text, line)
+                    yield _once(first, _parse_line(text, line), line)
             if tail and not too_long:
                 pending.append(tail)
                 pending_size += len(tail)
@@ -209,13 +270,15 @@ class FileSource:
         if too_long:
             yield self._too_long(line + 1)
         elif pending and (text := b"".join(pending)).strip(_JSON_SPACE):
-            yield _parse_line(text, line + 1)
+            yield _once(first, _parse_line(text, line + 1), line + 1)
         self.complete = True
 
     def _too_long(self, line: int) -> MalformedRecord:
         return MalformedRecord(None, [("", f"line is longer than {self.max_record_size} bytes")], line)
 
-    def _array(self, blank_lines: int, head: bytes, reader: _Reader) -> Iterator[SourceItem]:
+    def _array(
+        self, blank_lines: int, head: bytes, reader: _Reader, first: FirstSeen
+    ) -> Iterator[SourceItem]:
         """Elements of a JSON array, decoded one at a time from a rolling window of text.
 
         Commas are only separators here: a missing or doubled one loses no record, so it is
@@ -232,8 +295,9 @@ class FileSource:
             if char == ",":
                 window.advance(window.pos + 1)
                 continue
+            line = window.line
             item, readable = self._element(window, index)
-            yield item
+            yield _once(first, item, line, index)
             if not readable:
                 return
             index += 1
@@ -261,12 +325,12 @@ class FileSource:
         while True:
             text, start = window.data, window.pos
             try:
-                value, end = _DECODER.raw_decode(text, start)
-            except json.JSONDecodeError as error:
+                value, end = raw_decode(text, start)
+            except (json.JSONDecodeError, JsonLimitError, RecursionError) as error:
                 found = _element_end(text, start)
                 if found is not None:
                     window.advance(found)
-                    return _syntax_error(error, start, found, line, index), True
+                    return _undecodable(error, text, start, found, line, index), True
                 if window.eof:
                     reason = window.failure or "the file ends inside this element"
                     return _unreadable(reason, line, index), False
@@ -274,6 +338,10 @@ class FileSource:
                 # A number cut by the window decodes too ("12" of "123"): be sure it has ended.
                 if end < len(text) or window.eof or isinstance(value, dict | list | str):
                     window.advance(end)
+                    if text.count("[", start, end) + text.count("{", start, end) > MAX_DEPTH and too_deep(
+                        text[start:end]
+                    ):
+                        return _too_deep_element(text[start:end], line, index), True
                     return _parse_element(value, line, index), True
             if len(text) - start > self.max_record_size:
                 reason = f"the element is over {self.max_record_size} characters long, or never ends"
@@ -403,6 +471,25 @@ class _TextReader:
         return ""
 
 
+def _once(first: FirstSeen, item: SourceItem, line: int, index: int | None = None) -> SourceItem:
+    """The item, or a malformed record if its SKU id was read before in this pass."""
+    sku_id = item.sku_id if isinstance(item, MalformedRecord) else item.sku.id
+    if sku_id is None:
+        return item
+    seen = first.first(sku_id, line, index)
+    if seen is None:
+        return item
+    first_line, first_index = seen
+    where = f"line {first_line}"
+    if first_index is not None:
+        where = f"element [{first_index}] ({where})"
+    errors = item.errors if isinstance(item, MalformedRecord) else []
+    duplicate = ("sku.id", f"duplicate of {where}: a SKU is read once, from its first record")
+    if index is None:
+        return MalformedRecord(sku_id, [*errors, duplicate], line)
+    return MalformedElement(sku_id, [*errors, duplicate], line, index)
+
+
 def _parse_line(text: bytes, line: int) -> SourceItem:
     try:
         return CatalogRecord.parse_json(text, line=line)
@@ -419,13 +506,27 @@ def _parse_element(value: object, line: int, index: int) -> SourceItem:
         return MalformedElement(error.sku_id, error.errors, line, index)
 
 
-def _syntax_error(
-    error: json.JSONDecodeError, start: int, end: int, line: int, index: int
+def _undecodable(
+    error: json.JSONDecodeError | JsonLimitError | RecursionError,
+    text: str,
+    start: int,
+    end: int,
+    line: int,
+    index: int,
 ) -> MalformedElement:
+    if isinstance(error, RecursionError):
+        return _too_deep_element(text[start:end], line, index)
+    if isinstance(error, JsonLimitError):
+        return MalformedElement(_sniff_sku_id(text[start:end]), [("", str(error))], line, index)
     # error.lineno counts from the start of the buffer, which is not the start of the file.
     at_line = line + error.doc.count("\n", start, error.pos)
     message = f"not valid JSON: {error.msg} (line {at_line})"
     return MalformedElement(_sniff_sku_id(error.doc[start:end]), [("", message)], line, index)
+
+
+def _too_deep_element(text: str, line: int, index: int) -> MalformedElement:
+    reason = f"objects and lists are nested deeper than {MAX_DEPTH} levels"
+    return MalformedElement(_sniff_sku_id(text), [("", reason)], line, index)
 
 
 def _unreadable(reason: str, line: int, index: int | None = None) -> MalformedRecord:
@@ -479,7 +580,7 @@ def _sniff_sku_id(text: str) -> str | None:
     match = _SKU_ID.search(text, 0, 1 << 16)
     if match is None:
         return None
-    return match.group(1) or match.group(2)
+    return printable_id(match.group(1) or match.group(2))
 
 
 def _describe(error: BaseException) -> str:

@@ -27,6 +27,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -36,12 +37,11 @@ from urllib.parse import quote
 
 import httpx
 
-from engine._catalog import CatalogRecord, MalformedRecord
+from engine._catalog import CatalogRecord, JsonLimitError, MalformedRecord, read_json
 from engine._config import ConfigError, SourceConfig, VtexAccount
 from engine._diagnostics import TradepostError
-from engine._jsonio import loads
 from engine._secrets import check_header_value, read_secret, redact
-from engine._source import SourceItem
+from engine._source import FirstSeen, SourceItem
 from marketplaces._base import retry_after
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
 
@@ -173,6 +173,11 @@ class VtexSource:
         """Every SKU of the trade policy, good and malformed alike; can be called again to re-read."""
         self.count = self.errors = self.requests = self.retries = 0
         self.complete = False
+        with closing(FirstSeen()) as first_seen:
+            yield from self._pages(first_seen)
+
+    def _pages(self, first_seen: FirstSeen) -> Iterator[SourceItem]:
+        """The listing page by page; a SKU listed twice is fetched once and reported the second time."""
         previous: list[str] | None = None
         for page in itertools.count(1):
             try:
@@ -187,6 +192,11 @@ class VtexSource:
                 return
             promotions = self._promotions(ids)
             for sku_id in ids:
+                if (first := first_seen.first(sku_id, page)) is not None:
+                    # Paging drifts when the catalog changes under it; the SKU was read already.
+                    reason = f"duplicate: VTEX listed it on page {first[0]} already; a SKU is read once"
+                    yield self._tally(MalformedRecord(sku_id, [("sku.id", reason)]))
+                    continue
                 yield self._tally(self._record(sku_id, promotions))
             previous = ids
         self.complete = True
@@ -312,7 +322,10 @@ class VtexSource:
                     )
                 else:
                     try:
-                        return loads(response.content)
+                        return read_json(response.content)
+                    except JsonLimitError as error:
+                        reason = f"{method} {path} answered {status} with a body past a limit: {error}"
+                        raise _CallFailed(reason) from None
                     except ValueError:
                         raise _CallFailed(
                             f"{method} {path} answered {status} with a body that is not JSON"
