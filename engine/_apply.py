@@ -443,6 +443,7 @@ class Executor:
                 self.state.record_deleted(self.marketplace, [sku_id])
                 error = redact(outcome.error or "refused after acceptance")
                 self.state.record_error(self.marketplace, sku_id, error)
+                _failpoints.reach("apply:error-recorded")
                 self.summary.applied -= 1
                 failure = SkuResult(sku_id, "confirm", False, error)
                 self.summary.failed += 1

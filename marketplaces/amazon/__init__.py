@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
+from engine import _failpoints
 from engine._diagnostics import TradepostError
 from engine._listing import Listing
 from marketplaces._base import Call, CallResult, Connector, Credentials
@@ -345,6 +346,7 @@ class AmazonConnector(Connector):
             try:
                 path = item_path(self.seller_id, sku)
                 response = await sender.send("GET", path, headers=headers, params=params)
+                _failpoints.reach("amazon:confirm-read")
             except httpx.TransportError as exc:
                 outcomes[sku] = CallResult(False, retryable=True, error=f"cannot reach Amazon: {exc}")
                 continue

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from engine import _failpoints
 from engine._diagnostics import TradepostError
 from marketplaces._base import Call, CallResult
 from marketplaces._oauth import json_body as _json
@@ -261,6 +262,7 @@ async def find_listing(
             response = await client.get(
                 f"/users/{seller_id}/items/search", params={"seller_sku": sku}, headers=headers
             )
+            _failpoints.reach("mercadolibre:searched")
             if response.status_code != 200:
                 return _lookup_failed(response, sku)
             found = _json(response)
@@ -270,6 +272,7 @@ async def find_listing(
                 response = await client.get(
                     f"/items/{item_id}", params={"include_attributes": "all"}, headers=headers
                 )
+                _failpoints.reach("mercadolibre:item-read")
                 if response.status_code != 200:
                     return _lookup_failed(response, sku)
                 item = _json(response)
