@@ -32,13 +32,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import signal
 import subprocess
 import sys
 import tempfile
-import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -154,7 +154,9 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
     elif marketplace == "google":
         for stored in standin.inputs.values():
             attributes = stored.get("productAttributes") or {}
-            held = dumps([attributes.get("price"), attributes.get("salePrice"), attributes.get("availability")])
+            held = dumps(
+                [attributes.get("price"), attributes.get("salePrice"), attributes.get("availability")]
+            )
             found.setdefault(str(stored["offerId"]), []).append(held)
     else:
         for sku, item in standin.items.items():
@@ -201,7 +203,9 @@ class Harness:
         catalog.write_text("".join(dumps(record) + "\n" for record in records), encoding="utf-8")
         text = self.config.read_text(encoding="utf-8").split("\nstate:", 1)[1]
         text = f"source:\n  type: file\n  path: {catalog}\nstate:{text}"
-        self.config.write_text(text.replace("    base_url:", f"    rate_limit: {RATE}\n    base_url:"), "utf-8")
+        self.config.write_text(
+            text.replace("    base_url:", f"    rate_limit: {RATE}\n    base_url:"), "utf-8"
+        )
         self.state_file = folder / "project" / "state.sqlite"
         self.counts: Counter[str] = Counter()
         self.survivors: list[tuple[str, str]] = []
@@ -308,7 +312,9 @@ class Harness:
         trial.duplicates = sum(1 for held in found.values() if len(held) > 1)
         trial.lost = sum(1 for sku in self.expected if sku not in found)
         trial.wrong = sum(
-            1 for sku, held in found.items() if sku in self.expected and sorted(set(held)) != self.expected[sku]
+            1
+            for sku, held in found.items()
+            if sku in self.expected and sorted(set(held)) != self.expected[sku]
         )
         if error is None:
             trial.unclean = max(0, self.left_to_do() - self.leftover)
@@ -323,7 +329,9 @@ class Harness:
                 self.apply_command(), cwd=ROOT, env=self.environment(name), capture_output=True, timeout=600
             )
             if done.returncode != -signal.SIGKILL:
-                self.survivors.append((point, f"exit {done.returncode}: {done.stderr.decode(errors='replace')[-300:]}"))
+                self.survivors.append(
+                    (point, f"exit {done.returncode}: {done.stderr.decode(errors='replace')[-300:]}")
+                )
             return name, done.returncode
         delay = delay if delay is not None else self.random.uniform(0.2, max(0.5, self.clean_seconds))
         process = subprocess.Popen(
@@ -360,7 +368,9 @@ class Tally:
             "wrong_price_or_quantity": sum(t.wrong for t in self.trials),
             "unclean_next_plan": sum(t.unclean for t in self.trials),
             "errors": sum(1 for t in self.trials if t.error),
-            "points_killed": sorted({t.kill.partition(":#")[0] for t in self.trials if t.killed and ":#" in t.kill}),
+            "points_killed": sorted(
+                {t.kill.partition(":#")[0] for t in self.trials if t.killed and ":#" in t.kill}
+            ),
         }
 
 
@@ -376,9 +386,13 @@ def harnesses(names: list[str], folder: Path, seed: int) -> Iterator[Harness]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=120, help="at least this many trials in all (default 120)")
+    parser.add_argument(
+        "--kills", type=int, default=120, help="at least this many trials in all (default 120)"
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="repeatable; default all")
+    parser.add_argument(
+        "--scenario", action="append", choices=sorted(SCENARIOS), help="repeatable; default all"
+    )
     options = parser.parse_args(argv)
     names = options.scenario or list(SCENARIOS)
     tally = Tally()

@@ -297,10 +297,10 @@ class Executor:
             _failpoints.reach("apply:pending-recorded")
         remote = result.remote_id or remote_id
         if family and sku_id in leaders:
-            outcome = self._record_family(record, result, remote, requests)
+            recorded = self._record_family(record, result, remote, requests)
             if not leaders[sku_id].done():
                 leaders[sku_id].set_result(result)
-            return outcome
+            return recorded
         return self._record(record, result.ok, remote, result.error, requests)
 
     async def _find(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult | None, int]:
@@ -385,7 +385,8 @@ class Executor:
         ), (self.max_attempts)
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.max_delay, self.base_delay * 2**attempt) * self.random.uniform(0.5, 1.5)
+        delay: float = min(self.max_delay, self.base_delay * 2**attempt)
+        return delay * self.random.uniform(0.5, 1.5)
 
     def _record_family(
         self, record: Mapping[str, Any], result: CallResult, remote: str | None, requests: int

@@ -24,8 +24,7 @@ import httpx
 
 from engine._listing import Listing, Reason
 from marketplaces._base import Call, CallResult, Connector, Credentials
-from marketplaces._oauth import RefreshedToken, TokenError
-from marketplaces._oauth import json_body
+from marketplaces._oauth import RefreshedToken, TokenError, json_body
 from marketplaces.mercadolibre._http import (
     find_listing,
     item_calls,
@@ -208,7 +207,9 @@ class MercadoLibreConnector(Connector):
                 if response.status_code == 401:
                     self.token.forget()
                 retryable = response.status_code in (401, 429) or response.status_code >= 500
-                return CallResult(False, retryable=retryable, error=f"cannot read the seller id: {response.status_code}")
+                return CallResult(
+                    False, retryable=retryable, error=f"cannot read the seller id: {response.status_code}"
+                )
             self._seller_id = str(me["id"])
         made: list[str] = []
         found = await find_listing(client, headers, call, self._seller_id, PER_VARIATION, made)

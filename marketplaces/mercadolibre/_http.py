@@ -9,6 +9,8 @@ gives every member (the leader included) its ``item/variation`` id.
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -16,7 +18,7 @@ import httpx
 
 from engine import _failpoints
 from engine._diagnostics import TradepostError
-from marketplaces._base import Call, CallResult
+from marketplaces._base import Call, CallResult, retry_after
 from marketplaces._oauth import json_body as _json
 
 CONTENT_FIELDS = ("pictures", "attributes", "sale_terms")
@@ -258,20 +260,16 @@ async def find_listing(
         return None
     try:
         for sku in skus:
-            counter.append(sku)
-            response = await client.get(
-                f"/users/{seller_id}/items/search", params={"seller_sku": sku}, headers=headers
-            )
+            path = f"/users/{seller_id}/items/search"
+            response = await _read(client, path, {"seller_sku": sku}, headers, counter)
             _failpoints.reach("mercadolibre:searched")
             if response.status_code != 200:
                 return _lookup_failed(response, sku)
             found = _json(response)
             results = found.get("results") if isinstance(found, dict) else None
             for item_id in results or []:
-                counter.append(item_id)
-                response = await client.get(
-                    f"/items/{item_id}", params={"include_attributes": "all"}, headers=headers
-                )
+                params = {"include_attributes": "all"}
+                response = await _read(client, f"/items/{item_id}", params, headers, counter)
                 _failpoints.reach("mercadolibre:item-read")
                 if response.status_code != 200:
                     return _lookup_failed(response, sku)
@@ -283,24 +281,52 @@ async def find_listing(
     return None
 
 
+LOOKUP_ATTEMPTS = 5
+"""Tries of each look-up request on 429, 5xx or a lost connection, before the look-up fails."""
+
+
+async def _read(
+    client: httpx.AsyncClient,
+    path: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    counter: list[str],
+) -> httpx.Response:
+    """One ``GET`` of a look-up, retried on its own (backoff, Retry-After honoured up to 30 s).
+
+    A family's look-up is one request per member: were a failure to restart it from the first,
+    a large family would rarely get through a marketplace that fails a few requests in a hundred.
+    """
+    for attempt in range(LOOKUP_ATTEMPTS):
+        counter.append(path)
+        last = attempt + 1 == LOOKUP_ATTEMPTS
+        try:
+            response = await client.get(path, params=dict(params), headers=dict(headers))
+        except (httpx.TimeoutException, httpx.TransportError):
+            if last:
+                raise
+            await asyncio.sleep(0.1 * 2**attempt * random.uniform(0.5, 1.5))
+            continue
+        if last or not (response.status_code == 429 or response.status_code >= 500):
+            return response
+        wait = retry_after(response, cap=30.0)
+        await asyncio.sleep(max(wait or 0.0, 0.1 * 2**attempt * random.uniform(0.5, 1.5)))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def _lookup_failed(response: httpx.Response, sku: str) -> CallResult:
     status = response.status_code
     retryable = status in (401, 429) or status >= 500
     return CallResult(
-        False, retryable=retryable, error=f"cannot look up SELLER_SKU {sku}: {status} {error_message(response)}"
+        False,
+        retryable=retryable,
+        error=f"cannot look up SELLER_SKU {sku}: {status} {error_message(response)}",
     )
 
 
 def adoption(call: Call, item: Mapping[str, Any], variation_attributes: Collection[str]) -> CallResult:
-    """The found ``item`` adopted for the ``POST /items`` in ``call``: remote ids, and the calls in ``then``."""
-    sent = call.body if isinstance(call.body, Mapping) else {}
-    return CallResult(True, **adoption_calls(str(item["id"]), item, sent, variation_attributes))
-
-
-def adoption_calls(
-    item_id: str, item: Mapping[str, Any], sent: Mapping[str, Any], variation_attributes: Collection[str]
-) -> dict[str, Any]:
-    """``remote_id``/``remote_ids`` and ``then`` for an item found holding the SKUs of ``sent``.
+    """The found ``item`` adopted for the ``POST /items`` in ``call``: its remote ids, and in ``then``
+    the calls that bring it to the plan.
 
     A single SKU found as an item of its own gets its content, price and quantity; found as a
     variation of a family item, its variation's price and quantity. A family found in an item
@@ -310,6 +336,8 @@ def adoption_calls(
     only so that Mercado Libre keeps them. The description and title follow, as for any content
     change. A paused item is reactivated.
     """
+    sent: Mapping[str, Any] = call.body if isinstance(call.body, Mapping) else {}
+    item_id = str(item["id"])
     path = f"/items/{item_id}"
     wake = [Call("PUT", path, {"status": "active"}, kind="create")] if item.get("status") == "paused" else []
     variations = list(item.get("variations") or [])
@@ -320,21 +348,22 @@ def adoption_calls(
             _, variation = parse_remote_id(remote)
             assert variation is not None
             body = {"price": sent.get("price"), "available_quantity": sent.get("available_quantity", 0)}
-            return {
-                "remote_id": remote,
-                "then": (*wake, Call("PUT", path, _in_variation(variation, body), kind="create")),
-            }
+            return CallResult(
+                True,
+                remote_id=remote,
+                then=(*wake, Call("PUT", path, _in_variation(variation, body), kind="create")),
+            )
         fields = {"content", "price", "stock"}
         calls = _content_calls(item_id, None, sent, fields, set(), variation_attributes)
-        return {"remote_id": item_id, "then": (*wake, *calls)}
+        return CallResult(True, remote_id=item_id, then=(*wake, *calls))
     known = variation_ids(item, sent)
     planned = list(sent["variations"])
     ours = {sku: known[sku] for sku in _seller_skus(planned) if sku in known}
     mine = {parse_remote_id(remote)[1] for remote in ours.values()}
     merged: list[dict[str, Any]] = []
     for variation in planned:
-        sku = next(iter(_seller_skus([variation])), None)
-        remote = ours.get(sku) if sku is not None else None
+        named = next(iter(_seller_skus([variation])), None)
+        remote = ours.get(named) if named is not None else None
         if remote is None:
             merged.append(dict(variation))  # a member the item lacks: added, not listed apart
             continue
@@ -346,10 +375,12 @@ def adoption_calls(
     calls = [Call("PUT", path, main, kind="adopt")]
     description = sent.get("description")
     if isinstance(description, Mapping) and description.get("plain_text"):
-        calls.append(Call("PUT", f"{path}/description", {"plain_text": description["plain_text"]}, kind="content"))
+        calls.append(
+            Call("PUT", f"{path}/description", {"plain_text": description["plain_text"]}, kind="content")
+        )
     if sent.get("title"):
         calls.append(Call("PUT", path, {"title": sent["title"]}, kind="content"))
     skus = _seller_skus(planned)
     ids = {sku: ours.get(sku, item_id) for sku in skus}
     leader = min(skus) if skus else ""
-    return {"remote_id": ids.get(leader, item_id), "remote_ids": ids, "then": (*wake, *calls)}
+    return CallResult(True, remote_id=ids.get(leader, item_id), remote_ids=ids, then=(*wake, *calls))
