@@ -235,3 +235,38 @@ def _apply(box: Sandbox, config: Path, marketplace: str, records: list[dict[str,
         return asyncio.run(
             apply_records(run, project, state, records, transport=box.standins[marketplace].transport())
         )
+
+
+def test_a_create_whose_look_up_fails_is_not_sent(sandbox: tuple[Sandbox, Path]) -> None:
+    """Sending POST /items blind could list the SKU twice: the SKU fails this run, and says why."""
+    import httpx
+
+    box, config = sandbox
+    standin: Any = box.standins["mercadolibre"]
+    inner = standin.transport()
+
+    async def search_down(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/items/search"):
+            return httpx.Response(503, json={"message": "search unavailable", "status": 503})
+        return await inner.handle_async_request(request)
+
+    records = [r for r in planned(config, "mercadolibre") if r["op"] == "create" and not r.get("family")]
+    project = load_project(config)
+    run = open_marketplace(project, "mercadolibre")
+    with open_state(project) as state:
+        summary = asyncio.run(
+            apply_records(
+                run,
+                project,
+                state,
+                records[:2],
+                transport=httpx.MockTransport(search_down),
+                executor_options={"max_attempts": 2, "base_delay": 0.001, "max_delay": 0.01},
+            )
+        )
+    assert (summary.applied, summary.failed) == (0, 2)
+    assert standin.items == {}  # nothing POSTed
+    for failure in summary.failures:
+        assert failure.error is not None
+        assert failure.error.startswith("not created: could not tell whether it exists already")
+        assert "503 search unavailable" in failure.error

@@ -212,10 +212,10 @@ class MercadoLibreConnector(Connector):
                 )
             self._seller_id = str(me["id"])
         made: list[str] = []
-        found = await find_listing(client, headers, call, self._seller_id, PER_VARIATION, made)
+        found = await find_listing(
+            client, headers, call, self._seller_id, PER_VARIATION, made, self.token.forget
+        )
         self.last_lookup_requests += len(made)
-        if found is not None and not found.ok and "401" in (found.error or ""):
-            self.token.forget()
         return found
 
     # -- parts -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import httpx
@@ -238,6 +238,7 @@ async def find_listing(
     seller_id: str,
     variation_attributes: Collection[str],
     counter: list[str],
+    on_unauthorized: Callable[[], None],
 ) -> CallResult | None:
     """The item that already holds one of the SKUs a ``POST /items`` would create, made ready to adopt.
 
@@ -252,7 +253,8 @@ async def find_listing(
     holds the ``PUT`` calls that bring it to the plan (see :func:`adoption_calls`). None: nothing
     holds these SKUs, so creating is safe. A failed lookup is a not-ok result, retryable when
     Mercado Libre may answer later (401, 429, 5xx, a transport error). ``counter`` gets one entry
-    per request made, so that the caller can pace and count them.
+    per request made, so that the caller can pace and count them; ``on_unauthorized`` is called on
+    a 401 (the token was revoked: the retry must fetch a new one).
     """
     sent = call.body if isinstance(call.body, Mapping) else {}
     skus = sorted(set(_seller_skus(sent.get("variations") or []) or _seller_skus([sent])))
@@ -264,7 +266,7 @@ async def find_listing(
             response = await _read(client, path, {"seller_sku": sku}, headers, counter)
             _failpoints.reach("mercadolibre:searched")
             if response.status_code != 200:
-                return _lookup_failed(response, sku)
+                return _lookup_failed(response, sku, on_unauthorized)
             found = _json(response)
             results = found.get("results") if isinstance(found, dict) else None
             for item_id in results or []:
@@ -272,7 +274,7 @@ async def find_listing(
                 response = await _read(client, f"/items/{item_id}", params, headers, counter)
                 _failpoints.reach("mercadolibre:item-read")
                 if response.status_code != 200:
-                    return _lookup_failed(response, sku)
+                    return _lookup_failed(response, sku, on_unauthorized)
                 item = _json(response)
                 if isinstance(item, dict) and item.get("id") and item.get("status") != "closed":
                     return adoption(call, item, variation_attributes)
@@ -314,8 +316,10 @@ async def _read(
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _lookup_failed(response: httpx.Response, sku: str) -> CallResult:
+def _lookup_failed(response: httpx.Response, sku: str, on_unauthorized: Callable[[], None]) -> CallResult:
     status = response.status_code
+    if status == 401:
+        on_unauthorized()
     retryable = status in (401, 429) or status >= 500
     return CallResult(
         False,
