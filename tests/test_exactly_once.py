@@ -178,6 +178,25 @@ def test_a_family_found_with_a_member_missing_gets_the_member_as_a_new_variation
     assert_exactly_once(box, config, "mercadolibre", want)
 
 
+def test_a_family_recorded_in_part_by_an_older_version_is_completed_in_its_item(
+    sandbox: tuple[Sandbox, Path],
+) -> None:
+    """What the kill left before a family was one transaction: its first SKU's row, not its siblings'."""
+    box, config = sandbox
+    records = planned(config, "mercadolibre")
+    want = expected(records, "mercadolibre")
+    followers = [r["sku_id"] for r in records if r.get("family") and not r["payloads"]]
+    assert len(followers) >= 3
+    assert run_apply(config, "mercadolibre", box).failed == 0
+    items = len(box.standins["mercadolibre"].items)  # type: ignore[attr-defined]
+    with open_state(load_project(config)) as state:
+        state.db.executemany("DELETE FROM listings WHERE sku_id = ?", [(sku,) for sku in followers])
+    again = run_apply(config, "mercadolibre", box)
+    assert (again.failed, again.applied) == (0, len(followers))  # each one found in its family's item
+    assert len(box.standins["mercadolibre"].items) == items  # type: ignore[attr-defined]
+    assert_exactly_once(box, config, "mercadolibre", want)
+
+
 def test_the_look_up_costs_one_request_per_sku_created_and_nothing_for_updates(
     sandbox: tuple[Sandbox, Path],
 ) -> None:
@@ -248,7 +267,8 @@ def test_a_create_whose_look_up_fails_is_not_sent(sandbox: tuple[Sandbox, Path])
     async def search_down(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/items/search"):
             return httpx.Response(503, json={"message": "search unavailable", "status": 503})
-        return await inner.handle_async_request(request)
+        answer: httpx.Response = await inner.handle_async_request(request)
+        return answer
 
     records = [r for r in planned(config, "mercadolibre") if r["op"] == "create" and not r.get("family")]
     project = load_project(config)
