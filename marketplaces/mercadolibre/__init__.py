@@ -12,6 +12,14 @@ Options: ``listing_type_id`` (default gold_special; a listing's own field wins),
 
 Sending (``_http``): OAuth with a refresh token that Mercado Libre rotates on every use; a SKU's
 remote id is its item (``MLB123``) or, inside a family, its variation (``MLB123/987``).
+
+Exactly once: ``POST /items`` is not idempotent (sent twice, it lists the product twice), so before
+each one :meth:`MercadoLibreConnector.find_existing` looks its SKUs up by SELLER_SKU and, when an
+item already holds one, the executor adopts it instead: the state gets its ids, and ``PUT`` calls
+bring its price, quantity and content to the plan (a family's missing variations are added to the
+item). A lost, truncated or restored state store, or a run killed after Mercado Libre answered,
+therefore never lists a SKU twice. The look-up costs one request per SKU created (a family: one per
+member until one is found); updates cost nothing more.
 """
 
 from __future__ import annotations
