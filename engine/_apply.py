@@ -8,14 +8,23 @@ holds (``engine._planfile.change_record``), built by the same planner. What it a
 * retries with exponential backoff and jitter that honour Retry-After, for 429, 5xx
   and transport failures only: a 4xx means the request is wrong and resending it
   cannot help;
+* before every call that is not safe to repeat (Mercado Libre's ``POST /items``), the
+  connector's look-up of the SKU on the marketplace (:meth:`Connector.find_existing`): a
+  listing found is adopted (its remote id recorded, its price, quantity and content brought
+  to the plan) instead of created again. The state store is a cache of what the marketplace
+  holds: deleting, truncating or restoring it never duplicates a listing;
 * a state-store write for every SKU as soon as its calls succeed, so a run killed
-  midway resumes without resending what landed;
+  midway resumes without resending what landed; a family created by one request is recorded
+  by one transaction (every member's row, or none);
+* failpoints (``engine._failpoints``) at every state write and every remote call, named
+  ``apply:...``, for the kill tests (``tests/test_kills.py``, ``bench/bench_kills.py``);
 * a check of accepted-but-unprocessed changes (Amazon submissions) before they count.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -25,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from engine import _failpoints
 from engine._diagnostics import TradepostError
 from engine._jsonio import dumps
 from engine._listing import Listing
@@ -166,6 +176,8 @@ class Executor:
         self.after_auth = after_auth
         self.random = random.Random(seed)
         self.summary = ApplySummary(self.marketplace)
+        self._members: dict[str, Mapping[str, Any]] = {}
+        """SKU id -> change record of every family member in the run, for the leader's transaction."""
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -200,6 +212,7 @@ class Executor:
     async def _apply_each(self, records: Sequence[Mapping[str, Any]]) -> None:
         queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
         leaders: dict[str, asyncio.Future[CallResult]] = {}
+        self._members = {str(r["sku_id"]): r for r in records if r.get("family")}
         for record in records:
             queue.put_nowait(record)
             family = record.get("family")
@@ -245,46 +258,90 @@ class Executor:
         pending: dict[str, str],
     ) -> SkuResult:
         sku_id, op = str(record["sku_id"]), str(record["op"])
+        family = record.get("family")
+        leader = min(str(s) for s in family) if family else None
+        if leader is not None and leader != sku_id and leader in leaders:
+            # A family member travels in its leader's request: its fate is the leader's, and its
+            # row is written by the leader's transaction.
+            outcome = await asyncio.shield(leaders[leader])
+            if outcome.ok:
+                return SkuResult(sku_id, op, True)
+            return self._record(record, False, None, outcome.error, 0)
         row = self.state.get(self.marketplace, sku_id)
         if _already_applied(record, row):
             return SkuResult(sku_id, op, True, skipped=True)
         remote_id = row.remote_id if row else self.state.withdrawn_remote_id(self.marketplace, sku_id)
         calls = self.connector.calls_for(record, remote_id)
-        family = record.get("family")
         if not calls and family:
-            # A family member travels in its leader's request: its fate is the leader's.
-            leader = min(str(s) for s in family)
-            future = leaders.get(leader)
-            if future is None:
-                return SkuResult(sku_id, op, False, "its family's first SKU is not in this run")
-            outcome = await asyncio.shield(future)
-            remote = (outcome.remote_ids or {}).get(sku_id, outcome.remote_id) if outcome.ok else None
-            return self._record(record, outcome.ok, remote, outcome.error, 0)
+            return SkuResult(sku_id, op, False, "its family's first SKU is not in this run")
         requests = 0
         result = CallResult(True, remote_id=remote_id)
         for call in calls:
             if not self.connector.idempotent(call):
-                found = None
-                if self.state.is_inflight(self.marketplace, sku_id):
-                    # An earlier run died with this request in flight: it may have landed.
-                    headers = await self._headers()
-                    found = await self.connector.find_existing(self.client, headers, call, record)
-                    requests += 1
-                if found is not None and found.ok:
+                # The marketplace, not the state store, says whether the SKU exists: look first.
+                found, looked = await self._find(call, record)
+                requests += looked
+                if found is not None:
+                    if found.ok:
+                        found, sent = await self._adopt(found, record)
+                        requests += sent
                     result = found
+                    if not result.ok:
+                        break
                     continue
-                self.state.record_inflight(self.marketplace, sku_id)
             result, sent = await self._send(call, record)
             requests += sent
             if not result.ok:
                 break
-        if sku_id in leaders and not leaders[sku_id].done():
-            leaders[sku_id].set_result(result)
         if result.ok and result.pending:
             pending[sku_id] = result.pending
             self.state.record_pending(self.marketplace, sku_id, result.pending)
+            _failpoints.reach("apply:pending-recorded")
         remote = result.remote_id or remote_id
+        if family and sku_id in leaders:
+            recorded = self._record_family(record, result, remote, requests)
+            if not leaders[sku_id].done():
+                leaders[sku_id].set_result(result)
+            return recorded
         return self._record(record, result.ok, remote, result.error, requests)
+
+    async def _find(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult | None, int]:
+        """The connector's look-up of the SKU(s) ``call`` would create, retried like any call."""
+        found: CallResult | None = None
+        requests = 0
+        for attempt in range(self.max_attempts):
+            headers = await self._headers()
+            await self.bucket.acquire()
+            found = await self.connector.find_existing(self.client, headers, call, record)
+            _failpoints.reach("apply:looked-up")
+            made = max(1, int(getattr(self.connector, "last_lookup_requests", 1)))
+            for _ in range(made - 1):  # a look-up of several requests spends as many tokens
+                await self.bucket.acquire()
+            requests += made
+            if found is None or found.ok or not found.retryable:
+                return (None if found is None else _redacted(found)), requests
+            if attempt + 1 < self.max_attempts:
+                self.summary.retries += 1
+                await self.sleep(self._backoff(attempt))
+        error = found.error if found is not None else "no answer"
+        why = f"not created: could not tell whether it exists already ({error})"
+        return CallResult(False, error=redact(why)), requests
+
+    async def _adopt(self, found: CallResult, record: Mapping[str, Any]) -> tuple[CallResult, int]:
+        """Bring a listing found on the marketplace to the plan with the calls the connector gave."""
+        requests = 0
+        ids = dict(found.remote_ids or {})
+        remote = found.remote_id
+        for call in found.then:
+            result, sent = await self._send(call, record)
+            requests += sent
+            if not result.ok:
+                return result, requests
+            ids.update(result.remote_ids or {})
+        if found.remote_ids is not None and ids:
+            leader = min(ids) if record.get("family") is None else min(str(s) for s in record["family"])
+            remote = ids.get(leader, remote)
+        return CallResult(True, remote_id=remote, remote_ids=ids or None), requests
 
     async def _send(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult, int]:
         """One call with retries; returns its result and how many requests it took."""
@@ -293,6 +350,7 @@ class Executor:
             headers = await self._headers()
             await self.bucket.acquire()
             wait: float | None = None
+            _failpoints.reach("apply:before-send")
             try:
                 response = await self.client.request(
                     call.method,
@@ -307,10 +365,14 @@ class Executor:
                 result = CallResult(False, retryable=True, error=f"{type(exc).__name__}: {exc}")
                 if not self.connector.idempotent(call):
                     # The request may have landed before the answer was lost: look before resending.
-                    found = await self.connector.find_existing(self.client, headers, call, record)
+                    found, looked = await self._find(call, record)
                     if found is not None:
-                        return found, attempt + 1
+                        if found.ok:
+                            adopted, sent = await self._adopt(found, record)
+                            return adopted, attempt + 1 + looked + sent
+                        return found, attempt + 1 + looked
             else:
+                _failpoints.reach("apply:sent")
                 result = self.connector.read_result(call, response)
                 wait = retry_after(response)
                 if response.status_code == 429:
@@ -319,26 +381,49 @@ class Executor:
                 return _redacted(result), attempt + 1
             if attempt + 1 < self.max_attempts:
                 self.summary.retries += 1
-                backoff = min(self.max_delay, self.base_delay * 2**attempt) * self.random.uniform(0.5, 1.5)
-                await self.sleep(max(wait or 0.0, backoff))
+                await self.sleep(max(wait or 0.0, self._backoff(attempt)))
         return _redacted(
             CallResult(False, error=f"gave up after {self.max_attempts} attempts: {result.error}")
         ), (self.max_attempts)
+
+    def _backoff(self, attempt: int) -> float:
+        delay: float = min(self.max_delay, self.base_delay * 2**attempt)
+        return delay * self.random.uniform(0.5, 1.5)
+
+    def _record_family(
+        self, record: Mapping[str, Any], result: CallResult, remote: str | None, requests: int
+    ) -> SkuResult:
+        """The leader writes every member's row in one transaction: a kill leaves all or none."""
+        if not result.ok:
+            return self._record(record, False, None, result.error, requests)
+        ids = result.remote_ids or {}
+        members = [self._members.get(str(s)) for s in record["family"]]
+        rows = [
+            applied_from(Listing.from_dict(dict(m["after"])), ids.get(str(m["sku_id"]), remote))
+            for m in members
+            if m is not None
+        ]
+        self.state.record_applied(self.marketplace, rows)
+        _failpoints.reach("apply:family-recorded")
+        for row in rows:
+            self.state.clear_error(self.marketplace, row.sku_id)
+        return SkuResult(str(record["sku_id"]), str(record["op"]), True, requests=requests)
 
     def _record(
         self, record: Mapping[str, Any], ok: bool, remote_id: str | None, error: str | None, requests: int
     ) -> SkuResult:
         """Write the outcome to the state store now, so an interrupted run resumes from here."""
         sku_id, op = str(record["sku_id"]), str(record["op"])
-        self.state.clear_inflight(self.marketplace, sku_id)
         if not ok:
             self.state.record_error(self.marketplace, sku_id, redact(error or "failed"))
+            _failpoints.reach("apply:error-recorded")
             return SkuResult(sku_id, op, False, redact(error or "failed"), requests)
         if op == "delete":
             self.state.record_deleted(self.marketplace, [sku_id])
         else:
             listing = Listing.from_dict(dict(record["after"]))
             self.state.record_applied(self.marketplace, [applied_from(listing, remote_id)])
+        _failpoints.reach("apply:recorded")
         self.state.clear_error(self.marketplace, sku_id)
         return SkuResult(sku_id, op, True, requests=requests)
 
@@ -352,13 +437,16 @@ class Executor:
     async def _confirm(self, pending: Mapping[str, str]) -> None:
         headers = await self._headers()
         outcomes = await self.connector.confirm(self.client, headers, pending)
+        _failpoints.reach("apply:confirmed")
         for sku_id, outcome in outcomes.items():
             self.state.clear_pending(self.marketplace, sku_id)
+            _failpoints.reach("apply:pending-cleared")
             if not outcome.ok:
                 # Accepted, then refused: forget it was applied so the next plan sends it again.
                 self.state.record_deleted(self.marketplace, [sku_id])
                 error = redact(outcome.error or "refused after acceptance")
                 self.state.record_error(self.marketplace, sku_id, error)
+                _failpoints.reach("apply:error-recorded")
                 self.summary.applied -= 1
                 failure = SkuResult(sku_id, "confirm", False, error)
                 self.summary.failed += 1
@@ -386,6 +474,7 @@ class Executor:
             return
         headers = await self._headers()
         outcomes = await self.connector.apply_in_bulk(self.client, headers, todo)
+        _failpoints.reach("apply:bulk-done")
         for record in todo:
             outcome = outcomes.get(
                 str(record["sku_id"]), CallResult(False, error="missing from the feed report")
@@ -412,9 +501,7 @@ def _already_applied(record: Mapping[str, Any], row: AppliedListing | None) -> b
 def _redacted(result: CallResult) -> CallResult:
     if result.error is None:
         return result
-    return CallResult(
-        result.ok, result.remote_id, result.retryable, redact(result.error), result.pending, result.remote_ids
-    )
+    return dataclasses.replace(result, error=redact(result.error))
 
 
 def state_matches(record: Mapping[str, Any], row: AppliedListing | None) -> bool:

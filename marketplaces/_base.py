@@ -52,6 +52,9 @@ class CallResult:
     """Accepted but not yet processed (an Amazon submission): confirm it before trusting it."""
     remote_ids: Mapping[str, str] | None = None
     """For one request that created several SKUs (a family): SKU id -> the marketplace's id."""
+    then: tuple[Call, ...] = ()
+    """For a listing found already on the marketplace (:meth:`Connector.find_existing`): the
+    idempotent calls that bring it to the plan (price, quantity, content, missing variations)."""
 
 
 @dataclass
@@ -248,7 +251,15 @@ class Connector:
     async def find_existing(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: Mapping[str, Any]
     ) -> CallResult | None:
-        """After a lost answer to a non-idempotent call: the listing if it was created after all."""
+        """Before any non-idempotent call (and after a lost answer to one): the listing the
+        marketplace already holds for the change's SKU(s), or None when it holds none.
+
+        The executor asks this before every create it cannot safely repeat, so that a lost or
+        restored state store never lists a SKU twice: the state is a cache of the marketplace.
+        A found listing comes with its remote id(s) and, in ``then``, the idempotent calls that
+        bring it to the plan. A lookup that failed is a not-ok result (retryable when it may pass
+        later): the create is then not sent, since sending it blind could list the SKU twice.
+        """
         return None
 
     async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:

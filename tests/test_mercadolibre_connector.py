@@ -286,7 +286,9 @@ def test_a_lost_create_answer_finds_the_item_instead_of_listing_it_twice(planned
         created, _ = await s.send(call)
         headers = await s.connector.auth_headers(s.client, s.credentials)
         found = await s.connector.find_existing(s.client, headers, call, saved)
-        assert found == created
+        assert found is not None and found.ok
+        assert (found.remote_id, found.remote_ids) == (created.remote_id, created.remote_ids)
+        assert found.then and all(c.method == "PUT" for c in found.then)  # adopted, never POSTed again
         s.standin.items.clear()
         assert await s.connector.find_existing(s.client, headers, call, saved) is None
 

@@ -10,6 +10,18 @@ Amazon answers a submission with ACCEPTED and processes it later, so an accepted
 since attached an ERROR issue. Feeds ask for the items' issues in their processing report, so
 their outcomes are final when the report is read.
 
+Exactly once, with no look-up before creating: every listing call is keyed by the seller SKU in
+its path, ``/listings/2021-08-01/items/{sellerId}/{sku}``, and ``putListingsItem`` "creates a new
+or fully-updates an existing listings item" (``shared/specs/amazon/listingsItems_2021-08-01.json``).
+In a feed, the message's ``sku`` "uniquely identifies a listing for a Selling Partner" and
+``UPDATE`` "indicates the full set of item attributes are provided and any existing attributes
+data will be replaced" (``listings-feed-message-schema-v2.json``). So a create sent twice (after a
+lost answer, a killed run, a deleted or restored state store) replaces the one listing and can
+never add a second: the connector sends no ``POST`` that creates a listing (the Feeds API's
+``POST``s create a document and a feed, whose messages are the idempotent ``UPDATE``/``PATCH``/
+``DELETE`` above), so the executor has nothing to look up. ``tests/test_exactly_once.py`` proves it
+on the stand-in: state lost, applied again, one listing per SKU at the planned price.
+
 Options (the rule file's ``options:``): ``marketplace_id`` (default ATVPDKIKX0DER, amazon.com),
 ``language_tag`` (en_US), ``product_type`` (default for every SKU; otherwise the category the
 rule file maps to is the product type), ``seller_id`` (feed header), ``issue_locale`` (feed
@@ -33,6 +45,7 @@ from urllib.parse import quote
 
 import httpx
 
+from engine import _failpoints
 from engine._diagnostics import TradepostError
 from engine._listing import Listing
 from engine._readback import RemoteListing, comparable, differing
@@ -350,6 +363,7 @@ class AmazonConnector(Connector):
             try:
                 path = item_path(self.seller_id, sku)
                 response = await sender.send("GET", path, headers=headers, params=params)
+                _failpoints.reach("amazon:confirm-read")
             except httpx.TransportError as exc:
                 outcomes[sku] = CallResult(False, retryable=True, error=f"cannot reach Amazon: {exc}")
                 continue

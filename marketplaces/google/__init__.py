@@ -11,6 +11,16 @@ Variants are separate products sharing ``itemGroupId`` (the listing's family key
 no family payload. Rule-file attributes that ``ProductAttributes`` knows (color, size, gender,
 age_group, material, pattern...) become those fields; any other goes to ``customAttributes``.
 
+Exactly once, with no look-up before creating: ``productInputs:insert`` is a ``POST``, but keyed
+by the offer: "If a product input with the same contentLanguage, offerId, and dataSource already
+exists, then the product input inserted by this method replaces that entry"
+(``shared/specs/google/merchantapi/productinputs.proto``, ``InsertProductInput``). ``offerId`` is
+the VTEX SKU id and the language, feed label and data source come from the options, so an insert
+sent twice (after a lost answer, a killed run, a deleted or restored state store) replaces the one
+input; :meth:`GoogleConnector.idempotent` says so, and ``tests/test_exactly_once.py`` proves it on
+the stand-in. Changing ``content_language``, ``feed_label`` or ``data_source`` between runs does
+make a second product: together with the SKU, they name it.
+
 Options: ``content_language`` (default en), ``feed_label`` (default US), ``account`` and
 ``data_source`` (for request paths), ``link_template`` (e.g. ``https://shop.example/p/{sku_id}``;
 ``{product_id}`` is also known) used when a listing has no ``link`` field, ``token_url`` (default

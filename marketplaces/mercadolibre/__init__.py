@@ -12,6 +12,14 @@ Options: ``listing_type_id`` (default gold_special; a listing's own field wins),
 
 Sending (``_http``): OAuth with a refresh token that Mercado Libre rotates on every use; a SKU's
 remote id is its item (``MLB123``) or, inside a family, its variation (``MLB123/987``).
+
+Exactly once: ``POST /items`` is not idempotent (sent twice, it lists the product twice), so before
+each one :meth:`MercadoLibreConnector.find_existing` looks its SKUs up by SELLER_SKU and, when an
+item already holds one, the executor adopts it instead: the state gets its ids, and ``PUT`` calls
+bring its price, quantity and content to the plan (a family's missing variations are added to the
+item). A lost, truncated or restored state store, or a run killed after Mercado Libre answered,
+therefore never lists a SKU twice. The look-up costs one request per SKU created (a family: one per
+member until one is found); updates cost nothing more.
 """
 
 from __future__ import annotations
@@ -25,10 +33,10 @@ import httpx
 from engine._listing import Listing, Reason
 from engine._readback import RemoteListing, differing
 from marketplaces._base import Call, CallResult, Connector, Credentials
-from marketplaces._oauth import RefreshedToken, TokenError
+from marketplaces._oauth import RefreshedToken, TokenError, json_body
 from marketplaces._readback import Reader
 from marketplaces.mercadolibre._http import (
-    find_created,
+    find_listing,
     item_calls,
     read_item_result,
     variation_ids,
@@ -65,6 +73,9 @@ class MercadoLibreConnector(Connector):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
         self.token = RefreshedToken("/oauth/token", self.title)
+        self._seller_id: str | None = None
+        self.last_lookup_requests = 0
+        """Requests the last :meth:`find_existing` made, for the executor's pacing and summary."""
 
     # -- requirements ------------------------------------------------------------------------
 
@@ -185,8 +196,38 @@ class MercadoLibreConnector(Connector):
     async def find_existing(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: Mapping[str, Any]
     ) -> CallResult | None:
-        """After a lost ``POST /items``: the item if it was created, found by its SELLER_SKU."""
-        return await find_created(client, headers, call)
+        """Before every ``POST /items``: the item already holding one of its SKUs, adopted (``_http``).
+
+        ``POST /items`` is the one call here that is not idempotent: sent twice it lists the
+        product twice. Looking the SELLER_SKU up first (one request per SKU; see
+        :func:`~marketplaces.mercadolibre._http.find_listing`) makes the marketplace, not the
+        state store, the judge of whether a SKU exists. The seller id the search path needs is
+        read once per run from ``GET /users/me``.
+        """
+        self.last_lookup_requests = 0
+        if call.method != "POST":
+            return None
+        if self._seller_id is None:
+            self.last_lookup_requests += 1
+            try:
+                response = await client.get("/users/me", headers=headers)
+            except httpx.HTTPError as exc:
+                return CallResult(False, retryable=True, error=f"cannot read the seller id: {exc}")
+            me = json_body(response)
+            if response.status_code != 200 or not isinstance(me, dict) or not me.get("id"):
+                if response.status_code == 401:
+                    self.token.forget()
+                retryable = response.status_code in (401, 429) or response.status_code >= 500
+                return CallResult(
+                    False, retryable=retryable, error=f"cannot read the seller id: {response.status_code}"
+                )
+            self._seller_id = str(me["id"])
+        made: list[str] = []
+        found = await find_listing(
+            client, headers, call, self._seller_id, PER_VARIATION, made, self.token.forget
+        )
+        self.last_lookup_requests += len(made)
+        return found
 
     # -- reading back (``tradepost state rebuild``) ---------------------------------------------
 

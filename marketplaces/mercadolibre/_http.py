@@ -9,13 +9,16 @@ gives every member (the leader included) its ``item/variation`` id.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import asyncio
+import random
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import httpx
 
+from engine import _failpoints
 from engine._diagnostics import TradepostError
-from marketplaces._base import Call, CallResult
+from marketplaces._base import Call, CallResult, retry_after
 from marketplaces._oauth import json_body as _json
 
 CONTENT_FIELDS = ("pictures", "attributes", "sale_terms")
@@ -140,7 +143,10 @@ def read_item_result(call: Call, response: httpx.Response) -> CallResult:
     """
     status = response.status_code
     if 200 <= status < 300:
-        return _created(call, _json(response)) if call.method == "POST" else CallResult(True)
+        if call.method == "POST" or call.kind == "adopt":
+            # An adopting PUT may add variations: its answer names them, as a create's does.
+            return _created(call, _json(response))
+        return CallResult(True)
     retryable = status in (401, 429) or status >= 500
     return CallResult(False, retryable=retryable, error=f"{status} {error_message(response)}")
 
@@ -222,38 +228,163 @@ def error_message(response: httpx.Response) -> str:
     return "; ".join([head or response.reason_phrase, *causes])
 
 
-# -- a lost answer -------------------------------------------------------------------------------
+# -- a listing that already exists ------------------------------------------------------------
 
 
-async def find_created(
-    client: httpx.AsyncClient, headers: Mapping[str, str], call: Call
+async def find_listing(
+    client: httpx.AsyncClient,
+    headers: Mapping[str, str],
+    call: Call,
+    seller_id: str,
+    variation_attributes: Collection[str],
+    counter: list[str],
+    on_unauthorized: Callable[[], None],
 ) -> CallResult | None:
-    """The active item a lost ``POST /items`` created after all, found by its first SKU's SELLER_SKU.
+    """The item that already holds one of the SKUs a ``POST /items`` would create, made ready to adopt.
 
-    Looking before resending is what keeps a dropped connection from listing a product twice.
-    None (resend) when nothing is found or the lookup itself fails.
+    Asked before every create, and after a lost answer to one: a state store deleted, truncated
+    or restored from an old copy, or a run killed between Mercado Libre's answer and the state
+    write, must not list a SKU twice. The SKUs are looked up one by one through
+    ``GET /users/{seller}/items/search?seller_sku=`` (Mercado Libre's search takes one SELLER_SKU
+    per request), in id order, stopping at the first item found: one request per single SKU and
+    up to one per member for a family. Closed items are skipped (they can never be changed again).
+
+    Found: the result names the item (and, in a family, each member's variation) and ``then``
+    holds the ``PUT`` calls that bring it to the plan (see :func:`adoption_calls`). None: nothing
+    holds these SKUs, so creating is safe. A failed lookup is a not-ok result, retryable when
+    Mercado Libre may answer later (401, 429, 5xx, a transport error). ``counter`` gets one entry
+    per request made, so that the caller can pace and count them; ``on_unauthorized`` is called on
+    a 401 (the token was revoked: the retry must fetch a new one).
     """
     sent = call.body if isinstance(call.body, Mapping) else {}
-    skus = _seller_skus(sent.get("variations") or []) or _seller_skus([sent])
+    skus = sorted(set(_seller_skus(sent.get("variations") or []) or _seller_skus([sent])))
     if call.method != "POST" or not skus:
         return None
     try:
-        me = _json(await client.get("/users/me", headers=headers))
-        if not isinstance(me, dict) or not me.get("id"):
-            return None
-        found = _json(
-            await client.get(
-                f"/users/{me['id']}/items/search",
-                params={"seller_sku": min(skus), "status": "active"},
-                headers=headers,
+        for sku in skus:
+            path = f"/users/{seller_id}/items/search"
+            response = await _read(client, path, {"seller_sku": sku}, headers, counter)
+            _failpoints.reach("mercadolibre:searched")
+            if response.status_code != 200:
+                return _lookup_failed(response, sku, on_unauthorized)
+            found = _json(response)
+            results = found.get("results") if isinstance(found, dict) else None
+            for item_id in results or []:
+                params = {"include_attributes": "all"}
+                response = await _read(client, f"/items/{item_id}", params, headers, counter)
+                _failpoints.reach("mercadolibre:item-read")
+                if response.status_code != 200:
+                    return _lookup_failed(response, sku, on_unauthorized)
+                item = _json(response)
+                if isinstance(item, dict) and item.get("id") and item.get("status") != "closed":
+                    return adoption(call, item, variation_attributes)
+    except httpx.HTTPError as exc:
+        return CallResult(False, retryable=True, error=f"cannot look up SELLER_SKU {skus[0]}: {exc}")
+    return None
+
+
+LOOKUP_ATTEMPTS = 5
+"""Tries of each look-up request on 429, 5xx or a lost connection, before the look-up fails."""
+
+
+async def _read(
+    client: httpx.AsyncClient,
+    path: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    counter: list[str],
+) -> httpx.Response:
+    """One ``GET`` of a look-up, retried on its own (backoff, Retry-After honoured up to 30 s).
+
+    A family's look-up is one request per member: were a failure to restart it from the first,
+    a large family would rarely get through a marketplace that fails a few requests in a hundred.
+    """
+    for attempt in range(LOOKUP_ATTEMPTS):
+        counter.append(path)
+        last = attempt + 1 == LOOKUP_ATTEMPTS
+        try:
+            response = await client.get(path, params=dict(params), headers=dict(headers))
+        except (httpx.TimeoutException, httpx.TransportError):
+            if last:
+                raise
+            await asyncio.sleep(0.1 * 2**attempt * random.uniform(0.5, 1.5))
+            continue
+        if last or not (response.status_code == 429 or response.status_code >= 500):
+            return response
+        wait = retry_after(response, cap=30.0)
+        await asyncio.sleep(max(wait or 0.0, 0.1 * 2**attempt * random.uniform(0.5, 1.5)))
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _lookup_failed(response: httpx.Response, sku: str, on_unauthorized: Callable[[], None]) -> CallResult:
+    status = response.status_code
+    if status == 401:
+        on_unauthorized()
+    retryable = status in (401, 429) or status >= 500
+    return CallResult(
+        False,
+        retryable=retryable,
+        error=f"cannot look up SELLER_SKU {sku}: {status} {error_message(response)}",
+    )
+
+
+def adoption(call: Call, item: Mapping[str, Any], variation_attributes: Collection[str]) -> CallResult:
+    """The found ``item`` adopted for the ``POST /items`` in ``call``: its remote ids, and in ``then``
+    the calls that bring it to the plan.
+
+    A single SKU found as an item of its own gets its content, price and quantity; found as a
+    variation of a family item, its variation's price and quantity. A family found in an item
+    gets one ``PUT`` with its pictures, shared attributes and every variation: each member's
+    (matched by SELLER_SKU, else by attribute combination) at the planned price and quantity, a
+    member the item lacks added as a new variation, and the item's other variations named by id
+    only so that Mercado Libre keeps them. The description and title follow, as for any content
+    change. A paused item is reactivated.
+    """
+    sent: Mapping[str, Any] = call.body if isinstance(call.body, Mapping) else {}
+    item_id = str(item["id"])
+    path = f"/items/{item_id}"
+    wake = [Call("PUT", path, {"status": "active"}, kind="create")] if item.get("status") == "paused" else []
+    variations = list(item.get("variations") or [])
+    if not sent.get("variations"):
+        sku = next(iter(_seller_skus([sent])), "")
+        remote = variation_ids(item).get(sku)
+        if variations and remote is not None:
+            _, variation = parse_remote_id(remote)
+            assert variation is not None
+            body = {"price": sent.get("price"), "available_quantity": sent.get("available_quantity", 0)}
+            return CallResult(
+                True,
+                remote_id=remote,
+                then=(*wake, Call("PUT", path, _in_variation(variation, body), kind="create")),
             )
+        fields = {"content", "price", "stock"}
+        calls = _content_calls(item_id, None, sent, fields, set(), variation_attributes)
+        return CallResult(True, remote_id=item_id, then=(*wake, *calls))
+    known = variation_ids(item, sent)
+    planned = list(sent["variations"])
+    ours = {sku: known[sku] for sku in _seller_skus(planned) if sku in known}
+    mine = {parse_remote_id(remote)[1] for remote in ours.values()}
+    merged: list[dict[str, Any]] = []
+    for variation in planned:
+        named = next(iter(_seller_skus([variation])), None)
+        remote = ours.get(named) if named is not None else None
+        if remote is None:
+            merged.append(dict(variation))  # a member the item lacks: added, not listed apart
+            continue
+        variation_id = parse_remote_id(remote)[1] or ""
+        merged.append({"id": int(variation_id) if variation_id.isdigit() else variation_id, **variation})
+    merged += [{"id": v["id"]} for v in variations if str(v.get("id")) not in mine]
+    main: dict[str, Any] = {key: sent[key] for key in CONTENT_FIELDS if key in sent}
+    main["variations"] = merged
+    calls = [Call("PUT", path, main, kind="adopt")]
+    description = sent.get("description")
+    if isinstance(description, Mapping) and description.get("plain_text"):
+        calls.append(
+            Call("PUT", f"{path}/description", {"plain_text": description["plain_text"]}, kind="content")
         )
-        results = found.get("results") if isinstance(found, dict) else None
-        if not results:
-            return None
-        item = _json(
-            await client.get(f"/items/{results[0]}", params={"include_attributes": "all"}, headers=headers)
-        )
-    except httpx.HTTPError:
-        return None
-    return _created(call, item)
+    if sent.get("title"):
+        calls.append(Call("PUT", path, {"title": sent["title"]}, kind="content"))
+    skus = _seller_skus(planned)
+    ids = {sku: ours.get(sku, item_id) for sku in skus}
+    leader = min(skus) if skus else ""
+    return CallResult(True, remote_id=ids.get(leader, item_id), remote_ids=ids, then=(*wake, *calls))
