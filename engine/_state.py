@@ -94,12 +94,6 @@ CREATE TABLE IF NOT EXISTS pending (
     recorded_at REAL NOT NULL,
     PRIMARY KEY (marketplace, sku_id)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS inflight (
-    marketplace TEXT NOT NULL,
-    sku_id TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    PRIMARY KEY (marketplace, sku_id)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS withdrawn (
     marketplace TEXT NOT NULL,
     sku_id TEXT NOT NULL,
@@ -231,6 +225,8 @@ class StateStore:
                 self.db.execute("ALTER TABLE locks ADD COLUMN token TEXT NOT NULL DEFAULT ''")
                 self.db.execute("ALTER TABLE locks ADD COLUMN pid_namespace TEXT NOT NULL DEFAULT ''")
                 self.db.execute("UPDATE locks SET expires_at = acquired_at + ?", (self.lease,))
+            # 1 -> 2: creates look the SKU up on the marketplace first; the in-flight journal is gone.
+            self.db.execute("DROP TABLE IF EXISTS inflight")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -399,21 +395,6 @@ class StateStore:
     def pending(self, marketplace: str) -> dict[str, str]:
         rows = self.db.execute("SELECT sku_id, token FROM pending WHERE marketplace = ?", (marketplace,))
         return {str(sku_id): str(token) for sku_id, token in rows}
-
-    def record_inflight(self, marketplace: str, sku_id: str) -> None:
-        """A request that is not safe to repeat is about to go: if the run dies now, look first."""
-        self.db.execute(
-            "INSERT OR REPLACE INTO inflight VALUES (?, ?, ?)", (marketplace, sku_id, time.time())
-        )
-
-    def clear_inflight(self, marketplace: str, sku_id: str) -> None:
-        self.db.execute("DELETE FROM inflight WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id))
-
-    def is_inflight(self, marketplace: str, sku_id: str) -> bool:
-        row = self.db.execute(
-            "SELECT 1 FROM inflight WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id)
-        ).fetchone()
-        return row is not None
 
     def record_error(self, marketplace: str, sku_id: str, reason: str) -> None:
         self.db.execute(

@@ -271,6 +271,21 @@ def test_sandbox_port_in_use_is_said_at_once(tmp_path: Path) -> None:
     assert "Traceback" not in out + err and seconds < 5
 
 
+def test_sandbox_sockets_are_tcp_so_answers_are_not_held_back_by_nagle() -> None:
+    """Bound by hand, a socket must still say TCP: asyncio turns Nagle off (TCP_NODELAY) only on
+    sockets whose proto is IPPROTO_TCP, and with Nagle on every answer waited ~40 ms for the
+    client's delayed ACK (the whole suite ran several times slower)."""
+    from marketplaces.sandbox import build_sandbox
+
+    box = build_sandbox([])
+    sockets = box._bind(0)
+    try:
+        assert [s.proto for s in sockets] == [socket.IPPROTO_TCP] * len(sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def test_sandbox_dir_that_is_a_file(tmp_path: Path) -> None:
     target = tmp_path / "taken"
     target.write_text("", encoding="utf-8")
