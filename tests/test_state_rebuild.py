@@ -102,6 +102,7 @@ def test_after_losing_the_state_a_rebuild_leaves_nothing_to_send(
     applied = run_apply(config, marketplace, box)
     assert applied.failed == 0 and applied.applied > 40
     lose_state(config)
+    searched = search_requests(box, marketplace)  # apply's own look-ups before creating (Mercado Libre)
 
     summary = rebuild(config, marketplace, box)
 
@@ -110,7 +111,7 @@ def test_after_losing_the_state_a_rebuild_leaves_nothing_to_send(
     # Mercado Libre: 10 items, one page of ids and the empty one that ends the scan; Amazon 20
     # listings a page; Google (in this fixture) 25.
     pages = {"mercadolibre": 2, "amazon": -(-applied.applied // 20), "google": -(-applied.applied // 25)}
-    assert search_requests(box, marketplace) == pages[marketplace] >= 2
+    assert search_requests(box, marketplace) - searched == pages[marketplace] >= 2
     plan_summary, changes = plan(config, marketplace)
     assert changes == []
     assert (plan_summary.ops["create"], plan_summary.ops["update"], plan_summary.ops["delete"]) == (0, 0, 0)
