@@ -40,7 +40,7 @@ import httpx
 from engine._catalog import CatalogRecord, JsonLimitError, MalformedRecord, read_json
 from engine._config import ConfigError, SourceConfig, VtexAccount
 from engine._diagnostics import TradepostError
-from engine._secrets import check_header_value, read_secret, redact
+from engine._secrets import check_header_value, read_secret, redact, register
 from engine._source import FirstSeen, SourceItem
 from marketplaces._base import retry_after
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
@@ -352,10 +352,13 @@ class VtexSource:
         return self._scrub(message)
 
     def _scrub(self, text: str) -> str:
-        """The text without any registered secret, nor the AppToken this client sends."""
-        text = redact(text)
+        """The text without any registered secret, nor the AppToken this client sends (registered
+        here, so that it is masked whole, in every encoded form, even when a shorter secret it
+        contains is registered too)."""
         token = self.client.headers.get("X-VTEX-API-AppToken")
-        return text.replace(token, "***") if token and len(token) >= 4 else text
+        if token:
+            register(token)
+        return redact(text)
 
 
 def vtex_records(
