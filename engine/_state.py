@@ -313,20 +313,7 @@ class StateStore:
             )
             self.db.executemany(
                 _UPSERT,
-                [
-                    (
-                        marketplace,
-                        r.sku_id,
-                        r.product_id,
-                        r.content_hash,
-                        str(r.price),
-                        None if r.sale_price is None else str(r.sale_price),
-                        r.quantity,
-                        r.remote_id,
-                        now,
-                    )
-                    for r in rows
-                ],
+                [_listing_row(marketplace, r, now) for r in rows],
             )
 
     def record_deleted(self, marketplace: str, sku_ids: Iterable[str]) -> None:
@@ -355,20 +342,7 @@ class StateStore:
                 self.db.execute(f"DELETE FROM {table} WHERE marketplace = ?", (marketplace,))
             self.db.executemany(
                 "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (
-                        marketplace,
-                        r.sku_id,
-                        r.product_id,
-                        r.content_hash,
-                        str(r.price),
-                        None if r.sale_price is None else str(r.sale_price),
-                        r.quantity,
-                        r.remote_id,
-                        now,
-                    )
-                    for r in rows
-                ),
+                (_listing_row(marketplace, r, now) for r in rows),
             )
             self.db.executemany(
                 "INSERT INTO withdrawn VALUES (?, ?, ?)",
@@ -557,6 +531,22 @@ def _money(name: str, value: object) -> Decimal:
     if number is None or not number.is_finite() or number < 0:
         raise _BadRow(f"{name} is {value!r}, not an amount")
     return number
+
+
+def _listing_row(marketplace: str, row: AppliedListing, now: float) -> tuple[object, ...]:
+    """A ``listings`` table row, in column order."""
+    sale = None if row.sale_price is None else str(row.sale_price)
+    return (
+        marketplace,
+        row.sku_id,
+        row.product_id,
+        row.content_hash,
+        str(row.price),
+        sale,
+        row.quantity,
+        row.remote_id,
+        now,
+    )
 
 
 def _row(row: Sequence[Any]) -> AppliedListing:
