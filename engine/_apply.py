@@ -24,6 +24,7 @@ holds (``engine._planfile.change_record``), built by the same planner. What it a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import random
 import time
@@ -44,6 +45,8 @@ from marketplaces import Connector
 from marketplaces._base import Call, CallResult, Credentials, retry_after
 
 Sleep = Callable[[float], Awaitable[None]]
+_REQUESTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("requests", default=None)
+"""Requests made by the current task while set (each worker is a task of its own)."""
 EXIT_PARTIAL = 3
 PACE = 0.95
 """Share of the declared rate the executor sends at."""
@@ -167,6 +170,11 @@ class Executor:
         # A little headroom: requests leave at our pace but arrive with network jitter, and the
         # marketplace counts arrivals; 429s cost more than the 5% given up.
         self.bucket = TokenBucket((rate or connector.rate_limit) * PACE)
+        # Every request the client sends waits for its token, whoever makes it: the executor's
+        # calls, and the connector's own (look-ups before a create, token refreshes, read-backs,
+        # feeds), which would otherwise leave in bursts and come back as 429s.
+        hooks = client.event_hooks
+        client.event_hooks = {**hooks, "request": [*hooks.get("request", []), self._pace]}
         self.concurrency = concurrency or max(1, min(16, int((rate or connector.rate_limit) // 2) or 1))
         self.max_attempts = max_attempts
         self.base_delay = base_delay
@@ -305,19 +313,28 @@ class Executor:
             return recorded
         return self._record(record, result.ok, remote, result.error, requests)
 
+    async def _pace(self, request: httpx.Request) -> None:
+        """The client's request hook: every request waits for a token of the bucket (and is
+        counted where a caller asked, since a connector's look-up makes requests of its own)."""
+        await self.bucket.acquire()
+        counted = _REQUESTS.get()
+        if counted is not None:
+            counted[0] += 1
+
     async def _find(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult | None, int]:
         """The connector's look-up of the SKU(s) ``call`` would create, retried like any call."""
         found: CallResult | None = None
         requests = 0
         for attempt in range(self.max_attempts):
             headers = await self._headers()
-            await self.bucket.acquire()
-            found = await self.connector.find_existing(self.client, headers, call, record)
+            counted = [0]
+            token = _REQUESTS.set(counted)  # this task's requests, counted by _pace
+            try:
+                found = await self.connector.find_existing(self.client, headers, call, record)
+            finally:
+                _REQUESTS.reset(token)
             _failpoints.reach("apply:looked-up")
-            made = max(1, int(getattr(self.connector, "last_lookup_requests", 1)))
-            for _ in range(made - 1):  # a look-up of several requests spends as many tokens
-                await self.bucket.acquire()
-            requests += made
+            requests += counted[0]
             if found is None or found.ok or not found.retryable:
                 return (None if found is None else _redacted(found)), requests
             if attempt + 1 < self.max_attempts:
@@ -348,7 +365,6 @@ class Executor:
         result = CallResult(False, error="not sent")
         for attempt in range(self.max_attempts):
             headers = await self._headers()
-            await self.bucket.acquire()
             wait: float | None = None
             _failpoints.reach("apply:before-send")
             try:

@@ -290,3 +290,27 @@ def test_a_create_whose_look_up_fails_is_not_sent(sandbox: tuple[Sandbox, Path])
         assert failure.error is not None
         assert failure.error.startswith("not created: could not tell whether it exists already")
         assert "503 search unavailable" in failure.error
+
+
+def test_every_request_of_a_run_waits_for_the_rate_limit_look_ups_included(
+    sandbox: tuple[Sandbox, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look-ups before a create are the connector's own requests: sent unpaced, they came back
+    as 429s (152 in `bench/bench_apply.py --rate 40`) until the client's request hook paced them."""
+    from engine._apply import TokenBucket
+
+    box, config = sandbox
+    acquired = [0]
+    acquire = TokenBucket.acquire
+
+    async def counting(self: TokenBucket) -> None:
+        acquired[0] += 1
+        await acquire(self)
+
+    monkeypatch.setattr(TokenBucket, "acquire", counting)
+    standin = box.standins["mercadolibre"]
+    before = sum(standin.requests.values())
+    summary = run_apply(config, "mercadolibre", box)
+    sent = sum(standin.requests.values()) - before
+    assert summary.failed == 0 and sent > summary.applied  # searches, POSTs, /users/me, the token
+    assert acquired[0] == sent

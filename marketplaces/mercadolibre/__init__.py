@@ -24,6 +24,7 @@ member until one is found); updates cost nothing more.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -74,8 +75,14 @@ class MercadoLibreConnector(Connector):
         super().__init__(options)
         self.token = RefreshedToken("/oauth/token", self.title)
         self._seller_id: str | None = None
-        self.last_lookup_requests = 0
-        """Requests the last :meth:`find_existing` made, for the executor's pacing and summary."""
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+
+    def _seller_lock(self) -> asyncio.Lock:
+        """A lock of the running event loop (a connector may serve several ``asyncio.run``)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
 
     # -- requirements ------------------------------------------------------------------------
 
@@ -204,30 +211,35 @@ class MercadoLibreConnector(Connector):
         state store, the judge of whether a SKU exists. The seller id the search path needs is
         read once per run from ``GET /users/me``.
         """
-        self.last_lookup_requests = 0
         if call.method != "POST":
             return None
         if self._seller_id is None:
-            self.last_lookup_requests += 1
-            try:
-                response = await client.get("/users/me", headers=headers)
-            except httpx.HTTPError as exc:
-                return CallResult(False, retryable=True, error=f"cannot read the seller id: {exc}")
-            me = json_body(response)
-            if response.status_code != 200 or not isinstance(me, dict) or not me.get("id"):
-                if response.status_code == 401:
-                    self.token.forget()
-                retryable = response.status_code in (401, 429) or response.status_code >= 500
-                return CallResult(
-                    False, retryable=retryable, error=f"cannot read the seller id: {response.status_code}"
-                )
-            self._seller_id = str(me["id"])
-        made: list[str] = []
-        found = await find_listing(
-            client, headers, call, self._seller_id, PER_VARIATION, made, self.token.forget
-        )
-        self.last_lookup_requests += len(made)
-        return found
+            async with self._seller_lock():  # workers start side by side: one reads it, the rest wait
+                if self._seller_id is None:
+                    failed = await self._read_seller_id(client, headers)
+                    if failed is not None:
+                        return failed
+        seller_id = str(self._seller_id)  # read above, or by the worker that held the lock
+        return await find_listing(client, headers, call, seller_id, PER_VARIATION, [], self.token.forget)
+
+    async def _read_seller_id(
+        self, client: httpx.AsyncClient, headers: Mapping[str, str]
+    ) -> CallResult | None:
+        """``GET /users/me``: the seller id the item search path needs; a failed result, or None."""
+        try:
+            response = await client.get("/users/me", headers=headers)
+        except httpx.HTTPError as exc:
+            return CallResult(False, retryable=True, error=f"cannot read the seller id: {exc}")
+        me = json_body(response)
+        if response.status_code != 200 or not isinstance(me, dict) or not me.get("id"):
+            if response.status_code == 401:
+                self.token.forget()
+            retryable = response.status_code in (401, 429) or response.status_code >= 500
+            return CallResult(
+                False, retryable=retryable, error=f"cannot read the seller id: {response.status_code}"
+            )
+        self._seller_id = str(me["id"])
+        return None
 
     # -- reading back (``tradepost state rebuild``) ---------------------------------------------
 
