@@ -40,8 +40,7 @@ from engine._jsonio import dumps
 from engine._listing import Listing
 from engine._secrets import redact
 from engine._state import AppliedListing, StateError, StateStore, applied_from
-from marketplaces import Connector
-from marketplaces._base import Call, CallResult, Credentials, retry_after
+from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
 
 Sleep = Callable[[float], Awaitable[None]]
 EXIT_PARTIAL = 3
