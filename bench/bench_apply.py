@@ -34,8 +34,7 @@ from engine._catalog import CatalogRecord  # noqa: E402
 from engine._plan import Planner  # noqa: E402
 from engine._planfile import change_record  # noqa: E402
 from engine._state import StateStore  # noqa: E402
-from marketplaces import connector_class  # noqa: E402
-from marketplaces._base import Credentials  # noqa: E402
+from engine.connectors import Credentials, connector_class  # noqa: E402
 
 SETUPS: dict[str, dict[str, Any]] = {
     "google": {

@@ -52,7 +52,7 @@ def _measure(kind: str, catalog: Path) -> dict[str, float]:
     from engine._plan import Planner
     from engine._source import FileSource
     from engine._state import StateStore
-    from marketplaces import connector_class
+    from engine.connectors import connector_class
 
     start = time.perf_counter()
     listed = invalid = 0
@@ -96,7 +96,7 @@ def _same_results(catalog: Path, records: int = 5000) -> None:
     import engine
     from engine._plan import Planner
     from engine._source import FileSource
-    from marketplaces import connector_class
+    from engine.connectors import connector_class
 
     compiled = engine.compile_rules(ROOT / "rules" / "mercadolibre.yaml")
     planner = Planner(compiled, connector_class("mercadolibre")({}))

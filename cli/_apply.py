@@ -15,13 +15,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli._plan import _compile_or_exit, _project, allow_mass_delete_option, config_option
 from cli._render import console
 from engine import TradepostError
-from engine._apply import EXIT_PARTIAL, ApplySummary, SkuResult
-from engine._applyrun import apply_records, check_not_stale, fingerprint_of, locked, planned_records
-from engine._deletes import MassDelete, mass_delete
-from engine._jsonio import dumps
-from engine._planfile import check_rules, checked_changes, read_plan
-from engine._run import open_state
-from engine._secrets import redact
+from engine.jsonio import dumps
+from engine.secrets import redact
+from engine.state import open_state
+from engine.sync import (
+    EXIT_PARTIAL,
+    ApplySummary,
+    MassDelete,
+    SkuResult,
+    apply_records,
+    check_not_stale,
+    check_plan_rules,
+    checked_changes,
+    fingerprint_of,
+    locked,
+    mass_delete,
+    planned_records,
+    read_plan,
+)
 
 EXIT_REFUSED = 1
 """A marketplace got nothing: its deletes needed --allow-mass-delete."""
@@ -81,7 +92,7 @@ def apply(
     saved: dict[str, list[dict[str, Any]]] = {}
     if document is not None and plan_file is not None:
         for name, run in runs.items():
-            check_rules(plan_file, document, name, fingerprint_of(run))
+            check_plan_rules(plan_file, document, name, fingerprint_of(run))
             saved[name] = checked_changes(plan_file, document, name, run.connector)
     with open_state(project) as state:
         for name in names:

@@ -20,17 +20,25 @@ from rich.table import Table
 
 from cli._plan import _project, config_option
 from cli._render import console
-from engine._compiler import MINOR_UNITS
-from engine._config import Project
-from engine._jsonio import dumps
-from engine._orderflow import EXIT_PARTIAL, OrderError, PullSummary, PushSummary
-from engine._orderflow import approve as approve_order
-from engine._orderflow import reject as reject_order
-from engine._orderrun import order_desks, order_marketplaces
-from engine._orderstore import OPEN, STATES, OrderStore, StoredOrder
-from engine._run import open_state
-from engine._secrets import redact
-from engine._state import StateStore
+from engine.catalog import MINOR_UNITS
+from engine.jsonio import dumps
+from engine.orders import (
+    EXIT_PARTIAL,
+    OPEN,
+    STATES,
+    OrderError,
+    OrderStore,
+    PullSummary,
+    PushSummary,
+    StoredOrder,
+    order_desks,
+    order_marketplaces,
+)
+from engine.orders import approve as approve_order
+from engine.orders import reject as reject_order
+from engine.project import Project
+from engine.secrets import redact
+from engine.state import StateStore, open_state
 
 marketplace_option = click.option(
     "-m", "--marketplace", "marketplaces", multiple=True, help="Only this marketplace (repeatable)."

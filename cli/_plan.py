@@ -15,16 +15,23 @@ from rich.text import Text
 from cli._output import check_writable
 from cli._render import console, render_diagnostics
 from engine import RuleError
-from engine._applyrun import fingerprint_of
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._config import Project, load_project
-from engine._deletes import MassDelete, mass_delete
-from engine._jsonio import dumps
-from engine._plan import Change, PlanSummary
-from engine._planfile import PlanWriter, change_record
-from engine._run import MarketplaceRun, catalog_records, open_marketplace, open_state
-from engine._secrets import redact
-from engine._state import StateStore
+from engine.catalog import CatalogRecord, MalformedRecord
+from engine.jsonio import dumps
+from engine.project import Project, load_project
+from engine.secrets import redact
+from engine.state import StateStore, open_state
+from engine.sync import (
+    Change,
+    MarketplaceRun,
+    MassDelete,
+    PlanSummary,
+    PlanWriter,
+    catalog_records,
+    change_record,
+    fingerprint_of,
+    mass_delete,
+    open_marketplace,
+)
 
 EXIT_CHANGES = 2
 TABLE_LIMIT = 50

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.text import Text
 
 from engine import Diagnostic
-from engine._coverage import Coverage
+from engine.catalog import Coverage
 
 COVERAGE_VALUES_SHOWN = 8
 """Values per table in the text report; --format json lists them all."""

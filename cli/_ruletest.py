@@ -10,9 +10,8 @@ from typing import Any
 import click
 
 from cli._render import console, render_diagnostics
-from engine import RuleError
-from engine._jsonio import dumps
-from engine._ruletests import TestFileResult, run_test_file
+from engine import RuleError, TestFileResult, run_test_file
+from engine.jsonio import dumps
 
 
 def _default_test_files() -> list[Path]:

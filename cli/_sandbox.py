@@ -11,9 +11,9 @@ import httpx
 from cli._output import check_writable
 from cli._plan import _project, config_option
 from cli._render import console
-from engine._config import Project
-from engine._diagnostics import TradepostError
-from engine._orderrun import vtex_orders_account
+from engine import TradepostError
+from engine.orders import vtex_orders_account
+from engine.project import Project
 from marketplaces.sandbox import build_sandbox, read_catalog
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from cli._plan import _compile_or_exit, _project, config_option
-from engine._jsonio import dumps
-from engine._rebuild import rebuild_state
-from engine._run import open_state
+from engine.jsonio import dumps
+from engine.state import open_state, rebuild_state
 
 
 @click.group()

@@ -41,8 +41,7 @@ from engine._jsonio import dumps
 from engine._listing import Listing
 from engine._secrets import redact
 from engine._state import AppliedListing, StateError, StateStore, applied_from
-from marketplaces import Connector
-from marketplaces._base import Call, CallResult, Credentials, retry_after
+from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
 
 Sleep = Callable[[float], Awaitable[None]]
 _REQUESTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("requests", default=None)

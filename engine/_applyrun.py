@@ -19,7 +19,7 @@ from engine._planfile import change_record, rules_fingerprint
 from engine._run import MarketplaceRun, catalog_records
 from engine._secrets import read_secrets, register
 from engine._state import StateStore
-from marketplaces._base import Credentials
+from engine.connectors._contract import Credentials
 
 
 class StalePlanError(TradepostError):

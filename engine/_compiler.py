@@ -342,7 +342,7 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
 
     marketplace = root.get("marketplace")
     if marketplace is not None and marketplace.is_scalar and isinstance(marketplace.value, str):
-        from marketplaces import available_connectors
+        from engine.connectors._registry import available_connectors
 
         connectors = available_connectors()
         if marketplace.value not in connectors:

@@ -19,7 +19,7 @@ from engine._expressions import CompiledExpression
 from engine._limits import arm, disarm
 from engine._listing import Listing, Outcome, Reason
 from engine._runtime import Context
-from marketplaces import Connector
+from engine.connectors._contract import Connector
 
 UNLIMITED_QUANTITY = 999
 """Offered for a SKU with unlimited stock when the rule file sets no stock.max."""

@@ -38,7 +38,7 @@ from engine._diagnostics import TradepostError
 from engine._divergence import Decision, decide
 from engine._orders import Order
 from engine._orderstore import OPEN, OrderState, OrderStore, StoredOrder
-from marketplaces._orders import BadOrder, Fulfilment, OrderCallError, OrderChannel
+from engine.connectors._orderchannel import BadOrder, Fulfilment, OrderCallError, OrderChannel
 
 __all__ = [
     "OrderDesk",
@@ -83,7 +83,7 @@ class _VtexState(Protocol):
 
 
 class VtexPlacement(Protocol):
-    """What the desk needs from VTEX (``marketplaces.vtex._orders.VtexOrders``)."""
+    """What the desk needs from VTEX (the ``placement`` of the registered source)."""
 
     async def simulate(self, order: Order) -> Mapping[str, Any]: ...
     async def place(self, order: Order) -> _Placed: ...

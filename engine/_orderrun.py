@@ -23,13 +23,16 @@ from engine._orderstore import OrderStore
 from engine._run import MarketplaceRun, open_marketplace
 from engine._source import FileSource
 from engine._state import StateStore
-from marketplaces._orders import order_channel_class
-from marketplaces.vtex import vtex_account, vtex_records
+from engine.connectors._registry import order_channel_class
+from engine.connectors._registry import source as source_plugin
+from engine.connectors._source import Source
 
 __all__ = ["order_desks", "order_marketplaces", "vtex_orders_account"]
 
 _TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _VTEX_READERS = 4
+_ORDERS_SOURCE = "vtex"
+"""The source type that holds the store's orders: ``orders.vtex`` in the config names its account."""
 
 
 def order_marketplaces(project: Project, only: Iterable[str] | None = None) -> list[str]:
@@ -38,6 +41,11 @@ def order_marketplaces(project: Project, only: Iterable[str] | None = None) -> l
     if only:
         return names
     return [n for n in names if order_channel_class(n) is not None]
+
+
+def _orders_source() -> Source:
+    """The source plug-in whose account orders are placed in (VTEX, the store's own system)."""
+    return source_plugin(_ORDERS_SOURCE)
 
 
 def vtex_orders_account(project: Project) -> tuple[VtexAccount, str] | None:
@@ -70,7 +78,7 @@ async def order_desks(
         vtex_keys: dict[str, str] = {}
         account = vtex_orders_account(project)
         if account is not None:
-            base_url, vtex_keys = vtex_account(account[0], project.folder, account[1])
+            base_url, vtex_keys = _orders_source().account(account[0], project.folder, account[1])
             vtex_client = await stack.enter_async_context(
                 httpx.AsyncClient(
                     base_url=base_url,
@@ -104,12 +112,9 @@ async def order_desks(
                 )
             vtex: VtexPlacement | None = None
             if vtex_client is not None:
-                from marketplaces.vtex._orders import VtexOrders
-
-                vtex = VtexOrders(
+                vtex = _orders_source().placement(
                     vtex_client,
-                    vtex_keys["X-VTEX-API-AppKey"],
-                    vtex_keys["X-VTEX-API-AppToken"],
+                    vtex_keys,
                     affiliate_id=run.compiled.rules.affiliate,
                     sales_channel=run.trade_policy,
                 )
@@ -150,14 +155,14 @@ def _records(
 ) -> tuple[list[CatalogRecord], dict[str, str]]:
     """The catalog records of these SKUs, and SKU -> why its record could not be read."""
     source = project.config.source
-    if source.type == "vtex":
+    if source.type != "file":
         # Four SKUs' calls at a time, each thread with its own client: read one by one, the
         # 4 to 5 calls a SKU needs make VTEX's latency the whole cost of a pull.
         ids = sorted(sku_ids)
         chunks = [ids[start::_VTEX_READERS] for start in range(_VTEX_READERS) if ids[start::_VTEX_READERS]]
 
         def read(chunk: list[str]) -> list[CatalogRecord | MalformedRecord]:
-            with vtex_records(source, project.folder, trade_policy=run.trade_policy) as vtex:
+            with source_plugin(source.type).records(source, project.folder, run.trade_policy) as vtex:
                 return list(vtex.records_for(chunk))
 
         records: list[CatalogRecord] = []

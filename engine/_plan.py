@@ -24,7 +24,7 @@ from engine._evaluate import SkuEvaluator
 from engine._listing import Listing, Outcome, Reason, to_json_value
 from engine._secrets import redact
 from engine._state import AppliedListing, StateStore
-from marketplaces import Connector
+from engine.connectors._contract import Connector
 
 Op = Literal["create", "update", "delete", "unchanged", "invalid"]
 UpdateKind = Literal["content", "price", "stock"]

@@ -46,7 +46,7 @@ from engine._diagnostics import TradepostError
 from engine._jsonio import dumps, loads
 from engine._listing import Listing
 from engine._plan import Change
-from marketplaces import Connector
+from engine.connectors._contract import Connector
 
 PLAN_FORMAT = "tradepost-plan"
 PLAN_FORMAT_VERSION = 2

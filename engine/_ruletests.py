@@ -20,7 +20,7 @@ from engine._diagnostics import DiagnosticSink, RuleError, Span
 from engine._evaluate import SkuEvaluator
 from engine._listing import STANDARD_FIELDS, Outcome
 from engine._yaml import Node, read_yaml
-from marketplaces import connector_class
+from engine.connectors._registry import connector_class
 
 _LISTING_KEYS = ("status", "category", "price", "sale_price", "quantity", "group")
 

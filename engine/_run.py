@@ -17,8 +17,10 @@ from engine._diagnostics import TradepostError
 from engine._plan import Planner
 from engine._source import FileSource, SourceItem
 from engine._state import StateStore
-from marketplaces import Connector, connector_class
-from marketplaces.vtex import VtexSource, vtex_records
+from engine.connectors._contract import Connector
+from engine.connectors._registry import connector_class
+from engine.connectors._registry import source as source_plugin
+from engine.connectors._source import RecordStream
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Catalog:
     to ``hold``), so a plan printed as it streams shows the error alone, not a bogus change.
     """
 
-    def __init__(self, source: FileSource | VtexSource, hold: int = 1000) -> None:
+    def __init__(self, source: FileSource | RecordStream, hold: int = 1000) -> None:
         self.source = source
         self.hold = hold
 
@@ -117,8 +119,8 @@ def catalog_records(project: Project, trade_policy: str = "1") -> Catalog:
     (SourceError, VtexAccessError: both TradepostErrors).
     """
     source = project.config.source
-    if source.type == "vtex":
-        return Catalog(vtex_records(source, project.folder, trade_policy=trade_policy))
+    if source.type != "file":
+        return Catalog(source_plugin(source.type).records(source, project.folder, trade_policy))
     path = project.catalog_path
     if path is None:
         raise ConfigError(f"{project.path}: source.path is required for a file source")

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from engine._jsonio import dumps
+from engine.jsonio import dumps
 
 SANDBOX_PREFIX = "/_sandbox/"
 """Paths under this prefix are the sandbox's controls (e.g. ``POST /_sandbox/orders`` creates a

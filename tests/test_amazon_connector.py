@@ -28,7 +28,7 @@ from engine._listing import Listing
 from engine._plan import Planner
 from engine._planfile import change_record
 from engine._state import StateStore, applied_from
-from marketplaces._base import CallResult, Credentials
+from engine.connectors import CallResult, Credentials
 from marketplaces._standin import Faults
 from marketplaces.amazon import AmazonConnector
 from marketplaces.amazon._http import AmazonAuthError

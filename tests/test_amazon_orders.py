@@ -22,8 +22,7 @@ import pytest
 
 from engine._jsonio import dumps
 from engine._orders import Order
-from marketplaces._base import Credentials
-from marketplaces._orders import BadOrder, Fulfilment, Invoice, OrderCallError, Tracking
+from engine.connectors import BadOrder, Credentials, Fulfilment, Invoice, OrderCallError, Tracking
 from marketplaces._standin import Faults
 from marketplaces.amazon import AmazonConnector
 from marketplaces.amazon._orders import (

@@ -282,8 +282,7 @@ def test_a_withdrawn_mercadolibre_sku_selected_again_brings_its_item_back(tmp_pa
     from engine._planfile import change_record
     from engine._source import FileSource
     from engine._state import StateStore
-    from marketplaces import connector_class
-    from marketplaces._base import Credentials
+    from engine.connectors import Credentials, connector_class
     from marketplaces.mercadolibre.standin import (
         SANDBOX_CLIENT_ID,
         SANDBOX_CLIENT_SECRET,

@@ -23,7 +23,7 @@ from engine._evaluate import SkuEvaluator
 from engine._functions import FUNCTIONS
 from engine._limits import MAX_LITERAL_DIGITS, MAX_LOOP_STEPS, MAX_TEXT, LimitExceeded
 from engine._templates import TemplateCompiler
-from marketplaces import connector_class
+from engine.connectors import connector_class
 from tests.conftest import MINIMAL_RULES, ROOT, context_for, sample_record
 
 SECONDS = 2.0

@@ -26,7 +26,7 @@ from engine._compiler import CompiledRules
 from engine._divergence import SEVERITY, Decision, decide, prices_from_rules
 from engine._evaluate import SkuEvaluator
 from engine._orders import Address, Buyer, Order, OrderItem
-from marketplaces import connector_class
+from engine.connectors import connector_class
 from tests.conftest import MINIMAL_RULES, sample_record
 
 BANDS = """\

@@ -16,7 +16,7 @@ from engine._apply import Executor, TokenBucket
 from engine._listing import Listing
 from engine._secrets import redact, register
 from engine._state import LockedError, StateStore
-from marketplaces._base import Call, Connector
+from engine.connectors import Call, Connector
 
 LISTING = Listing("10", "1", "test", "CAT", {"title": "Tênis"}, Decimal("134.90"), "BRL", 4)
 

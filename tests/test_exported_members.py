@@ -2,10 +2,144 @@
 
 from __future__ import annotations
 
+import importlib
+import types
+
+import pytest
+
 import engine
+
+SUBPACKAGES = {
+    "engine.catalog": [
+        "MINOR_UNITS",
+        "CatalogRecord",
+        "Coverage",
+        "FirstSeen",
+        "JsonLimitError",
+        "MalformedRecord",
+        "Price",
+        "Product",
+        "Sku",
+        "SourceItem",
+        "Stock",
+        "WarehouseStock",
+        "catalog_coverage",
+        "read_json",
+    ],
+    "engine.connectors": [
+        "CONNECTORS",
+        "ENTRY_POINT_GROUP",
+        "ORDER_CHANNELS",
+        "SOURCES",
+        "STANDINS",
+        "Backoff",
+        "BadOrder",
+        "Call",
+        "CallResult",
+        "Connector",
+        "Credentials",
+        "Fulfilment",
+        "Invoice",
+        "Listing",
+        "OrderCallError",
+        "OrderChannel",
+        "ReadBackError",
+        "Reader",
+        "Reason",
+        "RecordStream",
+        "RefreshedToken",
+        "RemoteListing",
+        "Source",
+        "TokenError",
+        "Tracking",
+        "available_connectors",
+        "available_standins",
+        "comparable",
+        "connector_class",
+        "differing",
+        "json_body",
+        "order_channel_class",
+        "retry_after",
+        "send",
+        "source",
+        "standin_class",
+    ],
+    "engine.failpoints": ["APPLY_POINTS", "reach"],
+    "engine.jsonio": ["dumps", "loads"],
+    "engine.orders": [
+        "EXIT_PARTIAL",
+        "OPEN",
+        "STATES",
+        "Address",
+        "Buyer",
+        "FulfilmentStatus",
+        "Order",
+        "OrderError",
+        "OrderItem",
+        "OrderStore",
+        "PaymentStatus",
+        "PullSummary",
+        "PushSummary",
+        "StoredOrder",
+        "VtexPlacement",
+        "approve",
+        "order_desks",
+        "order_marketplaces",
+        "reject",
+        "vtex_orders_account",
+    ],
+    "engine.project": ["ConfigError", "Project", "SourceConfig", "VtexAccount", "load_project"],
+    "engine.secrets": [
+        "RedactingFilter",
+        "check_header_value",
+        "forget",
+        "read_secret",
+        "redact",
+        "register",
+    ],
+    "engine.state": ["StateStore", "open_state", "rebuild_state"],
+    "engine.sync": [
+        "EXIT_PARTIAL",
+        "ApplySummary",
+        "Change",
+        "MarketplaceRun",
+        "MassDelete",
+        "PlanSummary",
+        "PlanWriter",
+        "SkuResult",
+        "apply_records",
+        "catalog_records",
+        "change_record",
+        "check_not_stale",
+        "check_plan_rules",
+        "checked_changes",
+        "fingerprint_of",
+        "locked",
+        "mass_delete",
+        "open_marketplace",
+        "planned_records",
+        "read_plan",
+    ],
+}
 
 
 def test_engine_exports() -> None:
     assert engine.__all__ == sorted(engine.__all__)
     exported = {name for name in dir(engine) if not name.startswith("_")}
     assert set(engine.__all__) == exported - {"annotations"}
+
+
+def test_every_public_subpackage_is_exported_by_the_engine() -> None:
+    modules = {name for name in engine.__all__ if isinstance(getattr(engine, name), types.ModuleType)}
+    assert {f"engine.{name}" for name in modules} == set(SUBPACKAGES)
+
+
+@pytest.mark.parametrize("name", sorted(SUBPACKAGES))
+def test_subpackage_exports(name: str) -> None:
+    """Given a public subpackage, expect its ``__all__`` pinned here (sorted as ruff's RUF022 sorts:
+    constants, classes, functions) and nothing else public."""
+    module = importlib.import_module(name)
+    assert module.__all__ == SUBPACKAGES[name]
+    public = {n for n in vars(module) if not n.startswith("_") and n != "annotations"}
+    submodules = {n for n in public if isinstance(getattr(module, n), types.ModuleType)}
+    assert public - submodules == set(module.__all__)

@@ -22,7 +22,7 @@ from engine._jsonio import dumps, loads
 from engine._plan import Change, Op, Planner, UpdateKind
 from engine._planfile import change_record
 from engine._source import FileSource
-from marketplaces._base import Call, CallResult, Credentials
+from engine.connectors import Call, CallResult, Credentials
 from marketplaces._standin import Faults
 from marketplaces.google import GoogleConnector, TokenError
 from marketplaces.google.standin import GoogleStandin

@@ -33,7 +33,7 @@ from engine._jsonio import dumps
 from engine._plan import Change, Planner
 from engine._planfile import change_record
 from engine._source import FileSource, FirstSeen, MalformedElement
-from marketplaces import connector_class
+from engine.connectors import connector_class
 from marketplaces.vtex import VtexSource
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from engine._jsonio import dumps, loads
 from engine._plan import Change, Planner, UpdateKind
 from engine._planfile import change_record
 from engine._source import FileSource
-from marketplaces._base import Call, CallResult, Credentials
+from engine.connectors import Call, CallResult, Credentials
 from marketplaces._standin import Faults
 from marketplaces.mercadolibre import MercadoLibreConnector, TokenError, variation_ids
 from marketplaces.mercadolibre.standin import MercadoLibreStandin

@@ -19,8 +19,7 @@ import pytest
 
 from engine._jsonio import dumps, loads
 from engine._orders import Order
-from marketplaces._base import Credentials
-from marketplaces._orders import Backoff, BadOrder, Fulfilment, Invoice, OrderCallError, Tracking
+from engine.connectors import Backoff, BadOrder, Credentials, Fulfilment, Invoice, OrderCallError, Tracking
 from marketplaces._standin import Faults
 from marketplaces.mercadolibre import MercadoLibreConnector
 from marketplaces.mercadolibre._orders import MercadoLibreOrders, cancel_reason

@@ -25,8 +25,16 @@ from engine._orderflow import OrderDesk, OrderError, approve, reject
 from engine._orders import Address, Buyer, Order, OrderItem
 from engine._orderstore import OrderStore
 from engine._state import StateStore
-from marketplaces._base import Connector, Credentials
-from marketplaces._orders import BadOrder, Fulfilment, Invoice, OrderCallError, OrderChannel, Tracking
+from engine.connectors import (
+    BadOrder,
+    Connector,
+    Credentials,
+    Fulfilment,
+    Invoice,
+    OrderCallError,
+    OrderChannel,
+    Tracking,
+)
 from tests.conftest import MINIMAL_RULES
 
 RULES = (
@@ -564,7 +572,7 @@ def _stored(desk: Desk, order_id: str) -> Any:
 
 @pytest.mark.parametrize("retryable", [True, False])
 def test_a_token_endpoint_failure_is_kept_on_the_order_retryable_or_not(desk: Desk, retryable: bool) -> None:
-    from marketplaces._oauth import TokenError
+    from engine.connectors import TokenError
 
     class Refusing(Connector):
         async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:

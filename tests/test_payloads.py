@@ -9,8 +9,7 @@ import pytest
 
 from engine._jsonio import dumps
 from engine._listing import Listing
-from marketplaces import connector_class
-from marketplaces._base import Connector
+from engine.connectors import Connector, connector_class
 from marketplaces.amazon import AmazonConnector
 from marketplaces.google import GoogleConnector, micros
 from marketplaces.mercadolibre import MercadoLibreConnector

@@ -16,7 +16,7 @@ from engine._plan import Change, Planner
 from engine._planfile import PLAN_FORMAT_VERSION, PlanWriter, change_record, read_plan
 from engine._source import FileSource
 from engine._state import StateStore, applied_from
-from marketplaces import connector_class
+from engine.connectors import connector_class
 
 RULES = """\
 marketplace: mercadolibre

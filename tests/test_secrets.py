@@ -16,14 +16,13 @@ from urllib.parse import quote, quote_plus
 import httpx
 import pytest
 
-import engine._run
+import marketplaces.vtex
 from cli.main import configure_logging, main
 from engine._catalog import CatalogRecord, MalformedRecord
 from engine._run import Catalog, CatalogUnreadableError
 from engine._secrets import SecretError, read_secret, redact, register
 from engine._state import StateStore
-from marketplaces._base import Credentials
-from marketplaces._oauth import RefreshedToken
+from engine.connectors import Credentials, RefreshedToken
 from marketplaces.sandbox import read_catalog
 from marketplaces.vtex import vtex_records
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, VtexStandin
@@ -290,7 +289,7 @@ def echoing_vtex(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tu
         clients.append(client)
         return vtex_records(source, folder, client, trade_policy=trade_policy)
 
-    monkeypatch.setattr(engine._run, "vtex_records", records)
+    monkeypatch.setattr(marketplaces.vtex, "vtex_records", records)  # what the registered source calls
     yield project(tmp_path, SECRET), echoes
     for client in clients:
         client.close()

@@ -32,8 +32,7 @@ from engine._readback import ReadBackError
 from engine._rebuild import REMOTE_MARK, RebuildSummary, rebuild_state
 from engine._run import catalog_records, open_marketplace, open_state
 from engine._state import AppliedListing, LockedError, StateStore
-from marketplaces._base import Credentials
-from marketplaces._readback import Reader
+from engine.connectors import Credentials, Reader
 from marketplaces.sandbox import Sandbox, build_sandbox
 from tests.conftest import ROOT
 from tests.test_apply_e2e import run_apply, seller_skus, subset

@@ -615,8 +615,7 @@ def test_an_apply_that_lost_its_lock_stops_before_sending_anything(tmp_path: Pat
     from engine._plan import Planner
     from engine._planfile import change_record
     from engine._source import FileSource
-    from marketplaces import connector_class
-    from marketplaces._base import Credentials
+    from engine.connectors import Credentials, connector_class
     from marketplaces.mercadolibre.standin import (
         SANDBOX_CLIENT_ID,
         SANDBOX_CLIENT_SECRET,

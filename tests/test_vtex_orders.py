@@ -27,7 +27,7 @@ import pytest
 
 from engine._jsonio import loads
 from engine._orders import Address, Buyer, Order, OrderItem
-from marketplaces._orders import Backoff, OrderCallError
+from engine.connectors import Backoff, OrderCallError
 from marketplaces._standin import Faults
 from marketplaces.vtex._orders import PLACEHOLDER_PHONE, Placed, VtexOrders
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, OrderRefused, VtexStandin

@@ -45,12 +45,18 @@ from urllib.parse import quote
 
 import httpx
 
-from engine import _failpoints
-from engine._diagnostics import TradepostError
-from engine._listing import Listing
-from engine._readback import RemoteListing, comparable, differing
-from marketplaces._base import Call, CallResult, Connector, Credentials
-from marketplaces._readback import Reader
+from engine import TradepostError, failpoints
+from engine.connectors import (
+    Call,
+    CallResult,
+    Connector,
+    Credentials,
+    Listing,
+    Reader,
+    RemoteListing,
+    comparable,
+    differing,
+)
 from marketplaces.amazon._http import (
     LISTINGS_ITEMS,
     REFRESH_MARGIN,
@@ -363,7 +369,7 @@ class AmazonConnector(Connector):
             try:
                 path = item_path(self.seller_id, sku)
                 response = await sender.send("GET", path, headers=headers, params=params)
-                _failpoints.reach("amazon:confirm-read")
+                failpoints.reach("amazon:confirm-read")
             except httpx.TransportError as exc:
                 outcomes[sku] = CallResult(False, retryable=True, error=f"cannot reach Amazon: {exc}")
                 continue

@@ -19,10 +19,9 @@ from urllib.parse import quote
 
 import httpx
 
-from engine import _failpoints
-from engine._diagnostics import TradepostError
-from engine._jsonio import dumps, loads
-from marketplaces._base import CallResult, Credentials, retry_after
+from engine import TradepostError, failpoints
+from engine.connectors import CallResult, Credentials, retry_after
+from engine.jsonio import dumps, loads
 
 LISTINGS_ITEMS = "/listings/2021-08-01/items"
 FEEDS = "/feeds/2021-06-30"
@@ -254,12 +253,12 @@ async def run_feed(
     created = await _expect(
         sender, "POST", f"{FEEDS}/documents", headers, {"contentType": FEED_CONTENT_TYPE}, 201
     )
-    _failpoints.reach("amazon:feed-document")
+    failpoints.reach("amazon:feed-document")
     # The upload URL is presigned: Amazon's access token must not travel to it.
     upload = await sender.send(
         "PUT", str(created["url"]), headers={"content-type": FEED_CONTENT_TYPE}, content=json_body(document)
     )
-    _failpoints.reach("amazon:feed-uploaded")
+    failpoints.reach("amazon:feed-uploaded")
     if not 200 <= upload.status_code < 300:
         refused = failure(upload)
         raise FeedError(f"Amazon refused the feed upload: {refused.error}", refused.retryable)
@@ -270,12 +269,12 @@ async def run_feed(
     }
     feed = await _expect(sender, "POST", f"{FEEDS}/feeds", headers, specification, 202)
     feed_id = str(feed["feedId"])
-    _failpoints.reach("amazon:feed-created")
+    failpoints.reach("amazon:feed-created")
     loop = asyncio.get_running_loop()
     deadline = loop.time() + sender.pacing.feed_timeout_seconds
     while True:
         feed = await _expect(sender, "GET", f"{FEEDS}/feeds/{quote(feed_id, safe='')}", headers)
-        _failpoints.reach("amazon:feed-polled")
+        failpoints.reach("amazon:feed-polled")
         status = str(feed.get("processingStatus"))
         if status in FINISHED:
             break
@@ -284,7 +283,7 @@ async def run_feed(
         await asyncio.sleep(sender.pacing.poll_seconds)
     result_id = feed.get("resultFeedDocumentId")
     report = await _report(sender, headers, str(result_id)) if result_id else None
-    _failpoints.reach("amazon:feed-report")
+    failpoints.reach("amazon:feed-report")
     return Feed(feed_id, status, report)
 
 

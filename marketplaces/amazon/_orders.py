@@ -31,9 +31,9 @@ from xml.etree import ElementTree
 import httpx
 from pydantic import ValidationError
 
-from engine._jsonio import loads
-from engine._orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
-from marketplaces._orders import Backoff, BadOrder, Fulfilment, OrderCallError, OrderChannel, send
+from engine.connectors import Backoff, BadOrder, Fulfilment, OrderCallError, OrderChannel, send
+from engine.jsonio import loads
+from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
 from marketplaces.amazon import AmazonConnector
 from marketplaces.amazon._http import FEEDS, FINISHED
 

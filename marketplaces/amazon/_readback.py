@@ -24,8 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from engine._readback import ReadBackError, RemoteListing
-from marketplaces._readback import Reader
+from engine.connectors import ReadBackError, Reader, RemoteListing
 
 PAGE_SIZE = 20
 """``pageSize`` maximum in listingsItems_2021-08-01.json."""

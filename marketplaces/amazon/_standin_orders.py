@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine._jsonio import dumps, loads
+from engine.jsonio import dumps, loads
 from marketplaces._standin import SANDBOX_PREFIX
 from marketplaces._standin import exact_json as _json
 

@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine._jsonio import dumps, loads
+from engine.jsonio import dumps, loads
 from marketplaces._standin import Faults, Standin, int_param
 from marketplaces._standin import exact_json as _json
 from marketplaces.amazon._standin_orders import (

@@ -40,12 +40,22 @@ from typing import Any, Literal
 
 import httpx
 
-from engine._diagnostics import TradepostError
-from engine._listing import Listing, Reason
-from engine._readback import ReadBackError, RemoteListing, comparable, differing
-from marketplaces._base import Call, CallResult, Connector, Credentials
-from marketplaces._oauth import RefreshedToken, TokenError
-from marketplaces._readback import Reader
+from engine import TradepostError
+from engine.connectors import (
+    Call,
+    CallResult,
+    Connector,
+    Credentials,
+    Listing,
+    ReadBackError,
+    Reader,
+    Reason,
+    RefreshedToken,
+    RemoteListing,
+    TokenError,
+    comparable,
+    differing,
+)
 from marketplaces.google._http import DEFAULT_TOKEN_URL, read_input_result
 
 ChangeKind = Literal["price", "stock"]

@@ -12,8 +12,8 @@ import base64
 
 import httpx
 
-from marketplaces._base import Call, CallResult
-from marketplaces._oauth import json_body as _json
+from engine.connectors import Call, CallResult
+from engine.connectors import json_body as _json
 
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com"
 

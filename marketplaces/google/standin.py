@@ -40,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine._jsonio import loads
+from engine.jsonio import loads
 from marketplaces._standin import Faults, Standin, int_param
 from marketplaces._standin import exact_json as _json
 from marketplaces.google._http import decoded_segment, encoded_segment

@@ -31,11 +31,20 @@ from typing import Any, ClassVar
 
 import httpx
 
-from engine._listing import Listing, Reason
-from engine._readback import RemoteListing, differing
-from marketplaces._base import Call, CallResult, Connector, Credentials
-from marketplaces._oauth import RefreshedToken, TokenError, json_body
-from marketplaces._readback import Reader
+from engine.connectors import (
+    Call,
+    CallResult,
+    Connector,
+    Credentials,
+    Listing,
+    Reader,
+    Reason,
+    RefreshedToken,
+    RemoteListing,
+    TokenError,
+    differing,
+    json_body,
+)
 from marketplaces.mercadolibre._http import (
     find_listing,
     item_calls,

@@ -16,10 +16,9 @@ from typing import Any
 
 import httpx
 
-from engine import _failpoints
-from engine._diagnostics import TradepostError
-from marketplaces._base import Call, CallResult, retry_after
-from marketplaces._oauth import json_body as _json
+from engine import TradepostError, failpoints
+from engine.connectors import Call, CallResult, retry_after
+from engine.connectors import json_body as _json
 
 CONTENT_FIELDS = ("pictures", "attributes", "sale_terms")
 """What a content change rewrites through ``PUT /items/{id}``, besides the title and the description.
@@ -264,7 +263,7 @@ async def find_listing(
         for sku in skus:
             path = f"/users/{seller_id}/items/search"
             response = await _read(client, path, {"seller_sku": sku}, headers, counter)
-            _failpoints.reach("mercadolibre:searched")
+            failpoints.reach("mercadolibre:searched")
             if response.status_code != 200:
                 return _lookup_failed(response, sku, on_unauthorized)
             found = _json(response)
@@ -272,7 +271,7 @@ async def find_listing(
             for item_id in results or []:
                 params = {"include_attributes": "all"}
                 response = await _read(client, f"/items/{item_id}", params, headers, counter)
-                _failpoints.reach("mercadolibre:item-read")
+                failpoints.reach("mercadolibre:item-read")
                 if response.status_code != 200:
                     return _lookup_failed(response, sku, on_unauthorized)
                 item = _json(response)

@@ -39,17 +39,17 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from engine._jsonio import dumps
-from engine._orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
-from marketplaces._oauth import json_body
-from marketplaces._orders import (
+from engine.connectors import (
     Backoff,
     BadOrder,
     Fulfilment,
     Invoice,
     OrderCallError,
     OrderChannel,
+    json_body,
 )
+from engine.jsonio import dumps
+from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
 
 __all__ = ["MercadoLibreOrders", "cancel_reason", "read_order"]
 
@@ -228,7 +228,7 @@ class MercadoLibreOrders(OrderChannel):
         The real endpoint takes the NF-e XML as a multipart file upload (field ``fiscal_document``),
         the XML SEFAZ authorised, and reads number, key and value from it. VTEX keeps that XML
         (the invoice notification's ``embeddedInvoice``, or a file behind ``invoiceUrl``), so
-        sending it needs :class:`~marketplaces._orders.Invoice` to carry the XML, or its URL and
+        sending it needs :class:`~engine.connectors.Invoice` to carry the XML, or its URL and
         a download here, then ``files={"fiscal_document": (f"{key}.xml", xml, "text/xml")}``.
         Until then this sends the invoice's fields as JSON, which the stand-in takes. A pack
         (a cart) has one document for all its orders, so 409 (already attached) is done.

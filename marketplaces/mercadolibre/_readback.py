@@ -28,8 +28,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from engine._readback import ReadBackError, RemoteListing
-from marketplaces._readback import Reader
+from engine.connectors import ReadBackError, Reader, RemoteListing
 
 SCAN_LIMIT = 100
 """Ids per page of the scan search."""

@@ -37,15 +37,15 @@ from urllib.parse import quote
 
 import httpx
 
-from engine._catalog import CatalogRecord, JsonLimitError, MalformedRecord, read_json
-from engine._config import ConfigError, SourceConfig, VtexAccount
-from engine._diagnostics import TradepostError
-from engine._secrets import check_header_value, read_secret, redact, register
-from engine._source import FirstSeen, SourceItem
-from marketplaces._base import retry_after
+from engine import TradepostError
+from engine.catalog import CatalogRecord, FirstSeen, JsonLimitError, MalformedRecord, SourceItem, read_json
+from engine.connectors import Source, retry_after
+from engine.project import ConfigError, SourceConfig, VtexAccount
+from engine.secrets import check_header_value, read_secret, redact, register
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
+from marketplaces.vtex._orders import VtexOrders
 
-__all__ = ["VtexAccessError", "VtexSource", "vtex_records"]
+__all__ = ["VtexAccessError", "VtexCatalogSource", "VtexSource", "vtex_account", "vtex_records"]
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000  # the largest page VTEX documents for its SKU id listings
@@ -449,3 +449,18 @@ def _detail(response: httpx.Response) -> str:
             text = str(body)
     text = " ".join(text.split())
     return f": {text[:200]}" if text else ""
+
+
+class VtexCatalogSource(Source):
+    """VTEX as a catalog source and the account orders are placed in (``tradepost.sources``)."""
+
+    name = "vtex"
+
+    def records(self, config: SourceConfig, folder: Path, trade_policy: str = "1") -> VtexSource:
+        return vtex_records(config, folder, trade_policy=trade_policy)
+
+    def account(self, config: VtexAccount, folder: Path, where: str) -> tuple[str, dict[str, str]]:
+        return vtex_account(config, folder, where)
+
+    def placement(self, client: httpx.AsyncClient, keys: Mapping[str, str], **options: Any) -> VtexOrders:
+        return VtexOrders(client, keys["X-VTEX-API-AppKey"], keys["X-VTEX-API-AppToken"], **options)

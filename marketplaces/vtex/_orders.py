@@ -43,10 +43,10 @@ from urllib.parse import quote
 
 import httpx
 
-from engine._jsonio import loads
-from engine._orders import Address, Order
-from engine._secrets import redact
-from marketplaces._orders import Backoff, Fulfilment, Invoice, OrderCallError, Tracking, send
+from engine.connectors import Backoff, Fulfilment, Invoice, OrderCallError, Tracking, send
+from engine.jsonio import loads
+from engine.orders import Address, Order
+from engine.secrets import redact
 
 __all__ = ["PLACEHOLDER_PHONE", "Placed", "SimulatedItem", "VtexOrderState", "VtexOrders"]
 

@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from engine._jsonio import loads
+from engine.jsonio import loads
 from marketplaces._standin import Faults, Standin
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param

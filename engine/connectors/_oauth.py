@@ -19,7 +19,7 @@ from engine._diagnostics import TradepostError
 from engine._jsonio import loads
 from engine._secrets import forget as forget_secret
 from engine._secrets import register
-from marketplaces._base import Credentials, retry_after
+from engine.connectors._contract import Credentials, retry_after
 
 
 class TokenError(TradepostError):

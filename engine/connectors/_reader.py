@@ -1,7 +1,7 @@
 """The reads a connector makes to list what a marketplace holds (``tradepost state rebuild``).
 
-:class:`Reader` is handed to :meth:`~marketplaces._base.Connector.read_back` by
-:meth:`~marketplaces._base.Connector.open_reader`: it authenticates with the connector's own
+:class:`Reader` is handed to :meth:`~engine.connectors.Connector.read_back` by
+:meth:`~engine.connectors.Connector.open_reader`: it authenticates with the connector's own
 hooks, paces requests at the marketplace's rate, retries what may pass (429, 5xx, a lost
 connection, a refused token) and counts them; anything else is an
 :class:`~engine._readback.ReadBackError`, so a rebuild either reads the whole marketplace or
@@ -19,10 +19,10 @@ import httpx
 
 from engine._jsonio import loads
 from engine._readback import ReadBackError
-from marketplaces._base import _error_text, retry_after
+from engine.connectors._contract import _error_text, retry_after
 
 if TYPE_CHECKING:
-    from marketplaces._base import Connector, Credentials
+    from engine.connectors._contract import Connector, Credentials
 
 
 class Reader:

@@ -23,7 +23,7 @@ from engine._listing import Listing, Reason
 from engine._readback import RemoteListing, differing
 
 if TYPE_CHECKING:
-    from marketplaces._readback import Reader
+    from engine.connectors._reader import Reader
 
 
 @dataclass(frozen=True)
@@ -275,9 +275,9 @@ class Connector:
     """Whether :meth:`read_back` is implemented."""
 
     def open_reader(self, client: httpx.AsyncClient, credentials: Credentials, **options: Any) -> Reader:
-        """The :class:`~marketplaces._readback.Reader` that :meth:`read_back` makes its requests
+        """The :class:`~engine.connectors.Reader` that :meth:`read_back` makes its requests
         through (``options``: rate, max_attempts, base_delay, sleep)."""
-        from marketplaces._readback import Reader  # not at the top: _readback builds on this module
+        from engine.connectors._reader import Reader  # not at the top: _reader builds on this module
 
         return Reader(self, client, credentials, **options)
 

@@ -1,6 +1,6 @@
 """How a marketplace's orders are read and fulfilled: the interface every order channel implements.
 
-An order channel is the order-side twin of a :class:`~marketplaces._base.Connector`:
+An order channel is the order-side twin of a :class:`~engine.connectors.Connector`:
 it reads the marketplace's orders into canonical :class:`~engine._orders.Order`
 records, confirms shipments with VTEX's invoice and tracking, and cancels
 orders with a reason. The engine's order state machine (``engine._orderflow``)
@@ -25,14 +25,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from importlib import import_module
 from typing import Any, ClassVar
 
 import httpx
 
 from engine._diagnostics import TradepostError
 from engine._orders import Order
-from marketplaces._base import Connector, Credentials, retry_after
+from engine.connectors._contract import Connector, Credentials, retry_after
 
 __all__ = [
     "BadOrder",
@@ -41,7 +40,6 @@ __all__ = [
     "OrderCallError",
     "OrderChannel",
     "Tracking",
-    "order_channel_class",
     "send",
 ]
 
@@ -293,19 +291,3 @@ class OrderChannel:
     async def cancel(self, order: Order, reason: str) -> None:
         """Cancel the order on the marketplace before shipment, with the reason. Repeatable."""
         raise NotImplementedError
-
-
-_CHANNELS: dict[str, str] = {
-    "amazon": "marketplaces.amazon._orders:AmazonOrders",
-    "mercadolibre": "marketplaces.mercadolibre._orders:MercadoLibreOrders",
-}
-
-
-def order_channel_class(name: str) -> type[OrderChannel] | None:
-    """The order channel of a marketplace, or None where it takes no orders (Google Shopping)."""
-    target = _CHANNELS.get(name)
-    if target is None:
-        return None
-    module_name, attribute = target.split(":")
-    cls: type[OrderChannel] = getattr(import_module(module_name), attribute)
-    return cls

@@ -1,0 +1,91 @@
+"""The connector contract: what every marketplace plug-in implements, and the registry that finds it.
+
+The engine owns this contract and never imports a marketplace (DESIGN.md, "Layout"). A plug-in is
+a package that subclasses the bases below and declares them as entry points:
+
+- :class:`Connector` (``tradepost.connectors``): a marketplace's requirements as class attributes,
+  plus hooks that turn a canonical :class:`Listing` into request bodies (:meth:`Connector.calls_for`
+  gives the :class:`Call` objects, :meth:`Connector.read_result` reads each answer into a
+  :class:`CallResult`). Secrets arrive as :class:`Credentials`, never from rule files.
+- :class:`OrderChannel` (``tradepost.order_channels``): the order-side twin; every request goes
+  through :func:`send`, which retries 429, 5xx and lost connections (honouring
+  :func:`retry_after`) per a :class:`Backoff`, and raises :class:`OrderCallError` for the rest.
+- :class:`Source` (``tradepost.sources``): the catalog a project's ``source.type`` names.
+- stand-ins (``tradepost.standins``): local servers that answer like the marketplace.
+
+Shared pieces every plug-in may use: :class:`Reader` (paced, retried reads for ``state
+rebuild``), :class:`RefreshedToken` (an OAuth access token kept fresh from a refresh token), and
+the read-back comparison helpers. The guarantee: a connector built only from these names keeps
+working when the engine's private modules change.
+"""
+
+from __future__ import annotations
+
+from engine._listing import Listing, Reason
+from engine._readback import ReadBackError, RemoteListing, comparable, differing
+from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
+from engine.connectors._oauth import RefreshedToken, TokenError, json_body
+from engine.connectors._orderchannel import (
+    Backoff,
+    BadOrder,
+    Fulfilment,
+    Invoice,
+    OrderCallError,
+    OrderChannel,
+    Tracking,
+    send,
+)
+from engine.connectors._reader import Reader
+from engine.connectors._registry import (
+    CONNECTORS,
+    ENTRY_POINT_GROUP,
+    ORDER_CHANNELS,
+    SOURCES,
+    STANDINS,
+    available_connectors,
+    available_standins,
+    connector_class,
+    order_channel_class,
+    source,
+    standin_class,
+)
+from engine.connectors._source import RecordStream, Source
+
+__all__ = [
+    "CONNECTORS",
+    "ENTRY_POINT_GROUP",
+    "ORDER_CHANNELS",
+    "SOURCES",
+    "STANDINS",
+    "Backoff",
+    "BadOrder",
+    "Call",
+    "CallResult",
+    "Connector",
+    "Credentials",
+    "Fulfilment",
+    "Invoice",
+    "Listing",
+    "OrderCallError",
+    "OrderChannel",
+    "ReadBackError",
+    "Reader",
+    "Reason",
+    "RecordStream",
+    "RefreshedToken",
+    "RemoteListing",
+    "Source",
+    "TokenError",
+    "Tracking",
+    "available_connectors",
+    "available_standins",
+    "comparable",
+    "connector_class",
+    "differing",
+    "json_body",
+    "order_channel_class",
+    "retry_after",
+    "send",
+    "source",
+    "standin_class",
+]

@@ -1,0 +1,92 @@
+"""Imports go one way: ``cli`` -> ``marketplaces`` -> ``engine`` (DESIGN.md, "Layout").
+
+Every import in the three packages is parsed, those inside functions included: the engine
+never imports a marketplace or the CLI, and neither marketplaces nor the CLI reach into a
+private ``engine._module``. The connector contract and the registry that finds plug-ins are
+public parts of the engine, so a third-party connector needs nothing private either.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("engine", "marketplaces", "cli")
+
+
+def _module_of(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imported(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted name) of every module an import names, ``from a import b`` as ``a.b``."""
+    module = _module_of(path)
+    is_package = path.name == "__init__.py"
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
+                origin = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                origin = node.module or ""
+            found.extend((node.lineno, f"{origin}.{alias.name}") for alias in node.names)
+    return found
+
+
+def _private_engine(name: str) -> bool:
+    parts = name.split(".")
+    return parts[0] == "engine" and any(p.startswith("_") for p in parts[1:])
+
+
+def violations() -> list[str]:
+    found: list[str] = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            where = path.relative_to(ROOT)
+            for line, name in _imported(path):
+                top = name.split(".")[0]
+                if package == "engine" and top in ("marketplaces", "cli"):
+                    found.append(f"{where}:{line}: engine imports {name}")
+                elif package == "marketplaces" and top == "cli":
+                    found.append(f"{where}:{line}: marketplaces import {name}")
+                elif package in ("marketplaces", "cli") and _private_engine(name):
+                    found.append(f"{where}:{line}: {package} imports private {name}")
+    return found
+
+
+def test_imports_go_one_way() -> None:
+    assert violations() == []
+
+
+@pytest.mark.parametrize(
+    ("package", "source", "expected"),
+    [
+        ("engine", "def f():\n    from marketplaces import x\n", 1),
+        ("engine", "import cli.main\n", 1),
+        ("marketplaces", "from engine._jsonio import loads\n", 1),
+        ("marketplaces", "from engine import _failpoints\n", 1),
+        ("marketplaces", "from engine.connectors import Connector\n", 0),
+        ("cli", "from engine._run import open_state\n", 1),
+        ("cli", "from marketplaces.sandbox import build_sandbox\n", 0),
+        ("marketplaces", "from cli import main\n", 1),
+    ],
+)
+def test_the_check_sees_a_violation(
+    package: str, source: str, expected: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given one file in a package, expect that many violations (imports in functions too)."""
+    for name in PACKAGES:
+        (tmp_path / name).mkdir()
+    (tmp_path / package / "probe.py").write_text(source, encoding="utf-8")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    assert len(violations()) == expected
