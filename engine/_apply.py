@@ -286,12 +286,9 @@ class Executor:
         for call in calls:
             if not self.connector.idempotent(call):
                 # The marketplace, not the state store, says whether the SKU exists: look first.
-                found, looked = await self._find(call, record)
+                found, looked = await self._look_up(call, record)
                 requests += looked
                 if found is not None:
-                    if found.ok:
-                        found, sent = await self._adopt(found, record)
-                        requests += sent
                     result = found
                     if not result.ok:
                         break
@@ -343,6 +340,15 @@ class Executor:
         why = f"not created: could not tell whether it exists already ({error})"
         return CallResult(False, error=redact(why)), requests
 
+    async def _look_up(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult | None, int]:
+        """The listing ``call`` would create, if the marketplace holds it already, adopted; None when
+        creating is safe; a failed result when it could not be told. With the requests it took."""
+        found, looked = await self._find(call, record)
+        if found is None or not found.ok:
+            return found, looked
+        adopted, sent = await self._adopt(found, record)
+        return adopted, looked + sent
+
     async def _adopt(self, found: CallResult, record: Mapping[str, Any]) -> tuple[CallResult, int]:
         """Bring a listing found on the marketplace to the plan with the calls the connector gave."""
         requests = 0
@@ -380,11 +386,8 @@ class Executor:
                 result = CallResult(False, retryable=True, error=f"{type(exc).__name__}: {exc}")
                 if not self.connector.idempotent(call):
                     # The request may have landed before the answer was lost: look before resending.
-                    found, looked = await self._find(call, record)
+                    found, looked = await self._look_up(call, record)
                     if found is not None:
-                        if found.ok:
-                            adopted, sent = await self._adopt(found, record)
-                            return adopted, attempt + 1 + looked + sent
                         return found, attempt + 1 + looked
             else:
                 _failpoints.reach("apply:sent")

@@ -229,7 +229,7 @@ class MercadoLibreConnector(Connector):
                     if failed is not None:
                         return failed
         seller_id = str(self._seller_id)  # read above, or by the worker that held the lock
-        return await find_listing(client, headers, call, seller_id, PER_VARIATION, [], self.token.forget)
+        return await find_listing(client, headers, call, seller_id, PER_VARIATION, self.token.forget)
 
     async def _read_seller_id(
         self, client: httpx.AsyncClient, headers: Mapping[str, str]

@@ -236,7 +236,6 @@ async def find_listing(
     call: Call,
     seller_id: str,
     variation_attributes: Collection[str],
-    counter: list[str],
     on_unauthorized: Callable[[], None],
 ) -> CallResult | None:
     """The item that already holds one of the SKUs a ``POST /items`` would create, made ready to adopt.
@@ -251,9 +250,9 @@ async def find_listing(
     Found: the result names the item (and, in a family, each member's variation) and ``then``
     holds the ``PUT`` calls that bring it to the plan (see :func:`adoption_calls`). None: nothing
     holds these SKUs, so creating is safe. A failed lookup is a not-ok result, retryable when
-    Mercado Libre may answer later (401, 429, 5xx, a transport error). ``counter`` gets one entry
-    per request made, so that the caller can pace and count them; ``on_unauthorized`` is called on
-    a 401 (the token was revoked: the retry must fetch a new one).
+    Mercado Libre may answer later (401, 429, 5xx, a transport error); the executor paces and
+    counts the requests through its client. ``on_unauthorized`` is called on a 401 (the token was
+    revoked: the retry must fetch a new one).
     """
     sent = call.body if isinstance(call.body, Mapping) else {}
     skus = sorted(set(_seller_skus(sent.get("variations") or []) or _seller_skus([sent])))
@@ -262,7 +261,7 @@ async def find_listing(
     try:
         for sku in skus:
             path = f"/users/{seller_id}/items/search"
-            response = await _read(client, path, {"seller_sku": sku}, headers, counter)
+            response = await _read(client, path, {"seller_sku": sku}, headers)
             failpoints.reach("mercadolibre:searched")
             if response.status_code != 200:
                 return _lookup_failed(response, sku, on_unauthorized)
@@ -270,7 +269,7 @@ async def find_listing(
             results = found.get("results") if isinstance(found, dict) else None
             for item_id in results or []:
                 params = {"include_attributes": "all"}
-                response = await _read(client, f"/items/{item_id}", params, headers, counter)
+                response = await _read(client, f"/items/{item_id}", params, headers)
                 failpoints.reach("mercadolibre:item-read")
                 if response.status_code != 200:
                     return _lookup_failed(response, sku, on_unauthorized)
@@ -287,19 +286,15 @@ LOOKUP_ATTEMPTS = 5
 
 
 async def _read(
-    client: httpx.AsyncClient,
-    path: str,
-    params: Mapping[str, str],
-    headers: Mapping[str, str],
-    counter: list[str],
+    client: httpx.AsyncClient, path: str, params: Mapping[str, str], headers: Mapping[str, str]
 ) -> httpx.Response:
     """One ``GET`` of a look-up, retried on its own (backoff, Retry-After honoured up to 30 s).
 
     A family's look-up is one request per member: were a failure to restart it from the first,
     a large family would rarely get through a marketplace that fails a few requests in a hundred.
+    The last answer is returned as it is, so that a failed look-up names Mercado Libre's status.
     """
     for attempt in range(LOOKUP_ATTEMPTS):
-        counter.append(path)
         last = attempt + 1 == LOOKUP_ATTEMPTS
         try:
             response = await client.get(path, params=dict(params), headers=dict(headers))
