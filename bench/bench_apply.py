@@ -29,12 +29,12 @@ import httpx  # noqa: E402
 from synth import generate  # noqa: E402
 
 import engine  # noqa: E402
-from engine._apply import Executor  # noqa: E402
-from engine._catalog import CatalogRecord  # noqa: E402
-from engine._plan import Planner  # noqa: E402
-from engine._planfile import change_record  # noqa: E402
-from engine._state import StateStore  # noqa: E402
 from engine.connectors import Credentials, connector_class  # noqa: E402
+from engine.model._catalog import CatalogRecord  # noqa: E402
+from engine.state._store import StateStore  # noqa: E402
+from engine.sync._executor import Executor  # noqa: E402
+from engine.sync._plan import Planner  # noqa: E402
+from engine.sync._planfile import change_record  # noqa: E402
 
 SETUPS: dict[str, dict[str, Any]] = {
     "google": {

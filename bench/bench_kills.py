@@ -4,7 +4,7 @@ Each trial starts from an empty marketplace and an empty state store (or, for th
 scenarios, from a marketplace holding every listing and a state store that lost them), runs
 ``python -m cli.main apply`` as a scheduler would, against stand-ins served on 127.0.0.1, and
 kills it: at the N-th time it reaches a failpoint (``TRADEPOST_FAILPOINT=name:#N``, see
-``engine/_failpoints.py``), or after a random delay. Then it applies again to completion and
+``engine/failpoints.py``), or after a random delay. Then it applies again to completion and
 reads the stand-in's own state:
 
 * duplicates: a SKU held by more than one listing (Mercado Libre items and variations, Google
@@ -50,11 +50,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine._applyrun import apply_records, locked, planned_records  # noqa: E402
-from engine._config import load_project  # noqa: E402
-from engine._failpoints import APPLY_POINTS  # noqa: E402
-from engine._jsonio import dumps  # noqa: E402
-from engine._run import open_marketplace, open_state  # noqa: E402
+from engine.failpoints import APPLY_POINTS  # noqa: E402
+from engine.jsonio import dumps  # noqa: E402
+from engine.project._apply import apply_records, locked, planned_records  # noqa: E402
+from engine.project._assembly import open_marketplace, open_state  # noqa: E402
+from engine.project._config import load_project  # noqa: E402
 from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog  # noqa: E402
 
 CATALOG = ROOT / "examples" / "catalog.jsonl"

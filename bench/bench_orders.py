@@ -28,12 +28,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine._applyrun import apply_records, planned_records  # noqa: E402
-from engine._config import load_project  # noqa: E402
-from engine._orderflow import approve  # noqa: E402
-from engine._orderrun import order_desks  # noqa: E402
-from engine._orderstore import OrderStore  # noqa: E402
-from engine._run import open_marketplace, open_state  # noqa: E402
+from engine.orders._flow import approve  # noqa: E402
+from engine.orders._store import OrderStore  # noqa: E402
+from engine.project._apply import apply_records, planned_records  # noqa: E402
+from engine.project._assembly import open_marketplace, open_state  # noqa: E402
+from engine.project._config import load_project  # noqa: E402
+from engine.project._order_desks import order_desks  # noqa: E402
 from marketplaces._standin import Faults  # noqa: E402
 from marketplaces.sandbox import build_sandbox, read_catalog  # noqa: E402
 

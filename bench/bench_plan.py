@@ -49,10 +49,10 @@ def _measure(kind: str, catalog: Path) -> dict[str, float]:
     from handwritten import listing_for
 
     import engine
-    from engine._plan import Planner
-    from engine._source import FileSource
-    from engine._state import StateStore
     from engine.connectors import connector_class
+    from engine.state._store import StateStore
+    from engine.sync._plan import Planner
+    from engine.sync._source import FileSource
 
     start = time.perf_counter()
     listed = invalid = 0
@@ -94,9 +94,9 @@ def _same_results(catalog: Path, records: int = 5000) -> None:
     from handwritten import listing_for
 
     import engine
-    from engine._plan import Planner
-    from engine._source import FileSource
     from engine.connectors import connector_class
+    from engine.sync._plan import Planner
+    from engine.sync._source import FileSource
 
     compiled = engine.compile_rules(ROOT / "rules" / "mercadolibre.yaml")
     planner = Planner(compiled, connector_class("mercadolibre")({}))

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from synth import generate  # noqa: E402
 
-from engine._applyrun import apply_records, planned_records  # noqa: E402
-from engine._config import load_project  # noqa: E402
-from engine._rebuild import rebuild_state  # noqa: E402
-from engine._run import catalog_records, open_marketplace, open_state  # noqa: E402
+from engine.project._apply import apply_records, planned_records  # noqa: E402
+from engine.project._assembly import catalog_records, open_marketplace, open_state  # noqa: E402
+from engine.project._config import load_project  # noqa: E402
+from engine.project._rebuild import rebuild_state  # noqa: E402
 from marketplaces.sandbox import build_sandbox  # noqa: E402
 
 MARKETPLACES = ("mercadolibre", "amazon", "google")

@@ -12,8 +12,8 @@ from __future__ import annotations
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from engine._catalog import CatalogRecord
-from engine._listing import Listing
+from engine.model._catalog import CatalogRecord
+from engine.model._listing import Listing
 
 CATEGORIES = {
     ("Apparel", "Clothing", "T-Shirts"): "MLB31447",

@@ -16,21 +16,16 @@ from cli._plan import _compile_or_exit, _project, allow_mass_delete_option, conf
 from cli._render import console
 from engine import TradepostError
 from engine.jsonio import dumps
+from engine.project import apply_records, check_not_stale, fingerprint_of, locked, open_state, planned_records
 from engine.secrets import redact
-from engine.state import open_state
 from engine.sync import (
     EXIT_PARTIAL,
     ApplySummary,
     MassDelete,
     SkuResult,
-    apply_records,
-    check_not_stale,
     check_plan_rules,
     checked_changes,
-    fingerprint_of,
-    locked,
     mass_delete,
-    planned_records,
     read_plan,
 )
 

@@ -31,14 +31,12 @@ from engine.orders import (
     PullSummary,
     PushSummary,
     StoredOrder,
-    order_desks,
-    order_marketplaces,
 )
 from engine.orders import approve as approve_order
 from engine.orders import reject as reject_order
-from engine.project import Project
+from engine.project import Project, open_state, order_desks, order_marketplaces
 from engine.secrets import redact
-from engine.state import StateStore, open_state
+from engine.state import StateStore
 
 marketplace_option = click.option(
     "-m", "--marketplace", "marketplaces", multiple=True, help="Only this marketplace (repeatable)."

@@ -17,21 +17,18 @@ from cli._render import console, render_diagnostics
 from engine import RuleError
 from engine.catalog import CatalogRecord, MalformedRecord
 from engine.jsonio import dumps
-from engine.project import Project, load_project
-from engine.secrets import redact
-from engine.state import StateStore, open_state
-from engine.sync import (
-    Change,
+from engine.project import (
     MarketplaceRun,
-    MassDelete,
-    PlanSummary,
-    PlanWriter,
+    Project,
     catalog_records,
-    change_record,
     fingerprint_of,
-    mass_delete,
+    load_project,
     open_marketplace,
+    open_state,
 )
+from engine.secrets import redact
+from engine.state import StateStore
+from engine.sync import Change, MassDelete, PlanSummary, PlanWriter, change_record, mass_delete
 
 EXIT_CHANGES = 2
 TABLE_LIMIT = 50

@@ -12,8 +12,7 @@ from cli._output import check_writable
 from cli._plan import _project, config_option
 from cli._render import console
 from engine import TradepostError
-from engine.orders import vtex_orders_account
-from engine.project import Project
+from engine.project import Project, vtex_orders_account
 from marketplaces.sandbox import build_sandbox, read_catalog
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import click
 
 from cli._plan import _compile_or_exit, _project, config_option
 from engine.jsonio import dumps
-from engine.state import open_state, rebuild_state
+from engine.project import open_state, rebuild_state
 
 
 @click.group()

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from cli._plan import _compile_or_exit, _project, config_option
-from engine.state import open_state
+from engine.project import open_state
 
 
 @click.command()

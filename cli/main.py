@@ -21,9 +21,8 @@ from cli._output import check_writable
 from cli._render import render_coverage, render_diagnostics, tolerant_output
 from engine import RuleError, TradepostError, check_all, rule_file_schema
 from engine.catalog import catalog_coverage
-from engine.project import load_project
+from engine.project import catalog_records, load_project
 from engine.secrets import RedactingFilter, redact
-from engine.sync import catalog_records
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -158,7 +158,7 @@ class _StandinTransport(httpx.ASGITransport):
 
 
 def exact_json(data: Any, status: int = 200) -> Response:
-    """A JSON answer with exact decimals (``engine._jsonio``): prices go back digit for digit, as
+    """A JSON answer with exact decimals (``engine.jsonio``): prices go back digit for digit, as
     the real APIs write them, never through float."""
     return Response(dumps(data), status_code=status, media_type="application/json")
 

@@ -1,7 +1,7 @@
 """The Amazon connector against its stand-in, in process: tokens, single calls, confirmations, feeds.
 
 Every change sent here comes from the real planner over the bundled catalog and rules/amazon.yaml,
-through ``engine._planfile.change_record``: the bodies are the ones `tradepost plan` shows. Where a
+through ``engine.sync._planfile.change_record``: the bodies are the ones `tradepost plan` shows. Where a
 test needs a body Amazon refuses, it edits a planned one, as a hand-edited plan file would.
 """
 
@@ -21,14 +21,14 @@ import httpx
 import pytest
 
 import engine
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._compiler import CompiledRules
-from engine._jsonio import dumps, loads
-from engine._listing import Listing
-from engine._plan import Planner
-from engine._planfile import change_record
-from engine._state import StateStore, applied_from
 from engine.connectors import CallResult, Credentials
+from engine.jsonio import dumps, loads
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.model._listing import Listing
+from engine.rules._compiler import CompiledRules
+from engine.state._store import StateStore, applied_from
+from engine.sync._plan import Planner
+from engine.sync._planfile import change_record
 from marketplaces._standin import Faults
 from marketplaces.amazon import AmazonConnector
 from marketplaces.amazon._http import AmazonAuthError

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from engine._jsonio import dumps
-from engine._orders import Order
 from engine.connectors import BadOrder, Credentials, Fulfilment, Invoice, OrderCallError, Tracking
+from engine.jsonio import dumps
+from engine.model._order import Order
 from marketplaces._standin import Faults
 from marketplaces.amazon import AmazonConnector
 from marketplaces.amazon._orders import (

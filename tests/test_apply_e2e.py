@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from engine._applyrun import apply_records, planned_records
-from engine._config import load_project
-from engine._run import open_marketplace, open_state
+from engine.project._apply import apply_records, planned_records
+from engine.project._assembly import open_marketplace, open_state
+from engine.project._config import load_project
 from marketplaces._standin import Faults
 from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
 from tests.conftest import ROOT
@@ -277,12 +277,12 @@ def test_a_withdrawn_mercadolibre_sku_selected_again_brings_its_item_back(tmp_pa
     import httpx
 
     import engine
-    from engine._apply import Executor
-    from engine._plan import Planner
-    from engine._planfile import change_record
-    from engine._source import FileSource
-    from engine._state import StateStore
     from engine.connectors import Credentials, connector_class
+    from engine.state._store import StateStore
+    from engine.sync._executor import Executor
+    from engine.sync._plan import Planner
+    from engine.sync._planfile import change_record
+    from engine.sync._source import FileSource
     from marketplaces.mercadolibre.standin import (
         SANDBOX_CLIENT_ID,
         SANDBOX_CLIENT_SECRET,

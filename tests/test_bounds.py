@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine._evaluate import SkuEvaluator
-from engine._functions import FUNCTIONS
-from engine._limits import MAX_LITERAL_DIGITS, MAX_LOOP_STEPS, MAX_TEXT, LimitExceeded
-from engine._templates import TemplateCompiler
 from engine.connectors import connector_class
+from engine.rules._functions import FUNCTIONS
+from engine.rules._limits import MAX_LITERAL_DIGITS, MAX_LOOP_STEPS, MAX_TEXT, LimitExceeded
+from engine.rules._templates import TemplateCompiler
+from engine.sync._evaluate import SkuEvaluator
 from tests.conftest import MINIMAL_RULES, ROOT, context_for, sample_record
 
 SECONDS = 2.0

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from engine._catalog import (
+from engine._diagnostics import TradepostError
+from engine.model._catalog import (
     CatalogRecord,
     Dimensions,
     Image,
@@ -22,8 +23,7 @@ from engine._catalog import (
     Stock,
     WarehouseStock,
 )
-from engine._diagnostics import TradepostError
-from engine._types import record_from_model
+from engine.rules._types import record_from_model
 
 # One SKU as the VTEX source connector writes it to the catalog file: ids as VTEX's JSON
 # integers, prices as JSON floats, specifications as VTEX's value lists.

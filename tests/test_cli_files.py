@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from engine import RuleError, TradepostError
-from engine._check import check_rules
-from engine._config import load_project
 from engine._diagnostics import DiagnosticSink
-from engine._yaml import parse_yaml
+from engine.project._config import load_project
+from engine.rules._check import check_rules
+from engine.rules._yaml import parse_yaml
 from tests.conftest import MINIMAL_RULES, ROOT
 from tests.test_planfile import tradepost
 

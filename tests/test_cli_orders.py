@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from engine._orders import Address, Buyer, Order, OrderItem
-from engine._orderstore import OrderStore
-from engine._state import StateStore
+from engine.model._order import Address, Buyer, Order, OrderItem
+from engine.orders._store import OrderStore
+from engine.state._store import StateStore
 from tests.conftest import ROOT
 
 PERSONAL = ["Joana Prado", "joana@example.com", "Avenida Paulista", "01310-100", "123.456.789-09"]

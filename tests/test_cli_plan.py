@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
-from engine._jsonio import loads
+from engine.jsonio import loads
 from tests.conftest import MINIMAL_RULES, ROOT
 
 

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import engine
-from engine._compiler import CompiledRules
-from engine._divergence import SEVERITY, Decision, decide, prices_from_rules
-from engine._evaluate import SkuEvaluator
-from engine._orders import Address, Buyer, Order, OrderItem
 from engine.connectors import connector_class
+from engine.model._order import Address, Buyer, Order, OrderItem
+from engine.orders._divergence import SEVERITY, Decision, decide, prices_from_rules
+from engine.rules._compiler import CompiledRules
+from engine.sync._evaluate import SkuEvaluator
 from tests.conftest import MINIMAL_RULES, sample_record
 
 BANDS = """\

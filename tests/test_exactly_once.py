@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from bench.bench_kills import holdings
-from engine._applyrun import apply_records, planned_records
-from engine._config import load_project
-from engine._jsonio import dumps
-from engine._run import open_marketplace, open_state
+from engine.jsonio import dumps
+from engine.project._apply import apply_records, planned_records
+from engine.project._assembly import open_marketplace, open_state
+from engine.project._config import load_project
 from marketplaces.sandbox import Sandbox, build_sandbox
 from tests.conftest import ROOT
 from tests.test_apply_e2e import run_apply, subset
@@ -95,7 +95,7 @@ def normalised(found: dict[str, list[str]]) -> dict[str, list[str]]:
 
 
 def _loads(text: str) -> Any:
-    from engine._jsonio import loads
+    from engine.jsonio import loads
 
     return loads(text)
 
@@ -215,7 +215,7 @@ def test_a_family_is_recorded_by_one_transaction(
     sandbox: tuple[Sandbox, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A kill between a family's first row and its siblings' made the next run POST them again."""
-    from engine._state import StateStore
+    from engine.state._store import StateStore
 
     box, config = sandbox
     families = [r["family"] for r in planned(config, "mercadolibre") if r.get("family") and r["payloads"]]
@@ -297,7 +297,7 @@ def test_every_request_of_a_run_waits_for_the_rate_limit_look_ups_included(
 ) -> None:
     """The look-ups before a create are the connector's own requests: sent unpaced, they came back
     as 429s (152 in `bench/bench_apply.py --rate 40`) until the client's request hook paced them."""
-    from engine._apply import TokenBucket
+    from engine.sync._executor import TokenBucket
 
     box, config = sandbox
     acquired = [0]

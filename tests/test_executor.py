@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
-from engine._apply import Executor, TokenBucket
-from engine._listing import Listing
-from engine._secrets import redact, register
-from engine._state import LockedError, StateStore
 from engine.connectors import Call, Connector
+from engine.model._listing import Listing
+from engine.secrets._redact import redact, register
+from engine.state._store import LockedError, StateStore
+from engine.sync._executor import Executor, TokenBucket
 
 LISTING = Listing("10", "1", "test", "CAT", {"title": "Tênis"}, Decimal("134.90"), "BRL", 4)
 

@@ -13,8 +13,8 @@ import pytest
 import re2
 
 from engine._diagnostics import EvaluationError, Rejected, Span
-from engine._functions import FUNCTIONS, NOT_LITERAL, ROUNDING_MODES, Function, quantize
-from engine._types import ANY, BOOL, NEVER, NULL, NUMBER, STRING, Type, list_of, table_of
+from engine.rules._functions import FUNCTIONS, NOT_LITERAL, ROUNDING_MODES, Function, quantize
+from engine.rules._types import ANY, BOOL, NEVER, NULL, NUMBER, STRING, Type, list_of, table_of
 
 D = Decimal
 AT = Span("rules/mercadolibre.yaml", 12, 5, 12, 30)

@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 import engine
-from engine._jsonio import dumps, loads
-from engine._plan import Change, Op, Planner, UpdateKind
-from engine._planfile import change_record
-from engine._source import FileSource
 from engine.connectors import Call, CallResult, Credentials
+from engine.jsonio import dumps, loads
+from engine.sync._plan import Change, Op, Planner, UpdateKind
+from engine.sync._planfile import change_record
+from engine.sync._source import FileSource
 from marketplaces._standin import Faults
 from marketplaces.google import GoogleConnector, TokenError
 from marketplaces.google.standin import GoogleStandin

@@ -28,12 +28,12 @@ from hypothesis import strategies as st
 
 import engine
 from cli.main import cli
-from engine._catalog import MAX_DEPTH, too_deep
-from engine._jsonio import dumps
-from engine._plan import Change, Planner
-from engine._planfile import change_record
-from engine._source import FileSource, FirstSeen, MalformedElement
 from engine.connectors import connector_class
+from engine.jsonio import dumps
+from engine.model._catalog import MAX_DEPTH, too_deep
+from engine.sync._plan import Change, Planner
+from engine.sync._planfile import change_record
+from engine.sync._source import FileSource, FirstSeen, MalformedElement
 from marketplaces.vtex import VtexSource
 
 ROOT = Path(__file__).resolve().parent.parent

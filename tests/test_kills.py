@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from bench.bench_kills import SCENARIOS, Harness
-from engine._failpoints import APPLY_POINTS
+from engine.failpoints import APPLY_POINTS
 from tests.conftest import ROOT
 
 SEED = int(os.environ.get("TRADEPOST_KILLS_SEED") or time.time_ns() % 1_000_000)

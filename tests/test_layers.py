@@ -73,10 +73,10 @@ def test_imports_go_one_way() -> None:
     [
         ("engine", "def f():\n    from marketplaces import x\n", 1),
         ("engine", "import cli.main\n", 1),
-        ("marketplaces", "from engine._jsonio import loads\n", 1),
+        ("marketplaces", "from engine.sync._executor import Executor\n", 1),
         ("marketplaces", "from engine import _failpoints\n", 1),
         ("marketplaces", "from engine.connectors import Connector\n", 0),
-        ("cli", "from engine._run import open_state\n", 1),
+        ("cli", "from engine.project._assembly import open_state\n", 1),
         ("cli", "from marketplaces.sandbox import build_sandbox\n", 0),
         ("marketplaces", "from cli import main\n", 1),
     ],

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from cli.main import main
-from engine._config import load_project
-from engine._deletes import FREE_DELETES, mass_delete, parse_share
-from engine._run import open_state
+from engine.project._assembly import open_state
+from engine.project._config import load_project
+from engine.sync._deletes import FREE_DELETES, mass_delete, parse_share
 from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
 from tests.conftest import ROOT
 

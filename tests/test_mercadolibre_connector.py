@@ -20,11 +20,11 @@ import pytest
 
 import engine
 from engine._diagnostics import TradepostError
-from engine._jsonio import dumps, loads
-from engine._plan import Change, Planner, UpdateKind
-from engine._planfile import change_record
-from engine._source import FileSource
 from engine.connectors import Call, CallResult, Credentials
+from engine.jsonio import dumps, loads
+from engine.sync._plan import Change, Planner, UpdateKind
+from engine.sync._planfile import change_record
+from engine.sync._source import FileSource
 from marketplaces._standin import Faults
 from marketplaces.mercadolibre import MercadoLibreConnector, TokenError, variation_ids
 from marketplaces.mercadolibre.standin import MercadoLibreStandin

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from engine._jsonio import dumps, loads
-from engine._orders import Order
 from engine.connectors import Backoff, BadOrder, Credentials, Fulfilment, Invoice, OrderCallError, Tracking
+from engine.jsonio import dumps, loads
+from engine.model._order import Order
 from marketplaces._standin import Faults
 from marketplaces.mercadolibre import MercadoLibreConnector
 from marketplaces.mercadolibre._orders import MercadoLibreOrders, cancel_reason

@@ -21,10 +21,6 @@ import httpx
 import pytest
 
 import engine
-from engine._orderflow import OrderDesk, OrderError, approve, reject
-from engine._orders import Address, Buyer, Order, OrderItem
-from engine._orderstore import OrderStore
-from engine._state import StateStore
 from engine.connectors import (
     BadOrder,
     Connector,
@@ -35,6 +31,10 @@ from engine.connectors import (
     OrderChannel,
     Tracking,
 )
+from engine.model._order import Address, Buyer, Order, OrderItem
+from engine.orders._flow import OrderDesk, OrderError, approve, reject
+from engine.orders._store import OrderStore
+from engine.state._store import StateStore
 from tests.conftest import MINIMAL_RULES
 
 RULES = (
@@ -629,7 +629,7 @@ def test_a_pending_order_waits_for_its_address_without_an_error(desk: Desk) -> N
 
 
 def test_an_order_whose_catalog_could_not_be_read_waits_for_the_next_pull(desk: Desk) -> None:
-    from engine._orderflow import RulePrices
+    from engine.orders._flow import RulePrices
 
     desk.channel.set(make_order("A", ("10", 1, "100.00")))
     desk.channel.set(make_order("B", ("11", 1, "49.90")))

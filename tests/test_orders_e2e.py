@@ -22,11 +22,11 @@ from typing import Any
 
 import pytest
 
-from engine._config import load_project
-from engine._jsonio import dumps
-from engine._orderrun import order_desks
-from engine._orderstore import OrderStore
-from engine._run import open_state
+from engine.jsonio import dumps
+from engine.orders._store import OrderStore
+from engine.project._assembly import open_state
+from engine.project._config import load_project
+from engine.project._order_desks import order_desks
 from marketplaces._standin import Faults
 from marketplaces.sandbox import Sandbox, build_sandbox
 from tests.conftest import ROOT

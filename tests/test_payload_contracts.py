@@ -2,7 +2,7 @@
 
 The references are not part of the project (DESIGN.md: read them, do not copy them), so these
 tests read them from beside the repository and skip, saying why, where they are absent. Bodies
-are checked as they travel: serialised with engine._jsonio and parsed back, so a Decimal that
+are checked as they travel: serialised with engine.jsonio and parsed back, so a Decimal that
 would not survive the wire fails here rather than at the marketplace.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from engine._jsonio import dumps, loads
-from engine._listing import Listing
+from engine.jsonio import dumps, loads
+from engine.model._listing import Listing
 from marketplaces.amazon import AmazonConnector, ChangeKind
 from marketplaces.google import ChangeKind as GoogleChangeKind
 from marketplaces.google import GoogleConnector

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from engine._jsonio import dumps
-from engine._listing import Listing
 from engine.connectors import Connector, connector_class
+from engine.jsonio import dumps
+from engine.model._listing import Listing
 from marketplaces.amazon import AmazonConnector
 from marketplaces.google import GoogleConnector, micros
 from marketplaces.mercadolibre import MercadoLibreConnector

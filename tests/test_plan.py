@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 import engine
-from engine._catalog import CatalogRecord
-from engine._plan import Change, Planner
-from engine._planfile import PLAN_FORMAT_VERSION, PlanWriter, change_record, read_plan
-from engine._source import FileSource
-from engine._state import StateStore, applied_from
 from engine.connectors import connector_class
+from engine.model._catalog import CatalogRecord
+from engine.state._store import StateStore, applied_from
+from engine.sync._plan import Change, Planner
+from engine.sync._planfile import PLAN_FORMAT_VERSION, PlanWriter, change_record, read_plan
+from engine.sync._source import FileSource
 
 RULES = """\
 marketplace: mercadolibre

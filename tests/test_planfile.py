@@ -23,11 +23,11 @@ from unittest.mock import patch
 import pytest
 
 from cli.main import main
-from engine._applyrun import fingerprint_of
-from engine._config import load_project
-from engine._jsonio import dumps, loads
-from engine._planfile import PlanFileError, change_digest, check_rules, checked_changes, read_plan
-from engine._run import open_marketplace
+from engine.jsonio import dumps, loads
+from engine.project._apply import fingerprint_of
+from engine.project._assembly import open_marketplace
+from engine.project._config import load_project
+from engine.sync._planfile import PlanFileError, change_digest, check_rules, checked_changes, read_plan
 from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
 from tests.conftest import ROOT
 

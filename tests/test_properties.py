@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import engine
-from engine._compiler import CATALOG_NAMES
 from engine._diagnostics import Diagnostic, DiagnosticSink, Span
-from engine._expressions import CompiledExpression, Scope, Source, compile_expression
-from engine._functions import FUNCTIONS
-from engine._runtime import Context
-from engine._types import ANY, NUMBER, STRING, RecordType, record_of, table_of
-from engine._yaml import Node, parse_yaml
+from engine.rules._compiler import CATALOG_NAMES
+from engine.rules._expressions import CompiledExpression, Scope, Source, compile_expression
+from engine.rules._functions import FUNCTIONS
+from engine.rules._runtime import Context
+from engine.rules._types import ANY, NUMBER, STRING, RecordType, record_of, table_of
+from engine.rules._yaml import Node, parse_yaml
 
 RULES = Path(__file__).resolve().parent.parent / "rules"
 RULE_FILE = RULES / "mercadolibre.yaml"

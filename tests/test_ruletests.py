@@ -17,8 +17,8 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli
 from engine import RuleError
-from engine._ruletests import TestFileResult as FileResult
-from engine._ruletests import run_test_file
+from engine.sync._ruletests import TestFileResult as FileResult
+from engine.sync._ruletests import run_test_file
 from tests.conftest import MINIMAL_RULES, ROOT
 
 BUNDLED = ("mercadolibre", "amazon", "google")

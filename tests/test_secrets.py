@@ -18,11 +18,11 @@ import pytest
 
 import marketplaces.vtex
 from cli.main import configure_logging, main
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._run import Catalog, CatalogUnreadableError
-from engine._secrets import SecretError, read_secret, redact, register
-from engine._state import StateStore
 from engine.connectors import Credentials, RefreshedToken
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.project._assembly import Catalog, CatalogUnreadableError
+from engine.secrets._redact import SecretError, read_secret, redact, register
+from engine.state._store import StateStore
 from marketplaces.sandbox import read_catalog
 from marketplaces.vtex import vtex_records
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, VtexStandin

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from engine._catalog import CatalogRecord, MalformedRecord
 from engine._diagnostics import TradepostError
-from engine._source import FileSource, MalformedElement, SourceError, SourceItem
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.sync._source import FileSource, MalformedElement, SourceError, SourceItem
 
 
 def record(sku_id: int, **changes: Any) -> dict[str, Any]:

@@ -23,16 +23,16 @@ from typing import Any
 import httpx
 import pytest
 
-from engine._applyrun import planned_records
-from engine._config import load_project
 from engine._diagnostics import TradepostError
-from engine._jsonio import dumps
-from engine._plan import Change, PlanSummary
-from engine._readback import ReadBackError
-from engine._rebuild import REMOTE_MARK, RebuildSummary, rebuild_state
-from engine._run import catalog_records, open_marketplace, open_state
-from engine._state import AppliedListing, LockedError, StateStore
 from engine.connectors import Credentials, Reader
+from engine.connectors._readback import ReadBackError
+from engine.jsonio import dumps
+from engine.project._apply import planned_records
+from engine.project._assembly import catalog_records, open_marketplace, open_state
+from engine.project._config import load_project
+from engine.project._rebuild import REMOTE_MARK, RebuildSummary, rebuild_state
+from engine.state._store import AppliedListing, LockedError, StateStore
+from engine.sync._plan import Change, PlanSummary
 from marketplaces.sandbox import Sandbox, build_sandbox
 from tests.conftest import ROOT
 from tests.test_apply_e2e import run_apply, seller_skus, subset

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from engine._config import load_project
-from engine._orderstore import OrderStore
-from engine._run import catalog_records, open_marketplace
-from engine._state import (
+from engine.orders._store import OrderStore
+from engine.project._assembly import catalog_records, open_marketplace
+from engine.project._config import load_project
+from engine.state._store import (
     SCHEMA_VERSION,
     LockedError,
     LockLostError,
@@ -336,7 +336,7 @@ def test_a_read_only_state_folder_is_a_clear_error(config: Path) -> None:
                 *_unprivileged(),
                 sys.executable,
                 "-c",
-                "import sys\nfrom engine._state import StateError, StateStore\n"
+                "import sys\nfrom engine.state._store import StateError, StateStore\n"
                 "try:\n    StateStore(sys.argv[1])\nexcept StateError as exc:\n    print(exc)",
                 str(db),
             ],
@@ -611,11 +611,11 @@ def test_an_apply_that_lost_its_lock_stops_before_sending_anything(tmp_path: Pat
     import httpx
 
     import engine
-    from engine._apply import Executor
-    from engine._plan import Planner
-    from engine._planfile import change_record
-    from engine._source import FileSource
     from engine.connectors import Credentials, connector_class
+    from engine.sync._executor import Executor
+    from engine.sync._plan import Planner
+    from engine.sync._planfile import change_record
+    from engine.sync._source import FileSource
     from marketplaces.mercadolibre.standin import (
         SANDBOX_CLIENT_ID,
         SANDBOX_CLIENT_SECRET,
@@ -671,7 +671,7 @@ def test_an_apply_that_lost_its_lock_stops_before_sending_anything(tmp_path: Pat
     ],
 )
 def test_other_sqlite_errors_name_the_file(tmp_path: Path, code: int, message: str, expected: str) -> None:
-    from engine._statedb import state_error
+    from engine.state._db import state_error
 
     error = sqlite3.OperationalError(message)
     error.sqlite_errorcode = code

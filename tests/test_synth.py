@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._source import FileSource
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.sync._source import FileSource
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "catalog.jsonl"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine._templates import CompiledTemplate
+from engine.rules._templates import CompiledTemplate
 from tests.conftest import context_for, sample_record
 
 TEMPLATES = [

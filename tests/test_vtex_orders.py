@@ -25,9 +25,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from engine._jsonio import loads
-from engine._orders import Address, Buyer, Order, OrderItem
 from engine.connectors import Backoff, OrderCallError
+from engine.jsonio import loads
+from engine.model._order import Address, Buyer, Order, OrderItem
 from marketplaces._standin import Faults
 from marketplaces.vtex._orders import PLACEHOLDER_PHONE, Placed, VtexOrders
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, OrderRefused, VtexStandin

@@ -25,10 +25,10 @@ import httpx
 import pytest
 import uvicorn
 
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._config import ConfigError, SourceConfig
 from engine._diagnostics import TradepostError
-from engine._source import FileSource, SourceItem
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.project._config import ConfigError, SourceConfig
+from engine.sync._source import FileSource, SourceItem
 from marketplaces._standin import Faults
 from marketplaces.vtex import VtexAccessError, VtexSource, vtex_records
 from marketplaces.vtex._mapping import active_fixed_price, product_and_sku, promotional_prices

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine._diagnostics import DiagnosticSink
-from engine._yaml import Node, parse_yaml
+from engine.rules._yaml import Node, parse_yaml
 
 
 def _value(text: str, key: str) -> Node:

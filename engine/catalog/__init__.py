@@ -5,7 +5,7 @@ Sources (VTEX, a file) turn their data into these records; the planner reads not
 
 from __future__ import annotations
 
-from engine._catalog import (
+from engine.model._catalog import (
     CatalogRecord,
     JsonLimitError,
     MalformedRecord,
@@ -16,9 +16,9 @@ from engine._catalog import (
     WarehouseStock,
     read_json,
 )
-from engine._compiler import MINOR_UNITS
-from engine._coverage import Coverage, catalog_coverage
-from engine._source import FirstSeen, SourceItem
+from engine.rules._compiler import MINOR_UNITS
+from engine.rules._coverage import Coverage, catalog_coverage
+from engine.sync._source import FirstSeen, SourceItem
 
 __all__ = [
     "MINOR_UNITS",

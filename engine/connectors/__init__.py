@@ -21,8 +21,6 @@ working when the engine's private modules change.
 
 from __future__ import annotations
 
-from engine._listing import Listing, Reason
-from engine._readback import ReadBackError, RemoteListing, comparable, differing
 from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
 from engine.connectors._oauth import RefreshedToken, TokenError, json_body
 from engine.connectors._orderchannel import (
@@ -35,6 +33,7 @@ from engine.connectors._orderchannel import (
     Tracking,
     send,
 )
+from engine.connectors._readback import ReadBackError, RemoteListing, comparable, differing
 from engine.connectors._reader import Reader
 from engine.connectors._registry import (
     CONNECTORS,
@@ -50,6 +49,7 @@ from engine.connectors._registry import (
     standin_class,
 )
 from engine.connectors._source import RecordStream, Source
+from engine.model._listing import Listing, Reason
 
 __all__ = [
     "CONNECTORS",

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from engine._listing import Listing, Reason
-from engine._readback import RemoteListing, differing
+from engine.connectors._readback import RemoteListing, differing
+from engine.model._listing import Listing, Reason
 
 if TYPE_CHECKING:
     from engine.connectors._reader import Reader
@@ -225,7 +225,7 @@ class Connector:
     # -- sending -----------------------------------------------------------------------------
 
     def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
-        """The requests that apply one saved change (``engine._planfile.change_record``).
+        """The requests that apply one saved change (``engine.sync._planfile.change_record``).
 
         ``change["payloads"]`` holds the bodies the plan showed; ``remote_id`` is the
         marketplace's id for the SKU from the state store (None before its creation).

@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 
 from engine._diagnostics import TradepostError
-from engine._jsonio import loads
-from engine._secrets import forget as forget_secret
-from engine._secrets import register
 from engine.connectors._contract import Credentials, retry_after
+from engine.jsonio import loads
+from engine.secrets._redact import forget as forget_secret
+from engine.secrets._redact import register
 
 
 class TokenError(TradepostError):

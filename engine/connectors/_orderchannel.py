@@ -1,9 +1,9 @@
 """How a marketplace's orders are read and fulfilled: the interface every order channel implements.
 
 An order channel is the order-side twin of a :class:`~engine.connectors.Connector`:
-it reads the marketplace's orders into canonical :class:`~engine._orders.Order`
+it reads the marketplace's orders into canonical :class:`~engine.model._order.Order`
 records, confirms shipments with VTEX's invoice and tracking, and cancels
-orders with a reason. The engine's order state machine (``engine._orderflow``)
+orders with a reason. The engine's order state machine (``engine.orders._flow``)
 drives channels; it never speaks a marketplace's dialect itself.
 
 Every call a channel makes goes through :func:`send`, which retries what is
@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 import httpx
 
 from engine._diagnostics import TradepostError
-from engine._orders import Order
 from engine.connectors._contract import Connector, Credentials, retry_after
+from engine.model._order import Order
 
 __all__ = [
     "BadOrder",

@@ -4,7 +4,7 @@
 :meth:`~engine.connectors.Connector.open_reader`: it authenticates with the connector's own
 hooks, paces requests at the marketplace's rate, retries what may pass (429, 5xx, a lost
 connection, a refused token) and counts them; anything else is an
-:class:`~engine._readback.ReadBackError`, so a rebuild either reads the whole marketplace or
+:class:`~engine.connectors._readback.ReadBackError`, so a rebuild either reads the whole marketplace or
 writes nothing.
 """
 
@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from engine._jsonio import loads
-from engine._readback import ReadBackError
 from engine.connectors._contract import _error_text, retry_after
+from engine.connectors._readback import ReadBackError
+from engine.jsonio import loads
 
 if TYPE_CHECKING:
     from engine.connectors._contract import Connector, Credentials

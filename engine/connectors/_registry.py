@@ -33,7 +33,7 @@ ENTRY_POINT_GROUP = CONNECTORS
 @cache
 def _registered(group: str) -> dict[str, EntryPoint]:
     found: dict[str, EntryPoint] = {}
-    entries = sorted(entry_points(group=group), key=lambda e: (e.dist is None or e.dist.name != "tradepost"))
+    entries = sorted(entry_points(group=group), key=lambda e: e.dist is None or e.dist.name != "tradepost")
     for entry in entries:
         found.setdefault(entry.name, entry)
     return found

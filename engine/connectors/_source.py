@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import httpx
 
 if TYPE_CHECKING:
-    from engine._config import SourceConfig, VtexAccount
-    from engine._orderflow import VtexPlacement
-    from engine._source import SourceItem
+    from engine.orders._flow import VtexPlacement
+    from engine.project._config import SourceConfig, VtexAccount
+    from engine.sync._source import SourceItem
 
 
 class RecordStream(Protocol):
@@ -57,8 +57,6 @@ class Source:
         names its config section in messages)."""
         raise NotImplementedError
 
-    def placement(
-        self, client: httpx.AsyncClient, keys: Mapping[str, str], **options: Any
-    ) -> VtexPlacement:
+    def placement(self, client: httpx.AsyncClient, keys: Mapping[str, str], **options: Any) -> VtexPlacement:
         """The client orders are placed in (``options``: affiliate_id, sales_channel)."""
         raise NotImplementedError

@@ -6,7 +6,8 @@ the desk decides, places it in VTEX, and confirms or cancels on the marketplace.
 
 from __future__ import annotations
 
-from engine._orderflow import (
+from engine.model._order import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from engine.orders._flow import (
     EXIT_PARTIAL,
     OrderError,
     PullSummary,
@@ -15,9 +16,7 @@ from engine._orderflow import (
     approve,
     reject,
 )
-from engine._orderrun import order_desks, order_marketplaces, vtex_orders_account
-from engine._orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
-from engine._orderstore import OPEN, STATES, OrderStore, StoredOrder
+from engine.orders._store import OPEN, STATES, OrderStore, StoredOrder
 
 __all__ = [
     "EXIT_PARTIAL",
@@ -36,8 +35,5 @@ __all__ = [
     "StoredOrder",
     "VtexPlacement",
     "approve",
-    "order_desks",
-    "order_marketplaces",
     "reject",
-    "vtex_orders_account",
 ]

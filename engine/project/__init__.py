@@ -1,7 +1,36 @@
-"""The project: ``tradepost.yaml`` read and checked, the one place a run is configured from."""
+"""The project assembly: ``tradepost.yaml`` read and checked, and the only place a run is built from it.
+
+Every command starts here: the config names the source, the rule files and the state; this
+package opens them through the registry (:mod:`engine.connectors`) and hands the lower layers
+(:mod:`engine.sync`, :mod:`engine.orders`, :mod:`engine.state`) what they need, so none of them
+reads a config or looks a plug-in up by itself.
+"""
 
 from __future__ import annotations
 
-from engine._config import ConfigError, Project, SourceConfig, VtexAccount, load_project
+from engine.project._apply import apply_records, check_not_stale, fingerprint_of, locked, planned_records
+from engine.project._assembly import MarketplaceRun, catalog_records, open_marketplace, open_state
+from engine.project._config import ConfigError, Project, SourceConfig, VtexAccount, load_project
+from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
+from engine.project._rebuild import rebuild_state
 
-__all__ = ["ConfigError", "Project", "SourceConfig", "VtexAccount", "load_project"]
+__all__ = [
+    "ConfigError",
+    "MarketplaceRun",
+    "Project",
+    "SourceConfig",
+    "VtexAccount",
+    "apply_records",
+    "catalog_records",
+    "check_not_stale",
+    "fingerprint_of",
+    "load_project",
+    "locked",
+    "open_marketplace",
+    "open_state",
+    "order_desks",
+    "order_marketplaces",
+    "planned_records",
+    "rebuild_state",
+    "vtex_orders_account",
+]

@@ -6,6 +6,6 @@ output prints it, in any of its encodings.
 
 from __future__ import annotations
 
-from engine._secrets import RedactingFilter, check_header_value, forget, read_secret, redact, register
+from engine.secrets._redact import RedactingFilter, check_header_value, forget, read_secret, redact, register
 
 __all__ = ["RedactingFilter", "check_header_value", "forget", "read_secret", "redact", "register"]

@@ -1,9 +1,10 @@
-"""The state store: what Tradepost believes each marketplace holds, and how it is rebuilt from them."""
+"""The state store: what Tradepost believes each marketplace holds, in SQLite under per-marketplace leases.
+
+A cache of the marketplaces, never the truth: :func:`engine.project.rebuild_state` reads it back from them.
+"""
 
 from __future__ import annotations
 
-from engine._rebuild import rebuild_state
-from engine._run import open_state
-from engine._state import StateStore
+from engine.state._store import StateStore
 
-__all__ = ["StateStore", "open_state", "rebuild_state"]
+__all__ = ["StateStore"]

@@ -1,6 +1,6 @@
 """VTEX answers -> one canonical catalog record (a dict that ``CatalogRecord.parse`` validates).
 
-The canonical model (``engine/_catalog.py``, ``docs/catalog.md``) names the VTEX field every
+The canonical model (``engine/model/_catalog.py``, ``docs/catalog.md``) names the VTEX field every
 canonical field comes from; this module is that table as code, one function per VTEX answer.
 It only reshapes: types, ranges and required fields are judged by ``CatalogRecord.parse``, so a
 price VTEX sends as ``"83,90"`` is reported with the same message a catalog file would get.

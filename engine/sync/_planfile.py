@@ -41,12 +41,12 @@ from typing import IO, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
-from engine._compiler import CompiledRules
 from engine._diagnostics import TradepostError
-from engine._jsonio import dumps, loads
-from engine._listing import Listing
-from engine._plan import Change
 from engine.connectors._contract import Connector
+from engine.jsonio import dumps, loads
+from engine.model._listing import Listing
+from engine.rules._compiler import CompiledRules
+from engine.sync._plan import Change
 
 PLAN_FORMAT = "tradepost-plan"
 PLAN_FORMAT_VERSION = 2
@@ -263,7 +263,7 @@ def read_plan(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise _invalid(path, f"(not JSON: {exc})") from None
     if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
-        raise PlanFileError(f"{path} is not a tradepost plan (no \"format\": \"{PLAN_FORMAT}\")")
+        raise PlanFileError(f'{path} is not a tradepost plan (no "format": "{PLAN_FORMAT}")')
     version = document.get("format_version")
     if version != PLAN_FORMAT_VERSION:
         raise PlanFileError(

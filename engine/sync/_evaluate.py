@@ -12,14 +12,14 @@ from collections.abc import Callable
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
-from engine._catalog import CatalogRecord
-from engine._compiler import CompiledRules, ContentField
 from engine._diagnostics import EvaluationError, Span
-from engine._expressions import CompiledExpression
-from engine._limits import arm, disarm
-from engine._listing import Listing, Outcome, Reason
-from engine._runtime import Context
 from engine.connectors._contract import Connector
+from engine.model._catalog import CatalogRecord
+from engine.model._listing import Listing, Outcome, Reason
+from engine.rules._compiler import CompiledRules, ContentField
+from engine.rules._expressions import CompiledExpression
+from engine.rules._limits import arm, disarm
+from engine.rules._runtime import Context
 
 UNLIMITED_QUANTITY = 999
 """Offered for a SKU with unlimited stock when the rule file sets no stock.max."""
@@ -43,7 +43,7 @@ class SkuEvaluator:
         self._fields = [(key, _build(field)) for key, field in compiled.listing.items()]
 
     def evaluate(self, record: CatalogRecord, explain: bool = False) -> Outcome:
-        """The outcome for one record, within one SKU's budget of work (engine._limits)."""
+        """The outcome for one record, within one SKU's budget of work (engine.rules._limits)."""
         token = arm()  # not a `with`: two calls fewer per SKU
         try:
             return self._evaluate(record, explain)

@@ -3,7 +3,7 @@
 One :class:`OrderDesk` per marketplace. ``pull`` reads the marketplace's new
 and changed orders, decides each new one under the rule file's divergence
 section and stores it in its first state; ``push`` moves every open order as
-far as it can go (see ``engine._orderstore`` for the states). Every remote
+far as it can go (see ``engine.orders._store`` for the states). Every remote
 side effect is made safe to repeat, and its outcome is recorded in the state
 store right after, so a run killed at any instant is finished by the next run
 without losing an order or creating one twice:
@@ -32,13 +32,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from engine import _failpoints
-from engine._compiler import CompiledRules
+from engine import failpoints as _failpoints
 from engine._diagnostics import TradepostError
-from engine._divergence import Decision, decide
-from engine._orders import Order
-from engine._orderstore import OPEN, OrderState, OrderStore, StoredOrder
 from engine.connectors._orderchannel import BadOrder, Fulfilment, OrderCallError, OrderChannel
+from engine.model._order import Order
+from engine.orders._divergence import Decision, decide
+from engine.orders._store import OPEN, OrderState, OrderStore, StoredOrder
+from engine.rules._compiler import CompiledRules
 
 __all__ = [
     "OrderDesk",

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from engine import _ast as A
-from engine._catalog import Price, Product, Sku, Stock
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
-from engine._expressions import (
+from engine.model._catalog import Price, Product, Sku, Stock
+from engine.model._order import Order, OrderItem
+from engine.rules import _ast as A
+from engine.rules._expressions import (
     CompiledExpression,
     Scope,
     Source,
@@ -24,12 +25,11 @@ from engine._expressions import (
     constant_value,
     source_of,
 )
-from engine._functions import FUNCTIONS
-from engine._orders import Order, OrderItem
-from engine._rulefile import LoadedRules, RuleFile, Table
-from engine._runtime import Context
-from engine._templates import CompiledTemplate, TemplateCompiler, is_template
-from engine._types import (
+from engine.rules._functions import FUNCTIONS
+from engine.rules._rulefile import LoadedRules, RuleFile, Table
+from engine.rules._runtime import Context
+from engine.rules._templates import CompiledTemplate, TemplateCompiler, is_template
+from engine.rules._types import (
     ANY,
     BOOL,
     NUMBER,
@@ -42,7 +42,7 @@ from engine._types import (
     table_of,
     unify,
 )
-from engine._yaml import Node
+from engine.rules._yaml import Node
 
 MINOR_UNITS: dict[str, int] = {"BHD": 3, "CLP": 0, "COP": 2, "JPY": 0, "KRW": 0, "KWD": 3, "PYG": 0, "VND": 0}
 """Decimal places of a currency's minor unit where it is not 2 (ISO 4217)."""

@@ -14,13 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._check import compile_rules
 from engine._diagnostics import DiagnosticSink, RuleError, Span
-from engine._evaluate import SkuEvaluator
-from engine._listing import STANDARD_FIELDS, Outcome
-from engine._yaml import Node, read_yaml
 from engine.connectors._registry import connector_class
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.model._listing import STANDARD_FIELDS, Outcome
+from engine.rules._check import compile_rules
+from engine.rules._yaml import Node, read_yaml
+from engine.sync._evaluate import SkuEvaluator
 
 _LISTING_KEYS = ("status", "category", "price", "sale_price", "quantity", "group")
 

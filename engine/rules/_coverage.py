@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._compiler import CompiledRules, ContentField
 from engine._diagnostics import EvaluationError, Span
-from engine._expressions import CompiledExpression, LookupSite
-from engine._runtime import Context
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.rules._compiler import CompiledRules, ContentField
+from engine.rules._expressions import CompiledExpression, LookupSite
+from engine.rules._runtime import Context
 
 
 @dataclass

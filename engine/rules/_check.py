@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from engine._compiler import CompiledRules, compile_loaded
 from engine._diagnostics import Diagnostic, DiagnosticSink, RuleError, Span, split_lines
-from engine._expressions import constant_value
-from engine._rulefile import load_rules as _load
+from engine.rules._compiler import CompiledRules, compile_loaded
+from engine.rules._expressions import constant_value
+from engine.rules._rulefile import load_rules as _load
 
 
 @dataclass

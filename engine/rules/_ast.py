@@ -17,8 +17,8 @@ from typing import Any
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from engine._limits import MAX_LITERAL_DIGITS
-from engine._types import Type
+from engine.rules._limits import MAX_LITERAL_DIGITS
+from engine.rules._types import Type
 
 
 @dataclass(eq=False)
@@ -123,7 +123,7 @@ def _span(meta: Any) -> tuple[int, int]:
 
 @v_args(meta=True)
 class _ToAst(Transformer[Token, Expr]):
-    """Turn lark's parse tree into :mod:`engine._ast` nodes (the parse pass)."""
+    """Turn lark's parse tree into :mod:`engine.rules._ast` nodes (the parse pass)."""
 
     def number(self, meta: Any, children: list[Token]) -> Expr:
         return Literal(*_span(meta), Decimal(_digits_within_bounds(children[0])))
@@ -214,7 +214,7 @@ class _ToAst(Transformer[Token, Expr]):
 
 @cache
 def _parser() -> Lark:
-    grammar = resources.files("engine").joinpath("expression.lark").read_text(encoding="utf-8")
+    grammar = resources.files("engine.rules").joinpath("expression.lark").read_text(encoding="utf-8")
     return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 

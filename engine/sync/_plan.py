@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal
 
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._compiler import CompiledRules
-from engine._evaluate import SkuEvaluator
-from engine._listing import Listing, Outcome, Reason, to_json_value
-from engine._secrets import redact
-from engine._state import AppliedListing, StateStore
 from engine.connectors._contract import Connector
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.model._listing import Listing, Outcome, Reason, to_json_value
+from engine.rules._compiler import CompiledRules
+from engine.secrets._redact import redact
+from engine.state._store import AppliedListing, StateStore
+from engine.sync._evaluate import SkuEvaluator
 
 Op = Literal["create", "update", "delete", "unchanged", "invalid"]
 UpdateKind = Literal["content", "price", "stock"]

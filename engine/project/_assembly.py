@@ -9,18 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from engine._catalog import MalformedRecord
-from engine._check import compile_rules
-from engine._compiler import CompiledRules
-from engine._config import ConfigError, Project
 from engine._diagnostics import TradepostError
-from engine._plan import Planner
-from engine._source import FileSource, SourceItem
-from engine._state import StateStore
 from engine.connectors._contract import Connector
 from engine.connectors._registry import connector_class
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import RecordStream
+from engine.model._catalog import MalformedRecord
+from engine.project._config import ConfigError, Project
+from engine.rules._check import compile_rules
+from engine.rules._compiler import CompiledRules
+from engine.state._store import StateStore
+from engine.sync._plan import Planner
+from engine.sync._source import FileSource, SourceItem
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """What a marketplace holds, as read back for ``tradepost state rebuild``: the connector contract.
 
 A connector's :meth:`~engine.connectors.Connector.read_back` yields one :class:`RemoteListing`
-per SKU; ``engine._rebuild`` compares each with the listing the rules give it now, through the
+per SKU; ``engine.project._rebuild`` compares each with the listing the rules give it now, through the
 connector's ``remote_differences``, which compares with :func:`differing`: what the connector
 would send against what was read, ignoring whatever the marketplace adds on its own. A read that
 cannot be completed is a :class:`ReadBackError`, and the rebuild then writes nothing.

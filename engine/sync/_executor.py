@@ -1,7 +1,7 @@
 """The executor: send a plan's changes to a marketplace, and record each outcome as it arrives.
 
 Plan and apply share one code path: apply takes the very change records a saved plan
-holds (``engine._planfile.change_record``), built by the same planner. What it adds:
+holds (``engine.sync._planfile.change_record``), built by the same planner. What it adds:
 
 * a token bucket at the connector's declared rate and bounded concurrency, so a run
   stays under the marketplace's limit instead of bouncing off it;
@@ -16,7 +16,7 @@ holds (``engine._planfile.change_record``), built by the same planner. What it a
 * a state-store write for every SKU as soon as its calls succeed, so a run killed
   midway resumes without resending what landed; a family created by one request is recorded
   by one transaction (every member's row, or none);
-* failpoints (``engine._failpoints``) at every state write and every remote call, named
+* failpoints (``engine.failpoints``) at every state write and every remote call, named
   ``apply:...``, for the kill tests (``tests/test_kills.py``, ``bench/bench_kills.py``);
 * a check of accepted-but-unprocessed changes (Amazon submissions) before they count.
 """
@@ -35,13 +35,13 @@ from typing import Any
 
 import httpx
 
-from engine import _failpoints
+from engine import failpoints as _failpoints
 from engine._diagnostics import TradepostError
-from engine._jsonio import dumps
-from engine._listing import Listing
-from engine._secrets import redact
-from engine._state import AppliedListing, StateError, StateStore, applied_from
 from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
+from engine.jsonio import dumps
+from engine.model._listing import Listing
+from engine.secrets._redact import redact
+from engine.state._store import AppliedListing, StateError, StateStore, applied_from
 
 Sleep = Callable[[float], Awaitable[None]]
 _REQUESTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("requests", default=None)

@@ -18,7 +18,7 @@ Conventions every function keeps, so that rule authors can rely on them:
   rule's span, so the invalid SKU points at the same file:line:col as a
   compile-time diagnostic would;
 * a function that builds text computes the size of its result first and refuses one
-  above :data:`engine._limits.MAX_TEXT` (:class:`LimitExceeded`, TP905), and charges what it
+  above :data:`engine.rules._limits.MAX_TEXT` (:class:`LimitExceeded`, TP905), and charges what it
   builds or scans to the SKU's budget; regular expressions run on RE2, whose matching time is
   linear in the text whatever the pattern (no catastrophic backtracking), and a pattern RE2
   cannot run (backreferences, lookaround) is a compile-time diagnostic.
@@ -39,8 +39,8 @@ from typing import Any, NoReturn, TypeAlias, TypeVar
 import re2
 
 from engine._diagnostics import EvaluationError, Rejected, Span, did_you_mean
-from engine._limits import MAX_TEXT, LimitExceeded, charge, text_fits
-from engine._types import ANY, BOOL, NEVER, NUMBER, STRING, Type, table_of, unify
+from engine.rules._limits import MAX_TEXT, LimitExceeded, charge, text_fits
+from engine.rules._types import ANY, BOOL, NEVER, NUMBER, STRING, Type, table_of, unify
 
 Number: TypeAlias = Decimal | int
 Check: TypeAlias = Callable[[Sequence[object]], "str | None"]

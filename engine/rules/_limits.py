@@ -11,7 +11,7 @@ and checked in an editor on every save. Whatever it says, the engine guarantees:
 * the evaluation of one SKU builds or scans at most ``MAX_WORK`` characters and runs at most
   ``MAX_LOOP_STEPS`` template loop iterations in all (a deterministic step budget, not a
   clock: the same SKU is valid or invalid on every machine);
-* regular expressions run on RE2 (:mod:`engine._functions`), in time linear in the text.
+* regular expressions run on RE2 (:mod:`engine.rules._functions`), in time linear in the text.
 
 Past a bound, :class:`LimitExceeded` (an :class:`EvaluationError`, code TP905 for a value,
 TP906 for the budget) makes the SKU invalid with the rule's location; a constant that

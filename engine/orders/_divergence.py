@@ -58,17 +58,17 @@ from decimal import Context as DecimalContext
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine import _ast as A
 from engine._diagnostics import EvaluationError, Rejected, Span
-from engine._expressions import CompiledExpression
-from engine._listing import Reason
-from engine._orders import Order, OrderItem
-from engine._runtime import Context
+from engine.model._listing import Reason
+from engine.model._order import Order, OrderItem
+from engine.rules import _ast as A
+from engine.rules._expressions import CompiledExpression
+from engine.rules._runtime import Context
 
 if TYPE_CHECKING:
-    from engine._catalog import CatalogRecord
-    from engine._compiler import CompiledRules, DivergenceRule
-    from engine._evaluate import SkuEvaluator
+    from engine.model._catalog import CatalogRecord
+    from engine.rules._compiler import CompiledRules, DivergenceRule
+    from engine.sync._evaluate import SkuEvaluator
 
 __all__ = ["Decision", "Finding", "Verdict", "decide", "prices_from_rules"]
 

@@ -22,7 +22,7 @@ be placed in VTEX or cancelled; it is erased when the order reaches a final
 state (``shipped``, ``cancelled``, ``returned``).
 
 The tables share the state store's connection, so a damaged, read-only or busy
-file is a :class:`~engine._state.StateError` naming it. An order row that
+file is a :class:`~engine.state._store.StateError` naming it. An order row that
 cannot be read (garbage in its JSON, an unknown state) is an error too, naming
 the order, never skipped: the row is the only record of whether the order was
 placed in VTEX or cancelled, and guessing could place or cancel it twice.
@@ -39,8 +39,8 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from engine._orders import Buyer, Order
-from engine._state import StateError, StateStore
+from engine.model._order import Buyer, Order
+from engine.state._store import StateError, StateStore
 
 __all__ = ["FINAL", "OPEN", "OrderState", "OrderStore", "StoredOrder"]
 

@@ -35,7 +35,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Literal, TypeAlias
 
-from engine._catalog import (
+from engine._diagnostics import TradepostError
+from engine.model._catalog import (
     MAX_DEPTH,
     CatalogRecord,
     JsonLimitError,
@@ -44,7 +45,6 @@ from engine._catalog import (
     raw_decode,
     too_deep,
 )
-from engine._diagnostics import TradepostError
 
 __all__ = [
     "FileSource",

@@ -15,7 +15,7 @@ A listing row that cannot be read (a price that is not a number, a NULL
 quantity) is logged as a warning and treated as absent: the SKU is planned as a
 create, and creates look the seller SKU up on the marketplace first, so it is
 adopted rather than listed twice. An order row that cannot be read is an error
-(see :mod:`engine._orderstore`).
+(see :mod:`engine.orders._store`).
 
 One run per marketplace at a time: a lock row with a lease. The holder writes
 an expiry (``TRADEPOST_LOCK_LEASE`` seconds, 60 by default) and a thread renews
@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from engine._diagnostics import TradepostError
-from engine._listing import Listing
-from engine._statedb import (
+from engine.model._listing import Listing
+from engine.state._db import (
     BUSY_TIMEOUT,
     LEASE,
     LOCK_COLUMNS,
@@ -56,9 +56,9 @@ from engine._statedb import (
     unlock_command,
     when,
 )
-from engine._statedb import LockHolder as LockHolder  # re-exported: part of this module's API
-from engine._statedb import LockLostError as LockLostError
-from engine._statedb import StateError as StateError
+from engine.state._db import LockHolder as LockHolder  # re-exported: part of this module's API
+from engine.state._db import LockLostError as LockLostError
+from engine.state._db import StateError as StateError
 
 SCHEMA_VERSION = 2
 """2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``."""

@@ -1,6 +1,6 @@
 """Compile one expression: resolve names and check types, then lower to a Python callable.
 
-Two passes over the tree from :mod:`engine._ast`:
+Two passes over the tree from :mod:`engine.rules._ast`:
 
 * :class:`Checker` resolves every name against the scope of the field it
   sits in (the canonical model, the file's tables, the function library) and
@@ -10,7 +10,7 @@ Two passes over the tree from :mod:`engine._ast`:
   so ``price.selling * (1 + 15% + 20%)`` runs as ``price.selling * 1.35``.
   Running a rule over a million SKUs therefore never parses or walks a tree.
 
-Folding runs under the bounds of :mod:`engine._limits`: a constant whose value would exceed
+Folding runs under the bounds of :mod:`engine.rules._limits`: a constant whose value would exceed
 one (seven nested ``replace`` of literals, a number of more than ``MAX_DIGITS`` digits) is
 a diagnostic at its span (TP313), never slow. Text joined with ``+`` where the checker cannot
 prove both sides are numbers goes through a helper that refuses a result above ``MAX_TEXT``;
@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from engine import _ast as A
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
-from engine._functions import FUNCTIONS, NOT_LITERAL, Function
-from engine._limits import MAX_DIGITS, LimitExceeded, text_fits, whole_digits
-from engine._runtime import RUNTIME, Context
-from engine._types import ANY, BOOL, NEVER, NULL, NUMBER, STRING, Type, list_of, unify
-from engine._yaml import Node
+from engine.rules import _ast as A
+from engine.rules._functions import FUNCTIONS, NOT_LITERAL, Function
+from engine.rules._limits import MAX_DIGITS, LimitExceeded, text_fits, whole_digits
+from engine.rules._runtime import RUNTIME, Context
+from engine.rules._types import ANY, BOOL, NEVER, NULL, NUMBER, STRING, Type, list_of, unify
+from engine.rules._yaml import Node
 
 _ARITHMETIC = {"+": "_add", "-": "_sub", "*": "_mul"}
 _ORDERING = {"<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}

@@ -39,15 +39,15 @@ from typing import Any
 
 import httpx
 
-from engine._applyrun import credentials_for, locked, persist_rotated
-from engine._catalog import MalformedRecord
-from engine._config import Project
 from engine._diagnostics import TradepostError
-from engine._evaluate import SkuEvaluator
-from engine._listing import Listing
-from engine._readback import RemoteListing, comparable
-from engine._run import MarketplaceRun, catalog_records
-from engine._state import AppliedListing, StateStore
+from engine.connectors._readback import RemoteListing, comparable
+from engine.model._catalog import MalformedRecord
+from engine.model._listing import Listing
+from engine.project._apply import credentials_for, locked, persist_rotated
+from engine.project._assembly import MarketplaceRun, catalog_records
+from engine.project._config import Project
+from engine.state._store import AppliedListing, StateStore
+from engine.sync._evaluate import SkuEvaluator
 
 UNKNOWN = -1
 """Recorded for a price or quantity that differs from the plan by an amount the marketplace does

@@ -12,14 +12,14 @@ from typing import Any
 
 import httpx
 
-from engine._apply import ApplySummary, Executor, SkuResult, _already_applied, state_matches
-from engine._config import Project
 from engine._diagnostics import TradepostError
-from engine._planfile import change_record, rules_fingerprint
-from engine._run import MarketplaceRun, catalog_records
-from engine._secrets import read_secrets, register
-from engine._state import StateStore
 from engine.connectors._contract import Credentials
+from engine.project._assembly import MarketplaceRun, catalog_records
+from engine.project._config import Project
+from engine.secrets._redact import read_secrets, register
+from engine.state._store import StateStore
+from engine.sync._executor import ApplySummary, Executor, SkuResult, _already_applied, state_matches
+from engine.sync._planfile import change_record, rules_fingerprint
 
 
 class StalePlanError(TradepostError):
@@ -60,7 +60,7 @@ def credentials_for(project: Project, name: str) -> Credentials:
 def locked(state: StateStore, marketplace: str, holder: str = "tradepost apply") -> Iterator[None]:
     """Hold the marketplace's lock for the block; its lease is renewed until the block ends.
 
-    Raises :class:`~engine._state.LockedError` while another live run holds it; a run that loses it
+    Raises :class:`~engine.state._store.LockedError` while another live run holds it; a run that loses it
     (lease run out, `tradepost unlock`) stops at its next state statement with ``LockLostError``.
     """
     state.acquire_lock(marketplace, holder)

@@ -16,7 +16,7 @@ The models are frozen and forbid unknown fields: an order is a record of what
 the marketplace said, written once to the state store and read back as is
 (``Order.model_validate(order.model_dump())`` round-trips). They validate
 shape only; anything odd but representable (an item in another currency, a
-total that does not add up) is left for :func:`engine._divergence.decide` to
+total that does not add up) is left for :func:`engine.orders._divergence.decide` to
 hold for review, so a strange order is still imported exactly once instead of
 failing at the door.
 """

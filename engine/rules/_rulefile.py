@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
-from engine._yaml import Node, read_yaml
+from engine.rules._yaml import Node, read_yaml
 
 
 def _as_text(value: Any) -> Any:

@@ -13,19 +13,19 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 
-from engine._applyrun import credentials_for, persist_rotated
-from engine._catalog import CatalogRecord, MalformedRecord
-from engine._config import Project, VtexAccount
-from engine._divergence import prices_from_rules
-from engine._evaluate import SkuEvaluator
-from engine._orderflow import OrderDesk, RulePrices, VtexPlacement
-from engine._orderstore import OrderStore
-from engine._run import MarketplaceRun, open_marketplace
-from engine._source import FileSource
-from engine._state import StateStore
 from engine.connectors._registry import order_channel_class
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import Source
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.orders._divergence import prices_from_rules
+from engine.orders._flow import OrderDesk, RulePrices, VtexPlacement
+from engine.orders._store import OrderStore
+from engine.project._apply import credentials_for, persist_rotated
+from engine.project._assembly import MarketplaceRun, open_marketplace
+from engine.project._config import Project, VtexAccount
+from engine.state._store import StateStore
+from engine.sync._evaluate import SkuEvaluator
+from engine.sync._source import FileSource
 
 __all__ = ["order_desks", "order_marketplaces", "vtex_orders_account"]
 

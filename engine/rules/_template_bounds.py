@@ -1,7 +1,7 @@
 """The bounds of a template: what it may reach, how deep it may nest, how much it may build.
 
 A template is compiled once and rendered once per SKU; these pieces keep both bounded
-(see :mod:`engine._limits`):
+(see :mod:`engine.rules._limits`):
 
 * before jinja2's recursive parser runs, :func:`within_bounds` reads the tokens: more than
   ``MAX_TEMPLATE_DEPTH`` nested brackets (TP405) or a number literal of more than
@@ -25,9 +25,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from engine._diagnostics import DiagnosticSink, EvaluationError
-from engine._expressions import Source
-from engine._functions import FUNCTIONS
-from engine._limits import (
+from engine.rules._expressions import Source
+from engine.rules._functions import FUNCTIONS
+from engine.rules._limits import (
     MAX_DIGITS,
     MAX_LITERAL_DIGITS,
     MAX_TEMPLATE_DEPTH,

@@ -10,7 +10,8 @@ The sandbox is narrowed further than jinja2's default: attributes can be read
 only where they are fields of the canonical model (or keys of a mapping),
 never methods, never dunders. A rule file therefore cannot run code.
 
-Nor can it exhaust the machine (:mod:`engine._limits`, :mod:`engine._template_bounds`): it reaches only the
+Nor can it exhaust the machine (:mod:`engine.rules._limits`,
+:mod:`engine.rules._template_bounds`): it reaches only the
 rule-language functions and a few documented jinja2 filters (no ``lipsum``, ``cycler``,
 ``joiner``, ``namespace``, ``range``; no ``center``, ``indent``, ``format``, ``wordwrap``);
 macros, includes and ``%`` formatting of text are refused; ``*``, ``**`` and ``+`` are
@@ -33,13 +34,13 @@ from jinja2.filters import FILTERS as JINJA_FILTERS
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel
 
-from engine import _ast as A
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
-from engine._expressions import LookupSite, Scope, Source, compile_expression
-from engine._functions import FUNCTIONS, NOT_LITERAL
-from engine._limits import MAX_TEMPLATE_DEPTH, LimitExceeded, armed, budget
-from engine._runtime import Context
-from engine._template_bounds import (
+from engine.rules import _ast as A
+from engine.rules._expressions import LookupSite, Scope, Source, compile_expression
+from engine.rules._functions import FUNCTIONS, NOT_LITERAL
+from engine.rules._limits import MAX_TEMPLATE_DEPTH, LimitExceeded, armed, budget
+from engine.rules._runtime import Context
+from engine.rules._template_bounds import (
     CONCAT_FILTER,
     JINJA_FILTERS_KEPT,
     LOOP_FILTER,
@@ -54,7 +55,7 @@ from engine._template_bounds import (
     tilde,
     within_bounds,
 )
-from engine._types import ANY, STRING, Type
+from engine.rules._types import ANY, STRING, Type
 
 _TEMPLATE_MARK = re.compile(r"\{\{|\{%")
 

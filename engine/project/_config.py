@@ -16,10 +16,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine._deletes import DEFAULT_MAX_DELETE_SHARE, parse_share
 from engine._diagnostics import DiagnosticSink, RuleError, TradepostError
-from engine._rulefile import _pydantic_to_diagnostics
-from engine._yaml import read_yaml
+from engine.rules._rulefile import _pydantic_to_diagnostics
+from engine.rules._yaml import read_yaml
+from engine.sync._deletes import DEFAULT_MAX_DELETE_SHARE, parse_share
 
 CONFIG_NAMES = ("tradepost.yaml", "tradepost.yml")
 

@@ -5,7 +5,7 @@ the vocabulary rule authors type (``product.brand``, ``sku.specs.Cor``,
 ``price.selling``, ``stock.available``) and their ``Field`` descriptions are
 what ``tradepost explain``, the docs and "did you mean" hints show. The rule
 compiler derives rule-language types from the annotations
-(:func:`engine._types.record_from_model`), so annotations stay plain: ``str``,
+(:func:`engine.rules._types.record_from_model`), so annotations stay plain: ``str``,
 ``bool``, ``int``, ``Decimal``, ``X | None``, ``tuple[X, ...]``,
 ``dict[str, X]`` and nested models, each possibly ``Annotated`` with the limits of
 docs/catalog.md ("Limits"), which every source's records meet or are malformed.

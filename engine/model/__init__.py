@@ -1,0 +1,45 @@
+"""The model: the records every layer speaks, with no behaviour beyond checking themselves.
+
+A catalog record (:class:`CatalogRecord`: product, SKU, price, stock) is what a source yields;
+a :class:`Listing` is what the plan computes for one SKU on one marketplace; an :class:`Order`
+is what an order channel reads. Money is ``Decimal`` throughout. Nothing here imports another
+layer of the engine.
+"""
+
+from __future__ import annotations
+
+from engine.model._catalog import (
+    CatalogRecord,
+    Dimensions,
+    Image,
+    MalformedRecord,
+    Price,
+    Product,
+    Sku,
+    Stock,
+    WarehouseStock,
+)
+from engine.model._listing import STANDARD_FIELDS, Listing, Outcome, Reason
+from engine.model._order import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+
+__all__ = [
+    "STANDARD_FIELDS",
+    "Address",
+    "Buyer",
+    "CatalogRecord",
+    "Dimensions",
+    "FulfilmentStatus",
+    "Image",
+    "Listing",
+    "MalformedRecord",
+    "Order",
+    "OrderItem",
+    "Outcome",
+    "PaymentStatus",
+    "Price",
+    "Product",
+    "Reason",
+    "Sku",
+    "Stock",
+    "WarehouseStock",
+]
