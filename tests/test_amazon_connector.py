@@ -141,7 +141,7 @@ class Amazon:
                 content=dumps(call.body).encode("utf-8") if call.body is not None else None,
                 headers={**headers, "content-type": "application/json"},
             )
-            results.append(self.connector.read_result(call, response))
+            results.append(self.connector.result_of(call, response))
         return results
 
     async def send_all(self, changes: Iterable[Change]) -> dict[str, CallResult]:

@@ -7,12 +7,12 @@ import json
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 
-from engine.connectors import Call, Connector
+from engine.connectors import Connector, Route, RouteKind
 from engine.model._listing import Listing
 from engine.secrets._redact import redact, register
 from engine.state._store import LockedError, StateStore
@@ -27,10 +27,10 @@ class ScriptedConnector(Connector):
     name = "test"
     rate_limit = 1000.0
 
-    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
-        if change["op"] == "delete":
-            return [Call("DELETE", f"/items/{change['sku_id']}")]
-        return [Call("PUT", f"/items/{change['sku_id']}", body=change["payloads"][0])]
+    routes: ClassVar[Mapping[RouteKind, Route]] = {
+        "create": Route("PUT", "/items/{sku_id}"),
+        "delete": Route("DELETE", "/items/{sku_id}"),
+    }
 
 
 def record(sku_id: str, op: str = "create", price: str = "134.90") -> dict[str, Any]:

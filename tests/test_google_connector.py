@@ -2,7 +2,7 @@
 
 Changes are what the real planner saves for the bundled catalog and ``rules/google.yaml``,
 read back from JSON as ``tradepost apply`` reads a plan; the hooks are driven one by one, as
-the executor drives them: ``auth_headers``, ``calls_for``, send, ``read_result``.
+the executor drives them: ``auth_headers``, ``calls_for``, send, ``result_of``.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Session:
             content=None if call.body is None else dumps(call.body).encode(),
             headers=headers,
         )
-        return self.connector.read_result(call, response), response
+        return self.connector.result_of(call, response), response
 
     async def apply(self, change: dict[str, Any], remote_id: str | None = None) -> CallResult:
         (call,) = self.connector.calls_for(change, remote_id)

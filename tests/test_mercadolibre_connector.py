@@ -3,7 +3,7 @@
 Changes are what the real planner saves for the bundled catalog and rule file
 (``change_record``, read back from JSON as ``tradepost apply`` reads a plan); the hooks are
 driven one by one, as the executor drives them: ``auth_headers``, ``calls_for``, send,
-``read_result``.
+``result_of``.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Session:
             content=None if call.body is None else dumps(call.body).encode(),
             headers=headers,
         )
-        return self.connector.read_result(call, response), response
+        return self.connector.result_of(call, response), response
 
     async def apply(self, change: dict[str, Any], remote_id: str | None = None) -> list[CallResult]:
         """Every call of the change, stopping at the first that fails (as the executor does)."""

@@ -4,9 +4,11 @@ The engine owns this contract and never imports a marketplace (DESIGN.md, "Layou
 a package that subclasses the bases below and declares them as entry points:
 
 - :class:`Connector` (``tradepost.connectors``): a marketplace's requirements as class attributes,
-  plus hooks that turn a canonical :class:`Listing` into request bodies (:meth:`Connector.calls_for`
-  gives the :class:`Call` objects, :meth:`Connector.read_result` reads each answer into a
-  :class:`CallResult`). Secrets arrive as :class:`Credentials`, never from rule files.
+  plus hooks that turn a canonical :class:`Listing` into request bodies. Its :class:`Route` table
+  says which request sends each :data:`RouteKind` of a :class:`ChangeRecord` (the typed saved
+  change); :meth:`Connector.calls_for` builds the :class:`Call` objects from it and
+  :meth:`Connector.read_result` reads each answer into a :class:`CallResult`. Secrets arrive as
+  :class:`Credentials`, never from rule files.
 - :class:`OrderChannel` (``tradepost.order_channels``): the order-side twin; every request goes
   through :func:`send`, which retries 429, 5xx and lost connections (honouring
   :func:`retry_after`) per a :class:`Backoff`, and raises :class:`OrderCallError` for the rest.
@@ -21,7 +23,8 @@ working when the engine's private modules change.
 
 from __future__ import annotations
 
-from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
+from engine.connectors._change import ChangeRecord, RouteKind
+from engine.connectors._contract import CallResult, Connector, Credentials, retry_after
 from engine.connectors._oauth import RefreshedToken, TokenError, json_body
 from engine.connectors._orderchannel import (
     Backoff,
@@ -48,6 +51,7 @@ from engine.connectors._registry import (
     source,
     standin_class,
 )
+from engine.connectors._routes import Call, Route
 from engine.connectors._source import RecordStream, Source
 from engine.model._listing import Listing, Reason
 
@@ -61,6 +65,7 @@ __all__ = [
     "BadOrder",
     "Call",
     "CallResult",
+    "ChangeRecord",
     "Connector",
     "Credentials",
     "Fulfilment",
@@ -74,6 +79,8 @@ __all__ = [
     "RecordStream",
     "RefreshedToken",
     "RemoteListing",
+    "Route",
+    "RouteKind",
     "Source",
     "TokenError",
     "Tracking",

@@ -6,6 +6,13 @@ attributes per category), how fast it may be called and in what batches;
 hooks turn a canonical :class:`~engine.Listing` into the marketplace's
 request bodies. The engine checks the declared requirements itself, so a
 connector author writes no validation loop.
+
+Sending is declared too: :attr:`Connector.routes` says which request sends each kind of change
+(``engine.connectors._routes``), :attr:`Connector.merge_price_and_stock` whether a price and a
+stock change travel in one call, and :attr:`Connector.token` which OAuth token authenticates the
+calls. The base class builds the calls, merges the bodies and drops a token the marketplace
+refused (:meth:`Connector.result_of`), once for every connector; a connector overrides
+:meth:`Connector.routed` only where its marketplace truly differs.
 """
 
 from __future__ import annotations
@@ -15,28 +22,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
+from engine.connectors._change import ChangeRecord, RouteKind
 from engine.connectors._readback import RemoteListing, differing
+from engine.connectors._routes import Call, Route, merged, route_for
 from engine.model._listing import Listing, Reason
 
 if TYPE_CHECKING:
+    from engine.connectors._oauth import RefreshedToken
     from engine.connectors._reader import Reader
-
-
-@dataclass(frozen=True)
-class Call:
-    """One HTTP request a change needs, relative to the connector's base URL."""
-
-    method: str
-    path: str
-    body: Any = None
-    params: Mapping[str, str] | None = None
-    kind: str = ""
-    """What the call does ("create", "price", "stock", "price+stock", "content", "delete"), for logs
-    and masks."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +96,15 @@ class Connector:
     """Changes one request may carry (feeds, batch endpoints)."""
     bulk_threshold: ClassVar[int | None] = None
     """From this many changes on, the executor hands them to :meth:`apply_in_bulk` (feeds)."""
+
+    routes: ClassVar[Mapping[RouteKind, Route]] = {}
+    """Kind of change -> the request that sends it; see :meth:`calls_for`."""
+    merge_price_and_stock: ClassVar[Literal["plan", "send"] | None] = None
+    """Price and stock changed together travel in one call: the plan shows their bodies merged
+    ("plan"), or shows both and the call merges them ("send"); None sends one call each."""
+
+    token: RefreshedToken | None = None
+    """The OAuth token that authenticates every call, when the marketplace uses one."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
@@ -188,8 +194,8 @@ class Connector:
         """The bodies a change sends: the cheapest calls for what changed.
 
         A create or a content change sends the whole listing; a price-only or
-        stock-only change sends just that. Connectors whose API can carry price
-        and stock in one call override this to merge them.
+        stock-only change sends just that; both, merged into one body when the
+        connector declares ``merge_price_and_stock = "plan"``.
         """
         if op == "delete":
             body = self.delete_payload(sku_id)
@@ -203,6 +209,8 @@ class Connector:
             bodies.append(self.price_payload(listing))
         if "stock" in kinds:
             bodies.append(self.stock_payload(listing))
+        if self.merge_price_and_stock == "plan" and op == "update" and set(kinds) == {"price", "stock"}:
+            return [merged(bodies)]
         return bodies
 
     def offered_prices(self, listings: Sequence[Listing]) -> dict[str, Decimal]:
@@ -224,13 +232,60 @@ class Connector:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
-        """The requests that apply one saved change (``engine.sync._planfile.change_record``).
+    def calls_for(self, change: ChangeRecord | Mapping[str, Any], remote_id: str | None) -> list[Call]:
+        """The requests that apply one saved change, built from :attr:`routes`.
 
-        ``change["payloads"]`` holds the bodies the plan showed; ``remote_id`` is the
-        marketplace's id for the SKU from the state store (None before its creation).
+        ``change`` carries the bodies the plan showed (a plan file's mapping is read into a
+        :class:`ChangeRecord`); ``remote_id`` is the marketplace's id for the SKU from the state
+        store (None before its creation). One call per body (see :meth:`bodies_sent`), through
+        the route of its kind, then :meth:`routed`.
         """
-        raise NotImplementedError
+        record = ChangeRecord.of(change)
+        values = {"sku_id": record.sku_id, "remote_id": remote_id or ""}
+        values.update(self.path_values(record, remote_id))
+        calls = [
+            route_for(self.routes, kinds).call(kinds, body, values)
+            for kinds, body in self.bodies_sent(record)
+        ]
+        return self.routed(record, remote_id, calls)
+
+    def bodies_sent(self, change: ChangeRecord) -> list[tuple[tuple[RouteKind, ...], Any]]:
+        """Each body a change sends, with the kinds of change it carries.
+
+        A create or a content change sends its first body whole (a family's followers have none:
+        the first member's body carries them); a delete sends its saved body or
+        :meth:`delete_payload`; a price and stock update sends a body each, or one merged body
+        (:attr:`merge_price_and_stock`).
+        """
+        kinds, bodies = change.kinds, list(change.payloads)
+        if change.op == "delete":
+            return [(kinds, bodies[0] if bodies else self.delete_payload(change.sku_id))]
+        if change.op == "create" or kinds == ("content",):
+            return [(kinds, body) for body in bodies[:1]]
+        if self.merge_price_and_stock == "send" and len(bodies) > 1:
+            return [(kinds, merged(bodies))]
+        if len(bodies) == len(kinds):
+            return [((kind,), body) for kind, body in zip(kinds, bodies, strict=True)]
+        return [(kinds, body) for body in bodies]
+
+    def path_values(self, change: ChangeRecord, remote_id: str | None) -> Mapping[str, str]:
+        """What the :attr:`routes` templates name beyond ``sku_id`` and ``remote_id``."""
+        return {}
+
+    def routed(self, change: ChangeRecord, remote_id: str | None, calls: list[Call]) -> list[Call]:
+        """The calls :attr:`routes` gave, changed where the marketplace truly differs."""
+        return calls
+
+    def result_of(self, call: Call, response: httpx.Response) -> CallResult:
+        """What an answer means (:meth:`read_result`), after dropping an access token the marketplace
+        refused (:meth:`token_refused`): the next request then fetches a new one."""
+        if self.token_refused(response):
+            self.forget_token()
+        return self.read_result(call, response)
+
+    def token_refused(self, response: httpx.Response) -> bool:
+        """Whether the answer refuses the access token itself (401)."""
+        return response.status_code == 401
 
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
         """What an answer means. Retry 429 and 5xx only; a 4xx is the request's fault."""
@@ -242,14 +297,15 @@ class Connector:
 
     def rotated_credentials(self) -> dict[str, str]:
         """Secrets the marketplace replaced during the run (a rotated refresh token), to persist."""
-        return {}
+        rotated = self.token.refresh_token if self.token is not None else None
+        return {"refresh_token": rotated} if rotated else {}
 
     def idempotent(self, call: Call) -> bool:
         """Whether sending the call twice does no harm; POST usually creates a second listing."""
         return call.method.upper() != "POST"
 
     async def find_existing(
-        self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: Mapping[str, Any]
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: ChangeRecord
     ) -> CallResult | None:
         """Before any non-idempotent call (and after a lost answer to one): the listing the
         marketplace already holds for the change's SKU(s), or None when it holds none.
@@ -263,11 +319,13 @@ class Connector:
         return None
 
     async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
-        """Headers that authenticate a request, refreshing a token when needed."""
-        return {}
+        """Headers that authenticate a request: :attr:`token`'s bearer, refreshed when needed."""
+        return await self.token.headers(client, credentials) if self.token is not None else {}
 
     def forget_token(self) -> None:
         """Drop a cached access token the marketplace refused: the next auth_headers fetches one."""
+        if self.token is not None:
+            self.token.forget()
 
     # -- reading back what the marketplace holds (``tradepost state rebuild``) -----------------
 
@@ -310,7 +368,7 @@ class Connector:
         raise NotImplementedError
 
     async def apply_in_bulk(
-        self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[Mapping[str, Any]]
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[ChangeRecord]
     ) -> dict[str, CallResult]:
         """Apply many changes at once (a feed); SKU id -> outcome, the processing report read."""
         raise NotImplementedError

@@ -37,7 +37,9 @@ import httpx
 
 from engine import failpoints as _failpoints
 from engine._diagnostics import TradepostError
-from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
+from engine.connectors._change import ChangeRecord
+from engine.connectors._contract import CallResult, Connector, Credentials, retry_after
+from engine.connectors._routes import Call
 from engine.jsonio import dumps
 from engine.model._listing import Listing
 from engine.secrets._redact import redact
@@ -183,14 +185,15 @@ class Executor:
         self.after_auth = after_auth
         self.random = random.Random(seed)
         self.summary = ApplySummary(self.marketplace)
-        self._members: dict[str, Mapping[str, Any]] = {}
+        self._members: dict[str, ChangeRecord] = {}
         """SKU id -> change record of every family member in the run, for the leader's transaction."""
 
     # -- the run -----------------------------------------------------------------------------
 
-    async def apply(self, changes: Iterable[Mapping[str, Any]]) -> ApplySummary:
+    async def apply(self, changes: Iterable[ChangeRecord | Mapping[str, Any]]) -> ApplySummary:
+        """Send ``changes`` (a saved plan's records, read into :class:`ChangeRecord` here)."""
         start = time.monotonic()
-        records = [c for c in changes if c.get("op") in ("create", "update", "delete")]
+        records = [r for r in map(ChangeRecord.of, changes) if r.op in ("create", "update", "delete")]
         if records or self.state.pending(self.marketplace):
             # Authenticate first: a refused login stops the run before anything is sent, and the
             # connector learns from its credentials what its calls need (Amazon's seller id).
@@ -216,15 +219,14 @@ class Executor:
             self.after_auth()
         return headers
 
-    async def _apply_each(self, records: Sequence[Mapping[str, Any]]) -> None:
-        queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+    async def _apply_each(self, records: Sequence[ChangeRecord]) -> None:
+        queue: asyncio.Queue[ChangeRecord] = asyncio.Queue()
         leaders: dict[str, asyncio.Future[CallResult]] = {}
-        self._members = {str(r["sku_id"]): r for r in records if r.get("family")}
+        self._members = {r.sku_id: r for r in records if r.family}
         for record in records:
             queue.put_nowait(record)
-            family = record.get("family")
-            if family and record.get("payloads"):
-                leaders[str(record["sku_id"])] = asyncio.get_running_loop().create_future()
+            if record.family and record.payloads:
+                leaders[record.sku_id] = asyncio.get_running_loop().create_future()
         pending: dict[str, str] = {}
 
         async def worker() -> None:
@@ -242,7 +244,7 @@ class Executor:
 
     async def _apply_one(
         self,
-        record: Mapping[str, Any],
+        record: ChangeRecord,
         leaders: dict[str, asyncio.Future[CallResult]],
         pending: dict[str, str],
     ) -> SkuResult:
@@ -253,20 +255,18 @@ class Executor:
         except TradepostError as exc:
             # A change the connector cannot express, or a token refused mid-run: this SKU fails,
             # the run goes on (a family's followers learn it through the leader's future).
-            sku_id = str(record["sku_id"])
+            sku_id = record.sku_id
             if sku_id in leaders and not leaders[sku_id].done():
                 leaders[sku_id].set_result(CallResult(False, error=str(exc)))
             return self._record(record, False, None, str(exc), 0)
 
     async def _apply_one_unguarded(
         self,
-        record: Mapping[str, Any],
+        record: ChangeRecord,
         leaders: dict[str, asyncio.Future[CallResult]],
         pending: dict[str, str],
     ) -> SkuResult:
-        sku_id, op = str(record["sku_id"]), str(record["op"])
-        family = record.get("family")
-        leader = min(str(s) for s in family) if family else None
+        sku_id, op, family, leader = record.sku_id, record.op, record.family, record.leader
         if leader is not None and leader != sku_id and leader in leaders:
             # A family member travels in its leader's request: its fate is the leader's, and its
             # row is written by the leader's transaction.
@@ -317,7 +317,7 @@ class Executor:
         if counted is not None:
             counted[0] += 1
 
-    async def _find(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult | None, int]:
+    async def _find(self, call: Call, record: ChangeRecord) -> tuple[CallResult | None, int]:
         """The connector's look-up of the SKU(s) ``call`` would create, retried like any call."""
         found: CallResult | None = None
         requests = 0
@@ -340,7 +340,7 @@ class Executor:
         why = f"not created: could not tell whether it exists already ({error})"
         return CallResult(False, error=redact(why)), requests
 
-    async def _look_up(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult | None, int]:
+    async def _look_up(self, call: Call, record: ChangeRecord) -> tuple[CallResult | None, int]:
         """The listing ``call`` would create, if the marketplace holds it already, adopted; None when
         creating is safe; a failed result when it could not be told. With the requests it took."""
         found, looked = await self._find(call, record)
@@ -349,7 +349,7 @@ class Executor:
         adopted, sent = await self._adopt(found, record)
         return adopted, looked + sent
 
-    async def _adopt(self, found: CallResult, record: Mapping[str, Any]) -> tuple[CallResult, int]:
+    async def _adopt(self, found: CallResult, record: ChangeRecord) -> tuple[CallResult, int]:
         """Bring a listing found on the marketplace to the plan with the calls the connector gave."""
         requests = 0
         ids = dict(found.remote_ids or {})
@@ -361,11 +361,10 @@ class Executor:
                 return result, requests
             ids.update(result.remote_ids or {})
         if found.remote_ids is not None and ids:
-            leader = min(ids) if record.get("family") is None else min(str(s) for s in record["family"])
-            remote = ids.get(leader, remote)
+            remote = ids.get(record.leader or min(ids), remote)
         return CallResult(True, remote_id=remote, remote_ids=ids or None), requests
 
-    async def _send(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult, int]:
+    async def _send(self, call: Call, record: ChangeRecord) -> tuple[CallResult, int]:
         """One call with retries; returns its result and how many requests it took."""
         result = CallResult(False, error="not sent")
         for attempt in range(self.max_attempts):
@@ -391,7 +390,7 @@ class Executor:
                         return found, attempt + 1 + looked
             else:
                 _failpoints.reach("apply:sent")
-                result = self.connector.read_result(call, response)
+                result = self.connector.result_of(call, response)
                 wait = retry_after(response)
                 if response.status_code == 429:
                     self.summary.throttled += 1
@@ -409,15 +408,15 @@ class Executor:
         return delay * self.random.uniform(0.5, 1.5)
 
     def _record_family(
-        self, record: Mapping[str, Any], result: CallResult, remote: str | None, requests: int
+        self, record: ChangeRecord, result: CallResult, remote: str | None, requests: int
     ) -> SkuResult:
         """The leader writes every member's row in one transaction: a kill leaves all or none."""
         if not result.ok:
             return self._record(record, False, None, result.error, requests)
         ids = result.remote_ids or {}
-        members = [self._members.get(str(s)) for s in record["family"]]
+        members = [self._members.get(sku) for sku in record.family]
         rows = [
-            applied_from(Listing.from_dict(dict(m["after"])), ids.get(str(m["sku_id"]), remote))
+            applied_from(Listing.from_dict(dict(m.after or {})), ids.get(m.sku_id, remote))
             for m in members
             if m is not None
         ]
@@ -425,13 +424,13 @@ class Executor:
         _failpoints.reach("apply:family-recorded")
         for row in rows:
             self.state.clear_error(self.marketplace, row.sku_id)
-        return SkuResult(str(record["sku_id"]), str(record["op"]), True, requests=requests)
+        return SkuResult(record.sku_id, record.op, True, requests=requests)
 
     def _record(
-        self, record: Mapping[str, Any], ok: bool, remote_id: str | None, error: str | None, requests: int
+        self, record: ChangeRecord, ok: bool, remote_id: str | None, error: str | None, requests: int
     ) -> SkuResult:
         """Write the outcome to the state store now, so an interrupted run resumes from here."""
-        sku_id, op = str(record["sku_id"]), str(record["op"])
+        sku_id, op = record.sku_id, record.op
         if not ok:
             self.state.record_error(self.marketplace, sku_id, redact(error or "failed"))
             _failpoints.reach("apply:error-recorded")
@@ -439,7 +438,7 @@ class Executor:
         if op == "delete":
             self.state.record_deleted(self.marketplace, [sku_id])
         else:
-            listing = Listing.from_dict(dict(record["after"]))
+            listing = Listing.from_dict(dict(record.after or {}))
             self.state.record_applied(self.marketplace, [applied_from(listing, remote_id)])
         _failpoints.reach("apply:recorded")
         self.state.clear_error(self.marketplace, sku_id)
@@ -480,12 +479,12 @@ class Executor:
             await self._confirm(leftovers)
             self.summary.applied -= len(leftovers)
 
-    async def _apply_in_bulk(self, records: Sequence[Mapping[str, Any]]) -> None:
+    async def _apply_in_bulk(self, records: Sequence[ChangeRecord]) -> None:
         todo = []
         for record in records:
-            row = self.state.get(self.marketplace, str(record["sku_id"]))
+            row = self.state.get(self.marketplace, record.sku_id)
             if _already_applied(record, row):
-                self._finish(SkuResult(str(record["sku_id"]), str(record["op"]), True, skipped=True))
+                self._finish(SkuResult(record.sku_id, record.op, True, skipped=True))
             else:
                 todo.append(record)
         if not todo:
@@ -494,20 +493,19 @@ class Executor:
         outcomes = await self.connector.apply_in_bulk(self.client, headers, todo)
         _failpoints.reach("apply:bulk-done")
         for record in todo:
-            outcome = outcomes.get(
-                str(record["sku_id"]), CallResult(False, error="missing from the feed report")
-            )
+            outcome = outcomes.get(record.sku_id, CallResult(False, error="missing from the feed report"))
             self._finish(self._record(record, outcome.ok, outcome.remote_id, outcome.error, 0))
         self.summary.requests += getattr(self.connector, "last_bulk_requests", 0)
 
 
-def _already_applied(record: Mapping[str, Any], row: AppliedListing | None) -> bool:
+def _already_applied(change: ChangeRecord | Mapping[str, Any], row: AppliedListing | None) -> bool:
     """Whether the state already shows this change done (a resumed run, or a re-applied plan)."""
-    if record["op"] == "delete":
+    record = ChangeRecord.of(change)
+    if record.op == "delete":
         return row is None
     if row is None:
         return False
-    after = Listing.from_dict(dict(record["after"]))
+    after = Listing.from_dict(dict(record.after or {}))
     return (row.content_hash, row.price, row.sale_price, row.quantity) == (
         after.content_hash(),
         after.price,

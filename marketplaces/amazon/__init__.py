@@ -40,7 +40,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
@@ -49,11 +49,14 @@ from engine import TradepostError, failpoints
 from engine.connectors import (
     Call,
     CallResult,
+    ChangeRecord,
     Connector,
     Credentials,
     Listing,
     Reader,
     RemoteListing,
+    Route,
+    RouteKind,
     comparable,
     differing,
 )
@@ -85,20 +88,20 @@ from marketplaces.amazon._payloads import (
 )
 from marketplaces.amazon._readback import read_listings
 
-ChangeKind = Literal["create", "content", "price", "stock", "delete"]
+ChangeKind = RouteKind
 
 FEED_VERSION = "2.0"
 FEED_MAX_MESSAGES = 25_000
 """``messages.maxItems`` in listings-feed-schema-v2.json."""
-FEED_OPERATIONS = {
+QUERY = {"marketplaceIds": "{marketplace_id}", "issueLocale": "{issue_locale}"}
+"""Every Listings call names the marketplace and the language of the issues Amazon answers with."""
+FEED_OPERATIONS: dict[RouteKind, str] = {
     "create": "UPDATE",
     "content": "UPDATE",
     "price": "PATCH",
     "stock": "PATCH",
     "delete": "DELETE",
 }
-PATCHED_KINDS = {"/attributes/purchasable_offer": "price", "/attributes/fulfillment_availability": "stock"}
-"""Which change kind a PATCH operation applies, for :attr:`Call.kind` ("price+stock" when both)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +133,17 @@ class AmazonConnector(Connector):
     bulk_threshold = 500  # at 5 rps, 500 calls take 100 s; one feed does them in one upload
 
     localized_attributes: ClassVar[frozenset[str]] = LOCALIZED_ATTRIBUTES
+
+    # Amazon keys listings by SKU, so no call needs the remote id. A PUT replaces the whole
+    # listing; a PATCH replaces attributes, price and stock together in one (half the calls).
+    routes: ClassVar[Mapping[RouteKind, Route]] = {
+        "create": Route("PUT", "{item}", QUERY),
+        "content": Route("PUT", "{item}", QUERY),
+        "price": Route("PATCH", "{item}", QUERY),
+        "stock": Route("PATCH", "{item}", QUERY),
+        "delete": Route("DELETE", "{item}", QUERY),
+    }
+    merge_price_and_stock = "plan"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -245,16 +259,6 @@ class AmazonConnector(Connector):
         """``deleteListingsItem`` takes no body: the SKU in the path is the whole request."""
         return None
 
-    def payloads_for(
-        self, op: str, kinds: Sequence[str], listing: Listing | None, sku_id: str
-    ) -> list[dict[str, Any]]:
-        """Price and stock changed together go in one PATCH with two operations: half the calls."""
-        price_and_stock = op == "update" and set(kinds) == {"price", "stock"}
-        if listing is not None and price_and_stock:
-            price, stock = self.price_payload(listing), self.stock_payload(listing)
-            return [{**price, "patches": price["patches"] + stock["patches"]}]
-        return super().payloads_for(op, kinds, listing, sku_id)
-
     def _patch(self, listing: Listing, name: str, value: Attribute) -> dict[str, Any]:
         return {"productType": self.product_type(listing), "patches": [replace_patch(name, value)]}
 
@@ -272,22 +276,14 @@ class AmazonConnector(Connector):
             body = self.payload(listing)
         return self._message(listing.sku_id, message_id, FEED_OPERATIONS[operation], body)
 
-    def saved_feed_message(self, change: Mapping[str, Any], message_id: int) -> dict[str, Any] | None:
-        """The message for a saved change, from its saved bodies: a feed sends what the plan showed.
-
-        Price and stock patches of one SKU travel in one PATCH message; a change that sends
-        nothing (unchanged, invalid) has no message.
-        """
-        sku, op, bodies = str(change["sku_id"]), change["op"], change.get("payloads") or []
-        if op == "delete":
-            return self._message(sku, message_id, "DELETE", None)
-        if op not in ("create", "update") or not bodies:
+    def saved_feed_message(self, change: ChangeRecord, message_id: int) -> dict[str, Any] | None:
+        """The message for a saved change, from the body its single call would send: a feed sends
+        what the plan showed. A change that sends nothing (unchanged, invalid) has no message."""
+        sent = self.bodies_sent(change) if change.op in ("create", "update", "delete") else []
+        if not sent:
             return None
-        if op == "create" or "content" in (change.get("fields") or ()):
-            return self._message(sku, message_id, "UPDATE", bodies[0])
-        patches = [patch for body in bodies for patch in body["patches"]]
-        merged = {"productType": bodies[0]["productType"], "patches": patches}
-        return self._message(sku, message_id, "PATCH", merged)
+        kinds, body = sent[0]
+        return self._message(change.sku_id, message_id, FEED_OPERATIONS[kinds[0]], body)
 
     def _message(
         self, sku: str, message_id: int, operation_type: str, body: Mapping[str, Any] | None
@@ -319,28 +315,23 @@ class AmazonConnector(Connector):
 
     # -- sending -----------------------------------------------------------------------------
 
-    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
-        """PUT for a create or a content change, one PATCH for price and stock, DELETE to withdraw.
-
-        Amazon keys listings by SKU, so ``remote_id`` is not needed.
-        """
-        op, bodies = change["op"], change.get("payloads") or []
-        path = item_path(self.seller_id, str(change["sku_id"]))
-        if op == "delete":
-            return [Call("DELETE", path, params=self.query, kind="delete")]
-        if op == "create" or (op == "update" and "content" in (change.get("fields") or ())):
-            kind = "create" if op == "create" else "content"
-            return [Call("PUT", path, body, self.query, kind) for body in bodies[:1]]
-        if op == "update":
-            return [Call("PATCH", path, body, self.query, _patched_kind(body)) for body in bodies]
-        return []
+    def path_values(self, change: ChangeRecord, remote_id: str | None) -> dict[str, str]:
+        """The listing's path and the ``marketplaceIds`` and ``issueLocale`` every call carries."""
+        query = self.query
+        return {
+            "item": item_path(self.seller_id, change.sku_id),
+            "marketplace_id": query["marketplaceIds"],
+            "issue_locale": query["issueLocale"],
+        }
 
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
         """ACCEPTED is pending until confirmed; INVALID or an ERROR issue fails for good."""
-        if token_expired(response):
-            self.forget_token()
         # A DELETE has nothing left to validate: accepted is done.
         return submission_result(response, expects_processing=call.kind != "delete")
+
+    def token_refused(self, response: httpx.Response) -> bool:
+        """Amazon says an access token expired in flight with a 403."""
+        return token_expired(response)
 
     def forget_token(self) -> None:
         """Drop the cached access token (Amazon said it expired): the next auth_headers fetches one."""
@@ -373,8 +364,8 @@ class AmazonConnector(Connector):
             except httpx.TransportError as exc:
                 outcomes[sku] = CallResult(False, retryable=True, error=f"cannot reach Amazon: {exc}")
                 continue
-            if token_expired(response):
-                self._token = None
+            if self.token_refused(response):
+                self.forget_token()
             outcomes[sku] = listing_outcome(response, submission)
         return outcomes
 
@@ -408,12 +399,12 @@ class AmazonConnector(Connector):
         return tuple(kinds)
 
     async def apply_in_bulk(
-        self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[Mapping[str, Any]]
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[ChangeRecord]
     ) -> dict[str, CallResult]:
         """One ``JSON_LISTINGS_FEED`` per ``batch_size`` messages; outcomes from the processing report."""
         messages: list[dict[str, Any]] = []
         for change in changes:
-            message = self.saved_feed_message(change, len(messages) + 1)
+            message = self.saved_feed_message(ChangeRecord.of(change), len(messages) + 1)
             if message is not None:
                 messages.append(message)
         sender, outcomes = Sender(client, self.pacing), dict[str, CallResult]()
@@ -432,11 +423,6 @@ class AmazonConnector(Connector):
             outcomes.update(feed_outcomes(feed, skus, self.pacing))
         self.last_bulk_requests = sender.count
         return outcomes
-
-
-def _patched_kind(body: Mapping[str, Any]) -> str:
-    kinds = [PATCHED_KINDS.get(str(patch.get("path")), "content") for patch in body.get("patches") or []]
-    return "+".join(dict.fromkeys(kinds)) or "content"
 
 
 __all__ = ["AmazonConnector", "ChangeKind"]

@@ -36,7 +36,7 @@ import base64
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import httpx
 
@@ -44,14 +44,16 @@ from engine import TradepostError
 from engine.connectors import (
     Call,
     CallResult,
+    ChangeRecord,
     Connector,
-    Credentials,
     Listing,
     ReadBackError,
     Reader,
     Reason,
     RefreshedToken,
     RemoteListing,
+    Route,
+    RouteKind,
     TokenError,
     comparable,
     differing,
@@ -93,6 +95,9 @@ ENUM_ATTRIBUTES = frozenset({"age_group", "gender", "size_system", "size_types"}
 REPEATED_ATTRIBUTES = frozenset({"product_highlights", "product_types", "size_types"})
 
 _MICROS = Decimal(1_000_000)
+INSERT = "/products/v1/accounts/{account}/productInputs:insert"
+INPUT = "/products/v1/{name}"
+SOURCE = {"dataSource": "{data_source}"}
 
 
 class GoogleConnector(Connector):
@@ -112,6 +117,17 @@ class GoogleConnector(Connector):
 
     base_url = "https://merchantapi.googleapis.com"
     credential_names = ("client_id", "client_secret", "refresh_token")
+
+    # insert replaces the whole input; a patch's mask names only the fields its body carries, and
+    # price and stock changed together go in one patch whose mask names both.
+    routes: ClassVar[Mapping[RouteKind, Route]] = {
+        "create": Route("POST", INSERT, SOURCE),
+        "content": Route("POST", INSERT, SOURCE),
+        "price": Route("PATCH", INPUT, {**SOURCE, "updateMask": UPDATE_MASKS["price"]}),
+        "stock": Route("PATCH", INPUT, {**SOURCE, "updateMask": UPDATE_MASKS["stock"]}),
+        "delete": Route("DELETE", INPUT, SOURCE),
+    }
+    merge_price_and_stock = "send"
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -269,41 +285,17 @@ class GoogleConnector(Connector):
 
     # -- sending -----------------------------------------------------------------------------
 
-    async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
-        """``Authorization: Bearer`` from ``{token_url}/token``, refreshed a minute before it expires."""
-        return await self.token.headers(client, credentials)
-
-    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
-        """``insert`` for a create or a content change (it replaces the whole input), one ``patch``
-        whose mask names exactly the price and/or availability it carries, ``delete``."""
+    def path_values(self, change: ChangeRecord, remote_id: str | None) -> dict[str, str]:
+        """The account, the data source and the input's encoded name (the remote id, once known)."""
         try:
-            source = {"dataSource": self.data_source_name()}
             known = remote_id if remote_id and remote_id.startswith("accounts/") else None
-            name = known or self.product_input_name(str(change["sku_id"]))
+            name = known or self.product_input_name(change.sku_id)
+            return {"account": self._account(), "data_source": self.data_source_name(), "name": name}
         except ValueError as exc:
             raise TradepostError(str(exc)) from None
-        fields = set(change.get("fields") or ())
-        payloads: list[dict[str, Any]] = list(change.get("payloads") or [])
-        if change["op"] == "delete":
-            return [Call("DELETE", f"/products/v1/{name}", params=source, kind="delete")]
-        if change["op"] == "create" or "content" in fields:
-            insert = f"/products/v1/accounts/{self._account()}/productInputs:insert"
-            kind = "create" if change["op"] == "create" else "content"
-            return [Call("POST", insert, payloads[0], source, kind=kind)]
-        kinds: list[ChangeKind] = [kind for kind in ("price", "stock") if kind in fields]
-        attributes: dict[str, Any] = {}
-        for body in payloads:
-            attributes.update(body.get("productAttributes") or {})
-        mask = ",".join(self.update_mask_for(kind) for kind in kinds)
-        body = {**payloads[0], "productAttributes": attributes}
-        params = {**source, "updateMask": mask}
-        return [Call("PATCH", f"/products/v1/{name}", body, params, kind=",".join(kinds))]
 
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
-        """The answer's encoded name is the remote id; a delete of an absent input is done; 401 drops
-        the token."""
-        if response.status_code == 401:
-            self.token.forget()
+        """The answer's encoded name is the remote id; a delete of an absent input is done."""
         return read_input_result(call, response)
 
     def idempotent(self, call: Call) -> bool:

@@ -25,29 +25,35 @@ member until one is found); updates cost nothing more.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar
 
 import httpx
 
+from engine import TradepostError
 from engine.connectors import (
     Call,
     CallResult,
+    ChangeRecord,
     Connector,
-    Credentials,
     Listing,
     Reader,
     Reason,
     RefreshedToken,
     RemoteListing,
+    Route,
+    RouteKind,
     TokenError,
     differing,
     json_body,
 )
 from marketplaces.mercadolibre._http import (
+    _content_calls,
+    _in_variation,
     find_listing,
-    item_calls,
+    parse_remote_id,
     read_item_result,
     variation_ids,
 )
@@ -79,6 +85,12 @@ class MercadoLibreConnector(Connector):
 
     base_url = "https://api.mercadolibre.com"
     credential_names = ("client_id", "client_secret", "refresh_token")
+
+    routes: ClassVar[Mapping[RouteKind, Route]] = {
+        "create": Route("POST", "/items"),
+        **dict.fromkeys(("content", "price", "stock", "delete"), Route("PUT", "/items/{item}")),
+    }
+    merge_price_and_stock = "plan"  # PUT /items/{id} takes both
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -165,15 +177,6 @@ class MercadoLibreConnector(Connector):
         """``PUT /items/{id}`` with the quantity only."""
         return {"available_quantity": max(0, listing.quantity)}
 
-    def payloads_for(
-        self, op: str, kinds: Sequence[str], listing: Listing | None, sku_id: str
-    ) -> list[dict[str, Any]]:
-        """Price and stock changed together go in one ``PUT /items/{id}``, which takes both."""
-        price_and_stock = op == "update" and set(kinds) == {"price", "stock"}
-        if listing is not None and price_and_stock:
-            return [{**self.price_payload(listing), **self.stock_payload(listing)}]
-        return super().payloads_for(op, kinds, listing, sku_id)
-
     def delete_payload(self, sku_id: str) -> dict[str, Any] | None:
         """Pause, not close: a closed item can never be reactivated, while a SKU that leaves the
         selection (a stock rule, a brand filter) often comes back; ``{"status": "active"}`` resumes it
@@ -182,35 +185,59 @@ class MercadoLibreConnector(Connector):
 
     # -- sending -----------------------------------------------------------------------------
 
-    async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
-        """``Authorization: Bearer``, refreshed through ``POST /oauth/token`` a minute before it expires."""
-        return await self.token.headers(client, credentials)
-
-    def forget_token(self) -> None:
-        self.token.forget()
-
     @property
     def refresh_token(self) -> str | None:
-        """The refresh token Mercado Libre issued last (it rotates them), to persist; None before any."""
-        return self.token.refresh_token
+        """The refresh token Mercado Libre issued last (it rotates them on every use), to persist."""
+        return self.token.refresh_token if self.token is not None else None
 
-    def rotated_credentials(self) -> dict[str, str]:
-        """Mercado Libre rotates refresh tokens: the old one stops working once the new one is issued."""
-        token = self.refresh_token
-        return {"refresh_token": token} if token else {}
+    def path_values(self, change: ChangeRecord, remote_id: str | None) -> dict[str, str]:
+        return {"item": parse_remote_id(remote_id)[0] if remote_id else ""}
 
-    def calls_for(self, change: Mapping[str, Any], remote_id: str | None) -> list[Call]:
-        """``POST /items`` to create (none for a family's followers), ``PUT /items/{id}`` otherwise."""
-        return item_calls(change, remote_id, PER_VARIATION)
+    def routed(self, change: ChangeRecord, remote_id: str | None, calls: list[Call]) -> list[Call]:
+        """``POST /items`` creates (none for a family's followers); the rest names the item, and a
+        family member's variation in it (see ``_http`` for remote ids).
+
+        A content change goes in parts (``_http._content_calls``); a SKU withdrawn earlier and
+        selected again is brought back rather than listed twice; a variation is withdrawn by zeroing
+        its stock, since pausing the item would withdraw its siblings too.
+        """
+        if change.op == "create":
+            if remote_id is None or change.family or not change.payloads:
+                return calls
+            return self._relisted(change, remote_id)
+        if remote_id is None:
+            raise TradepostError(
+                f"SKU {change.sku_id}: no Mercado Libre item id in the state store; cannot {change.op} it"
+            )
+        item, variation = parse_remote_id(remote_id)
+        if change.kinds == ("content",):
+            axes = set((change.after or {}).get("axes") or ())
+            return _content_calls(
+                item, variation, change.payloads[0], set(change.fields), axes, PER_VARIATION
+            )
+        if variation is None:
+            return calls
+        if change.op == "delete":
+            calls = [dataclasses.replace(call, body={"available_quantity": 0}) for call in calls]
+        return [dataclasses.replace(call, body=_in_variation(variation, call.body)) for call in calls]
+
+    def _relisted(self, change: ChangeRecord, remote_id: str) -> list[Call]:
+        """A SKU withdrawn earlier (paused, or its variation's stock zeroed), selected again."""
+        item, variation = parse_remote_id(remote_id)
+        body = change.payloads[0]
+        if variation is None:
+            fields = {"content", "price", "stock"}
+            content = _content_calls(item, None, body, fields, set(), PER_VARIATION)
+            return [Call("PUT", f"/items/{item}", {"status": "active"}, kind="create"), *content]
+        back = {"price": body.get("price"), "available_quantity": (change.after or {}).get("quantity", 0)}
+        return [Call("PUT", f"/items/{item}", _in_variation(variation, back), kind="create")]
 
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
-        """A family's answer names every member's variation (``remote_ids``); a 401 drops the token."""
-        if response.status_code == 401:
-            self.token.forget()
+        """A family's answer names every member's variation (``remote_ids``)."""
         return read_item_result(call, response)
 
     async def find_existing(
-        self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: Mapping[str, Any]
+        self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: ChangeRecord
     ) -> CallResult | None:
         """Before every ``POST /items``: the item already holding one of its SKUs, adopted (``_http``).
 
@@ -229,7 +256,7 @@ class MercadoLibreConnector(Connector):
                     if failed is not None:
                         return failed
         seller_id = str(self._seller_id)  # read above, or by the worker that held the lock
-        return await find_listing(client, headers, call, seller_id, PER_VARIATION, self.token.forget)
+        return await find_listing(client, headers, call, seller_id, PER_VARIATION, self.forget_token)
 
     async def _read_seller_id(
         self, client: httpx.AsyncClient, headers: Mapping[str, str]
@@ -241,8 +268,8 @@ class MercadoLibreConnector(Connector):
             return CallResult(False, retryable=True, error=f"cannot read the seller id: {exc}")
         me = json_body(response)
         if response.status_code != 200 or not isinstance(me, dict) or not me.get("id"):
-            if response.status_code == 401:
-                self.token.forget()
+            if self.token_refused(response):
+                self.forget_token()
             retryable = response.status_code in (401, 429) or response.status_code >= 500
             return CallResult(
                 False, retryable=retryable, error=f"cannot read the seller id: {response.status_code}"

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from engine import TradepostError, failpoints
+from engine import failpoints
 from engine.connectors import Call, CallResult, retry_after
 from engine.connectors import json_body as _json
 
@@ -33,55 +33,6 @@ def parse_remote_id(remote_id: str) -> tuple[str, str | None]:
     """``MLB123`` -> (item, None); ``MLB123/987`` -> (item, variation)."""
     item, _, variation = remote_id.partition("/")
     return item, variation or None
-
-
-def item_calls(
-    change: Mapping[str, Any], remote_id: str | None, variation_attributes: Collection[str]
-) -> list[Call]:
-    """The ``/items`` requests for one saved change; see the module docstring for remote ids.
-
-    ``variation_attributes`` are the attribute ids that belong to one variation (SELLER_SKU,
-    GTIN...): a content change of a family SKU touches only its variation and the attributes
-    the family shares, never the family's pictures (the union of every member's).
-    """
-    op, sku_id = change["op"], change["sku_id"]
-    payloads: list[dict[str, Any]] = list(change.get("payloads") or [])
-    if op == "create" and remote_id is not None and not change.get("family") and payloads:
-        # Withdrawn earlier (paused, or a variation's stock zeroed) and selected again: bring
-        # the same item back rather than create a second one for the same SKU.
-        item, variation = parse_remote_id(remote_id)
-        if variation is None:
-            return [
-                Call("PUT", f"/items/{item}", {"status": "active"}, kind="create"),
-                *_content_calls(
-                    item, None, payloads[0], {"content", "price", "stock"}, set(), variation_attributes
-                ),
-            ]
-        after = change.get("after") or {}
-        back = {"price": payloads[0].get("price"), "available_quantity": after.get("quantity", 0)}
-        return [Call("PUT", f"/items/{item}", _in_variation(variation, back), kind="create")]
-    if op == "create":
-        # A family's followers carry no payload: the leader's POST creates them.
-        return [Call("POST", "/items", payload, kind="create") for payload in payloads]
-    if remote_id is None:
-        raise TradepostError(f"SKU {sku_id}: no Mercado Libre item id in the state store; cannot {op} it")
-    item, variation = parse_remote_id(remote_id)
-    path = f"/items/{item}"
-    if op == "delete":
-        if variation is None:
-            return [Call("PUT", path, payloads[0] if payloads else {"status": "paused"}, kind="delete")]
-        # Pausing the item would withdraw the SKU's siblings too; a variation is withdrawn by
-        # zeroing its stock, which a later stock change undoes.
-        return [Call("PUT", path, _in_variation(variation, {"available_quantity": 0}), kind="delete")]
-    fields = set(change.get("fields") or ())
-    if "content" in fields:
-        axes = set((change.get("after") or {}).get("axes") or ())
-        return _content_calls(item, variation, payloads[0], fields, axes, variation_attributes)
-    body: dict[str, Any] = {}
-    for payload in payloads:  # price and stock: one PUT carries both
-        body.update(payload)
-    kind = ",".join(k for k in ("price", "stock") if k in fields)
-    return [Call("PUT", path, body if variation is None else _in_variation(variation, body), kind=kind)]
 
 
 def _content_calls(
