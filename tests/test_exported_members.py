@@ -62,6 +62,7 @@ SUBPACKAGES = {
         "differing",
         "json_body",
         "order_channel_class",
+        "parts_differing",
         "retry_after",
         "send",
         "source",

@@ -36,7 +36,7 @@ from engine.connectors._orderchannel import (
     Tracking,
     send,
 )
-from engine.connectors._readback import ReadBackError, RemoteListing, comparable, differing
+from engine.connectors._readback import ReadBackError, RemoteListing, comparable, differing, parts_differing
 from engine.connectors._reader import Reader
 from engine.connectors._registry import (
     CONNECTORS,
@@ -91,6 +91,7 @@ __all__ = [
     "differing",
     "json_body",
     "order_channel_class",
+    "parts_differing",
     "retry_after",
     "send",
     "source",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
+from engine._diagnostics import TradepostError
 from engine.connectors._change import ChangeRecord, RouteKind
 from engine.connectors._readback import RemoteListing, differing
 from engine.connectors._routes import Call, Route, merged, route_for
@@ -54,6 +55,10 @@ class CallResult:
     idempotent calls that bring it to the plan (price, quantity, content, missing variations)."""
 
 
+class MissingOption(TradepostError, ValueError):
+    """A rule file leaves unset an option the connector cannot call the marketplace without."""
+
+
 @dataclass
 class Credentials:
     """Secrets for one marketplace, read from the environment or files, never from rule files."""
@@ -63,8 +68,6 @@ class Credentials:
     def get(self, name: str) -> str:
         value = self.values.get(name)
         if not value:
-            from engine._diagnostics import TradepostError
-
             raise TradepostError(
                 f"missing credential '{name}'; set it in the environment or a file (see README)"
             )
@@ -84,6 +87,11 @@ class Connector:
     requires_gtin_or_brand_mpn: ClassVar[bool] = False
     required_attributes: ClassVar[Mapping[str, Sequence[str]]] = {}
     """Category id (or prefix ending in '*', or '*' for all) -> attributes that must be present."""
+
+    option_defaults: ClassVar[Mapping[str, str]] = {}
+    """Rule-file ``options`` a connector reads, with the value taken when a rule file sets none."""
+    required_options: ClassVar[Mapping[str, str]] = {}
+    """Options without which no call can be made -> what they hold, for the error (see :meth:`option`)."""
 
     base_url: ClassVar[str] = ""
     """The real API's base URL; the project config may point it at a stand-in."""
@@ -108,6 +116,18 @@ class Connector:
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
+
+    def option(self, name: str) -> str:
+        """The rule file's option ``name``, else its declared default; a required one left unset is a
+        :class:`MissingOption` naming it."""
+        value = self.options.get(name)
+        if value in (None, ""):
+            value = self.option_defaults.get(name)
+        if value in (None, "") and name in self.required_options:
+            raise MissingOption(
+                f"{self.title or self.name} needs options.{name} ({self.required_options[name]})"
+            )
+        return "" if value is None else str(value)
 
     # -- requirements ------------------------------------------------------------------------
 
@@ -287,13 +307,30 @@ class Connector:
         """Whether the answer refuses the access token itself (401)."""
         return response.status_code == 401
 
+    deleted_when_absent: ClassVar[bool] = False
+    """A DELETE answered 404 is done: the listing is gone, which is what the delete wanted (a
+    retried delete whose first answer was lost gets exactly that)."""
+
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
-        """What an answer means. Retry 429 and 5xx only; a 4xx is the request's fault."""
+        """What an answer means: 2xx is done (:meth:`remote_id_in` names the listing); 429 and 5xx
+        may pass on retry, and so does a refused token when the connector holds one (dropped by
+        :meth:`result_of`, the retry fetches another); any other 4xx is the request's fault."""
         status = response.status_code
         if 200 <= status < 300:
+            return CallResult(True, remote_id=self.remote_id_in(call, response))
+        if status == 404 and call.method == "DELETE" and self.deleted_when_absent:
             return CallResult(True)
-        retryable = status == 429 or status >= 500
-        return CallResult(False, retryable=retryable, error=f"{status}: {_error_text(response)}")
+        refused = self.token is not None and self.token_refused(response)
+        retryable = status == 429 or status >= 500 or refused
+        return CallResult(False, retryable=retryable, error=self.error_of(response))
+
+    def remote_id_in(self, call: Call, response: httpx.Response) -> str | None:
+        """The marketplace's id for the listing, from a successful answer (None: not given)."""
+        return None
+
+    def error_of(self, response: httpx.Response) -> str:
+        """A refusal as a one-line error: the status and the marketplace's message."""
+        return f"{response.status_code}: {_error_text(response)}"
 
     def rotated_credentials(self) -> dict[str, str]:
         """Secrets the marketplace replaced during the run (a rotated refresh token), to persist."""

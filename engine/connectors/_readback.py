@@ -10,7 +10,7 @@ cannot be completed is a :class:`ReadBackError`, and the rebuild then writes not
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -61,6 +61,23 @@ def differing(sent: Mapping[str, Any], read: Mapping[str, Any]) -> list[str]:
         elif comparable(value) != comparable(other):
             found.append(key)
     return found
+
+
+def parts_differing(
+    sent: Mapping[str, Any], read: Mapping[str, Any], under: str, parts: Mapping[str, Sequence[str]]
+) -> tuple[str, ...]:
+    """Which parts of a listing differ, for a marketplace whose body holds price and stock among
+    its attributes: ``parts`` names, per kind ("price", "stock"), the keys of ``sent[under]`` that
+    carry it; the other keys of ``sent`` (those of ``sent[under]`` included) are "content".
+    ``sent`` and ``read`` are in :attr:`RemoteListing.content`'s form."""
+    attributes = dict(sent[under])
+    held = read.get(under) or {}
+    taken = {kind: {key: attributes.pop(key, None) for key in keys} for kind, keys in parts.items()}
+    kinds = ["content"] if differing({**sent, under: attributes}, read) else []
+    for kind, values in taken.items():
+        if comparable(values) != comparable({key: held.get(key) for key in values}):
+            kinds.append(kind)
+    return tuple(kinds)
 
 
 def comparable(value: Any) -> Any:

@@ -57,8 +57,7 @@ from engine.connectors import (
     RemoteListing,
     Route,
     RouteKind,
-    comparable,
-    differing,
+    parts_differing,
 )
 from marketplaces.amazon._http import (
     LISTINGS_ITEMS,
@@ -95,6 +94,8 @@ FEED_MAX_MESSAGES = 25_000
 """``messages.maxItems`` in listings-feed-schema-v2.json."""
 QUERY = {"marketplaceIds": "{marketplace_id}", "issueLocale": "{issue_locale}"}
 """Every Listings call names the marketplace and the language of the issues Amazon answers with."""
+REMOTE_PARTS = {"price": ("purchasable_offer",), "stock": ("fulfillment_availability",)}
+"""The attributes that carry the price and the stock; every other one is content."""
 FEED_OPERATIONS: dict[RouteKind, str] = {
     "create": "UPDATE",
     "content": "UPDATE",
@@ -385,18 +386,8 @@ class AmazonConnector(Connector):
     ) -> tuple[str, ...]:
         """The attributes a PUT would send, compared with those read: the offer decides price,
         ``fulfillment_availability`` stock, the others (and the product type) content."""
-        attributes = self.attributes(listing)
-        offer = attributes.pop("purchasable_offer")
-        stock = attributes.pop("fulfillment_availability")
-        read = remote.content.get("attributes") or {}
-        kinds: list[str] = []
-        if differing({"productType": self.product_type(listing), "attributes": attributes}, remote.content):
-            kinds.append("content")
-        if comparable(offer) != comparable(read.get("purchasable_offer")):
-            kinds.append("price")
-        if comparable(stock) != comparable(read.get("fulfillment_availability")):
-            kinds.append("stock")
-        return tuple(kinds)
+        sent = {"productType": self.product_type(listing), "attributes": self.attributes(listing)}
+        return parts_differing(sent, remote.content, "attributes", REMOTE_PARTS)
 
     async def apply_in_bulk(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[ChangeRecord]

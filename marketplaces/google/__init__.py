@@ -32,7 +32,6 @@ encoded resource name.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
@@ -40,10 +39,8 @@ from typing import Any, ClassVar, Literal
 
 import httpx
 
-from engine import TradepostError
 from engine.connectors import (
     Call,
-    CallResult,
     ChangeRecord,
     Connector,
     Listing,
@@ -55,10 +52,10 @@ from engine.connectors import (
     Route,
     RouteKind,
     TokenError,
-    comparable,
-    differing,
+    json_body,
+    parts_differing,
 )
-from marketplaces.google._http import DEFAULT_TOKEN_URL, read_input_result
+from marketplaces.google._http import DEFAULT_TOKEN_URL, encoded_name, encoded_segment, error_message
 
 ChangeKind = Literal["price", "stock"]
 
@@ -97,6 +94,7 @@ REPEATED_ATTRIBUTES = frozenset({"product_highlights", "product_types", "size_ty
 _MICROS = Decimal(1_000_000)
 INSERT = "/products/v1/accounts/{account}/productInputs:insert"
 INPUT = "/products/v1/{name}"
+REMOTE_PARTS = {"price": ("price", "salePrice"), "stock": ("availability",)}
 SOURCE = {"dataSource": "{data_source}"}
 
 
@@ -129,10 +127,19 @@ class GoogleConnector(Connector):
     }
     merge_price_and_stock = "send"
 
+    option_defaults: ClassVar[Mapping[str, str]] = {
+        "content_language": "en",
+        "feed_label": "US",
+        "token_url": DEFAULT_TOKEN_URL,
+    }
+    required_options: ClassVar[Mapping[str, str]] = {
+        "account": "the Merchant Center account id",
+        "data_source": "the id of an API data source",
+    }
+
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        token_url = str(self.options.get("token_url") or DEFAULT_TOKEN_URL).rstrip("/")
-        self.token = RefreshedToken(f"{token_url}/token", self.title)
+        self.token = RefreshedToken(f"{self.option('token_url').rstrip('/')}/token", self.title)
 
     # -- requirements ------------------------------------------------------------------------
 
@@ -183,45 +190,31 @@ class GoogleConnector(Connector):
         """The listing's own ``link``, else ``options.link_template`` filled with its ids."""
         if listing.fields.get("link"):
             return str(listing.fields["link"])
-        template = self.options.get("link_template")
-        if not template:
-            return None
-        return str(template).format(sku_id=listing.sku_id, product_id=listing.product_id)
+        template = self.option("link_template")
+        return template.format(sku_id=listing.sku_id, product_id=listing.product_id) if template else None
 
     # -- identity ----------------------------------------------------------------------------
 
     def _identity(self, listing: Listing) -> dict[str, Any]:
         return {
             "offerId": listing.sku_id,
-            "contentLanguage": str(self.options.get("content_language", "en")),
-            "feedLabel": str(self.options.get("feed_label", "US")),
+            "contentLanguage": self.option("content_language"),
+            "feedLabel": self.option("feed_label"),
         }
 
     def product_input_name(self, sku_id: str) -> str:
         """``accounts/{a}/productInputs/{id}``, encoded so that any SKU id survives (``/``, ``~``)."""
-        identity = "~".join(
-            (
-                str(self.options.get("content_language", "en")),
-                str(self.options.get("feed_label", "US")),
-                sku_id,
-            )
-        )
-        encoded = base64.urlsafe_b64encode(identity.encode("utf-8")).rstrip(b"=").decode("ascii")
-        return f"accounts/{self._account()}/productInputs/{encoded}"
+        identity = f"{self.option('content_language')}~{self.option('feed_label')}~{sku_id}"
+        return f"accounts/{self.option('account')}/productInputs/{encoded_segment(identity)}"
 
     def data_source_name(self) -> str:
         """``accounts/{a}/dataSources/{d}``: the ``dataSource`` parameter of every productInputs call."""
-        source = str(self.options.get("data_source") or "")
-        if not source:
-            raise ValueError("Google needs options.data_source (the id of an API data source)")
-        if source.startswith("accounts/"):
-            return source
-        return f"accounts/{self._account()}/dataSources/{source}"
-
-    def _account(self) -> str:
-        if not self.options.get("account"):
-            raise ValueError("Google needs options.account (the Merchant Center account id)")
-        return str(self.options["account"])
+        source = self.option("data_source")
+        return (
+            source
+            if source.startswith("accounts/")
+            else f"accounts/{self.option('account')}/dataSources/{source}"
+        )
 
     @staticmethod
     def update_mask_for(kind: ChangeKind) -> str:
@@ -287,16 +280,20 @@ class GoogleConnector(Connector):
 
     def path_values(self, change: ChangeRecord, remote_id: str | None) -> dict[str, str]:
         """The account, the data source and the input's encoded name (the remote id, once known)."""
-        try:
-            known = remote_id if remote_id and remote_id.startswith("accounts/") else None
-            name = known or self.product_input_name(change.sku_id)
-            return {"account": self._account(), "data_source": self.data_source_name(), "name": name}
-        except ValueError as exc:
-            raise TradepostError(str(exc)) from None
+        known = remote_id if remote_id and remote_id.startswith("accounts/") else None
+        name = known or self.product_input_name(change.sku_id)
+        return {"account": self.option("account"), "data_source": self.data_source_name(), "name": name}
 
-    def read_result(self, call: Call, response: httpx.Response) -> CallResult:
-        """The answer's encoded name is the remote id; a delete of an absent input is done."""
-        return read_input_result(call, response)
+    deleted_when_absent = True
+
+    def remote_id_in(self, call: Call, response: httpx.Response) -> str | None:
+        """The input's encoded name (``base64EncodedName``), whichever form the answer gives."""
+        body = json_body(response)
+        name = body.get("base64EncodedName") or body.get("name") if isinstance(body, dict) else None
+        return encoded_name(str(name)) if name else None
+
+    def error_of(self, response: httpx.Response) -> str:
+        return f"{response.status_code} {error_message(response)}"
 
     def idempotent(self, call: Call) -> bool:
         """Every call is: an insert with the same offer id replaces the input, it never adds one."""
@@ -314,12 +311,8 @@ class GoogleConnector(Connector):
         Tradepost's; those that other data sources (a feed file, another tool) supply are left
         alone. Google shows availability, not a count, so ``quantity`` is None.
         """
-        try:
-            source, account = self.data_source_name(), self._account()
-        except ValueError as exc:
-            raise ReadBackError(str(exc)) from None
-        language = str(self.options.get("content_language", "en"))
-        label = str(self.options.get("feed_label", "US"))
+        source, account = self.data_source_name(), self.option("account")
+        language, label = self.option("content_language"), self.option("feed_label")
         params = {"pageSize": str(PRODUCTS_PAGE_SIZE)}
         for _ in range(MAX_PAGES):
             page = await reader.get(f"/products/v1/accounts/{account}/products", params)
@@ -352,21 +345,8 @@ class GoogleConnector(Connector):
         """The ``ProductInput`` an insert would send, against the product read: price and sale
         price decide price, availability decides stock, the other attributes content."""
         body = self.payload(listing)
-        attributes = dict(body["productAttributes"])
-        prices = {key: attributes.pop(key, None) for key in ("price", "salePrice")}
-        availability = attributes.pop("availability")
-        read = remote.content.get("productAttributes") or {}
-        sent: dict[str, Any] = {"productAttributes": attributes}
-        if body.get("customAttributes"):
-            sent["customAttributes"] = body["customAttributes"]
-        kinds: list[str] = []
-        if differing(sent, remote.content):
-            kinds.append("content")
-        if comparable(prices) != comparable({key: read.get(key) for key in prices}):
-            kinds.append("price")
-        if availability != read.get("availability"):
-            kinds.append("stock")
-        return tuple(kinds)
+        sent: dict[str, Any] = {k: body[k] for k in ("productAttributes", "customAttributes") if k in body}
+        return parts_differing(sent, remote.content, "productAttributes", REMOTE_PARTS)
 
     @staticmethod
     def _price(listing: Listing) -> dict[str, Any]:

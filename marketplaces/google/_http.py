@@ -1,4 +1,4 @@
-"""Sending to the Merchant API: the OAuth token, productInputs paths, what answers mean.
+"""Sending to the Merchant API: productInputs names, and Google's error messages.
 
 A SKU's remote id is its product input's resource name in the encoded form the proto
 recommends, ``accounts/{account}/productInputs/{base64url("lang~label~offerId")}``: it is what
@@ -12,13 +12,9 @@ import base64
 
 import httpx
 
-from engine.connectors import Call, CallResult
 from engine.connectors import json_body as _json
 
 DEFAULT_TOKEN_URL = "https://oauth2.googleapis.com"
-
-
-# -- the token ---------------------------------------------------------------------------------
 
 
 def encoded_segment(identity: str) -> str:
@@ -45,24 +41,6 @@ def encoded_name(name: str) -> str:
 
 
 # -- answers -------------------------------------------------------------------------------------
-
-
-def read_input_result(call: Call, response: httpx.Response) -> CallResult:
-    """2xx is done; 401, 429 and 5xx may pass on retry; any other 4xx is the request's fault.
-
-    A delete answered 404 is done too: the input is gone, which is what the delete wanted (a
-    retried delete whose first answer was lost gets exactly that). A 401 is retryable because
-    the connector then drops the token, so the retry refreshes it.
-    """
-    status = response.status_code
-    if 200 <= status < 300:
-        body = _json(response)
-        name = body.get("base64EncodedName") or body.get("name") if isinstance(body, dict) else None
-        return CallResult(True, remote_id=encoded_name(str(name)) if name else None)
-    if status == 404 and call.method == "DELETE":
-        return CallResult(True)
-    retryable = status in (401, 429) or status >= 500
-    return CallResult(False, retryable=retryable, error=f"{status} {error_message(response)}")
 
 
 def error_message(response: httpx.Response) -> str:
