@@ -67,6 +67,7 @@ SUBPACKAGES = {
         "send",
         "source",
         "standin_class",
+        "token_pages",
     ],
     "engine.failpoints": [
         "APPLY_POINTS",

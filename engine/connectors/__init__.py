@@ -36,6 +36,7 @@ from engine.connectors._orderchannel import (
     Tracking,
     send,
 )
+from engine.connectors._paging import token_pages
 from engine.connectors._readback import ReadBackError, RemoteListing, comparable, differing, parts_differing
 from engine.connectors._reader import Reader
 from engine.connectors._registry import (
@@ -96,4 +97,5 @@ __all__ = [
     "send",
     "source",
     "standin_class",
+    "token_pages",
 ]

@@ -44,7 +44,6 @@ from engine.connectors import (
     ChangeRecord,
     Connector,
     Listing,
-    ReadBackError,
     Reader,
     Reason,
     RefreshedToken,
@@ -54,6 +53,7 @@ from engine.connectors import (
     TokenError,
     json_body,
     parts_differing,
+    token_pages,
 )
 from marketplaces.google._http import DEFAULT_TOKEN_URL, encoded_name, encoded_segment, error_message
 
@@ -153,23 +153,15 @@ class GoogleConnector(Connector):
             reasons.append(Reason("TP915", problem, "categories"))
         try:
             link = self.link_for(listing)
-        except (KeyError, IndexError, ValueError) as exc:
-            reasons.append(
-                Reason(
-                    "TP916",
-                    f"options.link_template has an unknown placeholder {exc}",
-                    "options.link_template",
-                )
+            message, rule = (
+                "Google requires a link: set listing.link or options.link_template",
+                "listing.link",
             )
-        else:
-            if not link:
-                reasons.append(
-                    Reason(
-                        "TP916",
-                        "Google requires a link: set listing.link or options.link_template",
-                        "listing.link",
-                    )
-                )
+        except (KeyError, IndexError, ValueError) as exc:
+            link, message = None, f"options.link_template has an unknown placeholder {exc}"
+            rule = "options.link_template"
+        if not link:
+            reasons.append(Reason("TP916", message, rule))
         return reasons
 
     @staticmethod
@@ -313,11 +305,10 @@ class GoogleConnector(Connector):
         """
         source, account = self.data_source_name(), self.option("account")
         language, label = self.option("content_language"), self.option("feed_label")
-        params = {"pageSize": str(PRODUCTS_PAGE_SIZE)}
-        for _ in range(MAX_PAGES):
-            page = await reader.get(f"/products/v1/accounts/{account}/products", params)
-            if not isinstance(page, Mapping):
-                raise ReadBackError("products.list did not answer a ListProductsResponse")
+        path, params = f"/products/v1/accounts/{account}/products", {"pageSize": str(PRODUCTS_PAGE_SIZE)}
+        async for page in token_pages(
+            reader, path, params, next_token="nextPageToken", token_param="pageToken"
+        ):
             for product in page.get("products") or []:
                 ours = (product.get("dataSource"), product.get("contentLanguage"), product.get("feedLabel"))
                 if ours != (source, language, label) or not product.get("offerId"):
@@ -333,11 +324,6 @@ class GoogleConnector(Connector):
                         "customAttributes": product.get("customAttributes") or [],
                     },
                 )
-            token = page.get("nextPageToken")
-            if not token:
-                return
-            params = {**params, "pageToken": str(token)}
-        raise ReadBackError("products.list did not end")
 
     def remote_differences(
         self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
@@ -362,7 +348,6 @@ class GoogleConnector(Connector):
 
 PRODUCTS_PAGE_SIZE = 1000
 """``ListProductsRequest.page_size`` maximum (products.proto)."""
-MAX_PAGES = 100_000
 
 
 def _amount(price: Any) -> Decimal | None:
