@@ -117,7 +117,8 @@ class GoogleConnector(Connector):
     credential_names = ("client_id", "client_secret", "refresh_token")
 
     # insert replaces the whole input; a patch's mask names only the fields its body carries, and
-    # price and stock changed together go in one patch whose mask names both.
+    # price and stock changed together go in one patch whose mask names both; delete takes no body
+    # (the product leaves Shopping once processed) and is done when the input is already gone.
     routes: ClassVar[Mapping[RouteKind, Route]] = {
         "create": Route("POST", INSERT, SOURCE),
         "content": Route("POST", INSERT, SOURCE),
@@ -126,6 +127,7 @@ class GoogleConnector(Connector):
         "delete": Route("DELETE", INPUT, SOURCE),
     }
     merge_price_and_stock = "send"
+    deleted_when_absent = True
 
     option_defaults: ClassVar[Mapping[str, str]] = {
         "content_language": "en",
@@ -202,11 +204,9 @@ class GoogleConnector(Connector):
     def data_source_name(self) -> str:
         """``accounts/{a}/dataSources/{d}``: the ``dataSource`` parameter of every productInputs call."""
         source = self.option("data_source")
-        return (
-            source
-            if source.startswith("accounts/")
-            else f"accounts/{self.option('account')}/dataSources/{source}"
-        )
+        if source.startswith("accounts/"):
+            return source
+        return f"accounts/{self.option('account')}/dataSources/{source}"
 
     @staticmethod
     def update_mask_for(kind: ChangeKind) -> str:
@@ -264,10 +264,6 @@ class GoogleConnector(Connector):
         not a count, so only a change across zero alters this body."""
         return {**self._identity(listing), "productAttributes": self._stock(listing)}
 
-    def delete_payload(self, sku_id: str) -> dict[str, Any] | None:
-        """``productInputs.delete`` takes no body; the product leaves Shopping once processed."""
-        return None
-
     # -- sending -----------------------------------------------------------------------------
 
     def path_values(self, change: ChangeRecord, remote_id: str | None) -> dict[str, str]:
@@ -275,8 +271,6 @@ class GoogleConnector(Connector):
         known = remote_id if remote_id and remote_id.startswith("accounts/") else None
         name = known or self.product_input_name(change.sku_id)
         return {"account": self.option("account"), "data_source": self.data_source_name(), "name": name}
-
-    deleted_when_absent = True
 
     def remote_id_in(self, call: Call, response: httpx.Response) -> str | None:
         """The input's encoded name (``base64EncodedName``), whichever form the answer gives."""
