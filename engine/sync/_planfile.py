@@ -42,6 +42,7 @@ from typing import IO, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 
 from engine._diagnostics import TradepostError
+from engine.connectors._change import ChangeRecord
 from engine.connectors._contract import Connector
 from engine.jsonio import dumps, loads
 from engine.model._listing import Listing
@@ -57,7 +58,8 @@ class PlanFileError(TradepostError):
 
 
 def change_record(change: Change, connector: Connector) -> dict[str, Any]:
-    """A change as saved: its data plus the bodies the connector would send."""
+    """A change as saved: its data plus the bodies the connector would send. Apply reads it back
+    into a :class:`~engine.connectors.ChangeRecord`, the form connectors are handed."""
     data = change.to_dict()
     if change.family and change.op == "create":
         # One request creates the whole family; it is carried by the family's first SKU.
@@ -380,10 +382,8 @@ def _family_body(connector: Connector, members: list[Listing]) -> list[Any]:
 
 def _payloads(record: Mapping[str, Any], connector: Connector) -> list[Any]:
     """The bodies :func:`change_record` saves for a change that is not a family's create."""
-    listing = Listing.from_dict(record["after"]) if record.get("after") is not None else None
-    return connector.payloads_for(
-        record["op"], tuple(record.get("fields") or ()), listing, str(record["sku_id"])
-    )
+    change = ChangeRecord.of(record)
+    return connector.payloads_for(change.op, change.fields, change.listing, change.sku_id)
 
 
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
