@@ -68,7 +68,7 @@ class ChangeRecord:
         return min(self.family) if self.family else None
 
     @property
-    def kinds(self) -> tuple[RouteKind, ...]:
+    def route_kinds(self) -> tuple[RouteKind, ...]:
         """What the change's calls send: "create", "delete", "content", or the price and/or stock
         an update changed (content, when it changed, is sent whole and carries them)."""
         if self.op in ("create", "delete"):

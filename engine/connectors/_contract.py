@@ -277,7 +277,7 @@ class Connector:
         :meth:`delete_payload`; a price and stock update sends a body each, or one merged body
         (:attr:`merge_price_and_stock`).
         """
-        kinds, bodies = change.kinds, list(change.payloads)
+        kinds, bodies = change.route_kinds, list(change.payloads)
         if change.op == "delete":
             return [(kinds, bodies[0] if bodies else self.delete_payload(change.sku_id))]
         if change.op == "create" or kinds == ("content",):
@@ -312,17 +312,20 @@ class Connector:
     retried delete whose first answer was lost gets exactly that)."""
 
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
-        """What an answer means: 2xx is done (:meth:`remote_id_in` names the listing); 429 and 5xx
-        may pass on retry, and so does a refused token when the connector holds one (dropped by
-        :meth:`result_of`, the retry fetches another); any other 4xx is the request's fault."""
+        """What an answer means: 2xx is done (:meth:`remote_id_in` names the listing); a refusal is
+        retryable when it :meth:`may_pass_later`, else the request's fault."""
         status = response.status_code
         if 200 <= status < 300:
             return CallResult(True, remote_id=self.remote_id_in(call, response))
         if status == 404 and call.method == "DELETE" and self.deleted_when_absent:
             return CallResult(True)
-        refused = self.token is not None and self.token_refused(response)
-        retryable = status == 429 or status >= 500 or refused
-        return CallResult(False, retryable=retryable, error=self.error_of(response))
+        return CallResult(False, retryable=self.may_pass_later(response), error=self.error_of(response))
+
+    def may_pass_later(self, response: httpx.Response) -> bool:
+        """Whether a refusal may pass on retry: 429, 5xx, and a refused token when the connector
+        holds one (dropped by :meth:`result_of`, the retry fetches another)."""
+        status = response.status_code
+        return status == 429 or status >= 500 or (self.token is not None and self.token_refused(response))
 
     def remote_id_in(self, call: Call, response: httpx.Response) -> str | None:
         """The marketplace's id for the listing, from a successful answer (None: not given)."""

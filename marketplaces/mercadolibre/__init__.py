@@ -210,7 +210,7 @@ class MercadoLibreConnector(Connector):
                 f"SKU {change.sku_id}: no Mercado Libre item id in the state store; cannot {change.op} it"
             )
         item, variation = parse_remote_id(remote_id)
-        if change.kinds == ("content",):
+        if change.route_kinds == ("content",):
             axes = set((change.after or {}).get("axes") or ())
             return _content_calls(
                 item, variation, change.payloads[0], set(change.fields), axes, PER_VARIATION
@@ -270,10 +270,8 @@ class MercadoLibreConnector(Connector):
         if response.status_code != 200 or not isinstance(me, dict) or not me.get("id"):
             if self.token_refused(response):
                 self.forget_token()
-            retryable = response.status_code in (401, 429) or response.status_code >= 500
-            return CallResult(
-                False, retryable=retryable, error=f"cannot read the seller id: {response.status_code}"
-            )
+            error = f"cannot read the seller id: {response.status_code}"
+            return CallResult(False, retryable=self.may_pass_later(response), error=error)
         self._seller_id = str(me["id"])
         return None
 
