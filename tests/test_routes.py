@@ -45,7 +45,7 @@ STOCK = {"offer": {"stock": 3}, "patches": [2]}
         (
             Declared(),
             {"op": "create", "sku_id": "A/1", "payloads": [{"title": "t"}]},
-            [Call("PUT", "/items/A/1", {"title": "t"}, {"market": "BR"}, "create")],
+            [Call("PUT", "/items/A%2F1", {"title": "t"}, {"market": "BR"}, "create")],
         ),
         (  # a family's follower carries no body: the first member's request creates it
             Declared(),

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -261,7 +262,7 @@ class Connector:
         the route of its kind, then :meth:`routed`.
         """
         record = ChangeRecord.of(change)
-        values = {"sku_id": record.sku_id, "remote_id": remote_id or ""}
+        values = {"sku_id": quote(record.sku_id, safe=""), "remote_id": quote(remote_id or "", safe="")}
         values.update(self.path_values(record, remote_id))
         calls = [
             route_for(self.routes, kinds).call(kinds, body, values)
@@ -289,7 +290,8 @@ class Connector:
         return [(kinds, body) for body in bodies]
 
     def path_values(self, change: ChangeRecord, remote_id: str | None) -> Mapping[str, str]:
-        """What the :attr:`routes` templates name beyond ``sku_id`` and ``remote_id``."""
+        """What the :attr:`routes` templates name beyond ``sku_id`` and ``remote_id`` (those two
+        are percent-encoded whole, ``/`` included); values given here are inserted as they are."""
         return {}
 
     def routed(self, change: ChangeRecord, remote_id: str | None, calls: list[Call]) -> list[Call]:

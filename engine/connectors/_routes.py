@@ -4,7 +4,8 @@ A connector declares a table, kind of change -> :class:`Route` (method, path tem
 template), and :meth:`~engine.connectors.Connector.calls_for` builds every call from it and the
 bodies the plan saved; a marketplace that truly differs (Mercado Libre's variations) adds a hook.
 Templates are filled with ``str.format_map`` from the connector's
-:meth:`~engine.connectors.Connector.path_values` plus ``sku_id`` and ``remote_id``.
+:meth:`~engine.connectors.Connector.path_values` plus ``sku_id`` and ``remote_id`` (percent-encoded
+whole, so a SKU id holding ``/`` stays one path segment).
 
 Price and stock sent in one call follow one rule for every marketplace, :func:`merged`: objects
 are merged key by key, lists are concatenated, a later scalar wins. That gives Mercado Libre's
