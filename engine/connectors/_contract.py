@@ -108,6 +108,9 @@ class Connector:
 
     routes: ClassVar[Mapping[RouteKind, Route]] = {}
     """Kind of change -> the request that sends it; see :meth:`calls_for`."""
+    creates_are_keyed: ClassVar[bool] = False
+    """A create sent twice replaces the listing (the marketplace keys it by the SKU): every call may
+    be repeated, so the executor looks nothing up before creating (:meth:`find_existing`)."""
     merge_price_and_stock: ClassVar[Literal["plan", "send"] | None] = None
     """Price and stock changed together travel in one call: the plan shows their bodies merged
     ("plan"), or shows both and the call merges them ("send"); None sends one call each."""
@@ -343,8 +346,9 @@ class Connector:
         return {"refresh_token": rotated} if rotated else {}
 
     def idempotent(self, call: Call) -> bool:
-        """Whether sending the call twice does no harm; POST usually creates a second listing."""
-        return call.method.upper() != "POST"
+        """Whether sending the call twice does no harm; POST usually creates a second listing,
+        unless the marketplace keys listings by the SKU (:attr:`creates_are_keyed`)."""
+        return self.creates_are_keyed or call.method.upper() != "POST"
 
     async def find_existing(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: ChangeRecord

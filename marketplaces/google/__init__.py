@@ -17,7 +17,7 @@ exists, then the product input inserted by this method replaces that entry"
 (``shared/specs/google/merchantapi/productinputs.proto``, ``InsertProductInput``). ``offerId`` is
 the VTEX SKU id and the language, feed label and data source come from the options, so an insert
 sent twice (after a lost answer, a killed run, a deleted or restored state store) replaces the one
-input; :meth:`GoogleConnector.idempotent` says so, and ``tests/test_exactly_once.py`` proves it on
+input; ``creates_are_keyed`` declares it, and ``tests/test_exactly_once.py`` proves it on
 the stand-in. Changing ``content_language``, ``feed_label`` or ``data_source`` between runs does
 make a second product: together with the SKU, they name it.
 
@@ -128,6 +128,7 @@ class GoogleConnector(Connector):
     }
     merge_price_and_stock = "send"
     deleted_when_absent = True
+    creates_are_keyed = True  # an insert with the same offer id replaces the input, never adds one
 
     option_defaults: ClassVar[Mapping[str, str]] = {
         "content_language": "en",
@@ -280,10 +281,6 @@ class GoogleConnector(Connector):
 
     def error_of(self, response: httpx.Response) -> str:
         return f"{response.status_code} {error_message(response)}"
-
-    def idempotent(self, call: Call) -> bool:
-        """Every call is: an insert with the same offer id replaces the input, it never adds one."""
-        return True
 
     # -- reading back (``tradepost state rebuild``) ---------------------------------------------
 
