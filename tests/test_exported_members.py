@@ -73,6 +73,7 @@ SUBPACKAGES = {
         "loads",
     ],
     "engine.model": [
+        "MINOR_UNITS",
         "STANDARD_FIELDS",
         "Address",
         "Buyer",
@@ -92,6 +93,7 @@ SUBPACKAGES = {
         "Sku",
         "Stock",
         "WarehouseStock",
+        "minor_unit_places",
     ],
     "engine.orders": [
         "EXIT_PARTIAL",

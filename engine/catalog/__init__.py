@@ -16,7 +16,7 @@ from engine.model._catalog import (
     WarehouseStock,
     read_json,
 )
-from engine.rules._compiler import MINOR_UNITS
+from engine.model._currency import MINOR_UNITS
 from engine.rules._coverage import Coverage, catalog_coverage
 from engine.sync._source import FirstSeen, SourceItem
 

@@ -2,8 +2,8 @@
 
 A catalog record (:class:`CatalogRecord`: product, SKU, price, stock) is what a source yields;
 a :class:`Listing` is what the plan computes for one SKU on one marketplace; an :class:`Order`
-is what an order channel reads. Money is ``Decimal`` throughout. Nothing here imports another
-layer of the engine.
+is what an order channel reads. Money is ``Decimal`` throughout, in places of its currency's
+minor unit (:data:`MINOR_UNITS`). Nothing here imports another layer of the engine.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from engine.model._catalog import (
     Stock,
     WarehouseStock,
 )
+from engine.model._currency import MINOR_UNITS, minor_unit_places
 from engine.model._listing import STANDARD_FIELDS, Listing, Outcome, Reason
 from engine.model._order import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
 
 __all__ = [
+    "MINOR_UNITS",
     "STANDARD_FIELDS",
     "Address",
     "Buyer",
@@ -42,4 +44,5 @@ __all__ = [
     "Sku",
     "Stock",
     "WarehouseStock",
+    "minor_unit_places",
 ]

@@ -38,7 +38,7 @@ from engine.connectors._orderchannel import BadOrder, Fulfilment, OrderCallError
 from engine.model._order import Order
 from engine.orders._divergence import Decision, decide
 from engine.orders._store import OPEN, OrderState, OrderStore, StoredOrder
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
 
 __all__ = [
     "OrderDesk",

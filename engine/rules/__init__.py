@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from engine._diagnostics import Diagnostic, EvaluationError, Rejected, RuleError, Span
 from engine.rules._check import CheckResult, check_all, check_rules, compile_rules
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
 from engine.rules._coverage import Coverage, catalog_coverage
 from engine.rules._rulefile import RuleFile, load_rules, rule_file_schema
 from engine.rules._runtime import Context

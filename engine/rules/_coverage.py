@@ -17,7 +17,7 @@ from typing import Any
 
 from engine._diagnostics import EvaluationError, Span
 from engine.model._catalog import CatalogRecord, MalformedRecord
-from engine.rules._compiler import CompiledRules, ContentField
+from engine.rules._compiled import CompiledRules, ContentField
 from engine.rules._expressions import CompiledExpression, LookupSite
 from engine.rules._runtime import Context
 
