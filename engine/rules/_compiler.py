@@ -29,17 +29,11 @@ from engine.rules._compiled import (
     StockRule,
     Variations,
 )
-from engine.rules._expressions import (
-    CompiledExpression,
-    Scope,
-    Source,
-    compile_expression,
-    constant_value,
-    source_of,
-)
+from engine.rules._expressions import CompiledExpression, compile_expression, constant_value, parse
 from engine.rules._functions import FUNCTIONS
 from engine.rules._rulefile import LoadedRules
 from engine.rules._templates import CompiledTemplate, TemplateCompiler, is_template
+from engine.rules._typecheck import Scope, Source, source_of
 from engine.rules._types import (
     ANY,
     BOOL,
@@ -431,15 +425,8 @@ def _compile_round(
     if node is None:
         return None
     source = source_of(node)
-    try:
-        tree = A.parse_expression(source.text)
-    except A.SyntaxProblem as problem:
-        if problem.message == "empty expression":
-            c.sink.error("TP202", problem.message, node.span, problem.hint)
-        else:
-            c.sink.error(
-                problem.code, problem.message, source.span(problem.offset, problem.end), problem.hint
-            )
+    tree = parse(source, c.sink)
+    if tree is None:
         return None
     if isinstance(tree, A.Literal) and isinstance(tree.value, Decimal):
         tree = A.Call(tree.start, tree.end, "round", [tree], tree.start)
