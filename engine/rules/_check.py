@@ -16,9 +16,8 @@ from pathlib import Path
 
 from engine._diagnostics import Diagnostic, DiagnosticSink, RuleError, Span, split_lines
 from engine.rules._compiled import CompiledRules
-from engine.rules._compiler import compile_loaded
 from engine.rules._expressions import constant_value
-from engine.rules._rulefile import load_rules as _load
+from engine.rules._passes import RuleUnit, run_passes
 
 
 @dataclass
@@ -44,9 +43,8 @@ def check_rules(path: str | Path, marketplaces: Collection[str] | None = None) -
     ``marketplaces``: the names ``marketplace:`` may take; None leaves it unchecked.
     """
     sink = DiagnosticSink()
-    loaded = _load(path, sink)
-    compiled = compile_loaded(loaded, sink, marketplaces) if loaded is not None else None
-    return CheckResult(str(path), sink.sorted(), compiled if not sink.errors else None)
+    unit = run_passes(RuleUnit(Path(path), marketplaces), sink)
+    return CheckResult(str(path), sink.sorted(), unit.compiled if not sink.errors else None)
 
 
 def check_all(paths: Iterable[str | Path], marketplaces: Collection[str] | None = None) -> list[CheckResult]:
