@@ -91,6 +91,7 @@ SUBPACKAGES = {
         "Product",
         "Reason",
         "Sku",
+        "SourceItem",
         "Stock",
         "WarehouseStock",
         "minor_unit_places",

@@ -16,6 +16,7 @@ from engine.model._catalog import (
     Price,
     Product,
     Sku,
+    SourceItem,
     Stock,
     WarehouseStock,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Product",
     "Reason",
     "Sku",
+    "SourceItem",
     "Stock",
     "WarehouseStock",
     "minor_unit_places",
