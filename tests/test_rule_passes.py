@@ -16,10 +16,10 @@ import pytest
 import engine
 from engine._diagnostics import DiagnosticSink
 from engine.rules import _passes
-from engine.rules._compiler import CATALOG_NAMES
 from engine.rules._expressions import check, lower, parse
 from engine.rules._passes import PASSES, RuleUnit, compile_sections, load_shape, read_file
 from engine.rules._rulefile import load_rules
+from engine.rules._scopes import CATALOG_NAMES
 from engine.rules._typecheck import Scope, source_of
 from engine.rules._types import BOOL, NUMBER, Type
 from engine.rules._yaml import Node, parse_yaml

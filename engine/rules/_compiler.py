@@ -1,9 +1,10 @@
 """Compile a loaded rule file, section by section, into callables ready to run.
 
-Each section gets the scope of names it may read (``listing`` is not built
-yet when ``select`` runs; ``order`` exists only for divergence rules) and the
-type its result must have. Figures that are constants (``share: 60%``) are
-range-checked here, so a share of 160% fails `tradepost check`, not a run.
+One function per section; each gives its expressions the scope of names they may read
+(:mod:`engine.rules._scopes`: ``listing`` is not built yet when ``select`` runs, ``order``
+exists only for divergence rules) and the type their result must have. Figures that are
+constants (``share: 60%``) are range-checked here, so a share of 160% fails `tradepost check`,
+not a run. Every section is compiled even after an error in another, so one run reports them all.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
-from engine.model._catalog import Price, Product, Sku, Stock
 from engine.model._currency import minor_unit_places
-from engine.model._order import Order, OrderItem
 from engine.rules import _ast as A
 from engine.rules._compiled import (
     CategoryChoice,
@@ -32,6 +31,7 @@ from engine.rules._compiled import (
 from engine.rules._expressions import CompiledExpression, compile_expression, constant_value, parse
 from engine.rules._functions import FUNCTIONS
 from engine.rules._rulefile import LoadedRules
+from engine.rules._scopes import names_in
 from engine.rules._templates import CompiledTemplate, TemplateCompiler, is_template
 from engine.rules._typecheck import Scope, Source, source_of
 from engine.rules._types import (
@@ -41,56 +41,17 @@ from engine.rules._types import (
     STRING,
     RecordType,
     Type,
-    list_of,
-    record_from_model,
     record_of,
     table_of,
     unify,
 )
 from engine.rules._yaml import Node
 
-CATALOG_NAMES: dict[str, Type] = {
-    "product": record_of(record_from_model(Product)),
-    "sku": record_of(record_from_model(Sku)),
-    "price": record_of(record_from_model(Price)),
-    "stock": record_of(record_from_model(Stock)),
-}
-_ORDER_ONLY = "'{name}' exists only in divergence rules, where an order is being checked"
-_NO_CATALOG = (
-    "'{name}' is not available in divergence rules: an order is checked against the price the rules "
-    "give its SKUs, not against one catalog record; read the order through 'order' and 'item'"
-)
-_PERSONAL = ("buyer", "shipping_address")
-"""Order fields rules never see: a rule file cannot read, compare or echo a buyer's personal data."""
-
-
-def _order_names() -> dict[str, Type]:
-    """The typed ``order`` and ``item`` of divergence rules: the canonical order minus personal data."""
-    item_model = record_from_model(OrderItem)
-    item = RecordType(
-        "item",
-        {**item_model.fields, "line_value": NUMBER},
-        {**item_model.docs, "line_value": "unit_price * quantity"},
-        OrderItem,
-    )
-    order_model = record_from_model(Order)
-    fields = {name: t for name, t in order_model.fields.items() if name not in _PERSONAL}
-    docs = {name: d for name, d in order_model.docs.items() if name not in _PERSONAL}
-    fields["items"] = list_of(record_of(item))
-    fields["items_value"] = NUMBER
-    docs["items_value"] = "sum of unit_price * quantity over the items, shipping excluded"
-    fields["shipping_country"] = STRING.or_null()
-    docs["shipping_country"] = "the delivery country (ISO code), or null when the marketplace ships"
-    return {
-        "order": record_of(RecordType("order", fields, docs, Order)),
-        "item": record_of(item, nullable=True),
-    }
-
-
-ORDER_NAMES = _order_names()
-
 
 class _SectionCompiler:
+    """What every section's compiler shares: the file's tables, its sink, and how a field becomes
+    an expression, a checked figure or listing content."""
+
     def __init__(self, loaded: LoadedRules, sink: DiagnosticSink) -> None:
         self.loaded = loaded
         self.sink = sink
@@ -102,20 +63,7 @@ class _SectionCompiler:
         self.templates = TemplateCompiler(self.table_values)
 
     def scope(self, where: str, extra: Mapping[str, Type] | None = None, order: bool = False) -> Scope:
-        names: dict[str, Type] = dict(CATALOG_NAMES)
-        unavailable: dict[str, str] = {}
-        if extra:
-            names.update(extra)
-        if "listing" not in names:
-            unavailable["listing"] = f"'listing' is not built yet {where}; it can be read from 'price' on"
-        if order:
-            for name in CATALOG_NAMES:
-                names.pop(name, None)
-                unavailable[name] = _NO_CATALOG.format(name=name)
-            names = {**ORDER_NAMES, **names}
-        else:
-            for name in ("order", "item"):
-                unavailable[name] = _ORDER_ONLY.format(name=name)
+        names, unavailable = names_in(where, extra, order)
         return Scope(where, names, self.table_types, unavailable, self.table_values)
 
     def expr(
