@@ -25,7 +25,7 @@ from engine.connectors import CallResult, Credentials
 from engine.jsonio import dumps, loads
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import Listing
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
 from engine.state._store import StateStore, applied_from
 from engine.sync._plan import Planner
 from engine.sync._planfile import change_record

@@ -73,6 +73,7 @@ SUBPACKAGES = {
         "loads",
     ],
     "engine.model": [
+        "MINOR_UNITS",
         "STANDARD_FIELDS",
         "Address",
         "Buyer",
@@ -90,8 +91,10 @@ SUBPACKAGES = {
         "Product",
         "Reason",
         "Sku",
+        "SourceItem",
         "Stock",
         "WarehouseStock",
+        "minor_unit_places",
     ],
     "engine.orders": [
         "EXIT_PARTIAL",
