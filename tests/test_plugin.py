@@ -197,3 +197,5 @@ def test_plan_apply_to_the_plugin_stand_in_then_nothing_left_to_send(
 
     rebuilt = venv.tradepost("state", "rebuild", "-m", "example", "-c", config, "--json")
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    report = json.loads(rebuilt.stdout)
+    assert (report["listings"], report["differing"]) == (len(creates), {"content": 0, "price": 0, "stock": 0})
