@@ -10,6 +10,7 @@ Every command is a subprocess with a timeout; the sandbox is stopped whatever ha
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -26,6 +27,8 @@ from pathlib import Path
 import httpx
 import pytest
 from ruamel.yaml import YAML
+
+from engine.connectors import Call, CallResult, Credentials
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGIN = ROOT / "tests" / "plugins" / "tradepost-example-market"
@@ -199,3 +202,44 @@ def test_plan_apply_to_the_plugin_stand_in_then_nothing_left_to_send(
     assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
     report = json.loads(rebuilt.stdout)
     assert (report["listings"], report["differing"]) == (len(creates), {"content": 0, "price": 0, "stock": 0})
+
+
+# -- in process: the connector's reading of answers, against its stand-in -------------------------
+
+
+def test_the_connector_reads_each_answer_of_its_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    from tradepost_example_market import ExampleMarketConnector
+    from tradepost_example_market.standin import ExampleMarketStandin
+
+    standin, connector = ExampleMarketStandin(), ExampleMarketConnector({"shop": "demo-shop"})
+    listing = {"title": "Vase", "category": "home", "images": ["https://cdn.test/1.jpg"], "price": "19.90"}
+    listing |= {"currency": "BRL", "quantity": 3}
+    path = connector.listing_path("SKU/1")
+
+    async def send(call: Call) -> CallResult:
+        transport = httpx.ASGITransport(app=standin)
+        async with httpx.AsyncClient(base_url="http://example.test", transport=transport) as client:
+            headers = await connector.auth_headers(client, Credentials({"api_key": API_KEY}))
+            response = await client.request(call.method, call.path, json=call.body, headers=headers)
+            return connector.read_result(call, response)
+
+    cases = [  # given a call, expect (ok, retryable, error)
+        (Call("PATCH", path, {"quantity": 1}), (False, False, "404 not_found: no listing for SKU 'SKU/1'")),
+        (
+            Call("PUT", path, {**listing, "title": "x" * 81}),
+            (False, False, "400 invalid_listing: title must"),
+        ),
+        (Call("PUT", path, listing), (True, False, None)),
+        (Call("PATCH", path, {"price": "9.999"}), (False, False, "400 invalid_listing: price must")),
+        (Call("PATCH", path, {"price": "17.90", "quantity": 0}), (True, False, None)),
+        (Call("DELETE", path), (True, False, None)),
+        (Call("DELETE", path), (True, False, None)),  # already gone: what the delete wanted
+    ]
+    for call, (ok, retryable, error) in cases:
+        result = asyncio.run(send(call))
+        assert (result.ok, result.retryable) == (ok, retryable), (call, result)
+        assert (result.error or "").startswith(error or ""), (call, result)
+        if call.method == "PATCH" and ok:
+            assert standin.listings["SKU/1"]["price"] == "17.90"
+    assert standin.listings == {}
