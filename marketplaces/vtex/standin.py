@@ -84,6 +84,19 @@ class VtexStandin(StandinOrders, Standin):
     """
 
     name = "vtex"
+    sandbox_role = "source"
+
+    @classmethod
+    def for_sandbox(
+        cls, catalog: Iterable[Mapping[str, Any]], *, rate_limit: float | None, faults: Faults | None
+    ) -> VtexStandin:
+        return cls(catalog, trade_policies=("1", "2", "3"))
+
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {"app_key": self.app_key, "app_token": self.app_token}
+
+    def sandbox_options(self, url: str) -> dict[str, str]:
+        return {"type": "vtex", "account": "sandbox"}
 
     def __init__(
         self,
