@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 import engine
-from engine.connectors import CallResult, Credentials
+from engine.connectors import CallResult, Credentials, TokenError
 from engine.jsonio import dumps, loads
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import Listing
@@ -31,7 +31,6 @@ from engine.sync._plan import Planner
 from engine.sync._planfile import change_record
 from marketplaces._standin import Faults
 from marketplaces.amazon import AmazonConnector
-from marketplaces.amazon._http import AmazonAuthError
 from marketplaces.amazon.standin import AmazonStandin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,7 +209,7 @@ def test_refused_credentials_raise_a_readable_error_without_the_secrets() -> Non
     wrong = Credentials({**CREDENTIALS.values, "lwa_client_secret": "not-the-secret"})
 
     async def scenario(a: Amazon) -> None:
-        with pytest.raises(AmazonAuthError) as raised:
+        with pytest.raises(TokenError) as raised:
             await a.connector.auth_headers(a.client, wrong)
         assert "invalid_client" in str(raised.value) or "Client authentication failed" in str(raised.value)
         assert not any(secret in str(raised.value) for secret in ("not-the-secret", "Atzr|refresh-me"))

@@ -1,11 +1,12 @@
-"""How the Amazon connector talks to SP-API: Login with Amazon tokens, Listings answers, the feed round trip.
+"""How the Amazon connector talks to SP-API: Listings answers, the feed round trip.
 
 The connector class declares what to send; this module holds the HTTP mechanics it needs on its
-own, outside the executor's per-call loop: fetching access tokens, reading Amazon's two answer
-shapes (a ``ListingsItemSubmissionResponse`` and an ``ErrorList``), and the five-request dance of a
+own, outside the executor's per-call loop (its Login with Amazon token is a
+:class:`~engine.connectors.RefreshedToken`): reading Amazon's two answer shapes (a
+``ListingsItemSubmissionResponse`` and an ``ErrorList``), and the five-request dance of a
 ``JSON_LISTINGS_FEED`` (create a document, upload it, create the feed, poll it, fetch the report).
-Those loops retry throttling and server errors themselves, honouring ``Retry-After``, because the
-executor only retries the calls it sent.
+Those requests are retried (throttling and server errors, honouring ``Retry-After``) under
+:attr:`Pacing.retry`, because the executor only retries the calls it sent.
 """
 
 from __future__ import annotations
@@ -20,27 +21,14 @@ from urllib.parse import quote
 import httpx
 
 from engine import TradepostError, failpoints
-from engine.connectors import CallResult, Credentials, retry_after
+from engine.connectors import CallResult, RetryPolicy
 from engine.jsonio import dumps, loads
 
 LISTINGS_ITEMS = "/listings/2021-08-01/items"
 FEEDS = "/feeds/2021-06-30"
 FEED_CONTENT_TYPE = "application/json; charset=UTF-8"
 JSON_CONTENT_TYPE = "application/json"
-REFRESH_MARGIN = 60.0
-"""A token is replaced this many seconds before it expires, so a request never carries a stale one."""
 FINISHED = ("DONE", "FATAL", "CANCELLED")
-
-
-class AmazonAuthError(TradepostError):
-    """Login with Amazon refused the credentials; the message never repeats them.
-
-    ``retryable`` when it kept answering 429/5xx rather than refusing the credentials.
-    """
-
-    def __init__(self, message: str, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 class FeedError(TradepostError):
@@ -60,6 +48,14 @@ class Pacing:
     """First back-off after a 5xx or a dropped connection; doubles each attempt (429 uses Retry-After)."""
     poll_seconds: float = 30.0
     feed_timeout_seconds: float = 4 * 3600.0
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How the connector's own requests (and the LWA token's) are retried: ``attempts`` tries,
+        ``retry_seconds`` doubling up to a minute, or as long as Retry-After asks (at most a minute)."""
+        return RetryPolicy(
+            attempts=self.attempts, base=self.retry_seconds, cap=60.0, jitter=(1.0, 1.0), retry_after_cap=60.0
+        )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> Pacing:
@@ -84,10 +80,11 @@ def json_body(body: Any) -> bytes:
 
 @dataclass
 class Sender:
-    """The connector's own requests (tokens, feeds, confirmations): retried, paced and counted.
+    """The connector's own requests (feeds, confirmations): retried, paced and counted.
 
-    Retries 429 after its Retry-After, and 5xx and dropped connections after a doubling pause;
-    ``count`` is every request made, retries included, for the executor's summary.
+    Retries 429 after its Retry-After, and 5xx and dropped connections after a doubling pause
+    (:meth:`Pacing.retry`); ``count`` is every request made, retries included, for the executor's
+    summary.
     """
 
     client: httpx.AsyncClient
@@ -102,54 +99,14 @@ class Sender:
         headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         content: bytes | None = None,
-        data: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """The last answer; the transport error itself when even the last attempt got none."""
-        attempts = self.pacing.attempts
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
+
+        async def attempt(n: int) -> httpx.Response:
             self.count += 1
-            try:
-                response = await self.client.request(
-                    method, url, headers=headers, params=params, content=content, data=data
-                )
-            except httpx.TransportError:
-                if last:
-                    raise
-                await asyncio.sleep(_backoff(self.pacing, attempt))
-                continue
-            if last or not (response.status_code == 429 or response.status_code >= 500):
-                return response
-            await asyncio.sleep(retry_after(response, cap=60.0) or _backoff(self.pacing, attempt))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            return await self.client.request(method, url, headers=headers, params=params, content=content)
 
-
-def _backoff(pacing: Pacing, attempt: int) -> float:
-    return float(min(pacing.retry_seconds * 2**attempt, 60.0))
-
-
-# -- Login with Amazon -------------------------------------------------------------------------
-
-
-async def fetch_access_token(sender: Sender, lwa_url: str, credentials: Credentials) -> tuple[str, float]:
-    """A fresh access token and its lifetime in seconds, from the long-lived refresh token."""
-    form = {
-        "grant_type": "refresh_token",
-        "refresh_token": credentials.get("refresh_token"),
-        "client_id": credentials.get("lwa_client_id"),
-        "client_secret": credentials.get("lwa_client_secret"),
-    }
-    response = await sender.send("POST", f"{lwa_url.rstrip('/')}/auth/o2/token", data=form)
-    body = _json(response)
-    if response.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-        reason = (body.get("error_description") or body.get("error")) if isinstance(body, dict) else None
-        raise AmazonAuthError(
-            f"Login with Amazon refused the token refresh ({response.status_code}: "
-            f"{reason or response.reason_phrase}); check the lwa_client_id, lwa_client_secret "
-            "and refresh_token credentials",
-            retryable=response.status_code == 429 or response.status_code >= 500,
-        )
-    return str(body["access_token"]), float(body.get("expires_in", 3600))
+        return await self.pacing.retry.run_async(attempt)
 
 
 def token_expired(response: httpx.Response) -> bool:

@@ -31,7 +31,7 @@ from xml.etree import ElementTree
 import httpx
 from pydantic import ValidationError
 
-from engine.connectors import Backoff, BadOrder, Fulfilment, OrderCallError, OrderChannel, send
+from engine.connectors import BadOrder, Fulfilment, OrderCallError, OrderChannel, RetryPolicy, send
 from engine.jsonio import loads
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
 from marketplaces.amazon import AmazonConnector
@@ -122,10 +122,10 @@ class AmazonOrders(OrderChannel):
         return self.amazon.scope.marketplace_id
 
     @property
-    def backoff(self) -> Backoff:  # type: ignore[override]  # read from the connector, never set
+    def backoff(self) -> RetryPolicy:  # type: ignore[override]  # read from the connector, never set
         """Retries as patient as the connector's own (options ``max_attempts``, ``retry_seconds``)."""
         pacing = self.amazon.pacing
-        return Backoff(attempts=pacing.attempts, base=pacing.retry_seconds)
+        return RetryPolicy(attempts=pacing.attempts, base=pacing.retry_seconds)
 
     # -- reading -------------------------------------------------------------------------------
 

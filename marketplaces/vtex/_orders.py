@@ -43,7 +43,7 @@ from urllib.parse import quote
 
 import httpx
 
-from engine.connectors import Backoff, Fulfilment, Invoice, OrderCallError, Tracking, send
+from engine.connectors import Fulfilment, Invoice, OrderCallError, RetryPolicy, Tracking, send
 from engine.jsonio import loads
 from engine.orders import Address, Order
 from engine.secrets import redact
@@ -79,7 +79,7 @@ AUTHORIZED = frozenset(
 """Statuses at or past AuthorizeDispatch: a repeated authorization that VTEX refuses is done."""
 INVOICED = frozenset({"invoice", "invoiced"})
 _CENT = Decimal("0.01")
-_BACKOFF = Backoff()
+_BACKOFF = RetryPolicy()
 _MIN_SCRUB = 3
 """Personal values shorter than this are not scrubbed from messages: "12" would mangle "412"."""
 
@@ -151,7 +151,7 @@ class VtexOrders:
         affiliate_id: str,
         sales_channel: str,
         services_endpoint: str | None = None,
-        backoff: Backoff = _BACKOFF,
+        backoff: RetryPolicy = _BACKOFF,
     ) -> None:
         if not affiliate_id.strip():
             raise ValueError("affiliate_id is required: the VTEX affiliate that stands for the marketplace")
