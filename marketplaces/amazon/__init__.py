@@ -56,15 +56,13 @@ from engine.connectors import (
     comparable,
     differing,
 )
+from marketplaces.amazon._feeds import FeedError, feed_outcomes, run_listings_feed
 from marketplaces.amazon._http import (
     LISTINGS_ITEMS,
-    FeedError,
     Pacing,
     Sender,
-    feed_outcomes,
     item_path,
     listing_outcome,
-    run_feed,
     submission_result,
     token_expired,
 )
@@ -409,14 +407,14 @@ class AmazonConnector(Connector):
             skus = {int(m["messageId"]): str(m["sku"]) for m in chunk}
             document = self.feed_document(chunk, self.seller_id, report=["issues"])
             try:
-                feed = await run_feed(sender, headers, document, [self.scope.marketplace_id])
+                feed, report = await run_listings_feed(sender, headers, document, [self.scope.marketplace_id])
             except (FeedError, httpx.TransportError) as exc:
                 # The feed never started or its fate is unknown; every message is idempotent
                 # (UPDATE, PATCH replace, DELETE), so sending them again is safe.
                 failed = CallResult(False, retryable=getattr(exc, "retryable", True), error=str(exc))
                 outcomes.update(dict.fromkeys(skus.values(), failed))
                 continue
-            outcomes.update(feed_outcomes(feed, skus, self.pacing))
+            outcomes.update(feed_outcomes(feed, report, skus, self.pacing))
         self.last_bulk_requests = sender.count
         return outcomes
 
