@@ -30,7 +30,7 @@ from engine.jsonio import dumps, loads
 from engine.model._order import Order
 from marketplaces._standin import Faults
 from marketplaces.mercadolibre import MercadoLibreConnector
-from marketplaces.mercadolibre._orders import MercadoLibreOrders, cancel_reason
+from marketplaces.mercadolibre._order_channel import MercadoLibreOrders, cancel_reason
 from marketplaces.mercadolibre.standin import MercadoLibreStandin
 
 SECRETS = {"client_id": "5501", "client_secret": "s3cret-value", "refresh_token": "TG-first"}

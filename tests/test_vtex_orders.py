@@ -29,7 +29,7 @@ from engine.connectors import OrderCallError, RetryPolicy
 from engine.jsonio import loads
 from engine.model._order import Address, Buyer, Order, OrderItem
 from marketplaces._standin import Faults
-from marketplaces.vtex._orders import PLACEHOLDER_PHONE, Placed, VtexOrders
+from marketplaces.vtex._order_placement import PLACEHOLDER_PHONE, Placed, VtexOrders
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, OrderRefused, VtexStandin
 from tests.conftest import ROOT, SPECS
 

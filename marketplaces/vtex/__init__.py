@@ -42,7 +42,7 @@ from engine.connectors import RetryPolicy, Source
 from engine.project import ConfigError, SourceConfig, VtexAccount
 from engine.secrets import check_header_value, read_secret, redact, register
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
-from marketplaces.vtex._orders import VtexOrders
+from marketplaces.vtex._order_placement import VtexOrders
 
 __all__ = ["VtexAccessError", "VtexCatalogSource", "VtexSource", "vtex_account", "vtex_records"]
 
