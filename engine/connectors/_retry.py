@@ -36,7 +36,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import httpx
 
@@ -122,23 +122,27 @@ class RetryPolicy:
         sleep: Callable[[float], object] = time.sleep,
         on_retry: Callable[[int, float], object] | None = None,
     ) -> T:
-        """``attempt(n)`` for n = 0, 1, ... until it returns a value not to retry or no try is left."""
-        started = self.clock()
-        for n in range(self.attempts):
-            try:
-                value = attempt(n)
-            except self.exceptions:
-                wait = self._wait(n, started, None)
-                if wait is None:
-                    raise
-            else:
-                wait = self._after(n, started, value, retry_if, asked)
-                if wait is None:
-                    return value
-            if on_retry is not None:
-                on_retry(n, wait)
-            sleep(wait)
-        raise AssertionError("unreachable: the last try returns or raises")
+        """``attempt(n)`` for n = 0, 1, ... until it returns a value not to retry or no try is left.
+
+        The same loop as :meth:`run_async`, driven by hand: with a blocking attempt and sleep,
+        nothing in it suspends, so the coroutine finishes on its first step, without an event loop.
+        """
+
+        async def attempt_now(n: int) -> T:
+            return attempt(n)
+
+        async def sleep_now(seconds: float) -> None:
+            sleep(seconds)
+
+        running = self.run_async(
+            attempt_now, retry_if=retry_if, asked=asked, sleep=sleep_now, on_retry=on_retry
+        )
+        try:
+            running.send(None)
+        except StopIteration as finished:
+            return cast(T, finished.value)
+        running.close()
+        raise AssertionError("unreachable: a run of blocking calls never suspends")
 
     async def run_async(
         self,
@@ -149,7 +153,8 @@ class RetryPolicy:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_retry: Callable[[int, float], object] | None = None,
     ) -> T:
-        """:meth:`run` for a coroutine: ``await attempt(n)``, waiting with ``await sleep(seconds)``."""
+        """``await attempt(n)`` for n = 0, 1, ... until it returns a value not to retry or no try is
+        left, waiting with ``await sleep(seconds)``."""
         started = self.clock()
         for n in range(self.attempts):
             try:
