@@ -26,6 +26,7 @@ from engine.jsonio import dumps, loads
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import Listing
 from engine.rules._compiler import CompiledRules
+from engine.secrets import redact
 from engine.state._store import StateStore, applied_from
 from engine.sync._plan import Planner
 from engine.sync._planfile import change_record
@@ -203,6 +204,14 @@ def test_a_token_that_expired_in_flight_is_retryable_and_replaced() -> None:
         assert result.ok and a.token_requests() == 2
 
     run(scenario, server)
+
+
+def test_the_access_token_is_masked_in_every_message_like_any_secret() -> None:
+    async def scenario(a: Amazon) -> None:
+        token = (await a.headers())["x-amz-access-token"]
+        assert redact(f"403: token {token} expired") == "403: token *** expired"
+
+    run(scenario)
 
 
 def test_refused_credentials_raise_a_readable_error_without_the_secrets() -> None:
