@@ -39,7 +39,7 @@ from engine.jsonio import loads
 from marketplaces._standin import Faults, Standin
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
-from marketplaces.vtex._mapping import _number as _decimal  # the source's reading of a VTEX number
+from marketplaces.vtex._mapping import vtex_number as _decimal  # the source's reading of a VTEX number
 from marketplaces.vtex._standin_orders import SANDBOX_COURIER as SANDBOX_COURIER
 from marketplaces.vtex._standin_orders import OrderRefused, StandinOrders, _logistics_info
 
