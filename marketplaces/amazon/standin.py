@@ -115,6 +115,17 @@ class AmazonStandin(StandinOrders, Standin):
 
     name = "amazon"
 
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {
+            "lwa_client_id": self.client_id,
+            "lwa_client_secret": self.client_secret,
+            "refresh_token": self.refresh_token,
+            "seller_id": self.seller_id,
+        }
+
+    def sandbox_options(self, url: str) -> dict[str, str]:
+        return {"lwa_url": url, "seller_id": self.seller_id, "feed_poll_seconds": "0.2"}
+
     def __init__(
         self,
         *,

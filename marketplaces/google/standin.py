@@ -135,6 +135,16 @@ class GoogleStandin(Standin):
 
     name = "google"
 
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "refresh_token": self.refresh_token,
+        }
+
+    def sandbox_options(self, url: str) -> dict[str, str]:
+        return {"token_url": url}
+
     def __init__(
         self,
         client_id: str = SANDBOX_CLIENT_ID,

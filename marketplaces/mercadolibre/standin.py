@@ -120,6 +120,13 @@ class MercadoLibreStandin(StandinOrders, Standin):
 
     name = "mercadolibre"
 
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "refresh_token": self.refresh_token,
+        }
+
     def __init__(
         self,
         client_id: str = SANDBOX_CLIENT_ID,

@@ -39,7 +39,7 @@ from engine.jsonio import loads
 from marketplaces._standin import Faults, Standin
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
-from marketplaces.vtex._mapping import _number as _decimal  # the source's reading of a VTEX number
+from marketplaces.vtex._mapping import vtex_number as _decimal  # the source's reading of a VTEX number
 from marketplaces.vtex._standin_orders import SANDBOX_COURIER as SANDBOX_COURIER
 from marketplaces.vtex._standin_orders import OrderRefused, StandinOrders, _logistics_info
 
@@ -84,6 +84,19 @@ class VtexStandin(StandinOrders, Standin):
     """
 
     name = "vtex"
+    sandbox_role = "source"
+
+    @classmethod
+    def for_sandbox(
+        cls, catalog: Iterable[Mapping[str, Any]], *, rate_limit: float | None, faults: Faults | None
+    ) -> VtexStandin:
+        return cls(catalog, trade_policies=("1", "2", "3"))
+
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {"app_key": self.app_key, "app_token": self.app_token}
+
+    def sandbox_options(self, url: str) -> dict[str, str]:
+        return {"type": "vtex", "account": "sandbox"}
 
     def __init__(
         self,
