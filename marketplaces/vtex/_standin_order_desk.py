@@ -1,16 +1,18 @@
-"""The VTEX stand-in's order side: the seller's VTEX receiving orders from external marketplaces.
+"""The VTEX stand-in's order desk: the seller's VTEX receiving orders from external marketplaces.
 
-It is the half of :class:`~marketplaces.vtex.standin.VtexStandin` that the order channel
-(``marketplaces/vtex/_orders.py``) talks to, kept apart from the catalog source's half
+It is the part of :class:`~marketplaces.vtex.standin.VtexStandin` that the order channel
+(``marketplaces/vtex/_orders.py``) talks to, kept apart from the catalog source's part
 (catalog, pricing, logistics and the checkout simulation, in ``standin.py``) because the two
 share only the SKUs: an order reserves and ships their stock, nothing else crosses. The
-stand-in inherits it as :class:`StandinOrders`.
+stand-in owns an :class:`OrderDesk` and routes the order endpoints to it; the desk is given the
+SKUs, the trade policies, the key check and the index delay, and imports nothing of
+``standin.py`` (the SKU record and VTEX's error shape are in ``_standin_shapes.py``).
 
 Served under the ``orders`` grant: the Marketplace Protocol's PlaceFulfillmentOrder and
 AuthorizeDispatch, and the Orders API's GetOrder, ListOrders, CancelOrder,
 InvoiceNotification and tracking update. Orders live in memory with their stock
 reservations; the ERP's part (invoicing, a store cancelling) is played by
-:meth:`StandinOrders.invoice_order` and :meth:`StandinOrders.cancel_order_as_store`, and over
+:meth:`OrderDesk.invoice_order` and :meth:`OrderDesk.cancel_order_as_store`, and over
 HTTP by ``POST /_sandbox/orders/{orderId}/invoice`` and ``.../cancel``. The delivery options
 (SLAs) live here too: the checkout simulation offers them and a placement must pick one.
 
@@ -19,9 +21,6 @@ second placement of the same ``marketplaceOrderId`` for the same affiliate is re
 409 naming the existing order; cancelling a cancelled order is refused with 400 (callers
 must read the order to learn it is already cancelled); ListOrders can lag placements by
 ``index_delay`` seconds, as VTEX's index does (about four minutes, says the spec).
-
-This module imports nothing from ``standin.py`` at run time (the SKU type only for the type
-checker), so the stand-in can inherit from it without a circular import.
 """
 
 from __future__ import annotations
@@ -32,28 +31,24 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from engine.jsonio import loads
 from marketplaces._standin import SANDBOX_PREFIX
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
+from marketplaces._standin import json_or_none as _body
+from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku
+from marketplaces.vtex._standin_shapes import error as _error
 
-if TYPE_CHECKING:
-    from marketplaces.vtex.standin import Handler, _StoredSku
-
-__all__ = ["SANDBOX_COURIER", "OrderRefused", "StandinOrders"]
-
-SELLER_ID = "1"
-"""VTEX's id for the store itself as the seller of its own SKUs (the catalog side's too)."""
+__all__ = ["SANDBOX_COURIER", "OrderDesk", "OrderRefused"]
 
 _STATUS_DESCRIPTIONS = {
     "waiting-ffmt-authorization": "Aguardando autorização para despachar",
@@ -134,27 +129,24 @@ class OrderRefused(Exception):
         self.message = message
 
 
-class StandinOrders:
-    """The order APIs of :class:`~marketplaces.vtex.standin.VtexStandin`, as a mixin.
+class OrderDesk:
+    """The order APIs of a VTEX stand-in: ``orders`` by VTEX order id, ``orders_placed``
+    (accepted placements per ``marketplaceOrderId``) and the lock every change holds.
 
-    The stand-in provides its SKUs (``skus``), its trade policies, its key check
-    (``_private``) and its error answer (``_error``), and calls :meth:`_init_orders` from its
-    constructor and lists :meth:`_order_routes` among its routes. Its state: ``orders`` by VTEX
-    order id, ``orders_placed`` (accepted placements per ``marketplaceOrderId``) and the lock
-    every change holds.
+    ``skus`` are the stand-in's SKUs (its own dict: orders reserve and ship their stock),
+    ``trade_policies`` theirs (the first is a placement's default), ``private`` the key check a
+    handler goes behind, ``index_delay`` how many seconds a new order stays out of ListOrders.
     """
 
-    skus: dict[str, _StoredSku]
-    trade_policies: tuple[str, ...]
-
-    if TYPE_CHECKING:
-
-        def _private(self, api: str, handler: Handler) -> Handler: ...
-
-        def _error(self, status: int, message: str) -> Response: ...
-
-    def _init_orders(self, index_delay: float) -> None:
-        """The order book, empty; ``index_delay`` seconds keep a new order out of ListOrders."""
+    def __init__(
+        self,
+        skus: dict[str, StoredSku],
+        *,
+        trade_policies: tuple[str, ...],
+        private: Callable[[str, Handler], Handler],
+        index_delay: Callable[[], float],
+    ) -> None:
+        self.skus, self.trade_policies, self._private = skus, trade_policies, private
         self.index_delay = index_delay
         self.orders: dict[str, _StoredOrder] = {}
         self.orders_placed: Counter[str] = Counter()
@@ -164,7 +156,7 @@ class StandinOrders:
         self._sequence = itertools.count(500001)
         self._invoice_numbers = itertools.count(1)
 
-    def _order_routes(self) -> list[BaseRoute]:
+    def routes(self) -> list[BaseRoute]:
         """The order APIs' routes, then the sandbox's order controls (no key: they are not VTEX's)."""
         private = self._private
         return [
@@ -202,19 +194,19 @@ class StandinOrders:
         """
         affiliate = request.query_params.get("affiliateId", "").strip()
         if not affiliate:
-            return self._error(400, "the affiliateId query parameter is required")
+            return _error(400, "the affiliateId query parameter is required")
         sc = request.query_params.get("sc") or self.trade_policies[0]
         body = await _body(request)
         if not isinstance(body, dict):
-            return self._error(400, "the body must be a JSON object")
+            return _error(400, "the body must be a JSON object")
         problems = _placement_problems(body)
         if problems:
-            return self._error(400, "invalid order: " + "; ".join(problems))
+            return _error(400, "invalid order: " + "; ".join(problems))
         marketplace_id = str(body["marketplaceOrderId"])
         with self._lock:
             existing = self._order_of(affiliate, marketplace_id)
             if existing is not None:
-                return self._error(
+                return _error(
                     409,
                     f"Order {existing.id} already exists for marketplaceOrderId {marketplace_id} "
                     f"of affiliate {affiliate}",
@@ -222,7 +214,7 @@ class StandinOrders:
             try:
                 order = self._new_order(affiliate, sc, body)
             except OrderRefused as refusal:
-                return self._error(refusal.status, refusal.message)
+                return _error(refusal.status, refusal.message)
             self.orders[order.id] = order
             self.orders_placed[marketplace_id] += 1
         return _json(
@@ -242,17 +234,17 @@ class StandinOrders:
         """
         affiliate = request.query_params.get("affiliateId", "").strip()
         if not affiliate:
-            return self._error(400, "the affiliateId query parameter is required")
+            return _error(400, "the affiliateId query parameter is required")
         body = await _body(request)
         with self._lock:
             order = self.orders.get(request.path_params["orderId"])
             if order is None or order.affiliate_id != affiliate:
-                return self._error(404, f"Order {request.path_params['orderId']} not found")
+                return _error(404, f"Order {request.path_params['orderId']} not found")
             claimed = body.get("marketplaceOrderId") if isinstance(body, dict) else None
             if claimed is not None and str(claimed) != order.marketplace_order_id:
-                return self._error(400, f"marketplaceOrderId {claimed} is not the one of order {order.id}")
+                return _error(400, f"marketplaceOrderId {claimed} is not the one of order {order.id}")
             if order.status == "canceled":
-                return self._error(400, f"Order {order.id} is canceled; its dispatch cannot be authorized")
+                return _error(400, f"Order {order.id} is canceled; its dispatch cannot be authorized")
             if order.status == "waiting-ffmt-authorization":
                 order.status = "ready-for-handling"
                 order.authorized = order.changed = datetime.now(UTC)
@@ -275,7 +267,7 @@ class StandinOrders:
         with self._lock:
             order = self.orders.get(request.path_params["orderId"])
             if order is None:
-                return self._error(404, f"Order {request.path_params['orderId']} not found")
+                return _error(404, f"Order {request.path_params['orderId']} not found")
             return _json(self._order_json(order))
 
     async def list_orders(self, request: Request) -> Response:
@@ -289,7 +281,7 @@ class StandinOrders:
         page = _int_param(request, "page", 1)
         size = _int_param(request, "per_page", 15)
         if page is None or size is None or not 1 <= page <= 30 or not 1 <= size <= 100:
-            return self._error(400, "page must be 1 to 30 and per_page 1 to 100")
+            return _error(400, "page must be 1 to 30 and per_page 1 to 100")
         affiliate, search = query.get("f_affiliateId"), (query.get("q") or "").strip().lower()
         statuses = {s for s in (query.get("f_status") or "").split(",") if s}
         channel = query.get("salesChannelId")
@@ -327,34 +319,34 @@ class StandinOrders:
             with self._lock:
                 order = self._cancel(request.path_params["orderId"], reason, by_store=False)
         except OrderRefused as refusal:
-            return self._error(refusal.status, refusal.message)
+            return _error(refusal.status, refusal.message)
         return _json({"date": _timestamp(order.changed), "orderId": order.id, "receipt": uuid.uuid4().hex})
 
     async def invoice(self, request: Request) -> Response:
         """``POST /api/oms/pvt/orders/{orderId}/invoice``: InvoiceNotification, as the ERP sends it."""
         body = await _body(request)
         if not isinstance(body, dict):
-            return self._error(400, "the body must be a JSON object")
+            return _error(400, "the body must be a JSON object")
         try:
             with self._lock:
                 order = self._stored(request.path_params["orderId"])
                 package = self._add_invoice(order, body)
         except OrderRefused as refusal:
-            return self._error(refusal.status, refusal.message)
+            return _error(refusal.status, refusal.message)
         return _json({"date": _timestamp(order.changed), "orderId": order.id, "receipt": package["receipt"]})
 
     async def update_tracking(self, request: Request) -> Response:
         """``PATCH /api/oms/pvt/orders/{orderId}/invoice/{invoiceNumber}``: add tracking to an invoice."""
         body = await _body(request)
         if not isinstance(body, dict):
-            return self._error(400, "the body must be a JSON object")
+            return _error(400, "the body must be a JSON object")
         missing = [
             name
             for name in ("trackingNumber", "trackingUrl", "courier", "dispatchedDate")
             if name not in body
         ]
         if missing or not _text(body.get("trackingNumber")):
-            return self._error(400, f"required: {', '.join(missing or ['trackingNumber'])}")
+            return _error(400, f"required: {', '.join(missing or ['trackingNumber'])}")
         with self._lock:
             order = self.orders.get(request.path_params["orderId"])
             number = request.path_params["invoiceNumber"]
@@ -362,9 +354,7 @@ class StandinOrders:
                 next((p for p in order.packages if p["invoiceNumber"] == number), None) if order else None
             )
             if order is None or package is None:
-                return self._error(
-                    404, f"Invoice {number} of order {request.path_params['orderId']} not found"
-                )
+                return _error(404, f"Invoice {number} of order {request.path_params['orderId']} not found")
             for name in ("trackingNumber", "trackingUrl", "courier", "dispatchedDate"):
                 if body.get(name) is not None:
                     package[name] = str(body[name])
@@ -393,7 +383,7 @@ class StandinOrders:
                 tracking_number=_text(options.get("trackingNumber")),
             )
         except OrderRefused as refusal:
-            return self._error(refusal.status, refusal.message)
+            return _error(refusal.status, refusal.message)
         return _json(package)
 
     async def sandbox_cancel(self, request: Request) -> Response:
@@ -403,7 +393,7 @@ class StandinOrders:
         try:
             self.cancel_order_as_store(request.path_params["orderId"], reason or "canceled by the store")
         except OrderRefused as refusal:
-            return self._error(refusal.status, refusal.message)
+            return _error(refusal.status, refusal.message)
         return _json(self.order_record(request.path_params["orderId"]))
 
     def invoice_order(
@@ -540,13 +530,13 @@ class StandinOrders:
                 for index in range(len(items))
             ],
             created=datetime.now(UTC),
-            indexed_after=time.monotonic() + self.index_delay,
+            indexed_after=time.monotonic() + self.index_delay(),
         )
         for item in items:
             self._reserve(order, self.skus[item["id"]], item["quantity"])
         return order
 
-    def _reserve(self, order: _StoredOrder, sku: _StoredSku, quantity: int) -> None:
+    def _reserve(self, order: _StoredOrder, sku: StoredSku, quantity: int) -> None:
         """Reserve stock warehouse by warehouse; the inventory answer shows it as reservedQuantity."""
         for position, balance in enumerate(sku.inventory["balance"]):
             total, reserved = balance.get("totalQuantity"), balance.get("reservedQuantity")
@@ -745,17 +735,6 @@ class StandinOrders:
 # -- request checks and answers --------------------------------------------------------------
 
 
-async def _body(request: Request) -> Any:
-    """The JSON body, or None when it is absent or not JSON (handlers answer 400 for what they need)."""
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    try:
-        return loads(raw)
-    except ValueError:
-        return None
-
-
 def _placement_problems(body: Mapping[str, Any]) -> list[str]:
     """What PlaceFulfillmentOrder's schema requires and the body lacks: field names only, never values."""
     problems = []
@@ -857,7 +836,7 @@ def _invoice_problems(body: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _order_item(sku: _StoredSku, quantity: int, price: int) -> dict[str, Any]:
+def _order_item(sku: StoredSku, quantity: int, price: int) -> dict[str, Any]:
     """One ``items[]`` entry of GetOrder: the marketplace's price, the catalog's names."""
     return {
         "uniqueId": uuid.uuid4().hex.upper(),
@@ -890,7 +869,7 @@ def _order_item(sku: _StoredSku, quantity: int, price: int) -> dict[str, Any]:
     }
 
 
-def _logistics_info(sku: _StoredSku, item_index: int, quantity: object, priced: bool) -> dict[str, Any]:
+def _logistics_info(sku: StoredSku, item_index: int, quantity: object, priced: bool) -> dict[str, Any]:
     """A simulation's ``logisticsInfo[]`` entry: stock, and delivery options once a postal code is known."""
     count = quantity if _is_int(quantity) else 1
     deliverable = priced and 0 < count <= sku.available
