@@ -13,8 +13,9 @@ The pieces, each used by several stand-ins and none knowing which:
 
 - :class:`AccessTokens`: an OAuth token endpoint's refresh-token grant and the access tokens it
   issued, with their expiry on a clock the stand-in chooses;
-- :class:`Refusal` and :func:`error_handlers`: an answer raised from anywhere in a handler in the
-  API's error shape, and the app's answers to refusals and to unknown routes;
+- :class:`Refusal`, :func:`answer_refusal` and :func:`error_handlers`: an answer raised from
+  anywhere in a handler in the API's error shape, and the app's answers to refusals and to
+  unknown routes;
 - :func:`form_body`, :func:`json_body`, :func:`json_object`, :func:`json_or_none`, :func:`exact_json`,
   :func:`int_param`: request and response bodies;
 - :func:`look_up`: a record named by the path, or the API's 404;
@@ -299,15 +300,17 @@ def error_handlers(
     """The app's answers to a raised :class:`Refusal` (its body) and to starlette's HTTP errors (an
     unknown route or method: ``error_body`` with what ``unrouted`` says), in the API's shape."""
 
-    async def refused(request: Request, error: Exception) -> Response:
-        assert isinstance(error, Refusal)
-        return exact_json(error.body(), error.status)
-
     async def http_error(request: Request, error: Exception) -> Response:
         status = error.status_code if isinstance(error, HTTPException) else 500
         return exact_json(error_body(status, unrouted(request, status, error)), status)
 
-    return {Refusal: refused, HTTPException: http_error}
+    return {Refusal: answer_refusal, HTTPException: http_error}
+
+
+async def answer_refusal(request: Request, error: Exception) -> Response:
+    """The answer to a raised :class:`Refusal`: its body, its status (an app's exception handler)."""
+    assert isinstance(error, Refusal)
+    return exact_json(error.body(), error.status)
 
 
 def look_up(table: Mapping[str, T], key: str, missing: Callable[[str], Exception]) -> T:

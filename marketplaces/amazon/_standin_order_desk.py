@@ -41,10 +41,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.jsonio import dumps, loads
-from marketplaces._standin import SANDBOX_PREFIX
+from marketplaces._standin import SANDBOX_PREFIX, Refused, look_up
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import json_or_none as _body
-from marketplaces.amazon._standin_shapes import CURRENCIES, INVALID_MESSAGE, error_body, schedule_value
+from marketplaces.amazon._standin_shapes import (
+    CURRENCIES,
+    INVALID_MESSAGE,
+    error_body,
+    refused,
+    schedule_value,
+)
 from marketplaces.amazon._standin_shapes import error as _error
 
 __all__ = ["ACKNOWLEDGEMENT_FEED", "OrderDesk"]
@@ -115,8 +121,8 @@ second line, city, region, postal code. Any resemblance to a real person is acci
 class OrderDesk:
     """The orders of the seller of an Amazon stand-in: ``orders`` by order id.
 
-    ``items`` are the seller's listings (the stand-in's own dict, by SKU), ``denied`` the token
-    check (an answer to send, or None), ``serial`` the stand-in's serial numbers (one sequence
+    ``items`` are the seller's listings (the stand-in's own dict, by SKU), ``authorize`` the token
+    check (it raises the 403), ``serial`` the stand-in's serial numbers (one sequence
     for both halves), ``clock`` what stamps createdTime and lastUpdatedTime; ``seed`` seeds the
     invented buyers and item ids.
     """
@@ -127,13 +133,13 @@ class OrderDesk:
         *,
         seller_id: str,
         marketplace_ids: frozenset[str],
-        denied: Callable[[Request], Response | None],
+        authorize: Callable[[Request], None],
         serial: Callable[[], int],
         clock: Callable[[], datetime],
         seed: int,
     ) -> None:
         self.items, self.seller_id, self.marketplace_ids = items, seller_id, marketplace_ids
-        self._denied, self._next, self.clock = denied, serial, clock
+        self._authorize, self._next, self.clock = authorize, serial, clock
         self.orders: dict[str, dict[str, Any]] = {}
         """Order id -> the Orders 2026-01-01 ``Order`` with every section; views drop what is not asked."""
         self.buyers = random.Random(seed)
@@ -356,9 +362,7 @@ class OrderDesk:
     # -- Orders 2026-01-01 -----------------------------------------------------------------------
 
     async def search_orders(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         search = OrderSearch.parse(request.query_params, self.marketplace_ids)
         if isinstance(search, str):
             return _error(400, search)
@@ -377,28 +381,19 @@ class OrderDesk:
         return _json(body)
 
     async def get_order(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         included, problem = _included(request.query_params.get("includedData"))
         if problem:
             return _error(400, problem)
-        order_id = request.path_params["order_id"]
-        order = self.orders.get(order_id)
-        if order is None:
-            return _error(404, f"Order {order_id} not found.", "Check the order id and the seller.")
+        order = look_up(self.orders, request.path_params["order_id"], _unknown_order)
         return _json({"order": _order_view(order, included)})
 
     # -- Orders v0: confirmShipment --------------------------------------------------------------
 
     async def confirm_shipment(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         order_id = request.path_params["order_id"]
-        order = self.orders.get(order_id)
-        if order is None:
-            return _error(404, f"Order {order_id} not found.")
+        order = look_up(self.orders, order_id, lambda key: refused(404, f"Order {key} not found."))
         if not request.headers.get("content-type", "").startswith("application/json"):
             return _error(415, "The request body must be application/json.")
         body = await _body(request)
@@ -631,6 +626,10 @@ class OrderSearch:
             and (not self.statuses or fulfillment["fulfillmentStatus"] in self.statuses)
             and (not self.fulfilled_by or fulfillment.get("fulfilledBy") in self.fulfilled_by)
         )
+
+
+def _unknown_order(order_id: str) -> Refused:
+    return refused(404, f"Order {order_id} not found.", "Check the order id and the seller.")
 
 
 def _fulfillment_status(status: str) -> str:

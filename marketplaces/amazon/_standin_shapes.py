@@ -13,9 +13,9 @@ from typing import Any
 
 from starlette.responses import Response
 
-from marketplaces._standin import exact_json
+from marketplaces._standin import Refused, exact_json
 
-__all__ = ["CURRENCIES", "ERROR_CODES", "INVALID_MESSAGE", "error", "error_body", "schedule_value"]
+__all__ = ["CURRENCIES", "ERROR_CODES", "INVALID_MESSAGE", "error", "error_body", "refused", "schedule_value"]
 
 ERROR_CODES = {
     400: "InvalidInput",
@@ -45,10 +45,19 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 def error(status: int, message: str, details: str | None = None) -> Response:
     """An SP-API error answer, with ``details`` when given."""
+    return exact_json(_detailed(status, message, details), status)
+
+
+def refused(status: int, message: str, details: str | None = None) -> Refused:
+    """The same answer, to raise from anywhere in a handler."""
+    return Refused(status, _detailed(status, message, details))
+
+
+def _detailed(status: int, message: str, details: str | None) -> dict[str, Any]:
     body = error_body(status, message)
     if details:
         body["errors"][0]["details"] = details
-    return exact_json(body, status)
+    return body
 
 
 def schedule_value(prices: Any) -> Decimal | None:

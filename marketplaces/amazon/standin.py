@@ -48,11 +48,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.jsonio import dumps, loads
-from marketplaces._standin import AccessTokens, Faults, Standin, form_body, int_param
+from marketplaces._standin import (
+    AccessTokens,
+    Faults,
+    Refusal,
+    Standin,
+    answer_refusal,
+    form_body,
+    int_param,
+    look_up,
+)
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import json_or_none as _body
 from marketplaces.amazon._standin_order_desk import ACKNOWLEDGEMENT_FEED, OrderDesk
-from marketplaces.amazon._standin_shapes import CURRENCIES, INVALID_MESSAGE, error_body
+from marketplaces.amazon._standin_shapes import CURRENCIES, INVALID_MESSAGE, error_body, refused
 from marketplaces.amazon._standin_shapes import error as _error
 from marketplaces.amazon._standin_shapes import schedule_value as _schedule_value
 
@@ -155,7 +164,7 @@ class AmazonStandin(Standin):
             self.items,
             seller_id=seller_id,
             marketplace_ids=self.marketplace_ids,
-            denied=self._denied,
+            authorize=self._authorize,
             serial=self._next,
             clock=lambda: self.order_clock(),
             seed=seed,
@@ -167,6 +176,7 @@ class AmazonStandin(Standin):
     def build(self) -> Starlette:
         listings = "/listings/2021-08-01/items/{seller_id}/{sku:path}"
         return Starlette(
+            exception_handlers={Refusal: answer_refusal},
             routes=[
                 Route("/auth/o2/token", self.issue_token, methods=["POST"]),
                 Route(listings, self.listings_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
@@ -178,7 +188,7 @@ class AmazonStandin(Standin):
                 Route("/_uploads/{document_id}", self.upload, methods=["PUT"]),
                 Route("/_downloads/{document_id}", self.download, methods=["GET"]),
                 *self.order_desk.routes(),
-            ]
+            ],
         )
 
     def error_body(self, status: int, message: str) -> Any:
@@ -196,29 +206,28 @@ class AmazonStandin(Standin):
         body = {"access_token": token, "token_type": "bearer", "expires_in": int(oauth.lifetime)}
         return _json({**body, "refresh_token": oauth.refresh_token})
 
-    def _denied(self, request: Request, seller_id: str | None = None) -> Response | None:
+    def _now(self) -> float:
+        """:attr:`clock`'s time, which tests replace."""
+        return self.clock()
+
+    def _authorize(self, request: Request, seller_id: str | None = None) -> None:
+        """403 without a live ``x-amz-access-token`` the stand-in issued, or for another seller."""
         token = request.headers.get("x-amz-access-token")
         expires = self.oauth.expiry(token)
+        denied = "Access to requested resource is denied."
         if expires is None:
             why = "The access token you provided is revoked, malformed or invalid."
-            return _error(
-                403, "Access to requested resource is denied.", why if token else "No access token."
-            )
+            raise refused(403, denied, why if token else "No access token.")
         if self.clock() >= expires:
-            return _error(
-                403, "Access to requested resource is denied.", "The access token you provided has expired."
-            )
+            raise refused(403, denied, "The access token you provided has expired.")
         if seller_id is not None and seller_id != self.seller_id:
-            return _error(403, "Access to requested resource is denied.", f"Seller {seller_id} is not yours.")
-        return None
+            raise refused(403, denied, f"Seller {seller_id} is not yours.")
 
     # -- Listings Items ------------------------------------------------------------------------
 
     async def listings_item(self, request: Request) -> Response:
         seller_id, sku = request.path_params["seller_id"], request.path_params["sku"]
-        denied = self._denied(request, seller_id)
-        if denied is not None:
-            return denied
+        self._authorize(request, seller_id)
         marketplaces = [m for m in request.query_params.get("marketplaceIds", "").split(",") if m]
         if not marketplaces:
             return _error(400, "Missing required 'marketplaceIds' query parameter.")
@@ -256,9 +265,7 @@ class AmazonStandin(Standin):
         spec says; ``sortBy`` (sku, createdDate, lastUpdatedDate), ``sortOrder``, ``createdAfter``
         (inclusive) and ``createdBefore`` (exclusive) choose which."""
         seller_id = request.path_params["seller_id"]
-        denied = self._denied(request, seller_id)
-        if denied is not None:
-            return denied
+        self._authorize(request, seller_id)
         query = request.query_params
         marketplaces = [m for m in query.get("marketplaceIds", "").split(",") if m]
         if not marketplaces or set(marketplaces) - self.marketplace_ids:
@@ -398,9 +405,7 @@ class AmazonStandin(Standin):
     # -- Feeds ---------------------------------------------------------------------------------
 
     async def create_feed_document(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         body = await _body(request)
         if not isinstance(body, dict) or not isinstance(body.get("contentType"), str):
             return _error(400, "Missing required 'contentType'.")
@@ -411,9 +416,9 @@ class AmazonStandin(Standin):
 
     async def upload(self, request: Request) -> Response:
         """The presigned upload URL: no access token, the document id is the permission."""
-        document = self.documents.get(request.path_params["document_id"])
-        if document is None:
-            return _error(404, "No such upload URL.")
+        document = look_up(
+            self.documents, request.path_params["document_id"], _missing("No such upload URL.")
+        )
         document["content"] = await request.body()
         return Response(status_code=200)
 
@@ -424,9 +429,7 @@ class AmazonStandin(Standin):
         return Response(document["content"], media_type=document["contentType"])
 
     async def create_feed(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         body = await _body(request)
         if not isinstance(body, dict):
             return _error(400, "The request body must be a JSON object.")
@@ -454,12 +457,8 @@ class AmazonStandin(Standin):
         return _json({"feedId": feed_id}, 202)
 
     async def get_feed(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
-        feed = self.feeds.get(request.path_params["feed_id"])
-        if feed is None:
-            return _error(404, "Feed not found.")
+        self._authorize(request)
+        feed = look_up(self.feeds, request.path_params["feed_id"], _missing("Feed not found."))
         if feed["processingStatus"] in ("IN_QUEUE", "IN_PROGRESS"):
             feed["polls"] += 1
             if feed["polls"] >= self.feed_polls:
@@ -469,9 +468,7 @@ class AmazonStandin(Standin):
         return _json({k: v for k, v in feed.items() if k not in ("polls", "input")})
 
     async def get_feed_document(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         document_id = request.path_params["document_id"]
         if document_id not in self.documents:
             return _error(404, "Feed document not found.")
@@ -860,6 +857,10 @@ def _issue(
 
 def _has_error(issues: Iterable[Mapping[str, Any]]) -> bool:
     return any(issue.get("severity") == "ERROR" for issue in issues)
+
+
+def _missing(message: str) -> Callable[[str], Exception]:
+    return lambda key: refused(404, message)
 
 
 def _now() -> str:

@@ -41,11 +41,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from marketplaces._standin import SANDBOX_PREFIX
+from marketplaces._standin import SANDBOX_PREFIX, Refusal, look_up
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
 from marketplaces._standin import json_or_none as _body
-from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku
+from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku, error_body
 from marketplaces.vtex._standin_shapes import error as _error
 
 __all__ = ["SANDBOX_COURIER", "OrderDesk", "OrderRefused"]
@@ -116,17 +116,21 @@ class _StoredOrder:
         )
 
 
-class OrderRefused(Exception):
+class OrderRefused(Refusal):
     """The stand-in refuses an order operation as VTEX would: ``status`` and VTEX's message.
 
     Raised by the Python methods tests and the sandbox call (:meth:`VtexStandin.invoice_order`,
-    :meth:`VtexStandin.cancel_order_as_store`); the HTTP routes answer it in VTEX's error shape.
+    :meth:`VtexStandin.cancel_order_as_store`); raised in a route, the app answers it in VTEX's
+    error shape.
     """
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message)
 
 
 class OrderDesk:
@@ -211,10 +215,7 @@ class OrderDesk:
                     f"Order {existing.id} already exists for marketplaceOrderId {marketplace_id} "
                     f"of affiliate {affiliate}",
                 )
-            try:
-                order = self._new_order(affiliate, sc, body)
-            except OrderRefused as refusal:
-                return _error(refusal.status, refusal.message)
+            order = self._new_order(affiliate, sc, body)
             self.orders[order.id] = order
             self.orders_placed[marketplace_id] += 1
         return _json(
@@ -265,10 +266,7 @@ class OrderDesk:
     async def get_order(self, request: Request) -> Response:
         """``GET /api/oms/pvt/orders/{orderId}``: the order with its items and invoices."""
         with self._lock:
-            order = self.orders.get(request.path_params["orderId"])
-            if order is None:
-                return _error(404, f"Order {request.path_params['orderId']} not found")
-            return _json(self._order_json(order))
+            return _json(self._order_json(self._stored(request.path_params["orderId"])))
 
     async def list_orders(self, request: Request) -> Response:
         """``GET /api/oms/pvt/orders``: the indexed orders, newest first, with VTEX's filters.
@@ -315,11 +313,8 @@ class OrderDesk:
         """
         body = await _body(request)
         reason = body.get("reason") if isinstance(body, dict) else None
-        try:
-            with self._lock:
-                order = self._cancel(request.path_params["orderId"], reason, by_store=False)
-        except OrderRefused as refusal:
-            return _error(refusal.status, refusal.message)
+        with self._lock:
+            order = self._cancel(request.path_params["orderId"], reason, by_store=False)
         return _json({"date": _timestamp(order.changed), "orderId": order.id, "receipt": uuid.uuid4().hex})
 
     async def invoice(self, request: Request) -> Response:
@@ -327,12 +322,9 @@ class OrderDesk:
         body = await _body(request)
         if not isinstance(body, dict):
             return _error(400, "the body must be a JSON object")
-        try:
-            with self._lock:
-                order = self._stored(request.path_params["orderId"])
-                package = self._add_invoice(order, body)
-        except OrderRefused as refusal:
-            return _error(refusal.status, refusal.message)
+        with self._lock:
+            order = self._stored(request.path_params["orderId"])
+            package = self._add_invoice(order, body)
         return _json({"date": _timestamp(order.changed), "orderId": order.id, "receipt": package["receipt"]})
 
     async def update_tracking(self, request: Request) -> Response:
@@ -374,26 +366,20 @@ class OrderDesk:
         """
         body = await _body(request)
         options = body if isinstance(body, dict) else {}
-        try:
-            package = self.invoice_order(
-                request.path_params["orderId"],
-                number=_text(options.get("number")),
-                tracking=options.get("tracking", True) is not False,
-                courier=_text(options.get("courier")),
-                tracking_number=_text(options.get("trackingNumber")),
-            )
-        except OrderRefused as refusal:
-            return _error(refusal.status, refusal.message)
+        package = self.invoice_order(
+            request.path_params["orderId"],
+            number=_text(options.get("number")),
+            tracking=options.get("tracking", True) is not False,
+            courier=_text(options.get("courier")),
+            tracking_number=_text(options.get("trackingNumber")),
+        )
         return _json(package)
 
     async def sandbox_cancel(self, request: Request) -> Response:
         """``POST /_sandbox/orders/{orderId}/cancel`` with ``{"reason"}``: the store cancels the order."""
         body = await _body(request)
         reason = _text(body.get("reason")) if isinstance(body, dict) else None
-        try:
-            self.cancel_order_as_store(request.path_params["orderId"], reason or "canceled by the store")
-        except OrderRefused as refusal:
-            return _error(refusal.status, refusal.message)
+        self.cancel_order_as_store(request.path_params["orderId"], reason or "canceled by the store")
         return _json(self.order_record(request.path_params["orderId"]))
 
     def invoice_order(
@@ -471,10 +457,7 @@ class OrderDesk:
         )
 
     def _stored(self, vtex_order_id: str) -> _StoredOrder:
-        order = self.orders.get(vtex_order_id)
-        if order is None:
-            raise OrderRefused(404, f"Order {vtex_order_id} not found")
-        return order
+        return look_up(self.orders, vtex_order_id, _unknown_order)
 
     def _new_order(self, affiliate: str, sc: str, body: dict[str, Any]) -> _StoredOrder:
         """The order a valid placement creates, its stock reserved; OrderRefused for unsellable items."""
@@ -733,6 +716,10 @@ class OrderDesk:
 
 
 # -- request checks and answers --------------------------------------------------------------
+
+
+def _unknown_order(vtex_order_id: str) -> OrderRefused:
+    return OrderRefused(404, f"Order {vtex_order_id} not found")
 
 
 def _placement_problems(body: Mapping[str, Any]) -> list[str]:

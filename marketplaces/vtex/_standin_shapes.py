@@ -16,9 +16,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from marketplaces._standin import exact_json
+from marketplaces._standin import Refused, exact_json
 
-__all__ = ["SELLER_ID", "Handler", "StoredSku", "error", "error_body"]
+__all__ = ["SELLER_ID", "Handler", "StoredSku", "error", "error_body", "refused"]
 
 SELLER_ID = "1"
 """VTEX's id for the store itself as the seller of its own SKUs."""
@@ -50,3 +50,8 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 def error(status: int, message: str) -> Response:
     return exact_json(error_body(status, message), status)
+
+
+def refused(status: int, message: str) -> Refused:
+    """The same answer, to raise from anywhere in a handler."""
+    return Refused(status, error_body(status, message))

@@ -35,13 +35,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from marketplaces._standin import Faults, Standin, error_handlers, json_body, same_secret
+from marketplaces._standin import Faults, Standin, error_handlers, json_body, look_up, same_secret
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
 from marketplaces.vtex._mapping import _number as _decimal  # the source's reading of a VTEX number
 from marketplaces.vtex._standin_order_desk import SANDBOX_COURIER as SANDBOX_COURIER
 from marketplaces.vtex._standin_order_desk import OrderDesk, OrderRefused, _logistics_info
-from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku, error_body
+from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku, error_body, refused
 from marketplaces.vtex._standin_shapes import error as _error
 
 __all__ = ["SANDBOX_APP_KEY", "SANDBOX_APP_TOKEN", "BlockingTransport", "OrderRefused", "VtexStandin"]
@@ -186,9 +186,9 @@ class VtexStandin(Standin):
 
     async def price(self, request: Request) -> Response:
         """``GET /pricing/prices/{itemId}``: base, cost and list prices and the fixed prices."""
-        sku = self.skus.get(request.path_params["itemId"])
-        if sku is None:
-            return _error(404, f"no price for item {request.path_params['itemId']}")
+        sku = look_up(
+            self.skus, request.path_params["itemId"], lambda i: refused(404, f"no price for item {i}")
+        )
         return _json(sku.prices)
 
     async def computed_price(self, request: Request) -> Response:
@@ -201,9 +201,7 @@ class VtexStandin(Standin):
 
     async def inventory(self, request: Request) -> Response:
         """``GET /api/logistics/pvt/inventory/skus/{skuId}``: the balance per warehouse."""
-        sku = self.skus.get(request.path_params["skuId"])
-        if sku is None:
-            return _error(404, f"SKU {request.path_params['skuId']} not found")
+        sku = look_up(self.skus, request.path_params["skuId"], lambda i: refused(404, f"SKU {i} not found"))
         return _json(sku.inventory)
 
     # -- checkout ----------------------------------------------------------------------------
