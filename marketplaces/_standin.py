@@ -19,7 +19,8 @@ The pieces, each used by several stand-ins and none knowing which:
 - :func:`form_body`, :func:`json_body`, :func:`json_object`, :func:`json_or_none`, :func:`exact_json`,
   :func:`int_param`: request and response bodies;
 - :func:`look_up`: a record named by the path, or the API's 404;
-- :func:`same_secret`: a credential compared in constant time.
+- :func:`same_secret`: a credential compared in constant time;
+- :func:`sandbox_route`: a sandbox control (``POST /_sandbox/...``) among a stand-in's routes.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from engine.jsonio import dumps, loads
@@ -46,6 +48,12 @@ from engine.jsonio import dumps, loads
 SANDBOX_PREFIX = "/_sandbox/"
 """Paths under this prefix are the sandbox's controls (e.g. ``POST /_sandbox/orders`` creates a
 marketplace order), exempt from the rate limit and faults; no real API has them."""
+
+
+def sandbox_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+    """A control of the sandbox, ``POST /_sandbox/<path>`` (e.g. a buyer's order): no real API has
+    it, so it needs no credentials and the base serves it without rate limit or faults."""
+    return Route(SANDBOX_PREFIX + path, endpoint, methods=["POST"])
 
 
 @dataclass

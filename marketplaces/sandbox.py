@@ -190,14 +190,16 @@ def build_sandbox(
 ) -> Sandbox:
     """The four stand-ins, seeded from canonical catalog records (e.g. examples/catalog.jsonl)."""
     records = list(catalog)
+    kinds: dict[str, type[Standin]] = {
+        "vtex": VtexStandin,
+        "mercadolibre": MercadoLibreStandin,
+        "amazon": AmazonStandin,
+        "google": GoogleStandin,
+    }
     return Sandbox(
         {
-            "vtex": VtexStandin(
-                records, trade_policies=("1", "2", "3"), app_key=SANDBOX_APP_KEY, app_token=SANDBOX_APP_TOKEN
-            ),
-            "mercadolibre": MercadoLibreStandin(rate_limit=rate_limit, faults=faults),
-            "amazon": AmazonStandin(rate_limit=rate_limit, faults=faults),
-            "google": GoogleStandin(rate_limit=rate_limit, faults=faults),
+            name: kind.for_sandbox(records, faults=faults, rate_limit=rate_limit)
+            for name, kind in kinds.items()
         }
     )
 

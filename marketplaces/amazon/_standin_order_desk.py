@@ -41,7 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.jsonio import dumps, loads
-from marketplaces._standin import SANDBOX_PREFIX, Refused, look_up
+from marketplaces._standin import Refused, look_up, sandbox_route
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import json_or_none as _body
 from marketplaces.amazon._standin_shapes import (
@@ -158,8 +158,8 @@ class OrderDesk:
                 self.confirm_shipment,
                 methods=["POST"],
             ),
-            Route(f"{SANDBOX_PREFIX}orders", self.sandbox_create_order, methods=["POST"]),
-            Route(f"{SANDBOX_PREFIX}orders/{{order_id}}/status", self.sandbox_order_status, methods=["POST"]),
+            sandbox_route("orders", self.sandbox_create_order),
+            sandbox_route("orders/{order_id}/status", self.sandbox_order_status),
         ]
 
     # -- Orders: the buyer's side (Python and /_sandbox/ controls) -----------------------------

@@ -43,8 +43,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from marketplaces._standin import SANDBOX_PREFIX, look_up
 from marketplaces._standin import exact_json as _json
+from marketplaces._standin import look_up, sandbox_route
 from marketplaces.mercadolibre._standin_shapes import Refusal, find_variation
 from marketplaces.mercadolibre._standin_shapes import cause as _cause
 from marketplaces.mercadolibre._standin_shapes import count as _count
@@ -141,8 +141,8 @@ class OrderDesk:
             Route("/shipments/{shipment_id}", self.get_shipment, methods=["GET"]),
             Route("/shipments/{shipment_id}", self.update_shipment, methods=["PUT"]),
             Route("/packs/{pack_id}/fiscal_documents", self.attach_fiscal_document, methods=["POST"]),
-            Route(f"{SANDBOX_PREFIX}orders", self.sandbox_order, methods=["POST"]),
-            Route(f"{SANDBOX_PREFIX}orders/{{order_id}}/status", self.sandbox_status, methods=["POST"]),
+            sandbox_route("orders", self.sandbox_order),
+            sandbox_route("orders/{order_id}/status", self.sandbox_status),
         ]
 
     # -- orders: made by tests and the sandbox ---------------------------------------------------

@@ -41,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from marketplaces._standin import SANDBOX_PREFIX, Refusal, look_up
+from marketplaces._standin import Refusal, look_up, sandbox_route
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
 from marketplaces._standin import json_or_none as _body
@@ -180,8 +180,8 @@ class OrderDesk:
                 methods=["PATCH"],
             ),
             # The sandbox's controls: the store's ERP invoicing or cancelling an order, by curl.
-            Route(SANDBOX_PREFIX + "orders/{orderId}/invoice", self.sandbox_invoice, methods=["POST"]),
-            Route(SANDBOX_PREFIX + "orders/{orderId}/cancel", self.sandbox_cancel, methods=["POST"]),
+            sandbox_route("orders/{orderId}/invoice", self.sandbox_invoice),
+            sandbox_route("orders/{orderId}/cancel", self.sandbox_cancel),
         ]
 
     # -- placement and dispatch (Marketplace Protocol) ---------------------------------------

@@ -110,6 +110,16 @@ class VtexStandin(Standin):
         self.order_record, self.orders_by_marketplace_id = desk.order_record, desk.orders_by_marketplace_id
         super().__init__(rate_limit, burst, faults)
 
+    @classmethod
+    def for_sandbox(
+        cls, catalog: Iterable[Mapping[str, Any]], *, faults: Faults | None, rate_limit: float | None
+    ) -> VtexStandin:
+        """The sandbox's VTEX serves the catalog in three trade policies, with the well-known key;
+        it is the source the other stand-ins are fed from, so it has no faults and no rate limit."""
+        return cls(
+            catalog, trade_policies=("1", "2", "3"), app_key=SANDBOX_APP_KEY, app_token=SANDBOX_APP_TOKEN
+        )
+
     # -- the app -----------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
