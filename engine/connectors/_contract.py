@@ -302,13 +302,21 @@ class Connector:
     def result_of(self, call: Call, response: httpx.Response) -> CallResult:
         """What an answer means (:meth:`read_result`), after dropping an access token the marketplace
         refused (:meth:`token_refused`): the next request then fetches a new one."""
-        if self.token_refused(response):
-            self.forget_token()
+        self.drop_refused_token(response)
         return self.read_result(call, response)
 
     def token_refused(self, response: httpx.Response) -> bool:
         """Whether the answer refuses the access token itself (401)."""
         return response.status_code == 401
+
+    def drop_refused_token(self, response: httpx.Response) -> bool:
+        """The one rule for a refused access token, wherever an answer is read (apply, look-ups,
+        read-back, order calls): when :meth:`token_refused` says so, forget the token so that the
+        next request fetches a new one, and say True."""
+        if not self.token_refused(response):
+            return False
+        self.forget_token()
+        return True
 
     deleted_when_absent: ClassVar[bool] = False
     """A DELETE answered 404 is done: the listing is gone, which is what the delete wanted (a

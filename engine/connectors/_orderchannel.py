@@ -102,10 +102,19 @@ class OrderCallError(TradepostError):
     request caused) needs a person and is recorded as the order's error.
     """
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.response = response
+        """The refusal itself, for the connector's one rule on refused tokens."""
 
 
 ORDER_CALLS = RetryPolicy()
@@ -153,7 +162,10 @@ async def send(
         last = f"{who} answered {status} to {method} {_path(url)}: {text}"
         raise OrderCallError(f"{last}; gave up after {policy.attempts} attempts", retryable=True)
     raise OrderCallError(
-        f"{who} refused {method} {_path(url)} ({status}): {text}", retryable=False, status=status
+        f"{who} refused {method} {_path(url)} ({status}): {text}",
+        retryable=False,
+        status=status,
+        response=response,
     )
 
 
@@ -241,8 +253,8 @@ class OrderChannel:
         """One authenticated call through :func:`send`.
 
         A marketplace may refuse an access token before its announced expiry (revoked,
-        rotated elsewhere): when :meth:`token_rejected` says so, the token is dropped and the
-        call sent once more with a fresh one.
+        rotated elsewhere): when the connector's :meth:`~engine.connectors.Connector.drop_refused_token`
+        says so, the token is dropped and the call sent once more with a fresh one.
         """
         for attempt in (1, 2):
             try:
@@ -259,14 +271,11 @@ class OrderChannel:
                     ok=ok,
                 )
             except OrderCallError as refused:
-                if attempt == 2 or not self.token_rejected(refused):
+                if attempt == 2 or refused.response is None:
                     raise
-                self.connector.forget_token()
+                if not self.connector.drop_refused_token(refused.response):
+                    raise
         raise AssertionError("unreachable")
-
-    def token_rejected(self, error: OrderCallError) -> bool:
-        """Whether the refusal is of the access token itself (401 by default)."""
-        return error.status == 401
 
     def needs_tracking(self, order: Order) -> bool:
         """Whether a shipment can be confirmed only with a tracking number (the engine waits for one).

@@ -83,9 +83,8 @@ class Reader:
             self.requests += 1
             response = await self.client.get(path, params=dict(params or {}), headers=headers)
             status = response.status_code
-            if status == 401 or (status == 403 and n == 0):
-                # A token revoked or expired early (Amazon says so with a 403): fetch another.
-                self.connector.forget_token()
+            if self.connector.drop_refused_token(response):
+                pass  # a token revoked or expired early: the next attempt fetches another
             elif status < 500 and status != 429 and not 200 <= status < 300:
                 raise ReadBackError(f"GET {path} was refused: {status}: {_error_text(response)}")
             return response

@@ -348,8 +348,7 @@ class AmazonConnector(Connector):
             except httpx.TransportError as exc:
                 outcomes[sku] = CallResult(False, retryable=True, error=f"cannot reach Amazon: {exc}")
                 continue
-            if self.token_refused(response):
-                self.forget_token()
+            self.drop_refused_token(response)
             outcomes[sku] = listing_outcome(response, submission)
         return outcomes
 

@@ -295,10 +295,6 @@ class AmazonOrders(OrderChannel):
         """One SP-API call with the access token; a token that expired in flight is replaced once."""
         return await self.request(method, url, params=params, json=json)
 
-    def token_rejected(self, error: OrderCallError) -> bool:
-        """SP-API answers an expired token 403 ``Unauthorized`` with "expired" in the message."""
-        return error.status == 403 and "expired" in str(error).lower()
-
     async def _json(
         self, method: str, url: str, *, params: Mapping[str, str] | None = None, json: Any = None
     ) -> dict[str, Any]:

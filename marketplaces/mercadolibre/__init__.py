@@ -268,8 +268,7 @@ class MercadoLibreConnector(Connector):
             return CallResult(False, retryable=True, error=f"cannot read the seller id: {exc}")
         me = json_body(response)
         if response.status_code != 200 or not isinstance(me, dict) or not me.get("id"):
-            if self.token_refused(response):
-                self.forget_token()
+            self.drop_refused_token(response)
             error = f"cannot read the seller id: {response.status_code}"
             return CallResult(False, retryable=self.may_pass_later(response), error=error)
         self._seller_id = str(me["id"])
