@@ -1,9 +1,10 @@
-"""Shared fixtures: a minimal valid rule file to build cases from, and sample catalog records."""
+"""Shared fixtures: a minimal valid rule file to build cases from, sample catalog records, and the
+stand-ins served on loopback once per session (``tests/_harness.py`` holds the scaffolding)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import settings
 
 from engine import CatalogRecord, Context
+from tests._harness import ROOT, Loopback
 
 # The test command is a gate that must give the same answer on every run, so property tests run
 # a fixed, derandomised set of examples by default. `HYPOTHESIS_PROFILE=explore` draws fresh random
@@ -19,7 +21,6 @@ settings.register_profile("default", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT.parent / "shared" / "specs"
 
 MINIMAL_RULES = """\
@@ -82,3 +83,12 @@ def rule_file(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def loopback() -> Iterator[Loopback]:
+    """One server per stand-in kind on 127.0.0.1; ``loopback.sandbox(records)`` gives a test fresh
+    stand-ins behind them."""
+    served = Loopback()
+    yield served
+    served.close()
