@@ -12,10 +12,16 @@ process (what a scheduler runs, and what a SIGKILL test needs).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import io
+import json
 import os
+import select
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -160,15 +166,113 @@ def tradepost(*args: str) -> tuple[int, str, str]:
 def tradepost_process(
     *args: str, failpoint: str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m cli.main ARGS` as its own process, as a scheduler runs it (text output)."""
+    """`python -m cli.main ARGS` as its own process, as a scheduler runs it (text output).
+
+    The process is forked from a server that has imported the package once (see
+    :class:`_Forks`), so it starts in milliseconds rather than the second a fresh interpreter
+    spends importing; ``TRADEPOST_TEST_SPAWN=1`` starts each from scratch instead.
+    """
     env = {k: v for k, v in os.environ.items() if k != "TRADEPOST_FAILPOINT"}
     if failpoint:
         env["TRADEPOST_FAILPOINT"] = failpoint
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
-    )
+    if os.environ.get("TRADEPOST_TEST_SPAWN"):
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=timeout,
+        )
+    return _Forks.shared().run(list(args), env, timeout)
+
+
+_FORK_SERVER = """
+import json, os, random, runpy, sys
+import cli.main  # what every run imports, paid once
+for line in sys.stdin:
+    request = json.loads(line)
+    pid = os.fork()
+    if pid == 0:  # the run: its own argv, environment, output files, no input; exits as `python -m` does
+        random.seed()
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(os.open(request["stdout"], os.O_WRONLY), 1)
+        os.dup2(os.open(request["stderr"], os.O_WRONLY), 2)
+        sys.argv = ["cli.main", *request["args"]]
+        del sys.modules["cli.main"]  # run as __main__, as `python -m` does, not as the module imported
+        runpy.run_module("cli.main", run_name="__main__", alter_sys=True)
+        sys.exit(0)
+    print(pid, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+class _Forks:
+    """A process that has imported the package and forks one child per CLI run.
+
+    Each child is a process of its own, as a scheduler's run is: its own arguments, environment,
+    working folder and output, an exit code or death by signal (a failpoint's SIGKILL) reported
+    as :func:`subprocess.run` reports them, module state as a fresh import leaves it (the server
+    only imports). What it shares with its siblings is the interpreter's hash seed, as runs with
+    ``PYTHONHASHSEED`` set do; ``random`` is reseeded in each.
+    """
+
+    _shared: _Forks | None = None
+
+    def __init__(self) -> None:
+        self.server = subprocess.Popen(
+            [sys.executable, "-c", _FORK_SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT
+        )
+        atexit.register(self.close)
+
+    @classmethod
+    def shared(cls) -> _Forks:
+        if cls._shared is None or cls._shared.server.poll() is not None:
+            cls._shared = cls()
+        return cls._shared
+
+    def run(self, args: list[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+        assert self.server.stdin is not None
+        with tempfile.TemporaryDirectory(prefix="tradepost-run-") as folder:
+            out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+            out.touch()
+            err.touch()
+            request = {"args": args, "env": env, "cwd": str(ROOT), "stdout": str(out), "stderr": str(err)}
+            self.server.stdin.write((json.dumps(request) + "\n").encode())
+            self.server.stdin.flush()
+            deadline = time.monotonic() + timeout
+            pid = int(self._line(deadline + 60))
+            try:
+                code = int(self._line(deadline))
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+                self._line(time.monotonic() + 60)
+                raise subprocess.TimeoutExpired(["tradepost", *args], timeout) from None
+            return subprocess.CompletedProcess(["tradepost", *args], code, _text(out), _text(err))
+
+    def _line(self, deadline: float) -> str:
+        """One line from the server, read byte by byte so that nothing sits in a buffer select cannot see."""
+        assert self.server.stdout is not None
+        fd, data = self.server.stdout.fileno(), b""
+        while not data.endswith(b"\n"):
+            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise TimeoutError
+            chunk = os.read(fd, 1)
+            if not chunk:
+                raise RuntimeError("the CLI fork server died")
+            data += chunk
+        return data.decode()
+
+    def close(self) -> None:
+        if self.server.stdin is not None and not self.server.stdin.closed:
+            self.server.stdin.close()
+        self.server.wait(timeout=60)
+
+
+def _text(path: Path) -> str:
+    """A captured stream as subprocess.run(text=True) gives it: decoded, universal newlines."""
+    with path.open(encoding=None, newline=None) as stream:
+        return stream.read()
