@@ -21,6 +21,23 @@ settings.register_profile("default", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Run on every core (pytest-xdist, from the test extra; 2 in CI: about half the time of one)
+    unless ``-n`` says otherwise (``-n 0``: in this process, for pdb or one quick file). Tests that
+    share a module's costly fixture stay on one worker with ``@pytest.mark.xdist_group``.
+
+    Set here rather than in ``addopts`` so that an environment without pytest-xdist still runs
+    the suite, in one process.
+    """
+    worker = hasattr(config, "workerinput")
+    if config.pluginmanager.hasplugin("xdist") and config.option.numprocesses is None and not worker:
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadgroup"
+
+
 SPECS = ROOT.parent / "shared" / "specs"
 
 MINIMAL_RULES = """\
