@@ -48,10 +48,11 @@ ROOT = Path(__file__).resolve().parent.parent
     type=int,
     default=8700,
     show_default=True,
-    help="First port; VTEX, Mercado Libre, Amazon and Google take the next ones.",
+    help="First port; each stand-in takes the next one (VTEX first, then the marketplaces).",
 )
 def sandbox(ctx: click.Context, catalog: Path, rules_dir: Path, folder: Path, port: int) -> None:
-    """Serve VTEX and marketplace stand-ins on 127.0.0.1 until interrupted (Ctrl-C).
+    """Serve every registered stand-in (VTEX, the marketplaces, plug-ins') on 127.0.0.1 until
+    interrupted (Ctrl-C).
 
     Then, in another terminal: tradepost plan -c sandbox/tradepost.yaml and
     tradepost apply -c sandbox/tradepost.yaml. Nothing leaves this machine.

@@ -28,8 +28,9 @@ from engine import (
 )
 from engine._diagnostics import Diagnostic, EvaluationError, Rejected, RuleError, Span, TradepostError
 from engine.model._catalog import CatalogRecord, MalformedRecord, Price, Product, Sku, Stock, WarehouseStock
-from engine.rules._check import CheckResult, check_all, check_rules, compile_rules
-from engine.rules._compiler import CompiledRules
+from engine.project._rulecheck import check_all, check_rules, compile_rules
+from engine.rules._check import CheckResult
+from engine.rules._compiled import CompiledRules
 from engine.rules._rulefile import RuleFile, load_rules, rule_file_schema
 from engine.rules._runtime import Context
 from engine.sync._ruletests import TestFileResult, run_test_file

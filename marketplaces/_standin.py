@@ -1,33 +1,59 @@
-"""What every stand-in server shares: a rate limit answered with 429, injected faults, a request log.
+"""What every stand-in server shares: a rate limit answered with 429, injected faults, a request log,
+and the small pieces each one composes instead of writing again.
 
 A stand-in is a small ASGI app (starlette) that speaks a marketplace's documented API,
 keeps state in memory and validates requests the way the real API does. Tests mount it
 in process with :meth:`Standin.transport`, or serve it on a loopback socket; `tradepost
-sandbox` serves them all so a user can try rules end to end without credentials.
+sandbox` serves them all so a user can try rules end to end without credentials
+(:meth:`Standin.for_sandbox` is how the sandbox makes one).
 
 Faults are drawn from a seeded random generator so a failing test can be replayed.
+
+The pieces, each used by several stand-ins and none knowing which:
+
+- :class:`AccessTokens`: an OAuth token endpoint's refresh-token grant and the access tokens it
+  issued, with their expiry on a clock the stand-in chooses;
+- :class:`Refusal`, :func:`answer_refusal` and :func:`error_handlers`: an answer raised from
+  anywhere in a handler in the API's error shape, and the app's answers to refusals and to
+  unknown routes;
+- :func:`form_body`, :func:`json_body`, :func:`json_object`, :func:`json_or_none`, :func:`exact_json`,
+  :func:`int_param`: request and response bodies;
+- :func:`look_up`: a record named by the path, or the API's 404;
+- :func:`same_secret`: a credential compared in constant time;
+- :func:`sandbox_route`: a sandbox control (``POST /_sandbox/...``) among a stand-in's routes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import httpx
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from engine.jsonio import dumps
+from engine.jsonio import dumps, loads
 
 SANDBOX_PREFIX = "/_sandbox/"
 """Paths under this prefix are the sandbox's controls (e.g. ``POST /_sandbox/orders`` creates a
 marketplace order), exempt from the rate limit and faults; no real API has them."""
+
+
+def sandbox_route(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+    """A control of the sandbox, ``POST /_sandbox/<path>`` (e.g. a buyer's order): no real API has
+    it, so it needs no credentials and the base serves it without rate limit or faults."""
+    return Route(SANDBOX_PREFIX + path, endpoint, methods=["POST"])
 
 
 @dataclass
@@ -93,6 +119,14 @@ class Standin:
     def error_body(self, status: int, message: str) -> Any:
         """The API's own error shape."""
         return {"error": message, "status": status}
+
+    @classmethod
+    def for_sandbox(
+        cls, catalog: Iterable[Mapping[str, Any]], *, faults: Faults | None, rate_limit: float | None
+    ) -> Standin:
+        """The stand-in `tradepost sandbox` serves: by default its well-known credentials, the
+        sandbox's faults and rate limit; a stand-in that serves the catalog overrides it."""
+        return cls(rate_limit=rate_limit, faults=faults)
 
     # -- ASGI --------------------------------------------------------------------------------
 
@@ -170,5 +204,155 @@ def int_param(request: Request, name: str, default: int | None = None) -> int | 
         return default
     try:
         return int(value)
+    except ValueError:
+        return None
+
+
+# -- pieces the stand-ins compose -----------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def same_secret(given: str | None, expected: str) -> bool:
+    """A credential as given against the one expected, in constant time; None never matches."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+class AccessTokens:
+    """An OAuth token endpoint's refresh-token grant, and the access tokens it has issued.
+
+    The stand-in answers in its own shape: :meth:`refusal` says which OAuth error a grant
+    earns, :meth:`issue` records a new access token, :meth:`live` checks one. ``clock`` is
+    when tokens expire (``time.monotonic`` unless the stand-in lets tests move time).
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        lifetime: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client_id, self.client_secret = client_id, client_secret
+        self.refresh_token = refresh_token
+        """The refresh token accepted now (a stand-in whose tokens rotate replaces it)."""
+        self.lifetime, self.clock = lifetime, clock
+        self.issued: dict[str, float] = {}
+        """Access token -> when it expires, on ``clock``."""
+
+    def refusal(self, form: Mapping[str, str]) -> str | None:
+        """None for a valid refresh-token grant, else its OAuth error: ``unsupported_grant_type``,
+        ``invalid_client`` (the client id or secret) or ``invalid_grant`` (the refresh token)."""
+        if form.get("grant_type") != "refresh_token":
+            return "unsupported_grant_type"
+        if not (
+            same_secret(form.get("client_id"), self.client_id)
+            and same_secret(form.get("client_secret"), self.client_secret)
+        ):
+            return "invalid_client"
+        if not same_secret(form.get("refresh_token"), self.refresh_token):
+            return "invalid_grant"
+        return None
+
+    def issue(self, access_token: str) -> str:
+        """Record a new access token, live for ``lifetime`` seconds from now."""
+        self.issued[access_token] = self.clock() + self.lifetime
+        return access_token
+
+    def expiry(self, access_token: str | None) -> float | None:
+        """When an issued token expires; None for one never issued (or revoked)."""
+        return self.issued.get(access_token or "")
+
+    def live(self, access_token: str | None) -> bool:
+        expires = self.expiry(access_token)
+        return expires is not None and self.clock() < expires
+
+    def bearer(self, request: Request) -> bool:
+        """Whether the request's ``Authorization: Bearer`` token is live."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and self.live(token)
+
+    def revoke(self) -> None:
+        """What re-authorising the app does: every access token stops working."""
+        self.issued.clear()
+
+
+class Refusal(Exception):
+    """An answer in the API's error shape, raised from anywhere in a handler (see
+    :func:`error_handlers`); each stand-in's subclass says what its body is."""
+
+    status: int
+
+    def body(self) -> Any:
+        raise NotImplementedError
+
+
+@dataclass
+class Refused(Refusal):
+    """A refusal whose body the stand-in has already shaped (``Standin.error_body`` and the like)."""
+
+    status: int
+    shaped: Any
+
+    def body(self) -> Any:
+        return self.shaped
+
+
+ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def error_handlers(
+    error_body: Callable[[int, str], Any], unrouted: Callable[[Request, int, Exception], str]
+) -> dict[Any, ExceptionHandler]:
+    """The app's answers to a raised :class:`Refusal` (its body) and to starlette's HTTP errors (an
+    unknown route or method: ``error_body`` with what ``unrouted`` says), in the API's shape."""
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        status = error.status_code if isinstance(error, HTTPException) else 500
+        return exact_json(error_body(status, unrouted(request, status, error)), status)
+
+    return {Refusal: answer_refusal, HTTPException: http_error}
+
+
+async def answer_refusal(request: Request, error: Exception) -> Response:
+    """The answer to a raised :class:`Refusal`: its body, its status (an app's exception handler)."""
+    assert isinstance(error, Refusal)
+    return exact_json(error.body(), error.status)
+
+
+def look_up(table: Mapping[str, T], key: str, missing: Callable[[str], Exception]) -> T:
+    """The record ``key`` names, or ``missing(key)`` raised (the API's 404)."""
+    found = table.get(key)
+    if found is None:
+        raise missing(key)
+    return found
+
+
+async def form_body(request: Request) -> dict[str, str]:
+    """A form-encoded body (an OAuth grant): each field's first value."""
+    return {key: values[0] for key, values in parse_qs((await request.body()).decode("utf-8")).items()}
+
+
+async def json_body(request: Request) -> Any:
+    """The JSON body, numbers exact (``engine.jsonio``); ValueError when it is not JSON (or empty)."""
+    return loads(await request.body())
+
+
+async def json_object(request: Request, not_json: Exception, not_object: Exception) -> dict[str, Any]:
+    """The JSON object the request sends; ``not_json`` or ``not_object`` raised when it is not one."""
+    try:
+        body = await json_body(request)
+    except ValueError:
+        raise not_json from None
+    if not isinstance(body, dict):
+        raise not_object
+    return body
+
+
+async def json_or_none(request: Request) -> Any:
+    """The JSON body, or None when it is absent or not JSON (handlers answer 400 for what they need)."""
+    try:
+        return await json_body(request)
     except ValueError:
         return None

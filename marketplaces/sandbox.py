@@ -1,51 +1,54 @@
-"""The sandbox: every stand-in served on 127.0.0.1, seeded from a catalog, plus a project to use them.
+"""The sandbox: every registered stand-in served on 127.0.0.1, plus a project that uses them.
 
 `tradepost sandbox` runs this so a user can try `plan` and `apply` end to end without
-credentials; the end-to-end tests use the same code over real loopback sockets. The
-sandbox writes a project folder: a `tradepost.yaml` whose source and marketplaces point at
-the local servers, and the stand-ins' well-known (not secret) credentials in files the
-config references, exactly as a real project would keep real ones.
+credentials; the end-to-end tests use the same code over real loopback sockets. The stand-ins
+come from the registry (``tradepost.standins`` entry points), a plug-in's as well as the
+built-ins, so this module names no marketplace. The sandbox writes a project folder: a
+`tradepost.yaml` whose source and marketplaces point at the local servers, and the stand-ins'
+well-known (not secret) credentials in files the config references, exactly as a real project
+would keep real ones.
+
+What the sandbox reads from a class registered under ``tradepost.standins`` (every hook is
+optional):
+
+- ``for_sandbox(catalog, rate_limit=, faults=)``, a class method: the ASGI app to serve, given the
+  canonical catalog records; by default ``cls(rate_limit=rate_limit, faults=faults)``.
+- ``sandbox_role``: ``"marketplace"`` (the default: an entry under ``marketplaces:``) or
+  ``"source"`` (the project's ``source:``, where the catalog comes from).
+- ``sandbox_credentials()``: credential name -> the stand-in's well-known value, written to
+  ``secrets/<stand-in>_<name>``; a marketplace references it as ``file:`` under
+  ``credentials``, the source as ``<name>_file``.
+- ``sandbox_options(url)``: a marketplace's ``options`` (a token URL on the stand-in), or the
+  source's other keys (its ``type``).
+- ``sandbox_rules``: the rule file a marketplace's entry uses; by default ``<rules>/<name>.yaml``.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from ruamel.yaml import YAML
 
 from engine import TradepostError
-from marketplaces._standin import Faults, Standin
-from marketplaces.amazon.standin import AmazonStandin
-from marketplaces.google.standin import SANDBOX_CLIENT_ID as GOOGLE_CLIENT_ID
-from marketplaces.google.standin import SANDBOX_CLIENT_SECRET as GOOGLE_CLIENT_SECRET
-from marketplaces.google.standin import SANDBOX_REFRESH_TOKEN as GOOGLE_REFRESH_TOKEN
-from marketplaces.google.standin import GoogleStandin
-from marketplaces.mercadolibre.standin import SANDBOX_CLIENT_ID as ML_CLIENT_ID
-from marketplaces.mercadolibre.standin import SANDBOX_CLIENT_SECRET as ML_CLIENT_SECRET
-from marketplaces.mercadolibre.standin import SANDBOX_REFRESH_TOKEN as ML_REFRESH_TOKEN
-from marketplaces.mercadolibre.standin import MercadoLibreStandin
-from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
-
-AMAZON = {
-    "lwa_client_id": "amzn1.application-oa2-client.standin",
-    "lwa_client_secret": "standin-client-secret",
-    "refresh_token": "Atzr|standin-refresh-token",
-    "seller_id": "A1SELLER",
-}
+from engine.connectors import available_standins, standin_class
+from marketplaces._standin import Faults
 
 
 @dataclass
 class Sandbox:
     """The stand-ins, their servers once started, and the project that points at them."""
 
-    standins: dict[str, Standin]
+    standins: dict[str, Any]
+    """Name -> the ASGI app served (a built-in :class:`~marketplaces._standin.Standin` or a plug-in's)."""
     host: str = "127.0.0.1"
     ports: dict[str, int] = field(default_factory=dict)
     servers: list[uvicorn.Server] = field(default_factory=list)
@@ -126,80 +129,75 @@ class Sandbox:
             thread.join(timeout)
 
     def write_project(self, folder: Path, rules: Path, catalog_from_vtex: bool = True) -> Path:
-        """A project folder using the running servers; returns its tradepost.yaml."""
+        """A project folder using the running servers; returns its tradepost.yaml.
+
+        ``catalog_from_vtex``: the catalog comes from the source stand-in; otherwise from the
+        bundled ``examples/catalog.jsonl`` beside ``rules``.
+        """
         folder.mkdir(parents=True, exist_ok=True)
-        secrets = folder / "secrets"
-        secrets.mkdir(exist_ok=True)
-        values = {
-            "vtex_app_key": SANDBOX_APP_KEY,
-            "vtex_app_token": SANDBOX_APP_TOKEN,
-            "amazon_lwa_client_id": AMAZON["lwa_client_id"],
-            "amazon_lwa_client_secret": AMAZON["lwa_client_secret"],
-            "amazon_refresh_token": AMAZON["refresh_token"],
-            "amazon_seller_id": AMAZON["seller_id"],
-            "ml_client_id": ML_CLIENT_ID,
-            "ml_client_secret": ML_CLIENT_SECRET,
-            "ml_refresh_token": ML_REFRESH_TOKEN,
-            "google_client_id": GOOGLE_CLIENT_ID,
-            "google_client_secret": GOOGLE_CLIENT_SECRET,
-            "google_refresh_token": GOOGLE_REFRESH_TOKEN,
+        (folder / "secrets").mkdir(exist_ok=True)
+        project: dict[str, Any] = {
+            "source": {"type": "file", "path": str(rules.parent / "examples" / "catalog.jsonl")},
+            "state": "state.sqlite",
+            "marketplaces": {},
         }
-        for name, value in values.items():
-            (secrets / name).write_text(value + "\n", encoding="utf-8")
-        source = (
-            f"source:\n  type: vtex\n  account: sandbox\n  base_url: {self.url('vtex')}\n"
-            "  app_key_file: secrets/vtex_app_key\n  app_token_file: secrets/vtex_app_token\n"
-            if catalog_from_vtex
-            else f"source:\n  type: file\n  path: {rules.parent / 'examples' / 'catalog.jsonl'}\n"
-        )
-        text = f"""# Written by `tradepost sandbox`: local stand-ins, well-known test credentials.
-{source}state: state.sqlite
-marketplaces:
-  mercadolibre:
-    rules: {rules / "mercadolibre.yaml"}
-    base_url: {self.url("mercadolibre")}
-    credentials:
-      client_id: file:secrets/ml_client_id
-      client_secret: file:secrets/ml_client_secret
-      refresh_token: file:secrets/ml_refresh_token
-  amazon:
-    rules: {rules / "amazon.yaml"}
-    base_url: {self.url("amazon")}
-    options: {{lwa_url: "{self.url("amazon")}", seller_id: {AMAZON["seller_id"]}, feed_poll_seconds: "0.2"}}
-    credentials:
-      lwa_client_id: file:secrets/amazon_lwa_client_id
-      lwa_client_secret: file:secrets/amazon_lwa_client_secret
-      refresh_token: file:secrets/amazon_refresh_token
-      seller_id: file:secrets/amazon_seller_id
-  google:
-    rules: {rules / "google.yaml"}
-    base_url: {self.url("google")}
-    options: {{token_url: "{self.url("google")}"}}
-    credentials:
-      client_id: file:secrets/google_client_id
-      client_secret: file:secrets/google_client_secret
-      refresh_token: file:secrets/google_refresh_token
-"""
+        for name, app in self.standins.items():
+            url, role = self.url(name), getattr(app, "sandbox_role", "marketplace")
+            options, secrets = self._configure(folder, name, app)
+            if role == "source" and catalog_from_vtex:
+                files = {f"{key}_file": path for key, path in secrets.items()}
+                project["source"] = {**options, "base_url": url, **files}
+            elif role == "marketplace":
+                entry: dict[str, Any] = {"rules": str(_rules(app, name, rules)), "base_url": url}
+                if options:
+                    entry["options"] = options
+                if secrets:
+                    entry["credentials"] = {key: f"file:{path}" for key, path in secrets.items()}
+                project["marketplaces"][name] = entry
+        text = io.StringIO()
+        text.write("# Written by `tradepost sandbox`: local stand-ins, well-known test credentials.\n")
+        yaml = YAML()
+        yaml.width = 4096  # a long rule-file path stays on its key's line
+        yaml.dump(project, text)
         config = folder / "tradepost.yaml"
-        config.write_text(text, encoding="utf-8")
+        config.write_text(text.getvalue(), encoding="utf-8")
         return config
+
+    def _configure(self, folder: Path, name: str, app: Any) -> tuple[dict[str, str], dict[str, str]]:
+        """A stand-in's options on its URL, and its well-known credentials, each written to
+        ``secrets/<stand-in>_<credential>``: credential -> that path, relative to ``folder``."""
+        options = dict(app.sandbox_options(self.url(name))) if hasattr(app, "sandbox_options") else {}
+        credentials = app.sandbox_credentials() if hasattr(app, "sandbox_credentials") else {}
+        secrets: dict[str, str] = {}
+        for key, value in credentials.items():
+            secrets[key] = f"secrets/{name}_{key}"
+            (folder / secrets[key]).write_text(f"{value}\n", encoding="utf-8")
+        return options, secrets
+
+
+def _rules(app: Any, name: str, rules: Path) -> Path:
+    """The stand-in's own sample rule file, else ``<rules>/<name>.yaml``."""
+    own = getattr(app, "sandbox_rules", None)
+    return Path(own) if own else rules / f"{name}.yaml"
 
 
 def build_sandbox(
     catalog: Iterable[Mapping[str, Any]], faults: Faults | None = None, rate_limit: float | None = None
 ) -> Sandbox:
-    """The four stand-ins, seeded from canonical catalog records (e.g. examples/catalog.jsonl)."""
+    """Every registered stand-in (sources first), seeded from canonical catalog records (e.g.
+    examples/catalog.jsonl); ``faults`` and ``rate_limit`` go to the marketplaces' stand-ins."""
     records = list(catalog)
-    return Sandbox(
-        {
-            "vtex": VtexStandin(
-                records, trade_policies=("1", "2", "3"), app_key=SANDBOX_APP_KEY, app_token=SANDBOX_APP_TOKEN
-            ),
-            "mercadolibre": MercadoLibreStandin(rate_limit=rate_limit, faults=faults),
-            "amazon": AmazonStandin(rate_limit=rate_limit, faults=faults),
-            "google": GoogleStandin(rate_limit=rate_limit, faults=faults),
-        }
-    )
+    classes = {name: standin_class(name) for name in available_standins()}
+    sources = [name for name, cls in classes.items() if getattr(cls, "sandbox_role", "") == "source"]
+    order = sources + [name for name in classes if name not in sources]
+    return Sandbox({name: _serve(classes[name], records, faults, rate_limit) for name in order})
+
+
+def _serve(cls: Any, records: Sequence[Mapping[str, Any]], faults: Faults | None, rate: float | None) -> Any:
+    """The stand-in app ``cls`` makes for the sandbox (its ``for_sandbox`` hook, if it has one)."""
+    if hasattr(cls, "for_sandbox"):
+        return cls.for_sandbox(records, rate_limit=rate, faults=faults)
+    return cls(rate_limit=rate, faults=faults)
 
 
 def read_catalog(path: Path) -> list[dict[str, Any]]:

@@ -21,17 +21,17 @@ import httpx
 import pytest
 
 import engine
-from engine.connectors import CallResult, Credentials
+from engine.connectors import CallResult, Credentials, TokenError
 from engine.jsonio import dumps, loads
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import Listing
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
+from engine.secrets import redact
 from engine.state._store import StateStore, applied_from
 from engine.sync._plan import Planner
 from engine.sync._planfile import change_record
 from marketplaces._standin import Faults
 from marketplaces.amazon import AmazonConnector
-from marketplaces.amazon._http import AmazonAuthError
 from marketplaces.amazon.standin import AmazonStandin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -206,11 +206,19 @@ def test_a_token_that_expired_in_flight_is_retryable_and_replaced() -> None:
     run(scenario, server)
 
 
+def test_the_access_token_is_masked_in_every_message_like_any_secret() -> None:
+    async def scenario(a: Amazon) -> None:
+        token = (await a.headers())["x-amz-access-token"]
+        assert redact(f"403: token {token} expired") == "403: token *** expired"
+
+    run(scenario)
+
+
 def test_refused_credentials_raise_a_readable_error_without_the_secrets() -> None:
     wrong = Credentials({**CREDENTIALS.values, "lwa_client_secret": "not-the-secret"})
 
     async def scenario(a: Amazon) -> None:
-        with pytest.raises(AmazonAuthError) as raised:
+        with pytest.raises(TokenError) as raised:
             await a.connector.auth_headers(a.client, wrong)
         assert "invalid_client" in str(raised.value) or "Client authentication failed" in str(raised.value)
         assert not any(secret in str(raised.value) for secret in ("not-the-secret", "Atzr|refresh-me"))

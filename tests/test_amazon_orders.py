@@ -25,7 +25,7 @@ from engine.jsonio import dumps
 from engine.model._order import Order
 from marketplaces._standin import Faults
 from marketplaces.amazon import AmazonConnector
-from marketplaces.amazon._orders import (
+from marketplaces.amazon._order_channel import (
     AmazonOrders,
     acknowledgement,
     read_order,

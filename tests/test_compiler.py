@@ -11,7 +11,7 @@ import pytest
 
 import engine
 from engine import EvaluationError, RuleError
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
 from tests.conftest import MINIMAL_RULES, context_for, sample_record
 
 

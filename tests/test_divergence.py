@@ -25,7 +25,7 @@ import engine
 from engine.connectors import connector_class
 from engine.model._order import Address, Buyer, Order, OrderItem
 from engine.orders._divergence import SEVERITY, Decision, decide, prices_from_rules
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
 from engine.sync._evaluate import SkuEvaluator
 from tests.conftest import MINIMAL_RULES, sample_record
 

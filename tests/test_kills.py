@@ -49,7 +49,10 @@ CHAINS = {
 
 def test_every_failpoint_of_apply_is_listed_and_in_a_chain() -> None:
     """A failpoint added to apply without being listed would escape every kill test."""
-    sources = [ROOT / "engine" / "_apply.py", *sorted((ROOT / "marketplaces").rglob("*.py"))]
+    sources = [
+        *sorted((ROOT / "engine" / "sync").rglob("*.py")),
+        *sorted((ROOT / "marketplaces").rglob("*.py")),
+    ]
     reached = {
         name
         for path in sources

@@ -4,6 +4,11 @@ Every import in the three packages is parsed, those inside functions included: t
 never imports a marketplace or the CLI, and neither marketplaces nor the CLI reach into a
 private ``engine._module``. The connector contract and the registry that finds plug-ins are
 public parts of the engine, so a third-party connector needs nothing private either.
+
+Inside the engine, subpackages import only downward, in the order of :data:`ENGINE_LAYERS`
+(docs/architecture.md, "Inside the engine"); imports under ``if TYPE_CHECKING:`` count too, since
+a type a lower layer needs from a higher one is a type in the wrong layer. ``engine`` and
+``engine.catalog`` are facades: they re-export from any layer, and no engine module imports them.
 """
 
 from __future__ import annotations
@@ -68,6 +73,55 @@ def test_imports_go_one_way() -> None:
     assert violations() == []
 
 
+ENGINE_LAYERS: tuple[tuple[str, ...], ...] = (
+    ("engine._diagnostics", "engine.jsonio", "engine.failpoints", "engine.secrets"),
+    ("engine.model",),
+    ("engine.rules",),
+    ("engine.connectors",),
+    ("engine.state",),
+    ("engine.sync",),
+    ("engine.orders",),
+    ("engine.project",),
+)
+"""The engine's layers, lowest first: a module imports from its own layer or one below."""
+
+FACADES = ("engine", "engine.catalog")
+
+
+def _layer(name: str) -> int | None:
+    """The layer of a dotted name (a module, or a name imported from one); None for a facade."""
+    for depth, layer in enumerate(ENGINE_LAYERS):
+        if any(name == top or name.startswith(top + ".") for top in layer):
+            return depth
+    return None
+
+
+def layer_violations() -> list[str]:
+    found: list[str] = []
+    for path in sorted((ROOT / "engine").rglob("*.py")):
+        module = _module_of(path)
+        if module in FACADES:
+            continue
+        own = _layer(module)
+        where = path.relative_to(ROOT)
+        if own is None:
+            found.append(f"{where}: {module} is in no layer of ENGINE_LAYERS")
+            continue
+        for line, name in _imported(path):
+            if name.split(".")[0] != "engine":
+                continue
+            other = _layer(name)
+            if other is None:
+                found.append(f"{where}:{line}: {module} imports the facade ({name})")
+            elif other > own:
+                found.append(f"{where}:{line}: {module} imports {name}, a layer above it")
+    return found
+
+
+def test_engine_subpackages_import_only_downward() -> None:
+    assert layer_violations() == []
+
+
 @pytest.mark.parametrize(
     ("package", "source", "expected"),
     [
@@ -90,3 +144,32 @@ def test_the_check_sees_a_violation(
     (tmp_path / package / "probe.py").write_text(source, encoding="utf-8")
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     assert len(violations()) == expected
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "expected"),
+    [
+        ("rules/probe.py", "def f():\n    from engine.connectors._registry import x\n", 1),
+        (
+            "connectors/probe.py",
+            "if TYPE_CHECKING:\n    from engine.project._config import SourceConfig\n",
+            1,
+        ),
+        ("sync/probe.py", "from engine.catalog import Sku\n", 1),  # a facade, from inside
+        ("orders/probe.py", "from engine import Diagnostic\n", 1),  # the engine facade
+        ("model/probe.py", "from engine import failpoints\n", 0),  # a base module
+        ("project/probe.py", "from engine.rules import check_rules\n", 0),
+        ("sync/probe.py", "from engine.sync._plan import Planner\n", 0),  # its own layer
+        ("catalog/__init__.py", "from engine.sync._source import FirstSeen\n", 0),  # a facade
+        ("newthing/probe.py", "import json\n", 1),  # a subpackage placed in no layer
+    ],
+)
+def test_the_layer_check_sees_a_violation(
+    module: str, source: str, expected: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given one engine module, expect that many layer violations (TYPE_CHECKING imports too)."""
+    path = tmp_path / "engine" / module
+    path.parent.mkdir(parents=True)
+    path.write_text(source, encoding="utf-8")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    assert len(layer_violations()) == expected

@@ -17,12 +17,20 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from engine.connectors import Backoff, BadOrder, Credentials, Fulfilment, Invoice, OrderCallError, Tracking
+from engine.connectors import (
+    BadOrder,
+    Credentials,
+    Fulfilment,
+    Invoice,
+    OrderCallError,
+    RetryPolicy,
+    Tracking,
+)
 from engine.jsonio import dumps, loads
 from engine.model._order import Order
 from marketplaces._standin import Faults
 from marketplaces.mercadolibre import MercadoLibreConnector
-from marketplaces.mercadolibre._orders import MercadoLibreOrders, cancel_reason
+from marketplaces.mercadolibre._order_channel import MercadoLibreOrders, cancel_reason
 from marketplaces.mercadolibre.standin import MercadoLibreStandin
 
 SECRETS = {"client_id": "5501", "client_secret": "s3cret-value", "refresh_token": "TG-first"}
@@ -129,7 +137,7 @@ def run(
             # Mercado Libre rotated the refresh token: the channel starts from the new one.
             credentials = Credentials({**SECRETS, "refresh_token": standin.refresh_token})
             channel = MercadoLibreOrders(connector, credentials, client, sku_of)
-            channel.backoff = Backoff(attempts=8, base=0.001, cap=0.005)
+            channel.backoff = RetryPolicy(attempts=8, base=0.001, cap=0.005)
             return await scenario(Shop(standin, channel, seed))
 
     return asyncio.run(main())

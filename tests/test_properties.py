@@ -31,10 +31,11 @@ from hypothesis import strategies as st
 
 import engine
 from engine._diagnostics import Diagnostic, DiagnosticSink, Span
-from engine.rules._compiler import CATALOG_NAMES
-from engine.rules._expressions import CompiledExpression, Scope, Source, compile_expression
+from engine.rules._expressions import CompiledExpression, compile_expression
 from engine.rules._functions import FUNCTIONS
 from engine.rules._runtime import Context
+from engine.rules._scopes import CATALOG_NAMES
+from engine.rules._typecheck import Scope, Source
 from engine.rules._types import ANY, NUMBER, STRING, RecordType, record_of, table_of
 from engine.rules._yaml import Node, parse_yaml
 

@@ -25,11 +25,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from engine.connectors import Backoff, OrderCallError
+from engine.connectors import OrderCallError, RetryPolicy
 from engine.jsonio import loads
 from engine.model._order import Address, Buyer, Order, OrderItem
 from marketplaces._standin import Faults
-from marketplaces.vtex._orders import PLACEHOLDER_PHONE, Placed, VtexOrders
+from marketplaces.vtex._order_placement import PLACEHOLDER_PHONE, Placed, VtexOrders
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, OrderRefused, VtexStandin
 from tests.conftest import ROOT, SPECS
 
@@ -37,7 +37,7 @@ T = TypeVar("T")
 CATALOG = ROOT / "examples" / "catalog.jsonl"
 BASE_URL = "https://teststore.vtexcommercestable.com.br"
 PLACE = "/api/fulfillment/pvt/orders"
-FAST = Backoff(attempts=12, base=0.001, cap=0.01)
+FAST = RetryPolicy(attempts=12, base=0.001, cap=0.01)
 HEADERS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
 
 BUYER = Buyer(
@@ -94,7 +94,7 @@ def run(
     wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] = lambda inner: inner,
     affiliate: str = "MLB",
     token: str = SANDBOX_APP_TOKEN,
-    backoff: Backoff = FAST,
+    backoff: RetryPolicy = FAST,
 ) -> T:
     """Run ``scenario`` with a client for the stand-in in process (through ``wrap``)."""
 
@@ -271,7 +271,7 @@ def test_a_placement_that_never_got_an_answer_is_found_by_the_next_run() -> None
         standin,
         lambda vtex: vtex.place(an_order()),
         wrap=lambda t: LoseAnswers(t, "POST", PLACE, times=99),
-        backoff=Backoff(attempts=3, base=0.001, cap=0.01),
+        backoff=RetryPolicy(attempts=3, base=0.001, cap=0.01),
     )
     assert lost.retryable and "did not answer" in str(lost)
     assert standin.orders_placed["2000000001"] == 1  # VTEX has it; the caller could not know
@@ -586,7 +586,7 @@ def test_neither_the_app_token_nor_personal_data_reach_a_message() -> None:
         standin,
         lambda vtex: vtex.place(an_order()),
         wrap=lambda t: Answering(t, placing, 503, echo),
-        backoff=Backoff(attempts=2, base=0.001, cap=0.01),
+        backoff=RetryPolicy(attempts=2, base=0.001, cap=0.01),
     )
     wrong_key = failure(standin, lambda vtex: vtex.get("MLB-1"), token="token-that-is-wrong")
 

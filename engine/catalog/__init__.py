@@ -12,13 +12,14 @@ from engine.model._catalog import (
     Price,
     Product,
     Sku,
+    SourceItem,
     Stock,
     WarehouseStock,
     read_json,
 )
-from engine.rules._compiler import MINOR_UNITS
+from engine.model._currency import MINOR_UNITS
 from engine.rules._coverage import Coverage, catalog_coverage
-from engine.sync._source import FirstSeen, SourceItem
+from engine.sync._source import FirstSeen
 
 __all__ = [
     "MINOR_UNITS",

@@ -8,23 +8,24 @@ a package that subclasses the bases below and declares them as entry points:
   gives the :class:`Call` objects, :meth:`Connector.read_result` reads each answer into a
   :class:`CallResult`). Secrets arrive as :class:`Credentials`, never from rule files.
 - :class:`OrderChannel` (``tradepost.order_channels``): the order-side twin; every request goes
-  through :func:`send`, which retries 429, 5xx and lost connections (honouring
-  :func:`retry_after`) per a :class:`Backoff`, and raises :class:`OrderCallError` for the rest.
+  through :func:`send`, which retries 429, 5xx and lost connections per a :class:`RetryPolicy`,
+  and raises :class:`OrderCallError` for the rest.
 - :class:`Source` (``tradepost.sources``): the catalog a project's ``source.type`` names.
 - stand-ins (``tradepost.standins``): local servers that answer like the marketplace.
 
-Shared pieces every plug-in may use: :class:`Reader` (paced, retried reads for ``state
-rebuild``), :class:`RefreshedToken` (an OAuth access token kept fresh from a refresh token), and
-the read-back comparison helpers. The guarantee: a connector built only from these names keeps
-working when the engine's private modules change.
+Shared pieces every plug-in may use: :class:`RetryPolicy` (the one way a request is retried:
+attempts, backoff with jitter, Retry-After read by :func:`retry_after`, a time budget; sync and
+async), :class:`Reader` (paced, retried reads for ``state rebuild``), :class:`RefreshedToken` (an
+OAuth access token kept fresh from a refresh token), and the read-back comparison helpers. The
+guarantee: a connector built only from these names keeps working when the engine's private
+modules change.
 """
 
 from __future__ import annotations
 
-from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
+from engine.connectors._contract import Call, CallResult, Connector, Credentials
 from engine.connectors._oauth import RefreshedToken, TokenError, json_body
 from engine.connectors._orderchannel import (
-    Backoff,
     BadOrder,
     Fulfilment,
     Invoice,
@@ -48,6 +49,7 @@ from engine.connectors._registry import (
     source,
     standin_class,
 )
+from engine.connectors._retry import RetryPolicy, retry_after
 from engine.connectors._source import RecordStream, Source
 from engine.model._listing import Listing, Reason
 
@@ -57,7 +59,6 @@ __all__ = [
     "ORDER_CHANNELS",
     "SOURCES",
     "STANDINS",
-    "Backoff",
     "BadOrder",
     "Call",
     "CallResult",
@@ -74,6 +75,7 @@ __all__ = [
     "RecordStream",
     "RefreshedToken",
     "RemoteListing",
+    "RetryPolicy",
     "Source",
     "TokenError",
     "Tracking",

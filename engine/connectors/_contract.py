@@ -10,10 +10,8 @@ connector author writes no validation loop.
 
 from __future__ import annotations
 
-import email.utils
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -320,25 +318,6 @@ class Connector:
     ) -> dict[str, CallResult]:
         """Outcomes of accepted-but-unprocessed changes (SKU id -> pending token)."""
         return {sku_id: CallResult(True) for sku_id in pending}
-
-
-def retry_after(response: httpx.Response, cap: float | None = None) -> float | None:
-    """Seconds a Retry-After header asks for: delta-seconds (stand-ins send fractions) or an
-    HTTP date; None when absent or unreadable. ``cap`` bounds what a server may ask for."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = max(0.0, float(value))
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = max(0.0, (when - datetime.now(UTC)).total_seconds())
-    return seconds if cap is None else min(seconds, cap)
 
 
 def _error_text(response: httpx.Response) -> str:

@@ -8,8 +8,9 @@ drives channels; it never speaks a marketplace's dialect itself.
 
 Every call a channel makes goes through :func:`send`, which retries what is
 worth retrying (429, 5xx, timeouts, dropped connections; honouring
-Retry-After) and raises :class:`OrderCallError` for the rest, so each channel
-reads like a list of requests and mappings rather than a retry loop.
+Retry-After) under the channel's :class:`~engine.connectors.RetryPolicy`, and
+raises :class:`OrderCallError` for the rest, so each channel reads like a list
+of requests and mappings rather than a retry loop.
 
 Channels must make their side effects safe to repeat: the state machine
 records an intent before each call and repeats the call after a crash, so a
@@ -19,8 +20,7 @@ marketplace's "already shipped" / "already cancelled" answer is success).
 
 from __future__ import annotations
 
-import asyncio
-import random
+import dataclasses
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 import httpx
 
 from engine._diagnostics import TradepostError
-from engine.connectors._contract import Connector, Credentials, retry_after
+from engine.connectors._contract import Connector, Credentials
+from engine.connectors._retry import RetryPolicy
 from engine.model._order import Order
 
 __all__ = [
@@ -107,13 +108,8 @@ class OrderCallError(TradepostError):
         self.status = status
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """How :func:`send` retries: attempts in all, first delay, the cap on any wait."""
-
-    attempts: int = 5
-    base: float = 0.2
-    cap: float = 10.0
+ORDER_CALLS = RetryPolicy()
+"""How an order call is retried unless its channel says otherwise: 5 tries from 0.2 s, at most 10 s apart."""
 
 
 async def send(
@@ -126,7 +122,7 @@ async def send(
     json: Any = None,
     content: bytes | None = None,
     params: Mapping[str, Any] | None = None,
-    backoff: Backoff = Backoff(),
+    backoff: RetryPolicy = ORDER_CALLS,
     ok: Callable[[httpx.Response], bool] | None = None,
 ) -> httpx.Response:
     """One request with retries for 429, 5xx, timeouts and dropped connections only.
@@ -138,35 +134,31 @@ async def send(
     server's error text, never the request body (it may hold an address).
     """
     accept = ok or (lambda response: 200 <= response.status_code < 300)
-    last = f"{who} did not answer"
-    for attempt in range(backoff.attempts):
-        try:
-            response = await client.request(
-                method, url, headers=headers, json=json, content=content, params=params
-            )
-        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
-            last = f"{who} did not answer {method} {_path(url)} ({type(exc).__name__})"
-            await _sleep(backoff, attempt, None)
-            continue
-        if accept(response):
-            return response
-        status = response.status_code
-        text = _error_text(response)
-        if status == 429 or status >= 500:
-            last = f"{who} answered {status} to {method} {_path(url)}: {text}"
-            await _sleep(backoff, attempt, retry_after(response, backoff.cap))
-            continue
-        raise OrderCallError(
-            f"{who} refused {method} {_path(url)} ({status}): {text}", retryable=False, status=status
+    policy = dataclasses.replace(backoff, exceptions=_LOST)
+
+    async def attempt(n: int) -> httpx.Response:
+        return await client.request(method, url, headers=headers, json=json, content=content, params=params)
+
+    try:
+        response = await policy.run_async(
+            attempt, retry_if=lambda answer: not accept(answer) and policy.retryable(answer)
         )
-    raise OrderCallError(f"{last}; gave up after {backoff.attempts} attempts", retryable=True)
+    except _LOST as exc:
+        last = f"{who} did not answer {method} {_path(url)} ({type(exc).__name__})"
+        raise OrderCallError(f"{last}; gave up after {policy.attempts} attempts", retryable=True) from None
+    if accept(response):
+        return response
+    status, text = response.status_code, _error_text(response)
+    if policy.retryable(response):
+        last = f"{who} answered {status} to {method} {_path(url)}: {text}"
+        raise OrderCallError(f"{last}; gave up after {policy.attempts} attempts", retryable=True)
+    raise OrderCallError(
+        f"{who} refused {method} {_path(url)} ({status}): {text}", retryable=False, status=status
+    )
 
 
-async def _sleep(backoff: Backoff, attempt: int, asked: float | None) -> None:
-    if attempt + 1 >= backoff.attempts:
-        return
-    delay = asked if asked is not None else min(backoff.cap, backoff.base * 2**attempt)
-    await asyncio.sleep(delay * (1 + random.random() * 0.25))
+_LOST = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+"""What an order call retries besides 429 and 5xx: the request may not have arrived."""
 
 
 def _path(url: str) -> str:
@@ -191,7 +183,7 @@ class OrderChannel:
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
 
-    backoff: Backoff = Backoff()
+    backoff: RetryPolicy = ORDER_CALLS
     """How :meth:`request` retries; a channel may match its connector's own patience."""
 
     def __init__(

@@ -11,14 +11,16 @@ writes nothing.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from engine.connectors._contract import _error_text, retry_after
+from engine.connectors._contract import _error_text
 from engine.connectors._readback import ReadBackError
+from engine.connectors._retry import RetryPolicy
 from engine.jsonio import loads
 
 if TYPE_CHECKING:
@@ -29,7 +31,8 @@ class Reader:
     """GET requests for :meth:`Connector.read_back`: authenticated, paced, retried, counted.
 
     A read changes nothing, so every failure that may pass (429, 5xx, a lost connection, a
-    refused token) is retried with backoff, up to ``max_attempts``; anything else raises
+    refused token) is retried under :attr:`policy` (``max_attempts`` tries, a backoff doubling
+    from ``base_delay``, Retry-After honoured up to a minute); anything else raises
     :class:`ReadBackError` naming the request, so a rebuild never records half a marketplace.
     """
 
@@ -48,8 +51,15 @@ class Reader:
         self.client = client
         self.credentials = credentials
         self.interval = 1.0 / (rate or connector.rate_limit)
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
+        self.policy = RetryPolicy(
+            attempts=max_attempts,
+            base=base_delay,
+            cap=math.inf,
+            jitter=(1.0, 1.0),
+            retry_after_mode="floor",
+            retry_after_cap=60.0,
+            exceptions=(httpx.HTTPError,),
+        )
         self.sleep = sleep
         self.requests = 0
         self.unnamed = 0
@@ -63,31 +73,34 @@ class Reader:
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """The JSON answer of ``GET path``; :class:`ReadBackError` when it cannot be had."""
-        error = ""
-        for attempt in range(self.max_attempts):
+
+        async def attempt(n: int) -> httpx.Response:
             headers = await self.headers()
             wait = self._last + self.interval - time.monotonic()
             if wait > 0:
                 await self.sleep(wait)
             self._last = time.monotonic()
             self.requests += 1
-            try:
-                response = await self.client.get(path, params=dict(params or {}), headers=headers)
-            except httpx.HTTPError as exc:
-                error, delay = f"{type(exc).__name__}: {exc}", None
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    try:
-                        return loads(response.content)
-                    except ValueError:
-                        raise ReadBackError(f"GET {path}: the answer is not JSON") from None
-                error, delay = f"{status}: {_error_text(response)}", retry_after(response, cap=60.0)
-                if status == 401 or (status == 403 and attempt == 0):
-                    # A token revoked or expired early (Amazon says so with a 403): fetch another.
-                    self.connector.forget_token()
-                elif status != 429 and status < 500:
-                    raise ReadBackError(f"GET {path} was refused: {error}")
-            if attempt + 1 < self.max_attempts:
-                await self.sleep(max(delay or 0.0, self.base_delay * 2**attempt))
-        raise ReadBackError(f"GET {path} failed {self.max_attempts} times: {error}")
+            response = await self.client.get(path, params=dict(params or {}), headers=headers)
+            status = response.status_code
+            if status == 401 or (status == 403 and n == 0):
+                # A token revoked or expired early (Amazon says so with a 403): fetch another.
+                self.connector.forget_token()
+            elif status < 500 and status != 429 and not 200 <= status < 300:
+                raise ReadBackError(f"GET {path} was refused: {status}: {_error_text(response)}")
+            return response
+
+        attempts = self.policy.attempts
+        try:
+            response = await self.policy.run_async(
+                attempt, retry_if=lambda answer: not 200 <= answer.status_code < 300, sleep=self.sleep
+            )
+        except httpx.HTTPError as exc:
+            raise ReadBackError(f"GET {path} failed {attempts} times: {type(exc).__name__}: {exc}") from None
+        if not 200 <= response.status_code < 300:
+            error = f"{response.status_code}: {_error_text(response)}"
+            raise ReadBackError(f"GET {path} failed {attempts} times: {error}")
+        try:
+            return loads(response.content)
+        except ValueError:
+            raise ReadBackError(f"GET {path}: the answer is not JSON") from None

@@ -4,6 +4,11 @@ The project config names its source by type (``source.type: vtex``); the engine 
 plug-in of that name in the registry and never imports it. A source hands the planner a
 stream of records that says whether it was read to its end (so no delete is planned from a
 half-read catalog) and, for orders, the account and the placement client orders go into.
+
+The whole contract is here, below the layers that use it: the settings a source receives
+(:class:`SourceConfig`, :class:`VtexAccount`: the ``source:`` and ``orders.vtex:`` sections of
+``tradepost.yaml``, which :mod:`engine.project` reads and re-exports) and what the order desk
+needs of its placement (:class:`VtexPlacement`, re-exported by :mod:`engine.orders`).
 """
 
 from __future__ import annotations
@@ -11,14 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import httpx
+from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:
-    from engine.orders._flow import VtexPlacement
-    from engine.project._config import SourceConfig, VtexAccount
-    from engine.sync._source import SourceItem
+from engine.connectors._orderchannel import Fulfilment
+from engine.model._catalog import SourceItem
+from engine.model._order import Order
 
 
 class RecordStream(Protocol):
@@ -60,3 +65,54 @@ class Source:
     def placement(self, client: httpx.AsyncClient, keys: Mapping[str, str], **options: Any) -> VtexPlacement:
         """The client orders are placed in (``options``: affiliate_id, sales_channel)."""
         raise NotImplementedError
+
+
+class VtexAccount(BaseModel):
+    """A VTEX account and where its AppKey and AppToken are (never the secrets themselves)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: str | None = Field(None, description="VTEX account name.")
+    environment: str = Field("vtexcommercestable", description="VTEX environment host part.")
+    base_url: str | None = Field(None, description="Override the VTEX base URL (the sandbox uses this).")
+    app_key_env: str = Field("VTEX_APP_KEY", description="Environment variable holding the AppKey.")
+    app_key_file: str | None = Field(None, description="File holding the AppKey, instead of the variable.")
+    app_token_env: str = Field("VTEX_APP_TOKEN", description="Environment variable holding the AppToken.")
+    app_token_file: str | None = Field(
+        None, description="File holding the AppToken, instead of the variable."
+    )
+
+
+class SourceConfig(VtexAccount):
+    """The catalog source: a file (JSON Lines or a JSON array, optionally gzipped) or the VTEX API."""
+
+    type: Literal["file", "vtex"] = "file"
+    path: str | None = Field(None, description="Catalog file, relative to the config (type: file).")
+
+
+class _Placed(Protocol):
+    @property
+    def vtex_order_id(self) -> str: ...
+    @property
+    def created(self) -> bool: ...
+
+
+class _VtexState(Protocol):
+    @property
+    def status(self) -> str: ...
+    @property
+    def cancelled(self) -> bool: ...
+    @property
+    def cancel_reason(self) -> str | None: ...
+    @property
+    def fulfilments(self) -> tuple[Fulfilment, ...]: ...
+
+
+class VtexPlacement(Protocol):
+    """What the desk needs from VTEX (the ``placement`` of the registered source)."""
+
+    async def simulate(self, order: Order) -> Mapping[str, Any]: ...
+    async def place(self, order: Order) -> _Placed: ...
+    async def authorize_dispatch(self, vtex_order_id: str, marketplace_order_id: str) -> None: ...
+    async def get(self, vtex_order_id: str) -> _VtexState: ...
+    async def cancel(self, vtex_order_id: str, reason: str) -> None: ...

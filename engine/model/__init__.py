@@ -2,8 +2,8 @@
 
 A catalog record (:class:`CatalogRecord`: product, SKU, price, stock) is what a source yields;
 a :class:`Listing` is what the plan computes for one SKU on one marketplace; an :class:`Order`
-is what an order channel reads. Money is ``Decimal`` throughout. Nothing here imports another
-layer of the engine.
+is what an order channel reads. Money is ``Decimal`` throughout, in places of its currency's
+minor unit (:data:`MINOR_UNITS`). Nothing here imports another layer of the engine.
 """
 
 from __future__ import annotations
@@ -16,13 +16,16 @@ from engine.model._catalog import (
     Price,
     Product,
     Sku,
+    SourceItem,
     Stock,
     WarehouseStock,
 )
+from engine.model._currency import MINOR_UNITS, minor_unit_places
 from engine.model._listing import STANDARD_FIELDS, Listing, Outcome, Reason
 from engine.model._order import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
 
 __all__ = [
+    "MINOR_UNITS",
     "STANDARD_FIELDS",
     "Address",
     "Buyer",
@@ -40,6 +43,8 @@ __all__ = [
     "Product",
     "Reason",
     "Sku",
+    "SourceItem",
     "Stock",
     "WarehouseStock",
+    "minor_unit_places",
 ]

@@ -30,7 +30,7 @@ import sys
 from array import array
 from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -646,6 +646,10 @@ class CatalogRecord(_Model):
         except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
             raise MalformedRecord(None, [("", f"not valid JSON: {error}")], line) from None
         return cls.parse(data, line=line)
+
+
+SourceItem: TypeAlias = CatalogRecord | MalformedRecord
+"""What a source yields: a record, or the reason one could not be read."""
 
 
 def _sku_id_of(data: object) -> str | None:

@@ -67,7 +67,7 @@ from engine.rules._runtime import Context
 
 if TYPE_CHECKING:
     from engine.model._catalog import CatalogRecord
-    from engine.rules._compiler import CompiledRules, DivergenceRule
+    from engine.rules._compiled import CompiledRules, DivergenceRule
     from engine.sync._evaluate import SkuEvaluator
 
 __all__ = ["Decision", "Finding", "Verdict", "decide", "prices_from_rules"]

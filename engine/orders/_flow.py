@@ -30,15 +30,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 from engine import failpoints as _failpoints
 from engine._diagnostics import TradepostError
 from engine.connectors._orderchannel import BadOrder, Fulfilment, OrderCallError, OrderChannel
+from engine.connectors._source import VtexPlacement
 from engine.model._order import Order
 from engine.orders._divergence import Decision, decide
 from engine.orders._store import OPEN, OrderState, OrderStore, StoredOrder
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
 
 __all__ = [
     "OrderDesk",
@@ -62,34 +63,6 @@ EXIT_PARTIAL = 3
 
 class OrderError(TradepostError):
     """An order command cannot run (unknown order, a state that does not allow the action)."""
-
-
-class _Placed(Protocol):
-    @property
-    def vtex_order_id(self) -> str: ...
-    @property
-    def created(self) -> bool: ...
-
-
-class _VtexState(Protocol):
-    @property
-    def status(self) -> str: ...
-    @property
-    def cancelled(self) -> bool: ...
-    @property
-    def cancel_reason(self) -> str | None: ...
-    @property
-    def fulfilments(self) -> tuple[Fulfilment, ...]: ...
-
-
-class VtexPlacement(Protocol):
-    """What the desk needs from VTEX (the ``placement`` of the registered source)."""
-
-    async def simulate(self, order: Order) -> Mapping[str, Any]: ...
-    async def place(self, order: Order) -> _Placed: ...
-    async def authorize_dispatch(self, vtex_order_id: str, marketplace_order_id: str) -> None: ...
-    async def get(self, vtex_order_id: str) -> _VtexState: ...
-    async def cancel(self, vtex_order_id: str, reason: str) -> None: ...
 
 
 @dataclass

@@ -16,8 +16,8 @@ from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import RecordStream
 from engine.model._catalog import MalformedRecord
 from engine.project._config import ConfigError, Project
-from engine.rules._check import compile_rules
-from engine.rules._compiler import CompiledRules
+from engine.project._rulecheck import compile_rules
+from engine.rules._compiled import CompiledRules
 from engine.state._store import StateStore
 from engine.sync._plan import Planner
 from engine.sync._source import FileSource, SourceItem

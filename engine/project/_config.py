@@ -12,11 +12,12 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine._diagnostics import DiagnosticSink, RuleError, TradepostError
+from engine.connectors._source import SourceConfig as SourceConfig
+from engine.connectors._source import VtexAccount as VtexAccount
 from engine.rules._rulefile import _pydantic_to_diagnostics
 from engine.rules._yaml import read_yaml
 from engine.sync._deletes import DEFAULT_MAX_DELETE_SHARE, parse_share
@@ -26,27 +27,6 @@ CONFIG_NAMES = ("tradepost.yaml", "tradepost.yml")
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class VtexAccount(_Strict):
-    """A VTEX account and where its AppKey and AppToken are (never the secrets themselves)."""
-
-    account: str | None = Field(None, description="VTEX account name.")
-    environment: str = Field("vtexcommercestable", description="VTEX environment host part.")
-    base_url: str | None = Field(None, description="Override the VTEX base URL (the sandbox uses this).")
-    app_key_env: str = Field("VTEX_APP_KEY", description="Environment variable holding the AppKey.")
-    app_key_file: str | None = Field(None, description="File holding the AppKey, instead of the variable.")
-    app_token_env: str = Field("VTEX_APP_TOKEN", description="Environment variable holding the AppToken.")
-    app_token_file: str | None = Field(
-        None, description="File holding the AppToken, instead of the variable."
-    )
-
-
-class SourceConfig(VtexAccount):
-    """The catalog source: a file (JSON Lines or a JSON array, optionally gzipped) or the VTEX API."""
-
-    type: Literal["file", "vtex"] = "file"
-    path: str | None = Field(None, description="Catalog file, relative to the config (type: file).")
 
 
 class OrdersConfig(_Strict):

@@ -1,20 +1,23 @@
 """The entry points for rule files: check them (report everything) or compile them (or raise).
 
 `tradepost check` and the Python API share this code, so what the CLI reports
-is exactly what a scheduler run would refuse.
+is exactly what a scheduler run would refuse. The rule language knows no plug-in: the
+marketplaces a file may name come from the caller (``marketplaces``, the installed
+connectors when :mod:`engine.project` or the public ``engine.check_rules`` calls); without
+them the name is left unchecked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 from engine._diagnostics import Diagnostic, DiagnosticSink, RuleError, Span, split_lines
-from engine.rules._compiler import CompiledRules, compile_loaded
+from engine.rules._compiled import CompiledRules
 from engine.rules._expressions import constant_value
-from engine.rules._rulefile import load_rules as _load
+from engine.rules._passes import RuleUnit, run_passes
 
 
 @dataclass
@@ -34,17 +37,19 @@ class CheckResult:
         return not self.errors
 
 
-def check_rules(path: str | Path) -> CheckResult:
-    """Load and compile one rule file, collecting every diagnostic instead of stopping at the first."""
+def check_rules(path: str | Path, marketplaces: Collection[str] | None = None) -> CheckResult:
+    """Load and compile one rule file, collecting every diagnostic instead of stopping at the first.
+
+    ``marketplaces``: the names ``marketplace:`` may take; None leaves it unchecked.
+    """
     sink = DiagnosticSink()
-    loaded = _load(path, sink)
-    compiled = compile_loaded(loaded, sink) if loaded is not None else None
-    return CheckResult(str(path), sink.sorted(), compiled if not sink.errors else None)
+    unit = run_passes(RuleUnit(Path(path), marketplaces), sink)
+    return CheckResult(str(path), sink.sorted(), unit.compiled if not sink.errors else None)
 
 
-def check_all(paths: Iterable[str | Path]) -> list[CheckResult]:
+def check_all(paths: Iterable[str | Path], marketplaces: Collection[str] | None = None) -> list[CheckResult]:
     """Check several rule files, then what only shows across them (stock shared beyond 100%)."""
-    results = [check_rules(p) for p in paths]
+    results = [check_rules(p, marketplaces) for p in paths]
     _check_stock_shares(results)
     return results
 
@@ -101,9 +106,9 @@ def _source_line(span: Span) -> str | None:
     return lines[span.line - 1] if 0 < span.line <= len(lines) else None
 
 
-def compile_rules(path: str | Path) -> CompiledRules:
+def compile_rules(path: str | Path, marketplaces: Collection[str] | None = None) -> CompiledRules:
     """Compile a rule file for running; raises :class:`RuleError` with all diagnostics if it has errors."""
-    result = check_rules(path)
+    result = check_rules(path, marketplaces)
     if result.compiled is None:
         raise RuleError(result.errors or result.diagnostics)
     result.compiled.warnings = [d for d in result.diagnostics if d.severity == "warning"]

@@ -1,34 +1,39 @@
 """Compile a loaded rule file, section by section, into callables ready to run.
 
-Each section gets the scope of names it may read (``listing`` is not built
-yet when ``select`` runs; ``order`` exists only for divergence rules) and the
-type its result must have. Figures that are constants (``share: 60%``) are
-range-checked here, so a share of 160% fails `tradepost check`, not a run.
+One function per section; each gives its expressions the scope of names they may read
+(:mod:`engine.rules._scopes`: ``listing`` is not built yet when ``select`` runs, ``order``
+exists only for divergence rules) and the type their result must have. Figures that are
+constants (``share: 60%``) are range-checked here, so a share of 160% fails `tradepost check`,
+not a run. Every section is compiled even after an error in another, so one run reports them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import Any
 
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
-from engine.model._catalog import Price, Product, Sku, Stock
-from engine.model._order import Order, OrderItem
+from engine.model._currency import minor_unit_places
 from engine.rules import _ast as A
-from engine.rules._expressions import (
-    CompiledExpression,
-    Scope,
-    Source,
-    compile_expression,
-    constant_value,
-    source_of,
+from engine.rules._compiled import (
+    CategoryChoice,
+    CategoryMap,
+    CompiledRules,
+    ContentField,
+    DivergenceRule,
+    DivergenceRules,
+    PriceRule,
+    RequireRule,
+    StockRule,
+    Variations,
 )
+from engine.rules._expressions import CompiledExpression, compile_expression, constant_value, parse
 from engine.rules._functions import FUNCTIONS
-from engine.rules._rulefile import LoadedRules, RuleFile, Table
-from engine.rules._runtime import Context
+from engine.rules._rulefile import LoadedRules
+from engine.rules._scopes import names_in
 from engine.rules._templates import CompiledTemplate, TemplateCompiler, is_template
+from engine.rules._typecheck import Scope, Source, source_of
 from engine.rules._types import (
     ANY,
     BOOL,
@@ -36,177 +41,17 @@ from engine.rules._types import (
     STRING,
     RecordType,
     Type,
-    list_of,
-    record_from_model,
     record_of,
     table_of,
     unify,
 )
 from engine.rules._yaml import Node
 
-MINOR_UNITS: dict[str, int] = {"BHD": 3, "CLP": 0, "COP": 2, "JPY": 0, "KRW": 0, "KWD": 3, "PYG": 0, "VND": 0}
-"""Decimal places of a currency's minor unit where it is not 2 (ISO 4217)."""
-
-CATALOG_NAMES: dict[str, Type] = {
-    "product": record_of(record_from_model(Product)),
-    "sku": record_of(record_from_model(Sku)),
-    "price": record_of(record_from_model(Price)),
-    "stock": record_of(record_from_model(Stock)),
-}
-_ORDER_ONLY = "'{name}' exists only in divergence rules, where an order is being checked"
-_NO_CATALOG = (
-    "'{name}' is not available in divergence rules: an order is checked against the price the rules "
-    "give its SKUs, not against one catalog record; read the order through 'order' and 'item'"
-)
-_PERSONAL = ("buyer", "shipping_address")
-"""Order fields rules never see: a rule file cannot read, compare or echo a buyer's personal data."""
-
-
-def _order_names() -> dict[str, Type]:
-    """The typed ``order`` and ``item`` of divergence rules: the canonical order minus personal data."""
-    item_model = record_from_model(OrderItem)
-    item = RecordType(
-        "item",
-        {**item_model.fields, "line_value": NUMBER},
-        {**item_model.docs, "line_value": "unit_price * quantity"},
-        OrderItem,
-    )
-    order_model = record_from_model(Order)
-    fields = {name: t for name, t in order_model.fields.items() if name not in _PERSONAL}
-    docs = {name: d for name, d in order_model.docs.items() if name not in _PERSONAL}
-    fields["items"] = list_of(record_of(item))
-    fields["items_value"] = NUMBER
-    docs["items_value"] = "sum of unit_price * quantity over the items, shipping excluded"
-    fields["shipping_country"] = STRING.or_null()
-    docs["shipping_country"] = "the delivery country (ISO code), or null when the marketplace ships"
-    return {
-        "order": record_of(RecordType("order", fields, docs, Order)),
-        "item": record_of(item, nullable=True),
-    }
-
-
-ORDER_NAMES = _order_names()
-
-
-@dataclass
-class ContentField:
-    """One listing field: a literal, an expression (``=...``) or a template (``{{ }}``)."""
-
-    path: tuple[str, ...]
-    kind: str
-    span: Span
-    value: Any = None
-    compiled: CompiledExpression | CompiledTemplate | None = None
-    children: dict[str, ContentField] | list[ContentField] | None = None
-    type: Type = ANY
-
-    def evaluate(self, ctx: Context) -> Any:
-        if self.kind == "literal":
-            return self.value
-        if self.kind == "mapping":
-            assert isinstance(self.children, dict)
-            return {key: child.evaluate(ctx) for key, child in self.children.items()}
-        if self.kind == "list":
-            assert isinstance(self.children, list)
-            return [child.evaluate(ctx) for child in self.children]
-        assert self.compiled is not None
-        return self.compiled(ctx)
-
-
-@dataclass
-class CategoryChoice:
-    category: str
-    span: Span
-    when: CompiledExpression | None = None
-
-
-@dataclass
-class CategoryMap:
-    """VTEX category path -> marketplace category; the most specific mapped path wins."""
-
-    entries: dict[tuple[str, ...], list[CategoryChoice]] = field(default_factory=dict)
-
-    def resolve(self, path: tuple[str, ...] | list[str], ctx: Context) -> CategoryChoice | None:
-        parts = tuple(path)
-        for length in range(len(parts), 0, -1):
-            for choice in self.entries.get(parts[:length], ()):
-                if choice.when is None or choice.when(ctx) is True:
-                    return choice
-        return None
-
-
-@dataclass
-class PriceRule:
-    value: CompiledExpression
-    round: CompiledExpression | None
-    min: CompiledExpression | None
-    max: CompiledExpression | None
-    sale: CompiledExpression | None
-    currency: str
-    places: int
-
-
-@dataclass
-class StockRule:
-    warehouses: tuple[str, ...] | None
-    safety: CompiledExpression
-    share: CompiledExpression
-    max: CompiledExpression | None
-    span: Span
-
-
-@dataclass
-class RequireRule:
-    check: CompiledExpression
-    message: CompiledTemplate | str | None
-
-
-@dataclass
-class DivergenceRule:
-    when: CompiledExpression
-    decision: str
-    reason: str | None
-
-
-@dataclass
-class DivergenceRules:
-    approve_within: CompiledExpression
-    hold_within: CompiledExpression
-    min_order_value: CompiledExpression | None
-    max_order_value: CompiledExpression | None
-    rules: list[DivergenceRule]
-
-
-@dataclass
-class Variations:
-    group_by: CompiledExpression
-    axes: tuple[str, ...]
-
-
-@dataclass
-class CompiledRules:
-    """A rule file compiled: every expression and template a callable, every figure checked."""
-
-    file: str
-    rules: RuleFile
-    tables: dict[str, Table]
-    select: list[CompiledExpression]
-    categories: CategoryMap
-    listing: dict[str, ContentField]
-    variations: Variations | None
-    price: PriceRule
-    stock: StockRule
-    require: list[RequireRule]
-    divergence: DivergenceRules | None
-    categories_span: Span | None = None
-    warnings: list[Any] = field(default_factory=list)
-
-    @property
-    def marketplace(self) -> str:
-        return self.rules.marketplace
-
 
 class _SectionCompiler:
+    """What every section's compiler shares: the file's tables, its sink, and how a field becomes
+    an expression, a checked figure or listing content."""
+
     def __init__(self, loaded: LoadedRules, sink: DiagnosticSink) -> None:
         self.loaded = loaded
         self.sink = sink
@@ -218,20 +63,7 @@ class _SectionCompiler:
         self.templates = TemplateCompiler(self.table_values)
 
     def scope(self, where: str, extra: Mapping[str, Type] | None = None, order: bool = False) -> Scope:
-        names: dict[str, Type] = dict(CATALOG_NAMES)
-        unavailable: dict[str, str] = {}
-        if extra:
-            names.update(extra)
-        if "listing" not in names:
-            unavailable["listing"] = f"'listing' is not built yet {where}; it can be read from 'price' on"
-        if order:
-            for name in CATALOG_NAMES:
-                names.pop(name, None)
-                unavailable[name] = _NO_CATALOG.format(name=name)
-            names = {**ORDER_NAMES, **names}
-        else:
-            for name in ("order", "item"):
-                unavailable[name] = _ORDER_ONLY.format(name=name)
+        names, unavailable = names_in(where, extra, order)
         return Scope(where, names, self.table_types, unavailable, self.table_values)
 
     def expr(
@@ -334,147 +166,35 @@ def _listing_record(children: Mapping[str, ContentField], path: tuple[str, ...])
     return record_of(RecordType(name, fields))
 
 
-def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules | None:
-    """The compile passes over every section; None when any error was reported to ``sink``."""
+def compile_loaded(
+    loaded: LoadedRules, sink: DiagnosticSink, marketplaces: Collection[str] | None = None
+) -> CompiledRules | None:
+    """The compile passes over every section; None when any error was reported to ``sink``.
+
+    ``marketplaces`` are the names a rule file's ``marketplace:`` may take (the installed
+    connectors, which the caller looks up: the rule language knows no plug-in); None leaves
+    the name unchecked.
+    """
     c = _SectionCompiler(loaded, sink)
     root = loaded.root
     errors_before = len(sink.errors)
-
-    marketplace = root.get("marketplace")
-    if marketplace is not None and marketplace.is_scalar and isinstance(marketplace.value, str):
-        from engine.connectors._registry import available_connectors
-
-        connectors = available_connectors()
-        if marketplace.value not in connectors:
-            guess = did_you_mean(marketplace.value, connectors)
-            sink.error(
-                "TP115",
-                f"no connector named '{marketplace.value}'",
-                marketplace.span,
-                hint=f"did you mean '{guess}'?" if guess else f"installed: {', '.join(sorted(connectors))}",
-            )
-
-    select_scope = c.scope("in select")
-    select = [
-        e
-        for n in _items(root.get("select"))
-        if (e := c.expr(n, select_scope, BOOL, "a select condition")) is not None
-    ]
-
-    categories = CategoryMap()
-    category_scope = c.scope("in a category condition")
-    for key, node in _mapping(root.get("categories")):
-        parts = tuple(part.strip() for part in key.split("/"))
-        if not all(parts):
-            sink.error(
-                "TP341",
-                f"category path '{key}' has an empty part",
-                node.key_span or node.span,
-                hint="write paths like Apparel/Shoes/Sneakers, without leading or doubled '/'",
-            )
-            continue
-        choices: list[CategoryChoice] = []
-        if node.is_sequence:
-            for item in node.value:
-                category_node = item.get("category")
-                if category_node is None:
-                    continue
-                when = c.expr(item.get("when"), category_scope, BOOL, "a category 'when'")
-                choices.append(CategoryChoice(category_node.text, category_node.span, when))
-        else:
-            choices.append(CategoryChoice(node.text, node.span))
-        categories.entries[parts] = choices
-
-    listing_scope = c.scope("in listing", {"category": STRING})
-    listing_node = root.get("listing")
-    listing = {key: c.content(node, (key,), listing_scope) for key, node in _mapping(listing_node)}
+    if marketplaces is not None:
+        _check_marketplace(root.get("marketplace"), marketplaces, sink)
+    select = _compile_select(c, root.get("select"))
+    categories = _compile_categories(c, root.get("categories"))
+    listing = {
+        key: c.content(node, (key,), c.scope("in listing", {"category": STRING}))
+        for key, node in _mapping(root.get("listing"))
+    }
     listing_type = _listing_record(listing, ())
-
-    variations = None
-    vnode = root.get("variations")
-    if vnode is not None and vnode.is_mapping:
-        vscope = c.scope("in variations", {"listing": listing_type})
-        group_node = vnode.get("group_by")
-        group_by = (
-            c.expr(group_node, vscope, None, "variations.group_by")
-            if group_node
-            else c.default_expr("product.id", vnode.span, vscope)
-        )
-        attributes = listing.get("attributes")
-        attribute_names = (
-            list(attributes.children) if attributes and isinstance(attributes.children, dict) else []
-        )
-        known = set(attribute_names) | set(listing)
-        axes = _items(vnode.get("axes"))
-        for axis_node in axes:
-            if axis_node.text not in known:
-                guess = did_you_mean(axis_node.text, attribute_names or list(listing))
-                sink.error(
-                    "TP340",
-                    f"variation axis '{axis_node.text}' is not a listing attribute",
-                    axis_node.span,
-                    hint=f"did you mean '{guess}'?" if guess else "declare it under listing.attributes",
-                )
-        if group_by is not None:
-            variations = Variations(group_by, tuple(a.text for a in axes))
-
-    price_scope = c.scope("in price", {"listing": listing_type})
-    pnode = root.get("price") or Node({}, root.span)
-    value = c.expr(pnode.get("value"), price_scope, NUMBER, "price.value")
-    currency = root.get("currency")
-    currency_code = currency.text if currency is not None else ""
-    places = MINOR_UNITS.get(currency_code, 2)
-    round_expr = _compile_round(c, pnode.get("round"), price_scope, places)
-    price_min = c.figure(pnode.get("min"), price_scope, "price.min", Decimal(0))
-    price_max = c.figure(pnode.get("max"), price_scope, "price.max", Decimal(0))
-    sale = c.expr(pnode.get("sale"), price_scope, NUMBER, "price.sale")
-
-    snode = root.get("stock")
-    if snode is None or not snode.is_mapping:
-        snode = Node({}, root.span)
-    stock_scope = c.scope("in stock", {"listing": listing_type})
-    safety = (
-        c.figure(snode.get("safety"), stock_scope, "stock.safety", Decimal(0))
-        if snode.get("safety")
-        else c.default_expr("0", snode.span, stock_scope)
-    )
-    share = (
-        c.figure(snode.get("share"), stock_scope, "stock.share", Decimal(0), Decimal(1), True)
-        if snode.get("share")
-        else c.default_expr("1", snode.span, stock_scope)
-    )
-    stock_max = c.figure(snode.get("max"), stock_scope, "stock.max", Decimal(0))
-    warehouses_node = snode.get("warehouses")
-    warehouses = tuple(w.text for w in _items(warehouses_node)) if warehouses_node is not None else None
-
-    require_listing = _listing_record(listing, ())
-    assert require_listing.record is not None
-    require_listing.record.fields.update(
-        {"category": STRING, "price": NUMBER, "sale_price": NUMBER.or_null(), "quantity": NUMBER}
-    )
-    require_scope = c.scope("in require", {"listing": require_listing})
-    require: list[RequireRule] = []
-    for item in _items(root.get("require")):
-        if not item.is_mapping:
-            continue
-        check = c.expr(item.get("check"), require_scope, BOOL, "a require check")
-        message_node = item.get("message")
-        message: CompiledTemplate | str | None = None
-        if message_node is not None and is_template(message_node.text):
-            message = c.templates.compile(Source(message_node, message_node.text), require_scope, sink)
-        elif message_node is not None:
-            message = message_node.text
-        if check is not None:
-            require.append(RequireRule(check, message))
-
+    variations = _compile_variations(c, root.get("variations"), listing, listing_type)
+    price = _compile_price(c, root, listing_type)
+    stock = _compile_stock(c, root.get("stock") or Node({}, root.span), listing_type)
+    require = _compile_require(c, root.get("require"), listing)
     divergence = _compile_divergence(c, root.get("divergence"))
-
-    _check_price_bounds(sink, price_min, price_max)
     rules = loaded.rules
-    if rules is None or len(sink.errors) > errors_before or value is None or safety is None or share is None:
+    if rules is None or len(sink.errors) > errors_before or price is None or stock is None:
         return None
-    price = PriceRule(value, round_expr, price_min, price_max, sale, currency_code, places)
-    stock = StockRule(warehouses, safety, share, stock_max, snode.span)
     categories_node = root.get("categories")
     categories_span = (categories_node.key_span or categories_node.span) if categories_node else None
     return CompiledRules(
@@ -491,6 +211,149 @@ def compile_loaded(loaded: LoadedRules, sink: DiagnosticSink) -> CompiledRules |
         divergence,
         categories_span,
     )
+
+
+def _check_marketplace(node: Node | None, marketplaces: Collection[str], sink: DiagnosticSink) -> None:
+    """``marketplace: amazn`` names no connector among ``marketplaces`` (TP115)."""
+    if node is None or not node.is_scalar or not isinstance(node.value, str) or node.value in marketplaces:
+        return
+    guess = did_you_mean(node.value, marketplaces)
+    sink.error(
+        "TP115",
+        f"no connector named '{node.value}'",
+        node.span,
+        hint=f"did you mean '{guess}'?" if guess else f"installed: {', '.join(sorted(marketplaces))}",
+    )
+
+
+def _compile_select(c: _SectionCompiler, node: Node | None) -> list[CompiledExpression]:
+    scope = c.scope("in select")
+    return [e for n in _items(node) if (e := c.expr(n, scope, BOOL, "a select condition")) is not None]
+
+
+def _compile_categories(c: _SectionCompiler, node: Node | None) -> CategoryMap:
+    """``Apparel/Shoes: ML1234`` or a list of ``{category, when}`` choices, per VTEX path."""
+    categories = CategoryMap()
+    scope = c.scope("in a category condition")
+    for key, choices_node in _mapping(node):
+        parts = tuple(part.strip() for part in key.split("/"))
+        if not all(parts):
+            c.sink.error(
+                "TP341",
+                f"category path '{key}' has an empty part",
+                choices_node.key_span or choices_node.span,
+                hint="write paths like Apparel/Shoes/Sneakers, without leading or doubled '/'",
+            )
+            continue
+        if not choices_node.is_sequence:
+            categories.entries[parts] = [CategoryChoice(choices_node.text, choices_node.span)]
+            continue
+        choices: list[CategoryChoice] = []
+        for item in choices_node.value:
+            category_node = item.get("category")
+            if category_node is not None:
+                when = c.expr(item.get("when"), scope, BOOL, "a category 'when'")
+                choices.append(CategoryChoice(category_node.text, category_node.span, when))
+        categories.entries[parts] = choices
+    return categories
+
+
+def _compile_variations(
+    c: _SectionCompiler, node: Node | None, listing: Mapping[str, ContentField], listing_type: Type
+) -> Variations | None:
+    """How SKUs group into one listing (``group_by``, product id by default) and vary (``axes``)."""
+    if node is None or not node.is_mapping:
+        return None
+    scope = c.scope("in variations", {"listing": listing_type})
+    group_node = node.get("group_by")
+    group_by = (
+        c.expr(group_node, scope, None, "variations.group_by")
+        if group_node
+        else c.default_expr("product.id", node.span, scope)
+    )
+    attributes = listing.get("attributes")
+    attribute_names = (
+        list(attributes.children) if attributes and isinstance(attributes.children, dict) else []
+    )
+    known = set(attribute_names) | set(listing)
+    axes = _items(node.get("axes"))
+    for axis_node in axes:
+        if axis_node.text not in known:
+            guess = did_you_mean(axis_node.text, attribute_names or list(listing))
+            c.sink.error(
+                "TP340",
+                f"variation axis '{axis_node.text}' is not a listing attribute",
+                axis_node.span,
+                hint=f"did you mean '{guess}'?" if guess else "declare it under listing.attributes",
+            )
+    return Variations(group_by, tuple(a.text for a in axes)) if group_by is not None else None
+
+
+def _compile_price(c: _SectionCompiler, root: Node, listing_type: Type) -> PriceRule | None:
+    """The price, rounded in the places of the file's currency; None when ``price.value`` is wrong."""
+    scope = c.scope("in price", {"listing": listing_type})
+    node = root.get("price") or Node({}, root.span)
+    value = c.expr(node.get("value"), scope, NUMBER, "price.value")
+    currency = root.get("currency")
+    currency_code = currency.text if currency is not None else ""
+    places = minor_unit_places(currency_code)
+    round_expr = _compile_round(c, node.get("round"), scope, places)
+    low = c.figure(node.get("min"), scope, "price.min", Decimal(0))
+    high = c.figure(node.get("max"), scope, "price.max", Decimal(0))
+    sale = c.expr(node.get("sale"), scope, NUMBER, "price.sale")
+    _check_price_bounds(c.sink, low, high)
+    if value is None:
+        return None
+    return PriceRule(value, round_expr, low, high, sale, currency_code, places)
+
+
+def _compile_stock(c: _SectionCompiler, node: Node, listing_type: Type) -> StockRule | None:
+    """The quantity offered: safety stock kept back, a share of the rest, a cap, from some warehouses."""
+    if not node.is_mapping:
+        node = Node({}, node.span)
+    scope = c.scope("in stock", {"listing": listing_type})
+    safety = (
+        c.figure(node.get("safety"), scope, "stock.safety", Decimal(0))
+        if node.get("safety")
+        else c.default_expr("0", node.span, scope)
+    )
+    share = (
+        c.figure(node.get("share"), scope, "stock.share", Decimal(0), Decimal(1), True)
+        if node.get("share")
+        else c.default_expr("1", node.span, scope)
+    )
+    cap = c.figure(node.get("max"), scope, "stock.max", Decimal(0))
+    warehouses_node = node.get("warehouses")
+    warehouses = tuple(w.text for w in _items(warehouses_node)) if warehouses_node is not None else None
+    if safety is None or share is None:
+        return None
+    return StockRule(warehouses, safety, share, cap, node.span)
+
+
+def _compile_require(
+    c: _SectionCompiler, node: Node | None, listing: Mapping[str, ContentField]
+) -> list[RequireRule]:
+    """Checks on the finished listing, which by now has its category, price and quantity."""
+    require_listing = _listing_record(listing, ())
+    assert require_listing.record is not None
+    require_listing.record.fields.update(
+        {"category": STRING, "price": NUMBER, "sale_price": NUMBER.or_null(), "quantity": NUMBER}
+    )
+    scope = c.scope("in require", {"listing": require_listing})
+    require: list[RequireRule] = []
+    for item in _items(node):
+        if not item.is_mapping:
+            continue
+        check = c.expr(item.get("check"), scope, BOOL, "a require check")
+        message_node = item.get("message")
+        message: CompiledTemplate | str | None = None
+        if message_node is not None and is_template(message_node.text):
+            message = c.templates.compile(Source(message_node, message_node.text), scope, c.sink)
+        elif message_node is not None:
+            message = message_node.text
+        if check is not None:
+            require.append(RequireRule(check, message))
+    return require
 
 
 def _check_price_bounds(
@@ -510,15 +373,8 @@ def _compile_round(
     if node is None:
         return None
     source = source_of(node)
-    try:
-        tree = A.parse_expression(source.text)
-    except A.SyntaxProblem as problem:
-        if problem.message == "empty expression":
-            c.sink.error("TP202", problem.message, node.span, problem.hint)
-        else:
-            c.sink.error(
-                problem.code, problem.message, source.span(problem.offset, problem.end), problem.hint
-            )
+    tree = parse(source, c.sink)
+    if tree is None:
         return None
     if isinstance(tree, A.Literal) and isinstance(tree.value, Decimal):
         tree = A.Call(tree.start, tree.end, "round", [tree], tree.start)

@@ -17,9 +17,10 @@ from typing import Any
 
 from engine._diagnostics import EvaluationError, Span
 from engine.model._catalog import CatalogRecord, MalformedRecord
-from engine.rules._compiler import CompiledRules, ContentField
-from engine.rules._expressions import CompiledExpression, LookupSite
+from engine.rules._compiled import CompiledRules, ContentField
+from engine.rules._expressions import CompiledExpression
 from engine.rules._runtime import Context
+from engine.rules._typecheck import LookupSite
 
 
 @dataclass

@@ -365,7 +365,12 @@ def load_rules(path: str | Path, sink: DiagnosticSink | None = None) -> LoadedRu
     caller reports ``sink``'s diagnostics.
     """
     sink = sink if sink is not None else DiagnosticSink()
-    path = Path(path)
+    root = read_rule_file(Path(path), sink)
+    return loaded_from(Path(path), root, sink) if root is not None else None
+
+
+def read_rule_file(path: Path, sink: DiagnosticSink) -> Node | None:
+    """The located tree of the rule file at ``path``; None when it is not there or not a mapping."""
     root = _read(Path(_display(path)), sink, None)
     if root is None:
         return None
@@ -374,6 +379,15 @@ def load_rules(path: str | Path, sink: DiagnosticSink | None = None) -> LoadedRu
             "TP102", "a rule file must be a mapping of sections (marketplace:, price:, ...)", root.span
         )
         return None
+    return root
+
+
+def loaded_from(path: Path, root: Node, sink: DiagnosticSink) -> LoadedRules:
+    """The rule file read at ``path`` with its includes' tables, its shape checked, its tables merged.
+
+    ``rules`` is None when the shape is wrong (reported to ``sink``); the tree is kept, so the
+    compiler still reports the expressions' mistakes in the same run.
+    """
     tables: dict[str, Table] = {}
     _load_includes(path.resolve(), root, sink, tables, [path.resolve()])
     rules: RuleFile | None = None

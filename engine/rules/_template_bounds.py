@@ -25,7 +25,6 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
 from engine._diagnostics import DiagnosticSink, EvaluationError
-from engine.rules._expressions import Source
 from engine.rules._functions import FUNCTIONS
 from engine.rules._limits import (
     MAX_DIGITS,
@@ -40,6 +39,7 @@ from engine.rules._limits import (
     text_fits,
     whole_digits,
 )
+from engine.rules._typecheck import Source
 
 JINJA_FILTERS_KEPT = ("capitalize", "count", "d", "default", "first", "join", "last", "length", "select")
 """jinja2's own filters a template may use besides the rule-language functions; all are bounded."""

@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine.rules import _ast as A
-from engine.rules._expressions import LookupSite, Scope, Source, compile_expression
+from engine.rules._expressions import compile_expression
 from engine.rules._functions import FUNCTIONS, NOT_LITERAL
 from engine.rules._limits import MAX_TEMPLATE_DEPTH, LimitExceeded, armed, budget
 from engine.rules._runtime import Context
@@ -55,6 +55,7 @@ from engine.rules._template_bounds import (
     tilde,
     within_bounds,
 )
+from engine.rules._typecheck import LookupSite, Scope, Source
 from engine.rules._types import ANY, STRING, Type
 
 _TEMPLATE_MARK = re.compile(r"\{\{|\{%")

@@ -16,7 +16,7 @@ from engine._diagnostics import EvaluationError, Span
 from engine.connectors._contract import Connector
 from engine.model._catalog import CatalogRecord
 from engine.model._listing import Listing, Outcome, Reason
-from engine.rules._compiler import CompiledRules, ContentField
+from engine.rules._compiled import CompiledRules, ContentField
 from engine.rules._expressions import CompiledExpression
 from engine.rules._limits import arm, disarm
 from engine.rules._runtime import Context

@@ -5,9 +5,9 @@ holds (``engine.sync._planfile.change_record``), built by the same planner. What
 
 * a token bucket at the connector's declared rate and bounded concurrency, so a run
   stays under the marketplace's limit instead of bouncing off it;
-* retries with exponential backoff and jitter that honour Retry-After, for 429, 5xx
-  and transport failures only: a 4xx means the request is wrong and resending it
-  cannot help;
+* retries under a :class:`~engine.connectors.RetryPolicy` (exponential backoff and jitter
+  that honour Retry-After), for what the connector reads as retryable (429, 5xx) and transport
+  failures only: a 4xx means the request is wrong and resending it cannot help;
 * before every call that is not safe to repeat (Mercado Libre's ``POST /items``), the
   connector's look-up of the SKU on the marketplace (:meth:`Connector.find_existing`): a
   listing found is adopted (its remote id recorded, its price, quantity and content brought
@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -37,7 +38,8 @@ import httpx
 
 from engine import failpoints as _failpoints
 from engine._diagnostics import TradepostError
-from engine.connectors._contract import Call, CallResult, Connector, Credentials, retry_after
+from engine.connectors._contract import Call, CallResult, Connector, Credentials
+from engine.connectors._retry import RetryPolicy, retry_after
 from engine.jsonio import dumps
 from engine.model._listing import Listing
 from engine.secrets._redact import redact
@@ -175,13 +177,19 @@ class Executor:
         hooks = client.event_hooks
         client.event_hooks = {**hooks, "request": [*hooks.get("request", []), self._pace]}
         self.concurrency = concurrency or max(1, min(16, int((rate or connector.rate_limit) // 2) or 1))
-        self.max_attempts = max_attempts
-        self.base_delay = base_delay
-        self.max_delay = max_delay
+        self.retry = RetryPolicy(
+            attempts=max_attempts,
+            base=base_delay,
+            cap=max_delay,
+            jitter=(0.5, 1.5),
+            retry_after_mode="floor",
+            retry_after_cap=math.inf,
+            exceptions=(),
+            random=random.Random(seed),
+        )
         self.sleep = sleep
         self.on_result = on_result
         self.after_auth = after_auth
-        self.random = random.Random(seed)
         self.summary = ApplySummary(self.marketplace)
         self._members: dict[str, Mapping[str, Any]] = {}
         """SKU id -> change record of every family member in the run, for the leader's transaction."""
@@ -319,9 +327,9 @@ class Executor:
 
     async def _find(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult | None, int]:
         """The connector's look-up of the SKU(s) ``call`` would create, retried like any call."""
-        found: CallResult | None = None
-        requests = 0
-        for attempt in range(self.max_attempts):
+        requests = [0]
+
+        async def attempt(n: int) -> CallResult | None:
             headers = await self._headers()
             counted = [0]
             token = _REQUESTS.set(counted)  # this task's requests, counted by _pace
@@ -330,15 +338,20 @@ class Executor:
             finally:
                 _REQUESTS.reset(token)
             _failpoints.reach("apply:looked-up")
-            requests += counted[0]
-            if found is None or found.ok or not found.retryable:
-                return (None if found is None else _redacted(found)), requests
-            if attempt + 1 < self.max_attempts:
-                self.summary.retries += 1
-                await self.sleep(self._backoff(attempt))
-        error = found.error if found is not None else "no answer"
-        why = f"not created: could not tell whether it exists already ({error})"
-        return CallResult(False, error=redact(why)), requests
+            requests[0] += counted[0]
+            return found
+
+        found = await self.retry.run_async(
+            attempt,
+            retry_if=lambda found: found is not None and not found.ok and found.retryable,
+            asked=lambda found: None,
+            sleep=self.sleep,
+            on_retry=self._count_retry,
+        )
+        if found is None or found.ok or not found.retryable:
+            return (None if found is None else _redacted(found)), requests[0]
+        why = f"not created: could not tell whether it exists already ({found.error})"
+        return CallResult(False, error=redact(why)), requests[0]
 
     async def _look_up(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult | None, int]:
         """The listing ``call`` would create, if the marketplace holds it already, adopted; None when
@@ -367,10 +380,11 @@ class Executor:
 
     async def _send(self, call: Call, record: Mapping[str, Any]) -> tuple[CallResult, int]:
         """One call with retries; returns its result and how many requests it took."""
-        result = CallResult(False, error="not sent")
-        for attempt in range(self.max_attempts):
+        tries = [0]
+
+        async def attempt(n: int) -> tuple[CallResult, float | None]:
+            tries[0] = n + 1
             headers = await self._headers()
-            wait: float | None = None
             _failpoints.reach("apply:before-send")
             try:
                 response = await self.client.request(
@@ -383,30 +397,33 @@ class Executor:
                     else headers,
                 )
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                result = CallResult(False, retryable=True, error=f"{type(exc).__name__}: {exc}")
                 if not self.connector.idempotent(call):
                     # The request may have landed before the answer was lost: look before resending.
                     found, looked = await self._look_up(call, record)
                     if found is not None:
-                        return found, attempt + 1 + looked
-            else:
-                _failpoints.reach("apply:sent")
-                result = self.connector.read_result(call, response)
-                wait = retry_after(response)
-                if response.status_code == 429:
-                    self.summary.throttled += 1
-            if result.ok or not result.retryable:
-                return _redacted(result), attempt + 1
-            if attempt + 1 < self.max_attempts:
-                self.summary.retries += 1
-                await self.sleep(max(wait or 0.0, self._backoff(attempt)))
-        return _redacted(
-            CallResult(False, error=f"gave up after {self.max_attempts} attempts: {result.error}")
-        ), (self.max_attempts)
+                        tries[0] += looked
+                        return found, None
+                return CallResult(False, retryable=True, error=f"{type(exc).__name__}: {exc}"), None
+            _failpoints.reach("apply:sent")
+            if response.status_code == 429:
+                self.summary.throttled += 1
+            return self.connector.read_result(call, response), retry_after(response)
 
-    def _backoff(self, attempt: int) -> float:
-        delay: float = min(self.max_delay, self.base_delay * 2**attempt)
-        return delay * self.random.uniform(0.5, 1.5)
+        result, _ = await self.retry.run_async(
+            attempt,
+            retry_if=lambda sent: not sent[0].ok and sent[0].retryable,
+            asked=lambda sent: sent[1],
+            sleep=self.sleep,
+            on_retry=self._count_retry,
+        )
+        if result.ok or not result.retryable:
+            return _redacted(result), tries[0]
+        return _redacted(
+            CallResult(False, error=f"gave up after {tries[0]} attempts: {result.error}")
+        ), tries[0]
+
+    def _count_retry(self, attempt: int, wait: float) -> None:
+        self.summary.retries += 1
 
     def _record_family(
         self, record: Mapping[str, Any], result: CallResult, remote: str | None, requests: int

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from engine.connectors._contract import Connector
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import Listing, Outcome, Reason, to_json_value
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
 from engine.secrets._redact import redact
 from engine.state._store import AppliedListing, StateStore
 from engine.sync._evaluate import SkuEvaluator

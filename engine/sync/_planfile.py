@@ -45,7 +45,7 @@ from engine._diagnostics import TradepostError
 from engine.connectors._contract import Connector
 from engine.jsonio import dumps, loads
 from engine.model._listing import Listing
-from engine.rules._compiler import CompiledRules
+from engine.rules._compiled import CompiledRules
 from engine.sync._plan import Change
 
 PLAN_FORMAT = "tradepost-plan"

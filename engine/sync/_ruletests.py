@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine._diagnostics import DiagnosticSink, RuleError, Span
-from engine.connectors._registry import connector_class
+from engine.connectors._registry import available_connectors, connector_class
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import STANDARD_FIELDS, Outcome
 from engine.rules._check import compile_rules
@@ -68,7 +68,7 @@ def run_test_file(path: Path) -> TestFileResult:
     sink.raise_if_errors()
     assert root is not None
     rules_path = rules_for(path, root.get("rules"))
-    compiled = compile_rules(rules_path)
+    compiled = compile_rules(rules_path, available_connectors())
     evaluator = SkuEvaluator(compiled, connector_class(compiled.marketplace)(compiled.rules.options))
     defaults = root.get("defaults")
     base = defaults.plain() if defaults is not None and defaults.is_mapping else {}

@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Literal
 
 from engine._diagnostics import TradepostError
 from engine.model._catalog import (
@@ -41,6 +41,7 @@ from engine.model._catalog import (
     CatalogRecord,
     JsonLimitError,
     MalformedRecord,
+    SourceItem,
     printable_id,
     raw_decode,
     too_deep,
@@ -53,9 +54,6 @@ __all__ = [
     "SourceError",
     "SourceItem",
 ]
-
-SourceItem: TypeAlias = CatalogRecord | MalformedRecord
-"""What a source yields: a record, or the reason one could not be read."""
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 DEFAULT_MAX_RECORD_SIZE = 1024 * 1024

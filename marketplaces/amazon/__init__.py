@@ -36,8 +36,6 @@ requests the connector makes itself (tokens, feeds, confirmations).
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar, Literal
@@ -53,21 +51,18 @@ from engine.connectors import (
     Credentials,
     Listing,
     Reader,
+    RefreshedToken,
     RemoteListing,
     comparable,
     differing,
 )
+from marketplaces.amazon._feeds import FeedError, feed_outcomes, run_listings_feed
 from marketplaces.amazon._http import (
     LISTINGS_ITEMS,
-    REFRESH_MARGIN,
-    FeedError,
     Pacing,
     Sender,
-    feed_outcomes,
-    fetch_access_token,
     item_path,
     listing_outcome,
-    run_feed,
     submission_result,
     token_expired,
 )
@@ -101,14 +96,6 @@ PATCHED_KINDS = {"/attributes/purchasable_offer": "price", "/attributes/fulfillm
 """Which change kind a PATCH operation applies, for :attr:`Call.kind` ("price+stock" when both)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class _AccessToken:
-    value: str = dataclasses.field(repr=False)
-    refresh_at: float
-    """Clock time from which a new token is fetched: a minute before Amazon's expiry."""
-    issued_for: str = dataclasses.field(repr=False)
-
-
 class AmazonConnector(Connector):
     """Amazon's requirements and request bodies."""
 
@@ -135,8 +122,14 @@ class AmazonConnector(Connector):
         super().__init__(options)
         self.clock: Callable[[], float] = time.monotonic
         """When the cached access token is due for refresh; tests move it forward."""
-        self._token: _AccessToken | None = None
-        self._token_lock = asyncio.Lock()
+        lwa_url = str(self.options.get("lwa_url") or self.lwa_url).rstrip("/")
+        self.token = RefreshedToken(
+            f"{lwa_url}/auth/o2/token",
+            "Login with Amazon",
+            retry=self.pacing.retry,
+            client_credentials=("lwa_client_id", "lwa_client_secret"),
+            clock=lambda: self.clock(),
+        )
         self._credential_seller_id: str | None = None
         self.last_bulk_requests = 0
         """Requests the last :meth:`apply_in_bulk` made, for the executor's summary."""
@@ -344,20 +337,12 @@ class AmazonConnector(Connector):
 
     def forget_token(self) -> None:
         """Drop the cached access token (Amazon said it expired): the next auth_headers fetches one."""
-        self._token = None
+        self.token.forget()
 
     async def auth_headers(self, client: httpx.AsyncClient, credentials: Credentials) -> dict[str, str]:
         """``x-amz-access-token`` from Login with Amazon, cached until a minute before it expires."""
         self._credential_seller_id = credentials.values.get("seller_id") or None
-        issued_for = credentials.values.get("refresh_token", "")
-        async with self._token_lock:  # concurrent callers share one refresh
-            token = self._token
-            if token is None or token.issued_for != issued_for or self.clock() >= token.refresh_at:
-                lwa_url = str(self.options.get("lwa_url") or self.lwa_url)
-                value, lifetime = await fetch_access_token(Sender(client, self.pacing), lwa_url, credentials)
-                token = _AccessToken(value, self.clock() + lifetime - REFRESH_MARGIN, issued_for)
-                self._token = token
-        return {"x-amz-access-token": token.value}
+        return {"x-amz-access-token": await self.token.token(client, credentials)}
 
     async def confirm(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], pending: Mapping[str, str]
@@ -374,7 +359,7 @@ class AmazonConnector(Connector):
                 outcomes[sku] = CallResult(False, retryable=True, error=f"cannot reach Amazon: {exc}")
                 continue
             if token_expired(response):
-                self._token = None
+                self.forget_token()
             outcomes[sku] = listing_outcome(response, submission)
         return outcomes
 
@@ -422,14 +407,14 @@ class AmazonConnector(Connector):
             skus = {int(m["messageId"]): str(m["sku"]) for m in chunk}
             document = self.feed_document(chunk, self.seller_id, report=["issues"])
             try:
-                feed = await run_feed(sender, headers, document, [self.scope.marketplace_id])
+                feed, report = await run_listings_feed(sender, headers, document, [self.scope.marketplace_id])
             except (FeedError, httpx.TransportError) as exc:
                 # The feed never started or its fate is unknown; every message is idempotent
                 # (UPDATE, PATCH replace, DELETE), so sending them again is safe.
                 failed = CallResult(False, retryable=getattr(exc, "retryable", True), error=str(exc))
                 outcomes.update(dict.fromkeys(skus.values(), failed))
                 continue
-            outcomes.update(feed_outcomes(feed, skus, self.pacing))
+            outcomes.update(feed_outcomes(feed, report, skus, self.pacing))
         self.last_bulk_requests = sender.count
         return outcomes
 

@@ -22,10 +22,11 @@ It answers the way the real API does where the engine's correctness depends on i
   and cancellation by a ``POST_ORDER_ACKNOWLEDGEMENT_DATA`` XML feed; orders come from
   :meth:`AmazonStandin.create_order` (or ``POST /_sandbox/orders``) for a listed SKU.
 
-This module is its core: tokens, listings and the Feeds API. The orders are in
-``_standin_orders.py``: the mixin :class:`~marketplaces.amazon._standin_orders.StandinOrders`,
-which :class:`AmazonStandin` inherits; an acknowledgement feed travels the Feeds API here and
-is processed there.
+This module is its listings: tokens, listings and the Feeds API. The orders are a component the
+stand-in owns and routes the order endpoints to,
+:class:`~marketplaces.amazon._standin_order_desk.OrderDesk`; an acknowledgement feed travels the
+Feeds API here and is processed there. The error shape and what both halves read are in
+``_standin_shapes.py``.
 
 Issue codes 90220 (required attribute) and 99022 (too few values) are Amazon's; the stand-in's
 own checks use codes in the 4000000 range, which Amazon does not document.
@@ -37,9 +38,9 @@ import copy
 import random
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -47,26 +48,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.jsonio import dumps, loads
-from marketplaces._standin import Faults, Standin, int_param
-from marketplaces._standin import exact_json as _json
-from marketplaces.amazon._standin_orders import (
-    ACKNOWLEDGEMENT_FEED,
-    CURRENCIES,
-    INVALID_MESSAGE,
-    StandinOrders,
-    _body,
-    _schedule_value,
+from marketplaces._standin import (
+    AccessTokens,
+    Faults,
+    Refusal,
+    Standin,
+    answer_refusal,
+    form_body,
+    int_param,
+    look_up,
 )
+from marketplaces._standin import exact_json as _json
+from marketplaces._standin import json_or_none as _body
+from marketplaces.amazon._standin_order_desk import ACKNOWLEDGEMENT_FEED, OrderDesk
+from marketplaces.amazon._standin_shapes import CURRENCIES, INVALID_MESSAGE, error_body, refused
+from marketplaces.amazon._standin_shapes import error as _error
+from marketplaces.amazon._standin_shapes import schedule_value as _schedule_value
 
-ERROR_CODES = {
-    400: "InvalidInput",
-    403: "Unauthorized",
-    404: "NotFound",
-    415: "UnsupportedMediaType",
-    429: "QuotaExceeded",
-    500: "InternalFailure",
-    503: "ServiceUnavailable",
-}
 CONDITIONS = frozenset(
     {"new_new", "new_open_box", "new_oem", "refurbished_refurbished", "used_like_new", "used_very_good"}
     | {"used_good", "used_acceptable", "collectible_like_new", "collectible_very_good", "collectible_good"}
@@ -91,8 +89,8 @@ IDENTIFIERS = (
 SALES_TERMS = ("condition_type", "purchasable_offer")
 
 MISSING, TOO_FEW, UNKNOWN_SKU, INVALID_VALUE = ("90220", "99022", "4000001", "4000002")
-"""Amazon's codes for a required attribute and too few values, then the stand-in's own (4000003 and
-up, INVALID_MESSAGE among them, are the order side's: ``_standin_orders.py``)."""
+"""Amazon's codes for a required attribute and too few values, then the stand-in's own (4000003,
+INVALID_MESSAGE, is in ``_standin_shapes.py``; 4000004 and up are the order desk's)."""
 LATE_ISSUE = {
     "code": "8541",
     "message": "The product identifier conflicts with the Amazon catalog: the listing was suppressed "
@@ -103,17 +101,35 @@ LATE_ISSUE = {
 }
 """What a listing shows when Amazon refuses it after accepting the submission."""
 FEED_TYPES = frozenset({"JSON_LISTINGS_FEED", ACKNOWLEDGEMENT_FEED})
+GRANT_REFUSALS = {
+    "unsupported_grant_type": (400, "Only the refresh_token grant is supported"),
+    "invalid_client": (401, "Client authentication failed"),
+    "invalid_grant": (400, "The request has an invalid grant parameter : refresh_token"),
+}
+"""What Login with Amazon answers for each OAuth error of a refused grant: its status and description."""
 
 Issue = dict[str, Any]
 
 
-class AmazonStandin(StandinOrders, Standin):
+class AmazonStandin(Standin):
     """Amazon's listing and feed APIs in memory; ``items`` is the seller's inventory, by SKU.
 
-    Its orders (``orders``, ``create_order`` and the order APIs) come from :class:`StandinOrders`.
+    Its orders are :attr:`order_desk`'s; ``orders``, ``create_order``, ``set_order_status`` and
+    ``order_record`` are the desk's, named here too.
     """
 
     name = "amazon"
+
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {
+            "lwa_client_id": self.oauth.client_id,
+            "lwa_client_secret": self.oauth.client_secret,
+            "refresh_token": self.oauth.refresh_token,
+            "seller_id": self.seller_id,
+        }
+
+    def sandbox_options(self, url: str) -> dict[str, str]:
+        return {"lwa_url": url, "seller_id": self.seller_id, "feed_poll_seconds": "0.2"}
 
     def __init__(
         self,
@@ -132,31 +148,46 @@ class AmazonStandin(StandinOrders, Standin):
         burst: float | None = None,
         faults: Faults | None = None,
     ) -> None:
-        self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
         self.seller_id = seller_id
         self.marketplace_ids = frozenset(marketplace_ids)
-        self.token_lifetime = token_lifetime
         self.accepted_then_invalid_rate = accepted_then_invalid_rate
         self.fatal_feed_rate = fatal_feed_rate
         self.feed_polls = max(1, feed_polls)
         self.outcomes = random.Random(seed)
         """Draws for late failures and fatal feeds, apart from the base's fault draws."""
-        self.clock = time.monotonic
+        self.clock: Callable[[], float] = time.monotonic
         """When issued tokens expire; tests move it forward."""
+        self.oauth = AccessTokens(
+            client_id, client_secret, refresh_token, token_lifetime, lambda: self.clock()
+        )
+        self.tokens = self.oauth.issued
+        """Access token -> when it expires, on :attr:`clock`."""
         self.items: dict[str, dict[str, Any]] = {}
         """SKU -> {productType, requirements, attributes, status, issues, createdDate, lastUpdatedDate}."""
         self.late_failures: set[str] = set()
         """SKUs accepted, then given an ERROR issue (the asynchronous failure the engine must catch)."""
-        self.tokens: dict[str, float] = {}
         self.documents: dict[str, dict[str, Any]] = {}
         self.feeds: dict[str, dict[str, Any]] = {}
-        self._init_orders(seed)
         self._serial = 0
+        self.order_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        """Stamps the orders' createdTime and lastUpdatedTime; tests move it to separate changes in time."""
+        self.order_desk = desk = OrderDesk(
+            self.items,
+            seller_id=seller_id,
+            marketplace_ids=self.marketplace_ids,
+            authorize=self._authorize,
+            serial=self._next,
+            clock=lambda: self.order_clock(),
+            seed=seed,
+        )
+        self.orders, self.create_order = desk.orders, desk.create_order
+        self.set_order_status, self.order_record = desk.set_order_status, desk.order_record
         super().__init__(rate_limit, burst, faults)
 
     def build(self) -> Starlette:
         listings = "/listings/2021-08-01/items/{seller_id}/{sku:path}"
         return Starlette(
+            exception_handlers={Refusal: answer_refusal},
             routes=[
                 Route("/auth/o2/token", self.issue_token, methods=["POST"]),
                 Route(listings, self.listings_item, methods=["GET", "PUT", "PATCH", "DELETE"]),
@@ -167,63 +198,53 @@ class AmazonStandin(StandinOrders, Standin):
                 Route("/feeds/2021-06-30/feeds/{feed_id}", self.get_feed, methods=["GET"]),
                 Route("/_uploads/{document_id}", self.upload, methods=["PUT"]),
                 Route("/_downloads/{document_id}", self.download, methods=["GET"]),
-                *self._order_routes(),
-            ]
+                *self.order_desk.routes(),
+            ],
         )
 
     def error_body(self, status: int, message: str) -> Any:
-        return {"errors": [{"code": ERROR_CODES.get(status, "InvalidInput"), "message": message}]}
+        return error_body(status, message)
 
     # -- Login with Amazon -------------------------------------------------------------------
 
     async def issue_token(self, request: Request) -> Response:
-        form = {key: values[0] for key, values in parse_qs((await request.body()).decode("utf-8")).items()}
-        if form.get("grant_type") != "refresh_token":
-            return _lwa_error(400, "unsupported_grant_type", "Only the refresh_token grant is supported")
-        if (form.get("client_id"), form.get("client_secret")) != (self.client_id, self.client_secret):
-            return _lwa_error(401, "invalid_client", "Client authentication failed")
-        if form.get("refresh_token") != self.refresh_token:
-            return _lwa_error(
-                400, "invalid_grant", "The request has an invalid grant parameter : refresh_token"
-            )
-        token = f"Atza|standin-{self._next():06d}"
-        self.tokens[token] = self.clock() + self.token_lifetime
-        body = {"access_token": token, "token_type": "bearer", "expires_in": int(self.token_lifetime)}
-        return _json({**body, "refresh_token": self.refresh_token})
+        oauth = self.oauth
+        refused = oauth.refusal(await form_body(request))
+        if refused is not None:
+            status, description = GRANT_REFUSALS[refused]
+            return _json({"error": refused, "error_description": description}, status)
+        token = oauth.issue(f"Atza|standin-{self._next():06d}")
+        body = {"access_token": token, "token_type": "bearer", "expires_in": int(oauth.lifetime)}
+        return _json({**body, "refresh_token": oauth.refresh_token})
 
-    def _denied(self, request: Request, seller_id: str | None = None) -> Response | None:
+    def _now(self) -> float:
+        """:attr:`clock`'s time, which tests replace."""
+        return self.clock()
+
+    def _authorize(self, request: Request, seller_id: str | None = None) -> None:
+        """403 without a live ``x-amz-access-token`` the stand-in issued, or for another seller."""
         token = request.headers.get("x-amz-access-token")
-        expires = self.tokens.get(token or "")
+        expires = self.oauth.expiry(token)
+        denied = "Access to requested resource is denied."
         if expires is None:
             why = "The access token you provided is revoked, malformed or invalid."
-            return self._error(
-                403, "Access to requested resource is denied.", why if token else "No access token."
-            )
+            raise refused(403, denied, why if token else "No access token.")
         if self.clock() >= expires:
-            return self._error(
-                403, "Access to requested resource is denied.", "The access token you provided has expired."
-            )
+            raise refused(403, denied, "The access token you provided has expired.")
         if seller_id is not None and seller_id != self.seller_id:
-            return self._error(
-                403, "Access to requested resource is denied.", f"Seller {seller_id} is not yours."
-            )
-        return None
+            raise refused(403, denied, f"Seller {seller_id} is not yours.")
 
     # -- Listings Items ------------------------------------------------------------------------
 
     async def listings_item(self, request: Request) -> Response:
         seller_id, sku = request.path_params["seller_id"], request.path_params["sku"]
-        denied = self._denied(request, seller_id)
-        if denied is not None:
-            return denied
+        self._authorize(request, seller_id)
         marketplaces = [m for m in request.query_params.get("marketplaceIds", "").split(",") if m]
         if not marketplaces:
-            return self._error(400, "Missing required 'marketplaceIds' query parameter.")
+            return _error(400, "Missing required 'marketplaceIds' query parameter.")
         unknown = sorted(set(marketplaces) - self.marketplace_ids)
         if unknown:
-            return self._error(
-                400, f"Invalid 'marketplaceIds': {', '.join(unknown)} is not available to you."
-            )
+            return _error(400, f"Invalid 'marketplaceIds': {', '.join(unknown)} is not available to you.")
         if request.method == "GET":
             return self._get_item(sku, request.query_params.get("includedData", "summaries"), marketplaces)
         if request.method == "DELETE":
@@ -231,21 +252,21 @@ class AmazonStandin(StandinOrders, Standin):
             self.late_failures.discard(sku)
             return self._submission(sku, [])
         if not request.headers.get("content-type", "").startswith("application/json"):
-            return self._error(415, "The request body must be application/json.")
+            return _error(415, "The request body must be application/json.")
         try:
             body = loads(await request.body())
         except ValueError as exc:
-            return self._error(400, f"Malformed request body: {exc}")
+            return _error(400, f"Malformed request body: {exc}")
         preview = request.query_params.get("mode") == "VALIDATION_PREVIEW"
         if request.method == "PUT":
             malformed = _put_request_errors(body)
             if malformed:
-                return self._error(400, malformed)
+                return _error(400, malformed)
             issues = self._put(sku, body, marketplaces, preview)
         else:
             malformed = _patch_request_errors(body)
             if malformed:
-                return self._error(400, malformed)
+                return _error(400, malformed)
             issues = self._patch(sku, body, marketplaces, preview)
         return self._submission(sku, issues, preview)
 
@@ -255,25 +276,21 @@ class AmazonStandin(StandinOrders, Standin):
         spec says; ``sortBy`` (sku, createdDate, lastUpdatedDate), ``sortOrder``, ``createdAfter``
         (inclusive) and ``createdBefore`` (exclusive) choose which."""
         seller_id = request.path_params["seller_id"]
-        denied = self._denied(request, seller_id)
-        if denied is not None:
-            return denied
+        self._authorize(request, seller_id)
         query = request.query_params
         marketplaces = [m for m in query.get("marketplaceIds", "").split(",") if m]
         if not marketplaces or set(marketplaces) - self.marketplace_ids:
-            return self._error(400, "Missing or invalid 'marketplaceIds' query parameter.")
+            return _error(400, "Missing or invalid 'marketplaceIds' query parameter.")
         wanted = [name for name in query.get("includedData", "summaries").split(",") if name]
         if set(wanted) - INCLUDED_DATA:
-            return self._error(
-                400, f"Invalid 'includedData': {', '.join(sorted(set(wanted) - INCLUDED_DATA))}."
-            )
+            return _error(400, f"Invalid 'includedData': {', '.join(sorted(set(wanted) - INCLUDED_DATA))}.")
         size = int_param(request, "pageSize", 10)
         if size is None or not 1 <= size <= SEARCH_PAGE_MAX:
-            return self._error(400, f"'pageSize' must be between 1 and {SEARCH_PAGE_MAX}.")
+            return _error(400, f"'pageSize' must be between 1 and {SEARCH_PAGE_MAX}.")
         sort_by = query.get("sortBy", "lastUpdatedDate")
         keys = {"sku": "sku", "createdDate": "createdDate", "lastUpdatedDate": "lastUpdatedDate"}
         if sort_by not in keys or query.get("sortOrder", "DESC") not in ("ASC", "DESC"):
-            return self._error(400, "Invalid 'sortBy' or 'sortOrder'.")
+            return _error(400, "Invalid 'sortBy' or 'sortOrder'.")
         after, before = query.get("createdAfter"), query.get("createdBefore")
         skus = [
             sku
@@ -290,7 +307,7 @@ class AmazonStandin(StandinOrders, Standin):
         start = 0
         if token is not None:
             if not token.startswith("page-") or not token[5:].isdigit():
-                return self._error(400, "Invalid 'pageToken'.")
+                return _error(400, "Invalid 'pageToken'.")
             start = int(token[5:])
         page = reachable[start : start + size]
         body: dict[str, Any] = {
@@ -310,10 +327,10 @@ class AmazonStandin(StandinOrders, Standin):
         wanted = [name for name in included.split(",") if name]
         unknown = sorted(set(wanted) - INCLUDED_DATA)
         if unknown:
-            return self._error(400, f"Invalid 'includedData': {', '.join(unknown)}.")
+            return _error(400, f"Invalid 'includedData': {', '.join(unknown)}.")
         item = self.items.get(sku)
         if item is None:
-            return self._error(404, f"SKU '{sku}' not found in marketplace {marketplaces[0]}.")
+            return _error(404, f"SKU '{sku}' not found in marketplace {marketplaces[0]}.")
         return _json(self._view(sku, item, wanted, marketplaces[0]))
 
     def _put(self, sku: str, body: Mapping[str, Any], marketplaces: list[str], preview: bool) -> list[Issue]:
@@ -399,12 +416,10 @@ class AmazonStandin(StandinOrders, Standin):
     # -- Feeds ---------------------------------------------------------------------------------
 
     async def create_feed_document(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         body = await _body(request)
         if not isinstance(body, dict) or not isinstance(body.get("contentType"), str):
-            return self._error(400, "Missing required 'contentType'.")
+            return _error(400, "Missing required 'contentType'.")
         document_id = f"amzn1.tortuga.4.na.{uuid.UUID(int=self._next())}"
         self.documents[document_id] = {"contentType": body["contentType"], "content": None}
         url = f"{str(request.base_url).rstrip('/')}/_uploads/{document_id}"
@@ -412,36 +427,34 @@ class AmazonStandin(StandinOrders, Standin):
 
     async def upload(self, request: Request) -> Response:
         """The presigned upload URL: no access token, the document id is the permission."""
-        document = self.documents.get(request.path_params["document_id"])
-        if document is None:
-            return self._error(404, "No such upload URL.")
+        document = look_up(
+            self.documents, request.path_params["document_id"], _missing("No such upload URL.")
+        )
         document["content"] = await request.body()
         return Response(status_code=200)
 
     async def download(self, request: Request) -> Response:
         document = self.documents.get(request.path_params["document_id"])
         if document is None or document["content"] is None:
-            return self._error(404, "No such document.")
+            return _error(404, "No such document.")
         return Response(document["content"], media_type=document["contentType"])
 
     async def create_feed(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         body = await _body(request)
         if not isinstance(body, dict):
-            return self._error(400, "The request body must be a JSON object.")
+            return _error(400, "The request body must be a JSON object.")
         for name in ("feedType", "marketplaceIds", "inputFeedDocumentId"):
             if not body.get(name):
-                return self._error(400, f"Missing required '{name}'.")
+                return _error(400, f"Missing required '{name}'.")
         if body["feedType"] not in FEED_TYPES:
-            return self._error(400, f"Feed type {body['feedType']} is not supported by this stand-in.")
+            return _error(400, f"Feed type {body['feedType']} is not supported by this stand-in.")
         unknown = sorted(set(body["marketplaceIds"]) - self.marketplace_ids)
         if unknown:
-            return self._error(400, f"Invalid 'marketplaceIds': {', '.join(unknown)}.")
+            return _error(400, f"Invalid 'marketplaceIds': {', '.join(unknown)}.")
         document = self.documents.get(str(body["inputFeedDocumentId"]))
         if document is None or document["content"] is None:
-            return self._error(400, f"Feed document {body['inputFeedDocumentId']} has no uploaded content.")
+            return _error(400, f"Feed document {body['inputFeedDocumentId']} has no uploaded content.")
         feed_id = str(50_000_000_000 + self._next())
         self.feeds[feed_id] = {
             "feedId": feed_id,
@@ -455,12 +468,8 @@ class AmazonStandin(StandinOrders, Standin):
         return _json({"feedId": feed_id}, 202)
 
     async def get_feed(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
-        feed = self.feeds.get(request.path_params["feed_id"])
-        if feed is None:
-            return self._error(404, "Feed not found.")
+        self._authorize(request)
+        feed = look_up(self.feeds, request.path_params["feed_id"], _missing("Feed not found."))
         if feed["processingStatus"] in ("IN_QUEUE", "IN_PROGRESS"):
             feed["polls"] += 1
             if feed["polls"] >= self.feed_polls:
@@ -470,19 +479,17 @@ class AmazonStandin(StandinOrders, Standin):
         return _json({k: v for k, v in feed.items() if k not in ("polls", "input")})
 
     async def get_feed_document(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         document_id = request.path_params["document_id"]
         if document_id not in self.documents:
-            return self._error(404, "Feed document not found.")
+            return _error(404, "Feed document not found.")
         url = f"{str(request.base_url).rstrip('/')}/_downloads/{document_id}"
         return _json({"feedDocumentId": document_id, "url": url})
 
     def _process(self, feed: dict[str, Any]) -> None:
         """Apply the feed's messages to the items, and write the processing report."""
-        if feed["feedType"] == ACKNOWLEDGEMENT_FEED:  # orders, not items: StandinOrders reads it
-            status, report = self._acknowledge(feed["input"])
+        if feed["feedType"] == ACKNOWLEDGEMENT_FEED:  # orders, not items: the order desk reads it
+            status, report = self.order_desk.acknowledge(feed["input"])
             self._store_report(feed, status, report, "text/xml; charset=UTF-8")
             return
         header: dict[str, Any] = {"sellerId": self.seller_id, "version": "2.0", "feedId": feed["feedId"]}
@@ -577,12 +584,6 @@ class AmazonStandin(StandinOrders, Standin):
         feed.update(processingStatus=status, resultFeedDocumentId=document_id, processingEndTime=_now())
 
     # -- helpers -------------------------------------------------------------------------------
-
-    def _error(self, status: int, message: str, details: str | None = None) -> Response:
-        body = self.error_body(status, message)
-        if details:
-            body["errors"][0]["details"] = details
-        return _json(body, status)
 
     def _next(self) -> int:
         self._serial += 1
@@ -869,12 +870,12 @@ def _has_error(issues: Iterable[Mapping[str, Any]]) -> bool:
     return any(issue.get("severity") == "ERROR" for issue in issues)
 
 
+def _missing(message: str) -> Callable[[str], Exception]:
+    return lambda key: refused(404, message)
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _lwa_error(status: int, error: str, description: str) -> Response:
-    return _json({"error": error, "error_description": description}, status)
 
 
 __all__ = ["AmazonStandin"]

@@ -25,23 +25,27 @@ base64url of it.
 
 from __future__ import annotations
 
-import hmac
 import re
 import secrets
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine.jsonio import loads
-from marketplaces._standin import Faults, Standin, int_param
+from marketplaces._standin import (
+    AccessTokens,
+    Faults,
+    Standin,
+    error_handlers,
+    form_body,
+    int_param,
+    json_object,
+)
+from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json as _json
 from marketplaces.google._http import decoded_segment, encoded_segment
 
@@ -114,8 +118,16 @@ STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSIO
                 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}  # fmt: skip
 
 
+GRANT_REFUSALS = {
+    "unsupported_grant_type": (400, "Invalid grant_type: expected refresh_token"),
+    "invalid_client": (401, "Unauthorized"),
+    "invalid_grant": (400, "Token has been expired or revoked."),
+}
+"""What ``POST /token`` answers for each OAuth error of a refused grant: its status and description."""
+
+
 @dataclass
-class Refusal(Exception):
+class Refusal(_Refusal):
     """An answer in Google's error shape (or OAuth's flat one), raised from anywhere in a handler."""
 
     status: int
@@ -135,6 +147,16 @@ class GoogleStandin(Standin):
 
     name = "google"
 
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {
+            "client_id": self.oauth.client_id,
+            "client_secret": self.oauth.client_secret,
+            "refresh_token": self.oauth.refresh_token,
+        }
+
+    def sandbox_options(self, url: str) -> dict[str, str]:
+        return {"token_url": url}
+
     def __init__(
         self,
         client_id: str = SANDBOX_CLIENT_ID,
@@ -148,9 +170,9 @@ class GoogleStandin(Standin):
         burst: float | None = None,
         faults: Faults | None = None,
     ) -> None:
-        self.client_id, self.client_secret, self.refresh_token = client_id, client_secret, refresh_token
-        self.account, self.data_source, self.token_lifetime = account, data_source, token_lifetime
-        self.tokens: dict[str, float] = {}
+        self.oauth = AccessTokens(client_id, client_secret, refresh_token, token_lifetime)
+        self.account, self.data_source = account, data_source
+        self.tokens = self.oauth.issued
         """Access token -> when it expires (``time.monotonic``)."""
         self.inputs: dict[str, dict[str, Any]] = {}
         """``lang~label~offerId`` -> the stored ProductInput."""
@@ -168,8 +190,7 @@ class GoogleStandin(Standin):
             Route(inputs + "/{segment}", self.delete, methods=["DELETE"]),
             Route("/products/v1/accounts/{account}/products", self.list_products, methods=["GET"]),
         ]
-        handlers = {Refusal: self._refused, HTTPException: self._http_error}
-        return Starlette(routes=routes, exception_handlers=handlers)
+        return Starlette(routes=routes, exception_handlers=error_handlers(self.error_body, _unrouted))
 
     def error_body(self, status: int, message: str) -> Any:
         return Refusal(status, message).body()
@@ -181,26 +202,20 @@ class GoogleStandin(Standin):
         return next(i for i in self.inputs.values() if i["offerId"] == offer_id)
 
     def revoke_tokens(self) -> None:
-        self.tokens.clear()
+        self.oauth.revoke()
 
     # -- OAuth -----------------------------------------------------------------------------------
 
     async def token(self, request: Request) -> Response:
         """``POST /token`` (form): the refresh-token grant."""
-        form = {key: values[0] for key, values in parse_qs((await request.body()).decode()).items()}
-        if form.get("grant_type") != "refresh_token":
-            raise Refusal(400, "Invalid grant_type: expected refresh_token", "unsupported_grant_type")
-        client_ok = _same(form.get("client_id"), self.client_id)
-        if not (client_ok and _same(form.get("client_secret"), self.client_secret)):
-            raise Refusal(401, "Unauthorized", "invalid_client")
-        if not _same(form.get("refresh_token"), self.refresh_token):
-            raise Refusal(400, "Token has been expired or revoked.", "invalid_grant")
-        access = f"ya29.{secrets.token_urlsafe(24)}"
-        self.tokens[access] = time.monotonic() + self.token_lifetime
+        refused = self.oauth.refusal(await form_body(request))
+        if refused is not None:
+            raise Refusal(*GRANT_REFUSALS[refused], refused)
+        access = self.oauth.issue(f"ya29.{secrets.token_urlsafe(24)}")
         scope = "https://www.googleapis.com/auth/content"
         body = {
             "access_token": access,
-            "expires_in": int(self.token_lifetime),
+            "expires_in": int(self.oauth.lifetime),
             "scope": scope,
             "token_type": "Bearer",
         }
@@ -299,9 +314,7 @@ class GoogleStandin(Standin):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _authorize(self, request: Request, needs_source: bool = True) -> None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        expires = self.tokens.get(token) if scheme.lower() == "bearer" else None
-        if expires is None or expires <= time.monotonic():
+        if not self.oauth.bearer(request):
             raise Refusal(
                 401,
                 "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
@@ -340,30 +353,14 @@ class GoogleStandin(Standin):
             **self.inputs[identity],
         }
 
-    async def _refused(self, request: Request, error: Exception) -> Response:
-        assert isinstance(error, Refusal)
-        return _json(error.body(), error.status)
 
-    async def _http_error(self, request: Request, error: Exception) -> Response:
-        status = error.status_code if isinstance(error, HTTPException) else 500
-        message = (
-            f"Method not found: {request.method} {request.url.path}" if status in (404, 405) else str(error)
-        )
-        return _json(self.error_body(status, message), status)
+def _unrouted(request: Request, status: int, error: Exception) -> str:
+    return f"Method not found: {request.method} {request.url.path}" if status in (404, 405) else str(error)
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = loads(await request.body())
-    except ValueError:
-        raise Refusal(400, "Invalid JSON payload received.") from None
-    if not isinstance(body, dict):
-        raise Refusal(400, "Invalid JSON payload received. Expected an object.")
-    return body
-
-
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    invalid = "Invalid JSON payload received."
+    return await json_object(request, Refusal(400, invalid), Refusal(400, f"{invalid} Expected an object."))
 
 
 def _identity_problems(body: Mapping[str, Any]) -> list[str]:

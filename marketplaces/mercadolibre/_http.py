@@ -9,15 +9,14 @@ gives every member (the leader included) its ``item/variation`` id.
 
 from __future__ import annotations
 
-import asyncio
-import random
+import math
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import httpx
 
 from engine import TradepostError, failpoints
-from engine.connectors import Call, CallResult, retry_after
+from engine.connectors import Call, CallResult, RetryPolicy
 from engine.connectors import json_body as _json
 
 CONTENT_FIELDS = ("pictures", "attributes", "sale_terms")
@@ -281,33 +280,27 @@ async def find_listing(
     return None
 
 
-LOOKUP_ATTEMPTS = 5
-"""Tries of each look-up request on 429, 5xx or a lost connection, before the look-up fails."""
+LOOKUP_RETRY = RetryPolicy(
+    attempts=5, base=0.1, cap=math.inf, jitter=(0.5, 1.5), retry_after_mode="floor", retry_after_cap=30.0
+)
+"""Each look-up request is tried 5 times on 429, 5xx or a lost connection (backoff from 0.1 s,
+Retry-After honoured up to 30 s), before the look-up fails."""
 
 
 async def _read(
     client: httpx.AsyncClient, path: str, params: Mapping[str, str], headers: Mapping[str, str]
 ) -> httpx.Response:
-    """One ``GET`` of a look-up, retried on its own (backoff, Retry-After honoured up to 30 s).
+    """One ``GET`` of a look-up, retried on its own under :data:`LOOKUP_RETRY`.
 
     A family's look-up is one request per member: were a failure to restart it from the first,
     a large family would rarely get through a marketplace that fails a few requests in a hundred.
     The last answer is returned as it is, so that a failed look-up names Mercado Libre's status.
     """
-    for attempt in range(LOOKUP_ATTEMPTS):
-        last = attempt + 1 == LOOKUP_ATTEMPTS
-        try:
-            response = await client.get(path, params=dict(params), headers=dict(headers))
-        except (httpx.TimeoutException, httpx.TransportError):
-            if last:
-                raise
-            await asyncio.sleep(0.1 * 2**attempt * random.uniform(0.5, 1.5))
-            continue
-        if last or not (response.status_code == 429 or response.status_code >= 500):
-            return response
-        wait = retry_after(response, cap=30.0)
-        await asyncio.sleep(max(wait or 0.0, 0.1 * 2**attempt * random.uniform(0.5, 1.5)))
-    raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def attempt(n: int) -> httpx.Response:
+        return await client.get(path, params=dict(params), headers=dict(headers))
+
+    return await LOOKUP_RETRY.run_async(attempt)
 
 
 def _lookup_failed(response: httpx.Response, sku: str, on_unauthorized: Callable[[], None]) -> CallResult:

@@ -1,9 +1,10 @@
 """The Mercado Libre stand-in: OAuth, ``/items`` with variations and descriptions, a SELLER_SKU search,
 and the seller's side of orders: search, shipments, feedback, fiscal documents.
 
-This module is its core, OAuth and items. The orders are in ``_standin_orders.py``: the mixin
-:class:`~marketplaces.mercadolibre._standin_orders.StandinOrders`, which :class:`MercadoLibreStandin`
-inherits; that module's docstring says what they check and how the sandbox plays the buyer.
+This module is its listings, OAuth and items. The orders are a component the stand-in owns and
+routes the order endpoints to: :class:`~marketplaces.mercadolibre._standin_order_desk.OrderDesk`,
+whose module says what it checks and how the sandbox plays the buyer; the error shape and what
+both read are in ``_standin_shapes.py``.
 
 It checks what ``shared/specs/mercadolibre/ITEMS.md`` documents, and answers in Mercado Libre's
 error shape ``{message, error, status, cause[]}`` where each cause names the field:
@@ -31,35 +32,27 @@ Ids look like the real ones: items ``MLB4000000001``..., variations ``1700000000
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import re
 import secrets
-import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from marketplaces._standin import Faults, Standin, int_param
+from marketplaces._standin import AccessTokens, Faults, Standin, error_handlers, form_body, int_param, look_up
 from marketplaces._standin import exact_json as _json
-
-# The error shape and the JSON helpers are defined with the orders, so that the import runs one way.
-from marketplaces.mercadolibre._standin_orders import (
-    Refusal,
-    StandinOrders,
-    _body,
-    _cause,
-    _count,
-    _positive,
-    _totals,
-)
+from marketplaces.mercadolibre._standin_order_desk import OrderDesk
+from marketplaces.mercadolibre._standin_shapes import Refusal, find_variation
+from marketplaces.mercadolibre._standin_shapes import cause as _cause
+from marketplaces.mercadolibre._standin_shapes import count as _count
+from marketplaces.mercadolibre._standin_shapes import object_body as _body
+from marketplaces.mercadolibre._standin_shapes import positive as _positive
+from marketplaces.mercadolibre._standin_shapes import totals as _totals
 
 __all__ = [
     "SANDBOX_CLIENT_ID",
@@ -113,12 +106,31 @@ VARIATION_FIELDS = frozenset(
 )  # fmt: skip
 ERROR_NAMES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                429: "too_many_requests", 500: "internal_error", 503: "service_unavailable"}  # fmt: skip
+GRANT_REFUSALS = {
+    "unsupported_grant_type": "grant_type must be refresh_token",
+    "invalid_client": "invalid client_id or client_secret.",
+    "invalid_grant": "Error validating grant. Your authorization code or refresh token may be expired or it "
+    "was already used",
+}
+"""What ``POST /oauth/token`` answers (400) for each OAuth error of a refused grant."""
 
 
-class MercadoLibreStandin(StandinOrders, Standin):
-    """Mercado Libre's items API for one seller, in memory; see the module docstring for what it checks."""
+class MercadoLibreStandin(Standin):
+    """Mercado Libre's items API for one seller, in memory; see the module docstring for what it checks.
+
+    Its orders are :attr:`order_desk`'s; ``create_order``, ``set_order_status``, ``order_record``,
+    ``shipment_record``, ``orders``, ``shipments``, ``feedback`` and ``fiscal_documents`` are the
+    desk's, named here too.
+    """
 
     name = "mercadolibre"
+
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {
+            "client_id": self.oauth.client_id,
+            "client_secret": self.oauth.client_secret,
+            "refresh_token": self.oauth.refresh_token,
+        }
 
     def __init__(
         self,
@@ -134,12 +146,11 @@ class MercadoLibreStandin(StandinOrders, Standin):
         faults: Faults | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.client_id, self.client_secret = client_id, client_secret
-        self.refresh_token = refresh_token
-        """The one refresh token accepted now; each refresh replaces it."""
-        self.site, self.seller_id, self.token_lifetime = site, seller_id, token_lifetime
-        self.tokens: dict[str, float] = {}
+        self.oauth = AccessTokens(client_id, client_secret, refresh_token, token_lifetime)
+        """The token endpoint's grant; its refresh token rotates on every refresh."""
+        self.tokens = self.oauth.issued
         """Access token -> when it expires (``time.monotonic``)."""
+        self.site, self.seller_id = site, seller_id
         self.items: dict[str, dict[str, Any]] = {}
         self.descriptions: dict[str, str] = {}
         self.scrolls: dict[str, int] = {}
@@ -147,8 +158,24 @@ class MercadoLibreStandin(StandinOrders, Standin):
         self._item_ids = itertools.count(4000000001)
         self._variation_ids = itertools.count(170000000001)
         self._picture_ids = itertools.count(600001)
-        self._start_orders(clock)
+        self.order_desk = desk = OrderDesk(
+            self.items, site=site, seller_id=seller_id, authorize=self._authorize, clock=clock
+        )
+        self.orders, self.shipments = desk.orders, desk.shipments
+        self.feedback, self.fiscal_documents = desk.feedback, desk.fiscal_documents
+        self.create_order, self.set_order_status = desk.create_order, desk.set_order_status
+        self.order_record, self.shipment_record = desk.order_record, desk.shipment_record
         super().__init__(rate_limit, burst, faults)
+
+    @property
+    def refresh_token(self) -> str:
+        """The one refresh token accepted now; each refresh replaces it."""
+        return self.oauth.refresh_token
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        """What stamps the orders' ``date_created`` and ``last_updated``."""
+        return self.order_desk.clock
 
     def build(self) -> Starlette:
         routes = [
@@ -161,10 +188,9 @@ class MercadoLibreStandin(StandinOrders, Standin):
             Route("/items/{item_id}", self.update, methods=["PUT"]),
             Route("/items/{item_id}/description", self.get_description, methods=["GET"]),
             Route("/items/{item_id}/description", self.set_description, methods=["PUT", "POST"]),
-            *self._order_routes(),
+            *self.order_desk.routes(),
         ]
-        handlers = {Refusal: self._refused, HTTPException: self._http_error}
-        return Starlette(routes=routes, exception_handlers=handlers)
+        return Starlette(routes=routes, exception_handlers=error_handlers(self.error_body, _unrouted))
 
     def error_body(self, status: int, message: str) -> Any:
         return Refusal(status, ERROR_NAMES.get(status, "error"), message).body()
@@ -173,8 +199,7 @@ class MercadoLibreStandin(StandinOrders, Standin):
 
     def variation(self, remote_id: str) -> dict[str, Any]:
         """The variation ``MLB123/987`` names."""
-        item_id, _, variation_id = remote_id.partition("/")
-        return next(v for v in self.items[item_id]["variations"] if str(v["id"]) == variation_id)
+        return find_variation(self.items, remote_id)
 
     def sell(self, item_id: str, quantity: int = 1, variation_id: int | None = None) -> None:
         """A buyer's purchase: from now on the title can no longer change."""
@@ -186,45 +211,31 @@ class MercadoLibreStandin(StandinOrders, Standin):
 
     def revoke_tokens(self) -> None:
         """What happens when the seller re-authorises the app: every access token stops working."""
-        self.tokens.clear()
+        self.oauth.revoke()
 
     # -- OAuth -----------------------------------------------------------------------------------
 
     async def token(self, request: Request) -> Response:
         """``POST /oauth/token`` (form): the refresh-token grant; the refresh token rotates."""
-        form = {key: values[0] for key, values in parse_qs((await request.body()).decode()).items()}
-        if form.get("grant_type") != "refresh_token":
-            raise Refusal(400, "unsupported_grant_type", "grant_type must be refresh_token")
-        if not (
-            _same(form.get("client_id"), self.client_id)
-            and _same(form.get("client_secret"), self.client_secret)
-        ):
-            raise Refusal(400, "invalid_client", "invalid client_id or client_secret.")
-        if not _same(form.get("refresh_token"), self.refresh_token):
-            raise Refusal(
-                400,
-                "invalid_grant",
-                "Error validating grant. Your authorization code or refresh token may be expired or it was "
-                "already used",
-            )
-        access = f"APP_USR-{self.client_id}-{secrets.token_hex(12)}-{self.seller_id}"
-        self.tokens[access] = time.monotonic() + self.token_lifetime
-        self.refresh_token = f"TG-{secrets.token_hex(12)}-{self.seller_id}"
+        oauth = self.oauth
+        refused = oauth.refusal(await form_body(request))
+        if refused is not None:
+            raise Refusal(400, refused, GRANT_REFUSALS[refused])
+        access = oauth.issue(f"APP_USR-{oauth.client_id}-{secrets.token_hex(12)}-{self.seller_id}")
+        oauth.refresh_token = f"TG-{secrets.token_hex(12)}-{self.seller_id}"
         return _json(
             {
                 "access_token": access,
                 "token_type": "Bearer",
-                "expires_in": int(self.token_lifetime),
+                "expires_in": int(oauth.lifetime),
                 "scope": "offline_access read write",
                 "user_id": self.seller_id,
-                "refresh_token": self.refresh_token,
+                "refresh_token": oauth.refresh_token,
             }
         )
 
     def _authorize(self, request: Request) -> None:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        expires = self.tokens.get(token) if scheme.lower() == "bearer" else None
-        if expires is None or expires <= time.monotonic():
+        if not self.oauth.bearer(request):
             raise Refusal(401, "unauthorized", "invalid access token")
 
     # -- users -----------------------------------------------------------------------------------
@@ -288,8 +299,7 @@ class MercadoLibreStandin(StandinOrders, Standin):
         for item_id in ids:
             item = self.items.get(item_id)
             if item is None:
-                error = Refusal(404, "not_found", f"Item with id {item_id} not found").body()
-                answers.append({"code": 404, "body": error})
+                answers.append({"code": 404, "body": _unknown_item(item_id).body()})
             else:
                 answers.append({"code": 200, "body": item})
         return _json(answers)
@@ -571,11 +581,7 @@ class MercadoLibreStandin(StandinOrders, Standin):
     # -- helpers ---------------------------------------------------------------------------------
 
     def _item(self, request: Request) -> dict[str, Any]:
-        item_id = request.path_params["item_id"]
-        item = self.items.get(item_id)
-        if item is None:
-            raise Refusal(404, "not_found", f"Item with id {item_id} not found")
-        return item
+        return look_up(self.items, request.path_params["item_id"], _unknown_item)
 
     def _picture(self, picture: Mapping[str, Any]) -> dict[str, Any]:
         if "id" in picture and "source" not in picture:
@@ -595,18 +601,13 @@ class MercadoLibreStandin(StandinOrders, Standin):
             "seller_custom_field": variation.get("seller_custom_field"),
         }
 
-    async def _refused(self, request: Request, error: Exception) -> Response:
-        assert isinstance(error, Refusal)
-        return _json(error.body(), error.status)
 
-    async def _http_error(self, request: Request, error: Exception) -> Response:
-        status = error.status_code if isinstance(error, HTTPException) else 500
-        message = f"resource not found: {request.method} {request.url.path}" if status == 404 else str(error)
-        return _json(self.error_body(status, message), status)
+def _unrouted(request: Request, status: int, error: Exception) -> str:
+    return f"resource not found: {request.method} {request.url.path}" if status == 404 else str(error)
 
 
-def _same(given: str | None, expected: str) -> bool:
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+def _unknown_item(item_id: str) -> Refusal:
+    return Refusal(404, "not_found", f"Item with id {item_id} not found")
 
 
 def _check_attributes(attributes: Any, where: str) -> list[dict[str, Any]]:

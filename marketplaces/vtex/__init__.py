@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
@@ -39,11 +38,11 @@ import httpx
 
 from engine import TradepostError
 from engine.catalog import CatalogRecord, FirstSeen, JsonLimitError, MalformedRecord, SourceItem, read_json
-from engine.connectors import Source, retry_after
+from engine.connectors import RetryPolicy, Source
 from engine.project import ConfigError, SourceConfig, VtexAccount
 from engine.secrets import check_header_value, read_secret, redact, register
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
-from marketplaces.vtex._orders import VtexOrders
+from marketplaces.vtex._order_placement import VtexOrders
 
 __all__ = ["VtexAccessError", "VtexCatalogSource", "VtexSource", "vtex_account", "vtex_records"]
 
@@ -104,10 +103,10 @@ class VtexSource:
     keeps failing ends the stream with a last MalformedRecord, and the planner then
     withholds every delete rather than withdraw the SKUs it did not see.
 
-    Retries: 429 (waiting what Retry-After says), 5xx and transport errors, up to
-    ``max_attempts`` calls with exponential backoff from ``backoff`` seconds and jitter,
-    no wait longer than ``max_wait``. Other 4xx are not retried: the request is wrong, or
-    the SKU is gone. 401/403 raise :class:`VtexAccessError`.
+    Retries (:attr:`retry`, a :class:`~engine.connectors.RetryPolicy`): 429 and 5xx (waiting
+    what Retry-After says) and transport errors, up to ``max_attempts`` calls with exponential
+    backoff from ``backoff`` seconds and jitter, no wait longer than ``max_wait``. Other 4xx
+    are not retried: the request is wrong, or the SKU is gone. 401/403 raise :class:`VtexAccessError`.
 
     ``pricing_url`` is where the Pricing API lives (``https://api.vtex.com/{account}``); None
     sends its calls to the client's base URL, as the stand-in serves every API on one host.
@@ -137,13 +136,12 @@ class VtexSource:
         self.page_size = page_size
         self.pricing_url = pricing_url.rstrip("/") if pricing_url else ""
         self.seller_id = seller_id
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_wait = max_wait
+        self.retry = RetryPolicy(
+            attempts=max_attempts, base=backoff, cap=max_wait, jitter=(0.5, 1.0), retry_after_cap=max_wait
+        )
         self._sleep = sleep
         self._clock = clock
         self._owns_client = owns_client
-        self._jitter = random.Random()
         self.count = 0
         self.errors = 0
         self.complete = False
@@ -297,46 +295,34 @@ class VtexSource:
     def _call(self, method: str, url: str, params: Mapping[str, str | int] | None, body: Any = None) -> Any:
         """The decoded JSON answer (numbers as Decimal), retrying what a retry can fix."""
         path = httpx.URL(url).path
-        problem = ""
-        for attempt in range(1, self.max_attempts + 1):
-            wait = min(self.max_wait, self.backoff * 2 ** (attempt - 1) * self._jitter.uniform(0.5, 1.0))
+
+        def attempt(n: int) -> httpx.Response:
             self.requests += 1
-            try:
-                response = self.client.request(method, url, params=params, json=body)
-            except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-            else:
-                status = response.status_code
-                if status in (401, 403):
-                    raise VtexAccessError(self._refused(method, path, response), status)
-                if status == 429 or status >= 500:
-                    problem = f"{status} {response.reason_phrase}{_detail(response)}"
-                    asked = retry_after(response) if status == 429 else None
-                    if asked is not None:
-                        wait = min(self.max_wait, asked)
-                elif status >= 400:
-                    raise _CallFailed(
-                        self._scrub(
-                            f"{method} {path} answered {status} {response.reason_phrase}{_detail(response)}"
-                        )
-                    )
-                else:
-                    try:
-                        return read_json(response.content)
-                    except JsonLimitError as error:
-                        reason = f"{method} {path} answered {status} with a body past a limit: {error}"
-                        raise _CallFailed(reason) from None
-                    except ValueError:
-                        raise _CallFailed(
-                            f"{method} {path} answered {status} with a body that is not JSON"
-                        ) from None
-            if attempt < self.max_attempts:
-                self.retries += 1
-                self._sleep(wait)
+            response = self.client.request(method, url, params=params, json=body)
+            status = response.status_code
+            if status in (401, 403):
+                raise VtexAccessError(self._refused(method, path, response), status)
+            if 400 <= status < 500 and status != 429:
+                reason = f"{method} {path} answered {status} {response.reason_phrase}{_detail(response)}"
+                raise _CallFailed(self._scrub(reason))
+            return response
+
+        try:
+            response = self.retry.run(attempt, sleep=self._sleep, on_retry=self._count_retry)
+        except httpx.TransportError as error:
+            problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        else:
+            status = response.status_code
+            if not self.retry.retryable(response):
+                return _json_answer(method, path, response)
+            problem = f"{status} {response.reason_phrase}{_detail(response)}"
         raise _CallFailed(
-            self._scrub(f"{method} {path} failed {self.max_attempts} times, last with {problem}"),
+            self._scrub(f"{method} {path} failed {self.retry.attempts} times, last with {problem}"),
             unavailable=True,
         )
+
+    def _count_retry(self, attempt: int, wait: float) -> None:
+        self.retries += 1
 
     def _refused(self, method: str, path: str, response: httpx.Response) -> str:
         status = response.status_code
@@ -431,6 +417,17 @@ def _is_id(value: object) -> bool:
     return (isinstance(value, int) and not isinstance(value, bool)) or (
         isinstance(value, str) and value != ""
     )
+
+
+def _json_answer(method: str, path: str, response: httpx.Response) -> Any:
+    """A successful answer's JSON (numbers as Decimal); :class:`_CallFailed` when it has none."""
+    status = response.status_code
+    try:
+        return read_json(response.content)
+    except JsonLimitError as error:
+        raise _CallFailed(f"{method} {path} answered {status} with a body past a limit: {error}") from None
+    except ValueError:
+        raise _CallFailed(f"{method} {path} answered {status} with a body that is not JSON") from None
 
 
 def _detail(response: httpx.Response) -> str:

@@ -18,7 +18,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["VtexShapeError", "promotional_prices", "vtex_record"]
+__all__ = ["VtexShapeError", "promotional_prices", "unit_price", "vtex_number", "vtex_record"]
 
 
 class VtexShapeError(Exception):
@@ -123,7 +123,7 @@ def price(
         list_price = fixed.get("listPrice") if fixed else None
     if list_price is None:
         list_price = prices.get("listPrice")
-    selling_number = _number(selling)
+    selling_number = vtex_number(selling)
     if promotional is not None and not (selling_number is not None and promotional < selling_number):
         promotional = None
     return {
@@ -174,16 +174,14 @@ def promotional_prices(simulation: object) -> dict[str, Decimal]:
     for item in items:
         if not isinstance(item, Mapping) or str(item.get("id")) in found:
             continue
-        cents, tags = _number(item.get("sellingPrice")), item.get("priceTags")
+        price, tags = unit_price(item), item.get("priceTags")
         discounted = isinstance(tags, list) and any(
-            isinstance(tag, Mapping) and (value := _number(tag.get("value"))) is not None and value < 0
+            isinstance(tag, Mapping) and (value := vtex_number(tag.get("value"))) is not None and value < 0
             for tag in tags
         )
-        if not discounted or cents is None:
+        if not discounted or price is None:
             continue
-        multiplier = _number(item.get("unitMultiplier"))
-        units = multiplier if multiplier is not None and multiplier > 0 else Decimal(1)
-        found[str(item.get("id"))] = cents / 100 / units
+        found[str(item.get("id"))] = price
     return found
 
 
@@ -284,8 +282,9 @@ def _mapping(value: object, field: str, vtex_name: str) -> Mapping[str, Any]:
     return {str(key): item for key, item in value.items()}
 
 
-def _number(value: object) -> Decimal | None:
-    """The value as a finite Decimal, or None for anything else (text like "83,90" included)."""
+def vtex_number(value: object) -> Decimal | None:
+    """A number from VTEX's JSON as a finite Decimal (from a JSON number or numeric text, floats by
+    their shortest repr), or None for anything else: null, booleans, blank text, "83,90"."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
         return None
     try:
@@ -293,6 +292,16 @@ def _number(value: object) -> Decimal | None:
     except (InvalidOperation, ValueError):
         return None
     return number if number.is_finite() else None
+
+
+def unit_price(item: Mapping[str, Any]) -> Decimal | None:
+    """A checkout simulation item's price for one unit: ``sellingPrice`` is in cents and for
+    ``unitMultiplier`` units (1 when absent or not positive); None when it has no price."""
+    cents = vtex_number(item.get("sellingPrice"))
+    if cents is None:
+        return None
+    multiplier = vtex_number(item.get("unitMultiplier"))
+    return cents / 100 / (multiplier if multiplier is not None and multiplier > 0 else Decimal(1))
 
 
 def _text(value: object) -> str:

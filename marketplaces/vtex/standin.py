@@ -12,17 +12,17 @@ missing or wrong; 403 for an API the key's role is not granted), required query 
 of :class:`~marketplaces._standin.Standin`.
 
 The order side (the ``orders`` grant) is the seller's VTEX receiving marketplace orders:
-fulfilment placement and dispatch, the OMS calls and the sandbox's order controls, in
-``_standin_orders.py`` (:class:`~marketplaces.vtex._standin_orders.StandinOrders`, which
-:class:`VtexStandin` inherits). The checkout simulation, which both sides call, is served here.
+fulfilment placement and dispatch, the OMS calls and the sandbox's order controls, a component
+the stand-in owns and routes those endpoints to
+(:class:`~marketplaces.vtex._standin_order_desk.OrderDesk`). The checkout simulation, which both
+sides call, is served here; the SKU record and the error shape both use are in
+``_standin_shapes.py``.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -35,42 +35,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from engine.jsonio import loads
-from marketplaces._standin import Faults, Standin
+from marketplaces._standin import Faults, Standin, error_handlers, json_body, look_up, same_secret
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
-from marketplaces.vtex._mapping import _number as _decimal  # the source's reading of a VTEX number
-from marketplaces.vtex._standin_orders import SANDBOX_COURIER as SANDBOX_COURIER
-from marketplaces.vtex._standin_orders import OrderRefused, StandinOrders, _logistics_info
+from marketplaces.vtex._mapping import vtex_number as _decimal  # the source's reading of a VTEX number
+from marketplaces.vtex._standin_order_desk import SANDBOX_COURIER as SANDBOX_COURIER
+from marketplaces.vtex._standin_order_desk import OrderDesk, OrderRefused, _logistics_info
+from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku, error_body, refused
+from marketplaces.vtex._standin_shapes import error as _error
 
 __all__ = ["SANDBOX_APP_KEY", "SANDBOX_APP_TOKEN", "BlockingTransport", "OrderRefused", "VtexStandin"]
 
 SANDBOX_APP_KEY = "vtexappkey-sandbox-TRADEPOST"
 SANDBOX_APP_TOKEN = "sandbox-app-token-not-a-secret"
-SELLER_ID = "1"
 MAX_PAGE_SIZE = 1000
 
-Handler = Callable[[Request], Awaitable[Response]]
 
-
-@dataclass
-class _StoredSku:
-    """One SKU as VTEX would answer for it, prepared once."""
-
-    id: str
-    trade_policies: tuple[str, ...]
-    context: dict[str, Any]
-    prices: dict[str, Any]
-    computed: dict[str, Any]
-    inventory: dict[str, Any]
-    unit_multiplier: Decimal
-    available: int
-    selling_cents: int | None
-    promotional_cents: int | None
-    list_cents: int | None
-
-
-class VtexStandin(StandinOrders, Standin):
+class VtexStandin(Standin):
     """VTEX's catalog, pricing, logistics, checkout simulation and orders, serving the given records.
 
     ``trade_policies`` are the ones every SKU is in, priced the same in each (the record's
@@ -81,9 +62,20 @@ class VtexStandin(StandinOrders, Standin):
 
     ``orders_placed`` counts accepted placements per ``marketplaceOrderId`` (all affiliates
     together), so a test can assert an order went into VTEX exactly once.
+
+    Its orders are :attr:`order_desk`'s; ``orders``, ``orders_placed``, ``invoice_order``,
+    ``cancel_order_as_store``, ``order_record`` and ``orders_by_marketplace_id`` are the desk's,
+    named here too.
     """
 
     name = "vtex"
+    sandbox_role = "source"
+
+    def sandbox_credentials(self) -> dict[str, str]:
+        return {"app_key": self.app_key, "app_token": self.app_token}
+
+    def sandbox_options(self, url: str) -> dict[str, str]:
+        return {"type": "vtex", "account": "sandbox"}
 
     def __init__(
         self,
@@ -100,11 +92,12 @@ class VtexStandin(StandinOrders, Standin):
         index_delay: float = 0.0,
     ) -> None:
         self.trade_policies = tuple(str(tp) for tp in trade_policies)
-        self._init_orders(index_delay)
+        self.index_delay = index_delay
+        """How many seconds a new order stays out of ListOrders."""
         self.app_key = app_key
         self.app_token = app_token
         self.grants = frozenset(grants)
-        self.skus: dict[str, _StoredSku] = {}
+        self.skus: dict[str, StoredSku] = {}
         records = list(records)
         ids = _Ids(records)
         for record in records:
@@ -113,7 +106,26 @@ class VtexStandin(StandinOrders, Standin):
                 continue  # nothing VTEX could serve it under
             policies = tuple(str(tp) for tp in (assortment or {}).get(sku_id, self.trade_policies))
             self.skus[sku_id] = _stored(record, sku_id, policies, ids)
+        self.order_desk = desk = OrderDesk(
+            self.skus,
+            trade_policies=self.trade_policies,
+            private=self._private,
+            index_delay=lambda: self.index_delay,
+        )
+        self.orders, self.orders_placed = desk.orders, desk.orders_placed
+        self.invoice_order, self.cancel_order_as_store = desk.invoice_order, desk.cancel_order_as_store
+        self.order_record, self.orders_by_marketplace_id = desk.order_record, desk.orders_by_marketplace_id
         super().__init__(rate_limit, burst, faults)
+
+    @classmethod
+    def for_sandbox(
+        cls, catalog: Iterable[Mapping[str, Any]], *, faults: Faults | None, rate_limit: float | None
+    ) -> VtexStandin:
+        """The sandbox's VTEX serves the catalog in three trade policies, with the well-known key;
+        it is the source the other stand-ins are fed from, so it has no faults and no rate limit."""
+        return cls(
+            catalog, trade_policies=("1", "2", "3"), app_key=SANDBOX_APP_KEY, app_token=SANDBOX_APP_TOKEN
+        )
 
     # -- the app -----------------------------------------------------------------------------
 
@@ -145,15 +157,15 @@ class VtexStandin(StandinOrders, Standin):
             ),
             Route("/api/logistics/pvt/inventory/skus/{skuId}", private("logistics", self.inventory)),
             Route("/api/checkout/pub/orderForms/simulation", self.simulation, methods=["POST"]),
-            *self._order_routes(),
+            *self.order_desk.routes(),
         ]
 
     def build(self) -> Starlette:
-        return Starlette(routes=self.routes(), exception_handlers={HTTPException: self._http_error})
+        return Starlette(routes=self.routes(), exception_handlers=error_handlers(error_body, _unrouted))
 
     def error_body(self, status: int, message: str) -> Any:
         """VTEX's error shape (as the OMS and Checkout specs document it)."""
-        return {"error": {"code": str(status), "message": message, "exception": None}}
+        return error_body(status, message)
 
     def sync_transport(self) -> BlockingTransport:
         """A transport for a synchronous ``httpx.Client``, running the app in process."""
@@ -165,7 +177,7 @@ class VtexStandin(StandinOrders, Standin):
         """``GET .../stockkeepingunitids?page=&pagesize=``: every SKU id, a page at a time."""
         page, size = _int_param(request, "page"), _int_param(request, "pagesize")
         if page is None or size is None or page < 1 or size < 1:
-            return self._error(400, "page and pagesize are required positive integers")
+            return _error(400, "page and pagesize are required positive integers")
         return _page(list(self.skus), page, size)
 
     async def sku_ids_in_trade_policy(self, request: Request) -> Response:
@@ -174,7 +186,7 @@ class VtexStandin(StandinOrders, Standin):
         page = _int_param(request, "page", 1)
         size = _int_param(request, "pageSize", 50)
         if sc is None or page is None or size is None or page < 1 or size < 1:
-            return self._error(400, "sc is required; page and pageSize must be positive integers")
+            return _error(400, "sc is required; page and pageSize must be positive integers")
         only_assigned = request.query_params.get("onlyAssigned", "true").lower() != "false"
         ids = [s.id for s in self.skus.values() if not only_assigned or str(sc) in s.trade_policies]
         return _page(ids, page, size)
@@ -184,16 +196,16 @@ class VtexStandin(StandinOrders, Standin):
         sku = self.skus.get(request.path_params["skuId"])
         sc = request.query_params.get("sc")
         if sku is None or (sc is not None and sc not in sku.trade_policies):
-            return self._error(404, f"SKU {request.path_params['skuId']} not found")
+            return _error(404, f"SKU {request.path_params['skuId']} not found")
         return _json(sku.context)
 
     # -- pricing and logistics ---------------------------------------------------------------
 
     async def price(self, request: Request) -> Response:
         """``GET /pricing/prices/{itemId}``: base, cost and list prices and the fixed prices."""
-        sku = self.skus.get(request.path_params["itemId"])
-        if sku is None:
-            return self._error(404, f"no price for item {request.path_params['itemId']}")
+        sku = look_up(
+            self.skus, request.path_params["itemId"], lambda i: refused(404, f"no price for item {i}")
+        )
         return _json(sku.prices)
 
     async def computed_price(self, request: Request) -> Response:
@@ -201,16 +213,12 @@ class VtexStandin(StandinOrders, Standin):
         sku = self.skus.get(request.path_params["itemId"])
         table = request.path_params["priceTableId"]
         if sku is None or table not in sku.trade_policies:
-            return self._error(
-                404, f"no price for item {request.path_params['itemId']} in price table {table}"
-            )
+            return _error(404, f"no price for item {request.path_params['itemId']} in price table {table}")
         return _json({"tradePolicyId": table, **sku.computed, "priceValidUntil": _a_year_from_now()})
 
     async def inventory(self, request: Request) -> Response:
         """``GET /api/logistics/pvt/inventory/skus/{skuId}``: the balance per warehouse."""
-        sku = self.skus.get(request.path_params["skuId"])
-        if sku is None:
-            return self._error(404, f"SKU {request.path_params['skuId']} not found")
+        sku = look_up(self.skus, request.path_params["skuId"], lambda i: refused(404, f"SKU {i} not found"))
         return _json(sku.inventory)
 
     # -- checkout ----------------------------------------------------------------------------
@@ -223,12 +231,12 @@ class VtexStandin(StandinOrders, Standin):
         covers ``unitMultiplier`` units, ``price`` one.
         """
         try:
-            body = loads(await request.body())
+            body = await json_body(request)
         except ValueError:
-            return self._error(400, "the body is not JSON")
+            return _error(400, "the body is not JSON")
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(items, list):
-            return self._error(400, "items is required")
+            return _error(400, "items is required")
         sc = request.query_params.get("sc", "1")
         postal_code = body.get("postalCode")
         answered: list[dict[str, Any]] = []
@@ -236,7 +244,7 @@ class VtexStandin(StandinOrders, Standin):
         logistics: list[dict[str, Any]] = []
         for index, item in enumerate(items):
             if not isinstance(item, dict):
-                return self._error(400, f"items[{index}] is not an object")
+                return _error(400, f"items[{index}] is not an object")
             sku = self.skus.get(str(item.get("id")))
             if sku is None or str(item.get("seller")) != SELLER_ID or sc not in sku.trade_policies:
                 messages.append(
@@ -273,28 +281,19 @@ class VtexStandin(StandinOrders, Standin):
             key = request.headers.get("X-VTEX-API-AppKey")
             token = request.headers.get("X-VTEX-API-AppToken")
             if not key or not token:
-                return self._error(
-                    401, "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken are required"
-                )
-            valid_key = hmac.compare_digest(key.encode(), self.app_key.encode())
-            valid_token = hmac.compare_digest(token.encode(), self.app_token.encode())
-            if not (valid_key and valid_token):
-                return self._error(401, "Unauthorized: invalid AppKey or AppToken")
+                return _error(401, "Unauthorized: X-VTEX-API-AppKey and X-VTEX-API-AppToken are required")
+            if not (same_secret(key, self.app_key) and same_secret(token, self.app_token)):
+                return _error(401, "Unauthorized: invalid AppKey or AppToken")
             if api not in self.grants:
-                return self._error(403, f"Forbidden: the key's role does not grant the {api} resources")
+                return _error(403, f"Forbidden: the key's role does not grant the {api} resources")
             return await handler(request)
 
         return checked
 
-    async def _http_error(self, request: Request, error: Exception) -> Response:
-        status = error.status_code if isinstance(error, HTTPException) else 500
-        detail = (
-            "no such resource" if status == 404 else error.detail if isinstance(error, HTTPException) else ""
-        )
-        return self._error(status, f"{detail}: {request.method} {request.url.path}")
 
-    def _error(self, status: int, message: str) -> Response:
-        return _json(self.error_body(status, message), status)
+def _unrouted(request: Request, status: int, error: Exception) -> str:
+    detail = "no such resource" if status == 404 else error.detail if isinstance(error, HTTPException) else ""
+    return f"{detail}: {request.method} {request.url.path}"
 
 
 class BlockingTransport(httpx.BaseTransport):
@@ -366,12 +365,12 @@ class _Ids:
         return self._names.setdefault((kind, name), len(self._names) + 1)
 
 
-def _stored(record: Mapping[str, Any], sku_id: str, trade_policies: tuple[str, ...], ids: _Ids) -> _StoredSku:
+def _stored(record: Mapping[str, Any], sku_id: str, trade_policies: tuple[str, ...], ids: _Ids) -> StoredSku:
     product, sku = _section(record, "product"), _section(record, "sku")
     price, stock = _section(record, "price"), _section(record, "stock")
     warehouses = [w for w in stock.get("warehouses") or () if isinstance(w, Mapping)]
     multiplier = _decimal(sku.get("unit_multiplier"))
-    return _StoredSku(
+    return StoredSku(
         id=sku_id,
         trade_policies=trade_policies,
         context=_context(product, sku, trade_policies, ids),
@@ -548,7 +547,7 @@ def _specifications(specs: object, ids: _Ids) -> list[dict[str, Any]]:
     return fields
 
 
-def _simulated_item(sku: _StoredSku, index: int, quantity: object) -> dict[str, Any]:
+def _simulated_item(sku: StoredSku, index: int, quantity: object) -> dict[str, Any]:
     """One ``items[]`` entry of a simulation: the promotion, if any, as a discount price tag."""
     count = quantity if isinstance(quantity, int) and quantity > 0 else 1
     unit, promotional = sku.selling_cents, sku.promotional_cents

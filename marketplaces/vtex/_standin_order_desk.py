@@ -1,16 +1,18 @@
-"""The VTEX stand-in's order side: the seller's VTEX receiving orders from external marketplaces.
+"""The VTEX stand-in's order desk: the seller's VTEX receiving orders from external marketplaces.
 
-It is the half of :class:`~marketplaces.vtex.standin.VtexStandin` that the order channel
-(``marketplaces/vtex/_orders.py``) talks to, kept apart from the catalog source's half
+It is the part of :class:`~marketplaces.vtex.standin.VtexStandin` that the order channel
+(``marketplaces/vtex/_orders.py``) talks to, kept apart from the catalog source's part
 (catalog, pricing, logistics and the checkout simulation, in ``standin.py``) because the two
 share only the SKUs: an order reserves and ships their stock, nothing else crosses. The
-stand-in inherits it as :class:`StandinOrders`.
+stand-in owns an :class:`OrderDesk` and routes the order endpoints to it; the desk is given the
+SKUs, the trade policies, the key check and the index delay, and imports nothing of
+``standin.py`` (the SKU record and VTEX's error shape are in ``_standin_shapes.py``).
 
 Served under the ``orders`` grant: the Marketplace Protocol's PlaceFulfillmentOrder and
 AuthorizeDispatch, and the Orders API's GetOrder, ListOrders, CancelOrder,
 InvoiceNotification and tracking update. Orders live in memory with their stock
 reservations; the ERP's part (invoicing, a store cancelling) is played by
-:meth:`StandinOrders.invoice_order` and :meth:`StandinOrders.cancel_order_as_store`, and over
+:meth:`OrderDesk.invoice_order` and :meth:`OrderDesk.cancel_order_as_store`, and over
 HTTP by ``POST /_sandbox/orders/{orderId}/invoice`` and ``.../cancel``. The delivery options
 (SLAs) live here too: the checkout simulation offers them and a placement must pick one.
 
@@ -19,9 +21,6 @@ second placement of the same ``marketplaceOrderId`` for the same affiliate is re
 409 naming the existing order; cancelling a cancelled order is refused with 400 (callers
 must read the order to learn it is already cancelled); ListOrders can lag placements by
 ``index_delay`` seconds, as VTEX's index does (about four minutes, says the spec).
-
-This module imports nothing from ``standin.py`` at run time (the SKU type only for the type
-checker), so the stand-in can inherit from it without a circular import.
 """
 
 from __future__ import annotations
@@ -32,28 +31,24 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from engine.jsonio import loads
-from marketplaces._standin import SANDBOX_PREFIX
+from marketplaces._standin import Refusal, look_up, sandbox_route
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
+from marketplaces._standin import json_or_none as _body
+from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku, error_body
+from marketplaces.vtex._standin_shapes import error as _error
 
-if TYPE_CHECKING:
-    from marketplaces.vtex.standin import Handler, _StoredSku
-
-__all__ = ["SANDBOX_COURIER", "OrderRefused", "StandinOrders"]
-
-SELLER_ID = "1"
-"""VTEX's id for the store itself as the seller of its own SKUs (the catalog side's too)."""
+__all__ = ["SANDBOX_COURIER", "OrderDesk", "OrderRefused"]
 
 _STATUS_DESCRIPTIONS = {
     "waiting-ffmt-authorization": "Aguardando autorização para despachar",
@@ -121,11 +116,12 @@ class _StoredOrder:
         )
 
 
-class OrderRefused(Exception):
+class OrderRefused(Refusal):
     """The stand-in refuses an order operation as VTEX would: ``status`` and VTEX's message.
 
     Raised by the Python methods tests and the sandbox call (:meth:`VtexStandin.invoice_order`,
-    :meth:`VtexStandin.cancel_order_as_store`); the HTTP routes answer it in VTEX's error shape.
+    :meth:`VtexStandin.cancel_order_as_store`); raised in a route, the app answers it in VTEX's
+    error shape.
     """
 
     def __init__(self, status: int, message: str) -> None:
@@ -133,28 +129,28 @@ class OrderRefused(Exception):
         self.status = status
         self.message = message
 
+    def body(self) -> dict[str, Any]:
+        return error_body(self.status, self.message)
 
-class StandinOrders:
-    """The order APIs of :class:`~marketplaces.vtex.standin.VtexStandin`, as a mixin.
 
-    The stand-in provides its SKUs (``skus``), its trade policies, its key check
-    (``_private``) and its error answer (``_error``), and calls :meth:`_init_orders` from its
-    constructor and lists :meth:`_order_routes` among its routes. Its state: ``orders`` by VTEX
-    order id, ``orders_placed`` (accepted placements per ``marketplaceOrderId``) and the lock
-    every change holds.
+class OrderDesk:
+    """The order APIs of a VTEX stand-in: ``orders`` by VTEX order id, ``orders_placed``
+    (accepted placements per ``marketplaceOrderId``) and the lock every change holds.
+
+    ``skus`` are the stand-in's SKUs (its own dict: orders reserve and ship their stock),
+    ``trade_policies`` theirs (the first is a placement's default), ``private`` the key check a
+    handler goes behind, ``index_delay`` how many seconds a new order stays out of ListOrders.
     """
 
-    skus: dict[str, _StoredSku]
-    trade_policies: tuple[str, ...]
-
-    if TYPE_CHECKING:
-
-        def _private(self, api: str, handler: Handler) -> Handler: ...
-
-        def _error(self, status: int, message: str) -> Response: ...
-
-    def _init_orders(self, index_delay: float) -> None:
-        """The order book, empty; ``index_delay`` seconds keep a new order out of ListOrders."""
+    def __init__(
+        self,
+        skus: dict[str, StoredSku],
+        *,
+        trade_policies: tuple[str, ...],
+        private: Callable[[str, Handler], Handler],
+        index_delay: Callable[[], float],
+    ) -> None:
+        self.skus, self.trade_policies, self._private = skus, trade_policies, private
         self.index_delay = index_delay
         self.orders: dict[str, _StoredOrder] = {}
         self.orders_placed: Counter[str] = Counter()
@@ -164,7 +160,7 @@ class StandinOrders:
         self._sequence = itertools.count(500001)
         self._invoice_numbers = itertools.count(1)
 
-    def _order_routes(self) -> list[BaseRoute]:
+    def routes(self) -> list[BaseRoute]:
         """The order APIs' routes, then the sandbox's order controls (no key: they are not VTEX's)."""
         private = self._private
         return [
@@ -184,8 +180,8 @@ class StandinOrders:
                 methods=["PATCH"],
             ),
             # The sandbox's controls: the store's ERP invoicing or cancelling an order, by curl.
-            Route(SANDBOX_PREFIX + "orders/{orderId}/invoice", self.sandbox_invoice, methods=["POST"]),
-            Route(SANDBOX_PREFIX + "orders/{orderId}/cancel", self.sandbox_cancel, methods=["POST"]),
+            sandbox_route("orders/{orderId}/invoice", self.sandbox_invoice),
+            sandbox_route("orders/{orderId}/cancel", self.sandbox_cancel),
         ]
 
     # -- placement and dispatch (Marketplace Protocol) ---------------------------------------
@@ -202,27 +198,24 @@ class StandinOrders:
         """
         affiliate = request.query_params.get("affiliateId", "").strip()
         if not affiliate:
-            return self._error(400, "the affiliateId query parameter is required")
+            return _error(400, "the affiliateId query parameter is required")
         sc = request.query_params.get("sc") or self.trade_policies[0]
         body = await _body(request)
         if not isinstance(body, dict):
-            return self._error(400, "the body must be a JSON object")
+            return _error(400, "the body must be a JSON object")
         problems = _placement_problems(body)
         if problems:
-            return self._error(400, "invalid order: " + "; ".join(problems))
+            return _error(400, "invalid order: " + "; ".join(problems))
         marketplace_id = str(body["marketplaceOrderId"])
         with self._lock:
             existing = self._order_of(affiliate, marketplace_id)
             if existing is not None:
-                return self._error(
+                return _error(
                     409,
                     f"Order {existing.id} already exists for marketplaceOrderId {marketplace_id} "
                     f"of affiliate {affiliate}",
                 )
-            try:
-                order = self._new_order(affiliate, sc, body)
-            except OrderRefused as refusal:
-                return self._error(refusal.status, refusal.message)
+            order = self._new_order(affiliate, sc, body)
             self.orders[order.id] = order
             self.orders_placed[marketplace_id] += 1
         return _json(
@@ -242,17 +235,17 @@ class StandinOrders:
         """
         affiliate = request.query_params.get("affiliateId", "").strip()
         if not affiliate:
-            return self._error(400, "the affiliateId query parameter is required")
+            return _error(400, "the affiliateId query parameter is required")
         body = await _body(request)
         with self._lock:
             order = self.orders.get(request.path_params["orderId"])
             if order is None or order.affiliate_id != affiliate:
-                return self._error(404, f"Order {request.path_params['orderId']} not found")
+                return _error(404, f"Order {request.path_params['orderId']} not found")
             claimed = body.get("marketplaceOrderId") if isinstance(body, dict) else None
             if claimed is not None and str(claimed) != order.marketplace_order_id:
-                return self._error(400, f"marketplaceOrderId {claimed} is not the one of order {order.id}")
+                return _error(400, f"marketplaceOrderId {claimed} is not the one of order {order.id}")
             if order.status == "canceled":
-                return self._error(400, f"Order {order.id} is canceled; its dispatch cannot be authorized")
+                return _error(400, f"Order {order.id} is canceled; its dispatch cannot be authorized")
             if order.status == "waiting-ffmt-authorization":
                 order.status = "ready-for-handling"
                 order.authorized = order.changed = datetime.now(UTC)
@@ -273,10 +266,7 @@ class StandinOrders:
     async def get_order(self, request: Request) -> Response:
         """``GET /api/oms/pvt/orders/{orderId}``: the order with its items and invoices."""
         with self._lock:
-            order = self.orders.get(request.path_params["orderId"])
-            if order is None:
-                return self._error(404, f"Order {request.path_params['orderId']} not found")
-            return _json(self._order_json(order))
+            return _json(self._order_json(self._stored(request.path_params["orderId"])))
 
     async def list_orders(self, request: Request) -> Response:
         """``GET /api/oms/pvt/orders``: the indexed orders, newest first, with VTEX's filters.
@@ -289,7 +279,7 @@ class StandinOrders:
         page = _int_param(request, "page", 1)
         size = _int_param(request, "per_page", 15)
         if page is None or size is None or not 1 <= page <= 30 or not 1 <= size <= 100:
-            return self._error(400, "page must be 1 to 30 and per_page 1 to 100")
+            return _error(400, "page must be 1 to 30 and per_page 1 to 100")
         affiliate, search = query.get("f_affiliateId"), (query.get("q") or "").strip().lower()
         statuses = {s for s in (query.get("f_status") or "").split(",") if s}
         channel = query.get("salesChannelId")
@@ -323,38 +313,32 @@ class StandinOrders:
         """
         body = await _body(request)
         reason = body.get("reason") if isinstance(body, dict) else None
-        try:
-            with self._lock:
-                order = self._cancel(request.path_params["orderId"], reason, by_store=False)
-        except OrderRefused as refusal:
-            return self._error(refusal.status, refusal.message)
+        with self._lock:
+            order = self._cancel(request.path_params["orderId"], reason, by_store=False)
         return _json({"date": _timestamp(order.changed), "orderId": order.id, "receipt": uuid.uuid4().hex})
 
     async def invoice(self, request: Request) -> Response:
         """``POST /api/oms/pvt/orders/{orderId}/invoice``: InvoiceNotification, as the ERP sends it."""
         body = await _body(request)
         if not isinstance(body, dict):
-            return self._error(400, "the body must be a JSON object")
-        try:
-            with self._lock:
-                order = self._stored(request.path_params["orderId"])
-                package = self._add_invoice(order, body)
-        except OrderRefused as refusal:
-            return self._error(refusal.status, refusal.message)
+            return _error(400, "the body must be a JSON object")
+        with self._lock:
+            order = self._stored(request.path_params["orderId"])
+            package = self._add_invoice(order, body)
         return _json({"date": _timestamp(order.changed), "orderId": order.id, "receipt": package["receipt"]})
 
     async def update_tracking(self, request: Request) -> Response:
         """``PATCH /api/oms/pvt/orders/{orderId}/invoice/{invoiceNumber}``: add tracking to an invoice."""
         body = await _body(request)
         if not isinstance(body, dict):
-            return self._error(400, "the body must be a JSON object")
+            return _error(400, "the body must be a JSON object")
         missing = [
             name
             for name in ("trackingNumber", "trackingUrl", "courier", "dispatchedDate")
             if name not in body
         ]
         if missing or not _text(body.get("trackingNumber")):
-            return self._error(400, f"required: {', '.join(missing or ['trackingNumber'])}")
+            return _error(400, f"required: {', '.join(missing or ['trackingNumber'])}")
         with self._lock:
             order = self.orders.get(request.path_params["orderId"])
             number = request.path_params["invoiceNumber"]
@@ -362,9 +346,7 @@ class StandinOrders:
                 next((p for p in order.packages if p["invoiceNumber"] == number), None) if order else None
             )
             if order is None or package is None:
-                return self._error(
-                    404, f"Invoice {number} of order {request.path_params['orderId']} not found"
-                )
+                return _error(404, f"Invoice {number} of order {request.path_params['orderId']} not found")
             for name in ("trackingNumber", "trackingUrl", "courier", "dispatchedDate"):
                 if body.get(name) is not None:
                     package[name] = str(body[name])
@@ -384,26 +366,20 @@ class StandinOrders:
         """
         body = await _body(request)
         options = body if isinstance(body, dict) else {}
-        try:
-            package = self.invoice_order(
-                request.path_params["orderId"],
-                number=_text(options.get("number")),
-                tracking=options.get("tracking", True) is not False,
-                courier=_text(options.get("courier")),
-                tracking_number=_text(options.get("trackingNumber")),
-            )
-        except OrderRefused as refusal:
-            return self._error(refusal.status, refusal.message)
+        package = self.invoice_order(
+            request.path_params["orderId"],
+            number=_text(options.get("number")),
+            tracking=options.get("tracking", True) is not False,
+            courier=_text(options.get("courier")),
+            tracking_number=_text(options.get("trackingNumber")),
+        )
         return _json(package)
 
     async def sandbox_cancel(self, request: Request) -> Response:
         """``POST /_sandbox/orders/{orderId}/cancel`` with ``{"reason"}``: the store cancels the order."""
         body = await _body(request)
         reason = _text(body.get("reason")) if isinstance(body, dict) else None
-        try:
-            self.cancel_order_as_store(request.path_params["orderId"], reason or "canceled by the store")
-        except OrderRefused as refusal:
-            return self._error(refusal.status, refusal.message)
+        self.cancel_order_as_store(request.path_params["orderId"], reason or "canceled by the store")
         return _json(self.order_record(request.path_params["orderId"]))
 
     def invoice_order(
@@ -481,10 +457,7 @@ class StandinOrders:
         )
 
     def _stored(self, vtex_order_id: str) -> _StoredOrder:
-        order = self.orders.get(vtex_order_id)
-        if order is None:
-            raise OrderRefused(404, f"Order {vtex_order_id} not found")
-        return order
+        return look_up(self.orders, vtex_order_id, _unknown_order)
 
     def _new_order(self, affiliate: str, sc: str, body: dict[str, Any]) -> _StoredOrder:
         """The order a valid placement creates, its stock reserved; OrderRefused for unsellable items."""
@@ -540,13 +513,13 @@ class StandinOrders:
                 for index in range(len(items))
             ],
             created=datetime.now(UTC),
-            indexed_after=time.monotonic() + self.index_delay,
+            indexed_after=time.monotonic() + self.index_delay(),
         )
         for item in items:
             self._reserve(order, self.skus[item["id"]], item["quantity"])
         return order
 
-    def _reserve(self, order: _StoredOrder, sku: _StoredSku, quantity: int) -> None:
+    def _reserve(self, order: _StoredOrder, sku: StoredSku, quantity: int) -> None:
         """Reserve stock warehouse by warehouse; the inventory answer shows it as reservedQuantity."""
         for position, balance in enumerate(sku.inventory["balance"]):
             total, reserved = balance.get("totalQuantity"), balance.get("reservedQuantity")
@@ -745,15 +718,8 @@ class StandinOrders:
 # -- request checks and answers --------------------------------------------------------------
 
 
-async def _body(request: Request) -> Any:
-    """The JSON body, or None when it is absent or not JSON (handlers answer 400 for what they need)."""
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    try:
-        return loads(raw)
-    except ValueError:
-        return None
+def _unknown_order(vtex_order_id: str) -> OrderRefused:
+    return OrderRefused(404, f"Order {vtex_order_id} not found")
 
 
 def _placement_problems(body: Mapping[str, Any]) -> list[str]:
@@ -857,7 +823,7 @@ def _invoice_problems(body: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _order_item(sku: _StoredSku, quantity: int, price: int) -> dict[str, Any]:
+def _order_item(sku: StoredSku, quantity: int, price: int) -> dict[str, Any]:
     """One ``items[]`` entry of GetOrder: the marketplace's price, the catalog's names."""
     return {
         "uniqueId": uuid.uuid4().hex.upper(),
@@ -890,7 +856,7 @@ def _order_item(sku: _StoredSku, quantity: int, price: int) -> dict[str, Any]:
     }
 
 
-def _logistics_info(sku: _StoredSku, item_index: int, quantity: object, priced: bool) -> dict[str, Any]:
+def _logistics_info(sku: StoredSku, item_index: int, quantity: object, priced: bool) -> dict[str, Any]:
     """A simulation's ``logisticsInfo[]`` entry: stock, and delivery options once a postal code is known."""
     count = quantity if _is_int(quantity) else 1
     deliverable = priced and 0 < count <= sku.available

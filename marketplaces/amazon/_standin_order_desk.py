@@ -1,12 +1,12 @@
-"""The Amazon stand-in's order side: Orders 2026-01-01, confirmShipment and order acknowledgements.
+"""The Amazon stand-in's order desk: Orders 2026-01-01, confirmShipment and order acknowledgements.
 
-Why a module of its own: ``standin.py`` is the stand-in's core (Login with Amazon, Listings
+Why an object of its own: ``standin.py`` is the stand-in's listings (Login with Amazon, Listings
 Items and the Feeds API); orders are a second API with their own state, checks and invented
-buyers, and read best apart. The two meet at the listings (an order is priced as its listing
-is) and at one feed type (an acknowledgement feed travels the Feeds API like any feed, and only
-its processing is here). :class:`StandinOrders` is mixed into
-:class:`~marketplaces.amazon.standin.AmazonStandin`; everything here is reached through that
-class, never on its own.
+buyers. The two meet at the listings (an order is priced as its listing is) and at one feed
+type (an acknowledgement feed travels the Feeds API like any feed, and only its processing is
+here). :class:`OrderDesk` is a component the stand-in owns and routes the order endpoints to; it
+is given what it needs (the listings, the seller, the marketplaces, the token check, the serial
+numbers and the clock) and imports nothing of the stand-in's module.
 
 What it answers the way the real API does:
 
@@ -17,15 +17,10 @@ What it answers the way the real API does:
 * cancellation by a ``POST_ORDER_ACKNOWLEDGEMENT_DATA`` XML feed (``StatusCode`` Failure), with
   an XML processing report.
 
-Orders come from buyers, which a stand-in has none of: :meth:`StandinOrders.create_order` (or
+Orders come from buyers, which a stand-in has none of: :meth:`OrderDesk.create_order` (or
 ``POST /_sandbox/orders``) orders a listed SKU, priced as the listing is, and
-:meth:`~StandinOrders.set_order_status` (or ``POST /_sandbox/orders/{id}/status``) moves it as
+:meth:`~OrderDesk.set_order_status` (or ``POST /_sandbox/orders/{id}/status``) moves it as
 Amazon or the buyer would, so a test or a sandbox user plays the buyer.
-
-This module also holds what both halves use: the marketplaces' currencies and a price
-schedule's value (the listing checks judge offers by them, orders charge by them), the
-malformed-message code both feed types report, and the JSON helpers. ``standin.py`` imports
-them from here, so that the import runs one way only.
 """
 
 from __future__ import annotations
@@ -38,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from xml.etree import ElementTree
 
 from starlette.requests import Request
@@ -46,22 +41,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.jsonio import dumps, loads
-from marketplaces._standin import SANDBOX_PREFIX
+from marketplaces._standin import Refused, look_up, sandbox_route
 from marketplaces._standin import exact_json as _json
+from marketplaces._standin import json_or_none as _body
+from marketplaces.amazon._standin_shapes import (
+    CURRENCIES,
+    INVALID_MESSAGE,
+    error_body,
+    refused,
+    schedule_value,
+)
+from marketplaces.amazon._standin_shapes import error as _error
 
-__all__ = ["ACKNOWLEDGEMENT_FEED", "CURRENCIES", "INVALID_MESSAGE", "StandinOrders"]
+__all__ = ["ACKNOWLEDGEMENT_FEED", "OrderDesk"]
 
-INVALID_MESSAGE, UNKNOWN_ORDER, ORDER_SHIPPED = "4000003", "4000004", "4000005"
-"""The stand-in's own result codes (``standin.py`` has the rest of the 4000000 range):
-a malformed feed message (of either feed type), an unknown order, a shipped order not cancelled."""
-CURRENCIES = {
-    "ATVPDKIKX0DER": "USD",
-    "A2EUQ1WTGCTBG2": "CAD",
-    "A1AM78C64UM0Y8": "MXN",
-    "A2Q3Y263D00KWC": "BRL",
-}
-"""The currency each marketplace sells in: an offer in another is refused, an order of a listing
-without an offer is priced in it."""
+UNKNOWN_ORDER, ORDER_SHIPPED = "4000004", "4000005"
+"""The stand-in's own result codes for an unknown order and a shipped order not cancelled (the rest
+of the 4000000 range is in ``_standin_shapes.py`` and ``standin.py``)."""
 FULFILLMENT_STATUSES = frozenset(
     {
         "PENDING_AVAILABILITY",
@@ -122,43 +118,37 @@ PEOPLE = {
 second line, city, region, postal code. Any resemblance to a real person is accidental."""
 
 
-class StandinOrders:
-    """The orders of the seller of an :class:`~marketplaces.amazon.standin.AmazonStandin`.
+class OrderDesk:
+    """The orders of the seller of an Amazon stand-in: ``orders`` by order id.
 
-    A mixin: it keeps its own state (set up by :meth:`_init_orders`) and its routes
-    (:meth:`_order_routes`), and uses the listings, the token check, the error answers and the
-    serial numbers of the class it is mixed into. Its state: ``orders`` by order id, the clock
-    that stamps them and the draws that invent buyers and ids.
+    ``items`` are the seller's listings (the stand-in's own dict, by SKU), ``authorize`` the token
+    check (it raises the 403), ``serial`` the stand-in's serial numbers (one sequence
+    for both halves), ``clock`` what stamps createdTime and lastUpdatedTime; ``seed`` seeds the
+    invented buyers and item ids.
     """
 
-    # What the orders use of AmazonStandin (standin.py), which mixes this class in:
-    seller_id: str
-    marketplace_ids: frozenset[str]
-    items: dict[str, dict[str, Any]]
-
-    if TYPE_CHECKING:
-
-        def error_body(self, status: int, message: str) -> Any: ...
-
-        def _denied(self, request: Request, seller_id: str | None = None) -> Response | None: ...
-
-        def _error(self, status: int, message: str, details: str | None = None) -> Response: ...
-
-        def _next(self) -> int: ...
-
-    def _init_orders(self, seed: int) -> None:
-        """No orders yet; called by the constructor before the app is built."""
+    def __init__(
+        self,
+        items: dict[str, dict[str, Any]],
+        *,
+        seller_id: str,
+        marketplace_ids: frozenset[str],
+        authorize: Callable[[Request], None],
+        serial: Callable[[], int],
+        clock: Callable[[], datetime],
+        seed: int,
+    ) -> None:
+        self.items, self.seller_id, self.marketplace_ids = items, seller_id, marketplace_ids
+        self._authorize, self._next, self.clock = authorize, serial, clock
         self.orders: dict[str, dict[str, Any]] = {}
         """Order id -> the Orders 2026-01-01 ``Order`` with every section; views drop what is not asked."""
-        self.order_clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-        """Stamps createdTime and lastUpdatedTime; tests move it to separate changes in time."""
         self.buyers = random.Random(seed)
         """Draws invented buyers and item ids, apart from the other draws."""
         self.order_ids = random.Random()
         """Order ids are not seeded: a sandbox restarted against the same project must not hand out
         ids its state store already holds for other orders."""
 
-    def _order_routes(self) -> list[Route]:
+    def routes(self) -> list[Route]:
         """The order APIs' routes, then the sandbox's order controls (no token: they are not Amazon's)."""
         return [
             Route("/orders/2026-01-01/orders", self.search_orders, methods=["GET"]),
@@ -168,8 +158,8 @@ class StandinOrders:
                 self.confirm_shipment,
                 methods=["POST"],
             ),
-            Route(f"{SANDBOX_PREFIX}orders", self.sandbox_create_order, methods=["POST"]),
-            Route(f"{SANDBOX_PREFIX}orders/{{order_id}}/status", self.sandbox_order_status, methods=["POST"]),
+            sandbox_route("orders", self.sandbox_create_order),
+            sandbox_route("orders/{order_id}/status", self.sandbox_order_status),
         ]
 
     # -- Orders: the buyer's side (Python and /_sandbox/ controls) -----------------------------
@@ -318,7 +308,7 @@ class StandinOrders:
 
     def _control_error(self, status: int, message: str) -> Response:
         """Amazon's error shape plus a top-level ``message``, which `tradepost sandbox` prints."""
-        return _json({**self.error_body(status, message), "message": message}, status)
+        return _json({**error_body(status, message), "message": message}, status)
 
     def _order_id(self) -> str:
         while True:
@@ -328,7 +318,7 @@ class StandinOrders:
                 return order_id
 
     def _order_stamp(self) -> str:
-        return _stamp(self.order_clock())
+        return _stamp(self.clock())
 
     def _invent_buyer(self, marketplace: str, disclosed: bool) -> dict[str, Any]:
         """buyer, recipient and (Brazil) the buyer's CPF; only city, region and postal code when withheld."""
@@ -372,12 +362,10 @@ class StandinOrders:
     # -- Orders 2026-01-01 -----------------------------------------------------------------------
 
     async def search_orders(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         search = OrderSearch.parse(request.query_params, self.marketplace_ids)
         if isinstance(search, str):
-            return self._error(400, search)
+            return _error(400, search)
         # Keyset pagination on (lastUpdatedTime, orderId): an order changed between two pages
         # moves behind the cursor and is returned again, never skipped.
         matching = sorted((_order_key(o), o) for o in self.orders.values() if search.matches(o))
@@ -393,34 +381,25 @@ class StandinOrders:
         return _json(body)
 
     async def get_order(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         included, problem = _included(request.query_params.get("includedData"))
         if problem:
-            return self._error(400, problem)
-        order_id = request.path_params["order_id"]
-        order = self.orders.get(order_id)
-        if order is None:
-            return self._error(404, f"Order {order_id} not found.", "Check the order id and the seller.")
+            return _error(400, problem)
+        order = look_up(self.orders, request.path_params["order_id"], _unknown_order)
         return _json({"order": _order_view(order, included)})
 
     # -- Orders v0: confirmShipment --------------------------------------------------------------
 
     async def confirm_shipment(self, request: Request) -> Response:
-        denied = self._denied(request)
-        if denied is not None:
-            return denied
+        self._authorize(request)
         order_id = request.path_params["order_id"]
-        order = self.orders.get(order_id)
-        if order is None:
-            return self._error(404, f"Order {order_id} not found.")
+        order = look_up(self.orders, order_id, lambda key: refused(404, f"Order {key} not found."))
         if not request.headers.get("content-type", "").startswith("application/json"):
-            return self._error(415, "The request body must be application/json.")
+            return _error(415, "The request body must be application/json.")
         body = await _body(request)
         malformed = _confirmation_errors(body, self.marketplace_ids)
         if malformed:
-            return self._error(400, malformed)
+            return _error(400, malformed)
         detail = body["packageDetail"]
         reference = detail["packageReferenceId"]
         if any(package["packageReferenceId"] == reference for package in order["packages"]):
@@ -428,24 +407,22 @@ class StandinOrders:
         fulfillment = order["fulfillment"]
         status = fulfillment["fulfillmentStatus"]
         if fulfillment.get("fulfilledBy") == "AMAZON":
-            return self._error(
-                400, f"Order {order_id} is fulfilled by Amazon; it takes no shipment confirmation."
-            )
+            return _error(400, f"Order {order_id} is fulfilled by Amazon; it takes no shipment confirmation.")
         if status in ("CANCELLED", "UNFULFILLABLE"):
-            return self._error(400, f"Order {order_id} is {status.lower()}; it cannot be shipped.")
+            return _error(400, f"Order {order_id} is {status.lower()}; it cannot be shipped.")
         if status in ("PENDING", "PENDING_AVAILABILITY"):
-            return self._error(
+            return _error(
                 400, f"Order {order_id} is {status}: its payment is not authorised, do not ship it."
             )
         lines = {item["orderItemId"]: item for item in order["orderItems"]}
         for entry in detail["orderItems"]:
             line = lines.get(entry["orderItemId"])
             if line is None:
-                return self._error(400, f"Order item {entry['orderItemId']} is not in order {order_id}.")
+                return _error(400, f"Order item {entry['orderItemId']} is not in order {order_id}.")
             left = line["fulfillment"]["quantityUnfulfilled"]
             if entry["quantity"] > left:
                 why = f"Order item {entry['orderItemId']}: quantity {entry['quantity']} exceeds the {left} "
-                return self._error(400, why + "units not yet shipped (already shipped).")
+                return _error(400, why + "units not yet shipped (already shipped).")
         for entry in detail["orderItems"]:
             shipped = lines[entry["orderItemId"]]["fulfillment"]
             shipped["quantityFulfilled"] += entry["quantity"]
@@ -472,7 +449,7 @@ class StandinOrders:
 
     # -- POST_ORDER_ACKNOWLEDGEMENT_DATA ---------------------------------------------------------
 
-    def _acknowledge(self, content: bytes) -> tuple[str, bytes]:
+    def acknowledge(self, content: bytes) -> tuple[str, bytes]:
         """An OrderAcknowledgement XML feed: StatusCode Failure cancels; the report is XML too."""
         try:
             root = ElementTree.fromstring(content)
@@ -651,6 +628,10 @@ class OrderSearch:
         )
 
 
+def _unknown_order(order_id: str) -> Refused:
+    return refused(404, f"Order {order_id} not found.", "Check the order id and the seller.")
+
+
 def _fulfillment_status(status: str) -> str:
     """Amazon's status for what a sandbox user types: any case, "paid" and "canceled" too."""
     wanted = str(status).strip().upper().replace("-", "_").replace(" ", "_")
@@ -775,10 +756,10 @@ def _offer_price(offer: Mapping[str, Any]) -> Decimal | None:
             _schedule_bound(entry.get("start_at"), end=False),
             _schedule_bound(entry.get("end_at"), end=True),
         )
-        value = _schedule_value(sale)
+        value = schedule_value(sale)
         if value is not None and start is not None and end is not None and start <= today <= end:
             return value
-    return _schedule_value(offer.get("our_price"))
+    return schedule_value(offer.get("our_price"))
 
 
 def _schedule_bound(value: Any, end: bool) -> datetime | None:
@@ -793,22 +774,3 @@ def _schedule_bound(value: Any, end: bool) -> datetime | None:
     except ValueError:
         return None
     return day + timedelta(days=1) if end and len(value) == 10 else day
-
-
-def _schedule_value(prices: Any) -> Decimal | None:
-    """The first ``value_with_tax`` of ``our_price`` or ``discounted_price``, if it is a number."""
-    try:
-        value = prices[0]["schedule"][0]["value_with_tax"]
-    except (TypeError, LookupError):
-        return None
-    return Decimal(str(value)) if isinstance(value, int | Decimal) and not isinstance(value, bool) else None
-
-
-# -- answers, standin.py's too -----------------------------------------------------------------
-
-
-async def _body(request: Request) -> Any:
-    try:
-        return loads(await request.body())
-    except ValueError:
-        return None

@@ -37,16 +37,17 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from engine.connectors import Backoff, Fulfilment, Invoice, OrderCallError, Tracking, send
+from engine.connectors import Fulfilment, Invoice, OrderCallError, RetryPolicy, Tracking, send
 from engine.jsonio import loads
 from engine.orders import Address, Order
 from engine.secrets import redact
+from marketplaces.vtex._mapping import unit_price, vtex_number
 
 __all__ = ["PLACEHOLDER_PHONE", "Placed", "SimulatedItem", "VtexOrderState", "VtexOrders"]
 
@@ -79,7 +80,7 @@ AUTHORIZED = frozenset(
 """Statuses at or past AuthorizeDispatch: a repeated authorization that VTEX refuses is done."""
 INVOICED = frozenset({"invoice", "invoiced"})
 _CENT = Decimal("0.01")
-_BACKOFF = Backoff()
+_BACKOFF = RetryPolicy()
 _MIN_SCRUB = 3
 """Personal values shorter than this are not scrubbed from messages: "12" would mangle "412"."""
 
@@ -151,7 +152,7 @@ class VtexOrders:
         affiliate_id: str,
         sales_channel: str,
         services_endpoint: str | None = None,
-        backoff: Backoff = _BACKOFF,
+        backoff: RetryPolicy = _BACKOFF,
     ) -> None:
         if not affiliate_id.strip():
             raise ValueError("affiliate_id is required: the VTEX affiliate that stands for the marketplace")
@@ -499,12 +500,10 @@ def _read_simulation(answer: object) -> dict[int, _Offer]:
         if not isinstance(item, Mapping):
             raise _Shape(f"items[{position}]", "is not an object")
         request_index = item.get("requestIndex", position)
-        cents = _number(item.get("sellingPrice"))
-        if not isinstance(request_index, int) or cents is None:
+        unit = unit_price(item)
+        if not isinstance(request_index, int) or unit is None:
             continue  # not sellable as asked: no price VTEX would charge
-        multiplier = _number(item.get("unitMultiplier"))
-        units = multiplier if multiplier is not None and multiplier > 0 else Decimal(1)
-        price = (cents / 100 / units).quantize(_CENT, rounding=ROUND_HALF_UP)
+        price = unit.quantize(_CENT, rounding=ROUND_HALF_UP)
         info = logistics.get(position, {})
         stock = info.get("stockBalance")
         if isinstance(stock, int) and not isinstance(stock, bool):
@@ -526,7 +525,7 @@ def _chosen_sla(slas: Sequence[Mapping[str, Any]], wanted: str | None) -> Mappin
         for sla in slas:
             if wanted.casefold() in (str(sla.get("id")).casefold(), str(sla.get("name")).casefold()):
                 return sla
-    return min(slas, key=lambda sla: _number(sla.get("price")) or Decimal(0))
+    return min(slas, key=lambda sla: vtex_number(sla.get("price")) or Decimal(0))
 
 
 # -- placement body -----------------------------------------------------------------------------
@@ -678,7 +677,7 @@ def _fulfilment(package: Mapping[str, Any], skus: Sequence[str], index: int) -> 
     number = package.get("invoiceNumber")
     if number in (None, ""):
         raise _Shape(f"{where}.invoiceNumber", "missing")
-    cents = _number(package.get("invoiceValue"))
+    cents = vtex_number(package.get("invoiceValue"))
     if cents is None:
         raise _Shape(f"{where}.invoiceValue", "is not an amount in cents")
     invoice = Invoice(
@@ -767,18 +766,6 @@ def _shares(total: int, count: int) -> list[int]:
     """``total`` cents split over ``count`` items, the odd cents on the first ones: sums exactly."""
     base, extra = divmod(total, count)
     return [base + (1 if index < extra else 0) for index in range(count)]
-
-
-def _number(value: object) -> Decimal | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | Decimal) or (isinstance(value, str) and value.strip()):
-        try:
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            return None
-        return number if number.is_finite() else None
-    return None
 
 
 def _moment(value: object, field: str) -> datetime:

@@ -1,11 +1,11 @@
-"""The seller's side of orders in the Mercado Libre stand-in: search, shipments, feedback, fiscal
-documents, and the sandbox's controls that play the buyer.
+"""The Mercado Libre stand-in's order desk: search, shipments, feedback, fiscal documents, and the
+sandbox's controls that play the buyer.
 
-Why a module of its own: ``standin.py`` is the stand-in's core (OAuth, ``/items`` with variations
-and descriptions); orders are a second API with their own state, checks and made-up buyers, and
-read best apart. :class:`StandinOrders` is mixed into
-:class:`~marketplaces.mercadolibre.standin.MercadoLibreStandin`, which owns the listings orders
-take stock from; everything here is reached through that class, never on its own.
+Why an object of its own: ``standin.py`` is the stand-in's listings (OAuth, ``/items`` with
+variations and descriptions); orders are a second API with their own state, checks and made-up
+buyers. :class:`OrderDesk` is a component the stand-in owns and routes the order endpoints to;
+it is given only what it needs (the seller's items, which orders take stock from, the site, the
+seller, the token check and the clock) and imports nothing of the stand-in's module.
 
 What it checks (``shared/specs/mercadolibre/ITEMS.md``), answering in Mercado Libre's error shape:
 
@@ -22,16 +22,12 @@ What it checks (``shared/specs/mercadolibre/ITEMS.md``), answering in Mercado Li
 - ``POST /packs/{id}/fiscal_documents``: the NF-e of a pack (or of an order without one), as JSON
   where the real API takes the XML file; it releases a Mercado Envíos label.
 
-Orders come from buyers, which a stand-in has none of: :meth:`StandinOrders.create_order` and
-:meth:`~StandinOrders.set_order_status` play them, and so do the sandbox's controls
+Orders come from buyers, which a stand-in has none of: :meth:`OrderDesk.create_order` and
+:meth:`~OrderDesk.set_order_status` play them, and so do the sandbox's controls
 ``POST /_sandbox/orders`` and ``POST /_sandbox/orders/{id}/status`` (no token needed, no faults).
 Every change to an order or its shipment moves the order's ``last_updated``.
 
 Ids look like the real ones: orders ``2000008000000001``..., shipments ``43000000001``...
-
-This module also holds what both halves answer with (:class:`Refusal`, the JSON helpers) and the
-stock totals of an item, which orders move: ``standin.py`` imports them from here, so that the
-import runs one way only.
 """
 
 from __future__ import annotations
@@ -39,7 +35,6 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -48,11 +43,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine.jsonio import loads
-from marketplaces._standin import SANDBOX_PREFIX
 from marketplaces._standin import exact_json as _json
+from marketplaces._standin import look_up, sandbox_route
+from marketplaces.mercadolibre._standin_shapes import Refusal, find_variation
+from marketplaces.mercadolibre._standin_shapes import cause as _cause
+from marketplaces.mercadolibre._standin_shapes import count as _count
+from marketplaces.mercadolibre._standin_shapes import object_body as _body
+from marketplaces.mercadolibre._standin_shapes import positive as _positive
+from marketplaces.mercadolibre._standin_shapes import totals as _totals
 
-__all__ = ["Refusal", "StandinOrders"]
+__all__ = ["OrderDesk"]
 
 ORDER_STATUSES = ("confirmed", "payment_required", "payment_in_process", "partially_paid", "paid",
                   "partially_refunded", "pending_cancel", "cancelled", "invalid")  # fmt: skip
@@ -96,25 +96,25 @@ ADDRESSES = (
 """Made-up buyers and addresses for sandbox orders (the streets exist; the people do not)."""
 
 
-class StandinOrders:
-    """Orders, shipments, feedback and fiscal documents of the seller of a
-    :class:`~marketplaces.mercadolibre.standin.MercadoLibreStandin`.
+class OrderDesk:
+    """Orders, shipments, feedback and fiscal documents of one Mercado Libre seller.
 
-    A mixin: it keeps its own state (set up by :meth:`_start_orders`) and its routes
-    (:meth:`_order_routes`), and uses the listings and the token check of the class it is mixed into.
+    ``items`` are the seller's listings (the stand-in's own dict: orders take their stock),
+    ``authorize`` refuses a request without a live token, ``clock`` stamps ``date_created`` and
+    ``last_updated`` (tests pass their own to filter by time).
     """
 
-    # What the orders use of MercadoLibreStandin (standin.py), which mixes this class in:
-    items: dict[str, dict[str, Any]]
-    site: str
-    seller_id: int
-    _authorize: Callable[[Request], None]
-    variation: Callable[[str], dict[str, Any]]
-
-    def _start_orders(self, clock: Callable[[], datetime] | None) -> None:
-        """The orders' state, empty; called by the constructor before the app is built."""
+    def __init__(
+        self,
+        items: dict[str, dict[str, Any]],
+        *,
+        site: str,
+        seller_id: int,
+        authorize: Callable[[Request], None],
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.items, self.site, self.seller_id, self._authorize = items, site, seller_id, authorize
         self.clock = clock or (lambda: datetime.now(UTC))
-        """Stamps ``date_created`` and ``last_updated``; tests pass their own to filter by time."""
         self.orders: dict[str, dict[str, Any]] = {}
         """Order id -> the order as ``GET /orders/{id}`` shows it."""
         self.shipments: dict[str, dict[str, Any]] = {}
@@ -131,8 +131,8 @@ class StandinOrders:
         self._feedback_ids = itertools.count(900000001)
         self._payment_ids = itertools.count(59000000001)
 
-    def _order_routes(self) -> list[Route]:
-        """The orders' part of the app's routes, the sandbox's controls included."""
+    def routes(self) -> list[Route]:
+        """The order endpoints, the sandbox's controls included, for the stand-in's app."""
         return [
             Route("/orders/search", self.search_orders, methods=["GET"]),
             Route("/orders/{order_id}", self.get_order, methods=["GET"]),
@@ -141,8 +141,8 @@ class StandinOrders:
             Route("/shipments/{shipment_id}", self.get_shipment, methods=["GET"]),
             Route("/shipments/{shipment_id}", self.update_shipment, methods=["PUT"]),
             Route("/packs/{pack_id}/fiscal_documents", self.attach_fiscal_document, methods=["POST"]),
-            Route(f"{SANDBOX_PREFIX}orders", self.sandbox_order, methods=["POST"]),
-            Route(f"{SANDBOX_PREFIX}orders/{{order_id}}/status", self.sandbox_status, methods=["POST"]),
+            sandbox_route("orders", self.sandbox_order),
+            sandbox_route("orders/{order_id}/status", self.sandbox_status),
         ]
 
     # -- orders: made by tests and the sandbox ---------------------------------------------------
@@ -652,7 +652,11 @@ class StandinOrders:
             if item is None or item["status"] == "closed":
                 continue
             variation_id = line["item"]["variation_id"]
-            holder = self.variation(f"{item['id']}/{variation_id}") if variation_id is not None else item
+            holder = (
+                find_variation(self.items, f"{item['id']}/{variation_id}")
+                if variation_id is not None
+                else item
+            )
             holder["available_quantity"] += self._taken.get(key, line["quantity"])
             holder["sold_quantity"] -= line["quantity"]
             _totals(item)
@@ -675,21 +679,17 @@ class StandinOrders:
         return self.shipments.get(str(shipment_id)) if shipment_id is not None else None
 
     def _order(self, request: Request) -> dict[str, Any]:
-        order_id = request.path_params["order_id"]
-        order = self.orders.get(order_id)
-        if order is None:
-            raise Refusal(404, "not_found", f"Order {order_id} not found")
-        return order
+        return look_up(self.orders, request.path_params["order_id"], _missing("Order"))
 
     def _shipment(self, request: Request) -> dict[str, Any]:
-        shipment_id = request.path_params["shipment_id"]
-        shipment = self.shipments.get(shipment_id)
-        if shipment is None:
-            raise Refusal(404, "not_found", f"Shipment {shipment_id} not found")
-        return shipment
+        return look_up(self.shipments, request.path_params["shipment_id"], _missing("Shipment"))
 
     def _stamp(self) -> str:
         return self.clock().astimezone(ML_TIME).isoformat(timespec="milliseconds")
+
+
+def _missing(kind: str) -> Callable[[str], Refusal]:
+    return lambda key: Refusal(404, "not_found", f"{kind} {key} not found")
 
 
 def _own_seller_skus(holder: Mapping[str, Any]) -> set[str]:
@@ -791,55 +791,3 @@ def _parse(value: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{value} has no time zone")
     return moment
-
-
-# -- shared with standin.py: the error shape, JSON in and out, an item's totals ---------------
-
-
-@dataclass
-class Refusal(Exception):
-    """An answer in Mercado Libre's error shape, raised from anywhere in a handler."""
-
-    status: int
-    error: str
-    message: str
-    cause: tuple[dict[str, Any], ...] = ()
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "message": self.message,
-            "error": self.error,
-            "status": self.status,
-            "cause": list(self.cause),
-        }
-
-
-def _cause(code: str, field: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "references": [field], "message": message}
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    try:
-        body = loads(await request.body())
-    except ValueError:
-        raise Refusal(400, "bad_request", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Refusal(400, "bad_request", "the body must be a JSON object")
-    return body
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, int | Decimal) and not isinstance(value, bool) and value > 0
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _totals(item: dict[str, Any]) -> None:
-    """An item with variations shows their total stock and, per ITEMS.md, the highest price."""
-    variations = item["variations"]
-    if variations:
-        item["price"] = max(v["price"] for v in variations)
-        item["available_quantity"] = sum(v["available_quantity"] for v in variations)
-        item["sold_quantity"] = sum(v.get("sold_quantity", 0) for v in variations)

@@ -40,7 +40,6 @@ import httpx
 from pydantic import ValidationError
 
 from engine.connectors import (
-    Backoff,
     BadOrder,
     Fulfilment,
     Invoice,
@@ -105,7 +104,6 @@ class MercadoLibreOrders(OrderChannel):
     title = "Mercado Libre"
 
     page_size: int = 50
-    backoff: Backoff = Backoff()
     _seller_id: str | None = None
 
     # -- reading -------------------------------------------------------------------------------

@@ -18,8 +18,6 @@ every message this module builds names orders, items and fields, never values fr
 
 from __future__ import annotations
 
-import asyncio
-import gzip
 import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -31,11 +29,11 @@ from xml.etree import ElementTree
 import httpx
 from pydantic import ValidationError
 
-from engine.connectors import Backoff, BadOrder, Fulfilment, OrderCallError, OrderChannel, send
+from engine.connectors import BadOrder, Fulfilment, OrderCallError, OrderChannel, RetryPolicy, send
 from engine.jsonio import loads
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
 from marketplaces.amazon import AmazonConnector
-from marketplaces.amazon._http import FEEDS, FINISHED
+from marketplaces.amazon._feeds import FeedError, FeedsClient
 
 ORDERS = "/orders/2026-01-01/orders"
 INCLUDED_DATA = "BUYER,RECIPIENT,PROCEEDS,FULFILLMENT,CANCELLATION,PACKAGES,TAX"
@@ -122,10 +120,10 @@ class AmazonOrders(OrderChannel):
         return self.amazon.scope.marketplace_id
 
     @property
-    def backoff(self) -> Backoff:  # type: ignore[override]  # read from the connector, never set
+    def backoff(self) -> RetryPolicy:  # type: ignore[override]  # read from the connector, never set
         """Retries as patient as the connector's own (options ``max_attempts``, ``retry_seconds``)."""
         pacing = self.amazon.pacing
-        return Backoff(attempts=pacing.attempts, base=pacing.retry_seconds)
+        return RetryPolicy(attempts=pacing.attempts, base=pacing.retry_seconds)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -249,60 +247,45 @@ class AmazonOrders(OrderChannel):
         )
 
     async def _run_feed(self, document: bytes) -> bytes:
-        """createFeedDocument, upload, createFeed, getFeed until it finishes, then its processing report.
+        """The acknowledgement feed's processing report, through the one Feeds client.
 
         The upload and download URLs are presigned: the access token never travels to them.
         """
-        created = await self._json("POST", f"{FEEDS}/documents", json={"contentType": XML_CONTENT_TYPE})
-        await send(
-            self.client,
-            "PUT",
-            _field(created, "url", "createFeedDocument"),
-            who="Amazon",
-            backoff=self.backoff,
-            headers={"content-type": XML_CONTENT_TYPE},
-            content=document,
-        )
-        specification = {
-            "feedType": ACKNOWLEDGEMENT_FEED,
-            "marketplaceIds": [self.marketplace_id],
-            "inputFeedDocumentId": _field(created, "feedDocumentId", "createFeedDocument"),
-        }
-        feed_id = _field(
-            await self._json("POST", f"{FEEDS}/feeds", json=specification), "feedId", "createFeed"
-        )
-        pacing = self.amazon.pacing
-        deadline = asyncio.get_running_loop().time() + pacing.feed_timeout_seconds
-        while True:
-            feed = await self._json("GET", f"{FEEDS}/feeds/{quote(feed_id, safe='')}")
-            status = str(feed.get("processingStatus"))
-            if status in FINISHED:
-                break
-            if asyncio.get_running_loop().time() >= deadline:
-                raise OrderCallError(
-                    f"Amazon feed {feed_id} still {status} after {pacing.feed_timeout_seconds:g} s; "
-                    "the cancellation will be sent again",
-                    retryable=True,
-                )
-            await asyncio.sleep(pacing.poll_seconds)
-        result_id = feed.get("resultFeedDocumentId")
-        report = await self._download(str(result_id)) if result_id else b""
-        if status != "DONE":
-            why = "; ".join(report_errors(report)) if report else "no processing report"
-            raise OrderCallError(
-                f"Amazon feed {feed_id} ended {status}: {why}", retryable=status == "CANCELLED"
-            )
-        if not report:
-            raise OrderCallError(
-                f"Amazon feed {feed_id} finished without a processing report", retryable=True
-            )
-        return report
 
-    async def _download(self, document_id: str) -> bytes:
-        location = await self._json("GET", f"{FEEDS}/documents/{quote(document_id, safe='')}")
-        url = _field(location, "url", "getFeedDocument")
-        content = (await send(self.client, "GET", url, who="Amazon", backoff=self.backoff)).content
-        return gzip.decompress(content) if location.get("compressionAlgorithm") == "GZIP" else content
+        async def call(method: str, path: str, body: Any) -> dict[str, Any]:
+            return await self._json(method, path, json=body)
+
+        async def transfer(
+            method: str, url: str, headers: Mapping[str, str], content: bytes | None
+        ) -> httpx.Response:
+            return await send(
+                self.client, method, url, who="Amazon", backoff=self.backoff, headers=headers, content=content
+            )
+
+        pacing = self.amazon.pacing
+        client = FeedsClient(call, transfer, pacing.poll_seconds, pacing.feed_timeout_seconds)
+        try:
+            feed = await client.submit(
+                ACKNOWLEDGEMENT_FEED, XML_CONTENT_TYPE, document, [self.marketplace_id]
+            )
+        except FeedError as exc:
+            raise OrderCallError(str(exc), retryable=exc.retryable) from None
+        if not feed.finished:
+            raise OrderCallError(
+                f"Amazon feed {feed.feed_id} still {feed.status} after {pacing.feed_timeout_seconds:g} s; "
+                "the cancellation will be sent again",
+                retryable=True,
+            )
+        if feed.status != "DONE":
+            why = "; ".join(report_errors(feed.report)) if feed.report else "no processing report"
+            raise OrderCallError(
+                f"Amazon feed {feed.feed_id} ended {feed.status}: {why}", retryable=feed.status == "CANCELLED"
+            )
+        if not feed.report:
+            raise OrderCallError(
+                f"Amazon feed {feed.feed_id} finished without a processing report", retryable=True
+            )
+        return feed.report
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -329,13 +312,6 @@ class AmazonOrders(OrderChannel):
                 f"Amazon answered {method} {url} with something other than a JSON object", retryable=True
             )
         return body
-
-
-def _field(answer: Mapping[str, Any], name: str, operation: str) -> str:
-    value = answer.get(name)
-    if not value:
-        raise OrderCallError(f"Amazon's {operation} answer has no '{name}'", retryable=True)
-    return str(value)
 
 
 # -- reading an order ------------------------------------------------------------------------------

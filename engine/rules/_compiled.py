@@ -1,0 +1,137 @@
+"""What a rule file compiles to: the sections as records of callables, ready to run per SKU.
+
+:class:`CompiledRules` is the compiler's only output and the planner's, the order desk's and
+`tradepost check --catalog`'s only input; every expression in it is a
+:class:`~engine.rules._expressions.CompiledExpression` already type-checked and lowered, every
+constant figure already range-checked, so running it can fail only on one SKU's values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine._diagnostics import Span
+from engine.rules._expressions import CompiledExpression
+from engine.rules._rulefile import RuleFile, Table
+from engine.rules._runtime import Context
+from engine.rules._templates import CompiledTemplate
+from engine.rules._types import ANY, Type
+
+
+@dataclass
+class ContentField:
+    """One listing field: a literal, an expression (``=...``) or a template (``{{ }}``)."""
+
+    path: tuple[str, ...]
+    kind: str
+    span: Span
+    value: Any = None
+    compiled: CompiledExpression | CompiledTemplate | None = None
+    children: dict[str, ContentField] | list[ContentField] | None = None
+    type: Type = ANY
+
+    def evaluate(self, ctx: Context) -> Any:
+        if self.kind == "literal":
+            return self.value
+        if self.kind == "mapping":
+            assert isinstance(self.children, dict)
+            return {key: child.evaluate(ctx) for key, child in self.children.items()}
+        if self.kind == "list":
+            assert isinstance(self.children, list)
+            return [child.evaluate(ctx) for child in self.children]
+        assert self.compiled is not None
+        return self.compiled(ctx)
+
+
+@dataclass
+class CategoryChoice:
+    category: str
+    span: Span
+    when: CompiledExpression | None = None
+
+
+@dataclass
+class CategoryMap:
+    """VTEX category path -> marketplace category; the most specific mapped path wins."""
+
+    entries: dict[tuple[str, ...], list[CategoryChoice]] = field(default_factory=dict)
+
+    def resolve(self, path: tuple[str, ...] | list[str], ctx: Context) -> CategoryChoice | None:
+        parts = tuple(path)
+        for length in range(len(parts), 0, -1):
+            for choice in self.entries.get(parts[:length], ()):
+                if choice.when is None or choice.when(ctx) is True:
+                    return choice
+        return None
+
+
+@dataclass
+class PriceRule:
+    value: CompiledExpression
+    round: CompiledExpression | None
+    min: CompiledExpression | None
+    max: CompiledExpression | None
+    sale: CompiledExpression | None
+    currency: str
+    places: int
+
+
+@dataclass
+class StockRule:
+    warehouses: tuple[str, ...] | None
+    safety: CompiledExpression
+    share: CompiledExpression
+    max: CompiledExpression | None
+    span: Span
+
+
+@dataclass
+class RequireRule:
+    check: CompiledExpression
+    message: CompiledTemplate | str | None
+
+
+@dataclass
+class DivergenceRule:
+    when: CompiledExpression
+    decision: str
+    reason: str | None
+
+
+@dataclass
+class DivergenceRules:
+    approve_within: CompiledExpression
+    hold_within: CompiledExpression
+    min_order_value: CompiledExpression | None
+    max_order_value: CompiledExpression | None
+    rules: list[DivergenceRule]
+
+
+@dataclass
+class Variations:
+    group_by: CompiledExpression
+    axes: tuple[str, ...]
+
+
+@dataclass
+class CompiledRules:
+    """A rule file compiled: every expression and template a callable, every figure checked."""
+
+    file: str
+    rules: RuleFile
+    tables: dict[str, Table]
+    select: list[CompiledExpression]
+    categories: CategoryMap
+    listing: dict[str, ContentField]
+    variations: Variations | None
+    price: PriceRule
+    stock: StockRule
+    require: list[RequireRule]
+    divergence: DivergenceRules | None
+    categories_span: Span | None = None
+    warnings: list[Any] = field(default_factory=list)
+
+    @property
+    def marketplace(self) -> str:
+        return self.rules.marketplace
