@@ -1,12 +1,12 @@
 """The test harness: stand-ins on one loopback server per session, projects that use them, the CLI.
 
-A test that needs the marketplaces over real sockets asks ``conftest``'s ``sandbox`` fixture for
-stand-ins seeded from its records: it gets fresh ones (nothing a previous test sold, listed or
-broke survives), reached through relays served on 127.0.0.1 once per session, so no test pays
-for starting and stopping servers. :func:`write_project` writes the sandbox project every such
-test starts from, paced for stand-ins that set no rate limit. The CLI runs two ways, both as a
-user runs it: :func:`tradepost` in process (milliseconds), :func:`tradepost_process` as its own
-process (what a scheduler runs, and what a SIGKILL test needs).
+A test that needs the marketplaces over real sockets asks ``conftest``'s ``loopback`` fixture
+for stand-ins seeded from its records (``loopback.sandbox(records)``): it gets fresh ones (nothing
+a previous test sold, listed or broke survives), reached through relays served on 127.0.0.1 once
+per session, so no test pays for starting and stopping servers. :func:`write_project` writes the
+sandbox project every such test starts from, paced for stand-ins that set no rate limit. The CLI
+runs two ways, both as a user runs it: :func:`tradepost` in process (milliseconds), and
+:func:`tradepost_process` as its own process (what a scheduler runs, and what a SIGKILL test needs).
 """
 
 from __future__ import annotations
@@ -110,7 +110,11 @@ def write_project(
 
 def pace(config: Path, rate: float = FAST_RATE) -> None:
     """Set every marketplace of the project at ``config`` to ``rate`` requests per second."""
-    edit_project(config, lambda name, marketplace: marketplace.__setitem__("rate_limit", rate))
+
+    def set_rate(name: str, settings: dict[str, Any]) -> None:
+        settings["rate_limit"] = rate
+
+    edit_project(config, set_rate)
 
 
 def set_options(config: Path, marketplace: str, **options: str) -> None:
