@@ -1,9 +1,10 @@
-"""Shared fixtures: a minimal valid rule file to build cases from, and sample catalog records."""
+"""Shared fixtures: a minimal valid rule file to build cases from, sample catalog records, and the
+stand-ins served on loopback once per session (``tests/_harness.py`` holds the scaffolding)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import settings
 
 from engine import CatalogRecord, Context
+from tests._harness import ROOT, Loopback
 
 # The test command is a gate that must give the same answer on every run, so property tests run
 # a fixed, derandomised set of examples by default. `HYPOTHESIS_PROFILE=explore` draws fresh random
@@ -19,7 +21,23 @@ settings.register_profile("default", derandomize=True, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-ROOT = Path(__file__).resolve().parent.parent
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Run on every core (pytest-xdist, from the test extra; 2 in CI: about half the time of one)
+    unless ``-n`` says otherwise (``-n 0``: in this process, for pdb or one quick file). Tests that
+    share a module's costly fixture stay on one worker with ``@pytest.mark.xdist_group``.
+
+    Set here rather than in ``addopts`` so that an environment without pytest-xdist still runs
+    the suite, in one process.
+    """
+    worker = hasattr(config, "workerinput")
+    if config.pluginmanager.hasplugin("xdist") and config.option.numprocesses is None and not worker:
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "loadgroup"
+
+
 SPECS = ROOT.parent / "shared" / "specs"
 
 MINIMAL_RULES = """\
@@ -82,3 +100,12 @@ def rule_file(tmp_path: Path) -> Callable[[str], Path]:
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def loopback() -> Iterator[Loopback]:
+    """One server per stand-in kind on 127.0.0.1; ``loopback.sandbox(records)`` gives a test fresh
+    stand-ins behind them."""
+    served = Loopback()
+    yield served
+    served.close()

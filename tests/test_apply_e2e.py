@@ -11,29 +11,26 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.project._apply import apply_records, planned_records
-from engine.project._assembly import open_marketplace, open_state
+from engine.project._assembly import open_state
 from engine.project._config import load_project
 from marketplaces._standin import Faults
-from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
-from tests.conftest import ROOT
-
-CATALOG = ROOT / "examples" / "catalog.jsonl"
-
-
-def subset(count: int) -> list[dict[str, Any]]:
-    """The first ``count`` catalog records, whole products only (families stay whole)."""
-    records = read_catalog(CATALOG)
-    chosen = records[:count]
-    last = chosen[-1]["product"]["id"]
-    chosen += [r for r in records[count:] if r["product"]["id"] == last]
-    return chosen
+from marketplaces.sandbox import Sandbox
+from tests._harness import (
+    CATALOG,
+    ROOT,
+    Loopback,
+    pace,
+    run_apply,
+    set_options,
+    subset,
+    tradepost_process,
+    write_project,
+)
 
 
 def seller_skus(standin: Any) -> Counter[str]:
@@ -49,33 +46,9 @@ def seller_skus(standin: Any) -> Counter[str]:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
-    box = build_sandbox(subset(60))
-    box.start()
-    config = box.write_project(tmp_path / "project", ROOT / "rules")
-    yield box, config
-    box.stop()
-
-
-def run_apply(project_config: Path, marketplace: str, box: Sandbox, faults: Faults | None = None) -> Any:
-    project = load_project(project_config)
-    run = open_marketplace(project, marketplace)
-    standin = box.standins[marketplace]
-    if faults is not None:
-        standin.faults = faults
-        standin.random.seed(faults.seed)
-    with open_state(project) as state:
-        records = planned_records(run, project, state)
-        return asyncio.run(
-            apply_records(
-                run,
-                project,
-                state,
-                records,
-                transport=standin.transport(),
-                executor_options={"base_delay": 0.001, "max_delay": 0.01, "max_attempts": 12},
-            )
-        )
+def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
+    box = loopback.sandbox(subset(60))
+    return box, write_project(box, tmp_path / "project")
 
 
 @pytest.mark.parametrize("marketplace", ["mercadolibre", "google", "amazon"])
@@ -83,6 +56,9 @@ def test_with_20_percent_faults_every_change_lands_exactly_once(
     sandbox: tuple[Sandbox, Path], marketplace: str
 ) -> None:
     box, config = sandbox
+    # Amazon's own requests (tokens, confirmations) back off from 1 s; the executor's retries are
+    # shortened the same way by run_apply. Every retry still happens.
+    set_options(config, "amazon", retry_seconds="0.001")
     faults = Faults(error_rate=0.07, throttle_rate=0.07, drop_rate=0.06, seed=7)
     summary = run_apply(config, marketplace, box, faults)
     assert summary.failed == 0, summary.failures
@@ -115,23 +91,11 @@ def test_a_second_apply_with_no_catalog_change_sends_nothing(sandbox: tuple[Sand
 def test_end_to_end_over_loopback_sockets(sandbox: tuple[Sandbox, Path]) -> None:
     """sandbox, `tradepost apply` as a user runs it, then the marketplace holds what the plan said."""
     box, config = sandbox
-    plan = subprocess.run(
-        [sys.executable, "-m", "cli.main", "plan", "-c", str(config), "-m", "google", "--format", "json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    plan = tradepost_process("plan", "-c", str(config), "-m", "google", "--format", "json")
     creates = {
         c["sku_id"]: c for c in json.loads(plan.stdout)["marketplaces"][0]["changes"] if c["op"] == "create"
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "apply", "-c", str(config), "-m", "google", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    result = tradepost_process("apply", "-c", str(config), "-m", "google", "--json", timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)["marketplaces"][0]
     assert summary["applied"] == len(creates) and summary["failed"] == 0
@@ -153,69 +117,47 @@ def test_a_second_apply_for_the_same_marketplace_exits_at_once(sandbox: tuple[Sa
             "INSERT INTO locks VALUES ('google', 'another apply', 1, ?, 0, ?, 'token', '')",
             (os.uname().nodename, time.time() + 3600),
         )
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "apply", "-c", str(config), "-m", "google"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = tradepost_process("apply", "-c", str(config), "-m", "google", timeout=60)
     assert result.returncode == 1
     assert "google is locked by another apply" in result.stderr
     assert box.standins["google"].total_requests() == 0
 
 
-def test_an_apply_killed_midway_resends_nothing_and_misses_nothing(tmp_path: Path) -> None:
-    box = build_sandbox(subset(60))
+def test_an_apply_killed_midway_resends_nothing_and_misses_nothing(
+    loopback: Loopback, tmp_path: Path
+) -> None:
+    box = loopback.sandbox(subset(60))
     standin = box.standins["mercadolibre"]
     standin.faults = Faults(slow_rate=1.0, slow_seconds=0.05, seed=1)  # slow enough to be killed midway
-    box.start()
-    try:
-        config = box.write_project(tmp_path / "project", ROOT / "rules")
-        state_file = tmp_path / "project" / "state.sqlite"
-        command = [sys.executable, "-m", "cli.main", "apply", "-c", str(config), "-m", "mercadolibre"]
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        applied = 0
-        while time.monotonic() < deadline and applied < 8:
-            time.sleep(0.05)
-            if state_file.exists():
-                with sqlite3.connect(state_file) as db:
-                    try:
-                        applied = db.execute("SELECT count(*) FROM listings").fetchone()[0]
-                    except sqlite3.OperationalError:
-                        applied = 0
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        assert applied >= 8, "the run was not killed midway"
-        standin.faults = Faults(seed=2)
-        again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-        assert again.returncode == 0, again.stderr
-        counts = seller_skus(standin)
-        assert set(counts.values()) == {1}, {s: n for s, n in counts.items() if n > 1}  # nothing twice
-        with sqlite3.connect(state_file) as db:
-            recorded = {row[0] for row in db.execute("SELECT sku_id FROM listings")}
-        assert set(counts) == recorded  # nothing missed, nothing unrecorded
-        plan = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cli.main",
-                "plan",
-                "-c",
-                str(config),
-                "-m",
-                "mercadolibre",
-                "--detailed-exitcode",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert plan.returncode == 0, plan.stdout  # nothing left to send
-    finally:
-        box.stop()
+    # At Mercado Libre's own pace (10 a second) too: a run that could finish first would test nothing.
+    config = write_project(box, tmp_path / "project", rate=None)
+    state_file = tmp_path / "project" / "state.sqlite"
+    command = [sys.executable, "-m", "cli.main", "apply", "-c", str(config), "-m", "mercadolibre"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    applied = 0
+    while time.monotonic() < deadline and applied < 8:
+        time.sleep(0.05)
+        if state_file.exists():
+            with sqlite3.connect(state_file) as db:
+                try:
+                    applied = db.execute("SELECT count(*) FROM listings").fetchone()[0]
+                except sqlite3.OperationalError:
+                    applied = 0
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert applied >= 8, "the run was not killed midway"
+    standin.faults = Faults(seed=2)
+    pace(config)  # the run again need not wait
+    again = tradepost_process("apply", "-c", str(config), "-m", "mercadolibre", timeout=300)
+    assert again.returncode == 0, again.stderr
+    counts = seller_skus(standin)
+    assert set(counts.values()) == {1}, {s: n for s, n in counts.items() if n > 1}  # nothing twice
+    with sqlite3.connect(state_file) as db:
+        recorded = {row[0] for row in db.execute("SELECT sku_id FROM listings")}
+    assert set(counts) == recorded  # nothing missed, nothing unrecorded
+    plan = tradepost_process("plan", "-c", str(config), "-m", "mercadolibre", "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout  # nothing left to send
 
 
 def test_a_saved_plan_is_applied_exactly_and_refused_once_stale(
@@ -223,23 +165,11 @@ def test_a_saved_plan_is_applied_exactly_and_refused_once_stale(
 ) -> None:
     box, config = sandbox
     plan_file = tmp_path / "plan.json"
-    made = subprocess.run(
-        [sys.executable, "-m", "cli.main", "plan", "-c", str(config), "-m", "google", "-o", str(plan_file)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    made = tradepost_process("plan", "-c", str(config), "-m", "google", "-o", str(plan_file))
     assert made.returncode == 0, made.stderr
     stale_file = tmp_path / "stale.json"
     stale_file.write_bytes(plan_file.read_bytes())
-    applied = subprocess.run(
-        [sys.executable, "-m", "cli.main", "apply", str(plan_file), "-c", str(config), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
+    applied = tradepost_process("apply", str(plan_file), "-c", str(config), "--json", timeout=300)
     assert applied.returncode == 0, applied.stderr
     saved = json.loads(plan_file.read_text())["marketplaces"]["google"]["changes"]
     sent = {c["sku_id"]: c["payloads"][0] for c in saved if c["op"] == "create"}
@@ -248,13 +178,7 @@ def test_a_saved_plan_is_applied_exactly_and_refused_once_stale(
     sku, body = next(iter(sent.items()))
     assert inputs[sku]["productAttributes"]["title"] == body["productAttributes"]["title"]
     # Re-applying the same plan is a no-op (everything already applied) ...
-    again = subprocess.run(
-        [sys.executable, "-m", "cli.main", "apply", str(plan_file), "-c", str(config), "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    again = tradepost_process("apply", str(plan_file), "-c", str(config), "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["marketplaces"][0]["requests"] == 0
     # ... but once the state moved on in another way, an old plan is refused.
     project = load_project(config)
@@ -262,13 +186,7 @@ def test_a_saved_plan_is_applied_exactly_and_refused_once_stale(
         state.db.execute(
             "UPDATE listings SET price = '1.00' WHERE marketplace = 'google' AND sku_id = ?", (sku,)
         )
-    stale = subprocess.run(
-        [sys.executable, "-m", "cli.main", "apply", str(stale_file), "-c", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
+    stale = tradepost_process("apply", str(stale_file), "-c", str(config))
     assert stale.returncode == 1
     assert "the plan is stale" in stale.stderr and sku in stale.stderr
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from click.testing import CliRunner
 
 import engine
 from cli.main import cli
+from tests._harness import tradepost_process
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "broken"
@@ -191,14 +190,7 @@ def test_check_command_exits_1_without_a_traceback(case: Path) -> None:
 
 def test_check_command_as_a_process_exits_1_and_prints_every_problem() -> None:
     case = _case("_several_mistakes.yaml")
-    completed = subprocess.run(
-        [sys.executable, "-m", "cli.main", "check", str(case)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    completed = tradepost_process("check", str(case))
     assert completed.returncode == 1, completed.stderr
     assert "Traceback" not in completed.stdout + completed.stderr
     for location in parse_expectations(case).locations:

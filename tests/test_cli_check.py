@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from cli.main import cli
-from tests.conftest import ROOT
+from tests._harness import tradepost_process
 
 
 def test_check_clean_file_exits_0(rule_file: Callable[..., Path]) -> None:
@@ -47,22 +45,14 @@ def test_check_json_for_machines(rule_file: Callable[..., Path]) -> None:
 
 
 def test_check_missing_file_is_a_diagnostic_not_a_traceback(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "check", str(tmp_path / "nope.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = tradepost_process("check", str(tmp_path / "nope.yaml"), timeout=60)
     assert result.returncode == 1
     assert "TP130" in result.stdout and "does not exist" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_bundled_rule_files_are_clean() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "check"], capture_output=True, text=True, cwd=ROOT, timeout=60
-    )
+    result = tradepost_process("check", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -7,8 +7,6 @@ its exit codes and that no personal value ever shows.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +19,7 @@ from cli.main import cli
 from engine.model._order import Address, Buyer, Order, OrderItem
 from engine.orders._store import OrderStore
 from engine.state._store import StateStore
+from tests._harness import tradepost_process as run
 from tests.conftest import ROOT
 
 PERSONAL = ["Joana Prado", "joana@example.com", "Avenida Paulista", "01310-100", "123.456.789-09"]
@@ -77,13 +76,6 @@ marketplaces:
 
 def invoke(*args: str) -> Any:
     return CliRunner().invoke(cli, list(args))
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """As a user runs it: through main(), which turns errors into a message and an exit code."""
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
 
 
 def test_list_held_shows_the_queue_with_why(config: Path) -> None:

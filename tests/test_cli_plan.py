@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from engine.jsonio import loads
+from tests._harness import tradepost_process as run
 from tests.conftest import MINIMAL_RULES, ROOT
 
 
@@ -32,12 +31,6 @@ marketplaces:
         encoding="utf-8",
     )
     return path
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
 
 
 def test_plan_prints_a_summary_per_marketplace_and_exits_2_with_changes(config: Path) -> None:

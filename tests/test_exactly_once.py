@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +23,16 @@ from engine.jsonio import dumps
 from engine.project._apply import apply_records, planned_records
 from engine.project._assembly import open_marketplace, open_state
 from engine.project._config import load_project
-from marketplaces.sandbox import Sandbox, build_sandbox
-from tests.conftest import ROOT
-from tests.test_apply_e2e import run_apply, subset
+from marketplaces.sandbox import Sandbox
+from tests._harness import Loopback, run_apply, subset, write_project
 
 MARKETPLACES = ("mercadolibre", "google", "amazon")
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
-    box = build_sandbox(subset(24))
-    box.start()
-    config = box.write_project(tmp_path / "project", ROOT / "rules")
-    # The stand-ins set no rate limit: pacing at the real marketplaces' would only slow the tests.
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("    base_url:", "    rate_limit: 400\n    base_url:"), encoding="utf-8")
-    yield box, config
-    box.stop()
+def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
+    box = loopback.sandbox(subset(24))
+    return box, write_project(box, tmp_path / "project")
 
 
 def state_file(config: Path) -> Path:

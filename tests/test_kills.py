@@ -25,6 +25,9 @@ from bench.bench_kills import SCENARIOS, Harness
 from engine.failpoints import APPLY_POINTS
 from tests.conftest import ROOT
 
+# One worker runs them all (pytest-xdist): the scenarios' sandboxes and clean runs are built once.
+pytestmark = pytest.mark.xdist_group("kills")
+
 SEED = int(os.environ.get("TRADEPOST_KILLS_SEED") or time.time_ns() % 1_000_000)
 
 CHAINS = {

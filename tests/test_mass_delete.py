@@ -7,8 +7,6 @@ runs `tradepost plan` / `apply` as a user types them, then counts what reached t
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -16,12 +14,11 @@ from typing import Any
 
 import pytest
 
-from cli.main import main
 from engine.project._assembly import open_state
 from engine.project._config import load_project
 from engine.sync._deletes import FREE_DELETES, mass_delete, parse_share
-from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
-from tests.conftest import ROOT
+from marketplaces.sandbox import Sandbox, read_catalog
+from tests._harness import ROOT, Loopback, tradepost, write_project
 
 RECORDS = read_catalog(ROOT / "examples" / "catalog.jsonl")[:90]
 
@@ -31,20 +28,10 @@ class Shop:
     box: Sandbox
     config: Path
     catalog: Path
-    capsys: pytest.CaptureFixture[str]
-    monkeypatch: pytest.MonkeyPatch
 
     def tradepost(self, *args: str) -> tuple[int, str, str]:
         """Run the command in process as `tradepost ARGS -c CONFIG -m google`: exit code, stdout, stderr."""
-        self.capsys.readouterr()
-        self.monkeypatch.setattr(sys, "argv", ["tradepost", *args, "-c", str(self.config), "-m", "google"])
-        try:
-            main()
-            code = 0
-        except SystemExit as exit:
-            code = int(exit.code or 0)
-        out, err = self.capsys.readouterr()
-        return code, out, err
+        return tradepost(*args, "-c", str(self.config), "-m", "google")
 
     @property
     def live(self) -> set[str]:
@@ -76,28 +63,20 @@ class Shop:
 
 
 @pytest.fixture
-def shop(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Shop]:
+def shop(loopback: Loopback, tmp_path: Path) -> Shop:
     """A Google stand-in after a first apply of the catalog: every valid SKU listed once."""
-    box = build_sandbox(RECORDS)
-    box.start()
-    try:
-        config = box.write_project(tmp_path / "project", ROOT / "rules", catalog_from_vtex=False)
-        catalog = tmp_path / "catalog.jsonl"
-        text = config.read_text(encoding="utf-8")
-        text = text.replace(str(ROOT / "examples" / "catalog.jsonl"), str(catalog))
-        # The stand-in has no rate limit: do not pace at Merchant API's 5 requests a second.
-        text = text.replace("  google:\n", "  google:\n    rate_limit: 1000\n")
-        config.write_text(text, encoding="utf-8")
-        shop = Shop(box, config, catalog, capsys, monkeypatch)
-        shop.keep(RECORDS)
-        code, _, err = shop.tradepost("apply")
-        assert code == 0, err
-        assert len(shop.live) == shop.state_count() > 60
-        yield shop
-    finally:
-        box.stop()
+    box = loopback.sandbox(RECORDS)
+    # The stand-in has no rate limit: do not pace at Merchant API's 5 requests a second.
+    config = write_project(box, tmp_path / "project", catalog_from_vtex=False, rate=1000)
+    catalog = tmp_path / "catalog.jsonl"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace(str(ROOT / "examples" / "catalog.jsonl"), str(catalog)), encoding="utf-8")
+    shop = Shop(box, config, catalog)
+    shop.keep(RECORDS)
+    code, _, err = shop.tradepost("apply")
+    assert code == 0, err
+    assert len(shop.live) == shop.state_count() > 60
+    return shop
 
 
 def test_an_emptied_catalog_is_shown_by_plan_and_refused_by_apply_with_nothing_sent(shop: Shop) -> None:

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,22 +24,19 @@ from engine.project._assembly import open_state
 from engine.project._config import load_project
 from engine.project._order_desks import order_desks
 from marketplaces._standin import Faults
-from marketplaces.sandbox import Sandbox, build_sandbox
-from tests.conftest import ROOT
-from tests.test_apply_e2e import run_apply, subset
+from marketplaces.sandbox import Sandbox
+from tests._harness import Loopback, run_apply, subset, tradepost_process, write_project
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
+def project(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
     """A fresh sandbox whose Mercado Libre and Amazon stand-ins list the first products of the example."""
-    box = build_sandbox(subset(20))
-    box.start()
-    config = box.write_project(tmp_path / "project", ROOT / "rules")
+    box = loopback.sandbox(subset(20))
+    config = write_project(box, tmp_path / "project")
     for marketplace in ("mercadolibre", "amazon"):
         summary = run_apply(config, marketplace, box)
         assert summary.failed == 0 and summary.applied > 5, summary.failures
-    yield box, config
-    box.stop()
+    return box, config
 
 
 def listed_skus(config: Path, marketplace: str, stock: int = 2) -> list[str]:
@@ -57,17 +50,7 @@ def listed_skus(config: Path, marketplace: str, stock: int = 2) -> list[str]:
 
 
 def tradepost(config: Path, *args: str, failpoint: str | None = None, timeout: float = 120) -> Any:
-    env = {k: v for k, v in os.environ.items() if k != "TRADEPOST_FAILPOINT"}
-    if failpoint:
-        env["TRADEPOST_FAILPOINT"] = failpoint
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args, "-c", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        timeout=timeout,
-    )
+    return tradepost_process(*args, "-c", str(config), failpoint=failpoint, timeout=timeout)
 
 
 def orders_json(config: Path, *args: str) -> dict[str, Any]:

@@ -8,43 +8,26 @@ way listed in issue 8 and counts the outcomes: internal errors must be 0.
 
 from __future__ import annotations
 
-import io
 import random
 import shutil
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from unittest.mock import patch
 
 import pytest
 
-from cli.main import main
 from engine.jsonio import dumps, loads
 from engine.project._apply import fingerprint_of
 from engine.project._assembly import open_marketplace
 from engine.project._config import load_project
 from engine.sync._planfile import PlanFileError, change_digest, check_rules, checked_changes, read_plan
-from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
-from tests.conftest import ROOT
+from marketplaces.sandbox import Sandbox, read_catalog
+from tests._harness import ROOT, Loopback, tradepost, write_project
 
 CATALOG = ROOT / "examples" / "catalog.jsonl"
 INVALID_PLAN = "is not a valid tradepost plan"
-
-
-def tradepost(*args: str) -> tuple[int, str, str]:
-    """Run the `tradepost` entry point in process, as a user would: exit code, stdout, stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with redirect_stdout(out), redirect_stderr(err), patch.object(sys, "argv", ["tradepost", *args]):
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return code, out.getvalue(), err.getvalue()
 
 
 def subset(count: int) -> list[dict[str, Any]]:
@@ -56,20 +39,14 @@ def subset(count: int) -> list[dict[str, Any]]:
     return [*chosen, *(r for r in records[count:] if r["product"]["id"] == last), pets]
 
 
-@pytest.fixture(scope="module")
-def box() -> Iterator[Sandbox]:
-    sandbox = build_sandbox(subset(12))
-    sandbox.start()
-    yield sandbox
-    sandbox.stop()
+@pytest.fixture
+def box(loopback: Loopback) -> Sandbox:
+    return loopback.sandbox(subset(12))
 
 
 @pytest.fixture
 def project(box: Sandbox, tmp_path: Path) -> Path:
     """A sandbox project with its own rules and catalog (so a test can edit them), and an empty Google."""
-    for standin in box.standins.values():
-        if hasattr(standin, "inputs"):
-            standin.inputs.clear()
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
     # A catalog file beside the rules (where the sandbox looks for one): planning from a file
@@ -77,7 +54,7 @@ def project(box: Sandbox, tmp_path: Path) -> Path:
     (tmp_path / "examples").mkdir()
     lines = [dumps(record) for record in subset(12)]
     (tmp_path / "examples" / "catalog.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return box.write_project(tmp_path / "project", rules, catalog_from_vtex=False)
+    return write_project(box, tmp_path / "project", rules, catalog_from_vtex=False)
 
 
 def make_plan(config: Path, *only: str) -> Path:

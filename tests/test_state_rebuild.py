@@ -12,10 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,28 +30,23 @@ from engine.project._config import load_project
 from engine.project._rebuild import REMOTE_MARK, RebuildSummary, rebuild_state
 from engine.state._store import AppliedListing, LockedError, StateStore
 from engine.sync._plan import Change, PlanSummary
-from marketplaces.sandbox import Sandbox, build_sandbox
-from tests.conftest import ROOT
-from tests.test_apply_e2e import run_apply, seller_skus, subset
+from marketplaces.sandbox import Sandbox
+from tests._harness import Loopback, run_apply, subset, write_project
+from tests._harness import tradepost_process as tradepost
+from tests.test_apply_e2e import seller_skus
 
 MARKETPLACES = ["mercadolibre", "amazon", "google"]
 FAST = {"base_delay": 0.001}
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
+def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
     """60 catalog SKUs; every marketplace paced at 500 rps (the stand-ins do not limit), and
     Google answering 25 products a page so that its paging is exercised too."""
-    box = build_sandbox(subset(60))
-    box.start()
-    config = box.write_project(tmp_path / "project", ROOT / "rules")
-    text = config.read_text(encoding="utf-8")
-    for name in MARKETPLACES:
-        text = text.replace(f"  {name}:\n", f"  {name}:\n    rate_limit: 500\n")
-    config.write_text(text, encoding="utf-8")
+    box = loopback.sandbox(subset(60))
+    config = write_project(box, tmp_path / "project", rate=500)
     box.standins["google"].list_page_max = 25  # type: ignore[attr-defined]
-    yield box, config
-    box.stop()
+    return box, config
 
 
 def lose_state(config: Path) -> None:
@@ -542,12 +534,6 @@ def test_the_reader_retries_a_throttled_read_and_counts_every_request() -> None:
 
 
 # -- the command ---------------------------------------------------------------------------------
-
-
-def tradepost(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
 
 
 def test_the_command_in_text_and_json_and_its_errors(sandbox: tuple[Sandbox, Path]) -> None:

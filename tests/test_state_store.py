@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main
 from engine.orders._store import OrderStore
 from engine.project._assembly import catalog_records, open_marketplace
 from engine.project._config import load_project
@@ -31,6 +30,7 @@ from engine.state._store import (
     StateStore,
     applied_from,
 )
+from tests._harness import tradepost as tradepost_in_process
 from tests.conftest import ROOT
 
 RULES = ROOT / "rules"
@@ -93,21 +93,15 @@ def _db(config: Path) -> Path:
 
 
 @pytest.fixture
-def tradepost(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Run]:
+def tradepost() -> Run:
     """Run the CLI in process as the `tradepost` entry point does; (exit code, stdout, stderr)."""
 
     def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["tradepost", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err and "internal error" not in captured.err
-        return code, captured.out, captured.err
+        code, out, err = tradepost_in_process(*args)
+        assert "Traceback" not in err and "internal error" not in err
+        return code, out, err
 
-    yield run
+    return run
 
 
 # -- damage ------------------------------------------------------------------------------------
