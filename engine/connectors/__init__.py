@@ -55,7 +55,7 @@ from engine.connectors._registry import (
 )
 from engine.connectors._retry import RetryPolicy, retry_after
 from engine.connectors._routes import Call, Route
-from engine.connectors._source import RecordStream, Source
+from engine.connectors._source import RecordStream, Source, SourceConfig, VtexAccount, VtexPlacement
 from engine.model._listing import Listing, Reason
 
 __all__ = [
@@ -85,8 +85,11 @@ __all__ = [
     "Route",
     "RouteKind",
     "Source",
+    "SourceConfig",
     "TokenError",
     "Tracking",
+    "VtexAccount",
+    "VtexPlacement",
     "available_connectors",
     "available_standins",
     "comparable",
