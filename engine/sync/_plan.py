@@ -142,9 +142,7 @@ class Planner:
         self.marketplace = compiled.marketplace
         self.evaluator = SkuEvaluator(compiled, connector)
         self.summary = PlanSummary(self.marketplace)
-        self.families = (
-            compiled.variations is not None and type(connector).family_payload is not Connector.family_payload
-        )
+        self.families = compiled.variations is not None and connector.lists_families
 
     def changes(
         self,

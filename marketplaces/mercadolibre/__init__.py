@@ -91,6 +91,7 @@ class MercadoLibreConnector(Connector):
         **dict.fromkeys(("content", "price", "stock", "delete"), Route("PUT", "/items/{item}")),
     }
     merge_price_and_stock = "plan"  # PUT /items/{id} takes both
+    lists_families = True  # variations are one item (family_payload)
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
