@@ -48,6 +48,7 @@ from engine.connectors import (
     json_body,
 )
 from engine.jsonio import dumps
+from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
 
 __all__ = ["MercadoLibreOrders", "cancel_reason", "read_order"]
@@ -557,12 +558,9 @@ def _list(data: Mapping[str, Any], key: str) -> list[Any]:
 def _time(data: Mapping[str, Any], key: str) -> datetime:
     value = data.get(key)
     try:
-        moment = datetime.fromisoformat(str(value))
+        return aware_time(str(value))
     except ValueError:
-        raise _Unreadable(f"{key} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise _Unreadable(f"{key} has no time zone")
-    return moment
+        raise _Unreadable(f"{key} is not an ISO 8601 time with a time zone") from None
 
 
 def _payments(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:
