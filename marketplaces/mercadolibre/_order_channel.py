@@ -50,6 +50,7 @@ from engine.connectors import (
 from engine.jsonio import dumps
 from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from marketplaces.mercadolibre._http import ME, seller_id_in
 
 __all__ = ["MercadoLibreOrders", "cancel_reason", "read_order"]
 
@@ -159,10 +160,10 @@ class MercadoLibreOrders(OrderChannel):
         """The seller's user id: an option when given, else ``GET /users/me`` once per channel."""
         if self._seller_id is None:
             known = self.connector.options.get("seller_id")
-            me = {"id": known} if known else await self._json("GET", "/users/me")
-            if not me.get("id"):
+            seller_id = str(known) if known else seller_id_in(await self._json("GET", ME))
+            if seller_id is None:
                 raise OrderCallError("Mercado Libre's /users/me named no user id", retryable=True)
-            self._seller_id = str(me["id"])
+            self._seller_id = seller_id
         return self._seller_id
 
     async def _read_gated(self, raw: Any, gate: asyncio.Semaphore) -> Order | BadOrder:
