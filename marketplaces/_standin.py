@@ -120,6 +120,13 @@ class Standin:
         """The API's own error shape."""
         return {"error": message, "status": status}
 
+    def sandbox_credentials(self) -> dict[str, str]:
+        """Credential name -> the well-known value `tradepost sandbox` writes to its project: by
+        default the OAuth client's (:meth:`AccessTokens.credentials`), for a stand-in whose token
+        endpoint is an :class:`AccessTokens` named ``oauth``; none otherwise."""
+        oauth = getattr(self, "oauth", None)
+        return oauth.credentials() if isinstance(oauth, AccessTokens) else {}
+
     @classmethod
     def for_sandbox(
         cls, catalog: Iterable[Mapping[str, Any]], *, faults: Faults | None, rate_limit: float | None
@@ -240,6 +247,15 @@ class AccessTokens:
         self.lifetime, self.clock = lifetime, clock
         self.issued: dict[str, float] = {}
         """Access token -> when it expires, on ``clock``."""
+
+    def credentials(self) -> dict[str, str]:
+        """The client id and secret and the refresh token accepted now, under the names the OAuth
+        connectors declare (``client_id``, ``client_secret``, ``refresh_token``)."""
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "refresh_token": self.refresh_token,
+        }
 
     def refusal(self, form: Mapping[str, str]) -> str | None:
         """None for a valid refresh-token grant, else its OAuth error: ``unsupported_grant_type``,

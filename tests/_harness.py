@@ -7,12 +7,18 @@ per session, so no test pays for starting and stopping servers. :func:`write_pro
 sandbox project every such test starts from, paced for stand-ins that set no rate limit. The CLI
 runs two ways, both as a user runs it: :func:`tradepost` in process (milliseconds), and
 :func:`tradepost_process` as its own process (what a scheduler runs, and what a SIGKILL test needs).
+
+A connector test drives one connector's hooks against its stand-in in process, as the executor
+drives them, one attempt each: :func:`drive` runs a scenario with a :class:`Session` whose client
+reaches the stand-in through its ASGI transport (``auth_headers``, ``calls_for``, send,
+``result_of``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import io
 import json
 import os
@@ -22,18 +28,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from unittest.mock import patch
 
+import httpx
 from ruamel.yaml import YAML
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from bench.bench_kills import subset as subset
 from cli.main import main
+from engine.connectors import Call, CallResult, Connector, Credentials
+from engine.jsonio import dumps
 from engine.project._apply import apply_records, planned_records
 from engine.project._assembly import open_marketplace, open_state
 from engine.project._config import load_project
@@ -50,6 +59,80 @@ suite waiting; pacing itself is tested on its own (``TokenBucket``, the stand-in
 
 FAST_RETRIES = {"base_delay": 0.001, "max_delay": 0.01, "max_attempts": 12}
 """Executor options for fault tests: every retry still happens, without its real back-off."""
+
+S = TypeVar("S", bound=Standin)
+C = TypeVar("C", bound=Connector)
+T = TypeVar("T")
+
+
+# -- a connector against its stand-in, in process ----------------------------------------------
+
+
+@dataclasses.dataclass
+class Session(Generic[S, C]):
+    """One connector talking to one stand-in through an in-process client: a one-attempt executor."""
+
+    standin: S
+    connector: C
+    client: httpx.AsyncClient
+    credentials: Credentials
+
+    async def headers(self) -> dict[str, str]:
+        return await self.connector.auth_headers(self.client, self.credentials)
+
+    async def send(self, call: Call) -> tuple[CallResult, httpx.Response]:
+        """One request of a change, once: what the connector makes of the answer, and the answer."""
+        headers = await self.headers()
+        if call.body is not None:
+            headers["Content-Type"] = "application/json"
+        response = await self.client.request(
+            call.method,
+            call.path,
+            params=dict(call.params or {}),
+            content=None if call.body is None else dumps(call.body).encode(),
+            headers=headers,
+        )
+        return self.connector.result_of(call, response), response
+
+    async def apply(self, change: Mapping[str, Any], remote_id: str | None = None) -> list[CallResult]:
+        """Every call of the change, stopping at the first that fails (as the executor does)."""
+        results = []
+        for call in self.connector.calls_for(change, remote_id):
+            result, _ = await self.send(call)
+            results.append(result)
+            if not result.ok:
+                break
+        return results
+
+    async def one(self, change: Mapping[str, Any], remote_id: str | None = None) -> CallResult:
+        """The result of a change that is one call."""
+        (result,) = await self.apply(change, remote_id)
+        return result
+
+    async def create(self, change: Mapping[str, Any]) -> CallResult:
+        """A create that must succeed in one call."""
+        result = await self.one(change)
+        assert result.ok, result.error
+        return result
+
+
+def drive(
+    scenario: Callable[[Any], Awaitable[T]],
+    standin: S,
+    connector: C,
+    credentials: Mapping[str, str],
+    session: type[Session[S, C]] = Session,
+) -> T:
+    """Run ``scenario`` with a ``session`` of ``connector`` and ``standin`` holding ``credentials``."""
+
+    async def main() -> T:
+        async with httpx.AsyncClient(transport=standin.transport(), base_url="http://standin.test") as client:
+            return await scenario(session(standin, connector, client, Credentials(dict(credentials))))
+
+    return asyncio.run(main())
+
+
+# -- the stand-ins on loopback -------------------------------------------------------------------
 
 
 class _Relay(Standin):

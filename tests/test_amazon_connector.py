@@ -7,11 +7,9 @@ test needs a body Amazon refuses, it edits a planned one, as a hand-edited plan 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -33,6 +31,7 @@ from engine.sync._planfile import change_record
 from marketplaces._standin import Faults
 from marketplaces.amazon import AmazonConnector
 from marketplaces.amazon.standin import AmazonStandin
+from tests import _harness as harness
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT.parent / "shared" / "specs" / "amazon"
@@ -120,32 +119,11 @@ def standin(**options: Any) -> AmazonStandin:
     )
 
 
-@dataclass
-class Amazon:
-    """A connector, its stand-in and a client between them; ``send`` is a one-attempt executor."""
-
-    standin: AmazonStandin
-    connector: AmazonConnector
-    client: httpx.AsyncClient
-
-    async def headers(self) -> dict[str, str]:
-        return await self.connector.auth_headers(self.client, CREDENTIALS)
-
-    async def send(self, change: Change) -> list[CallResult]:
-        headers, results = await self.headers(), []
-        for call in self.connector.calls_for(change, None):
-            response = await self.client.request(
-                call.method,
-                call.path,
-                params=call.params,
-                content=dumps(call.body).encode("utf-8") if call.body is not None else None,
-                headers={**headers, "content-type": "application/json"},
-            )
-            results.append(self.connector.result_of(call, response))
-        return results
+class Amazon(harness.Session[AmazonStandin, AmazonConnector]):
+    """A connector, its stand-in and a client between them (``apply`` is a one-attempt executor)."""
 
     async def send_all(self, changes: Iterable[Change]) -> dict[str, CallResult]:
-        return {c["sku_id"]: (await self.send(c))[-1] for c in changes}
+        return {c["sku_id"]: (await self.apply(c))[-1] for c in changes}
 
     def token_requests(self) -> int:
         return self.standin.requests["POST /auth/o2/token"]
@@ -156,13 +134,7 @@ def run(
     server: AmazonStandin | None = None,
     amazon: AmazonConnector | None = None,
 ) -> None:
-    async def main() -> None:
-        stand_in = server or standin()
-        transport = stand_in.transport()
-        async with httpx.AsyncClient(transport=transport, base_url="http://amazon.test") as client:
-            await scenario(Amazon(stand_in, amazon or connector(), client))
-
-    asyncio.run(main())
+    harness.drive(scenario, server or standin(), amazon or connector(), CREDENTIALS.values, Amazon)
 
 
 # -- Login with Amazon -------------------------------------------------------------------------------
@@ -183,7 +155,7 @@ def test_the_access_token_is_cached_and_refreshed_a_minute_before_it_expires() -
         second = await a.headers()
         assert second != first and a.token_requests() == 2
         assert set(second) == {"x-amz-access-token"}
-        result = await a.send(creates(1)[0])
+        result = await a.apply(creates(1)[0])
         assert result[0].ok
 
     run(scenario, standin(token_lifetime=3600), amazon)
@@ -197,10 +169,10 @@ def test_a_token_that_expired_in_flight_is_retryable_and_replaced() -> None:
     async def scenario(a: Amazon) -> None:
         await a.headers()
         server_now[0] = 3600.0  # the connector's clock lags Amazon's
-        [result] = await a.send(creates(1)[0])
+        [result] = await a.apply(creates(1)[0])
         assert (result.ok, result.retryable) == (False, True)
         assert "expired" in (result.error or "")
-        [result] = await a.send(creates(1)[0])  # the retry fetches a new token first
+        [result] = await a.apply(creates(1)[0])  # the retry fetches a new token first
         assert result.ok and a.token_requests() == 2
 
     run(scenario, server)
@@ -252,7 +224,7 @@ def test_create_puts_the_planned_body_and_waits_for_confirmation() -> None:
             "create",
         )
         assert call.params is not None and call.params["marketplaceIds"] == "ATVPDKIKX0DER"
-        [result] = await a.send(change)
+        [result] = await a.apply(change)
         assert result.ok and result.pending  # ACCEPTED: Amazon has yet to process it
         item = a.standin.items[sku]
         assert item["productType"] == change["payloads"][0]["productType"] == "SHOES"
@@ -267,7 +239,7 @@ def test_sku_ids_are_percent_encoded_whole_in_the_path() -> None:
     async def scenario(a: Amazon) -> None:
         [call] = a.connector.calls_for(change, None)
         assert call.path.endswith(f"/{SELLER}/KIT%201%2FAZ%23M%3Fx%3D1")
-        [result] = await a.send(change)
+        [result] = await a.apply(change)
         assert result.ok and "KIT 1/AZ#M?x=1" in a.standin.items
 
     run(scenario)
@@ -285,12 +257,12 @@ def test_a_price_only_update_patches_purchasable_offer_and_nothing_else(tmp_path
         [update] = [c for c in plan(records(**{sku: raise_price}), state) if c["sku_id"] == sku]
 
     async def scenario(a: Amazon) -> None:
-        await a.send(change)
+        await a.apply(change)
         before = copy.deepcopy(a.standin.items[sku]["attributes"])
         assert update["fields"] == ["price"]
         [call] = a.connector.calls_for(update, None)
         assert (call.method, call.kind) == ("PATCH", "price")
-        [result] = await a.send(update)
+        [result] = await a.apply(update)
         assert result.ok and result.pending
         after = a.standin.items[sku]["attributes"]
         assert {name for name in after if after[name] != before.get(name)} == {"purchasable_offer"}
@@ -312,10 +284,10 @@ def test_price_and_stock_changed_together_go_in_one_patch(tmp_path: Path) -> Non
         [update] = [c for c in plan(records(**{sku: restock_and_reprice}), state) if c["sku_id"] == sku]
 
     async def scenario(a: Amazon) -> None:
-        await a.send(change)
+        await a.apply(change)
         [call] = a.connector.calls_for(update, None)
         assert (call.method, call.kind) == ("PATCH", "price+stock")
-        [result] = await a.send(update)
+        [result] = await a.apply(update)
         assert result.ok
         attributes = a.standin.items[sku]["attributes"]
         assert attributes["fulfillment_availability"] == [
@@ -333,13 +305,13 @@ def test_delete_withdraws_the_listing(tmp_path: Path) -> None:
         [delete] = plan([], state)
 
     async def scenario(a: Amazon) -> None:
-        await a.send(change)
+        await a.apply(change)
         [call] = a.connector.calls_for(delete, None)
         assert (call.method, call.body, call.kind) == ("DELETE", None, "delete")
-        [result] = await a.send(delete)
+        [result] = await a.apply(delete)
         assert result.ok and result.pending is None  # nothing left for Amazon to validate
         assert sku not in a.standin.items
-        [again] = await a.send(delete)  # a retry after a lost answer does no harm
+        [again] = await a.apply(delete)  # a retry after a lost answer does no harm
         assert again.ok
 
     run(scenario)
@@ -350,7 +322,7 @@ def test_a_malformed_request_is_a_4xx_with_amazons_message_and_not_retried() -> 
     del change["payloads"][0]["productType"]
 
     async def scenario(a: Amazon) -> None:
-        [result] = await a.send(change)
+        [result] = await a.apply(change)
         assert (result.ok, result.retryable) == (False, False)
         assert result.error == "400: InvalidInput: ListingsItemPutRequest: 'productType' is required."
         assert change["sku_id"] not in a.standin.items
@@ -385,7 +357,7 @@ def test_a_listing_amazon_finds_invalid_fails_with_its_issues(
     edit(change["payloads"][0]["attributes"])
 
     async def scenario(a: Amazon) -> None:
-        [result] = await a.send(change)
+        [result] = await a.apply(change)
         assert (result.ok, result.retryable, result.pending) == (False, False, None)
         assert issue in (result.error or "")
         assert change["sku_id"] not in a.standin.items
@@ -405,7 +377,7 @@ def test_a_patch_for_a_listing_amazon_does_not_have_fails(tmp_path: Path) -> Non
         [update] = [c for c in plan(records(**{sku: restock}), state) if c["sku_id"] == sku]
 
     async def scenario(a: Amazon) -> None:
-        [result] = await a.send(update)
+        [result] = await a.apply(update)
         assert (result.ok, result.retryable) == (False, False)
         assert f"SKU '{sku}' does not exist" in (result.error or "")
 
@@ -420,7 +392,7 @@ def test_throttling_and_server_errors_are_retryable(faults: Faults, status: int)
     async def scenario(a: Amazon) -> None:
         await a.headers()
         a.standin.faults = faults
-        [result] = await a.send(creates(1)[0])
+        [result] = await a.apply(creates(1)[0])
         assert (result.ok, result.retryable) == (False, True)
         assert (result.error or "").startswith(f"{status}: ")
 

@@ -102,6 +102,7 @@ SUBPACKAGES = {
         "SourceItem",
         "Stock",
         "WarehouseStock",
+        "aware_time",
         "minor_unit_places",
     ],
     "engine.orders": [

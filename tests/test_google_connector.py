@@ -7,18 +7,15 @@ the executor drives them: ``auth_headers``, ``calls_for``, send, ``result_of``.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 
 import engine
-from engine.connectors import Call, CallResult, Credentials
 from engine.jsonio import dumps, loads
 from engine.sync._plan import Change, Op, Planner, UpdateKind
 from engine.sync._planfile import change_record
@@ -26,6 +23,7 @@ from engine.sync._source import FileSource
 from marketplaces._standin import Faults
 from marketplaces.google import GoogleConnector, TokenError
 from marketplaces.google.standin import GoogleStandin
+from tests import _harness as harness
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {
@@ -85,32 +83,7 @@ def planned() -> Planned:
 # -- the marketplace -------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Session:
-    """One connector talking to one stand-in through an in-process client."""
-
-    standin: GoogleStandin
-    connector: GoogleConnector
-    client: httpx.AsyncClient
-    credentials: Credentials
-
-    async def send(self, call: Call) -> tuple[CallResult, httpx.Response]:
-        headers = await self.connector.auth_headers(self.client, self.credentials)
-        if call.body is not None:
-            headers["Content-Type"] = "application/json"
-        response = await self.client.request(
-            call.method,
-            call.path,
-            params=dict(call.params or {}),
-            content=None if call.body is None else dumps(call.body).encode(),
-            headers=headers,
-        )
-        return self.connector.result_of(call, response), response
-
-    async def apply(self, change: dict[str, Any], remote_id: str | None = None) -> CallResult:
-        (call,) = self.connector.calls_for(change, remote_id)
-        result, _ = await self.send(call)
-        return result
+Session = harness.Session[GoogleStandin, GoogleConnector]
 
 
 def stand_in(**options: Any) -> GoogleStandin:
@@ -124,15 +97,7 @@ def run(
     standin: GoogleStandin | None = None,
     secrets: dict[str, str] = SECRETS,
 ) -> T:
-    standin = standin or stand_in()
-
-    async def main() -> T:
-        async with httpx.AsyncClient(
-            transport=standin.transport(), base_url="http://merchantapi.test"
-        ) as client:
-            return await scenario(Session(standin, connector, client, Credentials(dict(secrets))))
-
-    return asyncio.run(main())
+    return harness.drive(scenario, standin or stand_in(), connector, secrets)
 
 
 def price(amount: str) -> dict[str, str]:
@@ -178,12 +143,12 @@ def test_a_revoked_token_is_retryable_and_the_retry_refreshes_it(planned: Planne
     change = planned.on_sale()
 
     async def scenario(s: Session) -> None:
-        assert (await s.apply(planned.saved(change))).ok
+        assert (await s.one(planned.saved(change))).ok
         s.standin.revoke_tokens()
         update = planned.change("update", change.sku_id, ("stock",), quantity=0)
-        refused = await s.apply(update)
+        refused = await s.one(update)
         assert (refused.ok, refused.retryable) == (False, True)
-        assert (await s.apply(update)).ok and s.standin.requests["POST /token"] == 2
+        assert (await s.one(update)).ok and s.standin.requests["POST /token"] == 2
 
     run(scenario, planned.connector())
 
@@ -213,9 +178,9 @@ def test_a_content_change_inserts_again_and_replaces_the_whole_input(planned: Pl
     update = planned.change("update", change.sku_id, ("content",), fields=fields)
 
     async def scenario(s: Session) -> None:
-        assert (await s.apply(planned.saved(change))).ok
+        assert (await s.one(planned.saved(change))).ok
         assert [(c.method, c.kind) for c in s.connector.calls_for(update, None)] == [("POST", "content")]
-        assert (await s.apply(update)).ok
+        assert (await s.one(update)).ok
         stored = s.standin.product_input(change.sku_id)["productAttributes"]
         assert stored["title"] == "Novo título" and "description" not in stored
         assert len(s.standin.inputs) == 1
@@ -233,9 +198,9 @@ def test_an_offer_id_with_slashes_and_tildes_travels_in_the_encoded_name(planned
     )
 
     async def scenario(s: Session) -> None:
-        created = await s.apply(saved)
+        created = await s.one(saved)
         assert created.ok and created.remote_id is not None and "~" not in created.remote_id
-        assert (await s.apply(stock, created.remote_id)).ok
+        assert (await s.one(stock, created.remote_id)).ok
         assert s.standin.product_input("SKU/1~a%b")["productAttributes"]["availability"] == "OUT_OF_STOCK"
 
     run(scenario, planned.connector())
@@ -274,7 +239,7 @@ def test_a_price_or_stock_change_is_one_patch_whose_mask_names_only_what_it_chan
     update = planned.change("update", change.sku_id, kinds, **listing)
 
     async def scenario(s: Session) -> None:
-        assert (await s.apply(planned.saved(change))).ok
+        assert (await s.one(planned.saved(change))).ok
         before = dict(s.standin.product_input(change.sku_id)["productAttributes"])
         (call,) = s.connector.calls_for(update, None)
         name = s.connector.product_input_name(change.sku_id)
@@ -298,10 +263,10 @@ def test_a_delete_removes_the_input_and_a_second_delete_is_already_done(planned:
     delete = planned.change("delete", change.sku_id)
 
     async def scenario(s: Session) -> None:
-        assert (await s.apply(planned.saved(change))).ok
+        assert (await s.one(planned.saved(change))).ok
         (call,) = s.connector.calls_for(delete, None)
         assert (call.method, call.params, call.body) == ("DELETE", SOURCE, None)
-        assert (await s.apply(delete)).ok and s.standin.inputs == {}
+        assert (await s.one(delete)).ok and s.standin.inputs == {}
         result, response = await s.send(call)
         assert response.status_code == 404 and result.ok
 
@@ -353,7 +318,7 @@ def test_a_refused_insert_is_not_retryable_and_carries_googles_message(
     target[path[-1]] = value
 
     async def scenario(s: Session) -> None:
-        result = await s.apply(saved)
+        result = await s.one(saved)
         assert (result.ok, result.retryable) == (False, False)
         assert result.error is not None and result.error.startswith("400 INVALID_ARGUMENT: ")
         assert message in result.error
@@ -378,7 +343,7 @@ def test_a_patch_must_name_real_fields_and_the_data_source(
     update = planned.change("update", change.sku_id, ("stock",), quantity=0)
 
     async def scenario(s: Session) -> None:
-        assert (await s.apply(planned.saved(change))).ok
+        assert (await s.one(planned.saved(change))).ok
         (call,) = s.connector.calls_for(update, None)
         result, response = await s.send(dataclasses.replace(call, params={**(call.params or {}), **params}))
         assert response.status_code == status and not result.retryable and message in str(result.error)
@@ -390,7 +355,7 @@ def test_patching_an_unknown_input_is_not_found_and_not_retried(planned: Planned
     update = planned.change("update", planned.on_sale().sku_id, ("stock",), quantity=0)
 
     async def scenario(s: Session) -> None:
-        result = await s.apply(update)
+        result = await s.one(update)
         assert (result.ok, result.retryable) == (False, False)
         assert str(result.error).startswith(
             "404 NOT_FOUND: Product input accounts/123456789/productInputs/pt~BR~"
@@ -411,7 +376,7 @@ def test_throttling_and_server_errors_are_retryable(
     async def scenario(s: Session) -> None:
         await s.connector.auth_headers(s.client, s.credentials)
         s.standin.faults = faults
-        result = await s.apply(saved)
+        result = await s.one(saved)
         assert (result.ok, result.retryable) == (False, True)
         assert str(result.error).startswith(f"{status} {name}: ")
 
@@ -420,7 +385,7 @@ def test_throttling_and_server_errors_are_retryable(
 
 def test_every_create_of_the_bundled_plan_is_accepted(planned: Planned) -> None:
     async def scenario(s: Session) -> list[str]:
-        results = [await s.apply(planned.saved(change)) for change in planned.creates.values()]
+        results = [await s.one(planned.saved(change)) for change in planned.creates.values()]
         return [str(r.error) for r in results if not r.ok]
 
     assert run(scenario, planned.connector()) == []

@@ -20,7 +20,7 @@ import pytest
 
 import engine
 from engine._diagnostics import TradepostError
-from engine.connectors import Call, CallResult, Credentials
+from engine.connectors import Call
 from engine.jsonio import dumps, loads
 from engine.sync._plan import Change, Planner, UpdateKind
 from engine.sync._planfile import change_record
@@ -28,6 +28,7 @@ from engine.sync._source import FileSource
 from marketplaces._standin import Faults
 from marketplaces.mercadolibre import MercadoLibreConnector, TokenError, variation_ids
 from marketplaces.mercadolibre.standin import MercadoLibreStandin
+from tests import _harness as harness
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRETS = {"client_id": "5501", "client_secret": "s3cret-value", "refresh_token": "TG-first"}
@@ -83,42 +84,7 @@ def planned() -> Planned:
 # -- the marketplace -------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass
-class Session:
-    """One connector talking to one stand-in through an in-process client."""
-
-    standin: MercadoLibreStandin
-    connector: MercadoLibreConnector
-    client: httpx.AsyncClient
-    credentials: Credentials
-
-    async def send(self, call: Call) -> tuple[CallResult, httpx.Response]:
-        headers = await self.connector.auth_headers(self.client, self.credentials)
-        if call.body is not None:
-            headers["Content-Type"] = "application/json"
-        response = await self.client.request(
-            call.method,
-            call.path,
-            params=dict(call.params or {}),
-            content=None if call.body is None else dumps(call.body).encode(),
-            headers=headers,
-        )
-        return self.connector.result_of(call, response), response
-
-    async def apply(self, change: dict[str, Any], remote_id: str | None = None) -> list[CallResult]:
-        """Every call of the change, stopping at the first that fails (as the executor does)."""
-        results = []
-        for call in self.connector.calls_for(change, remote_id):
-            result, _ = await self.send(call)
-            results.append(result)
-            if not result.ok:
-                break
-        return results
-
-    async def create(self, change: dict[str, Any]) -> CallResult:
-        (result,) = await self.apply(change)
-        assert result.ok, result.error
-        return result
+Session = harness.Session[MercadoLibreStandin, MercadoLibreConnector]
 
 
 def stand_in(**options: Any) -> MercadoLibreStandin:
@@ -134,13 +100,7 @@ def run(
     standin: MercadoLibreStandin | None = None,
     secrets: dict[str, str] = SECRETS,
 ) -> T:
-    standin = standin or stand_in()
-
-    async def main() -> T:
-        async with httpx.AsyncClient(transport=standin.transport(), base_url="http://ml.test") as client:
-            return await scenario(Session(standin, connector, client, Credentials(dict(secrets))))
-
-    return asyncio.run(main())
+    return harness.drive(scenario, standin or stand_in(), connector, secrets)
 
 
 def without(item: dict[str, Any], *keys: str) -> dict[str, Any]:

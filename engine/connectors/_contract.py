@@ -112,6 +112,9 @@ class Connector:
     merge_price_and_stock: ClassVar[Literal["plan", "send"] | None] = None
     """Price and stock changed together travel in one call: the plan shows their bodies merged
     ("plan"), or shows both and the call merges them ("send"); None sends one call each."""
+    lists_families: ClassVar[bool] = False
+    """The marketplace lists a family of variations as one listing: the plan groups a rule file's
+    ``variations`` and sends each family's body from :meth:`family_payload`."""
 
     token: RefreshedToken | None = None
     """The OAuth token that authenticates every call, when the marketplace uses one."""
@@ -249,7 +252,8 @@ class Connector:
         }
 
     def family_payload(self, listings: Sequence[Listing]) -> dict[str, Any] | None:
-        """One body for a family of variations, where the marketplace lists them together."""
+        """One body for a family of variations, where the marketplace lists them together
+        (a connector that overrides this declares :attr:`lists_families`)."""
         return None
 
     # -- sending -----------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from engine.model._catalog import (
 )
 from engine.model._currency import MINOR_UNITS, minor_unit_places
 from engine.model._listing import STANDARD_FIELDS, Listing, Outcome, Reason
-from engine.model._order import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from engine.model._order import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus, aware_time
 
 __all__ = [
     "MINOR_UNITS",
@@ -46,5 +46,6 @@ __all__ = [
     "SourceItem",
     "Stock",
     "WarehouseStock",
+    "aware_time",
     "minor_unit_places",
 ]

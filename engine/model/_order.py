@@ -23,6 +23,7 @@ failing at the door.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -177,3 +178,14 @@ class Order(_Model):
                 address.postal_code,
             ]
         return [value for value in values if value and value.strip()]
+
+
+def aware_time(value: str) -> datetime:
+    """An ISO 8601 time with its offset ('Z' or ``+hh:mm``), as marketplaces stamp orders.
+
+    Raises ``ValueError`` when ``value`` is not one, or names no offset (it names no moment).
+    """
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{value} has no time zone")
+    return moment

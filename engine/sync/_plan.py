@@ -142,9 +142,7 @@ class Planner:
         self.marketplace = compiled.marketplace
         self.evaluator = SkuEvaluator(compiled, connector)
         self.summary = PlanSummary(self.marketplace)
-        self.families = (
-            compiled.variations is not None and type(connector).family_payload is not Connector.family_payload
-        )
+        self.families = compiled.variations is not None and connector.lists_families
 
     def changes(
         self,
@@ -218,22 +216,11 @@ class Planner:
             self.summary.excluded += 1
             if before is None:
                 return None
+        if outcome.status in ("excluded", "invalid"):
+            # An excluded SKU that is listed is withdrawn; an invalid one is reported, never sent.
+            op: Op = "delete" if outcome.status == "excluded" else "invalid"
             return Change(
-                "delete",
-                outcome.sku_id,
-                self.marketplace,
-                before=before,
-                reasons=outcome.reasons,
-                outcome=outcome,
-            )
-        if outcome.status == "invalid":
-            return Change(
-                "invalid",
-                outcome.sku_id,
-                self.marketplace,
-                before=before,
-                reasons=outcome.reasons,
-                outcome=outcome,
+                op, outcome.sku_id, self.marketplace, before=before, reasons=outcome.reasons, outcome=outcome
             )
         assert outcome.listing is not None
         op, kinds = diff(outcome.listing, before)

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from engine.connectors import BadOrder, Fulfilment, OrderCallError, OrderChannel, RetryPolicy, send
 from engine.jsonio import loads
+from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
 from marketplaces.amazon import AmazonConnector
 from marketplaces.amazon._feeds import FeedError, FeedsClient
@@ -470,12 +471,9 @@ def _time(value: Any, where: str) -> datetime:
     if not isinstance(value, str):
         raise _Unreadable(f"{where} is missing")
     try:
-        parsed = datetime.fromisoformat(value)
+        return aware_time(value)
     except ValueError:
-        raise _Unreadable(f"{where} is not an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        raise _Unreadable(f"{where} has no time zone")
-    return parsed
+        raise _Unreadable(f"{where} is not an ISO 8601 date-time with a time zone") from None
 
 
 def _updated(raw: Any) -> datetime:

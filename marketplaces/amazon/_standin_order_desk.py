@@ -41,6 +41,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from engine.jsonio import dumps, loads
+from engine.model import aware_time
 from marketplaces._standin import Refused, look_up, sandbox_route
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import json_or_none as _body
@@ -690,11 +691,11 @@ def _cursor(token: str) -> tuple[datetime, str] | None:
 
 
 def _parse_time(value: str) -> datetime | None:
+    """An ISO 8601 time with its offset, or None for anything else (the desk answers the refusal)."""
     try:
-        moment = datetime.fromisoformat(value)
+        return aware_time(value)
     except (TypeError, ValueError):
         return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _stamp(moment: datetime) -> str:
@@ -729,7 +730,7 @@ def _confirmation_errors(body: Any, marketplaces: frozenset[str]) -> str | None:
         return "packageDetail.packageReferenceId: only positive numeric values are supported."
     if detail["carrierCode"] == "Other" and not detail.get("carrierName"):
         return "packageDetail.carrierName is required when carrierCode is 'Other'."
-    if _parse_time(detail["shipDate"].replace("Z", "+00:00")) is None:
+    if _parse_time(detail["shipDate"]) is None:
         return "packageDetail.shipDate must be an ISO 8601 date-time."
     items = detail.get("orderItems")
     if not isinstance(items, list) or not items:
@@ -766,7 +767,7 @@ def _schedule_bound(value: Any, end: bool) -> datetime | None:
     """A sale window bound in UTC; a bare date ("2999-12-31") covers that whole day."""
     if not isinstance(value, str):
         return None
-    moment = _parse_time(value.replace("Z", "+00:00"))
+    moment = _parse_time(value)
     if moment is not None:
         return moment
     try:

@@ -121,12 +121,10 @@ class AmazonStandin(Standin):
     name = "amazon"
 
     def sandbox_credentials(self) -> dict[str, str]:
-        return {
-            "lwa_client_id": self.oauth.client_id,
-            "lwa_client_secret": self.oauth.client_secret,
-            "refresh_token": self.oauth.refresh_token,
-            "seller_id": self.seller_id,
-        }
+        """The OAuth client's credentials under Login with Amazon's names, and the seller id."""
+        lwa = {"client_id": "lwa_client_id", "client_secret": "lwa_client_secret"}
+        oauth = {lwa.get(name, name): value for name, value in super().sandbox_credentials().items()}
+        return oauth | {"seller_id": self.seller_id}
 
     def sandbox_options(self, url: str) -> dict[str, str]:
         return {"lwa_url": url, "seller_id": self.seller_id, "feed_poll_seconds": "0.2"}

@@ -147,13 +147,6 @@ class GoogleStandin(Standin):
 
     name = "google"
 
-    def sandbox_credentials(self) -> dict[str, str]:
-        return {
-            "client_id": self.oauth.client_id,
-            "client_secret": self.oauth.client_secret,
-            "refresh_token": self.oauth.refresh_token,
-        }
-
     def sandbox_options(self, url: str) -> dict[str, str]:
         return {"token_url": url}
 

@@ -50,11 +50,13 @@ from engine.connectors import (
     json_body,
 )
 from marketplaces.mercadolibre._http import (
+    ME,
     _content_calls,
     _in_variation,
     find_listing,
     parse_remote_id,
     read_item_result,
+    seller_id_in,
     variation_ids,
 )
 from marketplaces.mercadolibre._readback import ItemReader
@@ -91,6 +93,7 @@ class MercadoLibreConnector(Connector):
         **dict.fromkeys(("content", "price", "stock", "delete"), Route("PUT", "/items/{item}")),
     }
     merge_price_and_stock = "plan"  # PUT /items/{id} takes both
+    lists_families = True  # variations are one item (family_payload)
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -263,15 +266,15 @@ class MercadoLibreConnector(Connector):
     ) -> CallResult | None:
         """``GET /users/me``: the seller id the item search path needs; a failed result, or None."""
         try:
-            response = await client.get("/users/me", headers=headers)
+            response = await client.get(ME, headers=headers)
         except httpx.HTTPError as exc:
             return CallResult(False, retryable=True, error=f"cannot read the seller id: {exc}")
-        me = json_body(response)
-        if response.status_code != 200 or not isinstance(me, dict) or not me.get("id"):
+        seller_id = seller_id_in(json_body(response)) if response.status_code == 200 else None
+        if seller_id is None:
             self.drop_refused_token(response)
             error = f"cannot read the seller id: {response.status_code}"
             return CallResult(False, retryable=self.may_pass_later(response), error=error)
-        self._seller_id = str(me["id"])
+        self._seller_id = seller_id
         return None
 
     # -- reading back (``tradepost state rebuild``) ---------------------------------------------

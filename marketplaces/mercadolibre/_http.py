@@ -19,6 +19,10 @@ from engine import failpoints
 from engine.connectors import Call, CallResult, RetryPolicy
 from engine.connectors import json_body as _json
 
+ME = "/users/me"
+"""Who the token's user is: the seller id that the item look-up, the read-back scan and the order
+search name in their paths and parameters (read by :func:`seller_id_in`)."""
+
 CONTENT_FIELDS = ("pictures", "attributes", "sale_terms")
 """What a content change rewrites through ``PUT /items/{id}``, besides the title and the description.
 Category, condition, currency and listing type are fixed once the item exists (the listing type
@@ -82,6 +86,16 @@ def _in_variation(variation: str, body: Mapping[str, Any]) -> dict[str, Any]:
 # -- answers -------------------------------------------------------------------------------------
 
 
+def seller_id_in(me: Any) -> str | None:
+    """The seller id a ``GET /users/me`` answer names; None when it names none."""
+    return str(me["id"]) if isinstance(me, Mapping) and me.get("id") else None
+
+
+def _may_pass_later(status: int) -> bool:
+    """401 (the connector drops the token; the retry refreshes it), 429 and 5xx may pass on retry."""
+    return status in (401, 429) or status >= 500
+
+
 def read_item_result(call: Call, response: httpx.Response) -> CallResult:
     """2xx is done; 401, 429 and 5xx may pass on retry; any other 4xx is the request's fault.
 
@@ -96,8 +110,7 @@ def read_item_result(call: Call, response: httpx.Response) -> CallResult:
             # An adopting PUT may add variations: its answer names them, as a create's does.
             return _created(call, _json(response))
         return CallResult(True)
-    retryable = status in (401, 429) or status >= 500
-    return CallResult(False, retryable=retryable, error=f"{status} {error_message(response)}")
+    return CallResult(False, retryable=_may_pass_later(status), error=f"{status} {error_message(response)}")
 
 
 def _created(call: Call, item: Any) -> CallResult:
@@ -258,10 +271,9 @@ def _lookup_failed(response: httpx.Response, sku: str, on_unauthorized: Callable
     status = response.status_code
     if status == 401:
         on_unauthorized()
-    retryable = status in (401, 429) or status >= 500
     return CallResult(
         False,
-        retryable=retryable,
+        retryable=_may_pass_later(status),
         error=f"cannot look up SELLER_SKU {sku}: {status} {error_message(response)}",
     )
 

@@ -48,7 +48,9 @@ from engine.connectors import (
     json_body,
 )
 from engine.jsonio import dumps
+from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from marketplaces.mercadolibre._http import ME, seller_id_in
 
 __all__ = ["MercadoLibreOrders", "cancel_reason", "read_order"]
 
@@ -158,10 +160,10 @@ class MercadoLibreOrders(OrderChannel):
         """The seller's user id: an option when given, else ``GET /users/me`` once per channel."""
         if self._seller_id is None:
             known = self.connector.options.get("seller_id")
-            me = {"id": known} if known else await self._json("GET", "/users/me")
-            if not me.get("id"):
+            seller_id = str(known) if known else seller_id_in(await self._json("GET", ME))
+            if seller_id is None:
                 raise OrderCallError("Mercado Libre's /users/me named no user id", retryable=True)
-            self._seller_id = str(me["id"])
+            self._seller_id = seller_id
         return self._seller_id
 
     async def _read_gated(self, raw: Any, gate: asyncio.Semaphore) -> Order | BadOrder:
@@ -557,12 +559,9 @@ def _list(data: Mapping[str, Any], key: str) -> list[Any]:
 def _time(data: Mapping[str, Any], key: str) -> datetime:
     value = data.get(key)
     try:
-        moment = datetime.fromisoformat(str(value))
+        return aware_time(str(value))
     except ValueError:
-        raise _Unreadable(f"{key} is not an ISO 8601 time") from None
-    if moment.tzinfo is None:
-        raise _Unreadable(f"{key} has no time zone")
-    return moment
+        raise _Unreadable(f"{key} is not an ISO 8601 time with a time zone") from None
 
 
 def _payments(raw: Mapping[str, Any]) -> list[Mapping[str, Any]]:

@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.connectors import ReadBackError, Reader, RemoteListing
+from marketplaces.mercadolibre._http import ME, seller_id_in
 
 SCAN_LIMIT = 100
 """Ids per page of the scan search."""
@@ -46,10 +47,10 @@ class ItemReader:
         self.reader = reader
 
     async def listings(self) -> AsyncIterator[RemoteListing]:
-        me = await self.reader.get("/users/me")
-        if not isinstance(me, Mapping) or not me.get("id"):
-            raise ReadBackError("GET /users/me did not say who the seller is")
-        path = f"/users/{me['id']}/items/search"
+        seller_id = seller_id_in(await self.reader.get(ME))
+        if seller_id is None:
+            raise ReadBackError(f"GET {ME} did not say who the seller is")
+        path = f"/users/{seller_id}/items/search"
         params = {"search_type": "scan", "limit": str(SCAN_LIMIT)}
         seen: set[str] = set()
         for _ in range(MAX_PAGES):

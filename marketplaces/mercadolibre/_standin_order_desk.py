@@ -43,6 +43,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from engine.model import aware_time
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import look_up, sandbox_route
 from marketplaces.mercadolibre._standin_shapes import Refusal, find_variation
@@ -298,10 +299,10 @@ class OrderDesk:
             found = [
                 o
                 for o in found
-                if (since is None or _parse(o[stamp]) >= since)
-                and (until is None or _parse(o[stamp]) <= until)
+                if (since is None or aware_time(o[stamp]) >= since)
+                and (until is None or aware_time(o[stamp]) <= until)
             ]
-        found.sort(key=lambda o: (_parse(o["date_created"]), str(o["id"])), reverse=sort == "date_desc")
+        found.sort(key=lambda o: (aware_time(o["date_created"]), str(o["id"])), reverse=sort == "date_desc")
         return _json(
             {
                 "query": None,
@@ -758,7 +759,7 @@ def _check_fiscal_document(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
     if "issued_at" in body:
         try:
-            _parse(str(body["issued_at"]))
+            aware_time(str(body["issued_at"]))
         except ValueError:
             causes.append(
                 _cause("fiscal_document.issued_at.invalid", "issued_at", "issued_at must be ISO 8601")
@@ -780,14 +781,6 @@ def _moment(query: Mapping[str, str], name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return _parse(value)
+        return aware_time(value)
     except ValueError:
         raise Refusal(400, "bad_request", f"{name} must be an ISO 8601 date with a time zone") from None
-
-
-def _parse(value: str) -> datetime:
-    """An ISO 8601 time with its offset; a time without one is refused (it names no moment)."""
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(f"{value} has no time zone")
-    return moment

@@ -125,13 +125,6 @@ class MercadoLibreStandin(Standin):
 
     name = "mercadolibre"
 
-    def sandbox_credentials(self) -> dict[str, str]:
-        return {
-            "client_id": self.oauth.client_id,
-            "client_secret": self.oauth.client_secret,
-            "refresh_token": self.oauth.refresh_token,
-        }
-
     def __init__(
         self,
         client_id: str = SANDBOX_CLIENT_ID,
