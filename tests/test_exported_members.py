@@ -124,6 +124,7 @@ SUBPACKAGES = {
         "ConfigError",
         "MarketplaceRun",
         "Project",
+        "ServeConfig",
         "SourceConfig",
         "VtexAccount",
         "apply_records",
@@ -167,6 +168,11 @@ SUBPACKAGES = {
         "register",
     ],
     "engine.state": [
+        "WORK_LEASE",
+        "Change",
+        "NotificationQueue",
+        "QueueCounts",
+        "QueuedSku",
         "StateStore",
     ],
     "engine.sync": [
