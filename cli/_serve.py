@@ -8,6 +8,7 @@ unanswered so VTEX's copy is the only one acknowledged nowhere), then closes the
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
 import time
@@ -90,9 +91,26 @@ def serve(config_path: Path | None) -> None:
             f"(GET /healthz for the queue); Ctrl-C stops"
         )
         sys.stdout.flush()
-        uvicorn.Server(config).run(sockets=[sock])
+        stopped_by = _run_until_stopped(uvicorn.Server(config), sock)
         counts = queue.counts()
-    click.echo(f"stopped; {counts.queued} notification(s) queued")
+    click.echo(f"stopped by {stopped_by}; {counts.queued} notification(s) queued")
+
+
+def _run_until_stopped(server: uvicorn.Server, sock: socket.socket) -> str:
+    """Serve until SIGINT or SIGTERM, and name the signal. uvicorn finishes the requests in flight,
+    puts back the handlers it found and raises the signal again: these handlers only record it, so
+    the store is closed and the command exits 0, as after any clean stop."""
+    received: list[str] = []
+    previous = {
+        sig: signal.signal(sig, lambda number, _: received.append(signal.Signals(number).name))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return received[0] if received else "the server"
 
 
 @click.command()
