@@ -91,7 +91,7 @@ def client(queue: NotificationQueue) -> Client:
 
 
 def _queued(queue: NotificationQueue) -> dict[str, tuple[Change, str]]:
-    return {item.sku_id: (item.changes, item.changed_at) for item in queue.take(100, lease=0.001)}
+    return {item.sku_id: (item.changes, item.changed_at) for item in queue.take(100, lease=0)}
 
 
 # -- the documented body ------------------------------------------------------------------------
@@ -262,12 +262,12 @@ def _enqueue(queue: NotificationQueue, *sku_ids: str) -> None:
 
 def test_a_taken_batch_is_leased_and_comes_back_when_its_lease_runs_out(queue: NotificationQueue) -> None:
     _enqueue(queue, "1", "2", "3")
-    first = queue.take(2, lease=0.3)
+    first = queue.take(2, lease=1.5)
     assert [item.sku_id for item in first] == ["1", "2"]
     assert [item.sku_id for item in queue.take(10)] == ["3"]  # the others are leased
     assert queue.counts().leased == 3
     assert queue.take(10) == []
-    time.sleep(0.35)  # a killed worker's batch
+    time.sleep(1.55)  # a killed worker's batch
     assert [item.sku_id for item in queue.take(10)] == ["1", "2"]
 
 
@@ -281,10 +281,10 @@ def test_released_skus_come_back_at_once(queue: NotificationQueue) -> None:
 def test_a_sku_leaves_the_queue_once_every_marketplace_has_its_outcome(queue: NotificationQueue) -> None:
     everyone = ("amazon", "google", "mercadolibre")
     _enqueue(queue, "1", "2")
-    taken = queue.take(10, lease=0.001)
+    taken = queue.take(10, lease=0)
     assert queue.done(taken, "google", everyone) == 0
     assert queue.done(taken[:1], "amazon", everyone) == 0
-    again = {item.sku_id: item.done_for for item in queue.take(10, lease=0.001)}
+    again = {item.sku_id: item.done_for for item in queue.take(10, lease=0)}
     assert again == {"1": frozenset({"amazon", "google"}), "2": frozenset({"google"})}
     assert queue.done(taken, "mercadolibre", everyone) == 1
     assert [item.sku_id for item in queue.take(10)] == ["2"]
@@ -292,7 +292,7 @@ def test_a_sku_leaves_the_queue_once_every_marketplace_has_its_outcome(queue: No
 
 def test_a_notification_merged_while_taken_is_read_again(queue: NotificationQueue) -> None:
     _enqueue(queue, "1")
-    (taken,) = queue.take(10, lease=0.001)
+    (taken,) = queue.take(10, lease=0)
     queue.enqueue("1", Change.PRICE, "2024-05-02T13:45:11")
     assert queue.done([taken], "google", ["google"]) == 0
     (again,) = queue.take(10)
