@@ -370,8 +370,9 @@ def project(tmp_path: Path) -> Path:
 class Served:
     """`python -m cli.main serve -c CONFIG` as its own process, and the port it printed."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, failpoint: str = "") -> None:
         env = {**os.environ, ENV: SECRET, "PYTHONPATH": str(ROOT), "TRADEPOST_LOG": "info"}
+        env["TRADEPOST_FAILPOINT"] = failpoint
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", "-c", str(config)],
             cwd=ROOT,
@@ -457,3 +458,47 @@ def test_serve_without_a_serve_section_or_with_a_short_secret_says_what_to_do(
     project.write_text(project.read_text(encoding="utf-8").split("serve:")[0], encoding="utf-8")
     code, _, err = tradepost("serve", "-c", str(project))
     assert code == 1 and err.startswith(f"error: {project} has no `serve:` section; add one")
+
+
+@pytest.mark.parametrize(("failpoint", "queued"), [("notify:before-commit", 0), ("notify:queued", 1)])
+def test_sigkill_before_the_answer_acknowledges_nothing_it_could_lose(
+    project: Path, failpoint: str, queued: int
+) -> None:
+    served = Served(project, failpoint)
+    try:
+        with pytest.raises(httpx.TransportError):  # no answer at all: VTEX saw no 2xx
+            served.post(DOCUMENTED)
+        code, _, _ = served.finish(signal.SIGKILL)
+    finally:
+        if served.process.poll() is None:
+            served.process.kill()
+    assert code == -signal.SIGKILL
+    with StateStore(project.parent / "state.sqlite") as store, NotificationQueue(store) as queue:
+        assert queue.counts().queued == queued  # committed or not, never half
+    restarted = Served(project)
+    try:
+        assert restarted.post(DOCUMENTED).status_code == 200  # VTEX's next notification merges
+    finally:
+        restarted.finish(signal.SIGTERM)
+    with StateStore(project.parent / "state.sqlite") as store, NotificationQueue(store) as queue:
+        assert _queued(queue) == {"1070": (Change.STOCK, "2024-05-02T13:45:10.123")}
+
+
+def test_a_request_in_flight_when_sigterm_arrives_is_finished_and_answered(served: Served) -> None:
+    body = json.dumps(DOCUMENTED).encode()
+    head = f"POST {URL} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=TIMEOUT) as sock:
+        sock.sendall(head + body[:10])
+        time.sleep(0.3)  # the server is reading the body
+        served.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)  # and stopping: no new connection is accepted
+        with pytest.raises(httpx.TransportError):
+            served.post(DOCUMENTED)
+        sock.sendall(body[10:])
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    out, _ = served.process.communicate(timeout=TIMEOUT)
+    assert (served.process.returncode, out.splitlines()[-1]) == (
+        0,
+        "stopped by SIGTERM; 1 notification(s) queued",
+    )

@@ -26,6 +26,7 @@ from datetime import datetime
 from enum import IntFlag
 from typing import TYPE_CHECKING
 
+from engine import failpoints
 from engine.state._db import Db, connect
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ class NotificationQueue:
                     "WHERE sku_id = ?",
                     (int(row[0]) | int(changes), newer(str(row[1]), changed_at), sku_id),
                 )
+            failpoints.reach("notify:before-commit")
+        failpoints.reach("notify:queued")  # committed; the endpoint has not answered yet
 
     def take(self, limit: int, lease: float = WORK_LEASE) -> list[QueuedSku]:
         """Lease up to ``limit`` SKUs not held by a live lease, oldest first."""
