@@ -19,6 +19,7 @@ import uvicorn
 
 from cli._plan import _project, config_option
 from engine import TradepostError
+from engine.jsonio import dumps
 from engine.project import ConfigError, Project, open_state
 from engine.secrets import read_secret
 from engine.state import NotificationQueue
@@ -115,11 +116,15 @@ def _run_until_stopped(server: uvicorn.Server, sock: socket.socket) -> str:
 
 @click.command()
 @config_option
-def status(config_path: Path | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for monitoring).")
+def status(config_path: Path | None, as_json: bool) -> None:
     """Show the notification queue: SKUs waiting, SKUs a worker holds, the oldest's age."""
     project = _project(config_path)
     with open_state(project) as store, NotificationQueue(store) as queue:
         counts = queue.counts()
+    if as_json:
+        click.echo(dumps({"notifications": counts.to_dict()}, indent=2))
+        return
     line = f"notifications queued: {counts.queued} ({counts.leased} being processed)"
     if counts.oldest_received_at is not None:
         line += f"; the oldest arrived {max(0, time.time() - counts.oldest_received_at):.0f} s ago"

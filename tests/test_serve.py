@@ -426,6 +426,9 @@ def test_sigkill_right_after_a_200_keeps_the_notification_queued(served: Served,
     assert code == 0
     code, out, _ = tradepost("status", "-c", str(project))
     assert code == 0 and out.startswith("notifications queued: 1 (0 being processed); the oldest arrived ")
+    code, out, _ = tradepost("status", "-c", str(project), "--json")
+    counts = json.loads(out)["notifications"]
+    assert (code, counts["queued"], counts["leased"]) == (0, 1, 0)
 
 
 def test_sigterm_stops_gracefully_and_the_secret_is_nowhere(served: Served, project: Path) -> None:
