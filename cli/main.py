@@ -143,6 +143,7 @@ from cli._orders import orders  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
 from cli._ruletest import ruletest  # noqa: E402
 from cli._sandbox import sandbox  # noqa: E402
+from cli._serve import serve, status  # noqa: E402
 from cli._state import state  # noqa: E402
 from cli._unlock import unlock  # noqa: E402
 
@@ -154,6 +155,8 @@ cli.add_command(sandbox)
 cli.add_command(orders)
 cli.add_command(unlock)
 cli.add_command(state)
+cli.add_command(serve)
+cli.add_command(status)
 
 
 def configure_logging() -> None:

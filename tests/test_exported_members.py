@@ -128,6 +128,7 @@ SUBPACKAGES = {
         "ConfigError",
         "MarketplaceRun",
         "Project",
+        "ServeConfig",
         "SourceConfig",
         "VtexAccount",
         "apply_records",
@@ -171,6 +172,11 @@ SUBPACKAGES = {
         "register",
     ],
     "engine.state": [
+        "WORK_LEASE",
+        "Change",
+        "NotificationQueue",
+        "QueueCounts",
+        "QueuedSku",
         "StateStore",
     ],
     "engine.sync": [

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from engine.project._apply import apply_records, check_not_stale, fingerprint_of, locked, planned_records
 from engine.project._assembly import MarketplaceRun, catalog_records, open_marketplace, open_state
-from engine.project._config import ConfigError, Project, SourceConfig, VtexAccount, load_project
+from engine.project._config import (
+    ConfigError,
+    Project,
+    ServeConfig,
+    SourceConfig,
+    VtexAccount,
+    load_project,
+)
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
 
@@ -18,6 +25,7 @@ __all__ = [
     "ConfigError",
     "MarketplaceRun",
     "Project",
+    "ServeConfig",
     "SourceConfig",
     "VtexAccount",
     "apply_records",

@@ -69,6 +69,19 @@ class MarketplaceConfig(_Strict):
         return parse_share(value)
 
 
+class ServeConfig(_Strict):
+    """`tradepost serve`: where the notification endpoint listens, and the secret its URL carries."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
+    port: int = Field(8787, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    secret: str = Field(
+        description=(
+            "Where the endpoint's secret is: env:NAME or file:PATH (relative to the config), never the "
+            "secret. VTEX sends it back as the `k` query parameter of the URL registered for the affiliate."
+        )
+    )
+
+
 class ProjectConfig(_Strict):
     """A Tradepost project: one catalog source, one state store, several marketplaces."""
 
@@ -76,6 +89,9 @@ class ProjectConfig(_Strict):
     state: str = Field(".tradepost/state.sqlite", description="SQLite file path, or a postgresql:// URL.")
     marketplaces: dict[str, MarketplaceConfig]
     orders: OrdersConfig = Field(default_factory=OrdersConfig)
+    serve: ServeConfig | None = Field(
+        None, description="The change-notification endpoint (`tradepost serve`)."
+    )
 
 
 @dataclass

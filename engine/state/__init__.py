@@ -1,10 +1,13 @@
 """The state store: what Tradepost believes each marketplace holds, in SQLite under per-marketplace leases.
 
-A cache of the marketplaces, never the truth: :func:`engine.project.rebuild_state` reads it back from them.
+It also keeps the queue of SKUs a change notification named (:class:`NotificationQueue`) until
+every marketplace has its outcome. The listings are a cache of the marketplaces, never the
+truth: :func:`engine.project.rebuild_state` reads them back from them.
 """
 
 from __future__ import annotations
 
+from engine.state._queue import WORK_LEASE, Change, NotificationQueue, QueueCounts, QueuedSku
 from engine.state._store import StateStore
 
-__all__ = ["StateStore"]
+__all__ = ["WORK_LEASE", "Change", "NotificationQueue", "QueueCounts", "QueuedSku", "StateStore"]

@@ -59,9 +59,11 @@ from engine.state._db import (
 from engine.state._db import LockHolder as LockHolder  # re-exported: part of this module's API
 from engine.state._db import LockLostError as LockLostError
 from engine.state._db import StateError as StateError
+from engine.state._queue import QUEUE_SCHEMA
 
-SCHEMA_VERSION = 2
-"""2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``."""
+SCHEMA_VERSION = 3
+"""2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``.
+3: the notification queue (:data:`QUEUE_SCHEMA`): its tables are new, so the schema script adds them."""
 
 log = logging.getLogger("tradepost.state")
 
@@ -193,7 +195,7 @@ class StateStore:
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
+            self.db.executescript(_SCHEMA + QUEUE_SCHEMA)
             self._migrate()
         except BaseException:
             connection.close()
@@ -227,6 +229,7 @@ class StateStore:
                 self.db.execute("UPDATE locks SET expires_at = acquired_at + ?", (self.lease,))
             # 1 -> 2: creates look the SKU up on the marketplace first; the in-flight journal is gone.
             self.db.execute("DROP TABLE IF EXISTS inflight")
+            # 2 -> 3: the notification queue's tables are new; the schema script above made them.
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:

@@ -1,0 +1,131 @@
+"""`tradepost serve`: the endpoint VTEX notifies of changes; `tradepost status`: what is queued.
+
+``serve`` listens where the config's ``serve:`` section says and queues each notification in the
+state store before answering it. Stopping it (Ctrl-C, SIGTERM) is uvicorn's graceful shutdown:
+it stops accepting, lets the requests in flight finish (each either committed and answered, or
+unanswered so VTEX's copy is the only one acknowledged nowhere), then closes the store.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+import click
+import uvicorn
+
+from cli._plan import _project, config_option
+from engine import TradepostError
+from engine.jsonio import dumps
+from engine.project import ConfigError, Project, open_state
+from engine.secrets import read_secret
+from engine.state import NotificationQueue
+from marketplaces.vtex._notifications import SECRET_PARAMETER, notification_app
+
+MIN_SECRET = 16
+"""Characters the endpoint's secret needs at least: it is the endpoint's only protection."""
+GRACE = 10
+"""Seconds a stopping server gives the requests in flight."""
+
+
+def _secret(project: Project) -> tuple[str, str]:
+    """The endpoint's secret and where it is from; never the secret in any message."""
+    settings = project.config.serve
+    if settings is None:
+        raise ConfigError(
+            f"{project.path} has no `serve:` section; add one with the endpoint's host, port and "
+            "`secret: env:NAME` (see README, Real-time sync)"
+        )
+    secret = read_secret(settings.secret, project.folder)
+    if len(secret) < MIN_SECRET:
+        raise ConfigError(
+            f"the secret in {settings.secret} is shorter than {MIN_SECRET} characters; use a long random one "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
+    return secret, settings.secret
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before uvicorn starts so the port (0: any free one) is known."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise TradepostError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); set `serve: port:` to a free port"
+        ) from None
+    return sock
+
+
+@click.command()
+@config_option
+def serve(config_path: Path | None) -> None:
+    """Receive VTEX's change notifications and queue them in the state store.
+
+    Register the printed URL, with `?k=` and the secret the config names, as the affiliate's
+    Search Endpoint. A notification is answered 200 only once it is committed to the state store;
+    a wrong secret gets 401, a malformed body 400, one over 16 KiB 413, a failing store 503.
+    GET /healthz shows the queue. Stops gracefully on Ctrl-C or SIGTERM.
+    """
+    project = _project(config_path)
+    secret, where = _secret(project)
+    assert project.config.serve is not None
+    sock = _listen(project.config.serve.host, project.config.serve.port)
+    host, port = sock.getsockname()[:2]
+    with open_state(project) as store, NotificationQueue(store) as queue:
+        config = uvicorn.Config(
+            notification_app(queue, secret),
+            lifespan="off",
+            access_log=False,  # its lines carry the query string, and so the secret
+            log_config=None,  # uvicorn's records reach the redacting handler of cli.main
+            timeout_graceful_shutdown=GRACE,
+        )
+        click.echo(
+            f"listening on http://{host}:{port}/api/notification/?{SECRET_PARAMETER}=<the secret in {where}> "
+            f"(GET /healthz for the queue); Ctrl-C stops"
+        )
+        sys.stdout.flush()
+        stopped_by = _run_until_stopped(uvicorn.Server(config), sock)
+        counts = queue.counts()
+    click.echo(f"stopped by {stopped_by}; {counts.queued} notification(s) queued")
+
+
+def _run_until_stopped(server: uvicorn.Server, sock: socket.socket) -> str:
+    """Serve until SIGINT or SIGTERM, and name the signal. uvicorn finishes the requests in flight,
+    puts back the handlers it found and raises the signal again: these handlers only record it, so
+    the store is closed and the command exits 0, as after any clean stop."""
+    received: list[str] = []
+    previous = {
+        sig: signal.signal(sig, lambda number, _: received.append(signal.Signals(number).name))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return received[0] if received else "the server"
+
+
+@click.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for monitoring).")
+def status(config_path: Path | None, as_json: bool) -> None:
+    """Show the notification queue: SKUs waiting, SKUs a worker holds, the oldest's age."""
+    project = _project(config_path)
+    with open_state(project) as store, NotificationQueue(store) as queue:
+        counts = queue.counts()
+    if as_json:
+        click.echo(dumps({"notifications": counts.to_dict()}, indent=2))
+        return
+    line = f"notifications queued: {counts.queued} ({counts.leased} being processed)"
+    if counts.oldest_received_at is not None:
+        line += f"; the oldest arrived {max(0, time.time() - counts.oldest_received_at):.0f} s ago"
+    click.echo(line)

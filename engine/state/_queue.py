@@ -1,0 +1,234 @@
+"""The notification queue: changed SKUs, held in the state store until each marketplace is done.
+
+The guarantee: :meth:`NotificationQueue.enqueue` returns only after the SKU's row is committed
+with ``synchronous=FULL`` (the WAL is on disk, so neither a killed process nor a power cut loses
+it), so an endpoint that answers 2xx after it has acknowledged nothing it could lose. Repeats for
+one SKU are one row: the flags are OR-ed and the newest change date kept, so a SKU changed fifty
+times in a second is read once.
+
+A worker leases a batch with :meth:`~NotificationQueue.take`: the rows are its own until the lease
+runs out (wall-clock time, as the store's marketplace locks), so a worker killed mid-batch loses
+nothing: its SKUs come back to the next ``take`` once the lease expires; one that stops cleanly
+hands them back at once with :meth:`~NotificationQueue.release`. Each marketplace's outcome is
+recorded with :meth:`~NotificationQueue.done`; a row leaves the queue when every marketplace has
+one for the version that was taken. A notification merged into a row after it was taken bumps its
+version, so the SKU is read again rather than marked done on what was read before it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntFlag
+from typing import TYPE_CHECKING
+
+from engine import failpoints
+from engine.state._db import Db, connect
+
+if TYPE_CHECKING:
+    from engine.state._store import StateStore
+
+QUEUE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS notifications (
+    sku_id TEXT PRIMARY KEY,
+    flags INTEGER NOT NULL,
+    changed_at TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    leased_until REAL NOT NULL DEFAULT 0,
+    lease_token TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS notifications_by_lease ON notifications (leased_until, received_at);
+CREATE TABLE IF NOT EXISTS notification_outcomes (
+    sku_id TEXT NOT NULL,
+    marketplace TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (sku_id, marketplace)
+) WITHOUT ROWID;
+"""
+"""The queue's tables (schema version 3), created with the store's own."""
+
+WORK_LEASE = 300.0
+"""Seconds a taken batch stays a worker's before it comes back to the queue."""
+
+
+class Change(IntFlag):
+    """What to read again for a SKU. Flags only say where to look: the values are always re-read."""
+
+    PRICE = 1
+    STOCK = 2
+    CATALOG = 4
+    REMOVED = 8
+    """Removed from the trade policy, or deactivated: the reader decides whether it is still sold."""
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """The queue at a glance: SKUs waiting, SKUs a worker holds, and the oldest arrival (or None)."""
+
+    queued: int
+    leased: int
+    oldest_received_at: float | None
+
+    def to_dict(self) -> dict[str, int | float | None]:
+        return {"queued": self.queued, "leased": self.leased, "oldest_received_at": self.oldest_received_at}
+
+
+@dataclass(frozen=True)
+class QueuedSku:
+    """One SKU as a worker took it: what changed, which version, and the marketplaces already done."""
+
+    sku_id: str
+    changes: Change
+    changed_at: str
+    received_at: float
+    version: int
+    lease_token: str
+    done_for: frozenset[str]
+
+
+def newer(first: str, second: str) -> str:
+    """The later of two change dates. VTEX's format is undocumented: ISO 8601 dates compare as
+    dates; when either cannot be read as one, the one received last (``second``) wins."""
+    try:
+        a, b = datetime.fromisoformat(first), datetime.fromisoformat(second)
+        return first if (a.tzinfo is None) == (b.tzinfo is None) and a > b else second
+    except ValueError:
+        return second
+
+
+class NotificationQueue:
+    """The queue of changed SKUs in a state store, on a connection of its own, safe from any thread."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.path = store.path
+        self.db = Db(connect(store.path, store.busy_timeout), store.path, store.busy_timeout)
+        self._lock = threading.Lock()
+        try:
+            self.db.execute("PRAGMA synchronous=FULL")
+        except BaseException:
+            self.db.close()
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> NotificationQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def enqueue(self, sku_id: str, changes: Change, changed_at: str) -> None:
+        """Queue a SKU, or merge into its row (flags OR-ed, newest date kept); returns once committed."""
+        now = time.time()
+        with self._lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute(
+                "SELECT flags, changed_at FROM notifications WHERE sku_id = ?", (sku_id,)
+            ).fetchone()
+            if row is None:
+                self.db.execute(
+                    "INSERT INTO notifications VALUES (?, ?, ?, ?, 1, 0, '')",
+                    (sku_id, int(changes), changed_at, now),
+                )
+            else:
+                self.db.execute(
+                    "UPDATE notifications SET flags = ?, changed_at = ?, version = version + 1 "
+                    "WHERE sku_id = ?",
+                    (int(row[0]) | int(changes), newer(str(row[1]), changed_at), sku_id),
+                )
+            failpoints.reach("notify:before-commit")
+        failpoints.reach("notify:queued")  # committed; the endpoint has not answered yet
+
+    def take(self, limit: int, lease: float = WORK_LEASE) -> list[QueuedSku]:
+        """Lease up to ``limit`` SKUs not held by a live lease, oldest first."""
+        now, token = time.time(), uuid.uuid4().hex
+        with self._lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            rows = self.db.execute(
+                "SELECT sku_id, flags, changed_at, received_at, version FROM notifications "
+                "WHERE leased_until <= ? ORDER BY received_at, sku_id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            self.db.executemany(
+                "UPDATE notifications SET leased_until = ?, lease_token = ? WHERE sku_id = ?",
+                [(now + lease, token, row[0]) for row in rows],
+            )
+            done = self._done_for([str(row[0]) for row in rows])
+        return [
+            QueuedSku(
+                str(sku_id),
+                Change(int(flags)),
+                str(changed_at),
+                float(received_at),
+                int(version),
+                token,
+                frozenset(done.get((str(sku_id), int(version)), ())),
+            )
+            for sku_id, flags, changed_at, received_at, version in rows
+        ]
+
+    def _done_for(self, sku_ids: Sequence[str]) -> dict[tuple[str, int], set[str]]:
+        done: dict[tuple[str, int], set[str]] = {}
+        for start in range(0, len(sku_ids), 500):
+            chunk = sku_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for sku_id, marketplace, version in self.db.execute(
+                f"SELECT sku_id, marketplace, version FROM notification_outcomes WHERE sku_id IN ({marks})",
+                chunk,
+            ):
+                done.setdefault((str(sku_id), int(version)), set()).add(str(marketplace))
+        return done
+
+    def done(self, taken: Sequence[QueuedSku], marketplace: str, marketplaces: Collection[str]) -> int:
+        """Record ``marketplace``'s outcome for these SKUs; a SKU whose every one of ``marketplaces``
+        has an outcome for the version taken leaves the queue. Returns how many left it."""
+        now = time.time()
+        left = 0
+        with self._lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for item in taken:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO notification_outcomes VALUES (?, ?, ?, ?)",
+                    (item.sku_id, marketplace, item.version, now),
+                )
+                recorded = {
+                    str(row[0])
+                    for row in self.db.execute(
+                        "SELECT marketplace FROM notification_outcomes WHERE sku_id = ? AND version = ?",
+                        (item.sku_id, item.version),
+                    )
+                }
+                if not recorded >= set(marketplaces):
+                    continue
+                gone = self.db.execute(
+                    "DELETE FROM notifications WHERE sku_id = ? AND version = ?", (item.sku_id, item.version)
+                ).rowcount
+                self.db.execute("DELETE FROM notification_outcomes WHERE sku_id = ?", (item.sku_id,))
+                left += gone
+        return left
+
+    def release(self, taken: Sequence[QueuedSku]) -> None:
+        """Hand SKUs back before their lease runs out (a worker stopping cleanly)."""
+        with self._lock, self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "UPDATE notifications SET leased_until = 0, lease_token = '' "
+                "WHERE sku_id = ? AND lease_token = ?",
+                [(item.sku_id, item.lease_token) for item in taken],
+            )
+
+    def counts(self) -> QueueCounts:
+        with self._lock:
+            queued, leased, oldest = self.db.execute(
+                "SELECT count(*), coalesce(sum(leased_until > ?), 0), min(received_at) FROM notifications",
+                (time.time(),),
+            ).fetchone()
+        return QueueCounts(int(queued), int(leased), None if oldest is None else float(oldest))
