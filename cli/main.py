@@ -145,6 +145,7 @@ from cli._ruletest import ruletest  # noqa: E402
 from cli._sandbox import sandbox  # noqa: E402
 from cli._serve import serve, status  # noqa: E402
 from cli._state import state  # noqa: E402
+from cli._sync import sync  # noqa: E402
 from cli._unlock import unlock  # noqa: E402
 
 cli.add_command(plan)
@@ -157,6 +158,7 @@ cli.add_command(unlock)
 cli.add_command(state)
 cli.add_command(serve)
 cli.add_command(status)
+cli.add_command(sync)
 
 
 def configure_logging() -> None:

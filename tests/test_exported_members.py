@@ -125,11 +125,14 @@ SUBPACKAGES = {
         "reject",
     ],
     "engine.project": [
+        "SYNC_BATCH",
         "ConfigError",
+        "MarketplaceOutcome",
         "MarketplaceRun",
         "Project",
         "ServeConfig",
         "SourceConfig",
+        "SyncReport",
         "VtexAccount",
         "apply_records",
         "catalog_records",
@@ -143,6 +146,7 @@ SUBPACKAGES = {
         "order_marketplaces",
         "planned_records",
         "rebuild_state",
+        "sync_once",
         "vtex_orders_account",
     ],
     "engine.rules": [

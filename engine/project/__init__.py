@@ -20,13 +20,17 @@ from engine.project._config import (
 )
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
+from engine.project._sync import SYNC_BATCH, MarketplaceOutcome, SyncReport, sync_once
 
 __all__ = [
+    "SYNC_BATCH",
     "ConfigError",
+    "MarketplaceOutcome",
     "MarketplaceRun",
     "Project",
     "ServeConfig",
     "SourceConfig",
+    "SyncReport",
     "VtexAccount",
     "apply_records",
     "catalog_records",
@@ -40,5 +44,6 @@ __all__ = [
     "order_marketplaces",
     "planned_records",
     "rebuild_state",
+    "sync_once",
     "vtex_orders_account",
 ]

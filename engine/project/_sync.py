@@ -1,0 +1,267 @@
+"""The sync worker: queued SKUs read again, planned for each marketplace, applied, marked done.
+
+:func:`sync_once` drains the notification queue once, batch by batch. A batch's SKUs are read
+from the source once per trade policy (``records_for``), then each marketplace not yet done for
+them plans exactly those SKUs (``Planner.changes(only=...)``: a delete is planned only for a SKU
+of the batch, never for another listing) and applies the plan under its lock with the executor,
+as ``tradepost apply`` does. Only then is that marketplace's outcome recorded in the queue
+(:meth:`~engine.state.NotificationQueue.done`); a row leaves the queue when every marketplace
+has one for the version taken.
+
+What is never marked done: a SKU the source did not answer for (it is read again later), and a
+marketplace's SKUs whose apply failed, or that the marketplace's lock or mass-delete guard held
+back. They stay leased to this worker, so the other marketplaces and the rest of the queue go on;
+the caller hands them back (:meth:`~engine.state.NotificationQueue.release`) when it wants them
+retried, after its backoff. A SIGKILL at any point loses nothing: the rows are still queued and
+come back when the lease runs out; the executor's state makes the next apply send only what
+was not yet applied, so nothing is sent twice.
+
+A SKU the source no longer has for the trade policy (VTEX answers 404 for its context: removed
+from the trade policy or the affiliate) is left out of the records, so the planner withdraws it,
+as a full plan does for a SKU gone from the catalog; a deactivated one is read, and the rules'
+``select`` withdraws it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from engine import failpoints
+from engine._diagnostics import TradepostError
+from engine.connectors._registry import source as source_plugin
+from engine.model._catalog import CatalogRecord, MalformedRecord, SourceItem
+from engine.project._apply import apply_records, locked
+from engine.project._assembly import MarketplaceRun, catalog_records
+from engine.project._config import Project
+from engine.state._queue import WORK_LEASE, NotificationQueue, QueuedSku
+from engine.state._store import StateStore
+from engine.sync._deletes import mass_delete
+from engine.sync._executor import ApplySummary
+from engine.sync._planfile import change_record
+
+SYNC_BATCH = 100
+"""SKUs a worker takes at once."""
+
+_GONE = re.compile(r"stockkeepingunitbyid/\S+ answered 404\b")
+"""How the VTEX reader reports a SKU the trade policy no longer has (its context is 404).
+
+The Source contract has no flag for it yet (``MalformedRecord.unavailable`` says only "did not
+answer"); until it has, the reader's message is the signal, and only the SKU-context call's 404
+counts: a missing price is bad data, not a removal."""
+
+
+@dataclass
+class MarketplaceOutcome:
+    """One marketplace over a sync pass: what was sent, and what stays queued for it and why."""
+
+    marketplace: str
+    summary: ApplySummary
+    done: int = 0
+    held: set[str] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.held or self.errors or self.summary.failed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary.to_dict(),
+            "done": self.done,
+            "held": sorted(self.held),
+            "errors": self.errors,
+        }
+
+
+@dataclass
+class SyncReport:
+    """A pass over the queue: SKUs taken, SKUs that left it, and each marketplace's outcome."""
+
+    taken: int = 0
+    left_queue: int = 0
+    unread: set[str] = field(default_factory=set)
+    marketplaces: dict[str, MarketplaceOutcome] = field(default_factory=dict)
+    pending: list[QueuedSku] = field(default_factory=list)
+    """SKUs still leased to this worker, not done for some marketplace: release them to retry."""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.unread) or any(m.failed for m in self.marketplaces.values())
+
+    def outcome(self, name: str) -> MarketplaceOutcome:
+        return self.marketplaces.setdefault(name, MarketplaceOutcome(name, ApplySummary(name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "taken": self.taken,
+            "left_queue": self.left_queue,
+            "unread": sorted(self.unread),
+            "marketplaces": [m.to_dict() for m in self.marketplaces.values()],
+        }
+
+
+def sync_once(
+    project: Project,
+    runs: Sequence[MarketplaceRun],
+    state: StateStore,
+    queue: NotificationQueue,
+    *,
+    batch: int = SYNC_BATCH,
+    lease: float = WORK_LEASE,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    executor_options: dict[str, Any] | None = None,
+) -> SyncReport:
+    """Take batches until the queue has nothing this pass has not tried; see the module docstring."""
+    report = SyncReport()
+    tried: set[str] = set()
+    while taken := queue.take(batch, lease):
+        fresh = [item for item in taken if item.sku_id not in tried]
+        again = [item for item in taken if item.sku_id in tried]
+        if again:  # its lease ran out during this pass: the next pass retries it
+            queue.release(again)
+        if not fresh:
+            break
+        tried.update(item.sku_id for item in fresh)
+        report.taken += len(fresh)
+        _sync_batch(project, runs, state, queue, fresh, report, transports or {}, executor_options)
+    return report
+
+
+def _sync_batch(
+    project: Project,
+    runs: Sequence[MarketplaceRun],
+    state: StateStore,
+    queue: NotificationQueue,
+    taken: list[QueuedSku],
+    report: SyncReport,
+    transports: dict[str, httpx.AsyncBaseTransport],
+    executor_options: dict[str, Any] | None,
+) -> None:
+    names = [run.name for run in runs]
+    read: dict[str, list[SourceItem]] = {}
+    pending: set[str] = set()
+    for run in runs:
+        wanted = [item for item in taken if run.name not in item.done_for]
+        if not wanted:
+            continue
+        if run.trade_policy not in read:
+            read[run.trade_policy] = batch_records(
+                project, run.trade_policy, sorted({i.sku_id for i in taken})
+            )
+        records, unread = _readable(read[run.trade_policy])
+        report.unread |= unread
+        ids = {item.sku_id for item in wanted} - unread
+        outcome = report.outcome(run.name)
+        held = _sync_marketplace(project, run, state, records, ids, outcome, transports, executor_options)
+        outcome.held |= held
+        finished = [item for item in wanted if item.sku_id in ids - held]
+        failpoints.reach("sync:applied")  # applied and recorded in the state; the queue not told yet
+        left = queue.done(finished, run.name, names)
+        outcome.done += len(finished)
+        report.left_queue += left
+        pending |= {item.sku_id for item in wanted} - {item.sku_id for item in finished}
+    report.pending += [item for item in taken if item.sku_id in pending]
+
+
+def batch_records(project: Project, trade_policy: str, sku_ids: Sequence[str]) -> list[SourceItem]:
+    """These SKUs' records as priced in ``trade_policy``: read on demand from a source plug-in;
+    from a catalog file, its lines for them (a file is read whole: it has no index)."""
+    source = project.config.source
+    if source.type != "file":
+        with source_plugin(source.type).records(source, project.folder, trade_policy) as stream:
+            return list(stream.records_for(sku_ids))
+    wanted = set(sku_ids)
+    return [item for item in catalog_records(project, trade_policy) if _sku_of(item) in wanted]
+
+
+def _sku_of(item: SourceItem) -> str | None:
+    return item.sku.id if isinstance(item, CatalogRecord) else item.sku_id
+
+
+def _readable(items: Iterable[SourceItem]) -> tuple[list[SourceItem], set[str]]:
+    """The records to plan from, and the SKUs the source did not answer for (planned nowhere).
+
+    A SKU the source says it no longer has is left out, so the planner withdraws it."""
+    records: list[SourceItem] = []
+    unread: set[str] = set()
+    for item in items:
+        if isinstance(item, MalformedRecord) and item.sku_id:
+            if item.unavailable:
+                unread.add(item.sku_id)
+                continue
+            if any(_GONE.search(message) for _, message in item.errors):
+                continue
+        records.append(item)
+    return records, unread
+
+
+def _sync_marketplace(
+    project: Project,
+    run: MarketplaceRun,
+    state: StateStore,
+    records: list[SourceItem],
+    ids: set[str],
+    outcome: MarketplaceOutcome,
+    transports: dict[str, httpx.AsyncBaseTransport],
+    executor_options: dict[str, Any] | None,
+) -> set[str]:
+    """Plan and apply these SKUs on one marketplace; returns the SKUs whose outcome is not settled."""
+    if not ids:
+        return set()
+    marketplace = run.compiled.marketplace
+    try:
+        with locked(state, marketplace, holder="tradepost sync"):
+            planner = run.planner(state)
+            changes = [
+                change_record(change, run.connector)
+                for change in planner.changes(records, only=ids)
+                if change.op in ("create", "update", "delete")
+            ]
+            deletes = sum(1 for r in changes if r["op"] == "delete")
+            guard = mass_delete(
+                run.name, deletes, state.count(marketplace), project.marketplace(run.name).max_delete_share
+            )
+            if guard is not None:
+                outcome.errors.append(f"{guard.refusal()}; run `tradepost apply --allow-mass-delete`")
+                return set(ids)
+            summary = asyncio.run(
+                apply_records(
+                    run,
+                    project,
+                    state,
+                    changes,
+                    transport=transports.get(run.name),
+                    executor_options=executor_options,
+                )
+            )
+    except TradepostError as error:
+        outcome.errors.append(str(error))
+        return set(ids)
+    _merge(outcome.summary, summary)
+    return _failed_skus(summary, changes)
+
+
+def _failed_skus(summary: ApplySummary, changes: list[dict[str, Any]]) -> set[str]:
+    """The SKUs of failed changes; a failed family create fails every member it carried."""
+    failed = {result.sku_id for result in summary.failures}
+    for record in changes:
+        if record["sku_id"] in failed:
+            failed.update(str(sku) for sku in record.get("family") or ())
+    return failed
+
+
+def _merge(total: ApplySummary, part: ApplySummary) -> None:
+    total.applied += part.applied
+    total.failed += part.failed
+    total.skipped += part.skipped
+    total.requests += part.requests
+    total.retries += part.retries
+    total.throttled += part.throttled
+    total.seconds += part.seconds
+    total.failures += part.failures
