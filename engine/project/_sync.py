@@ -154,11 +154,13 @@ def _sync_batch(
             read[run.trade_policy] = batch_records(
                 project, run.trade_policy, sorted({i.sku_id for i in taken})
             )
-        records, unread = _readable(read[run.trade_policy])
+        records, unread, gone = _readable(read[run.trade_policy])
         report.unread |= unread
         ids = {item.sku_id for item in wanted} - unread
         outcome = report.outcome(run.name)
-        held = _sync_marketplace(project, run, state, records, ids, outcome, transports, executor_options)
+        held = _sync_marketplace(
+            project, run, state, (records, ids, gone), outcome, transports, executor_options
+        )
         outcome.held |= held
         finished = [item for item in wanted if item.sku_id in ids - held]
         failpoints.reach("sync:applied")  # applied and recorded in the state; the queue not told yet
@@ -184,46 +186,47 @@ def _sku_of(item: SourceItem) -> str | None:
     return item.sku.id if isinstance(item, CatalogRecord) else item.sku_id
 
 
-def _readable(items: Iterable[SourceItem]) -> tuple[list[SourceItem], set[str]]:
-    """The records to plan from, and the SKUs the source did not answer for (planned nowhere).
-
-    A SKU the source says it no longer has is left out, so the planner withdraws it."""
+def _readable(items: Iterable[SourceItem]) -> tuple[list[SourceItem], set[str], set[str]]:
+    """The records to plan from, the SKUs the source did not answer for (planned nowhere), and
+    those it says it no longer has: left out of the records, so the planner withdraws them."""
     records: list[SourceItem] = []
     unread: set[str] = set()
+    gone: set[str] = set()
     for item in items:
         if isinstance(item, MalformedRecord) and item.sku_id:
             if item.unavailable:
                 unread.add(item.sku_id)
                 continue
             if any(_GONE.search(message) for _, message in item.errors):
+                gone.add(item.sku_id)
                 continue
         records.append(item)
-    return records, unread
+    return records, unread, gone
 
 
 def _sync_marketplace(
     project: Project,
     run: MarketplaceRun,
     state: StateStore,
-    records: list[SourceItem],
-    ids: set[str],
+    batch: tuple[list[SourceItem], set[str], set[str]],
     outcome: MarketplaceOutcome,
     transports: dict[str, httpx.AsyncBaseTransport],
     executor_options: dict[str, Any] | None,
 ) -> set[str]:
-    """Plan and apply these SKUs on one marketplace; returns the SKUs whose outcome is not settled."""
+    """Plan and apply the batch's SKUs (``ids``, planned from ``records``) on one marketplace;
+    returns the SKUs whose outcome is not settled.
+
+    The mass-delete guard counts the withdrawals of SKUs the source no longer has (``gone``): a
+    source answering 404 for everything must not empty a marketplace batch by batch. A SKU the
+    rules no longer select (sold out, deactivated) was read, and is withdrawn as the rules say."""
+    records, ids, gone = batch
     if not ids:
         return set()
     marketplace = run.compiled.marketplace
     try:
         with locked(state, marketplace, holder="tradepost sync"):
-            planner = run.planner(state)
-            changes = [
-                change_record(change, run.connector)
-                for change in planner.changes(records, only=ids)
-                if change.op in ("create", "update", "delete")
-            ]
-            deletes = sum(1 for r in changes if r["op"] == "delete")
+            changes = _planned(run, state, records, ids)
+            deletes = sum(1 for r in changes if r["op"] == "delete" and r["sku_id"] in gone)
             guard = mass_delete(
                 run.name, deletes, state.count(marketplace), project.marketplace(run.name).max_delete_share
             )
@@ -245,6 +248,18 @@ def _sync_marketplace(
         return set(ids)
     _merge(outcome.summary, summary)
     return _failed_skus(summary, changes)
+
+
+def _planned(
+    run: MarketplaceRun, state: StateStore, records: list[SourceItem], ids: set[str]
+) -> list[dict[str, Any]]:
+    """The change records of these SKUs only. The planner yields a listed SKU the rules exclude
+    twice (withdrawn as excluded, and again as unseen): it is sent once."""
+    changes: dict[tuple[str, str], dict[str, Any]] = {}
+    for change in run.planner(state).changes(records, only=ids):
+        if change.op in ("create", "update", "delete"):
+            changes.setdefault((change.op, change.sku_id), change_record(change, run.connector))
+    return list(changes.values())
 
 
 def _failed_skus(summary: ApplySummary, changes: list[dict[str, Any]]) -> set[str]:

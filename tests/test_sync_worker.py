@@ -1,0 +1,214 @@
+"""`tradepost sync`: queued SKUs reach every marketplace, once, and only they.
+
+Over loopback: the sandbox applied in full, then a change made in the VTEX stand-in and its SKU
+queued as `tradepost serve` queues it; `sync --once` must bring Mercado Libre, Amazon and Google
+to it and leave the queue empty, touch nothing else, keep a failing marketplace's SKUs queued
+without holding up the others, and survive a SIGKILL mid-apply.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench.bench_kills import holdings
+from engine.jsonio import loads
+from engine.project import load_project, open_state
+from engine.state import Change, NotificationQueue
+from marketplaces._standin import Faults
+from marketplaces.sandbox import Sandbox
+from tests._harness import Loopback, subset, tradepost, tradepost_process, write_project
+
+MARKETPLACES = ("mercadolibre", "amazon", "google")
+SOLD_OUT = {"mercadolibre": [0], "amazon": [0], "google": ["OUT_OF_STOCK"]}
+CONTEXT = "GET /api/catalog_system/pvt/sku/stockkeepingunitbyid/"
+
+
+@pytest.fixture
+def applied(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
+    """The sandbox's catalog listed on every marketplace by a full apply."""
+    box = loopback.sandbox(subset(24))
+    config = write_project(box, tmp_path / "project")
+    code, out, err = tradepost("apply", "-c", str(config))
+    assert code == 0, out + err
+    return box, config
+
+
+def listed_everywhere(box: Sandbox) -> list[str]:
+    held = [set(holdings(box, m)) for m in MARKETPLACES]
+    return sorted(set.intersection(*held))
+
+
+def in_stock_everywhere(box: Sandbox) -> list[str]:
+    return [sku for sku in listed_everywhere(box) if quantities(box, sku) != SOLD_OUT]
+
+
+def set_stock(box: Sandbox, sku_id: str, quantity: int) -> None:
+    """What the store's admin does: the SKU's stock, all in its first warehouse."""
+    sku: Any = box.standins["vtex"].skus[sku_id]  # type: ignore[attr-defined]
+    for index, warehouse in enumerate(sku.inventory["balance"]):
+        warehouse.update(totalQuantity=quantity if index == 0 else 0, reservedQuantity=0)
+    sku.available = quantity
+
+
+def queue(config: Path, *skus: str, changes: Change = Change.STOCK) -> None:
+    with open_state(load_project(config)) as store, NotificationQueue(store) as notifications:
+        for sku in skus:
+            notifications.enqueue(sku, changes, "2026-12-06T06:00:00Z")
+
+
+def queued(config: Path) -> int:
+    with open_state(load_project(config)) as store, NotificationQueue(store) as notifications:
+        return notifications.counts().queued
+
+
+def quantities(box: Sandbox, sku_id: str) -> dict[str, Any]:
+    """The quantity (or availability) each marketplace's stand-in holds for the SKU."""
+    found = {m: [loads(h) for h in holdings(box, m)[sku_id]] for m in MARKETPLACES}
+    return {
+        "mercadolibre": [h[1] for h in found["mercadolibre"]],
+        "amazon": [h[1][0]["quantity"] for h in found["amazon"]],
+        "google": [h[2] for h in found["google"]],
+    }
+
+
+def sent(box: Sandbox) -> dict[str, int]:
+    return {m: box.standins[m].total_requests() for m in MARKETPLACES}
+
+
+def test_a_stock_change_reaches_every_marketplace_and_a_second_run_sends_nothing(
+    applied: tuple[Sandbox, Path],
+) -> None:
+    box, config = applied
+    sku = in_stock_everywhere(box)[0]
+    set_stock(box, sku, 0)
+    queue(config, sku)
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == 0, out + err
+    assert quantities(box, sku) == SOLD_OUT
+    assert queued(config) == 0
+    before = sent(box)
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == 0, out + err
+    assert sent(box) == before
+    code, out, _ = tradepost("plan", "-c", str(config), "--detailed-exitcode")
+    assert code == 0, out  # the full pass agrees: nothing left to do
+
+
+def test_a_sku_notified_fifty_times_is_read_once(applied: tuple[Sandbox, Path]) -> None:
+    box, config = applied
+    sku = in_stock_everywhere(box)[0]
+    set_stock(box, sku, 0)
+    for _ in range(50):
+        queue(config, sku)
+    vtex = box.standins["vtex"]
+    vtex.requests.clear()
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == 0, out + err
+    reads = sum(n for path, n in vtex.requests.items() if path.startswith(CONTEXT))
+    trade_policies = {_trade_policy(config, m) for m in MARKETPLACES}
+    assert reads == len(trade_policies)  # once per trade policy, not per notification
+    assert quantities(box, sku) == SOLD_OUT
+
+
+def _trade_policy(config: Path, marketplace: str) -> str:
+    from engine.project import open_marketplace
+
+    return open_marketplace(load_project(config), marketplace).trade_policy
+
+
+def test_a_sku_gone_from_the_catalog_is_withdrawn_and_no_other_listing_is_touched(
+    applied: tuple[Sandbox, Path],
+) -> None:
+    box, config = applied
+    gone = in_stock_everywhere(box)[0]
+    others = {m: {s: h for s, h in holdings(box, m).items() if s != gone} for m in MARKETPLACES}
+    del box.standins["vtex"].skus[gone]  # type: ignore[attr-defined]
+    queue(config, gone, changes=Change.REMOVED)
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == 0, out + err
+    assert queued(config) == 0
+    with open_state(load_project(config)) as store:
+        assert all(store.get(m, gone) is None for m in MARKETPLACES)
+    for marketplace in MARKETPLACES:
+        now = holdings(box, marketplace)
+        # Withdrawn: gone (Amazon, Google), or on Mercado Libre an item closed or a variation emptied.
+        assert gone not in now or all(loads(h)[1] == 0 or loads(h)[2] != "active" for h in now[gone]), (
+            marketplace
+        )
+        assert {s: h for s, h in now.items() if s != gone} == others[marketplace], marketplace
+
+
+def test_a_sku_removed_while_the_whole_catalog_left_vtex_withdraws_only_it(
+    applied: tuple[Sandbox, Path],
+) -> None:
+    """The mass-delete danger: the batch's SKU is withdrawn; the SKUs not notified are not,
+    even though the restricted plan never saw them."""
+    box, config = applied
+    listed = listed_everywhere(box)
+    vtex: Any = box.standins["vtex"]
+    for sku in listed[:-1]:
+        del vtex.skus[sku]  # the whole catalog is gone from VTEX, but only the last SKU is notified
+    queue(config, listed[-1], changes=Change.REMOVED)
+    del vtex.skus[listed[-1]]
+    before = {m: dict(holdings(box, m)) for m in MARKETPLACES}
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == 0, out + err
+    for marketplace in MARKETPLACES:
+        now = holdings(box, marketplace)
+        changed = {s for s in set(now) | set(before[marketplace]) if now.get(s) != before[marketplace].get(s)}
+        assert changed <= {listed[-1]}, marketplace
+
+
+def test_a_failing_marketplace_keeps_its_skus_queued_and_the_others_are_done(
+    applied: tuple[Sandbox, Path],
+) -> None:
+    box, config = applied
+    sku = in_stock_everywhere(box)[0]
+    set_stock(box, sku, 0)
+    queue(config, sku)
+    box.standins["amazon"].faults = Faults(error_rate=1.0)
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == 3, out + err
+    assert quantities(box, sku)["mercadolibre"] == [0]
+    assert quantities(box, sku)["google"] == ["OUT_OF_STOCK"]
+    assert quantities(box, sku)["amazon"] != [0]
+    assert queued(config) == 1
+    with open_state(load_project(config)) as store, NotificationQueue(store) as notifications:
+        (item,) = notifications.take(10)
+        assert item.done_for == {"mercadolibre", "google"}
+        notifications.release([item])
+    box.standins["amazon"].faults = Faults()
+    before = sent(box)
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == 0, out + err
+    assert quantities(box, sku)["amazon"] == [0]
+    assert queued(config) == 0
+    after = sent(box)
+    assert after["mercadolibre"] == before["mercadolibre"]  # done already: not sent again
+    assert after["google"] == before["google"]
+
+
+@pytest.mark.parametrize("failpoint", ["apply:sent", "apply:recorded", "sync:applied"])
+def test_a_sync_killed_mid_apply_then_run_again_sends_every_sku_once(
+    applied: tuple[Sandbox, Path], failpoint: str
+) -> None:
+    box, config = applied
+    skus = in_stock_everywhere(box)[:6]
+    for sku in skus:
+        set_stock(box, sku, 0)
+    queue(config, *skus)
+    killed = tradepost_process("sync", "-c", str(config), "--once", "--lease", "1", failpoint=failpoint)
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    assert queued(config) == len(skus)
+    time.sleep(1.1)  # the killed worker's lease runs out
+    again = tradepost_process("sync", "-c", str(config), "--once")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert queued(config) == 0
+    for sku in skus:
+        assert quantities(box, sku) == SOLD_OUT  # one listing each, at the right quantity
+    code, out, _ = tradepost("plan", "-c", str(config), "--detailed-exitcode")
+    assert code == 0, out
