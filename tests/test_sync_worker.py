@@ -8,6 +8,10 @@ without holding up the others, and survive a SIGKILL mid-apply.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,7 @@ from engine.project import load_project, open_state
 from engine.state import Change, NotificationQueue
 from marketplaces._standin import Faults
 from marketplaces.sandbox import Sandbox
-from tests._harness import Loopback, subset, tradepost, tradepost_process, write_project
+from tests._harness import ROOT, Loopback, subset, tradepost, tradepost_process, write_project
 
 MARKETPLACES = ("mercadolibre", "amazon", "google")
 SOLD_OUT = {"mercadolibre": [0], "amazon": [0], "google": ["OUT_OF_STOCK"]}
@@ -212,3 +216,30 @@ def test_a_sync_killed_mid_apply_then_run_again_sends_every_sku_once(
         assert quantities(box, sku) == SOLD_OUT  # one listing each, at the right quantity
     code, out, _ = tradepost("plan", "-c", str(config), "--detailed-exitcode")
     assert code == 0, out
+
+
+def test_the_worker_applies_what_is_queued_while_it_runs_and_stops_on_sigterm(
+    applied: tuple[Sandbox, Path],
+) -> None:
+    box, config = applied
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "sync", "-c", str(config), "--poll", "0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        sku = in_stock_everywhere(box)[0]
+        set_stock(box, sku, 0)
+        queue(config, sku)
+        deadline = time.monotonic() + 30
+        while queued(config) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert queued(config) == 0
+        assert quantities(box, sku) == SOLD_OUT
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, out + err
+    assert "stopped by SIGTERM" in out
