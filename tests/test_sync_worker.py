@@ -83,20 +83,29 @@ def sent(box: Sandbox) -> dict[str, int]:
     return {m: box.standins[m].total_requests() for m in MARKETPLACES}
 
 
+def sell_out(box: Sandbox, config: Path) -> str:
+    """A SKU listed in stock everywhere sold out in VTEX, and notified."""
+    sku = in_stock_everywhere(box)[0]
+    set_stock(box, sku, 0)
+    queue(config, sku)
+    return sku
+
+
+def sync(config: Path, exit_code: int = 0) -> None:
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == exit_code, out + err
+
+
 def test_a_stock_change_reaches_every_marketplace_and_a_second_run_sends_nothing(
     applied: tuple[Sandbox, Path],
 ) -> None:
     box, config = applied
-    sku = in_stock_everywhere(box)[0]
-    set_stock(box, sku, 0)
-    queue(config, sku)
-    code, out, err = tradepost("sync", "-c", str(config), "--once")
-    assert code == 0, out + err
+    sku = sell_out(box, config)
+    sync(config)
     assert quantities(box, sku) == SOLD_OUT
     assert queued(config) == 0
     before = sent(box)
-    code, out, err = tradepost("sync", "-c", str(config), "--once")
-    assert code == 0, out + err
+    sync(config)
     assert sent(box) == before
     code, out, _ = tradepost("plan", "-c", str(config), "--detailed-exitcode")
     assert code == 0, out  # the full pass agrees: nothing left to do
@@ -110,8 +119,7 @@ def test_a_sku_notified_fifty_times_is_read_once(applied: tuple[Sandbox, Path]) 
         queue(config, sku)
     vtex = box.standins["vtex"]
     vtex.requests.clear()
-    code, out, err = tradepost("sync", "-c", str(config), "--once")
-    assert code == 0, out + err
+    sync(config)
     reads = sum(n for path, n in vtex.requests.items() if path.startswith(CONTEXT))
     trade_policies = {_trade_policy(config, m) for m in MARKETPLACES}
     assert reads == len(trade_policies)  # once per trade policy, not per notification
@@ -132,8 +140,7 @@ def test_a_sku_gone_from_the_catalog_is_withdrawn_and_no_other_listing_is_touche
     others = {m: {s: h for s, h in holdings(box, m).items() if s != gone} for m in MARKETPLACES}
     del box.standins["vtex"].skus[gone]  # type: ignore[attr-defined]
     queue(config, gone, changes=Change.REMOVED)
-    code, out, err = tradepost("sync", "-c", str(config), "--once")
-    assert code == 0, out + err
+    sync(config)
     assert queued(config) == 0
     with open_state(load_project(config)) as store:
         assert all(store.get(m, gone) is None for m in MARKETPLACES)
@@ -159,8 +166,7 @@ def test_a_sku_removed_while_the_whole_catalog_left_vtex_withdraws_only_it(
     queue(config, listed[-1], changes=Change.REMOVED)
     del vtex.skus[listed[-1]]
     before = {m: dict(holdings(box, m)) for m in MARKETPLACES}
-    code, out, err = tradepost("sync", "-c", str(config), "--once")
-    assert code == 0, out + err
+    sync(config)
     for marketplace in MARKETPLACES:
         now = holdings(box, marketplace)
         changed = {s for s in set(now) | set(before[marketplace]) if now.get(s) != before[marketplace].get(s)}
@@ -171,12 +177,9 @@ def test_a_failing_marketplace_keeps_its_skus_queued_and_the_others_are_done(
     applied: tuple[Sandbox, Path],
 ) -> None:
     box, config = applied
-    sku = in_stock_everywhere(box)[0]
-    set_stock(box, sku, 0)
-    queue(config, sku)
+    sku = sell_out(box, config)
     box.standins["amazon"].faults = Faults(error_rate=1.0)
-    code, out, err = tradepost("sync", "-c", str(config), "--once")
-    assert code == 3, out + err
+    sync(config, exit_code=3)
     assert quantities(box, sku)["mercadolibre"] == [0]
     assert quantities(box, sku)["google"] == ["OUT_OF_STOCK"]
     assert quantities(box, sku)["amazon"] != [0]
@@ -187,8 +190,7 @@ def test_a_failing_marketplace_keeps_its_skus_queued_and_the_others_are_done(
         notifications.release([item])
     box.standins["amazon"].faults = Faults()
     before = sent(box)
-    code, out, err = tradepost("sync", "-c", str(config), "--once")
-    assert code == 0, out + err
+    sync(config)
     assert quantities(box, sku)["amazon"] == [0]
     assert queued(config) == 0
     after = sent(box)
@@ -230,9 +232,7 @@ def test_the_worker_applies_what_is_queued_while_it_runs_and_stops_on_sigterm(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:
-        sku = in_stock_everywhere(box)[0]
-        set_stock(box, sku, 0)
-        queue(config, sku)
+        sku = sell_out(box, config)
         deadline = time.monotonic() + 30
         while queued(config) and time.monotonic() < deadline:
             time.sleep(0.1)
