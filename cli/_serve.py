@@ -12,12 +12,14 @@ import signal
 import socket
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 import uvicorn
 
 from cli._plan import _project, config_option
+from cli._sync import Pace, marketplace_runs, syncing
 from engine import TradepostError
 from engine.jsonio import dumps
 from engine.project import ConfigError, Project, open_state
@@ -66,7 +68,8 @@ def _listen(host: str, port: int) -> socket.socket:
 
 @click.command()
 @config_option
-def serve(config_path: Path | None) -> None:
+@click.option("--sync", "with_sync", is_flag=True, help="Also run the sync worker (`tradepost sync`) here.")
+def serve(config_path: Path | None, with_sync: bool) -> None:
     """Receive VTEX's change notifications and queue them in the state store.
 
     Register the printed URL, with `?k=` and the secret the config names, as the affiliate's
@@ -79,7 +82,8 @@ def serve(config_path: Path | None) -> None:
     assert project.config.serve is not None
     sock = _listen(project.config.serve.host, project.config.serve.port)
     host, port = sock.getsockname()[:2]
-    with open_state(project) as store, NotificationQueue(store) as queue:
+    worker = syncing(project, marketplace_runs(project), Pace()) if with_sync else nullcontext()
+    with open_state(project) as store, NotificationQueue(store) as queue, worker:
         config = uvicorn.Config(
             notification_app(queue, secret),
             lifespan="off",

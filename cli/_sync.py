@@ -13,7 +13,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -21,10 +23,11 @@ from rich.markup import escape
 
 from cli._plan import _compile_or_exit, _project, config_option
 from cli._render import console
+from engine import TradepostError
 from engine.jsonio import dumps
-from engine.project import SYNC_BATCH, SyncReport, open_state, sync_once
+from engine.project import SYNC_BATCH, MarketplaceRun, Project, SyncReport, open_state, sync_once
 from engine.secrets import redact
-from engine.state import WORK_LEASE, NotificationQueue, QueuedSku
+from engine.state import WORK_LEASE, NotificationQueue, QueuedSku, StateStore
 from engine.sync import EXIT_PARTIAL
 
 MAX_BACKOFF = 60.0
@@ -56,7 +59,7 @@ def sync(config_path: Path | None, once: bool, batch: int, poll: float, lease: f
     3 some SKUs failed (--once).
     """
     project = _project(config_path)
-    runs = [_compile_or_exit(project, name) for name in project.marketplace_names([])]
+    runs = marketplace_runs(project)
     with open_state(project) as state, NotificationQueue(state) as queue:
         if once:
             report = sync_once(project, runs, state, queue, batch=batch, lease=lease)
@@ -65,20 +68,29 @@ def sync(config_path: Path | None, once: bool, batch: int, poll: float, lease: f
             if report.failed:
                 sys.exit(EXIT_PARTIAL)
             return
-        stopped_by = _loop(
-            lambda: sync_once(project, runs, state, queue, batch=batch, lease=lease),
-            queue,
-            poll,
-            lease,
-            as_json,
+        stopped_by = _until_signal(
+            lambda stop: _work(project, runs, state, queue, stop, Pace(batch, poll, lease, as_json))
         )
     click.echo(f"stopped by {stopped_by}")
 
 
-def _loop(
-    one_pass: Callable[[], SyncReport], queue: NotificationQueue, poll: float, lease: float, as_json: bool
-) -> str:
-    """Pass after pass until a signal; failed SKUs handed back after the backoff."""
+def marketplace_runs(project: Project) -> list[MarketplaceRun]:
+    """Every marketplace's run, all compiled before anything is read (exit 1 on a rule error)."""
+    return [_compile_or_exit(project, name) for name in project.marketplace_names([])]
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How a polling worker takes the queue: batch size, poll interval, lease, output."""
+
+    batch: int = SYNC_BATCH
+    poll: float = 1.0
+    lease: float = WORK_LEASE
+    as_json: bool = False
+
+
+def _until_signal(work: Callable[[threading.Event], None]) -> str:
+    """Run ``work`` until SIGINT or SIGTERM sets its stop event; name the signal."""
     stop = threading.Event()
     received: list[str] = []
 
@@ -87,28 +99,69 @@ def _loop(
         stop.set()
 
     previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        work(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return received[0] if received else "the worker"
+
+
+def _work(
+    project: Project,
+    runs: Sequence[MarketplaceRun],
+    state: StateStore,
+    queue: NotificationQueue,
+    stop: threading.Event,
+    pace: Pace,
+) -> None:
+    """Pass after pass until ``stop``: failed SKUs handed back after the backoff, and on the way
+    out; a pass that fails whole (VTEX refusing the keys, say) is reported and tried again later."""
     held: list[QueuedSku] = []
     backoff, retry_at = 0.0, 0.0
     try:
         while not stop.is_set():
-            report = one_pass()
-            if report.taken:
-                _print(report, as_json)
-            held += report.pending
-            if report.failed:
-                backoff = min(max(2 * backoff, poll), MAX_BACKOFF, lease / 2)
+            try:
+                report: SyncReport | None = sync_once(
+                    project, runs, state, queue, batch=pace.batch, lease=pace.lease
+                )
+            except TradepostError as error:
+                click.echo(f"error: {redact(str(error))}", err=True)
+                report = None
+            if report is not None:
+                if report.taken:
+                    _print(report, pace.as_json)
+                held += report.pending
+            if report is None or report.failed:
+                backoff = min(max(2 * backoff, pace.poll), MAX_BACKOFF, pace.lease / 2)
                 retry_at = time.monotonic() + backoff
             elif report.taken:
                 backoff = 0.0
             if held and time.monotonic() >= retry_at:
                 queue.release(held)
                 held = []
-            stop.wait(poll)
+            stop.wait(pace.poll)
     finally:
         queue.release(held)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return received[0] if received else "the worker"
+
+
+@contextmanager
+def syncing(project: Project, runs: Sequence[MarketplaceRun], pace: Pace) -> Iterator[None]:
+    """The worker in a thread of its own, with its own store connection, while the block runs
+    (`tradepost serve --sync`); at the block's end it finishes its batch and stops."""
+    stop = threading.Event()
+
+    def work() -> None:
+        with open_state(project) as state, NotificationQueue(state) as queue:
+            _work(project, runs, state, queue, stop, pace)
+
+    thread = threading.Thread(target=work, name="tradepost-sync", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _print(report: SyncReport, as_json: bool) -> None:

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bench.bench_kills import holdings
@@ -243,3 +244,36 @@ def test_the_worker_applies_what_is_queued_while_it_runs_and_stops_on_sigterm(
         out, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, out + err
     assert "stopped by SIGTERM" in out
+
+
+def test_serve_with_sync_takes_a_notification_to_every_marketplace(applied: tuple[Sandbox, Path]) -> None:
+    """The loop of issue 10: VTEX notifies `tradepost serve --sync`, the marketplaces follow."""
+    box, config = applied
+    secret = "sync-test-secret-0123456789"
+    with config.open("a", encoding="utf-8") as out:
+        out.write("serve:\n  host: 127.0.0.1\n  port: 0\n  secret: env:TRADEPOST_TEST_SYNC_SECRET\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "-c", str(config), "--sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TRADEPOST_TEST_SYNC_SECRET": secret},
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()
+        port = int(banner.split(":")[2].split("/")[0])
+        sku = in_stock_everywhere(box)[0]
+        set_stock(box, sku, 0)
+        notification = {"IdSku": sku, "DateModified": "2026-12-06T06:00:00Z", "StockModified": True}
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/notification/?k={secret}", json=notification)
+        assert answer.status_code == 200
+        deadline = time.monotonic() + 30
+        while quantities(box, sku) != SOLD_OUT and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert quantities(box, sku) == SOLD_OUT
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, out + err
+    assert queued(config) == 0

@@ -129,7 +129,11 @@ def sync_once(
             break
         tried.update(item.sku_id for item in fresh)
         report.taken += len(fresh)
-        _sync_batch(project, runs, state, queue, fresh, report, transports or {}, executor_options)
+        try:
+            _sync_batch(project, runs, state, queue, fresh, report, transports or {}, executor_options)
+        except Exception:  # VTEX refusing the keys, a broken store: hand everything back, then raise
+            queue.release([*report.pending, *fresh])
+            raise
     return report
 
 
