@@ -277,3 +277,35 @@ def test_serve_with_sync_takes_a_notification_to_every_marketplace(applied: tupl
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0, out + err
     assert queued(config) == 0
+
+
+def test_vtex_not_answering_keeps_the_skus_queued_for_every_marketplace(
+    applied: tuple[Sandbox, Path],
+) -> None:
+    box, config = applied
+    sku = sell_out(box, config)
+    box.standins["vtex"].faults = Faults(throttle_rate=1.0)  # 429 to every retry (Retry-After: 0.05 s)
+    before = sent(box)
+    sync(config, exit_code=3)
+    assert sent(box) == before  # nothing planned from what could not be read
+    assert queued(config) == 1
+    box.standins["vtex"].faults = Faults()
+    sync(config)
+    assert quantities(box, sku) == SOLD_OUT
+    assert queued(config) == 0
+
+
+def test_many_skus_gone_from_vtex_at_once_are_refused_as_a_mass_delete(applied: tuple[Sandbox, Path]) -> None:
+    """VTEX answering 404 for whatever is notified must not empty the marketplaces."""
+    box, config = applied
+    vtex: Any = box.standins["vtex"]
+    gone = listed_everywhere(box)[:10]
+    for sku in gone:
+        del vtex.skus[sku]
+    queue(config, *gone, changes=Change.REMOVED)
+    before = {m: holdings(box, m) for m in MARKETPLACES}
+    code, out, err = tradepost("sync", "-c", str(config), "--once")
+    assert code == 3, out + err
+    assert "--allow-mass-delete" in err
+    assert {m: holdings(box, m) for m in MARKETPLACES} == before
+    assert queued(config) == len(gone)
