@@ -160,8 +160,12 @@ def test_deselected_and_vanished_skus_are_deleted(project: Project) -> None:
     project.write_catalog([record("10"), record("11"), record("12")])
     project.apply(project.plan()[0])
     project.write_catalog([record("10"), record("11", sku__active=False)])
-    changes, _ = project.plan()
+    changes, planner = project.plan()
     assert ops(changes) == {"10": ("unchanged", ()), "11": ("delete", ()), "12": ("delete", ())}
+    # Each SKU once: the deselected one is withdrawn for its rule's reason, not a second time
+    # as "no longer in the catalog" (that doubled the deletes and the mass-delete share).
+    assert sorted(c.sku_id for c in changes if c.op == "delete") == ["11", "12"]
+    assert planner.summary.ops["delete"] == 2
 
 
 def test_invalid_skus_carry_every_reason_with_its_rule_location(project: Project) -> None:

@@ -179,8 +179,10 @@ class Planner:
             if applied and state is not None:
                 # Only SKUs with a state row can become deletes, so only they need remembering.
                 # A malformed record with a readable id still counts as seen: a typo in the
-                # catalog must not withdraw a live listing.
-                state.add_seen(o.sku_id for o in outcomes if o.status != "excluded" and o.sku_id in applied)
+                # catalog must not withdraw a live listing. An excluded one is seen too: its
+                # withdrawal is the change made below, with its rule's reasons, not a second
+                # delete for "no longer in the catalog".
+                state.add_seen(o.sku_id for o in outcomes if o.sku_id in applied)
             for outcome in outcomes:
                 change = self._change(outcome, applied.get(outcome.sku_id))
                 if change is None:
