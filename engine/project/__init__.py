@@ -9,18 +9,27 @@ reads a config or looks a plug-in up by itself.
 from __future__ import annotations
 
 from engine.project._apply import apply_records, check_not_stale, fingerprint_of, locked, planned_records
-from engine.project._assembly import MarketplaceRun, catalog_records, open_marketplace, open_state
+from engine.project._assembly import (
+    CatalogReads,
+    MarketplaceRun,
+    catalog_reads,
+    catalog_records,
+    open_marketplace,
+    open_state,
+)
 from engine.project._config import ConfigError, Project, SourceConfig, VtexAccount, load_project
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
 
 __all__ = [
+    "CatalogReads",
     "ConfigError",
     "MarketplaceRun",
     "Project",
     "SourceConfig",
     "VtexAccount",
     "apply_records",
+    "catalog_reads",
     "catalog_records",
     "check_not_stale",
     "fingerprint_of",

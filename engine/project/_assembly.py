@@ -6,7 +6,8 @@ test is built exactly as `tradepost plan` builds it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from engine._diagnostics import TradepostError
@@ -129,3 +130,20 @@ def catalog_records(project: Project, trade_policy: str = "1") -> Catalog:
 
 def open_state(project: Project) -> StateStore:
     return StateStore(project.state_url)
+
+
+class CatalogReads:
+    """The catalogs of several trade policies, read for one run (see :func:`catalog_reads`)."""
+
+    def __init__(self, project: Project, trade_policies: Sequence[str]) -> None:
+        self.project = project
+        self.trade_policies = tuple(dict.fromkeys(str(tp) for tp in trade_policies))
+
+    def records(self, trade_policy: str) -> Catalog:
+        return catalog_records(self.project, trade_policy)
+
+
+@contextmanager
+def catalog_reads(project: Project, trade_policies: Sequence[str]) -> Iterator[CatalogReads]:
+    """The catalogs of ``trade_policies`` for one run of several marketplaces."""
+    yield CatalogReads(project, trade_policies)
