@@ -76,7 +76,7 @@ def _read(config: Path, policies: int) -> int:
     """Every catalog of the first ``policies`` trade policies, read to the end; the records read."""
     project = load_project(config)
     read = 0
-    with catalog_reads(project, POLICIES[:policies]) as reads:
+    with catalog_reads(project) as reads:
         for policy in POLICIES[:policies]:
             read += sum(1 for item in reads.records(policy) if isinstance(item, CatalogRecord))
     return read
