@@ -43,7 +43,13 @@ from engine.project import ConfigError, SourceConfig, VtexAccount
 from engine.secrets import check_header_value, read_secret
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
 from marketplaces.vtex._order_placement import VtexOrders
-from marketplaces.vtex._reader import DEFAULT_CONCURRENCY, CallFailed, VtexAccessError, VtexReader
+from marketplaces.vtex._reader import (
+    DEFAULT_CONCURRENCY,
+    CallFailed,
+    SharedAnswers,
+    VtexAccessError,
+    VtexReader,
+)
 
 __all__ = [
     "VtexAccessError",
@@ -108,6 +114,7 @@ class VtexSource:
         owns_client: bool = False,
         concurrency: int = DEFAULT_CONCURRENCY,
         reader: VtexReader | None = None,
+        shared: SharedAnswers | None = None,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
@@ -119,15 +126,15 @@ class VtexSource:
         self.pricing_url = pricing_url.rstrip("/") if pricing_url else ""
         self.seller_id = seller_id
         if reader is None:
-            retry = RetryPolicy(
-                attempts=max_attempts, base=backoff, cap=max_wait, jitter=(0.5, 1.0), retry_after_cap=max_wait
-            )
+            retry = _retry_policy(max_attempts, backoff, max_wait)
             reader = VtexReader(client, retry, concurrency=concurrency, sleep=sleep, owns_client=owns_client)
             self._owns_reader = True
         else:
             self._owns_reader = False
         self.reader = reader
         self.retry = reader.retry
+        self.shared = shared
+        """Answers that do not depend on the trade policy, shared with a run's other trade policies."""
         self._clock = clock
         self.count = 0
         self.errors = 0
@@ -269,7 +276,7 @@ class VtexSource:
         computed = self.reader.call(
             "GET", self.pricing_url + _COMPUTED_PRICE.format(sku=quoted, trade_policy=policy), None
         )
-        shared = self.reader.shared
+        shared = self.shared
         kept = shared.get(sku_id) if shared is not None else None
         if kept is not None:
             context, prices, inventory = kept
@@ -336,6 +343,14 @@ class VtexSource:
         return item
 
 
+def _retry_policy(max_attempts: int = 4, backoff: float = 0.5, max_wait: float = 60.0) -> RetryPolicy:
+    """How a VTEX call is retried: ``max_attempts`` tries, backoff from ``backoff`` with jitter,
+    no wait (Retry-After included) longer than ``max_wait``."""
+    return RetryPolicy(
+        attempts=max_attempts, base=backoff, cap=max_wait, jitter=(0.5, 1.0), retry_after_cap=max_wait
+    )
+
+
 async def _ready(item: SourceItem) -> list[SourceItem]:
     return [item]
 
@@ -351,7 +366,6 @@ def vtex_records(
     *,
     trade_policy: str = "1",
     page_size: int = DEFAULT_PAGE_SIZE,
-    reader: VtexReader | None = None,
 ) -> VtexSource:
     """The VTEX source a project config describes.
 
@@ -364,16 +378,13 @@ def vtex_records(
 
     ``client``, when given (a test, the sandbox), is used for its transport and base URL;
     only the credential headers are set on it, so the config's secrets are still the ones read.
-    ``reader``, when given (:class:`VtexCatalogs`), is the client and the pacing of a whole run.
     """
     if source_config.type != "vtex":
         raise ConfigError(f"source type '{source_config.type}' is not a VTEX source")
-    base_url, credentials = vtex_account(source_config, project_folder, "source")
     account = source_config.account
     pricing_url = None if source_config.base_url else f"https://api.vtex.com/{account}"
     options: dict[str, Any] = {"pricing_url": pricing_url, "concurrency": source_config.concurrency}
-    if reader is not None:
-        return VtexSource(reader.client, trade_policy, page_size, reader=reader, **options)
+    base_url, credentials = vtex_account(source_config, project_folder, "source")
     if client is not None:
         client.headers.update(credentials)
         return VtexSource(client, trade_policy, page_size, **options)
@@ -392,27 +403,31 @@ def vtex_client(base_url: str, credentials: Mapping[str, str], concurrency: int)
 
 
 class VtexCatalogs(Catalogs):
-    """The catalogs of a run's trade policies, read through one :class:`VtexReader` that shares answers.
+    """The catalogs of a run's trade policies, sharing what does not depend on the trade policy.
 
-    The SKU context, prices and inventory do not depend on the trade policy: the first trade
-    policy that lists a SKU asks for them, the others find them in the reader's
+    The SKU context, prices and inventory are the same in every trade policy: the first trade
+    policy that lists a SKU asks for them, the others find them in the run's
     :class:`~marketplaces.vtex._reader.SharedAnswers` and ask only for the computed price (and
     their own listing and simulation pages). Three marketplaces then cost about 6 requests per
     SKU instead of 12. The answers are the ones read at the start of the run; a run is minutes.
+    Each trade policy is read by the source ``vtex_records`` builds, closed with the run.
     """
 
     def __init__(self, config: SourceConfig, folder: Path) -> None:
-        base_url, credentials = vtex_account(config, folder, "source")
-        retry = RetryPolicy(attempts=4, base=0.5, cap=60.0, jitter=(0.5, 1.0), retry_after_cap=60.0)
-        client = vtex_client(base_url, credentials, config.concurrency)
         self.config, self.folder = config, folder
-        self.reader = VtexReader(client, retry, concurrency=config.concurrency, shared=True, owns_client=True)
+        self.shared = SharedAnswers()
+        self._sources: list[VtexSource] = []
 
     def records(self, trade_policy: str) -> VtexSource:
-        return vtex_records(self.config, self.folder, trade_policy=trade_policy, reader=self.reader)
+        source = vtex_records(self.config, self.folder, trade_policy=trade_policy)
+        source.shared = self.shared
+        self._sources.append(source)
+        return source
 
     def close(self) -> None:
-        self.reader.close()
+        for source in self._sources:
+            source.close()
+        self.shared.close()
 
 
 def vtex_account(config: VtexAccount, project_folder: Path, where: str) -> tuple[str, dict[str, str]]:

@@ -16,9 +16,9 @@ What a reader guarantees:
   hands them to the synchronous consumer in the order they were queued, at most ``ahead`` chunks
   in advance: pages are read while the consumer runs rules, and memory does not grow with the
   catalog;
-- **Shared across trade policies**: with ``shared``, the answers that do not depend on the trade
-  policy (SKU context, prices, inventory) are kept for the reader's life in a temporary SQLite
-  file (:class:`SharedAnswers`), so reading a second trade policy calls only what differs.
+- **Shared across trade policies** (:class:`SharedAnswers`): the answers that do not depend on
+  the trade policy (SKU context, prices, inventory) kept for a run in a temporary SQLite file,
+  so reading a second trade policy calls only what differs.
 
 The client may be an ``httpx.AsyncClient`` (VTEX itself, a loopback socket) or a synchronous
 ``httpx.Client`` (tests that mount the stand-in in process), whose calls then run on a thread pool
@@ -122,10 +122,10 @@ class SharedAnswers:
 
 
 class VtexReader:
-    """The calls of one or more VTEX sources: bounded, paced per API, retried, on a private loop.
+    """The calls of a VTEX source: bounded, paced per API, retried, on a private loop.
 
-    ``requests`` and ``retries`` count every request sent and every retry, for all the sources
-    sharing the reader. ``sleep`` is the blocking wait between tries (tests record it instead);
+    ``requests`` and ``retries`` count every request sent and every retry. ``sleep`` is the
+    blocking wait between tries (tests record it instead);
     it runs off the event loop, so a blocking one never stalls the other calls.
     """
 
@@ -137,7 +137,6 @@ class VtexReader:
         concurrency: int = DEFAULT_CONCURRENCY,
         rates: Mapping[str, float] = API_RATES,
         sleep: Callable[[float], None] = time.sleep,
-        shared: bool = False,
         owns_client: bool = False,
     ) -> None:
         if concurrency < 1:
@@ -146,7 +145,6 @@ class VtexReader:
         self.retry = retry
         self.concurrency = concurrency
         self.rates = dict(rates)
-        self.shared = SharedAnswers() if shared else None
         self.requests = self.retries = 0
         self._sleep = sleep
         self._owns_client = owns_client
@@ -172,8 +170,6 @@ class VtexReader:
                 self._on_loop(self.client.aclose())
             else:
                 self.client.close()
-        if self.shared is not None:
-            self.shared.close()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -203,7 +199,8 @@ class VtexReader:
                     if not wanted.is_set():
                         await wanted.wait()  # slow start: the first chunk alone
             finally:
-                await queue.put(None)
+                if not producer[0].cancelling():  # cancelled: the consumer stopped, nobody waits
+                    await queue.put(None)  # the end, or where the producer failed
 
         async def begin() -> None:
             producer.append(asyncio.get_running_loop().create_task(produce()))
