@@ -1,6 +1,6 @@
 """VTEX full read: SKUs per second and requests per SKU, for one trade policy and for three.
 
-    python bench/bench_vtex_read.py [--skus 10000] [--latency 0.05] [--policies 1 3]
+    python bench/bench_vtex_read.py [--skus 10000] [--latency 0.05] [--policies 1 3] [--concurrency 32]
 
 The VTEX stand-in, seeded with ``--skus`` synthetic SKUs (``bench/synth.py``, without broken
 records) in trade policies 1, 2 and 3, is served by uvicorn on 127.0.0.1 in a child process
@@ -61,11 +61,17 @@ def _serve(skus: int, latency: float, port: Connection) -> None:
     thread.join(timeout=10)
 
 
-def _project(folder: Path, url: str, policies: int) -> Path:
+def _project(folder: Path, url: str, policies: int, concurrency: int) -> Path:
     """A project whose marketplaces read trade policies 1..policies of the stand-in."""
     marketplaces = ("mercadolibre", "amazon", "google")[:policies]
     config = folder / "tradepost.yaml"
-    lines = ["source:", "  type: vtex", f"  base_url: {url}", "marketplaces:"]
+    lines = [
+        "source:",
+        "  type: vtex",
+        f"  base_url: {url}",
+        f"  concurrency: {concurrency}",
+        "marketplaces:",
+    ]
     lines += [f"  {name}:\n    rules: rules/{name}.yaml" for name in marketplaces]
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
     (folder / "rules").mkdir(exist_ok=True)
@@ -89,6 +95,7 @@ def main() -> None:
     parser.add_argument("--skus", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per stand-in answer")
     parser.add_argument("--policies", type=int, nargs="+", default=[1, 3], choices=[1, 2, 3])
+    parser.add_argument("--concurrency", type=int, default=32, help="source.concurrency")
     options = parser.parse_args()
     os.environ["VTEX_APP_KEY"], os.environ["VTEX_APP_TOKEN"] = SANDBOX_APP_KEY, SANDBOX_APP_TOKEN
     ours, theirs = multiprocessing.Pipe()
@@ -101,7 +108,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as folder:
             for policies in options.policies:
-                config = _project(Path(folder), url, policies)
+                config = _project(Path(folder), url, policies, options.concurrency)
                 started = time.perf_counter()
                 read = _read(config, policies)
                 seconds = time.perf_counter() - started
@@ -113,6 +120,7 @@ def main() -> None:
                         "skus": options.skus,
                         "trade_policies": policies,
                         "latency_s": options.latency,
+                        "concurrency": options.concurrency,
                         "records": read,
                         "seconds": round(seconds, 2),
                         "skus_per_s": round(options.skus / seconds, 1),

@@ -393,13 +393,35 @@ def vtex_records(
 
 
 def vtex_client(base_url: str, credentials: Mapping[str, str], concurrency: int) -> httpx.AsyncClient:
-    """The client the VTEX source builds: JSON, the credentials, a pool as large as the concurrency."""
+    """The client the VTEX source builds: JSON, the credentials, connections for the concurrency."""
     return httpx.AsyncClient(
         base_url=base_url,
         headers={**credentials, "Accept": "application/json", "Content-Type": "application/json"},
         timeout=httpx.Timeout(30.0, connect=10.0),
-        limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        transport=PooledTransport(concurrency),
     )
+
+
+class PooledTransport(httpx.AsyncBaseTransport):
+    """Connections for ``connections`` requests at once, in pools of ``per_pool``, taken in turn.
+
+    httpcore's pool looks at every connection for every request it places (a profile of 32
+    requests in flight on one pool showed two thirds of the reader's CPU there); small pools
+    keep that cost flat while the reader's semaphore still bounds the whole.
+    """
+
+    def __init__(self, connections: int, per_pool: int = 8) -> None:
+        count = max(1, -(-connections // per_pool))
+        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
+        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(count)]
+        self._turn = itertools.cycle(self._pools)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await next(self._turn).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in self._pools:
+            await pool.aclose()
 
 
 class VtexCatalogs(Catalogs):
