@@ -1,6 +1,6 @@
 """VTEX full read: SKUs per second and requests per SKU, for one trade policy and for three.
 
-    python bench/bench_vtex_read.py [--skus 10000] [--latency 0.05] [--policies 1 3] [--concurrency 32]
+    python bench/bench_vtex_read.py [--skus 10000] [--latency 0.05] [--policies 1 3] [--concurrency 64]
 
 The VTEX stand-in, seeded with ``--skus`` synthetic SKUs (``bench/synth.py``, without broken
 records) in trade policies 1, 2 and 3, is served by uvicorn on 127.0.0.1 in a child process
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--skus", type=int, default=10_000)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per stand-in answer")
     parser.add_argument("--policies", type=int, nargs="+", default=[1, 3], choices=[1, 2, 3])
-    parser.add_argument("--concurrency", type=int, default=32, help="source.concurrency")
+    parser.add_argument("--concurrency", type=int, default=64, help="source.concurrency")
     options = parser.parse_args()
     os.environ["VTEX_APP_KEY"], os.environ["VTEX_APP_TOKEN"] = SANDBOX_APP_KEY, SANDBOX_APP_TOKEN
     ours, theirs = multiprocessing.Pipe()

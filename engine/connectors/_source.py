@@ -109,7 +109,7 @@ class SourceConfig(VtexAccount):
     type: Literal["file", "vtex"] = "file"
     path: str | None = Field(None, description="Catalog file, relative to the config (type: file).")
     concurrency: int = Field(
-        32,
+        64,
         ge=1,
         le=256,
         description="Requests to VTEX in flight at once (type: vtex); each API is still paced.",
