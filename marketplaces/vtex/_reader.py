@@ -15,7 +15,9 @@ What a reader guarantees:
   (awaitables of record lists, in catalog order) on a private event loop in a daemon thread, and
   hands them to the synchronous consumer in the order they were queued, at most ``ahead`` chunks
   in advance: pages are read while the consumer runs rules, and memory does not grow with the
-  catalog;
+  catalog. Nothing past the first chunk starts before the consumer asks for a second (the VTEX
+  source makes its first SKU a chunk of its own), so a refused key costs one SKU's calls; a
+  consumer that stops early cancels what was read ahead;
 - **Shared across trade policies** (:class:`SharedAnswers`): the answers that do not depend on
   the trade policy (SKU context, prices, inventory) kept for a run in a temporary SQLite file,
   so reading a second trade policy calls only what differs.
@@ -31,6 +33,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -153,6 +156,8 @@ class VtexReader:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="vtex-reader", daemon=True)
         self._thread.start()
+        # A source nobody closes (a run's catalog is read, then dropped) still stops its loop.
+        self._stop_loop = weakref.finalize(self, _stop, self._loop, self._thread)
         self._threads = (
             ThreadPoolExecutor(concurrency, "vtex-call") if isinstance(client, httpx.Client) else None
         )
@@ -174,9 +179,7 @@ class VtexReader:
                 self.client.close()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        self._stop_loop()
 
     # -- the ordered stream ------------------------------------------------------------------
 
@@ -308,6 +311,15 @@ class VtexReader:
         if token:
             register(token)
         return redact(text)
+
+
+def _stop(loop: asyncio.AbstractEventLoop, thread: threading.Thread) -> None:
+    """Stop a reader's loop and its thread, and close the loop."""
+    if loop.is_closed():
+        return
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=10)
+    loop.close()
 
 
 async def _awaited(work: Awaitable[T]) -> T:
