@@ -20,6 +20,7 @@ from engine.jsonio import dumps
 from engine.project import (
     MarketplaceRun,
     Project,
+    catalog_reads,
     catalog_records,
     fingerprint_of,
     load_project,
@@ -116,7 +117,7 @@ def plan(
     documents: list[dict[str, Any]] = []
     asked = _AskedSkus(only)
     try:
-        with open_state(project) as state:
+        with open_state(project) as state, catalog_reads(project) as reads:
             for name in names:
                 run = _compile_or_exit(project, name)
                 planner = run.planner(state)
@@ -131,7 +132,7 @@ def plan(
                 shown = 0
                 payloads: list[tuple[str, Any]] = []
                 changes: list[dict[str, Any]] = []
-                records = asked.watch(catalog_records(project, run.trade_policy))
+                records = asked.watch(reads.records(run.trade_policy))
                 for change in planner.changes(records, only):
                     asked.planned(name, change.sku_id)
                     record = change_record(change, run.connector) if (writer or show_payload) else None

@@ -37,6 +37,7 @@ from engine.connectors._orderchannel import (
     Tracking,
     send,
 )
+from engine.connectors._pacing import TokenBucket
 from engine.connectors._paging import token_pages
 from engine.connectors._readback import ReadBackError, RemoteListing, comparable, differing, parts_differing
 from engine.connectors._reader import Reader
@@ -55,7 +56,14 @@ from engine.connectors._registry import (
 )
 from engine.connectors._retry import RetryPolicy, retry_after
 from engine.connectors._routes import Call, Route
-from engine.connectors._source import RecordStream, Source, SourceConfig, VtexAccount, VtexPlacement
+from engine.connectors._source import (
+    Catalogs,
+    RecordStream,
+    Source,
+    SourceConfig,
+    VtexAccount,
+    VtexPlacement,
+)
 from engine.model._listing import Listing, Reason
 
 __all__ = [
@@ -67,6 +75,7 @@ __all__ = [
     "BadOrder",
     "Call",
     "CallResult",
+    "Catalogs",
     "ChangeRecord",
     "Connector",
     "Credentials",
@@ -86,6 +95,7 @@ __all__ = [
     "RouteKind",
     "Source",
     "SourceConfig",
+    "TokenBucket",
     "TokenError",
     "Tracking",
     "VtexAccount",

@@ -57,6 +57,11 @@ class Source:
         """The catalog as priced in ``trade_policy``; raises a TradepostError when it cannot open."""
         raise NotImplementedError
 
+    def catalogs(self, config: SourceConfig, folder: Path) -> Catalogs:
+        """The catalogs of one run's trade policies; a source that can share reads across them
+        (VTEX: what does not depend on the trade policy) overrides it."""
+        return Catalogs(self, config, folder)
+
     def account(self, config: VtexAccount, folder: Path, where: str) -> tuple[str, dict[str, str]]:
         """The base URL and the authenticating headers of the account in ``config`` (``where``
         names its config section in messages)."""
@@ -65,6 +70,21 @@ class Source:
     def placement(self, client: httpx.AsyncClient, keys: Mapping[str, str], **options: Any) -> VtexPlacement:
         """The client orders are placed in (``options``: affiliate_id, sales_channel)."""
         raise NotImplementedError
+
+
+class Catalogs:
+    """Every trade policy's catalog for one run (``records(trade_policy)``, in any order, each
+    read like :meth:`Source.records`), closed at the end of the run. This base reads each
+    trade policy on its own."""
+
+    def __init__(self, source: Source, config: SourceConfig, folder: Path) -> None:
+        self.source, self.config, self.folder = source, config, folder
+
+    def records(self, trade_policy: str) -> RecordStream:
+        return self.source.records(self.config, self.folder, trade_policy)
+
+    def close(self) -> None:
+        """Release what the run's reads shared (nothing here)."""
 
 
 class VtexAccount(BaseModel):
@@ -88,6 +108,12 @@ class SourceConfig(VtexAccount):
 
     type: Literal["file", "vtex"] = "file"
     path: str | None = Field(None, description="Catalog file, relative to the config (type: file).")
+    concurrency: int = Field(
+        64,
+        ge=1,
+        le=256,
+        description="Requests to VTEX in flight at once (type: vtex); each API is still paced.",
+    )
 
 
 class _Placed(Protocol):

@@ -9,7 +9,14 @@ reads a config or looks a plug-in up by itself.
 from __future__ import annotations
 
 from engine.project._apply import apply_records, check_not_stale, fingerprint_of, locked, planned_records
-from engine.project._assembly import MarketplaceRun, catalog_records, open_marketplace, open_state
+from engine.project._assembly import (
+    CatalogReads,
+    MarketplaceRun,
+    catalog_reads,
+    catalog_records,
+    open_marketplace,
+    open_state,
+)
 from engine.project._config import (
     ConfigError,
     Project,
@@ -24,6 +31,7 @@ from engine.project._sync import SYNC_BATCH, MarketplaceOutcome, SyncReport, syn
 
 __all__ = [
     "SYNC_BATCH",
+    "CatalogReads",
     "ConfigError",
     "MarketplaceOutcome",
     "MarketplaceRun",
@@ -33,6 +41,7 @@ __all__ = [
     "SyncReport",
     "VtexAccount",
     "apply_records",
+    "catalog_reads",
     "catalog_records",
     "check_not_stale",
     "fingerprint_of",

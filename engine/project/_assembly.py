@@ -7,13 +7,14 @@ test is built exactly as `tradepost plan` builds it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from engine._diagnostics import TradepostError
 from engine.connectors._contract import Connector
 from engine.connectors._registry import connector_class
 from engine.connectors._registry import source as source_plugin
-from engine.connectors._source import RecordStream
+from engine.connectors._source import Catalogs, RecordStream
 from engine.model._catalog import MalformedRecord
 from engine.project._config import ConfigError, Project
 from engine.project._rulecheck import compile_rules
@@ -129,3 +130,35 @@ def catalog_records(project: Project, trade_policy: str = "1") -> Catalog:
 
 def open_state(project: Project) -> StateStore:
     return StateStore(project.state_url)
+
+
+class CatalogReads:
+    """The catalogs of one run over several marketplaces (see :func:`catalog_reads`)."""
+
+    def __init__(self, project: Project, catalogs: Catalogs | None) -> None:
+        self.project = project
+        self._catalogs = catalogs
+
+    def records(self, trade_policy: str = "1") -> Catalog:
+        """One trade policy's catalog, as :func:`catalog_records` gives it."""
+        if self._catalogs is None:
+            return catalog_records(self.project, trade_policy)
+        return Catalog(self._catalogs.records(trade_policy))
+
+
+@contextmanager
+def catalog_reads(project: Project) -> Iterator[CatalogReads]:
+    """The project's catalogs for one run that reads several trade policies, one after another.
+
+    A source that can share reads across trade policies does (VTEX reads the SKU context,
+    prices and inventory once for every marketplace, and each trade policy's computed price on
+    its own); what was shared is released when the block ends. A file source reads its file
+    each time, as :func:`catalog_records` does.
+    """
+    source = project.config.source
+    catalogs = source_plugin(source.type).catalogs(source, project.folder) if source.type != "file" else None
+    try:
+        yield CatalogReads(project, catalogs)
+    finally:
+        if catalogs is not None:
+            catalogs.close()

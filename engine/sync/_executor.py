@@ -40,6 +40,7 @@ from engine import failpoints as _failpoints
 from engine._diagnostics import TradepostError
 from engine.connectors._change import ChangeRecord
 from engine.connectors._contract import CallResult, Connector, Credentials
+from engine.connectors._pacing import TokenBucket
 from engine.connectors._retry import RetryPolicy, retry_after
 from engine.connectors._routes import Call
 from engine.jsonio import dumps
@@ -109,39 +110,6 @@ class ApplySummary:
             "seconds": round(self.seconds, 3),
             "failures": [{"sku_id": f.sku_id, "op": f.op, "error": f.error} for f in self.failures],
         }
-
-
-class TokenBucket:
-    """Paces requests at ``rate`` per second; a burst of one keeps the marketplace's own bucket full."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.tokens = burst
-        self.clock = clock
-        self.sleep = sleep
-        self.updated = clock()
-        self.lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self.lock:
-            now = self.clock()
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await self.sleep((1 - self.tokens) / self.rate)
-            # The token that accrued while sleeping is this request's; time beyond it carries over.
-            now = self.clock()
-            self.tokens = min(self.burst, max(0.0, self.tokens + (now - self.updated) * self.rate - 1))
-            self.updated = now
 
 
 class Executor:

@@ -21,6 +21,7 @@ sides call, is served here; the SKU record and the error shape both use are in
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Iterable, Mapping
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
@@ -34,6 +35,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from marketplaces._standin import Faults, Standin, error_handlers, json_body, look_up, same_secret
 from marketplaces._standin import exact_json as _json
@@ -59,6 +61,10 @@ class VtexStandin(Standin):
     ``grants`` are the APIs the key's role may use: ``catalog``, ``pricing``, ``logistics``,
     ``orders`` (fulfilment and OMS). ``index_delay`` is how many seconds a new order stays out
     of ListOrders, as VTEX's search index lags GetOrder.
+
+    ``latency`` is how many seconds every answer takes (a network away, for benchmarks);
+    ``in_flight`` counts the requests being answered now and ``max_in_flight`` the most at once,
+    so a test can check a client's concurrency bound.
 
     ``orders_placed`` counts accepted placements per ``marketplaceOrderId`` (all affiliates
     together), so a test can assert an order went into VTEX exactly once.
@@ -90,7 +96,10 @@ class VtexStandin(Standin):
         burst: float | None = None,
         faults: Faults | None = None,
         index_delay: float = 0.0,
+        latency: float = 0.0,
     ) -> None:
+        self.latency = latency
+        self.in_flight = self.max_in_flight = 0
         self.trade_policies = tuple(str(tp) for tp in trade_policies)
         self.index_delay = index_delay
         """How many seconds a new order stays out of ListOrders."""
@@ -126,6 +135,19 @@ class VtexStandin(Standin):
         return cls(
             catalog, trade_policies=("1", "2", "3"), app_key=SANDBOX_APP_KEY, app_token=SANDBOX_APP_TOKEN
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            await super().__call__(scope, receive, send)
+        finally:
+            self.in_flight -= 1
 
     # -- the app -----------------------------------------------------------------------------
 

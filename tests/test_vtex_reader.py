@@ -1,0 +1,191 @@
+"""The VTEX reader under load: bounded, paced, polite on 429, in order, and sharing across trade policies.
+
+The stand-in runs in process (``VtexStandin.sync_transport()`` for the synchronous client, its
+ASGI transport for the asynchronous one); its ``latency`` makes each answer take a while, so
+calls overlap as they would against VTEX, and ``max_in_flight`` shows how many did.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+import marketplaces.vtex
+from engine.connectors import RetryPolicy
+from engine.model._catalog import CatalogRecord, MalformedRecord
+from engine.project._config import SourceConfig
+from marketplaces.vtex import VtexCatalogs, VtexReader, VtexSource, vtex_records
+from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
+from tests.test_vtex_source import (
+    BASE_URL,
+    CONTEXT,
+    FailingPaths,
+    catalog,
+    file_records,
+    same_items,
+    vtex_source,
+)
+
+INVENTORY = "/api/logistics/pvt/inventory/skus/"
+COMPUTED = "/computed/"
+
+
+class Delayed(httpx.BaseTransport):
+    """Each request waits a random few milliseconds (seeded) before the stand-in answers it, so
+    answers come back in another order than they were asked; records request times per path."""
+
+    def __init__(self, inner: httpx.BaseTransport, seed: int = 3) -> None:
+        self.inner, self.random = inner, random.Random(seed)
+        self.lock = threading.Lock()
+        self.times: dict[str, list[float]] = {}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            delay = self.random.uniform(0.0, 0.02)
+            self.times.setdefault(request.url.path.split("/")[2], []).append(time.monotonic())
+        time.sleep(delay)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_no_more_requests_in_flight_than_the_concurrency() -> None:
+    standin = VtexStandin(catalog(40), latency=0.02)
+    with vtex_source(standin, concurrency=4, page_size=20) as source:
+        got = list(source)
+    same_items(got, file_records(40))
+    assert standin.max_in_flight == 4  # the bound is used, never passed
+
+
+def test_records_come_in_listing_order_whatever_order_the_answers_take() -> None:
+    delayed: list[Delayed] = []
+
+    def wrap(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        delayed.append(Delayed(inner))
+        return delayed[0]
+
+    with vtex_source(VtexStandin(catalog(60)), concurrency=16, page_size=25, transport=wrap) as source:
+        got = list(source)
+    same_items(got, file_records(60))
+    assert [item.sku.id for item in got if isinstance(item, CatalogRecord)] == [
+        item.sku.id for item in file_records(60) if isinstance(item, CatalogRecord)
+    ]
+
+
+def test_each_vtex_api_is_paced_at_its_rate() -> None:
+    delayed: list[Delayed] = []
+
+    def wrap(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        delayed.append(Delayed(inner))
+        return delayed[0]
+
+    standin = VtexStandin(catalog(30))
+    rates = {"/api/catalog_system/": 40.0, "/api/logistics/": 1000.0}
+    headers = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
+    with httpx.Client(base_url=BASE_URL, headers=headers, transport=wrap(standin.sync_transport())) as client:
+        reader = VtexReader(client, RetryPolicy(attempts=1), concurrency=16, rates=rates)
+        try:
+            got = list(VtexSource(client, "1", page_size=30, reader=reader))
+        finally:
+            reader.close()
+    same_items(got, file_records(30))
+    catalog_calls = delayed[0].times["catalog_system"]  # 30 contexts and 2 listing pages
+    burst = 40.0 / 10
+    assert catalog_calls[-1] - catalog_calls[0] >= (len(catalog_calls) - burst - 1) / 40.0
+    logistics = delayed[0].times["logistics"]
+    assert logistics[-1] - logistics[0] < catalog_calls[-1] - catalog_calls[0]  # its own, faster bucket
+
+
+def test_a_429_waits_what_retry_after_asks_then_the_read_goes_on() -> None:
+    class ThrottledOnce(httpx.BaseTransport):
+        def __init__(self, inner: httpx.BaseTransport) -> None:
+            self.inner, self.throttled = inner, 0
+
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.startswith(INVENTORY) and not self.throttled:
+                self.throttled += 1
+                body = {"error": {"code": "429", "message": "slow down", "exception": None}}
+                return httpx.Response(429, json=body, headers={"Retry-After": "0.7"}, request=request)
+            return self.inner.handle_request(request)
+
+        def close(self) -> None:
+            self.inner.close()
+
+    with vtex_source(VtexStandin(catalog(10)), transport=ThrottledOnce) as source:
+        got = list(source)
+    same_items(got, file_records(10))
+    assert source.waits == [0.7] and source.retries == 1  # type: ignore[attr-defined]
+
+
+def test_a_failing_sku_is_malformed_and_the_concurrent_others_come_in_order() -> None:
+    records = catalog(30)
+    broken = str(records[17]["sku"]["id"])
+    with vtex_source(
+        VtexStandin(records, latency=0.005),
+        max_attempts=2,
+        concurrency=8,
+        transport=lambda inner: FailingPaths(inner, (INVENTORY + broken,)),
+    ) as source:
+        got = list(source)
+    expected = file_records(30)
+    malformed = sum(isinstance(item, MalformedRecord) for item in expected)
+    assert source.complete and (source.count, source.errors) == (29 - malformed, 1 + malformed)
+    assert isinstance(got[17], MalformedRecord) and got[17].sku_id == broken and got[17].unavailable
+    assert "failed 2 times, last with 500" in str(got[17])
+    same_items(got[:17] + got[18:], expected[:17] + expected[18:])
+
+
+def test_three_trade_policies_share_one_context_and_inventory_call_per_sku(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = catalog(24)
+    standin = VtexStandin(records, trade_policies=("1", "2", "3"))
+    monkeypatch.setenv("VTEX_APP_KEY", SANDBOX_APP_KEY)
+    monkeypatch.setenv("VTEX_APP_TOKEN", SANDBOX_APP_TOKEN)
+    config = SourceConfig(type="vtex", base_url=BASE_URL, concurrency=8)
+
+    def records_over_asgi(source: SourceConfig, folder: Path, trade_policy: str = "1") -> VtexSource:
+        client = httpx.AsyncClient(base_url=BASE_URL, transport=standin.transport())
+        built = vtex_records(source, folder, client, trade_policy=trade_policy)
+        built._owns_reader = built.reader._owns_client = True  # closed with the run, as a built one
+        return built
+
+    monkeypatch.setattr(marketplaces.vtex, "vtex_records", records_over_asgi)
+    catalogs = VtexCatalogs(config, tmp_path)
+    try:
+        read = {policy: list(catalogs.records(policy)) for policy in ("1", "2", "3")}
+    finally:
+        catalogs.close()
+    calls = Counter(path.split(" ")[1].rstrip("0123456789/") for path in standin.requests)
+    sku_paths = [p for p in standin.requests if p.startswith((f"GET {CONTEXT}", f"GET {INVENTORY}"))]
+    assert all(count == 1 for path, count in standin.requests.items() if path in sku_paths)
+    assert calls[CONTEXT.rstrip("/")] == calls[INVENTORY.rstrip("/")] == len(records)
+    assert sum(n for p, n in standin.requests.items() if COMPUTED in p) == 3 * len(records)
+    for policy, items in read.items():
+        assert [(type(i), getattr(i, "sku_id", None) or i.sku.id) for i in items] == [  # type: ignore[union-attr]
+            (type(i), getattr(i, "sku_id", None) or i.sku.id)  # type: ignore[union-attr]
+            for i in file_records(24)
+        ], policy
+        computed = [i.price for i in items if isinstance(i, CatalogRecord)]
+        assert computed == [i.price for i in file_records(24) if isinstance(i, CatalogRecord)]
+
+
+def test_a_consumer_that_stops_early_leaves_nothing_running() -> None:
+    standin = VtexStandin(catalog(60), latency=0.01)
+    with vtex_source(standin, concurrency=8, page_size=10) as source:
+        stream = source.records()
+        for _ in range(12):
+            next(stream)
+        stream.close()
+        time.sleep(0.05)
+        assert standin.in_flight == 0
+        asked = standin.total_requests()
+        time.sleep(0.1)
+        assert standin.total_requests() == asked  # nothing read ahead after the stop
