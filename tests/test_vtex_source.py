@@ -260,6 +260,27 @@ def test_a_client_error_is_not_retried() -> None:
     assert source.complete
 
 
+@pytest.mark.parametrize(
+    ("path", "missing"),
+    [(CONTEXT + "{sku}", True), ("/api/logistics/pvt/inventory/skus/{sku}", False)],
+    ids=["context", "inventory"],
+)
+def test_only_a_404_for_the_sku_itself_says_vtex_no_longer_has_it(path: str, missing: bool) -> None:
+    """Given VTEX answering 404 for one SKU's own record, expect the record marked missing (a sync
+    of that SKU withdraws it); a 404 for its stock is bad data, not a removal."""
+    records = catalog(3)
+    sku = str(records[1]["sku"]["id"])
+
+    def wrap(inner: httpx.BaseTransport) -> httpx.BaseTransport:
+        return FailingPaths(inner, (path.format(sku=sku),), 404)
+
+    with vtex_source(VtexStandin(records), transport=wrap) as source:
+        got = list(source.records_for([sku]))
+    (record,) = got
+    assert isinstance(record, MalformedRecord) and record.sku_id == sku
+    assert (record.missing, record.unavailable) == (missing, False)
+
+
 def test_a_listing_page_that_keeps_failing_ends_an_incomplete_stream() -> None:
     class SecondPageFails(FailingPaths):
         def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -574,6 +574,7 @@ class MalformedRecord(TradepostError):
         line: int | None = None,
         *,
         unavailable: bool = False,
+        missing: bool = False,
     ) -> None:
         self.sku_id = sku_id
         self.errors = errors
@@ -581,6 +582,9 @@ class MalformedRecord(TradepostError):
         self.unavailable = unavailable
         """The source could not be read for this SKU (VTEX did not answer), as opposed to data that
         is wrong: a later read may succeed, so order import retries instead of holding."""
+        self.missing = missing
+        """The source says it no longer has this SKU (VTEX answers 404 for it): the SKU left the
+        catalog, so a sync of just this SKU withdraws it, as a full plan would."""
         where = f"SKU {sku_id}" if sku_id else "record with no readable SKU id"
         if line is not None:
             where += f" (line {line})"
@@ -589,15 +593,17 @@ class MalformedRecord(TradepostError):
 
     def __reduce__(
         self,
-    ) -> tuple[Callable[..., MalformedRecord], tuple[str | None, list[tuple[str, str]], int | None, bool]]:
+    ) -> tuple[
+        Callable[..., MalformedRecord], tuple[str | None, list[tuple[str, str]], int | None, bool, bool]
+    ]:
         # Rebuild from the fields, not the message, so the error survives worker processes.
-        return (_rebuild_malformed, (self.sku_id, self.errors, self.line, self.unavailable))
+        return (_rebuild_malformed, (self.sku_id, self.errors, self.line, self.unavailable, self.missing))
 
 
 def _rebuild_malformed(
-    sku_id: str | None, errors: list[tuple[str, str]], line: int | None, unavailable: bool
+    sku_id: str | None, errors: list[tuple[str, str]], line: int | None, unavailable: bool, missing: bool
 ) -> MalformedRecord:
-    return MalformedRecord(sku_id, errors, line, unavailable=unavailable)
+    return MalformedRecord(sku_id, errors, line, unavailable=unavailable, missing=missing)
 
 
 class CatalogRecord(_Model):

@@ -25,7 +25,6 @@ as a full plan does for a SKU gone from the catalog; a deactivated one is read, 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,13 +46,6 @@ from engine.sync._planfile import change_record
 
 SYNC_BATCH = 100
 """SKUs a worker takes at once."""
-
-_GONE = re.compile(r"stockkeepingunitbyid/\S+ answered 404\b")
-"""How the VTEX reader reports a SKU the trade policy no longer has (its context is 404).
-
-The Source contract has no flag for it yet (``MalformedRecord.unavailable`` says only "did not
-answer"); until it has, the reader's message is the signal, and only the SKU-context call's 404
-counts: a missing price is bad data, not a removal."""
 
 
 @dataclass
@@ -201,7 +193,7 @@ def _readable(items: Iterable[SourceItem]) -> tuple[list[SourceItem], set[str], 
             if item.unavailable:
                 unread.add(item.sku_id)
                 continue
-            if any(_GONE.search(message) for _, message in item.errors):
+            if item.missing:
                 gone.add(item.sku_id)
                 continue
         records.append(item)

@@ -288,6 +288,9 @@ class VtexSource:
             self.reader.call("GET", _INVENTORY.format(sku=quoted), None),
             return_exceptions=True,
         )
+        context = answers[0]
+        if isinstance(context, CallFailed) and context.status == 404:
+            context.gone = True  # the SKU's own record: VTEX no longer has the SKU
         for answer in answers:
             if isinstance(answer, BaseException):
                 raise answer
@@ -301,7 +304,9 @@ class VtexSource:
         try:
             context, prices, computed, inventory = await self._answers(sku_id)
         except CallFailed as failure:
-            return MalformedRecord(sku_id, [("", str(failure))], unavailable=failure.unavailable)
+            return MalformedRecord(
+                sku_id, [("", str(failure))], unavailable=failure.unavailable, missing=failure.gone
+            )
         simulated = await promotions
         if isinstance(simulated, CallFailed):
             # Leaving it null would read as "the promotion ended" and be sent as such.

@@ -94,9 +94,13 @@ class CallFailed(Exception):
     later read may well succeed, unlike a 4xx or an answer that is not JSON.
     """
 
-    def __init__(self, message: str, unavailable: bool = False) -> None:
+    def __init__(self, message: str, unavailable: bool = False, status: int | None = None) -> None:
         super().__init__(message)
         self.unavailable = unavailable
+        self.status = status
+        """The HTTP status VTEX refused the call with (None: no such answer)."""
+        self.gone = False
+        """The call was for the SKU's own record and VTEX answered 404: it no longer has the SKU."""
 
 
 class SharedAnswers:
@@ -256,7 +260,7 @@ class VtexReader:
                 raise VtexAccessError(self._refused(method, path, response), status)
             if 400 <= status < 500 and status != 429:
                 reason = f"{method} {path} answered {status} {response.reason_phrase}{_detail(response)}"
-                raise CallFailed(self.scrub(reason))
+                raise CallFailed(self.scrub(reason), status=status)
             return response
 
         try:
