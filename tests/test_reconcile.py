@@ -143,3 +143,16 @@ def test_the_plan_says_how_many_notifications_are_queued_and_when_the_last_full_
 
 def test_ages_read_in_the_largest_sensible_unit() -> None:
     assert [age(s) for s in (0, 59, 600, 5 * 3600, 72 * 3600)] == ["0s", "59s", "10min", "5h", "3d"]
+
+
+def test_a_plan_neither_waits_for_nor_fails_on_a_busy_state(tmp_path: Path) -> None:
+    with StateStore(tmp_path / "state.db") as writer, StateStore(tmp_path / "state.db") as planner:
+        with writer.db:  # another process mid-transaction
+            writer.db.execute("BEGIN IMMEDIATE")
+            writer.db.execute("INSERT OR REPLACE INTO meta VALUES ('busy', '1')")
+            started = time.monotonic()
+            assert planner.note_full_pass("google", "plan") is False
+            assert time.monotonic() - started < 5
+        assert planner.note_full_pass("google", "plan") is True
+        assert planner.last_full_pass("google", "plan") is not None
+        assert planner.busy_timeout == 30  # restored for the rest of the run
