@@ -16,7 +16,15 @@ from cli._plan import _compile_or_exit, _project, allow_mass_delete_option, conf
 from cli._render import console
 from engine import TradepostError
 from engine.jsonio import dumps
-from engine.project import apply_records, check_not_stale, fingerprint_of, locked, open_state, planned_records
+from engine.project import (
+    apply_records,
+    check_not_stale,
+    fingerprint_of,
+    locked,
+    open_state,
+    planned_pass,
+    record_full_apply,
+)
 from engine.secrets import redact
 from engine.sync import (
     EXIT_PARTIAL,
@@ -93,13 +101,14 @@ def apply(
         for name in names:
             run = runs[name]
             with locked(state, run.compiled.marketplace):
+                full = False
                 if document is not None:
                     records = saved[name]
                     check_not_stale(
                         [r for r in records if r["op"] != "invalid"], state, run.compiled.marketplace
                     )
                 else:
-                    records = planned_records(run, project, state)
+                    records, full = planned_pass(run, project, state)
                 sendable = [r for r in records if r["op"] in ("create", "update", "delete")]
                 deletes = sum(1 for r in sendable if r["op"] == "delete")
                 live = state.count(run.compiled.marketplace)
@@ -110,6 +119,8 @@ def apply(
                         out.print(f"[bold]{name}[/bold] [red]{guard.refusal()}[/red]; nothing was sent")
                     continue
                 summary = _run_with_progress(run, project, state, sendable, name, as_json)
+                if full:
+                    record_full_apply(state, name, summary)
             summaries.append(summary)
             if not as_json:
                 out.print(f"[bold]{name}[/bold] {summary.line()}")

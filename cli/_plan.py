@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from engine.project import (
     open_state,
 )
 from engine.secrets import redact
-from engine.state import StateStore
+from engine.state import NotificationQueue, StateStore
 from engine.sync import Change, MassDelete, PlanSummary, PlanWriter, change_record, mass_delete
 
 EXIT_CHANGES = 2
@@ -118,6 +119,7 @@ def plan(
     asked = _AskedSkus(only)
     try:
         with open_state(project) as state, catalog_reads(project) as reads:
+            queued = queued_count(state) if fmt == "table" else 0
             for name in names:
                 run = _compile_or_exit(project, name)
                 planner = run.planner(state)
@@ -149,6 +151,8 @@ def plan(
                             payloads.append((change.sku_id, record["payloads"]))
                 summary = planner.summary
                 summaries.append(summary)
+                if only is None and not summary.deletes_skipped:
+                    state.note_full_pass(name, "plan")
                 guard = None if allow_mass_delete else _mass_delete(project, state, run, summary)
                 if writer:
                     writer.end(summary.to_dict())
@@ -177,6 +181,9 @@ def plan(
                         f" ({summary.ops['unchanged']} unchanged, {summary.excluded} not selected)"
                         + (f"; [red]{guard.warning()}[/red]" if guard else "")
                     )
+                    reconciled = reconciliation_line(state, name, queued)
+                    if reconciled:
+                        out.print(reconciled)
         if writer:
             writer.close()
             click.echo(f"Saved the plan to {output}; send it with `tradepost apply {output}`", err=True)
@@ -192,6 +199,32 @@ def plan(
         sys.exit(EXIT_CHANGES)
 
 
+def queued_count(state: StateStore) -> int:
+    """How many SKUs the notification queue holds (see `tradepost status`)."""
+    with NotificationQueue(state) as queue:
+        return queue.counts().queued
+
+
+def age(seconds: float) -> str:
+    """A short age for people: 42s, 17min, 5h, 3d."""
+    seconds = max(0.0, seconds)
+    for unit, size, limit in (("s", 1, 60), ("min", 60, 3600), ("h", 3600, 172800)):
+        if seconds < limit:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds / 86400:.0f}d"
+
+
+def reconciliation_line(state: StateStore, name: str, queued: int) -> str | None:
+    """'N notifications queued; last full apply Xh ago', when there is a queue or a record."""
+    last = state.last_full_pass(name, "apply")
+    if last is None and not queued:
+        return None
+    done = (
+        "no full apply yet" if last is None else f"last full apply {age(time.time() - last.finished_at)} ago"
+    )
+    return f"{queued} notifications queued; {done}"
+
+
 def _mass_delete(
     project: Project, state: StateStore, run: MarketplaceRun, summary: PlanSummary
 ) -> MassDelete | None:
@@ -203,6 +236,8 @@ def _mass_delete(
 
 def _guard_dict(guard: MassDelete | None) -> dict[str, Any] | None:
     return guard.to_dict() if guard else None
+
+
 class _AskedSkus:
     """The ``--sku`` ids: which the catalog holds and which each marketplace planned.
 

@@ -18,13 +18,13 @@ from pathlib import Path
 import click
 import uvicorn
 
-from cli._plan import _project, config_option
+from cli._plan import _project, age, config_option
 from cli._sync import Pace, marketplace_runs, syncing
 from engine import TradepostError
 from engine.jsonio import dumps
 from engine.project import ConfigError, Project, open_state
 from engine.secrets import read_secret
-from engine.state import NotificationQueue
+from engine.state import FullPass, NotificationQueue
 from marketplaces.vtex._notifications import SECRET_PARAMETER, notification_app
 
 MIN_SECRET = 16
@@ -122,14 +122,38 @@ def _run_until_stopped(server: uvicorn.Server, sock: socket.socket) -> str:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for monitoring).")
 def status(config_path: Path | None, as_json: bool) -> None:
-    """Show the notification queue: SKUs waiting, SKUs a worker holds, the oldest's age."""
+    """Show the notification queue and, per marketplace, its last full apply and full plan.
+
+    A full apply is `tradepost apply` without a saved plan, over a catalog read to its end, with
+    every change applied: the periodic reconciliation that catches what notifications missed.
+    """
     project = _project(config_path)
+    names = project.marketplace_names()
     with open_state(project) as store, NotificationQueue(store) as queue:
         counts = queue.counts()
+        passes = {n: (store.last_full_pass(n, "apply"), store.last_full_pass(n, "plan")) for n in names}
     if as_json:
-        click.echo(dumps({"notifications": counts.to_dict()}, indent=2))
+        marketplaces = {
+            n: {"last_full_apply": _pass_dict(applied), "last_full_plan": _pass_dict(planned)}
+            for n, (applied, planned) in passes.items()
+        }
+        click.echo(dumps({"notifications": counts.to_dict(), "marketplaces": marketplaces}, indent=2))
         return
     line = f"notifications queued: {counts.queued} ({counts.leased} being processed)"
     if counts.oldest_received_at is not None:
         line += f"; the oldest arrived {max(0, time.time() - counts.oldest_received_at):.0f} s ago"
     click.echo(line)
+    for name, (applied, planned) in passes.items():
+        click.echo(f"{name}: last full apply {_describe(applied)}; last full plan {_describe(planned)}")
+
+
+def _pass_dict(done: FullPass | None) -> dict[str, object] | None:
+    return None if done is None else done.to_dict()
+
+
+def _describe(done: FullPass | None) -> str:
+    if done is None:
+        return "never"
+    at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(done.finished_at))
+    text = f"{at} ({age(time.time() - done.finished_at)} ago)"
+    return text + (f", {done.applied} applied, {done.failed} failed" if done.kind == "apply" else "")

@@ -148,8 +148,10 @@ SUBPACKAGES = {
         "open_state",
         "order_desks",
         "order_marketplaces",
+        "planned_pass",
         "planned_records",
         "rebuild_state",
+        "record_full_apply",
         "sync_once",
         "vtex_orders_account",
     ],
@@ -182,6 +184,7 @@ SUBPACKAGES = {
     "engine.state": [
         "WORK_LEASE",
         "Change",
+        "FullPass",
         "NotificationQueue",
         "QueueCounts",
         "QueuedSku",

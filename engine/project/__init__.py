@@ -8,7 +8,15 @@ reads a config or looks a plug-in up by itself.
 
 from __future__ import annotations
 
-from engine.project._apply import apply_records, check_not_stale, fingerprint_of, locked, planned_records
+from engine.project._apply import (
+    apply_records,
+    check_not_stale,
+    fingerprint_of,
+    locked,
+    planned_pass,
+    planned_records,
+    record_full_apply,
+)
 from engine.project._assembly import (
     CatalogReads,
     MarketplaceRun,
@@ -51,8 +59,10 @@ __all__ = [
     "open_state",
     "order_desks",
     "order_marketplaces",
+    "planned_pass",
     "planned_records",
     "rebuild_state",
+    "record_full_apply",
     "sync_once",
     "vtex_orders_account",
 ]

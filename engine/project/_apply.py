@@ -28,12 +28,35 @@ class StalePlanError(TradepostError):
 
 def planned_records(run: MarketplaceRun, project: Project, state: StateStore) -> list[dict[str, Any]]:
     """Plan now, as `tradepost plan` would, and return the change records to send."""
+    return planned_pass(run, project, state)[0]
+
+
+def planned_pass(
+    run: MarketplaceRun, project: Project, state: StateStore
+) -> tuple[list[dict[str, Any]], bool]:
+    """:func:`planned_records`, and whether the plan was full: the catalog was read to its end.
+
+    Applying a full plan without a failure reconciles the marketplace (:func:`record_full_apply`).
+    """
     planner = run.planner(state)
-    return [
+    records = [
         change_record(change, run.connector)
         for change in planner.changes(catalog_records(project, run.trade_policy))
         if change.op in ("create", "update", "delete")
     ]
+    return records, not planner.summary.deletes_skipped
+
+
+def record_full_apply(state: StateStore, marketplace: str, summary: ApplySummary) -> bool:
+    """Record a full reconciliation of ``marketplace`` (a config name) if its full plan all applied.
+
+    Only a plan made now from a whole catalog counts (not a saved plan, not `tradepost sync`);
+    an apply with a failure is not a reconciliation: what failed still differs.
+    """
+    if summary.failed:
+        return False
+    state.record_full_pass(marketplace, "apply", summary.applied, summary.failed)
+    return True
 
 
 def fingerprint_of(run: MarketplaceRun) -> str:

@@ -8,6 +8,6 @@ truth: :func:`engine.project.rebuild_state` reads them back from them.
 from __future__ import annotations
 
 from engine.state._queue import WORK_LEASE, Change, NotificationQueue, QueueCounts, QueuedSku
-from engine.state._store import StateStore
+from engine.state._store import FullPass, StateStore
 
-__all__ = ["WORK_LEASE", "Change", "NotificationQueue", "QueueCounts", "QueuedSku", "StateStore"]
+__all__ = ["WORK_LEASE", "Change", "FullPass", "NotificationQueue", "QueueCounts", "QueuedSku", "StateStore"]

@@ -28,6 +28,7 @@ well within the lease.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -160,6 +161,29 @@ def applied_from(listing: Listing, remote_id: str | None = None) -> AppliedListi
         listing.quantity,
         remote_id,
     )
+
+
+@dataclass(frozen=True)
+class FullPass:
+    """A full reconciliation of one marketplace: ``kind`` is ``apply`` or ``plan``.
+
+    A full pass compared every SKU of a catalog read to its end; an apply counts only when all
+    its changes applied (``failed`` is then 0; it is kept so the record says so).
+    """
+
+    marketplace: str
+    kind: str
+    finished_at: float
+    applied: int = 0
+    failed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "finished_at": self.finished_at,
+            "age_seconds": max(0.0, time.time() - self.finished_at),
+            "applied": self.applied,
+            "failed": self.failed,
+        }
 
 
 class StateStore:
@@ -491,6 +515,48 @@ class StateStore:
 
     # -- the set of SKUs seen by a plan, kept on disk so a million ids cost no memory ---------
 
+    def record_full_pass(self, marketplace: str, kind: str, applied: int = 0, failed: int = 0) -> FullPass:
+        """Remember that a full plan or apply of ``marketplace`` finished now (kept in ``meta``)."""
+        done = FullPass(marketplace, kind, time.time(), applied, failed)
+        value = json.dumps({"finished_at": done.finished_at, "applied": applied, "failed": failed})
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (_pass_key(marketplace, kind), value)
+            )
+        return done
+
+    def note_full_pass(self, marketplace: str, kind: str) -> bool:
+        """:meth:`record_full_pass` at once or not at all, for runs that otherwise only read (a plan).
+
+        A read-only state file or another process writing must not fail nor delay a plan; the
+        record is then skipped (logged) and False returned.
+        """
+        self.db.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.record_full_pass(marketplace, kind)
+        except StateError as exc:
+            log.info("state store: the full %s of %s is not recorded: %s", kind, marketplace, exc)
+            return False
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return True
+
+    def last_full_pass(self, marketplace: str, kind: str) -> FullPass | None:
+        """The last full ``kind`` pass of ``marketplace`` recorded, or None (never, or unreadable)."""
+        row = self.db.execute(
+            "SELECT value FROM meta WHERE key = ?", (_pass_key(marketplace, kind),)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+            return FullPass(
+                marketplace, kind, float(value["finished_at"]), int(value["applied"]), int(value["failed"])
+            )
+        except (ValueError, TypeError, KeyError):
+            log.warning("state store: the last full %s of %s cannot be read; ignored", kind, marketplace)
+            return None
+
     def begin_seen(self) -> None:
         self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (sku_id TEXT PRIMARY KEY) WITHOUT ROWID")
         self.db.execute("DELETE FROM temp.seen")
@@ -514,6 +580,10 @@ class StateStore:
             )
             if applied is not None:
                 yield applied
+
+
+def _pass_key(marketplace: str, kind: str) -> str:
+    return f"last_full_{kind}:{marketplace}"
 
 
 class _BadRow(ValueError):
