@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import click
@@ -13,7 +14,7 @@ from cli._plan import _project, config_option
 from cli._render import console
 from engine import TradepostError
 from engine.project import Project, vtex_orders_account
-from marketplaces.sandbox import build_sandbox, read_catalog
+from marketplaces.sandbox import SERVE_PORT, build_sandbox, read_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,14 +51,25 @@ ROOT = Path(__file__).resolve().parent.parent
     show_default=True,
     help="First port; each stand-in takes the next one (VTEX first, then the marketplaces).",
 )
-def sandbox(ctx: click.Context, catalog: Path, rules_dir: Path, folder: Path, port: int) -> None:
+@click.option(
+    "--serve-port",
+    type=click.IntRange(1, 65535),
+    default=SERVE_PORT,
+    show_default=True,
+    help="Port of the project's `tradepost serve`, which the VTEX stand-in notifies of its changes.",
+)
+def sandbox(
+    ctx: click.Context, catalog: Path, rules_dir: Path, folder: Path, port: int, serve_port: int
+) -> None:
     """Serve every registered stand-in (VTEX, the marketplaces, plug-ins') on 127.0.0.1 until
     interrupted (Ctrl-C).
 
     Then, in another terminal: tradepost plan -c sandbox/tradepost.yaml and
     tradepost apply -c sandbox/tradepost.yaml. Nothing leaves this machine.
     While it runs, `tradepost sandbox order` buys on a stand-in marketplace and
-    `tradepost sandbox invoice` invoices a VTEX order, to try `tradepost orders`.
+    `tradepost sandbox invoice` invoices a VTEX order, to try `tradepost orders`;
+    with `tradepost serve --sync` running, `tradepost sandbox stock` and `tradepost sandbox price`
+    change VTEX and the marketplaces follow within seconds.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -74,7 +86,7 @@ def sandbox(ctx: click.Context, catalog: Path, rules_dir: Path, folder: Path, po
     box = build_sandbox(read_catalog(catalog))
     box.start(base_port=port)
     try:
-        config = box.write_project(folder, rules_dir.resolve())
+        config = box.write_project(folder, rules_dir.resolve(), serve_port=serve_port)
     except BaseException:
         box.stop()
         raise
@@ -83,7 +95,10 @@ def sandbox(ctx: click.Context, catalog: Path, rules_dir: Path, folder: Path, po
         out.print(f"{name:>13}  {box.url(name)}")
     out.print(f"\nproject: {config}\n  tradepost plan -c {config}\n  tradepost apply -c {config}")
     out.print(f"  tradepost sandbox order -c {config} -m mercadolibre --sku SKU_ID")
-    out.print(f"  tradepost orders pull -c {config} && tradepost orders push -c {config}\n")
+    out.print(f"  tradepost orders pull -c {config} && tradepost orders push -c {config}")
+    out.print(
+        f"  tradepost serve -c {config} --sync   (then: tradepost sandbox stock -c {config} SKU_ID 0)\n"
+    )
     out.print("Ctrl-C stops the servers.")
     try:
         while True:
@@ -158,6 +173,64 @@ def cancel_in_vtex(vtex_order_id: str, config_path: Path | None, reason: str) ->
     project = _project(config_path)
     _control(_vtex_url(project), f"/_sandbox/orders/{vtex_order_id}/cancel", {"reason": reason})
     console().print(f"VTEX order {vtex_order_id} cancelled")
+
+
+@sandbox.command()
+@click.argument("sku_id")
+@click.argument("quantity", type=click.IntRange(min=0))
+@config_option
+@click.option("--warehouse", help="The warehouse to set (default: every warehouse of the SKU).")
+def stock(sku_id: str, quantity: int, config_path: Path | None, warehouse: str | None) -> None:
+    """Set a SKU's stock in the sandbox's VTEX, as the store's admin would; VTEX notifies every
+    affiliate (the project's `tradepost serve`)."""
+    project = _project(config_path)
+    body: dict[str, object] = {"sku_id": sku_id, "quantity": quantity}
+    if warehouse is not None:
+        body["warehouse"] = warehouse
+    answer = _control(_vtex_url(project), "/_sandbox/stock", body)
+    warehouses = ", ".join(map(str, _listed(answer, "warehouses")))
+    console().print(f"VTEX SKU {sku_id}: stock {quantity} in warehouse(s) {warehouses}")
+    _print_notified(answer)
+
+
+@sandbox.command()
+@click.argument("sku_id")
+@click.argument("price")
+@config_option
+def price(sku_id: str, price: str, config_path: Path | None) -> None:
+    """Set a SKU's selling price (e.g. 79.90) in every trade policy of the sandbox's VTEX, as the
+    store's admin would; VTEX notifies every affiliate (the project's `tradepost serve`)."""
+    amount = _price(price)
+    project = _project(config_path)
+    answer = _control(_vtex_url(project), "/_sandbox/price", {"sku_id": sku_id, "price": str(amount)})
+    console().print(f"VTEX SKU {sku_id}: selling price {amount} in every trade policy")
+    _print_notified(answer)
+
+
+def _price(text: str) -> Decimal:
+    """PRICE as a Decimal above 0 with at most two decimals (79.90), else a usage error."""
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise click.BadParameter(
+            f"{text!r} is not a price above 0 with at most two decimals", param_hint="PRICE"
+        )
+    return amount
+
+
+def _listed(answer: dict[str, object], key: str) -> list[object]:
+    value = answer.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _print_notified(answer: dict[str, object]) -> None:
+    notified = _listed(answer, "notified")
+    if notified:
+        console().print(f"notifying affiliate(s) {', '.join(map(str, notified))}")
+    else:
+        console().print("no affiliate to notify (the sandbox registers one per marketplace)")
 
 
 def _marketplace_url(project: Project, name: str) -> str:

@@ -21,12 +21,17 @@ optional):
 - ``sandbox_options(url)``: a marketplace's ``options`` (a token URL on the stand-in), or the
   source's other keys (its ``type``).
 - ``sandbox_rules``: the rule file a marketplace's entry uses; by default ``<rules>/<name>.yaml``.
+- ``sandbox_affiliate(marketplace, endpoint)``: a source's; called once per marketplace with the
+  URL of the project's `tradepost serve` endpoint (its ``serve:`` section: 127.0.0.1,
+  ``serve_port``, and a random secret in ``secrets/serve_secret``), so the source notifies
+  `tradepost serve` of its changes as VTEX notifies an affiliate.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import secrets as _secrets
 import socket
 import threading
 import time
@@ -41,6 +46,9 @@ from ruamel.yaml import YAML
 from engine import TradepostError
 from engine.connectors import available_standins, standin_class
 from marketplaces._standin import Faults
+
+SERVE_PORT = 8787
+"""Where the sandbox project's `tradepost serve` listens (the `serve:` default port)."""
 
 
 @dataclass
@@ -128,11 +136,15 @@ class Sandbox:
         for thread in self.threads:
             thread.join(timeout)
 
-    def write_project(self, folder: Path, rules: Path, catalog_from_vtex: bool = True) -> Path:
+    def write_project(
+        self, folder: Path, rules: Path, catalog_from_vtex: bool = True, serve_port: int | None = None
+    ) -> Path:
         """A project folder using the running servers; returns its tradepost.yaml.
 
         ``catalog_from_vtex``: the catalog comes from the source stand-in; otherwise from the
-        bundled ``examples/catalog.jsonl`` beside ``rules``.
+        bundled ``examples/catalog.jsonl`` beside ``rules``. The source's affiliates (one per
+        marketplace) point at `tradepost serve` on ``serve_port`` (the `tradepost sandbox` default is
+        :data:`SERVE_PORT`); None writes no ``serve:`` section and registers no affiliate.
         """
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "secrets").mkdir(exist_ok=True)
@@ -154,6 +166,8 @@ class Sandbox:
                 if secrets:
                     entry["credentials"] = {key: f"file:{path}" for key, path in secrets.items()}
                 project["marketplaces"][name] = entry
+        if serve_port is not None:
+            project["serve"] = self._serve_section(folder, serve_port, list(project["marketplaces"]))
         text = io.StringIO()
         text.write("# Written by `tradepost sandbox`: local stand-ins, well-known test credentials.\n")
         yaml = YAML()
@@ -162,6 +176,17 @@ class Sandbox:
         config = folder / "tradepost.yaml"
         config.write_text(text.getvalue(), encoding="utf-8")
         return config
+
+    def _serve_section(self, folder: Path, port: int, marketplaces: list[str]) -> dict[str, Any]:
+        """The project's ``serve:`` section, with a fresh secret in ``secrets/serve_secret``; each
+        source stand-in gets one affiliate per marketplace whose endpoint is that server."""
+        secret = _secrets.token_urlsafe(32)
+        (folder / "secrets" / "serve_secret").write_text(f"{secret}\n", encoding="utf-8")
+        endpoint = f"http://{self.host}:{port}/api/notification/?k={secret}"
+        for app in self.standins.values():
+            for name in marketplaces if hasattr(app, "sandbox_affiliate") else ():
+                app.sandbox_affiliate(name, endpoint)
+        return {"host": self.host, "port": port, "secret": "file:secrets/serve_secret"}
 
     def _configure(self, folder: Path, name: str, app: Any) -> tuple[dict[str, str], dict[str, str]]:
         """A stand-in's options on its URL, and its well-known credentials, each written to

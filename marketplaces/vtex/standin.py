@@ -37,10 +37,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from marketplaces._standin import Faults, Standin, error_handlers, json_body, look_up, same_secret
+from marketplaces._standin import (
+    Faults,
+    Standin,
+    error_handlers,
+    json_body,
+    look_up,
+    same_secret,
+    sandbox_route,
+)
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
 from marketplaces.vtex._mapping import vtex_number as _decimal  # the source's reading of a VTEX number
+from marketplaces.vtex._standin_affiliates import Affiliates, affiliate_id
 from marketplaces.vtex._standin_order_desk import SANDBOX_COURIER as SANDBOX_COURIER
 from marketplaces.vtex._standin_order_desk import OrderDesk, OrderRefused, _logistics_info
 from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku, error_body, refused
@@ -121,6 +130,8 @@ class VtexStandin(Standin):
             private=self._private,
             index_delay=lambda: self.index_delay,
         )
+        self.affiliates = Affiliates()
+        """The store's affiliates, notified of every stock or price change the sandbox makes."""
         self.orders, self.orders_placed = desk.orders, desk.orders_placed
         self.invoice_order, self.cancel_order_as_store = desk.invoice_order, desk.cancel_order_as_store
         self.order_record, self.orders_by_marketplace_id = desk.order_record, desk.orders_by_marketplace_id
@@ -180,7 +191,16 @@ class VtexStandin(Standin):
             Route("/api/logistics/pvt/inventory/skus/{skuId}", private("logistics", self.inventory)),
             Route("/api/checkout/pub/orderForms/simulation", self.simulation, methods=["POST"]),
             *self.order_desk.routes(),
+            sandbox_route("stock", self.change_stock),
+            sandbox_route("price", self.change_price),
         ]
+
+    def sandbox_affiliate(self, marketplace: str, endpoint: str) -> str:
+        """The sandbox's hook: an affiliate for ``marketplace`` whose Search Endpoint is ``endpoint``
+        (``an`` and ``affiliate`` added to its query, as NOTIFICATIONS.md recommends); its id."""
+        affiliate = affiliate_id(marketplace, set(self.affiliates.endpoints))
+        self.affiliates.register(affiliate, f"{endpoint}&an={self.affiliates.account}&affiliate={affiliate}")
+        return affiliate
 
     def build(self) -> Starlette:
         return Starlette(routes=self.routes(), exception_handlers=error_handlers(error_body, _unrouted))
@@ -242,6 +262,47 @@ class VtexStandin(Standin):
         """``GET /api/logistics/pvt/inventory/skus/{skuId}``: the balance per warehouse."""
         sku = look_up(self.skus, request.path_params["skuId"], lambda i: refused(404, f"SKU {i} not found"))
         return _json(sku.inventory)
+
+    # -- the store's admin (sandbox controls) --------------------------------------------------
+
+    async def change_stock(self, request: Request) -> Response:
+        """``POST /_sandbox/stock`` ``{"sku_id", "quantity", "warehouse"?}``: set the quantity in one
+        warehouse, or in every warehouse when none is named, then notify every affiliate."""
+        body = await _control_body(request)
+        sku = look_up(self.skus, str(body.get("sku_id")), lambda i: refused(404, f"SKU {i} not found"))
+        quantity, warehouse = body.get("quantity"), body.get("warehouse")
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+            return _error(400, "quantity must be a whole number, 0 or more")
+        balance = sku.inventory["balance"]
+        chosen = [w for w in balance if warehouse is None or str(w.get("warehouseId")) == str(warehouse)]
+        if not chosen:
+            known = ", ".join(str(w.get("warehouseId")) for w in balance) or "none"
+            return _error(404, f"SKU {sku.id} has no warehouse {warehouse} (it has: {known})")
+        for entry in chosen:
+            entry["totalQuantity"] = quantity
+        sku.available = sum(
+            max(0, w["totalQuantity"] - (w.get("reservedQuantity") or 0))
+            for w in balance
+            if isinstance(w.get("totalQuantity"), int)
+        )
+        notified = self.affiliates.notify(sku.id, sku.context.get("ProductId"), StockModified=True)
+        warehouses = [str(w.get("warehouseId")) for w in chosen]
+        return _json({"sku_id": sku.id, "warehouses": warehouses, "quantity": quantity, "notified": notified})
+
+    async def change_price(self, request: Request) -> Response:
+        """``POST /_sandbox/price`` ``{"sku_id", "price"}``: the SKU's selling price in every trade
+        policy (a decimal string, more than 0, at most two decimals), then notify every affiliate."""
+        body = await _control_body(request)
+        sku = look_up(self.skus, str(body.get("sku_id")), lambda i: refused(404, f"SKU {i} not found"))
+        price = _decimal(str(body.get("price")))
+        if price is None or not price.is_finite() or price <= 0 or price != price.quantize(Decimal("0.01")):
+            return _error(400, "price must be a number above 0 with at most two decimals")
+        sku.computed["sellingPrice"] = price
+        for fixed in sku.prices.get("fixedPrices") or ():
+            fixed["value"] = price
+        sku.selling_cents = _cents(price)
+        notified = self.affiliates.notify(sku.id, sku.context.get("ProductId"), PriceModified=True)
+        return _json({"sku_id": sku.id, "price": price, "notified": notified})
 
     # -- checkout ----------------------------------------------------------------------------
 
@@ -311,6 +372,16 @@ class VtexStandin(Standin):
             return await handler(request)
 
         return checked
+
+
+async def _control_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await json_body(request)
+    except ValueError:
+        raise refused(400, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise refused(400, "the body is not a JSON object")
+    return body
 
 
 def _unrouted(request: Request, status: int, error: Exception) -> str:

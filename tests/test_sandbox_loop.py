@@ -1,0 +1,153 @@
+"""The sandbox shows the loop (issue 10, item 5), over loopback.
+
+The sandbox's project is applied in full, `tradepost serve --sync` runs on it as its own process,
+and `tradepost sandbox stock` / `sandbox price` change the VTEX stand-in as the store's admin
+would: the stand-in notifies its affiliates (the project's `serve` endpoint) and the marketplaces
+follow within seconds. A notification target that is down is retried, then given up, and the
+stand-in keeps answering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bench.bench_kills import holdings
+from engine.jsonio import loads
+from marketplaces.sandbox import Sandbox
+from marketplaces.vtex.standin import VtexStandin
+from tests._harness import ROOT, Loopback, pace, subset, tradepost
+from tests.test_sync_worker import SOLD_OUT, in_stock_everywhere, quantities
+
+DEADLINE = 20.0
+"""Seconds a change may take to reach the marketplaces."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def serving(loopback: Loopback, tmp_path: Path) -> Iterator[tuple[Sandbox, Path]]:
+    """The sandbox applied everywhere, and `tradepost serve --sync` running on its project."""
+    box = loopback.sandbox(subset(24))
+    config = box.write_project(tmp_path / "project", ROOT / "rules", serve_port=free_port())
+    pace(config)
+    code, out, err = tradepost("apply", "-c", str(config))
+    assert code == 0, out + err
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "-c", str(config), "--sync"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        assert server.stdout is not None
+        assert "/api/notification" in server.stdout.readline()  # listening
+        yield box, config
+    finally:
+        server.send_signal(signal.SIGTERM)
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, out + err
+
+
+def eventually(check: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + DEADLINE
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return check()
+
+
+def vtex(box: Sandbox) -> Any:
+    return box.standins["vtex"]
+
+
+def test_a_stock_change_in_the_sandbox_reaches_every_marketplace(serving: tuple[Sandbox, Path]) -> None:
+    box, config = serving
+    sku = in_stock_everywhere(box)[0]
+    code, out, err = tradepost("sandbox", "stock", "-c", str(config), sku, "0")
+    assert code == 0, out + err
+    assert f"VTEX SKU {sku}: stock 0" in out and "MRC" in out
+    assert eventually(lambda: quantities(box, sku) == SOLD_OUT), quantities(box, sku)
+    delivered = {(d.affiliate, d.outcome) for d in vtex(box).affiliates.deliveries}
+    assert delivered == {("MRC", "delivered"), ("MZN", "delivered"), ("GGL", "delivered")}
+
+
+def test_a_price_change_reaches_mercado_libre_and_leaves_its_stock(serving: tuple[Sandbox, Path]) -> None:
+    box, config = serving
+    sku = in_stock_everywhere(box)[0]
+    before = quantities(box, sku)
+    selling = Decimal(str(vtex(box).skus[sku].computed["sellingPrice"])) + 10  # above the rules' minimum
+    code, out, err = tradepost("sandbox", "price", "-c", str(config), sku, str(selling))
+    assert code == 0, out + err
+    assert f"selling price {selling}" in out
+
+    def ml_prices() -> list[Decimal]:
+        return [Decimal(str(loads(h)[0])) for h in holdings(box, "mercadolibre")[sku]]
+
+    old = ml_prices()
+    assert eventually(lambda: ml_prices() != old), ml_prices()
+    (listed,) = ml_prices()
+    assert selling * Decimal("1.35") <= listed < selling * Decimal("1.35") + 1  # the rules' rounding
+    assert quantities(box, sku) == before
+
+
+def test_the_price_command_refuses_a_bad_price(serving: tuple[Sandbox, Path]) -> None:
+    box, config = serving
+    for bad in ("abc", "0", "1.234", "-5"):
+        code, out, err = tradepost("sandbox", "price", "-c", str(config), "2000003", bad)
+        assert code != 0 and "PRICE" in out + err, bad
+    assert vtex(box).affiliates.deliveries == []
+
+
+def test_a_down_notification_target_is_retried_then_given_up() -> None:
+    standin = VtexStandin(subset(4))
+    standin.affiliates.attempts, standin.affiliates.backoff = 3, 0.01
+    standin.sandbox_affiliate("mercadolibre", f"http://127.0.0.1:{free_port()}/api/notification/?k=x")
+    sku = next(iter(standin.skus))
+
+    async def change_twice() -> list[int]:
+        async with httpx.AsyncClient(transport=standin.transport(), base_url="http://vtex") as client:
+            statuses = []
+            for quantity in (3, 0):
+                answer = await client.post("/_sandbox/stock", json={"sku_id": sku, "quantity": quantity})
+                statuses.append(answer.status_code)
+            deadline = time.monotonic() + DEADLINE
+            while len(standin.affiliates.deliveries) < 2 and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            return statuses
+
+    assert asyncio.run(change_twice()) == [200, 200]
+    outcomes = [(d.affiliate, d.outcome, d.attempts) for d in standin.affiliates.deliveries]
+    assert outcomes == [("MRC", "given up", 3)] * 2
+    assert standin.skus[sku].available == 0
+
+
+def test_the_stock_control_refuses_unknown_skus_warehouses_and_quantities() -> None:
+    standin = VtexStandin(subset(2))
+    sku = next(iter(standin.skus))
+
+    async def post(body: dict[str, Any]) -> int:
+        async with httpx.AsyncClient(transport=standin.transport(), base_url="http://vtex") as client:
+            return (await client.post("/_sandbox/stock", json=body)).status_code
+
+    assert asyncio.run(post({"sku_id": "nope", "quantity": 1})) == 404
+    assert asyncio.run(post({"sku_id": sku, "quantity": 1, "warehouse": "nowhere"})) == 404
+    assert asyncio.run(post({"sku_id": sku, "quantity": -1})) == 400
+    assert asyncio.run(post({"sku_id": sku, "quantity": 7})) == 200
+    assert all(w["totalQuantity"] == 7 for w in standin.skus[sku].inventory["balance"])
