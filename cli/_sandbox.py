@@ -207,17 +207,28 @@ def price(sku_id: str, price: str, config_path: Path | None) -> None:
     _print_notified(answer)
 
 
+MAX_PRICE = Decimal("1000000000")
+"""The largest price the sandbox takes (a typo like 1e30 is refused, not sent)."""
+
+
 def _price(text: str) -> Decimal:
-    """PRICE as a Decimal above 0 with at most two decimals (79.90), else a usage error."""
+    """PRICE as a Decimal above 0 and below a billion with at most two decimals (79.90), else a
+    usage error."""
     try:
         amount = Decimal(text)
     except InvalidOperation:
         amount = Decimal("NaN")
-    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+    exponent = amount.as_tuple().exponent
+    if (
+        not amount.is_finite()
+        or not 0 < amount < MAX_PRICE
+        or (isinstance(exponent, int) and exponent < -2 and amount != round(amount, 2))
+    ):
         raise click.BadParameter(
-            f"{text!r} is not a price above 0 with at most two decimals", param_hint="PRICE"
+            f"{text!r} is not a price above 0 and below {MAX_PRICE:,} with at most two decimals",
+            param_hint="PRICE",
         )
-    return amount
+    return amount.quantize(Decimal("0.01"))
 
 
 def _listed(answer: dict[str, object], key: str) -> list[object]:

@@ -109,9 +109,10 @@ def test_a_price_change_reaches_mercado_libre_and_leaves_its_stock(serving: tupl
 
 def test_the_price_command_refuses_a_bad_price(serving: tuple[Sandbox, Path]) -> None:
     box, config = serving
-    for bad in ("abc", "0", "1.234", "-5"):
+    for bad in ("abc", "0", "1.234", "-5", "1e30", "NaN"):
         code, out, err = tradepost("sandbox", "price", "-c", str(config), "2000003", bad)
         assert code != 0 and "PRICE" in out + err, bad
+        assert "internal error" not in out + err and "Traceback" not in out + err, bad
     assert vtex(box).affiliates.deliveries == []
 
 

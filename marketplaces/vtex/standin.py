@@ -295,7 +295,7 @@ class VtexStandin(Standin):
         body = await _control_body(request)
         sku = look_up(self.skus, str(body.get("sku_id")), lambda i: refused(404, f"SKU {i} not found"))
         price = _decimal(str(body.get("price")))
-        if price is None or not price.is_finite() or price <= 0 or price != price.quantize(Decimal("0.01")):
+        if price is None or not price.is_finite() or not 0 < price < 10**9 or price != round(price, 2):
             return _error(400, "price must be a number above 0 with at most two decimals")
         sku.computed["sellingPrice"] = price
         for fixed in sku.prices.get("fixedPrices") or ():
