@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from ruamel.yaml import YAML
 
 from cli._plan import age
 from engine.project import record_full_apply
@@ -47,9 +47,11 @@ def shop(loopback: Loopback, tmp_path: Path) -> Shop:
     """A project with only Google, whose catalog is a file the test rewrites; nothing applied yet."""
     box = loopback.sandbox(RECORDS)
     config = write_project(box, tmp_path / "project", catalog_from_vtex=False, rate=1000)
-    document = yaml.safe_load(config.read_text(encoding="utf-8"))
+    yaml = YAML()
+    document = yaml.load(config.read_text(encoding="utf-8"))
     document["source"]["path"] = str(tmp_path / "catalog.jsonl")
-    config.write_text(yaml.safe_dump(document), encoding="utf-8")
+    with config.open("w", encoding="utf-8") as out:
+        yaml.dump(document, out)
     shop = Shop(box, config, tmp_path / "catalog.jsonl")
     shop.keep(RECORDS)
     return shop
