@@ -249,13 +249,12 @@ def _sync_marketplace(
 def _planned(
     run: MarketplaceRun, state: StateStore, records: list[SourceItem], ids: set[str]
 ) -> list[dict[str, Any]]:
-    """The change records of these SKUs only. The planner yields a listed SKU the rules exclude
-    twice (withdrawn as excluded, and again as unseen): it is sent once."""
-    changes: dict[tuple[str, str], dict[str, Any]] = {}
-    for change in run.planner(state).changes(records, only=ids):
-        if change.op in ("create", "update", "delete"):
-            changes.setdefault((change.op, change.sku_id), change_record(change, run.connector))
-    return list(changes.values())
+    """The change records of these SKUs only (what an apply sends: creates, updates, deletes)."""
+    return [
+        change_record(change, run.connector)
+        for change in run.planner(state).changes(records, only=ids)
+        if change.op in ("create", "update", "delete")
+    ]
 
 
 def _failed_skus(summary: ApplySummary, changes: list[dict[str, Any]]) -> set[str]:
