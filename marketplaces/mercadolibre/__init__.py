@@ -53,9 +53,10 @@ from marketplaces.mercadolibre._http import (
     ME,
     _content_calls,
     _in_variation,
+    error_message,
     find_listing,
+    item_result,
     parse_remote_id,
-    read_item_result,
     seller_id_in,
     variation_ids,
 )
@@ -236,8 +237,15 @@ class MercadoLibreConnector(Connector):
         return [Call("PUT", f"/items/{item}", _in_variation(variation, back), kind="create")]
 
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
-        """A family's answer names every member's variation (``remote_ids``)."""
-        return read_item_result(call, response)
+        """A family's answer names every member's variation (``remote_ids``); a refusal is read
+        as every connector's is."""
+        if 200 <= response.status_code < 300:
+            return item_result(call, response)
+        return super().read_result(call, response)
+
+    def error_of(self, response: httpx.Response) -> str:
+        """The status and Mercado Libre's ``{message, error, cause[]}`` as one line."""
+        return f"{response.status_code} {error_message(response)}"
 
     async def find_existing(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], call: Call, change: ChangeRecord
@@ -259,7 +267,7 @@ class MercadoLibreConnector(Connector):
                     if failed is not None:
                         return failed
         seller_id = str(self._seller_id)  # read above, or by the worker that held the lock
-        return await find_listing(client, headers, call, seller_id, PER_VARIATION, self.forget_token)
+        return await find_listing(client, headers, call, seller_id, PER_VARIATION, self)
 
     async def _read_seller_id(
         self, client: httpx.AsyncClient, headers: Mapping[str, str]

@@ -10,13 +10,13 @@ gives every member (the leader included) its ``item/variation`` id.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import httpx
 
 from engine import failpoints
-from engine.connectors import Call, CallResult, RetryPolicy
+from engine.connectors import Call, CallResult, Connector, RetryPolicy
 from engine.connectors import json_body as _json
 
 ME = "/users/me"
@@ -91,26 +91,14 @@ def seller_id_in(me: Any) -> str | None:
     return str(me["id"]) if isinstance(me, Mapping) and me.get("id") else None
 
 
-def _may_pass_later(status: int) -> bool:
-    """401 (the connector drops the token; the retry refreshes it), 429 and 5xx may pass on retry."""
-    return status in (401, 429) or status >= 500
-
-
-def read_item_result(call: Call, response: httpx.Response) -> CallResult:
-    """2xx is done; 401, 429 and 5xx may pass on retry; any other 4xx is the request's fault.
-
-    A created item's id is the remote id; a created family gives every member its
-    ``item/variation`` id in ``remote_ids``, and the leader (the first SKU, which sent the call)
-    its own as ``remote_id``. A 401 is retryable because the token may have been revoked early
-    (the seller re-authorised the app): the connector drops it, so the retry refreshes it.
-    """
-    status = response.status_code
-    if 200 <= status < 300:
-        if call.method == "POST" or call.kind == "adopt":
-            # An adopting PUT may add variations: its answer names them, as a create's does.
-            return _created(call, _json(response))
-        return CallResult(True)
-    return CallResult(False, retryable=_may_pass_later(status), error=f"{status} {error_message(response)}")
+def item_result(call: Call, response: httpx.Response) -> CallResult:
+    """A successful answer: a created item's id is the remote id; a created family gives every
+    member its ``item/variation`` id in ``remote_ids``, and the leader (the first SKU, which sent
+    the call) its own as ``remote_id``."""
+    if call.method == "POST" or call.kind == "adopt":
+        # An adopting PUT may add variations: its answer names them, as a create's does.
+        return _created(call, _json(response))
+    return CallResult(True)
 
 
 def _created(call: Call, item: Any) -> CallResult:
@@ -199,7 +187,7 @@ async def find_listing(
     call: Call,
     seller_id: str,
     variation_attributes: Collection[str],
-    on_unauthorized: Callable[[], None],
+    connector: Connector,
 ) -> CallResult | None:
     """The item that already holds one of the SKUs a ``POST /items`` would create, made ready to adopt.
 
@@ -213,9 +201,9 @@ async def find_listing(
     Found: the result names the item (and, in a family, each member's variation) and ``then``
     holds the ``PUT`` calls that bring it to the plan (see :func:`adoption_calls`). None: nothing
     holds these SKUs, so creating is safe. A failed lookup is a not-ok result, retryable when
-    Mercado Libre may answer later (401, 429, 5xx, a transport error); the executor paces and
-    counts the requests through its client. ``on_unauthorized`` is called on a 401 (the token was
-    revoked: the retry must fetch a new one).
+    Mercado Libre may answer later (the connector's :meth:`~engine.connectors.Connector.may_pass_later`,
+    or a transport error), a refused token dropped by the connector's one rule; the executor paces
+    and counts the requests through its client.
     """
     sent = call.body if isinstance(call.body, Mapping) else {}
     skus = sorted(set(_seller_skus(sent.get("variations") or []) or _seller_skus([sent])))
@@ -227,7 +215,7 @@ async def find_listing(
             response = await _read(client, path, {"seller_sku": sku}, headers)
             failpoints.reach("mercadolibre:searched")
             if response.status_code != 200:
-                return _lookup_failed(response, sku, on_unauthorized)
+                return _lookup_failed(response, sku, connector)
             found = _json(response)
             results = found.get("results") if isinstance(found, dict) else None
             for item_id in results or []:
@@ -235,7 +223,7 @@ async def find_listing(
                 response = await _read(client, f"/items/{item_id}", params, headers)
                 failpoints.reach("mercadolibre:item-read")
                 if response.status_code != 200:
-                    return _lookup_failed(response, sku, on_unauthorized)
+                    return _lookup_failed(response, sku, connector)
                 item = _json(response)
                 if isinstance(item, dict) and item.get("id") and item.get("status") != "closed":
                     return adoption(call, item, variation_attributes)
@@ -267,14 +255,12 @@ async def _read(
     return await LOOKUP_RETRY.run_async(attempt)
 
 
-def _lookup_failed(response: httpx.Response, sku: str, on_unauthorized: Callable[[], None]) -> CallResult:
-    status = response.status_code
-    if status == 401:
-        on_unauthorized()
+def _lookup_failed(response: httpx.Response, sku: str, connector: Connector) -> CallResult:
+    connector.drop_refused_token(response)
     return CallResult(
         False,
-        retryable=_may_pass_later(status),
-        error=f"cannot look up SELLER_SKU {sku}: {status} {error_message(response)}",
+        retryable=connector.may_pass_later(response),
+        error=f"cannot look up SELLER_SKU {sku}: {connector.error_of(response)}",
     )
 
 
