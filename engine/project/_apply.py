@@ -6,7 +6,7 @@ resuming, staleness and locking is what a scheduler run does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ from engine.project._config import Project
 from engine.secrets._redact import read_secrets, register
 from engine.state._store import StateStore
 from engine.sync._executor import ApplySummary, Executor, SkuResult, _already_applied, state_matches
+from engine.sync._plan import Change
 from engine.sync._planfile import change_record, rules_fingerprint
 
 
@@ -39,12 +40,17 @@ def planned_pass(
     Applying a full plan without a failure reconciles the marketplace (:func:`record_full_apply`).
     """
     planner = run.planner(state)
-    records = [
+    records = sent_records(run, planner.changes(catalog_records(project, run.trade_policy)))
+    return records, not planner.summary.deletes_skipped
+
+
+def sent_records(run: MarketplaceRun, changes: Iterable[Change]) -> list[dict[str, Any]]:
+    """The records of the changes an apply sends (creates, updates, deletes), in plan order."""
+    return [
         change_record(change, run.connector)
-        for change in planner.changes(catalog_records(project, run.trade_policy))
+        for change in changes
         if change.op in ("create", "update", "delete")
     ]
-    return records, not planner.summary.deletes_skipped
 
 
 def record_full_apply(state: StateStore, marketplace: str, summary: ApplySummary) -> bool:

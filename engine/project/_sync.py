@@ -35,14 +35,13 @@ from engine import failpoints
 from engine._diagnostics import TradepostError
 from engine.connectors._registry import source as source_plugin
 from engine.model._catalog import CatalogRecord, MalformedRecord, SourceItem
-from engine.project._apply import apply_records, locked
+from engine.project._apply import apply_records, locked, sent_records
 from engine.project._assembly import MarketplaceRun, catalog_records
 from engine.project._config import Project
 from engine.state._queue import WORK_LEASE, NotificationQueue, QueuedSku
 from engine.state._store import StateStore
 from engine.sync._deletes import mass_delete
 from engine.sync._executor import ApplySummary
-from engine.sync._planfile import change_record
 
 SYNC_BATCH = 100
 """SKUs a worker takes at once."""
@@ -249,12 +248,8 @@ def _sync_marketplace(
 def _planned(
     run: MarketplaceRun, state: StateStore, records: list[SourceItem], ids: set[str]
 ) -> list[dict[str, Any]]:
-    """The change records of these SKUs only (what an apply sends: creates, updates, deletes)."""
-    return [
-        change_record(change, run.connector)
-        for change in run.planner(state).changes(records, only=ids)
-        if change.op in ("create", "update", "delete")
-    ]
+    """The change records an apply sends for these SKUs only."""
+    return sent_records(run, run.planner(state).changes(records, only=ids))
 
 
 def _failed_skus(summary: ApplySummary, changes: list[dict[str, Any]]) -> set[str]:
