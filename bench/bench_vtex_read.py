@@ -45,7 +45,7 @@ def _serve(skus: int, latency: float, port: Connection) -> None:
     import uvicorn
 
     standin = VtexStandin(generate(skus, seed=1, broken=False), trade_policies=POLICIES, latency=latency)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(standin, log_level="warning", lifespan="off", backlog=4096))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

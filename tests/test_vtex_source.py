@@ -374,7 +374,7 @@ def test_vtex_records_says_which_setting_is_missing(
 @contextmanager
 def served(app: VtexStandin) -> Iterator[str]:
     """The stand-in on 127.0.0.1 (a free port) in a thread, stopped and joined on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

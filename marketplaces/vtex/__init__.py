@@ -41,6 +41,7 @@ from engine.catalog import CatalogRecord, FirstSeen, MalformedRecord, SourceItem
 from engine.connectors import Catalogs, RetryPolicy, Source
 from engine.project import ConfigError, SourceConfig, VtexAccount
 from engine.secrets import check_header_value, read_secret
+from marketplaces.vtex._http import AiohttpTransport
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
 from marketplaces.vtex._order_placement import VtexOrders
 from marketplaces.vtex._reader import (
@@ -403,30 +404,8 @@ def vtex_client(base_url: str, credentials: Mapping[str, str], concurrency: int)
         base_url=base_url,
         headers={**credentials, "Accept": "application/json", "Content-Type": "application/json"},
         timeout=httpx.Timeout(30.0, connect=10.0),
-        transport=PooledTransport(concurrency),
+        transport=AiohttpTransport(concurrency),
     )
-
-
-class PooledTransport(httpx.AsyncBaseTransport):
-    """Connections for ``connections`` requests at once, in pools of ``per_pool``, taken in turn.
-
-    httpcore's pool looks at every connection for every request it places (a profile of 32
-    requests in flight on one pool showed two thirds of the reader's CPU there); small pools
-    keep that cost flat while the reader's semaphore still bounds the whole.
-    """
-
-    def __init__(self, connections: int, per_pool: int = 8) -> None:
-        count = max(1, -(-connections // per_pool))
-        limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
-        self._pools = [httpx.AsyncHTTPTransport(limits=limits) for _ in range(count)]
-        self._turn = itertools.cycle(self._pools)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        return await next(self._turn).handle_async_request(request)
-
-    async def aclose(self) -> None:
-        for pool in self._pools:
-            await pool.aclose()
 
 
 class VtexCatalogs(Catalogs):
