@@ -32,9 +32,7 @@ def test_the_built_ins_are_entry_points_of_their_own_pyproject() -> None:
     assert available_standins().items() >= DECLARED[STANDINS].items()
 
 
-@pytest.mark.parametrize(
-    ("name", "channel"), [("amazon", True), ("mercadolibre", True), ("google", False)]
-)
+@pytest.mark.parametrize(("name", "channel"), [("amazon", True), ("mercadolibre", True), ("google", False)])
 def test_connectors_and_order_channels_are_found_by_name(name: str, channel: bool) -> None:
     assert issubclass(connector_class(name), Connector)
     assert connector_class(name).name == name
