@@ -38,6 +38,10 @@ def planned_pass(
     """:func:`planned_records`, and whether the plan was full: the catalog was read to its end.
 
     Applying a full plan without a failure reconciles the marketplace (:func:`record_full_apply`).
+    The catalog is read here, under the marketplace's lock, never shared with the marketplaces
+    applied before it (as ``plan`` shares VTEX's answers): an answer read before the lock could be
+    older than what the real-time worker sent meanwhile, and sending it would put the older stock
+    back with no notification left to correct it.
     """
     planner = run.planner(state)
     records = sent_records(run, planner.changes(catalog_records(project, run.trade_policy)))
