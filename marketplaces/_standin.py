@@ -29,7 +29,7 @@ import asyncio
 import hmac
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -41,11 +41,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.jsonio import dumps, loads
 
 SANDBOX_PREFIX = "/_sandbox/"
+BODIES_KEPT = 1000
+"""Request bodies a stand-in keeps (:attr:`Standin.bodies`): the last ones, so memory stays flat."""
 """Paths under this prefix are the sandbox's controls (e.g. ``POST /_sandbox/orders`` creates a
 marketplace order), exempt from the rate limit and faults; no real API has them."""
 
@@ -108,6 +110,9 @@ class Standin:
         self.random = random.Random(self.faults.seed)
         self.bucket = _Bucket(rate_limit, burst or max(1.0, rate_limit)) if rate_limit else None
         self.requests: Counter[str] = Counter()
+        self.bodies: deque[tuple[str, bytes]] = deque(maxlen=BODIES_KEPT)
+        """The last requests of the API, as ("METHOD /path", body), oldest first: what was sent,
+        for tests that check a call carried only what changed."""
         self.throttled = 0
         self.app: Starlette = self.build()
 
@@ -146,7 +151,9 @@ class Standin:
             # no rate limit, no injected faults, not counted.
             await self.app(scope, receive, send)
             return
-        self.requests[f"{scope['method']} {scope['path']}"] += 1
+        call = f"{scope['method']} {scope['path']}"
+        self.requests[call] += 1
+        receive = self._kept(call, receive)
         if self.bucket is not None:
             wait = self.bucket.take()
             if wait > 0:
@@ -169,6 +176,20 @@ class Standin:
         if draw < faults.slow_rate:
             await asyncio.sleep(faults.slow_seconds)
         await self.app(scope, receive, send)
+
+    def _kept(self, call: str, receive: Receive) -> Receive:
+        """``receive``, keeping the request's body in :attr:`bodies` once it is read whole."""
+        chunks: list[bytes] = []
+
+        async def keeping() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self.bodies.append((call, b"".join(chunks)))
+            return message
+
+        return keeping
 
     async def _answer(self, send: Send, status: int, message: str, retry_after: float | None = None) -> None:
         headers = {"Retry-After": f"{max(retry_after, 0.001):.3f}"} if retry_after is not None else {}

@@ -49,6 +49,8 @@ def serving(loopback: Loopback, tmp_path: Path) -> Iterator[tuple[Sandbox, Path]
     pace(config)
     code, out, err = tradepost("apply", "-c", str(config))
     assert code == 0, out + err
+    for standin in box.standins.values():
+        standin.bodies.clear()  # what the tests look at is what the notifications made sent
     server = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "-c", str(config), "--sync"],
         stdout=subprocess.PIPE,
@@ -64,6 +66,27 @@ def serving(loopback: Loopback, tmp_path: Path) -> Iterator[tuple[Sandbox, Path]
         server.send_signal(signal.SIGTERM)
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0, out + err
+
+
+def sent(box: Sandbox, marketplace: str, method: str) -> list[Any]:
+    """The bodies of the ``method`` requests the marketplace's stand-in got since the fixture's apply."""
+    return [loads(body) for call, body in box.standins[marketplace].bodies if call.startswith(f"{method} ")]
+
+
+def ml_fields(body: Any) -> dict[str, Any]:
+    """The fields a Mercado Libre item update sets: the item's own, or its one variation's (a SKU
+    of a family is a variation of the family's item, named by its id)."""
+    if "variations" in body:
+        ((variation),) = body["variations"]
+        return {key: value for key, value in variation.items() if key != "id"} | {
+            key: value for key, value in body.items() if key != "variations"
+        }
+    return dict(body)
+
+
+def patched(body: Any) -> list[str]:
+    """The paths an Amazon ``ListingsItemPatchRequest`` replaces."""
+    return [patch["path"] for patch in body["patches"]]
 
 
 def eventually(check: Callable[[], bool]) -> bool:
@@ -86,6 +109,11 @@ def test_a_stock_change_in_the_sandbox_reaches_every_marketplace(serving: tuple[
     assert eventually(lambda: quantities(box, sku) == SOLD_OUT), quantities(box, sku)
     delivered = {(d.affiliate, d.outcome) for d in vtex(box).affiliates.deliveries}
     assert delivered == {("MRC", "delivered"), ("MZN", "delivered"), ("GGL", "delivered")}
+    # Only the stock was sent: Mercado Libre's item update carries the quantity alone, Amazon's
+    # patch replaces fulfillment_availability alone.
+    assert [ml_fields(body) for body in sent(box, "mercadolibre", "PUT")] == [{"available_quantity": 0}]
+    stock_only = [["/attributes/fulfillment_availability"]]
+    assert [patched(body) for body in sent(box, "amazon", "PATCH")] == stock_only
 
 
 def test_a_price_change_reaches_mercado_libre_and_leaves_its_stock(serving: tuple[Sandbox, Path]) -> None:
@@ -105,6 +133,10 @@ def test_a_price_change_reaches_mercado_libre_and_leaves_its_stock(serving: tupl
     (listed,) = ml_prices()
     assert selling * Decimal("1.35") <= listed < selling * Decimal("1.35") + 1  # the rules' rounding
     assert quantities(box, sku) == before
+    # A price-only call: Mercado Libre's item update carries the price alone.
+    assert [ml_fields(body) for body in sent(box, "mercadolibre", "PUT")] == [{"price": listed}]
+    assert eventually(lambda: bool(sent(box, "amazon", "PATCH")))
+    assert [patched(body) for body in sent(box, "amazon", "PATCH")] == [["/attributes/purchasable_offer"]]
 
 
 def test_the_price_command_refuses_a_bad_price(serving: tuple[Sandbox, Path]) -> None:
