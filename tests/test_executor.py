@@ -217,3 +217,19 @@ def test_a_refresh_token_rotated_mid_run_is_saved_before_the_next_request(state:
 
     assert summary.applied == 2
     assert seen_when_sent == [["TG-1"], ["TG-1", "TG-2"]]
+
+
+def test_a_retry_after_past_the_budget_fails_the_change_at_once_and_says_why(state: StateStore) -> None:
+    """A marketplace asking to wait a day must not hold the run (and its lock) for a day."""
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(429, headers={"Retry-After": "86400"}, json={"message": "come back tomorrow"})
+
+    summary, slept = run(state, handler, [record("10"), record("11")])
+    assert (summary.applied, summary.failed, len(calls), slept) == (0, 2, 2, [])
+    error = summary.failures[0].error or ""
+    assert "asked to wait 86400 s (Retry-After)" in error and "the next run sends it" in error
+    assert "come back tomorrow" in error
+    assert state.get("test", "10") is None

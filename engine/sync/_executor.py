@@ -53,6 +53,10 @@ _REQUESTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("re
 """Requests made by the current task while set (each worker is a task of its own)."""
 EXIT_PARTIAL = 3
 PACE = 0.95
+REQUEST_BUDGET = 900.0
+"""Seconds one change's tries may take, waits included. A marketplace asking to wait longer
+(``Retry-After: 86400``) fails the change now, reported and sent by the next run, instead of
+holding the marketplace's lock, and a scheduler's run, for a day."""
 """Share of the declared rate the executor sends at."""
 
 
@@ -154,6 +158,7 @@ class Executor:
             jitter=(0.5, 1.5),
             retry_after_mode="floor",
             retry_after_cap=math.inf,
+            budget=REQUEST_BUDGET,
             exceptions=(),
             random=random.Random(seed),
         )
@@ -376,7 +381,7 @@ class Executor:
                 self.summary.throttled += 1
             return self.connector.result_of(call, response), retry_after(response)
 
-        result, _ = await self.retry.run_async(
+        result, asked = await self.retry.run_async(
             attempt,
             retry_if=lambda sent: not sent[0].ok and sent[0].retryable,
             asked=lambda sent: sent[1],
@@ -385,9 +390,14 @@ class Executor:
         )
         if result.ok or not result.retryable:
             return _redacted(result), tries[0]
-        return _redacted(
-            CallResult(False, error=f"gave up after {tries[0]} attempts: {result.error}")
-        ), tries[0]
+        why = f"gave up after {tries[0]} attempts: {result.error}"
+        if tries[0] < self.retry.attempts and asked is not None:
+            why = (
+                f"gave up after {tries[0]} attempt(s): the marketplace asked to wait {asked:.0f} s "
+                f"(Retry-After), past what is left of the {REQUEST_BUDGET:.0f} s a change may take; "
+                f"the next run sends it: {result.error}"
+            )
+        return _redacted(CallResult(False, error=why)), tries[0]
 
     def _count_retry(self, attempt: int, wait: float) -> None:
         self.summary.retries += 1
