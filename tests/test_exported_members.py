@@ -37,6 +37,7 @@ SUBPACKAGES = {
         "CallResult",
         "Catalogs",
         "ChangeRecord",
+        "Changed",
         "Connector",
         "Credentials",
         "Fulfilment",
