@@ -136,6 +136,7 @@ SUBPACKAGES = {
         "Project",
         "ServeConfig",
         "SourceConfig",
+        "SyncReads",
         "SyncReport",
         "VtexAccount",
         "apply_records",

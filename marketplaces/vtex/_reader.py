@@ -143,7 +143,7 @@ class SharedAnswers:
         self._db = sqlite3.connect("", check_same_thread=False)
         self._db.executescript(
             "CREATE TABLE answers (sku TEXT PRIMARY KEY, read_at REAL, round INTEGER, body BLOB NOT NULL);"
-            "CREATE TABLE priced (sku TEXT, trade_policy TEXT, body BLOB NOT NULL,"
+            "CREATE TABLE priced (sku TEXT, trade_policy TEXT, read_at REAL, body BLOB NOT NULL,"
             " PRIMARY KEY (sku, trade_policy));"
         )
         self.max_age, self.clock = max_age, clock
@@ -175,10 +175,12 @@ class SharedAnswers:
             (sku_id, when, self.round, pickle.dumps(list(answers), pickle.HIGHEST_PROTOCOL)),
         )
 
-    def priced(self, sku_id: str, trade_policy: str) -> list[Any] | None:
-        """The computed price and the promotional price last read in ``trade_policy``."""
+    def priced(self, sku_id: str, trade_policy: str, since: float) -> list[Any] | None:
+        """The computed price and the promotional price last read in ``trade_policy``, unless
+        read before ``since`` (the SKU's last whole read)."""
         row = self._db.execute(
-            "SELECT body FROM priced WHERE sku = ? AND trade_policy = ?", (sku_id, trade_policy)
+            "SELECT body FROM priced WHERE sku = ? AND trade_policy = ? AND read_at >= ?",
+            (sku_id, trade_policy, since),
         ).fetchone()
         return None if row is None else list(pickle.loads(row[0]))
 
@@ -188,8 +190,8 @@ class SharedAnswers:
         if not self.round:
             return
         self._db.execute(
-            "INSERT OR REPLACE INTO priced VALUES (?, ?, ?)",
-            (sku_id, trade_policy, pickle.dumps(list(answers), pickle.HIGHEST_PROTOCOL)),
+            "INSERT OR REPLACE INTO priced VALUES (?, ?, ?, ?)",
+            (sku_id, trade_policy, self.clock(), pickle.dumps(list(answers), pickle.HIGHEST_PROTOCOL)),
         )
 
     def forget(self, sku_id: str) -> None:
@@ -225,13 +227,15 @@ def reads_for(shared: SharedAnswers | None, sku_id: str, trade_policy: str, chan
     """What a SKU's record needs read, given what changed (None: anything) and what is kept.
 
     - kept from this round (another trade policy of the same batch read it): only the trade
-      policy's prices, and those only when the price changed or none are kept for it;
+      policy's prices, and those only when the price changed or none are kept for it since the
+      SKU's last whole read;
     - nothing kept, kept longer than the bound, or a change other than price and stock: all;
     - price: the prices, the computed price and the simulation; stock: the inventory.
     """
     if shared is None:
         return Reads()
-    kept, priced = shared.get(sku_id), shared.priced(sku_id, trade_policy)
+    kept = shared.get(sku_id)
+    priced = None if kept is None else shared.priced(sku_id, trade_policy, kept.read_at)
     whole = changed is None or not changed or bool(changed & ~_PARTIAL)
     price = whole or priced is None or bool(changed is not None and changed & Changed.PRICE)
     if kept is not None and kept.round == shared.round:
