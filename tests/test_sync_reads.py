@@ -8,7 +8,8 @@ across the sandbox's three trade policies (1, 2, 3):
 | notification                  | context | prices | inventory | computed | simulations |
 |-------------------------------|---------|--------|-----------|----------|-------------|
 | first sight (nothing kept)    | 1       | 1      | 1         | 3        | 3           |
-| catalog, removed, stale entry | 1       | 1      | 1         | 3        | 3           |
+| catalog, stale entry          | 1       | 1      | 1         | 3        | 3           |
+| removed (or deactivated)      | 3       | 1      | 1         | 3        | 3           |
 | stock only                    |         |        | 1         |          |             |
 | price only                    |         | 1      |           | 3        | 3           |
 
@@ -135,11 +136,30 @@ def test_first_sight_of_a_sku_reads_it_whole_even_for_a_stock_change(worker: Wor
     assert worker.notify(a_sku(worker), Changed.STOCK) == WHOLE
 
 
-@pytest.mark.parametrize("changes", [Changed.CATALOG, Changed.REMOVED, Changed.STOCK | Changed.CATALOG])
-def test_a_catalog_change_or_a_removal_reads_the_sku_whole(worker: Worker, changes: Changed) -> None:
+@pytest.mark.parametrize(
+    "changes", [Changed.CATALOG, Changed.STOCK | Changed.CATALOG, Changed(0), Changed(16)]
+)
+def test_a_catalog_change_or_an_unknown_one_reads_the_sku_whole(worker: Worker, changes: Changed) -> None:
     sku = a_sku(worker)
     worker.notify(sku, Changed.CATALOG)
     assert worker.notify(sku, changes) == WHOLE
+
+
+def test_a_removal_reads_the_sku_whole_and_its_context_in_every_trade_policy(worker: Worker) -> None:
+    sku = a_sku(worker)
+    worker.notify(sku, Changed.CATALOG)
+    assert worker.notify(sku, Changed.REMOVED) == WHOLE + Counter({CONTEXT: 2})
+
+
+def test_a_sku_removed_from_one_trade_policy_is_withdrawn_there_only(worker: Worker) -> None:
+    sku = a_sku(worker)
+    worker.notify(sku, Changed.CATALOG)
+    stored = worker.vtex.skus[sku]
+    stored.trade_policies = tuple(tp for tp in stored.trade_policies if tp != "3")
+    worker.notify(sku, Changed.REMOVED)
+    for run in worker.runs:
+        listed = worker.state.get(run.compiled.marketplace, sku) is not None
+        assert listed == (run.trade_policy != "3"), run.name
 
 
 def test_a_stock_change_of_a_sku_read_before_asks_only_for_its_inventory(worker: Worker) -> None:
@@ -223,3 +243,20 @@ def test_what_a_part_read_applies_is_what_a_full_plan_wants(worker: Worker) -> N
     worker.notify(sku, Changed.STOCK)
     code, out, _ = tradepost("plan", "-c", str(worker.config), "--detailed-exitcode")
     assert code == 0, out  # the full pass agrees: nothing left to send
+
+
+def test_a_worker_keeps_its_answers_between_passes_for_as_long_as_its_queue(worker: Worker) -> None:
+    """`tradepost sync` passes no reads: the worker's own live with its queue connection."""
+    sku = a_sku(worker)
+    runs, state, project = worker.runs, worker.state, worker.project
+    worker.queue.enqueue(sku, Changed.CATALOG, "2026-12-06T06:00:00Z")
+    sync_once(project, runs, state, worker.queue)
+    worker.queue.enqueue(sku, Changed.STOCK, "2026-12-06T06:00:01Z")
+    worker.vtex.requests.clear()
+    sync_once(project, runs, state, worker.queue)
+    assert worker.vtex.total_requests() == 1  # the inventory
+    with NotificationQueue(state) as another:  # another worker (or this one started again)
+        another.enqueue(sku, Changed.STOCK, "2026-12-06T06:00:02Z")
+        worker.vtex.requests.clear()
+        sync_once(project, runs, state, another)
+        assert worker.vtex.total_requests() == sum(WHOLE.values())

@@ -228,7 +228,8 @@ def reads_for(shared: SharedAnswers | None, sku_id: str, trade_policy: str, chan
 
     - kept from this round (another trade policy of the same batch read it): only the trade
       policy's prices, and those only when the price changed or none are kept for it since the
-      SKU's last whole read;
+      SKU's last whole read; after a removal, the context too (asked with ``sc``, it answers 404
+      in a trade policy the SKU left);
     - nothing kept, kept longer than the bound, or a change other than price and stock: all;
     - price: the prices, the computed price and the simulation; stock: the inventory.
     """
@@ -236,10 +237,11 @@ def reads_for(shared: SharedAnswers | None, sku_id: str, trade_policy: str, chan
         return Reads()
     kept = shared.get(sku_id)
     priced = None if kept is None else shared.priced(sku_id, trade_policy, kept.read_at)
-    whole = changed is None or not changed or bool(changed & ~_PARTIAL)
+    whole = changed is None or not changed or bool(int(changed) & ~int(_PARTIAL))  # int: flags unknown too
     price = whole or priced is None or bool(changed is not None and changed & Changed.PRICE)
     if kept is not None and kept.round == shared.round:
-        return Reads(False, False, False, price, kept, priced)
+        removed = changed is not None and bool(changed & Changed.REMOVED)
+        return Reads(removed, False, False, price, kept, priced)
     if kept is None or whole or shared.stale(kept):
         return Reads(kept=kept, kept_priced=priced)
     assert changed is not None
