@@ -151,12 +151,18 @@ def test_a_removal_reads_the_sku_whole_and_its_context_in_every_trade_policy(wor
     assert worker.notify(sku, Changed.REMOVED) == WHOLE + Counter({CONTEXT: 2})
 
 
-def test_a_sku_removed_from_one_trade_policy_is_withdrawn_there_only(worker: Worker) -> None:
+@pytest.mark.parametrize("changes", [Changed.REMOVED, Changed.CATALOG])
+def test_a_sku_removed_from_one_trade_policy_is_withdrawn_there_only(
+    worker: Worker, changes: Changed
+) -> None:
+    """Removed: its context asked in trade policy 3 answers 404. A catalog change: the context
+    read once (in trade policy 1) no longer lists 3 in its SalesChannels."""
     sku = a_sku(worker)
     worker.notify(sku, Changed.CATALOG)
     stored = worker.vtex.skus[sku]
     stored.trade_policies = tuple(tp for tp in stored.trade_policies if tp != "3")
-    worker.notify(sku, Changed.REMOVED)
+    stored.context["SalesChannels"] = [c for c in stored.context["SalesChannels"] if str(c) != "3"]
+    worker.notify(sku, changes)
     for run in worker.runs:
         listed = worker.state.get(run.compiled.marketplace, sku) is not None
         assert listed == (run.trade_policy != "3"), run.name

@@ -286,6 +286,8 @@ class VtexSource:
         """The SKU's context, prices, computed price in the trade policy and inventory: those
         ``reads`` asks for from VTEX, all at once, the others as kept. The first failure in that
         order is raised; a 404 for the context means VTEX no longer has the SKU."""
+        if reads.notified and reads.kept is not None and not reads.context:
+            self._check_sold_here(sku_id, reads.kept.context)
         quoted, policy = quote(sku_id, safe=""), quote(self.trade_policy, safe="")
         calls: dict[int, Awaitable[Any]] = {}
         if reads.context:
@@ -311,6 +313,16 @@ class VtexSource:
         if priced is not None:
             was[2] = priced[0]
         return [got.get(index, was[index]) for index in range(4)]
+
+    def _check_sold_here(self, sku_id: str, context: Any) -> None:
+        """Raise what asking the context with this trade policy's ``sc`` would (404: VTEX no
+        longer has the SKU here) when a context read for another does not list this trade policy
+        in its ``SalesChannels``; nothing when the context does not say."""
+        channels = context.get("SalesChannels") if isinstance(context, Mapping) else None
+        if isinstance(channels, list) and self.trade_policy not in {str(c) for c in channels}:
+            gone = CallFailed(f"SKU {sku_id} is not in trade policy {self.trade_policy} (its SalesChannels)")
+            gone.gone = True
+            raise gone
 
     async def _record(
         self,

@@ -221,6 +221,9 @@ class Reads:
     """The computed price in the trade policy, and the simulation."""
     kept: Kept | None = None
     kept_priced: list[Any] | None = None
+    notified: bool = False
+    """Read for a notification: a kept context (asked with another trade policy's ``sc``) must
+    list this trade policy in its ``SalesChannels``, or the SKU is not sold in it."""
 
 
 def reads_for(shared: SharedAnswers | None, sku_id: str, trade_policy: str, changed: Changed | None) -> Reads:
@@ -241,11 +244,12 @@ def reads_for(shared: SharedAnswers | None, sku_id: str, trade_policy: str, chan
     price = whole or priced is None or bool(changed is not None and changed & Changed.PRICE)
     if kept is not None and kept.round == shared.round:
         removed = changed is not None and bool(changed & Changed.REMOVED)
-        return Reads(removed, False, False, price, kept, priced)
+        return Reads(removed, False, False, price, kept, priced, notified=changed is not None)
     if kept is None or whole or shared.stale(kept):
         return Reads(kept=kept, kept_priced=priced)
     assert changed is not None
-    return Reads(False, bool(changed & Changed.PRICE), bool(changed & Changed.STOCK), price, kept, priced)
+    stock = bool(changed & Changed.STOCK)
+    return Reads(False, bool(changed & Changed.PRICE), stock, price, kept, priced, notified=True)
 
 
 class VtexReader:
