@@ -111,11 +111,19 @@ class Catalogs:
     ) -> dict[str, list[SourceItem]]:
         """These SKUs' records in each trade policy (:meth:`RecordStream.records_for`); a source
         that shares reads across trade policies reads what does not depend on one only once."""
-        read: dict[str, list[SourceItem]] = {}
-        for trade_policy in trade_policies:
-            with self.records(trade_policy) as stream:
-                read[trade_policy] = list(stream.records_for(sku_ids, changed))
-        return read
+        self.new_batch()
+        return {policy: self.records_in(policy, sku_ids, changed) for policy in trade_policies}
+
+    def new_batch(self) -> None:
+        """A :meth:`records_for` begins: a source that keeps its answers between batches (VTEX,
+        for a sync worker) reuses them in this one only where ``changed`` allows."""
+
+    def records_in(
+        self, trade_policy: str, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None
+    ) -> list[SourceItem]:
+        """One trade policy's part of :meth:`records_for`: here from a stream opened for it."""
+        with self.records(trade_policy) as stream:
+            return list(stream.records_for(sku_ids, changed))
 
     def close(self) -> None:
         """Release what the run's reads shared (nothing here)."""

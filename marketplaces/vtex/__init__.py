@@ -489,21 +489,17 @@ class VtexCatalogs(Catalogs):
         self._sources.append(source)
         return source
 
-    def records_for(
-        self,
-        trade_policies: Sequence[str],
-        sku_ids: Sequence[str],
-        changed: Mapping[str, Changed] | None = None,
-    ) -> dict[str, list[SourceItem]]:
-        """A batch of SKUs in each trade policy, one round of the shared answers; each trade
-        policy's source is kept for the next batch."""
+    def new_batch(self) -> None:
+        """A batch of SKUs in each trade policy: one round of the shared answers."""
         self.shared.new_round()
-        read: dict[str, list[SourceItem]] = {}
-        for trade_policy in trade_policies:
-            if trade_policy not in self._batches:
-                self._batches[trade_policy] = self.records(trade_policy)
-            read[trade_policy] = list(self._batches[trade_policy].records_for(sku_ids, changed))
-        return read
+
+    def records_in(
+        self, trade_policy: str, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None
+    ) -> list[SourceItem]:
+        """From the trade policy's source, kept for the next batch."""
+        if trade_policy not in self._batches:
+            self._batches[trade_policy] = self.records(trade_policy)
+        return list(self._batches[trade_policy].records_for(sku_ids, changed))
 
     def close(self) -> None:
         for source in self._sources:
