@@ -17,10 +17,11 @@ import httpx
 import pytest
 
 import marketplaces.vtex
-from engine.connectors import RetryPolicy
+from engine.connectors import Changed, RetryPolicy
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.project._config import SourceConfig
 from marketplaces.vtex import VtexCatalogs, VtexReader, VtexSource, vtex_records
+from marketplaces.vtex._reader import Reads, SharedAnswers, reads_for
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
 from tests.test_vtex_source import (
     BASE_URL,
@@ -189,3 +190,50 @@ def test_a_consumer_that_stops_early_leaves_nothing_running() -> None:
         asked = standin.total_requests()
         time.sleep(0.1)
         assert standin.total_requests() == asked  # nothing read ahead after the stop
+
+
+# What a notified SKU's record reads (context, prices, inventory, the trade policy's prices),
+# given what changed and what is kept: kept whole at t=0 in round 1, the bound 60 s.
+_ALL, _NONE = (True, True, True, True), (False, False, False, False)
+READS = [
+    # changed, now, round, priced kept, expect
+    (None, 1.0, 2, True, _ALL),
+    (Changed.CATALOG, 1.0, 2, True, _ALL),
+    (Changed.REMOVED, 1.0, 2, True, _ALL),
+    (Changed(0), 1.0, 2, True, _ALL),
+    (Changed(16), 1.0, 2, True, _ALL),  # a flag this reader does not know
+    (Changed.STOCK, 1.0, 2, True, (False, False, True, False)),
+    (Changed.PRICE, 1.0, 2, True, (False, True, False, True)),
+    (Changed.PRICE | Changed.STOCK, 1.0, 2, True, (False, True, True, True)),
+    (Changed.STOCK, 1.0, 2, False, (False, False, True, True)),  # no prices kept in this policy
+    (Changed.STOCK, 61.0, 2, True, _ALL),  # past the bound
+    # read in this round for another trade policy:
+    (Changed.STOCK, 1.0, 1, True, _NONE),
+    (Changed.PRICE, 1.0, 1, True, (False, False, False, True)),
+    (Changed.CATALOG, 1.0, 1, True, (False, False, False, True)),
+    (Changed.REMOVED, 1.0, 1, True, (True, False, False, True)),  # its context asked with its sc
+]
+
+
+@pytest.mark.parametrize(("changed", "now", "round_", "priced", "expect"), READS)
+def test_a_notified_sku_reads_only_what_changed(
+    changed: Changed | None, now: float, round_: int, priced: bool, expect: tuple[bool, ...]
+) -> None:
+    clock = [0.0]
+    shared = SharedAnswers(max_age=60.0, clock=lambda: clock[0])
+    try:
+        shared.new_round()
+        shared.put("7", [{"Id": 7}, {}, {}])
+        if priced:
+            shared.put_priced("7", "2", [{}, None])
+        while shared.round < round_:
+            shared.new_round()
+        clock[0] = now
+        got = reads_for(shared, "7", "2", changed)
+        assert (got.context, got.prices, got.inventory, got.priced) == expect
+    finally:
+        shared.close()
+
+
+def test_a_source_with_nothing_kept_reads_everything() -> None:
+    assert reads_for(None, "7", "2", Changed.STOCK) == Reads()

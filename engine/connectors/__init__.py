@@ -58,6 +58,7 @@ from engine.connectors._retry import RetryPolicy, retry_after
 from engine.connectors._routes import Call, Route
 from engine.connectors._source import (
     Catalogs,
+    Changed,
     RecordStream,
     Source,
     SourceConfig,
@@ -77,6 +78,7 @@ __all__ = [
     "CallResult",
     "Catalogs",
     "ChangeRecord",
+    "Changed",
     "Connector",
     "Credentials",
     "Fulfilment",

@@ -9,11 +9,17 @@ The whole contract is here, below the layers that use it: the settings a source 
 (:class:`SourceConfig`, :class:`VtexAccount`: the ``source:`` and ``orders.vtex:`` sections of
 ``tradepost.yaml``, which :mod:`engine.project` reads and re-exports) and what the order desk
 needs of its placement (:class:`VtexPlacement`, re-exported by :mod:`engine.orders`).
+
+A source may be told what changed of the SKUs it is asked for (:class:`Changed`, from a change
+notification): a hint of where to look again, which lets a source that keeps its last answers
+re-read only those. Without the hint, or for a SKU it does not cover, everything is read; a
+source that keeps nothing (a file) reads everything anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from enum import IntFlag
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Protocol
@@ -24,6 +30,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from engine.connectors._orderchannel import Fulfilment
 from engine.model._catalog import SourceItem
 from engine.model._order import Order
+
+
+class Changed(IntFlag):
+    """What changed of a SKU, as a change notification says. Flags only say where to look: the
+    values are always re-read. No flag, or a flag a source does not know, means "anything"."""
+
+    PRICE = 1
+    STOCK = 2
+    CATALOG = 4
+    REMOVED = 8
+    """Removed from the trade policy, or deactivated: the reader decides whether it is still sold."""
 
 
 class RecordStream(Protocol):
@@ -37,8 +54,11 @@ class RecordStream(Protocol):
 
     def __iter__(self) -> Iterator[SourceItem]: ...
 
-    def records_for(self, sku_ids: Sequence[str]) -> Iterator[SourceItem]:
-        """The records of these SKUs only (an order's prices), read on demand."""
+    def records_for(
+        self, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None = None
+    ) -> Iterator[SourceItem]:
+        """The records of these SKUs only (an order's prices, notified changes), read on demand;
+        ``changed`` hints what changed of each (see :class:`Changed`): everything when absent."""
         ...
 
     def __enter__(self) -> RecordStream: ...
@@ -82,6 +102,28 @@ class Catalogs:
 
     def records(self, trade_policy: str) -> RecordStream:
         return self.source.records(self.config, self.folder, trade_policy)
+
+    def records_for(
+        self,
+        trade_policies: Sequence[str],
+        sku_ids: Sequence[str],
+        changed: Mapping[str, Changed] | None = None,
+    ) -> dict[str, list[SourceItem]]:
+        """These SKUs' records in each trade policy (:meth:`RecordStream.records_for`); a source
+        that shares reads across trade policies reads what does not depend on one only once."""
+        self.new_batch()
+        return {policy: self.records_in(policy, sku_ids, changed) for policy in trade_policies}
+
+    def new_batch(self) -> None:
+        """A :meth:`records_for` begins: a source that keeps its answers between batches (VTEX,
+        for a sync worker) reuses them in this one only where ``changed`` allows."""
+
+    def records_in(
+        self, trade_policy: str, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None
+    ) -> list[SourceItem]:
+        """One trade policy's part of :meth:`records_for`: here from a stream opened for it."""
+        with self.records(trade_policy) as stream:
+            return list(stream.records_for(sku_ids, changed))
 
     def close(self) -> None:
         """Release what the run's reads shared (nothing here)."""

@@ -35,7 +35,7 @@ from engine.project._config import (
 )
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
-from engine.project._sync import SYNC_BATCH, MarketplaceOutcome, SyncReport, sync_once
+from engine.project._sync import SYNC_BATCH, MarketplaceOutcome, SyncReads, SyncReport, sync_once
 
 __all__ = [
     "SYNC_BATCH",
@@ -46,6 +46,7 @@ __all__ = [
     "Project",
     "ServeConfig",
     "SourceConfig",
+    "SyncReads",
     "SyncReport",
     "VtexAccount",
     "apply_records",

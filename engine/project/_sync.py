@@ -1,8 +1,10 @@
 """The sync worker: queued SKUs read again, planned for each marketplace, applied, marked done.
 
 :func:`sync_once` drains the notification queue once, batch by batch. A batch's SKUs are read
-from the source once per trade policy (``records_for``), then each marketplace not yet done for
-them plans exactly those SKUs (``Planner.changes(only=...)``: a delete is planned only for a SKU
+from the source once for every trade policy (:class:`SyncReads`: what does not depend on the
+trade policy is read once, and, from VTEX, only what each SKU's notification says changed, the
+rest from the answers the worker keeps), then each marketplace not yet done for them plans
+exactly those SKUs (``Planner.changes(only=...)``: a delete is planned only for a SKU
 of the batch, never for another listing) and applies the plan under its lock with the executor,
 as ``tradepost apply`` does. Only then is that marketplace's outcome recorded in the queue
 (:meth:`~engine.state.NotificationQueue.done`); a row leaves the queue when every marketplace
@@ -25,6 +27,7 @@ as a full plan does for a SKU gone from the catalog; a deactivated one is read, 
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +37,7 @@ import httpx
 from engine import failpoints
 from engine._diagnostics import TradepostError
 from engine.connectors._registry import source as source_plugin
+from engine.connectors._source import Catalogs, SourceConfig
 from engine.model._catalog import CatalogRecord, MalformedRecord, SourceItem
 from engine.project._apply import apply_records, locked, sent_records
 from engine.project._assembly import MarketplaceRun, catalog_records
@@ -45,6 +49,54 @@ from engine.sync._executor import ApplySummary
 
 SYNC_BATCH = 100
 """SKUs a worker takes at once."""
+
+
+class SyncReads:
+    """How a worker reads its batches, kept for the worker's life (a pass is one poll).
+
+    From a source plug-in, through its :class:`~engine.connectors.Catalogs`: a batch is read
+    once for every trade policy, with what each SKU's notification says changed, so a source
+    that keeps its last answers (VTEX) re-reads only that; closing it drops what it kept, so a
+    worker started again reads each SKU's first notification whole. From a catalog file, its
+    lines for the batch's SKUs (a file has no index and keeps nothing).
+    """
+
+    def __init__(self, project: Project) -> None:
+        self.source: SourceConfig = project.config.source
+        source = self.source
+        self.catalogs: Catalogs | None = (
+            source_plugin(source.type).catalogs(source, project.folder) if source.type != "file" else None
+        )
+
+    def read(
+        self, project: Project, trade_policies: Sequence[str], taken: Sequence[QueuedSku]
+    ) -> dict[str, list[SourceItem]]:
+        """The taken SKUs' records (and malformed-record reports) in each trade policy."""
+        sku_ids = sorted({item.sku_id for item in taken})
+        if self.catalogs is None:
+            return {policy: batch_records(project, policy, sku_ids) for policy in trade_policies}
+        changed = {item.sku_id: item.changes for item in taken}
+        return self.catalogs.records_for(trade_policies, sku_ids, changed)
+
+    def close(self) -> None:
+        if self.catalogs is not None:
+            self.catalogs.close()
+
+
+_WORKERS: weakref.WeakKeyDictionary[NotificationQueue, SyncReads] = weakref.WeakKeyDictionary()
+"""Each worker's reads, for as long as its queue connection lives (a worker's life)."""
+
+
+def worker_reads(project: Project, queue: NotificationQueue) -> SyncReads:
+    """The reads of the worker that holds ``queue``: made on its first pass, closed when the
+    queue object goes away (or the project's source changes)."""
+    reads = _WORKERS.get(queue)
+    if reads is None or reads.source != project.config.source:
+        if reads is not None:
+            reads.close()
+        reads = _WORKERS[queue] = SyncReads(project)
+        weakref.finalize(queue, reads.close)
+    return reads
 
 
 @dataclass
@@ -107,8 +159,13 @@ def sync_once(
     lease: float = WORK_LEASE,
     transports: dict[str, httpx.AsyncBaseTransport] | None = None,
     executor_options: dict[str, Any] | None = None,
+    reads: SyncReads | None = None,
 ) -> SyncReport:
-    """Take batches until the queue has nothing this pass has not tried; see the module docstring."""
+    """Take batches until the queue has nothing this pass has not tried; see the module docstring.
+
+    ``reads`` is how batches are read; by default the worker's own (:func:`worker_reads`), kept
+    between passes as long as ``queue`` lives."""
+    reads = reads or worker_reads(project, queue)
     report = SyncReport()
     tried: set[str] = set()
     while taken := queue.take(batch, lease):
@@ -121,7 +178,10 @@ def sync_once(
         tried.update(item.sku_id for item in fresh)
         report.taken += len(fresh)
         try:
-            _sync_batch(project, runs, state, queue, fresh, report, transports or {}, executor_options)
+            read = _read(project, runs, reads, fresh)
+            _sync_batch(
+                project, runs, state, queue, (fresh, read), report, transports or {}, executor_options
+            )
         except Exception:  # VTEX refusing the keys, a broken store: hand everything back, then raise
             queue.release([*report.pending, *fresh])
             raise
@@ -133,22 +193,19 @@ def _sync_batch(
     runs: Sequence[MarketplaceRun],
     state: StateStore,
     queue: NotificationQueue,
-    taken: list[QueuedSku],
+    batch: tuple[list[QueuedSku], dict[str, list[SourceItem]]],
     report: SyncReport,
     transports: dict[str, httpx.AsyncBaseTransport],
     executor_options: dict[str, Any] | None,
 ) -> None:
+    """Plan and apply the taken SKUs, read in every trade policy, on each marketplace not done."""
+    taken, read = batch
     names = [run.name for run in runs]
-    read: dict[str, list[SourceItem]] = {}
     pending: set[str] = set()
     for run in runs:
         wanted = [item for item in taken if run.name not in item.done_for]
         if not wanted:
             continue
-        if run.trade_policy not in read:
-            read[run.trade_policy] = batch_records(
-                project, run.trade_policy, sorted({i.sku_id for i in taken})
-            )
         records, unread, gone = _readable(read[run.trade_policy])
         report.unread |= unread
         ids = {item.sku_id for item in wanted} - unread
@@ -164,6 +221,14 @@ def _sync_batch(
         report.left_queue += left
         pending |= {item.sku_id for item in wanted} - {item.sku_id for item in finished}
     report.pending += [item for item in taken if item.sku_id in pending]
+
+
+def _read(
+    project: Project, runs: Sequence[MarketplaceRun], reads: SyncReads, taken: list[QueuedSku]
+) -> dict[str, list[SourceItem]]:
+    """The batch in the trade policies of the marketplaces not yet done for some of its SKUs."""
+    policies = {run.trade_policy for run in runs if any(run.name not in item.done_for for item in taken)}
+    return reads.read(project, sorted(policies), taken)
 
 
 def batch_records(project: Project, trade_policy: str, sku_ids: Sequence[str]) -> list[SourceItem]:

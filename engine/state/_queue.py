@@ -23,10 +23,10 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import IntFlag
 from typing import TYPE_CHECKING
 
 from engine import failpoints
+from engine.connectors._source import Changed
 from engine.state._db import Db, connect
 
 if TYPE_CHECKING:
@@ -57,14 +57,8 @@ WORK_LEASE = 300.0
 """Seconds a taken batch stays a worker's before it comes back to the queue."""
 
 
-class Change(IntFlag):
-    """What to read again for a SKU. Flags only say where to look: the values are always re-read."""
-
-    PRICE = 1
-    STOCK = 2
-    CATALOG = 4
-    REMOVED = 8
-    """Removed from the trade policy, or deactivated: the reader decides whether it is still sold."""
+Change = Changed
+"""What to read again for a SKU: the connector contract's hint (:class:`~engine.connectors.Changed`)."""
 
 
 @dataclass(frozen=True)

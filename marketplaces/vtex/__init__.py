@@ -38,7 +38,7 @@ from urllib.parse import quote
 import httpx
 
 from engine.catalog import CatalogRecord, FirstSeen, MalformedRecord, SourceItem
-from engine.connectors import Catalogs, RetryPolicy, Source
+from engine.connectors import Catalogs, Changed, RetryPolicy, Source
 from engine.project import ConfigError, SourceConfig, VtexAccount
 from engine.secrets import check_header_value, read_secret
 from marketplaces.vtex._http import AiohttpTransport
@@ -47,9 +47,11 @@ from marketplaces.vtex._order_placement import VtexOrders
 from marketplaces.vtex._reader import (
     DEFAULT_CONCURRENCY,
     CallFailed,
+    Reads,
     SharedAnswers,
     VtexAccessError,
     VtexReader,
+    reads_for,
 )
 
 __all__ = [
@@ -221,19 +223,33 @@ class VtexSource:
             return _settled(MalformedRecord(sku_id, [("sku.id", reason)]))
         return self._record(sku_id, promotions)
 
-    def records_for(self, sku_ids: Sequence[str]) -> Iterator[SourceItem]:
+    def records_for(
+        self, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None = None
+    ) -> Iterator[SourceItem]:
         """Just these SKUs (the lines of incoming orders, notified changes), without listing the
-        trade policy; in the order given, a page (one simulation) at a time."""
+        trade policy; in the order given, a page (one simulation) at a time.
+
+        ``changed`` (what a notification said changed of each SKU) lets a source with
+        :attr:`shared` answers re-read only that (:func:`~marketplaces.vtex._reader.reads_for`);
+        a page's simulation then carries only the SKUs whose price is read, and none is sent
+        when no SKU needs one.
+        """
         ids = [str(sku_id) for sku_id in sku_ids]
+        hints = changed or {}
 
         async def pages() -> AsyncIterator[Awaitable[list[SourceItem]]]:
             for start in range(0, len(ids), self.page_size):
                 page = ids[start : start + self.page_size]
-                promotions = asyncio.ensure_future(self._promotions(page))
-                yield asyncio.gather(*(self._record(sku_id, promotions) for sku_id in page))
+                reads = {sku_id: self._reads(sku_id, hints.get(sku_id)) for sku_id in page}
+                priced = [sku_id for sku_id in page if reads[sku_id].priced]
+                promotions = asyncio.ensure_future(self._promotions(priced) if priced else _no_promotions())
+                yield asyncio.gather(*(self._record(sku_id, promotions, reads[sku_id]) for sku_id in page))
 
         for item in self.reader.stream(pages):
             yield self._tally(item)
+
+    def _reads(self, sku_id: str, changed: Changed | None = None) -> Reads:
+        return reads_for(self.shared, sku_id, self.trade_policy, changed)
 
     # -- one page, one SKU -------------------------------------------------------------------
 
@@ -266,73 +282,105 @@ class VtexSource:
         except VtexShapeError as error:
             return CallFailed(error.message)
 
-    async def _answers(self, sku_id: str) -> list[Any]:
-        """The SKU's context, prices, computed price in the trade policy and inventory.
-
-        With a reader that shares answers, the three that do not depend on the trade policy
-        come from an earlier trade policy's read when there was one; only the computed price is
-        asked again. Every call of a SKU goes at once; the first failure in that order is raised.
-        """
+    async def _answers(self, sku_id: str, reads: Reads) -> list[Any]:
+        """The SKU's context, prices, computed price in the trade policy and inventory: those
+        ``reads`` asks for from VTEX, all at once, the others as kept. The first failure in that
+        order is raised; a 404 for the context means VTEX no longer has the SKU."""
+        if reads.notified and reads.kept is not None and not reads.context:
+            self._check_sold_here(sku_id, reads.kept.context)
         quoted, policy = quote(sku_id, safe=""), quote(self.trade_policy, safe="")
-        computed = self.reader.call(
-            "GET", self.pricing_url + _COMPUTED_PRICE.format(sku=quoted, trade_policy=policy), None
-        )
-        shared = self.shared
-        kept = shared.get(sku_id) if shared is not None else None
-        if kept is not None:
-            context, prices, inventory = kept
-            return [context, prices, await computed, inventory]
-        answers = await asyncio.gather(
-            self.reader.call("GET", _SKU_CONTEXT.format(sku=quoted), {"sc": self.trade_policy}),
-            self.reader.call("GET", self.pricing_url + _PRICE.format(sku=quoted), None),
-            computed,
-            self.reader.call("GET", _INVENTORY.format(sku=quoted), None),
-            return_exceptions=True,
-        )
-        context = answers[0]
+        calls: dict[int, Awaitable[Any]] = {}
+        if reads.context:
+            calls[0] = self.reader.call("GET", _SKU_CONTEXT.format(sku=quoted), {"sc": self.trade_policy})
+        if reads.prices:
+            calls[1] = self.reader.call("GET", self.pricing_url + _PRICE.format(sku=quoted), None)
+        if reads.priced:
+            url = self.pricing_url + _COMPUTED_PRICE.format(sku=quoted, trade_policy=policy)
+            calls[2] = self.reader.call("GET", url, None)
+        if reads.inventory:
+            calls[3] = self.reader.call("GET", _INVENTORY.format(sku=quoted), None)
+        got = dict(zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True), strict=True))
+        context = got.get(0)
         if isinstance(context, CallFailed) and context.status == 404:
             context.gone = True  # the SKU's own record: VTEX no longer has the SKU
-        for answer in answers:
+            if self.shared is not None:
+                self.shared.forget(sku_id)
+        for answer in got.values():
             if isinstance(answer, BaseException):
                 raise answer
-        if shared is not None:
-            shared.put(sku_id, [answers[0], answers[1], answers[3]])
-        return list(answers)
+        kept, priced = reads.kept, reads.kept_priced
+        was = [kept.context, kept.prices, None, kept.inventory] if kept is not None else [None] * 4
+        if priced is not None:
+            was[2] = priced[0]
+        return [got.get(index, was[index]) for index in range(4)]
+
+    def _check_sold_here(self, sku_id: str, context: Any) -> None:
+        """Raise what asking the context with this trade policy's ``sc`` would (404: VTEX no
+        longer has the SKU here) when a context read for another does not list this trade policy
+        in its ``SalesChannels``; nothing when the context does not say."""
+        channels = context.get("SalesChannels") if isinstance(context, Mapping) else None
+        if isinstance(channels, list) and self.trade_policy not in {str(c) for c in channels}:
+            gone = CallFailed(f"SKU {sku_id} is not in trade policy {self.trade_policy} (its SalesChannels)")
+            gone.gone = True
+            raise gone
 
     async def _record(
-        self, sku_id: str, promotions: Awaitable[dict[str, Decimal] | CallFailed]
+        self,
+        sku_id: str,
+        promotions: Awaitable[dict[str, Decimal] | CallFailed],
+        reads: Reads | None = None,
     ) -> SourceItem:
+        reads = self._reads(sku_id) if reads is None else reads
         try:
-            context, prices, computed, inventory = await self._answers(sku_id)
+            answers = await self._answers(sku_id, reads)
         except CallFailed as failure:
             return MalformedRecord(
                 sku_id, [("", str(failure))], unavailable=failure.unavailable, missing=failure.gone
             )
-        simulated = await promotions
-        if isinstance(simulated, CallFailed):
-            # Leaving it null would read as "the promotion ended" and be sent as such.
-            reason = f"the checkout simulation of its page failed: {simulated}"
-            return MalformedRecord(sku_id, [("price.promotional", reason)], unavailable=simulated.unavailable)
+        if reads.priced or reads.kept_priced is None:
+            simulated = await promotions
+            if isinstance(simulated, CallFailed):
+                # Leaving it null would read as "the promotion ended" and be sent as such.
+                reason = f"the checkout simulation of its page failed: {simulated}"
+                return MalformedRecord(
+                    sku_id, [("price.promotional", reason)], unavailable=simulated.unavailable
+                )
+            promotion = simulated.get(sku_id)
+        else:
+            promotion = reads.kept_priced[1]
         try:
-            for name, answer in (
-                ("SKU context", context),
-                ("price", prices),
-                ("computed price", computed),
-                ("inventory", inventory),
-            ):
-                if not isinstance(answer, Mapping):
-                    raise VtexShapeError("", f"the VTEX {name} answer is not a JSON object")
-            if str(context.get("Id")) != sku_id:
-                raise VtexShapeError("sku.id", f"VTEX answered SKU {context.get('Id')!r} for SKU {sku_id}")
-            data = vtex_record(
-                context, prices, computed, inventory, simulated.get(sku_id), self.trade_policy, self._clock()
-            )
+            data = self._data(sku_id, answers, promotion)
         except VtexShapeError as error:
             return MalformedRecord(sku_id, [(error.field, error.message)])
+        self._keep(sku_id, reads, answers, promotion)
         try:
             return CatalogRecord.parse(data)
         except MalformedRecord as error:
             return error if error.sku_id else MalformedRecord(sku_id, error.errors)
+
+    def _data(self, sku_id: str, answers: list[Any], promotion: Decimal | None) -> dict[str, Any]:
+        """The canonical record's data from VTEX's answers; VtexShapeError when they do not fit."""
+        context, prices, computed, inventory = answers
+        for name, answer in zip(
+            ("SKU context", "price", "computed price", "inventory"), answers, strict=True
+        ):
+            if not isinstance(answer, Mapping):
+                raise VtexShapeError("", f"the VTEX {name} answer is not a JSON object")
+        if str(context.get("Id")) != sku_id:
+            raise VtexShapeError("sku.id", f"VTEX answered SKU {context.get('Id')!r} for SKU {sku_id}")
+        return vtex_record(context, prices, computed, inventory, promotion, self.trade_policy, self._clock())
+
+    def _keep(self, sku_id: str, reads: Reads, answers: list[Any], promotion: Decimal | None) -> None:
+        """Keep what was read of a SKU whose record could be built, for the next trade policy and
+        the next notification."""
+        shared = self.shared
+        if shared is None:
+            return
+        if reads.context or reads.prices or reads.inventory:
+            read_at = None if reads.context or reads.kept is None else reads.kept.read_at
+            shared.put(sku_id, [answers[0], answers[1], answers[3]], read_at)
+        if reads.priced:
+            shared.put_priced(sku_id, self.trade_policy, [answers[2], promotion])
 
     def _stopped(self, page: int, reason: str) -> MalformedRecord:
         message = (
@@ -363,6 +411,11 @@ async def _ready(item: SourceItem) -> list[SourceItem]:
 
 async def _settled(item: SourceItem) -> SourceItem:
     return item
+
+
+async def _no_promotions() -> dict[str, Decimal] | CallFailed:
+    """A page none of whose SKUs needs the simulation."""
+    return {}
 
 
 def vtex_records(
@@ -417,18 +470,36 @@ class VtexCatalogs(Catalogs):
     their own listing and simulation pages). Three marketplaces then cost about 6 requests per
     SKU instead of 12. The answers are the ones read at the start of the run; a run is minutes.
     Each trade policy is read by the source ``vtex_records`` builds, closed with the run.
+
+    A sync worker keeps one for its life and reads each batch with :meth:`records_for`: a round
+    of the shared answers, so a notified SKU is read once for every trade policy, and only what
+    its notification says changed is read again (the rest as kept, for up to
+    :data:`~marketplaces.vtex._reader.ANSWERS_MAX_AGE`).
     """
 
     def __init__(self, config: SourceConfig, folder: Path) -> None:
         self.config, self.folder = config, folder
         self.shared = SharedAnswers()
         self._sources: list[VtexSource] = []
+        self._batches: dict[str, VtexSource] = {}
 
     def records(self, trade_policy: str) -> VtexSource:
         source = vtex_records(self.config, self.folder, trade_policy=trade_policy)
         source.shared = self.shared
         self._sources.append(source)
         return source
+
+    def new_batch(self) -> None:
+        """A batch of SKUs in each trade policy: one round of the shared answers."""
+        self.shared.new_round()
+
+    def records_in(
+        self, trade_policy: str, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None
+    ) -> list[SourceItem]:
+        """From the trade policy's source, kept for the next batch."""
+        if trade_policy not in self._batches:
+            self._batches[trade_policy] = self.records(trade_policy)
+        return list(self._batches[trade_policy].records_for(sku_ids, changed))
 
     def close(self) -> None:
         for source in self._sources:

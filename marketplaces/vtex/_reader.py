@@ -20,7 +20,8 @@ What a reader guarantees:
   consumer that stops early cancels what was read ahead;
 - **Shared across trade policies** (:class:`SharedAnswers`): the answers that do not depend on
   the trade policy (SKU context, prices, inventory) kept for a run in a temporary SQLite file,
-  so reading a second trade policy calls only what differs.
+  so reading a second trade policy calls only what differs; a sync worker keeps them (and each
+  trade policy's prices) for its life, so a notified SKU re-reads only what changed.
 
 The client may be an ``httpx.AsyncClient`` (VTEX itself, a loopback socket) or a synchronous
 ``httpx.Client`` (tests that mount the stand-in in process), whose calls then run on a thread pool
@@ -35,9 +36,10 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -45,7 +47,7 @@ import httpx
 
 from engine import TradepostError
 from engine.catalog import JsonLimitError, read_json
-from engine.connectors import RetryPolicy, TokenBucket
+from engine.connectors import Changed, RetryPolicy, TokenBucket
 from engine.secrets import redact, register
 
 T = TypeVar("T")
@@ -104,35 +106,150 @@ class CallFailed(Exception):
         """The call was for the SKU's own record and VTEX answered 404: it no longer has the SKU."""
 
 
+ANSWERS_MAX_AGE = 3600.0
+"""Seconds a SKU's kept answers serve a notification that names what changed; older, the SKU is
+read whole again (its context can change in ways no flag reports: see the README)."""
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A SKU's last answers that no trade policy changes, with when its context was last read
+    (``read_at``, the reader's monotonic clock) and in which round (``round``)."""
+
+    context: Any
+    prices: Any
+    inventory: Any
+    read_at: float
+    round: int
+
+
 class SharedAnswers:
-    """SKU id -> its answers that no trade policy changes, for one run, in a temporary SQLite file.
+    """SKU id -> its last VTEX answers, in a temporary SQLite file: the context, prices and
+    inventory (which no trade policy changes) and, per trade policy, the computed price and the
+    promotional price the simulation gave.
+
+    Two uses. A run reading several trade policies (one round) asks the first for the answers
+    the others then reuse. A sync worker keeps them for its life, a round per batch, so that a
+    notification that says only the stock (or the price) changed re-reads only that; an entry is
+    trusted for :attr:`max_age` seconds after its last whole read.
 
     ``sqlite3.connect("")`` opens a private on-disk database that is deleted when closed, so a
     catalog of a million SKUs costs disk, not memory. Values are pickled (``Decimal`` prices digit
-    for digit; a third of the CPU of JSON with exact numbers): the file is private to the run and
-    holds only what this reader wrote.
+    for digit; a third of the CPU of JSON with exact numbers): the file is private to the process
+    and holds only what this reader wrote.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_age: float = ANSWERS_MAX_AGE, clock: Callable[[], float] = time.monotonic) -> None:
         self._db = sqlite3.connect("", check_same_thread=False)
-        self._db.execute("CREATE TABLE answers (sku TEXT PRIMARY KEY, body BLOB NOT NULL)")
+        self._db.executescript(
+            "CREATE TABLE answers (sku TEXT PRIMARY KEY, read_at REAL, round INTEGER, body BLOB NOT NULL);"
+            "CREATE TABLE priced (sku TEXT, trade_policy TEXT, read_at REAL, body BLOB NOT NULL,"
+            " PRIMARY KEY (sku, trade_policy));"
+        )
+        self.max_age, self.clock = max_age, clock
+        self.round = 0
+        """Answers put in the current round are fresh for every trade policy of it."""
         self.hits = 0
 
-    def get(self, sku_id: str) -> list[Any] | None:
-        row = self._db.execute("SELECT body FROM answers WHERE sku = ?", (sku_id,)).fetchone()
+    def new_round(self) -> None:
+        """Begin a round (a worker's batch): what is kept is reused only where no change says otherwise."""
+        self.round += 1
+
+    def get(self, sku_id: str) -> Kept | None:
+        row = self._db.execute("SELECT read_at, round, body FROM answers WHERE sku = ?", (sku_id,)).fetchone()
         if row is None:
             return None
         self.hits += 1
-        return list(pickle.loads(row[0]))
+        context, prices, inventory = pickle.loads(row[2])
+        return Kept(context, prices, inventory, float(row[0]), int(row[1]))
 
-    def put(self, sku_id: str, answers: list[Any]) -> None:
+    def stale(self, kept: Kept) -> bool:
+        return self.clock() - kept.read_at > self.max_age
+
+    def put(self, sku_id: str, answers: Sequence[Any], read_at: float | None = None) -> None:
+        """Keep the context, prices and inventory, read whole now (``read_at`` None) or with the
+        context of an earlier read."""
+        when = self.clock() if read_at is None else read_at
         self._db.execute(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?)",
-            (sku_id, pickle.dumps(answers, pickle.HIGHEST_PROTOCOL)),
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
+            (sku_id, when, self.round, pickle.dumps(list(answers), pickle.HIGHEST_PROTOCOL)),
         )
+
+    def priced(self, sku_id: str, trade_policy: str, since: float) -> list[Any] | None:
+        """The computed price and the promotional price last read in ``trade_policy``, unless
+        read before ``since`` (the SKU's last whole read)."""
+        row = self._db.execute(
+            "SELECT body FROM priced WHERE sku = ? AND trade_policy = ? AND read_at >= ?",
+            (sku_id, trade_policy, since),
+        ).fetchone()
+        return None if row is None else list(pickle.loads(row[0]))
+
+    def put_priced(self, sku_id: str, trade_policy: str, answers: Sequence[Any]) -> None:
+        """Keep a trade policy's prices of a SKU; not in a run's only round (round 0), which never
+        asks for them again."""
+        if not self.round:
+            return
+        self._db.execute(
+            "INSERT OR REPLACE INTO priced VALUES (?, ?, ?, ?)",
+            (sku_id, trade_policy, self.clock(), pickle.dumps(list(answers), pickle.HIGHEST_PROTOCOL)),
+        )
+
+    def forget(self, sku_id: str) -> None:
+        """Drop what is kept of a SKU VTEX no longer has."""
+        self._db.execute("DELETE FROM answers WHERE sku = ?", (sku_id,))
+        self._db.execute("DELETE FROM priced WHERE sku = ?", (sku_id,))
 
     def close(self) -> None:
         self._db.close()
+
+
+_PARTIAL = Changed.PRICE | Changed.STOCK
+"""The changes that can be read in part; any other flag (or none) means the whole SKU."""
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What to ask VTEX for one SKU in one trade policy; the rest comes from ``kept``/``priced``.
+
+    ``simulation`` is the SKU's place in its page's checkout simulation (its promotional price).
+    """
+
+    context: bool = True
+    prices: bool = True
+    inventory: bool = True
+    priced: bool = True
+    """The computed price in the trade policy, and the simulation."""
+    kept: Kept | None = None
+    kept_priced: list[Any] | None = None
+    notified: bool = False
+    """Read for a notification: a kept context (asked with another trade policy's ``sc``) must
+    list this trade policy in its ``SalesChannels``, or the SKU is not sold in it."""
+
+
+def reads_for(shared: SharedAnswers | None, sku_id: str, trade_policy: str, changed: Changed | None) -> Reads:
+    """What a SKU's record needs read, given what changed (None: anything) and what is kept.
+
+    - kept from this round (another trade policy of the same batch read it): only the trade
+      policy's prices, and those only when the price changed or none are kept for it since the
+      SKU's last whole read; after a removal, the context too (asked with ``sc``, it answers 404
+      in a trade policy the SKU left);
+    - nothing kept, kept longer than the bound, or a change other than price and stock: all;
+    - price: the prices, the computed price and the simulation; stock: the inventory.
+    """
+    if shared is None:
+        return Reads()
+    kept = shared.get(sku_id)
+    priced = None if kept is None else shared.priced(sku_id, trade_policy, kept.read_at)
+    whole = changed is None or not changed or bool(int(changed) & ~int(_PARTIAL))  # int: flags unknown too
+    price = whole or priced is None or bool(changed is not None and changed & Changed.PRICE)
+    if kept is not None and kept.round == shared.round:
+        removed = changed is not None and bool(changed & Changed.REMOVED)
+        return Reads(removed, False, False, price, kept, priced, notified=changed is not None)
+    if kept is None or whole or shared.stale(kept):
+        return Reads(kept=kept, kept_priced=priced)
+    assert changed is not None
+    stock = bool(changed & Changed.STOCK)
+    return Reads(False, bool(changed & Changed.PRICE), stock, price, kept, priced, notified=True)
 
 
 class VtexReader:
