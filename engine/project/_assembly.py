@@ -129,7 +129,9 @@ def catalog_records(project: Project, trade_policy: str = "1") -> Catalog:
 
 
 def open_state(project: Project) -> StateStore:
-    return StateStore(project.state_url)
+    """The project's state store: its SQLite file, or the PostgreSQL database its URL names (a
+    password given as ``file:PATH`` is relative to the config's folder)."""
+    return StateStore(project.state_url, secrets_base=project.folder)
 
 
 class CatalogReads:

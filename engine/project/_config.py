@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -86,12 +87,34 @@ class ProjectConfig(_Strict):
     """A Tradepost project: one catalog source, one state store, several marketplaces."""
 
     source: SourceConfig
-    state: str = Field(".tradepost/state.sqlite", description="SQLite file path, or a postgresql:// URL.")
+    state: str = Field(
+        ".tradepost/state.sqlite",
+        description=(
+            "SQLite file path, or a postgresql://USER@HOST:PORT/DATABASE URL whose password, if any, is "
+            "env:NAME or file:PATH (or comes from PGPASSWORD or ~/.pgpass), never the password itself."
+        ),
+    )
     marketplaces: dict[str, MarketplaceConfig]
     orders: OrdersConfig = Field(default_factory=OrdersConfig)
     serve: ServeConfig | None = Field(
         None, description="The change-notification endpoint (`tradepost serve`)."
     )
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if not rest:
+            return value
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("must be a file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+        password = urlsplit(value).password if scheme != "sqlite" else None
+        if password and not password.startswith(("env:", "file:")):
+            raise ValueError(
+                "holds a password: name where it is instead (postgresql://USER:env:NAME@HOST/DATABASE or "
+                "file:PATH), or leave it out and set PGPASSWORD or ~/.pgpass"
+            )
+        return value
 
 
 @dataclass
