@@ -108,13 +108,14 @@ class ProjectConfig(_Strict):
             return value
         if scheme not in ("sqlite", "postgresql", "postgres"):
             raise ValueError("must be a file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
-        password = urlsplit(value).password if scheme != "sqlite" else None
-        if password and not password.startswith(("env:", "file:")):
-            raise ValueError(
-                "holds a password: name where it is instead (postgresql://USER:env:NAME@HOST/DATABASE or "
-                "file:PATH), or leave it out and set PGPASSWORD or ~/.pgpass"
-            )
         return value
+
+    @property
+    def state_password_inline(self) -> bool:
+        """The ``state:`` URL holds a password itself rather than naming where it is (refused when
+        the state is opened, by a message that cannot quote the config's line)."""
+        password = urlsplit(self.state).password if "://" in self.state else None
+        return bool(password) and not str(password).startswith(("env:", "file:"))
 
 
 @dataclass
