@@ -116,6 +116,10 @@ def test_a_plan_finds_the_skus_it_did_not_see(store: StateStore) -> None:
     assert [row.sku_id for row in store.unseen("google")] == ["2", "4", "5"]
     store.begin_seen()  # a second plan in the same run starts empty
     assert len(list(store.unseen("google"))) == 5
+    store.record_applied("amazon", [listing(f"{n:05}") for n in range(2500)])  # read in batches
+    assert sum(1 for _ in store.unseen("amazon")) == 2500
+    assert next(iter(store.all_sku_ids("amazon"))) == "00000"  # a stream left unfinished costs nothing
+    assert store.count("amazon") == 2500
 
 
 # -- runs: outcomes still to confirm, per-SKU errors, full passes ------------------------------

@@ -96,6 +96,8 @@ def seconds_from_env(name: str, default: float) -> float:
     return value
 
 
+BATCH = 1000
+"""Rows fetched at a time when a query's rows are iterated."""
 RETRIES = 5
 """Times a transaction the database gave up on (a serialization failure, a deadlock) is run again."""
 
@@ -136,6 +138,10 @@ class Dialect:
 
     def executescript(self, connection: Any, script: str) -> None:
         connection.executescript(script)
+
+    def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
+        """A cursor whose rows are fetched as they are read, not all at once (SQLite steps lazily)."""
+        return connection.execute(sql, params)
 
     def columns(self, db: Db, table: str) -> set[str]:
         return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
@@ -191,10 +197,10 @@ class Cursor:
     def __iter__(self) -> Iterator[Any]:
         while True:
             with self._guard():
-                row = self._cursor.fetchone()
-            if row is None:
+                rows = self._cursor.fetchmany(BATCH)
+            if not rows:
                 return
-            yield row
+            yield from rows
 
 
 T = TypeVar("T")
@@ -237,6 +243,18 @@ class Db:
             cursor = self.connection.cursor()
             cursor.executemany(self.dialect.sql(sql), params)
             return Cursor(cursor, self.translated)
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """The rows of a query that may return very many (every SKU of a marketplace), read a batch
+        at a time: memory stays bounded by a batch on both databases."""
+        self.check()
+        with self.translated():
+            cursor = self.dialect.stream(self.connection, self.dialect.sql(sql), params)
+        try:
+            yield from Cursor(cursor, self.translated)
+        finally:
+            with self.translated():
+                cursor.close()
 
     def executescript(self, script: str) -> None:
         self.check()

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +87,12 @@ class PostgresDialect(Dialect):
         for statement in script.split(";"):
             if statement.strip():
                 connection.execute(ddl(statement))
+
+    def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
+        """A server-side cursor (``WITH HOLD``: it outlives the statement's implicit transaction)."""
+        cursor = connection.cursor(name=f"tradepost_{uuid.uuid4().hex}", withhold=True)
+        cursor.execute(sql, params)
+        return cursor
 
     def columns(self, db: Db, table: str) -> set[str]:
         rows = db.execute(

@@ -316,7 +316,7 @@ class StateStore:
             return None
 
     def all_sku_ids(self, marketplace: str) -> Iterator[str]:
-        for (sku_id,) in self.db.execute(
+        for (sku_id,) in self.db.stream(
             "SELECT sku_id FROM listings WHERE marketplace = ? ORDER BY sku_id", (marketplace,)
         ):
             yield sku_id
@@ -577,7 +577,7 @@ class StateStore:
 
     def unseen(self, marketplace: str) -> Iterator[AppliedListing]:
         """Applied SKUs the plan did not see: they left the catalog or the selection."""
-        rows = self.db.execute(
+        rows = self.db.stream(
             f"SELECT {_COLUMNS} FROM listings "
             "WHERE marketplace = ? AND sku_id NOT IN (SELECT sku_id FROM seen) ORDER BY sku_id",
             (marketplace,),
