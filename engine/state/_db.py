@@ -133,6 +133,10 @@ class Dialect:
     def begin(self, write: bool) -> str:
         return "BEGIN IMMEDIATE" if write else "BEGIN"
 
+    def one_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A column's condition "is one of ``values``" and its parameters."""
+        return f"IN ({', '.join('?' * len(values))})", list(values)
+
     def in_transaction(self, connection: Any) -> bool:
         return bool(connection.in_transaction)
 
@@ -255,6 +259,12 @@ class Db:
         finally:
             with self.translated():
                 cursor.close()
+
+    def one_of(self, values: Sequence[Any], size: int = 500) -> Iterator[tuple[str, list[Any]]]:
+        """``values`` in chunks, each as a column's condition "is one of" and its parameters (SQLite
+        takes a bounded number of parameters; PostgreSQL takes one array)."""
+        for start in range(0, len(values), size):
+            yield self.dialect.one_of(values[start : start + size])
 
     def executescript(self, script: str) -> None:
         self.check()

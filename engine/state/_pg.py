@@ -80,6 +80,9 @@ class PostgresDialect(Dialect):
     def begin(self, write: bool) -> str:
         return "BEGIN"
 
+    def one_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return "= ANY(?)", [list(values)]
+
     def in_transaction(self, connection: Any) -> bool:
         return bool(connection.info.transaction_status != pq.TransactionStatus.IDLE)
 

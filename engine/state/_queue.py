@@ -184,12 +184,9 @@ class NotificationQueue:
 
     def _done_for(self, sku_ids: Sequence[str]) -> dict[tuple[str, int], set[str]]:
         done: dict[tuple[str, int], set[str]] = {}
-        for start in range(0, len(sku_ids), 500):
-            chunk = sku_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for one_of, chunk in self.db.one_of(sku_ids):
             for sku_id, marketplace, version in self.db.execute(
-                f"SELECT sku_id, marketplace, version FROM notification_outcomes WHERE sku_id IN ({marks})",
-                chunk,
+                f"SELECT sku_id, marketplace, version FROM notification_outcomes WHERE sku_id {one_of}", chunk
             ):
                 done.setdefault((str(sku_id), int(version)), set()).add(str(marketplace))
         return done

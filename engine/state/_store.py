@@ -286,11 +286,9 @@ class StateStore:
     def get_many(self, marketplace: str, sku_ids: Sequence[str]) -> dict[str, AppliedListing]:
         """Applied rows for these SKUs (missing ones are absent from the result)."""
         found: dict[str, AppliedListing] = {}
-        for start in range(0, len(sku_ids), 500):
-            chunk = sku_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for one_of, chunk in self.db.one_of(sku_ids):
             rows = self.db.execute(
-                f"SELECT {_COLUMNS} FROM listings WHERE marketplace = ? AND sku_id IN ({marks})",
+                f"SELECT {_COLUMNS} FROM listings WHERE marketplace = ? AND sku_id {one_of}",
                 (marketplace, *chunk),
             )
             for row in rows:
@@ -506,13 +504,10 @@ class StateStore:
         members a marketplace may price as one (Mercado Libre variations)."""
         wanted = set(sku_ids)
         found = set(wanted)
-        ids = sorted(wanted)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
+        for one_of, chunk in self.db.one_of(sorted(wanted)):
             rows = self.db.execute(
                 "SELECT sku_id FROM listings WHERE marketplace = ? AND product_id IN "
-                f"(SELECT product_id FROM listings WHERE marketplace = ? AND sku_id IN ({marks}))",
+                f"(SELECT product_id FROM listings WHERE marketplace = ? AND sku_id {one_of})",
                 (marketplace, marketplace, *chunk),
             )
             found.update(str(row[0]) for row in rows)
