@@ -11,6 +11,7 @@ Durability is off (``fsync``): the tests check behaviour, not crash safety.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -58,8 +59,10 @@ class Server:
         return name
 
     def stop(self) -> None:
-        _run(self, "pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Stop the server and remove its folder (once; also at exit, should the session not end cleanly)."""
+        if self.folder.exists():
+            _run(self, "pg_ctl", "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _run(server: Server, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -110,4 +113,5 @@ def start() -> Server | str:
             tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
             shutil.rmtree(root, ignore_errors=True)
             return f"PostgreSQL's {step[0]} failed here: {(done.stderr or done.stdout).strip()[-600:]} {tail}"
+    atexit.register(server.stop)
     return server
