@@ -23,6 +23,7 @@ import random
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -106,60 +107,69 @@ class ConflictError(StateError):
     """The database rolled a transaction back to keep concurrent ones consistent: running it again is safe."""
 
 
-class Dialect:
+class Dialect(ABC):
     """What differs between the databases under one store: the SQLite file here, PostgreSQL in
     :mod:`engine.state._pg`. ``where`` names the store in every message (a path, or a URL without
-    its password)."""
+    its password). SQL reaches :meth:`sql` spelled as SQLite reads it."""
 
     where: str
     busy_timeout: float
+    errors: tuple[type[Exception], ...]
     for_update = ""
     """What a ``SELECT`` adds to lock the rows it read until the transaction ends (none: SQLite
     locks the whole file from ``BEGIN IMMEDIATE`` on)."""
-    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    schema_in_transaction = False
+    """Tables are created and migrated in one transaction that other processes wait for."""
 
+    @abstractmethod
     def connect(self, *, durable: bool = False) -> Any:
         """A new connection in autocommit mode (transactions begin explicitly); ``durable``: every
         commit is on disk before it returns."""
-        raise NotImplementedError
 
+    @abstractmethod
     def translate(self, exc: Exception) -> StateError:
-        raise NotImplementedError
+        """The :class:`StateError` for one of :attr:`errors`: what happened, what to do."""
 
     def sql(self, text: str) -> str:
         """A statement in this database's spelling."""
         return text
 
+    @abstractmethod
     def begin(self, write: bool) -> str:
-        return "BEGIN IMMEDIATE" if write else "BEGIN"
+        """The statement that starts a transaction (``write``: one that reads before it writes)."""
 
+    @abstractmethod
     def one_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         """A column's condition "is one of ``values``" and its parameters."""
-        return f"IN ({', '.join('?' * len(values))})", list(values)
 
-    def in_transaction(self, connection: Any) -> bool:
-        return bool(connection.in_transaction)
+    @abstractmethod
+    def in_transaction(self, connection: Any) -> bool: ...
 
+    @abstractmethod
     def executescript(self, connection: Any, script: str) -> None:
-        connection.executescript(script)
+        """Run a schema script written for SQLite."""
 
+    @abstractmethod
     def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
-        """A cursor whose rows are fetched as they are read, not all at once (SQLite steps lazily)."""
-        return connection.execute(sql, params)
+        """A cursor whose rows are fetched as they are read, not all at once."""
 
+    @abstractmethod
     def columns(self, db: Db, table: str) -> set[str]:
-        return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+        """The names of a table's columns (a migration adds the missing ones)."""
 
+    @abstractmethod
     def lock_schema(self, db: Db) -> None:
         """Keep other processes from creating or migrating the tables until this transaction ends."""
 
+    @abstractmethod
     def set_wait(self, db: Db, seconds: float) -> None:
         """How long a statement waits for another writer before it fails as busy."""
-        db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
 
 class SqliteDialect(Dialect):
     """A state file: WAL journal, one writer at a time (``BEGIN IMMEDIATE``), a busy timeout."""
+
+    errors = (sqlite3.Error,)
 
     def __init__(self, path: Path, busy_timeout: float) -> None:
         self.path, self.where, self.busy_timeout = path, str(path), busy_timeout
@@ -177,6 +187,30 @@ class SqliteDialect(Dialect):
     def translate(self, exc: Exception) -> StateError:
         assert isinstance(exc, sqlite3.Error)
         return state_error(self.path, exc, self.busy_timeout)
+
+    def begin(self, write: bool) -> str:
+        return "BEGIN IMMEDIATE" if write else "BEGIN"
+
+    def one_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"IN ({', '.join('?' * len(values))})", list(values)
+
+    def in_transaction(self, connection: Any) -> bool:
+        return bool(connection.in_transaction)
+
+    def executescript(self, connection: Any, script: str) -> None:
+        connection.executescript(script)
+
+    def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
+        return connection.execute(sql, params)  # SQLite steps through the rows as they are fetched
+
+    def columns(self, db: Db, table: str) -> set[str]:
+        return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+
+    def lock_schema(self, db: Db) -> None:
+        pass  # the schema script runs outside a transaction, each statement IF NOT EXISTS
+
+    def set_wait(self, db: Db, seconds: float) -> None:
+        db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
 
 
 class Cursor:
@@ -305,7 +339,7 @@ class Db:
     def schema(self) -> Iterator[None]:
         """Create or migrate tables: on PostgreSQL in one transaction that other processes opening
         the same empty database wait for; SQLite runs its script as it comes (``IF NOT EXISTS``)."""
-        if isinstance(self.dialect, SqliteDialect):
+        if not self.dialect.schema_in_transaction:
             yield
             return
         with self.transaction(write=True):

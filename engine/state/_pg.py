@@ -54,6 +54,7 @@ class PostgresDialect(Dialect):
 
     errors = (psycopg.Error,)
     for_update = " FOR UPDATE"
+    schema_in_transaction = True
 
     def __init__(self, url: str, busy_timeout: float, secrets_base: Path | None = None) -> None:
         self.busy_timeout = busy_timeout
