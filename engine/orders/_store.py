@@ -1,7 +1,7 @@
 """Orders in the state store: the order state machine's memory.
 
 Every marketplace order the engine has seen is one row keyed by
-``(marketplace, order_id)``, inserted with ``INSERT OR IGNORE`` so the same
+``(marketplace, order_id)``, inserted with ``ON CONFLICT DO NOTHING`` so the same
 order delivered twice (an overlapping pull, a notification and a poll) is one
 row. Each state change is a compare-and-set (``UPDATE … WHERE state IN …``)
 committed with its history event in one transaction: a run killed at any
@@ -21,8 +21,10 @@ Personal data (buyer, address) is stored only while the order still needs to
 be placed in VTEX or cancelled; it is erased when the order reaches a final
 state (``shipped``, ``cancelled``, ``returned``).
 
-The tables share the state store's connection, so a damaged, read-only or busy
-file is a :class:`~engine.state._store.StateError` naming it. An order row that
+The tables share the state store's connection (SQLite or PostgreSQL: the
+compare-and-set holds on both, since an ``UPDATE`` re-reads the row it waited
+for), so a damaged, read-only or busy store is a
+:class:`~engine.state._store.StateError` naming it. An order row that
 cannot be read (garbage in its JSON, an unknown state) is an error too, naming
 the order, never skipped: the row is the only record of whether the order was
 placed in VTEX or cancelled, and guessing could place or cancel it twice.
@@ -159,18 +161,18 @@ def _iso(timestamp: float) -> str:
 
 
 class OrderStore:
-    """The order tables of a :class:`StateStore` (same SQLite file, same connection)."""
+    """The order tables of a :class:`StateStore` (same database, same connection)."""
 
     def __init__(self, state: StateStore) -> None:
         self.db = state.db
-        self.path = state.path
-        self.db.executescript(_SCHEMA)
+        self.where = state.url
+        with self.db.schema():
+            self.db.executescript(_SCHEMA)
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        """One transaction: the connection autocommits, so a multi-statement change must BEGIN."""
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        """One transaction: the connection autocommits, so a multi-statement change must begin one."""
+        with self.db.transaction(write=True):
             yield
 
     # -- reading -----------------------------------------------------------------------------
@@ -186,9 +188,9 @@ class OrderStore:
             else:
                 why = str(exc) or type(exc).__name__
             raise StateError(
-                f"state store {self.path}: {row[0]} order {row[1]} cannot be read ({why}); restore the state "
-                "store from a backup. Tradepost does not guess an order's state: it could place or cancel it "
-                "twice"
+                f"state store {self.where}: {row[0]} order {row[1]} cannot be read ({why}); restore the "
+                "state store from a backup. Tradepost does not guess an order's state: it could place or "
+                "cancel it twice"
             ) from None
 
     def get(self, marketplace: str, order_id: str) -> StoredOrder | None:
@@ -215,7 +217,7 @@ class OrderStore:
         for column, values in (("marketplace", marketplaces), ("state", states)):
             if values is not None:
                 chosen = list(values)
-                query += f" AND {column} IN ({', '.join('?' * len(chosen))})" if chosen else " AND 0"
+                query += f" AND {column} IN ({', '.join('?' * len(chosen))})" if chosen else " AND 1 = 0"
                 params += chosen
         query += " ORDER BY received_at, marketplace, order_id"
         for row in self.db.execute(query, params).fetchall():
@@ -247,8 +249,8 @@ class OrderStore:
         now = time.time()
         with self._tx():
             cursor = self.db.execute(
-                f"INSERT OR IGNORE INTO orders ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, "
-                "NULL, 0, ?, ?)",
+                f"INSERT INTO orders ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, "
+                "NULL, 0, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     order.marketplace,
                     order.order_id,
@@ -371,7 +373,7 @@ class OrderStore:
         now = time.time()
         with self._tx():
             self.db.execute(
-                "INSERT OR IGNORE INTO order_shipments VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO order_shipments VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (stored.marketplace, stored.order_id, invoice_number, json.dumps(items), now),
             )
             self._event(

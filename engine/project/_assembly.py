@@ -129,7 +129,15 @@ def catalog_records(project: Project, trade_policy: str = "1") -> Catalog:
 
 
 def open_state(project: Project) -> StateStore:
-    return StateStore(project.state_url)
+    """The project's state store: its SQLite file, or the PostgreSQL database its URL names (a
+    password given as ``file:PATH`` is relative to the config's folder)."""
+    if project.config.state_password_inline:
+        raise ConfigError(
+            f"`state:` in {project.path} holds a password; name where it is instead "
+            "(postgresql://USER:env:NAME@HOST/DATABASE, or file:PATH), or leave it out and set PGPASSWORD "
+            "or ~/.pgpass"
+        )
+    return StateStore(project.state_url, secrets_base=project.folder)
 
 
 class CatalogReads:

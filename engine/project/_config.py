@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -86,12 +87,35 @@ class ProjectConfig(_Strict):
     """A Tradepost project: one catalog source, one state store, several marketplaces."""
 
     source: SourceConfig
-    state: str = Field(".tradepost/state.sqlite", description="SQLite file path, or a postgresql:// URL.")
+    state: str = Field(
+        ".tradepost/state.sqlite",
+        description=(
+            "SQLite file path, or a postgresql://USER@HOST:PORT/DATABASE URL whose password, if any, is "
+            "env:NAME or file:PATH (or comes from PGPASSWORD or ~/.pgpass), never the password itself."
+        ),
+    )
     marketplaces: dict[str, MarketplaceConfig]
     orders: OrdersConfig = Field(default_factory=OrdersConfig)
     serve: ServeConfig | None = Field(
         None, description="The change-notification endpoint (`tradepost serve`)."
     )
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, value: str) -> str:
+        scheme, _, rest = value.partition("://")
+        if not rest:
+            return value
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError("must be a file path, sqlite:///PATH or postgresql://USER@HOST:PORT/DATABASE")
+        return value
+
+    @property
+    def state_password_inline(self) -> bool:
+        """The ``state:`` URL holds a password itself rather than naming where it is (refused when
+        the state is opened, by a message that cannot quote the config's line)."""
+        password = urlsplit(self.state).password if "://" in self.state else None
+        return bool(password) and not str(password).startswith(("env:", "file:"))
 
 
 @dataclass

@@ -1,10 +1,13 @@
-"""The state store's SQLite connection: errors translated at its boundary, and lock leases.
+"""The state store's connection: one interface over two databases, errors translated, lock leases.
 
-Every statement of the state store (listings, orders) goes through :class:`Db`,
-which turns any ``sqlite3`` error into a :class:`StateError` naming the file and
-what to do, by SQLite's result code: a damaged file (restore a backup, or
-``tradepost state rebuild``), a file or folder that cannot be written (fix
-permissions), another writer holding the file past the busy timeout (wait).
+Every statement of the state store (listings, orders, the queue) goes through :class:`Db`, and
+everything the two databases do differently sits in a :class:`Dialect`: how to connect, how a
+write transaction starts, how a schema script is run, and which error means what. SQL is written
+once, in the subset both speak (``?`` placeholders, ``INSERT ... ON CONFLICT``); the PostgreSQL
+dialect (:mod:`engine.state._pg`) rewrites placeholders and column types. A database error leaves
+:class:`Db` as a :class:`StateError` naming the store and what to do. For SQLite, by result code:
+a damaged file (restore a backup, or ``tradepost state rebuild``), a file or folder that cannot
+be written (fix permissions), another writer holding the file past the busy timeout (wait).
 
 A lock is a row with a lease: :class:`Lease` renews its expiry every third of
 the lease, on a connection of its own, from a thread, so a run busy planning a
@@ -16,14 +19,16 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from engine._diagnostics import TradepostError
 
@@ -92,16 +97,132 @@ def seconds_from_env(name: str, default: float) -> float:
     return value
 
 
+BATCH = 1000
+"""Rows fetched at a time when a query's rows are iterated."""
+RETRIES = 5
+"""Times a transaction the database gave up on (a serialization failure, a deadlock) is run again."""
+
+
+class ConflictError(StateError):
+    """The database rolled a transaction back to keep concurrent ones consistent: running it again is safe."""
+
+
+class Dialect(ABC):
+    """What differs between the databases under one store: the SQLite file here, PostgreSQL in
+    :mod:`engine.state._pg`. ``where`` names the store in every message (a path, or a URL without
+    its password). SQL reaches :meth:`sql` spelled as SQLite reads it."""
+
+    where: str
+    busy_timeout: float
+    errors: tuple[type[Exception], ...]
+    for_update = ""
+    """What a ``SELECT`` adds to lock the rows it read until the transaction ends (none: SQLite
+    locks the whole file from ``BEGIN IMMEDIATE`` on)."""
+    schema_in_transaction = False
+    """Tables are created and migrated in one transaction that other processes wait for."""
+
+    @abstractmethod
+    def connect(self, *, durable: bool = False) -> Any:
+        """A new connection in autocommit mode (transactions begin explicitly); ``durable``: every
+        commit is on disk before it returns."""
+
+    @abstractmethod
+    def translate(self, exc: Exception) -> StateError:
+        """The :class:`StateError` for one of :attr:`errors`: what happened, what to do."""
+
+    def sql(self, text: str) -> str:
+        """A statement in this database's spelling."""
+        return text
+
+    @abstractmethod
+    def begin(self, write: bool) -> str:
+        """The statement that starts a transaction (``write``: one that reads before it writes)."""
+
+    @abstractmethod
+    def one_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """A column's condition "is one of ``values``" and its parameters."""
+
+    @abstractmethod
+    def in_transaction(self, connection: Any) -> bool: ...
+
+    @abstractmethod
+    def executescript(self, connection: Any, script: str) -> None:
+        """Run a schema script written for SQLite."""
+
+    @abstractmethod
+    def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
+        """A cursor whose rows are fetched as they are read, not all at once."""
+
+    @abstractmethod
+    def columns(self, db: Db, table: str) -> set[str]:
+        """The names of a table's columns (a migration adds the missing ones)."""
+
+    @abstractmethod
+    def lock_schema(self, db: Db) -> None:
+        """Keep other processes from creating or migrating the tables until this transaction ends."""
+
+    @abstractmethod
+    def set_wait(self, db: Db, seconds: float) -> None:
+        """How long a statement waits for another writer before it fails as busy."""
+
+
+class SqliteDialect(Dialect):
+    """A state file: WAL journal, one writer at a time (``BEGIN IMMEDIATE``), a busy timeout."""
+
+    errors = (sqlite3.Error,)
+
+    def __init__(self, path: Path, busy_timeout: float) -> None:
+        self.path, self.where, self.busy_timeout = path, str(path), busy_timeout
+
+    def connect(self, *, durable: bool = False) -> sqlite3.Connection:
+        connection = connect(self.path, self.busy_timeout)
+        if durable:
+            try:
+                connection.execute("PRAGMA synchronous=FULL")
+            except BaseException:
+                connection.close()
+                raise
+        return connection
+
+    def translate(self, exc: Exception) -> StateError:
+        assert isinstance(exc, sqlite3.Error)
+        return state_error(self.path, exc, self.busy_timeout)
+
+    def begin(self, write: bool) -> str:
+        return "BEGIN IMMEDIATE" if write else "BEGIN"
+
+    def one_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        return f"IN ({', '.join('?' * len(values))})", list(values)
+
+    def in_transaction(self, connection: Any) -> bool:
+        return bool(connection.in_transaction)
+
+    def executescript(self, connection: Any, script: str) -> None:
+        connection.executescript(script)
+
+    def stream(self, connection: Any, sql: str, params: Sequence[Any]) -> Any:
+        return connection.execute(sql, params)  # SQLite steps through the rows as they are fetched
+
+    def columns(self, db: Db, table: str) -> set[str]:
+        return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+
+    def lock_schema(self, db: Db) -> None:
+        pass  # the schema script runs outside a transaction, each statement IF NOT EXISTS
+
+    def set_wait(self, db: Db, seconds: float) -> None:
+        db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+
+
 class Cursor:
     """A cursor whose rows are fetched under the store's error translation (damage shows on reads too)."""
 
-    def __init__(self, cursor: sqlite3.Cursor, guard: Callable[[], Any]) -> None:
+    def __init__(self, cursor: Any, guard: Callable[[], Any]) -> None:
         self._cursor = cursor
         self._guard = guard
 
     @property
     def rowcount(self) -> int:
-        return self._cursor.rowcount
+        return int(self._cursor.rowcount)
 
     def fetchone(self) -> Any:
         with self._guard():
@@ -109,52 +230,121 @@ class Cursor:
 
     def fetchall(self) -> list[Any]:
         with self._guard():
-            return self._cursor.fetchall()
+            return list(self._cursor.fetchall())
 
     def __iter__(self) -> Iterator[Any]:
         while True:
             with self._guard():
-                row = self._cursor.fetchone()
-            if row is None:
+                rows = self._cursor.fetchmany(BATCH)
+            if not rows:
                 return
-            yield row
+            yield from rows
+
+
+T = TypeVar("T")
 
 
 class Db:
-    """The store's one connection. Every ``sqlite3`` error leaves it as a :class:`StateError`.
+    """One connection of the store. Every database error leaves it as a :class:`StateError`.
 
     Used like a ``sqlite3.Connection`` (``execute``, ``executemany``, ``executescript``, and
-    ``with db:`` for a transaction), so call sites need no error handling of their own. Once a
-    lock of this process is lost, every statement raises :class:`LockLostError`.
+    ``with db:`` for a transaction), so call sites need no error handling of their own; SQL is
+    spelled as SQLite reads it and the dialect rewrites it. Once a lock of this process is lost,
+    every statement raises :class:`LockLostError`.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, busy_timeout: float) -> None:
-        self.connection = connection
-        self.path = path
-        self.busy_timeout = busy_timeout
+    def __init__(self, dialect: Dialect, *, durable: bool = False) -> None:
+        self.dialect = dialect
+        self.where = dialect.where
+        self.busy_timeout = dialect.busy_timeout
+        with self.translated():
+            self.connection = dialect.connect(durable=durable)
         self.check: Callable[[], None] = lambda: None
 
     @contextmanager
     def translated(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.Error as exc:
-            raise state_error(self.path, exc, self.busy_timeout) from exc
+        except self.dialect.errors as exc:
+            raise self.dialect.translate(exc) from exc
 
-    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
-        self.check()
+    def execute(self, sql: str, params: Sequence[Any] = (), *, checked: bool = True) -> Cursor:
+        """Run one statement; ``checked=False``: even after this process lost a lock (to release it)."""
+        if checked:
+            self.check()
         with self.translated():
-            return Cursor(self.connection.execute(sql, params), self.translated)
+            return Cursor(self.connection.execute(self.dialect.sql(sql), params), self.translated)
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]]) -> Cursor:
         self.check()
         with self.translated():
-            return Cursor(self.connection.executemany(sql, params), self.translated)
+            cursor = self.connection.cursor()
+            cursor.executemany(self.dialect.sql(sql), params)
+            return Cursor(cursor, self.translated)
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """The rows of a query that may return very many (every SKU of a marketplace), read a batch
+        at a time: memory stays bounded by a batch on both databases."""
+        self.check()
+        with self.translated():
+            cursor = self.dialect.stream(self.connection, self.dialect.sql(sql), params)
+        try:
+            yield from Cursor(cursor, self.translated)
+        finally:
+            with self.translated():
+                cursor.close()
+
+    def one_of(self, values: Sequence[Any], size: int = 500) -> Iterator[tuple[str, list[Any]]]:
+        """``values`` in chunks, each as a column's condition "is one of" and its parameters (SQLite
+        takes a bounded number of parameters; PostgreSQL takes one array)."""
+        for start in range(0, len(values), size):
+            yield self.dialect.one_of(values[start : start + size])
 
     def executescript(self, script: str) -> None:
         self.check()
         with self.translated():
-            self.connection.executescript(script)
+            self.dialect.executescript(self.connection, script)
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[None]:
+        """One transaction, committed when the block ends, rolled back when it raises. ``write``: a
+        transaction that reads before it writes; SQLite takes the file's write lock at once, so two
+        of them never deadlock, PostgreSQL locks the rows as they are read ``FOR UPDATE``. Inside a
+        transaction already open (the schema's), the block joins it."""
+        if self.dialect.in_transaction(self.connection):
+            yield
+            return
+        with self:
+            self.execute(self.dialect.begin(write))
+            yield
+
+    def retried(self, work: Callable[[], T], *, write: bool = False) -> T:
+        """``work()`` in one transaction, run again from the start (a few times) when the database
+        rolled it back to keep concurrent transactions consistent (PostgreSQL: a serialization
+        failure, a deadlock)."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self.transaction(write=write):
+                    return work()
+            except ConflictError:
+                if attempt == RETRIES:
+                    raise
+                log.info(
+                    "state store %s: a transaction conflicted with another; retry %d", self.where, attempt
+                )
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def schema(self) -> Iterator[None]:
+        """Create or migrate tables: on PostgreSQL in one transaction that other processes opening
+        the same empty database wait for; SQLite runs its script as it comes (``IF NOT EXISTS``)."""
+        if not self.dialect.schema_in_transaction:
+            yield
+            return
+        with self.transaction(write=True):
+            self.dialect.lock_schema(self)
+            yield
 
     def __enter__(self) -> Db:
         return self
@@ -169,6 +359,21 @@ class Db:
     def close(self) -> None:
         with self.translated():
             self.connection.close()
+
+
+def insert_new(table: str, columns: Sequence[str]) -> str:
+    """``INSERT OR IGNORE`` as both databases spell it: nothing is written when the row exists."""
+    return f"{_insert(table, columns)} ON CONFLICT DO NOTHING"
+
+
+def replace_into(table: str, columns: Sequence[str], key: Sequence[str]) -> str:
+    """``INSERT OR REPLACE`` as both databases spell it: the row with the same ``key`` takes new values."""
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in key)
+    return f"{_insert(table, columns)} ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
@@ -267,12 +472,10 @@ class Lease(threading.Thread):
     and the store stops the run at its next statement.
     """
 
-    def __init__(
-        self, path: Path, name: str, token: str, lease: float, busy_timeout: float, expires_at: float
-    ) -> None:
+    def __init__(self, dialect: Dialect, name: str, token: str, lease: float, expires_at: float) -> None:
         super().__init__(name=f"tradepost-lease-{name}", daemon=True)
-        self.path, self.lock_name, self.token, self.lease = path, name, token, lease
-        self.busy_timeout = min(busy_timeout, lease / 3)
+        self.dialect, self.lock_name, self.token, self.lease = dialect, name, token, lease
+        self.busy_timeout = min(dialect.busy_timeout, lease / 3)
         self.expires_at = expires_at
         self.stopped = threading.Event()
         self.lost: str | None = None
@@ -280,8 +483,9 @@ class Lease(threading.Thread):
 
     def run(self) -> None:
         try:
-            db = connect(self.path, self.busy_timeout)
-        except sqlite3.Error as exc:  # the store opened this same file a moment ago: unlikely
+            db = Db(self.dialect)
+            self.dialect.set_wait(db, self.busy_timeout)
+        except StateError as exc:  # the store opened this same database a moment ago: unlikely
             self.lost = f"this run cannot renew its lock on {self.lock_name} ({exc}); the run stopped"
             return
         try:
@@ -290,9 +494,10 @@ class Lease(threading.Thread):
                 if self.lost:
                     return
         finally:
-            db.close()
+            with suppress(StateError):
+                db.close()
 
-    def _renew(self, db: sqlite3.Connection) -> str | None:
+    def _renew(self, db: Db) -> str | None:
         """Push the expiry one lease ahead; why the lock is lost, or None while it is held."""
         expires_at = time.time() + self.lease
         try:
@@ -307,8 +512,8 @@ class Lease(threading.Thread):
             row = db.execute(
                 f"SELECT {LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (self.lock_name,)
             ).fetchone()
-        except sqlite3.Error as exc:  # busy or failing: the next beat tries again, while the lease lasts
-            log.warning("could not renew the lock on %s in %s: %s", self.lock_name, self.path, exc)
+        except StateError as exc:  # busy or failing: the next beat tries again, while the lease lasts
+            log.warning("could not renew the lock on %s in %s: %s", self.lock_name, self.dialect.where, exc)
             if time.time() < self.expires_at:
                 return None
             return (

@@ -1,18 +1,20 @@
 """The notification queue: changed SKUs, held in the state store until each marketplace is done.
 
 The guarantee: :meth:`NotificationQueue.enqueue` returns only after the SKU's row is committed
-with ``synchronous=FULL`` (the WAL is on disk, so neither a killed process nor a power cut loses
-it), so an endpoint that answers 2xx after it has acknowledged nothing it could lose. Repeats for
-one SKU are one row: the flags are OR-ed and the newest change date kept, so a SKU changed fifty
-times in a second is read once.
+durably (SQLite: ``synchronous=FULL``, the WAL is on disk; PostgreSQL: its default synchronous
+commit), so neither a killed process nor a power cut loses it, and an endpoint that answers 2xx
+after it has acknowledged nothing it could lose. Repeats for one SKU are one row: the flags are
+OR-ed and the newest change date kept, so a SKU changed fifty times in a second is read once.
 
 A worker leases a batch with :meth:`~NotificationQueue.take`: the rows are its own until the lease
 runs out (wall-clock time, as the store's marketplace locks), so a worker killed mid-batch loses
-nothing: its SKUs come back to the next ``take`` once the lease expires; one that stops cleanly
-hands them back at once with :meth:`~NotificationQueue.release`. Each marketplace's outcome is
-recorded with :meth:`~NotificationQueue.done`; a row leaves the queue when every marketplace has
-one for the version that was taken. A notification merged into a row after it was taken bumps its
-version, so the SKU is read again rather than marked done on what was read before it.
+nothing: its SKUs come back to the next ``take`` once the lease expires (on PostgreSQL, workers
+taking at once skip each other's rows, ``FOR UPDATE SKIP LOCKED``, so no two get one SKU); one
+that stops cleanly hands them back at once with :meth:`~NotificationQueue.release`. Each
+marketplace's outcome is recorded with :meth:`~NotificationQueue.done`; a row leaves the queue
+when every marketplace has one for the version that was taken. A notification merged into a row
+after it was taken bumps its version, so the SKU is read again rather than marked done on what was
+read before it.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine import failpoints
 from engine.connectors._source import Changed
-from engine.state._db import Db, connect
+from engine.state._db import Db, replace_into
 
 if TYPE_CHECKING:
     from engine.state._store import StateStore
@@ -52,6 +54,10 @@ CREATE TABLE IF NOT EXISTS notification_outcomes (
 ) WITHOUT ROWID;
 """
 """The queue's tables (schema version 3), created with the store's own."""
+
+_SET_OUTCOME = replace_into(
+    "notification_outcomes", ("sku_id", "marketplace", "version", "recorded_at"), ("sku_id", "marketplace")
+)
 
 WORK_LEASE = 300.0
 """Seconds a taken batch stays a worker's before it comes back to the queue."""
@@ -101,13 +107,8 @@ class NotificationQueue:
 
     def __init__(self, store: StateStore) -> None:
         self.path = store.path
-        self.db = Db(connect(store.path, store.busy_timeout), store.path, store.busy_timeout)
+        self.db = Db(store.dialect, durable=True)
         self._lock = threading.Lock()
-        try:
-            self.db.execute("PRAGMA synchronous=FULL")
-        except BaseException:
-            self.db.close()
-            raise
 
     def close(self) -> None:
         with self._lock:
@@ -121,41 +122,47 @@ class NotificationQueue:
 
     def enqueue(self, sku_id: str, changes: Change, changed_at: str) -> None:
         """Queue a SKU, or merge into its row (flags OR-ed, newest date kept); returns once committed."""
-        now = time.time()
-        with self._lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            row = self.db.execute(
-                "SELECT flags, changed_at FROM notifications WHERE sku_id = ?", (sku_id,)
-            ).fetchone()
-            if row is None:
-                self.db.execute(
-                    "INSERT INTO notifications VALUES (?, ?, ?, ?, 1, 0, '')",
-                    (sku_id, int(changes), changed_at, now),
-                )
-            else:
+        now, locked = time.time(), self.db.dialect.for_update
+
+        def merge() -> None:
+            inserted = self.db.execute(
+                "INSERT INTO notifications VALUES (?, ?, ?, ?, 1, 0, '') ON CONFLICT DO NOTHING",
+                (sku_id, int(changes), changed_at, now),
+            ).rowcount
+            if not inserted:
+                flags, changed = self.db.execute(
+                    f"SELECT flags, changed_at FROM notifications WHERE sku_id = ?{locked}", (sku_id,)
+                ).fetchone()
                 self.db.execute(
                     "UPDATE notifications SET flags = ?, changed_at = ?, version = version + 1 "
                     "WHERE sku_id = ?",
-                    (int(row[0]) | int(changes), newer(str(row[1]), changed_at), sku_id),
+                    (int(flags) | int(changes), newer(str(changed), changed_at), sku_id),
                 )
             failpoints.reach("notify:before-commit")
+
+        with self._lock:
+            self.db.retried(merge, write=True)
         failpoints.reach("notify:queued")  # committed; the endpoint has not answered yet
 
     def take(self, limit: int, lease: float = WORK_LEASE) -> list[QueuedSku]:
         """Lease up to ``limit`` SKUs not held by a live lease, oldest first."""
         now, token = time.time(), uuid.uuid4().hex
-        with self._lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        skip = f"{self.db.dialect.for_update} SKIP LOCKED" if self.db.dialect.for_update else ""
+
+        def lease_rows() -> tuple[list[Any], dict[tuple[str, int], set[str]]]:
             rows = self.db.execute(
                 "SELECT sku_id, flags, changed_at, received_at, version FROM notifications "
-                "WHERE leased_until <= ? ORDER BY received_at, sku_id LIMIT ?",
+                f"WHERE leased_until <= ? ORDER BY received_at, sku_id LIMIT ?{skip}",
                 (now, limit),
             ).fetchall()
             self.db.executemany(
                 "UPDATE notifications SET leased_until = ?, lease_token = ? WHERE sku_id = ?",
                 [(now + lease, token, row[0]) for row in rows],
             )
-            done = self._done_for([str(row[0]) for row in rows])
+            return rows, self._done_for([str(row[0]) for row in rows])
+
+        with self._lock:
+            rows, done = self.db.retried(lease_rows, write=True)
         return [
             QueuedSku(
                 str(sku_id),
@@ -171,12 +178,9 @@ class NotificationQueue:
 
     def _done_for(self, sku_ids: Sequence[str]) -> dict[tuple[str, int], set[str]]:
         done: dict[tuple[str, int], set[str]] = {}
-        for start in range(0, len(sku_ids), 500):
-            chunk = sku_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for one_of, chunk in self.db.one_of(sku_ids):
             for sku_id, marketplace, version in self.db.execute(
-                f"SELECT sku_id, marketplace, version FROM notification_outcomes WHERE sku_id IN ({marks})",
-                chunk,
+                f"SELECT sku_id, marketplace, version FROM notification_outcomes WHERE sku_id {one_of}", chunk
             ):
                 done.setdefault((str(sku_id), int(version)), set()).add(str(marketplace))
         return done
@@ -185,14 +189,15 @@ class NotificationQueue:
         """Record ``marketplace``'s outcome for these SKUs; a SKU whose every one of ``marketplaces``
         has an outcome for the version taken leaves the queue. Returns how many left it."""
         now = time.time()
-        left = 0
-        with self._lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            for item in taken:
+
+        def record() -> int:
+            left = 0
+            for item in sorted(taken, key=lambda item: item.sku_id):  # rows locked in one order: no deadlock
                 self.db.execute(
-                    "INSERT OR REPLACE INTO notification_outcomes VALUES (?, ?, ?, ?)",
-                    (item.sku_id, marketplace, item.version, now),
-                )
+                    f"SELECT version FROM notifications WHERE sku_id = ?{self.db.dialect.for_update}",
+                    (item.sku_id,),
+                ).fetchone()
+                self.db.execute(_SET_OUTCOME, (item.sku_id, marketplace, item.version, now))
                 recorded = {
                     str(row[0])
                     for row in self.db.execute(
@@ -207,22 +212,25 @@ class NotificationQueue:
                 ).rowcount
                 self.db.execute("DELETE FROM notification_outcomes WHERE sku_id = ?", (item.sku_id,))
                 left += gone
-        return left
+            return left
+
+        with self._lock:
+            return self.db.retried(record, write=True)
 
     def release(self, taken: Sequence[QueuedSku]) -> None:
         """Hand SKUs back before their lease runs out (a worker stopping cleanly)."""
-        with self._lock, self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._lock, self.db.transaction(write=True):
             self.db.executemany(
                 "UPDATE notifications SET leased_until = 0, lease_token = '' "
                 "WHERE sku_id = ? AND lease_token = ?",
-                [(item.sku_id, item.lease_token) for item in taken],
+                sorted((item.sku_id, item.lease_token) for item in taken),
             )
 
     def counts(self) -> QueueCounts:
         with self._lock:
             queued, leased, oldest = self.db.execute(
-                "SELECT count(*), coalesce(sum(leased_until > ?), 0), min(received_at) FROM notifications",
+                "SELECT count(*), coalesce(sum(CASE WHEN leased_until > ? THEN 1 ELSE 0 END), 0), "
+                "min(received_at) FROM notifications",
                 (time.time(),),
             ).fetchone()
         return QueueCounts(int(queued), int(leased), None if oldest is None else float(oldest))

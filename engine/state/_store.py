@@ -1,13 +1,18 @@
 """The state store: what was last applied to each marketplace, per SKU.
 
-SQLite by default (zero setup, one file next to the project). The diff only
+SQLite by default (zero setup, one file next to the project); PostgreSQL by URL
+(``postgresql://``) when several processes share the work: the same tables, the
+same behaviour, the same schema version, through one connection wrapper
+(:class:`Db`) and two small dialects (:mod:`engine.state._db`,
+:mod:`engine.state._pg`); Tradepost creates and migrates the tables itself on
+first use. The diff only
 needs, per SKU, the hash of the listing's content and the price and quantity
 last sent, so rows stay small and a million SKUs fit in a few hundred MB of
 disk and no memory: the plan looks rows up in batches as the catalog streams.
 
 Failures are errors a user can act on, never tracebacks. Every statement goes
-through one connection wrapper (:class:`Db`) that turns any ``sqlite3`` error
-into a :class:`StateError` naming the file and what to do: a damaged file
+through one connection wrapper (:class:`Db`) that turns any database error
+into a :class:`StateError` naming the store and what to do: a damaged file
 (restore a backup, or ``tradepost state rebuild``), a file or folder that
 cannot be written (fix permissions), another writer holding the file past the
 busy timeout (``TRADEPOST_STATE_TIMEOUT`` seconds, 30 by default: wait for it).
@@ -32,7 +37,6 @@ import json
 import logging
 import os
 import socket
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -48,12 +52,14 @@ from engine.state._db import (
     LEASE,
     LOCK_COLUMNS,
     Db,
+    Dialect,
     Lease,
-    connect,
+    SqliteDialect,
+    insert_new,
     pid_namespace,
     read_holder,
+    replace_into,
     seconds_from_env,
-    state_error,
     unlock_command,
     when,
 )
@@ -64,7 +70,8 @@ from engine.state._queue import QUEUE_SCHEMA
 
 SCHEMA_VERSION = 3
 """2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``.
-3: the notification queue (:data:`QUEUE_SCHEMA`): its tables are new, so the schema script adds them."""
+3: the notification queue (:data:`QUEUE_SCHEMA`): its tables are new, so the schema script adds them.
+PostgreSQL stores start at 3; the number is the same on both databases (``meta.schema_version``)."""
 
 log = logging.getLogger("tradepost.state")
 
@@ -125,6 +132,16 @@ CREATE TABLE IF NOT EXISTS sku_errors (
 
 
 _COLUMNS = "sku_id, product_id, content_hash, price, sale_price, quantity, remote_id"
+_SET_META = replace_into("meta", ("key", "value"), ("key",))
+_LOCK_ROW = ("marketplace", *LOCK_COLUMNS.split(", "))
+_NEW_LOCK = insert_new("locks", _LOCK_ROW)
+_SET_LOCK = replace_into("locks", _LOCK_ROW, ("marketplace",))
+_SET_PENDING = replace_into(
+    "pending", ("marketplace", "sku_id", "token", "recorded_at"), ("marketplace", "sku_id")
+)
+_SET_ERROR = replace_into(
+    "sku_errors", ("marketplace", "sku_id", "run_id", "reasons", "recorded_at"), ("marketplace", "sku_id")
+)
 _UPSERT = (
     "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (marketplace, sku_id) DO UPDATE SET "
     "product_id = excluded.product_id, content_hash = excluded.content_hash, price = excluded.price, "
@@ -187,66 +204,63 @@ class FullPass:
 
 
 class StateStore:
-    """SQLite-backed state; one instance per process, used from one thread (lease threads aside)."""
+    """The state in an SQLite file or a PostgreSQL database; one instance per process, used from one
+    thread (lease threads aside)."""
 
     def __init__(
-        self, url: str | Path, *, busy_timeout: float | None = None, lease: float | None = None
+        self,
+        url: str | Path,
+        *,
+        busy_timeout: float | None = None,
+        lease: float | None = None,
+        secrets_base: Path | None = None,
     ) -> None:
-        self.url = str(url)
-        if "://" in self.url and not self.url.startswith("sqlite:///"):
-            raise StateError(f"unsupported state store URL {self.url!r}; use a file path or sqlite:///path")
-        self.path = Path(self.url.removeprefix("sqlite:///"))
+        """``url``: a file path, ``sqlite:///path`` or ``postgresql://``; ``secrets_base``: the folder a
+        password's ``file:PATH`` is relative to (the config's)."""
         self.busy_timeout = busy_timeout or seconds_from_env("TRADEPOST_STATE_TIMEOUT", BUSY_TIMEOUT)
         self.lease = lease or seconds_from_env("TRADEPOST_LOCK_LEASE", LEASE)
         self._leases: dict[str, Lease] = {}
         self._unreadable: set[tuple[str, str]] = set()
-        if self.path.is_dir():
-            raise StateError(
-                f"state store {self.path} is a folder; set `state:` to a file path in the config"
-            )
+        self.dialect = _dialect(str(url), self.busy_timeout, secrets_base)
+        self.url = self.dialect.where
+        """The store as messages name it: never a password."""
+        self.path = self.dialect.path if isinstance(self.dialect, SqliteDialect) else None
+        """The SQLite file (None on PostgreSQL)."""
+        self.db = Db(self.dialect)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StateError(
-                f"cannot create the folder of state store {self.path} ({exc.strerror or exc}); create it or "
-                "make its parent writable by the user running tradepost"
-            ) from None
-        try:
-            connection = connect(self.path, self.busy_timeout)
-        except sqlite3.Error as exc:
-            raise state_error(self.path, exc, self.busy_timeout) from exc
-        self.db = Db(connection, self.path, self.busy_timeout)
-        try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA + QUEUE_SCHEMA)
-            self._migrate()
+            if self.path is not None:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+            with self.db.schema():
+                self.db.executescript(_SCHEMA + QUEUE_SCHEMA)
+                self._migrate()
         except BaseException:
-            connection.close()
+            self.db.close()
             raise
         self.db.check = self._check_leases
 
     def _migrate(self) -> None:
-        """Bring a file of an older schema to this one (in one transaction); refuse a newer one."""
+        """Bring a store of an older schema to this one (in one transaction); refuse a newer one."""
         row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         try:
             version = None if row is None else int(row[0])
         except ValueError:
             raise StateError(
-                f"state store {self.path} has an unreadable schema version {row[0]!r}; restore it from a "
+                f"state store {self.url} has an unreadable schema version {row[0]!r}; restore it from a "
                 "backup, or move it aside and run `tradepost state rebuild -m MARKETPLACE`"
             ) from None
         if version is None:
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.db.execute(
+                "INSERT INTO meta VALUES ('schema_version', ?) ON CONFLICT DO NOTHING", (str(SCHEMA_VERSION),)
+            )
             return
         if version > SCHEMA_VERSION:
-            raise StateError(f"state store {self.path} is of a newer version ({version}); upgrade tradepost")
+            raise StateError(f"state store {self.url} is of a newer version ({version}); upgrade tradepost")
         if version == SCHEMA_VERSION:
             return
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            columns = {str(r[1]) for r in self.db.execute("PRAGMA table_info(locks)").fetchall()}
-            if "expires_at" not in columns:  # 1 -> 2: leases; a version-1 lock lasts one lease from its start
+        with self.db.transaction(write=True):
+            if "expires_at" not in self.dialect.columns(self.db, "locks"):
+                # 1 -> 2: leases; a version-1 lock lasts one lease from its start
                 self.db.execute("ALTER TABLE locks ADD COLUMN expires_at REAL NOT NULL DEFAULT 0")
                 self.db.execute("ALTER TABLE locks ADD COLUMN token TEXT NOT NULL DEFAULT ''")
                 self.db.execute("ALTER TABLE locks ADD COLUMN pid_namespace TEXT NOT NULL DEFAULT ''")
@@ -272,11 +286,9 @@ class StateStore:
     def get_many(self, marketplace: str, sku_ids: Sequence[str]) -> dict[str, AppliedListing]:
         """Applied rows for these SKUs (missing ones are absent from the result)."""
         found: dict[str, AppliedListing] = {}
-        for start in range(0, len(sku_ids), 500):
-            chunk = sku_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
+        for one_of, chunk in self.db.one_of(sku_ids):
             rows = self.db.execute(
-                f"SELECT {_COLUMNS} FROM listings WHERE marketplace = ? AND sku_id IN ({marks})",
+                f"SELECT {_COLUMNS} FROM listings WHERE marketplace = ? AND sku_id {one_of}",
                 (marketplace, *chunk),
             )
             for row in rows:
@@ -298,11 +310,11 @@ class StateStore:
             key = (marketplace, str(row[0]))
             if key not in self._unreadable:
                 self._unreadable.add(key)
-                log.warning("state store %s: %s SKU %s: %s; %s", self.path, marketplace, row[0], exc, then)
+                log.warning("state store %s: %s SKU %s: %s; %s", self.url, marketplace, row[0], exc, then)
             return None
 
     def all_sku_ids(self, marketplace: str) -> Iterator[str]:
-        for (sku_id,) in self.db.execute(
+        for (sku_id,) in self.db.stream(
             "SELECT sku_id FROM listings WHERE marketplace = ? ORDER BY sku_id", (marketplace,)
         ):
             yield sku_id
@@ -332,8 +344,7 @@ class StateStore:
     def record_applied(self, marketplace: str, rows: Iterable[AppliedListing]) -> None:
         now = time.time()
         rows = list(rows)
-        with self.db:
-            self.db.execute("BEGIN")
+        with self.db.transaction():
             self.db.executemany(
                 "DELETE FROM withdrawn WHERE marketplace = ? AND sku_id = ?",
                 [(marketplace, r.sku_id) for r in rows],
@@ -346,11 +357,11 @@ class StateStore:
     def record_deleted(self, marketplace: str, sku_ids: Iterable[str]) -> None:
         """Forget the listing, but keep the marketplace's id: a SKU selected again reuses it."""
         keys = [(marketplace, s) for s in sku_ids]
-        with self.db:
-            self.db.execute("BEGIN")
+        with self.db.transaction():
             self.db.executemany(
-                "INSERT OR REPLACE INTO withdrawn SELECT marketplace, sku_id, remote_id FROM listings "
-                "WHERE marketplace = ? AND sku_id = ? AND remote_id IS NOT NULL",
+                "INSERT INTO withdrawn SELECT marketplace, sku_id, remote_id FROM listings "
+                "WHERE marketplace = ? AND sku_id = ? AND remote_id IS NOT NULL "
+                "ON CONFLICT (marketplace, sku_id) DO UPDATE SET remote_id = excluded.remote_id",
                 keys,
             )
             self.db.executemany("DELETE FROM listings WHERE marketplace = ? AND sku_id = ?", keys)
@@ -363,8 +374,7 @@ class StateStore:
         one's runs, locks and errors, are left as they are; submissions still to confirm are
         dropped, since what was read back already shows their outcome."""
         now = time.time()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self.db.transaction(write=True):
             for table in ("listings", "withdrawn", "pending"):
                 self.db.execute(f"DELETE FROM {table} WHERE marketplace = ?", (marketplace,))
             self.db.executemany(
@@ -386,9 +396,7 @@ class StateStore:
     # -- outcomes still to confirm, per-SKU errors ---------------------------------------------
 
     def record_pending(self, marketplace: str, sku_id: str, token: str) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?)", (marketplace, sku_id, token, time.time())
-        )
+        self.db.execute(_SET_PENDING, (marketplace, sku_id, token, time.time()))
 
     def clear_pending(self, marketplace: str, sku_id: str) -> None:
         self.db.execute("DELETE FROM pending WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id))
@@ -398,10 +406,7 @@ class StateStore:
         return {str(sku_id): str(token) for sku_id, token in rows}
 
     def record_error(self, marketplace: str, sku_id: str, reason: str) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO sku_errors VALUES (?, ?, NULL, ?, ?)",
-            (marketplace, sku_id, reason, time.time()),
-        )
+        self.db.execute(_SET_ERROR, (marketplace, sku_id, None, reason, time.time()))
 
     def clear_error(self, marketplace: str, sku_id: str) -> None:
         self.db.execute("DELETE FROM sku_errors WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id))
@@ -424,27 +429,34 @@ class StateStore:
         host, pid, namespace = socket.gethostname(), os.getpid(), pid_namespace()
         token = uuid.uuid4().hex
         now = time.time()
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            row = self.db.execute(
-                f"SELECT {LOCK_COLUMNS} FROM locks WHERE marketplace = ?", (marketplace,)
-            ).fetchone()
-            if row is not None:
-                held = read_holder(marketplace, row)
-                why = held.taken_over(now, host, namespace)
-                if why is None:
-                    raise LockedError(
-                        f"{marketplace} is locked by {held.describe()} unless that run renews it; wait for "
-                        f"it to finish, or if it is gone run `{unlock_command(marketplace)}`"
-                    )
+        mine = (marketplace, holder, pid, host, now, now + lease, token, namespace)
+
+        def take() -> None:
+            held = self._held(marketplace)
+            if held is None and self.db.execute(_NEW_LOCK, mine).rowcount == 1:
+                return
+            held = held or self._held(marketplace)  # another run inserted it a moment ago
+            why = None if held is None else held.taken_over(now, host, namespace)
+            if held is not None and why is None:
+                raise LockedError(
+                    f"{marketplace} is locked by {held.describe()} unless that run renews it; wait for "
+                    f"it to finish, or if it is gone run `{unlock_command(marketplace)}`"
+                )
+            if held is not None:
                 log.warning("took over the lock on %s held by %s: %s", marketplace, held.who(), why)
-            self.db.execute(
-                "INSERT OR REPLACE INTO locks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (marketplace, holder, pid, host, now, now + lease, token, namespace),
-            )
-        renewer = Lease(self.path, marketplace, token, lease, self.busy_timeout, now + lease)
+            self.db.execute(_SET_LOCK, mine)
+
+        self.db.retried(take, write=True)
+        renewer = Lease(self.dialect, marketplace, token, lease, now + lease)
         self._leases[marketplace] = renewer
         renewer.start()
+
+    def _held(self, marketplace: str) -> LockHolder | None:
+        """The lock's holder, its row locked until the transaction ends."""
+        row = self.db.execute(
+            f"SELECT {LOCK_COLUMNS} FROM locks WHERE marketplace = ?{self.dialect.for_update}", (marketplace,)
+        ).fetchone()
+        return None if row is None else read_holder(marketplace, row)
 
     def release_lock(self, marketplace: str) -> None:
         """Stop renewing and delete the lock, if it is still this run's."""
@@ -452,10 +464,11 @@ class StateStore:
         if renewer is None:
             return
         renewer.stop()
-        with self.db.translated():
-            self.db.connection.execute(
-                "DELETE FROM locks WHERE marketplace = ? AND token = ?", (marketplace, renewer.token)
-            )
+        self.db.execute(
+            "DELETE FROM locks WHERE marketplace = ? AND token = ?",
+            (marketplace, renewer.token),
+            checked=False,
+        )
 
     def lock_holder(self, marketplace: str) -> LockHolder | None:
         row = self.db.execute(
@@ -468,9 +481,8 @@ class StateStore:
 
         A holder still running finds its lock gone at its next renewal and stops at its next statement.
         """
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
-            held = self.lock_holder(marketplace)
+        with self.db.transaction(write=True):
+            held = self._held(marketplace)
             self.db.execute("DELETE FROM locks WHERE marketplace = ?", (marketplace,))
         return held
 
@@ -485,20 +497,17 @@ class StateStore:
                     "the run stopped; run it again"
                 )
             if renewer.lost:
-                raise LockLostError(f"{renewer.lost} (state store {self.path})")
+                raise LockLostError(f"{renewer.lost} (state store {self.url})")
 
     def with_siblings(self, marketplace: str, sku_ids: Iterable[str]) -> set[str]:
         """These SKUs and every applied SKU of the same products: an ordered SKU's family, whose
         members a marketplace may price as one (Mercado Libre variations)."""
         wanted = set(sku_ids)
         found = set(wanted)
-        ids = sorted(wanted)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
+        for one_of, chunk in self.db.one_of(sorted(wanted)):
             rows = self.db.execute(
                 "SELECT sku_id FROM listings WHERE marketplace = ? AND product_id IN "
-                f"(SELECT product_id FROM listings WHERE marketplace = ? AND sku_id IN ({marks}))",
+                f"(SELECT product_id FROM listings WHERE marketplace = ? AND sku_id {one_of})",
                 (marketplace, marketplace, *chunk),
             )
             found.update(str(row[0]) for row in rows)
@@ -519,10 +528,7 @@ class StateStore:
         """Remember that a full plan or apply of ``marketplace`` finished now (kept in ``meta``)."""
         done = FullPass(marketplace, kind, time.time(), applied, failed)
         value = json.dumps({"finished_at": done.finished_at, "applied": applied, "failed": failed})
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (_pass_key(marketplace, kind), value)
-            )
+        self.db.execute(_SET_META, (_pass_key(marketplace, kind), value))
         return done
 
     def note_full_pass(self, marketplace: str, kind: str) -> bool:
@@ -531,14 +537,14 @@ class StateStore:
         A read-only state file or another process writing must not fail nor delay a plan; the
         record is then skipped (logged) and False returned.
         """
-        self.db.execute("PRAGMA busy_timeout = 0")
+        self.dialect.set_wait(self.db, 0)
         try:
             self.record_full_pass(marketplace, kind)
         except StateError as exc:
             log.info("state store: the full %s of %s is not recorded: %s", kind, marketplace, exc)
             return False
         finally:
-            self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self.dialect.set_wait(self.db, self.busy_timeout)
         return True
 
     def last_full_pass(self, marketplace: str, kind: str) -> FullPass | None:
@@ -558,17 +564,17 @@ class StateStore:
             return None
 
     def begin_seen(self) -> None:
-        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS seen (sku_id TEXT PRIMARY KEY) WITHOUT ROWID")
-        self.db.execute("DELETE FROM temp.seen")
+        self.db.executescript("CREATE TEMP TABLE IF NOT EXISTS seen (sku_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        self.db.execute("DELETE FROM seen")
 
     def add_seen(self, sku_ids: Iterable[str]) -> None:
-        self.db.executemany("INSERT OR IGNORE INTO temp.seen VALUES (?)", ((s,) for s in sku_ids))
+        self.db.executemany("INSERT INTO seen VALUES (?) ON CONFLICT DO NOTHING", ((s,) for s in sku_ids))
 
     def unseen(self, marketplace: str) -> Iterator[AppliedListing]:
         """Applied SKUs the plan did not see: they left the catalog or the selection."""
-        rows = self.db.execute(
+        rows = self.db.stream(
             f"SELECT {_COLUMNS} FROM listings "
-            "WHERE marketplace = ? AND sku_id NOT IN (SELECT sku_id FROM temp.seen) ORDER BY sku_id",
+            "WHERE marketplace = ? AND sku_id NOT IN (SELECT sku_id FROM seen) ORDER BY sku_id",
             (marketplace,),
         )
         for row in rows:
@@ -580,6 +586,34 @@ class StateStore:
             )
             if applied is not None:
                 yield applied
+
+
+def _dialect(url: str, busy_timeout: float, secrets_base: Path | None) -> Dialect:
+    """The database ``url`` names: PostgreSQL by URL, otherwise an SQLite file (its folder made)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from engine.state._pg import PostgresDialect  # psycopg loads only for a PostgreSQL store
+        except ImportError as exc:
+            raise StateError(
+                f"a PostgreSQL state store needs psycopg ({exc}); install tradepost with its dependencies"
+            ) from None
+        return PostgresDialect(url, busy_timeout, secrets_base)
+    if "://" in url and not url.startswith("sqlite:///"):
+        raise StateError(
+            f"unsupported state store URL {url.split('://')[0]}://...; use a file path, sqlite:///path or "
+            "postgresql://USER@HOST:PORT/DATABASE"
+        )
+    path = Path(url.removeprefix("sqlite:///"))
+    if path.is_dir():
+        raise StateError(f"state store {path} is a folder; set `state:` to a file path in the config")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(
+            f"cannot create the folder of state store {path} ({exc.strerror or exc}); create it or "
+            "make its parent writable by the user running tradepost"
+        ) from None
+    return SqliteDialect(path, busy_timeout)
 
 
 def _pass_key(marketplace: str, kind: str) -> str:
