@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import time
 from pathlib import Path
 
@@ -141,7 +142,8 @@ def test_the_plan_says_how_many_notifications_are_queued_and_when_the_last_full_
     code, out, _ = shop.tradepost("plan", "-m", "google")
     lines = out.splitlines()
     summary = next(i for i, line in enumerate(lines) if line.startswith("google Plan: "))
-    assert lines[summary + 1] == "2 notifications queued; last full apply 0s ago"
+    # The apply finished a moment ago: 0 s, or a few on a loaded machine, never minutes.
+    assert re.fullmatch(r"2 notifications queued; last full apply [0-9]s ago", lines[summary + 1]), lines
 
 
 def test_ages_read_in_the_largest_sensible_unit() -> None:
