@@ -116,27 +116,36 @@ class Killed:
         return done
 
 
-@pytest.fixture
-def restart() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
-    """Starts `serve --sync` again (no failpoint); stops it with SIGTERM at the end of the test."""
-    started: list[subprocess.Popen[str]] = []
+class Serving:
+    """`serve --sync` as its own process (no failpoint), as often as a test starts it; :meth:`close`
+    kills what a failed test left running."""
 
-    def start(config: Path) -> subprocess.Popen[str]:
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[str]] = []
+
+    def start(self, config: Path, *options: str) -> subprocess.Popen[str]:
         server = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "-c", str(config), "--sync"],
+            [sys.executable, "-m", "cli.main", "serve", "-c", str(config), "--sync", *options],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             cwd=ROOT,
         )
-        started.append(server)
+        self.started.append(server)
         return server
 
-    yield start
-    for server in started:
-        if server.poll() is None:
-            server.kill()
-            server.communicate(timeout=TIMEOUT)
+    def close(self) -> None:
+        for server in self.started:
+            if server.poll() is None:
+                server.kill()
+                server.communicate(timeout=TIMEOUT)
+
+
+@pytest.fixture
+def serving() -> Iterator[Serving]:
+    started = Serving()
+    yield started
+    started.close()
 
 
 def eventually(check: Callable[[], bool]) -> bool:
@@ -155,7 +164,7 @@ def stop(server: subprocess.Popen[str]) -> str:
 
 @pytest.mark.parametrize("failpoint", ["notify:before-commit", "notify:queued", *WORKER_POINTS])
 def test_serve_sync_killed_at_each_step_then_restarted_applies_the_change_once(
-    served: tuple[Sandbox, Path], restart: Callable[[Path], subprocess.Popen[str]], failpoint: str
+    served: tuple[Sandbox, Path], serving: Serving, failpoint: str
 ) -> None:
     box, config = served
     endpoint = Endpoint(config)
@@ -172,7 +181,7 @@ def test_serve_sync_killed_at_each_step_then_restarted_applies_the_change_once(
     assert died.returncode == -9, died.stdout + died.stderr
     assert queued(config) == (0 if failpoint == "notify:before-commit" else 1)  # never half
 
-    server = restart(config)
+    server = serving.start(config)
     if failpoint == "notify:before-commit":  # nothing was committed: VTEX's copy is the one resent
         endpoint.wait_until_up()
         resent = endpoint.notify(sku)

@@ -12,7 +12,6 @@ hold the others up: they get the burst while its SKUs stay queued for it alone.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from marketplaces._standin import Faults
 from marketplaces.sandbox import Sandbox
 from tests._harness import ROOT, Loopback, pace, subset, tradepost
 from tests.test_sandbox_loop import free_port
-from tests.test_serve_kills import TIMEOUT, Endpoint, eventually, stop
+from tests.test_serve_kills import TIMEOUT, Endpoint, Serving, eventually, stop
 from tests.test_sync_worker import MARKETPLACES, SOLD_OUT, in_stock_everywhere, quantities, queued, set_stock
 
 BURST = 6
@@ -61,27 +60,17 @@ def burst(loopback: Loopback, tmp_path: Path) -> Iterator[tuple[Sandbox, Path, l
 
 
 @pytest.fixture
-def serving() -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
-    """Starts `serve --sync` (a short lease: a failing marketplace is retried within 2 s)."""
-    started: list[subprocess.Popen[str]] = []
+def serving() -> Iterator[Serving]:
+    started = Serving()
+    yield started
+    started.close()
 
-    def start(config: Path) -> subprocess.Popen[str]:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "-c", str(config), "--sync", "--lease", "4"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        started.append(server)
-        Endpoint(config).wait_until_up()
-        return server
 
-    yield start
-    for server in started:
-        if server.poll() is None:
-            server.kill()
-            server.communicate(timeout=TIMEOUT)
+def start(serving: Serving, config: Path) -> subprocess.Popen[str]:
+    """`serve --sync` with a short lease (a failing marketplace is retried within 2 s), once it answers."""
+    server = serving.start(config, "--lease", "4")
+    Endpoint(config).wait_until_up()
+    return server
 
 
 def notify_all(config: Path, skus: list[str]) -> None:
@@ -135,13 +124,13 @@ def settled(box: Sandbox, config: Path, server: subprocess.Popen[str], skus: lis
 
 @pytest.mark.parametrize("fault", list(VTEX_FAULTS))
 def test_vtex_failing_during_a_burst_loses_nothing_and_is_retried_with_backoff(
-    burst: tuple[Sandbox, Path, list[str]], serving: Callable[[Path], subprocess.Popen[str]], fault: str
+    burst: tuple[Sandbox, Path, list[str]], serving: Serving, fault: str
 ) -> None:
     box, config, skus = burst
     vtex = box.standins["vtex"]
     vtex.faults = VTEX_FAULTS[fault]
     before, calls = writes(box), vtex.total_requests()
-    server = serving(config)
+    server = start(serving, config)
     notify_all(config, skus)
     calls_at = watch(lambda: vtex.total_requests() - calls)
     failed_calls = calls_at[-1][1]
@@ -154,13 +143,13 @@ def test_vtex_failing_during_a_burst_loses_nothing_and_is_retried_with_backoff(
 
 
 def test_one_marketplace_failing_does_not_hold_the_others_up(
-    burst: tuple[Sandbox, Path, list[str]], serving: Callable[[Path], subprocess.Popen[str]]
+    burst: tuple[Sandbox, Path, list[str]], serving: Serving
 ) -> None:
     box, config, skus = burst
     amazon = box.standins["amazon"]
     amazon.faults = Faults(error_rate=1.0)
     listed = {sku: quantities(box, sku)["amazon"] for sku in skus}
-    server = serving(config)
+    server = start(serving, config)
     notify_all(config, skus)
     assert eventually(lambda: all_sold_out(box, skus, ("mercadolibre", "google")))
     assert {sku: quantities(box, sku)["amazon"] for sku in skus} == listed
