@@ -90,7 +90,7 @@ class Endpoint:
 @pytest.fixture
 def served(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
     """The sandbox's project, with its `serve:` section, applied everywhere."""
-    box = loopback.sandbox(subset(8))
+    box = loopback.sandbox(subset(4))
     config = box.write_project(tmp_path / "project", ROOT / "rules", serve_port=free_port())
     pace(config)
     code, out, err = tradepost("apply", "-c", str(config))
