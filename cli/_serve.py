@@ -24,8 +24,8 @@ from engine import TradepostError
 from engine.jsonio import dumps
 from engine.project import ConfigError, Project, open_state
 from engine.secrets import read_secret
-from engine.state import FullPass, NotificationQueue
-from marketplaces.vtex._notifications import SECRET_PARAMETER, notification_app
+from engine.state import WORK_LEASE, FullPass, NotificationQueue
+from marketplaces.vtex._notifications import SECRET_PARAMETER, ClientLimits, Integrations, notification_app
 
 MIN_SECRET = 16
 """Characters the endpoint's secret needs at least: it is the endpoint's only protection."""
@@ -66,31 +66,64 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _integrations(project: Project) -> Integrations:
+    """Whose notifications the endpoint takes: ``serve: account:`` and each marketplace's ``affiliate:``."""
+    assert project.config.serve is not None
+    affiliates = [m.affiliate for m in project.config.marketplaces.values() if m.affiliate is not None]
+    return Integrations.of(project.config.serve.account, affiliates)
+
+
+def _describe_integrations(integrations: Integrations) -> str:
+    """What ``serve`` says once at start about the notifications it refuses, or does not."""
+    if not integrations.checked:
+        return (
+            "warning: any VTEX account and affiliate may notify (An and IdAffiliate are not checked); "
+            "set `serve: account:` and each marketplace's `affiliate:` to refuse the others"
+        )
+    taken = [f"account {integrations.account} (An)"] if integrations.account else []
+    if integrations.affiliates:
+        taken.append(f"affiliate(s) {', '.join(sorted(integrations.affiliates))} (IdAffiliate)")
+    return f"taking notifications only for {' and '.join(taken)}; others are refused (403)"
+
+
 @click.command()
 @config_option
 @click.option("--sync", "with_sync", is_flag=True, help="Also run the sync worker (`tradepost sync`) here.")
-def serve(config_path: Path | None, with_sync: bool) -> None:
+@click.option(
+    "--lease",
+    type=click.FloatRange(1.0),
+    default=WORK_LEASE,
+    show_default=True,
+    help="With --sync: seconds a taken batch is the worker's (as `tradepost sync --lease`).",
+)
+def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
     """Receive VTEX's change notifications and queue them in the state store.
 
     Register the printed URL, with `?k=` and the secret the config names, as the affiliate's
     Search Endpoint. A notification is answered 200 only once it is committed to the state store;
-    a wrong secret gets 401, a malformed body 400, one over 16 KiB 413, a failing store 503.
-    GET /healthz shows the queue. Stops gracefully on Ctrl-C or SIGTERM.
+    over `serve: rate_limit` a second from one address gets 429, a wrong secret 401, a malformed
+    body 400, one over 16 KiB 413, one from another account or affiliate than configured 403, a
+    failing store 503. GET /healthz shows the queue. Stops gracefully on Ctrl-C or SIGTERM.
     """
     project = _project(config_path)
     secret, where = _secret(project)
-    assert project.config.serve is not None
-    sock = _listen(project.config.serve.host, project.config.serve.port)
+    settings = project.config.serve
+    assert settings is not None
+    integrations = _integrations(project)
+    sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    worker = syncing(project, marketplace_runs(project), Pace()) if with_sync else nullcontext()
+    worker = syncing(project, marketplace_runs(project), Pace(lease=lease)) if with_sync else nullcontext()
     with open_state(project) as store, NotificationQueue(store) as queue, worker:
+        limits = ClientLimits(settings.rate_limit)
+        app = notification_app(queue, secret, integrations=integrations, limits=limits)
         config = uvicorn.Config(
-            notification_app(queue, secret),
+            app,
             lifespan="off",
             access_log=False,  # its lines carry the query string, and so the secret
             log_config=None,  # uvicorn's records reach the redacting handler of cli.main
             timeout_graceful_shutdown=GRACE,
         )
+        click.echo(_describe_integrations(integrations), err=True)
         click.echo(
             f"listening on http://{host}:{port}/api/notification/?{SECRET_PARAMETER}=<the secret in {where}> "
             f"(GET /healthz for the queue); Ctrl-C stops"

@@ -24,7 +24,9 @@ optional):
 - ``sandbox_affiliate(marketplace, endpoint)``: a source's; called once per marketplace with the
   URL of the project's `tradepost serve` endpoint (its ``serve:`` section: 127.0.0.1,
   ``serve_port``, and a random secret in ``secrets/serve_secret``), so the source notifies
-  `tradepost serve` of its changes as VTEX notifies an affiliate.
+  `tradepost serve` of its changes as VTEX notifies an affiliate. The id it returns is the
+  marketplace's ``affiliate:``, and the source's ``account`` option the ``serve: account:``, so
+  the endpoint takes the source's notifications and refuses any other's.
 """
 
 from __future__ import annotations
@@ -167,7 +169,7 @@ class Sandbox:
                     entry["credentials"] = {key: f"file:{path}" for key, path in secrets.items()}
                 project["marketplaces"][name] = entry
         if serve_port is not None:
-            project["serve"] = self._serve_section(folder, serve_port, list(project["marketplaces"]))
+            project["serve"] = self._serve_section(folder, serve_port, project["marketplaces"])
         text = io.StringIO()
         text.write("# Written by `tradepost sandbox`: local stand-ins, well-known test credentials.\n")
         yaml = YAML()
@@ -177,27 +179,38 @@ class Sandbox:
         config.write_text(text.getvalue(), encoding="utf-8")
         return config
 
-    def _serve_section(self, folder: Path, port: int, marketplaces: list[str]) -> dict[str, Any]:
+    def _serve_section(self, folder: Path, port: int, marketplaces: dict[str, Any]) -> dict[str, Any]:
         """The project's ``serve:`` section, with a fresh secret in ``secrets/serve_secret``; each
-        source stand-in gets one affiliate per marketplace whose endpoint is that server."""
+        source stand-in gets one affiliate per marketplace whose endpoint is that server, and the
+        marketplace's entry (in ``marketplaces``) its ``affiliate:``."""
         secret = _secrets.token_urlsafe(32)
         (folder / "secrets" / "serve_secret").write_text(f"{secret}\n", encoding="utf-8")
         endpoint = f"http://{self.host}:{port}/api/notification/?k={secret}"
-        for app in self.standins.values():
-            for name in marketplaces if hasattr(app, "sandbox_affiliate") else ():
-                app.sandbox_affiliate(name, endpoint)
-        return {"host": self.host, "port": port, "secret": "file:secrets/serve_secret"}
+        section: dict[str, Any] = {"host": self.host, "port": port, "secret": "file:secrets/serve_secret"}
+        for name, app in self.standins.items():
+            if not hasattr(app, "sandbox_affiliate"):
+                continue
+            for marketplace, entry in marketplaces.items():
+                entry["affiliate"] = app.sandbox_affiliate(marketplace, endpoint)
+            account = self._options(name, app).get("account")
+            if account:
+                section["account"] = account
+        return section
 
     def _configure(self, folder: Path, name: str, app: Any) -> tuple[dict[str, str], dict[str, str]]:
         """A stand-in's options on its URL, and its well-known credentials, each written to
         ``secrets/<stand-in>_<credential>``: credential -> that path, relative to ``folder``."""
-        options = dict(app.sandbox_options(self.url(name))) if hasattr(app, "sandbox_options") else {}
+        options = self._options(name, app)
         credentials = app.sandbox_credentials() if hasattr(app, "sandbox_credentials") else {}
         secrets: dict[str, str] = {}
         for key, value in credentials.items():
             secrets[key] = f"secrets/{name}_{key}"
             (folder / secrets[key]).write_text(f"{value}\n", encoding="utf-8")
         return options, secrets
+
+    def _options(self, name: str, app: Any) -> dict[str, str]:
+        """The stand-in's options (``sandbox_options`` on its URL), none when it has no such hook."""
+        return dict(app.sandbox_options(self.url(name))) if hasattr(app, "sandbox_options") else {}
 
 
 def _rules(app: Any, name: str, rules: Path) -> Path:

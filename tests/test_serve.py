@@ -30,7 +30,7 @@ from engine.secrets import forget
 from engine.state import Change, NotificationQueue, QueuedSku, StateStore
 from engine.state._queue import newer
 from engine.state._store import SCHEMA_VERSION, StateError
-from marketplaces.vtex._notifications import BODY_LIMIT, notification_app
+from marketplaces.vtex._notifications import BODY_LIMIT, ClientLimits, Integrations, notification_app
 from tests._harness import tradepost
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,12 +67,13 @@ def queue(store: StateStore) -> Iterator[NotificationQueue]:
 class Client:
     """The endpoint in process: each request runs the app through httpx's ASGI transport."""
 
-    def __init__(self, queue: NotificationQueue) -> None:
-        self.app = notification_app(queue, SECRET)
+    def __init__(self, queue: NotificationQueue, **options: Any) -> None:
+        self.app = notification_app(queue, SECRET, **options)
+        self.address = "127.0.0.1"
 
     def request(self, method: str, url: str, **options: Any) -> httpx.Response:
         async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
+            transport = httpx.ASGITransport(app=self.app, client=(self.address, 123))
             async with httpx.AsyncClient(transport=transport, base_url="http://tradepost.test") as http:
                 return await http.request(method, url, **options)
 
@@ -250,6 +251,97 @@ def test_healthz_shows_the_queue(client: Client) -> None:
     body = answer.json()
     assert (body["status"], body["queued"], body["leased"]) == ("ok", 1, 0)
     assert client.get("/api/notification/").status_code == 405
+
+
+# -- whose notifications, and how many --------------------------------------------------------
+
+LOJA = Integrations.of("lojaexemplo", ["TPC", "MLB"])
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "reason"),
+    [
+        ({}, 200, None),
+        ({"An": "LojaExemplo", "IdAffiliate": "mlb"}, 200, None),  # names, not their casing
+        ({"An": "outraloja"}, 403, "its account (An) is 'outraloja', not the configured one"),
+        ({"An": None}, 403, "its account (An) is none, not the configured one"),
+        ({"An": "loja exemplo!"}, 403, "its account (An) is one that is not a name, not the configured one"),
+        ({"An": SECRET}, 403, "its account (An) is '<the secret>', not the configured one"),
+        ({"IdAffiliate": "GGL"}, 403, "its affiliate (IdAffiliate) is 'GGL', not a configured one"),
+        ({"IdAffiliate": None}, 403, "its affiliate (IdAffiliate) is none, not a configured one"),
+    ],
+)
+def test_a_notification_for_another_account_or_affiliate_is_403_and_not_queued(
+    queue: NotificationQueue,
+    caplog: pytest.LogCaptureFixture,
+    fields: dict[str, object],
+    status: int,
+    reason: str | None,
+) -> None:
+    body = {k: v for k, v in {**DOCUMENTED, **fields}.items() if v is not None}
+    with caplog.at_level(logging.WARNING, logger="tradepost.serve"):
+        answer = Client(queue, integrations=LOJA).post(URL, json=body)
+    assert (answer.status_code, answer.content) == (status, b"")
+    assert queue.counts().queued == (status == 200)
+    if reason is not None:
+        assert f"refused a notification from 127.0.0.1: {reason} (403)" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("integrations", "fields", "status"),
+    [
+        (Integrations(), {"An": "anyone", "IdAffiliate": "XYZ"}, 200),  # none configured: any
+        (Integrations.of("lojaexemplo", []), {"IdAffiliate": "XYZ"}, 200),  # the account alone
+        (Integrations.of("lojaexemplo", []), {"An": "outra"}, 403),
+        (Integrations.of(None, ["TPC"]), {"An": "anyone"}, 200),  # the affiliates alone
+        (Integrations.of(None, ["TPC"]), {"IdAffiliate": "MLB"}, 403),
+    ],
+)
+def test_only_what_is_configured_is_checked(
+    queue: NotificationQueue, integrations: Integrations, fields: dict[str, object], status: int
+) -> None:
+    answer = Client(queue, integrations=integrations).post(URL, json={**DOCUMENTED, **fields})
+    assert answer.status_code == status
+
+
+def test_a_client_over_the_rate_limit_gets_429_with_retry_after_and_others_do_not(
+    queue: NotificationQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    now = [0.0]
+    client = Client(queue, limits=ClientLimits(5, clock=lambda: now[0]))
+    with caplog.at_level(logging.WARNING, logger="tradepost.serve"):
+        statuses = [client.post(URL, json={**DOCUMENTED, "IdSku": str(n)}).status_code for n in range(5)]
+        refused = [client.post(URL, json=DOCUMENTED) for _ in range(3)]
+        wrong_secret = client.post("/api/notification/?k=guess", json=DOCUMENTED)
+    assert statuses == [200] * 5  # a second's worth at once
+    assert {(r.status_code, r.headers["Retry-After"], r.content) for r in refused} == {(429, "1", b"")}
+    assert wrong_secret.status_code == 429  # guessing the secret is paced too
+    assert caplog.text.count("over 5 a second") == 1  # once per run of refusals, not per request
+    assert client.get("/healthz").status_code == 200  # exempt
+    client.address = "10.0.0.2"  # another client address has its own bucket
+    assert client.post(URL, json=DOCUMENTED).status_code == 200
+    assert queue.counts().queued == 6
+    client.address = "127.0.0.1"
+    now[0] = 0.2  # a fifth of a second later: one more
+    assert [client.post(URL, json=DOCUMENTED).status_code for _ in range(2)] == [200, 429]
+
+
+def test_a_refused_client_is_let_through_again_once_its_bucket_refills() -> None:
+    now = [0.0]
+    limits = ClientLimits(2, clients=3, clock=lambda: now[0])
+
+    async def waits(client: str, count: int) -> list[float]:
+        return [await limits.wait(client) for _ in range(count)]
+
+    assert asyncio.run(waits("a", 3)) == [0.0, 0.0, 0.5]
+    assert limits.first_refusal("a") and not limits.first_refusal("a")
+    now[0] = 0.5
+    assert asyncio.run(waits("a", 2)) == [0.0, 0.5]
+    assert limits.first_refusal("a")  # let through in between: a new run of refusals
+    for client in ("b", "c", "d"):  # past three clients, the idle (full again) go first
+        asyncio.run(waits(client, 1))
+    assert list(limits.buckets) == ["b", "c", "d"]
 
 
 # -- the queue a worker takes from --------------------------------------------------------------
@@ -461,6 +553,56 @@ def test_serve_without_a_serve_section_or_with_a_short_secret_says_what_to_do(
     project.write_text(project.read_text(encoding="utf-8").split("serve:")[0], encoding="utf-8")
     code, _, err = tradepost("serve", "-c", str(project))
     assert code == 1 and err.startswith(f"error: {project} has no `serve:` section; add one")
+
+
+def test_serve_says_once_at_start_whose_notifications_it_takes(project: Path) -> None:
+    served = Served(project)
+    assert httpx.get(f"http://127.0.0.1:{served.port}/healthz", timeout=TIMEOUT).status_code == 200
+    _, _, err = served.finish(signal.SIGTERM)
+    assert err.count("warning: any VTEX account and affiliate may notify") == 1, err
+    text = project.read_text(encoding="utf-8")
+    project.write_text(
+        text.replace("marketplaces: {}", "marketplaces:\n  ml: {rules: ml.yaml, affiliate: MLB}\n")
+        + "  account: lojaexemplo\n  rate_limit: 1\n",
+        encoding="utf-8",
+    )
+    served = Served(project)
+    try:
+        statuses = [served.post(DOCUMENTED).status_code for _ in range(3)]
+        other = served.post({**DOCUMENTED, "IdAffiliate": "MLB"}).status_code
+    finally:
+        _, _, err = served.finish(signal.SIGTERM)
+    assert statuses == [403, 429, 429]  # TPC is not the affiliate configured; then one a second
+    assert other == 429
+    assert (
+        err.count(
+            "taking notifications only for account lojaexemplo (An) and affiliate(s) MLB (IdAffiliate); "
+            "others are refused (403)"
+        )
+        == 1
+    )
+    assert "its affiliate (IdAffiliate) is 'TPC', not a configured one (403)" in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "affiliate: mlb",
+            "affiliate id must be three upper-case consonants, no vowels, like 'MLB'; got 'mlb'",
+        ),
+        ("rate_limit: 0", "rate_limit"),
+    ],
+)
+def test_a_wrong_affiliate_or_rate_limit_is_a_config_error(project: Path, setting: str, message: str) -> None:
+    text = project.read_text(encoding="utf-8")
+    if setting.startswith("affiliate"):
+        text = text.replace("marketplaces: {}", f"marketplaces:\n  ml: {{rules: ml.yaml, {setting}}}\n")
+    else:
+        text += f"  {setting}\n"
+    project.write_text(text, encoding="utf-8")
+    code, out, err = tradepost("serve", "-c", str(project))
+    assert code == 1 and message in out + err, out + err
 
 
 @pytest.mark.parametrize(("failpoint", "queued"), [("notify:before-commit", 0), ("notify:queued", 1)])

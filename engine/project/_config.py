@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine._diagnostics import DiagnosticSink, RuleError, TradepostError
 from engine.connectors._source import SourceConfig as SourceConfig
 from engine.connectors._source import VtexAccount as VtexAccount
-from engine.rules._rulefile import _pydantic_to_diagnostics
+from engine.rules._rulefile import RuleFile, _pydantic_to_diagnostics
 from engine.rules._yaml import read_yaml
 from engine.sync._deletes import DEFAULT_MAX_DELETE_SHARE, parse_share
 
@@ -56,6 +56,13 @@ class MarketplaceConfig(_Strict):
         default_factory=dict,
         description="Connector options over the rule file's (e.g. a token URL pointing at the sandbox).",
     )
+    affiliate: str | None = Field(
+        None,
+        description=(
+            "The VTEX affiliate id of this marketplace's integration (three consonants), sent as "
+            "`IdAffiliate` in its notifications: `tradepost serve` refuses those of other affiliates."
+        ),
+    )
     max_delete_share: Decimal = Field(
         DEFAULT_MAX_DELETE_SHARE,
         description=(
@@ -69,9 +76,20 @@ class MarketplaceConfig(_Strict):
     def _share(cls, value: object) -> object:
         return parse_share(value)
 
+    @field_validator("affiliate")
+    @classmethod
+    def _affiliate(cls, value: str | None) -> str | None:
+        return None if value is None else RuleFile._affiliate_is_three_consonants(value)
+
+
+DEFAULT_NOTIFY_RATE = 500.0
+"""Notifications a second one client may send `tradepost serve`: a bulk import in VTEX fires one per
+SKU, and a one-at-a-time endpoint commits a few hundred a second anyway."""
+
 
 class ServeConfig(_Strict):
-    """`tradepost serve`: where the notification endpoint listens, and the secret its URL carries."""
+    """`tradepost serve`: where the notification endpoint listens, the secret its URL carries, and
+    whose notifications it takes (the account here, the affiliates on each marketplace)."""
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
     port: int = Field(8787, ge=0, le=65535, description="Port to listen on (0: any free port).")
@@ -80,6 +98,22 @@ class ServeConfig(_Strict):
             "Where the endpoint's secret is: env:NAME or file:PATH (relative to the config), never the "
             "secret. VTEX sends it back as the `k` query parameter of the URL registered for the affiliate."
         )
+    )
+    account: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "The VTEX account name notifications must come from (their `An`); unset: any. Each "
+            "marketplace's `affiliate` is the `IdAffiliate` accepted."
+        ),
+    )
+    rate_limit: float = Field(
+        DEFAULT_NOTIFY_RATE,
+        gt=0,
+        description=(
+            "Notifications a second one client address may send (a second's worth at once); "
+            "over it, the endpoint answers 429."
+        ),
     )
 
 
