@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from cli._plan import _project, age, config_option
 from cli._sync import Pace, marketplace_runs, syncing
 from engine import TradepostError
 from engine.jsonio import dumps
-from engine.project import ConfigError, Project, open_state
+from engine.project import ConfigError, MarketplaceRun, Project, open_state
 from engine.secrets import read_secret
 from engine.state import WORK_LEASE, FullPass, NotificationQueue
 from marketplaces.vtex._notifications import SECRET_PARAMETER, ClientLimits, Integrations, notification_app
@@ -66,24 +67,24 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _integrations(project: Project) -> Integrations:
-    """Whose notifications the endpoint takes: ``serve: account:`` and each marketplace's ``affiliate:``."""
+def _integrations(project: Project, runs: Sequence[MarketplaceRun]) -> Integrations:
+    """Whose notifications the endpoint takes: ``serve: account:``, and each marketplace's affiliate,
+    the ``affiliate:`` of its rule file (the integration its orders are placed through, too)."""
     assert project.config.serve is not None
-    affiliates = [m.affiliate for m in project.config.marketplaces.values() if m.affiliate is not None]
-    return Integrations.of(project.config.serve.account, affiliates)
+    return Integrations.of(project.config.serve.account, [run.compiled.rules.affiliate for run in runs])
 
 
 def _describe_integrations(integrations: Integrations) -> str:
     """What ``serve`` says once at start about the notifications it refuses, or does not."""
-    if not integrations.checked:
-        return (
-            "warning: any VTEX account and affiliate may notify (An and IdAffiliate are not checked); "
-            "set `serve: account:` and each marketplace's `affiliate:` to refuse the others"
-        )
     taken = [f"account {integrations.account} (An)"] if integrations.account else []
     if integrations.affiliates:
         taken.append(f"affiliate(s) {', '.join(sorted(integrations.affiliates))} (IdAffiliate)")
-    return f"taking notifications only for {' and '.join(taken)}; others are refused (403)"
+    if not taken:
+        return "warning: any VTEX account and affiliate may notify (An and IdAffiliate are not checked)"
+    text = f"taking notifications only for {' and '.join(taken)}; others are refused (403)"
+    if integrations.account is None:
+        text += "\nwarning: any VTEX account may notify (An is not checked); set `serve: account:`"
+    return text
 
 
 @click.command()
@@ -109,10 +110,11 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
     secret, where = _secret(project)
     settings = project.config.serve
     assert settings is not None
-    integrations = _integrations(project)
+    runs = marketplace_runs(project)  # every rule file compiled: a mistake stops serve before it listens
+    integrations = _integrations(project, runs)
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    worker = syncing(project, marketplace_runs(project), Pace(lease=lease)) if with_sync else nullcontext()
+    worker = syncing(project, runs, Pace(lease=lease)) if with_sync else nullcontext()
     with open_state(project) as store, NotificationQueue(store) as queue, worker:
         limits = ClientLimits(settings.rate_limit)
         app = notification_app(queue, secret, integrations=integrations, limits=limits)

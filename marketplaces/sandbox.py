@@ -47,6 +47,7 @@ from ruamel.yaml import YAML
 
 from engine import TradepostError
 from engine.connectors import available_standins, standin_class
+from engine.rules import load_rules
 from marketplaces._standin import Faults
 
 SERVE_PORT = 8787
@@ -181,17 +182,18 @@ class Sandbox:
 
     def _serve_section(self, folder: Path, port: int, marketplaces: dict[str, Any]) -> dict[str, Any]:
         """The project's ``serve:`` section, with a fresh secret in ``secrets/serve_secret``; each
-        source stand-in gets one affiliate per marketplace whose endpoint is that server, and the
-        marketplace's entry (in ``marketplaces``) its ``affiliate:``."""
+        source stand-in gets one affiliate per marketplace, with the id of its rule file's
+        ``affiliate:``, whose endpoint is that server."""
         secret = _secrets.token_urlsafe(32)
         (folder / "secrets" / "serve_secret").write_text(f"{secret}\n", encoding="utf-8")
         endpoint = f"http://{self.host}:{port}/api/notification/?k={secret}"
         section: dict[str, Any] = {"host": self.host, "port": port, "secret": "file:secrets/serve_secret"}
+        affiliates = [_affiliate(Path(entry["rules"])) for entry in marketplaces.values()]
         for name, app in self.standins.items():
             if not hasattr(app, "sandbox_affiliate"):
                 continue
-            for marketplace, entry in marketplaces.items():
-                entry["affiliate"] = app.sandbox_affiliate(marketplace, endpoint)
+            for affiliate in affiliates:
+                app.sandbox_affiliate(affiliate, endpoint)
             account = self._options(name, app).get("account")
             if account:
                 section["account"] = account
@@ -251,3 +253,11 @@ def read_catalog(path: Path) -> list[dict[str, Any]]:
 
 class SandboxError(TradepostError):
     """The sandbox cannot start: a port out of range or in use."""
+
+
+def _affiliate(rules: Path) -> str:
+    """The VTEX affiliate id a rule file declares (its ``affiliate:``)."""
+    loaded = load_rules(rules)
+    if loaded is None or loaded.rules is None:
+        raise TradepostError(f"{rules}: not a valid rule file; run `tradepost check {rules}`")
+    return loaded.rules.affiliate

@@ -105,10 +105,10 @@ def test_a_stock_change_in_the_sandbox_reaches_every_marketplace(serving: tuple[
     sku = in_stock_everywhere(box)[0]
     code, out, err = tradepost("sandbox", "stock", "-c", str(config), sku, "0")
     assert code == 0, out + err
-    assert f"VTEX SKU {sku}: stock 0" in out and "MRC" in out
+    assert f"VTEX SKU {sku}: stock 0" in out and "MLB" in out
     assert eventually(lambda: quantities(box, sku) == SOLD_OUT), quantities(box, sku)
     delivered = {(d.affiliate, d.outcome) for d in vtex(box).affiliates.deliveries}
-    assert delivered == {("MRC", "delivered"), ("MZN", "delivered"), ("GGL", "delivered")}
+    assert delivered == {("MLB", "delivered"), ("MZN", "delivered"), ("GGL", "delivered")}
     # Only the stock was sent: Mercado Libre's item update carries the quantity alone, Amazon's
     # patch replaces fulfillment_availability alone.
     assert [ml_fields(body) for body in sent(box, "mercadolibre", "PUT")] == [{"available_quantity": 0}]
@@ -151,7 +151,7 @@ def test_the_price_command_refuses_a_bad_price(serving: tuple[Sandbox, Path]) ->
 def test_a_down_notification_target_is_retried_then_given_up() -> None:
     standin = VtexStandin(subset(4))
     standin.affiliates.attempts, standin.affiliates.backoff = 3, 0.01
-    standin.sandbox_affiliate("mercadolibre", f"http://127.0.0.1:{free_port()}/api/notification/?k=x")
+    standin.sandbox_affiliate("MLB", f"http://127.0.0.1:{free_port()}/api/notification/?k=x")
     sku = next(iter(standin.skus))
 
     async def change_twice() -> list[int]:
@@ -167,7 +167,7 @@ def test_a_down_notification_target_is_retried_then_given_up() -> None:
 
     assert asyncio.run(change_twice()) == [200, 200]
     outcomes = [(d.affiliate, d.outcome, d.attempts) for d in standin.affiliates.deliveries]
-    assert outcomes == [("MRC", "given up", 3)] * 2
+    assert outcomes == [("MLB", "given up", 3)] * 2
     assert standin.skus[sku].available == 0
 
 

@@ -34,6 +34,7 @@ from marketplaces.vtex._notifications import BODY_LIMIT, ClientLimits, Integrati
 from tests._harness import tradepost
 
 ROOT = Path(__file__).resolve().parent.parent
+RULES = ROOT / "rules"
 SECRET = "s3cr3t-0123456789abcdefXYZ"
 ENV = "TRADEPOST_TEST_NOTIFY_SECRET"
 URL = f"/api/notification/?an=lojaexemplo&affiliate=TPC&k={SECRET}"
@@ -562,7 +563,8 @@ def test_serve_says_once_at_start_whose_notifications_it_takes(project: Path) ->
     assert err.count("warning: any VTEX account and affiliate may notify") == 1, err
     text = project.read_text(encoding="utf-8")
     project.write_text(
-        text.replace("marketplaces: {}", "marketplaces:\n  ml: {rules: ml.yaml, affiliate: MLB}\n")
+        # The affiliate is the rule file's: rules/mercadolibre.yaml says `affiliate: MLB`.
+        text.replace("marketplaces: {}", f"marketplaces:\n  ml: {{rules: {RULES / 'mercadolibre.yaml'}}}\n")
         + "  account: lojaexemplo\n  rate_limit: 1\n",
         encoding="utf-8",
     )
@@ -594,10 +596,16 @@ def test_serve_says_once_at_start_whose_notifications_it_takes(project: Path) ->
         ("rate_limit: 0", "rate_limit"),
     ],
 )
-def test_a_wrong_affiliate_or_rate_limit_is_a_config_error(project: Path, setting: str, message: str) -> None:
+def test_a_wrong_affiliate_or_rate_limit_stops_serve_before_it_listens(
+    project: Path, setting: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rule file's bad ``affiliate:`` (the IdAffiliate serve takes) or a bad rate limit: exit 1."""
+    monkeypatch.setenv(ENV, SECRET)
     text = project.read_text(encoding="utf-8")
     if setting.startswith("affiliate"):
-        text = text.replace("marketplaces: {}", f"marketplaces:\n  ml: {{rules: ml.yaml, {setting}}}\n")
+        rules = (ROOT / "rules" / "mercadolibre.yaml").read_text(encoding="utf-8")
+        (project.parent / "ml.yaml").write_text(rules.replace("affiliate: MLB", setting), encoding="utf-8")
+        text = text.replace("marketplaces: {}", "marketplaces:\n  ml: {rules: ml.yaml}\n")
     else:
         text += f"  {setting}\n"
     project.write_text(text, encoding="utf-8")

@@ -58,7 +58,7 @@ class Endpoint:
         self.base = f"http://{serve['host']}:{serve['port']}"
         self.url = f"{self.base}/api/notification/?k={secret}"
         self.account = serve["account"]
-        self.affiliate = project["marketplaces"]["mercadolibre"]["affiliate"]
+        self.affiliate = "MLB"  # rules/mercadolibre.yaml's affiliate: the sandbox registers it
 
     def body(self, sku: str) -> dict[str, Any]:
         return {

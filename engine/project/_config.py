@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine._diagnostics import DiagnosticSink, RuleError, TradepostError
 from engine.connectors._source import SourceConfig as SourceConfig
 from engine.connectors._source import VtexAccount as VtexAccount
-from engine.rules._rulefile import RuleFile, _pydantic_to_diagnostics
+from engine.rules._rulefile import _pydantic_to_diagnostics
 from engine.rules._yaml import read_yaml
 from engine.sync._deletes import DEFAULT_MAX_DELETE_SHARE, parse_share
 
@@ -56,13 +56,6 @@ class MarketplaceConfig(_Strict):
         default_factory=dict,
         description="Connector options over the rule file's (e.g. a token URL pointing at the sandbox).",
     )
-    affiliate: str | None = Field(
-        None,
-        description=(
-            "The VTEX affiliate id of this marketplace's integration (three consonants), sent as "
-            "`IdAffiliate` in its notifications: `tradepost serve` refuses those of other affiliates."
-        ),
-    )
     max_delete_share: Decimal = Field(
         DEFAULT_MAX_DELETE_SHARE,
         description=(
@@ -75,11 +68,6 @@ class MarketplaceConfig(_Strict):
     @classmethod
     def _share(cls, value: object) -> object:
         return parse_share(value)
-
-    @field_validator("affiliate")
-    @classmethod
-    def _affiliate(cls, value: str | None) -> str | None:
-        return None if value is None else RuleFile._affiliate_is_three_consonants(value)
 
 
 DEFAULT_NOTIFY_RATE = 500.0

@@ -19,21 +19,10 @@ from typing import Any
 
 import httpx
 
-__all__ = ["AFFILIATE_ID", "Affiliates", "Delivery", "affiliate_id"]
+__all__ = ["AFFILIATE_ID", "Affiliates", "Delivery"]
 
 AFFILIATE_ID = re.compile(r"[B-DF-HJ-NP-TV-Z]{3}")
 """VTEX's affiliate id: exactly three consonants (upper case)."""
-
-
-def affiliate_id(name: str, taken: set[str]) -> str:
-    """A three-consonant id for a marketplace named ``name``, not in ``taken``: its first consonants,
-    padded and then varied with X, Z, … when needed (``mercadolibre`` -> ``MRC``)."""
-    consonants = [c for c in name.upper() if AFFILIATE_ID.fullmatch(c * 3)]
-    base = "".join(consonants[:3]).ljust(3, "X")
-    candidate, spare = base, iter("XZWVTSRQPNMLKJHGFDCB")
-    while candidate in taken:
-        candidate = base[:2] + next(spare)
-    return candidate
 
 
 @dataclass

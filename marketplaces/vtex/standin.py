@@ -49,7 +49,7 @@ from marketplaces._standin import (
 from marketplaces._standin import exact_json as _json
 from marketplaces._standin import int_param as _int_param
 from marketplaces.vtex._mapping import vtex_number as _decimal  # the source's reading of a VTEX number
-from marketplaces.vtex._standin_affiliates import Affiliates, affiliate_id
+from marketplaces.vtex._standin_affiliates import Affiliates
 from marketplaces.vtex._standin_order_desk import SANDBOX_COURIER as SANDBOX_COURIER
 from marketplaces.vtex._standin_order_desk import OrderDesk, OrderRefused, _logistics_info
 from marketplaces.vtex._standin_shapes import SELLER_ID, Handler, StoredSku, error_body, refused
@@ -195,12 +195,10 @@ class VtexStandin(Standin):
             sandbox_route("price", self.change_price),
         ]
 
-    def sandbox_affiliate(self, marketplace: str, endpoint: str) -> str:
-        """The sandbox's hook: an affiliate for ``marketplace`` whose Search Endpoint is ``endpoint``
-        (``an`` and ``affiliate`` added to its query, as NOTIFICATIONS.md recommends); its id."""
-        affiliate = affiliate_id(marketplace, set(self.affiliates.endpoints))
+    def sandbox_affiliate(self, affiliate: str, endpoint: str) -> None:
+        """The sandbox's hook: the affiliate ``affiliate`` (a rule file's id) with ``endpoint`` as its
+        Search Endpoint (``an`` and ``affiliate`` added to its query, as NOTIFICATIONS.md recommends)."""
         self.affiliates.register(affiliate, f"{endpoint}&an={self.affiliates.account}&affiliate={affiliate}")
-        return affiliate
 
     def build(self) -> Starlette:
         return Starlette(routes=self.routes(), exception_handlers=error_handlers(error_body, _unrouted))
