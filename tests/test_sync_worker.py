@@ -258,7 +258,12 @@ def test_serve_with_sync_takes_a_notification_to_every_marketplace(applied: tupl
         port = int(banner.split(":")[2].split("/")[0])
         sku = in_stock_everywhere(box)[0]
         set_stock(box, sku, 0)
-        notification = {"IdSku": sku, "DateModified": "2026-12-06T06:00:00Z", "StockModified": True}
+        notification = {
+            "IdSku": sku,
+            "IdAffiliate": "MLB",  # rules/mercadolibre.yaml's: serve takes the rule files' affiliates
+            "DateModified": "2026-12-06T06:00:00Z",
+            "StockModified": True,
+        }
         answer = httpx.post(f"http://127.0.0.1:{port}/api/notification/?k={secret}", json=notification)
         assert answer.status_code == 200
         deadline = time.monotonic() + 30

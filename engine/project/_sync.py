@@ -188,6 +188,11 @@ def sync_once(
     return report
 
 
+_Planned = tuple[list[SourceItem], set[str], set[str]]
+"""A marketplace's share of a batch: the records to plan from, the SKUs to plan, those VTEX no
+longer has."""
+
+
 def _sync_batch(
     project: Project,
     runs: Sequence[MarketplaceRun],
@@ -198,28 +203,38 @@ def _sync_batch(
     transports: dict[str, httpx.AsyncBaseTransport],
     executor_options: dict[str, Any] | None,
 ) -> None:
-    """Plan and apply the taken SKUs, read in every trade policy, on each marketplace not done."""
+    """Plan and apply the taken SKUs, read in every trade policy, on each marketplace not done.
+
+    The marketplaces go side by side (one event loop, one task each): a marketplace that keeps
+    failing (its retries, its backoff) holds up none of the others. Each task plans before its
+    first ``await``, so planners never interleave on the store; the executors' writes are each a
+    statement or a transaction of their own, on the one thread."""
     taken, read = batch
     names = [run.name for run in runs]
-    pending: set[str] = set()
+    work: list[tuple[MarketplaceRun, list[QueuedSku], _Planned]] = []
     for run in runs:
         wanted = [item for item in taken if run.name not in item.done_for]
         if not wanted:
             continue
         records, unread, gone = _readable(read[run.trade_policy])
         report.unread |= unread
-        ids = {item.sku_id for item in wanted} - unread
+        work.append((run, wanted, (records, {item.sku_id for item in wanted} - unread, gone)))
+
+    async def one(run: MarketplaceRun, wanted: list[QueuedSku], planned: _Planned) -> set[str]:
         outcome = report.outcome(run.name)
-        held = _sync_marketplace(
-            project, run, state, (records, ids, gone), outcome, transports, executor_options
-        )
+        ids = planned[1]
+        held = await _sync_marketplace(project, run, state, planned, outcome, transports, executor_options)
         outcome.held |= held
         finished = [item for item in wanted if item.sku_id in ids - held]
         failpoints.reach("sync:applied")  # applied and recorded in the state; the queue not told yet
-        left = queue.done(finished, run.name, names)
+        report.left_queue += queue.done(finished, run.name, names)
         outcome.done += len(finished)
-        report.left_queue += left
-        pending |= {item.sku_id for item in wanted} - {item.sku_id for item in finished}
+        return {item.sku_id for item in wanted} - {item.sku_id for item in finished}
+
+    async def every() -> list[set[str]]:
+        return list(await asyncio.gather(*(one(*task) for task in work)))
+
+    pending = set().union(*asyncio.run(every())) if work else set()
     report.pending += [item for item in taken if item.sku_id in pending]
 
 
@@ -264,11 +279,11 @@ def _readable(items: Iterable[SourceItem]) -> tuple[list[SourceItem], set[str], 
     return records, unread, gone
 
 
-def _sync_marketplace(
+async def _sync_marketplace(
     project: Project,
     run: MarketplaceRun,
     state: StateStore,
-    batch: tuple[list[SourceItem], set[str], set[str]],
+    batch: _Planned,
     outcome: MarketplaceOutcome,
     transports: dict[str, httpx.AsyncBaseTransport],
     executor_options: dict[str, Any] | None,
@@ -293,15 +308,13 @@ def _sync_marketplace(
             if guard is not None:
                 outcome.errors.append(f"{guard.refusal()}; run `tradepost apply --allow-mass-delete`")
                 return set(ids)
-            summary = asyncio.run(
-                apply_records(
-                    run,
-                    project,
-                    state,
-                    changes,
-                    transport=transports.get(run.name),
-                    executor_options=executor_options,
-                )
+            summary = await apply_records(
+                run,
+                project,
+                state,
+                changes,
+                transport=transports.get(run.name),
+                executor_options=executor_options,
             )
     except TradepostError as error:
         outcome.errors.append(str(error))
