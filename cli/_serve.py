@@ -83,9 +83,9 @@ def serve(config_path: Path | None, with_sync: bool) -> None:
     sock = _listen(project.config.serve.host, project.config.serve.port)
     host, port = sock.getsockname()[:2]
     worker = syncing(project, marketplace_runs(project), Pace()) if with_sync else nullcontext()
-    with open_state(project) as store, NotificationQueue(store) as queue, worker:
+    with open_state(project) as store, NotificationQueue(store) as queue, worker as wake:
         config = uvicorn.Config(
-            notification_app(queue, secret),
+            notification_app(queue, secret, queued=wake.set if wake else None),
             lifespan="off",
             access_log=False,  # its lines carry the query string, and so the secret
             log_config=None,  # uvicorn's records reach the redacting handler of cli.main

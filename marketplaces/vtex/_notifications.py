@@ -23,6 +23,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -118,8 +119,15 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def notification_app(queue: NotificationQueue, secret: str, *, body_limit: int = BODY_LIMIT) -> Starlette:
-    """The endpoint VTEX posts to, queueing into ``queue``; ``secret`` is the ``k`` the URL must carry."""
+def notification_app(
+    queue: NotificationQueue,
+    secret: str,
+    *,
+    body_limit: int = BODY_LIMIT,
+    queued: Callable[[], None] | None = None,
+) -> Starlette:
+    """The endpoint VTEX posts to, queueing into ``queue``; ``secret`` is the ``k`` the URL must carry;
+    ``queued`` is called after each commit (it wakes the worker of `serve --sync`)."""
     expected = secret.encode("utf-8")
 
     def refuse(request: Request, status: int, reason: str) -> Response:
@@ -142,6 +150,8 @@ def notification_app(queue: NotificationQueue, secret: str, *, body_limit: int =
             await run_in_threadpool(queue.enqueue, parsed.idsku, parsed.changes(), changed_at)
         except TradepostError as exc:  # the state store cannot take it: VTEX must not think it was
             return refuse(request, 503, f"it could not be queued: {exc}")
+        if queued is not None:
+            queued()
         log.info("queued SKU %s (%s)", parsed.idsku, parsed.changes().name)
         return Response(status_code=200)
 
