@@ -53,6 +53,7 @@ import uvicorn
 from ruamel.yaml import YAML
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bench.synth import generate
 from marketplaces._standin import Faults
 from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
 
@@ -64,6 +65,8 @@ IN_STOCK = 40
 """Units per warehouse of a SKU in stock: every marketplace's rules list it above 0."""
 IN_FLIGHT = 16
 """Notifications the burst keeps in flight."""
+CONNECTIONS = 128
+"""Connections the bench (as VTEX) opens at most; more requests wait for one."""
 
 
 # -- the stand-ins, each in a process of its own ------------------------------------------------
@@ -94,7 +97,12 @@ def held_values(box: Sandbox, marketplace: str) -> dict[str, list[Any]]:
 
 
 class Recorder:
-    """An ASGI wrapper noting, after each request, which SKUs' values it changed and when it arrived."""
+    """An ASGI wrapper noting, after each request, which SKUs' values changed, and when.
+
+    The time is the request's end (a stand-in applies a request after its ``latency``, then
+    answers): a change is seen at the end of the first request to finish after it was applied, its
+    own or another's, so never before it happened (an arrival time would be, for a change made
+    while a request that arrived earlier was in flight)."""
 
     def __init__(self, app: ASGIApp, box: Sandbox, marketplace: str) -> None:
         self.app, self.box, self.marketplace = app, box, marketplace
@@ -102,15 +110,14 @@ class Recorder:
         self.changes: list[tuple[str, list[Any], float]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        arrived = time.time()
         try:
             await self.app(scope, receive, send)
         finally:
             if scope["type"] == "http":
-                now = held_values(self.box, self.marketplace)
+                now, seen = held_values(self.box, self.marketplace), time.time()
                 for sku, value in now.items():
                     if self.last.get(sku) != value:
-                        self.changes.append((sku, value, arrived))
+                        self.changes.append((sku, value, seen))
                 self.last = now
 
 
@@ -333,11 +340,11 @@ class Vtex:
 
 
 def as_vtex(store: str, endpoint: str, work: Callable[[Vtex], Awaitable[T]]) -> T:
-    """``work`` done as VTEX over one client (as many connections as it needs)."""
+    """``work`` done as VTEX over one client."""
 
     async def working() -> T:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-        async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60, pool=None), limits=limits) as http:
             return await work(Vtex(http, store, endpoint))
 
     return asyncio.run(working())
@@ -359,46 +366,70 @@ async def changes_at(vtex: Vtex, flips: Flips, rate: float, seconds: float) -> l
 
 def arrivals(
     standins: Standins, sent: list[tuple[str, bool, float]], bound: float
-) -> dict[str, list[float | None]]:
-    """Per marketplace, each change's seconds until it arrived (None: not within ``bound``)."""
+) -> tuple[dict[str, list[float | None]], list[dict[str, Any]]]:
+    """Per marketplace, each change's seconds until it arrived (None: not within ``bound``); and
+    for each change lost, what the marketplace saw of its SKU from a minute before."""
     found: dict[str, list[float | None]] = {m: [None] * len(sent) for m in MARKETPLACES}
     deadline = time.monotonic() + bound
     while True:
+        seen: dict[str, dict[str, list[tuple[list[Any], float]]]] = {m: {} for m in MARKETPLACES}
         for marketplace in MARKETPLACES:
-            seen: dict[str, list[tuple[list[Any], float]]] = {}
             for sku, value, at in standins.ask(marketplace, "changes", 0):
-                seen.setdefault(sku, []).append((value, at))
+                seen[marketplace].setdefault(sku, []).append((value, at))
             for n, (sku, in_stock, at_sent) in enumerate(sent):
                 first = next(
                     (
                         at
-                        for value, at in seen.get(sku, [])
+                        for value, at in seen[marketplace].get(sku, [])
                         if at >= at_sent and matches(marketplace, value, in_stock)
                     ),
                     None,
                 )
                 found[marketplace][n] = None if first is None else first - at_sent
         if all(v is not None for times in found.values() for v in times) or time.monotonic() > deadline:
-            return found
+            lost = [
+                {
+                    "marketplace": m,
+                    "sku": sku,
+                    "in_stock": in_stock,
+                    "sent_at": at_sent,
+                    "seen": [v for v in seen[m].get(sku, []) if v[1] > at_sent - 60],
+                }
+                for m in MARKETPLACES
+                for (sku, in_stock, at_sent), at in zip(sent, found[m], strict=True)
+                if at is None
+            ]
+            return found, lost
         time.sleep(0.5)
 
 
-def percentiles(times: list[float | None]) -> dict[str, float | int | None]:
+def percentiles(times: list[float | None], superseded: list[bool]) -> dict[str, float | int | None]:
+    """p50, p95 and max of the changes that arrived; ``lost``: those that did not, though no later
+    change of their SKU was sent; ``superseded``: those that did not, and a later one was (the
+    queue merges a SKU's notifications and reads its stock once: the older value is never sent)."""
     arrived = sorted(t for t in times if t is not None)
+    gone = {
+        "lost": sum(1 for t, s in zip(times, superseded, strict=True) if t is None and not s),
+        "superseded": sum(1 for t, s in zip(times, superseded, strict=True) if t is None and s),
+    }
     if not arrived:
-        return {"p50_ms": None, "p95_ms": None, "max_ms": None, "lost": len(times)}
+        return {"p50_ms": None, "p95_ms": None, "max_ms": None, **gone}
 
     def ms(share: float) -> float:
         return round(1000 * arrived[min(len(arrived) - 1, int(len(arrived) * share))], 1)
 
-    return {"p50_ms": ms(0.5), "p95_ms": ms(0.95), "max_ms": ms(1.0), "lost": len(times) - len(arrived)}
+    return {"p50_ms": ms(0.5), "p95_ms": ms(0.95), "max_ms": ms(1.0), **gone}
 
 
 def latency_run(
     standins: Standins, vtex: tuple[str, str], flips: Flips, rate: float, options: argparse.Namespace
 ) -> dict[str, Any]:
     sent = as_vtex(*vtex, lambda v: changes_at(v, flips, rate, options.seconds))
-    found = arrivals(standins, sent, options.bound)
+    found, lost = arrivals(standins, sent, options.bound)
+    if lost and options.lost:
+        (options.lost / f"lost-{rate:g}.json").write_text(json.dumps(lost, indent=1), encoding="utf-8")
+    later = {sku: n for n, (sku, _, _) in enumerate(sent)}  # each SKU's last change
+    superseded = [later[sku] > n for n, (sku, _, _) in enumerate(sent)]
     every = [t for times in found.values() for t in times]
     return {
         "bench": "sync_latency",
@@ -407,8 +438,8 @@ def latency_run(
         "notifications": len(sent) * len(AFFILIATES),
         "skus": len(flips.skus),
         "latency_s": options.latency,
-        **percentiles(every),
-        "marketplaces": {m: percentiles(found[m]) for m in MARKETPLACES},
+        **percentiles(every, superseded * len(MARKETPLACES)),
+        "marketplaces": {m: percentiles(found[m], superseded) for m in MARKETPLACES},
         "cpus": os.cpu_count(),
     }
 
@@ -430,8 +461,14 @@ async def burst(vtex: Vtex, flips: Flips, count: int) -> float:
 
 
 def burst_run(
-    standins: Standins, vtex: tuple[str, str], pid: int, flips: Flips, options: argparse.Namespace
+    standins: Standins,
+    vtex: tuple[str, str],
+    serve: tuple[int, str],
+    flips: Flips,
+    options: argparse.Namespace,
 ) -> dict[str, Any]:
+    """The burst (see the module docstring); ``serve`` is the process id and URL of `tradepost serve`."""
+    pid, url = serve
     samples: list[float] = [rss_mib(pid)]
     sampling = threading.Event()
 
@@ -444,7 +481,7 @@ def burst_run(
     started = time.monotonic()
     try:
         posting = as_vtex(*vtex, lambda v: burst(v, flips, options.burst))
-        queued = _drain(vtex[1].split("/api/")[0], options.drain)
+        queued = _drain(url, options.drain)
     finally:
         sampling.set()
         sampler.join()
@@ -487,23 +524,25 @@ def _lost(standins: Standins, marketplace: str, flips: Flips) -> int:
 
 
 def flippable(standins: Standins) -> Flips:
-    """The SKUs listed on every marketplace, each sold out everywhere or in stock everywhere, and
-    with no warehouse of unlimited stock in VTEX (setting their stock would change nothing)."""
+    """The SKUs in stock on every marketplace, with no warehouse of unlimited stock in VTEX: each
+    flip sets every warehouse the SKU has, so each marketplace's value changes every time (a SKU
+    sold out somewhere may lack the warehouses a marketplace counts, and never come in stock)."""
     held = [standins.ask(m, "held") for m in MARKETPLACES]
     skus: Any = standins.box.standins["vtex"].skus
-    state: dict[str, bool] = {}
-    for sku in sorted(set.intersection(*(set(h) for h in held))):
-        if any(w.get("hasUnlimitedQuantity") for w in skus[sku].inventory["balance"]):
-            continue
-        for in_stock in (True, False):
-            if all(matches(m, h[sku], in_stock) for m, h in zip(MARKETPLACES, held, strict=True)):
-                state[sku] = in_stock
-    return Flips(list(state), state)
+    return Flips(
+        [
+            sku
+            for sku in sorted(set.intersection(*(set(h) for h in held)))
+            if all(matches(m, h[sku], True) for m, h in zip(MARKETPLACES, held, strict=True))
+            and not any(w.get("hasUnlimitedQuantity") for w in skus[sku].inventory["balance"])
+        ]
+    )
 
 
 def run(options: argparse.Namespace) -> list[dict[str, Any]]:
     folder = Path(tempfile.mkdtemp(prefix="tradepost-bench-sync-latency-"))
-    box = build_sandbox(read_catalog(ROOT / "examples" / "catalog.jsonl"))
+    catalog = list(generate(options.skus, broken=False)) if options.skus else None
+    box = build_sandbox(catalog or read_catalog(ROOT / "examples" / "catalog.jsonl"))
     sockets = {name: _bind() for name in box.standins}
     box.ports.update({name: int(sock.getsockname()[1]) for name, sock in sockets.items()})
     config = project(box, folder / "project", options.rate_limit)
@@ -533,7 +572,7 @@ def run(options: argparse.Namespace) -> list[dict[str, Any]]:
                 rows.append(latency_run(standins, vtex, flips, rate, options))
                 print(_line(rows[-1]), file=sys.stderr)
             if options.burst:
-                rows.append(burst_run(standins, vtex, server.pid, flips, options))
+                rows.append(burst_run(standins, vtex, (server.pid, url), flips, options))
     finally:
         standins.stop()
     return rows
@@ -549,8 +588,13 @@ def _line(row: dict[str, Any]) -> str:
         )
     cells = [f"{row['rate']:>6}/s {row['changes']:>6}"]
     for part in [row, *row["marketplaces"].values()]:
-        cells.append(f"{part['p50_ms']!s:>8} {part['p95_ms']!s:>8} {part['max_ms']!s:>8} {part['lost']:>4}")
+        times = f"{part['p50_ms']!s:>8} {part['p95_ms']!s:>8} {part['max_ms']!s:>8}"
+        cells.append(f"{times} {part['lost']:>4} {part['superseded']:>5}")
     return " |".join(cells)
+
+
+def out_of_time(*_: object) -> None:
+    raise SystemExit("the bench ran out of time (--timeout); everything it started is being stopped")
 
 
 def main() -> None:
@@ -560,6 +604,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20, help="seconds each rate runs")
     parser.add_argument("--burst", type=int, default=10000, help="notifications in the burst (0: none)")
+    parser.add_argument("--skus", type=int, default=0, help="a synthetic catalog of N SKUs (0: examples/)")
     parser.add_argument("--latency", type=float, default=0.05, help="seconds every stand-in API answer takes")
     parser.add_argument(
         "--rate-limit", type=float, default=400, help="requests/s the project allows each marketplace"
@@ -571,13 +616,14 @@ def main() -> None:
         "--drain", type=float, default=600, help="seconds the burst's queue may take to drain"
     )
     parser.add_argument("--timeout", type=float, default=1500, help="seconds the whole bench may take")
+    parser.add_argument("--lost", type=Path, help="a folder for what each lost change's marketplace saw")
     parser.add_argument("--profile", type=Path, help="a folder for py-spy's stacks of each process")
     options = parser.parse_args()
-    signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(SystemExit("the bench ran out of time")))
+    signal.signal(signal.SIGALRM, out_of_time)
     signal.alarm(int(options.timeout))
     rows = run(options)
     signal.alarm(0)
-    head = " ".join(f"{'p50':>8} {'p95':>8} {'max':>8} {'lost':>4} |" for _ in range(4))
+    head = " ".join(f"{'p50':>8} {'p95':>8} {'max':>8} {'lost':>4} {'over':>5} |" for _ in range(4))
     print(f"{'rate':>8} {'changes':>6} |{head}   (ms; overall, {', '.join(MARKETPLACES)})")
     for row in rows:
         print(_line(row))
