@@ -74,7 +74,8 @@ CONNECTIONS = 128
 
 def held_values(box: Sandbox, marketplace: str) -> dict[str, list[Any]]:
     """SKU -> the quantity (Google: availability) of each listing holding it, read from the stand-in
-    itself (as ``bench_kills.holdings`` reads it, without its copies: this runs after every request)."""
+    itself as ``bench_kills.holdings`` reads it, without its copies (this runs after every request);
+    Mercado Libre's is 0 for a paused item (how a SKU listed alone is withdrawn when sold out)."""
     standin: Any = box.standins[marketplace]
     found: dict[str, list[Any]] = {}
     if marketplace == "mercadolibre":
@@ -82,9 +83,8 @@ def held_values(box: Sandbox, marketplace: str) -> dict[str, list[Any]]:
             for holder in item.get("variations") or [item]:
                 for attribute in holder.get("attributes") or []:
                     if attribute["id"] == "SELLER_SKU":
-                        found.setdefault(str(attribute["value_name"]), []).append(
-                            holder["available_quantity"]
-                        )
+                        sold = holder["available_quantity"] if item["status"] == "active" else 0
+                        found.setdefault(str(attribute["value_name"]), []).append(sold)
     elif marketplace == "google":
         for stored in standin.inputs.values():
             availability = (stored.get("productAttributes") or {}).get("availability")
