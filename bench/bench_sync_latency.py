@@ -237,12 +237,17 @@ def serving(config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[str], st
                 raise SystemExit(f"tradepost serve did not say where it listens; see {log}")
             yield server, f"http://127.0.0.1:{found.group(1)}"
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.communicate(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.communicate()
+            stop(server)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM (a graceful stop), and SIGKILL if it is not over within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        process.communicate(timeout=30)
+    if process.poll() is None:
+        process.kill()
+        process.communicate()
 
 
 @contextmanager
