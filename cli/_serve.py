@@ -115,9 +115,11 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     worker = syncing(project, runs, Pace(lease=lease)) if with_sync else nullcontext()
-    with open_state(project) as store, NotificationQueue(store) as queue, worker:
+    with open_state(project) as store, NotificationQueue(store) as queue, worker as wake:
         limits = ClientLimits(settings.rate_limit)
-        app = notification_app(queue, secret, integrations=integrations, limits=limits)
+        app = notification_app(
+            queue, secret, integrations=integrations, limits=limits, queued=wake.set if wake else None
+        )
         config = uvicorn.Config(
             app,
             lifespan="off",

@@ -1,10 +1,13 @@
 """`tradepost sync`: the worker that applies queued notifications to every marketplace.
 
 ``--once`` drains the queue once and exits (for schedulers); without it the worker polls until
-Ctrl-C or SIGTERM, which let the batch in hand finish. SKUs a marketplace failed for are kept
-(leased to this worker) and handed back to the queue after a backoff that doubles while passes
-keep failing, so one failing marketplace neither blocks the others nor is hammered; whatever is
-held is handed back on exit.
+Ctrl-C or SIGTERM, which let the batch in hand finish. In `serve --sync` the endpoint wakes the
+worker as soon as a notification is committed (:func:`syncing`), so a change waits for no poll;
+the poll stays, for what another process queued and for failed SKUs coming back.
+
+SKUs a marketplace failed for are kept (leased to this worker) and handed back to the queue after
+a backoff that doubles while passes keep failing, so one failing marketplace neither blocks the
+others nor is hammered; whatever is held is handed back on exit.
 """
 
 from __future__ import annotations
@@ -114,13 +117,19 @@ def _work(
     queue: NotificationQueue,
     stop: threading.Event,
     pace: Pace,
+    wake: threading.Event | None = None,
 ) -> None:
     """Pass after pass until ``stop``: failed SKUs handed back after the backoff, and on the way
-    out; a pass that fails whole (VTEX refusing the keys, say) is reported and tried again later."""
+    out; a pass that fails whole (VTEX refusing the keys, say) is reported and tried again later.
+    A pass starts ``pace.poll`` seconds after the last, or as soon as ``wake`` is set: it is
+    cleared before the pass takes the queue, so a notification committed during a pass starts the
+    next one at once."""
     held: list[QueuedSku] = []
     backoff, retry_at = 0.0, 0.0
     try:
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()
             try:
                 report: SyncReport | None = sync_once(
                     project, runs, state, queue, batch=pace.batch, lease=pace.lease
@@ -140,27 +149,29 @@ def _work(
             if held and time.monotonic() >= retry_at:
                 queue.release(held)
                 held = []
-            stop.wait(pace.poll)
+            (wake or stop).wait(pace.poll)
     finally:
         queue.release(held)
 
 
 @contextmanager
-def syncing(project: Project, runs: Sequence[MarketplaceRun], pace: Pace) -> Iterator[None]:
+def syncing(project: Project, runs: Sequence[MarketplaceRun], pace: Pace) -> Iterator[threading.Event]:
     """The worker in a thread of its own, with its own store connection, while the block runs
-    (`tradepost serve --sync`); at the block's end it finishes its batch and stops."""
-    stop = threading.Event()
+    (`tradepost serve --sync`); at the block's end it finishes its batch and stops. The block gets
+    the worker's wake-up: set it after a commit to the queue, and a pass starts at once."""
+    stop, wake = threading.Event(), threading.Event()
 
     def work() -> None:
         with open_state(project) as state, NotificationQueue(state) as queue:
-            _work(project, runs, state, queue, stop, pace)
+            _work(project, runs, state, queue, stop, pace, wake)
 
     thread = threading.Thread(target=work, name="tradepost-sync", daemon=True)
     thread.start()
     try:
-        yield
+        yield wake
     finally:
         stop.set()
+        wake.set()
         thread.join()
 
 

@@ -234,10 +234,11 @@ def notification_app(
     integrations: Integrations = Integrations(),
     limits: ClientLimits | None = None,
     body_limit: int = BODY_LIMIT,
+    queued: Callable[[], None] | None = None,
 ) -> Starlette:
     """The endpoint VTEX posts to, queueing into ``queue``; ``secret`` is the ``k`` the URL must carry,
     ``integrations`` whose notifications are taken, ``limits`` how many a client may send (None: no
-    limit)."""
+    limit); ``queued`` is called after each commit (it wakes the worker of `serve --sync`)."""
     expected = secret.encode("utf-8")
 
     def refuse(request: Request, status: int, reason: str) -> Response:
@@ -274,6 +275,8 @@ def notification_app(
             await run_in_threadpool(queue.enqueue, parsed.idsku, parsed.changes(), changed_at)
         except TradepostError as exc:  # the state store cannot take it: VTEX must not think it was
             return refuse(request, 503, f"it could not be queued: {exc}")
+        if queued is not None:
+            queued()
         log.info("queued SKU %s (%s)", parsed.idsku, parsed.changes().name)
         return Response(status_code=200)
 
