@@ -394,6 +394,21 @@ def test_a_notification_merged_while_taken_is_read_again(queue: NotificationQueu
     assert queue.counts().queued == 0
 
 
+def test_a_notification_merged_while_taken_is_free_to_take_as_soon_as_the_old_one_is_done(
+    queue: NotificationQueue,
+) -> None:
+    """The worker's lease (300 s) must not hold back a change notified while it worked on the
+    SKU: once every marketplace is done with the old version, the new one is taken at once."""
+    _enqueue(queue, "1")
+    (taken,) = queue.take(10)
+    queue.enqueue("1", Change.PRICE, "2024-05-02T13:45:11")
+    assert queue.done([taken], "google", ["google", "amazon"]) == 0
+    assert queue.take(10) == []  # amazon is not done with version 1: still this worker's
+    assert queue.done([taken], "amazon", ["google", "amazon"]) == 0
+    (again,) = queue.take(10)
+    assert (again.sku_id, again.version, again.done_for) == ("1", 2, frozenset())
+
+
 def test_a_version_2_state_file_opens_and_gains_the_queue(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite"
     StateStore(path).close()

@@ -210,7 +210,14 @@ class NotificationQueue:
                 gone = self.db.execute(
                     "DELETE FROM notifications WHERE sku_id = ? AND version = ?", (item.sku_id, item.version)
                 ).rowcount
-                self.db.execute("DELETE FROM notification_outcomes WHERE sku_id = ?", (item.sku_id,))
+                if gone:
+                    self.db.execute("DELETE FROM notification_outcomes WHERE sku_id = ?", (item.sku_id,))
+                else:  # notified again meanwhile: the newer change is free to take now, not at lease end
+                    self.db.execute(
+                        "UPDATE notifications SET leased_until = 0, lease_token = '' "
+                        "WHERE sku_id = ? AND lease_token = ?",
+                        (item.sku_id, item.lease_token),
+                    )
                 left += gone
             return left
 
