@@ -14,7 +14,7 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine.connectors._contract import Credentials
-from engine.project._assembly import MarketplaceRun, catalog_records
+from engine.project._assembly import MarketplaceRun, catalog_records, tls_context
 from engine.project._config import Project
 from engine.secrets._redact import read_secrets, register
 from engine.state._store import StateStore
@@ -118,7 +118,9 @@ async def apply_records(
     base_url = config.base_url or type(run.connector).base_url
     timeout = httpx.Timeout(30.0, connect=10.0)
     credentials = credentials_for(project, run.name)
-    async with httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, transport=transport, timeout=timeout, verify=tls_context()
+    ) as client:
         executor = Executor(
             run.connector,
             client,

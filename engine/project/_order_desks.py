@@ -21,7 +21,7 @@ from engine.orders._divergence import prices_from_rules
 from engine.orders._flow import OrderDesk, RulePrices, VtexPlacement
 from engine.orders._store import OrderStore
 from engine.project._apply import credentials_for, persist_rotated
-from engine.project._assembly import MarketplaceRun, open_marketplace
+from engine.project._assembly import MarketplaceRun, open_marketplace, tls_context
 from engine.project._config import Project, VtexAccount
 from engine.state._store import StateStore
 from engine.sync._evaluate import SkuEvaluator
@@ -85,6 +85,7 @@ async def order_desks(
                     transport=transports.get("vtex"),
                     timeout=_TIMEOUT,
                     headers={"Accept": "application/json"},
+                    verify=tls_context(),
                 )
             )
         for name in names:
@@ -100,6 +101,7 @@ async def order_desks(
                         base_url=config.base_url or type(run.connector).base_url,
                         transport=transports.get(name),
                         timeout=_TIMEOUT,
+                        verify=tls_context(),
                     )
                 )
                 stack.callback(persist_rotated, project, run, credentials)
