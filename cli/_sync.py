@@ -28,7 +28,7 @@ from cli._plan import _compile_or_exit, _project, config_option
 from cli._render import console
 from engine import TradepostError
 from engine.jsonio import dumps
-from engine.project import SYNC_BATCH, MarketplaceRun, Project, SyncReport, open_state, sync_once
+from engine.project import SYNC_BATCH, MarketplaceRun, Project, SyncReads, SyncReport, open_state, sync_once
 from engine.secrets import redact
 from engine.state import WORK_LEASE, NotificationQueue, QueuedSku, StateStore
 from engine.sync import EXIT_PARTIAL
@@ -126,13 +126,14 @@ def _work(
     next one at once."""
     held: list[QueuedSku] = []
     backoff, retry_at = 0.0, 0.0
+    reads = SyncReads(project)  # what VTEX answered, kept for the worker's life
     try:
         while not stop.is_set():
             if wake is not None:
                 wake.clear()
             try:
                 report: SyncReport | None = sync_once(
-                    project, runs, state, queue, batch=pace.batch, lease=pace.lease
+                    project, runs, state, queue, batch=pace.batch, lease=pace.lease, reads=reads
                 )
             except TradepostError as error:
                 click.echo(f"error: {redact(str(error))}", err=True)
@@ -152,6 +153,7 @@ def _work(
             (wake or stop).wait(pace.poll)
     finally:
         queue.release(held)
+        reads.close()
 
 
 @contextmanager

@@ -251,18 +251,23 @@ def test_what_a_part_read_applies_is_what_a_full_plan_wants(worker: Worker) -> N
     assert code == 0, out  # the full pass agrees: nothing left to send
 
 
-def test_a_worker_keeps_its_answers_between_passes_for_as_long_as_its_queue(worker: Worker) -> None:
-    """`tradepost sync` passes no reads: the worker's own live with its queue connection."""
+def test_a_worker_keeps_its_answers_between_passes_and_a_pass_alone_does_not(worker: Worker) -> None:
+    """A worker passes its reads to every pass (`tradepost sync`, `serve --sync`): what VTEX
+    answered serves its later notifications. A pass without (`sync --once`, a worker started
+    again) reads whole."""
     sku = a_sku(worker)
     runs, state, project = worker.runs, worker.state, worker.project
-    worker.queue.enqueue(sku, Changed.CATALOG, "2026-12-06T06:00:00Z")
-    sync_once(project, runs, state, worker.queue)
-    worker.queue.enqueue(sku, Changed.STOCK, "2026-12-06T06:00:01Z")
+    reads = SyncReads(project)
+    try:
+        worker.queue.enqueue(sku, Changed.CATALOG, "2026-12-06T06:00:00Z")
+        sync_once(project, runs, state, worker.queue, reads=reads)
+        worker.queue.enqueue(sku, Changed.STOCK, "2026-12-06T06:00:01Z")
+        worker.vtex.requests.clear()
+        sync_once(project, runs, state, worker.queue, reads=reads)
+        assert worker.vtex.total_requests() == 1  # the inventory
+    finally:
+        reads.close()
+    worker.queue.enqueue(sku, Changed.STOCK, "2026-12-06T06:00:02Z")
     worker.vtex.requests.clear()
     sync_once(project, runs, state, worker.queue)
-    assert worker.vtex.total_requests() == 1  # the inventory
-    with NotificationQueue(state) as another:  # another worker (or this one started again)
-        another.enqueue(sku, Changed.STOCK, "2026-12-06T06:00:02Z")
-        worker.vtex.requests.clear()
-        sync_once(project, runs, state, another)
-        assert worker.vtex.total_requests() == sum(WHOLE.values())
+    assert worker.vtex.total_requests() == sum(WHOLE.values())

@@ -118,6 +118,11 @@ class Connector:
 
     token: RefreshedToken | None = None
     """The OAuth token that authenticates every call, when the marketplace uses one."""
+    single_use_refresh_token: ClassVar[bool] = False
+    """Each refresh answers a new refresh token and kills the old one (Mercado Libre): a process
+    killed between the token endpoint's answer and writing the new token down must re-authorize.
+    Work that runs several marketplaces side by side refreshes these first, alone, so no other
+    marketplace's sending shares that window."""
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})

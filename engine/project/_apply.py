@@ -138,6 +138,27 @@ async def apply_records(
             persist_rotated(project, run, credentials)
 
 
+async def authenticate(
+    run: MarketplaceRun, project: Project, transport: httpx.AsyncBaseTransport | None = None
+) -> None:
+    """Get the connector's token now (refreshed when due) and write a rotated refresh token down at
+    once; the apply that follows reuses the token. A refusal is left for that apply to report."""
+    config = project.marketplace(run.name)
+    credentials = credentials_for(project, run.name)
+    async with httpx.AsyncClient(
+        base_url=config.base_url or type(run.connector).base_url,
+        transport=transport,
+        timeout=httpx.Timeout(30.0, connect=10.0),
+        verify=tls_context(),
+    ) as client:
+        try:
+            await run.connector.auth_headers(client, credentials)
+        except TradepostError:
+            return
+        finally:
+            persist_rotated(project, run, credentials)
+
+
 def persist_rotated(project: Project, run: MarketplaceRun, credentials: Credentials) -> None:
     """Write back secrets the marketplace rotated, where the config keeps them in a file.
 

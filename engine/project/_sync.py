@@ -27,8 +27,8 @@ as a full plan does for a SKU gone from the catalog; a deactivated one is read, 
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ from engine._diagnostics import TradepostError
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import Catalogs, SourceConfig
 from engine.model._catalog import CatalogRecord, MalformedRecord, SourceItem
-from engine.project._apply import apply_records, locked, sent_records
+from engine.project._apply import apply_records, authenticate, locked, sent_records
 from engine.project._assembly import MarketplaceRun, catalog_records
 from engine.project._config import Project
 from engine.state._queue import WORK_LEASE, NotificationQueue, QueuedSku
@@ -81,22 +81,6 @@ class SyncReads:
     def close(self) -> None:
         if self.catalogs is not None:
             self.catalogs.close()
-
-
-_WORKERS: weakref.WeakKeyDictionary[NotificationQueue, SyncReads] = weakref.WeakKeyDictionary()
-"""Each worker's reads, for as long as its queue connection lives (a worker's life)."""
-
-
-def worker_reads(project: Project, queue: NotificationQueue) -> SyncReads:
-    """The reads of the worker that holds ``queue``: made on its first pass, closed when the
-    queue object goes away (or the project's source changes)."""
-    reads = _WORKERS.get(queue)
-    if reads is None or reads.source != project.config.source:
-        if reads is not None:
-            reads.close()
-        reads = _WORKERS[queue] = SyncReads(project)
-        weakref.finalize(queue, reads.close)
-    return reads
 
 
 @dataclass
@@ -163,9 +147,22 @@ def sync_once(
 ) -> SyncReport:
     """Take batches until the queue has nothing this pass has not tried; see the module docstring.
 
-    ``reads`` is how batches are read; by default the worker's own (:func:`worker_reads`), kept
-    between passes as long as ``queue`` lives."""
-    reads = reads or worker_reads(project, queue)
+    ``reads`` is how batches are read: a worker passes its own, kept for its life, so that what
+    VTEX answered before serves later notifications; without it, this pass reads with its own,
+    closed at its end (``tradepost sync --once``)."""
+    if reads is None:
+        with closing(SyncReads(project)) as own:
+            return sync_once(
+                project,
+                runs,
+                state,
+                queue,
+                batch=batch,
+                lease=lease,
+                transports=transports,
+                executor_options=executor_options,
+                reads=own,
+            )
     report = SyncReport()
     tried: set[str] = set()
     while taken := queue.take(batch, lease):
@@ -186,6 +183,23 @@ def sync_once(
             queue.release([*report.pending, *fresh])
             raise
     return report
+
+
+class _Rotations:
+    """The marketplaces of a batch whose token refresh kills the old refresh token, until each has
+    refreshed (or failed to): the others send nothing before, so a kill while such a refresh's
+    answer is on the way (the new token not yet written down) is never one their sending brings."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self.pending = set(names)
+        self.over = asyncio.Event()
+        if not self.pending:
+            self.over.set()
+
+    def finish(self, name: str) -> None:
+        self.pending.discard(name)
+        if not self.pending:
+            self.over.set()
 
 
 _Planned = tuple[list[SourceItem], set[str], set[str]]
@@ -223,7 +237,9 @@ def _sync_batch(
     async def one(run: MarketplaceRun, wanted: list[QueuedSku], planned: _Planned) -> set[str]:
         outcome = report.outcome(run.name)
         ids = planned[1]
-        held = await _sync_marketplace(project, run, state, planned, outcome, transports, executor_options)
+        held = await _sync_marketplace(
+            project, run, state, planned, outcome, transports, executor_options, rotations
+        )
         outcome.held |= held
         finished = [item for item in wanted if item.sku_id in ids - held]
         failpoints.reach("sync:applied")  # applied and recorded in the state; the queue not told yet
@@ -233,6 +249,8 @@ def _sync_batch(
 
     async def every() -> list[set[str]]:
         return list(await asyncio.gather(*(one(*task) for task in work)))
+
+    rotations = _Rotations(run.name for run, _, _ in work if run.connector.single_use_refresh_token)
 
     pending = set().union(*asyncio.run(every())) if work else set()
     report.pending += [item for item in taken if item.sku_id in pending]
@@ -287,6 +305,7 @@ async def _sync_marketplace(
     outcome: MarketplaceOutcome,
     transports: dict[str, httpx.AsyncBaseTransport],
     executor_options: dict[str, Any] | None,
+    rotations: _Rotations,
 ) -> set[str]:
     """Plan and apply the batch's SKUs (``ids``, planned from ``records``) on one marketplace;
     returns the SKUs whose outcome is not settled.
@@ -295,11 +314,15 @@ async def _sync_marketplace(
     source answering 404 for everything must not empty a marketplace batch by batch. A SKU the
     rules no longer select (sold out, deactivated) was read, and is withdrawn as the rules say."""
     records, ids, gone = batch
-    if not ids:
-        return set()
     marketplace = run.compiled.marketplace
     try:
+        if not ids:
+            return set()
         with locked(state, marketplace, holder="tradepost sync"):
+            if run.connector.single_use_refresh_token:  # under the lock: no other run refreshes it
+                await authenticate(run, project, transports.get(run.name))
+                rotations.finish(run.name)
+            await rotations.over.wait()
             changes = _planned(run, state, records, ids)
             deletes = sum(1 for r in changes if r["op"] == "delete" and r["sku_id"] in gone)
             guard = mass_delete(
@@ -319,6 +342,8 @@ async def _sync_marketplace(
     except TradepostError as error:
         outcome.errors.append(str(error))
         return set(ids)
+    finally:
+        rotations.finish(run.name)
     _merge(outcome.summary, summary)
     return _failed_skus(summary, changes)
 

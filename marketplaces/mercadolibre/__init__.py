@@ -95,6 +95,7 @@ class MercadoLibreConnector(Connector):
     }
     merge_price_and_stock = "plan"  # PUT /items/{id} takes both
     lists_families = True  # variations are one item (family_payload)
+    single_use_refresh_token = True  # each refresh answers a new refresh token; the old one is dead
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
