@@ -310,8 +310,8 @@ def matches(marketplace: str, value: list[Any], in_stock: bool) -> bool:
     return bool(value) and all(v not in (0, "OUT_OF_STOCK") for v in value)
 
 
-AFFILIATES = ("MRC", "MZN", "GGL")
-"""The sandbox's affiliates, one per marketplace, all notifying the project's endpoint."""
+AFFILIATES = ("MLB", "MZN", "GGL")
+"""The sandbox's affiliates, one per marketplace (the rule files' ids), all notifying the project's endpoint."""
 
 
 @dataclass
