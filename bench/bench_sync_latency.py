@@ -53,12 +53,14 @@ import uvicorn
 from ruamel.yaml import YAML
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bench.synth import generate
-from marketplaces._standin import Faults
-from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.synth import generate  # noqa: E402
+from marketplaces._standin import Faults  # noqa: E402
+from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog  # noqa: E402
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parent.parent
 MARKETPLACES = ("mercadolibre", "amazon", "google")
 SOLD_OUT: dict[str, list[Any]] = {"mercadolibre": [0], "amazon": [0], "google": ["OUT_OF_STOCK"]}
 IN_STOCK = 40
@@ -311,7 +313,7 @@ def matches(marketplace: str, value: list[Any], in_stock: bool) -> bool:
 
 
 AFFILIATES = ("MLB", "MZN", "GGL")
-"""The sandbox's affiliates, one per marketplace (the rule files' ids), all notifying the project's endpoint."""
+"""The sandbox's affiliates (the rule files' ids), one per marketplace, all notifying the project."""
 
 
 @dataclass
