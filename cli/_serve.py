@@ -20,12 +20,12 @@ import click
 import uvicorn
 
 from cli._plan import _project, age, config_option
-from cli._sync import Pace, marketplace_runs, syncing
+from cli._sync import Pace, lease_option, marketplace_runs, syncing
 from engine import TradepostError
 from engine.jsonio import dumps
 from engine.project import ConfigError, MarketplaceRun, Project, open_state
 from engine.secrets import read_secret
-from engine.state import WORK_LEASE, FullPass, NotificationQueue
+from engine.state import FullPass, NotificationQueue
 from marketplaces.vtex._notifications import SECRET_PARAMETER, ClientLimits, Integrations, notification_app
 
 MIN_SECRET = 16
@@ -90,13 +90,7 @@ def _describe_integrations(integrations: Integrations) -> str:
 @click.command()
 @config_option
 @click.option("--sync", "with_sync", is_flag=True, help="Also run the sync worker (`tradepost sync`) here.")
-@click.option(
-    "--lease",
-    type=click.FloatRange(1.0),
-    default=WORK_LEASE,
-    show_default=True,
-    help="With --sync: seconds a taken batch is the worker's (as `tradepost sync --lease`).",
-)
+@lease_option("With --sync. ")
 def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
     """Receive VTEX's change notifications and queue them in the state store.
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from rich.markup import escape
@@ -32,6 +33,20 @@ from engine.project import SYNC_BATCH, MarketplaceRun, Project, SyncReads, SyncR
 from engine.secrets import redact
 from engine.state import WORK_LEASE, NotificationQueue, QueuedSku, StateStore
 from engine.sync import EXIT_PARTIAL
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def lease_option(condition: str) -> Callable[[F], F]:
+    """``--lease``: seconds a taken batch is the worker's (``condition``: when the option applies)."""
+    return click.option(
+        "--lease",
+        type=click.FloatRange(1.0),
+        default=WORK_LEASE,
+        show_default=True,
+        help=f"{condition}Seconds a taken batch is the worker's; a killed worker's SKUs come back after it.",
+    )
+
 
 MAX_BACKOFF = 60.0
 """Seconds at most between two tries of a failing marketplace's SKUs."""
@@ -46,13 +61,7 @@ MAX_BACKOFF = 60.0
 @click.option(
     "--poll", type=click.FloatRange(0.05), default=1.0, show_default=True, help="Seconds between polls."
 )
-@click.option(
-    "--lease",
-    type=click.FloatRange(1.0),
-    default=WORK_LEASE,
-    show_default=True,
-    help="Seconds a taken batch is this worker's; a killed worker's SKUs come back after it.",
-)
+@lease_option("")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document per pass.")
 def sync(config_path: Path | None, once: bool, batch: int, poll: float, lease: float, as_json: bool) -> None:
     """Apply the SKUs `tradepost serve` queued: read them again, plan and apply each marketplace.

@@ -82,13 +82,15 @@ def _call(reader: VtexReader) -> object:
     return reader._on_loop(reader.call("GET", "/pricing/prices/1", None))
 
 
-def test_answers_decode_exactly_and_one_connection_serves_many_calls() -> None:
-    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await _requests(reader):
-            writer.write(OK)
-            await writer.drain()
+async def _keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A good VTEX: the same answer to every request, on one kept-alive connection."""
+    while await _requests(reader):
+        writer.write(OK)
+        await writer.drain()
 
-    with raw_server(keep_alive) as (url, connections):
+
+def test_answers_decode_exactly_and_one_connection_serves_many_calls() -> None:
+    with raw_server(_keep_alive) as (url, connections):
         vtex = _reader(url)
         try:
             answers = [_call(vtex) for _ in range(5)]
@@ -166,12 +168,7 @@ def test_a_reader_dropped_unclosed_closes_its_connections(caplog: pytest.LogCapt
     """A source nobody closes (a catalog read, then dropped) must not leave aiohttp to complain
     "Unclosed client session" on the user's terminal when it is collected."""
 
-    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await _requests(reader):
-            writer.write(OK)
-            await writer.drain()
-
-    with raw_server(keep_alive) as (url, _):
+    with raw_server(_keep_alive) as (url, _):
         vtex = _reader(url)
         assert _call(vtex) == {"price": Decimal("9.90")}
         del vtex
