@@ -38,6 +38,7 @@ marketplaces: {}
 serve:
   port: 0
   secret: env:BENCH_NOTIFY_SECRET
+  rate_limit: 1000000
 """
 
 
