@@ -14,7 +14,7 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine.connectors._contract import Credentials
-from engine.project._assembly import MarketplaceRun, catalog_records, tls_context
+from engine.project._assembly import MarketplaceRun, catalog_records, marketplace_client
 from engine.project._config import Project
 from engine.secrets._redact import read_secrets, register
 from engine.state._store import StateStore
@@ -115,12 +115,8 @@ async def apply_records(
 ) -> ApplySummary:
     """Send the records through the marketplace's connector; outcomes go to the state as they come."""
     config = project.marketplace(run.name)
-    base_url = config.base_url or type(run.connector).base_url
-    timeout = httpx.Timeout(30.0, connect=10.0)
     credentials = credentials_for(project, run.name)
-    async with httpx.AsyncClient(
-        base_url=base_url, transport=transport, timeout=timeout, verify=tls_context()
-    ) as client:
+    async with marketplace_client(project, run, transport) as client:
         executor = Executor(
             run.connector,
             client,
@@ -143,14 +139,8 @@ async def authenticate(
 ) -> None:
     """Get the connector's token now (refreshed when due) and write a rotated refresh token down at
     once; the apply that follows reuses the token. A refusal is left for that apply to report."""
-    config = project.marketplace(run.name)
     credentials = credentials_for(project, run.name)
-    async with httpx.AsyncClient(
-        base_url=config.base_url or type(run.connector).base_url,
-        transport=transport,
-        timeout=httpx.Timeout(30.0, connect=10.0),
-        verify=tls_context(),
-    ) as client:
+    async with marketplace_client(project, run, transport) as client:
         try:
             await run.connector.auth_headers(client, credentials)
         except TradepostError:

@@ -142,6 +142,19 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+"""How long a marketplace (or VTEX order) request may take: 10 s to connect, 30 s for the rest."""
+
+
+def marketplace_client(
+    project: Project, run: MarketplaceRun, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The client of ``run``'s marketplace: the config's base URL (else the connector's), the
+    process's TLS context, ``transport`` when given (a stand-in in process)."""
+    base_url = project.marketplace(run.name).base_url or type(run.connector).base_url
+    return httpx.AsyncClient(base_url=base_url, transport=transport, timeout=TIMEOUT, verify=tls_context())
+
+
 def open_state(project: Project) -> StateStore:
     """The project's state store: its SQLite file, or the PostgreSQL database its URL names (a
     password given as ``file:PATH`` is relative to the config's folder)."""

@@ -21,7 +21,13 @@ from engine.orders._divergence import prices_from_rules
 from engine.orders._flow import OrderDesk, RulePrices, VtexPlacement
 from engine.orders._store import OrderStore
 from engine.project._apply import credentials_for, persist_rotated
-from engine.project._assembly import MarketplaceRun, open_marketplace, tls_context
+from engine.project._assembly import (
+    TIMEOUT,
+    MarketplaceRun,
+    marketplace_client,
+    open_marketplace,
+    tls_context,
+)
 from engine.project._config import Project, VtexAccount
 from engine.state._store import StateStore
 from engine.sync._evaluate import SkuEvaluator
@@ -29,7 +35,6 @@ from engine.sync._source import FileSource
 
 __all__ = ["order_desks", "order_marketplaces", "vtex_orders_account"]
 
-_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 _VTEX_READERS = 4
 _ORDERS_SOURCE = "vtex"
 """The source type that holds the store's orders: ``orders.vtex`` in the config names its account."""
@@ -83,7 +88,7 @@ async def order_desks(
                 httpx.AsyncClient(
                     base_url=base_url,
                     transport=transports.get("vtex"),
-                    timeout=_TIMEOUT,
+                    timeout=TIMEOUT,
                     headers={"Accept": "application/json"},
                     verify=tls_context(),
                 )
@@ -94,15 +99,9 @@ async def order_desks(
             channel_cls = order_channel_class(marketplace)
             channel = None
             if channel_cls is not None:
-                config = project.marketplace(name)
                 credentials = credentials_for(project, name)
                 client = await stack.enter_async_context(
-                    httpx.AsyncClient(
-                        base_url=config.base_url or type(run.connector).base_url,
-                        transport=transports.get(name),
-                        timeout=_TIMEOUT,
-                        verify=tls_context(),
-                    )
+                    marketplace_client(project, run, transports.get(name))
                 )
                 stack.callback(persist_rotated, project, run, credentials)
                 channel = channel_cls(

@@ -44,7 +44,7 @@ from engine.connectors._readback import RemoteListing, comparable
 from engine.model._catalog import MalformedRecord
 from engine.model._listing import Listing
 from engine.project._apply import credentials_for, locked, persist_rotated
-from engine.project._assembly import MarketplaceRun, catalog_records, tls_context
+from engine.project._assembly import MarketplaceRun, catalog_records, marketplace_client
 from engine.project._config import Project
 from engine.state._store import AppliedListing, StateStore
 from engine.sync._evaluate import SkuEvaluator
@@ -162,14 +162,10 @@ async def _read(
     options: Mapping[str, Any],
 ) -> dict[str, RemoteListing]:
     config = project.marketplace(run.name)
-    base_url = config.base_url or type(run.connector).base_url
     credentials = credentials_for(project, run.name)
-    timeout = httpx.Timeout(30.0, connect=10.0)
     found: dict[str, RemoteListing] = {}
     duplicates: set[str] = set()
-    async with httpx.AsyncClient(
-        base_url=base_url, transport=transport, timeout=timeout, verify=tls_context()
-    ) as client:
+    async with marketplace_client(project, run, transport) as client:
         reader = run.connector.open_reader(client, credentials, **{"rate": config.rate_limit, **options})
         try:
             async for listing in run.connector.read_back(reader):
