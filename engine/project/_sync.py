@@ -265,12 +265,8 @@ def _read(
 
 
 def batch_records(project: Project, trade_policy: str, sku_ids: Sequence[str]) -> list[SourceItem]:
-    """These SKUs' records as priced in ``trade_policy``: read on demand from a source plug-in;
-    from a catalog file, its lines for them (a file is read whole: it has no index)."""
-    source = project.config.source
-    if source.type != "file":
-        with source_plugin(source.type).records(source, project.folder, trade_policy) as stream:
-            return list(stream.records_for(sku_ids))
+    """These SKUs' lines of the catalog file (a file is read whole: it has no index); a source
+    plug-in's batches are read through its ``Catalogs`` (:class:`SyncReads`)."""
     wanted = set(sku_ids)
     return [item for item in catalog_records(project, trade_policy) if _sku_of(item) in wanted]
 
