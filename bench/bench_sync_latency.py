@@ -263,7 +263,7 @@ def profiling(pids: dict[str, int], folder: Path | None) -> Iterator[None]:
     spies = [
         subprocess.Popen(
             [
-                *("py-spy", "record", "--pid", str(pid), "-f", "raw", "--threads", "--idle"),
+                *("py-spy", "record", "--pid", str(pid), "-f", "raw", "--threads", "--idle", "--subprocesses"),
                 "-o",
                 str(folder / f"{name}.txt"),
             ],
@@ -330,7 +330,7 @@ class Vtex:
         """The stock set, then one notification per affiliate with the Broadcaster's body
         (``_standin_affiliates``), posted side by side as VTEX's background tasks post them."""
         body = {"sku_id": sku, "quantity": IN_STOCK if in_stock else 0}
-        (await self.http.post(f"{self.store}/_sandbox/stock", json=body)).raise_for_status()
+        (await self.post(f"{self.store}/_sandbox/stock", body)).raise_for_status()
         date = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         notices = [
             {
@@ -342,8 +342,20 @@ class Vtex:
             }
             for affiliate in affiliates
         ]
-        for answer in await asyncio.gather(*(self.http.post(self.endpoint, json=n) for n in notices)):
+        for answer in await asyncio.gather(*(self.post(self.endpoint, n) for n in notices)):
             answer.raise_for_status()
+
+    async def post(self, url: str, body: dict[str, Any]) -> httpx.Response:
+        """POST, sent again when a kept-alive connection was closed under it (a server closes an
+        idle one as the request leaves: the request never reached it). Both calls are safe to
+        repeat: a stock set, a notification that merges."""
+        for attempt in range(3):
+            try:
+                return await self.http.post(url, json=body)
+            except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 def as_vtex(store: str, endpoint: str, work: Callable[[Vtex], Awaitable[T]]) -> T:

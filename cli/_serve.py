@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 
 import click
@@ -108,8 +108,18 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
     integrations = _integrations(project, runs)
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
-    worker = syncing(project, runs, Pace(lease=lease)) if with_sync else nullcontext()
-    with open_state(project) as store, NotificationQueue(store) as queue, worker as wake:
+    servers: list[uvicorn.Server] = []
+    ended: list[int] = []
+
+    def worker_ended(code: int) -> None:
+        """The worker process ended on its own (killed, say): serve stops too, so that whatever
+        supervises it restarts both rather than leave notifications queued with nobody to apply them."""
+        ended.append(code)
+        for server in servers:
+            server.should_exit = True
+
+    worker = syncing(project, Pace(lease=lease), worker_ended) if with_sync else nullcontext()
+    with worker as wake, open_state(project) as store, NotificationQueue(store) as queue:
         limits = ClientLimits(settings.rate_limit)
         app = notification_app(
             queue, secret, integrations=integrations, limits=limits, queued=wake.set if wake else None
@@ -127,9 +137,28 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
             f"(GET /healthz for the queue); Ctrl-C stops"
         )
         sys.stdout.flush()
-        stopped_by = _run_until_stopped(uvicorn.Server(config), sock)
+        server = uvicorn.Server(config)
+        servers.append(server)
+        server.should_exit = bool(ended)
+        stopped_by = _run_until_stopped(server, sock)
         counts = queue.counts()
+    if ended:
+        click.echo(
+            f"error: the sync worker ended ({_exit_status(ended[0])}); serve stopped with it, "
+            f"{counts.queued} notification(s) queued. Start `tradepost serve --sync` again",
+            err=True,
+        )
+        sys.exit(1)
     click.echo(f"stopped by {stopped_by}; {counts.queued} notification(s) queued")
+
+
+def _exit_status(code: int) -> str:
+    """A process's return code as people read it: "exit code 1", "killed by SIGKILL"."""
+    if code < 0:
+        with suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _run_until_stopped(server: uvicorn.Server, sock: socket.socket) -> str:

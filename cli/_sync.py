@@ -12,12 +12,14 @@ others nor is hammered; whatever is held is handed back on exit.
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -63,7 +65,16 @@ MAX_BACKOFF = 60.0
 )
 @lease_option("")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document per pass.")
-def sync(config_path: Path | None, once: bool, batch: int, poll: float, lease: float, as_json: bool) -> None:
+@click.option("--wake-fd", type=int, hidden=True, help="`serve --sync`'s pipe: wake-ups, and its end.")
+def sync(
+    config_path: Path | None,
+    once: bool,
+    batch: int,
+    poll: float,
+    lease: float,
+    as_json: bool,
+    wake_fd: int | None,
+) -> None:
     """Apply the SKUs `tradepost serve` queued: read them again, plan and apply each marketplace.
 
     A SKU leaves the queue once every marketplace's outcome is recorded; one a marketplace failed
@@ -80,9 +91,18 @@ def sync(config_path: Path | None, once: bool, batch: int, poll: float, lease: f
             if report.failed:
                 sys.exit(EXIT_PARTIAL)
             return
-        stopped_by = _until_signal(
-            lambda stop: _work(project, runs, state, queue, stop, Pace(batch, poll, lease, as_json))
-        )
+        pace = Pace(batch, poll, lease, as_json)
+        if wake_fd is None:
+            stopped_by = _until_signal(lambda stop: _work(project, runs, state, queue, stop, pace))
+        else:
+            wake = threading.Event()
+
+            def served(stop: threading.Event) -> None:
+                _woken_by(wake_fd, stop, wake)
+                _work(project, runs, state, queue, stop, pace, wake)
+
+            _until_signal(served)
+            return  # the server says why it stopped
     click.echo(f"stopped by {stopped_by}")
 
 
@@ -165,25 +185,75 @@ def _work(
         reads.close()
 
 
+class Wake:
+    """The parent's end of the worker's wake-up pipe: :meth:`set` after a commit to the queue, and
+    the worker's next pass starts at once. Never blocks: a full pipe already holds a wake-up."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    def set(self) -> None:
+        with suppress(BlockingIOError, BrokenPipeError):  # full: a wake-up is waiting; broken: it died
+            os.write(self.fd, b"w")
+
+
 @contextmanager
-def syncing(project: Project, runs: Sequence[MarketplaceRun], pace: Pace) -> Iterator[threading.Event]:
-    """The worker in a thread of its own, with its own store connection, while the block runs
-    (`tradepost serve --sync`); at the block's end it finishes its batch and stops. The block gets
-    the worker's wake-up: set it after a commit to the queue, and a pass starts at once."""
-    stop, wake = threading.Event(), threading.Event()
+def syncing(project: Project, pace: Pace, on_exit: Callable[[int], None] | None = None) -> Iterator[Wake]:
+    """The worker as a process of its own (`tradepost sync`, on the same config), while the block
+    runs (`tradepost serve --sync`): the endpoint and the worker each get a core instead of
+    sharing one interpreter's lock, and at 100 notifications a second both are busy.
 
-    def work() -> None:
-        with open_state(project) as state, NotificationQueue(state) as queue:
-            _work(project, runs, state, queue, stop, pace, wake)
-
-    thread = threading.Thread(target=work, name="tradepost-sync", daemon=True)
-    thread.start()
+    The block gets the worker's :class:`Wake`. At the block's end the pipe closes: the worker
+    finishes its batch and exits, and this waits for it. The pipe closes as well when this process
+    dies (even by SIGKILL), so a worker never outlives its server by more than a batch.
+    ``on_exit(returncode)`` is called (from a thread) if the worker ends before the block does.
+    """
+    read_end, write_end = os.pipe()
+    command = [
+        sys.executable, "-m", "cli.main", "sync", "-c", str(project.path),
+        "--batch", str(pace.batch), "--poll", str(pace.poll), "--lease", str(pace.lease),
+        f"--wake-fd={read_end}",
+    ]  # fmt: skip
     try:
-        yield wake
+        worker = subprocess.Popen(command, pass_fds=(read_end,))
     finally:
-        stop.set()
-        wake.set()
-        thread.join()
+        os.close(read_end)
+    stopping = threading.Event()
+
+    def watch() -> None:
+        code = worker.wait()
+        if not stopping.is_set() and on_exit is not None:
+            on_exit(code)
+
+    watcher = threading.Thread(target=watch, name="tradepost-sync-watch", daemon=True)
+    watcher.start()
+    try:
+        yield Wake(write_end)
+    finally:
+        stopping.set()
+        os.close(write_end)  # the worker's pipe ends: it finishes its batch and exits
+        worker.wait()
+        watcher.join()
+
+
+def _woken_by(fd: int, stop: threading.Event, wake: threading.Event) -> None:
+    """Set ``wake`` for every byte the server writes to ``fd``; at its end (the server stopped, or
+    died) set ``stop`` too."""
+
+    def listen() -> None:
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            if not data:
+                stop.set()
+                wake.set()
+                return
+            wake.set()
+
+    threading.Thread(target=listen, name="tradepost-wake", daemon=True).start()
 
 
 def _print(report: SyncReport, as_json: bool) -> None:

@@ -1,6 +1,6 @@
 """`serve --sync` wakes its worker when a notification is committed: no change waits for the poll.
 
-The worker of `serve --sync` (:func:`cli._sync.syncing`) runs here with a poll of ten minutes,
+The worker of `serve --sync` (:func:`cli._sync.syncing`, a process of its own) runs here with a poll of ten minutes,
 behind the notification endpoint as `serve` composes them (the endpoint sets the worker's wake-up
 after each commit). A stock change notified to the endpoint must still reach the Mercado Libre
 stand-in within the bound every sandbox test allows, twice: the second notification comes after
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from cli._sync import Pace, marketplace_runs, syncing
+from cli._sync import Pace, syncing
 from engine.project import load_project, open_state
 from engine.state import NotificationQueue
 from marketplaces.sandbox import Sandbox
@@ -47,7 +47,7 @@ def test_a_notification_wakes_the_worker_of_serve_sync(applied: tuple[Sandbox, P
     with (
         open_state(project) as store,
         NotificationQueue(store) as queue,
-        syncing(project, marketplace_runs(project), Pace(poll=NEVER)) as wake,
+        syncing(project, Pace(poll=NEVER)) as wake,
     ):
         endpoint = httpx.ASGITransport(notification_app(queue, SECRET, queued=wake.set))
 
