@@ -263,7 +263,8 @@ def profiling(pids: dict[str, int], folder: Path | None) -> Iterator[None]:
     spies = [
         subprocess.Popen(
             [
-                *("py-spy", "record", "--pid", str(pid), "-f", "raw", "--threads", "--idle", "--subprocesses"),
+                *("py-spy", "record", "--pid", str(pid), "-f", "raw", "--threads", "--idle"),
+                "--subprocesses",
                 "-o",
                 str(folder / f"{name}.txt"),
             ],
