@@ -1,11 +1,11 @@
 """`serve --sync` wakes its worker when a notification is committed: no change waits for the poll.
 
 The worker of `serve --sync` (:func:`cli._sync.syncing`, a process of its own) runs here with a
-poll of ten minutes, behind the notification endpoint as `serve` composes them (the endpoint sets the worker's wake-up
-after each commit). A stock change notified to the endpoint must still reach the Mercado Libre
-stand-in within the bound every sandbox test allows, twice: the second notification comes after
-the worker went back to waiting, when only the wake-up can start a pass. Bounded waits only; the
-test never asserts how long anything took.
+poll of ten minutes, behind the notification endpoint as `serve` composes them (the endpoint sets
+the worker's wake-up after each commit). A stock change notified to the endpoint must still reach
+the Mercado Libre stand-in within the bound every sandbox test allows, twice: the second
+notification comes after the worker went back to waiting, when only the wake-up can start a pass.
+Bounded waits only; the test never asserts how long anything took.
 """
 
 from __future__ import annotations
