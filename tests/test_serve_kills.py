@@ -11,6 +11,8 @@ new quantity), the queue must be empty, and a full plan must find nothing left t
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -197,3 +199,43 @@ def test_serve_sync_killed_at_each_step_then_restarted_applies_the_change_once(
     assert quantities(box, sku) == SOLD_OUT  # one listing per marketplace, the new quantity: once
     code, out, _ = tradepost("plan", "-c", str(config), "--detailed-exitcode")
     assert code == 0, out  # the full pass agrees: nothing lost, nothing left half done
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux's /proc)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text(encoding="utf-8")
+    return [int(child) for child in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent has not read its status yet
+
+
+def test_the_worker_of_a_killed_serve_ends_and_a_killed_worker_stops_serve(
+    served: tuple[Sandbox, Path], serving: Serving
+) -> None:
+    """`serve --sync`'s worker is a process of its own: it never outlives its server (the pipe
+    between them ends when the server dies, even by SIGKILL), and serve never goes on without it."""
+    _, config = served
+    endpoint = Endpoint(config)
+    server = serving.start(config)
+    endpoint.wait_until_up()
+    assert eventually(lambda: len(_children(server.pid)) == 1)
+    (worker,) = _children(server.pid)
+    server.kill()
+    server.communicate(timeout=TIMEOUT)
+    assert eventually(lambda: not _alive(worker)), "the worker outlived its server"
+
+    server = serving.start(config)
+    endpoint.wait_until_up()
+    assert eventually(lambda: len(_children(server.pid)) == 1)
+    (worker,) = _children(server.pid)
+    os.kill(worker, signal.SIGKILL)
+    _, err = server.communicate(timeout=TIMEOUT)
+    assert server.returncode == 1, err
+    assert "the sync worker ended (killed by SIGKILL); serve stopped with it" in err
+    assert "Traceback" not in err
