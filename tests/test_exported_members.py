@@ -32,6 +32,7 @@ SUBPACKAGES = {
         "ORDER_CHANNELS",
         "SOURCES",
         "STANDINS",
+        "AiohttpTransport",
         "BadOrder",
         "Call",
         "CallResult",

@@ -18,9 +18,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from engine.connectors import RetryPolicy
+from engine.connectors import AiohttpTransport, RetryPolicy
 from marketplaces.vtex import VtexReader
-from marketplaces.vtex._http import AiohttpTransport
 from marketplaces.vtex._reader import CallFailed
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -15,7 +15,8 @@ a package that subclasses the bases below and declares them as entry points:
 - :class:`Source` (``tradepost.sources``): the catalog a project's ``source.type`` names.
 - stand-ins (``tradepost.standins``): local servers that answer like the marketplace.
 
-Shared pieces every plug-in may use: :class:`RetryPolicy` (the one way a request is retried:
+Shared pieces every plug-in may use: :class:`AiohttpTransport` (httpx over aiohttp: the
+transport of every real connection), :class:`RetryPolicy` (the one way a request is retried:
 attempts, backoff with jitter, Retry-After read by :func:`retry_after`, a time budget; sync and
 async), :class:`Reader` (paced, retried reads for ``state rebuild``), :class:`RefreshedToken` (an
 OAuth access token kept fresh from a refresh token), and the read-back comparison helpers. The
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from engine.connectors._change import ChangeRecord, RouteKind
 from engine.connectors._contract import CallResult, Connector, Credentials
+from engine.connectors._http import AiohttpTransport
 from engine.connectors._oauth import RefreshedToken, TokenError, json_body
 from engine.connectors._orderchannel import (
     BadOrder,
@@ -73,6 +75,7 @@ __all__ = [
     "ORDER_CHANNELS",
     "SOURCES",
     "STANDINS",
+    "AiohttpTransport",
     "BadOrder",
     "Call",
     "CallResult",

@@ -38,10 +38,9 @@ from urllib.parse import quote
 import httpx
 
 from engine.catalog import CatalogRecord, FirstSeen, MalformedRecord, SourceItem
-from engine.connectors import Catalogs, Changed, RetryPolicy, Source
+from engine.connectors import AiohttpTransport, Catalogs, Changed, RetryPolicy, Source
 from engine.project import ConfigError, SourceConfig, VtexAccount
 from engine.secrets import check_header_value, read_secret
-from marketplaces.vtex._http import AiohttpTransport
 from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
 from marketplaces.vtex._order_placement import VtexOrders
 from marketplaces.vtex._reader import (

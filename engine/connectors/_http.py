@@ -1,16 +1,18 @@
-"""The VTEX source's HTTP transport: httpx's interface over aiohttp's connections.
+"""The HTTP transport of every real connection: httpx's interface over aiohttp's connections.
 
-The VTEX reader sends hundreds of requests a second and, on a small machine, spends most of its
-CPU in the HTTP client. httpx's own asyncio transport (httpcore on anyio) cost about 1.1 ms of CPU
-per request in a profile (it checks every pooled connection for every request, and opens anyio
-cancel scopes for each read); aiohttp's, with its C parser, about 0.5 ms. ``httpx-aiohttp`` (by an
-httpx maintainer, the transport the OpenAI SDK uses) puts aiohttp under ``httpx.AsyncClient``, so
-the reader, its tests and every in-process transport keep httpx's interface.
+The VTEX reader and the sync worker's executors send hundreds of requests a second and, on a small
+machine, spend most of their CPU in the HTTP client. httpx's own asyncio transport (httpcore on
+anyio) cost about 1.1 ms of CPU per request in a profile (it checks every pooled connection for
+every request, and opens anyio cancel scopes for each read); aiohttp's, with its C parser, about
+0.5 ms. ``httpx-aiohttp`` (by an httpx maintainer, the transport the OpenAI SDK uses) puts aiohttp
+under ``httpx.AsyncClient``, so the reader, the connectors, their tests and every in-process
+transport keep httpx's interface.
 
 What this module adds to that library's transport:
 
-- **One connection per request in flight**: a connector limited to ``connections`` (the source's
-  ``concurrency``), kept alive between requests;
+- **One connection per request in flight**: a connector limited to ``connections`` (the VTEX
+  source's ``concurrency``), kept alive between requests, over the ``tls`` context given (one per
+  process: loading the CA bundle costs ~24 ms), proxies from the environment as httpx takes them;
 - **Only httpx's errors**: every aiohttp failure, while sending or while reading the body, is
   raised as an ``httpx.TransportError`` (a timeout as ``httpx.TimeoutException``), so the reader's
   retry policy sees a VTEX that answers nothing, garbage or a broken connection the way it sees
@@ -20,6 +22,7 @@ What this module adds to that library's transport:
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
@@ -33,9 +36,12 @@ __all__ = ["AiohttpTransport"]
 class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
     """An ``httpx`` async transport sending over aiohttp, at most ``connections`` at once."""
 
-    def __init__(self, connections: int) -> None:
+    def __init__(self, connections: int, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(
-            client=lambda: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))
+            client=lambda: aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=connections, ssl=True if tls is None else tls),
+                trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx's own transport reads them
+            )
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
