@@ -237,6 +237,8 @@ def serving(config: Path, log: Path) -> Iterator[tuple[subprocess.Popen[str], st
             found = re.search(r"127\.0\.0\.1:(\d+)", server.stdout.readline())
             if not found:
                 raise SystemExit(f"tradepost serve did not say where it listens; see {log}")
+            # The worker's reports, a few lines a pass: read, or the pipe fills and the worker waits.
+            threading.Thread(target=server.stdout.read, daemon=True).start()
             yield server, f"http://127.0.0.1:{found.group(1)}"
         finally:
             stop(server)
