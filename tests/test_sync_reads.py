@@ -3,15 +3,16 @@
 The sandbox applied in full, then the worker driven in process (``sync_once`` with the reads it
 keeps between batches, as ``tradepost sync`` keeps them for its life) against the VTEX stand-in,
 which counts every request by method and path. Given a SKU's flags, expect these calls for it,
-across the sandbox's three trade policies (1, 2, 3):
+across the sandbox's three trade policies (1, 2, 3); "computed" is the computed prices of every
+price table (``GET /pricing/prices/{id}/computed``), each trade policy taking its entry:
 
 | notification                  | context | prices | inventory | computed | simulations |
 |-------------------------------|---------|--------|-----------|----------|-------------|
-| first sight (nothing kept)    | 1       | 1      | 1         | 3        | 3           |
-| catalog, stale entry          | 1       | 1      | 1         | 3        | 3           |
-| removed (or deactivated)      | 3       | 1      | 1         | 3        | 3           |
+| first sight (nothing kept)    | 1       | 1      | 1         | 1        | 3           |
+| catalog, stale entry          | 1       | 1      | 1         | 1        | 3           |
+| removed (or deactivated)      | 3       | 1      | 1         | 1        | 3           |
 | stock only                    |         |        | 1         |          |             |
-| price only                    |         | 1      |           | 3        | 3           |
+| price only                    |         | 1      |           | 1        | 3           |
 
 and the records (so the payloads) built from a part read plus what is kept equal a whole read's.
 """
@@ -23,6 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +49,17 @@ from tests._harness import Loopback, subset, tradepost, write_project
 
 CONTEXT = "GET context"
 PRICES = "GET prices"
+COMPUTED = "GET computed"
 INVENTORY = "GET inventory"
 SIMULATION = "POST simulation"
 POLICIES = ("1", "2", "3")
-WHOLE = Counter(
-    {CONTEXT: 1, PRICES: 1, INVENTORY: 1, SIMULATION: 3, **{f"GET computed {tp}": 1 for tp in POLICIES}}
-)
-PRICE_ONLY = Counter({PRICES: 1, SIMULATION: 3, **{f"GET computed {tp}": 1 for tp in POLICIES}})
+WHOLE = Counter({CONTEXT: 1, PRICES: 1, COMPUTED: 1, INVENTORY: 1, SIMULATION: 3})
+PRICE_ONLY = Counter({PRICES: 1, COMPUTED: 1, SIMULATION: 3})
 
 _PATHS = (
     (re.compile(r"^GET /api/catalog_system/pvt/sku/stockkeepingunitbyid/[^/]+$"), CONTEXT),
     (re.compile(r"^GET (?:/[^/]+)?/pricing/prices/[^/]+$"), PRICES),
+    (re.compile(r"^GET (?:/[^/]+)?/pricing/prices/[^/]+/computed$"), COMPUTED),
     (re.compile(r"^GET (?:/[^/]+)?/pricing/prices/[^/]+/computed/([^/]+)$"), "GET computed {}"),
     (re.compile(r"^GET /api/logistics/pvt/inventory/skus/[^/]+$"), INVENTORY),
     (re.compile(r"^POST /api/checkout/pub/orderForms/simulation$"), SIMULATION),
@@ -119,9 +121,10 @@ def a_sku(worker: Worker) -> str:
     return sorted(worker.vtex.skus)[0]
 
 
-def set_price(worker: Worker, sku_id: str, price: str) -> None:
-    """What the store's admin does: a new selling price in every trade policy."""
-    answer = httpx.post(worker.box.url("vtex") + "/_sandbox/price", json={"sku_id": sku_id, "price": price})
+def set_price(worker: Worker, sku_id: str, price: str, trade_policy: str | None = None) -> None:
+    """What the store's admin does: a new selling price in every trade policy, or in one."""
+    body = {"sku_id": sku_id, "price": price, **({"trade_policy": trade_policy} if trade_policy else {})}
+    answer = httpx.post(worker.box.url("vtex") + "/_sandbox/price", json=body)
     assert answer.status_code == 200, answer.text
 
 
@@ -176,7 +179,7 @@ def test_a_stock_change_of_a_sku_read_before_asks_only_for_its_inventory(worker:
     assert worker.notify(sku, Changed.STOCK) == Counter({INVENTORY: 1})  # a part read kept the rest
 
 
-def test_a_price_change_asks_for_prices_and_each_trade_policys_computed_price_and_simulation(
+def test_a_price_change_asks_for_prices_and_computed_prices_once_and_each_trade_policys_simulation(
     worker: Worker,
 ) -> None:
     sku = a_sku(worker)
@@ -214,7 +217,7 @@ def test_a_batch_costs_the_requests_of_the_table_per_sku(worker: Worker) -> None
         sync_once(worker.project, worker.runs, worker.state, worker.queue, reads=worker.reads)
         per_sku[name] = worker.vtex.total_requests() / len(skus)
     # A page of 12 SKUs: one simulation per trade policy for the page, not per SKU.
-    assert per_sku == {"whole": 6 + 3 / len(skus), "stock": 1, "price": 4 + 3 / len(skus)}
+    assert per_sku == {"whole": 4 + 3 / len(skus), "stock": 1, "price": 2 + 3 / len(skus)}
 
 
 @pytest.mark.parametrize("changes", [Changed.PRICE, Changed.STOCK])
@@ -238,6 +241,20 @@ def test_a_part_read_gives_the_records_and_payloads_of_a_whole_read(worker: Work
             for records in (part[run.trade_policy], whole)
         ]
         assert planned[0] == planned[1], run.name
+
+
+def test_a_price_changed_in_one_trade_policy_reaches_its_marketplace_only(worker: Worker) -> None:
+    """Given a SKU priced apart in trade policy 2, expect the price notification's one read of the
+    computed prices to give trade policy 2's record that price and the others their own."""
+    sku = a_sku(worker)
+    worker.notify(sku, Changed.CATALOG)
+    before = {tp: Decimal(str(worker.vtex.skus[sku].computed["sellingPrice"])) for tp in POLICIES}
+    set_price(worker, sku, "999.90", trade_policy="2")
+    assert worker.notify(sku, Changed.PRICE) == PRICE_ONLY
+    taken = QueuedSku(sku, Changed.PRICE, "2026-12-06T06:00:00Z", 0.0, 1, "", frozenset())
+    read = worker.reads.read(worker.project, POLICIES, [taken])
+    selling = {tp: record.price.selling for tp, (record,) in read.items()}  # type: ignore[union-attr]
+    assert selling == {**before, "2": Decimal("999.90")}
 
 
 def test_what_a_part_read_applies_is_what_a_full_plan_wants(worker: Worker) -> None:

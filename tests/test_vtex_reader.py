@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ import marketplaces.vtex
 from engine.connectors import Changed, RetryPolicy
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.project._config import SourceConfig
+from engine.sync._source import SourceItem
 from marketplaces.vtex import VtexCatalogs, VtexReader, VtexSource, vtex_records
 from marketplaces.vtex._reader import Reads, SharedAnswers, reads_for
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
@@ -34,7 +36,8 @@ from tests.test_vtex_source import (
 )
 
 INVENTORY = "/api/logistics/pvt/inventory/skus/"
-COMPUTED = "/computed/"
+COMPUTED = "/computed"
+"""``.../computed``: every price table's computed prices; ``.../computed/{tp}``: one trade policy's."""
 
 
 class Delayed(httpx.BaseTransport):
@@ -143,11 +146,10 @@ def test_a_failing_sku_is_malformed_and_the_concurrent_others_come_in_order() ->
     same_items(got[:17] + got[18:], expected[:17] + expected[18:])
 
 
-def test_three_trade_policies_share_one_context_and_inventory_call_per_sku(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    records = catalog(24)
-    standin = VtexStandin(records, trade_policies=("1", "2", "3"))
+def read_catalogs(
+    standin: VtexStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, list[SourceItem]]:
+    """Trade policies 1, 2 and 3 of the stand-in read as a run reads them (``VtexCatalogs``)."""
     monkeypatch.setenv("VTEX_APP_KEY", SANDBOX_APP_KEY)
     monkeypatch.setenv("VTEX_APP_TOKEN", SANDBOX_APP_TOKEN)
     config = SourceConfig(type="vtex", base_url=BASE_URL, concurrency=8)
@@ -161,14 +163,23 @@ def test_three_trade_policies_share_one_context_and_inventory_call_per_sku(
     monkeypatch.setattr(marketplaces.vtex, "vtex_records", records_over_asgi)
     catalogs = VtexCatalogs(config, tmp_path)
     try:
-        read = {policy: list(catalogs.records(policy)) for policy in ("1", "2", "3")}
+        return {policy: list(catalogs.records(policy)) for policy in ("1", "2", "3")}
     finally:
         catalogs.close()
+
+
+def test_three_trade_policies_share_one_context_prices_and_inventory_call_per_sku(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = catalog(24)
+    standin = VtexStandin(records, trade_policies=("1", "2", "3"))
+    read = read_catalogs(standin, tmp_path, monkeypatch)
     calls = Counter(path.split(" ")[1].rstrip("0123456789/") for path in standin.requests)
     sku_paths = [p for p in standin.requests if p.startswith((f"GET {CONTEXT}", f"GET {INVENTORY}"))]
     assert all(count == 1 for path, count in standin.requests.items() if path in sku_paths)
     assert calls[CONTEXT.rstrip("/")] == calls[INVENTORY.rstrip("/")] == len(records)
-    assert sum(n for p, n in standin.requests.items() if COMPUTED in p) == 3 * len(records)
+    assert sum(n for p, n in standin.requests.items() if p.endswith(COMPUTED)) == len(records)
+    assert not [p for p in standin.requests if COMPUTED + "/" in p]  # each took its entry of those
     for policy, items in read.items():
         assert [(type(i), getattr(i, "sku_id", None) or i.sku.id) for i in items] == [  # type: ignore[union-attr]
             (type(i), getattr(i, "sku_id", None) or i.sku.id)  # type: ignore[union-attr]
@@ -176,6 +187,47 @@ def test_three_trade_policies_share_one_context_and_inventory_call_per_sku(
         ], policy
         computed = [i.price for i in items if isinstance(i, CatalogRecord)]
         assert computed == [i.price for i in file_records(24) if isinstance(i, CatalogRecord)]
+
+
+def by_sku(items: list[SourceItem]) -> dict[str, SourceItem]:
+    return {getattr(i, "sku_id", None) or i.sku.id: i for i in items}  # type: ignore[union-attr]
+
+
+def test_each_trade_policy_takes_its_own_entry_of_the_computed_prices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given SKU 2000001 priced apart in trade policy 2 (476.99 elsewhere), expect that price in
+    trade policy 2's record only, from the one computed prices call of the SKU."""
+    standin = VtexStandin(catalog(6), trade_policies=("1", "2", "3"))
+    standin.set_price(standin.skus["2000001"], Decimal("499.99"), "2")
+    read = read_catalogs(standin, tmp_path, monkeypatch)
+    expected = by_sku(file_records(6))["2000001"]
+    assert isinstance(expected, CatalogRecord)
+    for policy, items in read.items():
+        got = by_sku(items)["2000001"]
+        assert isinstance(got, CatalogRecord), policy
+        selling = Decimal("499.99") if policy == "2" else expected.price.selling
+        assert got.price == expected.price.model_copy(update={"selling": selling}), policy
+        assert got.product == expected.product and got.stock == expected.stock, policy
+    assert standin.requests[f"GET /pricing/prices/2000001{COMPUTED}"] == 1
+    assert not [p for p in standin.requests if COMPUTED + "/" in p]
+
+
+def test_a_trade_policy_the_computed_prices_lack_asks_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given SKU 2000003 without a fixed price in trade policy 3 (the computed prices of every
+    price table leave it out, as VTEX does), expect trade policy 3 to ask its own computed price,
+    once, and the same records as the catalog file in every trade policy."""
+    standin = VtexStandin(catalog(6), trade_policies=("1", "2", "3"))
+    prices = standin.skus["2000003"].prices
+    prices["fixedPrices"] = [f for f in prices["fixedPrices"] if f["tradePolicyId"] != "3"]
+    read = read_catalogs(standin, tmp_path, monkeypatch)
+    for items in read.values():
+        same_items(items, file_records(6))
+    asked = {p: n for p, n in standin.requests.items() if COMPUTED + "/" in p}
+    assert asked == {f"GET /pricing/prices/2000003{COMPUTED}/3": 1}
+    assert standin.requests[f"GET /pricing/prices/2000003{COMPUTED}"] == 1
 
 
 def test_a_consumer_that_stops_early_leaves_nothing_running() -> None:
@@ -223,7 +275,7 @@ def test_a_notified_sku_reads_only_what_changed(
     shared = SharedAnswers(max_age=60.0, clock=lambda: clock[0])
     try:
         shared.new_round()
-        shared.put("7", [{"Id": 7}, {}, {}])
+        shared.put("7", [{"Id": 7}, {}, [], {}])
         if priced:
             shared.put_priced("7", "2", [{}, None])
         while shared.round < round_:

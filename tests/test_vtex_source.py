@@ -40,6 +40,8 @@ BASE_URL = "https://teststore.vtexcommercestable.com.br"
 CONTEXT = "/api/catalog_system/pvt/sku/stockkeepingunitbyid/"
 LISTING = "/api/catalog_system/pvt/sku/stockkeepingunitidsbysaleschannel"
 SIMULATION = "/api/checkout/pub/orderForms/simulation"
+COMPUTED = "/pricing/prices/{sku}/computed"
+"""Every price table's computed prices of a SKU; ``COMPUTED + "/{tp}"`` one trade policy's."""
 
 
 def catalog(limit: int | None = None) -> list[dict[str, Any]]:
@@ -97,6 +99,30 @@ class FailingPaths(httpx.BaseTransport):
             self.refused += 1
             body = {"error": {"code": str(self.status), "message": "failing on purpose", "exception": None}}
             return httpx.Response(self.status, json=body, request=request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FailingExactly(FailingPaths):
+    """Answers ``status`` to the requests whose path is one of ``prefixes`` exactly."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path in self.prefixes:
+            return super().handle_request(request)
+        return self.inner.handle_request(request)
+
+
+class Answering(httpx.BaseTransport):
+    """Answers 200 with ``body`` to the requests whose path is ``path``; the rest pass."""
+
+    def __init__(self, inner: httpx.BaseTransport, path: str, body: bytes) -> None:
+        self.inner, self.path, self.body = inner, path, body
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == self.path:
+            return httpx.Response(200, content=self.body, request=request)
         return self.inner.handle_request(request)
 
     def close(self) -> None:
@@ -281,6 +307,89 @@ def test_only_a_404_for_the_sku_itself_says_vtex_no_longer_has_it(path: str, mis
     assert (record.missing, record.unavailable) == (missing, False)
 
 
+def without_fixed_price(standin: VtexStandin, sku: str, trade_policy: str) -> VtexStandin:
+    """The stand-in with the SKU's fixed price in the trade policy removed: the computed prices of
+    every price table then leave the trade policy out, as VTEX does."""
+    prices = standin.skus[sku].prices
+    prices["fixedPrices"] = [f for f in prices["fixedPrices"] if f["tradePolicyId"] != trade_policy]
+    return standin
+
+
+@pytest.mark.parametrize(
+    ("fixed_price", "failing", "asked"),
+    [
+        (True, "", {"all": 1}),
+        (False, "", {"all": 1, "own": 1}),  # no entry for the trade policy: its own call
+        (True, COMPUTED, {"own": 1}),  # a 404 (from the transport: the stand-in sees the own call)
+    ],
+    ids=["entry", "no-entry", "all-tables-404"],
+)
+def test_the_trade_policy_takes_its_entry_of_the_computed_prices_else_asks_its_own(
+    fixed_price: bool, failing: str, asked: dict[str, int]
+) -> None:
+    records = catalog(3)
+    sku = str(records[1]["sku"]["id"])
+    standin = VtexStandin(records, trade_policies=("1", "2"))
+    if not fixed_price:
+        without_fixed_price(standin, sku, "1")
+    paths = (failing.format(sku=sku),) if failing else ()
+    with vtex_source(standin, transport=lambda inner: FailingExactly(inner, paths, 404)) as source:
+        got = list(source)
+    same_items(got, file_records(3))
+    own = f"GET {COMPUTED.format(sku=sku)}/1"
+    calls = {"all": standin.requests[f"GET {COMPUTED.format(sku=sku)}"], "own": standin.requests[own]}
+    assert {name: n for name, n in calls.items() if n} == asked
+
+
+@pytest.mark.parametrize(
+    ("status", "unavailable", "reason"),
+    [(404, False, "answered 404 Not Found"), (500, True, "failed 4 times")],
+)
+def test_the_trade_policys_own_computed_price_decides_as_it_always_did(
+    status: int, unavailable: bool, reason: str
+) -> None:
+    """Given no entry for trade policy 1 in the computed prices, expect its own call's failure
+    to make the record malformed, as before the computed prices were read (not missing: a
+    price VTEX does not have is not a SKU it no longer has)."""
+    records = catalog(3)
+    sku = str(records[1]["sku"]["id"])
+    standin = without_fixed_price(VtexStandin(records), sku, "1")
+    own = COMPUTED.format(sku=sku) + "/1"
+    with vtex_source(standin, transport=lambda inner: FailingPaths(inner, (own,), status)) as source:
+        (record,) = source.records_for([sku])
+    assert isinstance(record, MalformedRecord) and record.sku_id == sku
+    assert reason in str(record) and own in str(record)
+    assert (record.missing, record.unavailable) == (False, unavailable)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (
+            b'{"tradePolicyId": "1", "sellingPrice": 1}',
+            ("price.selling", "the VTEX computed prices answer is not a JSON array"),
+        ),
+        (
+            b'[{"tradePolicyId": "2"}, "1"]',
+            ("price.selling", "entry 1 of the VTEX computed prices is not a JSON object"),
+        ),
+        (b"[{", ("", "GET {path} answered 200 with a body that is not JSON")),
+    ],
+    ids=["object", "entry", "not-json"],
+)
+def test_computed_prices_that_are_not_a_list_of_objects_make_the_sku_malformed(
+    body: bytes, error: tuple[str, str]
+) -> None:
+    records = catalog(3)
+    sku = str(records[1]["sku"]["id"])
+    path = COMPUTED.format(sku=sku)
+    with vtex_source(VtexStandin(records), transport=lambda inner: Answering(inner, path, body)) as source:
+        got = list(source)
+    assert isinstance(got[1], MalformedRecord) and got[1].sku_id == sku
+    assert got[1].errors == [(error[0], error[1].format(path=path))]
+    same_items(got[:1] + got[2:], file_records(1) + file_records(3)[2:])
+
+
 def test_a_listing_page_that_keeps_failing_ends_an_incomplete_stream() -> None:
     class SecondPageFails(FailingPaths):
         def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -415,6 +524,8 @@ def test_over_a_loopback_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         (LISTING, None, 400, "sc is required"),
         (CONTEXT + "999", None, 404, "SKU 999 not found"),
         ("/pricing/prices/2000001/computed/7", None, 404, "in price table 7"),
+        ("/pricing/prices/999/computed", None, 404, "no price for item 999"),
+        ("/sandbox/pricing/prices/999/computed", None, 404, "no price for item 999"),
         ("/api/nothing/here", None, 404, "no such resource"),
     ],
 )
@@ -428,6 +539,24 @@ def test_the_stand_in_answers_errors_in_vtex_shape(
     assert response.status_code == status
     error = response.json()["error"]
     assert error["code"] == str(status) and message in error["message"] and error["exception"] is None
+
+
+@pytest.mark.parametrize("account", ["", "/sandbox"])
+def test_the_stand_in_answers_every_trade_policys_computed_price_in_one_call(account: str) -> None:
+    """Given a SKU in trade policies 1 and 3 priced apart in 3, expect ``.../computed`` to answer
+    an entry per trade policy, each the per-table route's answer, with or without the account."""
+    standin = VtexStandin(catalog(1), trade_policies=("1", "3"))
+    standin.set_price(standin.skus["2000001"], Decimal("500.00"), "3")
+    credentials = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
+    path = account + COMPUTED.format(sku="2000001")
+    with httpx.Client(base_url=BASE_URL, transport=standin.sync_transport(), headers=credentials) as client:
+        every = client.get(path).json(parse_float=Decimal)
+        own = [client.get(f"{path}/{tp}").json(parse_float=Decimal) for tp in ("1", "3")]
+    assert [{**entry, "priceValidUntil": None} for entry in every] == [
+        {**answer, "priceTable": tp, "priceValidUntil": None}
+        for answer, tp in zip(own, ("1", "3"), strict=True)
+    ]
+    assert [entry["sellingPrice"] for entry in every] == [Decimal("476.99"), Decimal("500.00")]
 
 
 # -- the mapping, where the stand-in cannot reach ------------------------------------------------

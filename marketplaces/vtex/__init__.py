@@ -9,8 +9,12 @@ What it calls, per page of SKU ids and per SKU (paths and fields from VTEX's Ope
   prices after promotions of the whole page in one call;
 - ``GET /api/catalog_system/pvt/sku/stockkeepingunitbyid/{skuId}?sc=`` (Catalog API, "Get SKU
   and context"): product, SKU, categories, brand, specifications, images, dimensions;
-- ``GET /pricing/prices/{itemId}`` and ``GET /pricing/prices/{itemId}/computed/{tradePolicyId}``
-  (Pricing API, at ``https://api.vtex.com/{account}``): base, cost, list and selling prices;
+- ``GET /pricing/prices/{itemId}`` and ``GET /pricing/prices/{itemId}/computed`` (Pricing API,
+  at ``https://api.vtex.com/{account}``, "Get computed prices for all price tables"): base, cost,
+  list and selling prices, the computed ones of every trade policy in one answer, each trade
+  policy taking its own entry;
+- ``GET /pricing/prices/{itemId}/computed/{tradePolicyId}`` only for a trade policy that answer
+  has no entry for (one without a fixed price): its answer, a 404 included, decides;
 - ``GET /api/logistics/pvt/inventory/skus/{skuId}`` (Logistics API): stock per warehouse.
 
 The field-by-field mapping is ``_mapping.py`` (the table of ``docs/catalog.md`` as code).
@@ -32,7 +36,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import httpx
@@ -41,7 +45,7 @@ from engine.catalog import CatalogRecord, FirstSeen, MalformedRecord, SourceItem
 from engine.connectors import AiohttpTransport, Catalogs, Changed, RetryPolicy, Source
 from engine.project import ConfigError, SourceConfig, VtexAccount
 from engine.secrets import check_header_value, read_secret
-from marketplaces.vtex._mapping import VtexShapeError, promotional_prices, vtex_record
+from marketplaces.vtex._mapping import VtexShapeError, computed_in, promotional_prices, vtex_record
 from marketplaces.vtex._order_placement import VtexOrders
 from marketplaces.vtex._reader import (
     DEFAULT_CONCURRENCY,
@@ -71,9 +75,21 @@ SELLER_ID = "1"
 _LIST_SKUS = "/api/catalog_system/pvt/sku/stockkeepingunitidsbysaleschannel"
 _SKU_CONTEXT = "/api/catalog_system/pvt/sku/stockkeepingunitbyid/{sku}"
 _PRICE = "/pricing/prices/{sku}"
+_COMPUTED_PRICES = "/pricing/prices/{sku}/computed"
 _COMPUTED_PRICE = "/pricing/prices/{sku}/computed/{trade_policy}"
 _INVENTORY = "/api/logistics/pvt/inventory/skus/{sku}"
 _SIMULATION = "/api/checkout/pub/orderForms/simulation"
+
+
+class _Answers(NamedTuple):
+    """What VTEX answered for one SKU: ``computed`` is the trade policy's computed price,
+    ``computed_prices`` every price table's (kept for the other trade policies)."""
+
+    context: Any
+    prices: Any
+    computed: Any
+    inventory: Any
+    computed_prices: Any
 
 
 class VtexSource:
@@ -281,21 +297,22 @@ class VtexSource:
         except VtexShapeError as error:
             return CallFailed(error.message)
 
-    async def _answers(self, sku_id: str, reads: Reads) -> list[Any]:
-        """The SKU's context, prices, computed price in the trade policy and inventory: those
-        ``reads`` asks for from VTEX, all at once, the others as kept. The first failure in that
-        order is raised; a 404 for the context means VTEX no longer has the SKU."""
+    async def _answers(self, sku_id: str, reads: Reads) -> _Answers:
+        """The SKU's context, prices, computed prices of every price table and inventory: those
+        ``reads`` asks for from VTEX, all at once, the others as kept; then the trade policy's
+        computed price. The first failure in that order is raised; a 404 for the context means
+        VTEX no longer has the SKU; a 404 for the computed prices, that no price table has a
+        fixed price (the trade policy's own call decides). VtexShapeError when the computed
+        prices are not a list of objects."""
         if reads.notified and reads.kept is not None and not reads.context:
             self._check_sold_here(sku_id, reads.kept.context)
-        quoted, policy = quote(sku_id, safe=""), quote(self.trade_policy, safe="")
+        quoted = quote(sku_id, safe="")
         calls: dict[int, Awaitable[Any]] = {}
         if reads.context:
             calls[0] = self.reader.call("GET", _SKU_CONTEXT.format(sku=quoted), {"sc": self.trade_policy})
         if reads.prices:
             calls[1] = self.reader.call("GET", self.pricing_url + _PRICE.format(sku=quoted), None)
-        if reads.priced:
-            url = self.pricing_url + _COMPUTED_PRICE.format(sku=quoted, trade_policy=policy)
-            calls[2] = self.reader.call("GET", url, None)
+            calls[2] = self.reader.call("GET", self.pricing_url + _COMPUTED_PRICES.format(sku=quoted), None)
         if reads.inventory:
             calls[3] = self.reader.call("GET", _INVENTORY.format(sku=quoted), None)
         got = dict(zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True), strict=True))
@@ -304,14 +321,31 @@ class VtexSource:
             context.gone = True  # the SKU's own record: VTEX no longer has the SKU
             if self.shared is not None:
                 self.shared.forget(sku_id)
+        every_table = got.get(2)
+        if isinstance(every_table, CallFailed) and every_table.status == 404:
+            got[2] = []
         for answer in got.values():
             if isinstance(answer, BaseException):
                 raise answer
-        kept, priced = reads.kept, reads.kept_priced
-        was = [kept.context, kept.prices, None, kept.inventory] if kept is not None else [None] * 4
-        if priced is not None:
-            was[2] = priced[0]
-        return [got.get(index, was[index]) for index in range(4)]
+        kept = reads.kept
+        was = [kept.context, kept.prices, kept.computed, kept.inventory] if kept is not None else [None] * 4
+        context, prices, computed_prices, inventory = (got.get(index, was[index]) for index in range(4))
+        if reads.priced:
+            computed = await self._computed_price(quoted, computed_prices)
+        else:
+            assert reads.kept_priced is not None  # reads_for asks for the prices when none are kept
+            computed = reads.kept_priced[0]
+        return _Answers(context, prices, computed, inventory, computed_prices)
+
+    async def _computed_price(self, quoted_sku: str, computed_prices: Any) -> Any:
+        """The trade policy's computed price: its entry of every price table's, else the answer
+        of its own call (``GET .../computed/{tradePolicyId}``)."""
+        entry = computed_in(computed_prices, self.trade_policy)
+        if entry is not None:
+            return entry
+        policy = quote(self.trade_policy, safe="")
+        url = self.pricing_url + _COMPUTED_PRICE.format(sku=quoted_sku, trade_policy=policy)
+        return await self.reader.call("GET", url, None)
 
     def _check_sold_here(self, sku_id: str, context: Any) -> None:
         """Raise what asking the context with this trade policy's ``sc`` would (404: VTEX no
@@ -336,6 +370,8 @@ class VtexSource:
             return MalformedRecord(
                 sku_id, [("", str(failure))], unavailable=failure.unavailable, missing=failure.gone
             )
+        except VtexShapeError as error:
+            return MalformedRecord(sku_id, [(error.field, error.message)])
         if reads.priced or reads.kept_priced is None:
             simulated = await promotions
             if isinstance(simulated, CallFailed):
@@ -357,11 +393,11 @@ class VtexSource:
         except MalformedRecord as error:
             return error if error.sku_id else MalformedRecord(sku_id, error.errors)
 
-    def _data(self, sku_id: str, answers: list[Any], promotion: Decimal | None) -> dict[str, Any]:
+    def _data(self, sku_id: str, answers: _Answers, promotion: Decimal | None) -> dict[str, Any]:
         """The canonical record's data from VTEX's answers; VtexShapeError when they do not fit."""
-        context, prices, computed, inventory = answers
+        context, prices, computed, inventory, _ = answers
         for name, answer in zip(
-            ("SKU context", "price", "computed price", "inventory"), answers, strict=True
+            ("SKU context", "price", "computed price", "inventory"), answers[:4], strict=True
         ):
             if not isinstance(answer, Mapping):
                 raise VtexShapeError("", f"the VTEX {name} answer is not a JSON object")
@@ -369,7 +405,7 @@ class VtexSource:
             raise VtexShapeError("sku.id", f"VTEX answered SKU {context.get('Id')!r} for SKU {sku_id}")
         return vtex_record(context, prices, computed, inventory, promotion, self.trade_policy, self._clock())
 
-    def _keep(self, sku_id: str, reads: Reads, answers: list[Any], promotion: Decimal | None) -> None:
+    def _keep(self, sku_id: str, reads: Reads, answers: _Answers, promotion: Decimal | None) -> None:
         """Keep what was read of a SKU whose record could be built, for the next trade policy and
         the next notification."""
         shared = self.shared
@@ -377,9 +413,10 @@ class VtexSource:
             return
         if reads.context or reads.prices or reads.inventory:
             read_at = None if reads.context or reads.kept is None else reads.kept.read_at
-            shared.put(sku_id, [answers[0], answers[1], answers[3]], read_at)
+            kept = [answers.context, answers.prices, answers.computed_prices, answers.inventory]
+            shared.put(sku_id, kept, read_at)
         if reads.priced:
-            shared.put_priced(sku_id, self.trade_policy, [answers[2], promotion])
+            shared.put_priced(sku_id, self.trade_policy, [answers.computed, promotion])
 
     def _stopped(self, page: int, reason: str) -> MalformedRecord:
         message = (
@@ -463,12 +500,14 @@ def vtex_client(base_url: str, credentials: Mapping[str, str], concurrency: int)
 class VtexCatalogs(Catalogs):
     """The catalogs of a run's trade policies, sharing what does not depend on the trade policy.
 
-    The SKU context, prices and inventory are the same in every trade policy: the first trade
-    policy that lists a SKU asks for them, the others find them in the run's
-    :class:`~marketplaces.vtex._reader.SharedAnswers` and ask only for the computed price (and
-    their own listing and simulation pages). Three marketplaces then cost about 6 requests per
-    SKU instead of 12. The answers are the ones read at the start of the run; a run is minutes.
-    Each trade policy is read by the source ``vtex_records`` builds, closed with the run.
+    The SKU context, prices, computed prices of every price table and inventory are the same in
+    every trade policy: the first trade policy that lists a SKU asks for them (4 requests), the
+    others find them in the run's :class:`~marketplaces.vtex._reader.SharedAnswers`, take their
+    own entry of the computed prices, and ask only for their own listing and simulation pages
+    (and their own computed price when the computed prices have no entry for them). Three
+    marketplaces then cost about 4.1 requests per SKU instead of 12. The answers are the ones
+    read at the start of the run; a run is minutes. Each trade policy is read by the source
+    ``vtex_records`` builds, closed with the run.
 
     A sync worker keeps one for its life and reads each batch with :meth:`records_for`: a round
     of the shared answers, so a notified SKU is read once for every trade policy, and only what

@@ -18,7 +18,14 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-__all__ = ["VtexShapeError", "promotional_prices", "unit_price", "vtex_number", "vtex_record"]
+__all__ = [
+    "VtexShapeError",
+    "computed_in",
+    "promotional_prices",
+    "unit_price",
+    "vtex_number",
+    "vtex_record",
+]
 
 
 class VtexShapeError(Exception):
@@ -156,6 +163,28 @@ def active_fixed_price(fixed_prices: object, trade_policy: str, now: datetime) -
         elif isinstance(date_range, Mapping) and _within(date_range, now):
             return entry
     return standing
+
+
+def computed_in(computed_prices: object, trade_policy: str) -> Mapping[str, Any] | None:
+    """The trade policy's entry of ``GET /pricing/prices/{itemId}/computed`` (the computed prices
+    of every price table with a fixed price), or None when the answer has no single one.
+
+    An entry is the trade policy's when its ``tradePolicyId`` is the trade policy and its
+    ``priceTable`` (when given) too: the price table ``GET .../computed/{tradePolicyId}``
+    answers for. Another price table of the same trade policy (a customer group's) is not it;
+    no entry, or two, and the caller asks the trade policy's own call, whose answer decides.
+    """
+    if not isinstance(computed_prices, list):
+        raise VtexShapeError("price.selling", "the VTEX computed prices answer is not a JSON array")
+    found: list[Mapping[str, Any]] = []
+    for index, entry in enumerate(computed_prices):
+        if not isinstance(entry, Mapping):
+            message = f"entry {index} of the VTEX computed prices is not a JSON object"
+            raise VtexShapeError("price.selling", message)
+        table = entry.get("priceTable")
+        if str(entry.get("tradePolicyId")) == trade_policy and (table is None or str(table) == trade_policy):
+            found.append(entry)
+    return found[0] if len(found) == 1 else None
 
 
 def promotional_prices(simulation: object) -> dict[str, Decimal]:

@@ -19,9 +19,11 @@ What a reader guarantees:
   source makes its first SKU a chunk of its own), so a refused key costs one SKU's calls; a
   consumer that stops early cancels what was read ahead;
 - **Shared across trade policies** (:class:`SharedAnswers`): the answers that do not depend on
-  the trade policy (SKU context, prices, inventory) kept for a run in a temporary SQLite file,
-  so reading a second trade policy calls only what differs; a sync worker keeps them (and each
-  trade policy's prices) for its life, so a notified SKU re-reads only what changed.
+  the trade policy (SKU context, prices, the computed prices of every price table, inventory)
+  kept for a run in a temporary SQLite file, so reading a second trade policy calls only what
+  differs (its listing and simulation pages; its own computed price only when the computed
+  prices have no entry for it); a sync worker keeps them (and each trade policy's prices) for
+  its life, so a notified SKU re-reads only what changed.
 
 The client may be an ``httpx.AsyncClient`` (VTEX itself, a loopback socket) or a synchronous
 ``httpx.Client`` (tests that mount the stand-in in process), whose calls then run on a thread pool
@@ -53,7 +55,7 @@ from engine.secrets import redact, register
 T = TypeVar("T")
 
 DEFAULT_CONCURRENCY = 64
-"""Requests in flight: with VTEX answering in ~50 ms, 6 requests per SKU at 140 SKUs/s need 42
+"""Requests in flight: with VTEX answering in ~50 ms, 4 requests per SKU at 235 SKUs/s need 47
 (Little's law); the per-API buckets, not this bound, keep the rate within VTEX's limits."""
 
 API_RATES: Mapping[str, float] = {
@@ -114,18 +116,22 @@ read whole again (its context can change in ways no flag reports: see the README
 @dataclass(frozen=True)
 class Kept:
     """A SKU's last answers that no trade policy changes, with when its context was last read
-    (``read_at``, the reader's monotonic clock) and in which round (``round``)."""
+    (``read_at``, the reader's monotonic clock) and in which round (``round``). ``computed`` is
+    ``GET /pricing/prices/{itemId}/computed``: the computed prices of every price table, each
+    trade policy's entry among them."""
 
     context: Any
     prices: Any
+    computed: Any
     inventory: Any
     read_at: float
     round: int
 
 
 class SharedAnswers:
-    """SKU id -> its last VTEX answers, in a temporary SQLite file: the context, prices and
-    inventory (which no trade policy changes) and, per trade policy, the computed price and the
+    """SKU id -> its last VTEX answers, in a temporary SQLite file: the context, prices, computed
+    prices of every price table and inventory (which no trade policy changes) and, per trade
+    policy, the computed price it took (its entry of those, or its own call's answer) and the
     promotional price the simulation gave.
 
     Two uses. A run reading several trade policies (one round) asks the first for the answers
@@ -160,15 +166,15 @@ class SharedAnswers:
         if row is None:
             return None
         self.hits += 1
-        context, prices, inventory = pickle.loads(row[2])
-        return Kept(context, prices, inventory, float(row[0]), int(row[1]))
+        context, prices, computed, inventory = pickle.loads(row[2])
+        return Kept(context, prices, computed, inventory, float(row[0]), int(row[1]))
 
     def stale(self, kept: Kept) -> bool:
         return self.clock() - kept.read_at > self.max_age
 
     def put(self, sku_id: str, answers: Sequence[Any], read_at: float | None = None) -> None:
-        """Keep the context, prices and inventory, read whole now (``read_at`` None) or with the
-        context of an earlier read."""
+        """Keep the context, prices, computed prices and inventory (in that order), read whole now
+        (``read_at`` None) or with the context of an earlier read."""
         when = self.clock() if read_at is None else read_at
         self._db.execute(
             "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
@@ -216,9 +222,11 @@ class Reads:
 
     context: bool = True
     prices: bool = True
+    """The prices and the computed prices of every price table (neither depends on the trade policy)."""
     inventory: bool = True
     priced: bool = True
-    """The computed price in the trade policy, and the simulation."""
+    """The computed price in the trade policy (its entry of the computed prices, read now or kept,
+    else its own call), and the simulation."""
     kept: Kept | None = None
     kept_priced: list[Any] | None = None
     notified: bool = False
@@ -230,11 +238,11 @@ def reads_for(shared: SharedAnswers | None, sku_id: str, trade_policy: str, chan
     """What a SKU's record needs read, given what changed (None: anything) and what is kept.
 
     - kept from this round (another trade policy of the same batch read it): only the trade
-      policy's prices, and those only when the price changed or none are kept for it since the
-      SKU's last whole read; after a removal, the context too (asked with ``sc``, it answers 404
-      in a trade policy the SKU left);
+      policy's prices (its entry of the kept computed prices and the simulation), and those only
+      when the price changed or none are kept for it since the SKU's last whole read; after a
+      removal, the context too (asked with ``sc``, it answers 404 in a trade policy the SKU left);
     - nothing kept, kept longer than the bound, or a change other than price and stock: all;
-    - price: the prices, the computed price and the simulation; stock: the inventory.
+    - price: the prices, the computed prices and the simulation; stock: the inventory.
     """
     if shared is None:
         return Reads()

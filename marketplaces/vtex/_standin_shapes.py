@@ -9,7 +9,7 @@ imports run one way.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -41,6 +41,8 @@ class StoredSku:
     selling_cents: int | None
     promotional_cents: int | None
     list_cents: int | None
+    selling_in: dict[str, Decimal] = field(default_factory=dict)
+    """Trade policy -> its selling price, where it is not ``computed``'s (priced apart)."""
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:

@@ -66,7 +66,8 @@ class VtexStandin(Standin):
     """VTEX's catalog, pricing, logistics, checkout simulation and orders, serving the given records.
 
     ``trade_policies`` are the ones every SKU is in, priced the same in each (the record's
-    price); ``assortment`` (SKU id -> trade policies) overrides that for some SKUs.
+    price, a fixed price in each) until :meth:`set_price` prices one apart; ``assortment`` (SKU
+    id -> trade policies) overrides that for some SKUs.
     ``grants`` are the APIs the key's role may use: ``catalog``, ``pricing``, ``logistics``,
     ``orders`` (fulfilment and OMS). ``index_delay`` is how many seconds a new order stays out
     of ListOrders, as VTEX's search index lags GetOrder.
@@ -181,6 +182,9 @@ class VtexStandin(Standin):
                 route
                 for prefix in ("", "/{accountName}")
                 for route in (
+                    Route(
+                        prefix + "/pricing/prices/{itemId}/computed", private("pricing", self.computed_prices)
+                    ),
                     Route(prefix + "/pricing/prices/{itemId}", private("pricing", self.price)),
                     Route(
                         prefix + "/pricing/prices/{itemId}/computed/{priceTableId}",
@@ -254,7 +258,18 @@ class VtexStandin(Standin):
         table = request.path_params["priceTableId"]
         if sku is None or table not in sku.trade_policies:
             return _error(404, f"no price for item {request.path_params['itemId']} in price table {table}")
-        return _json({"tradePolicyId": table, **sku.computed, "priceValidUntil": _a_year_from_now()})
+        return _json(_computed(sku, table))
+
+    async def computed_prices(self, request: Request) -> Response:
+        """``GET /pricing/prices/{itemId}/computed``: "Get computed prices for all price tables",
+        one entry per trade policy of the SKU with a fixed price (each the price
+        :meth:`computed_price` gives there), so a trade policy whose fixed price a test removed
+        is left out, as VTEX leaves out a price table without one."""
+        sku = look_up(
+            self.skus, request.path_params["itemId"], lambda i: refused(404, f"no price for item {i}")
+        )
+        fixed = {str(entry.get("tradePolicyId")) for entry in sku.prices.get("fixedPrices") or ()}
+        return _json([{**_computed(sku, tp), "priceTable": tp} for tp in sku.trade_policies if tp in fixed])
 
     async def inventory(self, request: Request) -> Response:
         """``GET /api/logistics/pvt/inventory/skus/{skuId}``: the balance per warehouse."""
@@ -288,19 +303,33 @@ class VtexStandin(Standin):
         return _json({"sku_id": sku.id, "warehouses": warehouses, "quantity": quantity, "notified": notified})
 
     async def change_price(self, request: Request) -> Response:
-        """``POST /_sandbox/price`` ``{"sku_id", "price"}``: the SKU's selling price in every trade
-        policy (a decimal string, more than 0, at most two decimals), then notify every affiliate."""
+        """``POST /_sandbox/price`` ``{"sku_id", "price", "trade_policy"?}``: the SKU's selling price
+        (a decimal string, more than 0, at most two decimals) in every trade policy, or in the one
+        named, then notify every affiliate."""
         body = await _control_body(request)
         sku = look_up(self.skus, str(body.get("sku_id")), lambda i: refused(404, f"SKU {i} not found"))
         price = _decimal(str(body.get("price")))
         if price is None or not price.is_finite() or not 0 < price < 10**9 or price != round(price, 2):
             return _error(400, "price must be a number above 0 with at most two decimals")
-        sku.computed["sellingPrice"] = price
-        for fixed in sku.prices.get("fixedPrices") or ():
-            fixed["value"] = price
-        sku.selling_cents = _cents(price)
+        policy = body.get("trade_policy")
+        if policy is not None and str(policy) not in sku.trade_policies:
+            return _error(404, f"SKU {sku.id} is not in trade policy {policy}")
+        self.set_price(sku, price, None if policy is None else str(policy))
         notified = self.affiliates.notify(sku.id, sku.context.get("ProductId"), PriceModified=True)
         return _json({"sku_id": sku.id, "price": price, "notified": notified})
+
+    def set_price(self, sku: StoredSku, price: Decimal, trade_policy: str | None = None) -> None:
+        """The SKU's selling price in every trade policy, or in ``trade_policy`` only (its computed
+        price, fixed price and simulated price; the others keep theirs)."""
+        if trade_policy is None:
+            sku.computed["sellingPrice"] = price
+            sku.selling_cents = _cents(price)
+            sku.selling_in.clear()
+        else:
+            sku.selling_in[trade_policy] = price
+        for fixed in sku.prices.get("fixedPrices") or ():
+            if trade_policy is None or str(fixed.get("tradePolicyId")) == trade_policy:
+                fixed["value"] = price
 
     # -- checkout ----------------------------------------------------------------------------
 
@@ -336,7 +365,7 @@ class VtexStandin(Standin):
                     }
                 )
                 continue
-            simulated = _simulated_item(sku, index, item.get("quantity"))
+            simulated = _simulated_item(sku, sc, index, item.get("quantity"))
             logistics.append(_logistics_info(sku, len(answered), simulated["quantity"], bool(postal_code)))
             answered.append(simulated)
         return _json(
@@ -638,10 +667,20 @@ def _specifications(specs: object, ids: _Ids) -> list[dict[str, Any]]:
     return fields
 
 
-def _simulated_item(sku: StoredSku, index: int, quantity: object) -> dict[str, Any]:
+def _computed(sku: StoredSku, trade_policy: str) -> dict[str, Any]:
+    """The SKU's computed price in a trade policy (the Pricing API's ``Getcomputedprice``)."""
+    computed = {"tradePolicyId": trade_policy, **sku.computed, "priceValidUntil": _a_year_from_now()}
+    if trade_policy in sku.selling_in:
+        computed["sellingPrice"] = sku.selling_in[trade_policy]
+    return computed
+
+
+def _simulated_item(sku: StoredSku, trade_policy: str, index: int, quantity: object) -> dict[str, Any]:
     """One ``items[]`` entry of a simulation: the promotion, if any, as a discount price tag."""
     count = quantity if isinstance(quantity, int) and quantity > 0 else 1
-    unit, promotional = sku.selling_cents, sku.promotional_cents
+    priced_apart = sku.selling_in.get(trade_policy)
+    unit = sku.selling_cents if priced_apart is None else _cents(priced_apart)
+    promotional = sku.promotional_cents
     selling_unit = (
         promotional if unit is not None and promotional is not None and promotional < unit else unit
     )
