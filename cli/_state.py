@@ -58,7 +58,6 @@ def rebuild(marketplace: str, config_path: Path | None, as_json: bool) -> None:
     "--from",
     "source",
     required=True,
-    type=click.Path(path_type=Path),
     help="The SQLite state file to copy from (what `state:` named before).",
 )
 @click.option(
@@ -67,7 +66,7 @@ def rebuild(marketplace: str, config_path: Path | None, as_json: bool) -> None:
     help="Empty the target's Tradepost tables first, in the same transaction (a rehearsal migrated earlier).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (for scripts).")
-def migrate(config_path: Path | None, source: Path, replace: bool, as_json: bool) -> None:
+def migrate(config_path: Path | None, source: str, replace: bool, as_json: bool) -> None:
     """Copy an SQLite state store into the project's state store (PostgreSQL).
 
     Set `state:` in the config to the PostgreSQL URL first, then give --from the SQLite file it

@@ -48,7 +48,7 @@ def set_state(config: Path, state: str) -> None:
         yaml.dump(document, out)
 
 
-def migrate(config: Path, source: Path, *args: str) -> tuple[int, str, str]:
+def migrate(config: Path, source: Path | str, *args: str) -> tuple[int, str, str]:
     code, out, err = tradepost("state", "migrate", "-c", str(config), "--from", str(source), *args)
     assert _postgres.PASSWORD not in out + err
     assert "Traceback" not in out + err
@@ -227,7 +227,9 @@ def test_a_lock_held_by_a_live_run_is_refused_and_a_stale_one_is_not_copied(
         assert pg.lock_holder("amazon") is None
 
 
-def test_an_unreachable_target_and_the_projects_own_state_are_refused(project: tuple[Path, Path]) -> None:
+def test_an_unreachable_target_the_projects_own_state_and_a_url_are_refused(
+    project: tuple[Path, Path],
+) -> None:
     config, source = project
     before = source.read_bytes()
     set_state(config, f"postgresql://{_postgres.USER}:env:{ENV}@127.0.0.1:1/nothere")
@@ -237,6 +239,9 @@ def test_an_unreachable_target_and_the_projects_own_state_are_refused(project: t
     set_state(config, str(source))
     code, _, err = migrate(config, source)
     assert code == 1 and f"state store {source} is the project's own state" in err, err
+    code, _, err = migrate(config, "postgresql://someone:hunter2-secret@db.example/state")
+    assert code == 1 and "--from takes the SQLite state file to copy from, not a database URL" in err, err
+    assert "hunter2-secret" not in err
 
 
 # -- an old source, a large one --------------------------------------------------------------------

@@ -103,7 +103,7 @@ class Migration:
         )
 
     def details(self) -> list[str]:
-        width = max(len(table.table) for table in self.tables)
+        width = max((len(table.table) for table in self.tables), default=5)
         lines = [f"{'table':<{width}}  {'source':>9}  {'copied':>9}  {'target':>9}"]
         for table in self.tables:
             lines.append(
@@ -127,10 +127,18 @@ def _why_left_out(table: str) -> str:
     return "not a table of this Tradepost's state store"
 
 
-def open_source(path: Path, *, busy_timeout: float | None = None) -> StateStore:
-    """The SQLite state store at ``path``, migrated to this Tradepost's schema version, once it is
-    known to be one: refused (a :class:`StateError` saying why) when it is missing, not an SQLite
-    database, not a Tradepost state store, of a newer version, or damaged."""
+def open_source(source: str | Path) -> StateStore:
+    """The SQLite state store at ``source`` (a path or ``sqlite:///path``), migrated to this
+    Tradepost's schema version, once it is known to be one: refused (a :class:`StateError` saying
+    why) when it is a URL of another database, missing, not an SQLite database, not a Tradepost
+    state store, of a newer version, or damaged."""
+    text = str(source)
+    if "://" in text and not text.startswith("sqlite:///"):
+        raise StateError(  # the URL is not repeated: it may hold a password
+            "--from takes the SQLite state file to copy from, not a database URL (a PostgreSQL "
+            "store is copied with pg_dump and pg_restore)"
+        )
+    path = Path(text.removeprefix("sqlite:///"))
     if not path.is_file():
         raise StateError(
             f"no state store at {path}: give --from the SQLite file that `state:` named before "
@@ -142,7 +150,7 @@ def open_source(path: Path, *, busy_timeout: float | None = None) -> StateStore:
             f"state store {path} is of a newer version ({version}) than this tradepost reads "
             f"({SCHEMA_VERSION}); migrate it with the tradepost that wrote it, or upgrade tradepost"
         )
-    return StateStore(path, busy_timeout=busy_timeout)
+    return StateStore(path)
 
 
 def _inspect(path: Path) -> int:
