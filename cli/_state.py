@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, Protocol
 
 import click
 
@@ -44,12 +45,7 @@ def rebuild(marketplace: str, config_path: Path | None, as_json: bool) -> None:
     run = _compile_or_exit(project, marketplace)
     with open_state(project) as store:
         summary = asyncio.run(rebuild_state(run, project, store))
-    if as_json:
-        click.echo(dumps(summary.to_dict(), indent=2))
-        return
-    click.echo(summary.line())
-    for line in summary.details():
-        click.echo(f"  {line}")
+    _report(summary, as_json)
 
 
 @state.command()
@@ -86,9 +82,20 @@ def migrate(config_path: Path | None, source: str, replace: bool, as_json: bool)
         for store in (origin, target):
             OrderStore(store)  # the order tables, on both: they are made on first use
         migration = migrate_state(origin, target, replace=replace)
+    _report(migration, as_json)
+
+
+class _Summary(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+    def line(self) -> str: ...
+    def details(self) -> list[str]: ...
+
+
+def _report(summary: _Summary, as_json: bool) -> None:
+    """A command's summary: one JSON document, or its line and the details indented under it."""
     if as_json:
-        click.echo(dumps(migration.to_dict(), indent=2))
+        click.echo(dumps(summary.to_dict(), indent=2))
         return
-    click.echo(migration.line())
-    for line in migration.details():
+    click.echo(summary.line())
+    for line in summary.details():
         click.echo(f"  {line}")

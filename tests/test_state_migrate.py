@@ -195,6 +195,17 @@ def test_a_source_that_is_not_a_readable_tradepost_state_is_refused(project: tup
     assert pg_listings(config) == 0
 
 
+def test_a_value_the_target_cannot_hold_is_named_and_nothing_is_written(project: tuple[Path, Path]) -> None:
+    config, source = project
+    with StateStore(source) as store:  # SQLite keeps it; Tradepost reads the row as absent
+        store.db.execute("UPDATE listings SET quantity = 'many' WHERE sku_id = '000007'")
+    code, out, err = migrate(config, source)
+    assert (code, out) == (1, ""), out
+    assert 'invalid input syntax for type bigint: "many"' in err and "column quantity" in err, err
+    assert f"a row of listings in {source} holds a value the target cannot" in err
+    assert pg_listings(config) == 0
+
+
 def damage(path: Path) -> Path:
     """An SQLite state file with a page of its listings overwritten."""
     with StateStore(path) as store:

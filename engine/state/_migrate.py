@@ -262,7 +262,15 @@ def _make_room(target: StateStore, tables: list[str], replace: bool) -> int:
 def _copy(source: StateStore, target: StateStore, table: str, columns: list[str]) -> TableCopy:
     where = _OWN_META if table == "meta" else ""
     rows = source.db.stream(f"SELECT {', '.join(columns)} FROM {table}{where}")
-    copied = target.db.load(table, columns, rows)
+    try:
+        copied = target.db.load(table, columns, rows)
+    except StateError as exc:
+        if not str(getattr(exc.__cause__, "sqlstate", None) or "").startswith("22"):  # not a bad value
+            raise
+        raise StateError(
+            f"{exc}; a row of {table} in {source.url} holds a value the target cannot (edited by hand, or "
+            "damaged): correct or delete that row in the SQLite file, then migrate again; nothing was written"
+        ) from None
     left_out = source.dialect.columns(source.db, table) - set(columns)
     return TableCopy(table, _count(source, table), copied, _count(target, table), tuple(sorted(left_out)))
 
