@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import sqlite3
 import tracemalloc
 from decimal import Decimal
@@ -26,7 +27,7 @@ from engine.orders import OrderStore
 from engine.state import Change, NotificationQueue, StateStore, migrate_state, open_source
 from engine.state._store import SCHEMA_VERSION, AppliedListing
 from tests import _postgres
-from tests._harness import Loopback, subset, tradepost, write_project
+from tests._harness import Loopback, subset, tradepost, tradepost_process, write_project
 from tests.test_state_contract import server as server
 
 ENV = "TRADEPOST_TEST_PG"
@@ -165,6 +166,17 @@ def test_a_target_holding_data_is_refused_unless_replaced(project: tuple[Path, P
     assert (document["replaced"], document["verified"]) == (31, True)
     assert {t["table"]: t["copied"] for t in document["tables"]}["listings"] == 40
     assert pg_listings(config) == 40
+
+
+def test_a_migration_killed_midway_leaves_the_target_empty_and_runs_again(project: tuple[Path, Path]) -> None:
+    config, source = project
+    args = ("state", "migrate", "-c", str(config), "--from", str(source))
+    killed = tradepost_process(*args, failpoint="migrate:table-copied:#3")  # listings, meta copied
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert pg_listings(config) == 0
+    code, _, err = migrate(config, source)
+    assert code == 0, err
+    assert pg_listings(config) == 30
 
 
 def test_a_source_that_is_not_a_readable_tradepost_state_is_refused(project: tuple[Path, Path]) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import failpoints
 from engine.state._db import LOCK_COLUMNS, StateError, pid_namespace, read_holder, state_error
 from engine.state._store import SCHEMA_VERSION, StateStore
 
@@ -271,6 +272,7 @@ def _copy(source: StateStore, target: StateStore, table: str, columns: list[str]
             f"{exc}; a row of {table} in {source.url} holds a value the target cannot (edited by hand, or "
             "damaged): correct or delete that row in the SQLite file, then migrate again; nothing was written"
         ) from None
+    failpoints.reach("migrate:table-copied")  # a kill here, at any table, leaves the target as it was
     left_out = source.dialect.columns(source.db, table) - set(columns)
     return TableCopy(table, _count(source, table), copied, _count(target, table), tuple(sorted(left_out)))
 
