@@ -23,8 +23,10 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from engine import failpoints
 from engine.orders import OrderStore
 from engine.state import Change, NotificationQueue, StateStore, migrate_state, open_source
+from engine.state._db import StateError
 from engine.state._store import SCHEMA_VERSION, AppliedListing
 from tests import _postgres
 from tests._harness import Loopback, subset, tradepost, tradepost_process, write_project
@@ -144,9 +146,15 @@ def project(tmp_path: Path, pg: str) -> tuple[Path, Path]:
     return config, source
 
 
+def pg_url(config: Path) -> str:
+    """The project's PostgreSQL store, its password written in (as tests open it)."""
+    return str(YAML().load(config.read_text(encoding="utf-8"))["state"]).replace(
+        f"env:{ENV}", _postgres.PASSWORD
+    )
+
+
 def pg_listings(config: Path) -> int:
-    url = YAML().load(config.read_text(encoding="utf-8"))["state"].replace(f"env:{ENV}", _postgres.PASSWORD)
-    with StateStore(url) as store:
+    with StateStore(pg_url(config)) as store:
         return store.count("google")
 
 
@@ -176,6 +184,33 @@ def test_a_migration_killed_midway_leaves_the_target_empty_and_runs_again(projec
     assert pg_listings(config) == 0
     code, _, err = migrate(config, source)
     assert code == 0, err
+    assert pg_listings(config) == 30
+
+
+def test_while_it_copies_nothing_else_opens_the_target_or_writes_the_source(
+    project: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config, source = project
+    url = pg_url(config)
+    tried: list[str] = []
+
+    def meanwhile(name: str) -> None:  # another process, at the first table copied
+        if tried:
+            return
+        with pytest.raises(StateError, match=r"is busy: another process kept a row locked"):
+            StateStore(url, busy_timeout=0.3)
+        tried.append("target")
+        with (
+            StateStore(source, busy_timeout=0.3) as other,
+            pytest.raises(StateError, match=r"is busy: another process kept it locked"),
+        ):
+            other.record_applied("google", [listing(99)])
+        tried.append("source")
+
+    monkeypatch.setattr(failpoints, "reach", meanwhile)
+    with StateStore(url) as target, open_source(source) as origin:
+        migrate_state(origin, target)
+    assert tried == ["target", "source"]
     assert pg_listings(config) == 30
 
 
@@ -246,7 +281,7 @@ def test_a_lock_held_by_a_live_run_is_refused_and_a_stale_one_is_not_copied(
     code, out, err = migrate(config, source)
     assert code == 0, err
     assert "not copied: locks (1 row(s)): a lock belongs to the run that took it" in out
-    with StateStore(YAML().load(config.read_text())["state"].replace(f"env:{ENV}", _postgres.PASSWORD)) as pg:
+    with StateStore(pg_url(config)) as pg:
         assert pg.lock_holder("amazon") is None
 
 
@@ -310,7 +345,7 @@ def test_an_old_schema_source_is_migrated_first_then_copied(project: tuple[Path,
     copied = {t["table"]: t["copied"] for t in document["tables"]}
     assert (copied["listings"], copied["runs"], copied["meta"]) == (2, 1, 0)
     assert "inflight" not in copied and document["left_out"] == {"locks": 1}
-    url = YAML().load(config.read_text())["state"].replace(f"env:{ENV}", _postgres.PASSWORD)
+    url = pg_url(config)
     assert contents(url)["listings"] == contents(str(old))["listings"]
     with StateStore(url) as store:
         assert store.get("google", "1") == AppliedListing(
