@@ -54,6 +54,7 @@ def rebuild(marketplace: str, config_path: Path | None, as_json: bool) -> None:
     "--from",
     "source",
     required=True,
+    metavar="SQLITE_FILE",
     help="The SQLite state file to copy from (what `state:` named before).",
 )
 @click.option(
