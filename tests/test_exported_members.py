@@ -188,10 +188,13 @@ SUBPACKAGES = {
         "WORK_LEASE",
         "Change",
         "FullPass",
+        "Migration",
         "NotificationQueue",
         "QueueCounts",
         "QueuedSku",
         "StateStore",
+        "migrate_state",
+        "open_source",
     ],
     "engine.sync": [
         "EXIT_PARTIAL",

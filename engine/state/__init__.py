@@ -2,12 +2,25 @@
 
 It also keeps the queue of SKUs a change notification named (:class:`NotificationQueue`) until
 every marketplace has its outcome. The listings are a cache of the marketplaces, never the
-truth: :func:`engine.project.rebuild_state` reads them back from them.
+truth: :func:`engine.project.rebuild_state` reads them back from them. :func:`migrate_state`
+moves a whole store into another database (``tradepost state migrate``: SQLite into PostgreSQL).
 """
 
 from __future__ import annotations
 
+from engine.state._migrate import Migration, migrate_state, open_source
 from engine.state._queue import WORK_LEASE, Change, NotificationQueue, QueueCounts, QueuedSku
 from engine.state._store import FullPass, StateStore
 
-__all__ = ["WORK_LEASE", "Change", "FullPass", "NotificationQueue", "QueueCounts", "QueuedSku", "StateStore"]
+__all__ = [
+    "WORK_LEASE",
+    "Change",
+    "FullPass",
+    "Migration",
+    "NotificationQueue",
+    "QueueCounts",
+    "QueuedSku",
+    "StateStore",
+    "migrate_state",
+    "open_source",
+]

@@ -158,6 +158,17 @@ class Dialect(ABC):
         """The names of a table's columns (a migration adds the missing ones)."""
 
     @abstractmethod
+    def tables(self, db: Db) -> set[str]:
+        """The names of the store's tables (``tradepost state migrate`` copies them)."""
+
+    def load(
+        self, connection: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """Insert ``rows`` (values of ``columns``, in that order) into ``table`` as they come: a bulk
+        copy whose memory stays bounded however many rows there are."""
+        connection.cursor().executemany(_insert(table, columns), rows)
+
+    @abstractmethod
     def lock_schema(self, db: Db) -> None:
         """Keep other processes from creating or migrating the tables until this transaction ends."""
 
@@ -205,6 +216,10 @@ class SqliteDialect(Dialect):
 
     def columns(self, db: Db, table: str) -> set[str]:
         return {str(row[1]) for row in db.execute(f"PRAGMA table_info({table})").fetchall()}
+
+    def tables(self, db: Db) -> set[str]:
+        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'")
+        return {str(row[0]) for row in rows}
 
     def lock_schema(self, db: Db) -> None:
         pass  # the schema script runs outside a transaction, each statement IF NOT EXISTS
@@ -299,6 +314,21 @@ class Db:
         takes a bounded number of parameters; PostgreSQL takes one array)."""
         for start in range(0, len(values), size):
             yield self.dialect.one_of(values[start : start + size])
+
+    def load(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+        """Insert ``rows`` into ``table`` in bulk as they come (see :meth:`Dialect.load`); how many."""
+        self.check()
+        count = 0
+
+        def counted() -> Iterator[Sequence[Any]]:
+            nonlocal count
+            for row in rows:
+                count += 1
+                yield row
+
+        with self.translated():
+            self.dialect.load(self.connection, table, columns, counted())
+        return count
 
     def executescript(self, script: str) -> None:
         self.check()

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,36 @@ class PostgresDialect(Dialect):
             (table,),
         )
         return {str(row[0]) for row in rows}
+
+    def tables(self, db: Db) -> set[str]:
+        rows = db.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        )
+        return {str(row[0]) for row in rows}
+
+    def load(
+        self, connection: Any, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """``COPY ... FROM STDIN``, rows written as they come; then each identity column's sequence
+        moves past the highest id copied, so the next row inserted gets a new one."""
+        names = ", ".join(columns)
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = %s AND is_identity = 'YES'",
+                (table,),
+            )
+            for (column,) in cursor.fetchall():
+                if column in columns:
+                    cursor.execute(
+                        "SELECT setval(pg_get_serial_sequence(%s, %s), "
+                        f"coalesce(max({column}), 0) + 1, false) FROM {table}",
+                        (table, column),
+                    )
 
     def lock_schema(self, db: Db) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
