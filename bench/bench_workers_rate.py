@@ -1,15 +1,17 @@
 """Several processes applying for one seller account against a stand-in limited to N requests a second.
 
-    python bench/bench_workers_rate.py [--rate 200] [--skus 2000]
+    python bench/bench_workers_rate.py [--rate 200] [--burst 10] [--skus 2000]
 
-The Google stand-in is served on loopback with its own token bucket (burst 2, stricter than any
-real API's) answering 429 beyond ``--rate``; the project's ``rate_limit`` is the same. 1, 2 and 4
+The Google stand-in is served on loopback with its own token bucket answering 429 beyond ``--rate``
+(``--burst`` requests at once: 10 at 200/s is 50 ms of loopback jitter, stricter than a real API's
+per-second window); the project's ``rate_limit`` is the same. 1, 2 and 4
 worker processes each plan the catalog and apply their shard of it (every Nth change) with their
 own executor, on one PostgreSQL state store, so they pace through the shared bucket; a last row
 gives 4 processes their own SQLite state (one bucket each: what every process did before).
 The processes start sending together (a barrier after planning). Reported per row: requests the
 stand-in answered, the share of the limit used (answered requests a second over the run, over
-``--rate``), 429s after the first second (warm-up) and the busiest second (sliding window). The
+``--rate``), 429s after the first second (warm-up), the busiest second (sliding window) and the
+statements the shared bucket took (its round trips: one per batch of requests waiting). The
 PostgreSQL is a throw-away one (``tests/_postgres.py``), a database per row. Prints a table and one
 JSON line per row (``"bench": "workers_rate"``).
 """
@@ -122,12 +124,28 @@ def set_project(config: Path, state: str, rate: float, catalog: Path) -> None:
         yaml.dump(document, out)
 
 
-def bench(processes: int, state: str | None, rate: float, catalog: Path, folder: Path) -> dict[str, Any]:
+def bucket_statements(state: str) -> int:
+    """Statements the shared bucket took (rows it inserted and updated: one per statement), read
+    from the server's statistics once every worker has closed its connection."""
+    from engine.state._pg import PostgresDialect
+
+    time.sleep(1.0)  # a backend's statistics reach the views within a second of its exit
+    dialect = PostgresDialect(state, busy_timeout=5)
+    with dialect.connect() as connection:
+        row = connection.execute(
+            "SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables WHERE relname = 'rate_buckets'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def bench(
+    processes: int, state: str | None, rate: float, burst: float, catalog: Path, folder: Path
+) -> dict[str, Any]:
     """``processes`` workers on the PostgreSQL ``state``, or each on its own SQLite file (None)."""
     from marketplaces.google.standin import GoogleStandin
     from marketplaces.sandbox import Sandbox
 
-    recorder = Recorder(GoogleStandin(rate_limit=rate, burst=2.0))
+    recorder = Recorder(GoogleStandin(rate_limit=rate, burst=burst))
     box = Sandbox({MARKETPLACE: recorder})
     box.start()
     try:
@@ -143,12 +161,14 @@ def bench(processes: int, state: str | None, rate: float, catalog: Path, folder:
         box.stop()
     log = sorted(recorder.log)
     start, end = log[0][0], log[-1][0]
+    statements = bucket_statements(state) if state else None
     answered = sum(1 for _, status in log if status != 429)
     return {
         "bench": "workers_rate",
         "processes": processes,
         "shared_bucket": state is not None,
         "rate_limit": rate,
+        "burst": burst,
         "applied": sum(a for a, _ in done),
         "failed": sum(f for _, f in done),
         "requests": len(log),
@@ -156,6 +176,7 @@ def bench(processes: int, state: str | None, rate: float, catalog: Path, folder:
         "share_of_limit": round(answered / (end - start) / rate, 3),
         "429_after_warmup": sum(1 for at, status in log if status == 429 and at > start + WARM_UP),
         "busiest_second": busiest_second([at for at, _ in log]),
+        "bucket_statements": statements,
     }
 
 
@@ -164,6 +185,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--burst", type=float, default=10.0)
     parser.add_argument("--skus", type=int, default=2000)
     args = parser.parse_args()
     from bench.synth import write_jsonl
@@ -181,16 +203,17 @@ def main() -> None:
                 write_jsonl(out, args.skus, seed=3, broken=False)
             for processes, shared in ((1, True), (2, True), (4, True), (4, False)):
                 state = server.url(server.database(), f"env:{PASSWORD_VARIABLE}") if shared else None
-                rows.append(bench(processes, state, args.rate, catalog, Path(tmp)))
+                rows.append(bench(processes, state, args.rate, args.burst, catalog, Path(tmp)))
     finally:
         server.stop()
-    header = ("applied", "requests", "seconds", "of N", "429", "busiest")
+    header = ("applied", "requests", "seconds", "of N", "429", "busiest", "turns")
     print(f"{'processes':>15} " + " ".join(f"{h:>8}" for h in header))
     for r in rows:
         label = f"{r['processes']} {'shared' if r['shared_bucket'] else 'own bucket'}"
         print(
             f"{label:>15} {r['applied']:>8} {r['requests']:>8} {r['seconds']:>8} "
-            f"{r['share_of_limit']:>8.0%} {r['429_after_warmup']:>8} {r['busiest_second']:>8}"
+            f"{r['share_of_limit']:>8.0%} {r['429_after_warmup']:>8} {r['busiest_second']:>8} "
+            f"{r['bucket_statements'] if r['bucket_statements'] is not None else '-':>8}"
         )
     for r in rows:
         print(json.dumps(r))

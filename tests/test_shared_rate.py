@@ -11,7 +11,6 @@ traceback.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +28,16 @@ from engine.sync._executor import Executor
 from tests import _postgres
 from tests._harness import Loopback, write_project
 from tests.test_executor import ScriptedConnector, record
+from tests.test_state_contract import server as server  # the fixture: this worker's PostgreSQL
 
 RATE = 50.0
 WORKERS = 4
 PASSWORD_VARIABLE = "TRADEPOST_TEST_PG"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[_postgres.Server]:
-    started = _postgres.start()
-    if isinstance(started, str):
-        pytest.skip(f"no PostgreSQL for these tests: {started}")
-    yield started
-    started.stop()
-
-
 @pytest.fixture
 def pg(server: _postgres.Server) -> str:
+    """A fresh PostgreSQL database's URL."""
     return server.url(server.database())
 
 

@@ -114,9 +114,10 @@ class SharedBucket:
             try:
                 delays = await self.take(len(batch))
             except BaseException as exc:
+                why = str(exc) if isinstance(exc, PacingUnavailable) else f"{self.account}: pacing stopped"
                 for turn in batch:
                     if not turn.done():
-                        turn.set_exception(PacingUnavailable(str(exc)))
+                        turn.set_exception(PacingUnavailable(why))
                 if isinstance(exc, PacingUnavailable):
                     continue
                 raise
