@@ -108,6 +108,22 @@ def test_the_bucket_is_one_row_per_account_taken_by_one_round_trip_per_batch(pg:
     assert account_key("amazon", "http://127.0.0.1:8080") == "amazon http://127.0.0.1:8080"
 
 
+def test_a_turn_woken_for_too_late_is_taken_again(pg: str) -> None:
+    async def oversleep(seconds: float) -> None:
+        await asyncio.sleep(seconds + 0.2)  # a busy process: woken 200 ms after its turn
+
+    async def main() -> tuple[int, int]:
+        bucket = SharedBucket(
+            PostgresDialect(pg, busy_timeout=5), "late http://m.test", RATE, sleep=oversleep
+        )
+        await bucket.take(1)  # the next turn is an interval away: waiting for it oversleeps
+        await bucket.acquire()  # late: a new turn, due at once (no sleep), taken
+        await bucket.aclose()
+        return bucket.missed, bucket.round_trips
+
+    assert asyncio.run(main()) == (1, 3)
+
+
 def test_sqlite_keeps_the_bucket_in_process(tmp_path: Path) -> None:
     async def main() -> object:
         with StateStore(tmp_path / "s.sqlite") as state:

@@ -50,6 +50,8 @@ STATEMENT_TIMEOUT = 10.0
 LATE = 0.05
 """Seconds a request may leave after its turn; later, it takes a new one: requests a stalled process
 sent at once would arrive bunched, over the limit (the bound grows by ``LATE`` times the rate)."""
+RETAKES = 3
+"""Turns taken again at most before a late request goes anyway: a starved process still progresses."""
 
 _TABLE = """CREATE UNLOGGED TABLE IF NOT EXISTS rate_buckets (
     account TEXT PRIMARY KEY,
@@ -93,7 +95,7 @@ class SharedBucket:
 
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        for retake in range(RETAKES + 1):
             turn: asyncio.Future[float] = loop.create_future()
             self._waiting.append(turn)
             if self._taker is None or self._taker.done():
@@ -101,7 +103,7 @@ class SharedBucket:
             due = await turn
             if due > loop.time():
                 await self.sleep(due - loop.time())
-            if loop.time() - due <= LATE:
+            if loop.time() - due <= LATE or retake == RETAKES:
                 return
             # Woken too late (a busy process): sent now, it would arrive with the turns after it.
             self.missed += 1
