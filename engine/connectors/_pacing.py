@@ -5,6 +5,13 @@ source paces each VTEX API it reads with one (at the limit VTEX documents for it
 returns when a request may go: at once while the bucket holds a token, else after the wait
 until one accrues; concurrent callers queue on a lock, so the rate holds however many tasks
 ask at once. The clock and the sleep are parameters, so tests run it on a fake clock.
+
+A bucket in one process paces that process only: processes sharing one seller account share a
+bucket in the state store instead (``engine.state._ratelimit``, on PostgreSQL). Both are a
+:class:`Pacer`; both space requests by the same arithmetic (:func:`send_delays`, the generic cell
+rate algorithm: a reservation of the next free instant, never a count of requests that can drift).
+A pacer that cannot give a request its turn raises :class:`PacingUnavailable`: the request did
+not leave, so the executor treats it as a transport failure, retried like one.
 """
 
 from __future__ import annotations
@@ -12,8 +19,41 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import httpx
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Pacer(Protocol):
+    """What a request waits on before it leaves."""
+
+    async def acquire(self) -> None:
+        """Return when one request may go."""
+
+
+PacerFactory = Callable[[float], Pacer]
+"""A pacer at a rate (requests per second): :class:`TokenBucket` itself, or the state store's."""
+
+
+class PacingUnavailable(httpx.TransportError):
+    """A request could not be given its turn (the shared bucket's database failed); it was not sent."""
+
+
+def send_delays(
+    reserved_until: float, now: float, count: int, interval: float, burst: float = 1.0
+) -> list[float]:
+    """Seconds from ``now`` until each of ``count`` requests may go, given the reservation that took them.
+
+    ``reserved_until`` is the instant the bucket was pushed to by taking them (the old reservation,
+    or ``now`` when it lay in the past, plus ``count`` intervals): request ``k`` owns the slot
+    ``count - k`` intervals before it, and may go ``burst - 1`` intervals early, never before now.
+    Slots an interval apart keep any window of ``w`` seconds to ``w / interval + burst`` requests.
+    """
+    first = reserved_until - count * interval
+    early = (burst - 1) * interval
+    return [max(0.0, first + k * interval - early - now) for k in range(count)]
 
 
 class TokenBucket:

@@ -17,6 +17,7 @@ from engine.connectors._contract import Credentials
 from engine.project._assembly import MarketplaceRun, catalog_records, marketplace_client
 from engine.project._config import Project
 from engine.secrets._redact import read_secrets, register
+from engine.state._ratelimit import account_pacing
 from engine.state._store import StateStore
 from engine.sync._executor import ApplySummary, Executor, SkuResult, _already_applied, state_matches
 from engine.sync._plan import Change
@@ -116,7 +117,10 @@ async def apply_records(
     """Send the records through the marketplace's connector; outcomes go to the state as they come."""
     config = project.marketplace(run.name)
     credentials = credentials_for(project, run.name)
-    async with marketplace_client(project, run, transport) as client:
+    async with (
+        marketplace_client(project, run, transport) as client,
+        account_pacing(state, run.name, client.base_url) as bucket,
+    ):
         executor = Executor(
             run.connector,
             client,
@@ -125,6 +129,7 @@ async def apply_records(
             marketplace=run.compiled.marketplace,
             on_result=on_result,
             rate=config.rate_limit,
+            bucket=bucket,
             after_auth=lambda: persist_rotated(project, run, credentials),
             **(executor_options or {}),
         )

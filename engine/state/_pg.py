@@ -75,6 +75,10 @@ class PostgresDialect(Dialect):
             raise
         return connection
 
+    async def connect_async(self) -> psycopg.AsyncConnection[Any]:
+        """A new connection in autocommit mode for work on an event loop (the shared rate limit)."""
+        return await psycopg.AsyncConnection.connect(**self._params, autocommit=True)
+
     def sql(self, text: str) -> str:
         return text.replace("%", "%%").replace("?", "%s")
 

@@ -40,7 +40,7 @@ from engine import failpoints as _failpoints
 from engine._diagnostics import TradepostError
 from engine.connectors._change import ChangeRecord
 from engine.connectors._contract import CallResult, Connector, Credentials
-from engine.connectors._pacing import TokenBucket
+from engine.connectors._pacing import PacerFactory, TokenBucket
 from engine.connectors._retry import RetryPolicy, retry_after
 from engine.connectors._routes import Call
 from engine.jsonio import dumps
@@ -136,7 +136,10 @@ class Executor:
         on_result: Callable[[SkuResult], None] | None = None,
         after_auth: Callable[[], None] | None = None,
         seed: int | None = None,
+        bucket: PacerFactory = TokenBucket,
     ) -> None:
+        """``bucket`` builds the pacer at the paced rate: one of this process, or shared by every
+        process sending for the same seller account (``engine.state._ratelimit``)."""
         self.connector = connector
         self.client = client
         self.state = state
@@ -144,7 +147,7 @@ class Executor:
         self.marketplace = marketplace or connector.name
         # A little headroom: requests leave at our pace but arrive with network jitter, and the
         # marketplace counts arrivals; 429s cost more than the 5% given up.
-        self.bucket = TokenBucket((rate or connector.rate_limit) * PACE)
+        self.bucket = bucket((rate or connector.rate_limit) * PACE)
         # Every request the client sends waits for its token, whoever makes it: the executor's
         # calls, and the connector's own (look-ups before a create, token refreshes, read-backs,
         # feeds), which would otherwise leave in bursts and come back as 429s.
