@@ -136,6 +136,7 @@ CREATE TABLE IF NOT EXISTS sku_errors (
 
 _COLUMNS = "sku_id, product_id, content_hash, price, sale_price, quantity, remote_id, source_hash"
 _SOURCE_INDEX = "CREATE INDEX IF NOT EXISTS listings_source ON listings (marketplace, source_hash)"
+"""How a plan finds the SKU of a record's bytes without parsing them (``unchanged_sources``)."""
 # A record is skipped only while its SKU's last outcome is settled: no error, no submission to confirm.
 _SETTLED = (
     "NOT EXISTS (SELECT 1 FROM sku_errors e WHERE e.marketplace = l.marketplace AND e.sku_id = l.sku_id) "
@@ -347,7 +348,8 @@ class StateStore:
         found: dict[str, AppliedListing] = {}
         for one_of, chunk in self.db.one_of(source_hashes):
             rows = self.db.execute(
-                f"SELECT {_COLUMNS} FROM listings l WHERE marketplace = ? AND source_hash {one_of} "
+                f"SELECT {_COLUMNS} FROM listings l{self.dialect.indexed_by('listings_source')} "
+                f"WHERE marketplace = ? AND source_hash {one_of} "
                 f"AND {_SETTLED}",
                 (marketplace, *chunk),
             )
