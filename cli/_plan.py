@@ -152,7 +152,7 @@ def plan(
                     if writer and record is not None:
                         writer.change(record)
                     if fmt == "jsonl":
-                        click.echo(dumps(record or change.to_dict()))
+                        click.echo(dumps(record) if record else change.to_json())
                     elif fmt == "json":
                         changes.append(record or change.to_dict())
                     elif table is not None and (change.op != "unchanged" or show_all) and shown < limit:

@@ -21,15 +21,18 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from itertools import islice
 from typing import Any, Literal, TypeAlias
 
 from engine.connectors._contract import Connector
+from engine.jsonio import dumps
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import Listing, Outcome, Reason, to_json_value
 from engine.rules._compiled import CompiledRules
@@ -72,11 +75,23 @@ class Change:
     """Unchanged without parsing: ``listing`` is None, ``before`` is the row applied."""
 
     def to_dict(self) -> dict[str, Any]:
+        return self._data(None if self.listing is None else to_json_value(self.listing.to_dict()))
+
+    def to_json(self) -> str:
+        """``dumps(self.to_dict())``, the same text, with the listing walked once rather than twice
+        (copied with its amounts as text, then encoded): encoded as it is, amounts as text."""
+        if self.listing is None:
+            return dumps(self._data(None))
+        text = dumps(self._data(_AFTER))
+        after = json.dumps(self.listing.to_dict(), default=_as_text, ensure_ascii=False)
+        return text.replace(_AFTER_TEXT, f'"after": {after}', 1)
+
+    def _data(self, after: Any) -> dict[str, Any]:
         data: dict[str, Any] = {"op": self.op, "sku_id": self.sku_id, "marketplace": self.marketplace}
         if self.kinds:
             data["fields"] = list(self.kinds)
-        if self.listing is not None:
-            data["after"] = to_json_value(self.listing.to_dict())
+        if after is not None:
+            data["after"] = after
         if self.before is not None:
             data["before"] = {
                 "price": str(self.before.price),
@@ -91,6 +106,20 @@ class Change:
         if self.family:
             data["family"] = [listing.sku_id for listing in self.family]
         return data
+
+
+_AFTER = "\u0000after"
+"""Where :meth:`Change.to_json` puts the listing's own text (a string no change holds)."""
+_AFTER_TEXT = '"after": "\\u0000after"'
+
+
+def _as_text(value: Any) -> Any:
+    """What :func:`~engine.model._listing.to_json_value` makes of a value JSON cannot encode."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @dataclass

@@ -109,10 +109,10 @@ class PlanWriter:
     def change(self, record: dict[str, Any]) -> None:
         sep = "" if self._first_change else ","
         self._first_change = False
-        # The digest is of the change as apply will read it back (JSON numbers as Decimal). The
-        # source hash stays out: the saved format has no place for it (its apply records none).
-        saved = {k: v for k, v in loads(dumps(record)).items() if k not in ("digest", SOURCE_HASH)}
-        self.out.write(f"{sep}\n    {dumps({**saved, 'digest': change_digest(saved)})}")
+        # The digest is of the change as apply will read it back (JSON numbers as Decimal): of the
+        # text written, parsed. The source hash stays out: the saved format has no place for it.
+        text = dumps({k: v for k, v in record.items() if k not in ("digest", SOURCE_HASH)})
+        self.out.write(f'{sep}\n    {text[:-1]}, "digest": "{change_digest(loads(text))}"}}')
 
     def end(self, summary: dict[str, Any]) -> None:
         self.out.write(f'\n   ],\n   "summary": {dumps(summary)}}}')
