@@ -72,7 +72,9 @@ SCHEMA_VERSION = 4
 """2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``.
 3: the notification queue (:data:`QUEUE_SCHEMA`): its tables are new, so the schema script adds them.
 4: a listing carries the ``source_hash`` of the catalog record it was applied from (indexed by
-marketplace), so a plan skips a record unchanged since (:meth:`StateStore.unchanged_sources`).
+marketplace), so a plan skips a record unchanged since (:meth:`StateStore.unchanged_sources`); the
+new ``excluded_sources`` table holds the hash of each SKU's record its rules do not select, so a
+plan skips those too (:meth:`StateStore.excluded_sources`).
 The number is the same on both databases (``meta.schema_version``)."""
 
 log = logging.getLogger("tradepost.state")
@@ -123,6 +125,13 @@ CREATE TABLE IF NOT EXISTS locks (
     token TEXT NOT NULL DEFAULT '',
     pid_namespace TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS excluded_sources (
+    marketplace TEXT NOT NULL,
+    sku_id TEXT NOT NULL,
+    source_hash TEXT NOT NULL,
+    PRIMARY KEY (marketplace, sku_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS excluded_sources_hash ON excluded_sources (marketplace, source_hash);
 CREATE TABLE IF NOT EXISTS sku_errors (
     marketplace TEXT NOT NULL,
     sku_id TEXT NOT NULL,
@@ -148,6 +157,9 @@ _NEW_LOCK = insert_new("locks", _LOCK_ROW)
 _SET_LOCK = replace_into("locks", _LOCK_ROW, ("marketplace",))
 _SET_PENDING = replace_into(
     "pending", ("marketplace", "sku_id", "token", "recorded_at"), ("marketplace", "sku_id")
+)
+_SET_EXCLUDED = replace_into(
+    "excluded_sources", ("marketplace", "sku_id", "source_hash"), ("marketplace", "sku_id")
 )
 _SET_ERROR = replace_into(
     "sku_errors", ("marketplace", "sku_id", "run_id", "reasons", "recorded_at"), ("marketplace", "sku_id")
@@ -358,6 +370,27 @@ class StateStore:
                 if applied is not None and applied.source_hash is not None:
                     found[applied.source_hash] = applied
         return found
+
+    def excluded_sources(self, marketplace: str, source_hashes: Sequence[str]) -> dict[str, str]:
+        """Source hash -> SKU of these records when a plan found them not selected, and nothing is
+        listed for the SKU (a listed one is planned: its withdrawal is a change)."""
+        found: dict[str, str] = {}
+        for one_of, chunk in self.db.one_of(source_hashes):
+            rows = self.db.execute(
+                f"SELECT source_hash, sku_id FROM excluded_sources x"
+                f"{self.dialect.indexed_by('excluded_sources_hash')} "
+                f"WHERE marketplace = ? AND source_hash {one_of} AND NOT EXISTS "
+                "(SELECT 1 FROM listings l WHERE l.marketplace = x.marketplace AND l.sku_id = x.sku_id)",
+                (marketplace, *chunk),
+            )
+            found.update((str(source_hash), str(sku_id)) for source_hash, sku_id in rows)
+        return found
+
+    def note_excluded(self, marketplace: str, noted: Iterable[tuple[str, str]]) -> bool:
+        """Record that the record of each ``(SKU, source hash)`` is not selected: one row per SKU, so
+        the table stays the size of the catalog's unselected part. At once or not at all."""
+        rows = [(marketplace, sku_id, source_hash) for sku_id, source_hash in noted]
+        return self._at_once("not selected records", lambda: self.db.executemany(_SET_EXCLUDED, rows))
 
     def note_sources(self, marketplace: str, noted: Iterable[tuple[AppliedListing, str]]) -> bool:
         """Record that each row's listing is what the record of that source hash yields now.
@@ -641,7 +674,10 @@ class StateStore:
         self.db.execute("DELETE FROM seen")
 
     def add_seen(self, sku_ids: Iterable[str]) -> None:
-        self.db.executemany("INSERT INTO seen VALUES (?) ON CONFLICT DO NOTHING", ((s,) for s in sku_ids))
+        # One transaction per batch: in autocommit, a refilled temporary table costs 10 times as much
+        # (each statement commits its pages to the temporary file).
+        with self.db.transaction():
+            self.db.executemany("INSERT INTO seen VALUES (?) ON CONFLICT DO NOTHING", ((s,) for s in sku_ids))
 
     def unseen(self, marketplace: str) -> Iterator[AppliedListing]:
         """Applied SKUs the plan did not see: they left the catalog or the selection."""

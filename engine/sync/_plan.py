@@ -14,7 +14,9 @@ with :func:`~engine.sync._planfile.rules_fingerprint`), is neither parsed nor ev
 apply did not fail, no submission of it is still to confirm), and only when the plan is of the
 whole catalog and its rules do not read the clock (:data:`CLOCK_FUNCTIONS`: none does today,
 so a listing is a function of the record, the rules and the options alone). A record found
-unchanged after evaluation has its hash noted on its row, so the next pass skips it too.
+unchanged after evaluation has its hash noted on its row, so the next pass skips it too. A
+record the rules do not select, of a SKU with nothing listed, is settled as well (there is
+nothing to apply): its hash is noted apart and the next pass counts it as not selected unread.
 """
 
 from __future__ import annotations
@@ -206,6 +208,7 @@ class Planner:
         self.incremental = not reads_clock(compiled)
         """Skip the records applied unchanged (``--no-incremental`` turns it off)."""
         self._unchanged: dict[str, AppliedListing] = {}  # rows of skipped lines not yet planned
+        self._excluded: set[str] = set()  # SKUs of skipped lines not selected, not yet planned
         self._noting = True  # noting hashes of unchanged records (off once the store refuses)
 
     def changes(
@@ -248,6 +251,7 @@ class Planner:
                 state.add_seen(o.sku_id for o, _ in planned if o.sku_id in applied)
             changes = [self._planned(o, digest, applied) for o, digest in planned]
             self._note_unchanged(changes)
+            self._note_excluded(planned, applied)
             for change in changes:
                 if change is None:
                     continue
@@ -296,7 +300,9 @@ class Planner:
         assert self.state is not None
         rows = self.state.unchanged_sources(self.marketplace, source_hashes)
         self._unchanged.update((row.sku_id, row) for row in rows.values())
-        return {digest: row.sku_id for digest, row in rows.items()}
+        excluded = self.state.excluded_sources(self.marketplace, source_hashes)
+        self._excluded.update(excluded.values())
+        return {**excluded, **{digest: row.sku_id for digest, row in rows.items()}}
 
     def _read(
         self, records: Iterable[CatalogRecord | MalformedRecord], source: FileSource | None
@@ -325,6 +331,11 @@ class Planner:
     def _planned(
         self, planned: Outcome | Skipped, digest: str | None, applied: dict[str, AppliedListing]
     ) -> Change | None:
+        if isinstance(planned, Skipped) and planned.sku_id in self._excluded:
+            self._excluded.discard(planned.sku_id)
+            self.summary.excluded += 1
+            self.summary.skipped += 1
+            return None
         if isinstance(planned, Skipped):
             row = self._unchanged.pop(planned.sku_id)
             return Change(
@@ -334,6 +345,18 @@ class Planner:
         if change is not None:
             change.source_hash = digest
         return change
+
+    def _note_excluded(
+        self, planned: list[tuple[Outcome | Skipped, str | None]], applied: dict[str, AppliedListing]
+    ) -> None:
+        """Note the hash of each record evaluated as not selected, its SKU listed nowhere."""
+        noted = [
+            (o.sku_id, digest)
+            for o, digest in planned
+            if isinstance(o, Outcome) and o.status == "excluded" and digest and o.sku_id not in applied
+        ]
+        if noted and self._noting and self.state is not None:
+            self._noting = self.state.note_excluded(self.marketplace, noted)
 
     def _note_unchanged(self, changes: list[Change | None]) -> None:
         """Note the hash of each record evaluated as unchanged on its row: skipped next time."""
