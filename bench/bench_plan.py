@@ -222,7 +222,7 @@ def main() -> None:
             print(f"{skus:>10} {'ratio':>12} {ratio:>11.2f}x (engine CPU / handwritten CPU; goal <= 1.0)")
         replan = figures["replan"]
         print(
-            f"{skus:>10} {'re-plan':>12} {replan['ratio']:>11.3f}x (re-plan with 1% changed / first plan, CPU: "
+            f"{skus:>10} {'re-plan':>12} {replan['ratio']:>11.3f}x (1% changed: re-plan / first plan, CPU: "
             f"{replan['replan_cpu_seconds']:.2f} s / {replan['first_cpu_seconds']:.2f} s; "
             f"{replan['skipped']:,} skipped, {replan['updated']:,} updated; goal <= 0.15)"
         )

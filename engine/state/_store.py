@@ -642,10 +642,12 @@ class StateStore:
         )
 
     def _at_once(self, what: str, write: Callable[[], object]) -> bool:
-        """Run ``write`` without waiting for another writer; False (logged) when the store refuses."""
+        """Run ``write`` in one transaction without waiting for another writer; False (logged) when
+        the store refuses."""
         self.dialect.set_wait(self.db, 0)
         try:
-            write()
+            with self.db.transaction():
+                write()
         except StateError as exc:
             log.info("state store: the %s is not recorded: %s", what, exc)
             return False
