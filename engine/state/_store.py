@@ -371,6 +371,15 @@ class StateStore:
                     found[applied.source_hash] = applied
         return found
 
+    def has_sources(self, marketplace: str) -> bool:
+        """Whether any record of ``marketplace`` is known by hash (none before its first plan)."""
+        row = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM listings WHERE marketplace = ? AND source_hash IS NOT NULL) "
+            "OR EXISTS (SELECT 1 FROM excluded_sources WHERE marketplace = ?)",
+            (marketplace, marketplace),
+        ).fetchone()
+        return bool(row[0])
+
     def excluded_sources(self, marketplace: str, source_hashes: Sequence[str]) -> dict[str, str]:
         """Source hash -> SKU of these records when a plan found them not selected, and nothing is
         listed for the SKU (a listed one is planned: its withdrawal is a change)."""

@@ -293,7 +293,10 @@ class Planner:
         from engine.sync._planfile import rules_fingerprint  # here: that module imports this one
 
         fingerprint = rules_fingerprint(self.compiled, self.connector.options)
-        source.skip_unchanged(hashlib.sha256(fingerprint.encode("utf-8")).digest(), self._lookup)
+        key = hashlib.sha256(fingerprint.encode("utf-8")).digest()
+        # Before the first plan nothing is known by hash: the lines are hashed (for apply to record)
+        # but not looked up.
+        source.skip_unchanged(key, self._lookup if self.state.has_sources(self.marketplace) else _unknown)
         return source
 
     def _lookup(self, source_hashes: Sequence[str]) -> Mapping[str, str]:
@@ -387,6 +390,10 @@ class Planner:
         assert outcome.listing is not None
         op, kinds = diff(outcome.listing, before)
         return Change(op, outcome.sku_id, self.marketplace, kinds, outcome.listing, before, outcome=outcome)
+
+
+def _unknown(source_hashes: Sequence[str]) -> Mapping[str, str]:
+    return {}
 
 
 def reads_clock(compiled: CompiledRules) -> bool:
