@@ -275,12 +275,15 @@ def test_a_version_3_store_migrates_to_4(url: str) -> None:  # noqa: F811  # the
     with StateStore(url) as store:
         store.db.execute("DROP INDEX listings_source")
         store.db.execute("ALTER TABLE listings DROP COLUMN source_hash")
+        store.db.execute("DROP TABLE excluded_sources")
         store.db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     with StateStore(url) as store:
         (version,) = store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         assert int(version) == SCHEMA_VERSION == 4
         assert "source_hash" in store.dialect.columns(store.db, "listings")
         assert store.unchanged_sources(MARKETPLACE, ["0" * 32]) == {}
+        assert store.excluded_sources(MARKETPLACE, ["0" * 32]) == {}
+        assert not store.has_sources(MARKETPLACE)
 
 
 def _line_of(catalog: Path, sku_id: str) -> int:
