@@ -89,6 +89,11 @@ def _compile_or_exit(project: Project, name: str) -> Any:
     "--limit", type=int, default=TABLE_LIMIT, show_default=True, help="Rows per marketplace in the table."
 )
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 with no changes, 2 with changes, 1 on error.")
+@click.option(
+    "--no-incremental",
+    is_flag=True,
+    help="Parse and evaluate every record, also those unchanged since they were applied.",
+)
 @allow_mass_delete_option
 def plan(
     config_path: Path | None,
@@ -100,9 +105,13 @@ def plan(
     show_all: bool,
     limit: int,
     detailed_exitcode: bool,
+    no_incremental: bool,
     allow_mass_delete: bool,
 ) -> None:
     """Show what each marketplace would receive, without sending anything.
+
+    A catalog file's records unchanged since they were applied (same bytes, same rules) are
+    counted as unchanged without being parsed; --no-incremental reads every one.
 
     Deletes of more than a marketplace's max_delete_share of its live listings (default 10%)
     are shown, with a note that apply will refuse them without --allow-mass-delete.
@@ -123,6 +132,7 @@ def plan(
             for name in names:
                 run = _compile_or_exit(project, name)
                 planner = run.planner(state)
+                planner.incremental = planner.incremental and not no_incremental
                 if writer:
                     writer.begin(
                         name,
@@ -137,11 +147,12 @@ def plan(
                 records = asked.watch(reads.records(run.trade_policy))
                 for change in planner.changes(records, only):
                     asked.planned(name, change.sku_id)
-                    record = change_record(change, run.connector) if (writer or show_payload) else None
+                    shown_record = writer or show_payload
+                    record = change_record(change, run.connector, source_hash=False) if shown_record else None
                     if writer and record is not None:
                         writer.change(record)
                     if fmt == "jsonl":
-                        click.echo(dumps(record or change.to_dict()))
+                        click.echo(dumps(record) if record else change.to_json())
                     elif fmt == "json":
                         changes.append(record or change.to_dict())
                     elif table is not None and (change.op != "unchanged" or show_all) and shown < limit:
@@ -178,7 +189,8 @@ def plan(
                         out.print(f"… {hidden} more; use --format jsonl, --sku or --limit to see them")
                     out.print(
                         f"[bold]{name}[/bold] {summary.line()}"
-                        f" ({summary.ops['unchanged']} unchanged, {summary.excluded} not selected)"
+                        f" ({summary.ops['unchanged']} unchanged{_skipped(summary)}, "
+                        f"{summary.excluded} not selected)"
                         + (f"; [red]{guard.warning()}[/red]" if guard else "")
                     )
                     reconciled = reconciliation_line(state, name, queued)
@@ -232,6 +244,10 @@ def _mass_delete(
     live = state.count(run.compiled.marketplace)
     share = project.marketplace(run.name).max_delete_share
     return mass_delete(run.name, summary.ops["delete"], live, share)
+
+
+def _skipped(summary: PlanSummary) -> str:
+    return f" ({summary.skipped} of them not parsed: unchanged since applied)" if summary.skipped else ""
 
 
 def _guard_dict(guard: MassDelete | None) -> dict[str, Any] | None:

@@ -216,6 +216,7 @@ def test_a_listing_row_with_a_null_quantity_is_absent_until_applied_again(config
             "ALTER TABLE listings RENAME TO old;"
             "CREATE TABLE listings (marketplace TEXT, sku_id TEXT, product_id TEXT, content_hash TEXT,"
             " price TEXT, sale_price TEXT, quantity INTEGER, remote_id TEXT, applied_at REAL,"
+            " source_hash TEXT,"
             " PRIMARY KEY (marketplace, sku_id)) WITHOUT ROWID;"
             f"INSERT INTO listings SELECT {columns} FROM old; DROP TABLE old;"
         )

@@ -38,6 +38,8 @@ class ChangeRecord:
     """For a create of a family listed as one (Mercado Libre variations): every member's SKU id."""
     reasons: tuple[Mapping[str, Any], ...] = ()
     digest: str = ""
+    source_hash: str | None = None
+    """The hash of the catalog record planned, recorded with the row (a plan made now; never saved)."""
 
     @classmethod
     def of(cls, change: ChangeRecord | Mapping[str, Any]) -> ChangeRecord:
@@ -55,6 +57,7 @@ class ChangeRecord:
             family=tuple(str(sku) for sku in change.get("family") or ()),
             reasons=tuple(change.get("reasons") or ()),
             digest=str(change.get("digest") or ""),
+            source_hash=change.get("source_hash"),
         )
 
     @property

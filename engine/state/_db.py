@@ -176,6 +176,10 @@ class Dialect(ABC):
     def set_wait(self, db: Db, seconds: float) -> None:
         """How long a statement waits for another writer before it fails as busy."""
 
+    def indexed_by(self, index: str) -> str:
+        """What a ``FROM`` table adds to be read through ``index`` (PostgreSQL's planner needs no hint)."""
+        return ""
+
 
 class SqliteDialect(Dialect):
     """A state file: WAL journal, one writer at a time (``BEGIN IMMEDIATE``), a busy timeout."""
@@ -201,6 +205,10 @@ class SqliteDialect(Dialect):
 
     def begin(self, write: bool) -> str:
         return "BEGIN IMMEDIATE" if write else "BEGIN"
+
+    def indexed_by(self, index: str) -> str:
+        # Without statistics SQLite prefers the primary key's prefix (every row of a marketplace).
+        return f" INDEXED BY {index}"
 
     def one_of(self, values: Sequence[Any]) -> tuple[str, list[Any]]:
         return f"IN ({', '.join('?' * len(values))})", list(values)

@@ -39,7 +39,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -68,10 +68,14 @@ from engine.state._db import LockLostError as LockLostError
 from engine.state._db import StateError as StateError
 from engine.state._queue import QUEUE_SCHEMA
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``.
 3: the notification queue (:data:`QUEUE_SCHEMA`): its tables are new, so the schema script adds them.
-PostgreSQL stores start at 3; the number is the same on both databases (``meta.schema_version``)."""
+4: a listing carries the ``source_hash`` of the catalog record it was applied from (indexed by
+marketplace), so a plan skips a record unchanged since (:meth:`StateStore.unchanged_sources`); the
+new ``excluded_sources`` table holds the hash of each SKU's record its rules do not select, so a
+plan skips those too (:meth:`StateStore.excluded_sources`).
+The number is the same on both databases (``meta.schema_version``)."""
 
 log = logging.getLogger("tradepost.state")
 
@@ -87,6 +91,7 @@ CREATE TABLE IF NOT EXISTS listings (
     quantity INTEGER NOT NULL,
     remote_id TEXT,
     applied_at REAL NOT NULL,
+    source_hash TEXT,
     PRIMARY KEY (marketplace, sku_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (
@@ -120,6 +125,13 @@ CREATE TABLE IF NOT EXISTS locks (
     token TEXT NOT NULL DEFAULT '',
     pid_namespace TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE IF NOT EXISTS excluded_sources (
+    marketplace TEXT NOT NULL,
+    sku_id TEXT NOT NULL,
+    source_hash TEXT NOT NULL,
+    PRIMARY KEY (marketplace, sku_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS excluded_sources_hash ON excluded_sources (marketplace, source_hash);
 CREATE TABLE IF NOT EXISTS sku_errors (
     marketplace TEXT NOT NULL,
     sku_id TEXT NOT NULL,
@@ -131,7 +143,14 @@ CREATE TABLE IF NOT EXISTS sku_errors (
 """
 
 
-_COLUMNS = "sku_id, product_id, content_hash, price, sale_price, quantity, remote_id"
+_COLUMNS = "sku_id, product_id, content_hash, price, sale_price, quantity, remote_id, source_hash"
+_SOURCE_INDEX = "CREATE INDEX IF NOT EXISTS listings_source ON listings (marketplace, source_hash)"
+"""How a plan finds the SKU of a record's bytes without parsing them (``unchanged_sources``)."""
+# A record is skipped only while its SKU's last outcome is settled: no error, no submission to confirm.
+_SETTLED = (
+    "NOT EXISTS (SELECT 1 FROM sku_errors e WHERE e.marketplace = l.marketplace AND e.sku_id = l.sku_id) "
+    "AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.marketplace = l.marketplace AND p.sku_id = l.sku_id)"
+)
 _SET_META = replace_into("meta", ("key", "value"), ("key",))
 _LOCK_ROW = ("marketplace", *LOCK_COLUMNS.split(", "))
 _NEW_LOCK = insert_new("locks", _LOCK_ROW)
@@ -139,14 +158,24 @@ _SET_LOCK = replace_into("locks", _LOCK_ROW, ("marketplace",))
 _SET_PENDING = replace_into(
     "pending", ("marketplace", "sku_id", "token", "recorded_at"), ("marketplace", "sku_id")
 )
+_SET_EXCLUDED = replace_into(
+    "excluded_sources", ("marketplace", "sku_id", "source_hash"), ("marketplace", "sku_id")
+)
 _SET_ERROR = replace_into(
     "sku_errors", ("marketplace", "sku_id", "run_id", "reasons", "recorded_at"), ("marketplace", "sku_id")
 )
 _UPSERT = (
-    "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (marketplace, sku_id) DO UPDATE SET "
+    "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (marketplace, sku_id) "
+    "DO UPDATE SET "
     "product_id = excluded.product_id, content_hash = excluded.content_hash, price = excluded.price, "
     "sale_price = excluded.sale_price, quantity = excluded.quantity, "
-    "remote_id = coalesce(excluded.remote_id, listings.remote_id), applied_at = excluded.applied_at"
+    "remote_id = coalesce(excluded.remote_id, listings.remote_id), applied_at = excluded.applied_at, "
+    "source_hash = excluded.source_hash"
+)
+# The row applied is still the one the record yields: only then may the record's hash be noted.
+_NOTE_SOURCE = (
+    "UPDATE listings SET source_hash = ? WHERE marketplace = ? AND sku_id = ? AND content_hash = ? "
+    "AND price = ? AND coalesce(sale_price, '') = ? AND quantity = ?"
 )
 
 
@@ -165,10 +194,14 @@ class AppliedListing:
     sale_price: Decimal | None
     quantity: int
     remote_id: str | None = None
+    source_hash: str | None = None
+    """The hash of the catalog record (and rules) the row was applied from; None when unknown."""
 
 
-def applied_from(listing: Listing, remote_id: str | None = None) -> AppliedListing:
-    """The state row recording that ``listing`` was applied as it is."""
+def applied_from(
+    listing: Listing, remote_id: str | None = None, source_hash: str | None = None
+) -> AppliedListing:
+    """The state row recording that ``listing`` was applied as it is (from the record ``source_hash``)."""
     return AppliedListing(
         listing.sku_id,
         listing.product_id,
@@ -177,6 +210,7 @@ def applied_from(listing: Listing, remote_id: str | None = None) -> AppliedListi
         listing.sale_price,
         listing.quantity,
         remote_id,
+        source_hash,
     )
 
 
@@ -234,6 +268,7 @@ class StateStore:
             with self.db.schema():
                 self.db.executescript(_SCHEMA + QUEUE_SCHEMA)
                 self._migrate()
+                self.db.execute(_SOURCE_INDEX)
         except BaseException:
             self.db.close()
             raise
@@ -268,6 +303,9 @@ class StateStore:
             # 1 -> 2: creates look the SKU up on the marketplace first; the in-flight journal is gone.
             self.db.execute("DROP TABLE IF EXISTS inflight")
             # 2 -> 3: the notification queue's tables are new; the schema script above made them.
+            if "source_hash" not in self.dialect.columns(self.db, "listings"):
+                # 3 -> 4: rows applied before carry no source hash: their records are planned in full.
+                self.db.execute("ALTER TABLE listings ADD COLUMN source_hash TEXT")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -312,6 +350,77 @@ class StateStore:
                 self._unreadable.add(key)
                 log.warning("state store %s: %s SKU %s: %s; %s", self.url, marketplace, row[0], exc, then)
             return None
+
+    def unchanged_sources(self, marketplace: str, source_hashes: Sequence[str]) -> dict[str, AppliedListing]:
+        """Source hash -> row of the rows applied from these records, whose outcome is settled.
+
+        A SKU whose last apply failed, or whose submission is still to confirm, is left out: its
+        record is planned again even though it did not change.
+        """
+        found: dict[str, AppliedListing] = {}
+        for one_of, chunk in self.db.one_of(source_hashes):
+            rows = self.db.execute(
+                f"SELECT {_COLUMNS} FROM listings l{self.dialect.indexed_by('listings_source')} "
+                f"WHERE marketplace = ? AND source_hash {one_of} "
+                f"AND {_SETTLED}",
+                (marketplace, *chunk),
+            )
+            for row in rows:
+                applied = self._readable(marketplace, row, "its record is planned in full")
+                if applied is not None and applied.source_hash is not None:
+                    found[applied.source_hash] = applied
+        return found
+
+    def has_sources(self, marketplace: str) -> bool:
+        """Whether any record of ``marketplace`` is known by hash (none before its first plan)."""
+        row = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM listings WHERE marketplace = ? AND source_hash IS NOT NULL) "
+            "OR EXISTS (SELECT 1 FROM excluded_sources WHERE marketplace = ?)",
+            (marketplace, marketplace),
+        ).fetchone()
+        return bool(row[0])
+
+    def excluded_sources(self, marketplace: str, source_hashes: Sequence[str]) -> dict[str, str]:
+        """Source hash -> SKU of these records when a plan found them not selected, and nothing is
+        listed for the SKU (a listed one is planned: its withdrawal is a change)."""
+        found: dict[str, str] = {}
+        for one_of, chunk in self.db.one_of(source_hashes):
+            rows = self.db.execute(
+                f"SELECT source_hash, sku_id FROM excluded_sources x"
+                f"{self.dialect.indexed_by('excluded_sources_hash')} "
+                f"WHERE marketplace = ? AND source_hash {one_of} AND NOT EXISTS "
+                "(SELECT 1 FROM listings l WHERE l.marketplace = x.marketplace AND l.sku_id = x.sku_id)",
+                (marketplace, *chunk),
+            )
+            found.update((str(source_hash), str(sku_id)) for source_hash, sku_id in rows)
+        return found
+
+    def note_excluded(self, marketplace: str, noted: Iterable[tuple[str, str]]) -> bool:
+        """Record that the record of each ``(SKU, source hash)`` is not selected: one row per SKU, so
+        the table stays the size of the catalog's unselected part. At once or not at all."""
+        rows = [(marketplace, sku_id, source_hash) for sku_id, source_hash in noted]
+        return self._at_once("not selected records", lambda: self.db.executemany(_SET_EXCLUDED, rows))
+
+    def note_sources(self, marketplace: str, noted: Iterable[tuple[AppliedListing, str]]) -> bool:
+        """Record that each row's listing is what the record of that source hash yields now.
+
+        For SKUs a plan found unchanged: no apply writes them, yet their records can be skipped
+        next time. A row changed since the plan read it is left as it is (the update matches it).
+        At once or not at all, as :meth:`note_full_pass`: False when the store refused.
+        """
+        rows = [
+            (
+                source_hash,
+                marketplace,
+                row.sku_id,
+                row.content_hash,
+                str(row.price),
+                "" if row.sale_price is None else str(row.sale_price),
+                row.quantity,
+            )
+            for row, source_hash in noted
+        ]
+        return self._at_once("source hashes", lambda: self.db.executemany(_NOTE_SOURCE, rows))
 
     def all_sku_ids(self, marketplace: str) -> Iterator[str]:
         for (sku_id,) in self.db.stream(
@@ -378,7 +487,7 @@ class StateStore:
             for table in ("listings", "withdrawn", "pending"):
                 self.db.execute(f"DELETE FROM {table} WHERE marketplace = ?", (marketplace,))
             self.db.executemany(
-                "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (_listing_row(marketplace, r, now) for r in rows),
             )
             self.db.executemany(
@@ -537,11 +646,19 @@ class StateStore:
         A read-only state file or another process writing must not fail nor delay a plan; the
         record is then skipped (logged) and False returned.
         """
+        return self._at_once(
+            f"full {kind} of {marketplace}", lambda: self.record_full_pass(marketplace, kind)
+        )
+
+    def _at_once(self, what: str, write: Callable[[], object]) -> bool:
+        """Run ``write`` in one transaction without waiting for another writer; False (logged) when
+        the store refuses."""
         self.dialect.set_wait(self.db, 0)
         try:
-            self.record_full_pass(marketplace, kind)
+            with self.db.transaction():
+                write()
         except StateError as exc:
-            log.info("state store: the full %s of %s is not recorded: %s", kind, marketplace, exc)
+            log.info("state store: the %s is not recorded: %s", what, exc)
             return False
         finally:
             self.dialect.set_wait(self.db, self.busy_timeout)
@@ -568,7 +685,10 @@ class StateStore:
         self.db.execute("DELETE FROM seen")
 
     def add_seen(self, sku_ids: Iterable[str]) -> None:
-        self.db.executemany("INSERT INTO seen VALUES (?) ON CONFLICT DO NOTHING", ((s,) for s in sku_ids))
+        # One transaction per batch: in autocommit, a refilled temporary table costs 10 times as much
+        # (each statement commits its pages to the temporary file).
+        with self.db.transaction():
+            self.db.executemany("INSERT INTO seen VALUES (?) ON CONFLICT DO NOTHING", ((s,) for s in sku_ids))
 
     def unseen(self, marketplace: str) -> Iterator[AppliedListing]:
         """Applied SKUs the plan did not see: they left the catalog or the selection."""
@@ -653,11 +773,12 @@ def _listing_row(marketplace: str, row: AppliedListing, now: float) -> tuple[obj
         row.quantity,
         row.remote_id,
         now,
+        row.source_hash,
     )
 
 
 def _row(row: Sequence[Any]) -> AppliedListing:
-    sku_id, product_id, content_hash, price, sale_price, quantity, remote_id = row
+    sku_id, product_id, content_hash, price, sale_price, quantity, remote_id, source_hash = row
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         raise _BadRow(f"quantity is {quantity!r}, not a whole number")
     return AppliedListing(
@@ -668,4 +789,5 @@ def _row(row: Sequence[Any]) -> AppliedListing:
         sale_price=None if sale_price is None else _money("sale_price", sale_price),
         quantity=quantity,
         remote_id=None if remote_id is None else _text("remote_id", remote_id),
+        source_hash=source_hash if isinstance(source_hash, str) else None,
     )

@@ -414,7 +414,7 @@ class Executor:
         ids = result.remote_ids or {}
         members = [self._members.get(sku) for sku in record.family]
         rows = [
-            applied_from(Listing.from_dict(dict(m.after or {})), ids.get(m.sku_id, remote))
+            applied_from(Listing.from_dict(dict(m.after or {})), ids.get(m.sku_id, remote), m.source_hash)
             for m in members
             if m is not None
         ]
@@ -437,7 +437,9 @@ class Executor:
             self.state.record_deleted(self.marketplace, [sku_id])
         else:
             listing = Listing.from_dict(dict(record.after or {}))
-            self.state.record_applied(self.marketplace, [applied_from(listing, remote_id)])
+            self.state.record_applied(
+                self.marketplace, [applied_from(listing, remote_id, record.source_hash)]
+            )
         _failpoints.reach("apply:recorded")
         self.state.clear_error(self.marketplace, sku_id)
         return SkuResult(sku_id, op, True, requests=requests)

@@ -6,25 +6,42 @@ apply only adds a step that sends. The catalog is consumed in batches so
 memory is bounded by the batch, not by the catalog: state rows are looked up
 per batch, and the SKUs seen are kept in a temporary table on disk so that
 deletes (applied SKUs the catalog no longer selects) cost no memory either.
+
+A full pass is incremental: a JSON Lines record whose bytes are those of the record a SKU's
+listing was applied from, under the same rules and connector options (the source hash keyed
+with :func:`~engine.sync._planfile.rules_fingerprint`), is neither parsed nor evaluated: it is
+"unchanged", and seen, so deletes are still found. Only a settled SKU is skipped (its last
+apply did not fail, no submission of it is still to confirm), and only when the plan is of the
+whole catalog and its rules do not read the clock (:data:`CLOCK_FUNCTIONS`: none does today,
+so a listing is a function of the record, the rules and the options alone). A record found
+unchanged after evaluation has its hash noted on its row, so the next pass skips it too. A
+record the rules do not select, of a SKU with nothing listed, is settled as well (there is
+nothing to apply): its hash is noted apart and the next pass counts it as not selected unread.
 """
 
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
+import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from engine.connectors._contract import Connector
+from engine.jsonio import dumps
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import Listing, Outcome, Reason, to_json_value
 from engine.rules._compiled import CompiledRules
 from engine.secrets._redact import redact
 from engine.state._store import AppliedListing, StateStore
 from engine.sync._evaluate import SkuEvaluator
+from engine.sync._source import FileSource, Skipped
 
 Op = Literal["create", "update", "delete", "unchanged", "invalid"]
 UpdateKind = Literal["content", "price", "stock"]
@@ -32,6 +49,12 @@ BATCH = 100
 """Records evaluated, then looked up in the state, at a time. 100, not 1,000: peak RSS of a
 100,000-SKU plan 62 MB instead of 85 MB for the same time (``bench/bench_plan.py``); the state
 look-ups per batch stay one statement each."""
+CLOCK_FUNCTIONS: frozenset[str] = frozenset()
+"""Functions of the rule language whose result depends on the time. None today; a rule file using
+one makes every pass whole, since an unchanged record could then yield another listing."""
+
+Read: TypeAlias = tuple[CatalogRecord | MalformedRecord | Skipped, str | None]
+"""An item of the catalog and its source hash (None when the pass is not incremental)."""
 
 
 @dataclass
@@ -48,13 +71,29 @@ class Change:
     outcome: Outcome | None = field(default=None, repr=False)
     family: list[Listing] | None = field(default=None, repr=False)
     """For a create on a marketplace that lists variations together: every new SKU of the family."""
+    source_hash: str | None = field(default=None, repr=False)
+    """The hash of the catalog record planned (an incremental pass): recorded when applied."""
+    skipped: bool = field(default=False, repr=False)
+    """Unchanged without parsing: ``listing`` is None, ``before`` is the row applied."""
 
     def to_dict(self) -> dict[str, Any]:
+        return self._data(None if self.listing is None else to_json_value(self.listing.to_dict()))
+
+    def to_json(self) -> str:
+        """``dumps(self.to_dict())``, the same text, with the listing walked once rather than twice
+        (copied with its amounts as text, then encoded): encoded as it is, amounts as text."""
+        if self.listing is None:
+            return dumps(self._data(None))
+        text = dumps(self._data(_AFTER))
+        after = json.dumps(self.listing.to_dict(), default=_as_text, ensure_ascii=False)
+        return text.replace(_AFTER_TEXT, f'"after": {after}', 1)
+
+    def _data(self, after: Any) -> dict[str, Any]:
         data: dict[str, Any] = {"op": self.op, "sku_id": self.sku_id, "marketplace": self.marketplace}
         if self.kinds:
             data["fields"] = list(self.kinds)
-        if self.listing is not None:
-            data["after"] = to_json_value(self.listing.to_dict())
+        if after is not None:
+            data["after"] = after
         if self.before is not None:
             data["before"] = {
                 "price": str(self.before.price),
@@ -71,6 +110,20 @@ class Change:
         return data
 
 
+_AFTER = "\u0000after"
+"""Where :meth:`Change.to_json` puts the listing's own text (a string no change holds)."""
+_AFTER_TEXT = '"after": "\\u0000after"'
+
+
+def _as_text(value: Any) -> Any:
+    """What :func:`~engine.model._listing.to_json_value` makes of a value JSON cannot encode."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 @dataclass
 class PlanSummary:
     """Counts of a plan, and the one-line summary users read first."""
@@ -81,9 +134,12 @@ class PlanSummary:
     excluded: int = 0
     records: int = 0
     deletes_skipped: bool = False
+    skipped: int = 0
+    """Records found unchanged without parsing (counted among the unchanged too)."""
 
     def add(self, change: Change) -> None:
         self.ops[change.op] += 1
+        self.skipped += change.skipped
         if change.op == "update":
             for kind in change.kinds:
                 self.updates[kind] += 1
@@ -105,6 +161,8 @@ class PlanSummary:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The counts; ``skipped`` only when records were skipped, so a whole pass reads as before."""
+        skipped = {"skipped": self.skipped} if self.skipped else {}
         return {
             "marketplace": self.marketplace,
             "create": self.ops["create"],
@@ -116,6 +174,7 @@ class PlanSummary:
             "excluded": self.excluded,
             "records": self.records,
             "deletes_skipped": self.deletes_skipped,
+            **skipped,
         }
 
 
@@ -146,6 +205,11 @@ class Planner:
         self.evaluator = SkuEvaluator(compiled, connector)
         self.summary = PlanSummary(self.marketplace)
         self.families = compiled.variations is not None and connector.lists_families
+        self.incremental = not reads_clock(compiled)
+        """Skip the records applied unchanged (``--no-incremental`` turns it off)."""
+        self._unchanged: dict[str, AppliedListing] = {}  # rows of skipped lines not yet planned
+        self._excluded: set[str] = set()  # SKUs of skipped lines not selected, not yet planned
+        self._noting = True  # noting hashes of unchanged records (off once the store refuses)
 
     def changes(
         self,
@@ -164,30 +228,31 @@ class Planner:
         families = _Families()
         if state is not None:
             state.begin_seen()
-        iterator = iter(records)
+        iterator = self._read(records, self._skipping(records, only))
         while batch := list(islice(iterator, BATCH)):
-            outcomes: list[Outcome] = []
-            for item in batch:
+            planned: list[tuple[Outcome | Skipped, str | None]] = []
+            for item, digest in batch:
                 self.summary.records += 1
-                if isinstance(item, MalformedRecord):
+                if isinstance(item, Skipped):
+                    planned.append((item, digest))
+                elif isinstance(item, MalformedRecord):
                     sku_id = item.sku_id or f"line {item.line}"
                     if only is None or sku_id in only:
-                        outcomes.append(_malformed(item, sku_id))
-                    continue
-                if only is not None and item.sku.id not in only:
-                    continue
-                outcomes.append(self.evaluator.evaluate(item, explain))
-            ids = [o.sku_id for o in outcomes]
-            applied = state.get_many(self.marketplace, ids) if state is not None else {}
+                        planned.append((_malformed(item, sku_id), None))
+                elif only is None or item.sku.id in only:
+                    planned.append((self.evaluator.evaluate(item, explain), digest))
+            applied = self._applied([o.sku_id for o, _ in planned if isinstance(o, Outcome)])
             if applied and state is not None:
                 # Only SKUs with a state row can become deletes, so only they need remembering.
                 # A malformed record with a readable id still counts as seen: a typo in the
                 # catalog must not withdraw a live listing. An excluded one is seen too: its
                 # withdrawal is the change made below, with its rule's reasons, not a second
-                # delete for "no longer in the catalog".
-                state.add_seen(o.sku_id for o in outcomes if o.sku_id in applied)
-            for outcome in outcomes:
-                change = self._change(outcome, applied.get(outcome.sku_id))
+                # delete for "no longer in the catalog". A skipped one is seen, unchanged.
+                state.add_seen(o.sku_id for o, _ in planned if o.sku_id in applied)
+            changes = [self._planned(o, digest, applied) for o, digest in planned]
+            self._note_unchanged(changes)
+            self._note_excluded(planned, applied)
+            for change in changes:
                 if change is None:
                     continue
                 self.summary.add(change)
@@ -216,6 +281,101 @@ class Planner:
             self.summary.add(change)
             yield change
 
+    def _skipping(
+        self, records: Iterable[CatalogRecord | MalformedRecord], only: set[str] | None
+    ) -> FileSource | None:
+        """The file source to skip unchanged records of, when this pass may (see the module)."""
+        source = getattr(records, "source", records)  # a project's Catalog wraps its source
+        if self.state is None or only is not None or not self.incremental:
+            return None
+        if not isinstance(source, FileSource):
+            return None
+        from engine.sync._planfile import rules_fingerprint  # here: that module imports this one
+
+        fingerprint = rules_fingerprint(self.compiled, self.connector.options)
+        key = hashlib.sha256(fingerprint.encode("utf-8")).digest()
+        # Before the first plan nothing is known by hash: the lines are hashed (for apply to record)
+        # but not looked up.
+        source.skip_unchanged(key, self._lookup if self.state.has_sources(self.marketplace) else _unknown)
+        return source
+
+    def _lookup(self, source_hashes: Sequence[str]) -> Mapping[str, str]:
+        assert self.state is not None
+        rows = self.state.unchanged_sources(self.marketplace, source_hashes)
+        self._unchanged.update((row.sku_id, row) for row in rows.values())
+        excluded = self.state.excluded_sources(self.marketplace, source_hashes)
+        self._excluded.update(excluded.values())
+        return {**excluded, **{digest: row.sku_id for digest, row in rows.items()}}
+
+    def _read(
+        self, records: Iterable[CatalogRecord | MalformedRecord], source: FileSource | None
+    ) -> Iterator[Read]:
+        """The catalog's items with their source hashes, the skipped lines in their place."""
+        if source is None:
+            for item in records:
+                yield item, None
+            return
+        for item in records:
+            yield from self._taken(source)
+            yield item, source.last_hash if isinstance(item, CatalogRecord) else None
+        yield from self._taken(source)
+
+    @staticmethod
+    def _taken(source: FileSource) -> Iterator[Read]:
+        skipped, source.skipped = source.skipped, []
+        for line in skipped:
+            yield line, line.source_hash
+
+    def _applied(self, sku_ids: list[str]) -> dict[str, AppliedListing]:
+        """The state's rows of the SKUs evaluated, and of those skipped (read with their hash)."""
+        applied = self.state.get_many(self.marketplace, sku_ids) if self.state is not None else {}
+        return {**applied, **self._unchanged}
+
+    def _planned(
+        self, planned: Outcome | Skipped, digest: str | None, applied: dict[str, AppliedListing]
+    ) -> Change | None:
+        if isinstance(planned, Skipped) and planned.sku_id in self._excluded:
+            self._excluded.discard(planned.sku_id)
+            self.summary.excluded += 1
+            self.summary.skipped += 1
+            return None
+        if isinstance(planned, Skipped):
+            row = self._unchanged.pop(planned.sku_id)
+            return Change(
+                "unchanged", row.sku_id, self.marketplace, before=row, source_hash=digest, skipped=True
+            )
+        change = self._change(planned, applied.get(planned.sku_id))
+        if change is not None:
+            change.source_hash = digest
+        return change
+
+    def _note_excluded(
+        self, planned: list[tuple[Outcome | Skipped, str | None]], applied: dict[str, AppliedListing]
+    ) -> None:
+        """Note the hash of each record evaluated as not selected, its SKU listed nowhere."""
+        noted = [
+            (o.sku_id, digest)
+            for o, digest in planned
+            if isinstance(o, Outcome) and o.status == "excluded" and digest and o.sku_id not in applied
+        ]
+        if noted and self._noting and self.state is not None:
+            self._noting = self.state.note_excluded(self.marketplace, noted)
+
+    def _note_unchanged(self, changes: list[Change | None]) -> None:
+        """Note the hash of each record evaluated as unchanged on its row: skipped next time."""
+        noted = [
+            (c.before, c.source_hash)
+            for c in changes
+            if c is not None
+            and c.op == "unchanged"
+            and not c.skipped
+            and c.before is not None
+            and c.source_hash is not None
+            and c.before.source_hash != c.source_hash
+        ]
+        if noted and self._noting and self.state is not None:
+            self._noting = self.state.note_sources(self.marketplace, noted)
+
     def _change(self, outcome: Outcome, before: AppliedListing | None) -> Change | None:
         if outcome.status == "excluded":
             self.summary.excluded += 1
@@ -230,6 +390,18 @@ class Planner:
         assert outcome.listing is not None
         op, kinds = diff(outcome.listing, before)
         return Change(op, outcome.sku_id, self.marketplace, kinds, outcome.listing, before, outcome=outcome)
+
+
+def _unknown(source_hashes: Sequence[str]) -> Mapping[str, str]:
+    return {}
+
+
+def reads_clock(compiled: CompiledRules) -> bool:
+    """Whether a rule of ``compiled`` calls a function of :data:`CLOCK_FUNCTIONS`."""
+    if not CLOCK_FUNCTIONS:
+        return False
+    call = re.compile(r"\b(?:" + "|".join(map(re.escape, sorted(CLOCK_FUNCTIONS))) + r")\s*\(")
+    return call.search(str(compiled.rules.model_dump(mode="json"))) is not None
 
 
 @contextmanager

@@ -57,10 +57,18 @@ class PlanFileError(TradepostError):
     """A saved plan cannot be read, is of another format version, or is stale."""
 
 
-def change_record(change: Change, connector: Connector) -> dict[str, Any]:
+SOURCE_HASH = "source_hash"
+"""The key of a record's source hash: apply records it with the row; never saved nor printed."""
+
+
+def change_record(change: Change, connector: Connector, *, source_hash: bool = True) -> dict[str, Any]:
     """A change as saved: its data plus the bodies the connector would send. Apply reads it back
-    into a :class:`~engine.connectors.ChangeRecord`, the form connectors are handed."""
+    into a :class:`~engine.connectors.ChangeRecord`, the form connectors are handed. A change of
+    an incremental pass carries its record's source hash too (:data:`SOURCE_HASH`) for apply to
+    record, unless ``source_hash`` is false (a record printed)."""
     data = change.to_dict()
+    if source_hash and change.source_hash is not None:
+        data[SOURCE_HASH] = change.source_hash
     if change.family and change.op == "create":
         # One request creates the whole family; it is carried by the family's first SKU.
         leader = min(listing.sku_id for listing in change.family)
@@ -101,9 +109,10 @@ class PlanWriter:
     def change(self, record: dict[str, Any]) -> None:
         sep = "" if self._first_change else ","
         self._first_change = False
-        # The digest is of the change as apply will read it back (JSON numbers as Decimal).
-        saved = {k: v for k, v in loads(dumps(record)).items() if k != "digest"}
-        self.out.write(f"{sep}\n    {dumps({**saved, 'digest': change_digest(saved)})}")
+        # The digest is of the change as apply will read it back (JSON numbers as Decimal): of the
+        # text written, parsed. The source hash stays out: the saved format has no place for it.
+        text = dumps({k: v for k, v in record.items() if k not in ("digest", SOURCE_HASH)})
+        self.out.write(f'{sep}\n    {text[:-1]}, "digest": "{change_digest(loads(text))}"}}')
 
     def end(self, summary: dict[str, Any]) -> None:
         self.out.write(f'\n   ],\n   "summary": {dumps(summary)}}}')

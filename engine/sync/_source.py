@@ -11,6 +11,13 @@ One bad record never stops a run: it is yielded as a :class:`MalformedRecord` (l
 line, and for arrays by element index) among the good ones, so the run can report it and
 go on. Only a file that cannot be opened at all raises (:class:`SourceError`).
 
+A plan can ask a JSON Lines read to skip the records it already applied
+(:meth:`FileSource.skip_unchanged`): each line's bytes are hashed (BLAKE2b, keyed with the
+rules' fingerprint), the hashes are looked up in batches, and a line whose hash is known is
+neither parsed nor yielded; it is listed in ``skipped`` (its SKU id, its hash) for the planner,
+which takes the list before each record it reads, so catalog order holds. Duplicates are still
+found, skipped lines included.
+
 The limits of docs/catalog.md ("Limits") are enforced while reading, each costing a record
 past it and nothing else: a record over :data:`DEFAULT_MAX_RECORD_SIZE`, nesting deeper than
 :data:`MAX_DEPTH`, a number past what Python holds (``1e9999999999999999999``, an
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import hashlib
 import io
 import itertools
 import json
@@ -30,10 +38,11 @@ import os
 import re
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from engine._diagnostics import TradepostError
 from engine.model._catalog import (
@@ -51,9 +60,15 @@ __all__ = [
     "FileSource",
     "FirstSeen",
     "MalformedElement",
+    "Skipped",
     "SourceError",
     "SourceItem",
 ]
+
+SKIP_BATCH = 100
+"""Lines hashed, then looked up at once, while skipping unchanged records (one statement each)."""
+Unchanged: TypeAlias = Callable[[Sequence[str]], Mapping[str, str]]
+"""Source hashes -> ``{source hash: SKU id}`` of those whose records need no planning."""
 
 DEFAULT_CHUNK_SIZE = 64 * 1024
 DEFAULT_MAX_RECORD_SIZE = 1024 * 1024
@@ -107,6 +122,20 @@ class MalformedElement(MalformedRecord):
         self,
     ) -> tuple[type[MalformedElement], tuple[str | None, list[tuple[str, str]], int | None, int | None]]:
         return (type(self), (self.sku_id, self.errors, self.line, self.index))
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A line left unparsed: its bytes are those of a record applied with the same rules."""
+
+    sku_id: str
+    source_hash: str
+    line: int
+
+
+def source_hash(text: bytes, key: bytes) -> str:
+    """The hash of one record's bytes under a key (the rules' fingerprint, 64 bytes at most)."""
+    return hashlib.blake2b(text, digest_size=16, key=key).hexdigest()
 
 
 class FirstSeen:
@@ -170,6 +199,11 @@ class FileSource:
         self.complete = False
         self.format: Literal["jsonl", "array"] | None = None
         self.compressed: bool | None = None
+        self.skipped: list[Skipped] = []
+        """Lines skipped since the consumer last emptied the list (see :meth:`skip_unchanged`)."""
+        self.last_hash: str | None = None
+        """The source hash of the last record yielded, while skipping (None otherwise)."""
+        self._skip: tuple[bytes, Unchanged] | None = None
 
     def __repr__(self) -> str:
         return f"FileSource({str(self.path)!r})"
@@ -186,6 +220,7 @@ class FileSource:
         """
         self.count = self.errors = 0
         self.complete = False
+        self.skipped, self.last_hash = [], None
         with (
             closing(FirstSeen()) as first,
             self._open() as raw,
@@ -201,6 +236,16 @@ class FileSource:
                 else:
                     self.count += 1
                 yield item
+
+    def skip_unchanged(self, key: bytes, unchanged: Unchanged) -> None:
+        """From the next pass on, leave out the JSON Lines records ``unchanged`` knows by hash.
+
+        ``key`` keys the hash (so records read under other rules hash otherwise). A skipped line
+        counts as a good record; it goes to :attr:`skipped`, which the consumer empties as it
+        reads, and :attr:`last_hash` holds the hash of each record yielded. A JSON array is read
+        in full: its elements are not lines.
+        """
+        self._skip = (key, unchanged)
 
     def batches(self, size: int) -> Iterator[list[SourceItem]]:
         """The records in lists of up to ``size``, for steps that work (or send) in batches."""
@@ -232,7 +277,48 @@ class FileSource:
     def _jsonl(
         self, blank_lines: int, head: bytes, reader: _Reader, first: FirstSeen
     ) -> Iterator[SourceItem]:
-        """One record per line; the bytes of a line are buffered only until it ends."""
+        """One record per line, parsed unless skipped as unchanged."""
+        lines = self._lines(blank_lines, head, reader)
+        if self._skip is not None:
+            yield from self._skipping(lines, first, *self._skip)
+            return
+        for piece in lines:
+            yield piece if isinstance(piece, MalformedRecord) else _once(first, _parse_line(*piece), piece[1])
+
+    def _skipping(
+        self,
+        lines: Iterator[tuple[bytes, int] | MalformedRecord],
+        first: FirstSeen,
+        key: bytes,
+        unchanged: Unchanged,
+    ) -> Iterator[SourceItem]:
+        """The records of lines whose hash ``unchanged`` does not know; the others go to ``skipped``."""
+        while batch := list(itertools.islice(lines, SKIP_BATCH)):
+            pieces = [(p, "" if isinstance(p, MalformedRecord) else source_hash(p[0], key)) for p in batch]
+            known = unchanged([digest for _, digest in pieces if digest])
+            for piece, digest in pieces:
+                self.last_hash = None
+                if isinstance(piece, MalformedRecord):
+                    yield piece
+                    continue
+                text, line = piece
+                sku_id = known.get(digest)
+                if sku_id is None:
+                    item = _once(first, _parse_line(text, line), line)
+                elif (seen := first.first(sku_id, line)) is None:
+                    self.count += 1  # a good record all the same (records() counts those it yields)
+                    self.skipped.append(Skipped(sku_id, digest, line))
+                    continue
+                else:
+                    item = _duplicate_of(seen, sku_id, None, line, None)
+                if not isinstance(item, MalformedRecord):
+                    self.last_hash = digest
+                yield item
+
+    def _lines(
+        self, blank_lines: int, head: bytes, reader: _Reader
+    ) -> Iterator[tuple[bytes, int] | MalformedRecord]:
+        """Each line's bytes and number; the bytes of a line are buffered only until it ends."""
         line = blank_lines
         pending: list[bytes] = []  # the start of a line the last chunk cut
         pending_size = 0
@@ -253,7 +339,7 @@ class FileSource:
                     pending.clear()
                     pending_size = 0
                 if text.strip(_JSON_SPACE):
-                    yield _once(first, _parse_line(text, line), line)
+                    yield text, line
             if tail and not too_long:
                 pending.append(tail)
                 pending_size += len(tail)
@@ -268,7 +354,7 @@ class FileSource:
         if too_long:
             yield self._too_long(line + 1)
         elif pending and (text := b"".join(pending)).strip(_JSON_SPACE):
-            yield _once(first, _parse_line(text, line + 1), line + 1)
+            yield text, line + 1
         self.complete = True
 
     def _too_long(self, line: int) -> MalformedRecord:
@@ -477,6 +563,12 @@ def _once(first: FirstSeen, item: SourceItem, line: int, index: int | None = Non
     seen = first.first(sku_id, line, index)
     if seen is None:
         return item
+    return _duplicate_of(seen, sku_id, item, line, index)
+
+
+def _duplicate_of(
+    seen: tuple[int | None, int | None], sku_id: str, item: SourceItem | None, line: int, index: int | None
+) -> MalformedRecord:
     first_line, first_index = seen
     where = f"line {first_line}"
     if first_index is not None:
