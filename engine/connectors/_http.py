@@ -11,8 +11,9 @@ transport keep httpx's interface.
 What this module adds to that library's transport:
 
 - **One connection per request in flight**: a connector limited to ``connections`` (the VTEX
-  source's ``concurrency``), kept alive between requests, over the ``tls`` context given (one per
-  process: loading the CA bundle costs ~24 ms), proxies from the environment as httpx takes them;
+  source's ``concurrency``), kept alive between requests, over the ``tls`` context given (else
+  :func:`tls_context`, the process's one: loading the CA bundle costs ~20 ms), proxies from the
+  environment as httpx takes them;
 - **Only httpx's errors**: every aiohttp failure, while sending or while reading the body, is
   raised as an ``httpx.TransportError`` (a timeout as ``httpx.TimeoutException``), so the reader's
   retry policy sees a VTEX that answers nothing, garbage or a broken connection the way it sees
@@ -22,6 +23,7 @@ What this module adds to that library's transport:
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -30,18 +32,31 @@ import aiohttp
 import httpx
 import httpx_aiohttp
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "tls_context"]
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The one TLS context of every client this process makes.
+
+    Loading the CA bundle costs about 20 ms; httpx and httpx-aiohttp each build a context per
+    client or transport otherwise, and the sync worker makes a client per marketplace per batch.
+    A context is safe to share across threads.
+    """
+    return httpx.create_ssl_context()
 
 
 class AiohttpTransport(httpx_aiohttp.AiohttpTransport):
     """An ``httpx`` async transport sending over aiohttp, at most ``connections`` at once."""
 
     def __init__(self, connections: int, tls: ssl.SSLContext | None = None) -> None:
+        context = tls_context() if tls is None else tls
         super().__init__(
+            verify=context,  # the library would build one more context (20 ms) for each transport
             client=lambda: aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=connections, ssl=True if tls is None else tls),
+                connector=aiohttp.TCPConnector(limit=connections, ssl=context),
                 trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as httpx's own transport reads them
-            )
+            ),
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

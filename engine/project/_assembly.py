@@ -6,8 +6,6 @@ test is built exactly as `tradepost plan` builds it.
 
 from __future__ import annotations
 
-import functools
-import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine.connectors._contract import Connector
-from engine.connectors._http import AiohttpTransport
+from engine.connectors._http import AiohttpTransport, tls_context
 from engine.connectors._registry import connector_class
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import Catalogs, RecordStream
@@ -131,16 +129,6 @@ def catalog_records(project: Project, trade_policy: str = "1") -> Catalog:
     if path is None:
         raise ConfigError(f"{project.path}: source.path is required for a file source")
     return Catalog(FileSource(path))
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The one TLS context of every marketplace client this process makes.
-
-    httpx builds one per client otherwise, loading the CA bundle each time (about 24 ms); the sync
-    worker makes a client per marketplace per batch. A context is safe to share across threads.
-    """
-    return httpx.create_ssl_context()
 
 
 CONNECTIONS = 64

@@ -13,6 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 
+from engine.connectors._http import tls_context
 from engine.connectors._registry import order_channel_class
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import Source
@@ -21,13 +22,7 @@ from engine.orders._divergence import prices_from_rules
 from engine.orders._flow import OrderDesk, RulePrices, VtexPlacement
 from engine.orders._store import OrderStore
 from engine.project._apply import credentials_for, persist_rotated
-from engine.project._assembly import (
-    TIMEOUT,
-    MarketplaceRun,
-    marketplace_client,
-    open_marketplace,
-    tls_context,
-)
+from engine.project._assembly import TIMEOUT, MarketplaceRun, marketplace_client, open_marketplace
 from engine.project._config import Project, VtexAccount
 from engine.state._store import StateStore
 from engine.sync._evaluate import SkuEvaluator
