@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
 from bench.bench_kills import holdings
 from engine.project import load_project, open_marketplace, open_state, planned_records
@@ -45,12 +45,11 @@ MARKETPLACES = ("mercadolibre", "amazon", "google")
 
 def on_postgres(config: Path, server: _postgres.Server, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The project's state moved to a fresh PostgreSQL database (password from the environment)."""
-    yaml = YAML()
-    document = yaml.load(config.read_text(encoding="utf-8"))
-    document["state"] = server.url(server.database(), "env:TRADEPOST_TEST_PG")
-    with config.open("w", encoding="utf-8") as out:
-        yaml.dump(document, out)
+    url = server.url(server.database(), "env:TRADEPOST_TEST_PG")
+    text = config.read_text(encoding="utf-8")
+    config.write_text(re.sub(r"(?m)^state: .*$", f"state: {url}", text), encoding="utf-8")
     monkeypatch.setenv("TRADEPOST_TEST_PG", _postgres.PASSWORD)
+    assert load_project(config).state_url == url
     return config
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.jsonio import dumps
+from engine.state._db import replace_into
 from engine.state._store import StateStore
 from engine.sync._executor import ApplySummary, SkuResult
 
@@ -56,6 +57,9 @@ CREATE TABLE IF NOT EXISTS shard_outcomes (
     PRIMARY KEY (run_id, shard)
 );
 """
+_SET_OUTCOME = replace_into(
+    "shard_outcomes", ("run_id", "shard", "status", "summary", "error", "updated_at"), ("run_id", "shard")
+)
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -118,6 +122,12 @@ class ShardStore:
             self.db.executescript(SHARDS_SCHEMA)
 
     def begin(self, run: ShardRun) -> None:
+        """Record a new run; the rows an earlier run of the marketplace left (its coordinator was
+        killed) go: the caller holds the marketplace's lock, so no earlier run is still going."""
+        for (run_id,) in self.db.execute(
+            "SELECT run_id FROM shard_runs WHERE marketplace = ?", (run.marketplace,)
+        ).fetchall():
+            self.forget(str(run_id))
         self.db.execute(
             "INSERT INTO shard_runs VALUES (?, ?, ?, ?, ?, ?)",
             (run.run_id, run.marketplace, run.lock_token, run.fingerprint, run.shards, time.time()),
@@ -186,9 +196,7 @@ class ShardStore:
     ) -> None:
         """Record the shard's outcome (``checked=False``: even after the run's lock was lost)."""
         self.db.execute(
-            "INSERT INTO shard_outcomes VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, shard) DO UPDATE SET "
-            "status = excluded.status, summary = excluded.summary, error = excluded.error, "
-            "updated_at = excluded.updated_at",
+            _SET_OUTCOME,
             (
                 run_id,
                 shard,

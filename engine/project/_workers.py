@@ -26,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from engine._diagnostics import TradepostError
-from engine.project._apply import apply_records, fingerprint_of, locked, record_full_apply
-from engine.project._assembly import MarketplaceRun, catalog_records, open_state
+from engine.project._apply import apply_records, authenticate, fingerprint_of, locked, record_full_apply
+from engine.project._assembly import MarketplaceRun, catalog_records, open_marketplace, open_state
 from engine.project._config import Project
 from engine.project._shards import ShardOutcome, ShardRun, ShardStore
 from engine.project._sync import _merge
@@ -139,12 +140,13 @@ def apply_sharded(
             if guard is not None and not allow_mass_delete:
                 result.refused = guard
                 return result
-            outcomes, result.given_up = asyncio.run(
-                _taskqueue.run_shards(
-                    state, store, plan.run_id, sorted(written.per_shard), timeout, poll, on_wait
+            if written.per_shard:  # nothing to send: no job to hand out
+                outcomes, result.given_up = asyncio.run(
+                    _taskqueue.run_shards(
+                        state, store, plan.run_id, sorted(written.per_shard), timeout, poll, on_wait
+                    )
                 )
-            )
-            _merge_outcomes(result, outcomes)
+                _merge_outcomes(result, outcomes)
             if not planner.summary.deletes_skipped and not result.failed_shards and not result.given_up:
                 record_full_apply(state, run.name, result.summary)
             return result
@@ -163,16 +165,23 @@ def _merge_outcomes(result: ShardedApply, outcomes: dict[int, ShardOutcome]) -> 
 def apply_shard(project: Project, runs: dict[str, MarketplaceRun], run_id: str, shard: int) -> None:
     """A shard job's work, in a worker: apply the shard's records under the coordinator's lock and
     record the summary. Whatever stops it short is recorded as the shard's failure (the
-    coordinator reports it); a kill records nothing, and the job is run again elsewhere."""
+    coordinator reports it); a kill records nothing, and the job is run again elsewhere.
+
+    The job builds its own connector (jobs run side by side in threads): a token it gets is its
+    own. A marketplace whose refresh token is single-use (Mercado Libre) refreshes one job at a
+    time across the workers (an advisory lock), each from the token the last one wrote down."""
     with open_state(project) as state:
         store = ShardStore(state)
         plan = store.run(run_id)
         if plan is None:  # the coordinator is done with this run: it gave up or finished
             return
         try:
-            run = _run_for(runs, plan)
+            run = _run_for(project, runs, plan)
             state.join_lock(run.compiled.marketplace, plan.lock_token)
             store.mark(run_id, shard, "taken")
+            if run.connector.single_use_refresh_token:
+                with _refresh_turn(state, run.compiled.marketplace):
+                    asyncio.run(authenticate(run, project))
             summary = ApplySummary(run.name)
             for records in store.records(run_id, shard):
                 _merge(summary, asyncio.run(apply_records(run, project, state, records)))
@@ -182,12 +191,25 @@ def apply_shard(project: Project, runs: dict[str, MarketplaceRun], run_id: str, 
         store.mark(run_id, shard, "done", summary)
 
 
-def _run_for(runs: dict[str, MarketplaceRun], plan: ShardRun) -> MarketplaceRun:
-    run = runs.get(plan.marketplace)
-    if run is None:
+@contextmanager
+def _refresh_turn(state: StateStore, marketplace: str) -> Iterator[None]:
+    """The block runs while no other worker refreshes ``marketplace``'s token."""
+    name = ("tradepost-token:" + marketplace,)
+    state.db.execute("SELECT pg_advisory_lock(hashtextextended(?, 0))", name)
+    try:
+        yield
+    finally:
+        state.db.execute("SELECT pg_advisory_unlock(hashtextextended(?, 0))", name, checked=False)
+
+
+def _run_for(project: Project, runs: dict[str, MarketplaceRun], plan: ShardRun) -> MarketplaceRun:
+    """The shard's marketplace, compiled again for this job, with the coordinator's rules."""
+    if plan.marketplace not in runs:
         raise TradepostError(
-            f"this worker's config has no marketplace {plan.marketplace}; start it with the same config"
+            f"this worker's config has no marketplace {plan.marketplace}; start it with the "
+            "coordinator's config"
         )
+    run = open_marketplace(project, plan.marketplace)
     if fingerprint_of(run) != plan.fingerprint:
         raise TradepostError(
             f"this worker's {plan.marketplace} rules differ from the coordinator's; restart the workers "
