@@ -38,8 +38,8 @@ pytest.importorskip("procrastinate", reason="procrastinate is not installed (pip
 
 TIMEOUT = 60.0
 """Seconds any one wait may take."""
-HEARTBEAT = "0.3"
-"""The workers' heartbeat: a killed worker's job is handed over about a second after its death."""
+HEARTBEAT = "1"
+"""The workers' heartbeat: a killed worker's job is handed over about three seconds after its death."""
 MARKETPLACES = ("mercadolibre", "amazon", "google")
 
 

@@ -22,7 +22,8 @@ import os
 import socket
 import threading
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ from engine.project._assembly import MarketplaceRun, open_state
 from engine.project._config import Project
 from engine.project._shards import ShardOutcome, ShardStore
 from engine.project._workers import WaitReport, WorkerOptions, apply_shard
+from engine.secrets import redact
 from engine.state._pg import PostgresDialect
 from engine.state._store import StateStore
 
@@ -77,6 +79,17 @@ async def ensure_schema(state: StateStore, app: procrastinate.App) -> None:
     with state.db.schema():
         if state.db.execute("SELECT to_regclass('procrastinate_jobs')").fetchone()[0] is None:
             await app.schema_manager.apply_schema_async()
+
+
+@contextmanager
+def queue_errors(state: StateStore) -> Iterator[None]:
+    """procrastinate's errors (the database gone, say) as a :class:`TradepostError` saying what to do."""
+    try:
+        yield
+    except ProcrastinateException as exc:
+        raise TradepostError(
+            f"the task queue in {state.url} failed: {redact(str(exc))}; check the database and run again"
+        ) from exc
 
 
 async def recover_stalled(app: procrastinate.App, state: StateStore, seconds: float) -> int:
@@ -126,7 +139,7 @@ async def work(
                     await asyncio.sleep(0.1)
             finally:
                 worker.cancel()  # procrastinate stops taking jobs and waits for those in hand
-                with suppress(asyncio.CancelledError):
+                with queue_errors(state), suppress(asyncio.CancelledError):
                     await worker
 
 
@@ -142,13 +155,16 @@ async def run_shards(
     """Enqueue a job per shard and wait for every one to finish (or to be given up); their outcomes
     and why the wait gave up (None when every shard was taken)."""
     app = queue_app(state)
-    async with app.open_async():
-        await ensure_schema(state, app)
-        jobs = {
-            shard: await app.configure_task(APPLY_SHARD, queue=QUEUE).defer_async(run_id=run_id, shard=shard)
-            for shard in shards
-        }
-        return await _wait(app, state, store, run_id, jobs, _Patience(timeout, poll, on_wait))
+    with queue_errors(state):
+        async with app.open_async():
+            await ensure_schema(state, app)
+            jobs = {
+                shard: await app.configure_task(APPLY_SHARD, queue=QUEUE).defer_async(
+                    run_id=run_id, shard=shard
+                )
+                for shard in shards
+            }
+            return await _wait(app, state, store, run_id, jobs, _Patience(timeout, poll, on_wait))
 
 
 @dataclass

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from engine._diagnostics import TradepostError
-from engine.project._apply import apply_records, authenticate, fingerprint_of, locked, record_full_apply
+from engine.project._apply import apply_records, fingerprint_of, locked, record_full_apply
 from engine.project._assembly import MarketplaceRun, catalog_records, open_marketplace, open_state
 from engine.project._config import Project
 from engine.project._shards import ShardOutcome, ShardRun, ShardStore
@@ -43,6 +44,9 @@ from engine.sync._planfile import change_record
 
 HEARTBEAT = 10.0
 """Seconds between a worker's heartbeats; a worker silent for three is stalled and its jobs retried."""
+
+LOCK_POLL = 0.2
+"""Seconds between two tries of an advisory lock another worker holds."""
 
 SHARD_TIMEOUT = 600.0
 """Seconds ``apply --shards`` waits for a worker to take a shard, without any progress, before it gives up."""
@@ -141,12 +145,14 @@ def apply_sharded(
                 result.refused = guard
                 return result
             if written.per_shard:  # nothing to send: no job to hand out
+                started = time.monotonic()
                 outcomes, result.given_up = asyncio.run(
                     _taskqueue.run_shards(
                         state, store, plan.run_id, sorted(written.per_shard), timeout, poll, on_wait
                     )
                 )
                 _merge_outcomes(result, outcomes)
+                result.summary.seconds = time.monotonic() - started  # the shards' wall time, not their sum
             if not planner.summary.deletes_skipped and not result.failed_shards and not result.given_up:
                 record_full_apply(state, run.name, result.summary)
             return result
@@ -167,9 +173,12 @@ def apply_shard(project: Project, runs: dict[str, MarketplaceRun], run_id: str, 
     record the summary. Whatever stops it short is recorded as the shard's failure (the
     coordinator reports it); a kill records nothing, and the job is run again elsewhere.
 
-    The job builds its own connector (jobs run side by side in threads): a token it gets is its
-    own. A marketplace whose refresh token is single-use (Mercado Libre) refreshes one job at a
-    time across the workers (an advisory lock), each from the token the last one wrote down."""
+    One run of a shard at a time: a job holds the shard's advisory lock on its own connection, so
+    a job handed back while its first run still lives (a worker paused past its heartbeats, not
+    dead) waits for that run to end, then resumes where it stopped; a dead worker's connection,
+    and its lock, go with it. The job builds its own connector (jobs run side by side in
+    threads). A marketplace whose refresh token is single-use (Mercado Libre) runs one shard at a
+    time across the workers: each refresh kills the token the others would use."""
     with open_state(project) as state:
         store = ShardStore(state)
         plan = store.run(run_id)
@@ -178,13 +187,17 @@ def apply_shard(project: Project, runs: dict[str, MarketplaceRun], run_id: str, 
         try:
             run = _run_for(project, runs, plan)
             state.join_lock(run.compiled.marketplace, plan.lock_token)
-            store.mark(run_id, shard, "taken")
-            if run.connector.single_use_refresh_token:
-                with _refresh_turn(state, run.compiled.marketplace):
-                    asyncio.run(authenticate(run, project))
-            summary = ApplySummary(run.name)
-            for records in store.records(run_id, shard):
-                _merge(summary, asyncio.run(apply_records(run, project, state, records)))
+            with ExitStack() as turns:
+                turns.enter_context(_advisory_lock(state, f"tradepost-shard:{run_id}:{shard}"))
+                if run.connector.single_use_refresh_token:
+                    turns.enter_context(_advisory_lock(state, f"tradepost-token:{run.compiled.marketplace}"))
+                earlier = store.outcomes(run_id).get(shard)
+                if earlier is not None and earlier.status == "done":  # an earlier run of the job finished it
+                    return
+                store.mark(run_id, shard, "taken")
+                summary = ApplySummary(run.name)
+                for records in store.records(run_id, shard):
+                    _merge(summary, asyncio.run(apply_records(run, project, state, records)))
         except TradepostError as error:  # the lock may be lost: the outcome is written all the same
             store.mark(run_id, shard, "failed", error=str(error), checked=False)
             return
@@ -192,14 +205,16 @@ def apply_shard(project: Project, runs: dict[str, MarketplaceRun], run_id: str, 
 
 
 @contextmanager
-def _refresh_turn(state: StateStore, marketplace: str) -> Iterator[None]:
-    """The block runs while no other worker refreshes ``marketplace``'s token."""
-    name = ("tradepost-token:" + marketplace,)
-    state.db.execute("SELECT pg_advisory_lock(hashtextextended(?, 0))", name)
+def _advisory_lock(state: StateStore, name: str) -> Iterator[None]:
+    """Hold a PostgreSQL advisory lock (of this connection) for the block; wait for it while another
+    connection holds it, stopping if this run's marketplace lock is lost meanwhile."""
+    key = (name,)
+    while not state.db.execute("SELECT pg_try_advisory_lock(hashtextextended(?, 0))", key).fetchone()[0]:
+        time.sleep(LOCK_POLL)
     try:
         yield
     finally:
-        state.db.execute("SELECT pg_advisory_unlock(hashtextextended(?, 0))", name, checked=False)
+        state.db.execute("SELECT pg_advisory_unlock(hashtextextended(?, 0))", key, checked=False)
 
 
 def _run_for(project: Project, runs: dict[str, MarketplaceRun], plan: ShardRun) -> MarketplaceRun:
