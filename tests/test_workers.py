@@ -10,6 +10,7 @@ is bounded and every process started is stopped.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from bench.bench_kills import holdings
-from engine.project import load_project, open_marketplace, open_state, planned_records
+from engine.project import apply_records, load_project, open_marketplace, open_state, planned_records
 from engine.project._shards import family_key, shard_of
 from marketplaces.sandbox import Sandbox
 from tests import _postgres
@@ -257,3 +258,20 @@ def test_with_no_worker_the_coordinator_gives_up_and_a_rerun_finishes(
         code, out, err = tradepost("apply", "-c", str(config), "-m", "google", "--shards", "2")
         assert code == 0, out + err + running.logs()
     assert listed_once(box)["google"]
+
+
+def test_a_family_applied_before_is_skipped_whole_when_its_records_come_again(
+    loopback: Loopback, tmp_path: Path
+) -> None:
+    """What a shard run again after a kill does: the leader found applied lets its followers go
+    (they waited for it forever before)."""
+    box = loopback.sandbox(subset(30))
+    project = load_project(write_project(box, tmp_path / "project"))
+    run = open_marketplace(project, "mercadolibre")
+    with open_state(project) as state:
+        records = planned_records(run, project, state)
+        assert any(r.get("family") for r in records)
+        first = asyncio.run(apply_records(run, project, state, records))
+        again = asyncio.run(asyncio.wait_for(apply_records(run, project, state, records), TIMEOUT))
+    assert first.failed == again.failed == again.requests == 0
+    listed_once(box)
