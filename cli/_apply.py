@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli._plan import _compile_or_exit, _project, allow_mass_delete_option, config_option
 from cli._render import console
+from cli._worker import apply_in_shards, print_summary, shard_timeout_option, shards_option
 from engine import TradepostError
 from engine.jsonio import dumps
 from engine.project import (
@@ -25,7 +25,6 @@ from engine.project import (
     planned_pass,
     record_full_apply,
 )
-from engine.secrets import redact
 from engine.sync import (
     EXIT_PARTIAL,
     ApplySummary,
@@ -49,12 +48,16 @@ EXIT_REFUSED = 1
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary (for schedulers).")
 @allow_mass_delete_option
+@shards_option
+@shard_timeout_option
 def apply(
     plan_file: Path | None,
     config_path: Path | None,
     marketplaces: Sequence[str],
     as_json: bool,
     allow_mass_delete: bool,
+    shards: int | None,
+    shard_timeout: float,
 ) -> None:
     """Send changes to the marketplaces: a saved plan exactly, or a plan made now.
 
@@ -65,7 +68,12 @@ def apply(
     A marketplace whose plan deletes more than its max_delete_share of its live listings
     (default 10%) gets no change at all unless --allow-mass-delete is given. Exit codes: 0 all
     applied, 1 error (a marketplace refused included), 3 some changes failed.
+
+    --shards N (PostgreSQL state) plans here and hands the changes, in N shards, to running
+    `tradepost worker` processes, then prints the merged summary; exit 2 on an SQLite state.
     """
+    if shards is not None and plan_file is not None:
+        raise click.UsageError("--shards plans now; it does not send a saved plan")
     project = _project(config_path)
     names = project.marketplace_names(list(marketplaces))
     document = read_plan(plan_file) if plan_file else None
@@ -92,6 +100,9 @@ def apply(
     refused: list[MassDelete] = []
     # Every marketplace's rules are compiled, and a saved plan checked whole, before anything is sent.
     runs = {name: _compile_or_exit(project, name) for name in names}
+    if shards is not None:
+        sys.exit(apply_in_shards(project, runs, shards=shards, timeout=shard_timeout,
+                                 allow_mass_delete=allow_mass_delete, as_json=as_json))  # fmt: skip
     saved: dict[str, list[dict[str, Any]]] = {}
     if document is not None and plan_file is not None:
         for name, run in runs.items():
@@ -123,15 +134,7 @@ def apply(
                     record_full_apply(state, name, summary)
             summaries.append(summary)
             if not as_json:
-                out.print(f"[bold]{name}[/bold] {summary.line()}")
-                for failure in summary.failures[:50]:
-                    out.print(
-                        f"  [red]failed[/red] {escape(failure.sku_id)} ({failure.op}): "
-                        f"{escape(redact(failure.error or ''))}",
-                        highlight=False,
-                    )
-                if len(summary.failures) > 50:
-                    out.print(f"  … {len(summary.failures) - 50} more failures (--json lists all)")
+                print_summary(out, name, summary)
     if as_json:
         documents = [s.to_dict() for s in summaries]
         documents += [{"marketplace": g.marketplace, "mass_delete": g.to_dict()} for g in refused]

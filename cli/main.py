@@ -147,6 +147,7 @@ from cli._serve import serve, status  # noqa: E402
 from cli._state import state  # noqa: E402
 from cli._sync import sync  # noqa: E402
 from cli._unlock import unlock  # noqa: E402
+from cli._worker import worker  # noqa: E402
 
 cli.add_command(plan)
 cli.add_command(explain)
@@ -159,6 +160,7 @@ cli.add_command(state)
 cli.add_command(serve)
 cli.add_command(status)
 cli.add_command(sync)
+cli.add_command(worker)
 
 
 def configure_logging() -> None:

@@ -36,8 +36,20 @@ from engine.project._config import (
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
 from engine.project._sync import SYNC_BATCH, MarketplaceOutcome, SyncReads, SyncReport, sync_once
+from engine.project._workers import (
+    HEARTBEAT,
+    SHARD_TIMEOUT,
+    ShardedApply,
+    WorkerOptions,
+    WorkersNeedPostgresError,
+    apply_sharded,
+    require_postgres,
+    run_worker,
+)
 
 __all__ = [
+    "HEARTBEAT",
+    "SHARD_TIMEOUT",
     "SYNC_BATCH",
     "CatalogReads",
     "ConfigError",
@@ -45,11 +57,15 @@ __all__ = [
     "MarketplaceRun",
     "Project",
     "ServeConfig",
+    "ShardedApply",
     "SourceConfig",
     "SyncReads",
     "SyncReport",
     "VtexAccount",
+    "WorkerOptions",
+    "WorkersNeedPostgresError",
     "apply_records",
+    "apply_sharded",
     "catalog_reads",
     "catalog_records",
     "check_not_stale",
@@ -64,6 +80,8 @@ __all__ = [
     "planned_records",
     "rebuild_state",
     "record_full_apply",
+    "require_postgres",
+    "run_worker",
     "sync_once",
     "vtex_orders_account",
 ]

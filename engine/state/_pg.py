@@ -63,6 +63,10 @@ class PostgresDialect(Dialect):
     def __repr__(self) -> str:
         return f"PostgresDialect({self.where!r})"
 
+    def connection_params(self) -> dict[str, Any]:
+        """libpq's parameters, the password resolved: for a library that opens its own connections."""
+        return dict(self._params)
+
     def connect(self, *, durable: bool = False) -> psycopg.Connection[Any]:
         connection = psycopg.connect(**self._params, autocommit=True)
         try:

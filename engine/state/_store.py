@@ -560,6 +560,20 @@ class StateStore:
         self._leases[marketplace] = renewer
         renewer.start()
 
+    def join_lock(self, marketplace: str, token: str) -> None:
+        """Work under another process's hold of the marketplace's lock (``token``: its holder's, as
+        an ``apply --shards`` coordinator hands it to its shards), renewing it too; every statement
+        stops with :class:`LockLostError` once the lock is no longer that holder's. Closing the
+        store leaves the lock to its holder."""
+        held = self.lock_holder(marketplace)
+        if held is None or held.token != token or held.expires_at <= time.time():
+            raise LockLostError(
+                f"the run that handed this work out no longer holds the lock on {marketplace}"
+            )
+        renewer = Lease(self.dialect, marketplace, token, self.lease, held.expires_at)
+        self._leases[marketplace] = renewer
+        renewer.start()
+
     def _held(self, marketplace: str) -> LockHolder | None:
         """The lock's holder, its row locked until the transaction ends."""
         row = self.db.execute(

@@ -260,6 +260,8 @@ class Executor:
             return self._record(record, False, None, outcome.error, 0)
         row = self.state.get(self.marketplace, sku_id)
         if _already_applied(record, row):
+            if sku_id in leaders and not leaders[sku_id].done():  # its followers landed with it
+                leaders[sku_id].set_result(CallResult(True, remote_id=row.remote_id if row else None))
             return SkuResult(sku_id, op, True, skipped=True)
         remote_id = row.remote_id if row else self.state.withdrawn_remote_id(self.marketplace, sku_id)
         calls = self.connector.calls_for(record, remote_id)
