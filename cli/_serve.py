@@ -13,14 +13,14 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
 import uvicorn
 
 from cli._plan import _project, age, config_option
-from cli._sync import Pace, lease_option, marketplace_runs, syncing
+from cli._sync import Pace, exit_status, lease_option, marketplace_runs, syncing
 from engine import TradepostError
 from engine.jsonio import dumps
 from engine.project import ConfigError, MarketplaceRun, Project, open_state
@@ -144,21 +144,12 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
         counts = queue.counts()
     if ended:
         click.echo(
-            f"error: the sync worker ended ({_exit_status(ended[0])}); serve stopped with it, "
+            f"error: the sync worker ended ({exit_status(ended[0])}); serve stopped with it, "
             f"{counts.queued} notification(s) queued. Start `tradepost serve --sync` again",
             err=True,
         )
         sys.exit(1)
     click.echo(f"stopped by {stopped_by}; {counts.queued} notification(s) queued")
-
-
-def _exit_status(code: int) -> str:
-    """A process's return code as people read it: "exit code 1", "killed by SIGKILL"."""
-    if code < 0:
-        with suppress(ValueError):
-            return f"killed by {signal.Signals(-code).name}"
-        return f"killed by signal {-code}"
-    return f"exit code {code}"
 
 
 def _run_until_stopped(server: uvicorn.Server, sock: socket.socket) -> str:

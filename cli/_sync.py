@@ -237,6 +237,15 @@ def syncing(project: Project, pace: Pace, on_exit: Callable[[int], None] | None 
         watcher.join()
 
 
+def exit_status(code: int) -> str:
+    """A process's return code as people read it: "exit code 1", "killed by SIGKILL"."""
+    if code < 0:
+        with suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+        return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 def _woken_by(fd: int, stop: threading.Event, wake: threading.Event) -> None:
     """Set ``wake`` for every byte the server writes to ``fd``; at its end (the server stopped, or
     died) set ``stop`` too."""

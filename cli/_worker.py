@@ -1,15 +1,18 @@
 """`tradepost worker`, and `tradepost apply --shards N`'s hand-off to the workers (PostgreSQL state).
 
 A worker runs two things until Ctrl-C or SIGTERM: the shard jobs of `apply --shards` (procrastinate,
-in ``engine.project``) and the real-time sync loop of `tradepost sync` in a thread beside them, so
-the same processes drain the notification queue. On a signal both finish what they hold (the
-sync loop its batch, each shard job its shard) and the worker exits 0; a worker killed outright
+in ``engine.project``) and the real-time sync loop of `tradepost sync` in a process beside them
+(as `serve --sync` runs it), so the same workers drain the notification queue. On a signal both
+finish what they hold (the sync loop its batch, each shard job its shard) and the worker exits 0;
+if the sync process dies, the worker stops too (exit 1), for its supervisor to restart both; a worker killed outright
 loses nothing: its shard job goes back to the queue once its heartbeat is missed, and its
 notification batch once its lease runs out.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from rich.markup import escape
 
 from cli._plan import _project, config_option
 from cli._render import console
-from cli._sync import Pace, _until_signal, lease_option, marketplace_runs, syncing
+from cli._sync import Pace, _until_signal, exit_status, lease_option, marketplace_runs, syncing
 from engine.jsonio import dumps
 from engine.project import (
     HEARTBEAT,
@@ -79,8 +82,21 @@ def worker(config_path: Path | None, concurrency: int, heartbeat: float, poll: f
     runs = marketplace_runs(project)
     options = WorkerOptions(concurrency=concurrency, heartbeat=heartbeat, poll=poll)
     click.echo(f"worker started: {concurrency} shard job(s) at once, and the notification queue", err=True)
-    with syncing(project, runs, Pace(poll=poll, lease=lease)):
+    ended: list[int] = []
+
+    def sync_ended(code: int) -> None:
+        """The notification worker's process ended on its own: stop as SIGTERM stops, then say so."""
+        ended.append(code)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with syncing(project, Pace(poll=poll, lease=lease), sync_ended):
         stopped_by = _until_signal(lambda stop: run_worker(project, runs, stop, options))
+    if ended:
+        click.echo(
+            f"error: the notification worker ended ({exit_status(ended[0])}); this worker stopped with it",
+            err=True,
+        )
+        sys.exit(1)
     click.echo(f"stopped by {stopped_by}")
 
 
