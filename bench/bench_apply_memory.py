@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_plan import _catalog  # noqa: E402  (the same synthetic catalog, generated once per size)
+
 MARKETPLACE = "google"
 
 
@@ -49,16 +51,6 @@ class _LastOnly(dict[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         self.clear()
         super().__setitem__(key, value)
-
-
-def _catalog(skus: int, folder: Path) -> Path:
-    path = folder / f"catalog-{skus}.jsonl"
-    if not path.exists():
-        from synth import write_jsonl
-
-        with path.open("w", encoding="utf-8") as out:
-            write_jsonl(out, skus, seed=1, broken=True)
-    return path
 
 
 def _project(catalog: Path, folder: Path) -> Path:
