@@ -28,7 +28,7 @@ from engine.project import PlannedApply, apply_records, load_project, open_marke
 from engine.project import _apply as project_apply
 from engine.state._store import StateStore
 from engine.sync import _executor, _planfile
-from engine.sync._planfile import PlanWriter, SavedPlan, read_plan
+from engine.sync._planfile import PlanFileError, PlanWriter, SavedPlan, read_plan
 from marketplaces.sandbox import Sandbox, read_catalog
 from tests._harness import ROOT, Loopback, tradepost, write_project
 from tests.test_executor import ScriptedConnector, record
@@ -49,7 +49,7 @@ def send(
     state: StateStore,
     records: Any,
     connector: ScriptedConnector | None = None,
-    handler: Callable[[httpx.Request], httpx.Response] = ok,
+    handler: Callable[[httpx.Request], Any] = ok,
 ) -> Any:
     async def main() -> Any:
         transport = httpx.MockTransport(handler)
@@ -110,6 +110,22 @@ def test_memory_holds_a_queue_of_changes_not_the_plan(state: StateStore) -> None
     assert summary.applied == count
     assert held > 6_000_000  # the plan is several MB...
     assert peak - start < held / 4, (peak - start, held)  # ...and sending it never held a quarter
+
+
+def test_an_error_of_the_planner_midway_stops_the_run_once_what_it_handed_over_is_recorded(
+    state: StateStore,
+) -> None:
+    def planner() -> Iterator[dict[str, Any]]:
+        yield from (record(str(n)) for n in range(40))
+        raise PlanFileError("plan.json changed while it was applied")
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.02)  # so that changes are in flight when the planner fails
+        return ok(request)
+
+    with pytest.raises(PlanFileError, match="changed while it was applied"):
+        send(state, planner(), handler=slow)
+    assert state.count("test") == 40  # none of the changes in flight was dropped
 
 
 class FeedConnector(ScriptedConnector):

@@ -232,18 +232,24 @@ class Executor:
         pending: dict[str, str] = {}
 
         async def feed() -> None:
-            for group in _whole_families(records):
-                for record in group:
-                    if record.family:
-                        self._members[record.sku_id] = record
-                        left[record.family] = left.get(record.family, 0) + 1
-                        if record.payloads:
-                            leaders[record.sku_id] = asyncio.get_running_loop().create_future()
-                for record in group:
-                    await queue.put(record)
-                await asyncio.sleep(0)  # the workers' answers are read between changes planned
+            error: Exception | None = None
+            try:
+                for group in _whole_families(records):
+                    for record in group:
+                        if record.family:
+                            self._members[record.sku_id] = record
+                            left[record.family] = left.get(record.family, 0) + 1
+                            if record.payloads:
+                                leaders[record.sku_id] = asyncio.get_running_loop().create_future()
+                    for record in group:
+                        await queue.put(record)
+                    await asyncio.sleep(0)  # the workers' answers are read between changes planned
+            except Exception as exc:  # the planner's or the plan file's: raised once the queue is sent
+                error = exc
             for _ in range(self.concurrency):
                 await queue.put(None)
+            if error is not None:
+                raise error
 
         async def worker() -> None:
             while (record := await queue.get()) is not None:
@@ -252,15 +258,16 @@ class Executor:
                 if record.family:
                     self._forget_family_member(record, left, leaders)
 
-        tasks = [
-            asyncio.ensure_future(feed()),
-            *(asyncio.ensure_future(worker()) for _ in range(self.concurrency)),
-        ]
+        feeder = asyncio.ensure_future(feed())
+        workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
         try:
-            await asyncio.gather(*tasks)
+            # Changes already handed over are sent and recorded before an error of the planner's
+            # stops the run; a worker's StateError stops it at once.
+            await asyncio.gather(*workers)
+            await feeder
         finally:
-            for task in tasks:
-                task.cancel()  # a worker's StateError stops the run: the others stop too
+            for task in (feeder, *workers):
+                task.cancel()
         if pending:
             await self._confirm(pending)
 
