@@ -71,8 +71,8 @@ def apply(
     names = project.marketplace_names(list(marketplaces))
     with ExitStack() as files:
         saved = files.enter_context(SavedPlan(plan_file)) if plan_file else None
-        if saved is not None and plan_file is not None:
-            names = _plan_marketplaces(plan_file, saved.marketplaces, project, names, marketplaces)
+        if saved is not None:
+            names = _plan_marketplaces(saved.path, saved.marketplaces, project, names, marketplaces)
         out = console(stderr=True)
         summaries: list[ApplySummary] = []
         refused: list[MassDelete] = []
@@ -80,9 +80,9 @@ def apply(
         # file, nothing held), before anything is sent.
         runs = {name: _compile_or_exit(project, name) for name in names}
         counts: dict[str, Counter[str]] = {}
-        if saved is not None and plan_file is not None:
+        if saved is not None:
             for name, run in runs.items():
-                check_plan_rules(plan_file, saved.document, name, fingerprint_of(run))
+                check_plan_rules(saved.path, saved.document, name, fingerprint_of(run))
                 counts[name] = saved.check(name, run.connector)
         with open_state(project) as state:
             for name in names:

@@ -314,14 +314,9 @@ class SavedPlan:
 
     def _indexed(self, marketplace: str) -> Iterator[tuple[int, Any]]:
         self._stream.seek(0)
-        scan = _scan(_Reader(self._stream, self.path))
-        try:
-            while True:
-                name, index, record = next(scan)
-                if name == marketplace:
-                    yield index, record
-        except StopIteration:
-            return
+        for name, index, record in _scan(_Reader(self._stream, self.path)):
+            if name == marketplace:
+                yield index, record
 
 
 def _opened(path: Path) -> IO[bytes]:
@@ -500,6 +495,9 @@ def _loose(value: Any) -> Any:
 _DECODER = json.JSONDecoder(parse_float=Decimal)
 _SPACE = re.compile(r"[ \t\n\r]*")
 _CHUNK = 1 << 20
+_LONGEST = 64 << 20
+"""Characters read ahead for one value that does not decode before the file is refused: a plan
+damaged in its middle costs this much memory at most, not the rest of the file."""
 
 
 class _Reader:
@@ -554,7 +552,7 @@ class _Reader:
             except RecursionError:
                 raise _invalid(self.path, "(nested too deeply)") from None
             except json.JSONDecodeError as exc:
-                if self._more():
+                if len(self.buffer) - self.pos < _LONGEST and self._more():
                     continue
                 raise self.error(exc.msg, exc.pos) from None
             if end == len(self.buffer) and self._more():
