@@ -1,12 +1,12 @@
 """`tradepost worker`, and `tradepost apply --shards N`'s hand-off to the workers (PostgreSQL state).
 
-A worker runs two things until Ctrl-C or SIGTERM: the shard jobs of `apply --shards` (procrastinate,
-in ``engine.project``) and the real-time sync loop of `tradepost sync` in a process beside them
-(as `serve --sync` runs it), so the same workers drain the notification queue. On a signal both
-finish what they hold (the sync loop its batch, each shard job its shard) and the worker exits 0;
-if the sync process dies, the worker stops too (exit 1), for its supervisor to restart both; a worker killed outright
-loses nothing: its shard job goes back to the queue once its heartbeat is missed, and its
-notification batch once its lease runs out.
+A worker runs two things until Ctrl-C or SIGTERM: the shard jobs of `apply --shards`
+(procrastinate, in ``engine.project``) and the real-time sync loop of `tradepost sync` in a process
+beside them (as `serve --sync` runs it), so the same workers drain the notification queue. On a
+signal both finish what they hold (the sync loop its batch, each shard job its shard) and the
+worker exits 0; if the sync process dies, the worker stops too (exit 1), for its supervisor to
+restart both; a worker killed outright loses nothing: its shard job goes back to the queue once its
+heartbeat is missed, and its notification batch once its lease runs out.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ reads a config or looks a plug-in up by itself.
 from __future__ import annotations
 
 from engine.project._apply import (
+    PlannedApply,
     apply_records,
     check_not_stale,
     fingerprint_of,
@@ -55,6 +56,7 @@ __all__ = [
     "ConfigError",
     "MarketplaceOutcome",
     "MarketplaceRun",
+    "PlannedApply",
     "Project",
     "ServeConfig",
     "ShardedApply",

@@ -6,21 +6,25 @@ resuming, staleness and locking is what a scheduler run does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from itertools import islice
+from typing import IO, Any
 
 import httpx
 
 from engine._diagnostics import TradepostError
 from engine.connectors._contract import Credentials
+from engine.jsonio import dumps, loads
 from engine.project._assembly import MarketplaceRun, catalog_records, marketplace_client
 from engine.project._config import Project
 from engine.secrets._redact import read_secrets, register
 from engine.state._ratelimit import account_pacing
 from engine.state._store import StateStore
-from engine.sync._executor import ApplySummary, Executor, SkuResult, _already_applied, state_matches
-from engine.sync._plan import Change
+from engine.sync._deletes import MassDelete, mass_delete
+from engine.sync._executor import SENT, ApplySummary, Executor, SkuResult, _already_applied, state_matches
+from engine.sync._plan import BATCH, Change
 from engine.sync._planfile import change_record, rules_fingerprint
 
 
@@ -42,20 +46,120 @@ def planned_pass(
     The catalog is read here, under the marketplace's lock, never shared with the marketplaces
     applied before it (as ``plan`` shares VTEX's answers): an answer read before the lock could be
     older than what the real-time worker sent meanwhile, and sending it would put the older stock
-    back with no notification left to correct it.
+    back with no notification left to correct it. Held whole: :class:`PlannedApply` streams.
     """
-    planner = run.planner(state)
-    records = sent_records(run, planner.changes(catalog_records(project, run.trade_policy)))
-    return records, not planner.summary.deletes_skipped
+    with PlannedApply(run, project, state) as planned:
+        return list(planned), planned.full
+
+
+class PlannedApply:
+    """The change records of a plan made now (as :func:`planned_pass` makes it), as they are planned.
+
+    Iterated once, by the executor: the first change is sent while the planner is still at work,
+    and memory holds a batch of the planner's, not the plan. With ``spool``, the whole plan is made
+    first into a temporary file (one change in memory at a time) and read back from there: then
+    its deletes are counted before anything is sent, for the mass-delete guard
+    (:meth:`for_apply` spools only when the guard could refuse).
+    """
+
+    def __init__(
+        self, run: MarketplaceRun, project: Project, state: StateStore, *, spool: bool = False
+    ) -> None:
+        self.planner = run.planner(state)
+        changes = self.planner.changes(catalog_records(project, run.trade_policy))
+        self.total: int | None = None
+        """How many records there are, once known (a spooled plan); None while they are planned."""
+        self._spool: IO[str] | None = None
+        if spool:
+            self._spool, self.total = _spooled(sent_stream(run, changes))
+            self._records = _read_back(self._spool)
+        else:
+            self._records = sent_stream(run, _seen_as_created(changes, state))
+
+    @classmethod
+    def for_apply(
+        cls, run: MarketplaceRun, project: Project, state: StateStore, allow_mass_delete: bool
+    ) -> tuple[PlannedApply, MassDelete | None]:
+        """The plan an apply sends, and the mass delete that needs consent first (None if none does).
+
+        A plan made now deletes only SKUs the state holds, so when even deleting every live listing
+        would need no consent (or consent was given), nothing needs counting first and the plan
+        streams; otherwise it is spooled and its deletes counted before anything is sent.
+        """
+        marketplace = run.compiled.marketplace
+        live = state.count(marketplace)
+        share = project.marketplace(run.name).max_delete_share
+        if allow_mass_delete or mass_delete(run.name, live, live, share) is None:
+            return cls(run, project, state), None
+        planned = cls(run, project, state, spool=True)
+        return planned, mass_delete(run.name, planned.deletes, live, share)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self._records
+
+    @property
+    def deletes(self) -> int:
+        """The deletes planned so far (all of them once the plan is spooled or sent)."""
+        return self.planner.summary.ops["delete"]
+
+    @property
+    def full(self) -> bool:
+        """Whether the catalog was read to its end (known once every record was read)."""
+        return not self.planner.summary.deletes_skipped
+
+    def __enter__(self) -> PlannedApply:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        close = getattr(self._records, "close", None)
+        if close is not None:
+            close()  # a run stopped midway ends the planner's pass too (its GC settings restored)
+        if self._spool is not None:
+            self._spool.close()
+
+
+def _spooled(records: Iterable[dict[str, Any]]) -> tuple[IO[str], int]:
+    """``records`` written to a temporary file (gone once closed), and how many there are."""
+    spool = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - PlannedApply closes it
+    count = 0
+    try:
+        for record in records:
+            spool.write(dumps(record) + "\n")
+            count += 1
+    except BaseException:
+        spool.close()
+        raise
+    return spool, count
+
+
+def _read_back(spool: IO[str]) -> Iterator[dict[str, Any]]:
+    spool.seek(0)
+    for line in spool:
+        yield loads(line)
+
+
+def _seen_as_created(changes: Iterator[Change], state: StateStore) -> Iterator[Change]:
+    """The planner's changes, each batch's creates marked seen before any of them is sent.
+
+    The planner finds deletes at the end, as the state's SKUs it did not see in the catalog; it
+    marks seen only the SKUs the state held. A create applied while the plan still streams gets a
+    state row, and unmarked it would come back as a delete of what was just created.
+    """
+    while batch := list(islice(changes, BATCH)):
+        state.add_seen(change.sku_id for change in batch if change.op == "create")
+        yield from batch
 
 
 def sent_records(run: MarketplaceRun, changes: Iterable[Change]) -> list[dict[str, Any]]:
     """The records of the changes an apply sends (creates, updates, deletes), in plan order."""
-    return [
-        change_record(change, run.connector)
-        for change in changes
-        if change.op in ("create", "update", "delete")
-    ]
+    return list(sent_stream(run, changes))
+
+
+def sent_stream(run: MarketplaceRun, changes: Iterable[Change]) -> Iterator[dict[str, Any]]:
+    """:func:`sent_records` as the changes come."""
+    for change in changes:
+        if change.op in SENT:
+            yield change_record(change, run.connector)
 
 
 def record_full_apply(state: StateStore, marketplace: str, summary: ApplySummary) -> bool:
@@ -75,9 +179,11 @@ def fingerprint_of(run: MarketplaceRun) -> str:
     return rules_fingerprint(run.compiled, run.connector.options)
 
 
-def check_not_stale(records: list[dict[str, Any]], state: StateStore, marketplace: str) -> None:
+def check_not_stale(records: Iterable[Mapping[str, Any]], state: StateStore, marketplace: str) -> None:
     """Every change must find the state as the plan saw it, or already applied (a resumed run)."""
     for record in records:
+        if record["op"] == "invalid":
+            continue
         row = state.get(marketplace, str(record["sku_id"]))
         if not _already_applied(record, row) and not state_matches(record, row):
             raise StalePlanError(
@@ -108,7 +214,7 @@ async def apply_records(
     run: MarketplaceRun,
     project: Project,
     state: StateStore,
-    records: list[dict[str, Any]],
+    records: Iterable[Mapping[str, Any]],
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     on_result: Callable[[SkuResult], None] | None = None,

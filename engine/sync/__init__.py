@@ -9,7 +9,7 @@ from __future__ import annotations
 from engine.sync._deletes import MassDelete, mass_delete
 from engine.sync._executor import EXIT_PARTIAL, ApplySummary, SkuResult
 from engine.sync._plan import Change, PlanSummary
-from engine.sync._planfile import PlanWriter, change_record, checked_changes, read_plan
+from engine.sync._planfile import PlanWriter, SavedPlan, change_record, checked_changes, read_plan
 from engine.sync._planfile import check_rules as check_plan_rules
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "MassDelete",
     "PlanSummary",
     "PlanWriter",
+    "SavedPlan",
     "SkuResult",
     "change_record",
     "check_plan_rules",

@@ -29,9 +29,10 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from itertools import chain, islice
 from typing import Any
 
 import httpx
@@ -52,6 +53,10 @@ Sleep = Callable[[float], Awaitable[None]]
 _REQUESTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("requests", default=None)
 """Requests made by the current task while set (each worker is a task of its own)."""
 EXIT_PARTIAL = 3
+SENT = ("create", "update", "delete")
+BULK_CHUNK = 10_000
+"""Changes handed to the connector's ``apply_in_bulk`` at a time once a plan reaches its bulk
+threshold: one Amazon feed's worth, so a chunk's records are all that is held."""
 PACE = 0.95
 REQUEST_BUDGET = 900.0
 """Seconds one change's tries may take, waits included. A marketplace asking to wait longer
@@ -175,21 +180,40 @@ class Executor:
     # -- the run -----------------------------------------------------------------------------
 
     async def apply(self, changes: Iterable[ChangeRecord | Mapping[str, Any]]) -> ApplySummary:
-        """Send ``changes`` (a saved plan's records, read into :class:`ChangeRecord` here)."""
+        """Send ``changes`` (a saved plan's records, read into :class:`ChangeRecord` here) as they come.
+
+        ``changes`` may be a planner's stream: the first is sent while the planner is still at
+        work, and no more than a queue's worth (or one bulk chunk) is held at a time.
+        """
         start = time.monotonic()
-        records = [r for r in map(ChangeRecord.of, changes) if r.op in ("create", "update", "delete")]
-        if records or self.state.pending(self.marketplace):
+        records = (r for r in map(ChangeRecord.of, changes) if r.op in SENT)
+        first = next(records, None)
+        if first is not None or self.state.pending(self.marketplace):
             # Authenticate first: a refused login stops the run before anything is sent, and the
             # connector learns from its credentials what its calls need (Amazon's seller id).
             await self._headers()
         await self._confirm_leftovers()
-        threshold = self.connector.bulk_threshold
-        if threshold is not None and len(records) >= threshold:
-            await self._apply_in_bulk(records)
-        else:
-            await self._apply_each(records)
+        if first is not None:
+            await self._send_all(chain([first], records))
         self.summary.seconds = time.monotonic() - start
         return self.summary
+
+    async def _send_all(self, records: Iterator[ChangeRecord]) -> None:
+        """One request per change, or, once the connector's bulk threshold is reached, bulk
+        chunk by bulk chunk (a plan of fewer changes than the threshold goes per change)."""
+        threshold = self.connector.bulk_threshold
+        if threshold is None:
+            await self._apply_each(records)
+            return
+        head = list(islice(records, threshold))
+        if len(head) < threshold:
+            await self._apply_each(head)
+            return
+        size = max(threshold, BULK_CHUNK)
+        rest = chain(head, records)
+        del head
+        while chunk := list(islice(rest, size)):
+            await self._apply_in_bulk(chunk)
 
     async def _headers(self) -> dict[str, str]:
         """Authentication headers; a refresh token the marketplace rotated is saved at once.
@@ -203,28 +227,68 @@ class Executor:
             self.after_auth()
         return headers
 
-    async def _apply_each(self, records: Sequence[ChangeRecord]) -> None:
-        queue: asyncio.Queue[ChangeRecord] = asyncio.Queue()
+    async def _apply_each(self, records: Iterable[ChangeRecord]) -> None:
+        """Workers pull changes from a bounded queue that a feeder fills from ``records``."""
+        queue: asyncio.Queue[ChangeRecord | None] = asyncio.Queue(maxsize=self.concurrency * 2)
         leaders: dict[str, asyncio.Future[CallResult]] = {}
-        self._members = {r.sku_id: r for r in records if r.family}
-        for record in records:
-            queue.put_nowait(record)
-            if record.family and record.payloads:
-                leaders[record.sku_id] = asyncio.get_running_loop().create_future()
+        left: dict[tuple[str, ...], int] = {}
         pending: dict[str, str] = {}
 
+        async def feed() -> None:
+            error: Exception | None = None
+            try:
+                for group in _whole_families(records):
+                    for record in group:
+                        if record.family:
+                            self._members[record.sku_id] = record
+                            left[record.family] = left.get(record.family, 0) + 1
+                            if record.payloads:
+                                leaders[record.sku_id] = asyncio.get_running_loop().create_future()
+                    for record in group:
+                        await queue.put(record)
+                    await asyncio.sleep(0)  # the workers' answers are read between changes planned
+            except Exception as exc:  # the planner's or the plan file's: raised once the queue is sent
+                error = exc
+            for _ in range(self.concurrency):
+                await queue.put(None)
+            if error is not None:
+                raise error
+
         async def worker() -> None:
-            while True:
-                try:
-                    record = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
+            while (record := await queue.get()) is not None:
                 result = await self._apply_one(record, leaders, pending)
                 self._finish(result)
+                if record.family:
+                    self._forget_family_member(record, left, leaders)
 
-        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        feeder = asyncio.ensure_future(feed())
+        workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
+        try:
+            # Changes already handed over are sent and recorded before an error of the planner's
+            # stops the run; a worker's StateError stops it at once.
+            await asyncio.gather(*workers)
+            await feeder
+        finally:
+            for task in (feeder, *workers):
+                task.cancel()
         if pending:
             await self._confirm(pending)
+
+    def _forget_family_member(
+        self,
+        record: ChangeRecord,
+        left: dict[tuple[str, ...], int],
+        leaders: dict[str, asyncio.Future[CallResult]],
+    ) -> None:
+        """Once every member of a family in the run is done, its bookkeeping goes (memory stays
+        bounded by the families in flight, not the plan)."""
+        left[record.family] -= 1
+        if left[record.family]:
+            return
+        del left[record.family]
+        for sku_id in record.family:
+            leaders.pop(sku_id, None)
+            self._members.pop(sku_id, None)
 
     async def _apply_one(
         self,
@@ -498,6 +562,29 @@ class Executor:
             outcome = outcomes.get(record.sku_id, CallResult(False, error="missing from the feed report"))
             self._finish(self._record(record, outcome.ok, outcome.remote_id, outcome.error, 0))
         self.summary.requests += getattr(self.connector, "last_bulk_requests", 0)
+
+
+def _whole_families(records: Iterable[ChangeRecord]) -> Iterator[list[ChangeRecord]]:
+    """Each change alone, or a family's creates together once every member has come, its first
+    SKU (whose request carries the family) first: a member never waits for a leader not yet queued.
+
+    A plan keeps a family's creates together, so only the family being read is held.
+    """
+    held: dict[tuple[str, ...], list[ChangeRecord]] = {}
+    for record in records:
+        if not record.family:
+            yield [record]
+            continue
+        group = held.setdefault(record.family, [])
+        group.append(record)
+        if len(group) >= len(set(record.family)):
+            yield _leader_first(held.pop(record.family))
+    for group in held.values():
+        yield _leader_first(group)
+
+
+def _leader_first(group: list[ChangeRecord]) -> list[ChangeRecord]:
+    return sorted(group, key=lambda record: record.sku_id != record.leader)
 
 
 def _already_applied(change: ChangeRecord | Mapping[str, Any], row: AppliedListing | None) -> bool:

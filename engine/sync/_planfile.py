@@ -28,11 +28,13 @@ send another price; the payload check makes sure such a price is at least record
 
 from __future__ import annotations
 
+import codecs
 import hashlib
+import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from decimal import Decimal
 from functools import partial
 from importlib import metadata
@@ -262,17 +264,78 @@ def _invalid(path: Path, what: str) -> PlanFileError:
 
 
 def read_plan(path: Path) -> dict[str, Any]:
-    """Read a saved plan, checking its format, version and shape (not yet each change)."""
+    """Read a saved plan whole, checking its format, version and shape (not yet each change).
+
+    For a plan of any size, :class:`SavedPlan` reads the same checks in passes and never holds the
+    changes; this whole form is for small plans and tests.
+    """
+    with _opened(path) as stream:
+        return _checked_document(path, _scanned(path, stream, keep=True))
+
+
+class SavedPlan:
+    """A saved plan read in streaming passes, never whole: memory does not grow with the plan.
+
+    Opening it reads the document once, keeping all but the changes (format, version, shape of
+    the rest). :meth:`check` reads one marketplace's changes and shows each intact, as
+    :func:`checked_changes` does, and counts them by op (the mass-delete guard's deletes);
+    :meth:`changes` reads them again, for apply to send. The file stays open between the passes,
+    so a plan moved or replaced meanwhile (``plan -o`` writes a new file and renames it) is not
+    what is sent; each change's digest is checked again as it is read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stream = _opened(path)
+        try:
+            self.document = _checked_document(path, _scanned(path, self._stream, keep=False))
+        except BaseException:
+            self._stream.close()
+            raise
+
+    def __enter__(self) -> SavedPlan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    @property
+    def marketplaces(self) -> list[str]:
+        return list(self.document["marketplaces"])
+
+    def check(self, marketplace: str, connector: Connector) -> Counter[str]:
+        """Show every change of ``marketplace`` intact (see :func:`checked_changes`); its counts by op."""
+        summary = self.document["marketplaces"][marketplace]["summary"]
+        return _checked_counts(self.path, marketplace, connector, self._indexed(marketplace), summary)
+
+    def changes(self, marketplace: str) -> Iterator[dict[str, Any]]:
+        """The changes of ``marketplace`` as they are read, each with its digest checked again."""
+        for index, record in self._indexed(marketplace):
+            if not isinstance(record, dict) or change_digest(record) != record.get("digest"):
+                raise PlanFileError(
+                    f"{self.path} changed while it was applied (at marketplaces.{marketplace}"
+                    f".changes[{index}]); what came before was sent. Run `tradepost plan` again"
+                )
+            yield record
+
+    def _indexed(self, marketplace: str) -> Iterator[tuple[int, Any]]:
+        self._stream.seek(0)
+        for name, index, record in _scan(_Reader(self._stream, self.path)):
+            if name == marketplace:
+                yield index, record
+
+
+def _opened(path: Path) -> IO[bytes]:
     try:
-        data = path.read_bytes()
+        return path.open("rb")
     except OSError as exc:
         raise PlanFileError(f"cannot read plan {path}: {exc.strerror or exc}") from None
-    try:
-        document = loads(data)
-    except RecursionError:
-        raise _invalid(path, "(nested too deeply)") from None
-    except ValueError as exc:
-        raise _invalid(path, f"(not JSON: {exc})") from None
+
+
+def _checked_document(path: Path, document: Any) -> dict[str, Any]:
     if not isinstance(document, dict) or document.get("format") != PLAN_FORMAT:
         raise PlanFileError(f'{path} is not a tradepost plan (no "format": "{PLAN_FORMAT}")')
     version = document.get("format_version")
@@ -306,10 +369,24 @@ def checked_changes(
     One pass; beyond the document itself, only the listings of a family not yet complete are held
     (a family's creates are saved together), so checking costs no memory that grows with the plan.
     """
-    records: list[dict[str, Any]] = document["marketplaces"][marketplace]["changes"]
+    market = document["marketplaces"][marketplace]
+    records: list[dict[str, Any]] = market["changes"]
+    _checked_counts(path, marketplace, connector, enumerate(records), market["summary"])
+    return records
+
+
+def _checked_counts(
+    path: Path,
+    marketplace: str,
+    connector: Connector,
+    records: Iterable[tuple[int, Any]],
+    summary: Mapping[str, Any],
+) -> Counter[str]:
+    """Each change shown intact (its shape, digest and payloads, a family whole), then the counts
+    by op against the summary saved after the changes; the counts."""
     families: dict[tuple[str, ...], _Family] = {}
     ops: Counter[str] = Counter()
-    for index, record in enumerate(records):
+    for index, record in records:
         where = ("marketplaces", marketplace, "changes", index)
         try:
             change = _SavedChange.model_validate(record)
@@ -345,7 +422,6 @@ def checked_changes(
             f"{path}: the {marketplace} family of SKU {min(key)} has no change for {missing}; "
             "nothing was sent. Run `tradepost plan` again"
         )
-    summary = document["marketplaces"][marketplace]["summary"]
     for op in ("create", "update", "delete", "unchanged", "invalid"):
         if summary.get(op) != ops[op]:
             raise PlanFileError(
@@ -353,7 +429,7 @@ def checked_changes(
                 f"{summary.get(op)}: changes were removed or added after the plan was made; nothing was "
                 "sent. Run `tradepost plan` again"
             )
-    return records
+    return ops
 
 
 class _Family:
@@ -415,6 +491,161 @@ def _loose(value: Any) -> Any:
         number = Decimal(value) if not isinstance(value, Decimal) else value
         return format(number.normalize(), "f") if number.is_finite() else str(number)
     return value
+
+
+# -- reading a plan as a stream ----------------------------------------------------------------
+#
+# The layout is a JSON document whose only long part is each marketplace's "changes" array. The
+# levels above it (the document, "marketplaces", each marketplace) are walked here a token at a
+# time; every other value, a change included, is decoded whole by the json module's own scanner
+# (the one :func:`engine.jsonio.loads` uses, numbers as Decimal), so what a pass reads is exactly
+# what reading the file whole gives, whitespace, key order and a one-line rewrite included.
+
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+_SPACE = re.compile(r"[ \t\n\r]*")
+_CHUNK = 1 << 20
+_LONGEST = 64 << 20
+"""Characters read ahead for one value that does not decode before the file is refused: a plan
+damaged in its middle costs this much memory at most, not the rest of the file."""
+
+
+class _Reader:
+    """A UTF-8 file read a chunk at a time: the next token, or the next JSON value whole."""
+
+    def __init__(self, stream: IO[bytes], path: Path) -> None:
+        self.stream, self.path = stream, path
+        self.utf8 = codecs.getincrementaldecoder("utf-8")()
+        self.buffer, self.pos, self.read, self.eof = "", 0, 0, False
+
+    def _more(self) -> bool:
+        """Read more (at least as much again as is held, so a long value costs linear time)."""
+        if self.eof:
+            return False
+        data = self.stream.read(max(_CHUNK, len(self.buffer) - self.pos))
+        try:
+            text = self.utf8.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise self.error(f"not UTF-8: {exc.reason}") from None
+        self.eof = not data
+        self.read += self.pos
+        self.buffer, self.pos = self.buffer[self.pos :] + text, 0
+        return True
+
+    def error(self, what: str, pos: int | None = None) -> PlanFileError:
+        where = self.read + (self.pos if pos is None else pos)
+        return _invalid(self.path, f"(not JSON: {what} at character {where})")
+
+    def peek(self) -> str:
+        """The next character that is not white space ("" at the end of the file)."""
+        while True:
+            match = _SPACE.match(self.buffer, self.pos)
+            self.pos = match.end() if match else self.pos
+            if self.pos < len(self.buffer):
+                return self.buffer[self.pos]
+            if not self._more():
+                return ""
+
+    def take(self, expected: str) -> str:
+        char = self.peek()
+        if char not in expected:
+            raise self.error(f"expecting one of {expected!r}, found {char or 'the end of the file'!r}")
+        self.pos += 1
+        return char
+
+    def value(self) -> Any:
+        """The next JSON value, decoded whole."""
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.buffer, self.pos)
+            except RecursionError:
+                raise _invalid(self.path, "(nested too deeply)") from None
+            except json.JSONDecodeError as exc:
+                if len(self.buffer) - self.pos < _LONGEST and self._more():
+                    continue
+                raise self.error(exc.msg, exc.pos) from None
+            if end == len(self.buffer) and self._more():
+                continue  # a number cut by the chunk's end goes on in the next one
+            self.pos = end
+            return value
+
+    def end(self) -> None:
+        if self.peek():
+            raise self.error("extra data")
+
+
+def _members(text: _Reader) -> Iterator[str]:
+    """The keys of the object that starts here; the caller reads each key's value in turn."""
+    text.take("{")
+    if text.peek() == "}":
+        text.take("}")
+        return
+    seen: set[str] = set()
+    while True:
+        key = text.value() if text.peek() == '"' else None
+        if not isinstance(key, str) or key in seen:
+            raise text.error("expecting a property name not used before in its object")
+        seen.add(key)
+        text.take(":")
+        yield key
+        if text.take(",}") == "}":
+            return
+
+
+def _elements(text: _Reader) -> Iterator[Any]:
+    """The values of the array that starts here, one at a time."""
+    text.take("[")
+    if text.peek() == "]":
+        text.take("]")
+        return
+    while True:
+        yield text.value()
+        if text.take(",]") == "]":
+            return
+
+
+Scan = Generator[tuple[str, int, Any], None, Any]
+
+
+def _scan(text: _Reader, keep: bool = False) -> Scan:
+    """Yield every change as ``(marketplace, index, change)``; return the document, its "changes"
+    arrays empty (or holding the changes, with ``keep``)."""
+    if text.peek() != "{":
+        other = text.value()
+        text.end()
+        return other
+    document: dict[str, Any] = {}
+    for key in _members(text):
+        if key != "marketplaces" or text.peek() != "{":
+            document[key] = text.value()
+            continue
+        document[key] = marketplaces = {}
+        for name in _members(text):
+            if text.peek() != "{":
+                marketplaces[name] = text.value()
+                continue
+            marketplaces[name] = market = {}
+            for part in _members(text):
+                if part != "changes" or text.peek() != "[":
+                    market[part] = text.value()
+                    continue
+                market[part] = kept = []
+                for index, change in enumerate(_elements(text)):
+                    if keep:
+                        kept.append(change)
+                    yield name, index, change
+    text.end()
+    return document
+
+
+def _scanned(path: Path, stream: IO[bytes], keep: bool) -> Any:
+    """The document that :func:`_scan` reads (every change decoded; kept only with ``keep``)."""
+    scan = _scan(_Reader(stream, path), keep)
+    while True:
+        try:
+            next(scan)
+        except StopIteration as done:
+            return done.value
 
 
 def saved_changes(document: dict[str, Any], marketplace: str) -> Iterator[dict[str, Any]]:
