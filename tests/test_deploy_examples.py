@@ -32,17 +32,22 @@ ROOT = DEPLOY.parent.parent
 CONFIG = "/project/tradepost.yaml"
 
 
-def _containers(document: Any) -> Iterator[dict[str, Any]]:
-    """Every container of a manifest, however deep its pod template sits (CronJob, Deployment)."""
+def _found(document: Any, keys: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """The items of every list under one of ``keys``, however deep it sits in a manifest (a
+    CronJob's pod template, a Deployment's)."""
     if isinstance(document, dict):
         for key, value in document.items():
-            if key in ("containers", "initContainers") and isinstance(value, list):
+            if key in keys and isinstance(value, list):
                 yield from value
             else:
-                yield from _containers(value)
+                yield from _found(value, keys)
     elif isinstance(document, list):
         for item in document:
-            yield from _containers(item)
+            yield from _found(item, keys)
+
+
+def _containers(document: Any) -> Iterator[dict[str, Any]]:
+    return _found(document, ("containers", "initContainers"))
 
 
 def _manifests() -> list[tuple[str, dict[str, Any]]]:
@@ -142,22 +147,10 @@ def test_the_manifests_mount_the_project_and_its_rule_files() -> None:
         for container in _containers(document):
             mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
             assert mounts.get("project") == "/project", f"{name}: {container['name']}"
-        volumes = {v["name"]: v for v in _volumes(document)}
+        volumes = {v["name"]: v for v in _found(document, ("volumes",))}
         if "project" in volumes:
             items = {item["path"] for item in volumes["project"]["configMap"]["items"]}
             assert items == wanted, name
-
-
-def _volumes(document: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(document, dict):
-        for key, value in document.items():
-            if key == "volumes" and isinstance(value, list):
-                yield from value
-            else:
-                yield from _volumes(value)
-    elif isinstance(document, list):
-        for item in document:
-            yield from _volumes(item)
 
 
 def test_the_example_project_loads_and_compiles(tmp_path: Path) -> None:
