@@ -343,7 +343,8 @@ class Price(_Model):
 
     VTEX sources (Pricing API; Checkout API for promotions):
 
-    - ``selling``: ``sellingPrice`` of ``GET /pricing/prices/{itemId}/computed/{tradePolicyId}``;
+    - ``selling``: ``sellingPrice`` of the trade policy's entry in ``GET /pricing/prices/{itemId}/computed``
+      (or of ``.../computed/{tradePolicyId}`` when that list has none);
       it already includes any fixed price of the trade policy (``fixedPrices[]``), which VTEX
       applies over every other price rule
     - ``list``: ``listPrice`` of the same computed price (the "from" price); when absent, the

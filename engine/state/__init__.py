@@ -1,4 +1,7 @@
-"""The state store: what Tradepost believes each marketplace holds, in SQLite under per-marketplace leases.
+"""The state store: what Tradepost believes each marketplace holds, under per-marketplace leases.
+
+One store, two databases: an SQLite file by default, PostgreSQL by URL (where several workers and
+hosts share it, and one rate limit per seller account). The same contract holds on both.
 
 It also keeps the queue of SKUs a change notification named (:class:`NotificationQueue`) until
 every marketplace has its outcome. The listings are a cache of the marketplaces, never the
