@@ -158,7 +158,6 @@ SUBPACKAGES = {
         "open_state",
         "order_desks",
         "order_marketplaces",
-        "planned_pass",
         "planned_records",
         "rebuild_state",
         "record_full_apply",

@@ -14,7 +14,6 @@ from engine.project._apply import (
     check_not_stale,
     fingerprint_of,
     locked,
-    planned_pass,
     planned_records,
     record_full_apply,
 )
@@ -78,7 +77,6 @@ __all__ = [
     "open_state",
     "order_desks",
     "order_marketplaces",
-    "planned_pass",
     "planned_records",
     "rebuild_state",
     "record_full_apply",

@@ -33,27 +33,20 @@ class StalePlanError(TradepostError):
 
 
 def planned_records(run: MarketplaceRun, project: Project, state: StateStore) -> list[dict[str, Any]]:
-    """Plan now, as `tradepost plan` would, and return the change records to send."""
-    return planned_pass(run, project, state)[0]
-
-
-def planned_pass(
-    run: MarketplaceRun, project: Project, state: StateStore
-) -> tuple[list[dict[str, Any]], bool]:
-    """:func:`planned_records`, and whether the plan was full: the catalog was read to its end.
-
-    Applying a full plan without a failure reconciles the marketplace (:func:`record_full_apply`).
-    The catalog is read here, under the marketplace's lock, never shared with the marketplaces
-    applied before it (as ``plan`` shares VTEX's answers): an answer read before the lock could be
-    older than what the real-time worker sent meanwhile, and sending it would put the older stock
-    back with no notification left to correct it. Held whole: :class:`PlannedApply` streams.
-    """
+    """Plan now, as `tradepost plan` would, and return the change records to send, held whole
+    (:class:`PlannedApply` streams them)."""
     with PlannedApply(run, project, state) as planned:
-        return list(planned), planned.full
+        return list(planned)
 
 
 class PlannedApply:
-    """The change records of a plan made now (as :func:`planned_pass` makes it), as they are planned.
+    """The change records of a plan made now, as they are planned.
+
+    The catalog is read here, under the marketplace's lock, never shared with the marketplaces
+    applied before it (as ``plan`` shares VTEX's answers): an answer read before the lock could be
+    older than what the real-time worker sent meanwhile, and sending it would put the older stock
+    back with no notification left to correct it. Applying a full plan without a failure
+    reconciles the marketplace (:attr:`full`, :func:`record_full_apply`).
 
     Iterated once, by the executor: the first change is sent while the planner is still at work,
     and memory holds a batch of the planner's, not the plan. With ``spool``, the whole plan is made

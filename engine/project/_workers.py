@@ -32,7 +32,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from engine._diagnostics import TradepostError
-from engine.project._apply import apply_records, fingerprint_of, locked, record_full_apply
+from engine.project._apply import apply_records, fingerprint_of, locked, record_full_apply, sent_stream
 from engine.project._assembly import MarketplaceRun, catalog_records, open_marketplace, open_state
 from engine.project._config import Project
 from engine.project._shards import ShardOutcome, ShardRun, ShardStore
@@ -40,7 +40,6 @@ from engine.project._sync import _merge
 from engine.state._store import StateStore
 from engine.sync._deletes import MassDelete, mass_delete
 from engine.sync._executor import ApplySummary
-from engine.sync._planfile import change_record
 
 HEARTBEAT = 10.0
 """Seconds between a worker's heartbeats; a worker silent for three is stalled and its jobs retried."""
@@ -130,10 +129,7 @@ def apply_sharded(
         try:
             planner = run.planner(state)
             changes = planner.changes(catalog_records(project, run.trade_policy))
-            records = (
-                change_record(c, run.connector) for c in changes if c.op in ("create", "update", "delete")
-            )
-            written = store.write(plan, records, marketplace)
+            written = store.write(plan, sent_stream(run, changes), marketplace)
             result = ShardedApply(ApplySummary(run.name), shards=len(written.per_shard))
             guard = mass_delete(
                 run.name,

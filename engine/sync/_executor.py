@@ -58,11 +58,11 @@ BULK_CHUNK = 10_000
 """Changes handed to the connector's ``apply_in_bulk`` at a time once a plan reaches its bulk
 threshold: one Amazon feed's worth, so a chunk's records are all that is held."""
 PACE = 0.95
+"""Share of the declared rate the executor sends at."""
 REQUEST_BUDGET = 900.0
 """Seconds one change's tries may take, waits included. A marketplace asking to wait longer
 (``Retry-After: 86400``) fails the change now, reported and sent by the next run, instead of
 holding the marketplace's lock, and a scheduler's run, for a day."""
-"""Share of the declared rate the executor sends at."""
 
 
 @dataclass
