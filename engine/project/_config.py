@@ -4,19 +4,27 @@ and which rule file drives each marketplace.
 Paths are relative to the config file, so a project folder can be moved or
 checked out anywhere and run from any working directory (cron jobs rarely
 start where you expect).
+
+A config error is shown with its source line, and a config is where someone pastes a secret by
+mistake (``app_token: <the token>`` instead of ``app_token_env: NAME``, a password in the
+``state:`` URL). So the line quoted under a config diagnostic is redacted: the value of any key
+whose name says secret (token, secret, password, key, ...) unless it is a reference
+(``env:NAME`` / ``file:PATH``), and the password of any URL.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine._diagnostics import DiagnosticSink, RuleError, TradepostError
+from engine._diagnostics import Diagnostic, DiagnosticSink, RuleError, TradepostError
 from engine.connectors._source import SourceConfig as SourceConfig
 from engine.connectors._source import VtexAccount as VtexAccount
 from engine.rules._rulefile import _pydantic_to_diagnostics
@@ -206,18 +214,47 @@ def find_config(explicit: str | Path | None = None) -> Path:
 
 
 def load_project(path: str | Path | None = None) -> Project:
-    """Load and validate the project config; errors are positioned diagnostics (RuleError)."""
+    """Load and validate the project config; errors are positioned diagnostics (RuleError), their
+    quoted lines redacted (:func:`redact_config_line`)."""
     config_path = find_config(path)
     sink = DiagnosticSink()
     try:
         root = read_yaml(config_path, sink)
     except OSError as exc:
         raise ConfigError(f"cannot read {config_path}: {exc.strerror or exc}") from None
-    sink.raise_if_errors()
+    if sink.errors:
+        raise RuleError(_redacted(sink.sorted()))
     assert root is not None
     try:
         config = ProjectConfig.model_validate(root.plain())
     except ValidationError as exc:
         _pydantic_to_diagnostics(exc, root, ProjectConfig, sink)
-        raise RuleError(sink.sorted()) from None
+        raise RuleError(_redacted(sink.sorted())) from None
     return Project(config_path, config)
+
+
+_SECRET_KEY = re.compile(
+    r"^(?P<head>\s*(?:-\s+)?['\"]?(?P<key>[\w.-]*(?:secret|token|passw|pwd|key|credential|auth|cookie)[\w.-]*)"
+    r"['\"]?\s*:\s*)(?P<value>\S.*?)\s*$",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(?P<user>[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@\s/]+@", re.IGNORECASE)
+_REFERENCE = re.compile(r"^['\"]?(?:env|file):")
+MASK = "********"
+
+
+def redact_config_line(line: str) -> str:
+    """``line`` of a config file with what could be a secret masked: a URL's password, and the
+    value of a secret-named key that is not an ``env:``/``file:`` reference."""
+    line = _URL_PASSWORD.sub(lambda m: m["user"] + MASK + "@", line)
+    match = _SECRET_KEY.match(line)
+    if match is None or _REFERENCE.match(match["value"]) or match["value"] in ("|", ">", "{}", "[]"):
+        return line
+    return match["head"] + MASK
+
+
+def _redacted(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:
+    return [
+        replace(d, source_line=redact_config_line(d.source_line)) if d.source_line is not None else d
+        for d in diagnostics
+    ]

@@ -255,7 +255,7 @@ def _pydantic_to_diagnostics(
             hint = f"did you mean '{guess}'?" if guess else f"allowed keys: {', '.join(sorted(allowed))}"
             sink.error(
                 "TP111",
-                f"unknown key '{key}' in {'.'.join(map(str, loc[:-1])) or 'the rule file'}",
+                f"unknown key '{key}' in {'.'.join(map(str, loc[:-1])) or 'the top level'}",
                 span,
                 hint,
             )

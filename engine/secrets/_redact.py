@@ -82,6 +82,11 @@ def redact(text: str) -> str:
     return pattern.sub(_MASK, text) if pattern is not None else text
 
 
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+"""How environment variables are named by convention; a bare reference of another shape is not
+echoed in errors."""
+
+
 def read_secret(reference: str, base: Path | None = None) -> str:
     """Resolve ``env:NAME``, ``file:PATH`` (relative to ``base``) or a bare environment variable name.
 
@@ -91,6 +96,13 @@ def read_secret(reference: str, base: Path | None = None) -> str:
     kind, _, name = reference.partition(":") if ":" in reference else ("env", "", reference)
     if kind == "env":
         value = os.environ.get(name, "").strip()
+        if not value and ":" not in reference and not _ENV_NAME.fullmatch(name):
+            # A bare word that is no environment variable's usual name may be the secret itself,
+            # pasted where its reference goes: never repeat it.
+            raise SecretError(
+                "a secret reference is neither env:NAME nor file:PATH nor an environment variable "
+                "name in capitals; write where the secret is, never the secret itself"
+            )
         if not value:
             raise SecretError(f"environment variable {name} is not set")
         where = f"env:{name}"
@@ -117,7 +129,14 @@ def read_secret(reference: str, base: Path | None = None) -> str:
 
 
 def read_secrets(references: Mapping[str, str], base: Path | None = None) -> dict[str, str]:
-    return {name: read_secret(reference, base) for name, reference in references.items()}
+    """Each reference read (:func:`read_secret`); an error names the credential it is for."""
+    values = {}
+    for name, reference in references.items():
+        try:
+            values[name] = read_secret(reference, base)
+        except SecretError as exc:
+            raise SecretError(f"credentials.{name}: {exc}") from None
+    return values
 
 
 def check_header_value(reference: str, value: str) -> str:
