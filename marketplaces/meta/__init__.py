@@ -114,8 +114,9 @@ class MetaConnector(Connector):
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
-        self.last_bulk_requests = 0
-        """Requests the last :meth:`apply_in_bulk` made, for the executor's summary."""
+        self.last_bulk_requests = self.last_bulk_retries = self.last_bulk_throttled = 0
+        """Requests the last :meth:`apply_in_bulk` made, those sent again, and the throttled answers,
+        for the executor's summary."""
         self.last_sender: GraphSender | None = None
         """The sender of the last :meth:`apply_in_bulk`: its throttling and waits, for the benchmark."""
 
@@ -263,6 +264,7 @@ class MetaConnector(Connector):
             return await run_batches(self, sender, [(c.sku_id, self.entries(c)) for c in changes])
         finally:
             self.last_bulk_requests = sender.count
+            self.last_bulk_retries, self.last_bulk_throttled = sender.retries, sender.throttled
 
     # -- reading back (``tradepost state rebuild``) ---------------------------------------------
 

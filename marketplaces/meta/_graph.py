@@ -162,8 +162,8 @@ class TooLongAWait(Exception):
 class GraphSender:
     """The connector's own requests: paced, throttling honoured, retried, counted.
 
-    ``count`` is every request made (retries included) and ``throttled`` every throttling answer,
-    for the executor's summary and the benchmark.
+    ``count`` is every request made (``retries`` of them sent again) and ``throttled`` every
+    throttling answer, for the executor's summary and the benchmark.
     """
 
     client: httpx.AsyncClient
@@ -172,6 +172,7 @@ class GraphSender:
     sleep: Sleep = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
     count: int = 0
+    retries: int = 0
     throttled: int = 0
     resume_at: float = 0.0
     """When the catalog may be called again (the clock's time), from the last usage header."""
@@ -191,6 +192,7 @@ class GraphSender:
         :class:`TooLongAWait` when the catalog asks for a pause past the budget."""
         error: GraphError | None = None
         for attempt in range(self.pacing.attempts):
+            self.retries += 1 if attempt else 0
             await self._wait_turn(batch, error)
             headers = {**self.headers, "Content-Type": "application/json"} if content else dict(self.headers)
             self.count += 1

@@ -238,12 +238,16 @@ class MetaStandin(Standin):
         self.settle()
         return self.items[retailer_id]
 
-    def settle(self, through: Batch | None = None) -> None:
+    def settle(self, through: Batch | None = None, everything: bool = False) -> None:
         """Process, oldest first, the batches due: every one up to ``through``, and those taken
-        :attr:`finish_seconds` ago or more (with the ones before them)."""
+        :attr:`finish_seconds` ago or more (with the ones before them); all with ``everything``."""
         waiting = [b for b in self.batches.values() if b.status == "in_progress"]
         now = self.clock()
-        due = [i for i, b in enumerate(waiting) if b is through or now - b.taken >= self.finish_seconds]
+        due = [
+            i
+            for i, b in enumerate(waiting)
+            if everything or b is through or now - b.taken >= self.finish_seconds
+        ]
         for batch in waiting[: max(due, default=-1) + 1]:
             self._process(batch)
 
