@@ -193,10 +193,14 @@ class MetaStandin(Standin):
         self.finish_seconds = 2.0
         self.batch_budget = UseCase("catalog_batch", batch_calls_per_minute)
         self.management_budget = UseCase("catalog_management", management_calls_per_minute)
-        self.batch_calls = 0
-        """``items_batch`` calls taken (refused ones not counted)."""
+        self.batch_log: list[float] = []
+        """When each ``items_batch`` call was taken (the clock's time; refused ones not counted)."""
         self.refused_for_usage = 0
         super().__init__(rate_limit, burst, faults)
+
+    @property
+    def batch_calls(self) -> int:
+        return len(self.batch_log)
 
     def sandbox_options(self, url: str) -> dict[str, str]:
         """The catalog, and a sandbox's pace: batches polled every 50 ms, at half its batch budget."""
@@ -291,7 +295,7 @@ class MetaStandin(Standin):
         upsert = params.get("allow_upsert", True) not in (False, "false", "0", 0)
         handle = f"AQ{secrets.token_urlsafe(18)}"
         self.batches[handle] = Batch(handle, taken, upsert, self.clock(), self.polls_to_finish)
-        self.batch_calls += 1
+        self.batch_log.append(self.clock())
         return self._reply({"handles": [handle], "validation_status": validation}, self.batch_budget)
 
     async def batch_status(self, request: Request) -> Response:
