@@ -22,6 +22,7 @@ import json
 import sys
 import tempfile
 import time
+from bisect import bisect_left
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -48,23 +49,13 @@ STATUS = "check_batch_request_status"
 
 
 def busiest_minute(times: list[float]) -> int:
-    """The most calls any 60-second window holds."""
-    most, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= 60.0:
-            start += 1
-        most = max(most, end - start + 1)
-    return most
+    """The most calls any 60-second window holds (each window starting at a call; times ascending)."""
+    return max((bisect_left(times, at + 60.0) - n for n, at in enumerate(times)), default=0)
 
 
 def catalog(skus: int) -> list[CatalogRecord]:
-    records = []
-    for item in generate(skus, seed=3, broken=False):
-        try:
-            records.append(CatalogRecord.parse(item))
-        except engine.MalformedRecord:
-            continue
-    return records
+    """The synthetic catalog without its deliberately broken records (every record parses)."""
+    return [CatalogRecord.parse(item) for item in generate(skus, seed=3, broken=False)]
 
 
 def apply_run(

@@ -259,6 +259,11 @@ class MetaConnector(Connector):
     ) -> dict[str, CallResult]:
         """Every change in ``items_batch`` calls, then each handle polled to its per-SKU outcomes."""
         sender = GraphSender(client, self.pacing, headers)
+        if self.last_sender is not None:  # the catalog's budget spans the executor's chunks
+            sender.resume_at, sender.next_batch_at = (
+                self.last_sender.resume_at,
+                self.last_sender.next_batch_at,
+            )
         self.last_sender = sender
         try:
             return await run_batches(self, sender, [(c.sku_id, self.entries(c)) for c in changes])
