@@ -188,6 +188,9 @@ class MetaStandin(Standin):
         self.item_ids: dict[str, str] = {}
         """Retailer id -> Meta's own item id."""
         self.batches: dict[str, Batch] = {}
+        self.list_page_max = LIST_MAX
+        """Items one ``products`` page holds at most; Graph "may return fewer" than the limit asked,
+        and tests lower this to make a client page through a small catalog."""
         self.polls_to_finish = 1
         """Status checks that find a handle in progress before it finishes."""
         self.finish_seconds = 2.0
@@ -331,7 +334,7 @@ class MetaStandin(Standin):
         size = int_param(request, "limit", LIST_DEFAULT)
         if size is None or size < 1:
             raise GraphRefusal(400, "(#100) limit must be a positive integer")
-        size = min(size, LIST_MAX)
+        size = min(size, LIST_MAX, self.list_page_max)
         start = _cursor(request.query_params.get("after"))
         page = ids[start : start + size]
         body: dict[str, Any] = {"data": [self._read(i) for i in page]}
