@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -36,7 +36,6 @@ TRANSIENT_CODES = frozenset({2})
 TOKEN_CODES = frozenset({102, 190})
 """The access token is invalid, expired or revoked: no retry helps, a new token does."""
 USAGE_HEADER = "X-Business-Use-Case-Usage"
-BATCH_USE_CASE = "catalog_batch"
 Sleep = Callable[[float], Awaitable[None]]
 PACE = 0.95
 """Share of the batch budget used: calls leave at our pace but arrive with jitter; Meta counts arrivals."""
@@ -98,8 +97,8 @@ class Usage:
     regain_minutes: float = 0.0
 
     @classmethod
-    def of(cls, response: httpx.Response, use_case: str | None = None) -> Usage:
-        """The usage of ``use_case`` (every use case when None); nothing when the header is absent."""
+    def of(cls, response: httpx.Response) -> Usage:
+        """The most spent of every use case the header names; nothing when it is absent."""
         try:
             by_business = loads(response.headers.get(USAGE_HEADER, "") or "{}")
         except ValueError:
@@ -107,11 +106,11 @@ class Usage:
         percent, regain = 0.0, 0.0
         for entries in by_business.values() if isinstance(by_business, Mapping) else ():
             for entry in entries if isinstance(entries, list) else ():
-                if not isinstance(entry, Mapping) or (use_case and entry.get("type") != use_case):
+                if not isinstance(entry, Mapping):
                     continue
                 shares = (entry.get(key) for key in ("call_count", "total_cputime", "total_time"))
-                percent = max([percent, *(float(share or 0) for share in shares)])
-                regain = max(regain, float(entry.get("estimated_time_to_regain_access") or 0))
+                percent = max([percent, *(_number(share) for share in shares)])
+                regain = max(regain, _number(entry.get("estimated_time_to_regain_access")))
         return cls(percent, regain)
 
 
@@ -179,7 +178,7 @@ class GraphSender:
     resume_at: float = 0.0
     """When the catalog may be called again (the clock's time), from the last usage header."""
     next_batch_at: float = 0.0
-    waited: float = field(default=0.0)
+    waited: float = 0.0
 
     async def send(
         self,
@@ -250,3 +249,11 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _number(value: Any) -> float:
+    """A usage figure; 0 for one absent or unreadable (a header is advice, never a reason to fail)."""
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
