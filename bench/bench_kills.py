@@ -109,6 +109,8 @@ SCENARIOS = {
         Scenario("amazon", "amazon", lambda: subset(10)),
         Scenario("amazon-refused", "amazon", lambda: subset(5), refuse_all=True),
         Scenario("amazon-feed", "amazon", lambda: synthetic(560)),
+        Scenario("facebook", "facebook", lambda: subset(10)),
+        Scenario("facebook-lost", "facebook", lambda: subset(10), lost_state=True),
     )
 }
 
@@ -158,6 +160,11 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
                 [attributes.get("price"), attributes.get("salePrice"), attributes.get("availability")]
             )
             found.setdefault(str(stored["offerId"]), []).append(held)
+    elif marketplace == "facebook":
+        standin.settle(everything=True)  # batches a killed run never polled are processed by now
+        for sku, item in standin.items.items():
+            held = dumps([item.get("price"), item.get("sale_price"), item.get("availability")])
+            found.setdefault(str(sku), []).append(held)
     else:
         for sku, item in standin.items.items():
             attributes = item["attributes"]
@@ -173,6 +180,9 @@ def forget_listings(box: Sandbox, marketplace: str) -> None:
         standin.descriptions.clear()
     elif marketplace == "google":
         standin.inputs.clear()
+    elif marketplace == "facebook":
+        standin.settle(everything=True)
+        standin.items.clear()
     else:
         standin.items.clear()
         standin.late_failures.clear()

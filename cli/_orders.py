@@ -21,6 +21,7 @@ from rich.table import Table
 from cli._plan import _project, config_option
 from cli._render import console
 from engine.catalog import MINOR_UNITS
+from engine.connectors import connector_class, order_channel_class
 from engine.jsonio import dumps
 from engine.orders import (
     EXIT_PARTIAL,
@@ -65,7 +66,7 @@ def orders() -> None:
 def pull(config_path: Path | None, marketplaces: Sequence[str], as_json: bool) -> None:
     """Read new and changed orders from the marketplaces and decide each new one."""
     project = _project(config_path)
-    names = order_marketplaces(project, marketplaces)
+    names = _taking_orders(project, order_marketplaces(project, marketplaces), "pull")
     summaries = _run(project, names, "pull", lambda desk: desk.pull())
     out = console(stderr=True)
     if as_json:
@@ -87,7 +88,7 @@ def push(
 ) -> None:
     """Move every open order as far as it can go: into VTEX, and fulfilment back to the marketplace."""
     project = _project(config_path)
-    names = order_marketplaces(project, marketplaces)
+    names = _taking_orders(project, order_marketplaces(project, marketplaces), "push")
     summaries = _run(project, names, "push", lambda desk: desk.push(order_ids or None))
     out = console(stderr=True)
     if as_json:
@@ -285,6 +286,26 @@ def _find(store: OrderStore, order_id: str, marketplace: str | None) -> StoredOr
         names = ", ".join(sorted(o.marketplace for o in found))
         raise OrderError(f"order {order_id} exists on several marketplaces ({names}); pass -m MARKETPLACE")
     return found[0]
+
+
+def _taking_orders(project: Project, names: list[str], verb: str) -> list[str]:
+    """The marketplaces among ``names`` that take orders; each other one named gets a line saying why
+    there is nothing to do (a catalog-only marketplace, such as Facebook in Brazil), not an error."""
+    taking = []
+    out = console(stderr=True)
+    for name in names:
+        if order_channel_class(name) is not None:
+            taking.append(name)
+            continue
+        try:
+            title = connector_class(name).title or name
+        except KeyError:  # a project key that is not a connector's name: the rule file names it
+            title = name
+        out.print(
+            f"[bold]{name}[/bold]: no orders to {verb}: {title} takes no orders for this seller; its buyers "
+            "check out on the store itself (the listing's link), so their orders reach VTEX directly"
+        )
+    return taking
 
 
 def _run(project: Project, names: list[str], verb: str, action: Any) -> list[PullSummary | PushSummary]:

@@ -50,6 +50,9 @@ APPLY_POINTS = (
     "amazon:feed-polled",
     "amazon:feed-report",
     "amazon:confirm-read",
+    # marketplaces/meta/_batches.py: an items_batch answered, a batch handle's status read
+    "meta:batch-sent",
+    "meta:batch-polled",
 )
 
 

@@ -51,7 +51,7 @@ def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
     return box, write_project(box, tmp_path / "project")
 
 
-@pytest.mark.parametrize("marketplace", ["mercadolibre", "google", "amazon"])
+@pytest.mark.parametrize("marketplace", ["mercadolibre", "google", "amazon", "facebook"])
 def test_with_20_percent_faults_every_change_lands_exactly_once(
     sandbox: tuple[Sandbox, Path], marketplace: str
 ) -> None:
@@ -59,6 +59,7 @@ def test_with_20_percent_faults_every_change_lands_exactly_once(
     # Amazon's own requests (tokens, confirmations) back off from 1 s; the executor's retries are
     # shortened the same way by run_apply. Every retry still happens.
     set_options(config, "amazon", retry_seconds="0.001")
+    set_options(config, "facebook", retry_seconds="0.001")
     faults = Faults(error_rate=0.07, throttle_rate=0.07, drop_rate=0.06, seed=7)
     summary = run_apply(config, marketplace, box, faults)
     assert summary.failed == 0, summary.failures
@@ -74,6 +75,9 @@ def test_with_20_percent_faults_every_change_lands_exactly_once(
     elif marketplace == "google":
         assert {i["offerId"] for i in standin.inputs.values()} == applied
         assert len(standin.inputs) == len(applied)
+    elif marketplace == "facebook":
+        standin.settle(everything=True)
+        assert set(standin.items) == applied
     else:
         assert set(standin.items) == applied
 

@@ -266,8 +266,8 @@ def test_sandbox_port_out_of_range(tmp_path: Path) -> None:
     code, out, err = tradepost("sandbox", "--port", "70000", "--dir", str(tmp_path / "sandbox"))
     assert code == 1
     assert err == (
-        "error: port 70000 cannot be used: the sandbox needs 4 ports from it (70000-70003) and ports go "
-        "from 1 to 65535; pass --port with a number from 1024 to 65532, or --port 0 for any free ports\n"
+        "error: port 70000 cannot be used: the sandbox needs 5 ports from it (70000-70004) and ports go "
+        "from 1 to 65535; pass --port with a number from 1024 to 65531, or --port 0 for any free ports\n"
     )
     assert "Traceback" not in out
 
@@ -283,7 +283,7 @@ def test_sandbox_port_in_use_is_said_at_once(tmp_path: Path) -> None:
     assert code == 1
     assert err.startswith(
         f"error: cannot listen on 127.0.0.1:{port} for the vtex stand-in: Address already in use; "
-        f"the sandbox uses ports {port}-{port + 3}. Stop what uses port {port}"
+        f"the sandbox uses ports {port}-{port + 4}. Stop what uses port {port}"
     )
     assert "Traceback" not in out + err and seconds < 5
 

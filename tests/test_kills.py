@@ -44,6 +44,7 @@ CHAINS = {
         "amazon:feed-document", "amazon:feed-uploaded", "amazon:feed-created", "amazon:feed-polled",
         "amazon:feed-report", "apply:bulk-done",
     ),
+    "facebook-lost": ("meta:batch-sent", "meta:batch-polled", "apply:bulk-done", "apply:recorded"),
 }  # fmt: skip
 
 
@@ -97,7 +98,7 @@ def test_a_run_killed_at_each_failpoint_then_run_again_lists_every_sku_once(
         assert again.ok, f"seed {SEED}: {again.line()}"
 
 
-@pytest.mark.parametrize("scenario", ["mercadolibre-lost", "google", "amazon-refused"])
+@pytest.mark.parametrize("scenario", ["mercadolibre-lost", "google", "amazon-refused", "facebook-lost"])
 def test_a_run_killed_at_a_random_point_or_time_then_run_again_lists_every_sku_once(
     harnesses: dict[str, Harness], scenario: str
 ) -> None:

@@ -402,3 +402,36 @@ def test_a_missing_catalog_file_fails_plan_and_apply(
     for command in ("plan", "apply"):
         code, _, err = tradepost(capsys, monkeypatch, command, "-c", str(config))
         assert (code, err) == (1, f"error: catalog file not found: {tmp_path / 'nope.jsonl'}\n")
+
+
+def test_a_meta_access_token_echoed_by_graph_is_masked_in_the_state_and_the_summary(tmp_path: Path) -> None:
+    """Facebook: a Graph error quoting the system user's token (code 190) fails the batch; neither
+    the state store's per-SKU error nor the apply summary carries the token."""
+    from engine.sync._executor import Executor
+    from marketplaces.meta import MetaConnector
+
+    token = "EAAGm0PX4ZCpsBAM-meta-system-user-token"
+    register(token)
+    seen: list[httpx.Request] = []
+
+    def graph(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        error = {"message": f"Malformed access token {token}", "type": "OAuthException", "code": 190}
+        return httpx.Response(400, json={"error": error})
+
+    async def apply(state: StateStore) -> Any:
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(graph), base_url="http://graph.test"
+        ) as client:
+            executor = Executor(
+                MetaConnector({"catalog_id": "1"}), client, state, Credentials({"access_token": token})
+            )
+            return await executor.apply([record("1"), record("2")])
+
+    with StateStore(tmp_path / "state.sqlite") as state:
+        summary = asyncio.run(apply(state))
+        errors = state.errors("facebook")
+    assert (summary.failed, len(errors), len(seen)) == (2, 2, 1)  # one batch, not retried
+    assert all("(#190)" in error and "***" in error for error in errors.values())
+    assert token not in json.dumps(errors) + json.dumps(summary.to_dict()) + summary.line()
+    assert all(token not in str(request.url) for request in seen)  # a header, never the URL

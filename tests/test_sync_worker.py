@@ -27,8 +27,8 @@ from marketplaces._standin import Faults
 from marketplaces.sandbox import Sandbox
 from tests._harness import ROOT, Loopback, subset, tradepost, tradepost_process, write_project
 
-MARKETPLACES = ("mercadolibre", "amazon", "google")
-SOLD_OUT = {"mercadolibre": [0], "amazon": [0], "google": ["OUT_OF_STOCK"]}
+MARKETPLACES = ("mercadolibre", "amazon", "google", "facebook")
+SOLD_OUT = {"mercadolibre": [0], "amazon": [0], "google": ["OUT_OF_STOCK"], "facebook": ["out of stock"]}
 CONTEXT = "GET /api/catalog_system/pvt/sku/stockkeepingunitbyid/"
 
 
@@ -77,6 +77,7 @@ def quantities(box: Sandbox, sku_id: str) -> dict[str, Any]:
         "mercadolibre": [h[1] for h in found["mercadolibre"]],
         "amazon": [h[1][0]["quantity"] for h in found["amazon"]],
         "google": [h[2] for h in found["google"]],
+        "facebook": [h[2] for h in found["facebook"]],
     }
 
 
@@ -180,7 +181,7 @@ def test_a_failing_marketplace_keeps_its_skus_queued_and_the_others_are_done(
     assert queued(config) == 1
     with open_state(load_project(config)) as store, NotificationQueue(store) as notifications:
         (item,) = notifications.take(10)
-        assert item.done_for == {"mercadolibre", "google"}
+        assert item.done_for == {"mercadolibre", "google", "facebook"}
         notifications.release([item])
     box.standins["amazon"].faults = Faults()
     before = sent(box)

@@ -85,7 +85,7 @@ class Reader:
             status = response.status_code
             if self.connector.drop_refused_token(response):
                 pass  # a token revoked or expired early: the next attempt fetches another
-            elif status < 500 and status != 429 and not 200 <= status < 300:
+            elif not 200 <= status < 300 and not self.connector.may_pass_later(response):
                 raise ReadBackError(f"GET {path} was refused: {status}: {_error_text(response)}")
             return response
 
