@@ -257,7 +257,10 @@ def test_a_marketplace_secret_with_a_newline_is_refused_at_apply(
     (tmp_path / "secrets" / "google_client_secret").write_text(secret, encoding="utf-8")
     code, out, err = tradepost(capsys, monkeypatch, "apply", "-c", str(config))
     assert code == 1
-    assert "error: credentials.client_secret: the secret in file:secrets/google_client_secret has a line break (character 20)" in err
+    assert (
+        "error: credentials.client_secret: the secret in file:secrets/google_client_secret "
+        "has a line break (character 20)"
+    ) in err
     assert not _shares_a_part(out + err, secret)
 
 
