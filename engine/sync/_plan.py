@@ -229,9 +229,11 @@ class Planner:
         if state is not None:
             state.begin_seen()
         iterator = self._read(records, self._skipping(records, only))
-        while batch := list(islice(iterator, BATCH)):
+        while True:
+            # Each record is evaluated as it is read and dropped: a batch holds outcomes, not records.
+            read = self.summary.records
             planned: list[tuple[Outcome | Skipped, str | None]] = []
-            for item, digest in batch:
+            for item, digest in islice(iterator, BATCH):
                 self.summary.records += 1
                 if isinstance(item, Skipped):
                     planned.append((item, digest))
@@ -241,6 +243,8 @@ class Planner:
                         planned.append((_malformed(item, sku_id), None))
                 elif only is None or item.sku.id in only:
                     planned.append((self.evaluator.evaluate(item, explain), digest))
+            if self.summary.records == read:
+                break
             applied = self._applied([o.sku_id for o, _ in planned if isinstance(o, Outcome)])
             if applied and state is not None:
                 # Only SKUs with a state row can become deletes, so only they need remembering.
@@ -303,7 +307,9 @@ class Planner:
         assert self.state is not None
         rows = self.state.unchanged_sources(self.marketplace, source_hashes)
         self._unchanged.update((row.sku_id, row) for row in rows.values())
-        excluded = self.state.excluded_sources(self.marketplace, source_hashes)
+        # A record applied is not also noted as not selected: only the others are looked up there.
+        missing = [digest for digest in source_hashes if digest not in rows]
+        excluded = self.state.excluded_sources(self.marketplace, missing) if missing else {}
         self._excluded.update(excluded.values())
         return {**excluded, **{digest: row.sku_id for digest, row in rows.items()}}
 
