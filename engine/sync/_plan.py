@@ -30,7 +30,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import islice
 from typing import Any, Literal, TypeAlias
 
 from engine.connectors._contract import Connector
@@ -49,6 +48,12 @@ BATCH = 100
 """Records evaluated, then looked up in the state, at a time. 100, not 1,000: peak RSS of a
 100,000-SKU plan 62 MB instead of 85 MB for the same time (``bench/bench_plan.py``); the state
 look-ups per batch stay one statement each."""
+LINES = 1000
+"""Lines in a batch at most, skipped ones included: a skipped line holds a few small objects, so a
+re-plan looks its rows up, and notes its SKUs seen, once per 1,000 lines rather than per 100."""
+NOTES = 1000
+"""Hashes of records found unchanged or not selected, written to the state at once: one transaction
+per 1,000 rather than one per batch (a first plan notes some 3% of its records as not selected)."""
 CLOCK_FUNCTIONS: frozenset[str] = frozenset()
 """Functions of the rule language whose result depends on the time. None today; a rule file using
 one makes every pass whole, since an unchanged record could then yield another listing."""
@@ -210,6 +215,8 @@ class Planner:
         self._unchanged: dict[str, AppliedListing] = {}  # rows of skipped lines not yet planned
         self._excluded: set[str] = set()  # SKUs of skipped lines not selected, not yet planned
         self._noting = True  # noting hashes of unchanged records (off once the store refuses)
+        self._unchanged_notes: list[tuple[AppliedListing, str]] = []  # noted, not yet written
+        self._excluded_notes: list[tuple[str, str]] = []
 
     def changes(
         self,
@@ -229,22 +236,7 @@ class Planner:
         if state is not None:
             state.begin_seen()
         iterator = self._read(records, self._skipping(records, only))
-        while True:
-            # Each record is evaluated as it is read and dropped: a batch holds outcomes, not records.
-            read = self.summary.records
-            planned: list[tuple[Outcome | Skipped, str | None]] = []
-            for item, digest in islice(iterator, BATCH):
-                self.summary.records += 1
-                if isinstance(item, Skipped):
-                    planned.append((item, digest))
-                elif isinstance(item, MalformedRecord):
-                    sku_id = item.sku_id or f"line {item.line}"
-                    if only is None or sku_id in only:
-                        planned.append((_malformed(item, sku_id), None))
-                elif only is None or item.sku.id in only:
-                    planned.append((self.evaluator.evaluate(item, explain), digest))
-            if self.summary.records == read:
-                break
+        while (planned := self._batch(iterator, only, explain)) is not None:
             applied = self._applied([o.sku_id for o, _ in planned if isinstance(o, Outcome)])
             if applied and state is not None:
                 # Only SKUs with a state row can become deletes, so only they need remembering.
@@ -264,6 +256,7 @@ class Planner:
                     yield from families.push(change)
                 else:
                     yield change
+        self._write_notes()
         yield from families.flush()
         if state is None:
             return
@@ -284,6 +277,32 @@ class Planner:
             )
             self.summary.add(change)
             yield change
+
+    def _batch(
+        self, iterator: Iterator[Read], only: set[str] | None, explain: bool
+    ) -> list[tuple[Outcome | Skipped, str | None]] | None:
+        """The next :data:`BATCH` records evaluated, with the lines skipped among them (:data:`LINES`
+        at most); None at the end. Each record is evaluated as it is read and dropped: a batch holds
+        outcomes, not records."""
+        planned: list[tuple[Outcome | Skipped, str | None]] = []
+        evaluated = read = 0
+        for item, digest in iterator:
+            self.summary.records += 1
+            read += 1
+            if isinstance(item, Skipped):
+                planned.append((item, digest))
+            elif isinstance(item, MalformedRecord):
+                evaluated += 1
+                sku_id = item.sku_id or f"line {item.line}"
+                if only is None or sku_id in only:
+                    planned.append((_malformed(item, sku_id), None))
+            else:
+                evaluated += 1
+                if only is None or item.sku.id in only:
+                    planned.append((self.evaluator.evaluate(item, explain), digest))
+            if evaluated == BATCH or read == LINES:
+                break
+        return planned if read else None
 
     def _skipping(
         self, records: Iterable[CatalogRecord | MalformedRecord], only: set[str] | None
@@ -322,7 +341,8 @@ class Planner:
                 yield item, None
             return
         for item in records:
-            yield from self._taken(source)
+            if source.skipped:
+                yield from self._taken(source)
             yield item, source.last_hash if isinstance(item, CatalogRecord) else None
         yield from self._taken(source)
 
@@ -364,8 +384,9 @@ class Planner:
             for o, digest in planned
             if isinstance(o, Outcome) and o.status == "excluded" and digest and o.sku_id not in applied
         ]
-        if noted and self._noting and self.state is not None:
-            self._noting = self.state.note_excluded(self.marketplace, noted)
+        self._excluded_notes.extend(noted)
+        if len(self._excluded_notes) >= NOTES:
+            self._write_notes()
 
     def _note_unchanged(self, changes: list[Change | None]) -> None:
         """Note the hash of each record evaluated as unchanged on its row: skipped next time."""
@@ -379,8 +400,18 @@ class Planner:
             and c.source_hash is not None
             and c.before.source_hash != c.source_hash
         ]
-        if noted and self._noting and self.state is not None:
-            self._noting = self.state.note_sources(self.marketplace, noted)
+        self._unchanged_notes.extend(noted)
+        if len(self._unchanged_notes) >= NOTES:
+            self._write_notes()
+
+    def _write_notes(self) -> None:
+        """Write the hashes noted so far, unless the store refused before."""
+        unchanged, self._unchanged_notes = self._unchanged_notes, []
+        excluded, self._excluded_notes = self._excluded_notes, []
+        if unchanged and self._noting and self.state is not None:
+            self._noting = self.state.note_sources(self.marketplace, unchanged)
+        if excluded and self._noting and self.state is not None:
+            self._noting = self.state.note_excluded(self.marketplace, excluded)
 
     def _change(self, outcome: Outcome, before: AppliedListing | None) -> Change | None:
         if outcome.status == "excluded":
