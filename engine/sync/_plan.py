@@ -252,7 +252,7 @@ class Planner:
                 if change is None:
                     continue
                 self.summary.add(change)
-                if self.families:
+                if self.families and (families.held or _grouped(change)):
                     yield from families.push(change)
                 else:
                     yield change
@@ -459,6 +459,11 @@ def _few_collections() -> Iterator[None]:
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
+
+
+def _grouped(change: Change) -> bool:
+    """Whether ``change`` is a create of a variation family's member (held until its family is)."""
+    return change.op == "create" and change.listing is not None and change.listing.group is not None
 
 
 class _Families:
