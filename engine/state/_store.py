@@ -793,6 +793,21 @@ def _listing_row(marketplace: str, row: AppliedListing, now: float) -> tuple[obj
 
 def _row(row: Sequence[Any]) -> AppliedListing:
     sku_id, product_id, content_hash, price, sale_price, quantity, remote_id, source_hash = row
+    if (
+        type(quantity) is int
+        and type(sku_id) is type(product_id) is type(content_hash) is type(price) is str
+        and sku_id
+        and product_id
+        and content_hash
+        and (remote_id is None or (type(remote_id) is str and remote_id))
+        and (sale_price is None or type(sale_price) is str)
+    ):
+        # The row as every apply writes it, its texts and quantity checked in one test (a re-plan
+        # reads the row of every line it skips); the amounts as below.
+        amount = _money("price", price)
+        sale = None if sale_price is None else _money("sale_price", sale_price)
+        source = source_hash if type(source_hash) is str else None
+        return AppliedListing(sku_id, product_id, content_hash, amount, sale, quantity, remote_id, source)
     if isinstance(quantity, bool) or not isinstance(quantity, int):
         raise _BadRow(f"quantity is {quantity!r}, not a whole number")
     return AppliedListing(

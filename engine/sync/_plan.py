@@ -30,7 +30,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import islice
 from typing import Any, Literal, TypeAlias
 
 from engine.connectors._contract import Connector
@@ -49,6 +48,12 @@ BATCH = 100
 """Records evaluated, then looked up in the state, at a time. 100, not 1,000: peak RSS of a
 100,000-SKU plan 62 MB instead of 85 MB for the same time (``bench/bench_plan.py``); the state
 look-ups per batch stay one statement each."""
+LINES = 1000
+"""Lines in a batch at most, skipped ones included: a skipped line holds a few small objects, so a
+re-plan looks its rows up, and notes its SKUs seen, once per 1,000 lines rather than per 100."""
+NOTES = 1000
+"""Hashes of records found unchanged or not selected, written to the state at once: one transaction
+per 1,000 rather than one per batch (a first plan notes some 3% of its records as not selected)."""
 CLOCK_FUNCTIONS: frozenset[str] = frozenset()
 """Functions of the rule language whose result depends on the time. None today; a rule file using
 one makes every pass whole, since an unchanged record could then yield another listing."""
@@ -210,6 +215,8 @@ class Planner:
         self._unchanged: dict[str, AppliedListing] = {}  # rows of skipped lines not yet planned
         self._excluded: set[str] = set()  # SKUs of skipped lines not selected, not yet planned
         self._noting = True  # noting hashes of unchanged records (off once the store refuses)
+        self._unchanged_notes: list[tuple[AppliedListing, str]] = []  # noted, not yet written
+        self._excluded_notes: list[tuple[str, str]] = []
 
     def changes(
         self,
@@ -229,18 +236,7 @@ class Planner:
         if state is not None:
             state.begin_seen()
         iterator = self._read(records, self._skipping(records, only))
-        while batch := list(islice(iterator, BATCH)):
-            planned: list[tuple[Outcome | Skipped, str | None]] = []
-            for item, digest in batch:
-                self.summary.records += 1
-                if isinstance(item, Skipped):
-                    planned.append((item, digest))
-                elif isinstance(item, MalformedRecord):
-                    sku_id = item.sku_id or f"line {item.line}"
-                    if only is None or sku_id in only:
-                        planned.append((_malformed(item, sku_id), None))
-                elif only is None or item.sku.id in only:
-                    planned.append((self.evaluator.evaluate(item, explain), digest))
+        while (planned := self._batch(iterator, only, explain)) is not None:
             applied = self._applied([o.sku_id for o, _ in planned if isinstance(o, Outcome)])
             if applied and state is not None:
                 # Only SKUs with a state row can become deletes, so only they need remembering.
@@ -256,10 +252,11 @@ class Planner:
                 if change is None:
                     continue
                 self.summary.add(change)
-                if self.families:
+                if self.families and (families.held or _grouped(change)):
                     yield from families.push(change)
                 else:
                     yield change
+        self._write_notes()
         yield from families.flush()
         if state is None:
             return
@@ -280,6 +277,32 @@ class Planner:
             )
             self.summary.add(change)
             yield change
+
+    def _batch(
+        self, iterator: Iterator[Read], only: set[str] | None, explain: bool
+    ) -> list[tuple[Outcome | Skipped, str | None]] | None:
+        """The next :data:`BATCH` records evaluated, with the lines skipped among them (:data:`LINES`
+        at most); None at the end. Each record is evaluated as it is read and dropped: a batch holds
+        outcomes, not records."""
+        planned: list[tuple[Outcome | Skipped, str | None]] = []
+        evaluated = read = 0
+        for item, digest in iterator:
+            self.summary.records += 1
+            read += 1
+            if isinstance(item, Skipped):
+                planned.append((item, digest))
+            elif isinstance(item, MalformedRecord):
+                evaluated += 1
+                sku_id = item.sku_id or f"line {item.line}"
+                if only is None or sku_id in only:
+                    planned.append((_malformed(item, sku_id), None))
+            else:
+                evaluated += 1
+                if only is None or item.sku.id in only:
+                    planned.append((self.evaluator.evaluate(item, explain), digest))
+            if evaluated == BATCH or read == LINES:
+                break
+        return planned if read else None
 
     def _skipping(
         self, records: Iterable[CatalogRecord | MalformedRecord], only: set[str] | None
@@ -303,7 +326,9 @@ class Planner:
         assert self.state is not None
         rows = self.state.unchanged_sources(self.marketplace, source_hashes)
         self._unchanged.update((row.sku_id, row) for row in rows.values())
-        excluded = self.state.excluded_sources(self.marketplace, source_hashes)
+        # A record applied is not also noted as not selected: only the others are looked up there.
+        missing = [digest for digest in source_hashes if digest not in rows]
+        excluded = self.state.excluded_sources(self.marketplace, missing) if missing else {}
         self._excluded.update(excluded.values())
         return {**excluded, **{digest: row.sku_id for digest, row in rows.items()}}
 
@@ -316,7 +341,8 @@ class Planner:
                 yield item, None
             return
         for item in records:
-            yield from self._taken(source)
+            if source.skipped:
+                yield from self._taken(source)
             yield item, source.last_hash if isinstance(item, CatalogRecord) else None
         yield from self._taken(source)
 
@@ -358,8 +384,9 @@ class Planner:
             for o, digest in planned
             if isinstance(o, Outcome) and o.status == "excluded" and digest and o.sku_id not in applied
         ]
-        if noted and self._noting and self.state is not None:
-            self._noting = self.state.note_excluded(self.marketplace, noted)
+        self._excluded_notes.extend(noted)
+        if len(self._excluded_notes) >= NOTES:
+            self._write_notes()
 
     def _note_unchanged(self, changes: list[Change | None]) -> None:
         """Note the hash of each record evaluated as unchanged on its row: skipped next time."""
@@ -373,8 +400,18 @@ class Planner:
             and c.source_hash is not None
             and c.before.source_hash != c.source_hash
         ]
-        if noted and self._noting and self.state is not None:
-            self._noting = self.state.note_sources(self.marketplace, noted)
+        self._unchanged_notes.extend(noted)
+        if len(self._unchanged_notes) >= NOTES:
+            self._write_notes()
+
+    def _write_notes(self) -> None:
+        """Write the hashes noted so far, unless the store refused before."""
+        unchanged, self._unchanged_notes = self._unchanged_notes, []
+        excluded, self._excluded_notes = self._excluded_notes, []
+        if unchanged and self._noting and self.state is not None:
+            self._noting = self.state.note_sources(self.marketplace, unchanged)
+        if excluded and self._noting and self.state is not None:
+            self._noting = self.state.note_excluded(self.marketplace, excluded)
 
     def _change(self, outcome: Outcome, before: AppliedListing | None) -> Change | None:
         if outcome.status == "excluded":
@@ -422,6 +459,11 @@ def _few_collections() -> Iterator[None]:
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
+
+
+def _grouped(change: Change) -> bool:
+    """Whether ``change`` is a create of a variation family's member (held until its family is)."""
+    return change.op == "create" and change.listing is not None and change.listing.group is not None
 
 
 class _Families:

@@ -164,6 +164,17 @@ class FirstSeen:
         row = self._db.execute("SELECT at, idx FROM first WHERE sku_id = ?", (sku_id,)).fetchone()
         return (row[0], row[1])
 
+    def all_first(self, ids: Sequence[tuple[str, int]]) -> bool:
+        """Record every ``(sku_id, line)`` at once if none of the ids was given before (nor twice
+        among them): one statement for a run of lines. False, with nothing recorded, otherwise."""
+        self._db.execute("SAVEPOINT run")
+        if self._db.executemany("INSERT OR IGNORE INTO first VALUES (?, ?, NULL)", ids).rowcount == len(ids):
+            self._db.execute("RELEASE run")
+            return True
+        self._db.execute("ROLLBACK TO run")
+        self._db.execute("RELEASE run")
+        return False
+
     def close(self) -> None:
         self._db.close()
 
@@ -296,24 +307,38 @@ class FileSource:
         while batch := list(itertools.islice(lines, SKIP_BATCH)):
             pieces = [(p, "" if isinstance(p, MalformedRecord) else source_hash(p[0], key)) for p in batch]
             known = unchanged([digest for _, digest in pieces if digest])
+            run: list[Skipped] = []  # consecutive lines known by hash, their ids checked at once
             for piece, digest in pieces:
                 self.last_hash = None
+                sku_id = known.get(digest) if digest else None
+                if sku_id is not None:
+                    run.append(Skipped(sku_id, digest, piece[1]))  # type: ignore[index]  # a line, not malformed
+                    continue
+                yield from self._skipped_run(run, first)
+                run = []
                 if isinstance(piece, MalformedRecord):
                     yield piece
                     continue
-                text, line = piece
-                sku_id = known.get(digest)
-                if sku_id is None:
-                    item = _once(first, _parse_line(text, line), line)
-                elif (seen := first.first(sku_id, line)) is None:
-                    self.count += 1  # a good record all the same (records() counts those it yields)
-                    self.skipped.append(Skipped(sku_id, digest, line))
-                    continue
-                else:
-                    item = _duplicate_of(seen, sku_id, None, line, None)
+                item = _once(first, _parse_line(*piece), piece[1])
                 if not isinstance(item, MalformedRecord):
                     self.last_hash = digest
                 yield item
+            yield from self._skipped_run(run, first)
+
+    def _skipped_run(self, run: list[Skipped], first: FirstSeen) -> Iterator[SourceItem]:
+        """Skip a run of lines known by hash; a duplicate among them is yielded malformed, in its place."""
+        if not run:
+            return
+        if first.all_first([(line.sku_id, line.line) for line in run]):
+            self.count += len(run)  # good records all the same (records() counts those it yields)
+            self.skipped.extend(run)
+            return
+        for line in run:
+            if (seen := first.first(line.sku_id, line.line)) is None:
+                self.count += 1
+                self.skipped.append(line)
+            else:
+                yield _duplicate_of(seen, line.sku_id, None, line.line, None)
 
     def _lines(
         self, blank_lines: int, head: bytes, reader: _Reader
