@@ -157,7 +157,8 @@ class NotificationQueue:
         now = time.time()
         prefix = f"{owner or uuid.uuid4().hex}/"
         skip = f"{self.db.dialect.for_update} SKIP LOCKED" if self.db.dialect.for_update else ""
-        free, arguments = "leased_until <= ?", [now]
+        free = "leased_until <= ?"
+        arguments: list[float | str] = [now]
         if owner:  # or one of the owner's, notified again since it took it (its token names the version)
             free = f"({free} OR (lease_token LIKE ? AND lease_token <> ? || CAST(version AS TEXT)))"
             arguments += [f"{prefix}%", prefix]
@@ -244,6 +245,14 @@ class NotificationQueue:
                 "UPDATE notifications SET leased_until = 0, lease_token = '' "
                 "WHERE sku_id = ? AND lease_token = ?",
                 sorted((item.sku_id, item.lease_token) for item in taken),
+            )
+
+    def release_owned(self, owner: str) -> None:
+        """Hand back every SKU a worker that took as ``owner`` still holds (it is stopping)."""
+        with self._lock, self.db.transaction(write=True):
+            self.db.execute(
+                "UPDATE notifications SET leased_until = 0, lease_token = '' WHERE lease_token LIKE ?",
+                (f"{owner}/%",),
             )
 
     def counts(self) -> QueueCounts:
