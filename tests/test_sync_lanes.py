@@ -3,19 +3,77 @@
 The queue on both backends: a worker taking as an ``owner`` takes its own rows again once they
 are notified again, and never the versions it holds; a release or a done for an older version
 leaves the newer lease alone. Then over loopback, `tradepost sync` with Amazon answering each
-request 3 s late: Google and Mercado Libre get every change within their own latency, a second
+request 5 s late: Google and Mercado Libre get every change within their own latency, a second
 change of the same SKU included, while Amazon's batch is still on its way.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 from engine.state import Change, NotificationQueue
 from engine.state._store import StateStore
+from marketplaces._standin import Faults
+from marketplaces.sandbox import Sandbox
+from tests._harness import ROOT, tradepost
 from tests.test_state_contract import server, store, url
+from tests.test_sync_worker import (
+    MARKETPLACES,
+    SOLD_OUT,
+    applied,
+    in_stock_everywhere,
+    quantities,
+    queue,
+    queued,
+    set_stock,
+)
 
-__all__ = ["server", "store", "url"]  # the fixtures: a fresh store on each backend
+__all__ = ["applied", "server", "store", "url"]  # the fixtures: a fresh store on each backend, the sandbox
 
 DATE = "2026-12-06T06:00:00Z"
+SLOW = 5.0
+"""Seconds Amazon's stand-in takes to answer each request."""
+FAST = ("mercadolibre", "google")
+RESTOCK = 40
+"""Units in each warehouse of a SKU back in stock: every marketplace's rules list it above 0."""
+DEADLINE = 20.0
+"""Seconds the fast marketplaces may take (a loaded machine); Amazon's batch takes longer than
+this whatever the load: each of its calls is 5 s, and a stock update is a token and a feed at least."""
+SETTLE = 90.0
+"""Seconds Amazon may take to catch up once it answers at once again."""
+
+
+def eventually(check: Callable[[], bool], seconds: float = DEADLINE) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return check()
+
+
+def sold_out(box: Sandbox, sku: str, marketplaces: tuple[str, ...]) -> bool:
+    held = quantities(box, sku)
+    return all(held[m] == SOLD_OUT[m] for m in marketplaces)
+
+
+def restock(box: Sandbox, sku_id: str) -> None:
+    """What the store's admin does: RESTOCK units in each of the SKU's warehouses."""
+    sku: Any = box.standins["vtex"].skus[sku_id]  # type: ignore[attr-defined]
+    for warehouse in sku.inventory["balance"]:
+        warehouse.update(totalQuantity=RESTOCK, reservedQuantity=0)
+    sku.available = RESTOCK * len(sku.inventory["balance"])
+
+
+def restocked(box: Sandbox, sku: str) -> bool:
+    """Back in stock on the fast marketplaces."""
+    held = quantities(box, sku)
+    return all(held[m] not in (SOLD_OUT[m], []) for m in FAST)
 
 
 def test_an_owner_takes_its_own_rows_again_once_notified_again_and_no_other_worker_does(
@@ -40,3 +98,43 @@ def test_an_owner_takes_its_own_rows_again_once_notified_again_and_no_other_work
         assert queue.done([again], "google", ["google"]) == 1
         assert queue.done([first[1]], "google", ["google"]) == 1
         assert queue.counts().queued == 0
+
+
+def test_a_slow_marketplace_delays_no_other_not_even_for_a_sku_it_still_applies(
+    applied: tuple[Sandbox, Path],
+) -> None:
+    """Amazon answering every request 5 s late: Google and Mercado Libre get a change before Amazon
+    does, then a second SKU and a second change of the first while Amazon still has the first
+    change on its way; then Amazon gets the newest of each, and a full plan has nothing to do."""
+    box, config = applied
+    first, second = in_stock_everywhere(box)[:2]
+    before = quantities(box, first)["amazon"]
+    box.standins["amazon"].faults = Faults(slow_rate=1.0, slow_seconds=SLOW)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "sync", "-c", str(config), "--poll", "0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        set_stock(box, first, 0)
+        queue(config, first)
+        assert eventually(lambda: sold_out(box, first, FAST)), quantities(box, first)
+        assert quantities(box, first)["amazon"] == before  # on its way: the others did not wait
+        set_stock(box, second, 0)
+        restock(box, first)
+        queue(config, second, first)
+        assert eventually(lambda: sold_out(box, second, FAST) and restocked(box, first)), quantities(
+            box, first
+        )
+        assert quantities(box, first)["amazon"] == before  # Amazon still on its first batch
+        box.standins["amazon"].faults = Faults()
+        assert eventually(lambda: queued(config) == 0, SETTLE)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, out + err
+    assert sold_out(box, second, MARKETPLACES)
+    code, out, _ = tradepost("plan", "-c", str(config), "--detailed-exitcode")
+    assert code == 0, out  # Amazon has the restock too
