@@ -303,6 +303,11 @@ class VtexReader:
         """Run ``work`` on the reader's loop and wait for its result (raising what it raises)."""
         return asyncio.run_coroutine_threadsafe(_awaited(work), self._loop).result()
 
+    def run(self, work: Awaitable[T]) -> T:
+        """Run ``work`` (calls of this reader) on its loop, from another thread, and wait for its
+        result: one hand-off for all of it."""
+        return self._on_loop(work)
+
     def close(self) -> None:
         """Close the client (when the reader owns it), the thread pool and the loop."""
         self._stop_loop()
