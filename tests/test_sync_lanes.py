@@ -9,10 +9,7 @@ change of the same SKU included, while Amazon's batch is still on its way.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,13 +19,14 @@ from engine.state import Change, NotificationQueue
 from engine.state._store import StateStore
 from marketplaces._standin import Faults
 from marketplaces.sandbox import Sandbox
-from tests._harness import ROOT, tradepost
+from tests._harness import tradepost
 from tests.test_state_contract import server, store, url
 from tests.test_sync_worker import (
     MARKETPLACES,
     SOLD_OUT,
     applied,
     in_stock_everywhere,
+    polling_worker,
     quantities,
     queue,
     queued,
@@ -110,13 +108,7 @@ def test_a_slow_marketplace_delays_no_other_not_even_for_a_sku_it_still_applies(
     first, second = in_stock_everywhere(box)[:2]
     before = quantities(box, first)["amazon"]
     box.standins["amazon"].faults = Faults(slow_rate=1.0, slow_seconds=SLOW)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "sync", "-c", str(config), "--poll", "0.1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    worker = polling_worker(config)
     try:
         set_stock(box, first, 0)
         queue(config, first)

@@ -330,7 +330,12 @@ class SyncWorker:
                 if lane.failed and time.monotonic() >= lane.retry_at:
                     self.queue.release(list(lane.failed.values()))
                     lane.failed.clear()
-            taken = self.queue.take(self.batch, self.lease, owner=self.owner)
+            try:
+                taken = self.queue.take(self.batch, self.lease, owner=self.owner)
+            except TradepostError as error:  # the store cannot be written now: tried again later
+                self.on_error(str(error))
+                await self._idle(lanes)
+                continue
             wanted = [item for item in taken if any(lane.wants(item) for lane in lanes)]
             if wanted:
                 try:
@@ -389,6 +394,9 @@ class SyncWorker:
             await self._rotate()
             try:
                 await self._apply_batch(lane, batch, names, report)
+            except TradepostError as error:  # the queue could not be told: the batch is tried again
+                self.on_error(str(error))
+                lane.hold([item for item, _, _ in batch], self.poll, self.lease)
             finally:
                 lane.active = {}
             self.on_report(report)
