@@ -48,11 +48,12 @@ import httpx
 
 from engine import failpoints
 from engine._diagnostics import TradepostError
+from engine.connectors._http import AiohttpTransport
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import Catalogs, SourceConfig
 from engine.model._catalog import CatalogRecord, MalformedRecord, SourceItem
 from engine.project._apply import apply_records, authenticate, locked, sent_records
-from engine.project._assembly import MarketplaceRun, catalog_records
+from engine.project._assembly import CONNECTIONS, MarketplaceRun, catalog_records
 from engine.project._config import Project
 from engine.state._queue import WORK_LEASE, NotificationQueue, QueuedSku
 from engine.state._store import StateStore
@@ -290,6 +291,8 @@ class SyncWorker:
         if self._stop_asked.is_set():
             self._stopping.set()
         lanes = [_Lane(run) for run in self.runs]
+        kept = {run.name: _Kept(AiohttpTransport(CONNECTIONS)) for run in self.runs}
+        self.transports = {**kept, **self.transports}
         try:
             async with asyncio.TaskGroup() as group:
                 for lane in lanes:
@@ -301,6 +304,8 @@ class SyncWorker:
             raise failed.exceptions[0] from None
         finally:
             self.queue.release_owned(self.owner)
+            for transport in kept.values():
+                await transport.inner.aclose()
 
     async def _rotate(self) -> None:
         """Before the worker's first batch, refresh the token of each marketplace whose refresh kills
@@ -433,6 +438,20 @@ class SyncWorker:
             lane.hold(report.pending, self.poll, self.lease)
         else:
             lane.backoff = 0.0
+
+
+class _Kept(httpx.AsyncBaseTransport):
+    """A lane's connections, kept for the worker's life: each batch's client (``apply_records``
+    builds one) sends through them and leaves them open; the worker closes them at its end."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Left open: the batch's client is closing, not the worker."""
 
 
 async def _first(*events: asyncio.Event) -> None:
