@@ -291,7 +291,9 @@ class SyncWorker:
         if self._stop_asked.is_set():
             self._stopping.set()
         lanes = [_Lane(run) for run in self.runs]
-        kept = {run.name: _Kept(AiohttpTransport(CONNECTIONS)) for run in self.runs}
+        kept = {
+            r.name: _Kept(AiohttpTransport(CONNECTIONS)) for r in self.runs if r.name not in self.transports
+        }
         self.transports = {**kept, **self.transports}
         try:
             async with asyncio.TaskGroup() as group:
