@@ -1,13 +1,14 @@
 """`tradepost sync`: the worker that applies queued notifications to every marketplace.
 
-``--once`` drains the queue once and exits (for schedulers); without it the worker polls until
-Ctrl-C or SIGTERM, which let the batch in hand finish. In `serve --sync` the endpoint wakes the
-worker as soon as a notification is committed (:func:`syncing`), so a change waits for no poll;
-the poll stays, for what another process queued and for failed SKUs coming back.
+``--once`` drains the queue once and exits (for schedulers); without it the worker
+(:class:`~engine.project.SyncWorker`: a feed reading, one lane per marketplace applying) runs until
+Ctrl-C or SIGTERM, which let each lane's batch in hand finish. In `serve --sync` the endpoint
+wakes the worker as soon as a notification is committed (:func:`syncing`), so a change waits for
+no poll; the poll stays, for what another process queued and for failed SKUs coming back.
 
 SKUs a marketplace failed for are kept (leased to this worker) and handed back to the queue after
-a backoff that doubles while passes keep failing, so one failing marketplace neither blocks the
-others nor is hammered; whatever is held is handed back on exit.
+a backoff of their lane that doubles while its batches keep failing, so one failing marketplace
+neither holds up the others nor is hammered; whatever is held is handed back on exit.
 """
 
 from __future__ import annotations
