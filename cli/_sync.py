@@ -1,13 +1,14 @@
 """`tradepost sync`: the worker that applies queued notifications to every marketplace.
 
-``--once`` drains the queue once and exits (for schedulers); without it the worker polls until
-Ctrl-C or SIGTERM, which let the batch in hand finish. In `serve --sync` the endpoint wakes the
-worker as soon as a notification is committed (:func:`syncing`), so a change waits for no poll;
-the poll stays, for what another process queued and for failed SKUs coming back.
+``--once`` drains the queue once and exits (for schedulers); without it the worker
+(:class:`~engine.project.SyncWorker`: a feed reading, one lane per marketplace applying) runs until
+Ctrl-C or SIGTERM, which let each lane's batch in hand finish. In `serve --sync` the endpoint
+wakes the worker as soon as a notification is committed (:func:`syncing`), so a change waits for
+no poll; the poll stays, for what another process queued and for failed SKUs coming back.
 
 SKUs a marketplace failed for are kept (leased to this worker) and handed back to the queue after
-a backoff that doubles while passes keep failing, so one failing marketplace neither blocks the
-others nor is hammered; whatever is held is handed back on exit.
+a backoff of their lane that doubles while its batches keep failing, so one failing marketplace
+neither holds up the others nor is hammered; whatever is held is handed back on exit.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -29,11 +29,19 @@ from rich.markup import escape
 
 from cli._plan import _compile_or_exit, _project, config_option
 from cli._render import console
-from engine import TradepostError
 from engine.jsonio import dumps
-from engine.project import SYNC_BATCH, MarketplaceRun, Project, SyncReads, SyncReport, open_state, sync_once
+from engine.project import (
+    SYNC_BATCH,
+    MarketplaceRun,
+    Project,
+    SyncReads,
+    SyncReport,
+    SyncWorker,
+    open_state,
+    sync_once,
+)
 from engine.secrets import redact
-from engine.state import WORK_LEASE, NotificationQueue, QueuedSku, StateStore
+from engine.state import WORK_LEASE, NotificationQueue, StateStore
 from engine.sync import EXIT_PARTIAL
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,10 +56,6 @@ def lease_option(condition: str) -> Callable[[F], F]:
         show_default=True,
         help=f"{condition}Seconds a taken batch is the worker's; a killed worker's SKUs come back after it.",
     )
-
-
-MAX_BACKOFF = 60.0
-"""Seconds at most between two tries of a failing marketplace's SKUs."""
 
 
 @click.command()
@@ -92,16 +96,8 @@ def sync(
                 sys.exit(EXIT_PARTIAL)
             return
         pace = Pace(batch, poll, lease, as_json)
-        if wake_fd is None:
-            stopped_by = _until_signal(lambda stop: _work(project, runs, state, queue, stop, pace))
-        else:
-            wake = threading.Event()
-
-            def served(stop: threading.Event) -> None:
-                _woken_by(wake_fd, stop, wake)
-                _work(project, runs, state, queue, stop, pace, wake)
-
-            _until_signal(served)
+        stopped_by = _until_signal(lambda stop: _work(project, runs, state, queue, stop, pace, wake_fd))
+        if wake_fd is not None:
             return  # the server says why it stopped
     click.echo(f"stopped by {stopped_by}")
 
@@ -146,42 +142,35 @@ def _work(
     queue: NotificationQueue,
     stop: threading.Event,
     pace: Pace,
-    wake: threading.Event | None = None,
+    wake_fd: int | None = None,
 ) -> None:
-    """Pass after pass until ``stop``: failed SKUs handed back after the backoff, and on the way
-    out; a pass that fails whole (VTEX refusing the keys, say) is reported and tried again later.
-    A pass starts ``pace.poll`` seconds after the last, or as soon as ``wake`` is set: it is
-    cleared before the pass takes the queue, so a notification committed during a pass starts the
-    next one at once."""
-    held: list[QueuedSku] = []
-    backoff, retry_at = 0.0, 0.0
+    """The worker (:class:`~engine.project.SyncWorker`) until ``stop``: each marketplace's batches
+    reported as they end, failed SKUs handed back after their backoff, and on the way out. The feed
+    takes the queue every ``pace.poll`` seconds, or as soon as `serve` writes to ``wake_fd``."""
     reads = SyncReads(project)  # what VTEX answered, kept for the worker's life
+    worker = SyncWorker(
+        project,
+        runs,
+        state,
+        queue,
+        reads,
+        batch=pace.batch,
+        lease=pace.lease,
+        poll=pace.poll,
+        on_report=lambda report: _print(report, pace.as_json),
+        on_error=lambda error: click.echo(f"error: {redact(error)}", err=True),
+    )
+
+    def stopping() -> None:
+        stop.wait()
+        worker.stop()
+
+    threading.Thread(target=stopping, name="tradepost-stop", daemon=True).start()
+    if wake_fd is not None:
+        _woken_by(wake_fd, worker.wake, worker.stop)
     try:
-        while not stop.is_set():
-            if wake is not None:
-                wake.clear()
-            try:
-                report: SyncReport | None = sync_once(
-                    project, runs, state, queue, batch=pace.batch, lease=pace.lease, reads=reads
-                )
-            except TradepostError as error:
-                click.echo(f"error: {redact(str(error))}", err=True)
-                report = None
-            if report is not None:
-                if report.taken:
-                    _print(report, pace.as_json)
-                held += report.pending
-            if report is None or report.failed:
-                backoff = min(max(2 * backoff, pace.poll), MAX_BACKOFF, pace.lease / 2)
-                retry_at = time.monotonic() + backoff
-            elif report.taken:
-                backoff = 0.0
-            if held and time.monotonic() >= retry_at:
-                queue.release(held)
-                held = []
-            (wake or stop).wait(pace.poll)
+        worker.run()
     finally:
-        queue.release(held)
         reads.close()
 
 
@@ -246,9 +235,9 @@ def exit_status(code: int) -> str:
     return f"exit code {code}"
 
 
-def _woken_by(fd: int, stop: threading.Event, wake: threading.Event) -> None:
-    """Set ``wake`` for every byte the server writes to ``fd``; at its end (the server stopped, or
-    died) set ``stop`` too."""
+def _woken_by(fd: int, wake: Callable[[], None], end: Callable[[], None]) -> None:
+    """Call ``wake`` for every read of what the server writes to ``fd``; at its end (the server
+    stopped, or died) call ``end``."""
 
     def listen() -> None:
         while True:
@@ -257,10 +246,9 @@ def _woken_by(fd: int, stop: threading.Event, wake: threading.Event) -> None:
             except OSError:
                 data = b""
             if not data:
-                stop.set()
-                wake.set()
+                end()
                 return
-            wake.set()
+            wake()
 
     threading.Thread(target=listen, name="tradepost-wake", daemon=True).start()
 

@@ -143,6 +143,7 @@ SUBPACKAGES = {
         "SourceConfig",
         "SyncReads",
         "SyncReport",
+        "SyncWorker",
         "VtexAccount",
         "WorkerOptions",
         "WorkersNeedPostgresError",

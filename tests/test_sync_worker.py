@@ -93,6 +93,17 @@ def sell_out(box: Sandbox, config: Path) -> str:
     return sku
 
 
+def polling_worker(config: Path) -> subprocess.Popen[str]:
+    """`tradepost sync` polling every 0.1 s, as its own process (stop it with SIGTERM)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "sync", "-c", str(config), "--poll", "0.1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
 def sync(config: Path, exit_code: int = 0) -> None:
     code, out, err = tradepost("sync", "-c", str(config), "--once")
     assert code == exit_code, out + err
@@ -219,13 +230,7 @@ def test_the_worker_applies_what_is_queued_while_it_runs_and_stops_on_sigterm(
     applied: tuple[Sandbox, Path],
 ) -> None:
     box, config = applied
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "sync", "-c", str(config), "--poll", "0.1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    worker = polling_worker(config)
     try:
         sku = sell_out(box, config)
         deadline = time.monotonic() + 30

@@ -35,7 +35,7 @@ from engine.project._config import (
 )
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
-from engine.project._sync import SYNC_BATCH, MarketplaceOutcome, SyncReads, SyncReport, sync_once
+from engine.project._sync import SYNC_BATCH, MarketplaceOutcome, SyncReads, SyncReport, SyncWorker, sync_once
 from engine.project._workers import (
     HEARTBEAT,
     SHARD_TIMEOUT,
@@ -62,6 +62,7 @@ __all__ = [
     "SourceConfig",
     "SyncReads",
     "SyncReport",
+    "SyncWorker",
     "VtexAccount",
     "WorkerOptions",
     "WorkersNeedPostgresError",

@@ -1,5 +1,14 @@
 """The sync worker: queued SKUs read again, planned for each marketplace, applied, marked done.
 
+:class:`SyncWorker` is the worker that runs for its life (`tradepost sync`, `serve --sync`): a feed
+takes what is queued (everything, up to a bound) and reads it from the source, in a thread, while
+each marketplace's lane applies what was read for it before, at its own pace, and records its own
+outcome; a lane free again takes everything read for it meanwhile, each SKU at its newest version,
+in one batch. A slow or failing marketplace therefore holds up no other, and no read waits for an
+apply. The worker takes as an ``owner`` (:meth:`~engine.state.NotificationQueue.take`): a SKU
+notified again while a lane still applies its older version is taken and read again at once for the
+lanes that are free.
+
 :func:`sync_once` drains the notification queue once, batch by batch. A batch's SKUs are read
 from the source once for every trade policy (:class:`SyncReads`: what does not depend on the
 trade policy is read once, and, from VTEX, only what each SKU's notification says changed, the
@@ -27,8 +36,11 @@ as a full plan does for a SKU gone from the catalog; a deactivated one is read, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from contextlib import closing
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,19 +48,23 @@ import httpx
 
 from engine import failpoints
 from engine._diagnostics import TradepostError
+from engine.connectors._http import AiohttpTransport
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import Catalogs, SourceConfig
 from engine.model._catalog import CatalogRecord, MalformedRecord, SourceItem
 from engine.project._apply import apply_records, authenticate, locked, sent_records
-from engine.project._assembly import MarketplaceRun, catalog_records
+from engine.project._assembly import CONNECTIONS, MarketplaceRun, catalog_records
 from engine.project._config import Project
 from engine.state._queue import WORK_LEASE, NotificationQueue, QueuedSku
 from engine.state._store import StateStore
 from engine.sync._deletes import mass_delete
 from engine.sync._executor import ApplySummary
 
-SYNC_BATCH = 100
-"""SKUs a worker takes at once."""
+SYNC_BATCH = 250
+"""SKUs a worker takes at once, and a lane applies at once at most."""
+
+MAX_BACKOFF = 60.0
+"""Seconds at most between two tries of a failing marketplace's SKUs."""
 
 
 class SyncReads:
@@ -183,6 +199,271 @@ def sync_once(
             queue.release([*report.pending, *fresh])
             raise
     return report
+
+
+@dataclass
+class _Lane:
+    """One marketplace's share of the worker: what was read for it and waits (``pending``, each
+    SKU at its newest version), what it is applying (``active``), and what failed and waits for its
+    backoff (``failed``) before going back to the queue."""
+
+    run: MarketplaceRun
+    pending: dict[str, tuple[QueuedSku, list[SourceItem], bool]] = field(default_factory=dict)
+    active: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, QueuedSku] = field(default_factory=dict)
+    backoff: float = 0.0
+    retry_at: float = 0.0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wants(self, item: QueuedSku) -> bool:
+        """Whether this version of the SKU is news to the lane."""
+        if self.run.name in item.done_for:
+            return False
+        waiting = self.pending.get(item.sku_id)
+        held = max(
+            waiting[0].version if waiting else 0,
+            self.active.get(item.sku_id, 0),
+            self.failed[item.sku_id].version if item.sku_id in self.failed else 0,
+        )
+        return item.version > held
+
+    def hold(self, items: Iterable[QueuedSku], poll: float, lease: float) -> None:
+        """Keep these SKUs back for the backoff, which doubles while the lane keeps failing."""
+        for item in items:
+            self.failed[item.sku_id] = item
+        self.backoff = min(max(2 * self.backoff, poll), MAX_BACKOFF, lease / 2)
+        self.retry_at = time.monotonic() + self.backoff
+
+
+class SyncWorker:
+    """The worker for its life (see the module docstring): :meth:`run` until :meth:`stop`.
+
+    :meth:`wake` (from any thread) starts the feed's next take at once; without it the feed takes
+    every ``poll`` seconds. Each lane's batch is reported to ``on_report`` as it ends, a read that
+    failed whole (VTEX refusing the keys) to ``on_error``; its SKUs wait for the backoff. On the
+    way out, once every lane finished its batch, whatever the worker still holds is handed back.
+    """
+
+    def __init__(
+        self,
+        project: Project,
+        runs: Sequence[MarketplaceRun],
+        state: StateStore,
+        queue: NotificationQueue,
+        reads: SyncReads,
+        *,
+        batch: int = SYNC_BATCH,
+        lease: float = WORK_LEASE,
+        poll: float = 1.0,
+        on_report: Callable[[SyncReport], None] = lambda report: None,
+        on_error: Callable[[str], None] = lambda error: None,
+        transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+        executor_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.project, self.runs, self.state, self.queue, self.reads = project, runs, state, queue, reads
+        self.batch, self.lease, self.poll = batch, lease, poll
+        self.on_report, self.on_error = on_report, on_error
+        self.transports, self.executor_options = transports or {}, executor_options
+        self.owner = uuid.uuid4().hex
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stop_asked = threading.Event()
+        self._rotation, self._rotated = asyncio.Lock(), False
+
+    def wake(self) -> None:
+        """Take the queue now (thread-safe)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._woken.set)
+
+    def stop(self) -> None:
+        """Take nothing more, let each lane finish its batch, hand the rest back (thread-safe)."""
+        self._stop_asked.set()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
+
+    def run(self) -> None:
+        asyncio.run(self._run())
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._woken, self._stopping = asyncio.Event(), asyncio.Event()
+        if self._stop_asked.is_set():
+            self._stopping.set()
+        lanes = [_Lane(run) for run in self.runs]
+        kept = {
+            r.name: _Kept(AiohttpTransport(CONNECTIONS)) for r in self.runs if r.name not in self.transports
+        }
+        self.transports = {**kept, **self.transports}
+        try:
+            async with asyncio.TaskGroup() as group:
+                for lane in lanes:
+                    group.create_task(self._apply(lane))
+                await self._feed(lanes)
+                for lane in lanes:
+                    lane.ready.set()  # each sees the stop once its batch is over
+        except ExceptionGroup as failed:  # a lane's own failure (a broken store), as it was raised
+            raise failed.exceptions[0] from None
+        finally:
+            self.queue.release_owned(self.owner)
+            for transport in kept.values():
+                await transport.inner.aclose()
+
+    async def _rotate(self) -> None:
+        """Before the worker's first batch, refresh the token of each marketplace whose refresh kills
+        the old refresh token, under its lock, before any lane sends: a kill while the answer is on
+        the way is then never one another marketplace's sending brings (later refreshes are hours
+        apart)."""
+        async with self._rotation:
+            if self._rotated:
+                return
+            self._rotated = True
+            await self._refresh()
+
+    async def _refresh(self) -> None:
+        for run in self.runs:
+            if run.connector.single_use_refresh_token:
+                try:
+                    with locked(self.state, run.compiled.marketplace, holder="tradepost sync"):
+                        await authenticate(run, self.project, self.transports.get(run.name))
+                except TradepostError:
+                    continue  # held by another run: its lane reports it with its first batch
+
+    async def _feed(self, lanes: list[_Lane]) -> None:
+        """Take, read and hand to the lanes until stopped; the SKUs whose backoff is over go back."""
+        while not self._stopping.is_set():
+            self._woken.clear()
+            for lane in lanes:
+                if lane.failed and time.monotonic() >= lane.retry_at:
+                    self.queue.release(list(lane.failed.values()))
+                    lane.failed.clear()
+            try:
+                taken = self.queue.take(self.batch, self.lease, owner=self.owner)
+            except TradepostError as error:  # the store cannot be written now: tried again later
+                self.on_error(str(error))
+                await self._idle(lanes)
+                continue
+            wanted = [item for item in taken if any(lane.wants(item) for lane in lanes)]
+            if wanted:
+                try:
+                    read = await asyncio.to_thread(_read, self.project, self.runs, self.reads, wanted)
+                except TradepostError as error:
+                    self.on_error(str(error))
+                    for lane in lanes:
+                        if mine := [item for item in wanted if lane.wants(item)]:
+                            lane.hold(mine, self.poll, self.lease)
+                else:
+                    self._hand(lanes, wanted, read)
+            if len(taken) < self.batch:
+                await self._idle(lanes)
+
+    async def _idle(self, lanes: list[_Lane]) -> None:
+        """Until woken, stopped, the poll, or the first backoff's end."""
+        due = [lane.retry_at - time.monotonic() for lane in lanes if lane.failed]
+        with suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, min([self.poll, *due]))):
+                await _first(self._woken, self._stopping)
+
+    def _hand(self, lanes: list[_Lane], taken: list[QueuedSku], read: dict[str, list[SourceItem]]) -> None:
+        """Each lane gets the SKUs it wants with their records in its trade policy; one its source
+        did not answer for waits for the lane's backoff."""
+        for lane in lanes:
+            items = [item for item in taken if lane.wants(item)]
+            if not items:
+                continue
+            records, unread, gone = _readable(read[lane.run.trade_policy])
+            by_sku: dict[str | None, list[SourceItem]] = {}
+            for record in records:
+                by_sku.setdefault(_sku_of(record), []).append(record)
+            if not_read := [item for item in items if item.sku_id in unread]:
+                lane.hold(not_read, self.poll, self.lease)
+            for item in items:
+                if item.sku_id not in unread:
+                    lane.pending[item.sku_id] = (item, by_sku.get(item.sku_id, []), item.sku_id in gone)
+            lane.ready.set()
+
+    async def _apply(self, lane: _Lane) -> None:
+        """The lane's loop: everything read for it (up to the batch), applied in one go, its outcome
+        recorded; until stopped, with its batch in hand finished."""
+        names = [run.name for run in self.runs]
+        while True:
+            await lane.ready.wait()
+            lane.ready.clear()
+            if self._stopping.is_set():
+                return
+            if not lane.pending:
+                continue
+            batch = [lane.pending.pop(sku) for sku in list(lane.pending)[: self.batch]]
+            if lane.pending:
+                lane.ready.set()
+            report = SyncReport(taken=len(batch))
+            lane.active = {item.sku_id: item.version for item, _, _ in batch}
+            await self._rotate()
+            try:
+                await self._apply_batch(lane, batch, names, report)
+            except TradepostError as error:  # the queue could not be told: the batch is tried again
+                self.on_error(str(error))
+                lane.hold([item for item, _, _ in batch], self.poll, self.lease)
+            finally:
+                lane.active = {}
+            self.on_report(report)
+
+    async def _apply_batch(
+        self,
+        lane: _Lane,
+        batch: list[tuple[QueuedSku, list[SourceItem], bool]],
+        names: list[str],
+        report: SyncReport,
+    ) -> None:
+        run = lane.run
+        outcome = report.outcome(run.name)
+        records = [record for _, found, _ in batch for record in found]
+        ids = {item.sku_id for item, _, _ in batch}
+        gone = {item.sku_id for item, _, missing in batch if missing}
+        held = await _sync_marketplace(
+            self.project,
+            run,
+            self.state,
+            (records, ids, gone),
+            outcome,
+            self.transports,
+            self.executor_options,
+            _Rotations(()),
+        )
+        outcome.held |= held
+        finished = [item for item, _, _ in batch if item.sku_id not in held]
+        failpoints.reach("sync:applied")  # applied and recorded in the state; the queue not told yet
+        report.left_queue += self.queue.done(finished, run.name, names)
+        outcome.done += len(finished)
+        report.pending = [item for item, _, _ in batch if item.sku_id in held]
+        if report.pending:
+            lane.hold(report.pending, self.poll, self.lease)
+        else:
+            lane.backoff = 0.0
+
+
+class _Kept(httpx.AsyncBaseTransport):
+    """A lane's connections, kept for the worker's life: each batch's client (``apply_records``
+    builds one) sends through them and leaves them open; the worker closes them at its end."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """Left open: the batch's client is closing, not the worker."""
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Until one of the events is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 class _Rotations:

@@ -10,7 +10,9 @@ A worker leases a batch with :meth:`~NotificationQueue.take`: the rows are its o
 runs out (wall-clock time, as the store's marketplace locks), so a worker killed mid-batch loses
 nothing: its SKUs come back to the next ``take`` once the lease expires (on PostgreSQL, workers
 taking at once skip each other's rows, ``FOR UPDATE SKIP LOCKED``, so no two get one SKU); one
-that stops cleanly hands them back at once with :meth:`~NotificationQueue.release`. Each
+that stops cleanly hands them back at once with :meth:`~NotificationQueue.release`. A lease
+token names the version taken: a worker that takes as an ``owner`` takes its own rows again once
+they are notified again, and a release or a clearing for an older version leaves a newer lease be. Each
 marketplace's outcome is recorded with :meth:`~NotificationQueue.done`; a row leaves the queue
 when every marketplace has one for the version that was taken. A notification merged into a row
 after it was taken bumps its version, so the SKU is read again rather than marked done on what was
@@ -144,20 +146,32 @@ class NotificationQueue:
             self.db.retried(merge, write=True)
         failpoints.reach("notify:queued")  # committed; the endpoint has not answered yet
 
-    def take(self, limit: int, lease: float = WORK_LEASE) -> list[QueuedSku]:
-        """Lease up to ``limit`` SKUs not held by a live lease, oldest first."""
-        now, token = time.time(), uuid.uuid4().hex
+    def take(self, limit: int, lease: float = WORK_LEASE, owner: str | None = None) -> list[QueuedSku]:
+        """Lease up to ``limit`` SKUs not held by a live lease, oldest first.
+
+        ``owner`` is a worker that keeps taking for its life (a fresh random id of its own): its
+        lease tokens then name it and the version taken, and its own rows notified again since it
+        took them are taken again at once, lease or not, so that each of its marketplaces goes on
+        to the newer version without waiting for the slowest to finish the older one. Without it,
+        each call leases under a token of its own."""
+        now = time.time()
+        prefix = f"{owner or uuid.uuid4().hex}/"
         skip = f"{self.db.dialect.for_update} SKIP LOCKED" if self.db.dialect.for_update else ""
+        free = "leased_until <= ?"
+        arguments: list[float | str] = [now]
+        if owner:  # or one of the owner's, notified again since it took it (its token names the version)
+            free = f"({free} OR (lease_token LIKE ? AND lease_token <> ? || CAST(version AS TEXT)))"
+            arguments += [f"{prefix}%", prefix]
 
         def lease_rows() -> tuple[list[Any], dict[tuple[str, int], set[str]]]:
             rows = self.db.execute(
                 "SELECT sku_id, flags, changed_at, received_at, version FROM notifications "
-                f"WHERE leased_until <= ? ORDER BY received_at, sku_id LIMIT ?{skip}",
-                (now, limit),
+                f"WHERE {free} ORDER BY received_at, sku_id LIMIT ?{skip}",
+                (*arguments, limit),
             ).fetchall()
             self.db.executemany(
                 "UPDATE notifications SET leased_until = ?, lease_token = ? WHERE sku_id = ?",
-                [(now + lease, token, row[0]) for row in rows],
+                [(now + lease, f"{prefix}{row[4]}", row[0]) for row in rows],
             )
             return rows, self._done_for([str(row[0]) for row in rows])
 
@@ -170,7 +184,7 @@ class NotificationQueue:
                 str(changed_at),
                 float(received_at),
                 int(version),
-                token,
+                f"{prefix}{version}",
                 frozenset(done.get((str(sku_id), int(version)), ())),
             )
             for sku_id, flags, changed_at, received_at, version in rows
@@ -231,6 +245,14 @@ class NotificationQueue:
                 "UPDATE notifications SET leased_until = 0, lease_token = '' "
                 "WHERE sku_id = ? AND lease_token = ?",
                 sorted((item.sku_id, item.lease_token) for item in taken),
+            )
+
+    def release_owned(self, owner: str) -> None:
+        """Hand back every SKU a worker that took as ``owner`` still holds (it is stopping)."""
+        with self._lock, self.db.transaction(write=True):
+            self.db.execute(
+                "UPDATE notifications SET leased_until = 0, lease_token = '' WHERE lease_token LIKE ?",
+                (f"{owner}/%",),
             )
 
     def counts(self) -> QueueCounts:

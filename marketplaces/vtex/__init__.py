@@ -249,19 +249,31 @@ class VtexSource:
         a page's simulation then carries only the SKUs whose price is read, and none is sent
         when no SKU needs one.
         """
+        for item in self.reader.stream(lambda: self._pages_of(sku_ids, changed)):
+            yield self._tally(item)
+
+    async def records_of(
+        self, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None = None
+    ) -> list[SourceItem]:
+        """:meth:`records_for` all at once, on the reader's loop (a batch of a sync worker, read in
+        every trade policy by one hand-off to that loop: :meth:`VtexCatalogs.records_for`)."""
+        items: list[SourceItem] = []
+        async for page in self._pages_of(sku_ids, changed):
+            items += await page
+        return [self._tally(item) for item in items]
+
+    async def _pages_of(
+        self, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None
+    ) -> AsyncIterator[Awaitable[list[SourceItem]]]:
+        """The records of these SKUs a page (one simulation) at a time, in the order given."""
         ids = [str(sku_id) for sku_id in sku_ids]
         hints = changed or {}
-
-        async def pages() -> AsyncIterator[Awaitable[list[SourceItem]]]:
-            for start in range(0, len(ids), self.page_size):
-                page = ids[start : start + self.page_size]
-                reads = {sku_id: self._reads(sku_id, hints.get(sku_id)) for sku_id in page}
-                priced = [sku_id for sku_id in page if reads[sku_id].priced]
-                promotions = asyncio.ensure_future(self._promotions(priced) if priced else _no_promotions())
-                yield asyncio.gather(*(self._record(sku_id, promotions, reads[sku_id]) for sku_id in page))
-
-        for item in self.reader.stream(pages):
-            yield self._tally(item)
+        for start in range(0, len(ids), self.page_size):
+            page = ids[start : start + self.page_size]
+            reads = {sku_id: self._reads(sku_id, hints.get(sku_id)) for sku_id in page}
+            priced = [sku_id for sku_id in page if reads[sku_id].priced]
+            promotions = asyncio.ensure_future(self._promotions(priced) if priced else _no_promotions())
+            yield asyncio.gather(*(self._record(sku_id, promotions, reads[sku_id]) for sku_id in page))
 
     def _reads(self, sku_id: str, changed: Changed | None = None) -> Reads:
         return reads_for(self.shared, sku_id, self.trade_policy, changed)
@@ -531,13 +543,52 @@ class VtexCatalogs(Catalogs):
         """A batch of SKUs in each trade policy: one round of the shared answers."""
         self.shared.new_round()
 
+    def records_for(
+        self,
+        trade_policies: Sequence[str],
+        sku_ids: Sequence[str],
+        changed: Mapping[str, Changed] | None = None,
+    ) -> dict[str, list[SourceItem]]:
+        """A batch in every trade policy, one after the other (each reuses what the ones before
+        read this round), in one hand-off to the reader's loop: a worker whose other threads keep
+        the interpreter busy waits for its turn once per batch, not at each page of each trade
+        policy. The trade policies' sources share one reader and client, kept for the next batch."""
+        self.new_batch()
+        sources = [self._batch_source(policy) for policy in trade_policies]
+        if not sources:
+            return {}
+
+        async def every() -> dict[str, list[SourceItem]]:
+            return {source.trade_policy: await source.records_of(sku_ids, changed) for source in sources}
+
+        return sources[0].reader.run(every())
+
     def records_in(
         self, trade_policy: str, sku_ids: Sequence[str], changed: Mapping[str, Changed] | None
     ) -> list[SourceItem]:
         """From the trade policy's source, kept for the next batch."""
+        return list(self._batch_source(trade_policy).records_for(sku_ids, changed))
+
+    def _batch_source(self, trade_policy: str) -> VtexSource:
+        """The trade policy's source for batches: the first one built owns the reader and client
+        the others share."""
         if trade_policy not in self._batches:
-            self._batches[trade_policy] = self.records(trade_policy)
-        return list(self._batches[trade_policy].records_for(sku_ids, changed))
+            if not self._batches:
+                self._batches[trade_policy] = self.records(trade_policy)
+            else:
+                first = next(iter(self._batches.values()))
+                source = VtexSource(
+                    first.client,
+                    trade_policy,
+                    first.page_size,
+                    pricing_url=first.pricing_url or None,
+                    seller_id=first.seller_id,
+                    reader=first.reader,
+                    shared=self.shared,
+                )
+                self._sources.insert(0, source)  # closed before the reader's owner
+                self._batches[trade_policy] = source
+        return self._batches[trade_policy]
 
     def close(self) -> None:
         for source in self._sources:

@@ -156,18 +156,32 @@ class SharedAnswers:
         self.round = 0
         """Answers put in the current round are fresh for every trade policy of it."""
         self.hits = 0
+        self._this_round: dict[str, Kept] = {}
+        """A worker's round (not a run's only one, which may be a million SKUs): its SKUs' entries
+        as read or put, so that each trade policy after the first does not unpickle them again."""
 
     def new_round(self) -> None:
         """Begin a round (a worker's batch): what is kept is reused only where no change says otherwise."""
         self.round += 1
+        self._this_round.clear()
 
     def get(self, sku_id: str) -> Kept | None:
-        row = self._db.execute("SELECT read_at, round, body FROM answers WHERE sku = ?", (sku_id,)).fetchone()
-        if row is None:
-            return None
+        kept = self._this_round.get(sku_id)
+        if kept is None:
+            row = self._db.execute(
+                "SELECT read_at, round, body FROM answers WHERE sku = ?", (sku_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            context, prices, computed, inventory = pickle.loads(row[2])
+            kept = Kept(context, prices, computed, inventory, float(row[0]), int(row[1]))
+            self._remember(sku_id, kept)
         self.hits += 1
-        context, prices, computed, inventory = pickle.loads(row[2])
-        return Kept(context, prices, computed, inventory, float(row[0]), int(row[1]))
+        return kept
+
+    def _remember(self, sku_id: str, kept: Kept) -> None:
+        if self.round:
+            self._this_round[sku_id] = kept
 
     def stale(self, kept: Kept) -> bool:
         return self.clock() - kept.read_at > self.max_age
@@ -180,6 +194,8 @@ class SharedAnswers:
             "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?)",
             (sku_id, when, self.round, pickle.dumps(list(answers), pickle.HIGHEST_PROTOCOL)),
         )
+        context, prices, computed, inventory = answers
+        self._remember(sku_id, Kept(context, prices, computed, inventory, when, self.round))
 
     def priced(self, sku_id: str, trade_policy: str, since: float) -> list[Any] | None:
         """The computed price and the promotional price last read in ``trade_policy``, unless
@@ -202,6 +218,7 @@ class SharedAnswers:
 
     def forget(self, sku_id: str) -> None:
         """Drop what is kept of a SKU VTEX no longer has."""
+        self._this_round.pop(sku_id, None)
         self._db.execute("DELETE FROM answers WHERE sku = ?", (sku_id,))
         self._db.execute("DELETE FROM priced WHERE sku = ?", (sku_id,))
 
@@ -302,6 +319,11 @@ class VtexReader:
     def _on_loop(self, work: Awaitable[T]) -> T:
         """Run ``work`` on the reader's loop and wait for its result (raising what it raises)."""
         return asyncio.run_coroutine_threadsafe(_awaited(work), self._loop).result()
+
+    def run(self, work: Awaitable[T]) -> T:
+        """Run ``work`` (calls of this reader) on its loop, from another thread, and wait for its
+        result: one hand-off for all of it."""
+        return self._on_loop(work)
 
     def close(self) -> None:
         """Close the client (when the reader owns it), the thread pool and the loop."""
