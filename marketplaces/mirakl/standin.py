@@ -40,6 +40,7 @@ import email.policy
 import itertools
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -144,6 +145,8 @@ class MiraklStandin(Standin):
         self.imports: dict[str, Import] = {}
         self.last_call: dict[str, float] = {}
         self.frequency_refusals = 0
+        self.refused: Counter[str] = Counter()
+        """Operation code -> calls answered 429 for coming before the operation's next slot."""
         self._ids = itertools.count(1001)
         self.order_desk = order_desk
         """The order desk whose ``routes()`` this app serves (the Mirakl orders component)."""
@@ -219,17 +222,18 @@ class MiraklStandin(Standin):
             shop = request.query_params.get("shop_id")
             if shop is not None and shop != self.shop_id:
                 raise Refusal(403, f"Forbidden: shop {shop} is not reachable with this key")
-            wait = self._too_soon(code)
+            arrived, wait = self.clock(), self._too_soon(code)
             if wait is not None:
                 self.frequency_refusals += 1
+                self.refused[code] += 1
                 self.throttled += 1
                 message = f"Too many requests: {code} is allowed once every {CALL_INTERVALS[code]:g} s"
                 refused = _json(Refusal(429, message).body(), 429)
                 refused.headers["Retry-After"] = f"{max(wait, 0.001):.3f}"
                 return refused
             response: Response = await handler(request)
-            if response.status_code < 400:
-                self.last_call[code] = self.clock()
+            if response.status_code < 400:  # an accepted call takes the slot, from its arrival
+                self.last_call[code] = arrived
             return response
 
         return gated
