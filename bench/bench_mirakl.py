@@ -13,9 +13,9 @@ with the change records a plan would hold (planning is not what this measures). 
 1. first load: ``--skus`` creates (P31, P41, P42 polls until catalogued, P45, OF01, OF02);
 2. a price change of every SKU in one apply (PRI01, PRI02);
 3. a sync stream: ``--changes-per-minute`` price changes a documented minute for ``--minutes``,
-   arriving in batches every 10 documented seconds, each batch applied at once with
-   ``max_wait_seconds: 0`` (a sync batch never waits for a slot: a change that finds PRI01's slot
-   taken is deferred, retried with the next batch, and goes in the next allowed import).
+   arriving in batches every 10 documented seconds, each batch applied at once (``max_wait_seconds``
+   0, the default: a sync batch never waits for a slot; a change that finds PRI01's slot taken is
+   deferred, retried with the next batch, and goes in the next allowed import).
 
 Reported per phase: requests, requests per changed SKU, 429s, documented minutes; for the stream,
 the share of PRI01's limit used (imports sent over the imports the minute-rule allows in the
@@ -138,7 +138,6 @@ async def stream(
     per_minute: int,
 ) -> dict[str, Any]:
     """Price changes arriving every :data:`BATCH_EVERY` documented seconds, applied batch by batch."""
-    connector.options["max_wait_seconds"] = "0"
     per_batch = max(1, round(per_minute * BATCH_EVERY / 60.0))
     skus = sorted(remote, key=int)
     waiting: dict[str, tuple[float, Listing]] = {}

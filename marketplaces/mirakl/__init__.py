@@ -26,14 +26,17 @@ change sends the offer only).
 Call frequency (each operation's "Maximum usage"): P41 once per 15 minutes, OF01, PRI01 and
 STO01 once a minute, status polls once a minute (STO02 every 15 s). The connector keeps each
 operation's next slot (:class:`~marketplaces.mirakl._http.CallSlots`) and waits for it up to
-``max_wait_seconds`` (90 by default: a once-a-minute slot); an upload further away fails its SKUs
-as retryable *deferred* without sending, so a sync batch never holds the other marketplaces, and
-the next run sends them with what changed since in one import.
+``max_wait_seconds`` (0 by default: never); an upload further away fails its SKUs as retryable
+*deferred* without sending, so a sync batch never holds the other marketplaces for a slot, and the
+next run (or sync batch) sends them with what changed since in one import. Each apply uses each
+import once per 10,000 changes (the executor's bulk chunk), so only a second chunk, or a second
+run within the interval in the same process, meets a taken slot; a 429 from Mirakl (another
+process took it) is retried after its Retry-After.
 
 Options: ``shop_id`` (when the key reaches several shops), ``offer_state`` (OF61 condition code,
 11 = new), ``product_id_type`` (EAN), ``leadtime_to_ship`` (days, empty: the shop's default),
 ``time_scale`` (1; the sandbox runs Mirakl's minutes 600 times faster, and its stand-in too),
-``max_wait_seconds`` (90), ``catalogue_wait_minutes`` (30: how long P42 is polled),
+``max_wait_seconds`` (0), ``catalogue_wait_minutes`` (30: how long P42 is polled),
 ``max_attempts`` (5) and ``retry_seconds`` (0.5) for the connector's own requests.
 Credential: ``api_key`` (Carrefour's ShopKey).
 """
@@ -121,7 +124,7 @@ class MiraklConnector(Connector):
         "offer_state": "11",
         "product_id_type": "EAN",
         "time_scale": "1",
-        "max_wait_seconds": "90",
+        "max_wait_seconds": "0",
         "catalogue_wait_minutes": "30",
         "max_attempts": "5",
         "retry_seconds": "0.5",

@@ -150,7 +150,7 @@ class Importer:
 
     sender: MiraklSender
     slots: CallSlots
-    max_wait: float = 90.0
+    max_wait: float = 0.0
     """Documented seconds an upload may wait for its slot before it is :class:`Deferred`."""
     poll_budget: float = 30 * 60.0
     """Documented seconds an import is polled before its outcome is left unknown."""
