@@ -21,7 +21,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from engine.connectors import Credentials, Listing
+from engine.connectors import ChangeRecord, Credentials, Listing
 from engine.project._assembly import open_marketplace, open_state
 from engine.project._config import load_project
 from marketplaces.mirakl import CarrefourConnector, MiraklConnector
@@ -377,3 +377,38 @@ def test_the_offer_file_sends_the_whole_offer(spec: dict[str, Any]) -> None:
     row = MiraklConnector().offer_row(listing())
     assert {"price", "quantity", "state", "product-id", "product-id-type", "update-delete"} <= set(row)
     assert csv_rows('"sku";"price"\n"1";"10.00"\n') == [{"sku": "1", "price": "10.00"}]
+
+
+def test_a_second_price_import_within_the_minute_is_deferred_then_coalesced() -> None:
+    """One connector, two price changes a documented 10 s apart: the second is not sent (the slot is
+    taken), fails as retryable "deferred", and goes with the next change in the next import."""
+    shopfront = MiraklStandin(time_scale=600.0, catalogue_polls=0)
+    connector = CarrefourConnector({"time_scale": "600"})
+    headers = {"Authorization": SANDBOX_API_KEY}
+
+    def change(sku: str, price: str) -> ChangeRecord:
+        base = listing()
+        item = Listing(sku, sku, "carrefour", base.category, base.fields, Decimal(price), "BRL", 3)
+        body = connector.price_payload(item)
+        return ChangeRecord(
+            "update", sku, "carrefour", ("price",), (body,), item.to_dict(), {"remote_id": "MKP1"}
+        )
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        async with httpx.AsyncClient(transport=shopfront.transport(), base_url="http://m.test") as client:
+            shopfront.offers.update({s: {"shop_sku": s, "price": "1.00", "quantity": 1} for s in ("1", "2")})
+            first = await connector.apply_in_bulk(client, headers, [change("1", "11.00")])
+            second = await connector.apply_in_bulk(client, headers, [change("2", "12.00")])
+            await asyncio.sleep(0.12)  # a documented minute and a little
+            third = await connector.apply_in_bulk(
+                client, headers, [change("2", "12.00"), change("1", "13.00")]
+            )
+            return first, second, third
+
+    first, second, third = asyncio.run(scenario())
+    assert first["1"].ok
+    assert not second["2"].ok and second["2"].retryable and "deferred" in (second["2"].error or "")
+    assert third["1"].ok and third["2"].ok
+    assert shopfront.requests["POST /api/offers/pricing/imports"] == 2  # the deferred one went with the next
+    assert shopfront.refused["PRI01"] == 0
+    assert (shopfront.offers["1"]["price"], shopfront.offers["2"]["price"]) == ("13.00", "12.00")
