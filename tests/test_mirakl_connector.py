@@ -412,3 +412,27 @@ def test_a_second_price_import_within_the_minute_is_deferred_then_coalesced() ->
     assert shopfront.requests["POST /api/offers/pricing/imports"] == 2  # the deferred one went with the next
     assert shopfront.refused["PRI01"] == 0
     assert (shopfront.offers["1"]["price"], shopfront.offers["2"]["price"]) == ("13.00", "12.00")
+
+
+def test_after_losing_the_state_a_rebuild_from_of21_leaves_nothing_to_send(
+    shop: tuple[Sandbox, Path, Path],
+) -> None:
+    """`tradepost state rebuild`: OF21's offers give each SKU back with its product SKU (catalogued)."""
+    from engine.project._rebuild import rebuild_state
+    from tests.test_state_rebuild import lose_state, plan
+
+    box, config, _ = shop
+    applied = run_apply(config, "carrefour", box)
+    assert applied.failed == 0 and applied.applied > 5
+    lose_state(config)
+    project = load_project(config)
+    run = open_marketplace(project, "carrefour")
+    with open_state(project) as state:
+        transport = standin(box).transport()
+        summary = asyncio.run(rebuild_state(run, project, state, transport=transport))
+    assert (summary.listings, summary.duplicates) == (applied.applied, [])
+    assert sum(summary.differing.values()) == 0
+    assert plan(config, "carrefour")[1] == []
+    with open_state(project) as state:
+        rows = [state.get("carrefour", sku) for sku in state.all_sku_ids("carrefour")]
+    assert all(row is not None and row.remote_id and row.remote_id.startswith("MKP") for row in rows)
