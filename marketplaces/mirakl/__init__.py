@@ -390,11 +390,10 @@ class _Batch:
             except (MiraklError, httpx.TransportError) as exc:
                 self.fail(new, f"P41: {exc}", getattr(exc, "retryable", True))
             else:
-                for row in outcome.added:
-                    if row.get("sku") and row.get("product-sku"):
-                        held[_ean(listings[row["sku"]]) if row["sku"] in listings else ""] = row[
-                            "product-sku"
-                        ]
+                for row in outcome.added:  # P45: the products catalogued, with Mirakl's SKU
+                    sku, product_sku = row.get("sku", ""), row.get("product-sku", "")
+                    if sku in listings and product_sku:
+                        held[_ean(listings[sku])] = product_sku
                 for sku, reason in outcome.errors.items():
                     self.fail([sku], f"product refused (P44): {reason}", False)
                 waiting = [
@@ -424,7 +423,9 @@ class _Batch:
         elif outcome.failed_whole:
             self.fail(skus, f"{kind.upload} import {outcome.import_id} ended {outcome.status}", True)
         for sku, reason in outcome.errors.items():
-            self.fail([sku], f"{kind.upload} line refused ({kind.report}): {reason}", False)
+            # An offer refused for its product (deleted or uncatalogued since) may pass once it is back.
+            later = "not catalogued" in reason or "does not exist" in reason
+            self.fail([sku], f"{kind.upload} line refused ({kind.report}): {reason}", later)
 
     def outcomes(self) -> dict[str, CallResult]:
         results = {}
