@@ -436,3 +436,26 @@ def test_after_losing_the_state_a_rebuild_from_of21_leaves_nothing_to_send(
     with open_state(project) as state:
         rows = [state.get("carrefour", sku) for sku in state.all_sku_ids("carrefour")]
     assert all(row is not None and row.remote_id and row.remote_id.startswith("MKP") for row in rows)
+
+
+@pytest.mark.parametrize("accepted", [True, False], ids=["key-accepted", "key-refused"])
+def test_the_shop_key_appears_in_no_output_in_any_encoding(
+    shop: tuple[Sandbox, Path, Path], accepted: bool
+) -> None:
+    """`tradepost plan` and `apply --json` with a hostile shop key (every character an encoding
+    changes), accepted or refused by Mirakl: no form of it in stdout or stderr."""
+    from tests._harness import tradepost
+    from tests.test_secrets import SECRET, encodings
+
+    box, config, _ = shop
+    (config.parent / "secrets" / "carrefour_api_key").write_text(SECRET + "\n", encoding="utf-8")
+    standin(box).api_key = SECRET if accepted else "another-key"
+    outputs = []
+    for args in (["plan", "-m", "carrefour"], ["apply", "-m", "carrefour", "--json"]):
+        code, out, err = tradepost(*args, "-c", str(config))
+        outputs.append(out + err)
+        assert code == (0 if accepted or args[0] == "plan" else 3), out + err
+    text = "".join(outputs)
+    assert accepted or "shop key was refused" in text
+    for form, encoded in encodings(SECRET).items():
+        assert encoded not in text, form
