@@ -459,3 +459,26 @@ def test_the_shop_key_appears_in_no_output_in_any_encoding(
     assert accepted or "shop key was refused" in text
     for form, encoded in encodings(SECRET).items():
         assert encoded not in text, form
+
+
+@pytest.mark.parametrize(("asked", "tries"), [("900", 1), ("0.01", 3)])
+def test_a_429_is_waited_only_within_the_senders_patience(asked: str, tries: int) -> None:
+    """Mirakl asking to wait 15 minutes: the 429 is the answer (the work is deferred, no sync batch
+    held); a short wait is waited and the request sent again."""
+    from marketplaces.mirakl._http import MiraklSender
+
+    answers = iter([429, 429, 201])
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(next(answers), headers={"Retry-After": asked}, json={"import_id": "1"})
+
+    async def scenario() -> tuple[int, int]:
+        async with httpx.AsyncClient(
+            transport=httpx.MockTransport(answer), base_url="http://m.test"
+        ) as client:
+            sender = MiraklSender(client, "key", patience=5.0)
+            response = await sender.send("POST", "/api/offers/pricing/imports")
+            return response.status_code, sender.count
+
+    status, count = asyncio.run(scenario())
+    assert (status, count) == ((429, 1) if tries == 1 else (201, 3))

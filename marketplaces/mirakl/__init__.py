@@ -98,6 +98,9 @@ P31_REFERENCES = 100
 """Product references one P31 call takes (Mirakl keeps id lists at 100, SOURCE.md "Errors")."""
 OF21_PAGE = 100
 WAITING = "waiting for the marketplace to catalogue the product"
+PATIENCE_FLOOR = 5.0
+"""Real seconds a 429's Retry-After is always waited: a few seconds hold no sync batch, and under the
+sandbox's time scale they cover every documented interval (another process took the slot)."""
 
 
 class MiraklConnector(Connector):
@@ -224,13 +227,18 @@ class MiraklConnector(Connector):
         return auth_headers(credentials.get("api_key"))
 
     def sender(self, client: httpx.AsyncClient, headers: Mapping[str, str]) -> MiraklSender:
+        """The connector's requests: retried on 5xx and lost connections; a 429 only when its
+        Retry-After is within ``max_wait_seconds`` (on the connector's clock) or
+        :data:`PATIENCE_FLOOR` real seconds, else it defers the work like a taken slot."""
+        patience = max(self.clock.seconds(float(self.option("max_wait_seconds"))), PATIENCE_FLOOR)
         retry = RetryPolicy(
             attempts=max(1, int(self.option("max_attempts"))),
             base=float(self.option("retry_seconds")),
             cap=30.0,
-            retry_after_cap=self.clock.seconds(15 * 60.0) + 1.0,
+            retry_after_cap=patience,
         )
-        return MiraklSender(client, headers.get("Authorization", ""), self.option("shop_id") or None, retry)
+        shop = self.option("shop_id") or None
+        return MiraklSender(client, headers.get("Authorization", ""), shop, retry, patience=patience)
 
     async def apply_in_bulk(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[ChangeRecord]

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 
 from engine import TradepostError
-from engine.connectors import CallResult, RetryPolicy, json_body
+from engine.connectors import CallResult, RetryPolicy, json_body, retry_after
 
 CSV_DELIMITER = ";"
 CSV_CONTENT_TYPE = "text/csv"
@@ -218,6 +218,9 @@ class MiraklSender:
     api_key: str
     shop_id: str | None = None
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=5, base=0.5, cap=30.0))
+    patience: float = 60.0
+    """Real seconds a 429's Retry-After may ask to wait; asked for longer, the 429 is the answer (the
+    caller defers the work rather than hold a sync batch for Mirakl's quarter of an hour)."""
     count: int = 0
     retries: int = 0
 
@@ -244,7 +247,13 @@ class MiraklSender:
                 method, path, params=query, headers=headers, files=files, data=data
             )
 
-        return await self.retry.run_async(attempt)
+        def again(response: httpx.Response) -> bool:
+            if not self.retry.retryable(response):
+                return False
+            asked = retry_after(response)
+            return response.status_code != 429 or asked is None or asked <= self.patience
+
+        return await self.retry.run_async(attempt, retry_if=again)
 
 
 __all__ = [
