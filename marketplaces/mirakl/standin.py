@@ -208,9 +208,6 @@ class MiraklStandin(Standin):
                 done += 1
         return done
 
-    def held(self, sku: str) -> dict[str, Any] | None:
-        return self.offers.get(sku)
-
     # -- the shared gate ---------------------------------------------------------------------
 
     def _operation(self, code: str, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
