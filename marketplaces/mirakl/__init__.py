@@ -26,7 +26,8 @@ change sends the offer only).
 Call frequency (each operation's "Maximum usage"): P41 once per 15 minutes, OF01, PRI01 and
 STO01 once a minute, status polls once a minute (STO02 every 15 s). The connector keeps each
 operation's next slot (:class:`~marketplaces.mirakl._http.CallSlots`) and waits for it up to
-``max_wait_seconds`` (0 by default: never); an upload further away fails its SKUs as retryable
+``max_wait_seconds`` (0 by default: only the 5 real seconds of ``PATIENCE_FLOOR``); an upload
+further away fails its SKUs as retryable
 *deferred* without sending, so a sync batch never holds the other marketplaces for a slot, and the
 next run (or sync batch) sends them with what changed since in one import. Each apply uses each
 import once per 10,000 changes (the executor's bulk chunk), so only a second chunk, or a second
@@ -99,8 +100,8 @@ P31_REFERENCES = 100
 OF21_PAGE = 100
 WAITING = "waiting for the marketplace to catalogue the product"
 PATIENCE_FLOOR = 5.0
-"""Real seconds a 429's Retry-After is always waited: a few seconds hold no sync batch, and under the
-sandbox's time scale they cover every documented interval (another process took the slot)."""
+"""Real seconds a slot, or a 429's Retry-After, is always waited: a few seconds hold no sync batch,
+and under the sandbox's time scale they cover every documented interval."""
 
 
 class MiraklConnector(Connector):
@@ -248,7 +249,9 @@ class MiraklConnector(Connector):
         importer = Importer(
             sender,
             self.slots,
-            max_wait=float(self.option("max_wait_seconds")),
+            # Documented seconds: the option, or the few real seconds that hold no batch (under the
+            # sandbox's time scale, every interval; against Mirakl, none of its minutes).
+            max_wait=max(float(self.option("max_wait_seconds")), PATIENCE_FLOOR * self.clock.scale),
             poll_budget=float(self.option("catalogue_wait_minutes")) * 60.0,
         )
         batch = _Batch(self)
