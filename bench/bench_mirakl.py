@@ -95,6 +95,7 @@ async def run(skus: int, minutes: float, per_minute: int, scale: float) -> dict[
     standin = MiraklStandin(time_scale=scale, catalogue_polls=2)
     options = {"time_scale": str(scale), "shop_id": "2000"}
     connector = CarrefourConnector(options)
+    connector.patience_floor /= scale  # as against Mirakl: 5 s waited for a slot, not 5 scaled minutes
     headers = auth_headers(SANDBOX_API_KEY)
     clock = Clock(scale)
     phases: dict[str, Any] = {}

@@ -138,6 +138,9 @@ class MiraklConnector(Connector):
         super().__init__(options)
         self.clock = MiraklClock(scale=float(self.option("time_scale")))
         self.slots = CallSlots(self.clock)
+        self.patience_floor = PATIENCE_FLOOR
+        """Real seconds always waited for a slot or a 429 (:data:`PATIENCE_FLOOR`); a benchmark on a
+        scaled clock scales it too, to behave as against Mirakl."""
         self.last_bulk_requests = 0
         """Requests the last :meth:`apply_in_bulk` made, for the executor's summary."""
         self.last_bulk_retries = 0
@@ -231,7 +234,7 @@ class MiraklConnector(Connector):
         """The connector's requests: retried on 5xx and lost connections; a 429 only when its
         Retry-After is within ``max_wait_seconds`` (on the connector's clock) or
         :data:`PATIENCE_FLOOR` real seconds, else it defers the work like a taken slot."""
-        patience = max(self.clock.seconds(float(self.option("max_wait_seconds"))), PATIENCE_FLOOR)
+        patience = max(self.clock.seconds(float(self.option("max_wait_seconds"))), self.patience_floor)
         retry = RetryPolicy(
             attempts=max(1, int(self.option("max_attempts"))),
             base=float(self.option("retry_seconds")),
@@ -251,7 +254,7 @@ class MiraklConnector(Connector):
             self.slots,
             # Documented seconds: the option, or the few real seconds that hold no batch (under the
             # sandbox's time scale, every interval; against Mirakl, none of its minutes).
-            max_wait=max(float(self.option("max_wait_seconds")), PATIENCE_FLOOR * self.clock.scale),
+            max_wait=max(float(self.option("max_wait_seconds")), self.patience_floor * self.clock.scale),
             poll_budget=float(self.option("catalogue_wait_minutes")) * 60.0,
         )
         batch = _Batch(self)
