@@ -111,6 +111,8 @@ SCENARIOS = {
         Scenario("amazon-feed", "amazon", lambda: synthetic(560)),
         Scenario("facebook", "facebook", lambda: subset(10)),
         Scenario("facebook-lost", "facebook", lambda: subset(10), lost_state=True),
+        Scenario("carrefour", "carrefour", lambda: subset(10)),
+        Scenario("carrefour-lost", "carrefour", lambda: subset(10), lost_state=True),
     )
 }
 
@@ -164,6 +166,9 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
         standin.settle(everything=True)  # batches a killed run never polled are processed by now
         for sku, item in standin.items.items():
             held = dumps([item.get("price"), item.get("sale_price"), item.get("availability")])
+    elif marketplace == "carrefour":
+        for sku, offer in standin.offers.items():
+            held = dumps([offer["price"], offer["discount_price"], offer["quantity"]])
             found.setdefault(str(sku), []).append(held)
     else:
         for sku, item in standin.items.items():
@@ -183,6 +188,9 @@ def forget_listings(box: Sandbox, marketplace: str) -> None:
     elif marketplace == "facebook":
         standin.settle(everything=True)
         standin.items.clear()
+    elif marketplace == "carrefour":
+        standin.offers.clear()
+        standin.products.clear()
     else:
         standin.items.clear()
         standin.late_failures.clear()

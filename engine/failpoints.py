@@ -53,6 +53,10 @@ APPLY_POINTS = (
     # marketplaces/meta/_batches.py: an items_batch answered, a batch handle's status read
     "meta:batch-sent",
     "meta:batch-polled",
+    # marketplaces/mirakl/_imports.py: every CSV import's upload, status polls and reports
+    "mirakl:import-sent",
+    "mirakl:import-polled",
+    "mirakl:report-read",
 )
 
 

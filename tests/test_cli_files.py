@@ -20,6 +20,7 @@ import pytest
 
 from engine import RuleError, TradepostError
 from engine._diagnostics import DiagnosticSink
+from engine.connectors import available_standins
 from engine.project._config import load_project
 from engine.rules._check import check_rules
 from engine.rules._yaml import parse_yaml
@@ -265,9 +266,11 @@ def test_schema_into_a_missing_folder(tmp_path: Path) -> None:
 def test_sandbox_port_out_of_range(tmp_path: Path) -> None:
     code, out, err = tradepost("sandbox", "--port", "70000", "--dir", str(tmp_path / "sandbox"))
     assert code == 1
+    count = len(available_standins())  # one port per stand-in: VTEX and every marketplace's
     assert err == (
-        "error: port 70000 cannot be used: the sandbox needs 5 ports from it (70000-70004) and ports go "
-        "from 1 to 65535; pass --port with a number from 1024 to 65531, or --port 0 for any free ports\n"
+        f"error: port 70000 cannot be used: the sandbox needs {count} ports from it "
+        f"(70000-{70000 + count - 1}) and ports go from 1 to 65535; pass --port with a number from 1024 to "
+        f"{65536 - count}, or --port 0 for any free ports\n"
     )
     assert "Traceback" not in out
 
@@ -283,7 +286,7 @@ def test_sandbox_port_in_use_is_said_at_once(tmp_path: Path) -> None:
     assert code == 1
     assert err.startswith(
         f"error: cannot listen on 127.0.0.1:{port} for the vtex stand-in: Address already in use; "
-        f"the sandbox uses ports {port}-{port + 4}. Stop what uses port {port}"
+        f"the sandbox uses ports {port}-{port + len(available_standins()) - 1}. Stop what uses port {port}"
     )
     assert "Traceback" not in out + err and seconds < 5
 

@@ -26,7 +26,7 @@ from engine.project._config import load_project
 from marketplaces.sandbox import Sandbox
 from tests._harness import Loopback, run_apply, subset, write_project
 
-MARKETPLACES = ("mercadolibre", "google", "amazon", "facebook")
+MARKETPLACES = ("mercadolibre", "google", "amazon", "facebook", "carrefour")
 
 
 @pytest.fixture
@@ -77,6 +77,10 @@ def expected(records: list[dict[str, Any]], marketplace: str) -> dict[str, list[
                 data = body["data"]
                 held = dumps([data["price"], data["sale_price"] or None, data["availability"]])
                 wanted[data["id"]] = [held]
+            elif marketplace == "carrefour":
+                offer = body["offer"]
+                held = dumps([offer["price"], offer["discount-price"] or None, int(offer["quantity"])])
+                wanted[record["sku_id"]] = [held]
             else:
                 attributes = body["attributes"]
                 held = dumps(

@@ -113,6 +113,7 @@ def test_a_stock_change_in_the_sandbox_reaches_every_marketplace(serving: tuple[
         ("MZN", "delivered"),
         ("GGL", "delivered"),
         ("FCB", "delivered"),
+        ("CRF", "delivered"),
     }
     # Only the stock was sent: Mercado Libre's item update carries the quantity alone, Amazon's
     # patch replaces fulfillment_availability alone.
