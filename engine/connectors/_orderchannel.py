@@ -277,6 +277,15 @@ class OrderChannel:
                     raise
         raise AssertionError("unreachable")
 
+    async def accept(self, order: Order) -> None:
+        """Tell the marketplace the seller takes an order the rules (or a reviewer) approved. Repeatable.
+
+        Called before the order is placed in VTEX, at every push until it is: a marketplace that
+        asks the seller to accept each order (Mirakl's OR21) withholds the address until then.
+        Most marketplaces ask nothing, and this does nothing.
+        """
+        return None
+
     def needs_tracking(self, order: Order) -> bool:
         """Whether a shipment can be confirmed only with a tracking number (the engine waits for one).
 

@@ -325,6 +325,8 @@ class OrderDesk:
                 return self._move(
                     stored, "cancelled", "cancelled on the marketplace before placement", outcome
                 )
+            if self.channel is not None:
+                await self.channel.accept(stored.order)  # Mirakl releases the address once accepted
             if stored.order.shipping_address is None and stored.marketplace_status == "pending":
                 return False  # marketplaces release the address with the payment: wait for it
             vtex = self._vtex()
