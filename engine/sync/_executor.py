@@ -562,6 +562,7 @@ class Executor:
             outcome = outcomes.get(record.sku_id, CallResult(False, error="missing from the feed report"))
             self._finish(self._record(record, outcome.ok, outcome.remote_id, outcome.error, 0))
         self.summary.requests += getattr(self.connector, "last_bulk_requests", 0)
+        self.summary.retries += getattr(self.connector, "last_bulk_retries", 0)
 
 
 def _whole_families(records: Iterable[ChangeRecord]) -> Iterator[list[ChangeRecord]]:
