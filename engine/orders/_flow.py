@@ -321,12 +321,14 @@ class OrderDesk:
                 stored, "cancelled", "cancelled on the marketplace while held", outcome
             )
         if state == "approved":
+            accepted = None if cancelled or self.channel is None else await self.channel.accept(stored.order)
+            if accepted is not None:  # Mirakl releases the address once the shop accepts
+                stored = self.store.refresh(accepted) or stored
+                cancelled = stored.cancelled_on_marketplace
             if cancelled:
                 return self._move(
                     stored, "cancelled", "cancelled on the marketplace before placement", outcome
                 )
-            if self.channel is not None:
-                await self.channel.accept(stored.order)  # Mirakl releases the address once accepted
             if stored.order.shipping_address is None and stored.marketplace_status == "pending":
                 return False  # marketplaces release the address with the payment: wait for it
             vtex = self._vtex()

@@ -41,7 +41,7 @@ refused or cancelled count as done; a refusal (400) is answered by reading the o
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -49,10 +49,22 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from engine.connectors import BadOrder, Fulfilment, Invoice, OrderCallError, OrderChannel, Tracking, json_body
+from engine.connectors import (
+    BadOrder,
+    Connector,
+    Credentials,
+    Fulfilment,
+    Invoice,
+    OrderCallError,
+    OrderChannel,
+    RetryPolicy,
+    Tracking,
+    json_body,
+)
 from engine.jsonio import dumps
 from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from marketplaces.mirakl._http import shop_params
 
 __all__ = ["CarrefourOrders", "MiraklOrders", "cancellations", "mirakl_time", "read_order", "tracking_body"]
 
@@ -106,6 +118,22 @@ class MiraklOrders(OrderChannel):
     title = "Mirakl"
 
     page_size: int = PAGE_MAX
+
+    def __init__(
+        self,
+        connector: Connector,
+        credentials: Credentials,
+        client: httpx.AsyncClient,
+        sku_of: Callable[[str], str | None] | None = None,
+        after_auth: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(connector, credentials, client, sku_of, after_auth)
+        options = connector.options
+        self.backoff = RetryPolicy(
+            attempts=max(1, int(options.get("max_attempts") or 5)),
+            base=float(options.get("retry_seconds") or 0.5),
+        )
+        """Retries as patient as the connector's own (options ``max_attempts``, ``retry_seconds``)."""
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -173,34 +201,36 @@ class MiraklOrders(OrderChannel):
 
     # -- accepting -----------------------------------------------------------------------------
 
-    async def accept(self, order: Order) -> None:
-        """Accept every line of an order waiting for acceptance (OR21); other states need nothing."""
-        if order.references.get("state") not in (None, "STAGING", "WAITING_ACCEPTANCE"):
-            return  # accepted (or ended) when last read: nothing to ask Mirakl
-        await self._decide_lines(order, accepted=True)
+    async def accept(self, order: Order) -> Order | None:
+        """Accept every line of an order waiting for acceptance (OR21); the order as Mirakl shows it
+        afterwards, with the address it releases, for the engine to place. None once there is
+        nothing left to learn (an address known, or the order shipped or ended)."""
+        if order.shipping_address is not None or order.references.get("state") in SHIPPED | ENDED:
+            return None
+        read = read_order(await self._decide_lines(order, accepted=True), self.name)
+        return read if isinstance(read, Order) else None
 
-    async def _decide_lines(self, order: Order, *, accepted: bool) -> bool:
-        """OR21 with every line accepted or refused; False while the order is still in STAGING.
+    async def _decide_lines(self, order: Order, *, accepted: bool) -> dict[str, Any]:
+        """OR21 with every line accepted or refused, when the order waits for it; the order after.
 
         The order is read first: lines already decided are not sent again, and a refusal (400,
         e.g. ``ORDER_INVALID_STATE`` after a decision that was made but whose answer was lost) is
-        answered by reading it once more.
+        answered by reading it once more. An order in ``STAGING`` is returned as it is.
         """
         current = await self._raw(order.order_id)
-        state = current.get("order_state")
-        if state == "STAGING":
-            return False
-        if state != "WAITING_ACCEPTANCE":
-            return True
+        if current.get("order_state") != "WAITING_ACCEPTANCE":
+            return current
         lines = [{"id": str(line["order_line_id"]), "accepted": accepted} for line in _lines(current)]
         try:
             await self._call("PUT", f"{ORDERS}/{order.order_id}/accept", {"order_lines": lines})
         except OrderCallError as refused:
             if refused.retryable or refused.status != 400:
                 raise
-            if (await self._raw(order.order_id)).get("order_state") == "WAITING_ACCEPTANCE":
+            after = await self._raw(order.order_id)
+            if after.get("order_state") == "WAITING_ACCEPTANCE":
                 raise
-        return True
+            return after
+        return await self._raw(order.order_id)
 
     # -- shipping ------------------------------------------------------------------------------
 
@@ -285,7 +315,7 @@ class MiraklOrders(OrderChannel):
                 f"Mirakl order {order.order_id} is already {state}: use the return path", retryable=False
             )
         if state in ("STAGING", "WAITING_ACCEPTANCE"):
-            if not await self._decide_lines(order, accepted=False):
+            if (await self._decide_lines(order, accepted=False)).get("order_state") == "STAGING":
                 raise OrderCallError(
                     f"Mirakl order {order.order_id} is in STAGING (the operator's checks): it is refused "
                     "once it waits for acceptance",
@@ -315,7 +345,7 @@ class MiraklOrders(OrderChannel):
     ) -> httpx.Response:
         """One request through :func:`send` (429, 5xx and lost connections retried), with ``shop_id``."""
         shop = self.connector.options.get("shop_id")
-        query = {**(params or {}), **({"shop_id": str(shop)} if shop else {})}
+        query = shop_params(str(shop) if shop else None, **{k: str(v) for k, v in (params or {}).items()})
         content = dumps(body).encode() if body is not None else None
         headers = {"Accept": "application/json"}
         if body is not None:
