@@ -24,7 +24,6 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
 
 import engine
 from engine.connectors import (
@@ -45,7 +44,7 @@ from engine.state._store import StateStore
 from marketplaces._standin import Faults, Standin, error_handlers
 from marketplaces.mirakl import CarrefourConnector, MiraklConnector
 from marketplaces.mirakl._order_channel import CarrefourOrders, MiraklOrders, cancellations, read_order
-from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, OrderRefusal
+from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, shop_key_check
 from marketplaces.sandbox import Sandbox
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
 from tests._harness import subset
@@ -86,7 +85,7 @@ class MiraklShop(Standin):
         offers: dict[str, Decimal] | None = None,
     ) -> None:
         self.offers = {sku: {"price": price, "quantity": 50} for sku, price in (offers or SKUS).items()}
-        self.desk = MiraklOrderDesk(self.offers, authorize=self.authorize, clock=clock)
+        self.desk = MiraklOrderDesk(self.offers, authorize=shop_key_check(SHOP_KEY, "2001"), clock=clock)
         super().__init__(faults=faults)
 
     def build(self) -> Starlette:
@@ -97,12 +96,6 @@ class MiraklShop(Standin):
 
     def error_body(self, status: int, message: str) -> Any:
         return {"status": status, "message": message}
-
-    def authorize(self, request: Request) -> None:
-        if request.headers.get("Authorization") != SHOP_KEY:
-            raise OrderRefusal(401, "Unauthorized", "UNAUTHORIZED")
-        if request.query_params.get("shop_id") not in (None, "2001"):
-            raise OrderRefusal(403, "the user has no access to this shop", "FORBIDDEN")
 
     def sent(self, call: str) -> list[Any]:
         """The JSON bodies of the requests ``call`` ("PUT /api/orders/X/accept") received, in order."""

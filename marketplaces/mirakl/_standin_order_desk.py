@@ -33,8 +33,9 @@ What it checks (``shared/specs/mirakl``: the OpenAPI file, SOURCE.md, CARREFOUR.
 
 Orders come from customers, which a stand-in has none of: :meth:`MiraklOrderDesk.create_order` and
 :meth:`~MiraklOrderDesk.set_state` play them and the operator, and so do the sandbox's controls
-``POST /_sandbox/orders`` and ``POST /_sandbox/orders/{id}/state``. Every change moves the order's
-``last_updated_date``.
+``POST /_sandbox/orders`` and ``POST /_sandbox/orders/{id}/status`` (``tradepost sandbox order`` and
+``status``). Every change moves the order's ``last_updated_date``. :func:`shop_key_check` is the
+request check a stand-in gives the desk.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ from starlette.routing import Route
 
 from engine.model import aware_time
 from marketplaces._standin import Refusal as _Refusal
-from marketplaces._standin import exact_json, json_object, look_up, sandbox_route
+from marketplaces._standin import exact_json, json_object, look_up, same_secret, sandbox_route
 
-__all__ = ["MiraklOrderDesk", "OrderRefusal"]
+__all__ = ["MiraklOrderDesk", "OrderRefusal", "shop_key_check"]
 
 STATES = ("STAGING", "WAITING_ACCEPTANCE", "WAITING_DEBIT", "WAITING_DEBIT_PAYMENT", "SHIPPING", "SHIPPED",
           "TO_COLLECT", "RECEIVED", "CLOSED", "REFUSED", "CANCELED")  # fmt: skip
@@ -145,7 +146,7 @@ class MiraklOrderDesk:
             Route("/api/orders/{order_id}/documents", self.upload_documents, methods=["POST"]),
             Route("/api/shipping/carriers", self.carriers, methods=["GET"]),
             sandbox_route("orders", self.sandbox_order),
-            sandbox_route("orders/{order_id}/state", self.sandbox_state),
+            sandbox_route("orders/{order_id}/status", self.sandbox_state),
         ]
 
     # -- orders: made by tests and the sandbox ---------------------------------------------------
@@ -467,14 +468,15 @@ class MiraklOrderDesk:
         return exact_json({"carriers": sorted(CARRIERS, key=lambda c: str(c["label"]))})
 
     async def sandbox_order(self, request: Request) -> Response:
-        """``POST /_sandbox/orders`` ``{sku, quantity?, unit_price?, state?, order_id?}``."""
+        """``POST /_sandbox/orders`` ``{sku_id, quantity?, unit_price?, state?, order_id?}``
+        (what ``tradepost sandbox order`` sends)."""
         body = await _object(request)
-        known = {"sku", "quantity", "unit_price", "state", "order_id"}
-        if set(body) - known or not isinstance(body.get("sku"), str | int):
-            raise OrderRefusal(400, f"give sku and only {', '.join(sorted(known))}")
+        known = {"sku_id", "quantity", "unit_price", "state", "order_id"}
+        if set(body) - known or not isinstance(body.get("sku_id"), str | int):
+            raise OrderRefusal(400, f"give sku_id and only {', '.join(sorted(known))}")
         try:
             order_id = self.create_order(
-                str(body["sku"]),
+                str(body["sku_id"]),
                 body.get("quantity", 1),
                 body.get("unit_price"),
                 state=str(body.get("state", "WAITING_ACCEPTANCE")),
@@ -485,11 +487,12 @@ class MiraklOrderDesk:
         return exact_json({"order_id": order_id}, 201)
 
     async def sandbox_state(self, request: Request) -> Response:
-        """``POST /_sandbox/orders/{id}/state`` ``{state}``: see :meth:`set_state`."""
+        """``POST /_sandbox/orders/{id}/status`` ``{status}``: a Mirakl state (what ``tradepost
+        sandbox status`` sends); see :meth:`set_state`."""
         order = self._order(request)
         body = await _object(request)
         try:
-            self.set_state(order["order_id"], str(body.get("state")))
+            self.set_state(order["order_id"], str(body.get("status")))
         except ValueError as refused:
             raise OrderRefusal(400, str(refused)) from None
         return exact_json(_shown(order))
@@ -606,6 +609,20 @@ class MiraklOrderDesk:
 
     def _stamp(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def shop_key_check(api_key: str, shop_id: str) -> Callable[[Request], None]:
+    """The desk's ``authorize``: the shop key raw in ``Authorization`` (401), and ``shop_id``, when
+    given, naming this shop (403), as the catalog stand-in checks them."""
+
+    def authorize(request: Request) -> None:
+        if not same_secret(request.headers.get("Authorization"), api_key):
+            raise OrderRefusal(401, "Unauthorized: the shop API key is missing or invalid", "UNAUTHORIZED")
+        shop = request.query_params.get("shop_id")
+        if shop is not None and shop != shop_id:
+            raise OrderRefusal(403, f"Forbidden: shop {shop} is not reachable with this key", "FORBIDDEN")
+
+    return authorize
 
 
 def _shown(order: Mapping[str, Any]) -> dict[str, Any]:
