@@ -109,6 +109,8 @@ SCENARIOS = {
         Scenario("amazon", "amazon", lambda: subset(10)),
         Scenario("amazon-refused", "amazon", lambda: subset(5), refuse_all=True),
         Scenario("amazon-feed", "amazon", lambda: synthetic(560)),
+        Scenario("carrefour", "carrefour", lambda: subset(10)),
+        Scenario("carrefour-lost", "carrefour", lambda: subset(10), lost_state=True),
     )
 }
 
@@ -158,6 +160,10 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
                 [attributes.get("price"), attributes.get("salePrice"), attributes.get("availability")]
             )
             found.setdefault(str(stored["offerId"]), []).append(held)
+    elif marketplace == "carrefour":
+        for sku, offer in standin.offers.items():
+            held = dumps([offer["price"], offer["discount_price"], offer["quantity"]])
+            found.setdefault(str(sku), []).append(held)
     else:
         for sku, item in standin.items.items():
             attributes = item["attributes"]
@@ -173,6 +179,9 @@ def forget_listings(box: Sandbox, marketplace: str) -> None:
         standin.descriptions.clear()
     elif marketplace == "google":
         standin.inputs.clear()
+    elif marketplace == "carrefour":
+        standin.offers.clear()
+        standin.products.clear()
     else:
         standin.items.clear()
         standin.late_failures.clear()

@@ -50,6 +50,10 @@ APPLY_POINTS = (
     "amazon:feed-polled",
     "amazon:feed-report",
     "amazon:confirm-read",
+    # marketplaces/mirakl/_imports.py: every CSV import's upload, status polls and reports
+    "mirakl:import-sent",
+    "mirakl:import-polled",
+    "mirakl:report-read",
 )
 
 

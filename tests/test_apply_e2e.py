@@ -51,7 +51,7 @@ def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
     return box, write_project(box, tmp_path / "project")
 
 
-@pytest.mark.parametrize("marketplace", ["mercadolibre", "google", "amazon"])
+@pytest.mark.parametrize("marketplace", ["mercadolibre", "google", "amazon", "carrefour"])
 def test_with_20_percent_faults_every_change_lands_exactly_once(
     sandbox: tuple[Sandbox, Path], marketplace: str
 ) -> None:
@@ -74,6 +74,8 @@ def test_with_20_percent_faults_every_change_lands_exactly_once(
     elif marketplace == "google":
         assert {i["offerId"] for i in standin.inputs.values()} == applied
         assert len(standin.inputs) == len(applied)
+    elif marketplace == "carrefour":
+        assert set(standin.offers) == applied  # one offer per SKU, on its catalogued product
     else:
         assert set(standin.items) == applied
 

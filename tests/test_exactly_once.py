@@ -26,7 +26,7 @@ from engine.project._config import load_project
 from marketplaces.sandbox import Sandbox
 from tests._harness import Loopback, run_apply, subset, write_project
 
-MARKETPLACES = ("mercadolibre", "google", "amazon")
+MARKETPLACES = ("mercadolibre", "google", "amazon", "carrefour")
 
 
 @pytest.fixture
@@ -73,6 +73,10 @@ def expected(records: list[dict[str, Any]], marketplace: str) -> dict[str, list[
                     [attributes.get("price"), attributes.get("salePrice"), attributes.get("availability")]
                 )
                 wanted[body["offerId"]] = [held]
+            elif marketplace == "carrefour":
+                offer = body["offer"]
+                held = dumps([offer["price"], offer["discount-price"] or None, int(offer["quantity"])])
+                wanted[record["sku_id"]] = [held]
             else:
                 attributes = body["attributes"]
                 held = dumps(

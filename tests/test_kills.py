@@ -44,6 +44,7 @@ CHAINS = {
         "amazon:feed-document", "amazon:feed-uploaded", "amazon:feed-created", "amazon:feed-polled",
         "amazon:feed-report", "apply:bulk-done",
     ),
+    "carrefour": ("mirakl:import-sent", "mirakl:import-polled", "mirakl:report-read"),
 }  # fmt: skip
 
 
@@ -66,7 +67,7 @@ def test_every_failpoint_of_apply_is_listed_and_in_a_chain() -> None:
 def harnesses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Harness]]:
     made: dict[str, Harness] = {}
     try:
-        for index, name in enumerate([*CHAINS, "google"]):
+        for index, name in enumerate([*CHAINS, "google", "carrefour-lost"]):
             harness = Harness(SCENARIOS[name], tmp_path_factory.mktemp(name), SEED + index)
             made[name] = harness
             harness.baseline()
@@ -97,7 +98,7 @@ def test_a_run_killed_at_each_failpoint_then_run_again_lists_every_sku_once(
         assert again.ok, f"seed {SEED}: {again.line()}"
 
 
-@pytest.mark.parametrize("scenario", ["mercadolibre-lost", "google", "amazon-refused"])
+@pytest.mark.parametrize("scenario", ["mercadolibre-lost", "google", "amazon-refused", "carrefour-lost"])
 def test_a_run_killed_at_a_random_point_or_time_then_run_again_lists_every_sku_once(
     harnesses: dict[str, Harness], scenario: str
 ) -> None:
