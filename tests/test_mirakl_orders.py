@@ -34,12 +34,15 @@ from engine.connectors import (
     OrderCallError,
     RetryPolicy,
     Tracking,
+    order_channel_class,
     source,
 )
 from engine.jsonio import dumps, loads
 from engine.model._order import Order
 from engine.orders._flow import OrderDesk
 from engine.orders._store import OrderStore
+from engine.project._assembly import open_state
+from engine.project._config import load_project
 from engine.state._store import StateStore
 from marketplaces._standin import Faults, Standin, error_handlers
 from marketplaces.mirakl import CarrefourConnector, MiraklConnector
@@ -47,7 +50,7 @@ from marketplaces.mirakl._order_channel import CarrefourOrders, MiraklOrders, ca
 from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, shop_key_check
 from marketplaces.sandbox import Sandbox
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
-from tests._harness import subset
+from tests._harness import Loopback, run_apply, subset, tradepost, write_project
 from tests.conftest import MINIMAL_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -776,3 +779,61 @@ def killed_run(flow: Flow, command: str, failpoint: str, urls: dict[str, str]) -
     process.start()
     process.join(60)
     return process.exitcode
+
+
+# -- tradepost orders, with carrefour in a project -----------------------------------------------------
+
+
+def mount_order_desk(standin: Any) -> MiraklOrderDesk:
+    """The desk on the Mirakl stand-in's offers, behind its shop key (until the stand-in mounts it)."""
+    if standin.order_desk is None:
+        standin.order_desk = MiraklOrderDesk(
+            standin.offers, authorize=shop_key_check(standin.api_key, standin.shop_id)
+        )
+        standin.app = standin.build()
+    desk: MiraklOrderDesk = standin.order_desk
+    return desk
+
+
+def test_tradepost_orders_pull_and_push_take_a_carrefour_order_to_vtex_and_back(
+    loopback: Loopback, tmp_path: Path
+) -> None:
+    box = loopback.sandbox(subset(20))
+    if "carrefour" not in box.standins or order_channel_class("carrefour") is None:
+        pytest.skip(
+            "carrefour is not registered in this install's entry points (pip install -e . registers it)"
+        )
+    desk = mount_order_desk(box.standins["carrefour"])
+    config = write_project(box, tmp_path / "project")
+    applied = run_apply(config, "carrefour", box)
+    assert applied.failed == 0 and applied.applied > 5, applied.failures
+    with open_state(load_project(config)) as state:
+        rows = state.db.execute(
+            "SELECT sku_id FROM listings WHERE marketplace = 'carrefour' AND quantity >= 2 ORDER BY sku_id"
+        )
+        sku = str(next(iter(rows))[0])
+
+    def cli(*args: str) -> Any:
+        code, out, err = tradepost(*args, "-c", str(config))
+        assert code == 0, err
+        return json.loads(out) if "--json" in args else out
+
+    order_id = (
+        cli("sandbox", "order", "-m", "carrefour", "--sku", sku, "--quantity", "2")
+        .split(" order ")[1]
+        .split()[0]
+    )
+    assert desk.order_record(order_id)["order_state"] == "WAITING_ACCEPTANCE"
+    assert cli("orders", "pull", "-m", "carrefour", "--json")["pull"][0]["new"] == {"approved": 1}
+    cli("orders", "push", "-m", "carrefour", "--json")
+    (row,) = cli("orders", "list", "-m", "carrefour", "--json")["orders"]
+    assert row["state"] == "ready" and desk.order_record(order_id)["order_state"] == "SHIPPING"
+    vtex: Any = box.standins["vtex"]
+    assert len(vtex.orders_by_marketplace_id()[order_id]) == 1
+
+    cli("sandbox", "invoice", row["vtex_order_id"])
+    cli("orders", "push", "-m", "carrefour")
+    (row,) = cli("orders", "list", "-m", "carrefour", "--json")["orders"]
+    record = desk.order_record(order_id)
+    assert row["state"] == "shipped" and record["order_state"] == "SHIPPED"
+    assert {f["code"] for f in record["order_additional_fields"]} >= set(desk.required_fields)
