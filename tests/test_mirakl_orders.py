@@ -47,7 +47,7 @@ from engine.state._store import StateStore
 from marketplaces._standin import Faults, Standin, error_handlers
 from marketplaces.mirakl import CarrefourConnector, MiraklConnector
 from marketplaces.mirakl._order_channel import CarrefourOrders, MiraklOrders, cancellations, read_order
-from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, shop_key_check
+from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, mount_on, shop_key_check
 from marketplaces.sandbox import Sandbox
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
 from tests._harness import Loopback, run_apply, subset, tradepost, write_project
@@ -784,17 +784,6 @@ def killed_run(flow: Flow, command: str, failpoint: str, urls: dict[str, str]) -
 # -- tradepost orders, with carrefour in a project -----------------------------------------------------
 
 
-def mount_order_desk(standin: Any) -> MiraklOrderDesk:
-    """The desk on the Mirakl stand-in's offers, behind its shop key (until the stand-in mounts it)."""
-    if standin.order_desk is None:
-        standin.order_desk = MiraklOrderDesk(
-            standin.offers, authorize=shop_key_check(standin.api_key, standin.shop_id)
-        )
-        standin.app = standin.build()
-    desk: MiraklOrderDesk = standin.order_desk
-    return desk
-
-
 def test_tradepost_orders_pull_and_push_take_a_carrefour_order_to_vtex_and_back(
     loopback: Loopback, tmp_path: Path
 ) -> None:
@@ -803,7 +792,7 @@ def test_tradepost_orders_pull_and_push_take_a_carrefour_order_to_vtex_and_back(
         pytest.skip(
             "carrefour is not registered in this install's entry points (pip install -e . registers it)"
         )
-    desk = mount_order_desk(box.standins["carrefour"])
+    desk = mount_on(box.standins["carrefour"])
     config = write_project(box, tmp_path / "project")
     applied = run_apply(config, "carrefour", box)
     assert applied.failed == 0 and applied.applied > 5, applied.failures

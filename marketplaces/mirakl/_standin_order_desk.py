@@ -57,7 +57,7 @@ from engine.model import aware_time
 from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json, json_object, look_up, same_secret, sandbox_route
 
-__all__ = ["MiraklOrderDesk", "OrderRefusal", "shop_key_check"]
+__all__ = ["MiraklOrderDesk", "OrderRefusal", "mount_on", "shop_key_check"]
 
 STATES = ("STAGING", "WAITING_ACCEPTANCE", "WAITING_DEBIT", "WAITING_DEBIT_PAYMENT", "SHIPPING", "SHIPPED",
           "TO_COLLECT", "RECEIVED", "CLOSED", "REFUSED", "CANCELED")  # fmt: skip
@@ -163,8 +163,8 @@ class MiraklOrderDesk:
     ) -> str:
         """A customer's order of one offer; returns its id (``<commercial id>-A``, as Mirakl names them).
 
-        ``unit_price`` defaults to the offer's price (a matching order); any other makes a divergent
-        one. The units leave the offer's stock, stopping at 0.
+        ``unit_price`` defaults to the offer's price, its discount price when it has one (a matching
+        order); any other makes a divergent one. The units leave the offer's stock, stopping at 0.
         """
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}")
@@ -173,7 +173,8 @@ class MiraklOrderDesk:
         offer = self.offers.get(sku)
         if offer is None:
             raise ValueError(f"the shop has no offer with SKU {sku}")
-        price = Decimal(str(unit_price if unit_price is not None else offer["price"]))
+        listed = offer.get("discount_price") or offer["price"]  # what the customer pays today
+        price = Decimal(str(unit_price if unit_price is not None else listed))
         if not price.is_finite() or price <= 0:
             raise ValueError("unit_price must be greater than 0")
         number = next(self._numbers)
@@ -623,6 +624,19 @@ def shop_key_check(api_key: str, shop_id: str) -> Callable[[Request], None]:
             raise OrderRefusal(403, f"Forbidden: shop {shop} is not reachable with this key", "FORBIDDEN")
 
     return authorize
+
+
+def mount_on(standin: Any) -> MiraklOrderDesk:
+    """The desk of a Mirakl stand-in (its ``order_desk`` slot), made on its offers and behind its
+    shop key and rebuilt into its app when the slot is empty; what the stand-in's own constructor
+    does once it mounts the desk itself."""
+    if standin.order_desk is None:
+        standin.order_desk = MiraklOrderDesk(
+            standin.offers, authorize=shop_key_check(standin.api_key, standin.shop_id)
+        )
+        standin.app = standin.build()
+    desk: MiraklOrderDesk = standin.order_desk
+    return desk
 
 
 def _shown(order: Mapping[str, Any]) -> dict[str, Any]:
