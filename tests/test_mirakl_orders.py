@@ -51,7 +51,8 @@ from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, mount_on, s
 from marketplaces.sandbox import Sandbox
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
 from tests._harness import Loopback, run_apply, subset, tradepost, write_project
-from tests.conftest import MINIMAL_RULES
+from tests.test_orderflow import RULES
+from tests.test_orders_e2e import STEPS as KILL_STEPS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT.parent / "shared" / "specs" / "mirakl" / "mirakl-mmp-seller-openapi.json"
@@ -573,16 +574,7 @@ def test_a_refused_call_names_the_order_and_mirakls_reason() -> None:
 
 # -- the order flow: Carrefour orders into VTEX, exactly once ----------------------------------------
 
-FLOW_RULES = (
-    MINIMAL_RULES.replace("affiliate: MLB", "affiliate: CRF")
-    + """
-divergence:
-  approve_within: 5%
-  hold_within: 20%
-  min_order_value: 10
-  max_order_value: 5000
-"""
-)
+FLOW_RULES = RULES.replace("affiliate: MLB", "affiliate: CRF")
 VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
 
 
@@ -701,18 +693,6 @@ def test_cancellations_go_both_ways(flow: Flow) -> None:
     assert flow.stored(by_customer).state == "cancelled"
     assert desk.order_record(by_store)["order_state"] == "CANCELED"
     assert flow.stored(by_store).state == "cancelled"
-
-
-KILL_STEPS = [
-    ("pull", "pull:read"),
-    ("pull", "pull:stored"),
-    ("push", "place:before"),
-    ("push", "place:after-vtex"),
-    ("push", "authorize:after-vtex"),
-    ("push", "ship:after-marketplace"),
-    ("push", "cancel:after-marketplace"),
-    ("push", "cancel:after-vtex"),
-]
 
 
 @pytest.mark.parametrize(("command", "failpoint"), KILL_STEPS, ids=[f for _, f in KILL_STEPS])

@@ -40,8 +40,9 @@ refused or cancelled count as done; a refusal (400) is answered by reading the o
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -51,8 +52,6 @@ from pydantic import ValidationError
 
 from engine.connectors import (
     BadOrder,
-    Connector,
-    Credentials,
     Fulfilment,
     Invoice,
     OrderCallError,
@@ -119,21 +118,14 @@ class MiraklOrders(OrderChannel):
 
     page_size: int = PAGE_MAX
 
-    def __init__(
-        self,
-        connector: Connector,
-        credentials: Credentials,
-        client: httpx.AsyncClient,
-        sku_of: Callable[[str], str | None] | None = None,
-        after_auth: Callable[[], None] | None = None,
-    ) -> None:
-        super().__init__(connector, credentials, client, sku_of, after_auth)
-        options = connector.options
-        self.backoff = RetryPolicy(
+    @functools.cached_property
+    def backoff(self) -> RetryPolicy:  # type: ignore[override]  # from the connector's options
+        """Retries as patient as the connector's own (options ``max_attempts``, ``retry_seconds``)."""
+        options = self.connector.options
+        return RetryPolicy(
             attempts=max(1, int(options.get("max_attempts") or 5)),
             base=float(options.get("retry_seconds") or 0.5),
         )
-        """Retries as patient as the connector's own (options ``max_attempts``, ``retry_seconds``)."""
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -193,6 +185,11 @@ class MiraklOrders(OrderChannel):
             raise OrderCallError("Mirakl answered OR11 without orders and total_count", retryable=True)
         return [raw for raw in orders if isinstance(raw, dict)], total
 
+    async def _state(self, order: Order) -> tuple[dict[str, Any], str]:
+        """The order as Mirakl shows it now, and its state."""
+        current = await self._raw(order.order_id)
+        return current, str(current.get("order_state"))
+
     async def _raw(self, order_id: str) -> dict[str, Any]:
         raw = (await self.raw_orders([order_id])).get(order_id)
         if raw is None:
@@ -236,8 +233,7 @@ class MiraklOrders(OrderChannel):
 
     async def confirm_shipment(self, order: Order, fulfilment: Fulfilment) -> None:
         """NF-e fields (OR31), tracking (OR23), then the shipment (OR24), each only when missing."""
-        current = await self._raw(order.order_id)
-        state = str(current.get("order_state"))
+        current, state = await self._state(order)
         if state in SHIPPED:
             return
         if state in ENDED:
@@ -261,7 +257,7 @@ class MiraklOrders(OrderChannel):
         except OrderCallError as refused:
             if refused.retryable or refused.status != 400:
                 raise
-            if str((await self._raw(order.order_id)).get("order_state")) not in SHIPPED:
+            if (await self._state(order))[1] not in SHIPPED:
                 raise
 
     def nfe_fields(self, order: Order, invoice: Invoice, current: Mapping[str, str]) -> list[dict[str, str]]:
@@ -306,8 +302,7 @@ class MiraklOrders(OrderChannel):
 
     async def cancel(self, order: Order, reason: str) -> None:
         """Refuse (OR21) an order awaiting acceptance, else cancel it whole (OR29) or line by line (OR30)."""
-        current = await self._raw(order.order_id)
-        state = str(current.get("order_state"))
+        current, state = await self._state(order)
         if state in ENDED:
             return
         if state in SHIPPED:
@@ -332,7 +327,7 @@ class MiraklOrders(OrderChannel):
         except OrderCallError as refused:
             if refused.retryable or refused.status != 400:
                 raise
-            if str((await self._raw(order.order_id)).get("order_state")) not in ENDED:
+            if (await self._state(order))[1] not in ENDED:
                 raise
 
     def _reason_code(self) -> str:
