@@ -140,18 +140,12 @@ class MiraklOrders(OrderChannel):
         if since is not None:
             params["start_update_date"] = mirakl_time(since)
         seen: set[str] = set()
-        offset = 0
-        while True:
-            page, total = await self._page({**params, "offset": offset})
-            for raw in page:
-                order_id = str(raw.get("order_id") or "") if isinstance(raw, Mapping) else ""
-                if order_id and order_id in seen:
-                    continue
-                seen.add(order_id)
-                yield read_order(raw, self.name)
-            offset += len(page)
-            if not page or offset >= total:
-                return
+        async for raw in self._pages(params):
+            order_id = str(raw.get("order_id") or "")
+            if order_id and order_id in seen:
+                continue
+            seen.add(order_id)
+            yield read_order(raw, self.name)
 
     async def order(self, order_id: str) -> Order:
         """One order through OR11's ``order_ids``; one that cannot be read raises its reason."""
@@ -165,25 +159,26 @@ class MiraklOrders(OrderChannel):
         wanted = list(dict.fromkeys(order_ids))
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), IDS_MAX):
-            chunk = wanted[start : start + IDS_MAX]
-            offset = 0
-            while True:
-                page, total = await self._page(
-                    {"order_ids": ",".join(chunk), "max": PAGE_MAX, "offset": offset}
-                )
-                found.update({str(raw["order_id"]): raw for raw in page if raw.get("order_id")})
-                offset += len(page)
-                if not page or offset >= total:
-                    break
+            query = {"order_ids": ",".join(wanted[start : start + IDS_MAX]), "max": PAGE_MAX}
+            found.update(
+                {str(raw["order_id"]): raw async for raw in self._pages(query) if raw.get("order_id")}
+            )
         return found
 
-    async def _page(self, params: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
-        """One OR11 page and the ``total_count`` of the query."""
-        answer = await self._json("GET", ORDERS, params=params)
-        orders, total = answer.get("orders"), answer.get("total_count")
-        if not isinstance(orders, list) or not isinstance(total, int):
-            raise OrderCallError("Mirakl answered OR11 without orders and total_count", retryable=True)
-        return [raw for raw in orders if isinstance(raw, dict)], total
+    async def _pages(self, params: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Every order of an OR11 query, page after page (``offset``) until ``total_count``."""
+        offset = 0
+        while True:
+            answer = await self._json("GET", ORDERS, params={**params, "offset": offset})
+            orders, total = answer.get("orders"), answer.get("total_count")
+            if not isinstance(orders, list) or not isinstance(total, int):
+                raise OrderCallError("Mirakl answered OR11 without orders and total_count", retryable=True)
+            for raw in orders:
+                if isinstance(raw, dict):
+                    yield raw
+            offset += len(orders)
+            if not orders or offset >= total:
+                return
 
     async def _state(self, order: Order) -> tuple[dict[str, Any], str]:
         """The order as Mirakl shows it now, and its state."""
@@ -447,8 +442,11 @@ def read_order(raw: Any, marketplace: str = "mirakl") -> Order | BadOrder:
             raise _Unreadable("order_lines is missing or empty")
         live = [line for line in lines if line.get("order_line_state") not in ENDED] or lines
         shipping = _money(raw, "shipping_price")
-        references = {"state": state, "commercial_id": raw.get("commercial_id"),
-                      "shipping_type": raw.get("shipping_type_code")}  # fmt: skip
+        references = {
+            "state": state,
+            "commercial_id": raw.get("commercial_id"),
+            "shipping_type": raw.get("shipping_type_code"),
+        }
         return Order(
             marketplace=marketplace,
             order_id=order_id,
@@ -504,8 +502,12 @@ def _address(customer: Any) -> Address | None:
         return None
     street, city, postal_code = (_clean(address.get(k)) for k in ("street_1", "city", "zip_code"))
     country = _clean(address.get("country_iso_code")) or _clean(address.get("country"))
-    for field, value in (("street_1", street), ("city", city), ("zip_code", postal_code),
-                         ("country_iso_code", country)):  # fmt: skip
+    for field, value in (
+        ("street_1", street),
+        ("city", city),
+        ("zip_code", postal_code),
+        ("country_iso_code", country),
+    ):
         if value is None:
             raise _Unreadable(f"customer.shipping_address.{field} is missing")
     assert street is not None and city is not None and postal_code is not None and country is not None

@@ -187,9 +187,18 @@ class MiraklOrderDesk:
         now = self._stamp()
         first, last = CUSTOMERS[number % len(CUSTOMERS)]
         street, street_2, city, region, zip_code = ADDRESSES[number % len(ADDRESSES)]
-        address = {"firstname": first, "lastname": last, "street_1": street, "street_2": street_2,
-                   "city": city, "state": region, "zip_code": zip_code, "country": "Brasil",
-                   "country_iso_code": "BRA", "phone": "11999990000"}  # fmt: skip
+        address = {
+            "firstname": first,
+            "lastname": last,
+            "street_1": street,
+            "street_2": street_2,
+            "city": city,
+            "state": region,
+            "zip_code": zip_code,
+            "country": "Brasil",
+            "country_iso_code": "BRA",
+            "phone": "11999990000",
+        }
         self.orders[key] = {
             "order_id": key,
             "commercial_id": key.rsplit("-", 1)[0],
@@ -263,9 +272,12 @@ class MiraklOrderDesk:
             if unknown:
                 raise OrderRefusal(400, f"unknown order state codes: {', '.join(unknown)}")
             found = [o for o in found if o["order_state"] in states]
-        for name, stamp, delta in (("start_date", "created_date", None), ("end_date", "created_date", None),
-                                   ("start_update_date", "last_updated_date", UPDATE_DELTA),
-                                   ("end_update_date", "last_updated_date", None)):  # fmt: skip
+        for name, stamp, delta in (
+            ("start_date", "created_date", None),
+            ("end_date", "created_date", None),
+            ("start_update_date", "last_updated_date", UPDATE_DELTA),
+            ("end_update_date", "last_updated_date", None),
+        ):
             moment = _moment(query, name)
             if moment is None:
                 continue
@@ -346,8 +358,12 @@ class MiraklOrderDesk:
             if code
             else body.get("carrier_url")
         )
-        order.update(shipping_tracking=number, shipping_carrier_code=code, shipping_company=name or
-                     known.get(code or "", {}).get("label"), shipping_tracking_url=url)  # fmt: skip
+        order.update(
+            shipping_tracking=number,
+            shipping_carrier_code=code,
+            shipping_company=name or known.get(code or "", {}).get("label"),
+            shipping_tracking_url=url,
+        )
         self._touch(order)
         return Response(status_code=204)
 
@@ -501,9 +517,17 @@ class MiraklOrderDesk:
     # -- state -----------------------------------------------------------------------------------
 
     def _line(
-        self, order_id: str, index: int, sku: str, offer: Mapping[str, Any], quantity: int,
-        price: Decimal, shipping: Decimal, state: str, now: str,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        order_id: str,
+        index: int,
+        sku: str,
+        offer: Mapping[str, Any],
+        quantity: int,
+        price: Decimal,
+        shipping: Decimal,
+        state: str,
+        now: str,
+    ) -> dict[str, Any]:
         return {
             "order_line_id": f"{order_id}-{index}",
             "order_line_index": index,
@@ -540,8 +564,11 @@ class MiraklOrderDesk:
     def _checked_cancelation(self, entry: Any) -> tuple[dict[str, Any], dict[str, Any], Mapping[str, Any]]:
         if not isinstance(entry, Mapping):
             raise OrderRefusal(400, "each cancelation must be an object")
-        missing = [k for k in ("order_line_id", "quantity", "amount", "shipping_amount", "reason_code")
-                   if entry.get(k) is None]  # fmt: skip
+        missing = [
+            k
+            for k in ("order_line_id", "quantity", "amount", "shipping_amount", "reason_code")
+            if entry.get(k) is None
+        ]
         if missing:
             raise OrderRefusal(400, f"cancelation fields missing: {', '.join(missing)}")
         line_id = str(entry["order_line_id"])
