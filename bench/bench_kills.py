@@ -166,6 +166,7 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
         standin.settle(everything=True)  # batches a killed run never polled are processed by now
         for sku, item in standin.items.items():
             held = dumps([item.get("price"), item.get("sale_price"), item.get("availability")])
+            found.setdefault(str(sku), []).append(held)
     elif marketplace == "carrefour":
         for sku, offer in standin.offers.items():
             held = dumps([offer["price"], offer["discount_price"], offer["quantity"]])

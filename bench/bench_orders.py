@@ -1,6 +1,7 @@
 """Order import throughput and requests per order, against the stand-ins.
 
-    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre] [--latency 0.1] [--concurrency 4]
+    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre|amazon|carrefour] [--latency 0.1]
+                                 [--concurrency 4]
 
 A sandbox (VTEX and marketplace stand-ins) is seeded with the bundled example, the
 marketplace's listings are applied, then ``--orders`` orders are bought on the stand-in
@@ -43,7 +44,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--orders", type=int, default=200)
-    parser.add_argument("--marketplace", default="mercadolibre", choices=["mercadolibre", "amazon"])
+    parser.add_argument(
+        "--marketplace", default="mercadolibre", choices=["mercadolibre", "amazon", "carrefour"]
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="Seconds every stand-in answer takes.")
     parser.add_argument("--concurrency", type=int, default=4, help="Orders pushed side by side.")
     args = parser.parse_args()
@@ -83,7 +86,8 @@ def run(box: Any, config: Path, name: str, count: int, latency: float, concurren
                 "SELECT sku_id FROM listings WHERE marketplace = ? AND quantity >= 5 ORDER BY sku_id", (name,)
             )
         ]
-    created = [marketplace.create_order(skus[i % len(skus)], 1) for i in range(count)]
+    buyers = marketplace.order_desk if name == "carrefour" else marketplace  # Mirakl: the order desk
+    created = [buyers.create_order(skus[i % len(skus)], 1) for i in range(count)]
     for standin in (marketplace, vtex):
         standin.faults = Faults(slow_rate=1.0 if latency else 0.0, slow_seconds=latency)
     result: dict[str, Any] = {"latency": latency, "concurrency": concurrency}
@@ -118,7 +122,7 @@ def run(box: Any, config: Path, name: str, count: int, latency: float, concurren
     if missing:
         with open_state(project) as state:
             rows = state.db.execute("SELECT order_id, state, decision FROM orders WHERE state != 'ready'")
-            raise SystemExit(f"{len(missing)} orders not in VTEX: {rows.fetchmany(3)}")
+            raise SystemExit(f"{len(missing)} orders not in VTEX: {rows.fetchall()[:3]}")
     for order_id in created:
         for vtex_id in placed[order_id]:
             vtex.invoice_order(vtex_id)

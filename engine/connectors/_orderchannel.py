@@ -277,6 +277,17 @@ class OrderChannel:
                     raise
         raise AssertionError("unreachable")
 
+    async def accept(self, order: Order) -> Order | None:
+        """Tell the marketplace the seller takes an order the rules (or a reviewer) approved. Repeatable.
+
+        Called before the order is placed in VTEX, at every push until it is: a marketplace that
+        asks the seller to accept each order (Mirakl's OR21) withholds the address until then.
+        Returns the order as the marketplace shows it once accepted (the engine stores it, so the
+        address it now has places the order in the same run), or None when nothing changed. Most
+        marketplaces ask nothing, and this does nothing.
+        """
+        return None
+
     def needs_tracking(self, order: Order) -> bool:
         """Whether a shipment can be confirmed only with a tracking number (the engine waits for one).
 

@@ -321,6 +321,10 @@ class OrderDesk:
                 stored, "cancelled", "cancelled on the marketplace while held", outcome
             )
         if state == "approved":
+            accepted = None if cancelled or self.channel is None else await self.channel.accept(stored.order)
+            if accepted is not None:  # Mirakl releases the address once the shop accepts
+                stored = self.store.refresh(accepted) or stored
+                cancelled = stored.cancelled_on_marketplace
             if cancelled:
                 return self._move(
                     stored, "cancelled", "cancelled on the marketplace before placement", outcome

@@ -29,8 +29,10 @@ Time runs ``time_scale`` times faster than the documented frequencies (1 by defa
 uses :data:`SANDBOX_TIME_SCALE`, a documented minute lasting 0.1 s), so tests and the sandbox never
 wait real minutes. The connector takes the same ``time_scale`` option.
 
-Orders: :attr:`MiraklStandin.order_desk` is where the Mirakl order desk mounts (its
-``routes()`` join this app's, as Amazon's stand-in mounts its own); None until one is given.
+Orders: :attr:`MiraklStandin.order_desk` is the shop's order desk
+(:class:`~marketplaces.mirakl._standin_order_desk.MiraklOrderDesk` on this stand-in's offers,
+behind the same shop key, unless another is given); its ``routes()`` join this app's, as Amazon's
+stand-in mounts its own.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from marketplaces._standin import (
 from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json as _json
 from marketplaces.mirakl._http import CALL_INTERVALS, csv_file, csv_rows
+from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, shop_key_check
 
 SANDBOX_API_KEY = "sandbox-shop-key-not-a-secret"
 SANDBOX_SHOP_ID = "2000"
@@ -130,7 +133,7 @@ class MiraklStandin(Standin):
         burst: float | None = None,
         faults: Faults | None = None,
         clock: Callable[[], float] = time.monotonic,
-        order_desk: Any = None,
+        order_desk: MiraklOrderDesk | None = None,
     ) -> None:
         self.api_key, self.shop_id = api_key, shop_id
         self.time_scale = time_scale
@@ -148,7 +151,9 @@ class MiraklStandin(Standin):
         self.refused: Counter[str] = Counter()
         """Operation code -> calls answered 429 for coming before the operation's next slot."""
         self._ids = itertools.count(1001)
-        self.order_desk = order_desk
+        self.order_desk = order_desk or MiraklOrderDesk(
+            self.offers, authorize=shop_key_check(api_key, shop_id)
+        )
         """The order desk whose ``routes()`` this app serves (the Mirakl orders component)."""
         super().__init__(rate_limit, burst, faults)
 
@@ -190,8 +195,7 @@ class MiraklStandin(Standin):
             Route(path, self._operation(code, handler), methods=[m]) for code, path, m, handler in imports
         ]
         routes.append(sandbox_route("catalogue", self.catalogue_now))
-        if self.order_desk is not None:
-            routes.extend(self.order_desk.routes())
+        routes.extend(self.order_desk.routes())
         return Starlette(routes=routes, exception_handlers=error_handlers(self.error_body, _unrouted))
 
     def error_body(self, status: int, message: str) -> Any:
