@@ -3,11 +3,14 @@
     python bench/bench_apply_memory.py --skus 100000 1000000     # catalogs generated under $TMPDIR
     python bench/bench_apply_memory.py --skus 100000 --saved     # also a saved plan, planned then applied
     python bench/bench_apply_memory.py --skus 100000 --hold      # also the plan held in a list first
+    python bench/bench_apply_memory.py --skus 100000 --state sqlite,postgresql  # on both backends
 
 For each size, a catalog is generated once with bench/synth.py (seed 1, broken records in), and
-each measurement runs in a fresh subprocess so its peak RSS (``ru_maxrss``) is its own:
+each measurement runs in a fresh subprocess so its peak RSS (``VmHWM``) is its own, on each state
+backend asked for (``--state``: SQLite by default; PostgreSQL is a throw-away server, as the tests
+start one with ``tests/_postgres.py``, an empty database per run):
 
-* ``stream``: what `tradepost apply -m google` does on an empty SQLite state: the project's
+* ``stream``: what `tradepost apply -m google` does on an empty state: the project's
   rules/google.yaml planned over the catalog file, the changes sent as they are planned through
   the Google stand-in (Merchant API, one request per change) mounted in process (an httpx
   transport to its ASGI app: no network, no pacing); every outcome written to the state.
@@ -26,7 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,9 +43,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_plan import _catalog  # noqa: E402  (the same synthetic catalog, generated once per size)
+from bench_plan import _catalog, _peak_rss_mb  # noqa: E402  (the same synthetic catalog, generated once per size)
 
 MARKETPLACE = "google"
+STATE_URL = "TRADEPOST_BENCH_STATE_URL"
+"""The PostgreSQL database of a run's state (its password as ``env:``); unset: an SQLite file."""
+PASSWORD_VARIABLE = "TRADEPOST_BENCH_PG"
 
 
 class _LastOnly(dict[str, Any]):
@@ -63,6 +69,8 @@ def _project(catalog: Path, folder: Path) -> Path:
     yaml = YAML()
     document = yaml.load(config.read_text(encoding="utf-8"))
     document["source"]["path"] = str(catalog)
+    if os.environ.get(STATE_URL):
+        document["state"] = os.environ[STATE_URL]
     document["marketplaces"] = {MARKETPLACE: document["marketplaces"][MARKETPLACE]}
     document["marketplaces"][MARKETPLACE]["rate_limit"] = 1_000_000
     with config.open("w", encoding="utf-8") as out:
@@ -140,11 +148,13 @@ def _measure(mode: str, catalog: Path, folder: Path) -> dict[str, Any]:
         "requests": standin.total_requests(),
         "apply_seconds": round(seconds, 1),
         "plan_seconds": round(plan_seconds, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
     }
 
 
-def _child(mode: str, catalog: Path) -> dict[str, Any]:
+def _child(mode: str, catalog: Path, state_url: str | None) -> dict[str, Any]:
+    """One run in a subprocess, its state in ``state_url`` (PostgreSQL) or an SQLite file (None)."""
+    env = {**os.environ, **({STATE_URL: state_url} if state_url else {})}
     with tempfile.TemporaryDirectory() as folder:
         completed = subprocess.run(
             [sys.executable, __file__, "--child", mode, str(catalog), folder],
@@ -152,8 +162,20 @@ def _child(mode: str, catalog: Path) -> dict[str, Any]:
             capture_output=True,
             text=True,
             cwd=ROOT,
+            env=env,
         )
     return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def _postgres() -> Any:
+    """A throw-away PostgreSQL server (stopped at exit); its password where the runs read it."""
+    from tests import _postgres
+
+    server = _postgres.start()
+    if isinstance(server, str):
+        raise SystemExit(f"no PostgreSQL here: {server}")
+    os.environ[PASSWORD_VARIABLE] = _postgres.PASSWORD
+    return server
 
 
 def main() -> None:
@@ -167,20 +189,30 @@ def main() -> None:
     parser.add_argument("--saved", action="store_true", help="also apply a saved plan (made first)")
     parser.add_argument("--hold", action="store_true", help="also the plan held in a list, as before")
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="where catalogs go")
+    parser.add_argument(
+        "--state", default="sqlite", help="state backends, comma-separated: sqlite,postgresql"
+    )
     args = parser.parse_args()
     modes = ["stream", *(["saved"] if args.saved else []), *(["hold"] if args.hold else [])]
+    backends = args.state.split(",")
+    server = _postgres() if "postgresql" in backends else None
     print(
-        f"{'SKUs':>9} {'mode':>7} {'applied':>8} {'requests':>9} {'apply s':>8} {'SKUs/s':>7} {'peak MB':>8}"
+        f"{'SKUs':>9} {'state':>10} {'mode':>7} {'applied':>8} {'requests':>9} {'apply s':>8} "
+        f"{'SKUs/s':>7} {'peak MB':>8}"
     )
     lines = []
     for skus in args.skus:
         catalog = _catalog(skus, args.dir)
-        for mode in modes:
-            result = {"bench": "apply_memory", "skus": skus, "mode": mode, **_child(mode, catalog)}
+        for backend, mode in ((backend, mode) for backend in backends for mode in modes):
+            url = (
+                server.url(server.database(), f"env:{PASSWORD_VARIABLE}") if backend == "postgresql" else None
+            )
+            figures = _child(mode, catalog, url)
+            result = {"bench": "apply_memory", "skus": skus, "state": backend, "mode": mode, **figures}
             rate = result["applied"] / result["apply_seconds"] if result["apply_seconds"] else 0.0
             print(
-                f"{skus:>9} {mode:>9} {result['applied']:>9} {result['requests']:>9} "
-                f"{result['apply_seconds']:>9} {rate:>9.0f} {result['peak_rss_mb']:>9}",
+                f"{skus:>9} {backend:>10} {mode:>7} {result['applied']:>8} {result['requests']:>9} "
+                f"{result['apply_seconds']:>8} {rate:>7.0f} {result['peak_rss_mb']:>8}",
                 flush=True,
             )
             lines.append(json.dumps(result))

@@ -3,6 +3,7 @@
     python bench/bench_plan.py --skus 100000 1000000        # generates catalogs under $TMPDIR
     python bench/bench_plan.py --skus 20000 --check-only    # only compare engine and baseline
     python bench/bench_plan.py --skus 100000 --replan-only  # only the re-plan with 1% changed
+    python bench/bench_plan.py --skus 100000 --state postgresql  # the state on PostgreSQL
 
 For each size, a catalog is generated once with bench/synth.py (deterministic, seed 1), then
 three measurements run, each in a fresh subprocess so peak RSS is its own:
@@ -15,6 +16,9 @@ three measurements run, each in a fresh subprocess so peak RSS is its own:
   apply records them (each row with its record's source hash), then 1% of the lines changed (a
   product name, every 100th line) and the catalog planned again: the incremental full pass.
   Its figure is the ratio re-plan / first plan (goal <= 0.15).
+
+``--state postgresql`` keeps the state store in a throw-away PostgreSQL server (as the tests start
+one: ``tests/_postgres.py``), an empty database per measurement, instead of an SQLite file.
 
 Times are CPU seconds of the measuring process (``time.process_time``), besides wall seconds:
 other work on the machine stretches wall time, not CPU time, so the ratios hold on a busy host.
@@ -41,6 +45,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+STATE_URL = "TRADEPOST_BENCH_STATE_URL"
+"""The PostgreSQL database a measurement's state goes to (``--state postgresql``); unset: SQLite."""
 
 
 def _catalog(skus: int, folder: Path) -> Path:
@@ -75,7 +81,10 @@ def _measure(kind: str, catalog: Path) -> dict[str, float]:
     start, cpu = time.perf_counter(), time.process_time()
     listed = invalid = 0
     if kind == "engine":
-        with tempfile.TemporaryDirectory() as tmp, StateStore(Path(tmp) / "state.sqlite") as state:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            StateStore(os.environ.get(STATE_URL) or Path(tmp) / "state.sqlite") as state,
+        ):
             for change in _planner(state).changes(FileSource(catalog)):
                 if change.op == "create":
                     listed += 1
@@ -106,7 +115,10 @@ def _replan(catalog: Path) -> dict[str, float]:
     from engine.state._store import StateStore, applied_from
     from engine.sync._source import FileSource
 
-    with tempfile.TemporaryDirectory() as tmp, StateStore(Path(tmp) / "state.sqlite") as state:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        StateStore(os.environ.get(STATE_URL) or Path(tmp) / "state.sqlite") as state,
+    ):
         changed = _changed_copy(catalog, Path(tmp) / "changed.jsonl")
         cpu = time.process_time()
         planner = _planner(state)
@@ -192,12 +204,14 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "tradepost-bench")
     parser.add_argument("--check-only", action="store_true")
     parser.add_argument("--replan-only", action="store_true", help="only the re-plan with 1%% changed")
+    parser.add_argument("--state", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "CATALOG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(_measure(args.measure[0], Path(args.measure[1]))))
         return
     args.dir.mkdir(parents=True, exist_ok=True)
+    server = _postgres_server() if args.state == "postgresql" else None
     columns = ("seconds", "SKUs/s", "peak RSS MB", "listed", "invalid", "CPU seconds")
     print(f"{'SKUs':>10} {'side':>12} " + " ".join(f"{c:>12}" for c in columns))
     for skus in args.skus:
@@ -209,6 +223,8 @@ def main() -> None:
         figures = {}
         kinds = ("replan",) if args.replan_only else ("handwritten", "engine", "replan")
         for kind in kinds:
+            if server is not None:
+                os.environ[STATE_URL] = server.url(server.database())
             figures[kind] = _run(kind, catalog)
             f = figures[kind]
             if kind == "replan":
@@ -232,11 +248,22 @@ def main() -> None:
                     "bench": "plan",
                     "skus": skus,
                     "cpus": os.cpu_count(),
+                    "state": args.state,
                     **({} if args.replan_only else {"ratio": round(ratio, 3)}),
                     **{f"{k}_{m}": round(v, 3) for k, f in figures.items() for m, v in f.items()},
                 }
             )
         )
+
+
+def _postgres_server() -> Any:
+    """A throw-away PostgreSQL server, stopped at exit."""
+    from tests import _postgres
+
+    server = _postgres.start()
+    if isinstance(server, str):
+        raise SystemExit(f"no PostgreSQL here: {server}")
+    return server
 
 
 def _run(kind: str, catalog: Path) -> dict[str, float]:

@@ -7,9 +7,11 @@ stand-in, served on loopback and answering 429 beyond ``--rate`` requests per se
 project paces each process at the same rate. Each run starts from an empty PostgreSQL database
 (a throw-away server, as the tests start one: Debian's ``postgresql`` package) and fresh
 stand-ins; the coordinator runs as its own process with twice as many shards as workers.
-Reported per run: wall seconds of the apply (planning included), changes applied per second,
-requests per second as a share of the limit, and 429s. Until the shared rate limit exists,
-each worker paces on its own, so several workers exceed the limit: the 429s show it.
+Reported per run: wall seconds of the apply (start-up, planning and queueing included) and
+changes applied per second over them; then, from the stand-in's own log of arrivals, the seconds
+from the apply's start to the first request, the sending window (first request to last), the
+requests answered a second over that window as a share of the limit, 429s after the first second
+of sending (warm-up) and the busiest second (a sliding window), and the load average at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_workers_rate import WARM_UP, Recorder, busiest_second  # noqa: E402
 from synth import write_jsonl  # noqa: E402
 
 from marketplaces.sandbox import build_sandbox  # noqa: E402
@@ -39,6 +42,7 @@ def one_run(
     server: _postgres.Server, catalog: Path, folder: Path, args: argparse.Namespace, workers: int
 ) -> dict[str, object]:
     box = build_sandbox([], rate_limit=args.rate)
+    arrivals = box.standins[args.marketplace] = Recorder(box.standins[args.marketplace])
     box.start()
     try:
         config = box.write_project(folder, ROOT / "rules", catalog_from_vtex=False)
@@ -60,7 +64,7 @@ def one_run(
             for _ in range(workers)
         ]
         try:
-            begin = time.perf_counter()
+            begin, began = time.perf_counter(), time.monotonic()
             apply = [
                 "apply",
                 "-c",
@@ -89,6 +93,9 @@ def one_run(
         if done.returncode != 0:
             raise SystemExit(f"apply --shards failed ({done.returncode}): {done.stderr[-2000:]}")
         summary = json.loads(done.stdout)["marketplaces"][0]
+        log = sorted(arrivals.log)
+        first, last = log[0][0], log[-1][0]
+        window = max(last - first, 1e-9)
         return {
             "bench": "workers",
             "marketplace": args.marketplace,
@@ -99,6 +106,14 @@ def one_run(
             "applied_per_s": round(summary["applied"] / seconds, 1),
             "share_of_limit": round(summary["requests"] / seconds / args.rate, 2),
             "throttled": summary["throttled"],
+            "to_first_request_s": round(first - began, 2),
+            "sending_s": round(window, 2),
+            "sending_share_of_limit": round(
+                sum(1 for _, status in log if status != 429) / window / args.rate, 3
+            ),
+            "429_after_warmup": sum(1 for at, status in log if status == 429 and at > first + WARM_UP),
+            "busiest_second": busiest_second([at for at, _ in log]),
+            "load": round(os.getloadavg()[0], 1),
         }
     finally:
         box.stop()
@@ -125,12 +140,25 @@ def main() -> None:
             ]
     finally:
         server.stop()
-    header = ("workers", 7), ("shards", 6), ("applied", 8), ("seconds", 8), ("applied/s", 10), ("of limit", 9)
-    print(" ".join(f"{name:>{width}}" for name, width in header), f"{'429s':>5}")
+    header = (
+        "workers",
+        "applied",
+        "seconds",
+        "applied/s",
+        "to first",
+        "sending",
+        "of limit",
+        "429",
+        "busiest",
+        "load",
+    )
+    print(" ".join(f"{name:>9}" for name in header))
+    keys = ("workers", "applied", "seconds", "applied_per_s", "to_first_request_s", "sending_s")
     for row in rows:
         print(
-            f"{row['workers']:>7} {row['shards']:>6} {row['applied']:>8} {row['seconds']:>8} "
-            f"{row['applied_per_s']:>10} {row['share_of_limit']:>9} {row['throttled']:>5}"
+            " ".join(f"{row[key]:>9}" for key in keys),
+            f"{row['sending_share_of_limit']:>9.0%} {row['429_after_warmup']:>9} {row['busiest_second']:>9} "
+            f"{row['load']:>9}",
         )
     for row in rows:
         print(json.dumps(row))

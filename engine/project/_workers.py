@@ -192,8 +192,10 @@ def apply_shard(project: Project, runs: dict[str, MarketplaceRun], run_id: str, 
                     return
                 store.mark(run_id, shard, "taken")
                 summary = ApplySummary(run.name)
-                for records in store.records(run_id, shard):
-                    _merge(summary, asyncio.run(apply_records(run, project, state, records)))
+                # One executor for the whole shard, fed as the batches are read: no pause to drain
+                # its tasks, nor a new bucket connection, every batch.
+                records = (record for batch in store.records(run_id, shard) for record in batch)
+                _merge(summary, asyncio.run(apply_records(run, project, state, records)))
         except TradepostError as error:  # the lock may be lost: the outcome is written all the same
             store.mark(run_id, shard, "failed", error=str(error), checked=False)
             return

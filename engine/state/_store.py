@@ -33,6 +33,7 @@ well within the lease.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -212,6 +213,34 @@ def applied_from(
         remote_id,
         source_hash,
     )
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Rows now applied: one SKU's, or every member of a family its first SKU's request created
+    (written by one call, so a kill leaves all of them or none)."""
+
+    rows: tuple[AppliedListing, ...]
+    family: bool = False
+
+
+@dataclass(frozen=True)
+class Deleted:
+    """A SKU whose listing is gone from the marketplace."""
+
+    sku_id: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A SKU whose change failed, and why (already redacted)."""
+
+    sku_id: str
+    reason: str
+
+
+Outcome = Applied | Deleted | Failed
+"""What one change's calls came to, as :meth:`StateStore.record_outcomes` writes it."""
 
 
 @dataclass(frozen=True)
@@ -475,6 +504,34 @@ class StateStore:
             )
             self.db.executemany("DELETE FROM listings WHERE marketplace = ? AND sku_id = ?", keys)
 
+    def record_outcomes(self, marketplace: str, outcomes: Sequence[Outcome]) -> None:
+        """Write the outcomes of several changes in one transaction: each SKU applied or deleted
+        (its error cleared), or its failure. A family's rows go in a write of their own (as when
+        recorded alone), the other SKUs' rows in one."""
+        applied = [o for o in outcomes if isinstance(o, Applied)]
+        deleted = [o.sku_id for o in outcomes if isinstance(o, Deleted)]
+        with self.db.transaction(write=True):
+            for family in (o for o in applied if o.family):
+                self.record_applied(marketplace, family.rows)
+            singles = [row for o in applied if not o.family for row in o.rows]
+            if singles:
+                self.record_applied(marketplace, singles)
+            if deleted:
+                self.record_deleted(marketplace, deleted)
+            for failed in (o for o in outcomes if isinstance(o, Failed)):
+                self.record_error(marketplace, failed.sku_id, failed.reason)
+            self.clear_errors(marketplace, [*(row.sku_id for o in applied for row in o.rows), *deleted])
+
+    def on_a_connection_of_its_own(self) -> StateStore:
+        """This store on a new connection, for another thread to use while this one is in use: the
+        same database and locks (the leases stay this store's, checked before every statement).
+        Closing it closes only its connection."""
+        twin = copy.copy(self)
+        twin._leases = {}
+        twin.db = Db(self.dialect)
+        twin.db.check = self._check_leases
+        return twin
+
     def replace_marketplace(
         self, marketplace: str, rows: Iterable[AppliedListing], withdrawn: Mapping[str, str]
     ) -> None:
@@ -497,10 +554,18 @@ class StateStore:
 
     def withdrawn_remote_id(self, marketplace: str, sku_id: str) -> str | None:
         """The marketplace's id of a SKU withdrawn earlier (for a listing it can bring back)."""
-        row = self.db.execute(
-            "SELECT remote_id FROM withdrawn WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id)
-        ).fetchone()
-        return None if row is None else str(row[0])
+        return self.withdrawn_remote_ids(marketplace, [sku_id]).get(sku_id)
+
+    def withdrawn_remote_ids(self, marketplace: str, sku_ids: Sequence[str]) -> dict[str, str]:
+        """SKU -> the marketplace's id, for those of these SKUs withdrawn earlier."""
+        found: dict[str, str] = {}
+        for one_of, chunk in self.db.one_of(sku_ids):
+            rows = self.db.execute(
+                f"SELECT sku_id, remote_id FROM withdrawn WHERE marketplace = ? AND sku_id {one_of}",
+                (marketplace, *chunk),
+            )
+            found.update((str(sku_id), str(remote_id)) for sku_id, remote_id in rows)
+        return found
 
     # -- outcomes still to confirm, per-SKU errors ---------------------------------------------
 
@@ -518,7 +583,12 @@ class StateStore:
         self.db.execute(_SET_ERROR, (marketplace, sku_id, None, reason, time.time()))
 
     def clear_error(self, marketplace: str, sku_id: str) -> None:
-        self.db.execute("DELETE FROM sku_errors WHERE marketplace = ? AND sku_id = ?", (marketplace, sku_id))
+        self.clear_errors(marketplace, [sku_id])
+
+    def clear_errors(self, marketplace: str, sku_ids: Iterable[str]) -> None:
+        self.db.executemany(
+            "DELETE FROM sku_errors WHERE marketplace = ? AND sku_id = ?", [(marketplace, s) for s in sku_ids]
+        )
 
     def errors(self, marketplace: str) -> dict[str, str]:
         rows = self.db.execute("SELECT sku_id, reasons FROM sku_errors WHERE marketplace = ?", (marketplace,))

@@ -15,7 +15,10 @@ holds (``engine.sync._planfile.change_record``), built by the same planner. What
   holds: deleting, truncating or restoring it never duplicates a listing;
 * a state-store write for every SKU as soon as its calls succeed, so a run killed
   midway resumes without resending what landed; a family created by one request is recorded
-  by one transaction (every member's row, or none);
+  by one transaction (every member's row, or none). The concurrent tasks' state calls go
+  through :class:`~engine.state._batched.BatchedState`: those that arrive together share a
+  query or a transaction, and on PostgreSQL they leave the event loop, which keeps sending;
+  each task still waits for its outcome's commit before it counts the change or takes the next;
 * failpoints (``engine.failpoints``) at every state write and every remote call, named
   ``apply:...``, for the kill tests (``tests/test_kills.py``, ``bench/bench_kills.py``);
 * a check of accepted-but-unprocessed changes (Amazon submissions) before they count.
@@ -47,7 +50,17 @@ from engine.connectors._routes import Call
 from engine.jsonio import dumps
 from engine.model._listing import Listing
 from engine.secrets._redact import redact
-from engine.state._store import AppliedListing, StateError, StateStore, applied_from
+from engine.state._batched import BatchedState
+from engine.state._store import (
+    Applied,
+    AppliedListing,
+    Deleted,
+    Failed,
+    Outcome,
+    StateError,
+    StateStore,
+    applied_from,
+)
 
 Sleep = Callable[[float], Awaitable[None]]
 _REQUESTS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("requests", default=None)
@@ -176,6 +189,8 @@ class Executor:
         self.summary = ApplySummary(self.marketplace)
         self._members: dict[str, ChangeRecord] = {}
         """SKU id -> change record of every family member in the run, for the leader's transaction."""
+        self._state = BatchedState(state, self.marketplace)
+        """The state calls made while changes are sent (closed when the run ends)."""
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -194,7 +209,10 @@ class Executor:
             await self._headers()
         await self._confirm_leftovers()
         if first is not None:
-            await self._send_all(chain([first], records))
+            try:
+                await self._send_all(chain([first], records))
+            finally:
+                await self._state.aclose()
         self.summary.seconds = time.monotonic() - start
         return self.summary
 
@@ -306,7 +324,7 @@ class Executor:
             sku_id = record.sku_id
             if sku_id in leaders and not leaders[sku_id].done():
                 leaders[sku_id].set_result(CallResult(False, error=str(exc)))
-            return self._record(record, False, None, str(exc), 0)
+            return await self._record(record, False, None, str(exc), 0)
 
     async def _apply_one_unguarded(
         self,
@@ -321,13 +339,13 @@ class Executor:
             outcome = await asyncio.shield(leaders[leader])
             if outcome.ok:
                 return SkuResult(sku_id, op, True)
-            return self._record(record, False, None, outcome.error, 0)
-        row = self.state.get(self.marketplace, sku_id)
+            return await self._record(record, False, None, outcome.error, 0)
+        row, withdrawn = await self._state.known(sku_id)
         if _already_applied(record, row):
             if sku_id in leaders and not leaders[sku_id].done():  # its followers landed with it
                 leaders[sku_id].set_result(CallResult(True, remote_id=row.remote_id if row else None))
             return SkuResult(sku_id, op, True, skipped=True)
-        remote_id = row.remote_id if row else self.state.withdrawn_remote_id(self.marketplace, sku_id)
+        remote_id = row.remote_id if row else withdrawn
         calls = self.connector.calls_for(record, remote_id)
         if not calls and family:
             return SkuResult(sku_id, op, False, "its family's first SKU is not in this run")
@@ -348,16 +366,16 @@ class Executor:
             if not result.ok:
                 break
         if result.ok and result.pending:
-            pending[sku_id] = result.pending
-            self.state.record_pending(self.marketplace, sku_id, result.pending)
+            token = pending[sku_id] = result.pending
+            await self._state.call(lambda store: store.record_pending(self.marketplace, sku_id, token))
             _failpoints.reach("apply:pending-recorded")
         remote = result.remote_id or remote_id
         if family and sku_id in leaders:
-            recorded = self._record_family(record, result, remote, requests)
+            recorded = await self._record_family(record, result, remote, requests)
             if not leaders[sku_id].done():
                 leaders[sku_id].set_result(result)
             return recorded
-        return self._record(record, result.ok, remote, result.error, requests)
+        return await self._record(record, result.ok, remote, result.error, requests)
 
     async def _pace(self, request: httpx.Request) -> None:
         """The client's request hook: every request waits for a token of the bucket (and is
@@ -471,43 +489,42 @@ class Executor:
     def _count_retry(self, attempt: int, wait: float) -> None:
         self.summary.retries += 1
 
-    def _record_family(
+    async def _record_family(
         self, record: ChangeRecord, result: CallResult, remote: str | None, requests: int
     ) -> SkuResult:
         """The leader writes every member's row in one transaction: a kill leaves all or none."""
         if not result.ok:
-            return self._record(record, False, None, result.error, requests)
+            return await self._record(record, False, None, result.error, requests)
         ids = result.remote_ids or {}
         members = [self._members.get(sku) for sku in record.family]
-        rows = [
+        rows = tuple(
             applied_from(Listing.from_dict(dict(m.after or {})), ids.get(m.sku_id, remote), m.source_hash)
             for m in members
             if m is not None
-        ]
-        self.state.record_applied(self.marketplace, rows)
+        )
+        await self._state.record(Applied(rows, family=True))
         _failpoints.reach("apply:family-recorded")
-        for row in rows:
-            self.state.clear_error(self.marketplace, row.sku_id)
         return SkuResult(record.sku_id, record.op, True, requests=requests)
 
-    def _record(
+    async def _record(
         self, record: ChangeRecord, ok: bool, remote_id: str | None, error: str | None, requests: int
     ) -> SkuResult:
         """Write the outcome to the state store now, so an interrupted run resumes from here."""
         sku_id, op = record.sku_id, record.op
+        outcome: Outcome
         if not ok:
-            self.state.record_error(self.marketplace, sku_id, redact(error or "failed"))
+            reason = redact(error or "failed")
+            await self._state.record(Failed(sku_id, reason))
             _failpoints.reach("apply:error-recorded")
-            return SkuResult(sku_id, op, False, redact(error or "failed"), requests)
+            return SkuResult(sku_id, op, False, reason, requests)
         if op == "delete":
-            self.state.record_deleted(self.marketplace, [sku_id])
+            outcome = Deleted(sku_id)
         else:
             listing = Listing.from_dict(dict(record.after or {}))
-            self.state.record_applied(
-                self.marketplace, [applied_from(listing, remote_id, record.source_hash)]
-            )
+            row = applied_from(listing, remote_id, record.source_hash)
+            outcome = Applied((row,), family=bool(record.family))
+        await self._state.record(outcome)
         _failpoints.reach("apply:recorded")
-        self.state.clear_error(self.marketplace, sku_id)
         return SkuResult(sku_id, op, True, requests=requests)
 
     def _finish(self, result: SkuResult) -> None:
@@ -546,9 +563,10 @@ class Executor:
             self.summary.applied -= len(leftovers)
 
     async def _apply_in_bulk(self, records: Sequence[ChangeRecord]) -> None:
+        """One chunk: its rows read by one batch, its feed sent, its outcomes written by one batch."""
+        known = await asyncio.gather(*(self._state.known(record.sku_id) for record in records))
         todo = []
-        for record in records:
-            row = self.state.get(self.marketplace, record.sku_id)
+        for record, (row, _) in zip(records, known, strict=True):
             if _already_applied(record, row):
                 self._finish(SkuResult(record.sku_id, record.op, True, skipped=True))
             else:
@@ -558,9 +576,15 @@ class Executor:
         headers = await self._headers()
         outcomes = await self.connector.apply_in_bulk(self.client, headers, todo)
         _failpoints.reach("apply:bulk-done")
-        for record in todo:
-            outcome = outcomes.get(record.sku_id, CallResult(False, error="missing from the feed report"))
-            self._finish(self._record(record, outcome.ok, outcome.remote_id, outcome.error, 0))
+        missing = CallResult(False, error="missing from the feed report")
+        results = await asyncio.gather(
+            *(
+                self._record(record, outcome.ok, outcome.remote_id, outcome.error, 0)
+                for record, outcome in ((r, outcomes.get(r.sku_id, missing)) for r in todo)
+            )
+        )
+        for result in results:
+            self._finish(result)
         self.summary.requests += getattr(self.connector, "last_bulk_requests", 0)
         self.summary.retries += getattr(self.connector, "last_bulk_retries", 0)
         self.summary.throttled += getattr(self.connector, "last_bulk_throttled", 0)
