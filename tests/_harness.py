@@ -41,8 +41,9 @@ from starlette.types import Receive, Scope, Send
 
 from bench.bench_kills import subset as subset
 from cli.main import main
-from engine.connectors import Call, CallResult, Connector, Credentials
+from engine.connectors import BadOrder, Call, CallResult, Connector, Credentials
 from engine.jsonio import dumps
+from engine.orders import Order
 from engine.project._apply import apply_records, planned_records
 from engine.project._assembly import open_marketplace, open_state
 from engine.project._config import load_project
@@ -363,3 +364,9 @@ def _text(path: Path) -> str:
     """A captured stream as subprocess.run(text=True) gives it: decoded, universal newlines."""
     with path.open(encoding=None, newline=None) as stream:
         return stream.read()
+
+
+def orders_only(read: list[Order | BadOrder]) -> list[Order]:
+    """An order channel's reads, every one an order (a :class:`BadOrder` fails the test)."""
+    assert all(isinstance(order, Order) for order in read), read
+    return [order for order in read if isinstance(order, Order)]

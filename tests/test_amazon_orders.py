@@ -34,6 +34,7 @@ from marketplaces.amazon._order_channel import (
 )
 from marketplaces.amazon._payloads import purchasable_offer
 from marketplaces.amazon.standin import AmazonStandin
+from tests._harness import orders_only
 
 SPECS = Path(__file__).resolve().parents[2] / "shared" / "specs"
 SELLER = "A1SELLER"
@@ -129,11 +130,6 @@ def run(
             await scenario(Amazon(stand_in, channel, client, sent))
 
     asyncio.run(main())
-
-
-def orders_only(found: list[Order | BadOrder]) -> list[Order]:
-    assert all(isinstance(o, Order) for o in found), found
-    return [o for o in found if isinstance(o, Order)]
 
 
 def fulfilment(invoice: str = "000123", tracking: Tracking | None = None, **kwargs: Any) -> Fulfilment:

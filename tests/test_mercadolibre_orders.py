@@ -32,6 +32,7 @@ from marketplaces._standin import Faults
 from marketplaces.mercadolibre import MercadoLibreConnector
 from marketplaces.mercadolibre._order_channel import MercadoLibreOrders, cancel_reason
 from marketplaces.mercadolibre.standin import MercadoLibreStandin
+from tests._harness import orders_only
 
 SECRETS = {"client_id": "5501", "client_secret": "s3cret-value", "refresh_token": "TG-first"}
 NFE_KEY = "35240512345678000190550010000012341000012345"
@@ -141,11 +142,6 @@ def run(
             return await scenario(Shop(standin, channel, seed))
 
     return asyncio.run(main())
-
-
-def orders_only(read: list[Order | BadOrder]) -> list[Order]:
-    assert all(isinstance(order, Order) for order in read), read
-    return [order for order in read if isinstance(order, Order)]
 
 
 # -- reading -----------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ from marketplaces.mirakl._order_channel import CarrefourOrders, MiraklOrders, ca
 from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, shop_key_check
 from marketplaces.sandbox import Sandbox
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
-from tests._harness import Loopback, run_apply, subset, tradepost, write_project
+from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 
@@ -143,11 +143,6 @@ def run(
     return asyncio.run(main())
 
 
-def only_orders(read: list[Order | BadOrder]) -> list[Order]:
-    assert all(isinstance(order, Order) for order in read), read
-    return [order for order in read if isinstance(order, Order)]
-
-
 def invoice(total: Decimal = Decimal("99.80"), key: str | None = NFE_KEY) -> Invoice:
     return Invoice("000123", total, NOW, key=key, url="https://nfe.example/000123")
 
@@ -183,7 +178,7 @@ def validate(spec: dict[str, Any], schema: str, body: Any) -> None:
 def test_an_order_is_read_to_the_cent_and_its_address_appears_once_accepted() -> None:
     async def scenario(shop: Shop) -> None:
         order_id = shop.desk.create_order("1001", 2)
-        (waiting,) = only_orders(await shop.pull())
+        (waiting,) = orders_only(await shop.pull())
         assert (waiting.marketplace, waiting.order_id, waiting.currency) == ("mirakl", order_id, "BRL")
         (item,) = waiting.items
         assert (item.sku_id, item.quantity, str(item.unit_price)) == ("1001", 2, "49.90")
@@ -261,13 +256,13 @@ def test_paging_reads_each_order_once_through_the_update_overlap_and_moving_page
                     shop.desk.order_record(made[0])["last_updated_date"] = made_stamp(shop.clock.now)
 
         shop.channel.client.event_hooks["response"].append(hook)
-        read = only_orders(await shop.pull(since))
+        read = orders_only(await shop.pull(since))
         ids = [o.order_id for o in read]
         assert len(served) > len(set(served)) and len(ids) == len(set(ids))  # served twice, read once
         assert set(ids) == set(made[-7:])  # updated within 5 + 2 minutes, each once
         assert shop.calls("GET /api/orders") == pages == 2
         # The order that slipped in before the offset is read by the next pull's overlap.
-        again = {o.order_id for o in only_orders(await shop.pull(since))}
+        again = {o.order_id for o in orders_only(await shop.pull(since))}
         assert made[0] in again
 
     run(scenario)
@@ -545,7 +540,7 @@ def test_with_20_percent_faults_every_step_lands_exactly_once() -> None:
 
     async def scenario(shop: Shop) -> None:
         made = [shop.desk.create_order(sku) for sku in SKUS for _ in range(4)]
-        read = only_orders(await shop.pull())
+        read = orders_only(await shop.pull())
         assert sorted(o.order_id for o in read) == sorted(made)
         for order in read[:8]:
             await shop.channel.accept(order)
