@@ -12,6 +12,11 @@ changes applied per second over them; then, from the stand-in's own log of arriv
 from the apply's start to the first request, the sending window (first request to last), the
 requests answered a second over that window as a share of the limit, 429s after the first second
 of sending (warm-up) and the busiest second (a sliding window), and the load average at the end.
+The busiest second is also counted by the workers' send times ("sent": each worker process
+notes the instant its transport, after the pacing, takes a request for the stand-in's address,
+through a ``sitecustomize`` this bench puts on the workers' path). Arrivals bunch when the
+stand-in's process is kept off the CPU; the two counts tell what the workers send from what a
+starved receiver counts.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -36,6 +43,30 @@ from synth import write_jsonl  # noqa: E402
 
 from marketplaces.sandbox import build_sandbox  # noqa: E402
 from tests import _postgres  # noqa: E402 - the tests' throw-away server
+
+SENT_HOOK = """
+import os, time
+import httpx_aiohttp
+
+_folder = os.environ.get("BENCH_SENT_DIR")
+_host = os.environ.get("BENCH_SENT_HOST")
+if _folder and _host:
+    _out = open(os.path.join(_folder, f"sent-{os.getpid()}.log"), "a", buffering=1)
+    _send = httpx_aiohttp.AiohttpTransport.handle_async_request
+
+    async def send(self, request):
+        if request.url.netloc.decode() == _host:
+            _out.write(f"{time.monotonic()}\\n")
+        return await _send(self, request)
+
+    httpx_aiohttp.AiohttpTransport.handle_async_request = send
+"""
+"""Put on the workers' path as ``sitecustomize``: notes each request's send instant (bench only)."""
+
+
+def sent_times(folder: Path) -> list[float]:
+    """Every instant a worker process noted sending a request to the stand-in."""
+    return [float(line) for log in folder.glob("sent-*.log") for line in log.read_text().split()]
 
 
 def one_run(
@@ -51,7 +82,16 @@ def one_run(
         text = re.sub(r"(?m)^(\s+)path: .*$", rf"\1path: {catalog}", text, count=1)
         text = re.sub(r"(?m)^(\s+)base_url: (.*)$", rf"\1base_url: \2\n\1rate_limit: {args.rate}", text)
         config.write_text(text, encoding="utf-8")
-        env = {**os.environ, "BENCH_PG": _postgres.PASSWORD, "PYTHONPATH": str(ROOT)}
+        hook = folder / "hook"
+        hook.mkdir()
+        (hook / "sitecustomize.py").write_text(SENT_HOOK, encoding="utf-8")
+        env = {
+            **os.environ,
+            "BENCH_PG": _postgres.PASSWORD,
+            "PYTHONPATH": f"{hook}{os.pathsep}{ROOT}",
+            "BENCH_SENT_DIR": str(hook),
+            "BENCH_SENT_HOST": httpx.URL(box.url(args.marketplace)).netloc.decode(),
+        }
         command = [sys.executable, "-m", "cli.main"]
         started = [
             subprocess.Popen(
@@ -113,6 +153,7 @@ def one_run(
             ),
             "429_after_warmup": sum(1 for at, status in log if status == 429 and at > first + WARM_UP),
             "busiest_second": busiest_second([at for at, _ in log]),
+            "busiest_second_sent": busiest_second(sent_times(hook)),
             "load": round(os.getloadavg()[0], 1),
         }
     finally:
@@ -150,6 +191,7 @@ def main() -> None:
         "of limit",
         "429",
         "busiest",
+        "sent",
         "load",
     )
     print(" ".join(f"{name:>9}" for name in header))
@@ -158,7 +200,7 @@ def main() -> None:
         print(
             " ".join(f"{row[key]:>9}" for key in keys),
             f"{row['sending_share_of_limit']:>9.0%} {row['429_after_warmup']:>9} {row['busiest_second']:>9} "
-            f"{row['load']:>9}",
+            f"{row['busiest_second_sent']:>9} {row['load']:>9}",
         )
     for row in rows:
         print(json.dumps(row))
