@@ -132,6 +132,7 @@ def _replan(catalog: Path) -> dict[str, float]:
             state.record_applied("mercadolibre", rows[at : at + 1000])
         cpu = time.process_time()
         planner = _planner(state)
+        planner.skipped_rows = False  # as apply plans: it sends no unchanged SKU
         updated = sum(1 for c in planner.changes(FileSource(changed)) if c.op == "update")
         again = time.process_time() - cpu
     return {

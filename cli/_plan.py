@@ -133,6 +133,7 @@ def plan(
                 run = _compile_or_exit(project, name)
                 planner = run.planner(state)
                 planner.incremental = planner.incremental and not no_incremental
+                planner.skipped_rows = bool(writer) or fmt != "table" or show_all  # shown as "before"
                 if writer:
                     writer.begin(
                         name,
@@ -189,8 +190,8 @@ def plan(
                         out.print(f"… {hidden} more; use --format jsonl, --sku or --limit to see them")
                     out.print(
                         f"[bold]{name}[/bold] {summary.line()}"
-                        f" ({summary.ops['unchanged']} unchanged{_skipped(summary)}, "
-                        f"{summary.excluded} not selected)"
+                        f" ({summary.ops['unchanged']} unchanged, "
+                        f"{summary.excluded} not selected{_skipped(summary)})"
                         + (f"; [red]{guard.warning()}[/red]" if guard else "")
                     )
                     reconciled = reconciliation_line(state, name, queued)
@@ -247,7 +248,7 @@ def _mass_delete(
 
 
 def _skipped(summary: PlanSummary) -> str:
-    return f" ({summary.skipped} of them not parsed: unchanged since applied)" if summary.skipped else ""
+    return f"; {summary.skipped} records not parsed: the same as when last planned" if summary.skipped else ""
 
 
 def _guard_dict(guard: MassDelete | None) -> dict[str, Any] | None:

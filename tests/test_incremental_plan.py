@@ -6,12 +6,15 @@ a first plan applied (as the executor records it: the row with its source hash),
 
 | the re-plan sees                         | it                                               |
 |------------------------------------------|--------------------------------------------------|
-| the same catalog                         | skips every applied SKU, plans the rest          |
+| the same catalog                         | skips every applied SKU, and the invalid and not |
+|                                          | selected records: reported again, unread          |
 | one line changed                         | plans that SKU again, skips the others           |
 | one line gone                            | still deletes its SKU                            |
 | a SKU whose last apply failed, or pending| plans it again                                   |
 | other rules, or rules reading the clock  | skips nothing                                    |
 | a row applied before (no hash)           | plans it, notes the hash: skipped the next time  |
+| an invalid record, the rule file edited  | plans it again (its reasons point into the file)  |
+| an apply (no unchanged SKU is sent)      | skips the same lines without reading their rows  |
 """
 
 from __future__ import annotations
@@ -99,17 +102,18 @@ def applied_first(catalog: Path, state: StateStore) -> list[Change]:
 def test_the_same_catalog_is_skipped_whole_and_plans_as_unchanged(catalog: Path, state: StateStore) -> None:
     created = applied_first(catalog, state)
     changes, planner = plan(catalog, state)
-    skipped = {c.sku_id for c in changes if c.skipped}
-    assert skipped == {c.sku_id for c in created}
-    assert planner.summary.skipped == len(created) == planner.summary.ops["unchanged"]
-    assert planner.summary.to_dict()["skipped"] == len(created)
+    unchanged = {c.sku_id for c in changes if c.skipped and c.op == "unchanged"}
+    assert unchanged == {c.sku_id for c in created}
+    assert len(created) == planner.summary.ops["unchanged"]
     assert not planner.summary.has_changes
     assert all(
-        c.op == "unchanged" and c.listing is None and c.before is not None for c in changes if c.skipped
+        c.listing is None and c.before is not None for c in changes if c.skipped and c.op == "unchanged"
     )
-    # What is not applied (invalid, not selected) is planned in full every time.
-    assert planner.summary.records == LINES
+    # What is not applied and not settled (a malformed line) is planned in full every time.
+    assert planner.summary.skipped == len(created) + planner.summary.excluded
+    assert planner.summary.to_dict()["skipped"] == planner.summary.skipped
     assert planner.summary.ops["invalid"] == sum(1 for c in changes if c.op == "invalid" and not c.skipped)
+    assert planner.summary.records == LINES
 
 
 def test_a_changed_line_is_planned_again_and_the_others_skipped(catalog: Path, state: StateStore) -> None:
@@ -244,11 +248,14 @@ def test_apply_records_the_hash_and_the_cli_says_how_many_were_skipped(
     with open_state(project) as state:
         planner = run.planner(state)
         changes = list(planner.changes(catalog_records(project, run.trade_policy)))
-    assert planner.summary.skipped == state_count(config) + planner.summary.excluded > 20
+    invalid = sum(1 for c in changes if c.op == "invalid" and c.skipped)
+    assert planner.summary.skipped == state_count(config) + planner.summary.excluded + invalid > 20
     assert not planner.summary.has_changes
     assert len(changes) == planner.summary.records - planner.summary.excluded
     code, out, _ = tradepost("plan", "-c", str(config), "-m", MARKETPLACE)
-    assert code == 0 and f"({planner.summary.skipped} of them not parsed: unchanged since applied" in out
+    assert (
+        code == 0 and f"; {planner.summary.skipped} records not parsed: the same as when last planned" in out
+    )
     code, out, _ = tradepost(
         "plan", "-c", str(config), "-m", MARKETPLACE, "--no-incremental", "--format", "jsonl"
     )
@@ -271,7 +278,7 @@ def test_jsonl_of_a_first_plan_is_byte_identical_to_before(catalog: Path) -> Non
     assert out == (ROOT / "tests" / "fixtures" / "plan_google_60.jsonl").read_text(encoding="utf-8")
 
 
-def test_a_version_3_store_migrates_to_4(url: str) -> None:  # noqa: F811  # the fixture imported above
+def test_a_version_3_store_migrates_to_5(url: str) -> None:  # noqa: F811  # the fixture imported above
     with StateStore(url) as store:
         store.db.execute("DROP INDEX listings_source")
         store.db.execute("ALTER TABLE listings DROP COLUMN source_hash")
@@ -279,7 +286,7 @@ def test_a_version_3_store_migrates_to_4(url: str) -> None:  # noqa: F811  # the
         store.db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     with StateStore(url) as store:
         (version,) = store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        assert int(version) == SCHEMA_VERSION == 4
+        assert int(version) == SCHEMA_VERSION == 5
         assert "source_hash" in store.dialect.columns(store.db, "listings")
         assert store.unchanged_sources(MARKETPLACE, ["0" * 32]) == {}
         assert store.excluded_sources(MARKETPLACE, ["0" * 32]) == {}
@@ -302,7 +309,8 @@ def test_a_record_not_selected_is_skipped_until_its_sku_is_listed(tmp_path: Path
     apply(state, changes)
     changes, again = plan(catalog, state)
     assert again.summary.excluded == first.summary.excluded
-    assert again.summary.skipped == first.summary.ops["create"] + first.summary.excluded
+    invalid = sum(1 for c in changes if c.op == "invalid" and c.skipped)
+    assert again.summary.skipped == first.summary.ops["create"] + first.summary.excluded + invalid
     assert not [c for c in changes if c.op == "delete"]
     # A listing appears for one of them (a state rebuild read it back): the plan withdraws it.
     listed = next(c for c in changes if c.op == "unchanged" and c.before is not None).before
@@ -325,3 +333,96 @@ def _excluded_sku(catalog: Path, state: StateStore, planned: set[str]) -> str:
         if sku_id not in planned:
             return sku_id
     raise AssertionError("no SKU is excluded")
+
+
+def test_a_version_4_store_keeps_its_notes_as_records_not_selected(url: str) -> None:  # noqa: F811
+    with StateStore(url) as store:
+        store.db.execute("ALTER TABLE excluded_sources DROP COLUMN reasons")
+        store.db.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        store.db.execute(
+            "INSERT INTO excluded_sources (marketplace, sku_id, source_hash) VALUES (?, ?, ?)",
+            (MARKETPLACE, "42", "a" * 32),
+        )
+    with StateStore(url) as store:
+        (version,) = store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert int(version) == 5
+        assert store.excluded_sources(MARKETPLACE, ["a" * 32]) == {"a" * 32: ("42", None)}
+
+
+def test_invalid_records_are_reported_again_unread(whole: Path, state: StateStore) -> None:
+    first, _ = plan(whole, state)
+    apply(state, first)
+    changes, planner = plan(whole, state)
+    invalid = {c.sku_id: c for c in first if c.op == "invalid"}
+    again = {c.sku_id: c for c in changes if c.op == "invalid"}
+    assert sorted(again) == sorted(invalid) and len(invalid) >= 3
+    assert [again[sku].to_json() for sku in sorted(again)] == [
+        invalid[sku].to_json() for sku in sorted(again)
+    ]
+    # A malformed line (one that does not parse) keeps no reasons: its message names its line.
+    skipped = {sku for sku, c in again.items() if c.skipped}
+    assert skipped == {sku for sku, c in invalid.items() if all(r.code != "TP930" for r in c.reasons)}
+    assert skipped and skipped != set(invalid)
+    assert planner.summary.ops["invalid"] == len(invalid)
+
+
+@pytest.fixture
+def whole(tmp_path: Path) -> Path:
+    """The bundled catalog whole: its invalid records come from the rules as well as the parser."""
+    path = tmp_path / "whole" / "catalog.jsonl"
+    path.parent.mkdir()
+    shutil.copy(ROOT / "examples" / "catalog.jsonl", path)
+    return path
+
+
+def test_an_invalid_record_is_read_again_once_the_rule_file_moves_its_rules(
+    whole: Path, state: StateStore, tmp_path: Path
+) -> None:
+    catalog = whole
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    applied_first_with(catalog, state, rules)
+    changes, _ = plan(catalog, state, rules)
+    assert any(c.op == "invalid" and c.skipped for c in changes)
+    text = (rules / "google.yaml").read_text(encoding="utf-8")
+    (rules / "google.yaml").write_text("# a comment moves every rule a line down\n" + text, encoding="utf-8")
+    changes, _ = plan(catalog, state, rules)
+    invalid = [c for c in changes if c.op == "invalid"]
+    assert invalid and not any(c.skipped for c in invalid)
+    located = [r.span for c in invalid for r in c.reasons if r.span is not None]
+    assert located  # the reasons point at the rules' new lines, read from the file as it is now
+    lines = (rules / "google.yaml").read_text(encoding="utf-8").splitlines()
+    assert all(span.line <= len(lines) and lines[span.line - 1].strip() for span in located)
+    changes, _ = plan(catalog, state, rules)  # noted again with the new positions
+    again = sorted((c for c in changes if c.op == "invalid"), key=lambda c: c.sku_id)
+    assert [c.to_json() for c in again] == [c.to_json() for c in sorted(invalid, key=lambda c: c.sku_id)]
+    assert any(c.skipped for c in again)
+
+
+def test_garbled_reasons_in_the_state_are_planned_in_full(whole: Path, state: StateStore) -> None:
+    catalog = whole
+    applied_first(catalog, state)
+    state.db.execute("UPDATE excluded_sources SET reasons = '[\"not\", 3' WHERE reasons IS NOT NULL")
+    changes, _ = plan(catalog, state)
+    invalid = [c for c in changes if c.op == "invalid"]
+    assert invalid and not any(c.skipped for c in invalid)
+
+
+def test_apply_skips_the_same_lines_without_reading_their_rows(catalog: Path, state: StateStore) -> None:
+    created = applied_first(catalog, state)
+    shown, _ = plan(catalog, state)
+    config = _config(catalog)
+    project = load_project(config)
+    run = open_marketplace(project, MARKETPLACE)
+    planner = run.planner(state)
+    planner.skipped_rows = False
+    applying = list(planner.changes(catalog_records(project, run.trade_policy)))
+    assert [(c.op, c.sku_id, c.skipped) for c in applying] == [(c.op, c.sku_id, c.skipped) for c in shown]
+    assert {c.sku_id for c in applying if c.op == "unchanged" and c.before is None} == {
+        c.sku_id for c in created
+    }
+
+
+def applied_first_with(catalog: Path, state: StateStore, rules: Path) -> None:
+    changes, _ = plan(catalog, state, rules)
+    apply(state, changes)

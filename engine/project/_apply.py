@@ -59,6 +59,7 @@ class PlannedApply:
         self, run: MarketplaceRun, project: Project, state: StateStore, *, spool: bool = False
     ) -> None:
         self.planner = run.planner(state)
+        self.planner.skipped_rows = False  # an apply sends no unchanged SKU: their rows are not read
         changes = self.planner.changes(catalog_records(project, run.trade_policy))
         self.total: int | None = None
         """How many records there are, once known (a spooled plan); None while they are planned."""

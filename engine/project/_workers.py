@@ -128,6 +128,7 @@ def apply_sharded(
         store.begin(plan)
         try:
             planner = run.planner(state)
+            planner.skipped_rows = False  # the shards get no unchanged SKU: their rows are not read
             changes = planner.changes(catalog_records(project, run.trade_policy))
             written = store.write(plan, sent_stream(run, changes), marketplace)
             result = ShardedApply(ApplySummary(run.name), shards=len(written.per_shard))

@@ -181,6 +181,10 @@ class Dialect(ABC):
         return ""
 
 
+CACHE_KIB = 16384
+"""The page cache of a state file's connection, in KiB (SQLite's default is 2,000)."""
+
+
 class SqliteDialect(Dialect):
     """A state file: WAL journal, one writer at a time (``BEGIN IMMEDIATE``), a busy timeout."""
 
@@ -191,12 +195,15 @@ class SqliteDialect(Dialect):
 
     def connect(self, *, durable: bool = False) -> sqlite3.Connection:
         connection = connect(self.path, self.busy_timeout)
-        if durable:
-            try:
+        try:
+            # 16 MB of pages rather than 2: a plan looks each record's hash up in an index whose
+            # pages a 100,000-SKU store no longer fits in 2 MB (a re-plan's look-ups 0.8x the CPU).
+            connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            if durable:
                 connection.execute("PRAGMA synchronous=FULL")
-            except BaseException:
-                connection.close()
-                raise
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def translate(self, exc: Exception) -> StateError:

@@ -69,13 +69,16 @@ from engine.state._db import LockLostError as LockLostError
 from engine.state._db import StateError as StateError
 from engine.state._queue import QUEUE_SCHEMA
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``.
 3: the notification queue (:data:`QUEUE_SCHEMA`): its tables are new, so the schema script adds them.
 4: a listing carries the ``source_hash`` of the catalog record it was applied from (indexed by
 marketplace), so a plan skips a record unchanged since (:meth:`StateStore.unchanged_sources`); the
 new ``excluded_sources`` table holds the hash of each SKU's record its rules do not select, so a
 plan skips those too (:meth:`StateStore.excluded_sources`).
+5: ``excluded_sources`` holds invalid records too: a row's ``reasons`` (JSON) are those of a record
+its rules found invalid, NULL for one they do not select, so a plan reports an invalid record
+unchanged since without parsing or evaluating it again.
 The number is the same on both databases (``meta.schema_version``)."""
 
 log = logging.getLogger("tradepost.state")
@@ -130,6 +133,7 @@ CREATE TABLE IF NOT EXISTS excluded_sources (
     marketplace TEXT NOT NULL,
     sku_id TEXT NOT NULL,
     source_hash TEXT NOT NULL,
+    reasons TEXT,
     PRIMARY KEY (marketplace, sku_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS excluded_sources_hash ON excluded_sources (marketplace, source_hash);
@@ -160,7 +164,7 @@ _SET_PENDING = replace_into(
     "pending", ("marketplace", "sku_id", "token", "recorded_at"), ("marketplace", "sku_id")
 )
 _SET_EXCLUDED = replace_into(
-    "excluded_sources", ("marketplace", "sku_id", "source_hash"), ("marketplace", "sku_id")
+    "excluded_sources", ("marketplace", "sku_id", "source_hash", "reasons"), ("marketplace", "sku_id")
 )
 _SET_ERROR = replace_into(
     "sku_errors", ("marketplace", "sku_id", "run_id", "reasons", "recorded_at"), ("marketplace", "sku_id")
@@ -335,6 +339,9 @@ class StateStore:
             if "source_hash" not in self.dialect.columns(self.db, "listings"):
                 # 3 -> 4: rows applied before carry no source hash: their records are planned in full.
                 self.db.execute("ALTER TABLE listings ADD COLUMN source_hash TEXT")
+            if "reasons" not in self.dialect.columns(self.db, "excluded_sources"):
+                # 4 -> 5: the rows noted before are all records not selected.
+                self.db.execute("ALTER TABLE excluded_sources ADD COLUMN reasons TEXT")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -400,6 +407,20 @@ class StateStore:
                     found[applied.source_hash] = applied
         return found
 
+    def settled_skus(self, marketplace: str, source_hashes: Sequence[str]) -> dict[str, str]:
+        """Source hash -> SKU of the rows :meth:`unchanged_sources` would give, without reading the
+        rows: for a pass that needs only which lines to skip (an apply sends no unchanged SKU).
+        The hash's index holds the SKU, so only the settled checks leave it."""
+        found: dict[str, str] = {}
+        for one_of, chunk in self.db.one_of(source_hashes):
+            rows = self.db.execute(
+                f"SELECT source_hash, sku_id FROM listings l{self.dialect.indexed_by('listings_source')} "
+                f"WHERE marketplace = ? AND source_hash {one_of} AND {_SETTLED}",
+                (marketplace, *chunk),
+            )
+            found.update((str(source_hash), str(sku_id)) for source_hash, sku_id in rows)
+        return found
+
     def has_sources(self, marketplace: str) -> bool:
         """Whether any record of ``marketplace`` is known by hash (none before its first plan)."""
         row = self.db.execute(
@@ -409,25 +430,30 @@ class StateStore:
         ).fetchone()
         return bool(row[0])
 
-    def excluded_sources(self, marketplace: str, source_hashes: Sequence[str]) -> dict[str, str]:
-        """Source hash -> SKU of these records when a plan found them not selected, and nothing is
+    def excluded_sources(
+        self, marketplace: str, source_hashes: Sequence[str]
+    ) -> dict[str, tuple[str, str | None]]:
+        """Source hash -> (SKU, reasons) of these records when a plan found them not selected
+        (reasons None) or invalid (their reasons, as :meth:`note_excluded` got them), and nothing is
         listed for the SKU (a listed one is planned: its withdrawal is a change)."""
-        found: dict[str, str] = {}
+        found: dict[str, tuple[str, str | None]] = {}
         for one_of, chunk in self.db.one_of(source_hashes):
             rows = self.db.execute(
-                f"SELECT source_hash, sku_id FROM excluded_sources x"
+                f"SELECT source_hash, sku_id, reasons FROM excluded_sources x"
                 f"{self.dialect.indexed_by('excluded_sources_hash')} "
                 f"WHERE marketplace = ? AND source_hash {one_of} AND NOT EXISTS "
                 "(SELECT 1 FROM listings l WHERE l.marketplace = x.marketplace AND l.sku_id = x.sku_id)",
                 (marketplace, *chunk),
             )
-            found.update((str(source_hash), str(sku_id)) for source_hash, sku_id in rows)
+            for source_hash, sku_id, reasons in rows:
+                found[str(source_hash)] = (str(sku_id), None if reasons is None else str(reasons))
         return found
 
-    def note_excluded(self, marketplace: str, noted: Iterable[tuple[str, str]]) -> bool:
-        """Record that the record of each ``(SKU, source hash)`` is not selected: one row per SKU, so
-        the table stays the size of the catalog's unselected part. At once or not at all."""
-        rows = [(marketplace, sku_id, source_hash) for sku_id, source_hash in noted]
+    def note_excluded(self, marketplace: str, noted: Iterable[tuple[str, str, str | None]]) -> bool:
+        """Record that the record of each ``(SKU, source hash, reasons)`` is not selected (reasons
+        None) or invalid (its reasons, a JSON text): one row per SKU, so the table stays the size of
+        the catalog's part that lists nothing. At once or not at all."""
+        rows = [(marketplace, sku_id, source_hash, reasons) for sku_id, source_hash, reasons in noted]
         return self._at_once("not selected records", lambda: self.db.executemany(_SET_EXCLUDED, rows))
 
     def note_sources(self, marketplace: str, noted: Iterable[tuple[AppliedListing, str]]) -> bool:

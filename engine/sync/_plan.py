@@ -15,12 +15,17 @@ apply did not fail, no submission of it is still to confirm), and only when the 
 whole catalog and its rules do not read the clock (:data:`CLOCK_FUNCTIONS`: none does today,
 so a listing is a function of the record, the rules and the options alone). A record found
 unchanged after evaluation has its hash noted on its row, so the next pass skips it too. A
-record the rules do not select, of a SKU with nothing listed, is settled as well (there is
-nothing to apply): its hash is noted apart and the next pass counts it as not selected unread.
+record the rules do not select, or find invalid, of a SKU with nothing listed, is settled as well
+(there is nothing to apply): its hash is noted apart, with the reasons of an invalid one, and the
+next pass counts it as not selected, or reports it invalid with the same reasons, unread. A
+skipped line's change carries its state row as ``before`` for the outputs that show it;
+:attr:`Planner.skipped_rows` off (apply sends no unchanged SKU) finds the lines to skip without
+reading their rows.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
@@ -30,8 +35,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
+from engine._diagnostics import Span
 from engine.connectors._contract import Connector
 from engine.jsonio import dumps
 from engine.model._catalog import CatalogRecord, MalformedRecord
@@ -79,7 +86,8 @@ class Change:
     source_hash: str | None = field(default=None, repr=False)
     """The hash of the catalog record planned (an incremental pass): recorded when applied."""
     skipped: bool = field(default=False, repr=False)
-    """Unchanged without parsing: ``listing`` is None, ``before`` is the row applied."""
+    """Not parsed: ``listing`` is None; ``before`` is the row applied of an unchanged SKU (None when
+    the planner does not read it: :attr:`Planner.skipped_rows`); an invalid one has its reasons."""
 
     def to_dict(self) -> dict[str, Any]:
         return self._data(None if self.listing is None else to_json_value(self.listing.to_dict()))
@@ -140,7 +148,8 @@ class PlanSummary:
     records: int = 0
     deletes_skipped: bool = False
     skipped: int = 0
-    """Records found unchanged without parsing (counted among the unchanged too)."""
+    """Records not parsed, being the same as when last planned (counted among the unchanged, the
+    invalid or the not selected too)."""
 
     def add(self, change: Change) -> None:
         self.ops[change.op] += 1
@@ -212,11 +221,14 @@ class Planner:
         self.families = compiled.variations is not None and connector.lists_families
         self.incremental = not reads_clock(compiled)
         """Skip the records applied unchanged (``--no-incremental`` turns it off)."""
-        self._unchanged: dict[str, AppliedListing] = {}  # rows of skipped lines not yet planned
+        self.skipped_rows = True
+        """Read the state row of each skipped line, for ``before`` (off: apply sends no unchanged SKU)."""
+        self._unchanged: dict[str, AppliedListing | None] = {}  # rows of skipped lines not yet planned
         self._excluded: set[str] = set()  # SKUs of skipped lines not selected, not yet planned
+        self._invalid: dict[str, list[Reason]] = {}  # reasons of skipped lines invalid, not yet planned
         self._noting = True  # noting hashes of unchanged records (off once the store refuses)
         self._unchanged_notes: list[tuple[AppliedListing, str]] = []  # noted, not yet written
-        self._excluded_notes: list[tuple[str, str]] = []
+        self._excluded_notes: list[tuple[str, str, str | None]] = []
 
     def changes(
         self,
@@ -247,7 +259,7 @@ class Planner:
                 state.add_seen(o.sku_id for o, _ in planned if o.sku_id in applied)
             changes = [self._planned(o, digest, applied) for o, digest in planned]
             self._note_unchanged(changes)
-            self._note_excluded(planned, applied)
+            self._note_settled(planned, applied)
             for change in changes:
                 if change is None:
                     continue
@@ -324,13 +336,36 @@ class Planner:
 
     def _lookup(self, source_hashes: Sequence[str]) -> Mapping[str, str]:
         assert self.state is not None
-        rows = self.state.unchanged_sources(self.marketplace, source_hashes)
-        self._unchanged.update((row.sku_id, row) for row in rows.values())
+        if self.skipped_rows:
+            rows = self.state.unchanged_sources(self.marketplace, source_hashes)
+            self._unchanged.update((row.sku_id, row) for row in rows.values())
+            known = {digest: row.sku_id for digest, row in rows.items()}
+        else:
+            known = self.state.settled_skus(self.marketplace, source_hashes)
+            self._unchanged.update(dict.fromkeys(known.values()))
         # A record applied is not also noted as not selected: only the others are looked up there.
-        missing = [digest for digest in source_hashes if digest not in rows]
-        excluded = self.state.excluded_sources(self.marketplace, missing) if missing else {}
-        self._excluded.update(excluded.values())
-        return {**excluded, **{digest: row.sku_id for digest, row in rows.items()}}
+        missing = [digest for digest in source_hashes if digest not in known]
+        noted = self.state.excluded_sources(self.marketplace, missing) if missing else {}
+        for digest, (sku_id, text) in noted.items():
+            if text is None:
+                self._excluded.add(sku_id)
+            elif (reasons := _reasons_of(text, self._where)) is not None:
+                self._invalid[sku_id] = reasons
+            else:
+                continue  # other rule positions, or reasons the store garbled: planned in full
+            known.setdefault(digest, sku_id)
+        return known
+
+    @functools.cached_property
+    def _where(self) -> str:
+        """The rule file's path and bytes, hashed: the reasons of a record kept by hash point at
+        positions in this text (its rules' fingerprint ignores comments and layout, positions do
+        not). Empty when the file cannot be read now: no reasons are then kept or reused."""
+        try:
+            text = Path(self.compiled.file).read_bytes()
+        except OSError:
+            return ""
+        return hashlib.sha256(self.compiled.file.encode("utf-8") + b"\0" + text).hexdigest()
 
     def _read(
         self, records: Iterable[CatalogRecord | MalformedRecord], source: FileSource | None
@@ -352,37 +387,48 @@ class Planner:
         for line in skipped:
             yield line, line.source_hash
 
-    def _applied(self, sku_ids: list[str]) -> dict[str, AppliedListing]:
+    def _applied(self, sku_ids: list[str]) -> dict[str, AppliedListing | None]:
         """The state's rows of the SKUs evaluated, and of those skipped (read with their hash)."""
         applied = self.state.get_many(self.marketplace, sku_ids) if self.state is not None else {}
         return {**applied, **self._unchanged}
 
     def _planned(
-        self, planned: Outcome | Skipped, digest: str | None, applied: dict[str, AppliedListing]
+        self, planned: Outcome | Skipped, digest: str | None, applied: Mapping[str, AppliedListing | None]
     ) -> Change | None:
         if isinstance(planned, Skipped) and planned.sku_id in self._excluded:
             self._excluded.discard(planned.sku_id)
             self.summary.excluded += 1
             self.summary.skipped += 1
             return None
+        if isinstance(planned, Skipped) and planned.sku_id in self._invalid:
+            reasons = self._invalid.pop(planned.sku_id)
+            return Change(
+                "invalid", planned.sku_id, self.marketplace, reasons=reasons, source_hash=digest, skipped=True
+            )
         if isinstance(planned, Skipped):
             row = self._unchanged.pop(planned.sku_id)
             return Change(
-                "unchanged", row.sku_id, self.marketplace, before=row, source_hash=digest, skipped=True
+                "unchanged", planned.sku_id, self.marketplace, before=row, source_hash=digest, skipped=True
             )
         change = self._change(planned, applied.get(planned.sku_id))
         if change is not None:
             change.source_hash = digest
         return change
 
-    def _note_excluded(
-        self, planned: list[tuple[Outcome | Skipped, str | None]], applied: dict[str, AppliedListing]
+    def _note_settled(
+        self,
+        planned: list[tuple[Outcome | Skipped, str | None]],
+        applied: Mapping[str, AppliedListing | None],
     ) -> None:
-        """Note the hash of each record evaluated as not selected, its SKU listed nowhere."""
+        """Note the hash of each record evaluated as not selected or invalid, its SKU listed nowhere
+        (an invalid one with its reasons, to report them again unread)."""
         noted = [
-            (o.sku_id, digest)
+            (o.sku_id, digest, None if o.status == "excluded" else _reasons_text(o.reasons, self._where))
             for o, digest in planned
-            if isinstance(o, Outcome) and o.status == "excluded" and digest and o.sku_id not in applied
+            if isinstance(o, Outcome)
+            and (o.status == "excluded" or (o.status == "invalid" and self._where))
+            and digest
+            and o.sku_id not in applied
         ]
         self._excluded_notes.extend(noted)
         if len(self._excluded_notes) >= NOTES:
@@ -427,6 +473,42 @@ class Planner:
         assert outcome.listing is not None
         op, kinds = diff(outcome.listing, before)
         return Change(op, outcome.sku_id, self.marketplace, kinds, outcome.listing, before, outcome=outcome)
+
+
+def _reasons_text(reasons: Sequence[Reason], where: str) -> str:
+    """An invalid record's reasons as the state keeps them (messages redacted: no secret is stored),
+    with ``where`` (:meth:`Planner._where`): the positions they point at are those of that text."""
+    listed = [
+        [
+            r.code,
+            r.rule,
+            redact(r.message),
+            None
+            if r.span is None
+            else [r.span.file, r.span.line, r.span.column, r.span.end_line, r.span.end_column],
+        ]
+        for r in reasons
+    ]
+    return json.dumps([where, listed], ensure_ascii=False)
+
+
+def _reasons_of(text: str, where: str) -> list[Reason] | None:
+    """The reasons :func:`_reasons_text` kept; None when the text is not what it wrote, or they point
+    into another text of the rule file (a line added above moves every position after it)."""
+    try:
+        kept, listed = json.loads(text)
+        reasons = [
+            Reason(code, message, rule, None if span is None else Span(*span))
+            for code, rule, message, span in listed
+        ]
+    except (ValueError, TypeError):
+        return None
+    if not where or kept != where:
+        return None
+    fields = [(r.code, r.rule, r.message) for r in reasons]
+    if not reasons or not all(isinstance(f, str) for three in fields for f in three):
+        return None
+    return reasons
 
 
 def _unknown(source_hashes: Sequence[str]) -> Mapping[str, str]:
