@@ -41,6 +41,8 @@ MIN_CASES = 36
 CODES_COVERED = 38  # distinct codes in the corpus' expectations (see test_corpus_size_and_coverage)
 
 KNOWN_BUGS: dict[str, str] = {}
+WARNING_CASES = frozenset({"117_listing_key_misspelt.yaml", "118_listing_key_unknown_to_marketplace.yaml"})
+"""Cases whose only diagnostics are warnings: the file compiles, `tradepost check` exits 0."""
 
 _EXPECT = re.compile(r"^# expect: (?P<code>TP\d{3}) (?:(?P<file>\S+):)?(?P<line>\d+):(?P<column>\d+)\s*$")
 _EXPECT_TEXT = re.compile(r"^# expect-text: (?P<text>.+?)\s*$")
@@ -123,7 +125,7 @@ def test_case_reports_exactly_the_expected_diagnostics(case: Path) -> None:
     rendered = "\n".join(d.render() for d in result.diagnostics)
     assert sorted(set(actual)) == sorted(expected.locations), rendered
     assert len(actual) == len(set(actual)), "the same problem is reported more than once"
-    assert not result.ok
+    assert not result.ok or case.name in WARNING_CASES, "a case has an error, or is listed in WARNING_CASES"
     for text in expected.texts:
         assert any(text in d.message or text in (d.hint or "") for d in result.diagnostics), (
             f"no message or hint contains {text!r}:\n{rendered}"
@@ -179,12 +181,13 @@ def test_expectation_lines_are_parsed_with_and_without_a_file(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_check_command_exits_1_without_a_traceback(case: Path) -> None:
+def test_check_command_exits_1_without_a_traceback_0_on_warnings(case: Path) -> None:
     result = CliRunner().invoke(cli, ["check", str(case)])
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
+    warned_only = case.name in WARNING_CASES
+    assert result.exit_code == (0 if warned_only else 1), result.output
+    assert isinstance(result.exception, SystemExit) or warned_only, result.exception
     assert "Traceback" not in result.output
-    assert "error[TP" in result.output
+    assert ("warning[TP" if warned_only else "error[TP") in result.output
     assert "1 file(s) checked:" in result.output
 
 

@@ -167,19 +167,28 @@ def _listing_record(children: Mapping[str, ContentField], path: tuple[str, ...])
 
 
 def compile_loaded(
-    loaded: LoadedRules, sink: DiagnosticSink, marketplaces: Collection[str] | None = None
+    loaded: LoadedRules,
+    sink: DiagnosticSink,
+    marketplaces: Collection[str] | None = None,
+    listing_keys: Mapping[str, Collection[str]] | None = None,
 ) -> CompiledRules | None:
     """The compile passes over every section; None when any error was reported to ``sink``.
 
     ``marketplaces`` are the names a rule file's ``marketplace:`` may take (the installed
     connectors, which the caller looks up: the rule language knows no plug-in); None leaves
-    the name unchecked.
+    the name unchecked. ``listing_keys``: marketplace -> the listing keys its connector reads
+    (a key it does not read is a TP116 warning, most often a misspelling).
     """
     c = _SectionCompiler(loaded, sink)
     root = loaded.root
     errors_before = len(sink.errors)
     if marketplaces is not None:
         _check_marketplace(root.get("marketplace"), marketplaces, sink)
+    marketplace = root.get("marketplace")
+    if listing_keys is not None and marketplace is not None and marketplace.value in listing_keys:
+        _check_listing_keys(
+            root.get("listing"), str(marketplace.value), listing_keys[marketplace.value], sink
+        )
     select = _compile_select(c, root.get("select"))
     categories = _compile_categories(c, root.get("categories"))
     listing = {
@@ -224,6 +233,24 @@ def _check_marketplace(node: Node | None, marketplaces: Collection[str], sink: D
         node.span,
         hint=f"did you mean '{guess}'?" if guess else f"installed: {', '.join(sorted(marketplaces))}",
     )
+
+
+def _check_listing_keys(
+    node: Node | None, marketplace: str, known: Collection[str], sink: DiagnosticSink
+) -> None:
+    """A listing key the marketplace's connector does not read is sent nowhere: most often a typo (TP116)."""
+    for key, child in _mapping(node):
+        if key in known:
+            continue
+        guess = did_you_mean(key, known)
+        sink.warning(
+            "TP116",
+            f"the {marketplace} connector does not read listing key '{key}'; it is sent nowhere",
+            child.key_span or child.span,
+            hint=f"did you mean '{guess}'?"
+            if guess
+            else f"keys {marketplace} reads: {', '.join(sorted(known))}",
+        )
 
 
 def _compile_select(c: _SectionCompiler, node: Node | None) -> list[CompiledExpression]:
