@@ -85,6 +85,7 @@ def _problem(text: str) -> tuple[int, int, str]:
         ('a: |\n  say "hi\nb: "1\nc: 2\n', 3, 4, "the quote opened here is never closed"),
         ('a: it\'s "fine"\nb: "2\nc: 3\n', 2, 4, "the quote opened here is never closed"),
         ("- x: 1\n  y: [1, 2\nz: 3\n", 3, 2, "YAML syntax error"),
+        ("t:\n  f:\n    a: 1\n   b: 2\n", 4, 4, "indented 3 spaces and the line above 4"),
         ("a: b: c\n", 1, 5, "a ': ' inside an unquoted value"),
         ("- !x * 2\n", 1, 3, "starts a YAML tag"),
     ],

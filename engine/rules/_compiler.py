@@ -182,6 +182,7 @@ def compile_loaded(
     c = _SectionCompiler(loaded, sink)
     root = loaded.root
     errors_before = len(sink.errors)
+    items_before = len(sink.items)
     if marketplaces is not None:
         _check_marketplace(root.get("marketplace"), marketplaces, sink)
     marketplace = root.get("marketplace")
@@ -201,6 +202,7 @@ def compile_loaded(
     stock = _compile_stock(c, root.get("stock") or Node({}, root.span), listing_type)
     require = _compile_require(c, root.get("require"), listing)
     divergence = _compile_divergence(c, root.get("divergence"))
+    _fold_unknown_tables(loaded.broken_includes, sink, items_before)
     rules = loaded.rules
     if rules is None or len(sink.errors) > errors_before or price is None or stock is None:
         return None
@@ -232,6 +234,25 @@ def _check_marketplace(node: Node | None, marketplaces: Collection[str], sink: D
         f"no connector named '{node.value}'",
         node.span,
         hint=f"did you mean '{guess}'?" if guess else f"installed: {', '.join(sorted(marketplaces))}",
+    )
+
+
+def _fold_unknown_tables(broken: list[Node], sink: DiagnosticSink, first: int) -> None:
+    """After a broken include, its tables' uses are one diagnostic, not one each (the cause is reported)."""
+    unknown = [d for d in sink.items[first:] if d.code == "TP307" and d.message.startswith("unknown table '")]
+    if not broken or not unknown:
+        return
+    folded = {id(d) for d in unknown}
+    sink.items[:] = [d for d in sink.items if id(d) not in folded]
+    names = sorted({d.message.split("'")[1] for d in unknown})
+    count = len(unknown)
+    includes = ", ".join(f"'{item.text}' (line {item.span.line})" for item in broken)
+    what = f"{count} references to tables" if count > 1 else "1 reference to a table"
+    sink.error(
+        "TP307",
+        f"{what} from the broken include ({', '.join(names)}){', the first here' if count > 1 else ''}",
+        min((d.span for d in unknown), key=lambda span: (span.line, span.column)),
+        hint=f"fix the include first: {includes}",
     )
 
 

@@ -53,6 +53,7 @@ def explain_yaml_error(text: str, problem: str, mark: tuple[int, int] | None) ->
         _tag_in_expression(lines, line)
         or _open_quote(lines, line)
         or _missing_colon(lines, line, column)
+        or _uneven_indent(lines, line, column, problem)
         or _as_reported(lines, line, column, problem)
     )
 
@@ -102,6 +103,24 @@ def _missing_colon(lines: list[str], line: int, column: int) -> YamlProblem | No
             len(key),
         )
     return None
+
+
+def _uneven_indent(lines: list[str], line: int, column: int, problem: str) -> YamlProblem | None:
+    """A key indented less than its siblings but more than its parent: it belongs to no mapping."""
+    previous = _previous_content_line(lines, line)
+    indent = _indent(lines[line])
+    if not problem.startswith("expected <block end>") or column != indent or previous is None:
+        return None
+    above = _indent(lines[previous])
+    if not 0 < indent < above:
+        return None
+    return YamlProblem(
+        line + 1,
+        column + 1,
+        f"this line is indented {indent} spaces and the line above {above}: "
+        "it belongs to no mapping above it",
+        f"indent it like the keys it sits with ({above} spaces here), or like its parent's keys",
+    )
 
 
 def _first_of_run(lines: list[str], index: int) -> int:
