@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from iso4217 import Currency
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
@@ -133,6 +134,24 @@ class Divergence(_Section):
 
 _AFFILIATE = re.compile(r"[B-DF-HJ-NP-TV-Z]{3}")
 _LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")
+CURRENCIES = frozenset(currency.code for currency in Currency)
+"""ISO 4217 codes, from the iso4217 package (the standard's own table, public domain, kept current)."""
+_USUAL_CURRENCIES = (
+    "USD",
+    "EUR",
+    "BRL",
+    "MXN",
+    "ARS",
+    "CLP",
+    "COP",
+    "PEN",
+    "GBP",
+    "CAD",
+    "JPY",
+    "CNY",
+    "INR",
+)
+"""Preferred when several codes are one mistake away (``USA`` could be USD or USN)."""
 
 
 class RuleFile(_Section):
@@ -180,8 +199,10 @@ class RuleFile(_Section):
     @field_validator("currency")
     @classmethod
     def _currency_is_iso(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Z]{3}", value):
-            raise ValueError(f"currency must be an ISO 4217 code such as BRL or USD; got {value!r}")
+        if value not in CURRENCIES:
+            guess = currency_guess(value)
+            hint = f" (did you mean '{guess}'?)" if guess else ""
+            raise ValueError(f"currency must be an ISO 4217 code such as BRL or USD; got {value!r}{hint}")
         return value
 
     @field_validator("locale")
@@ -190,6 +211,23 @@ class RuleFile(_Section):
         if not _LOCALE.fullmatch(value):
             raise ValueError(f"locale must look like pt-BR or en-US; got {value!r}")
         return value
+
+
+def currency_guess(written: str) -> str | None:
+    """The ISO 4217 code meant by a mistyped one: the same letters (``BLR``, ``UDS``), the same
+    country prefix (``USA``), else the closest spelling; usual marketplace currencies first."""
+    upper = written.strip().upper()
+    if upper in CURRENCIES:
+        return upper
+    ranked = sorted(CURRENCIES, key=lambda code: (code not in _USUAL_CURRENCIES, code))
+    for same in (
+        lambda code: sorted(code) == sorted(upper),
+        lambda code: len(upper) == 3 and code[:2] == upper[:2],
+    ):
+        found = [code for code in ranked if same(code)]
+        if found:
+            return found[0]
+    return did_you_mean(upper, _USUAL_CURRENCIES) or did_you_mean(upper, ranked)
 
 
 class TableFile(_Section):
