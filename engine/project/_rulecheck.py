@@ -17,6 +17,7 @@ from engine.model._listing import STANDARD_FIELDS
 from engine.rules import _check
 from engine.rules._check import CheckResult
 from engine.rules._compiled import CompiledRules
+from engine.sync._ruletests import check_test_file
 
 
 def check_rules(path: str | Path) -> CheckResult:
@@ -25,8 +26,20 @@ def check_rules(path: str | Path) -> CheckResult:
 
 
 def check_all(paths: Iterable[str | Path]) -> list[CheckResult]:
-    """Every diagnostic of several rule files, and what only shows across them (stock over 100%)."""
-    return _check.check_all(paths, available_connectors(), listing_keys())
+    """Every diagnostic of several rule files, and what only shows across them (stock over 100%).
+
+    A rule-test file (``NAME.test.yaml``, as a shell glob ``rules/*.yaml`` brings them in) is
+    checked as a rule test, in its place among the results.
+    """
+    paths = list(paths)
+    results = iter(
+        _check.check_all([p for p in paths if not _is_test_file(p)], available_connectors(), listing_keys())
+    )
+    return [check_test_file(Path(p)) if _is_test_file(p) else next(results) for p in paths]
+
+
+def _is_test_file(path: str | Path) -> bool:
+    return Path(path).name.endswith(".test.yaml")
 
 
 def compile_rules(path: str | Path) -> CompiledRules:
