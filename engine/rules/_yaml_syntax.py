@@ -16,6 +16,7 @@ runs across lines up to the mark or to the end of the file.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from engine._diagnostics import split_lines
@@ -54,7 +55,7 @@ def explain_yaml_error(text: str, problem: str, mark: tuple[int, int] | None) ->
         or _open_quote(lines, line)
         or _missing_colon(lines, line, column)
         or _uneven_indent(lines, line, column, problem)
-        or _as_reported(lines, line, column, problem)
+        or _as_reported(line, column, problem)
     )
 
 
@@ -215,7 +216,7 @@ def _starts_scalar(text: str, position: int) -> bool:
     return not before or before[-1] in _SCALAR_START
 
 
-def _as_reported(lines: list[str], line: int, column: int, problem: str) -> YamlProblem:
+def _as_reported(line: int, column: int, problem: str) -> YamlProblem:
     message = {
         "mapping values are not allowed here": "a ': ' inside an unquoted value (YAML reads it as a new key)",
     }.get(problem, problem)
@@ -224,36 +225,35 @@ def _as_reported(lines: list[str], line: int, column: int, problem: str) -> Yaml
         if message != problem
         else "check indentation, colons and quotes around this point"
     )
-    del lines
     return YamlProblem(line + 1, column + 1, f"YAML syntax error: {message}", hint)
+
+
+def _outside_quotes(text: str) -> Iterator[tuple[int, str]]:
+    """The characters of a line that are not inside a quoted scalar, with their positions."""
+    quote = ""
+    for position, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'" and _starts_scalar(text, position):
+            quote = char
+        else:
+            yield position, char
 
 
 def _content(text: str) -> str:
     """The line without its comment (a ``#`` after a space, outside quotes)."""
-    quote = ""
-    for position, char in enumerate(text):
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "\"'" and _starts_scalar(text, position):
-            quote = char
-        elif char == "#" and (position == 0 or text[position - 1] in " \t"):
+    for position, char in _outside_quotes(text):
+        if char == "#" and (position == 0 or text[position - 1] in " \t"):
             return text[:position].rstrip()
     return text.rstrip()
 
 
 def _has_key_colon(content: str) -> bool:
     """Whether a line (comment removed) has a ``:`` outside quotes, as a key's colon would be."""
-    quote = ""
-    for position, char in enumerate(content):
-        if quote:
-            if char == quote:
-                quote = ""
-        elif char in "\"'" and _starts_scalar(content, position):
-            quote = char
-        elif char == ":" and (position + 1 == len(content) or content[position + 1] in " \t"):
-            return True
-    return False
+    return any(
+        char == ":" and (position + 1 == len(content) or content[position + 1] in " \t")
+        for position, char in _outside_quotes(content)
+    )
 
 
 def _previous_content_line(lines: list[str], line: int) -> int | None:
