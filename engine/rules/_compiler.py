@@ -186,10 +186,9 @@ def compile_loaded(
     if marketplaces is not None:
         _check_marketplace(root.get("marketplace"), marketplaces, sink)
     marketplace = root.get("marketplace")
-    if listing_keys is not None and marketplace is not None and marketplace.value in listing_keys:
-        _check_listing_keys(
-            root.get("listing"), str(marketplace.value), listing_keys[marketplace.value], sink
-        )
+    name = marketplace.value if marketplace is not None and isinstance(marketplace.value, str) else None
+    if listing_keys is not None and name in listing_keys:
+        _check_listing_keys(root.get("listing"), str(name), listing_keys[str(name)], sink)
     select = _compile_select(c, root.get("select"))
     categories = _compile_categories(c, root.get("categories"))
     listing = {
