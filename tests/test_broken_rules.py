@@ -11,7 +11,7 @@ compiler must report:
 Positions are 1-based and name the first character of the wrong token, as a demanding user
 would want the caret placed; they were not copied from the compiler's output. The set of
 (code, file, line, column) reported must equal the expected set, errors and warnings alike.
-Only ``NN_*.yaml`` files are cases; ``includes/`` holds the files they include.
+Only ``NN_*.yaml`` files (two digits or more) are cases; ``includes/`` holds the files they include.
 
 Cases where the compiler is known to be wrong are marked ``xfail(strict=True)`` with the
 bug in the reason: the suite stays green, the bug stays visible, and fixing it turns the
@@ -35,12 +35,14 @@ from tests._harness import tradepost_process
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "broken"
-CASES = sorted(FIXTURES.glob("[0-9][0-9]_*.yaml"))
+CASES = sorted(FIXTURES.glob("[0-9][0-9]*_*.yaml"), key=lambda case: int(case.name.split("_")[0]))
 
-MIN_CASES = 36
-CODES_COVERED = 38  # distinct codes in the corpus' expectations (see test_corpus_size_and_coverage)
+MIN_CASES = 130
+CODES_COVERED = 43  # distinct codes in the corpus' expectations (see test_corpus_size_and_coverage)
 
 KNOWN_BUGS: dict[str, str] = {}
+WARNING_CASES = frozenset({"117_listing_key_misspelt.yaml", "118_listing_key_unknown_to_marketplace.yaml"})
+"""Cases whose only diagnostics are warnings: the file compiles, `tradepost check` exits 0."""
 
 _EXPECT = re.compile(r"^# expect: (?P<code>TP\d{3}) (?:(?P<file>\S+):)?(?P<line>\d+):(?P<column>\d+)\s*$")
 _EXPECT_TEXT = re.compile(r"^# expect-text: (?P<text>.+?)\s*$")
@@ -123,7 +125,7 @@ def test_case_reports_exactly_the_expected_diagnostics(case: Path) -> None:
     rendered = "\n".join(d.render() for d in result.diagnostics)
     assert sorted(set(actual)) == sorted(expected.locations), rendered
     assert len(actual) == len(set(actual)), "the same problem is reported more than once"
-    assert not result.ok
+    assert not result.ok or case.name in WARNING_CASES, "a case has an error, or is listed in WARNING_CASES"
     for text in expected.texts:
         assert any(text in d.message or text in (d.hint or "") for d in result.diagnostics), (
             f"no message or hint contains {text!r}:\n{rendered}"
@@ -149,7 +151,7 @@ def test_every_diagnostic_shows_its_source_line_and_a_caret_under_its_column(cas
 
 def test_corpus_size_and_coverage() -> None:
     assert len(CASES) >= MIN_CASES
-    assert len({case.name[:2] for case in CASES}) == len(CASES), "two cases share a number"
+    assert len({case.name.split("_")[0] for case in CASES}) == len(CASES), "two cases share a number"
     codes = {location.code for case in CASES for location in parse_expectations(case).locations}
     assert len(codes) >= CODES_COVERED, sorted(codes)
     for name in KNOWN_BUGS:
@@ -179,12 +181,13 @@ def test_expectation_lines_are_parsed_with_and_without_a_file(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
-def test_check_command_exits_1_without_a_traceback(case: Path) -> None:
+def test_check_command_exits_1_without_a_traceback_0_on_warnings(case: Path) -> None:
     result = CliRunner().invoke(cli, ["check", str(case)])
-    assert result.exit_code == 1, result.output
-    assert isinstance(result.exception, SystemExit), result.exception
+    warned_only = case.name in WARNING_CASES
+    assert result.exit_code == (0 if warned_only else 1), result.output
+    assert isinstance(result.exception, SystemExit) or warned_only, result.exception
     assert "Traceback" not in result.output
-    assert "error[TP" in result.output
+    assert ("warning[TP" if warned_only else "error[TP") in result.output
     assert "1 file(s) checked:" in result.output
 
 

@@ -87,6 +87,11 @@ class Connector:
     required_attributes: ClassVar[Mapping[str, Sequence[str]]] = {}
     """Category id (or prefix ending in '*', or '*' for all) -> attributes that must be present."""
 
+    listing_fields: ClassVar[tuple[str, ...] | None] = None
+    """Listing keys this connector reads besides ``STANDARD_FIELDS`` (``title``, ``attributes``…);
+    `tradepost check` warns on any other key of a rule file's ``listing:`` (a misspelt ``titel:``).
+    None: not declared, the keys are not checked."""
+
     option_defaults: ClassVar[Mapping[str, str]] = {}
     """Rule-file ``options`` a connector reads, with the value taken when a rule file sets none."""
     required_options: ClassVar[Mapping[str, str]] = {}

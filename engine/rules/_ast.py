@@ -18,6 +18,7 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from engine.rules._limits import MAX_LITERAL_DIGITS
+from engine.rules._stray_tokens import stray_token
 from engine.rules._types import Type
 
 
@@ -268,6 +269,7 @@ def parse_expression(text: str) -> Expr:
     except RecursionError:
         raise SyntaxProblem(f"expression nested too deeply (more than {MAX_DEPTH} levels)", 0) from None
     except UnexpectedCharacters as exc:
+        _raise_stray_token(text)
         pos = exc.pos_in_stream or 0
         char = text[pos] if pos < len(text) else ""
         hint = None
@@ -281,8 +283,10 @@ def parse_expression(text: str) -> Expr:
             hint = "'%' only follows a number, as in 15%; there is no modulo operator"
         return _raise(f"unexpected character {char!r}", pos, hint)
     except UnexpectedEOF as exc:
+        _raise_stray_token(text)
         return _raise_at_end(text, set(exc.expected))
     except UnexpectedToken as exc:
+        _raise_stray_token(text)
         token = exc.token
         if token.type == "$END":
             return _raise_at_end(text, set(exc.accepts or exc.expected))
@@ -301,6 +305,12 @@ def parse_expression(text: str) -> Expr:
         if isinstance(exc.orig_exc, RecursionError):
             raise SyntaxProblem(f"expression nested too deeply (more than {MAX_DEPTH} levels)", 0) from None
         raise
+
+
+def _raise_stray_token(text: str) -> None:
+    """Text that failed to parse: name an operator from another language with its fix, if there is one."""
+    if (stray := stray_token(text)) is not None:
+        raise SyntaxProblem(stray.message, stray.offset, stray.end, stray.hint)
 
 
 def _unclosed_bracket(text: str) -> tuple[int, str] | None:

@@ -9,7 +9,7 @@ them the name is left unchecked.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -37,19 +37,29 @@ class CheckResult:
         return not self.errors
 
 
-def check_rules(path: str | Path, marketplaces: Collection[str] | None = None) -> CheckResult:
+def check_rules(
+    path: str | Path,
+    marketplaces: Collection[str] | None = None,
+    listing_keys: Mapping[str, Collection[str]] | None = None,
+) -> CheckResult:
     """Load and compile one rule file, collecting every diagnostic instead of stopping at the first.
 
     ``marketplaces``: the names ``marketplace:`` may take; None leaves it unchecked.
+    ``listing_keys``: marketplace -> the listing keys its connector reads; a marketplace not in
+    it has its keys unchecked.
     """
     sink = DiagnosticSink()
-    unit = run_passes(RuleUnit(Path(path), marketplaces), sink)
+    unit = run_passes(RuleUnit(Path(path), marketplaces, listing_keys), sink)
     return CheckResult(str(path), sink.sorted(), unit.compiled if not sink.errors else None)
 
 
-def check_all(paths: Iterable[str | Path], marketplaces: Collection[str] | None = None) -> list[CheckResult]:
+def check_all(
+    paths: Iterable[str | Path],
+    marketplaces: Collection[str] | None = None,
+    listing_keys: Mapping[str, Collection[str]] | None = None,
+) -> list[CheckResult]:
     """Check several rule files, then what only shows across them (stock shared beyond 100%)."""
-    results = [check_rules(p, marketplaces) for p in paths]
+    results = [check_rules(p, marketplaces, listing_keys) for p in paths]
     _check_stock_shares(results)
     return results
 
@@ -106,9 +116,13 @@ def _source_line(span: Span) -> str | None:
     return lines[span.line - 1] if 0 < span.line <= len(lines) else None
 
 
-def compile_rules(path: str | Path, marketplaces: Collection[str] | None = None) -> CompiledRules:
+def compile_rules(
+    path: str | Path,
+    marketplaces: Collection[str] | None = None,
+    listing_keys: Mapping[str, Collection[str]] | None = None,
+) -> CompiledRules:
     """Compile a rule file for running; raises :class:`RuleError` with all diagnostics if it has errors."""
-    result = check_rules(path, marketplaces)
+    result = check_rules(path, marketplaces, listing_keys)
     if result.compiled is None:
         raise RuleError(result.errors or result.diagnostics)
     result.compiled.warnings = [d for d in result.diagnostics if d.severity == "warning"]

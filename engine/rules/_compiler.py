@@ -167,19 +167,28 @@ def _listing_record(children: Mapping[str, ContentField], path: tuple[str, ...])
 
 
 def compile_loaded(
-    loaded: LoadedRules, sink: DiagnosticSink, marketplaces: Collection[str] | None = None
+    loaded: LoadedRules,
+    sink: DiagnosticSink,
+    marketplaces: Collection[str] | None = None,
+    listing_keys: Mapping[str, Collection[str]] | None = None,
 ) -> CompiledRules | None:
     """The compile passes over every section; None when any error was reported to ``sink``.
 
     ``marketplaces`` are the names a rule file's ``marketplace:`` may take (the installed
     connectors, which the caller looks up: the rule language knows no plug-in); None leaves
-    the name unchecked.
+    the name unchecked. ``listing_keys``: marketplace -> the listing keys its connector reads
+    (a key it does not read is a TP116 warning, most often a misspelling).
     """
     c = _SectionCompiler(loaded, sink)
     root = loaded.root
     errors_before = len(sink.errors)
+    items_before = len(sink.items)
     if marketplaces is not None:
         _check_marketplace(root.get("marketplace"), marketplaces, sink)
+    marketplace = root.get("marketplace")
+    name = marketplace.value if marketplace is not None and isinstance(marketplace.value, str) else None
+    if listing_keys is not None and name in listing_keys:
+        _check_listing_keys(root.get("listing"), str(name), listing_keys[str(name)], sink)
     select = _compile_select(c, root.get("select"))
     categories = _compile_categories(c, root.get("categories"))
     listing = {
@@ -192,6 +201,7 @@ def compile_loaded(
     stock = _compile_stock(c, root.get("stock") or Node({}, root.span), listing_type)
     require = _compile_require(c, root.get("require"), listing)
     divergence = _compile_divergence(c, root.get("divergence"))
+    _fold_unknown_tables(loaded.broken_includes, sink, items_before)
     rules = loaded.rules
     if rules is None or len(sink.errors) > errors_before or price is None or stock is None:
         return None
@@ -224,6 +234,43 @@ def _check_marketplace(node: Node | None, marketplaces: Collection[str], sink: D
         node.span,
         hint=f"did you mean '{guess}'?" if guess else f"installed: {', '.join(sorted(marketplaces))}",
     )
+
+
+def _fold_unknown_tables(broken: list[Node], sink: DiagnosticSink, first: int) -> None:
+    """After a broken include, its tables' uses are one diagnostic, not one each (the cause is reported)."""
+    unknown = [d for d in sink.items[first:] if d.code == "TP307" and d.message.startswith("unknown table '")]
+    if not broken or not unknown:
+        return
+    folded = {id(d) for d in unknown}
+    sink.items[:] = [d for d in sink.items if id(d) not in folded]
+    names = sorted({d.message.split("'")[1] for d in unknown})
+    count = len(unknown)
+    includes = ", ".join(f"'{item.text}' (line {item.span.line})" for item in broken)
+    what = f"{count} references to tables" if count > 1 else "1 reference to a table"
+    sink.error(
+        "TP307",
+        f"{what} from the broken include ({', '.join(names)}){', the first here' if count > 1 else ''}",
+        min((d.span for d in unknown), key=lambda span: (span.line, span.column)),
+        hint=f"fix the include first: {includes}",
+    )
+
+
+def _check_listing_keys(
+    node: Node | None, marketplace: str, known: Collection[str], sink: DiagnosticSink
+) -> None:
+    """A listing key the marketplace's connector does not read is sent nowhere: most often a typo (TP116)."""
+    for key, child in _mapping(node):
+        if key in known:
+            continue
+        guess = did_you_mean(key, known)
+        sink.warning(
+            "TP116",
+            f"the {marketplace} connector does not read listing key '{key}'; it is sent nowhere",
+            child.key_span or child.span,
+            hint=f"did you mean '{guess}'?"
+            if guess
+            else f"keys {marketplace} reads: {', '.join(sorted(known))}",
+        )
 
 
 def _compile_select(c: _SectionCompiler, node: Node | None) -> list[CompiledExpression]:

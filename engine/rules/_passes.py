@@ -14,7 +14,7 @@ and every run go through :func:`run_passes`; the one check that needs every file
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeAlias
@@ -30,11 +30,13 @@ from engine.rules._yaml import Node
 class RuleUnit:
     """One rule file on its way through the passes: what each pass has made of it so far.
 
-    ``marketplaces`` are the names its ``marketplace:`` may take (None: unchecked).
+    ``marketplaces`` are the names its ``marketplace:`` may take (None: unchecked);
+    ``listing_keys`` the listing keys each marketplace's connector reads (None: unchecked).
     """
 
     path: Path
     marketplaces: Collection[str] | None = None
+    listing_keys: Mapping[str, Collection[str]] | None = None
     root: Node | None = None
     loaded: LoadedRules | None = None
     compiled: CompiledRules | None = None
@@ -59,7 +61,7 @@ def load_shape(unit: RuleUnit, sink: DiagnosticSink) -> RuleUnit:
 def compile_sections(unit: RuleUnit, sink: DiagnosticSink) -> RuleUnit | None:
     """Every section compiled; None when any error was reported, now or by an earlier pass."""
     assert unit.loaded is not None, "compile_sections runs after load_shape"
-    compiled = compile_loaded(unit.loaded, sink, unit.marketplaces)
+    compiled = compile_loaded(unit.loaded, sink, unit.marketplaces, unit.listing_keys)
     return replace(unit, compiled=compiled) if compiled is not None else None
 
 

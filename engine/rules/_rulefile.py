@@ -9,12 +9,14 @@ tree.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from iso4217 import Currency
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
@@ -133,6 +135,24 @@ class Divergence(_Section):
 
 _AFFILIATE = re.compile(r"[B-DF-HJ-NP-TV-Z]{3}")
 _LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")
+CURRENCIES = frozenset(currency.code for currency in Currency)
+"""ISO 4217 codes, from the iso4217 package (the standard's own table, public domain, kept current)."""
+_USUAL_CURRENCIES = (
+    "USD",
+    "EUR",
+    "BRL",
+    "MXN",
+    "ARS",
+    "CLP",
+    "COP",
+    "PEN",
+    "GBP",
+    "CAD",
+    "JPY",
+    "CNY",
+    "INR",
+)
+"""Preferred when several codes are one mistake away (``USA`` could be USD or USN)."""
 
 
 class RuleFile(_Section):
@@ -180,8 +200,10 @@ class RuleFile(_Section):
     @field_validator("currency")
     @classmethod
     def _currency_is_iso(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Z]{3}", value):
-            raise ValueError(f"currency must be an ISO 4217 code such as BRL or USD; got {value!r}")
+        if value not in CURRENCIES:
+            guess = currency_guess(value)
+            hint = f" (did you mean '{guess}'?)" if guess else ""
+            raise ValueError(f"currency must be an ISO 4217 code such as BRL or USD; got {value!r}{hint}")
         return value
 
     @field_validator("locale")
@@ -190,6 +212,23 @@ class RuleFile(_Section):
         if not _LOCALE.fullmatch(value):
             raise ValueError(f"locale must look like pt-BR or en-US; got {value!r}")
         return value
+
+
+def currency_guess(written: str) -> str | None:
+    """The ISO 4217 code meant by a mistyped one: the same letters (``BLR``, ``UDS``), the same
+    country prefix (``USA``), else the closest spelling; usual marketplace currencies first."""
+    upper = written.strip().upper()
+    if upper in CURRENCIES:
+        return upper
+    ranked = sorted(CURRENCIES, key=lambda code: (code not in _USUAL_CURRENCIES, code))
+    for same in (
+        lambda code: sorted(code) == sorted(upper),
+        lambda code: len(upper) == 3 and code[:2] == upper[:2],
+    ):
+        found = [code for code in ranked if same(code)]
+        if found:
+            return found[0]
+    return did_you_mean(upper, _USUAL_CURRENCIES) or did_you_mean(upper, ranked)
 
 
 class TableFile(_Section):
@@ -221,6 +260,9 @@ class LoadedRules:
     root: Node
     tables: dict[str, Table] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)
+    broken_includes: list[Node] = field(default_factory=list)
+    """The ``include:`` entries whose file gave no tables (missing, unreadable, not YAML, not a
+    mapping): an unknown table is then most likely one of theirs, reported once."""
 
 
 _TYPE_WORDS = {
@@ -335,19 +377,22 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _read(path: Path, sink: DiagnosticSink, at: Span | None) -> Node | None:
+def _read(path: Path, sink: DiagnosticSink, at: Span | None, written: str | None = None) -> Node | None:
+    """The tree of the file at ``path``; for an include, ``written`` is its path as the file writes it."""
     try:
         return read_yaml(path, sink, at)
     except FileNotFoundError:
         sink.error(
             "TP130",
-            f"included file '{path}' does not exist" if at else f"rule file '{path}' does not exist",
+            f"included file '{written or path}' does not exist"
+            if at
+            else f"rule file '{path}' does not exist",
             at or Span(str(path), 1, 1),
-            hint="include paths are relative to the file that includes them",
+            hint=f"include paths are relative to the file that includes them (looked for {path})",
         )
         return None
     except OSError as exc:
-        sink.error("TP132", f"cannot read '{path}': {exc}", at or Span(str(path), 1, 1))
+        sink.error("TP132", f"cannot read '{written or path}': {exc}", at or Span(str(path), 1, 1))
         return None
 
 
@@ -389,14 +434,39 @@ def loaded_from(path: Path, root: Node, sink: DiagnosticSink) -> LoadedRules:
     compiler still reports the expressions' mistakes in the same run.
     """
     tables: dict[str, Table] = {}
-    _load_includes(path.resolve(), root, sink, tables, [path.resolve()])
+    broken: list[Node] = []
+    _correct_misspelt_sections(root, sink)
+    _load_includes(path.resolve(), root, sink, tables, [path.resolve()], broken)
     rules: RuleFile | None = None
     try:
         rules = RuleFile.model_validate(root.plain())
     except ValidationError as exc:
         _pydantic_to_diagnostics(exc, root, RuleFile, sink)
     _merge_tables(root, sink, tables)
-    return LoadedRules(root.file, rules, root, tables, sink.sources)
+    return LoadedRules(root.file, rules, root, tables, sink.sources, broken)
+
+
+def _correct_misspelt_sections(root: Node, sink: DiagnosticSink) -> None:
+    """``tabels:`` for ``tables:``: one TP111 with the fix, then the section is read as meant.
+
+    Left misspelt, every use of the section's content would be an error of its own (five
+    "unknown table", an axis per attribute): the one mistake is reported once.
+    """
+    sections = RuleFile.model_fields
+    for key, node in list(root.items()):
+        if key in sections:
+            continue
+        close = difflib.get_close_matches(key, [name for name in sections if name not in root.value], 1, 0.8)
+        if not close:
+            continue  # not clearly a misspelling (``taxes:``): the shape check reports it as it is
+        guess = close[0]
+        sink.error(
+            "TP111",
+            f"unknown key '{key}' in the top level",
+            node.key_span or node.span,
+            f"did you mean '{guess}'? (read as '{guess}' for the rest of this check)",
+        )
+        root.value = {guess if name == key else name: child for name, child in root.items()}
 
 
 def _merge_tables(root: Node, sink: DiagnosticSink, tables: dict[str, Table]) -> None:
@@ -421,7 +491,12 @@ def _merge_tables(root: Node, sink: DiagnosticSink, tables: dict[str, Table]) ->
 
 
 def _load_includes(
-    path: Path, root: Node, sink: DiagnosticSink, tables: dict[str, Table], stack: list[Path]
+    path: Path,
+    root: Node,
+    sink: DiagnosticSink,
+    tables: dict[str, Table],
+    stack: list[Path],
+    broken: list[Node],
 ) -> None:
     include = root.get("include")
     if include is None or not include.is_sequence:
@@ -434,11 +509,11 @@ def _load_includes(
             chain = " -> ".join(p.name for p in [*stack[stack.index(target) :], target])
             sink.error("TP131", f"include cycle: {chain}", item.span, hint="remove one of the includes")
             continue
-        child = _read(Path(_display(target)), sink, item.span)
-        if child is None:
-            continue
-        if not child.is_mapping:
-            sink.error("TP102", "an included file must be a mapping with 'tables:'", child.span)
+        child = _read(Path(_display(target)), sink, item.span, item.value)
+        if child is None or not child.is_mapping:
+            if child is not None:
+                sink.error("TP102", "an included file must be a mapping with 'tables:'", child.span)
+            broken.append(item)
             continue
         try:
             TableFile.model_validate(child.plain())
@@ -446,7 +521,7 @@ def _load_includes(
             # Report, but keep the file's good tables: one bad table must not turn every use of
             # the others into "unknown table".
             _pydantic_to_diagnostics(exc, child, TableFile, sink)
-        _load_includes(target, child, sink, tables, [*stack, target])
+        _load_includes(target, child, sink, tables, [*stack, target], broken)
         _merge_tables(child, sink, tables)
 
 

@@ -206,9 +206,7 @@ class TemplateCompiler:
             too_deep = depth(tree) > 2 * MAX_TEMPLATE_DEPTH
         except TemplateSyntaxError as exc:
             offset = _syntax_error_offset(text, exc)
-            sink.error(
-                "TP401", f"template syntax error: {exc.message}", source.span(offset), hint=_syntax_hint(exc)
-            )
+            sink.error("TP401", _syntax_message(exc), source.span(offset), hint=_syntax_hint(exc))
             return None
         except RecursionError:
             too_deep = True
@@ -261,9 +259,37 @@ class TemplateCompiler:
         return None if compiled is None or scratch.errors else compiled.fn
 
 
+def _syntax_message(exc: TemplateSyntaxError) -> str:
+    """jinja2's message in our words where we know it: an unknown tag, a block left open."""
+    message = exc.message or ""
+    block = re.search(r"innermost block that needs to be closed is '(\w+)'", message)
+    tag = re.match(r"Encountered unknown tag '(\w+)'", message)
+    if tag:
+        inside = f" inside the open '{block.group(1)}' block" if block else ""
+        return f"template syntax error: unknown tag '{tag.group(1)}'{inside}"
+    if block and message.startswith("Unexpected end of template"):
+        return f"template syntax error: the '{{% {block.group(1)} %}}' opened here is never closed"
+    return f"template syntax error: {message}"
+
+
 def _syntax_hint(exc: TemplateSyntaxError) -> str | None:
-    if "expected token 'end of print statement'" in (exc.message or ""):
+    message = exc.message or ""
+    if "expected token 'end of print statement'" in message:
         return "inside {{ }} use filters (x | upper) or functions; check for an unclosed quote or bracket"
+    block = re.search(r"innermost block that needs to be closed is '(\w+)'", message)
+    if block and message.startswith("Unexpected end of template"):
+        return f"close it with {{% end{block.group(1)} %}}"
+    tag = re.match(r"Encountered unknown tag '(\w+)'", message)
+    if tag:
+        wanted = re.findall(
+            r"'(\w+)'", message.partition("looking for the following tags:")[2].partition(".")[0]
+        )
+        guess = did_you_mean(tag.group(1), wanted or ["if", "for", "set", "endif", "endfor", "else", "elif"])
+        return (
+            f"did you mean '{guess}'?"
+            if guess
+            else "the template tags are if, elif, else, endif, for, endfor, set"
+        )
     return None
 
 
@@ -281,8 +307,21 @@ def _syntax_error_offset(text: str, exc: TemplateSyntaxError) -> int:
     at = re.search(r"unexpected char .* at (\d+)$", message)
     if at:
         return min(int(at.group(1)), len(text))
-    if "unexpected end of template" in message:
+    tag = re.match(r"Encountered unknown tag '(\w+)'", message)
+    if tag:
+        # The tag's name where it is written, on jinja's line or (a tag split over lines) before it.
+        written = [m.start(1) for m in re.finditer(r"\{%[-+]?\s*(" + re.escape(tag.group(1)) + r")\b", text)]
+        on_line = [w for w in written if w <= end]
+        if on_line:
+            return on_line[-1]
+    if "unexpected end of template" in message.lower():
+        block = re.search(r"innermost block that needs to be closed is '(\w+)'", message)
         opened = max(text.rfind("{{"), text.rfind("{%"))
+        if block:
+            blocks = [
+                m.start(1) for m in re.finditer(r"\{%[-+]?\s*(" + re.escape(block.group(1)) + r")\b", text)
+            ]
+            opened = blocks[-1] if blocks else opened
         return opened if opened >= 0 else start
     found = re.search(r"unexpected '(.+?)'", message)
     if found:

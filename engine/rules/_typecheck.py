@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine._diagnostics import DiagnosticSink, Span, did_you_mean
+from engine.model._listing import STANDARD_FIELDS
 from engine.rules import _ast as A
 from engine.rules._functions import FUNCTIONS, NOT_LITERAL, Function
 from engine.rules._types import ANY, BOOL, NULL, NUMBER, STRING, Type, list_of, unify
@@ -167,7 +168,7 @@ class Checker:
             if node.name not in record.fields:
                 guess = did_you_mean(node.name, record.fields)
                 hint = (
-                    f"did you mean '{guess}'?"
+                    _misspelt_listing_key(record.name, node.name, guess) or f"did you mean '{guess}'?"
                     if guess
                     else f"fields of {record.name}: {', '.join(record.fields)}"
                 )
@@ -387,6 +388,8 @@ class Checker:
             and (args[1].name in tables or (node.piped and args[1].name not in self.scope.names))
         ):
             args[0], args[1] = args[1], args[0]
+        elif node.piped and len(args) >= 2 and not first_is_table and _is_text(args[1]):
+            args[0], args[1] = args[1], args[0]  # x | lookup("colors"): a quoted table name
         if args and isinstance(args[0], A.Name) and args[0].name not in tables:
             name = args[0].name
             if name not in self.scope.names:
@@ -402,8 +405,26 @@ class Checker:
                 args[0] = A.Literal(args[0].start, args[0].end, None)
                 args[0].type = ANY
         elif args and isinstance(args[0], A.Literal) and isinstance(args[0].value, str):
-            self.error("TP307", f"write the table name without quotes: lookup({args[0].value}, ...)", args[0])
+            rest = ", …" if len(args) > 2 or not node.piped else ""
+            written = f"{'x | ' if node.piped else ''}lookup({args[0].value}{rest})"
+            self.error(
+                "TP307",
+                f"write the table name without quotes: {written}",
+                args[0],
+                hint="drop the quotes: a table is named like a field, text in quotes is a key",
+            )
             args[0] = A.Literal(args[0].start, args[0].end, None)
+
+
+def _misspelt_listing_key(record: str, name: str, defined: str) -> str | None:
+    """``listing.title`` read while the file defines ``titel:``: the definition is the typo, not the read."""
+    if record != "listing" or name not in STANDARD_FIELDS or defined in STANDARD_FIELDS:
+        return None
+    return f"the listing defines '{defined}', not '{name}': rename '{defined}:' to '{name}:' under listing"
+
+
+def _is_text(node: A.Expr) -> bool:
+    return isinstance(node, A.Literal) and isinstance(node.value, str)
 
 
 def _describe(node: A.Expr) -> str:

@@ -39,6 +39,7 @@ from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ruamel.yaml.nodes import Node as RuamelNode
 
 from engine._diagnostics import LINE_BREAK, DiagnosticSink, Span
+from engine.rules._yaml_syntax import TAG_HINT, explain_yaml_error, tag_message
 
 ALIAS_NODE_BUDGET = 10_000
 """How many nodes the aliases of one file may add, all together, once expanded."""
@@ -317,6 +318,17 @@ class _Builder:
         (sl, sc), (el, ec) = self.position(node.start_mark.index), self.position(node.end_mark.index)
         return Span(self.file, sl + 1, sc + 1, el + 1, ec + 1)
 
+    def refuse_tag(self, node: RuamelNode, span: Span) -> None:
+        """A ``!`` at the start of a value is a YAML tag: rule files have none, it was meant as "not"."""
+        tag = str(getattr(node.tag, "value", None) or node.tag)
+        if tag.startswith("!"):
+            self.sink.error(
+                "TP101",
+                tag_message(tag),
+                Span(self.file, span.line, span.column, span.line, span.column + len(tag)),
+                hint=TAG_HINT,
+            )
+
     def build(
         self, node: RuamelNode | _Alias, key_span: Span | None = None, depth: int = 0, counted: bool = False
     ) -> Node:
@@ -325,6 +337,7 @@ class _Builder:
                 return self.build(node.target, key_span, depth, counted)
             return self.alias(node, key_span, depth)
         span = self.span(node)
+        self.refuse_tag(node, span)
         if isinstance(node, MappingNode):
             mapping: dict[str, Node] = {}
             for key_node, value_node in node.value:
@@ -432,7 +445,7 @@ def read_yaml(path: Path, sink: DiagnosticSink, at: Span | None = None) -> Node 
 def parse_yaml(text: str, file: str, sink: DiagnosticSink) -> Node | None:
     """Parse YAML text into a located :class:`Node` tree; syntax errors go to ``sink``."""
     sink.add_source(file, text)
-    yaml = YAML(typ="rt")
+    yaml = YAML(typ="safe", pure=True)
     yaml.Composer = _BoundedComposer
     try:
         root = yaml.compose(io.StringIO(text))
@@ -447,16 +460,13 @@ def parse_yaml(text: str, file: str, sink: DiagnosticSink) -> Node | None:
         return None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, column = 1, 1
+        where = None
         if mark is not None:
-            zero_line, zero_column = _Builder(file, text, sink).position(min(mark.index, len(text)))
-            line, column = zero_line + 1, zero_column + 1
-        problem = exc.problem or exc.context or "invalid YAML"
+            where = _Builder(file, text, sink).position(min(mark.index, len(text)))
+        found = explain_yaml_error(text, str(exc.problem or exc.context or "invalid YAML"), where)
+        end = found.column + found.width
         sink.error(
-            "TP101",
-            f"YAML syntax error: {problem}",
-            Span(file, line, column),
-            hint="check indentation, colons and quotes around this point",
+            "TP101", found.message, Span(file, found.line, found.column, found.line, end), hint=found.hint
         )
         return None
     except YAMLError as exc:

@@ -14,11 +14,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from engine._diagnostics import DiagnosticSink, RuleError, Span
+from engine._diagnostics import DiagnosticSink, RuleError, Span, did_you_mean
 from engine.connectors._registry import available_connectors, connector_class
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import STANDARD_FIELDS, Outcome
-from engine.rules._check import compile_rules
+from engine.rules._check import CheckResult, compile_rules
 from engine.rules._yaml import Node, read_yaml
 from engine.sync._evaluate import SkuEvaluator
 
@@ -187,3 +187,55 @@ def _jsonable(value: Any) -> Any:
 
 
 __all__ = ["CaseResult", "Mismatch", "RuleError", "TestFileResult", "rules_for", "run_test_file"]
+
+
+_TEST_FILE_KEYS = ("rules", "defaults", "cases")
+
+
+def check_test_file(path: Path) -> CheckResult:
+    """A rule-test file's own mistakes, without running it (`tradepost check rules/*.yaml`).
+
+    Its YAML, its keys, the rule file it tests and the shape of each case; running the cases
+    (and so compiling the rule file) is `tradepost test`'s job.
+    """
+    sink = DiagnosticSink()
+    try:
+        root = read_yaml(path, sink)
+    except OSError as exc:
+        sink.error("TP132", f"cannot read '{path}': {exc}", Span(str(path), 1, 1))
+        root = None
+    if root is not None and not root.is_mapping:
+        sink.error("TP150", "a rule-test file must be a mapping with a 'cases:' list", root.span)
+    elif root is not None:
+        _check_test_keys(path, root, sink)
+    return CheckResult(str(path), sink.sorted())
+
+
+def _check_test_keys(path: Path, root: Node, sink: DiagnosticSink) -> None:
+    for key, node in root.items():
+        if key not in _TEST_FILE_KEYS:
+            guess = did_you_mean(key, _TEST_FILE_KEYS)
+            hint = f"did you mean '{guess}'?" if guess else f"allowed keys: {', '.join(_TEST_FILE_KEYS)}"
+            sink.error("TP111", f"unknown key '{key}' in a rule-test file", node.key_span or node.span, hint)
+    target = root.get("rules")
+    if not rules_for(path, target).is_file():
+        where = (target.span if target is not None else None) or Span(str(path), 1, 1)
+        sink.error(
+            "TP130",
+            f"the rule file this test file tests, '{rules_for(path, target).name}', does not exist",
+            where,
+            hint="name it with 'rules:' (relative to this file), or put the test beside it as NAME.test.yaml",
+        )
+    cases = root.get("cases")
+    if cases is None or not cases.is_sequence or not cases.value:
+        sink.error("TP150", "a rule-test file needs a 'cases:' list", (cases or root).key_span or root.span)
+        return
+    for case in cases.value:
+        given, expect = case.get("given"), case.get("expect")
+        if given is None or expect is None or not given.is_mapping or not expect.is_mapping:
+            sink.error(
+                "TP151",
+                "a case needs a 'given:' mapping (product, sku, price, stock) and an 'expect:' mapping",
+                case.span,
+                hint="cases: [{name: …, given: {sku: {…}}, expect: {status: valid}}]",
+            )

@@ -107,6 +107,7 @@ class AmazonConnector(Connector):
     """Amazon's requirements and request bodies."""
 
     name = "amazon"
+    listing_fields = ("asin", "bullet_points", "list_price", "product_type", "sale_start_at", "sale_end_at")
     title = "Amazon"
 
     title_max_length = 200  # Amazon's title policy; item_name's schema allows longer

@@ -102,6 +102,7 @@ class GoogleConnector(Connector):
     """Google Merchant Center's requirements and request bodies."""
 
     name = "google"
+    listing_fields = ("link", "identifier_exists")
     title = "Google"
 
     title_max_length = 150

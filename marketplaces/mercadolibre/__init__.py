@@ -73,6 +73,7 @@ class MercadoLibreConnector(Connector):
     """Mercado Libre's requirements and request bodies."""
 
     name = "mercadolibre"
+    listing_fields = ("listing_type_id", "sale_terms")
     title = "Mercado Libre"
 
     title_max_length = 60

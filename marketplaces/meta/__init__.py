@@ -93,6 +93,7 @@ class MetaConnector(Connector):
     """Meta's catalog requirements and ``items_batch`` entries."""
 
     name = "facebook"
+    listing_fields = ("link",)
     title = "Facebook (Meta)"
 
     title_max_length = 200  # Meta's feed specification (65 or fewer recommended)

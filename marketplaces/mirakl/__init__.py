@@ -108,6 +108,7 @@ class MiraklConnector(Connector):
     """Any Mirakl marketplace's requirements, bodies and imports."""
 
     name = "mirakl"
+    listing_fields = MEASURES
     title = "Mirakl"
 
     title_max_length = 150  # not published by Mirakl; operators set it in PM11 (a TEXT attribute)
