@@ -398,6 +398,7 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
                     "status": outcome.status if outcome else change.op,
                     "fields": _explained_fields(change, provenance),
                     "reasons": [r.to_dict() for r in change.reasons],
+                    "notes": [r.to_dict() for r in outcome.notes] if outcome else [],
                     "payloads": payloads,
                 },
                 indent=2,
@@ -418,6 +419,8 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
     for reason in change.reasons:
         label = "excluded" if status == "excluded" else "reason"
         out.print(f"[magenta]{label}[/magenta]: {escape(redact(str(reason)))}", highlight=False)
+    for note in outcome.notes if outcome else []:
+        out.print(f"[cyan]note[/cyan]: {escape(redact(str(note)))}", highlight=False)
     if payloads:
         out.print("[bold]payload[/bold]")
         click.echo(dumps(payloads, indent=2))
