@@ -78,6 +78,37 @@ class Function:
     needs_span: bool = False
     check: Check | None = None
 
+    def guarded(self, *args: Any, at: Span | None = None, **options: Any) -> Any:
+        """``impl`` for arguments the checker could not type (``any``): each checked first.
+
+        A value read from a table of mixed entries may be anything; the argument that does
+        not fit is the SKU's failure (:class:`EvaluationError` at ``at``), never a crash.
+        """
+        for position, value in enumerate(args):
+            param = self.params[min(position, len(self.params) - 1)]
+            if value is not None and not _fits(param.type.kind, value):
+                raise EvaluationError(
+                    f"argument '{param.name}' of {self.name}() must be {_KIND_NAMES[param.type.kind]}, "
+                    f"not {_describe(value)}",
+                    at,
+                )
+        if self.needs_span:
+            options["at"] = at
+        return self.impl(*args, **options)
+
+
+_KIND_NAMES = {"string": "text", "number": "a number", "bool": "true or false"}
+
+
+def _fits(kind: str, value: object) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "number":
+        return isinstance(value, (Decimal, int)) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return True  # any, table: the implementation itself says what it cannot use
+
 
 class _Sentinel:
     def __init__(self, name: str) -> None:
