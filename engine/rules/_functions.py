@@ -634,8 +634,22 @@ def _matches(text: str | None, pattern: str | None, *, at: Span | None = None) -
 
 
 @_function("text", Param("value", ANY), returns=_STRING_OUT)
-def _text(value: object, *, at: Span | None = None) -> str | None:
-    """A number, text or true/false as text: 12.50 gives "12.50", true gives "true"."""
+def _text(value: object, *, at: Span | None = None, places: int | None = None) -> str | None:
+    """A number, text or true/false as text: 12.50 gives "12.50", true gives "true".
+
+    An amount of money (``price.selling``) keeps its currency's minor units: 216.9 gives
+    "216.90" in BRL, "217" is never made of it (digits are only added, never rounded away).
+    The compiler passes ``places`` for those; any other number is written as it is.
+    """
+    if (
+        places is not None
+        and isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() < _CONTEXT.prec - places
+    ):
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > -places:
+            value = value.quantize(Decimal(1).scaleb(-places), context=_CONTEXT)
     return None if value is None else _to_text(value, at)
 
 

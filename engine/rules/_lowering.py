@@ -151,6 +151,8 @@ class Lowering:
         extra = []
         if function.needs_span or untyped:
             extra.append(f"at={self.span(node)}")
+        if function.name == "text" and node.args and (node.args[0].type or ANY).money:
+            extra.append(f"places={self.checker.scope.money_places}")
         if function.name == "lookup" and node.args and isinstance(node.args[0], A.Name):
             extra.append(f"table_name={node.args[0].name!r}")
         return f"{impl}({', '.join(args + extra)})"

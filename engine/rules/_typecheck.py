@@ -34,6 +34,8 @@ class Scope:
     tables: Mapping[str, Type] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
     table_values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    money_places: int = 2
+    """The minor unit of the file's currency: how text() writes an amount of money."""
 
 
 @dataclass
