@@ -653,6 +653,7 @@ def _without_markup(text: str) -> str:
             continue
         end = text.find(">", start)
         if end < 0:  # no tag closes: the rest is text
+            at = start
             break
         words = lowered[start + 1 : end].split(None, 1)
         name = words[0].strip("/") if words else ""
