@@ -10,31 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
 from engine.jsonio import loads
-from tests.conftest import ROOT
+from tests.test_cli_plan import config
+
+__all__ = ["config"]  # the bundled example's project, shared with the plan command's own tests
 
 BOX = set("┏┃━┡│└┘─┌┐")
 SKU = "2000001"
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = tmp_path / "tradepost.yaml"
-    path.write_text(
-        f"""source:
-  type: file
-  path: {ROOT / "examples" / "catalog.jsonl"}
-state: {tmp_path / "state.sqlite"}
-marketplaces:
-  mercadolibre: {{rules: {ROOT / "rules" / "mercadolibre.yaml"}}}
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> str:
@@ -44,7 +29,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> str:
 
 
 def test_plan_into_a_pipe_writes_one_tab_separated_line_per_change(config: Path) -> None:
-    output = run("plan", "-c", str(config), "--sku", SKU)
+    output = run("plan", "-c", str(config), "-m", "mercadolibre", "--sku", SKU)
 
     lines = output.splitlines()
     assert not BOX & set(output)
@@ -61,7 +46,7 @@ def test_plan_into_a_pipe_writes_one_tab_separated_line_per_change(config: Path)
 
 
 def test_plan_on_a_terminal_draws_the_table(config: Path) -> None:
-    output = run("plan", "-c", str(config), "--sku", SKU, env={"FORCE_COLOR": "1"})
+    output = run("plan", "-c", str(config), "-m", "mercadolibre", "--sku", SKU, env={"FORCE_COLOR": "1"})
 
     assert BOX & set(output)
     assert "\tcreate\t" not in output
@@ -78,10 +63,23 @@ def test_explain_into_a_pipe_writes_one_line_per_field_with_money_as_text(config
 
 
 def test_money_is_a_decimal_string_in_plan_and_explain_json_and_a_number_in_the_body(config: Path) -> None:
-    plan = loads(run("plan", "-c", str(config), "--sku", SKU, "--format", "json", "--show-payload"))
+    plan = loads(
+        run(
+            "plan",
+            "-c",
+            str(config),
+            "-m",
+            "mercadolibre",
+            "--sku",
+            SKU,
+            "--format",
+            "json",
+            "--show-payload",
+        )
+    )
     explain = loads(run("explain", "-c", str(config), "-m", "mercadolibre", SKU, "--format", "json"))
     saved = config.parent / "plan.json"
-    run("plan", "-c", str(config), "--sku", SKU, "-o", str(saved))
+    run("plan", "-c", str(config), "-m", "mercadolibre", "--sku", SKU, "-o", str(saved))
 
     (change,) = plan["marketplaces"][0]["changes"]
     assert change["after"]["price"] == "644.90"
