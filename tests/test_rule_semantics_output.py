@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from engine.jsonio import loads
+from tests.conftest import ROOT
 from tests.test_cli_plan import config
 
 __all__ = ["config"]  # the bundled example's project, shared with the plan command's own tests
@@ -86,3 +87,24 @@ def test_money_is_a_decimal_string_in_plan_and_explain_json_and_a_number_in_the_
     assert {f["field"]: f["value"] for f in explain["fields"]}["price"] == "644.90"
     assert '"price": "644.90"' in saved.read_text(encoding="utf-8")
     assert '"price": 515.90' in saved.read_text(encoding="utf-8")  # the request body: the sale price
+
+
+def test_explain_says_a_sale_price_was_dropped(config: Path, tmp_path: Path) -> None:
+    rules = (ROOT / "rules" / "mercadolibre.yaml").read_text(encoding="utf-8")
+    (tmp_path / "shared").symlink_to(ROOT / "rules" / "shared")
+    (tmp_path / "ml.yaml").write_text(
+        rules.replace("sale: price.promotional * (1 + 15% + 20%)", "sale: price.selling * 3"),
+        encoding="utf-8",
+    )
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            str(ROOT / "rules" / "mercadolibre.yaml"), str(tmp_path / "ml.yaml")
+        ),
+        encoding="utf-8",
+    )
+
+    text = run("explain", "-c", str(config), "-m", "mercadolibre", SKU)
+    document = loads(run("explain", "-c", str(config), "-m", "mercadolibre", SKU, "--format", "json"))
+
+    assert "note: price.sale: sale price 1431.90 is not below the price 644.90: no sale price is sent" in text
+    assert [n["code"] for n in document["notes"]] == ["TP926"]
