@@ -265,6 +265,13 @@ class SkuEvaluator:
         except EvaluationError as exc:
             reasons.append(_reason(exc, "stock", None))
             return None
+        except ArithmeticError as exc:  # a safety or share past the decimal range: this SKU's failure
+            reasons.append(
+                Reason(
+                    "TP905", f"the stock figures went out of range ({type(exc).__name__})", "stock", rule.span
+                )
+            )
+            return None
 
 
 Builder = Callable[[Context, list[Reason]], Any]
