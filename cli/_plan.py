@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from cli._output import check_writable
-from cli._render import console, render_diagnostics
+from cli._render import console, plain_line, render_diagnostics
 from engine import RuleError
 from engine.catalog import CatalogRecord, MalformedRecord
 from engine.jsonio import dumps
@@ -141,7 +142,7 @@ def plan(
                         state.fingerprint(run.compiled.marketplace),
                         fingerprint_of(run),
                     )
-                table = _changes_table(name) if fmt == "table" else None
+                table: list[tuple[str, ...]] | None = [] if fmt == "table" else None
                 shown = 0
                 payloads: list[tuple[str, Any]] = []
                 changes: list[dict[str, Any]] = []
@@ -158,7 +159,7 @@ def plan(
                         changes.append(record or change.to_dict())
                     elif table is not None and (change.op != "unchanged" or show_all) and shown < limit:
                         shown += 1
-                        _add_row(table, change)
+                        table.append(_row(change))
                         if show_payload and record and record.get("payloads"):
                             payloads.append((change.sku_id, record["payloads"]))
                 summary = planner.summary
@@ -180,8 +181,7 @@ def plan(
                         }
                     )
                 elif table is not None:
-                    if table.row_count:
-                        out.print(table)
+                    _print_changes(out, name, table)
                     for sku_id, bodies in payloads:
                         out.print(f"[bold]{name} payload for {escape(sku_id)}[/bold]")
                         click.echo(dumps(bodies[0] if len(bodies) == 1 else bodies, indent=2))
@@ -317,17 +317,29 @@ def _catalog_name(project: Project) -> str:
     return str(project.catalog_path)
 
 
-def _changes_table(name: str) -> Table:
-    table = Table(title=f"{name}", title_justify="left", show_lines=False)
-    for column in ("op", "sku", "fields", "price", "qty", "detail"):
-        table.add_column(column, overflow="fold")
-    return table
-
-
 _OP_STYLE = {"create": "green", "update": "yellow", "delete": "red", "invalid": "magenta", "unchanged": "dim"}
 
 
-def _add_row(table: Table, change: Change) -> None:
+def _print_changes(out: Console, name: str, rows: list[tuple[str, ...]]) -> None:
+    """A table on a terminal; into a pipe or a file, one tab-separated line per change."""
+    if not rows:
+        return
+    if not out.is_terminal:
+        for row in rows:
+            click.echo(plain_line((name, *row)))
+        return
+    table = Table(title=f"{name}", title_justify="left", show_lines=False)
+    for column in ("op", "sku", "fields", "price", "qty", "detail"):
+        table.add_column(column, overflow="fold")
+    for op, sku_id, *cells in rows:
+        style = _OP_STYLE.get(op, "")
+        # Data cells are Text, not markup: ids, titles and reasons come from the catalog.
+        table.add_row(f"[{style}]{op}[/{style}]", Text(sku_id), *cells[:-1], Text(cells[-1]))
+    out.print(table)
+
+
+def _row(change: Change) -> tuple[str, ...]:
+    """The cells of one change: op, sku, the parts that change, price, quantity, detail."""
     listing, before = change.listing, change.before
     price = qty = ""
     if listing is not None:
@@ -350,10 +362,7 @@ def _add_row(table: Table, change: Change) -> None:
         if change.reasons
         else (listing.title if listing is not None else "")
     )
-    style = _OP_STYLE.get(change.op, "")
-    # Data cells are Text, not markup: ids, titles and reasons come from the catalog.
-    op = f"[{style}]{change.op}[/{style}]"
-    table.add_row(op, Text(change.sku_id), ",".join(change.kinds), price, qty, Text(detail))
+    return (change.op, change.sku_id, ",".join(change.kinds), price, qty, detail)
 
 
 @click.command()
@@ -399,6 +408,7 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
                     "status": outcome.status if outcome else change.op,
                     "fields": _explained_fields(change, provenance),
                     "reasons": [r.to_dict() for r in change.reasons],
+                    "notes": [r.to_dict() for r in outcome.notes] if outcome else [],
                     "payloads": payloads,
                 },
                 indent=2,
@@ -409,32 +419,46 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
     status = outcome.status if outcome else change.op
     out.print(f"[bold]{escape(sku)}[/bold] on [bold]{escape(marketplace)}[/bold]: {status} → {change.op}")
     if change.listing is not None:
-        table = Table(show_header=True)
-        for column in ("field", "value", "rule"):
-            table.add_column(column, overflow="fold")
-        for row in _explained_fields(change, provenance):
-            default = "—" if row["value"] is None else "catalog default"
-            table.add_row(Text(row["field"]), Text(dumps(row["value"])), Text(row["rule"] or default))
-        out.print(table)
+        rows = [
+            (
+                row["field"],
+                dumps(row["value"]),
+                row["rule"] or ("—" if row["value"] is None else "catalog default"),
+            )
+            for row in _explained_fields(change, provenance)
+        ]
+        if out.is_terminal:
+            table = Table(show_header=True)
+            for column in ("field", "value", "rule"):
+                table.add_column(column, overflow="fold")
+            for cells in rows:
+                table.add_row(*(Text(cell) for cell in cells))
+            out.print(table)
+        else:
+            for cells in rows:
+                click.echo(plain_line(cells))
     for reason in change.reasons:
         label = "excluded" if status == "excluded" else "reason"
         out.print(f"[magenta]{label}[/magenta]: {escape(redact(str(reason)))}", highlight=False)
+    for note in outcome.notes if outcome else []:
+        out.print(f"[cyan]note[/cyan]: {escape(redact(str(note)))}", highlight=False)
     if payloads:
         out.print("[bold]payload[/bold]")
         click.echo(dumps(payloads, indent=2))
 
 
 def _explained_fields(change: Change, provenance: dict[str, Any]) -> list[dict[str, Any]]:
-    listing = change.listing
+    """Each field of the listing with the rule that made it; amounts as decimal strings, as in a plan."""
+    listing = change.to_dict().get("after")
     if listing is None:
         return []
     rows: list[dict[str, Any]] = [
-        {"field": "category", "value": listing.category, "rule": _where(provenance.get("category"))},
-        {"field": "price", "value": listing.price, "rule": _where(provenance.get("price"))},
-        {"field": "sale_price", "value": listing.sale_price, "rule": _where(provenance.get("sale_price"))},
-        {"field": "quantity", "value": listing.quantity, "rule": "stock"},
+        {"field": "category", "value": listing["category"], "rule": _where(provenance.get("category"))},
+        {"field": "price", "value": listing["price"], "rule": _where(provenance.get("price"))},
+        {"field": "sale_price", "value": listing["sale_price"], "rule": _where(provenance.get("sale_price"))},
+        {"field": "quantity", "value": listing["quantity"], "rule": "stock"},
     ]
-    for key, value in listing.fields.items():
+    for key, value in listing["fields"].items():
         if isinstance(value, dict) and value:
             for child, child_value in value.items():
                 name = f"listing.{key}.{child}"
@@ -442,8 +466,8 @@ def _explained_fields(change: Change, provenance: dict[str, Any]) -> list[dict[s
             continue
         name = f"listing.{key}"
         rows.append({"field": name, "value": value, "rule": _where(provenance.get(name))})
-    if listing.group is not None:
-        rows.append({"field": "variations.group", "value": listing.group, "rule": "variations.group_by"})
+    if listing["group"] is not None:
+        rows.append({"field": "variations.group", "value": listing["group"], "rule": "variations.group_by"})
     return rows
 
 

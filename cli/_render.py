@@ -38,6 +38,11 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+def plain_line(cells: Sequence[str]) -> str:
+    """One row for a pipe, a file or a log: cells joined by tabs, none holding a tab or a line break."""
+    return "\t".join(" ".join(cell.split("\t")).replace("\r", " ").replace("\n", " ") for cell in cells)
+
+
 def render_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
     out = console()
     for diagnostic in diagnostics:

@@ -724,9 +724,9 @@ def test_run_time_problems_are_evaluation_errors_at_the_rule(
 
 def test_the_library_is_the_documented_set_sorted_by_name() -> None:
     assert list(FUNCTIONS) == [
-        "abs", "ceil", "contains", "ending", "endswith", "floor", "gtin_valid", "len", "lookup", "lower",
-        "matches", "max", "min", "number", "reject", "replace", "round", "round_to", "slug", "startswith",
-        "text", "title", "trim", "truncate", "upper",
+        "abs", "available_in", "ceil", "contains", "ending", "endswith", "floor", "gtin_valid", "len",
+        "lookup", "lower", "matches", "max", "min", "number", "reject", "replace", "round", "round_to",
+        "slug", "startswith", "strip_html", "text", "title", "trim", "truncate", "upper",
     ]  # fmt: skip
 
 
@@ -738,8 +738,8 @@ def test_every_function_has_a_one_line_doc() -> None:
 
 def test_functions_that_can_fail_take_a_span() -> None:
     assert {name for name, f in FUNCTIONS.items() if f.needs_span} == {
-        "ceil", "contains", "ending", "floor", "len", "lookup", "lower", "matches", "number", "reject",
-        "replace", "round", "round_to", "text", "title", "truncate", "upper",
+        "available_in", "ceil", "contains", "ending", "floor", "len", "lookup", "lower", "matches", "number",
+        "reject", "replace", "round", "round_to", "strip_html", "text", "title", "truncate", "upper",
     }  # fmt: skip
 
 

@@ -6,7 +6,9 @@ Four promises of DESIGN.md, checked on inputs nobody wrote by hand:
 * a rule file, however mangled, gets diagnostics placed inside the file, with the caret
   under the mistake;
 * a compiled rule, run on any valid catalog record, fails only with ``EvaluationError``
-  (the SKU is invalid, the run goes on);
+  (the SKU is invalid, the run goes on); so does every operator and every function on untyped
+  values of every type (null, text, numbers, true/false, lists, tables, records, missing paths),
+  and both sides of ``??`` must have one type, as the branches of ``if`` do;
 * money stays ``Decimal``: ``price.selling * (1 + 15% + 20%)`` is exactly ``selling * 1.35``.
 
 Each engine bug these properties found is pinned by its minimal example as an ``@example``
@@ -873,3 +875,125 @@ def test_markup_is_exact_decimal_arithmetic(selling: Decimal) -> None:
         assert type(value) is Decimal
         assert value == expected
         assert value.as_tuple() == expected.as_tuple()  # same digits and exponent, not only equal
+
+
+# ---------------------------------------------------------------------------
+# (e) Every operator and every function, on values of every type: only EvaluationError escapes.
+#
+# The names below are untyped (``any``), as a value read from a table of mixed entries or a
+# specification is, so the checker lets everything through and the run-time helpers meet
+# whatever a catalog or a table can hold: null, text, numbers (Decimal and int, zero, negative,
+# huge, tiny), true/false, lists, tables, records and paths that lead nowhere.
+
+UNTYPED = Scope("in this test", {"value": ANY, "item": ANY, "order": ANY}, {"mixed": table_of(ANY)})
+UNTYPED_TABLES: dict[str, dict[str, Any]] = {"mixed": {"a": "x", "1": Decimal(1), "t": True}}
+OPERANDS = ("value", "item", "order")
+LITERAL_CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": ('"half_up"', '"down"', '"ceiling"'),
+    "pattern": ('"[0-9]+"', '"^A"', '"(?i)azul"', '""'),
+    "direction": ('"up"', '"down"', '"nearest"'),
+}
+
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.text(UNICODE, max_size=8),
+    st.sampled_from(["", "12,5", "0", "Azul", "a", "1", "NaN", "1e999", "-3"]),
+    st.integers(-(10**6), 10**6),
+    st.sampled_from(
+        [Decimal(0), Decimal("-0.00"), Decimal("0.01"), Decimal("-7.5"), Decimal("1E+30"), Decimal("1E-30")]
+    ),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-(10**9), max_value=10**9),
+)
+any_values = st.recursive(
+    scalars | st.builds(lambda: engine.Price(selling=Decimal("9.90"))),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["a", "1", "x"]), children)
+    ),
+    max_leaves=6,
+)
+
+
+def _call_texts(name: str) -> list[str]:
+    """Every arity of ``name``, its arguments the untyped operands (literal parameters: a literal)."""
+    function = FUNCTIONS[name]
+    required = sum(1 for p in function.params if not p.optional)
+    most = 3 if function.variadic else len(function.params)
+    texts = []
+    for count in range(required, most + 1):
+        params = [function.params[min(i, len(function.params) - 1)] for i in range(count)]
+        args = [
+            LITERAL_CHOICES[p.name][0] if p.literal else OPERANDS[i % len(OPERANDS)]
+            for i, p in enumerate(params)
+        ]
+        texts.append(f"{name}({', '.join(args)})")
+        if name == "lookup":
+            texts.append(f"lookup(mixed, {', '.join(args[1:])})")
+    return texts
+
+
+OPERATIONS = (
+    *(f"value {op} item" for op in BINARY_OPERATORS),
+    "-value",
+    "not value",
+    "value[item]",
+    "value.x",
+    "value.a.x",
+    "value.selling",
+    "if value then item else order",
+    "value ?? item ?? order",
+    "value | round(2)",
+    "value | lookup(mixed)",
+    *(text for name in sorted(FUNCTIONS) for text in _call_texts(name)),
+)
+
+
+@cache
+def compile_untyped(text: str) -> CompiledExpression:
+    sink = DiagnosticSink()
+    sink.add_source(EXPRESSION_FILE, text)
+    compiled = compile_expression(Source(plain_node(text), text), UNTYPED, sink, UNTYPED_TABLES)
+    assert compiled is not None, (text, [d.message for d in sink.items])
+    return compiled
+
+
+def test_every_operator_and_function_compiles_on_untyped_values() -> None:
+    assert {name for name in FUNCTIONS if not any(t.startswith(name + "(") for t in OPERATIONS)} == set()
+    for text in OPERATIONS:
+        compile_untyped(text)
+
+
+@settings(max_examples=250, deadline=None)
+@given(text=st.sampled_from(OPERATIONS), values=st.tuples(any_values, any_values, any_values))
+def test_every_operator_and_function_fails_only_with_evaluation_error(
+    text: str, values: tuple[Any, Any, Any]
+) -> None:
+    compiled = compile_untyped(text)
+    value, item, order = values
+    try:
+        result = compiled(Context(value=value, item=item, order=order))
+    except engine.EvaluationError:
+        return
+    assert not isinstance(result, float), (text, result)
+
+
+KIND_PAIRS = st.sampled_from(
+    [(a, b) for a in ("number", "string", "bool") for b in ("number", "string", "bool")]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), kinds=KIND_PAIRS)
+def test_both_sides_of_a_fallback_need_one_type(data: st.DataObject, kinds: tuple[str, str]) -> None:
+    left, right = (data.draw(typed_expressions(kind, depth=2)) for kind in kinds)
+    alone = [compile_in_scope(side)[0] for side in (left, right)]
+    assume(all(c is not None and c.type.kind not in ("any", "null", "never") for c in alone))
+
+    compiled, sink = compile_in_scope(f"{left} ?? {right}")
+
+    if kinds[0] == kinds[1]:
+        assert compiled is not None and compiled.type.kind == kinds[0], sink.items
+    else:
+        assert compiled is None
+        assert [d.code for d in sink.errors] == ["TP306"]
+        assert sink.errors[0].message.startswith("the fallback after '??'")

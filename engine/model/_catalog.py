@@ -150,7 +150,16 @@ def _not_tiny(value: Decimal) -> Decimal:
 _TOO_SMALL = "amount_too_small"
 _SMALLEST = f"1e-{MAX_DECIMALS}"
 
-Money = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False), AfterValidator(_not_tiny)]
+
+class _MoneyMark:
+    """Marks an amount of money: the rule language writes it with its currency's minor units."""
+
+    money = True
+
+
+Money = Annotated[
+    Decimal, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False), AfterValidator(_not_tiny), _MoneyMark()
+]
 """An amount in the rule file's currency: exact, finite, never negative, below 10**12."""
 
 Measure = Annotated[Decimal, Field(ge=0, lt=MAX_AMOUNT, allow_inf_nan=False), AfterValidator(_not_tiny)]

@@ -116,6 +116,8 @@ class Outcome:
     listing: Listing | None = None
     reasons: list[Reason] = field(default_factory=list)
     provenance: dict[str, Span] = field(default_factory=dict)
+    notes: list[Reason] = field(default_factory=list)
+    """What the rules decided without failing the SKU (a sale price not below the price, dropped)."""
 
 
 def to_json_value(value: Any) -> Any:

@@ -37,6 +37,7 @@ from engine.rules._typecheck import Scope, Source, source_of
 from engine.rules._types import (
     ANY,
     BOOL,
+    MONEY,
     NUMBER,
     STRING,
     RecordType,
@@ -61,10 +62,12 @@ class _SectionCompiler:
             n: table_of(_value_type(t.entries)) for n, t in loaded.tables.items()
         }
         self.templates = TemplateCompiler(self.table_values)
+        currency = self.root.get("currency")
+        self.money_places = minor_unit_places(currency.text if currency is not None else "")
 
     def scope(self, where: str, extra: Mapping[str, Type] | None = None, order: bool = False) -> Scope:
         names, unavailable = names_in(where, extra, order)
-        return Scope(where, names, self.table_types, unavailable, self.table_values)
+        return Scope(where, names, self.table_types, unavailable, self.table_values, self.money_places)
 
     def expr(
         self, node: Node | None, scope: Scope, expect: Type | None, what: str
@@ -384,7 +387,7 @@ def _compile_require(
     require_listing = _listing_record(listing, ())
     assert require_listing.record is not None
     require_listing.record.fields.update(
-        {"category": STRING, "price": NUMBER, "sale_price": NUMBER.or_null(), "quantity": NUMBER}
+        {"category": STRING, "price": MONEY, "sale_price": MONEY.or_null(), "quantity": NUMBER}
     )
     scope = c.scope("in require", {"listing": require_listing})
     require: list[RequireRule] = []

@@ -27,6 +27,7 @@ Conventions every function keeps, so that rule authors can rely on them:
 from __future__ import annotations
 
 import decimal
+import html
 import inspect
 import re
 import unicodedata
@@ -39,8 +40,21 @@ from typing import Any, NoReturn, TypeAlias, TypeVar
 import re2
 
 from engine._diagnostics import EvaluationError, Rejected, Span, did_you_mean
+from engine.model._catalog import Stock
 from engine.rules._limits import MAX_TEXT, LimitExceeded, charge, text_fits
-from engine.rules._types import ANY, BOOL, NEVER, NUMBER, STRING, Type, table_of, unify
+from engine.rules._types import (
+    ANY,
+    BOOL,
+    NEVER,
+    NUMBER,
+    STRING,
+    Type,
+    list_of,
+    record_from_model,
+    record_of,
+    table_of,
+    unify,
+)
 
 Number: TypeAlias = Decimal | int
 Check: TypeAlias = Callable[[Sequence[object]], "str | None"]
@@ -77,6 +91,37 @@ class Function:
     variadic: bool = False
     needs_span: bool = False
     check: Check | None = None
+
+    def guarded(self, *args: Any, at: Span | None = None, **options: Any) -> Any:
+        """``impl`` for arguments the checker could not type (``any``): each checked first.
+
+        A value read from a table of mixed entries may be anything; the argument that does
+        not fit is the SKU's failure (:class:`EvaluationError` at ``at``), never a crash.
+        """
+        for position, value in enumerate(args):
+            param = self.params[min(position, len(self.params) - 1)]
+            if value is not None and not _fits(param.type.kind, value):
+                raise EvaluationError(
+                    f"argument '{param.name}' of {self.name}() must be {_KIND_NAMES[param.type.kind]}, "
+                    f"not {_describe(value)}",
+                    at,
+                )
+        if self.needs_span:
+            options["at"] = at
+        return self.impl(*args, **options)
+
+
+_KIND_NAMES = {"string": "text", "number": "a number", "bool": "true or false"}
+
+
+def _fits(kind: str, value: object) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "number":
+        return isinstance(value, (Decimal, int)) and not isinstance(value, bool)
+    if kind == "bool":
+        return isinstance(value, bool)
+    return True  # any, table: the implementation itself says what it cannot use
 
 
 class _Sentinel:
@@ -571,6 +616,87 @@ def _contains(value: object, part: object, *, at: Span | None = None) -> bool | 
     raise EvaluationError(f"contains() looks inside text, a list or a table, not {_describe(value)}", at)
 
 
+@_function("strip_html", _TEXT, returns=_STRING_OUT)
+def _strip_html(text: str | None, *, at: Span | None = None) -> str | None:
+    """The text of HTML without its markup: tags dropped, entities decoded, one line per block.
+
+    "<p>Leve &amp; macio</p><p>Algodão</p>" gives "Leve & macio\nAlgodão". Scripts, styles and
+    comments are dropped with their content; a "<" that opens no tag ("3 < 5") is kept.
+    One pass with str.find, so linear time whatever the input; html.unescape decodes entities.
+    """
+    if text is None:
+        return None
+    charge(len(text), at)
+    lines = (" ".join(line.split()) for line in html.unescape(_without_markup(text)).split("\n"))
+    return "\n".join(line for line in lines if line)
+
+
+def _without_markup(text: str) -> str:
+    """``text`` without its tags (a block's a newline, a cell's a space), comments, scripts, styles.
+
+    Every search starts where the last one ended and a search that finds nothing ends the
+    scan, so no character is read twice: a million unclosed "<a " cost one pass, not a million.
+    """
+    lowered = text.translate(_ASCII_LOWER)  # the same length as ``text``, unlike str.lower()
+    out: list[str] = []
+    at = 0
+    while (start := text.find("<", at)) >= 0:
+        out.append(text[at:start])
+        if lowered.startswith("<!--", start):
+            close = text.find("-->", start + 4)
+            at = len(text) if close < 0 else close + 3  # an unclosed comment hides the rest
+            out.append(" ")
+            continue
+        if not _opens_tag(text[start + 1 : start + 2]):
+            out.append("<")
+            at = start + 1
+            continue
+        end = text.find(">", start)
+        if end < 0:  # no tag closes: the rest is text
+            at = start
+            break
+        words = lowered[start + 1 : end].split(None, 1)
+        name = words[0].strip("/") if words else ""
+        at = end + 1
+        if name in ("script", "style") and not lowered.startswith("</", start):
+            close = lowered.find("</" + name, at)
+            after = text.find(">", close) if close >= 0 else -1
+            at = len(text) if after < 0 else after + 1
+        out.append("\n" if name in _BLOCKS else " " if name in _CELLS else "")
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _opens_tag(character: str) -> bool:
+    return character.isascii() and (character.isalpha() or character in "/!?")
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_BLOCKS = frozenset(
+    {
+        "br",
+        "p",
+        "div",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "table",
+        "blockquote",
+        "hr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+    }
+)
+"""Tags that start or end a line of the plain text."""
+_CELLS = frozenset({"td", "th", "img"})
+"""Tags between two words; any other tag (<b>, <span>) may sit inside one: "al<b>go</b>" is "algo"."""
+
+
 @_function("startswith", _TEXT, Param("prefix", STRING), returns=_BOOL_OUT)
 def _startswith(text: str | None, prefix: str | None) -> bool | None:
     """Whether the text starts with `prefix` (case-sensitive)."""
@@ -603,8 +729,22 @@ def _matches(text: str | None, pattern: str | None, *, at: Span | None = None) -
 
 
 @_function("text", Param("value", ANY), returns=_STRING_OUT)
-def _text(value: object, *, at: Span | None = None) -> str | None:
-    """A number, text or true/false as text: 12.50 gives "12.50", true gives "true"."""
+def _text(value: object, *, at: Span | None = None, places: int | None = None) -> str | None:
+    """A number, text or true/false as text: 12.50 gives "12.50", true gives "true".
+
+    An amount of money (``price.selling``) keeps its currency's minor units: 216.9 gives
+    "216.90" in BRL, "217" is never made of it (digits are only added, never rounded away).
+    The compiler passes ``places`` for those; any other number is written as it is.
+    """
+    if (
+        places is not None
+        and isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() < _CONTEXT.prec - places
+    ):
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent > -places:
+            value = value.quantize(Decimal(1).scaleb(-places), context=_CONTEXT)
     return None if value is None else _to_text(value, at)
 
 
@@ -618,6 +758,30 @@ def _parse_number(text: object, *, at: Span | None = None) -> Decimal | None:
         _raise_if(_number_problem(text), at)
         return _read_number(text)
     raise EvaluationError(f"cannot read {_describe(text)} as a number", at)
+
+
+# Stock
+
+
+@_function(
+    "available_in",
+    Param("stock", record_of(record_from_model(Stock))),
+    Param("warehouses", list_of(STRING)),
+    returns=_NUMBER_OUT,
+)
+def _available_in(stock: object, warehouses: object, *, at: Span | None = None) -> int | None:
+    """Units available in the listed warehouses, as the stock step counts them: available_in(stock, ["main"]).
+
+    ``stock.available`` counts every warehouse; a ``select`` that should agree with
+    ``stock.warehouses`` counts the same ones with this.
+    """
+    if stock is None or warehouses is None:
+        return None
+    if not isinstance(stock, Stock):
+        raise EvaluationError(f"available_in() counts the units of 'stock', not {_describe(stock)}", at)
+    if not isinstance(warehouses, (list, tuple)) or not all(isinstance(w, str) for w in warehouses):
+        raise EvaluationError('available_in() takes a list of warehouse ids, as in ["main", "sp_cd"]', at)
+    return stock.available_in(warehouses)
 
 
 # Tables, codes, rejection

@@ -145,11 +145,14 @@ class Lowering:
             helper = "bool" if node.function == "truthy" else "_concat_bounded"
             return f"{helper}({', '.join(self.lower(a) for a in node.args)})"
         function = FUNCTIONS[node.function]
-        impl = self.bind(function.impl, f"_f_{function.name}_")
+        untyped = any((a.type or ANY).kind == "any" for a in node.args)
+        impl = self.bind(function.guarded if untyped else function.impl, f"_f_{function.name}_")
         args = [self.lower(a) for a in node.args]
         extra = []
-        if function.needs_span:
+        if function.needs_span or untyped:
             extra.append(f"at={self.span(node)}")
+        if function.name == "text" and node.args and (node.args[0].type or ANY).money:
+            extra.append(f"places={self.checker.scope.money_places}")
         if function.name == "lookup" and node.args and isinstance(node.args[0], A.Name):
             extra.append(f"table_name={node.args[0].name!r}")
         return f"{impl}({', '.join(args + extra)})"

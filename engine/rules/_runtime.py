@@ -61,9 +61,15 @@ def mul(a: Any, b: Any) -> Any:
 def div(a: Any, b: Any, at: Span | None) -> Any:
     if a is None or b is None:
         return None
+    if not (_is_number(a) and _is_number(b)):
+        raise EvaluationError("'/' needs numbers", at)
     if not b:
         raise EvaluationError("division by zero", at, code="TP903")
     return Decimal(a) / b
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Decimal | int) and not isinstance(value, bool)
 
 
 def neg(a: Any) -> Any:

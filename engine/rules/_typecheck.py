@@ -35,6 +35,8 @@ class Scope:
     tables: Mapping[str, Type] = field(default_factory=dict)
     unavailable: Mapping[str, str] = field(default_factory=dict)
     table_values: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    money_places: int = 2
+    """The minor unit of the file's currency: how text() writes an amount of money."""
 
 
 @dataclass
@@ -269,8 +271,20 @@ class Checker:
                     return self.error("TP306", f"'{op}' needs true or false; this is {t}", side)
             return BOOL.or_null(either_null)
         if op == "??":
-            return unify(left.or_null(False), right) if right.kind != "null" else left
+            return self._fallback(node, left, right)
         return self.error("TP306", f"unknown operator {op}", node)  # pragma: no cover - grammar prevents
+
+    def _fallback(self, node: A.Binary, left: Type, right: Type) -> Type:
+        """``a ?? b``: ``b`` stands in for a null ``a``, so both sides need one type, as if/else."""
+        if _disagree(left, right):
+            return self.error(
+                "TP306",
+                f"the fallback after '??' is {right} but the value before it is {left.or_null(False)}; "
+                "both sides need one type",
+                node.right,
+                hint=_fallback_hint(left, node.right),
+            )
+        return unify(left.or_null(False), right) if right.kind != "null" else left
 
     def _IfElse(self, node: A.IfElse) -> Type:
         condition = self.check(node.condition)
@@ -282,11 +296,7 @@ class Checker:
             self.error(
                 "TP306", f"the condition after 'if' must be true or false, not {condition}", node.condition
             )
-        if (
-            then.kind != otherwise.kind
-            and "any" not in (then.kind, otherwise.kind)
-            and not ({then.kind, otherwise.kind} & {"null", "never"})
-        ):
+        if _disagree(then, otherwise):
             return self.error(
                 "TP306",
                 f"'then' gives {then} but 'else' gives {otherwise}; both branches need one type",
@@ -433,3 +443,21 @@ def _describe(node: A.Expr) -> str:
     if isinstance(node, A.Field):
         return f"{_describe(node.target)}.{node.name}"
     return "..."
+
+
+def _disagree(a: Type, b: Type) -> bool:
+    """Whether two alternatives (if/else branches, the sides of ``??``) have different types."""
+    return a.kind != b.kind and not ({a.kind, b.kind} & {"any", "null", "never"})
+
+
+def _fallback_hint(left: Type, fallback: A.Expr) -> str:
+    value = fallback.value if isinstance(fallback, A.Literal) else None
+    if left.kind == "number" and isinstance(value, str):
+        try:
+            written = str(Decimal(value.replace(",", ".")))
+        except ArithmeticError:
+            return "give a number as the fallback, e.g. ?? 0"
+        return f"write the number without quotes: ?? {written}"
+    if left.kind == "string" and isinstance(value, Decimal):
+        return f'write the fallback as text: ?? "{value}"'
+    return f"give a fallback of the same type ({left.or_null(False)}), or convert with text(x) or number(x)"

@@ -34,6 +34,8 @@ class Type:
     item: Type | None = None
     record: RecordType | None = field(default=None, compare=False)
     record_name: str | None = None
+    money: bool = field(default=False, compare=False)
+    """A number that is an amount of money (``price.selling``): text() writes its minor units."""
 
     def __str__(self) -> str:
         if self.kind == "list":
@@ -52,7 +54,7 @@ class Type:
         """The same type, possibly null."""
         if self.nullable == nullable or self.kind in ("null", "any", "never"):
             return self
-        return Type(self.kind, nullable, self.item, self.record, self.record_name)
+        return Type(self.kind, nullable, self.item, self.record, self.record_name, self.money)
 
     def accepts(self, other: Type) -> bool:
         """Whether a value of ``other`` may be used where ``self`` is expected.
@@ -92,6 +94,7 @@ BOOL = Type("bool")
 NULL = Type("null", nullable=True)
 ANY = Type("any", nullable=True)
 NEVER = Type("never")
+MONEY = Type("number", money=True)
 
 
 def list_of(item: Type) -> Type:
@@ -143,7 +146,7 @@ def record_from_model(model: type[BaseModel]) -> RecordType:
     docs: dict[str, str] = {}
     record = RecordType(model.__name__.lower(), fields, docs, model)
     _record_cache[model] = record
-    hints = typing.get_type_hints(model)
+    hints = typing.get_type_hints(model, include_extras=True)
     for name, info in model.model_fields.items():
         fields[name] = type_from_annotation(hints.get(name, info.annotation))
         docs[name] = info.description or ""
@@ -161,7 +164,10 @@ def type_from_annotation(annotation: Any) -> Type:
         inner = type_from_annotation(args[0]) if len(args) == 1 else ANY
         return inner.or_null(True)
     if origin is typing.Annotated:
-        return type_from_annotation(get_args(annotation)[0])
+        inner, *metadata = get_args(annotation)
+        if any(getattr(mark, "money", False) is True for mark in metadata):
+            return MONEY
+        return type_from_annotation(inner)
     if origin is Literal:
         return STRING
     if origin in (list, tuple, set, frozenset):

@@ -9,7 +9,7 @@ next SKU; one bad SKU never stops the rest.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
 from engine._diagnostics import EvaluationError, Span
@@ -18,7 +18,7 @@ from engine.model._catalog import CatalogRecord
 from engine.model._listing import Listing, Outcome, Reason
 from engine.rules._compiled import CompiledRules, ContentField
 from engine.rules._expressions import CompiledExpression
-from engine.rules._limits import arm, disarm
+from engine.rules._limits import LimitExceeded, arm, disarm
 from engine.rules._runtime import Context
 
 UNLIMITED_QUANTITY = 999
@@ -109,7 +109,8 @@ class SkuEvaluator:
             for axis in rules.variations.axes:
                 axes[axis] = attributes.get(axis, fields.get(axis)) if attributes else fields.get(axis)
 
-        price, sale_price = self._price(ctx, reasons, provenance)
+        notes: list[Reason] = []
+        price, sale_price = self._price(ctx, reasons, provenance, notes)
         quantity = self._quantity(record, ctx, reasons)
 
         if reasons:
@@ -161,15 +162,15 @@ class SkuEvaluator:
             reasons.append(Reason(reason.code, reason.message, f"{self.marketplace}: {reason.rule}", span))
         if reasons:
             return Outcome(sku.id, "invalid", reasons=reasons, provenance=provenance)
-        return Outcome(sku.id, "listed", listing=listing, provenance=provenance)
+        return Outcome(sku.id, "listed", listing=listing, provenance=provenance, notes=notes)
 
     def _price(
-        self, ctx: Context, reasons: list[Reason], provenance: dict[str, Span]
+        self, ctx: Context, reasons: list[Reason], provenance: dict[str, Span], notes: list[Reason]
     ) -> tuple[Decimal | None, Decimal | None]:
         rule = self.compiled.price
         provenance["price"] = rule.value.span
         try:
-            value = rule.value.fn(ctx)
+            value = _figure(rule.value, ctx)
             if value is None:
                 reasons.append(
                     Reason(
@@ -183,67 +184,77 @@ class SkuEvaluator:
                     Reason("TP923", f"price {price} is not positive", "price.value", rule.value.span)
                 )
                 return None, None
-            low = rule.min.fn(ctx) if rule.min is not None else None
+            low = _figure(rule.min, ctx)
             if low is not None and price < low:
                 assert rule.min is not None
                 reasons.append(
                     Reason(
                         "TP924",
-                        f"price {price} is below the minimum {_cents(low, self.exponent)}",
+                        f"price {price} is below the minimum {_bound(low, price)}",
                         "price.min",
                         rule.min.span,
                     )
                 )
-            high = rule.max.fn(ctx) if rule.max is not None else None
+            high = _figure(rule.max, ctx)
             if high is not None and price > high:
                 assert rule.max is not None
                 reasons.append(
                     Reason(
                         "TP924",
-                        f"price {price} is above the maximum {_cents(high, self.exponent)}",
+                        f"price {price} is above the maximum {_bound(high, price)}",
                         "price.max",
                         rule.max.span,
                     )
                 )
-            sale_price = None
-            if rule.sale is not None:
-                sale = rule.sale.fn(ctx)
-                if sale is not None:
-                    sale_price = self._round(ctx, sale)
-                    provenance["sale_price"] = rule.sale.span
-                    if sale_price >= price:
-                        sale_price = None
-                    elif low is not None and sale_price < low:
-                        reasons.append(
-                            Reason(
-                                "TP924",
-                                f"sale price {sale_price} is below the minimum {_cents(low, self.exponent)}",
-                                "price.sale",
-                                rule.sale.span,
-                            )
-                        )
+            sale_price = self._sale(ctx, price, low, reasons, notes)
+            if sale_price is not None and rule.sale is not None:
+                provenance["sale_price"] = rule.sale.span
             return price, sale_price
         except EvaluationError as exc:
             reasons.append(_reason(exc, "price", rule.value))
             return None, None
 
+    def _sale(
+        self, ctx: Context, price: Decimal, low: Decimal | None, reasons: list[Reason], notes: list[Reason]
+    ) -> Decimal | None:
+        """The sale price, or None; one not below the price is dropped with a note (explain shows it)."""
+        rule = self.compiled.price.sale
+        sale = _figure(rule, ctx)
+        if rule is None or sale is None:
+            return None
+        sale_price = self._round(ctx, sale)
+        if sale_price >= price:
+            message = f"sale price {sale_price} is not below the price {price}: no sale price is sent"
+            notes.append(Reason("TP926", message, "price.sale", rule.span))
+            return None
+        if low is not None and sale_price < low:
+            message = f"sale price {sale_price} is below the minimum {_bound(low, sale_price)}"
+            reasons.append(Reason("TP924", message, "price.sale", rule.span))
+        return sale_price
+
     def _round(self, ctx: Context, value: Decimal) -> Decimal:
         rule = self.compiled.price
         if rule.round is not None:
             ctx.value = value
-            value = rule.round.fn(ctx)
-        return Decimal(value).quantize(self.exponent, rounding=ROUND_HALF_UP)
+            rounded = _figure(rule.round, ctx)
+            if rounded is None:
+                raise EvaluationError("price.round gave null", rule.round.span, code="TP923")
+            value = rounded
+        try:
+            return Decimal(value).quantize(self.exponent, rounding=ROUND_HALF_UP)
+        except ArithmeticError:
+            raise LimitExceeded(f"the price {value} is too large to round to the currency", None) from None
 
     def _quantity(self, record: CatalogRecord, ctx: Context, reasons: list[Reason]) -> int | None:
         rule = self.compiled.stock
         try:
-            maximum = rule.max.fn(ctx) if rule.max is not None else None
+            maximum = _figure(rule.max, ctx)
             stock = record.stock
             if stock.unlimited_in(rule.warehouses):
                 return int(maximum) if maximum is not None else UNLIMITED_QUANTITY
             available = stock.available_in(rule.warehouses)
-            safety = rule.safety.fn(ctx) or 0
-            share = rule.share.fn(ctx)
+            safety = _figure(rule.safety, ctx) or 0
+            share = _figure(rule.share, ctx)
             share = Decimal(1) if share is None else share
             quantity = int(
                 (max(Decimal(0), Decimal(available) - safety) * share).to_integral_value(ROUND_FLOOR)
@@ -253,6 +264,13 @@ class SkuEvaluator:
             return max(quantity, 0)
         except EvaluationError as exc:
             reasons.append(_reason(exc, "stock", None))
+            return None
+        except ArithmeticError as exc:  # a safety or share past the decimal range: this SKU's failure
+            reasons.append(
+                Reason(
+                    "TP905", f"the stock figures went out of range ({type(exc).__name__})", "stock", rule.span
+                )
+            )
             return None
 
 
@@ -315,5 +333,47 @@ def _reason(exc: EvaluationError, rule: str, expression: CompiledExpression | No
     return Reason(exc.code, exc.message, rule, span)
 
 
-def _cents(value: Any, exponent: Decimal) -> Decimal:
-    return Decimal(value).quantize(exponent, rounding=ROUND_HALF_UP)
+def _figure(expression: CompiledExpression | None, ctx: Context) -> Decimal | None:
+    """A figure's value for this SKU: a number or null; anything else is this SKU's failure.
+
+    The checker proves most figures numbers; one read from a table of mixed values or an
+    untyped path is only known here, and must fail the SKU, not the run.
+    """
+    if expression is None:
+        return None
+    value = expression.fn(ctx)
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    shown = (
+        "true/false"
+        if isinstance(value, bool)
+        else repr(value)
+        if isinstance(value, str)
+        else "a list or table"
+    )
+    raise EvaluationError(f"must be a number, but gave {shown}", expression.span)
+
+
+def _bound(bound: Decimal, price: Decimal) -> str:
+    """A bound the price broke, with the fewest digits (the price's at least) that still show it.
+
+    The comparison is exact, so a minimum of 84.9947 is written 84.994 next to a price of
+    84.99, never "84.99 is below the minimum 84.99"; digits are cut towards the price, so the
+    bound shown is never beyond the real one.
+    """
+    places = max(0, -int(price.as_tuple().exponent))
+    towards_price = ROUND_FLOOR if bound > price else ROUND_CEILING
+    while places < _MAX_SHOWN_PLACES:
+        try:
+            shown = bound.quantize(Decimal(1).scaleb(-places), rounding=towards_price)
+        except ArithmeticError:  # more digits than the context holds: no rounding needed
+            break
+        if (shown > price) == (bound > price) and shown != price:
+            return format(shown, "f")
+        places += 1
+    return format(bound, "f")
+
+
+_MAX_SHOWN_PLACES = 12

@@ -65,8 +65,10 @@ from marketplaces.mercadolibre._readback import ItemReader
 STANDARD_ATTRIBUTES = {"BRAND": "brand", "GTIN": "gtin", "MPN": "mpn"}
 """Mercado Libre attribute id -> the canonical listing field that supplies it by default."""
 
-PER_VARIATION = ("SELLER_SKU", "GTIN", "EMPTY_GTIN_REASON")
-"""Attributes that identify one SKU, so in a family they go on each variation, not on the item."""
+PER_VARIATION = ("SELLER_SKU", "GTIN", "EMPTY_GTIN_REASON", "MPN", "MODEL")
+"""Attributes that identify one SKU, so in a family they go on each variation, not on the item:
+its own code, barcode, part number and model (``MODEL: =sku.ref_id ?? product.ref_id``); on the
+item they would be the first member's for every variation."""
 
 
 class MercadoLibreConnector(Connector):
