@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import httpx
 
+from engine import failpoints
 from engine.connectors import CallResult, ChangeRecord, Reader, RemoteListing, json_body
 from marketplaces.magalu._http import MagaluSender, failure, from_cents, results
 
@@ -132,6 +133,7 @@ class Portfolio:
     async def _post_sku(self, sku: str, body: Mapping[str, Any]) -> CallResult | None:
         """Create the SKU; one Magalu holds already gets the planned content instead."""
         answer = await self.sender.send("POST", SKUS, json=body["sku"])
+        failpoints.reach("magalu:sku-sent")
         if answer.status_code == 409:
             answer = await self.sender.send("PATCH", sku_path(SKUS, sku), json=content_of(body["sku"]))
         return self._failed(answer, f"SKU {sku}")
@@ -180,6 +182,7 @@ class Portfolio:
             if attempt:
                 await self.sleep(self.poll_seconds)
             answer = await self.sender.send("GET", sku_path(SKUS, sku))
+            failpoints.reach("magalu:review-read")
             if answer.status_code != 404:  # just created: not yet readable
                 failed = self._failed(answer, f"SKU {sku}")
                 if failed is not None:
@@ -200,6 +203,7 @@ class Portfolio:
         path = sku_path(base, sku)
         method, other, switch = ("POST", "PATCH", 409) if create else ("PATCH", "POST", 404)
         answer = await self.sender.send(method, path, json=body)
+        failpoints.reach("magalu:offer-sent")
         if answer.status_code == switch:
             answer = await self.sender.send(other, path, json=body)
         return self._failed(answer, f"{'price' if base == PRICES else 'stock'} of {sku}")

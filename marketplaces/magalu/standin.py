@@ -10,8 +10,8 @@ One seller on one channel, in memory, answering the documented paths and bodies
   up to 100, ``_offset``; ``meta`` + ``results``), read and ``PATCH`` (202, applied at once). The
   body is checked against the documented fields: required ``sku``, ``title``, ``description``,
   ``brand``, ``channels[].id`` (this seller's channel), ``identifiers[]`` (``ean``/``isbn``, 8+
-  characters), ``group`` with ``id`` and ``main_variation``; lengths as documented. A group gets
-  one main variation, and a variation joins only a group whose main variation exists;
+  characters), ``group`` with ``id`` and ``main_variation``; lengths as documented. A group has
+  at most one main variation (whether it must have one, and first, is not documented);
 - review: a created SKU is ``IN_REVIEW`` until it has been read ``review_reads`` times (1 by
   default), or the sandbox control ``POST /_sandbox/review`` ends it; it is then ``PUBLISHED``,
   or ``REJECTED`` with a ``reason`` when :attr:`MagaluStandin.rejections` names it. Price and
@@ -217,12 +217,14 @@ class MagaluStandin(Standin):
         self._authorize(request)
         body = await _object(request)
         problems = _sku_problems(body, self.channel_id, partial=False)
-        problems += self._group_problems(body)
         if problems:
             raise Refusal(400, "; ".join(problems))
         sku = str(body["sku"])
         if sku in self.skus:
             raise Refusal(409, f"sku {sku} already exists", "SKU_ALREADY_EXISTS")
+        problems = self._group_problems(body)
+        if problems:
+            raise Refusal(400, "; ".join(problems))
         self.skus[sku] = {**body, "status": "IN_REVIEW", "reads": 0}
         return _json(self._shown(sku), 201)
 
@@ -301,8 +303,6 @@ class MagaluStandin(Standin):
         has_main = any((s.get("group") or {}).get("main_variation") for s in members)
         if group.get("main_variation") and has_main:
             return [f"group {group.get('id')}: already has a main variation"]
-        if not group.get("main_variation") and not has_main:
-            return [f"group {group.get('id')}: its main variation must be created first"]
         return []
 
     # -- prices and stock ----------------------------------------------------------------------
