@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-from ruamel.yaml import YAML
 
 from engine.connectors import Credentials, Listing
 from engine.jsonio import loads
@@ -35,46 +34,22 @@ from marketplaces.magalu.standin import (
     MagaluStandin,
 )
 from marketplaces.sandbox import Sandbox
-from tests._harness import Loopback, run_apply, set_options, subset, write_project
+from tests import test_mirakl_connector as mirakl_tests
+from tests._harness import Loopback, run_apply, set_options, write_project
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "specs" / "magalu" / "API.md"
 SKUS = "/seller/v1/portfolios/skus"
 
 
-@pytest.fixture
-def shop(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path, Path]:
-    """A sandbox whose project reads its catalog from a file the test may edit."""
-    records = subset(12)
-    box = loopback.sandbox(records)
-    config = write_project(box, tmp_path / "project")
-    catalog = tmp_path / "catalog.jsonl"
-    catalog.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    yaml = YAML()
-    project = yaml.load(config.read_text(encoding="utf-8"))
-    project["source"] = {"type": "file", "path": str(catalog)}
-    with config.open("w", encoding="utf-8") as out:
-        yaml.dump(project, out)
-    return box, config, catalog
+shop = mirakl_tests.shop
+"""The same sandbox as the Mirakl tests': its project reads the catalog from a file the test edits."""
+edit_catalog = mirakl_tests.edit_catalog
 
 
 def standin(box: Sandbox) -> MagaluStandin:
     found = box.standins["magalu"]
     assert isinstance(found, MagaluStandin)
     return found
-
-
-def edit_catalog(catalog: Path, sku_id: str, **changes: Any) -> None:
-    """Set ``price.selling`` (``selling=``) or the main warehouse's quantity (``quantity=``) of a SKU."""
-    records = [json.loads(line) for line in catalog.read_text(encoding="utf-8").splitlines()]
-    for record in records:
-        if str(record["sku"]["id"]) == sku_id:
-            if "selling" in changes:
-                record["price"]["selling"] = changes["selling"]
-                record["price"]["promotional"] = None
-            if "quantity" in changes:
-                record["stock"]["warehouses"][0]["quantity"] = changes["quantity"]
-                record["stock"]["warehouses"][0]["reserved"] = 0
-    catalog.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
 def calls(box: Sandbox) -> list[str]:
