@@ -235,7 +235,7 @@ def test_a_refused_refresh_token_stops_the_run_and_no_secret_is_printed(
     assert standin(box).skus == {}
 
 
-def test_an_access_token_refused_mid_run_is_dropped_and_fetched_again(
+def test_after_the_access_tokens_are_revoked_the_next_run_fetches_a_new_one(
     shop: tuple[Sandbox, Path, Path],
 ) -> None:
     box, config, catalog = shop
