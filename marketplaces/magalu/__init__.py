@@ -1,0 +1,1 @@
+"""Magalu (Magazine Luiza) Open API: the catalog connector (see ``_http`` for the basics)."""
