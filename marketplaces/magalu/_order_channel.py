@@ -46,6 +46,7 @@ from engine.connectors import BadOrder, Fulfilment, Invoice, OrderCallError, Ord
 from engine.jsonio import dumps
 from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from marketplaces.magalu._http import api_headers, channel_ref
 
 __all__ = ["MagaluOrders", "invoice_body", "magalu_time", "read_order", "shipping_body"]
 
@@ -191,7 +192,7 @@ class MagaluOrders(OrderChannel):
         self, method: str, path: str, body: Any = None, params: Mapping[str, Any] | None = None
     ) -> httpx.Response:
         """One request through :func:`send` (429, 5xx and lost connections retried)."""
-        headers = {"Accept": "application/json", "X-Channel-Id": self._channel_id()}
+        headers = api_headers(self._channel_id())
         if body is not None:
             headers["Content-Type"] = "application/json"
         content = dumps(body).encode() if body is not None else None
@@ -221,7 +222,7 @@ def invoice_body(invoice: Invoice, channel_id: str, where: str = "the delivery")
         "issued_at": magalu_time(invoice.issued_at),
         "key": invoice.key,
         "amount": invoice.value,
-        "channel": {"id": channel_id},
+        "channel": channel_ref(channel_id),
     }
     if invoice.xml:
         body["xml"] = invoice.xml
@@ -235,7 +236,7 @@ def shipping_body(fulfilment: Fulfilment, channel_id: str) -> dict[str, Any]:
     assert tracking is not None
     shipped = fulfilment.shipped_at or datetime.now(UTC)
     body: dict[str, Any] = {
-        "channel": {"id": channel_id},
+        "channel": channel_ref(channel_id),
         "protocol": tracking.number.strip(),
         "carrier": {"name": tracking.carrier.strip() or "Transportadora"},
         "dates": {"shipped_at": magalu_time(shipped)},
