@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import multiprocessing
-import os
 import re
 import signal
 from collections.abc import Awaitable, Callable
@@ -53,7 +51,17 @@ from marketplaces.magalu._order_channel import MagaluOrders, invoice_body, read_
 from marketplaces.magalu._standin_order_desk import MagaluOrderDesk, OrderRefusal
 from marketplaces.sandbox import Sandbox
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
-from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
+from tests._harness import (
+    Clock,
+    Loopback,
+    killed_run,
+    orders_only,
+    plenty_skus,
+    run_apply,
+    subset,
+    tradepost,
+    write_project,
+)
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 
@@ -66,20 +74,6 @@ XML = f'<nfeProc versao="4.00"><NFe><infNFe Id="NFe{NFE_KEY}"/></NFe></nfeProc>'
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SKUS = {"1001": Decimal("49.90"), "1002": Decimal("129.00"), "1003": Decimal("15.50")}
 T = TypeVar("T")
-
-
-class Clock:
-    """The stand-in's time, moved by hand so update-date filters are exact."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, minutes: float = 1) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
 
 
 def bearer_check(request: Request) -> None:
@@ -493,16 +487,6 @@ FLOW_RULES = RULES.replace("affiliate: MLB", "affiliate: MGZ")
 VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
 
 
-def catalog_skus(vtex: VtexStandin, count: int = 4) -> dict[str, Decimal]:
-    """SKUs of the example catalog VTEX has plenty of, sold on Magalu at a round price."""
-
-    def available(sku: Any) -> int:
-        return sum(int(b["totalQuantity"]) - int(b["reservedQuantity"]) for b in sku.inventory["balance"])
-
-    plenty = [sku_id for sku_id, sku in vtex.skus.items() if available(sku) >= 10]
-    return {sku_id: Decimal("59.90") for sku_id in plenty[:count]}
-
-
 @dataclasses.dataclass
 class Flow:
     """Magalu's desk, VTEX's stand-in and the state store; ``run`` is one scheduler run's step."""
@@ -557,7 +541,7 @@ async def flow_steps(
 def flow(tmp_path: Path) -> Flow:
     (tmp_path / "magalu.yaml").write_text(FLOW_RULES, encoding="utf-8")
     vtex = VtexStandin(subset(12))
-    skus = catalog_skus(vtex)
+    skus = plenty_skus(vtex)
     return Flow(MagaluShop(skus=skus), vtex, tmp_path, skus)
 
 
@@ -646,7 +630,7 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
             expected = "shipped"
 
         nth = 1 if command == "pull" else 2  # a push passes its points once per order: die at the second
-        assert killed_run(flow, command, f"{failpoint}:#{nth}", urls) == -signal.SIGKILL
+        assert killed_run(lambda: flow.run(command, **urls), f"{failpoint}:#{nth}") == -signal.SIGKILL
 
         flow.run("pull", "push", **urls)  # what the scheduler does next
         flow.run("pull", "push", **urls)  # (a pull killed before storing needs one more round to place)
@@ -664,19 +648,6 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
                 assert flow.shop.requests[f"POST /seller/v1/deliveries/{delivery['id']}/shippings"] == 1
     finally:
         box.stop()
-
-
-def killed_run(flow: Flow, command: str, failpoint: str, urls: dict[str, str]) -> int | None:
-    """One pull or push in a forked process that SIGKILLs itself at ``failpoint``: its exit code."""
-
-    def child() -> None:
-        os.environ["TRADEPOST_FAILPOINT"] = failpoint
-        flow.run(command, **urls)
-
-    process = multiprocessing.get_context("fork").Process(target=child)
-    process.start()
-    process.join(60)
-    return process.exitcode
 
 
 # -- tradepost orders, with magalu in a project ------------------------------------------------------

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import multiprocessing
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -50,7 +48,17 @@ from marketplaces.mirakl._order_channel import CarrefourOrders, MiraklOrders, ca
 from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, shop_key_check
 from marketplaces.sandbox import Sandbox
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
-from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
+from tests._harness import (
+    Clock,
+    Loopback,
+    killed_run,
+    orders_only,
+    plenty_skus,
+    run_apply,
+    subset,
+    tradepost,
+    write_project,
+)
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 
@@ -61,20 +69,6 @@ NFE_KEY = "35240512345678000190550010000012341000012345"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SKUS = {"1001": Decimal("49.90"), "1002": Decimal("129.00"), "1003": Decimal("15.50")}
 T = TypeVar("T")
-
-
-class Clock:
-    """The stand-in's time, moved by hand so update-date filters are exact."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, minutes: float = 1) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
 
 
 class MiraklShop(Standin):
@@ -573,16 +567,6 @@ FLOW_RULES = RULES.replace("affiliate: MLB", "affiliate: CRF")
 VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
 
 
-def catalog_offers(vtex: VtexStandin, count: int = 4) -> dict[str, Decimal]:
-    """SKUs of the example catalog VTEX has plenty of, offered on Carrefour at a round price."""
-
-    def available(sku: Any) -> int:
-        return sum(int(b["totalQuantity"]) - int(b["reservedQuantity"]) for b in sku.inventory["balance"])
-
-    plenty = [sku_id for sku_id, sku in vtex.skus.items() if available(sku) >= 10]
-    return {sku_id: Decimal("59.90") for sku_id in plenty[:count]}
-
-
 @dataclasses.dataclass
 class Flow:
     """Carrefour's desk, VTEX's stand-in and the state store; ``run`` is one scheduler run's step."""
@@ -638,7 +622,7 @@ async def flow_steps(
 def flow(tmp_path: Path) -> Flow:
     (tmp_path / "carrefour.yaml").write_text(FLOW_RULES, encoding="utf-8")
     vtex = VtexStandin(subset(12))
-    offers = catalog_offers(vtex)
+    offers = plenty_skus(vtex)
     return Flow(MiraklShop(offers=offers), vtex, tmp_path, offers)
 
 
@@ -722,7 +706,7 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
             expected = "shipped"
 
         nth = 1 if command == "pull" else 2  # a push passes its points once per order: die at the second
-        killed = killed_run(flow, command, f"{failpoint}:#{nth}", urls)
+        killed = killed_run(lambda: flow.run(command, **urls), f"{failpoint}:#{nth}")
         assert killed == -signal.SIGKILL
 
         flow.run("pull", "push", **urls)  # what the scheduler does next
@@ -741,19 +725,6 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
             assert all(flow.shop.requests[f"PUT /api/orders/{o}/ship"] == 1 for o in order_ids)
     finally:
         box.stop()
-
-
-def killed_run(flow: Flow, command: str, failpoint: str, urls: dict[str, str]) -> int | None:
-    """One pull or push in a forked process that SIGKILLs itself at ``failpoint``: its exit code."""
-
-    def child() -> None:
-        os.environ["TRADEPOST_FAILPOINT"] = failpoint
-        flow.run(command, **urls)
-
-    process = multiprocessing.get_context("fork").Process(target=child)
-    process.start()
-    process.join(60)
-    return process.exitcode
 
 
 # -- tradepost orders, with carrefour in a project -----------------------------------------------------
