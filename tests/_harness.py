@@ -21,7 +21,6 @@ import atexit
 import dataclasses
 import io
 import json
-import multiprocessing
 import os
 import select
 import signal
@@ -31,8 +30,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import redirect_stderr, redirect_stdout
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 from unittest.mock import patch
@@ -55,9 +52,6 @@ from marketplaces.sandbox import Sandbox, build_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "examples" / "catalog.jsonl"
-
-ORDERS_NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-"""When an order desk test's :class:`Clock` starts."""
 
 FAST_RATE = 400.0
 """Requests per second a test project allows each marketplace. The stand-ins set no rate limit,
@@ -376,40 +370,3 @@ def orders_only(read: list[Order | BadOrder]) -> list[Order]:
     """An order channel's reads, every one an order (a :class:`BadOrder` fails the test)."""
     assert all(isinstance(order, Order) for order in read), read
     return [order for order in read if isinstance(order, Order)]
-
-
-class Clock:
-    """A stand-in's time, moved by hand so update-date filters are exact (order desk tests)."""
-
-    def __init__(self, now: datetime = ORDERS_NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, minutes: float = 1) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
-
-
-def plenty_skus(vtex: Any, count: int = 4, price: Decimal = Decimal("59.90")) -> dict[str, Decimal]:
-    """SKUs of a VTEX stand-in's catalog with at least 10 units, each sold on a marketplace at ``price``."""
-
-    def available(sku: Any) -> int:
-        return sum(int(b["totalQuantity"]) - int(b["reservedQuantity"]) for b in sku.inventory["balance"])
-
-    plenty = [sku_id for sku_id, sku in vtex.skus.items() if available(sku) >= 10]
-    return {sku_id: price for sku_id in plenty[:count]}
-
-
-def killed_run(run: Callable[[], object], failpoint: str) -> int | None:
-    """``run`` in a forked process that SIGKILLs itself at ``failpoint``: its exit code."""
-
-    def child() -> None:
-        os.environ["TRADEPOST_FAILPOINT"] = failpoint
-        run()
-
-    process = multiprocessing.get_context("fork").Process(target=child)
-    process.start()
-    process.join(60)
-    return process.exitcode

@@ -13,9 +13,8 @@ import asyncio
 import dataclasses
 import json
 import re
-import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +24,6 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 
-import engine
 from engine.connectors import (
     BadOrder,
     Connector,
@@ -36,32 +34,18 @@ from engine.connectors import (
     RetryPolicy,
     Tracking,
     order_channel_class,
-    source,
 )
 from engine.jsonio import dumps, loads
 from engine.model._order import Order
-from engine.orders._flow import OrderDesk
-from engine.orders._store import OrderStore
 from engine.project._assembly import open_state
 from engine.project._config import load_project
-from engine.state._store import StateStore
 from marketplaces._standin import Faults, Standin, error_handlers, same_secret
 from marketplaces.magalu._http import SANDBOX_CHANNEL_ID
 from marketplaces.magalu._order_channel import MagaluOrders, invoice_body, read_order, shipping_body
 from marketplaces.magalu._standin_order_desk import MagaluOrderDesk, OrderRefusal
-from marketplaces.sandbox import Sandbox
-from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
-from tests._harness import (
-    Clock,
-    Loopback,
-    killed_run,
-    orders_only,
-    plenty_skus,
-    run_apply,
-    subset,
-    tradepost,
-    write_project,
-)
+from marketplaces.vtex.standin import VtexStandin
+from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
+from tests._orderflows import ORDERS_NOW, Clock, OrderFlow, kill_and_recover, plenty_skus
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 
@@ -71,7 +55,7 @@ TOKEN = "magalu-access-token"
 CHANNEL = SANDBOX_CHANNEL_ID
 NFE_KEY = "35240512345678000190550010000012341000012345"
 XML = f'<nfeProc versao="4.00"><NFe><infNFe Id="NFe{NFE_KEY}"/></NFe></nfeProc>'
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NOW = ORDERS_NOW
 SKUS = {"1001": Decimal("49.90"), "1002": Decimal("129.00"), "1003": Decimal("15.50")}
 T = TypeVar("T")
 
@@ -484,57 +468,7 @@ def test_a_refused_token_names_the_status_never_the_token() -> None:
 
 FLOW_RULES = RULES.replace("affiliate: MLB", "affiliate: MGZ")
 """The divergence rules; the order desk is Magalu's whatever the file's marketplace."""
-VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
-
-
-@dataclasses.dataclass
-class Flow:
-    """Magalu's desk, VTEX's stand-in and the state store; ``run`` is one scheduler run's step."""
-
-    shop: MagaluShop
-    vtex: VtexStandin
-    folder: Path
-    skus: dict[str, Decimal]
-
-    @property
-    def desk(self) -> MagaluOrderDesk:
-        return self.shop.order_desk
-
-    def run(self, *steps: str, shop_url: str | None = None, vtex_url: str | None = None) -> list[Any]:
-        return asyncio.run(flow_steps(self, steps, shop_url, vtex_url))
-
-    def stored(self, order_id: str) -> Any:
-        with StateStore(self.folder / "state.sqlite") as state:
-            stored = OrderStore(state).get("magalu", order_id)
-        assert stored is not None
-        return stored
-
-    def in_vtex(self, order_id: str) -> list[str]:
-        found: list[str] = self.vtex.orders_by_marketplace_id().get(order_id, [])
-        return found
-
-
-async def flow_steps(
-    flow: Flow, steps: tuple[str, ...], shop_url: str | None, vtex_url: str | None
-) -> list[Any]:
-    """Pull and/or push once each, in process or (URLs given) over loopback."""
-
-    def client(url: str | None, standin: Standin) -> httpx.AsyncClient:
-        transport = None if url else standin.transport()
-        return httpx.AsyncClient(transport=transport, base_url=url or "http://standin.test")
-
-    with StateStore(flow.folder / "state.sqlite") as state:
-        async with client(shop_url, flow.shop) as shop, client(vtex_url, flow.vtex) as vtex:
-            placement = source("vtex").placement(vtex, VTEX_KEYS, affiliate_id="MGZ", sales_channel="1")
-            desk = OrderDesk(
-                "magalu",
-                engine.compile_rules(flow.folder / "magalu.yaml"),
-                OrderStore(state),
-                channel_for(shop),
-                placement,
-                lambda skus: {sku: flow.skus.get(sku) for sku in skus},
-            )
-            return [await getattr(desk, step)() for step in steps]
+Flow = OrderFlow[MagaluShop]
 
 
 @pytest.fixture
@@ -542,16 +476,18 @@ def flow(tmp_path: Path) -> Flow:
     (tmp_path / "magalu.yaml").write_text(FLOW_RULES, encoding="utf-8")
     vtex = VtexStandin(subset(12))
     skus = plenty_skus(vtex)
-    return Flow(MagaluShop(skus=skus), vtex, tmp_path, skus)
+    shop = MagaluShop(skus=skus)
+    return OrderFlow("magalu", shop, vtex, tmp_path, tmp_path / "magalu.yaml", skus, channel_for, "MGZ")
 
 
 def test_an_order_is_placed_once_shipped_with_its_nfe_and_a_divergent_one_waits_for_the_portal(
     flow: Flow,
 ) -> None:
     good, cheap, unpaid = list(flow.skus)[:3]
-    good_id = flow.desk.create_order(good, 2)
-    cheap_id = flow.desk.create_order(cheap, 1, unit_price="10.00")  # 83% below ours: rejected
-    unpaid_id = flow.desk.create_order(unpaid, 1, status="new")
+    desk = flow.shop.order_desk
+    good_id = desk.create_order(good, 2)
+    cheap_id = desk.create_order(cheap, 1, unit_price="10.00")  # 83% below ours: rejected
+    unpaid_id = desk.create_order(unpaid, 1, status="new")
 
     pulled, pushed = flow.run("pull", "push")
     assert pulled.new == {"approved": 2, "rejected": 1}, pulled.to_dict()
@@ -562,27 +498,28 @@ def test_an_order_is_placed_once_shipped_with_its_nfe_and_a_divergent_one_waits_
     (vtex_id,) = flow.in_vtex(good_id)
 
     flow.vtex.invoice_order(vtex_id)
-    flow.desk.set_status(cheap_id, "cancelled")  # the seller cancels the rejected one in the portal
+    desk.set_status(cheap_id, "cancelled")  # the seller cancels the rejected one in the portal
     flow.run("pull", "push")
-    delivery = flow.desk.order_record(good_id)["deliveries"][0]
+    delivery = desk.order_record(good_id)["deliveries"][0]
     assert flow.stored(good_id).state == "shipped" and delivery["status"] == "shipped"
     (nfe,) = delivery["invoices"]
     assert len(nfe["key"]) == 44 and nfe["xml"].startswith("<nfeProc") and delivery["shipping"]["tracking"]
     assert flow.stored(cheap_id).state == "cancelled"
     assert len(flow.in_vtex(good_id)) == 1
 
-    flow.desk.set_status(unpaid_id, "approved")  # paid on Magalu: dispatch authorized in VTEX
+    desk.set_status(unpaid_id, "approved")  # paid on Magalu: dispatch authorized in VTEX
     flow.run("pull", "push")
     assert flow.stored(unpaid_id).state == "ready"
 
 
 def test_cancellations_go_both_ways(flow: Flow) -> None:
     first, second = list(flow.skus)[:2]
-    by_customer, by_store = flow.desk.create_order(first), flow.desk.create_order(second)
+    desk = flow.shop.order_desk
+    by_customer, by_store = desk.create_order(first), desk.create_order(second)
     flow.run("pull", "push")
     (customer_vtex,), (store_vtex,) = flow.in_vtex(by_customer), flow.in_vtex(by_store)
 
-    flow.desk.set_status(by_customer, "cancelled")  # the customer cancels on Magalu
+    desk.set_status(by_customer, "cancelled")  # the customer cancels on Magalu
     flow.vtex.cancel_order_as_store(store_vtex, "out of stock in the warehouse")
     _, pushed = flow.run("pull", "push")
 
@@ -590,7 +527,7 @@ def test_cancellations_go_both_ways(flow: Flow) -> None:
     assert flow.stored(by_customer).state == "cancelled"
     (refused,) = [o for o in pushed.outcomes if o.error]
     assert refused.order_id == by_store and "seller portal" in str(refused.error)
-    flow.desk.set_status(by_store, "cancelled")  # done in the portal, as the reason asked
+    desk.set_status(by_store, "cancelled")  # done in the portal, as the reason asked
     flow.run("pull", "push")
     assert flow.stored(by_store).state == "cancelled"
 
@@ -599,55 +536,20 @@ def test_cancellations_go_both_ways(flow: Flow) -> None:
 def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
     flow: Flow, command: str, failpoint: str
 ) -> None:
-    box = Sandbox({"magalu": flow.shop, "vtex": flow.vtex})
-    box.start()
-    urls = {"shop_url": box.url("magalu"), "vtex_url": box.url("vtex")}
-    desk = flow.desk
-    try:
-        skus = list(flow.skus)[:3]
-        expected, in_vtex = "ready", 1
-        if failpoint == "cancel:after-marketplace":  # rejected, then cancelled in the portal
-            order_ids = [desk.create_order(sku, unit_price="1.00") for sku in skus]
-            expected, in_vtex = "cancelled", 0
-        else:
-            order_ids = [desk.create_order(sku) for sku in skus]
-        if command == "push":
-            flow.run("pull", **urls)
-        if failpoint == "cancel:after-marketplace":
-            for order_id in order_ids:
-                desk.set_status(order_id, "cancelled")
-        elif failpoint == "cancel:after-vtex":  # placed, then the customer cancels on Magalu
-            flow.run("push", **urls)
-            for order_id in order_ids:
-                desk.set_status(order_id, "cancelled")
-            flow.run("pull", **urls)
-            expected = "cancelled"
-        elif failpoint == "ship:after-marketplace":  # placed, then invoiced in VTEX
-            flow.run("push", **urls)
-            for order_id in order_ids:
-                (vtex_id,) = flow.in_vtex(order_id)
-                flow.vtex.invoice_order(vtex_id)
-            expected = "shipped"
-
-        nth = 1 if command == "pull" else 2  # a push passes its points once per order: die at the second
-        assert killed_run(lambda: flow.run(command, **urls), f"{failpoint}:#{nth}") == -signal.SIGKILL
-
-        flow.run("pull", "push", **urls)  # what the scheduler does next
-        flow.run("pull", "push", **urls)  # (a pull killed before storing needs one more round to place)
+    desk = flow.shop.order_desk
+    order_ids = kill_and_recover(
+        flow,
+        command,
+        failpoint,
+        buy=lambda sku, divergent: desk.create_order(sku, unit_price="1.00" if divergent else None),
+        cancel=lambda order_id: desk.set_status(order_id, "cancelled"),
+        cancel_rejected=True,  # in the seller portal: the Open API has no seller cancellation
+    )
+    if failpoint == "ship:after-marketplace":
         for order_id in order_ids:
-            assert len(flow.in_vtex(order_id)) == in_vtex, order_id  # none twice, none lost
-            assert flow.stored(order_id).state == expected
-        if failpoint == "cancel:after-vtex":
-            for order_id in order_ids:
-                (vtex_id,) = flow.in_vtex(order_id)
-                assert flow.vtex.order_record(vtex_id)["status"] == "canceled"
-        if failpoint == "ship:after-marketplace":
-            for order_id in order_ids:
-                delivery = desk.order_record(order_id)["deliveries"][0]
-                assert delivery["status"] == "shipped" and len(delivery["invoices"]) == 1
-                assert flow.shop.requests[f"POST /seller/v1/deliveries/{delivery['id']}/shippings"] == 1
-    finally:
-        box.stop()
+            delivery = desk.order_record(order_id)["deliveries"][0]
+            assert delivery["status"] == "shipped" and len(delivery["invoices"]) == 1
+            assert flow.shop.requests[f"POST /seller/v1/deliveries/{delivery['id']}/shippings"] == 1
 
 
 # -- tradepost orders, with magalu in a project ------------------------------------------------------
