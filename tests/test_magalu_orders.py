@@ -415,6 +415,27 @@ def test_the_stand_in_refuses_out_of_order_calls_like_magalu() -> None:
     run(scenario)
 
 
+def test_the_sandbox_controls_play_the_customer_and_magalu() -> None:
+    async def scenario(shop: Shop) -> None:
+        client = shop.channel.client
+        made = await client.post("/_sandbox/orders", json={"sku_id": "1002", "quantity": 2, "status": "new"})
+        assert made.status_code == 201
+        order_id = made.json()["order_id"]
+        assert shop.desk.order_record(order_id)["status"] == "new"
+        paid = await client.post(f"/_sandbox/orders/{order_id}/status", json={"status": "approved"})
+        assert paid.json()["deliveries"][0]["status"] == "approved"
+        for wrong in (
+            {"sku_id": "nope"},
+            {"sku_id": "1001", "colour": "red"},
+            {"sku_id": "1001", "quantity": 0},
+        ):
+            assert (await client.post("/_sandbox/orders", json=wrong)).status_code == 400
+        odd = await client.post(f"/_sandbox/orders/{order_id}/status", json={"status": "shipped"})
+        assert odd.status_code == 400
+
+    run(scenario)
+
+
 # -- cancellations -------------------------------------------------------------------------------------
 
 

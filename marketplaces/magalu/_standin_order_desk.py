@@ -66,6 +66,14 @@ ADDRESSES = (
     ("Avenida Atlântica", "2100", None, "Copacabana", "Rio de Janeiro", "RJ", "22021001"),
 )
 """Made-up customers and addresses for sandbox orders (the streets exist; the people do not)."""
+SANDBOX_ORDER_FIELDS = {
+    "sku_id": "sku",
+    "quantity": "quantity",
+    "unit_price": "unit_price",
+    "status": "status",
+    "order_id": "order_id",
+}
+"""A sandbox order's body field -> :meth:`MagaluOrderDesk.create_order`'s argument."""
 
 
 @dataclass
@@ -310,18 +318,12 @@ class MagaluOrderDesk:
         """``POST /_sandbox/orders`` ``{sku_id, quantity?, unit_price?, status?, order_id?}``
         (what ``tradepost sandbox order`` sends)."""
         body = await _object(request)
-        known = {"sku_id", "quantity", "unit_price", "status", "order_id"}
-        if set(body) - known or not isinstance(body.get("sku_id"), str | int):
-            raise OrderRefusal(400, f"give sku_id and only {', '.join(sorted(known))}")
+        arguments = {SANDBOX_ORDER_FIELDS.get(name, ""): value for name, value in body.items()}
+        if "" in arguments or not isinstance(arguments.get("sku"), str | int):
+            raise OrderRefusal(400, f"give sku_id and only {', '.join(sorted(SANDBOX_ORDER_FIELDS))}")
         try:
-            order_id = self.create_order(
-                str(body["sku_id"]),
-                body.get("quantity", 1),
-                body.get("unit_price"),
-                status=str(body.get("status", "approved")),
-                order_id=body.get("order_id"),
-            )
-        except (ValueError, ArithmeticError) as refused:
+            order_id = self.create_order(**{**arguments, "sku": str(arguments["sku"])})
+        except (ValueError, TypeError, ArithmeticError) as refused:
             raise OrderRefusal(400, str(refused)) from None
         return exact_json({"order_id": order_id}, 201)
 
