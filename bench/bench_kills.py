@@ -113,6 +113,8 @@ SCENARIOS = {
         Scenario("facebook-lost", "facebook", lambda: subset(10), lost_state=True),
         Scenario("carrefour", "carrefour", lambda: subset(10)),
         Scenario("carrefour-lost", "carrefour", lambda: subset(10), lost_state=True),
+        Scenario("magalu", "magalu", lambda: products((0, 4), (15, 22))),
+        Scenario("magalu-lost", "magalu", lambda: products((0, 4), (15, 22)), lost_state=True),
     )
 }
 
@@ -171,6 +173,11 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
         for sku, offer in standin.offers.items():
             held = dumps([offer["price"], offer["discount_price"], offer["quantity"]])
             found.setdefault(str(sku), []).append(held)
+    elif marketplace == "magalu":
+        for sku in standin.skus:  # keyed by the seller SKU: one SKU is one listing, by construction
+            price, stock = standin.prices.get(sku) or {}, standin.stocks.get(sku) or {}
+            held = dumps([price.get("list_price"), price.get("price"), stock.get("quantity")])
+            found.setdefault(str(sku), []).append(held)
     else:
         for sku, item in standin.items.items():
             attributes = item["attributes"]
@@ -192,6 +199,9 @@ def forget_listings(box: Sandbox, marketplace: str) -> None:
     elif marketplace == "carrefour":
         standin.offers.clear()
         standin.products.clear()
+    elif marketplace == "magalu":
+        for table in (standin.skus, standin.prices, standin.stocks):
+            table.clear()
     else:
         standin.items.clear()
         standin.late_failures.clear()

@@ -50,6 +50,10 @@ APPLY_POINTS = (
     "amazon:feed-polled",
     "amazon:feed-report",
     "amazon:confirm-read",
+    # marketplaces/magalu/_portfolio.py: a SKU created, its review read, its price or stock sent
+    "magalu:sku-sent",
+    "magalu:review-read",
+    "magalu:offer-sent",
     # marketplaces/meta/_batches.py: an items_batch answered, a batch handle's status read
     "meta:batch-sent",
     "meta:batch-polled",

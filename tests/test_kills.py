@@ -44,6 +44,7 @@ CHAINS = {
         "amazon:feed-document", "amazon:feed-uploaded", "amazon:feed-created", "amazon:feed-polled",
         "amazon:feed-report", "apply:bulk-done",
     ),
+    "magalu-lost": ("magalu:sku-sent", "magalu:review-read", "magalu:offer-sent", "apply:bulk-done"),
     "facebook-lost": ("meta:batch-sent", "meta:batch-polled", "apply:bulk-done", "apply:recorded"),
     "carrefour": ("mirakl:import-sent", "mirakl:import-polled", "mirakl:report-read"),
 }  # fmt: skip
@@ -100,7 +101,8 @@ def test_a_run_killed_at_each_failpoint_then_run_again_lists_every_sku_once(
 
 
 @pytest.mark.parametrize(
-    "scenario", ["mercadolibre-lost", "google", "amazon-refused", "facebook-lost", "carrefour-lost"]
+    "scenario",
+    ["mercadolibre-lost", "google", "amazon-refused", "facebook-lost", "carrefour-lost", "magalu-lost"],
 )
 def test_a_run_killed_at_a_random_point_or_time_then_run_again_lists_every_sku_once(
     harnesses: dict[str, Harness], scenario: str
