@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -50,7 +50,7 @@ from engine.model import aware_time
 from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json, json_object, look_up, sandbox_route
 
-__all__ = ["MagaluOrderDesk", "OrderRefusal"]
+__all__ = ["MagaluOrderDesk", "OrderRefusal", "Portfolio", "mount_order_desk"]
 
 ORDER_STATUSES = ("new", "approved", "cancelled", "finished")
 DELIVERY_STATUSES = ("new", "approved", "invoiced", "shipped", "delivered", "cancelled", "frozen")
@@ -91,13 +91,14 @@ class OrderRefusal(_Refusal):
 class MagaluOrderDesk:
     """The orders of one Magalu seller on one sales channel.
 
-    ``skus`` maps a seller SKU to ``price`` (Decimal reais) and ``quantity`` (which an order takes
-    from when present); ``authorize`` refuses a request without a live token; ``clock`` stamps dates.
+    ``skus`` maps a seller SKU to ``price`` (Decimal reais), ``title`` and ``stock`` (a record
+    whose ``quantity`` an order takes from, when present); ``authorize`` refuses a request without
+    a live token; ``clock`` stamps dates.
     """
 
     def __init__(
         self,
-        skus: MutableMapping[str, dict[str, Any]],
+        skus: Mapping[str, Mapping[str, Any]],
         *,
         authorize: Callable[[Request], None],
         channel_id: str,
@@ -354,8 +355,9 @@ class MagaluOrderDesk:
         price = _cents(unit_price if unit_price is not None else record["price"])
         if price <= 0:
             raise ValueError("unit_price must be greater than 0")
-        if isinstance(record.get("quantity"), int):
-            record["quantity"] = max(0, record["quantity"] - quantity)
+        stock = record.get("stock")
+        if isinstance(stock, MutableMapping) and isinstance(stock.get("quantity"), int):
+            stock["quantity"] = max(0, stock["quantity"] - quantity)
         street, house, complement, district, city, state, zipcode = ADDRESSES[number % len(ADDRESSES)]
         now = self._stamp()
         return {
@@ -455,6 +457,42 @@ class MagaluOrderDesk:
 
     def _stamp(self) -> str:
         return self.clock().astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Portfolio(Mapping[str, Mapping[str, Any]]):
+    """The catalog stand-in's SKUs as the desk sells them: those with a price, in reais, their title
+    and their stock record (an order takes from it, as a sale does on Magalu)."""
+
+    def __init__(self, standin: Any) -> None:
+        self.standin = standin
+
+    def __getitem__(self, sku: str) -> Mapping[str, Any]:
+        price = self.standin.prices[sku]
+        return {
+            "price": Decimal(int(price["price"])) / int(price.get("normalizer") or NORMALIZER),
+            "title": self.standin.skus.get(sku, {}).get("title"),
+            "stock": self.standin.stocks.get(sku),
+        }
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.standin.prices)
+
+    def __len__(self) -> int:
+        return len(self.standin.prices)
+
+
+def mount_order_desk(standin: Any) -> MagaluOrderDesk:
+    """A desk selling a :class:`~marketplaces.magalu.standin.MagaluStandin`'s priced SKUs on its
+    channel, behind its bearer tokens, served by it from now on (its ``order_desk``)."""
+
+    def authorize(request: Request) -> None:
+        if not standin.oauth.bearer(request):
+            raise OrderRefusal(401, "invalid or expired access token", "unauthorized")
+
+    desk = MagaluOrderDesk(Portfolio(standin), authorize=authorize, channel_id=standin.channel_id)
+    standin.order_desk = desk
+    standin.app = standin.build()
+    return desk
 
 
 def _not_found(kind: str) -> Callable[[str], OrderRefusal]:
