@@ -41,7 +41,7 @@ from engine.project._assembly import open_state
 from engine.project._config import load_project
 from marketplaces._standin import Faults, Standin, error_handlers, same_secret
 from marketplaces.magalu._http import SANDBOX_CHANNEL_ID
-from marketplaces.magalu._order_channel import MagaluOrders, invoice_body, read_order, shipping_body
+from marketplaces.magalu._order_channel import MagaluOrders, _more, invoice_body, read_order, shipping_body
 from marketplaces.magalu._standin_order_desk import MagaluOrderDesk, OrderRefusal, mount_order_desk
 from marketplaces.magalu.standin import MagaluStandin
 from marketplaces.vtex.standin import VtexStandin
@@ -276,12 +276,18 @@ def test_paging_reads_each_order_once_through_the_overlap_and_updates_while_pagi
         ids = [o.order_id for o in read]
         assert len(served) > len(set(served)) and len(ids) == len(set(ids))  # served twice, read once
         assert set(ids) == set(made[-7:])  # updated within 7 minutes, each once
-        assert shop.calls("GET /seller/v1/orders") == pages == 3
+        assert shop.calls("GET /seller/v1/orders") == pages == 2  # the second page names no next
         # The order that joined before the offset is read by the next pull's overlap.
         again = {o.order_id for o in orders_only(await shop.pull(since))}
         assert made[0] in again
 
     run(scenario)
+
+
+def test_a_page_shorter_than_asked_is_not_the_last_while_it_names_a_next() -> None:
+    capped = {"meta": {"links": {"next": "/seller/v1/orders?_limit=50&_offset=50"}}, "results": []}
+    assert _more(capped, 50, 100) and not _more({"meta": {"links": {"next": None}}}, 100, 100)
+    assert _more({"results": []}, 100, 100) and not _more({"results": []}, 99, 100)  # no links: a full page
 
 
 def test_reads_need_the_channel_header_and_see_only_their_channel() -> None:

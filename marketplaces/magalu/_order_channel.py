@@ -93,7 +93,8 @@ class MagaluOrders(OrderChannel):
         seen: set[str] = set()
         offset = 0
         while True:
-            results = _results(await self._json(ORDERS, {**params, "_offset": offset}))
+            answer = await self._json(ORDERS, {**params, "_offset": offset})
+            results = _results(answer)
             for raw in results:
                 order_id = str(raw.get("id") or "")
                 if order_id and order_id in seen:
@@ -101,7 +102,7 @@ class MagaluOrders(OrderChannel):
                 seen.add(order_id)
                 yield read_order(raw, self.name)
             offset += len(results)
-            if len(results) < params["_limit"]:
+            if not results or not _more(answer, len(results), params["_limit"]):
                 return
 
     async def order(self, order_id: str) -> Order:
@@ -144,25 +145,27 @@ class MagaluOrders(OrderChannel):
             )
         if status == "approved" and not _shows_invoice(delivery, fulfilment.invoice.key):
             body = invoice_body(fulfilment.invoice, self._channel_id(), where)
-            await self._write(
-                f"{DELIVERIES}/{delivery_id}/invoices", body, where, _invoice_shown(body["key"])
-            )
+            await self._write(delivery_id, "invoices", body, where, _invoice_shown(body["key"]))
         if fulfilment.tracking is None or _is_fulfillment(delivery):
             return
         body = shipping_body(fulfilment, self._channel_id())
-        await self._write(f"{DELIVERIES}/{delivery_id}/shippings", body, where, _shipped)
+        await self._write(delivery_id, "shippings", body, where, _shipped)
 
-    async def _write(self, path: str, body: Mapping[str, Any], where: str, done: _Check) -> None:
-        """One POST; a refusal is answered by reading the delivery again (``done`` says whether the
-        write had already landed: an answer lost, then the same write refused as a duplicate)."""
+    async def _write(
+        self, delivery_id: str, kind: str, body: Mapping[str, Any], where: str, done: _Check
+    ) -> None:
+        """``POST /seller/v1/deliveries/{id}/<kind>``; a refusal is answered by reading the delivery
+        again (``done`` says whether the write had already landed: an answer lost, then the same
+        write refused as a duplicate)."""
         try:
-            await self._call("POST", path, body)
+            await self._call("POST", f"{DELIVERIES}/{delivery_id}/{kind}", body)
         except OrderCallError as refused:
             if refused.retryable or refused.status is None or refused.status >= 500:
                 raise
-            delivery_id = path.split("/")[4]
             if not done(await self._json(f"{DELIVERIES}/{delivery_id}")):
-                xml = "" if body.get("xml") or "key" not in body else " (VTEX's invoice has no XML to send)"
+                xml = (
+                    " (VTEX's invoice has no XML to send)" if kind == "invoices" and "xml" not in body else ""
+                )
                 raise OrderCallError(f"Magalu refused the {where}: {refused}{xml}", retryable=False) from None
 
     # -- cancelling ----------------------------------------------------------------------------
@@ -417,6 +420,14 @@ def _results(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(results, list):
         raise OrderCallError("Magalu answered a list without results", retryable=True)
     return [r for r in results if isinstance(r, dict)]
+
+
+def _more(answer: Mapping[str, Any], served: int, asked: int) -> bool:
+    """Whether a page has a next one: its ``meta.links.next`` when it has links (a server that
+    serves fewer than asked still pages on), else a full page."""
+    meta = answer.get("meta")
+    links = meta.get("links") if isinstance(meta, Mapping) else None
+    return bool(links.get("next")) if isinstance(links, Mapping) else served >= asked
 
 
 def _amount(data: Mapping[str, Any], key: str, where: str) -> Decimal:
