@@ -29,6 +29,10 @@ none of: :meth:`MagaluOrderDesk.create_order` and :meth:`~MagaluOrderDesk.set_st
 Magalu (payment approved, customer cancelled, finished), and so do the sandbox's controls ``POST
 /_sandbox/orders`` and ``POST /_sandbox/orders/{id}/status`` (``tradepost sandbox order`` and
 ``order-status``). Every change moves ``updated_at`` and adds to the delivery's history.
+
+The catalog stand-in (:class:`~marketplaces.magalu.standin.MagaluStandin`) serves a desk given as
+its ``order_desk``: :func:`order_desk_for` makes one on its priced SKUs (:class:`Portfolio`), its
+tokens and its channel; :func:`mount_order_desk` gives one to a stand-in already built.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from engine.model import aware_time
 from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json, json_object, look_up, sandbox_route
 
-__all__ = ["MagaluOrderDesk", "OrderRefusal", "Portfolio", "mount_order_desk"]
+__all__ = ["MagaluOrderDesk", "OrderRefusal", "Portfolio", "mount_order_desk", "order_desk_for"]
 
 ORDER_STATUSES = ("new", "approved", "cancelled", "finished")
 DELIVERY_STATUSES = ("new", "approved", "invoiced", "shipped", "delivered", "cancelled", "frozen")
@@ -481,16 +485,20 @@ class Portfolio(Mapping[str, Mapping[str, Any]]):
         return len(self.standin.prices)
 
 
-def mount_order_desk(standin: Any) -> MagaluOrderDesk:
+def order_desk_for(standin: Any) -> MagaluOrderDesk:
     """A desk selling a :class:`~marketplaces.magalu.standin.MagaluStandin`'s priced SKUs on its
-    channel, behind its bearer tokens, served by it from now on (its ``order_desk``)."""
+    channel, behind its bearer tokens (what the stand-in's ``order_desk`` is to be)."""
 
     def authorize(request: Request) -> None:
         if not standin.oauth.bearer(request):
             raise OrderRefusal(401, "invalid or expired access token", "unauthorized")
 
-    desk = MagaluOrderDesk(Portfolio(standin), authorize=authorize, channel_id=standin.channel_id)
-    standin.order_desk = desk
+    return MagaluOrderDesk(Portfolio(standin), authorize=authorize, channel_id=standin.channel_id)
+
+
+def mount_order_desk(standin: Any) -> MagaluOrderDesk:
+    """:func:`order_desk_for` the stand-in, served by it from now on (its app rebuilt with the routes)."""
+    desk = standin.order_desk = order_desk_for(standin)
     standin.app = standin.build()
     return desk
 
