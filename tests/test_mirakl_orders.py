@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import multiprocessing
-import os
-import signal
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +22,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-import engine
 from engine.connectors import (
     BadOrder,
     Credentials,
@@ -35,22 +31,18 @@ from engine.connectors import (
     RetryPolicy,
     Tracking,
     order_channel_class,
-    source,
 )
 from engine.jsonio import dumps, loads
 from engine.model._order import Order
-from engine.orders._flow import OrderDesk
-from engine.orders._store import OrderStore
 from engine.project._assembly import open_state
 from engine.project._config import load_project
-from engine.state._store import StateStore
 from marketplaces._standin import Faults, Standin, error_handlers
 from marketplaces.mirakl import CarrefourConnector, MiraklConnector
 from marketplaces.mirakl._order_channel import CarrefourOrders, MiraklOrders, cancellations, read_order
 from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, shop_key_check
-from marketplaces.sandbox import Sandbox
-from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
+from marketplaces.vtex.standin import VtexStandin
 from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
+from tests._orderflows import Clock, OrderFlow, kill_and_recover, plenty_skus
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 
@@ -61,20 +53,6 @@ NFE_KEY = "35240512345678000190550010000012341000012345"
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SKUS = {"1001": Decimal("49.90"), "1002": Decimal("129.00"), "1003": Decimal("15.50")}
 T = TypeVar("T")
-
-
-class Clock:
-    """The stand-in's time, moved by hand so update-date filters are exact."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, minutes: float = 1) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
 
 
 class MiraklShop(Standin):
@@ -570,82 +548,30 @@ def test_a_refused_call_names_the_order_and_mirakls_reason() -> None:
 # -- the order flow: Carrefour orders into VTEX, exactly once ----------------------------------------
 
 FLOW_RULES = RULES.replace("affiliate: MLB", "affiliate: CRF")
-VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
-
-
-def catalog_offers(vtex: VtexStandin, count: int = 4) -> dict[str, Decimal]:
-    """SKUs of the example catalog VTEX has plenty of, offered on Carrefour at a round price."""
-
-    def available(sku: Any) -> int:
-        return sum(int(b["totalQuantity"]) - int(b["reservedQuantity"]) for b in sku.inventory["balance"])
-
-    plenty = [sku_id for sku_id, sku in vtex.skus.items() if available(sku) >= 10]
-    return {sku_id: Decimal("59.90") for sku_id in plenty[:count]}
-
-
-@dataclasses.dataclass
-class Flow:
-    """Carrefour's desk, VTEX's stand-in and the state store; ``run`` is one scheduler run's step."""
-
-    shop: MiraklShop
-    vtex: VtexStandin
-    folder: Path
-    offers: dict[str, Decimal]
-
-    def run(self, *steps: str, shop_url: str | None = None, vtex_url: str | None = None) -> list[Any]:
-        return asyncio.run(flow_steps(self, steps, shop_url, vtex_url))
-
-    def stored(self, order_id: str) -> Any:
-        with StateStore(self.folder / "state.sqlite") as state:
-            stored = OrderStore(state).get("carrefour", order_id)
-        assert stored is not None
-        return stored
-
-    def in_vtex(self, order_id: str) -> list[str]:
-        found: list[str] = self.vtex.orders_by_marketplace_id().get(order_id, [])
-        return found
-
-
-async def flow_steps(
-    flow: Flow, steps: tuple[str, ...], shop_url: str | None, vtex_url: str | None
-) -> list[Any]:
-    """Pull and/or push once each, in process or (URLs given) over loopback."""
-    fast = RetryPolicy(attempts=12, base=0.001, cap=0.005)
-
-    def client(url: str | None, standin: Standin) -> httpx.AsyncClient:
-        transport = None if url else standin.transport()
-        return httpx.AsyncClient(transport=transport, base_url=url or "http://standin.test")
-
-    rules = flow.folder / "carrefour.yaml"
-    with StateStore(flow.folder / "state.sqlite") as state:
-        async with client(shop_url, flow.shop) as shop, client(vtex_url, flow.vtex) as vtex:
-            connector = CarrefourConnector({"shop_id": "2001"})
-            channel = CarrefourOrders(connector, Credentials({"api_key": SHOP_KEY}), shop)
-            channel.backoff = fast
-            placement = source("vtex").placement(vtex, VTEX_KEYS, affiliate_id="CRF", sales_channel="1")
-            desk = OrderDesk(
-                "carrefour",
-                engine.compile_rules(rules),
-                OrderStore(state),
-                channel,
-                placement,
-                lambda skus: {sku: flow.offers.get(sku) for sku in skus},
-            )
-            return [await getattr(desk, step)() for step in steps]
+Flow = OrderFlow[MiraklShop]
 
 
 @pytest.fixture
 def flow(tmp_path: Path) -> Flow:
     (tmp_path / "carrefour.yaml").write_text(FLOW_RULES, encoding="utf-8")
     vtex = VtexStandin(subset(12))
-    offers = catalog_offers(vtex)
-    return Flow(MiraklShop(offers=offers), vtex, tmp_path, offers)
+    offers = plenty_skus(vtex)
+
+    def channel(client: httpx.AsyncClient) -> CarrefourOrders:
+        orders = CarrefourOrders(
+            CarrefourConnector({"shop_id": "2001"}), Credentials({"api_key": SHOP_KEY}), client
+        )
+        orders.backoff = RetryPolicy(attempts=12, base=0.001, cap=0.005)
+        return orders
+
+    shop = MiraklShop(offers=offers)
+    return OrderFlow("carrefour", shop, vtex, tmp_path, tmp_path / "carrefour.yaml", offers, channel, "CRF")
 
 
 def test_an_order_is_accepted_placed_once_shipped_with_its_nfe_and_a_divergent_one_refused(
     flow: Flow,
 ) -> None:
-    good, cheap, staged = list(flow.offers)[:3]
+    good, cheap, staged = list(flow.skus)[:3]
     desk = flow.shop.desk
     good_id = desk.create_order(good, 2)
     cheap_id = desk.create_order(cheap, 1, unit_price="10.00")  # 83% below ours: rejected
@@ -673,7 +599,7 @@ def test_an_order_is_accepted_placed_once_shipped_with_its_nfe_and_a_divergent_o
 
 
 def test_cancellations_go_both_ways(flow: Flow) -> None:
-    first, second = list(flow.offers)[:2]
+    first, second = list(flow.skus)[:2]
     desk = flow.shop.desk
     by_customer, by_store = desk.create_order(first), desk.create_order(second)
     flow.run("pull", "push")
@@ -694,66 +620,19 @@ def test_cancellations_go_both_ways(flow: Flow) -> None:
 def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
     flow: Flow, command: str, failpoint: str
 ) -> None:
-    box = Sandbox({"carrefour": flow.shop, "vtex": flow.vtex})
-    box.start()
-    urls = {"shop_url": box.url("carrefour"), "vtex_url": box.url("vtex")}
     desk = flow.shop.desk
-    try:
-        skus = list(flow.offers)[:3]
-        expected, in_vtex = "ready", 1
-        if failpoint == "cancel:after-marketplace":  # rejected by the bands: refused on Carrefour
-            order_ids = [desk.create_order(sku, unit_price="1.00") for sku in skus]
-            expected, in_vtex = "cancelled", 0
-        else:
-            order_ids = [desk.create_order(sku) for sku in skus]
-        if command == "push":
-            flow.run("pull", **urls)
-        if failpoint == "cancel:after-vtex":  # placed, then the customer cancels on Carrefour
-            flow.run("push", **urls)
-            for order_id in order_ids:
-                desk.set_state(order_id, "CANCELED")
-            flow.run("pull", **urls)
-            expected = "cancelled"
-        elif failpoint == "ship:after-marketplace":  # placed, then invoiced in VTEX
-            flow.run("push", **urls)
-            for order_id in order_ids:
-                (vtex_id,) = flow.in_vtex(order_id)
-                flow.vtex.invoice_order(vtex_id)
-            expected = "shipped"
-
-        nth = 1 if command == "pull" else 2  # a push passes its points once per order: die at the second
-        killed = killed_run(flow, command, f"{failpoint}:#{nth}", urls)
-        assert killed == -signal.SIGKILL
-
-        flow.run("pull", "push", **urls)  # what the scheduler does next
-        flow.run("pull", "push", **urls)  # (a pull killed before storing needs one more round to place)
-        for order_id in order_ids:
-            assert len(flow.in_vtex(order_id)) == in_vtex, order_id  # none twice, none lost
-            assert flow.stored(order_id).state == expected
-        if failpoint == "cancel:after-vtex":
-            for order_id in order_ids:
-                (vtex_id,) = flow.in_vtex(order_id)
-                assert flow.vtex.order_record(vtex_id)["status"] == "canceled"
-        if failpoint == "cancel:after-marketplace":
-            assert {desk.order_record(o)["order_state"] for o in order_ids} == {"REFUSED"}
-        if failpoint == "ship:after-marketplace":
-            assert {desk.order_record(o)["order_state"] for o in order_ids} == {"SHIPPED"}
-            assert all(flow.shop.requests[f"PUT /api/orders/{o}/ship"] == 1 for o in order_ids)
-    finally:
-        box.stop()
-
-
-def killed_run(flow: Flow, command: str, failpoint: str, urls: dict[str, str]) -> int | None:
-    """One pull or push in a forked process that SIGKILLs itself at ``failpoint``: its exit code."""
-
-    def child() -> None:
-        os.environ["TRADEPOST_FAILPOINT"] = failpoint
-        flow.run(command, **urls)
-
-    process = multiprocessing.get_context("fork").Process(target=child)
-    process.start()
-    process.join(60)
-    return process.exitcode
+    order_ids = kill_and_recover(
+        flow,
+        command,
+        failpoint,
+        buy=lambda sku, divergent: desk.create_order(sku, unit_price="1.00" if divergent else None),
+        cancel=lambda order_id: desk.set_state(order_id, "CANCELED"),  # the customer cancels on Carrefour
+    )
+    if failpoint == "cancel:after-marketplace":  # rejected by the bands: refused on Carrefour
+        assert {desk.order_record(o)["order_state"] for o in order_ids} == {"REFUSED"}
+    if failpoint == "ship:after-marketplace":
+        assert {desk.order_record(o)["order_state"] for o in order_ids} == {"SHIPPED"}
+        assert all(flow.shop.requests[f"PUT /api/orders/{o}/ship"] == 1 for o in order_ids)
 
 
 # -- tradepost orders, with carrefour in a project -----------------------------------------------------

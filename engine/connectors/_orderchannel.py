@@ -56,6 +56,8 @@ class Invoice:
     key: str | None = None
     """The invoice access key (Brazil's 44-digit NF-e key), when there is one."""
     url: str | None = None
+    xml: str | None = None
+    """The authorised NF-e XML (VTEX's ``embeddedInvoice``), when the store sent it to VTEX."""
 
 
 @dataclass(frozen=True)

@@ -686,6 +686,7 @@ def _fulfilment(package: Mapping[str, Any], skus: Sequence[str], index: int) -> 
         issued_at=_moment(package.get("issuanceDate"), f"{where}.issuanceDate"),
         key=_optional_text(package.get("invoiceKey")),
         url=_optional_text(package.get("invoiceUrl")),
+        xml=_optional_text(package.get("embeddedInvoice")),
     )
     tracking_number = _optional_text(package.get("trackingNumber"))
     tracking = (
