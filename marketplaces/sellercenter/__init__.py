@@ -280,6 +280,7 @@ class SellerCenterConnector(Connector):
 
     async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
         """GetProducts, 100 a page by Limit/Offset: each product's price, sale price and quantity."""
+        await reader.headers()  # the key, from the credentials, to sign with
         offset = 0
         while True:
             params = {"Limit": str(LOOKUP_PAGE), "Offset": str(offset)}
