@@ -51,7 +51,9 @@ def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
     return box, write_project(box, tmp_path / "project")
 
 
-@pytest.mark.parametrize("marketplace", ["mercadolibre", "google", "amazon", "facebook", "carrefour", "dafiti"])
+@pytest.mark.parametrize(
+    "marketplace", ["mercadolibre", "google", "amazon", "facebook", "carrefour", "dafiti"]
+)
 def test_with_20_percent_faults_every_change_lands_exactly_once(
     sandbox: tuple[Sandbox, Path], marketplace: str
 ) -> None:
