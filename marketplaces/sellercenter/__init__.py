@@ -87,6 +87,8 @@ PATIENCE_FLOOR = 5.0
 """Real seconds a feed turn, or a 429's Retry-After, is always waited: a few seconds hold no sync
 batch, and under the sandbox's time scale they cover the documented spacing."""
 GONE = ("not found", "does not exist")
+COMPARED = ("Name", "Brand", "PrimaryCategory", "Description")
+"""Content read back and compared on ``state rebuild``."""
 
 
 class SellerCenterConnector(Connector):
@@ -299,16 +301,10 @@ class SellerCenterConnector(Connector):
             if len(products) < LOOKUP_PAGE:
                 return
 
-    def remote_differences(
-        self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
-    ) -> tuple[str, ...]:
-        """Price and stock only: GetProducts shows the content as the marketplace keeps it."""
-        kinds: list[str] = []
-        if (remote.price, remote.sale_price) != (listing.price, listing.sale_price):
-            kinds.append("price")
-        if remote.quantity is not None and remote.quantity != max(0, listing.quantity):
-            kinds.append("stock")
-        return tuple(kinds)
+    def listing_content(self, listing: Listing, family: Sequence[Listing]) -> Mapping[str, Any]:
+        """The content GetProducts shows back as sent (:data:`COMPARED`); the rest is Dafiti's."""
+        record = self.product(listing)
+        return {name: text_of(record.get(name)).strip() for name in COMPARED}
 
 
 class DafitiConnector(SellerCenterConnector):
@@ -466,7 +462,8 @@ def _products(body: Any) -> list[Mapping[str, Any]]:
 
 
 def _remote(product: Mapping[str, Any]) -> RemoteListing:
-    """A GetProducts product as a read-back listing: price, sale price, quantity; the SellerSku."""
+    """A GetProducts product as a read-back listing: price, sale price, quantity, the compared
+    content; the SellerSku as the remote id."""
     quantity = decimal_of(product.get("Quantity"))
     return RemoteListing(
         str(product["SellerSku"]),
@@ -474,6 +471,7 @@ def _remote(product: Mapping[str, Any]) -> RemoteListing:
         decimal_of(product.get("Price")),
         decimal_of(product.get("SalePrice")),
         int(quantity) if quantity is not None else None,
+        content={name: text_of(product.get(name)).strip() for name in COMPARED},
     )
 
 

@@ -457,10 +457,8 @@ class SellerCenterSender:
             return await self.client.request(method, f"/?{query}", headers=headers, content=body)
 
         def again(response: httpx.Response) -> bool:
-            if not self.retry.retryable(response):
-                return False
-            asked = retry_after(response)
-            return response.status_code != 429 or asked is None or asked <= self.patience
+            asked = retry_after(response) if response.status_code == 429 else None
+            return self.retry.retryable(response) and (asked is None or asked <= self.patience)
 
         return await self.retry.run_async(attempt, retry_if=again)
 
