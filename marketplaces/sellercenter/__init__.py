@@ -61,6 +61,7 @@ from engine.connectors import (
     Reason,
     RemoteListing,
     RetryPolicy,
+    TokenBucket,
 )
 from marketplaces.sellercenter._feeds import Deferred, FeedRunner
 from marketplaces.sellercenter._http import (
@@ -72,6 +73,7 @@ from marketplaces.sellercenter._http import (
     as_list,
     decimal_of,
     read_envelope,
+    redact,
     signed_params,
     text_of,
 )
@@ -226,8 +228,9 @@ class SellerCenterConnector(Connector):
         return {}
 
     def sender(self, client: httpx.AsyncClient) -> SellerCenterSender:
-        """Signed requests, retried on 5xx and lost connections; a 429 only when its Retry-After is
-        within ``max_wait_seconds`` (on the connector's clock) or :data:`PATIENCE_FLOOR` seconds."""
+        """Signed requests at :attr:`rate_limit`, retried on 5xx and lost connections; a 429 only
+        when its Retry-After is within ``max_wait_seconds`` (on the connector's clock) or
+        :data:`PATIENCE_FLOOR` seconds."""
         clock = self.slots.clock
         patience = max(clock.seconds(float(self.option("max_wait_seconds"))), self.patience_floor)
         retry = RetryPolicy(
@@ -236,8 +239,10 @@ class SellerCenterConnector(Connector):
             cap=30.0,
             retry_after_cap=patience,
         )
-        user_agent = self.option("user_agent")
-        return SellerCenterSender(client, self.option("user_id"), self._key, retry, patience, user_agent)
+        user_agent, pacer = self.option("user_agent"), TokenBucket(self.rate_limit)
+        return SellerCenterSender(
+            client, self.option("user_id"), self._key, retry, patience, user_agent, pacer
+        )
 
     async def apply_in_bulk(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[ChangeRecord]
@@ -384,7 +389,7 @@ class _Batch:
 
     def fail(self, skus: Iterable[str], reason: str, retryable: bool) -> None:
         for sku in skus:
-            self.errors.setdefault(sku, []).append((reason, retryable))
+            self.errors.setdefault(sku, []).append((redact(reason), retryable))
 
     async def create(self, sender: SellerCenterSender) -> None:
         """ProductCreate for the SKUs the seller does not have; updates for those it has; images."""
