@@ -115,8 +115,8 @@ def test_a_feed_call_too_soon_after_the_free_ones_is_429() -> None:
 class Desk:
     """An order desk as the orders part builds one: actions, and sandbox routes."""
 
-    def __init__(self, shop: SellerCenterStandin) -> None:
-        self.shop = shop
+    def __init__(self, products: Mapping[str, Any]) -> None:
+        self.products = products
 
     def actions(self) -> Mapping[str, ActionHandler]:
         return {"GetOrders": self.get_orders, "SetStatusToShipped": self.ship}
@@ -125,14 +125,14 @@ class Desk:
         return []
 
     async def get_orders(self, call: ActionCall) -> Any:
-        return {"Orders": {"Order": [{"OrderId": "1", "Sellers": str(len(self.shop.products))}]}}
+        return {"Orders": {"Order": [{"OrderId": "1", "Skus": str(len(self.products))}]}}
 
     async def ship(self, call: ActionCall) -> Any:
         raise ActionRefused("E020", f"Invalid OrderItemId: {call.params.get('OrderItemId')}")
 
 
 def test_an_order_desk_answers_its_actions_behind_the_same_gate() -> None:
-    shop = SellerCenterStandin(order_desk=Desk)
+    shop = SellerCenterStandin(order_desk=Desk({}))
     orders = read_envelope(call(shop, "GetOrders").content)
     assert orders.ok and orders.body["Orders"]["Order"]["OrderId"] == "1"
     refused = read_envelope(call(shop, "SetStatusToShipped", {"OrderItemId": "9"}).content)

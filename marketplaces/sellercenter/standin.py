@@ -31,9 +31,7 @@ documents and the connector's correctness depends on (the §8 checklist):
 
 Time runs ``time_scale`` times faster than the documented durations (the sandbox's: 600).
 
-Orders: an order desk joins with ``order_desk=``, a callable that builds it from this stand-in (a
-desk class taking the stand-in: it reads :attr:`SellerCenterStandin.products`, ``user_id``,
-``api_key``, ``clock``, ``time_scale``); the desk has ``actions()`` (``Action`` name ->
+Orders: an order desk joins with ``order_desk=``: an object with ``actions()`` (``Action`` name ->
 :data:`~marketplaces.sellercenter._http.ActionHandler`, consulted after the signature check, its
 answers wrapped in the envelope the ``Format`` asks) and ``routes()`` (sandbox controls, served
 beside ``/``). A handler reads :class:`~marketplaces.sellercenter._http.ActionCall` and raises
@@ -157,7 +155,7 @@ class SellerCenterStandin(Standin):
         burst: float | None = None,
         faults: Faults | None = None,
         clock: Callable[[], float] = time.monotonic,
-        order_desk: Callable[[SellerCenterStandin], OrderDesk] | None = None,
+        order_desk: OrderDesk | None = None,
     ) -> None:
         self.user_id, self.api_key = user_id, api_key
         self.brands = set(brands)
@@ -171,9 +169,7 @@ class SellerCenterStandin(Standin):
         self.signature_refusals = 0
         self.actions: list[str] = []
         """The actions of the signed calls, in order (what tests check was sent)."""
-        self.order_desk = order_desk(self) if order_desk is not None else None
-        """The order desk built on this stand-in (its products, user, key and clock), when one is given."""
-        desk = self.order_desk
+        self.order_desk = order_desk
         self.handlers: dict[str, ActionHandler] = {
             **dict.fromkeys(FEED_ACTIONS, self.create_feed),
             "FeedStatus": self.feed_status,
@@ -181,7 +177,7 @@ class SellerCenterStandin(Standin):
             "GetProducts": self.get_products,
             "GetBrands": self.get_brands,
             "GetCategoryTree": self.get_category_tree,
-            **(desk.actions() if desk is not None else {}),
+            **(order_desk.actions() if order_desk is not None else {}),
         }
         """Action -> handler: the catalog's, and the order desk's."""
         super().__init__(rate_limit, burst, faults)
