@@ -115,6 +115,8 @@ SCENARIOS = {
         Scenario("carrefour-lost", "carrefour", lambda: subset(10), lost_state=True),
         Scenario("magalu", "magalu", lambda: products((0, 4), (15, 22))),
         Scenario("magalu-lost", "magalu", lambda: products((0, 4), (15, 22)), lost_state=True),
+        Scenario("dafiti", "dafiti", lambda: products((0, 4), (15, 22))),
+        Scenario("dafiti-lost", "dafiti", lambda: products((0, 4), (15, 22)), lost_state=True),
     )
 }
 
@@ -177,6 +179,10 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
         for sku in standin.skus:  # keyed by the seller SKU: one SKU is one listing, by construction
             price, stock = standin.prices.get(sku) or {}, standin.stocks.get(sku) or {}
             held = dumps([price.get("list_price"), price.get("price"), stock.get("quantity")])
+    elif marketplace == "dafiti":
+        standin.process_feeds(everything=True)  # feeds a killed run never polled are processed by now
+        for sku, product in standin.products.items():
+            held = dumps([product["Price"], product.get("SalePrice") or None, int(product["Quantity"])])
             found.setdefault(str(sku), []).append(held)
     else:
         for sku, item in standin.items.items():
@@ -202,6 +208,9 @@ def forget_listings(box: Sandbox, marketplace: str) -> None:
     elif marketplace == "magalu":
         for table in (standin.skus, standin.prices, standin.stocks):
             table.clear()
+    elif marketplace == "dafiti":
+        standin.process_feeds(everything=True)
+        standin.products.clear()
     else:
         standin.items.clear()
         standin.late_failures.clear()

@@ -52,7 +52,7 @@ def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
 
 
 @pytest.mark.parametrize(
-    "marketplace", ["mercadolibre", "google", "amazon", "facebook", "carrefour", "magalu"]
+    "marketplace", ["mercadolibre", "google", "amazon", "facebook", "carrefour", "magalu", "dafiti"]
 )
 def test_with_20_percent_faults_every_change_lands_exactly_once(
     sandbox: tuple[Sandbox, Path], marketplace: str
@@ -86,6 +86,8 @@ def test_with_20_percent_faults_every_change_lands_exactly_once(
         published = {sku for sku, stored in standin.skus.items() if stored["status"] == "PUBLISHED"}
         assert published == set(standin.prices) == set(standin.stocks) == applied
         assert not standin.discarded  # no price or stock went before the review
+    elif marketplace == "dafiti":
+        assert set(standin.products) == applied  # SellerSku is unique on SellerCenter
     else:
         assert set(standin.items) == applied
 

@@ -26,7 +26,7 @@ from engine.project._config import load_project
 from marketplaces.sandbox import Sandbox
 from tests._harness import Loopback, run_apply, subset, write_project
 
-MARKETPLACES = ("mercadolibre", "google", "amazon", "facebook", "carrefour", "magalu")
+MARKETPLACES = ("mercadolibre", "google", "amazon", "facebook", "carrefour", "magalu", "dafiti")
 
 
 @pytest.fixture
@@ -86,6 +86,10 @@ def expected(records: list[dict[str, Any]], marketplace: str) -> dict[str, list[
                     price, stock = member["price"], member["stock"]
                     held = dumps([price["list_price"], price["price"], stock["quantity"]])
                     wanted[member["sku"]["sku"]] = [held]
+            elif marketplace == "dafiti":
+                for product in body["Product"]:
+                    held = dumps([product["Price"], product.get("SalePrice"), int(product["Quantity"])])
+                    wanted[product["SellerSku"]] = [held]
             else:
                 attributes = body["attributes"]
                 held = dumps(
