@@ -2,11 +2,13 @@
 SetStatusToPackedByMarketplace, SetInvoiceAccessKey, SetStatusToReadyToShip and SetStatusToShipped,
 cancel with SetStatusToCanceled (``shared/specs/dafiti/API.md`` §6, §7).
 
-Every call is the platform's signed query (``Action``, ``UserID``, ``Version``, ``Timestamp``,
-``Format=JSON``, the action's parameters, then ``Signature``: :func:`signed_query`) on the API's one
-URL; reads are GET, writes POST with their parameters in the query. An answer is read by its
-envelope, not only its HTTP status: an ``ErrorResponse`` (which may come with a 200) is a refusal
-naming its ``ErrorCode``; 429 and 5xx are retried (:func:`~engine.connectors.send`).
+Every call is the platform's signed query on the API's one URL, sent by ``_http``'s
+:class:`~marketplaces.sellercenter._http.SellerCenterSender` (signed afresh at each attempt; 429,
+5xx and lost connections retried under the channel's patience); every action's parameters travel
+in the query, as GET, as the Mobly SDK sends the order calls (Falabella documents POST: the
+stand-in takes both). An answer is read by its envelope, not only its HTTP status
+(``_http.failure``): an ``ErrorResponse`` (which may come with a 200) is a refusal naming its
+``ErrorCode``, retryable when its ``ErrorType`` is ``Platform``.
 
 Reading. ``GetOrders`` pages by ``Offset``/``Limit`` (100, sorted by creation, oldest first; the sort
 parameters are unverified) from ``UpdatedAfter`` = the last pull's watermark moved back
@@ -37,14 +39,11 @@ call landed but its answer was lost), it counts as done.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -57,15 +56,13 @@ from engine.connectors import (
     OrderCallError,
     OrderChannel,
     RetryPolicy,
-    json_body,
-    send,
 )
 from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from marketplaces.sellercenter._http import SellerCenterSender, as_list, failure, read_envelope, timestamp
 
-__all__ = ["DafitiOrders", "SellerCenterOrders", "read_order", "signature", "signed_query"]
+__all__ = ["DafitiOrders", "SellerCenterOrders", "read_order"]
 
-VERSION = "1.0"
 PAGE_MAX = 100
 OVERLAP = timedelta(minutes=10)
 """How far back each pull reads from the last one's watermark: an order updated while the last pull
@@ -86,28 +83,6 @@ STATUSES: Mapping[str, tuple[FulfilmentStatus, PaymentStatus]] = {
 ENDED = frozenset({"canceled", "failed", "returned"})
 SHIPPED = frozenset({"shipped", "delivered"})
 NFE_KEY_DIGITS = 44
-RETRYABLE_CODE = "E021"
-"""The one platform error a later call may pass ("OMS API error": Dafiti's order system behind)."""
-
-
-def signature(params: Mapping[str, str], api_key: str) -> str:
-    """HMAC-SHA256 (lowercase hex) of the sorted, RFC 3986-encoded ``name=value`` pairs (API.md §2)."""
-    return hmac.new(api_key.encode(), _canonical(params).encode(), hashlib.sha256).hexdigest()
-
-
-def signed_query(params: Mapping[str, str], api_key: str) -> str:
-    """The query string to send: the same encoded pairs, then ``Signature``."""
-    return f"{_canonical(params)}&Signature={signature(params, api_key)}"
-
-
-def _canonical(params: Mapping[str, str]) -> str:
-    return "&".join(f"{quote(k, safe='~')}={quote(str(params[k]), safe='~')}" for k in sorted(params))
-
-
-def timestamp(moment: datetime) -> str:
-    """ISO 8601 with an offset, as the signature's ``Timestamp`` (a naive time is taken as UTC)."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="seconds")
 
 
 class SellerCenterOrders(OrderChannel):
@@ -116,7 +91,8 @@ class SellerCenterOrders(OrderChannel):
     Connector options read here: ``delivery_type`` (``dropship``), ``carriers`` (VTEX courier ->
     Dafiti shipment provider name), ``cancel_reason`` (``Out of stock``), ``timezone``,
     ``lookback_days`` (30), ``currency`` (BRL), ``country`` (BR), ``max_attempts`` (5) and
-    ``retry_seconds`` (0.5). Credentials: ``user_id`` (the SellerCenter login) and ``api_key``.
+    ``retry_seconds`` (0.5), and the catalog connector's ``user_id`` (the SellerCenter login) and
+    ``user_agent``. Credential: ``api_key``.
     """
 
     name = "sellercenter"
@@ -269,7 +245,7 @@ class SellerCenterOrders(OrderChannel):
     ) -> list[dict[str, Any]]:
         """One write; a refusal counts as done when the items read back no longer need it."""
         try:
-            await self._body(action, params, method="POST")
+            await self._body(action, params)
         except OrderCallError as refused:
             if refused.retryable:
                 raise
@@ -288,24 +264,31 @@ class SellerCenterOrders(OrderChannel):
 
     # -- sending -------------------------------------------------------------------------------
 
-    async def _body(self, action: str, params: Mapping[str, str], method: str = "GET") -> dict[str, Any]:
-        """The ``Body`` of the action's ``SuccessResponse``; an ``ErrorResponse`` as a refusal."""
-        user = self.credentials.get("user_id")
-        signed = {"Action": action, "UserID": user, "Version": VERSION, "Format": "JSON", **params,
-                  "Timestamp": timestamp(self.now())}  # fmt: skip
-        url = "/?" + signed_query(signed, self.credentials.get("api_key"))
-        headers = {"Accept": "application/json", "User-Agent": f"{user}/Python/tradepost"}
-        response = await send(
-            self.client, method, url, who=self.title, headers=headers, backoff=self.backoff, ok=_answered
+    async def _body(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
+        """The ``Body`` of the action's ``SuccessResponse``; anything else as an :class:`OrderCallError`."""
+        options = self.connector.options
+        user = str(options.get("user_id") or "")
+        if not user:
+            raise OrderCallError(
+                f"{self.title}: options.user_id (the seller's login) is not set", retryable=False
+            )
+        sender = SellerCenterSender(
+            self.client,
+            user,
+            self.credentials.get("api_key"),
+            self.backoff,
+            user_agent=str(options.get("user_agent") or ""),
         )
-        answer = json_body(response)
-        error = answer.get("ErrorResponse") if isinstance(answer, dict) else None
-        if isinstance(error, Mapping):
-            raise _refusal(self.title, action, error, response)
-        success = answer.get("SuccessResponse") if isinstance(answer, dict) else None
-        if not isinstance(success, Mapping):
-            raise OrderCallError(f"{self.title} answered {action} with no SuccessResponse", retryable=True)
-        body = success.get("Body")
+        try:
+            response = await sender.send(action, params)
+        except httpx.TransportError as lost:
+            last = f"{self.title} did not answer {action} ({type(lost).__name__})"
+            raise OrderCallError(f"{last}; gave up after {sender.count} attempts", retryable=True) from None
+        refused = failure(response, action)
+        if refused is not None:
+            message = f"{self.title} refused {refused.error}"
+            raise OrderCallError(message, retryable=refused.retryable, status=response.status_code)
+        body = read_envelope(response.content).body
         return dict(body) if isinstance(body, Mapping) else {}
 
 
@@ -314,23 +297,6 @@ class DafitiOrders(SellerCenterOrders):
 
     name = "dafiti"
     title = "Dafiti"
-
-
-def _answered(response: httpx.Response) -> bool:
-    """Whether to read the envelope: every answer but 429 and 5xx (retried) carries one."""
-    return response.status_code < 500 and response.status_code != 429
-
-
-def _refusal(title: str, action: str, error: Mapping[str, Any], response: httpx.Response) -> OrderCallError:
-    found = error.get("Head")
-    head: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
-    code, message = str(head.get("ErrorCode") or "?"), str(head.get("ErrorMessage") or "no message")
-    if code == "E007":
-        message += "; check the user_id and api_key credentials"
-    retryable = code == RETRYABLE_CODE
-    return OrderCallError(
-        f"{title} refused {action} ({code}): {message}", retryable=retryable, status=response.status_code
-    )
 
 
 def _invoice_params(invoice: Invoice) -> dict[str, str]:
@@ -365,12 +331,10 @@ def _pending(item: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]:
 
 
 def _many(body: Mapping[str, Any], outer: str, inner: str) -> list[dict[str, Any]]:
-    """``Body.<outer>.<inner>`` as a list: SellerCenter's JSON gives one element as an object."""
+    """``Body.<outer>.<inner>`` as a list: an answer gives one element as an object."""
     group = body.get(outer)
-    found = group.get(inner) if isinstance(group, Mapping) else None
-    if isinstance(found, Mapping):
-        found = [found]
-    return [dict(one) for one in found if isinstance(one, Mapping)] if isinstance(found, list) else []
+    found = as_list(group.get(inner)) if isinstance(group, Mapping) else []
+    return [dict(one) for one in found if isinstance(one, Mapping)]
 
 
 # -- reading an order ------------------------------------------------------------------------------

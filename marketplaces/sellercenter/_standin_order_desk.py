@@ -2,12 +2,13 @@
 SetInvoiceAccessKey, GetShipmentProviders, GetFailureReasons, and the sandbox's customer controls.
 
 Why an object of its own: SellerCenter routes every call on one URL by its ``Action`` parameter, so
-the catalog stand-in verifies the signed query and hands an order action to this desk
-(:meth:`SellerCenterOrderDesk.handle`, with the action's parameters); the desk answers the ``Body``
-of a ``SuccessResponse`` or raises an :class:`OrderDeskRefusal` (an ``ErrorResponse``). It is given
-only the shop's products (price, sale price and stock by seller SKU) and a clock, and imports
-nothing of the catalog stand-in. :func:`envelope` and :func:`error_envelope` write either answer in
-the ``Format`` asked (XML by default, or JSON), as ``shared/specs/dafiti/API.md`` §3 shapes them.
+the catalog stand-in (``standin.py``) verifies the signed query and hands an order action to this
+desk through :meth:`SellerCenterOrderDesk.actions` (``Action`` -> ``_http.ActionHandler``); a
+handler answers the ``Body`` of a ``SuccessResponse`` or raises ``_http.ActionRefused`` (an
+``ErrorResponse``), and the stand-in writes either in the ``Format`` asked. The desk is given only
+the seller's products (by SellerSku, with ``Price``, ``SalePrice``, ``Quantity`` and ``Name`` as the
+catalog stand-in keeps them: assign :attr:`~SellerCenterOrderDesk.products` the stand-in's own
+table) and a clock, and imports nothing of the catalog stand-in.
 
 What it checks (API.md §3, §6, §7; the error codes are Falabella's, presumed the same on Dafiti):
 
@@ -40,23 +41,21 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
-from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from engine.jsonio import dumps
 from engine.model import aware_time
-from marketplaces._standin import Refusal, exact_json, json_object, look_up, sandbox_route
+from marketplaces._standin import exact_json, json_or_none, sandbox_route
+from marketplaces.sellercenter._http import ActionCall, ActionHandler, ActionRefused, error_envelope
 
-__all__ = ["OrderDeskRefusal", "SellerCenterOrderDesk", "answer_in", "envelope", "error_envelope"]
+__all__ = ["SellerCenterOrderDesk"]
 
 STATUSES = ("pending", "ready_to_ship", "shipped", "delivered", "canceled", "failed", "returned")
 ENDED = frozenset({"canceled", "failed", "returned"})
@@ -82,29 +81,16 @@ ADDRESSES = (
 """Made-up customers and addresses for sandbox orders (the streets exist; the people do not)."""
 
 
-@dataclass
-class OrderDeskRefusal(Refusal):
-    """An ``ErrorResponse``: ``code`` and ``message`` as SellerCenter writes them (``E028``, ...)."""
-
-    code: str
-    message: str
-    action: str = ""
-    status: int = 400
-
-    def body(self) -> dict[str, Any]:
-        return error_envelope(self.action, self.code, self.message)
-
-
 class SellerCenterOrderDesk:
     """The orders of one SellerCenter seller.
 
-    ``products`` maps a seller SKU to what the shop lists (``price``, ``sale_price`` when on sale,
-    ``quantity``, which an order takes from when present); ``clock`` stamps dates.
+    ``products`` maps a seller SKU to what the seller lists (``Price``, ``SalePrice`` when on sale,
+    ``Quantity``, which an order takes from, ``Name``); ``clock`` stamps dates.
     """
 
     def __init__(
         self,
-        products: Mapping[str, dict[str, Any]],
+        products: MutableMapping[str, dict[str, Any]],
         *,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -118,7 +104,7 @@ class SellerCenterOrderDesk:
         self.reasons = list(FAILURE_REASONS)
         self._numbers = itertools.count(1)
         self._item_ids = itertools.count(5_000_001)
-        self.actions: dict[str, Callable[[Mapping[str, str]], dict[str, Any]]] = {
+        self.handlers: dict[str, Callable[[Mapping[str, str]], dict[str, Any]]] = {
             "GetOrders": self.get_orders,
             "GetOrder": self.get_order,
             "GetOrderItems": self.get_order_items,
@@ -130,15 +116,18 @@ class SellerCenterOrderDesk:
             "GetShipmentProviders": self.shipment_providers,
             "GetFailureReasons": self.failure_reasons,
         }
-        """The order actions by name; the stand-in routes ``?Action=`` here for these."""
+        """The order actions by name, each answering the action's parameters (tests replace one)."""
 
-    def handle(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
-        """The ``Body`` answering ``action`` (an :class:`OrderDeskRefusal` names the action)."""
-        try:
-            return self.actions[action](params)
-        except OrderDeskRefusal as refused:
-            refused.action = action
-            raise
+    def actions(self) -> dict[str, ActionHandler]:
+        """``Action`` -> handler, for the stand-in's dispatch (each looks its handler up when called)."""
+
+        def handler(action: str) -> ActionHandler:
+            async def handle(call: ActionCall) -> dict[str, Any]:
+                return self.handlers[action](call.params)
+
+            return handle
+
+        return {action: handler(action) for action in self.handlers}
 
     def routes(self) -> list[Route]:
         """The sandbox's controls, for the stand-in's app (the API itself is :meth:`handle`)."""
@@ -171,17 +160,17 @@ class SellerCenterOrderDesk:
         product = self.products.get(sku)
         if product is None:
             raise ValueError(f"the seller has no product with SellerSku {sku}")
-        price = Decimal(
-            str(unit_price if unit_price is not None else product.get("sale_price") or product["price"])
-        )
+        listed = product.get("SalePrice") or product["Price"]  # what the customer pays today
+        price = Decimal(str(unit_price if unit_price is not None else listed))
         if not price.is_finite() or price <= 0:
             raise ValueError("unit_price must be greater than 0")
         number = next(self._numbers)
         key = order_id or str(3_000_000 + number)
         if key in self.orders:
             raise ValueError(f"order {key} exists already")
-        if isinstance(product.get("quantity"), int):
-            product["quantity"] = max(0, product["quantity"] - quantity)
+        stock = str(product.get("Quantity", ""))
+        if stock.isdigit():
+            product["Quantity"] = str(max(0, int(stock) - quantity))
         now = self._stamp()
         first, last = CUSTOMERS[number % len(CUSTOMERS)]
         street, more, district, city, region, post_code = ADDRESSES[number % len(ADDRESSES)]
@@ -246,19 +235,17 @@ class SellerCenterOrderDesk:
         status = params.get("Status")
         if status:
             if status not in STATUSES:
-                raise OrderDeskRefusal("E001", f"Invalid Status: {status}")
+                raise ActionRefused("E001", f"Invalid Status: {status}")
             found = [o for o in found if status in self._statuses(o["OrderId"])]
         sort = {"created_at": "CreatedAt", "updated_at": "UpdatedAt"}.get(params.get("SortBy", "created_at"))
         direction = params.get("SortDirection", "ASC")
         if sort is None or direction not in ("ASC", "DESC"):
-            raise OrderDeskRefusal(
-                "E001", "SortBy must be created_at or updated_at, SortDirection ASC or DESC"
-            )
+            raise ActionRefused("E001", "SortBy must be created_at or updated_at, SortDirection ASC or DESC")
         found.sort(key=lambda o: (_local(o[sort]), int(o["OrderId"])), reverse=direction == "DESC")
         offset = _whole(params, "Offset", 0, "E014", "Invalid Offset")
         limit = _whole(params, "Limit", LIMIT_MAX, "E015", "Invalid Limit")
         if not 1 <= limit <= LIMIT_MAX:
-            raise OrderDeskRefusal("E015", f"Invalid Limit: from 1 to {LIMIT_MAX}")
+            raise ActionRefused("E015", f"Invalid Limit: from 1 to {LIMIT_MAX}")
         return {"Orders": {"Order": [self._shown(o) for o in found[offset : offset + limit]]}}
 
     def get_order(self, params: Mapping[str, str]) -> dict[str, Any]:
@@ -301,7 +288,7 @@ class SellerCenterOrderDesk:
         items = self._items(params, "OrderItemIds" if "OrderItemIds" in params else "OrderItemId")
         key = params.get("InvoiceAccessKey", "")
         if len(key) != NFE_KEY_DIGITS or not key.isdigit():
-            raise OrderDeskRefusal("E001", f"InvoiceAccessKey must be {NFE_KEY_DIGITS} digits")
+            raise ActionRefused("E001", f"InvoiceAccessKey must be {NFE_KEY_DIGITS} digits")
         if params.get("InvoiceDate"):
             _moment(params, "InvoiceDate", "E001")
         for item in items:
@@ -318,13 +305,13 @@ class SellerCenterOrderDesk:
         self._delivery(params)
         tracking = params.get("TrackingNumber", "").strip()
         if not tracking:
-            raise OrderDeskRefusal("E001", "Parameter TrackingNumber is mandatory")
+            raise ActionRefused("E001", "Parameter TrackingNumber is mandatory")
         for item in items:
             self._allowed(item, ("pending",), "ready_to_ship")
             if not item["PurchaseOrderId"]:
-                raise OrderDeskRefusal("E028", f"Order item {item['OrderItemId']} is not packed yet")
+                raise ActionRefused("E028", f"Order item {item['OrderItemId']} is not packed yet")
             if not item["InvoiceAccessKey"]:
-                raise OrderDeskRefusal("E028", f"Order item {item['OrderItemId']} has no invoice access key")
+                raise ActionRefused("E028", f"Order item {item['OrderItemId']} has no invoice access key")
         for item in items:
             item.update(TrackingCode=tracking, ShipmentProvider=params["ShippingProvider"])
             self._move(item, "ready_to_ship")
@@ -341,7 +328,7 @@ class SellerCenterOrderDesk:
         (item,) = self._items(params, "OrderItemId")
         reason = params.get("Reason", "")
         if (("canceled", reason)) not in self.reasons:
-            raise OrderDeskRefusal("E022", f"Invalid Reason: {reason}")
+            raise ActionRefused("E022", f"Invalid Reason: {reason}")
         self._allowed(item, ("pending",), "canceled")
         item.update(Reason=reason, ReasonDetail=params.get("ReasonDetail", ""))
         self._move(item, "canceled")
@@ -351,10 +338,10 @@ class SellerCenterOrderDesk:
 
     async def sandbox_order(self, request: Request) -> Response:
         """``POST /_sandbox/orders`` ``{sku_id, quantity?, unit_price?, status?, order_id?}``."""
-        body = await _object(request)
+        body = await json_or_none(request)
         known = {"sku_id", "quantity", "unit_price", "status", "order_id"}
-        if set(body) - known or not isinstance(body.get("sku_id"), str | int):
-            raise OrderDeskRefusal("E001", f"give sku_id and only {', '.join(sorted(known))}")
+        if not isinstance(body, dict) or set(body) - known or not isinstance(body.get("sku_id"), str | int):
+            return _refused(f"give a JSON object with sku_id and only {', '.join(sorted(known))}")
         try:
             order_id = self.create_order(
                 str(body["sku_id"]),
@@ -364,20 +351,19 @@ class SellerCenterOrderDesk:
                 order_id=body.get("order_id"),
             )
         except (ValueError, ArithmeticError) as refused:
-            raise OrderDeskRefusal("E001", str(refused)) from None
+            return _refused(str(refused))
         return exact_json({"order_id": order_id}, 201)
 
     async def sandbox_status(self, request: Request) -> Response:
         """``POST /_sandbox/orders/{id}/status`` ``{status}``: every item not ended moves there."""
         order_id = str(request.path_params["order_id"])
-        look_up(
-            self.orders, order_id, lambda k: OrderDeskRefusal("E016", f"Invalid Order ID: {k}", status=404)
-        )
-        body = await _object(request)
+        if order_id not in self.orders:
+            return _refused(f"Invalid Order ID: {order_id}", "E016", 404)
+        body = await json_or_none(request)
         try:
-            self.set_status(order_id, str(body.get("status")))
+            self.set_status(order_id, str(body.get("status") if isinstance(body, dict) else None))
         except ValueError as refused:
-            raise OrderDeskRefusal("E001", str(refused)) from None
+            return _refused(str(refused))
         return exact_json({"order_id": order_id, "statuses": self._statuses(order_id)})
 
     # -- state -----------------------------------------------------------------------------------
@@ -391,7 +377,7 @@ class SellerCenterOrderDesk:
             "OrderItemId": item_id,
             "OrderId": order_id,
             "ShopId": f"DF{item_id}",
-            "Name": str(product.get("name") or f"Produto {sku}"),
+            "Name": str(product.get("Name") or f"Produto {sku}"),
             "Sku": sku,
             "ShopSku": f"{sku}DF-{order_id}",
             "ShippingType": "Dropshipping",
@@ -418,38 +404,40 @@ class SellerCenterOrderDesk:
 
     def _order(self, params: Mapping[str, str]) -> dict[str, Any]:
         order_id = params.get("OrderId", "")
-        return look_up(self.orders, order_id, lambda k: OrderDeskRefusal("E016", f"Invalid Order ID: {k}"))
+        if order_id not in self.orders:
+            raise ActionRefused("E016", f"Invalid Order ID: {order_id}")
+        return self.orders[order_id]
 
     def _items(self, params: Mapping[str, str], name: str) -> list[dict[str, Any]]:
         """The items a call names: ``OrderItemIds`` as a JSON array of ids, ``OrderItemId`` alone."""
         value = params.get(name)
         if not value:
-            raise OrderDeskRefusal("E001", f"Parameter {name} is mandatory")
+            raise ActionRefused("E001", f"Parameter {name} is mandatory")
         if name == "OrderItemIds":
             try:
                 ids = json.loads(value)
             except ValueError:
                 ids = None
             if not isinstance(ids, list) or not ids:
-                raise OrderDeskRefusal("E001", "OrderItemIds must be a JSON array of ids")
+                raise ActionRefused("E001", "OrderItemIds must be a JSON array of ids")
         else:
             ids = [value]
         by_id = {item["OrderItemId"]: item for items in self.items.values() for item in items}
         unknown = [str(i) for i in ids if str(i) not in by_id]
         if unknown:
-            raise OrderDeskRefusal("E020", f"Invalid OrderItemId: {unknown[0]}")
+            raise ActionRefused("E020", f"Invalid OrderItemId: {unknown[0]}")
         return [by_id[str(i)] for i in dict.fromkeys(ids)]
 
     def _delivery(self, params: Mapping[str, str]) -> None:
         if params.get("DeliveryType") not in DELIVERY_TYPES:
-            raise OrderDeskRefusal("E001", f"DeliveryType must be one of {', '.join(sorted(DELIVERY_TYPES))}")
+            raise ActionRefused("E001", f"DeliveryType must be one of {', '.join(sorted(DELIVERY_TYPES))}")
         if params.get("ShippingProvider") not in self.providers:
-            raise OrderDeskRefusal("E001", f"Invalid ShippingProvider: {params.get('ShippingProvider')}")
+            raise ActionRefused("E001", f"Invalid ShippingProvider: {params.get('ShippingProvider')}")
 
     @staticmethod
     def _allowed(item: Mapping[str, Any], statuses: Iterable[str], target: str) -> None:
         if item["Status"] not in statuses:
-            raise OrderDeskRefusal(
+            raise ActionRefused(
                 "E028",
                 f"It is not possible to set the order item {item['OrderItemId']} to the status {target} "
                 f"from {item['Status']}",
@@ -476,51 +464,16 @@ class SellerCenterOrderDesk:
         return self.clock().astimezone(ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
-# -- answers -------------------------------------------------------------------------------------------
+# -- helpers -------------------------------------------------------------------------------------------
 
 
-def envelope(action: str, body: Mapping[str, Any], fmt: str, now: datetime) -> Response:
-    """A ``SuccessResponse`` (``Head`` with the action and a time, then ``Body``) in XML or JSON."""
-    head = {"RequestId": "", "RequestAction": action, "ResponseType": "", "Timestamp": _iso(now)}
-    return answer_in({"SuccessResponse": {"Head": head, "Body": dict(body)}}, fmt, 200)
-
-
-def error_envelope(action: str, code: str, message: str) -> dict[str, Any]:
-    """An ``ErrorResponse``'s content: ``Head`` with the code and message, an empty ``Body``."""
-    head = {"RequestAction": action, "ErrorType": "Sender", "ErrorCode": code, "ErrorMessage": message}
-    return {"ErrorResponse": {"Head": head, "Body": {}}}
-
-
-def answer_in(data: Mapping[str, Any], fmt: str, status: int) -> Response:
-    """``data`` (an envelope) as the ``Format`` asks: ``JSON``, else XML."""
-    if fmt.upper() == "JSON":
-        return Response(dumps(data), status_code=status, media_type="application/json")
-    ((tag, content),) = data.items()
-    root = _xml(tag, content)
-    text = ElementTree.tostring(root, encoding="unicode")
-    return Response(
-        f'<?xml version="1.0" encoding="UTF-8"?>\n{text}', status_code=status, media_type="text/xml"
-    )
-
-
-def _xml(tag: str, value: Any) -> ElementTree.Element:
-    """A dict as child elements, a list under a key as that element repeated, anything else as text."""
-    element = ElementTree.Element(tag)
-    if isinstance(value, Mapping):
-        for key, child in value.items():
-            for one in child if isinstance(child, list) else [child]:
-                element.append(_xml(key, one))
-    elif value is not None:
-        element.text = str(value)
-    return element
+def _refused(message: str, code: str = "E001", status: int = 400) -> Response:
+    """A sandbox control's refusal, as an ErrorResponse in JSON."""
+    return exact_json(error_envelope("", code, message), status)
 
 
 def _money(value: Decimal) -> str:
     return str(value.quantize(Decimal("0.01")))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _local(stamp: str) -> datetime:
@@ -534,7 +487,7 @@ def _moment(params: Mapping[str, str], name: str, code: str) -> datetime | None:
     try:
         return aware_time(value.replace("Z", "+00:00"))
     except ValueError:
-        raise OrderDeskRefusal(code, f"Invalid {name}: an ISO 8601 date with an offset is expected") from None
+        raise ActionRefused(code, f"Invalid {name}: an ISO 8601 date with an offset is expected") from None
 
 
 def _whole(params: Mapping[str, str], name: str, default: int, code: str, message: str) -> int:
@@ -542,13 +495,5 @@ def _whole(params: Mapping[str, str], name: str, default: int, code: str, messag
     if value is None:
         return default
     if not value.isdigit():
-        raise OrderDeskRefusal(code, message)
+        raise ActionRefused(code, message)
     return int(value)
-
-
-async def _object(request: Request) -> dict[str, Any]:
-    return await json_object(
-        request,
-        OrderDeskRefusal("E001", "the body is not valid JSON"),
-        OrderDeskRefusal("E001", "not an object"),
-    )
