@@ -187,17 +187,14 @@ class SellerCenterOrders(OrderChannel):
                 {**common, "TrackingNumber": fulfilment.tracking.number.strip()},
             ),
         )
-        for action, wanted, params in steps:
+        for action, wanted, params in steps:  # each step's items are told by the items as read
             todo = [str(i["OrderItemId"]) for i in items if wanted(i)]
             if todo:
-                items = await self._change(
-                    order, action, {**params, "OrderItemIds": json.dumps(todo)}, wanted
-                )
-        for item in items:
-            if item["Status"] == "ready_to_ship":
-                items = await self._change(
-                    order, "SetStatusToShipped", {"OrderItemId": str(item["OrderItemId"])}, _ready(item)
-                )
+                await self._change(order, action, {**params, "OrderItemIds": json.dumps(todo)}, wanted)
+        for item in items:  # pending ones are ready to ship by now
+            if item["Status"] not in SHIPPED:
+                params = {"OrderItemId": str(item["OrderItemId"])}
+                await self._change(order, "SetStatusToShipped", params, _unshipped(item))
 
     def _provider(self, carrier: str) -> str:
         """VTEX's courier as the name Dafiti lists (option ``carriers``; else VTEX's name as it is)."""
@@ -242,8 +239,8 @@ class SellerCenterOrders(OrderChannel):
 
     async def _change(
         self, order: Order, action: str, params: Mapping[str, str], still: Callable[[dict[str, Any]], bool]
-    ) -> list[dict[str, Any]]:
-        """One write; a refusal counts as done when the items read back no longer need it."""
+    ) -> None:
+        """One write; a refusal counts as done when the items read back no longer need it (``still``)."""
         try:
             await self._body(action, params)
         except OrderCallError as refused:
@@ -259,8 +256,6 @@ class SellerCenterOrders(OrderChannel):
                 raise OrderCallError(
                     f"{self.title} order {order.order_id}: {refused}", retryable=False
                 ) from None
-            return items
-        return await self._live_items(order, ended_ok=action == "SetStatusToCanceled")
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -322,8 +317,8 @@ def _unpacked(item: Mapping[str, Any]) -> bool:
     return item["Status"] == "pending" and not item.get("PurchaseOrderId")
 
 
-def _ready(item: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]:
-    return lambda i: i["OrderItemId"] == item["OrderItemId"] and i["Status"] == "ready_to_ship"
+def _unshipped(item: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    return lambda i: i["OrderItemId"] == item["OrderItemId"] and i["Status"] not in SHIPPED
 
 
 def _pending(item: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]:

@@ -62,8 +62,9 @@ ENDED = frozenset({"canceled", "failed", "returned"})
 DELIVERY_TYPES = frozenset({"dropship", "pickup", "send_to_warehouse"})
 LIMIT_MAX = 100
 """GetOrders' largest ``Limit`` in the stand-in (Dafiti's is not published)."""
-SHIPMENT_PROVIDERS = ("Correios", "Jadlog", "Total Express")
-"""GetShipmentProviders' names (made up: Dafiti's list is the seller's own)."""
+SHIPMENT_PROVIDERS = ("Correios", "Jadlog", "Total Express", "Transportadora Sandbox")
+"""GetShipmentProviders' names (made up: Dafiti's list is the seller's own; the last is the VTEX
+stand-in's courier, so the sandbox ships without a ``carriers`` option)."""
 FAILURE_REASONS = (
     ("canceled", "Out of stock"),
     ("canceled", "Wrong price or pricing error"),
