@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import multiprocessing
-import os
 import re
 import signal
 from collections.abc import Awaitable, Callable
@@ -70,6 +68,7 @@ from marketplaces.sellercenter._order_channel import OVERLAP, DafitiOrders, Sell
 from marketplaces.sellercenter._standin_order_desk import SellerCenterOrderDesk
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
 from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
+from tests.test_mirakl_orders import NOW, Clock, catalog_offers, killed_run
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 
@@ -77,24 +76,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT.parent / "shared" / "specs" / "dafiti" / "API.md"
 USER, API_KEY = "seller@loja.example", "b1bdb357ced10fe4e9a69840cdd4f0e9c03d77fe"
 NFE_KEY = "35240512345678000190550010000012341000012345"
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SKUS = {"1001": Decimal("49.90"), "1002": Decimal("129.00"), "1003": Decimal("15.50")}
 COMMON = {"Action", "UserID", "Version", "Format", "Timestamp", "Signature"}
 T = TypeVar("T")
-
-
-class Clock:
-    """The stand-in's time, moved by hand so update-date filters are exact."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, minutes: float = 1) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
 
 
 class DafitiShop(Standin):
@@ -570,16 +554,6 @@ FLOW_RULES = RULES.replace("affiliate: MLB", "affiliate: DFT")
 VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
 
 
-def catalog_products(vtex: VtexStandin, count: int = 4) -> dict[str, Decimal]:
-    """SKUs of the example catalog VTEX has plenty of, listed on Dafiti at a round price."""
-
-    def available(sku: Any) -> int:
-        return sum(int(b["totalQuantity"]) - int(b["reservedQuantity"]) for b in sku.inventory["balance"])
-
-    plenty = [sku_id for sku_id, sku in vtex.skus.items() if available(sku) >= 10]
-    return {sku_id: Decimal("59.90") for sku_id in plenty[:count]}
-
-
 @dataclasses.dataclass
 class Flow:
     """Dafiti's desk, VTEX's stand-in and the state store; ``run`` is one scheduler run's step."""
@@ -644,7 +618,7 @@ def flow(tmp_path: Path) -> Flow:
         FLOW_RULES.replace("marketplace: mercadolibre", "marketplace: dafiti")
     )
     vtex = VtexStandin(subset(12))
-    products = catalog_products(vtex)
+    products = catalog_offers(vtex)
     return Flow(DafitiShop(products=products), vtex, tmp_path, products)
 
 
@@ -688,6 +662,42 @@ def test_cancellations_go_both_ways(flow: Flow) -> None:
     assert flow.statuses(by_store) == {"canceled"} and flow.stored(by_store).state == "cancelled"
 
 
+def before_the_kill(
+    flow: Flow, command: str, failpoint: str, urls: dict[str, str]
+) -> tuple[list[str], str, int]:
+    """Three orders brought to where a run dies at ``failpoint``: their ids, the state each must end
+    in once the scheduler runs again, and how many VTEX orders each must have then."""
+    desk = flow.shop.desk
+    rejected = failpoint == "cancel:after-marketplace"  # 98% below our price: canceled on Dafiti
+    order_ids = [
+        desk.create_order(sku, unit_price="1.00" if rejected else None) for sku in list(flow.products)[:3]
+    ]
+    if command == "pull":
+        return order_ids, "ready", 1
+    flow.run("pull", **urls)
+    if rejected:
+        return order_ids, "cancelled", 0
+    if failpoint not in ("cancel:after-vtex", "ship:after-marketplace"):
+        return order_ids, "ready", 1
+    flow.run("push", **urls)  # placed, then the customer cancels on Dafiti, or VTEX invoices
+    if failpoint == "cancel:after-vtex":
+        for order_id in order_ids:
+            desk.set_status(order_id, "canceled")
+        flow.run("pull", **urls)
+        return order_ids, "cancelled", 1
+    for order_id in order_ids:
+        flow.vtex.invoice_order(*flow.in_vtex(order_id))
+    return order_ids, "shipped", 1
+
+
+AFTER_THE_KILL = {
+    "cancel:after-marketplace": ({"canceled"}, None),
+    "cancel:after-vtex": ({"canceled"}, "canceled"),
+    "ship:after-marketplace": ({"shipped"}, "invoiced"),
+}
+"""Failpoint -> the items' statuses on Dafiti and the VTEX order's status the run must leave."""
+
+
 @pytest.mark.parametrize(("command", "failpoint"), KILL_STEPS, ids=[f for _, f in KILL_STEPS])
 def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
     flow: Flow, command: str, failpoint: str
@@ -695,62 +705,24 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
     box = Sandbox({"dafiti": flow.shop, "vtex": flow.vtex})
     box.start()
     urls = {"shop_url": box.url("dafiti"), "vtex_url": box.url("vtex")}
-    desk = flow.shop.desk
     try:
-        skus = list(flow.products)[:3]
-        expected, in_vtex = "ready", 1
-        if failpoint == "cancel:after-marketplace":  # rejected by the bands: canceled on Dafiti
-            order_ids = [desk.create_order(sku, unit_price="1.00") for sku in skus]
-            expected, in_vtex = "cancelled", 0
-        else:
-            order_ids = [desk.create_order(sku) for sku in skus]
-        if command == "push":
-            flow.run("pull", **urls)
-        if failpoint == "cancel:after-vtex":  # placed, then the customer cancels on Dafiti
-            flow.run("push", **urls)
-            for order_id in order_ids:
-                desk.set_status(order_id, "canceled")
-            flow.run("pull", **urls)
-            expected = "cancelled"
-        elif failpoint == "ship:after-marketplace":  # placed, then invoiced in VTEX
-            flow.run("push", **urls)
-            for order_id in order_ids:
-                (vtex_id,) = flow.in_vtex(order_id)
-                flow.vtex.invoice_order(vtex_id)
-            expected = "shipped"
-
+        order_ids, expected, in_vtex = before_the_kill(flow, command, failpoint, urls)
         nth = 1 if command == "pull" else 2  # a push passes its points once per order: die at the second
         assert killed_run(flow, command, f"{failpoint}:#{nth}", urls) == -signal.SIGKILL
+        for _ in range(2):  # the scheduler's next runs (a pull killed before storing needs a second to place)
+            flow.run("pull", "push", **urls)
 
-        flow.run("pull", "push", **urls)  # what the scheduler does next
-        flow.run("pull", "push", **urls)  # (a pull killed before storing needs one more round to place)
-        for order_id in order_ids:
-            assert len(flow.in_vtex(order_id)) == in_vtex, order_id  # none twice, none lost
-            assert flow.stored(order_id).state == expected
-        if failpoint == "cancel:after-vtex":
-            for order_id in order_ids:
-                (vtex_id,) = flow.in_vtex(order_id)
-                assert flow.vtex.order_record(vtex_id)["status"] == "canceled"
-        if failpoint == "cancel:after-marketplace":
-            assert all(flow.statuses(o) == {"canceled"} for o in order_ids)
-        if failpoint == "ship:after-marketplace":
-            assert all(flow.statuses(o) == {"shipped"} for o in order_ids)
-            assert len(flow.shop.sent("SetStatusToShipped")) == len(order_ids)  # none shipped twice
+        ended = {o: (len(flow.in_vtex(o)), flow.stored(o).state) for o in order_ids}
+        assert ended == dict.fromkeys(order_ids, (in_vtex, expected))  # none twice in VTEX, none lost
+        statuses, vtex_status = AFTER_THE_KILL.get(failpoint, ({"pending"}, None))
+        assert all(flow.statuses(o) == statuses for o in order_ids)
+        if vtex_status is not None:
+            assert {flow.vtex.order_record(*flow.in_vtex(o))["status"] for o in order_ids} == {vtex_status}
+        assert len(flow.shop.sent("SetStatusToShipped")) == (
+            3 if failpoint == "ship:after-marketplace" else 0
+        )
     finally:
         box.stop()
-
-
-def killed_run(flow: Flow, command: str, failpoint: str, urls: dict[str, str]) -> int | None:
-    """One pull or push in a forked process that SIGKILLs itself at ``failpoint``: its exit code."""
-
-    def child() -> None:
-        os.environ["TRADEPOST_FAILPOINT"] = failpoint
-        flow.run(command, **urls)
-
-    process = multiprocessing.get_context("fork").Process(target=child)
-    process.start()
-    process.join(60)
-    return process.exitcode
 
 
 # -- tradepost orders, with dafiti in a project --------------------------------------------------------

@@ -38,7 +38,6 @@ call landed but its answer was lost), it counts as done.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -55,7 +54,6 @@ from engine.connectors import (
     Invoice,
     OrderCallError,
     OrderChannel,
-    RetryPolicy,
 )
 from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
@@ -90,8 +88,7 @@ class SellerCenterOrders(OrderChannel):
 
     Connector options read here: ``delivery_type`` (``dropship``), ``carriers`` (VTEX courier ->
     Dafiti shipment provider name), ``cancel_reason`` (``Out of stock``), ``timezone``,
-    ``lookback_days`` (30), ``currency`` (BRL), ``country`` (BR), ``max_attempts`` (5) and
-    ``retry_seconds`` (0.5), and the catalog connector's ``user_id`` (the SellerCenter login) and
+    ``lookback_days`` (30), and the catalog connector's ``user_id`` (the SellerCenter login) and
     ``user_agent``. Credential: ``api_key``.
     """
 
@@ -103,14 +100,6 @@ class SellerCenterOrders(OrderChannel):
     def now(self) -> datetime:
         """The signature's time and the lookback's end (tests move it)."""
         return datetime.now(UTC)
-
-    @functools.cached_property
-    def backoff(self) -> RetryPolicy:  # type: ignore[override]  # from the connector's options
-        options = self.connector.options
-        return RetryPolicy(
-            attempts=max(1, int(options.get("max_attempts") or 5)),
-            base=float(options.get("retry_seconds") or 0.5),
-        )
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -346,7 +335,9 @@ def read_order(
     zone: ZoneInfo | None = None,
     currency: str = "BRL",
 ) -> Order | BadOrder:
-    """One GetOrders order and its GetOrderItems items as a canonical Order, or why not (never raises)."""
+    """One GetOrders order and its GetOrderItems items as a canonical Order, or why not (never raises).
+
+    The currency is the items' ``Currency`` where they give one, else ``currency``."""
     order_id = str(raw.get("OrderId") or "")
     if not order_id:
         return BadOrder(marketplace, "<unknown>", "an order without an OrderId")
@@ -362,6 +353,7 @@ def read_order(
         live = [i for i in every if i.get("Status") not in ENDED] or every
         order_status = min((str(i["Status"]) for i in live), key=list(STATUSES).index)
         status, payment = STATUSES[order_status]
+        currency = str(live[0].get("Currency") or currency)
         lines: dict[str, list[Mapping[str, Any]]] = {}
         for n, item in enumerate(live):
             sku = str(item.get("Sku") or "").strip()
