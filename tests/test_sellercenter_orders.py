@@ -360,6 +360,7 @@ def test_a_shipment_packs_gives_the_nfe_sets_ready_with_tracking_then_ships_once
         (ready,) = shop.standin.sent("SetStatusToReadyToShip")
         assert (ready["OrderItemIds"], ready["TrackingNumber"]) == (ids, "BR123456789")
         assert len(shop.standin.sent("GetOrderItems")) == 2  # order(), then one read back before the writes
+        assert len(shop.standin.calls) == 2 + 1 + 5  # GetOrder + GetOrderItems; then 1 read, 3 + 1 per item
         assert {c["OrderItemId"] for c in shop.standin.sent("SetStatusToShipped")} == {
             i["OrderItemId"] for i in items
         }
@@ -478,7 +479,8 @@ def test_a_vtex_cancellation_cancels_every_pending_item_once(api_md: str) -> Non
         assert {(i["Status"], i["Reason"], i["ReasonDetail"]) for i in items} == {
             ("canceled", "Out of stock", "out of stock in the warehouse")
         }
-        assert shop.writes() == ["SetStatusToCanceled"] * 2
+        assert shop.writes() == ["SetStatusToCanceled"] * 2  # one per item; the repeat read once, sent none
+        assert len(shop.standin.sent("GetOrderItems")) == 3
         documented(api_md, shop.standin.calls)
         assert (await shop.channel.order(order.order_id)).status == "cancelled"
 
