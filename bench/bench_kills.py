@@ -113,6 +113,8 @@ SCENARIOS = {
         Scenario("facebook-lost", "facebook", lambda: subset(10), lost_state=True),
         Scenario("carrefour", "carrefour", lambda: subset(10)),
         Scenario("carrefour-lost", "carrefour", lambda: subset(10), lost_state=True),
+        Scenario("dafiti", "dafiti", lambda: products((0, 4), (15, 22))),
+        Scenario("dafiti-lost", "dafiti", lambda: products((0, 4), (15, 22)), lost_state=True),
     )
 }
 
@@ -171,6 +173,11 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
         for sku, offer in standin.offers.items():
             held = dumps([offer["price"], offer["discount_price"], offer["quantity"]])
             found.setdefault(str(sku), []).append(held)
+    elif marketplace == "dafiti":
+        standin.process_feeds(everything=True)  # feeds a killed run never polled are processed by now
+        for sku, product in standin.products.items():
+            held = dumps([product["Price"], product.get("SalePrice") or None, int(product["Quantity"])])
+            found.setdefault(str(sku), []).append(held)
     else:
         for sku, item in standin.items.items():
             attributes = item["attributes"]
@@ -191,6 +198,9 @@ def forget_listings(box: Sandbox, marketplace: str) -> None:
         standin.items.clear()
     elif marketplace == "carrefour":
         standin.offers.clear()
+        standin.products.clear()
+    elif marketplace == "dafiti":
+        standin.process_feeds(everything=True)
         standin.products.clear()
     else:
         standin.items.clear()

@@ -57,6 +57,10 @@ APPLY_POINTS = (
     "mirakl:import-sent",
     "mirakl:import-polled",
     "mirakl:report-read",
+    # marketplaces/sellercenter/_feeds.py: every feed sent, its FeedStatus polls, its errors read
+    "sellercenter:feed-sent",
+    "sellercenter:feed-polled",
+    "sellercenter:feed-read",
 )
 
 

@@ -26,7 +26,7 @@ from engine.project._config import load_project
 from marketplaces.sandbox import Sandbox
 from tests._harness import Loopback, run_apply, subset, write_project
 
-MARKETPLACES = ("mercadolibre", "google", "amazon", "facebook", "carrefour")
+MARKETPLACES = ("mercadolibre", "google", "amazon", "facebook", "carrefour", "dafiti")
 
 
 @pytest.fixture
@@ -81,6 +81,10 @@ def expected(records: list[dict[str, Any]], marketplace: str) -> dict[str, list[
                 offer = body["offer"]
                 held = dumps([offer["price"], offer["discount-price"] or None, int(offer["quantity"])])
                 wanted[record["sku_id"]] = [held]
+            elif marketplace == "dafiti":
+                for product in body["Product"]:
+                    held = dumps([product["Price"], product.get("SalePrice"), int(product["Quantity"])])
+                    wanted[product["SellerSku"]] = [held]
             else:
                 attributes = body["attributes"]
                 held = dumps(

@@ -118,6 +118,15 @@ def signed_query(params: Mapping[str, str], api_key: str) -> str:
     return f"{string_to_sign(params)}&Signature={signature(params, api_key)}"
 
 
+def signed_params(
+    action: str, user_id: str, api_key: str, extra: Mapping[str, str] | None = None, fmt: str = "XML"
+) -> dict[str, str]:
+    """The common and the action's parameters with their ``Signature`` (for a client that encodes
+    the query itself: the server decodes before it signs, so any correct encoding matches)."""
+    params = common_params(action, user_id, extra, fmt)
+    return {**params, "Signature": signature(params, api_key)}
+
+
 def signature_matches(params: Mapping[str, str], api_key: str) -> bool:
     """Whether the request's ``Signature`` is the one its other parameters and the key give."""
     given = params.get("Signature", "")
@@ -201,12 +210,26 @@ def _fill(element: ET.Element, value: Any) -> None:
 
 
 def text_of(value: Any) -> str:
-    """A value as SellerCenter writes it: decimals plain (``199.90``), booleans lowercase."""
+    """A value as SellerCenter writes it: decimals plain (``199.90``), booleans lowercase, lists
+    comma-separated."""
+    if isinstance(value, list | tuple):
+        return ", ".join(text_of(item) for item in value)
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, bool):
         return "true" if value else "false"
     return "" if value is None else str(value)
+
+
+def decimal_of(value: Any) -> Decimal | None:
+    """A number as SellerCenter writes it (text, in XML and JSON alike); None when absent or not one."""
+    if value in (None, ""):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
 
 
 def parse_xml(content: bytes | str) -> ET.Element:
@@ -492,6 +515,7 @@ __all__ = [
     "answer_of",
     "as_list",
     "common_params",
+    "decimal_of",
     "encode",
     "error_envelope",
     "failure",
@@ -502,6 +526,7 @@ __all__ = [
     "request_xml",
     "signature",
     "signature_matches",
+    "signed_params",
     "signed_query",
     "string_to_sign",
     "success_envelope",
