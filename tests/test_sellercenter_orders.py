@@ -17,7 +17,7 @@ import json
 import re
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,10 +26,8 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from engine.connectors import (
     BadOrder,
@@ -47,30 +45,33 @@ from engine.connectors import (
 from engine.model._order import Order
 from engine.orders._flow import OrderDesk
 from engine.orders._store import OrderStore
-from engine.project._assembly import open_state
-from engine.project._config import load_project
 from engine.rules._check import compile_rules
 from engine.state._store import StateStore
-from marketplaces._standin import Faults, Standin, error_handlers
+from marketplaces._standin import Faults, Standin
 from marketplaces.sandbox import Sandbox
+from marketplaces.sellercenter import DafitiConnector
 from marketplaces.sellercenter._http import (
-    ActionCall,
     ActionRefused,
     as_list,
-    error_envelope,
     read_envelope,
-    render,
-    signature_matches,
     signed_query,
-    success_envelope,
 )
-from marketplaces.sellercenter._order_channel import OVERLAP, DafitiOrders, SellerCenterOrders, read_order
+from marketplaces.sellercenter._order_channel import (
+    OVERLAP,
+    STATUSES,
+    DafitiOrders,
+    SellerCenterOrders,
+    read_order,
+)
 from marketplaces.sellercenter._standin_order_desk import SellerCenterOrderDesk
+from marketplaces.sellercenter.standin import SellerCenterStandin
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
 from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
 from tests.test_mirakl_orders import NOW, Clock, catalog_offers, killed_run
+from tests.test_mirakl_orders import Flow as MiraklFlow
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
+from tests.test_orders_e2e import listed_skus
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT.parent / "shared" / "specs" / "dafiti" / "API.md"
@@ -81,10 +82,9 @@ COMMON = {"Action", "UserID", "Version", "Format", "Timestamp", "Signature"}
 T = TypeVar("T")
 
 
-class DafitiShop(Standin):
-    """A small SellerCenter stand-in that routes only the order actions to the desk."""
-
-    name = "dafiti"
+class DafitiShop(SellerCenterStandin):
+    """The SellerCenter stand-in with an order desk of this file's products, keeping every signed
+    call's parameters (what the channel sent) in :attr:`calls`."""
 
     def __init__(
         self,
@@ -92,49 +92,22 @@ class DafitiShop(Standin):
         faults: Faults | None = None,
         products: dict[str, Decimal] | None = None,
     ) -> None:
-        self.products = {
-            sku: {"Price": str(price), "Quantity": "50"} for sku, price in (products or SKUS).items()
-        }
-        self.clock = clock or (lambda: datetime.now(UTC))
-        self.desk = SellerCenterOrderDesk(self.products, clock=self.clock)
+        listed = {sku: {"Price": str(price), "Quantity": "50"} for sku, price in (products or SKUS).items()}
+        self.desk = SellerCenterOrderDesk(listed, clock=clock)
         self.calls: list[dict[str, str]] = []
-        """Every signed call's parameters, in order."""
-        super().__init__(faults=faults)
+        super().__init__(USER, API_KEY, faults=faults, order_desk=self.desk)
 
-    def build(self) -> Starlette:
-        return Starlette(
-            routes=[Route("/", self.api, methods=["GET", "POST"]), *self.desk.routes()],
-            exception_handlers=error_handlers(self.error_body, lambda request, status, error: str(error)),
-        )
-
-    def error_body(self, status: int, message: str) -> Any:
-        return error_envelope("", "E500" if status >= 500 else "E429", message)
-
-    async def api(self, request: Request) -> Response:
-        """Check the signed query, then answer the order action in the envelope ``Format`` asks."""
-        params = dict(request.query_params)
-        action, fmt = params.get("Action", ""), params.get("Format", "XML")
-        self.calls.append(params)
-        try:
-            if params.get("UserID") != USER or not signature_matches(params, API_KEY):
-                raise ActionRefused("E007", "Login failed. Signature mismatching", 403)
-            handler = self.desk.actions().get(action)
-            if handler is None:
-                raise ActionRefused("E008", f"Invalid Action: {action}")
-            envelope = success_envelope(action, await handler(ActionCall(action, params, None, request)))
-            status = 200
-        except ActionRefused as refused:
-            envelope, status = error_envelope(action, refused.code, refused.message), refused.status
-        content, media = render(envelope, fmt)
-        return Response(content, status, media_type=media)
+    async def dispatch(self, request: Request) -> Response:
+        self.calls.append(dict(request.query_params))
+        return await super().dispatch(request)
 
     def sent(self, action: str) -> list[dict[str, str]]:
         return [c for c in self.calls if c.get("Action") == action]
 
 
 def connector(**options: Any) -> Connector:
-    """The connector the channel reads its options from (``user_id`` among them, as the catalog's)."""
-    return Connector({"user_id": USER, **options})
+    """Dafiti's catalog connector, which the channel reads its options from (``user_id`` among them)."""
+    return DafitiConnector({"user_id": USER, **options})
 
 
 CREDENTIALS = Credentials({"api_key": API_KEY})
@@ -224,24 +197,14 @@ def test_an_order_is_read_to_the_cent_with_one_line_per_sku() -> None:
     run(scenario)
 
 
-@pytest.mark.parametrize(
-    ("status", "fulfilment_status", "payment"),
-    [
-        ("pending", "unshipped", "paid"),
-        ("ready_to_ship", "unshipped", "paid"),
-        ("shipped", "shipped", "paid"),
-        ("delivered", "shipped", "paid"),
-        ("returned", "shipped", "refunded"),
-        ("failed", "cancelled", "cancelled"),
-        ("canceled", "cancelled", "cancelled"),
-    ],
-)
-def test_each_item_status_maps_to_a_status(status: str, fulfilment_status: str, payment: str) -> None:
-    async def scenario(shop: Shop) -> Order:
-        return await shop.channel.order(shop.desk.create_order("1002", status=status))
+def test_each_item_status_maps_to_a_status() -> None:
+    async def scenario(shop: Shop) -> dict[str, tuple[str, str]]:
+        read = {s: await shop.channel.order(shop.desk.create_order("1002", status=s)) for s in STATUSES}
+        return {status: (order.status, order.payment_status) for status, order in read.items()}
 
-    order = run(scenario)
-    assert (order.status, order.payment_status) == (fulfilment_status, payment)
+    assert run(scenario) == STATUSES
+    assert STATUSES["pending"] == ("unshipped", "paid")  # Dafiti shows an order once paid
+    assert STATUSES["returned"] == ("shipped", "refunded") and STATUSES["failed"][0] == "cancelled"
 
 
 def test_a_canceled_item_leaves_the_order_and_the_least_advanced_item_gives_the_status() -> None:
@@ -557,26 +520,18 @@ VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBO
 
 
 @dataclasses.dataclass
-class Flow:
-    """Dafiti's desk, VTEX's stand-in and the state store; ``run`` is one scheduler run's step."""
+class Flow(MiraklFlow):
+    """Dafiti's desk (``shop``), VTEX's stand-in and the state store, as the Carrefour tests' flow;
+    ``run`` is one scheduler run's step, through the Dafiti channel."""
 
-    shop: DafitiShop
-    vtex: VtexStandin
-    folder: Path
-    products: dict[str, Decimal]
+    shop: DafitiShop  # type: ignore[assignment]
 
     def run(self, *steps: str, shop_url: str | None = None, vtex_url: str | None = None) -> list[Any]:
         return asyncio.run(flow_steps(self, steps, shop_url, vtex_url))
 
     def stored(self, order_id: str) -> Any:
         with StateStore(self.folder / "state.sqlite") as state:
-            stored = OrderStore(state).get("dafiti", order_id)
-        assert stored is not None
-        return stored
-
-    def in_vtex(self, order_id: str) -> list[str]:
-        found: list[str] = self.vtex.orders_by_marketplace_id().get(order_id, [])
-        return found
+            return OrderStore(state).get("dafiti", order_id)
 
     def statuses(self, order_id: str) -> set[str]:
         return {i["Status"] for i in self.shop.desk.order_items(order_id)}
@@ -604,7 +559,7 @@ async def flow_steps(
                 OrderStore(state),
                 channel,
                 placement,
-                lambda skus: {sku: flow.products.get(sku) for sku in skus},
+                lambda skus: {sku: flow.offers.get(sku) for sku in skus},
             )
             return [await getattr(desk, step)() for step in steps]
 
@@ -625,7 +580,7 @@ def flow(tmp_path: Path) -> Flow:
 
 
 def test_an_order_is_placed_once_shipped_with_its_nfe_and_a_divergent_one_cancelled(flow: Flow) -> None:
-    good, cheap = list(flow.products)[:2]
+    good, cheap = list(flow.offers)[:2]
     desk = flow.shop.desk
     good_id = desk.create_order(good, 2)
     cheap_id = desk.create_order(cheap, 1, unit_price="10.00")  # 83% below ours: rejected
@@ -649,7 +604,7 @@ def test_an_order_is_placed_once_shipped_with_its_nfe_and_a_divergent_one_cancel
 
 
 def test_cancellations_go_both_ways(flow: Flow) -> None:
-    first, second = list(flow.products)[:2]
+    first, second = list(flow.offers)[:2]
     desk = flow.shop.desk
     by_customer, by_store = desk.create_order(first), desk.create_order(second)
     flow.run("pull", "push")
@@ -672,7 +627,7 @@ def before_the_kill(
     desk = flow.shop.desk
     rejected = failpoint == "cancel:after-marketplace"  # 98% below our price: canceled on Dafiti
     order_ids = [
-        desk.create_order(sku, unit_price="1.00" if rejected else None) for sku in list(flow.products)[:3]
+        desk.create_order(sku, unit_price="1.00" if rejected else None) for sku in list(flow.offers)[:3]
     ]
     if command == "pull":
         return order_ids, "ready", 1
@@ -743,33 +698,26 @@ def test_tradepost_orders_pull_and_push_take_a_dafiti_order_to_vtex_and_back(
     config = write_project(box, tmp_path / "project")
     applied = run_apply(config, "dafiti", box)
     assert applied.failed == 0 and applied.applied > 5, applied.failures
-    with open_state(load_project(config)) as state:
-        rows = state.db.execute(
-            "SELECT sku_id FROM listings WHERE marketplace = 'dafiti' AND quantity >= 2 ORDER BY sku_id"
-        )
-        sku = str(next(iter(rows))[0])
-
-    def cli(*args: str) -> Any:
-        code, out, err = tradepost(*args, "-c", str(config))
-        assert code == 0, err
-        return json.loads(out) if "--json" in args else out
-
-    order_id = (
-        cli("sandbox", "order", "-m", "dafiti", "--sku", sku, "--quantity", "2")
-        .split(" order ")[1]
-        .split()[0]
-    )
-    assert {i["Status"] for i in desk.order_items(order_id)} == {"pending"}
-    assert cli("orders", "pull", "-m", "dafiti", "--json")["pull"][0]["new"] == {"approved": 1}
-    cli("orders", "push", "-m", "dafiti", "--json")
-    (row,) = cli("orders", "list", "-m", "dafiti", "--json")["orders"]
-    assert row["state"] == "ready"
     vtex: Any = box.standins["vtex"]
-    assert len(vtex.orders_by_marketplace_id()[order_id]) == 1
 
-    cli("sandbox", "invoice", row["vtex_order_id"])
-    cli("orders", "push", "-m", "dafiti")
-    (row,) = cli("orders", "list", "-m", "dafiti", "--json")["orders"]
+    def orders(*args: str) -> Any:
+        """``tradepost ARGS -m dafiti --json``: its answer, the command having succeeded."""
+        code, out, err = tradepost(*args, "-m", "dafiti", "--json", "-c", str(config))
+        assert code == 0, err
+        return json.loads(out)
+
+    ordered = tradepost("sandbox", "order", "-m", "dafiti", "--sku", listed_skus(config, "dafiti")[0],
+                        "--quantity", "2", "-c", str(config))  # fmt: skip
+    order_id = ordered[1].split(" order ")[1].split()[0]
+    assert {i["Status"] for i in desk.order_items(order_id)} == {"pending"}
+    assert orders("orders", "pull")["pull"][0]["new"] == {"approved": 1}
+    orders("orders", "push")
+    (row,) = orders("orders", "list")["orders"]
+    assert row["state"] == "ready" and len(vtex.orders_by_marketplace_id()[order_id]) == 1
+
+    assert tradepost("sandbox", "invoice", row["vtex_order_id"], "-c", str(config))[0] == 0
+    orders("orders", "push")
+    (row,) = orders("orders", "list")["orders"]
     items = desk.order_items(order_id)
     assert row["state"] == "shipped" and {i["Status"] for i in items} == {"shipped"}
     assert all(len(i["InvoiceAccessKey"]) == 44 and i["TrackingCode"] for i in items)
