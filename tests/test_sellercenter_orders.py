@@ -230,6 +230,23 @@ def test_an_order_that_cannot_be_read_is_reported_by_field_never_dropped() -> No
 
     _, bad = run(scenario)
     assert isinstance(bad, BadOrder) and "Sku" in bad.message
+
+    async def refused_items(shop: Shop) -> list[Order | BadOrder]:
+        good, refused = shop.desk.create_order("1001"), shop.desk.create_order("1002")
+        items = shop.desk.handlers["GetOrderItems"]
+
+        def refuse(params: Any) -> dict[str, Any]:
+            if params["OrderId"] == refused:
+                raise ActionRefused("E016", "Invalid Order ID")
+            return items(params)
+
+        shop.desk.handlers["GetOrderItems"] = refuse
+        read = await shop.pull()
+        assert [o.order_id for o in read] == [good, refused] and isinstance(read[0], Order)
+        return read
+
+    (_, unreadable) = run(refused_items)
+    assert isinstance(unreadable, BadOrder) and "E016" in unreadable.message
     assert read_order({"OrderId": ""}, []) == BadOrder(
         "sellercenter", "<unknown>", "an order without an OrderId"
     )

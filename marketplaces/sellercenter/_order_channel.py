@@ -98,7 +98,7 @@ class SellerCenterOrders(OrderChannel):
     page_size: int = PAGE_MAX
 
     def now(self) -> datetime:
-        """The signature's time and the lookback's end (tests move it)."""
+        """The first pull's lookback ends now (tests move it)."""
         return datetime.now(UTC)
 
     # -- reading -------------------------------------------------------------------------------
@@ -117,7 +117,14 @@ class SellerCenterOrders(OrderChannel):
             if order_id in seen:
                 continue
             seen.add(order_id)
-            yield read_order(raw, await self._items(order_id) if order_id else [], self.name, self._zone)
+            try:
+                items = await self._items(order_id) if order_id else []
+            except OrderCallError as refused:
+                if refused.retryable:
+                    raise
+                yield BadOrder(self.name, order_id, f"its items cannot be read: {refused}")
+                continue
+            yield read_order(raw, items, self.name, self._zone)
 
     async def order(self, order_id: str) -> Order:
         """One order (GetOrder and GetOrderItems); one that cannot be read raises its reason."""
