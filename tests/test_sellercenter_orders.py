@@ -511,6 +511,10 @@ def test_a_refused_signature_names_the_credentials_never_the_key() -> None:
         message = str(refused.value)
         assert "E007" in message and "api_key" in message and not refused.value.retryable
         assert "wrong-key" not in message and API_KEY not in message
+        shop.channel.credentials = Credentials({})
+        with pytest.raises(OrderCallError, match="api_key") as missing:
+            await shop.channel.order(order_id)
+        assert not missing.value.retryable
 
     run(scenario)
 

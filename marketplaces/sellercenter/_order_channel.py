@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import ValidationError
 
+from engine import TradepostError
 from engine.connectors import (
     BadOrder,
     Fulfilment,
@@ -257,19 +258,12 @@ class SellerCenterOrders(OrderChannel):
 
     async def _body(self, action: str, params: Mapping[str, str]) -> dict[str, Any]:
         """The ``Body`` of the action's ``SuccessResponse``; anything else as an :class:`OrderCallError`."""
-        options = self.connector.options
-        user = str(options.get("user_id") or "")
-        if not user:
-            raise OrderCallError(
-                f"{self.title}: options.user_id (the seller's login) is not set", retryable=False
-            )
-        sender = SellerCenterSender(
-            self.client,
-            user,
-            self.credentials.get("api_key"),
-            self.backoff,
-            user_agent=str(options.get("user_agent") or ""),
-        )
+        try:  # a missing option or credential needs a person: a refusal, never a crash
+            user, key = self.connector.option("user_id"), self.credentials.get("api_key")
+        except TradepostError as missing:
+            raise OrderCallError(f"{self.title}: {missing}", retryable=False) from None
+        agent = self.connector.option("user_agent")
+        sender = SellerCenterSender(self.client, user, key, self.backoff, user_agent=agent)
         try:
             response = await sender.send(action, params)
         except httpx.TransportError as lost:
