@@ -1,6 +1,6 @@
 """Order import throughput and requests per order, against the stand-ins.
 
-    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre|amazon|carrefour|magalu]
+    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre|amazon|carrefour|magalu|dafiti]
                                  [--latency 0.1] [--concurrency 4]
 
 A sandbox (VTEX and marketplace stand-ins) is seeded with the bundled example, the
@@ -46,7 +46,9 @@ def main() -> None:
     )
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument(
-        "--marketplace", default="mercadolibre", choices=["mercadolibre", "amazon", "carrefour", "magalu"]
+        "--marketplace",
+        default="mercadolibre",
+        choices=["mercadolibre", "amazon", "carrefour", "magalu", "dafiti"],
     )
     parser.add_argument("--latency", type=float, default=0.0, help="Seconds every stand-in answer takes.")
     parser.add_argument("--concurrency", type=int, default=4, help="Orders pushed side by side.")
@@ -89,7 +91,8 @@ def run(box: Any, config: Path, name: str, count: int, latency: float, concurren
         ]
     if name == "magalu" and marketplace.order_desk is None:  # until the catalog stand-in mounts it
         mount_order_desk(marketplace)
-    buyers = marketplace.order_desk if name in ("carrefour", "magalu") else marketplace  # their order desks
+    # Mirakl, Magalu and SellerCenter: the order desk the catalog stand-in carries
+    buyers = marketplace.order_desk if name in ("carrefour", "magalu", "dafiti") else marketplace
     created = [buyers.create_order(skus[i % len(skus)], 1) for i in range(count)]
     for standin in (marketplace, vtex):
         standin.faults = Faults(slow_rate=1.0 if latency else 0.0, slow_seconds=latency)

@@ -72,6 +72,7 @@ from marketplaces.sellercenter._http import (
     success_envelope,
     xml_data,
 )
+from marketplaces.sellercenter._standin_order_desk import SellerCenterOrderDesk
 
 SANDBOX_USER_ID = "sandbox@seller.example"
 SANDBOX_API_KEY = "sandbox-sellercenter-key-not-a-secret"
@@ -169,7 +170,7 @@ class SellerCenterStandin(Standin):
         self.signature_refusals = 0
         self.actions: list[str] = []
         """The actions of the signed calls, in order (what tests check was sent)."""
-        self.order_desk = order_desk
+        self.order_desk: OrderDesk = order_desk or SellerCenterOrderDesk(self.products)
         self.handlers: dict[str, ActionHandler] = {
             **dict.fromkeys(FEED_ACTIONS, self.create_feed),
             "FeedStatus": self.feed_status,
@@ -177,7 +178,7 @@ class SellerCenterStandin(Standin):
             "GetProducts": self.get_products,
             "GetBrands": self.get_brands,
             "GetCategoryTree": self.get_category_tree,
-            **(order_desk.actions() if order_desk is not None else {}),
+            **self.order_desk.actions(),
         }
         """Action -> handler: the catalog's, and the order desk's."""
         super().__init__(rate_limit, burst, faults)
