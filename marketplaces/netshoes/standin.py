@@ -51,6 +51,7 @@ from marketplaces._standin import (
 from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json as _json
 from marketplaces.netshoes._http import API as PREFIX
+from marketplaces.netshoes._standin_order_desk import NetshoesOrderDesk
 
 SANDBOX_CLIENT_ID = "sandbox-netshoes-client"
 SANDBOX_ACCESS_TOKEN = "sandbox-netshoes-token-not-a-secret"
@@ -154,6 +155,8 @@ class NetshoesStandin(Standin):
         self.products: dict[str, dict[str, Any]] = {}
         """productId -> the product body without its SKUs."""
         self.skus: dict[str, Sku] = {}
+        self.order_desk = NetshoesOrderDesk(self.skus)
+        """The seller's orders, whose routes join this app's."""
         super().__init__(rate_limit, None, faults)
 
     # -- sandbox -----------------------------------------------------------------------------
@@ -205,8 +208,10 @@ class NetshoesStandin(Standin):
             ("/skus/{sku}/stocks", "PUT", self.set_stock),
             ("/skus/{sku}/stocks", "GET", self.get_stock),
         ]
+        api += self.order_desk.routes()
         routes = [Route(PREFIX + path, handler, methods=[method]) for path, method, handler in api]
         routes.append(sandbox_route("approve", self.approve_now))
+        routes.extend(self.order_desk.sandbox_routes())
         return Starlette(routes=routes, exception_handlers=error_handlers(self.error_body, _unrouted))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
