@@ -113,6 +113,8 @@ SCENARIOS = {
         Scenario("facebook-lost", "facebook", lambda: subset(10), lost_state=True),
         Scenario("carrefour", "carrefour", lambda: subset(10)),
         Scenario("carrefour-lost", "carrefour", lambda: subset(10), lost_state=True),
+        Scenario("netshoes", "netshoes", lambda: products((0, 4), (15, 22))),
+        Scenario("netshoes-lost", "netshoes", lambda: products((0, 4), (15, 22)), lost_state=True),
     )
 }
 
@@ -171,6 +173,10 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
         for sku, offer in standin.offers.items():
             held = dumps([offer["price"], offer["discount_price"], offer["quantity"]])
             found.setdefault(str(sku), []).append(held)
+    elif marketplace == "netshoes":  # a SKU is one listing once Netshoes approved it and it is for sale
+        for sku, held_sku in standin.skus.items():
+            held = dumps([held_sku.price, held_sku.stock, held_sku.active.get("NS", False)])
+            found.setdefault(str(sku), []).append(held)
     else:
         for sku, item in standin.items.items():
             attributes = item["attributes"]
@@ -191,6 +197,9 @@ def forget_listings(box: Sandbox, marketplace: str) -> None:
         standin.items.clear()
     elif marketplace == "carrefour":
         standin.offers.clear()
+        standin.products.clear()
+    elif marketplace == "netshoes":
+        standin.skus.clear()
         standin.products.clear()
     else:
         standin.items.clear()

@@ -57,6 +57,8 @@ APPLY_POINTS = (
     "mirakl:import-sent",
     "mirakl:import-polled",
     "mirakl:report-read",
+    # marketplaces/netshoes: the products (families) sent for review, before their SKUs' status is read again
+    "netshoes:products-sent",
 )
 
 

@@ -51,7 +51,9 @@ def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
     return box, write_project(box, tmp_path / "project")
 
 
-@pytest.mark.parametrize("marketplace", ["mercadolibre", "google", "amazon", "facebook", "carrefour"])
+@pytest.mark.parametrize(
+    "marketplace", ["mercadolibre", "google", "amazon", "facebook", "carrefour", "netshoes"]
+)
 def test_with_20_percent_faults_every_change_lands_exactly_once(
     sandbox: tuple[Sandbox, Path], marketplace: str
 ) -> None:
@@ -80,6 +82,9 @@ def test_with_20_percent_faults_every_change_lands_exactly_once(
         assert set(standin.items) == applied
     elif marketplace == "carrefour":
         assert set(standin.offers) == applied  # one offer per SKU, on its catalogued product
+    elif marketplace == "netshoes":
+        assert set(standin.skus) == applied  # one SKU each, in its family's one product
+        assert all(standin.skus[sku].active == {"NS": True} for sku in applied)
     else:
         assert set(standin.items) == applied
 

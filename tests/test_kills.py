@@ -46,6 +46,7 @@ CHAINS = {
     ),
     "facebook-lost": ("meta:batch-sent", "meta:batch-polled", "apply:bulk-done", "apply:recorded"),
     "carrefour": ("mirakl:import-sent", "mirakl:import-polled", "mirakl:report-read"),
+    "netshoes": ("netshoes:products-sent", "apply:bulk-done"),
 }  # fmt: skip
 
 
@@ -68,7 +69,7 @@ def test_every_failpoint_of_apply_is_listed_and_in_a_chain() -> None:
 def harnesses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Harness]]:
     made: dict[str, Harness] = {}
     try:
-        for index, name in enumerate([*CHAINS, "google", "carrefour-lost"]):
+        for index, name in enumerate([*CHAINS, "google", "carrefour-lost", "netshoes-lost"]):
             harness = Harness(SCENARIOS[name], tmp_path_factory.mktemp(name), SEED + index)
             made[name] = harness
             harness.baseline()
@@ -100,7 +101,8 @@ def test_a_run_killed_at_each_failpoint_then_run_again_lists_every_sku_once(
 
 
 @pytest.mark.parametrize(
-    "scenario", ["mercadolibre-lost", "google", "amazon-refused", "facebook-lost", "carrefour-lost"]
+    "scenario",
+    ["mercadolibre-lost", "google", "amazon-refused", "facebook-lost", "carrefour-lost", "netshoes-lost"],
 )
 def test_a_run_killed_at_a_random_point_or_time_then_run_again_lists_every_sku_once(
     harnesses: dict[str, Harness], scenario: str

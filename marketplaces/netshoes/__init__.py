@@ -109,8 +109,8 @@ class NetshoesConnector(Connector):
         super().__init__(options)
         rate = calls_per_second(self.option("calls_per_minute"), float(self.option("time_scale")))
         vars(self)["rate_limit"] = rate  # the seller's plan, for the executor's pacing
-        self.last_bulk_requests = 0
-        """Requests the last :meth:`apply_in_bulk` made, for the executor's summary."""
+        self.last_bulk_requests = self.last_bulk_retries = self.last_bulk_throttled = 0
+        """Requests the last :meth:`apply_in_bulk` made, repeated, answered 429: the executor sums them."""
 
     @property
     def business_units(self) -> list[str]:
@@ -197,7 +197,8 @@ class NetshoesConnector(Connector):
             sent = await asyncio.gather(*(_guard(self.send_known(caller, r), limit) for r in known))
             reviewed = await self.through_review(caller, {k: v for k, v in unapproved.items() if v}, limit)
         finally:
-            self.last_bulk_requests = caller.count
+            self.last_bulk_requests, self.last_bulk_retries = caller.count, caller.retries
+            self.last_bulk_throttled = caller.throttled
         return {**reviewed, **{r.sku_id: result for r, result in zip(known, sent, strict=True)}}
 
     async def send_known(self, caller: Caller, record: ChangeRecord) -> CallResult:

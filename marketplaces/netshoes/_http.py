@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from engine.connectors import OrderCallError, RetryPolicy, json_body, send
+from engine.connectors import OrderCallError, RetryPolicy, json_body
 from engine.jsonio import dumps
 
 PLANS = {"initial": 50, "small": 100, "medium": 250}
@@ -92,22 +92,28 @@ class Caller:
     headers: Mapping[str, str]
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(attempts=5, base=0.5, cap=30.0))
     count: int = 0
+    retries: int = 0
+    throttled: int = 0
 
     async def call(self, method: str, path: str, body: Any = None, params: Any = None) -> httpx.Response:
-        """The answer (2xx or 4xx); :class:`~engine.connectors.OrderCallError` (retryable) when every
-        try met a 429, a 5xx or a lost connection. Bodies are written with exact decimals."""
-        self.count += 1
-        return await send(
-            self.client,
-            method,
-            API + path,
-            who=WHO,
-            headers=self.headers,
-            content=None if body is None else dumps(body).encode("utf-8"),
-            params=params,
-            backoff=self.retry,
-            ok=passes_through,
-        )
+        """The answer (2xx or 4xx), tried again on 429 (after its Retry-After), 5xx and lost
+        connections; when every try met one, a retryable :class:`~engine.connectors.OrderCallError`
+        (or the transport error). Bodies are written with exact decimals."""
+        content = None if body is None else dumps(body).encode("utf-8")
+
+        async def attempt(n: int) -> httpx.Response:
+            self.count += 1
+            self.retries += n > 0
+            answer = await self.client.request(
+                method, API + path, headers=self.headers, content=content, params=params
+            )
+            self.throttled += answer.status_code == 429
+            return answer
+
+        answer = await self.retry.run_async(attempt)
+        if not passes_through(answer):
+            raise OrderCallError(f"{WHO} answered {method} {path} with {error_text(answer)}", retryable=True)
+        return answer
 
 
 def json_of(response: httpx.Response) -> dict[str, Any]:
