@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from ruamel.yaml import YAML
 
 from engine.connectors import Listing
 from engine.project._assembly import open_state
@@ -27,46 +26,22 @@ from engine.project._config import load_project
 from marketplaces.netshoes import NetshoesConnector
 from marketplaces.netshoes.standin import SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_ID, NetshoesStandin
 from marketplaces.sandbox import Sandbox
-from tests._harness import Loopback, run_apply, subset, write_project
+from tests import test_mirakl_connector
+from tests._harness import run_apply
 
 API = Path(__file__).resolve().parents[2] / "shared" / "specs" / "netshoes" / "API.md"
 HEADERS = {"client_id": SANDBOX_CLIENT_ID, "access_token": SANDBOX_ACCESS_TOKEN}
 
 
-@pytest.fixture
-def shop(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path, Path]:
-    """A sandbox whose project reads its catalog from a file the test may edit."""
-    records = subset(12)
-    box = loopback.sandbox(records)
-    config = write_project(box, tmp_path / "project")
-    catalog = tmp_path / "catalog.jsonl"
-    catalog.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    yaml = YAML()
-    project = yaml.load(config.read_text(encoding="utf-8"))
-    project["source"] = {"type": "file", "path": str(catalog)}
-    with config.open("w", encoding="utf-8") as out:
-        yaml.dump(project, out)
-    return box, config, catalog
+shop = test_mirakl_connector.shop
+"""A sandbox whose project reads its catalog from a file the test may edit (Mirakl's tests' own)."""
+edit_catalog = test_mirakl_connector.edit_catalog
 
 
 def standin(box: Sandbox) -> NetshoesStandin:
     found = box.standins["netshoes"]
     assert isinstance(found, NetshoesStandin)
     return found
-
-
-def edit_catalog(catalog: Path, sku_id: str, **changes: Any) -> None:
-    """Set ``price.selling`` (``selling=``) or the main warehouse's quantity (``quantity=``) of a SKU."""
-    records = [json.loads(line) for line in catalog.read_text(encoding="utf-8").splitlines()]
-    for record in records:
-        if str(record["sku"]["id"]) == sku_id:
-            if "selling" in changes:
-                record["price"]["selling"] = changes["selling"]
-                record["price"]["promotional"] = None
-            if "quantity" in changes:
-                record["stock"]["warehouses"][0]["quantity"] = changes["quantity"]
-                record["stock"]["warehouses"][0]["reserved"] = 0
-    catalog.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
 def calls(box: Sandbox) -> list[str]:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import multiprocessing
-import os
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 import pytest
@@ -47,8 +45,9 @@ from marketplaces.netshoes._order_channel import NetshoesOrders, read_order
 from marketplaces.netshoes._standin_order_desk import NetshoesOrderDesk
 from marketplaces.netshoes.standin import SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_ID, NetshoesStandin, Sku
 from marketplaces.sandbox import Sandbox
-from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
+from marketplaces.vtex.standin import VtexStandin
 from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
+from tests.test_mirakl_orders import VTEX_KEYS, Clock, catalog_offers, killed_run
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 
@@ -57,20 +56,6 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SKUS = {"1001": Decimal("49.90"), "1002": Decimal("129.00"), "1003": Decimal("15.50")}
 CREDENTIALS = Credentials({"client_id": SANDBOX_CLIENT_ID, "access_token": SANDBOX_ACCESS_TOKEN})
 T = TypeVar("T")
-
-
-class Clock:
-    """The desk's time, moved by hand so order-date filters are exact."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def tick(self, minutes: float = 1) -> datetime:
-        self.now += timedelta(minutes=minutes)
-        return self.now
 
 
 def seller(
@@ -358,17 +343,6 @@ def test_a_refused_token_is_reported_without_the_token() -> None:
 # -- the order flow: Netshoes orders into VTEX, exactly once -----------------------------------------
 
 FLOW_RULES = RULES.replace("affiliate: MLB", "affiliate: NTS")
-VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBOX_APP_TOKEN}
-
-
-def catalog_offers(vtex: VtexStandin, count: int = 4) -> dict[str, Decimal]:
-    """SKUs of the example catalog VTEX has plenty of, sold on Netshoes at a round price."""
-
-    def available(sku: Any) -> int:
-        return sum(int(b["totalQuantity"]) - int(b["reservedQuantity"]) for b in sku.inventory["balance"])
-
-    plenty = [sku_id for sku_id, sku in vtex.skus.items() if available(sku) >= 10]
-    return {sku_id: Decimal("59.90") for sku_id in plenty[:count]}
 
 
 @dataclasses.dataclass
@@ -502,7 +476,7 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
             expected = "shipped"
 
         nth = 1 if command == "pull" else 2  # a push passes its points once per order: die at the second
-        assert killed_run(flow, command, f"{failpoint}:#{nth}", urls) == -signal.SIGKILL
+        assert killed_run(cast(Any, flow), command, f"{failpoint}:#{nth}", urls) == -signal.SIGKILL
 
         flow.run("pull", "push", **urls)  # what the scheduler does next
         flow.run("pull", "push", **urls)  # (a pull killed before storing needs one more round to place)
@@ -520,19 +494,6 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
                 assert [call for call, _ in flow.shop.bodies].count(shipped) == 1
     finally:
         box.stop()
-
-
-def killed_run(flow: Flow, command: str, failpoint: str, urls: dict[str, str]) -> int | None:
-    """One pull or push in a forked process that SIGKILLs itself at ``failpoint``: its exit code."""
-
-    def child() -> None:
-        os.environ["TRADEPOST_FAILPOINT"] = failpoint
-        flow.run(command, **urls)
-
-    process = multiprocessing.get_context("fork").Process(target=child)
-    process.start()
-    process.join(60)
-    return process.exitcode
 
 
 # -- tradepost orders, with netshoes in a project ------------------------------------------------------

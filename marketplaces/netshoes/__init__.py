@@ -25,7 +25,7 @@ plan's name, ``initial`` by default; 429 beyond it is retried after its Retry-Af
 
 Options: ``calls_per_minute`` (initial = 50), ``business_units`` (``NS``; ``NS,ZT`` adds Zattini;
 approval is read in the first), ``approval_wait_seconds`` (0: how long after a create its status
-is read again in the same run), ``country`` (``BR``, the stock's), ``time_scale`` (1; the sandbox
+is read again in the same run), ``time_scale`` (1; the sandbox
 runs Netshoes' minutes 600 times faster, and its stand-in too), ``max_attempts`` (5) and
 ``retry_seconds`` (0.5) for the connector's own requests. Credentials: ``client_id`` and
 ``access_token``.
@@ -50,7 +50,6 @@ from engine.connectors import (
     Credentials,
     Listing,
     OrderCallError,
-    RetryPolicy,
 )
 from marketplaces.netshoes._http import (
     Caller,
@@ -59,6 +58,7 @@ from marketplaces.netshoes._http import (
     error_text,
     json_of,
     not_approved,
+    retry_policy,
 )
 
 WAITING = "waiting for Netshoes to approve the SKU"
@@ -67,6 +67,8 @@ SKU_FIELDS = ("color", "size", "gender", "flavor", "video")
 MEASURES = (("height", "height"), ("width", "width"), ("depth", "length"), ("weight", "weight"))
 """Netshoes' measure -> the listing field it is read from."""
 CONCURRENCY = 8
+COUNTRY = "BR"
+"""The stock's country: the only one the API documents."""
 T = TypeVar("T")
 
 
@@ -99,10 +101,7 @@ class NetshoesConnector(Connector):
         "calls_per_minute": "initial",
         "business_units": "NS",
         "approval_wait_seconds": "0",
-        "country": "BR",
         "time_scale": "1",
-        "max_attempts": "5",
-        "retry_seconds": "0.5",
     }
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
@@ -164,7 +163,7 @@ class NetshoesConnector(Connector):
 
     def stock_payload(self, listing: Listing) -> dict[str, Any]:
         """``PUT /skus/{sku}/stocks``: the available quantity in the options' country."""
-        return {"available": max(0, listing.quantity), "country": self.option("country")}
+        return {"available": max(0, listing.quantity), "country": COUNTRY}
 
     def delete_payload(self, sku_id: str) -> dict[str, Any] | None:
         """``PUT /skus/{sku}/bus/{buId}/status`` in every business unit: not for sale."""
@@ -176,12 +175,7 @@ class NetshoesConnector(Connector):
         return auth_headers(credentials.get("client_id"), credentials.get("access_token"))
 
     def caller(self, client: httpx.AsyncClient, headers: Mapping[str, str]) -> Caller:
-        retry = RetryPolicy(
-            attempts=max(1, int(self.option("max_attempts"))),
-            base=float(self.option("retry_seconds")),
-            cap=30.0,
-        )
-        return Caller(client, headers, retry)
+        return Caller(client, headers, retry_policy(self.options))
 
     async def apply_in_bulk(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[ChangeRecord]

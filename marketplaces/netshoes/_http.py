@@ -54,6 +54,13 @@ def calls_per_second(calls_per_minute: str, time_scale: float = 1.0) -> float:
     return per_minute / 60.0 * time_scale
 
 
+def retry_policy(options: Mapping[str, Any]) -> RetryPolicy:
+    """How the connector and the order channel retry: options ``max_attempts`` (5) and
+    ``retry_seconds`` (0.5, doubling up to 30 s)."""
+    attempts = max(1, int(options.get("max_attempts") or 5))
+    return RetryPolicy(attempts=attempts, base=float(options.get("retry_seconds") or 0.5), cap=30.0)
+
+
 def error_text(response: httpx.Response) -> str:
     """The status, the error ``type`` and its description and notifications, on one line."""
     body = json_body(response)
@@ -139,4 +146,5 @@ __all__ = [
     "json_of",
     "not_approved",
     "passes_through",
+    "retry_policy",
 ]

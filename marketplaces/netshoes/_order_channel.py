@@ -50,7 +50,7 @@ from engine.connectors import (
 from engine.jsonio import dumps
 from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
-from marketplaces.netshoes._http import API
+from marketplaces.netshoes._http import API, retry_policy
 
 __all__ = ["NetshoesOrders", "invoiced_body", "netshoes_time", "read_order", "shipped_body"]
 
@@ -86,12 +86,8 @@ class NetshoesOrders(OrderChannel):
 
     @functools.cached_property
     def backoff(self) -> RetryPolicy:  # type: ignore[override]  # from the connector's options
-        """Retries as patient as the connector's own (options ``max_attempts``, ``retry_seconds``)."""
-        options = self.connector.options
-        return RetryPolicy(
-            attempts=max(1, int(options.get("max_attempts") or 5)),
-            base=float(options.get("retry_seconds") or 0.5),
-        )
+        """As patient as the connector (:func:`~marketplaces.netshoes._http.retry_policy`)."""
+        return retry_policy(self.connector.options)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -108,17 +104,17 @@ class NetshoesOrders(OrderChannel):
         seen: set[str] = set()
         for query in queries:
             async for raw in self._pages(query):
-                number = str(raw.get("orderNumber") or raw.get("number") or "")
-                if number and number in seen:
-                    continue
-                seen.add(number)
-                yield read_order(raw, self.name)
+                read = read_order(raw, self.name)
+                if read.order_id not in seen:  # pages move while orders arrive
+                    seen.add(read.order_id)
+                    yield read
 
     async def order(self, order_id: str) -> Order:
+        """One order by its number; one that cannot be read raises its reason."""
         read = read_order(await self._raw(order_id), self.name)
-        if isinstance(read, BadOrder):
-            raise OrderCallError(f"Netshoes order {order_id} cannot be read: {read.message}", retryable=False)
-        return read
+        if isinstance(read, Order):
+            return read
+        raise OrderCallError(f"Netshoes order {order_id} cannot be read: {read.message}", retryable=False)
 
     async def _pages(self, query: Mapping[str, str]) -> AsyncIterator[dict[str, Any]]:
         """Every order of a query, page after page, until a page is short or names no ``next``."""

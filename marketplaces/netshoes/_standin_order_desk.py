@@ -32,9 +32,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from engine.model import aware_time
-from marketplaces._standin import Refusal, exact_json, int_param, json_object, look_up, sandbox_route
+from marketplaces._standin import Refusal as _Refusal
+from marketplaces._standin import exact_json, int_param, json_object, look_up, sandbox_route
 
-__all__ = ["STATUSES", "NetshoesOrderDesk"]
+__all__ = ["STATUSES", "NetshoesOrderDesk", "Refusal"]
 
 STATUSES = ("Created", "Approved", "Invoiced", "Shipped", "Delivered", "Canceled")
 NEXT = {"Created": {"Approved", "Canceled"}, "Approved": {"Invoiced", "Canceled"}, "Invoiced": {"Shipped"},
@@ -44,6 +45,12 @@ ALIASES = {"pending": "Created", "paid": "Approved", "cancelled": "Canceled", "c
 """What ``tradepost sandbox order-status`` may say for a status, besides its Netshoes name."""
 NFE_KEY = re.compile(r"\d{44}")
 SIZE_MAX = 100
+ERROR_TYPES = {
+    400: "Parameter_Error",
+    404: "Resource_Not_Found",
+    405: "Method_Not_Allowed",
+    409: "Business_Logic_Error",
+}
 CUSTOMER = {
     "document": "12345678909", "stateInscription": None, "customerName": "Ana Souza",
     "recipientName": "Ana Souza", "cellPhone": "11999990000", "landline": None,
@@ -62,11 +69,17 @@ class HeldSku(Protocol):
     stock: int | None
 
 
-class OrderRefusal(Refusal):
-    """The API's error body (API.md §2), raised from the order routes."""
+class Refusal(_Refusal):
+    """The API's error body (API.md §2), raised from any route of the stand-in; the ``type`` follows
+    from the status unless given."""
 
-    def __init__(self, status: int, description: str, kind: str = "Business_Logic_Error") -> None:
-        self.status, self.description, self.kind = status, description, kind
+    def __init__(self, status: int, description: str, kind: str = "") -> None:
+        self.status, self.description = status, description
+        self.kind = (
+            kind
+            or ERROR_TYPES.get(status)
+            or ("Internal_Architecture_Error" if status >= 500 else "Bad_Request_Error")
+        )
 
     def body(self) -> dict[str, Any]:
         return {"type": self.kind, "description": self.description, "notifications": [], "links": []}
@@ -158,18 +171,14 @@ class NetshoesOrderDesk:
         self._refresh(order)
 
     def order_record(self, number: str) -> dict[str, Any]:
-        return look_up(
-            self.orders, number, lambda _: OrderRefusal(404, "Resource not found.", "Resource_Not_Found")
-        )
+        return look_up(self.orders, number, lambda _: Refusal(404, "Resource not found."))
 
     # -- the API -------------------------------------------------------------------------------
 
     async def list_orders(self, request: Request) -> Response:
         page, size = int_param(request, "page", 0), int_param(request, "size", 20)
         if page is None or size is None or page < 0 or not 1 <= size <= SIZE_MAX:
-            raise OrderRefusal(
-                400, f"page must be 0 or more and size from 1 to {SIZE_MAX}", "Parameter_Error"
-            )
+            raise Refusal(400, f"page must be 0 or more and size from 1 to {SIZE_MAX}", "Parameter_Error")
         query = request.query_params
         start, end = _moment(query.get("orderStartDate")), _moment(query.get("orderEndDate"))
         found = [
@@ -202,10 +211,10 @@ class NetshoesOrderDesk:
         target = str(request.path_params["target"]).capitalize()
         body = await _body(request)
         if target not in STATUSES or target == "Created":
-            raise OrderRefusal(404, "Resource not found.", "Resource_Not_Found")
+            raise Refusal(404, "Resource not found.")
         invoice = _enveloped_invoice(body, shipping["shippingCode"])
         if invoice is None and body.get("status") != target:
-            raise OrderRefusal(400, f'status: "{target}" expected', "Parameter_Error")
+            raise Refusal(400, f'status: "{target}" expected')
         self._move(shipping, target)
         if target == "Invoiced":
             shipping["invoice"] = invoice or _invoice(body)
@@ -219,7 +228,7 @@ class NetshoesOrderDesk:
         elif target == "Canceled":
             reason = body.get("cancellationReason")
             if not isinstance(reason, str) or not reason.strip():
-                raise OrderRefusal(400, "cancellationReason: required", "Parameter_Error")
+                raise Refusal(400, "cancellationReason: required")
             shipping["cancellationReason"] = reason
         shipping["status"] = target
         self._refresh(order)
@@ -230,7 +239,7 @@ class NetshoesOrderDesk:
         order, shipping = self._shipping(request)
         target = str((await _body(request)).get("status") or "")
         if target not in ("Approved", "Delivered"):
-            raise OrderRefusal(
+            raise Refusal(
                 400, "status: Approved or Delivered (the others have their own route)", "Parameter_Error"
             )
         self._move(shipping, target)
@@ -242,7 +251,7 @@ class NetshoesOrderDesk:
         body = await _body(request)
         known = {"sku_id", "quantity", "unit_price", "status", "order_id"}
         if set(body) - known or not isinstance(body.get("sku_id"), str | int):
-            raise OrderRefusal(400, f"give sku_id and only {', '.join(sorted(known))}", "Parameter_Error")
+            raise Refusal(400, f"give sku_id and only {', '.join(sorted(known))}", "Parameter_Error")
         try:
             number = self.create_order(
                 str(body["sku_id"]),
@@ -252,7 +261,7 @@ class NetshoesOrderDesk:
                 order_number=body.get("order_id"),
             )
         except (ValueError, ArithmeticError) as refused:
-            raise OrderRefusal(400, str(refused), "Parameter_Error") from None
+            raise Refusal(400, str(refused)) from None
         return exact_json({"order_id": number}, 201)
 
     async def sandbox_status(self, request: Request) -> Response:
@@ -260,7 +269,7 @@ class NetshoesOrderDesk:
         try:
             self.set_order_status(number, str((await _body(request)).get("status")))
         except ValueError as refused:
-            raise OrderRefusal(400, str(refused), "Parameter_Error") from None
+            raise Refusal(400, str(refused)) from None
         return exact_json(self.order_record(number))
 
     # -- state -----------------------------------------------------------------------------------
@@ -271,11 +280,11 @@ class NetshoesOrderDesk:
         for shipping in order["shippings"]:
             if str(shipping["shippingCode"]) == code:
                 return order, shipping
-        raise OrderRefusal(404, "Resource not found.", "Resource_Not_Found")
+        raise Refusal(404, "Resource not found.")
 
     def _move(self, shipping: Mapping[str, Any], target: str) -> None:
         if target not in NEXT.get(shipping["status"], set()):
-            raise OrderRefusal(
+            raise Refusal(
                 409, f"shipping {shipping['shippingCode']} is {shipping['status']}: it cannot become {target}"
             )
 
@@ -295,7 +304,7 @@ class NetshoesOrderDesk:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    bad = OrderRefusal(400, "the body is not a JSON object", "Parameter_Error")
+    bad = Refusal(400, "the body is not a JSON object")
     return await json_object(request, bad, bad)
 
 
@@ -303,9 +312,9 @@ def _invoice(body: Mapping[str, Any]) -> dict[str, Any]:
     """The invoiced body's NF-e: a 44-digit key, its number, series (``line``) and issue date."""
     key, number, line, issued = (body.get(k) for k in ("key", "number", "line", "issueDate"))
     if not isinstance(key, str) or not NFE_KEY.fullmatch(key):
-        raise OrderRefusal(400, "key: the 44-digit NF-e access key", "Parameter_Error")
+        raise Refusal(400, "key: the 44-digit NF-e access key")
     if number in (None, "") or line in (None, "") or _moment(issued) is None:
-        raise OrderRefusal(400, "number, line and issueDate: required", "Parameter_Error")
+        raise Refusal(400, "number, line and issueDate: required")
     return {"number": number, "line": line, "accessKey": key, "issueDate": issued, "url": body.get("url")}
 
 
@@ -321,7 +330,7 @@ def _enveloped_invoice(body: Mapping[str, Any], code: int) -> dict[str, Any] | N
 def _transport(body: Mapping[str, Any]) -> dict[str, Any]:
     carrier, number = body.get("carrier"), body.get("trackingNumber")
     if not (isinstance(carrier, str) and carrier.strip() and isinstance(number, str) and number.strip()):
-        raise OrderRefusal(400, "carrier and trackingNumber: required, not empty", "Parameter_Error")
+        raise Refusal(400, "carrier and trackingNumber: required, not empty")
     fields = ("carrier", "trackingNumber", "trackingLink", "deliveredCarrierDate", "estimatedDelivery")
     return {name: body.get(name) for name in fields}
 

@@ -48,10 +48,9 @@ from marketplaces._standin import (
     same_secret,
     sandbox_route,
 )
-from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json as _json
 from marketplaces.netshoes._http import API as PREFIX
-from marketplaces.netshoes._standin_order_desk import NetshoesOrderDesk
+from marketplaces.netshoes._standin_order_desk import NetshoesOrderDesk, Refusal
 
 SANDBOX_CLIENT_ID = "sandbox-netshoes-client"
 SANDBOX_ACCESS_TOKEN = "sandbox-netshoes-token-not-a-secret"
@@ -69,23 +68,6 @@ ERROR_TYPES = {
     405: "Method_Not_Allowed",
     409: "Business_Logic_Error",
 }
-
-
-@dataclass
-class Refusal(_Refusal):
-    """The API's error body (API.md §2)."""
-
-    status: int
-    description: str
-    type: str = ""
-
-    def body(self) -> dict[str, Any]:
-        kind = (
-            self.type
-            or ERROR_TYPES.get(self.status)
-            or ("Internal_Architecture_Error" if self.status >= 500 else "Bad_Request_Error")
-        )
-        return {"type": kind, "description": self.description, "notifications": [], "links": []}
 
 
 @dataclass
@@ -135,9 +117,7 @@ class NetshoesStandin(Standin):
         calls_per_minute: int = 50,
         time_scale: float = 1.0,
         approval_seconds: float = 0.0,
-        brands: Iterable[str] = (),
-        colors: Iterable[str] = (),
-        sizes: Iterable[str] = (),
+        templates: Mapping[str, Iterable[str]] | None = None,
         rate_limit: float | None = None,
         faults: Faults | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -147,11 +127,8 @@ class NetshoesStandin(Standin):
         self.plan = MinutePlan(calls_per_minute, 60.0 / time_scale, clock)
         self.approval_seconds = approval_seconds
         """Documented seconds a SKU stays in review (inf: until ``POST /_sandbox/approve``)."""
-        self.templates = {
-            "brands": sorted(set(brands)),
-            "colors": sorted(set(colors)),
-            "sizes": sorted(set(sizes)),
-        }
+        self.templates = {name: sorted(set(values)) for name, values in (templates or {}).items()}
+        """``brands``, ``colors``, ``sizes``, ``flavors``: the values a product may name (none: any)."""
         self.products: dict[str, dict[str, Any]] = {}
         """productId -> the product body without its SKUs."""
         self.skus: dict[str, Sku] = {}
@@ -168,14 +145,12 @@ class NetshoesStandin(Standin):
         """Templates from the catalog's brands, colours and sizes, as a seller registers them."""
         records = list(catalog)
         specs = [record.get("sku", {}).get("specs") or {} for record in records]
-        return cls(
-            time_scale=SANDBOX_TIME_SCALE,
-            brands=[str(r["product"]["brand"]) for r in records if r.get("product", {}).get("brand")],
-            colors=[str(s["Cor"]) for s in specs if s.get("Cor")],
-            sizes=[str(s["Tamanho"]) for s in specs if s.get("Tamanho")],
-            rate_limit=rate_limit,
-            faults=faults,
-        )
+        templates = {
+            "brands": [str(r["product"]["brand"]) for r in records if r.get("product", {}).get("brand")],
+            "colors": [str(s["Cor"]) for s in specs if s.get("Cor")],
+            "sizes": [str(s["Tamanho"]) for s in specs if s.get("Tamanho")],
+        }
+        return cls(time_scale=SANDBOX_TIME_SCALE, templates=templates, rate_limit=rate_limit, faults=faults)
 
     def sandbox_credentials(self) -> dict[str, str]:
         return {"client_id": self.client_id, "access_token": self.access_token}
