@@ -1,6 +1,7 @@
 """Order import throughput and requests per order, against the stand-ins.
 
-    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre|amazon|carrefour] [--latency 0.1]
+    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre|amazon|carrefour|netshoes]
+                                 [--latency 0.1]
                                  [--concurrency 4]
 
 A sandbox (VTEX and marketplace stand-ins) is seeded with the bundled example, the
@@ -45,7 +46,7 @@ def main() -> None:
     )
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument(
-        "--marketplace", default="mercadolibre", choices=["mercadolibre", "amazon", "carrefour"]
+        "--marketplace", default="mercadolibre", choices=["mercadolibre", "amazon", "carrefour", "netshoes"]
     )
     parser.add_argument("--latency", type=float, default=0.0, help="Seconds every stand-in answer takes.")
     parser.add_argument("--concurrency", type=int, default=4, help="Orders pushed side by side.")
@@ -86,7 +87,8 @@ def run(box: Any, config: Path, name: str, count: int, latency: float, concurren
                 "SELECT sku_id FROM listings WHERE marketplace = ? AND quantity >= 5 ORDER BY sku_id", (name,)
             )
         ]
-    buyers = marketplace.order_desk if name == "carrefour" else marketplace  # Mirakl: the order desk
+    # Mirakl and Netshoes: the stand-in's order desk
+    buyers = marketplace.order_desk if name in ("carrefour", "netshoes") else marketplace
     created = [buyers.create_order(skus[i % len(skus)], 1) for i in range(count)]
     for standin in (marketplace, vtex):
         standin.faults = Faults(slow_rate=1.0 if latency else 0.0, slow_seconds=latency)
