@@ -238,3 +238,28 @@ def test_the_price_stock_and_status_bodies_are_documented(api: str) -> None:
         assert path in api
     for path in ("POST /products", "GET /skus/{sku}/bus/{buId}/status", "POST /products/{productId}/skus"):
         assert path.split(" ", 1)[1].split("{")[0] in api
+
+
+def test_after_losing_the_state_a_rebuild_leaves_nothing_to_send(shop: tuple[Sandbox, Path, Path]) -> None:
+    """`tradepost state rebuild`: each approved SKU back with its product id, price and stock; a SKU
+    still in review is left out, so the next apply reads its status and releases it."""
+    from engine.project._assembly import open_marketplace
+    from engine.project._rebuild import rebuild_state
+    from tests.test_state_rebuild import lose_state, plan
+
+    box, config, _ = shop
+    applied = run_apply(config, "netshoes", box)
+    assert applied.failed == 0 and applied.applied > 5
+    waiting = sorted(standin(box).skus)[0]
+    standin(box).skus[waiting].approved = False  # back in review (a stand-in's liberty)
+    standin(box).approval_seconds = float("inf")
+    lose_state(config)
+    project = load_project(config)
+    run = open_marketplace(project, "netshoes")
+    with open_state(project) as state:
+        summary = asyncio.run(rebuild_state(run, project, state, transport=standin(box).transport()))
+    assert (summary.listings, summary.duplicates) == (applied.applied - 1, [])
+    assert sum(summary.differing.values()) == 0
+    assert [change.sku_id for change in plan(config, "netshoes")[1]] == [waiting]
+    held = standin(box).skus
+    assert all(row.remote_id == held[sku].product_id for sku, row in rows(config).items())

@@ -23,6 +23,9 @@ Every write is per SKU, so the executor hands every change to :meth:`apply_in_bu
 client paces every request at the seller's call plan (``calls_per_minute``: 50, 100, 250 or the
 plan's name, ``initial`` by default; 429 beyond it is retried after its Retry-After).
 
+``tradepost state rebuild`` reads every product's SKUs back (:meth:`NetshoesConnector.read_back`):
+three reads a SKU (status, price, stock), so at 50 calls a minute about 16 SKUs a minute.
+
 Options: ``calls_per_minute`` (initial = 50), ``business_units`` (``NS``; ``NS,ZT`` adds Zattini;
 approval is read in the first), ``approval_wait_seconds`` (0: how long after a create its status
 is read again in the same run), ``time_scale`` (1; the sandbox
@@ -34,7 +37,7 @@ runs Netshoes' minutes 600 times faster, and its stand-in too), ``max_attempts``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
@@ -50,8 +53,11 @@ from engine.connectors import (
     Credentials,
     Listing,
     OrderCallError,
+    Reader,
+    RemoteListing,
 )
 from marketplaces.netshoes._http import (
+    API,
     Caller,
     auth_headers,
     calls_per_second,
@@ -67,6 +73,8 @@ SKU_FIELDS = ("color", "size", "gender", "flavor", "video")
 MEASURES = (("height", "height"), ("width", "width"), ("depth", "length"), ("weight", "weight"))
 """Netshoes' measure -> the listing field it is read from."""
 CONCURRENCY = 8
+READ_PAGE = 50
+"""Products a ``GET /products`` page holds on ``state rebuild``."""
 COUNTRY = "BR"
 """The stock's country: the only one the API documents."""
 T = TypeVar("T")
@@ -312,6 +320,49 @@ class NetshoesConnector(Connector):
             if failed:
                 return failed
         return CallResult(True, remote_id=product_id(listing))
+
+    # -- reading back (``tradepost state rebuild``) ---------------------------------------------
+
+    reads_back = True
+
+    async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
+        """Every SKU of every product (``GET /products``, :data:`READ_PAGE` a page), with its review
+        in the first business unit, its price and its stock (three reads a SKU). Only approved SKUs
+        come back (with their product id: the approved state); one in review is left to the next
+        apply, which reads its status and releases it. A deactivated SKU comes back withdrawn."""
+        page, bu = 0, self.business_units[0]
+        while True:
+            answer = await reader.get(f"{API}/products", {"page": str(page), "size": str(READ_PAGE)})
+            products = [p for p in answer.get("items") or [] if isinstance(p, Mapping)]
+            for product in products:
+                for body in product.get("skus") or []:
+                    sku = quote(str(body.get("sku")), safe="")
+                    status = await reader.get(f"{API}/skus/{sku}/bus/{bu}/status")
+                    if status.get("skuSynchronized") is not True:
+                        continue
+                    price = await reader.get(f"{API}/skus/{sku}/prices")
+                    stock = await reader.get(f"{API}/skus/{sku}/stocks")
+                    yield RemoteListing(
+                        str(body.get("sku")),
+                        str(product.get("productId")),
+                        _number(price.get("price")),
+                        quantity=int(stock.get("available") or 0),
+                        live=status.get("active") is True,
+                    )
+            if len(products) < READ_PAGE or not (answer.get("_links") or {}).get("next"):
+                return
+            page += 1
+
+    def remote_differences(
+        self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
+    ) -> tuple[str, ...]:
+        """Price (what the buyer pays) and stock only: after approval the product is Netshoes'."""
+        kinds = []
+        if remote.price != self.price_payload(listing)["price"]:
+            kinds.append("price")
+        if remote.quantity is not None and remote.quantity != max(0, listing.quantity):
+            kinds.append("stock")
+        return tuple(kinds)
 
 
 def product_id(listing: Listing) -> str:
