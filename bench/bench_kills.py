@@ -117,6 +117,8 @@ SCENARIOS = {
         Scenario("magalu-lost", "magalu", lambda: products((0, 4), (15, 22)), lost_state=True),
         Scenario("dafiti", "dafiti", lambda: products((0, 4), (15, 22))),
         Scenario("dafiti-lost", "dafiti", lambda: products((0, 4), (15, 22)), lost_state=True),
+        Scenario("netshoes", "netshoes", lambda: products((0, 4), (15, 22))),
+        Scenario("netshoes-lost", "netshoes", lambda: products((0, 4), (15, 22)), lost_state=True),
     )
 }
 
@@ -179,10 +181,15 @@ def holdings(box: Sandbox, marketplace: str) -> dict[str, list[str]]:
         for sku in standin.skus:  # keyed by the seller SKU: one SKU is one listing, by construction
             price, stock = standin.prices.get(sku) or {}, standin.stocks.get(sku) or {}
             held = dumps([price.get("list_price"), price.get("price"), stock.get("quantity")])
+            found.setdefault(str(sku), []).append(held)
     elif marketplace == "dafiti":
         standin.process_feeds(everything=True)  # feeds a killed run never polled are processed by now
         for sku, product in standin.products.items():
             held = dumps([product["Price"], product.get("SalePrice") or None, int(product["Quantity"])])
+            found.setdefault(str(sku), []).append(held)
+    elif marketplace == "netshoes":  # a SKU is one listing once Netshoes approved it and it is for sale
+        for sku, held_sku in standin.skus.items():
+            held = dumps([held_sku.price, held_sku.stock, held_sku.active.get("NS", False)])
             found.setdefault(str(sku), []).append(held)
     else:
         for sku, item in standin.items.items():
@@ -210,6 +217,9 @@ def forget_listings(box: Sandbox, marketplace: str) -> None:
             table.clear()
     elif marketplace == "dafiti":
         standin.process_feeds(everything=True)
+        standin.products.clear()
+    elif marketplace == "netshoes":
+        standin.skus.clear()
         standin.products.clear()
     else:
         standin.items.clear()

@@ -1,6 +1,6 @@
 """Order import throughput and requests per order, against the stand-ins.
 
-    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre|amazon|carrefour|magalu|dafiti]
+    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre|amazon|carrefour|magalu|dafiti|netshoes]
                                  [--latency 0.1] [--concurrency 4]
 
 A sandbox (VTEX and marketplace stand-ins) is seeded with the bundled example, the
@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument(
         "--marketplace",
         default="mercadolibre",
-        choices=["mercadolibre", "amazon", "carrefour", "magalu", "dafiti"],
+        choices=["mercadolibre", "amazon", "carrefour", "magalu", "dafiti", "netshoes"],
     )
     parser.add_argument("--latency", type=float, default=0.0, help="Seconds every stand-in answer takes.")
     parser.add_argument("--concurrency", type=int, default=4, help="Orders pushed side by side.")
@@ -91,8 +91,8 @@ def run(box: Any, config: Path, name: str, count: int, latency: float, concurren
         ]
     if name == "magalu" and marketplace.order_desk is None:  # until the catalog stand-in mounts it
         mount_order_desk(marketplace)
-    # Mirakl, Magalu and SellerCenter: the order desk the catalog stand-in carries
-    buyers = marketplace.order_desk if name in ("carrefour", "magalu", "dafiti") else marketplace
+    # Mirakl, Magalu, SellerCenter and Netshoes: the order desk the stand-in carries
+    buyers = marketplace.order_desk if name in ("carrefour", "magalu", "dafiti", "netshoes") else marketplace
     created = [buyers.create_order(skus[i % len(skus)], 1) for i in range(count)]
     for standin in (marketplace, vtex):
         standin.faults = Faults(slow_rate=1.0 if latency else 0.0, slow_seconds=latency)

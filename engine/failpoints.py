@@ -65,6 +65,8 @@ APPLY_POINTS = (
     "sellercenter:feed-sent",
     "sellercenter:feed-polled",
     "sellercenter:feed-read",
+    # marketplaces/netshoes: the products (families) sent for review, before their SKUs' status is read again
+    "netshoes:products-sent",
 )
 
 

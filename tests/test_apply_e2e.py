@@ -52,7 +52,8 @@ def sandbox(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path]:
 
 
 @pytest.mark.parametrize(
-    "marketplace", ["mercadolibre", "google", "amazon", "facebook", "carrefour", "magalu", "dafiti"]
+    "marketplace",
+    ["mercadolibre", "google", "amazon", "facebook", "carrefour", "magalu", "dafiti", "netshoes"],
 )
 def test_with_20_percent_faults_every_change_lands_exactly_once(
     sandbox: tuple[Sandbox, Path], marketplace: str
@@ -88,6 +89,9 @@ def test_with_20_percent_faults_every_change_lands_exactly_once(
         assert not standin.discarded  # no price or stock went before the review
     elif marketplace == "dafiti":
         assert set(standin.products) == applied  # SellerSku is unique on SellerCenter
+    elif marketplace == "netshoes":
+        assert set(standin.skus) == applied  # one SKU each, in its family's one product
+        assert all(standin.skus[sku].active == {"NS": True} for sku in applied)
     else:
         assert set(standin.items) == applied
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from engine.project._config import load_project
 from marketplaces.sandbox import Sandbox
 from tests._harness import Loopback, run_apply, subset, write_project
 
-MARKETPLACES = ("mercadolibre", "google", "amazon", "facebook", "carrefour", "magalu", "dafiti")
+MARKETPLACES = ("mercadolibre", "google", "amazon", "facebook", "carrefour", "magalu", "dafiti", "netshoes")
 
 
 @pytest.fixture
@@ -61,7 +62,13 @@ def expected(records: list[dict[str, Any]], marketplace: str) -> dict[str, list[
     for record in records:
         if record["op"] != "create":
             continue
-        for body in record["payloads"]:
+        if marketplace == "netshoes":  # a family's body has no price: approved SKUs get theirs later
+            after = record["after"]
+            offered = Decimal(
+                str(after["sale_price"] if after.get("sale_price") is not None else after["price"])
+            )
+            wanted[record["sku_id"]] = [dumps([offered, max(0, int(after["quantity"])), True])]
+        for body in record["payloads"] if marketplace != "netshoes" else ():
             if marketplace == "mercadolibre":
                 for holder in body.get("variations") or [body]:
                     skus = [a["value_name"] for a in holder["attributes"] if a["id"] == "SELLER_SKU"]

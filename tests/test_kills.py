@@ -48,6 +48,7 @@ CHAINS = {
     "facebook-lost": ("meta:batch-sent", "meta:batch-polled", "apply:bulk-done", "apply:recorded"),
     "carrefour": ("mirakl:import-sent", "mirakl:import-polled", "mirakl:report-read"),
     "dafiti": ("sellercenter:feed-sent", "sellercenter:feed-polled", "sellercenter:feed-read"),
+    "netshoes": ("netshoes:products-sent", "apply:bulk-done"),
 }  # fmt: skip
 
 
@@ -70,7 +71,7 @@ def test_every_failpoint_of_apply_is_listed_and_in_a_chain() -> None:
 def harnesses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Harness]]:
     made: dict[str, Harness] = {}
     try:
-        for index, name in enumerate([*CHAINS, "google", "carrefour-lost", "dafiti-lost"]):
+        for index, name in enumerate([*CHAINS, "google", "carrefour-lost", "dafiti-lost", "netshoes-lost"]):
             harness = Harness(SCENARIOS[name], tmp_path_factory.mktemp(name), SEED + index)
             made[name] = harness
             harness.baseline()
@@ -111,6 +112,7 @@ def test_a_run_killed_at_each_failpoint_then_run_again_lists_every_sku_once(
         "carrefour-lost",
         "magalu-lost",
         "dafiti-lost",
+        "netshoes-lost",
     ],
 )
 def test_a_run_killed_at_a_random_point_or_time_then_run_again_lists_every_sku_once(

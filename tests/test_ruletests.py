@@ -21,7 +21,7 @@ from engine.sync._ruletests import TestFileResult as FileResult
 from engine.sync._ruletests import run_test_file
 from tests.conftest import MINIMAL_RULES, ROOT
 
-BUNDLED = ("mercadolibre", "amazon", "google", "facebook", "carrefour", "magalu", "dafiti")
+BUNDLED = ("mercadolibre", "amazon", "google", "facebook", "carrefour", "magalu", "dafiti", "netshoes")
 ML_RULES = ROOT / "rules" / "mercadolibre.yaml"
 
 # A record the Mercado Libre rules list: price ending(87.90 * 1.35 = 118.665, 0.90) = 118.90.

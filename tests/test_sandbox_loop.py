@@ -115,6 +115,7 @@ def test_a_stock_change_in_the_sandbox_reaches_every_marketplace(serving: tuple[
         ("FCB", "delivered"),
         ("CRF", "delivered"),
         ("MGL", "delivered", "DFT"),
+        ("NTS", "delivered"),
     }
     # Only the stock was sent: Mercado Libre's item update carries the quantity alone, Amazon's
     # patch replaces fulfillment_availability alone.

@@ -560,7 +560,10 @@ def test_the_command_in_text_and_json_and_its_errors(sandbox: tuple[Sandbox, Pat
     unknown = tradepost("state", "rebuild", "-m", "nope", "-c", str(config))
     assert unknown.returncode == 1
     assert unknown.stderr.startswith("error: marketplace 'nope' is not in ")
-    assert "(configured: amazon, carrefour, dafiti, facebook, google, magalu, mercadolibre)" in unknown.stderr
+    assert (
+        "(configured: amazon, carrefour, dafiti, facebook, google, magalu, mercadolibre, netshoes)"
+        in unknown.stderr
+    )
 
     (config.parent / "secrets" / "google_refresh_token").write_text("revoked\n", encoding="utf-8")
     refused = tradepost("state", "rebuild", "-m", "google", "-c", str(config))

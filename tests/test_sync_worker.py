@@ -192,7 +192,15 @@ def test_a_failing_marketplace_keeps_its_skus_queued_and_the_others_are_done(
     assert queued(config) == 1
     with open_state(load_project(config)) as store, NotificationQueue(store) as notifications:
         (item,) = notifications.take(10)
-        assert item.done_for == {"mercadolibre", "google", "facebook", "carrefour", "magalu", "dafiti"}
+        assert item.done_for == {
+            "mercadolibre",
+            "google",
+            "facebook",
+            "carrefour",
+            "magalu",
+            "dafiti",
+            "netshoes",
+        }
         notifications.release([item])
     box.standins["amazon"].faults = Faults()
     before = sent(box)

@@ -41,7 +41,7 @@ TIMEOUT = 60.0
 """Seconds any one wait may take."""
 HEARTBEAT = "1"
 """The workers' heartbeat: a killed worker's job is handed over about three seconds after its death."""
-MARKETPLACES = ("mercadolibre", "amazon", "google", "facebook", "carrefour", "magalu", "dafiti")
+MARKETPLACES = ("mercadolibre", "amazon", "google", "facebook", "carrefour", "magalu", "dafiti", "netshoes")
 
 
 def on_postgres(config: Path, server: _postgres.Server, monkeypatch: pytest.MonkeyPatch) -> Path:
