@@ -1,7 +1,7 @@
 """Order import throughput and requests per order, against the stand-ins.
 
-    python bench/bench_orders.py [--orders 200] [--marketplace mercadolibre|amazon|carrefour|magalu|dafiti|netshoes]
-                                 [--latency 0.1] [--concurrency 4]
+    python bench/bench_orders.py [--orders 200] [--latency 0.1] [--concurrency 4]
+        [--marketplace mercadolibre|amazon|carrefour|magalu|dafiti|netshoes]
 
 A sandbox (VTEX and marketplace stand-ins) is seeded with the bundled example, the
 marketplace's listings are applied, then ``--orders`` orders are bought on the stand-in
