@@ -173,6 +173,7 @@ def test_rules_reading_the_clock_are_never_skipped(
 
 PURE_FUNCTIONS = [
     "abs",
+    "available_in",
     "ceil",
     "contains",
     "ending",
@@ -192,6 +193,7 @@ PURE_FUNCTIONS = [
     "round_to",
     "slug",
     "startswith",
+    "strip_html",
     "text",
     "title",
     "trim",
