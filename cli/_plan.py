@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli._output import check_writable
-from cli._render import console, plain_line, render_diagnostics
+from cli._render import console, print_plain, render_diagnostics
 from engine import RuleError
 from engine.catalog import CatalogRecord, MalformedRecord
 from engine.jsonio import dumps
@@ -326,7 +326,7 @@ def _print_changes(out: Console, name: str, rows: list[tuple[str, ...]]) -> None
         return
     if not out.is_terminal:
         for row in rows:
-            click.echo(plain_line((name, *row)))
+            print_plain((name, *row))
         return
     table = Table(title=f"{name}", title_justify="left", show_lines=False)
     for column in ("op", "sku", "fields", "price", "qty", "detail"):
@@ -436,7 +436,7 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
             out.print(table)
         else:
             for cells in rows:
-                click.echo(plain_line(cells))
+                print_plain(cells)
     for reason in change.reasons:
         label = "excluded" if status == "excluded" else "reason"
         out.print(f"[magenta]{label}[/magenta]: {escape(redact(str(reason)))}", highlight=False)

@@ -38,9 +38,14 @@ def console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def plain_line(cells: Sequence[str]) -> str:
-    """One row for a pipe, a file or a log: cells joined by tabs, none holding a tab or a line break."""
-    return "\t".join(" ".join(cell.split("\t")).replace("\r", " ").replace("\n", " ") for cell in cells)
+def print_plain(cells: Sequence[str]) -> None:
+    """One row for a pipe, a file or a log: cells joined by tabs, none holding a tab or a line break.
+
+    Written to ``sys.stdout`` itself, whose errors :func:`tolerant_output` set (``click.echo``
+    would swap an ASCII stream for UTF-8 and write bytes a C locale cannot read).
+    """
+    line = "\t".join(" ".join(cell.split("\t")).replace("\r", " ").replace("\n", " ") for cell in cells)
+    sys.stdout.write(line + "\n")
 
 
 def render_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:

@@ -640,16 +640,13 @@ def _without_markup(text: str) -> str:
     lowered = text.translate(_ASCII_LOWER)  # the same length as ``text``, unlike str.lower()
     out: list[str] = []
     at = 0
-    while (start := text.find("<", at)) >= 0:
+    while (found := _TAG_START.search(text, at)) is not None:
+        start = found.start()
         out.append(text[at:start])
         if lowered.startswith("<!--", start):
             close = text.find("-->", start + 4)
             at = len(text) if close < 0 else close + 3  # an unclosed comment hides the rest
             out.append(" ")
-            continue
-        if not _opens_tag(text[start + 1 : start + 2]):
-            out.append("<")
-            at = start + 1
             continue
         end = text.find(">", start)
         if end < 0:  # no tag closes: the rest is text
@@ -667,10 +664,8 @@ def _without_markup(text: str) -> str:
     return "".join(out)
 
 
-def _opens_tag(character: str) -> bool:
-    return character.isascii() and (character.isalpha() or character in "/!?")
-
-
+_TAG_START = re.compile(r"<[A-Za-z/!?]")
+"""Where a tag may start: a "<" before anything else ("3 < 5") is text. Two characters, no backtracking."""
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _BLOCKS = frozenset(
     {
