@@ -114,6 +114,7 @@ def test_a_stock_change_in_the_sandbox_reaches_every_marketplace(serving: tuple[
         ("GGL", "delivered"),
         ("FCB", "delivered"),
         ("CRF", "delivered"),
+        ("DFT", "delivered"),
     }
     # Only the stock was sent: Mercado Libre's item update carries the quantity alone, Amazon's
     # patch replaces fulfillment_availability alone.

@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-from ruamel.yaml import YAML
 
 from engine import TradepostError
 from engine.connectors import Credentials, Listing
@@ -29,23 +28,16 @@ from marketplaces.sandbox import Sandbox
 from marketplaces.sellercenter import DafitiConnector, SellerCenterConnector
 from marketplaces.sellercenter._http import FeedSlots, SlotClock
 from marketplaces.sellercenter.standin import SANDBOX_API_KEY, SellerCenterStandin
-from tests._harness import Loopback, run_apply, subset, write_project
+from tests._harness import run_apply
+from tests.test_mirakl_connector import edit_catalog
+from tests.test_mirakl_connector import shop as shop
+from tests.test_state_rebuild import lose_state, plan, rebuild
 
 
 @pytest.fixture
-def seller(loopback: Loopback, tmp_path: Path) -> tuple[Sandbox, Path, Path]:
-    """A sandbox whose project reads its catalog from a file the test may edit."""
-    records = subset(24)
-    box = loopback.sandbox(records)
-    config = write_project(box, tmp_path / "project")
-    catalog = tmp_path / "catalog.jsonl"
-    catalog.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    yaml = YAML()
-    project = yaml.load(config.read_text(encoding="utf-8"))
-    project["source"] = {"type": "file", "path": str(catalog)}
-    with config.open("w", encoding="utf-8") as out:
-        yaml.dump(project, out)
-    return box, config, catalog
+def seller(shop: tuple[Sandbox, Path, Path]) -> tuple[Sandbox, Path, Path]:
+    """A sandbox whose project reads its catalog from a file the test may edit (Mirakl's fixture)."""
+    return shop
 
 
 def standin(box: Sandbox) -> SellerCenterStandin:
@@ -75,20 +67,6 @@ def test_a_create_looks_up_then_creates_the_families_then_sends_their_images(
     parents = {p["ParentSku"] for p in products.values() if p.get("ParentSku")}
     assert parents and parents <= set(products)
     assert all(p["Images"] for p in products.values())
-
-
-def edit_catalog(catalog: Path, sku_id: str, **changes: Any) -> None:
-    """Set ``price.selling`` (``selling=``) or the main warehouse's quantity (``quantity=``) of a SKU."""
-    records = [json.loads(line) for line in catalog.read_text(encoding="utf-8").splitlines()]
-    for record in records:
-        if str(record["sku"]["id"]) == sku_id:
-            if "selling" in changes:
-                record["price"]["selling"] = changes["selling"]
-                record["price"]["promotional"] = None
-            if "quantity" in changes:
-                record["stock"]["warehouses"][0]["quantity"] = changes["quantity"]
-                record["stock"]["warehouses"][0]["reserved"] = 0
-    catalog.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
 def feed_records(box: Sandbox, action: str) -> list[dict[str, Any]]:
@@ -161,13 +139,15 @@ def test_refused_records_come_back_as_per_sku_reasons_and_a_family_fails_whole(
 
 
 def test_the_feed_spacing_is_kept_after_the_free_calls(seller: tuple[Sandbox, Path, Path]) -> None:
-    """The stand-in counts 50 feed calls already: each feed now waits its 2 (scaled) minutes."""
+    """The stand-in counts 50 feed calls already, one just now, and its 2 minutes last 3 s: each
+    feed meets a 429 whose Retry-After is within the connector's patience, and waits it out."""
     box, config, _ = seller
     shop = standin(box)
+    shop.time_scale = 40.0
     shop.feed_calls, shop.last_feed_call = 50, shop.clock()
     summary = run_apply(config, "dafiti", box)
     assert summary.failed == 0, summary.failures
-    assert shop.feed_refusals >= 1  # the connector's first feed met a 429 and waited it out
+    assert shop.feed_refusals >= 2  # ProductCreate, then Image: each met a 429 and waited it out
 
 
 def test_a_feed_beyond_its_turn_is_deferred_without_sending() -> None:
@@ -239,6 +219,21 @@ def test_read_back_lists_products_with_their_price_and_quantity(seller: tuple[Sa
         assert remote.remote_id == sku
         assert remote.price == Decimal(products[sku]["Price"])
         assert remote.quantity == int(products[sku]["Quantity"])
+
+
+def test_after_losing_the_state_a_rebuild_leaves_nothing_to_send_but_a_price_changed_by_hand(
+    seller: tuple[Sandbox, Path, Path],
+) -> None:
+    box, config, _ = seller
+    applied = run_apply(config, "dafiti", box)
+    changed = sorted(standin(box).products)[0]
+    standin(box).products[changed]["Price"] = "1.23"  # someone in SellerCenter's UI
+    lose_state(config)
+    summary = rebuild(config, "dafiti", box)
+    assert (summary.listings, summary.not_in_catalog) == (applied.applied, 0)
+    assert dict(summary.differing) == {"price": 1}
+    _, changes = plan(config, "dafiti")
+    assert [(c.op, c.sku_id, c.kinds) for c in changes] == [("update", changed, ("price",))]
 
 
 def dafiti_listing(**changes: Any) -> Listing:

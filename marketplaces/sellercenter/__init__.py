@@ -61,6 +61,7 @@ from engine.connectors import (
     Reason,
     RemoteListing,
     RetryPolicy,
+    TokenBucket,
 )
 from marketplaces.sellercenter._feeds import Deferred, FeedRunner
 from marketplaces.sellercenter._http import (
@@ -72,6 +73,7 @@ from marketplaces.sellercenter._http import (
     as_list,
     decimal_of,
     read_envelope,
+    redact,
     signed_params,
     text_of,
 )
@@ -87,6 +89,8 @@ PATIENCE_FLOOR = 5.0
 """Real seconds a feed turn, or a 429's Retry-After, is always waited: a few seconds hold no sync
 batch, and under the sandbox's time scale they cover the documented spacing."""
 GONE = ("not found", "does not exist")
+COMPARED = ("Name", "Brand", "PrimaryCategory", "Description")
+"""Content read back and compared on ``state rebuild``."""
 
 
 class SellerCenterConnector(Connector):
@@ -224,8 +228,9 @@ class SellerCenterConnector(Connector):
         return {}
 
     def sender(self, client: httpx.AsyncClient) -> SellerCenterSender:
-        """Signed requests, retried on 5xx and lost connections; a 429 only when its Retry-After is
-        within ``max_wait_seconds`` (on the connector's clock) or :data:`PATIENCE_FLOOR` seconds."""
+        """Signed requests at :attr:`rate_limit`, retried on 5xx and lost connections; a 429 only
+        when its Retry-After is within ``max_wait_seconds`` (on the connector's clock) or
+        :data:`PATIENCE_FLOOR` seconds."""
         clock = self.slots.clock
         patience = max(clock.seconds(float(self.option("max_wait_seconds"))), self.patience_floor)
         retry = RetryPolicy(
@@ -234,8 +239,10 @@ class SellerCenterConnector(Connector):
             cap=30.0,
             retry_after_cap=patience,
         )
-        user_agent = self.option("user_agent")
-        return SellerCenterSender(client, self.option("user_id"), self._key, retry, patience, user_agent)
+        user_agent, pacer = self.option("user_agent"), TokenBucket(self.rate_limit)
+        return SellerCenterSender(
+            client, self.option("user_id"), self._key, retry, patience, user_agent, pacer
+        )
 
     async def apply_in_bulk(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], changes: Sequence[ChangeRecord]
@@ -299,16 +306,10 @@ class SellerCenterConnector(Connector):
             if len(products) < LOOKUP_PAGE:
                 return
 
-    def remote_differences(
-        self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
-    ) -> tuple[str, ...]:
-        """Price and stock only: GetProducts shows the content as the marketplace keeps it."""
-        kinds: list[str] = []
-        if (remote.price, remote.sale_price) != (listing.price, listing.sale_price):
-            kinds.append("price")
-        if remote.quantity is not None and remote.quantity != max(0, listing.quantity):
-            kinds.append("stock")
-        return tuple(kinds)
+    def listing_content(self, listing: Listing, family: Sequence[Listing]) -> Mapping[str, Any]:
+        """The content GetProducts shows back as sent (:data:`COMPARED`); the rest is Dafiti's."""
+        record = self.product(listing)
+        return {name: text_of(record.get(name)).strip() for name in COMPARED}
 
 
 class DafitiConnector(SellerCenterConnector):
@@ -388,7 +389,7 @@ class _Batch:
 
     def fail(self, skus: Iterable[str], reason: str, retryable: bool) -> None:
         for sku in skus:
-            self.errors.setdefault(sku, []).append((reason, retryable))
+            self.errors.setdefault(sku, []).append((redact(reason), retryable))
 
     async def create(self, sender: SellerCenterSender) -> None:
         """ProductCreate for the SKUs the seller does not have; updates for those it has; images."""
@@ -466,7 +467,8 @@ def _products(body: Any) -> list[Mapping[str, Any]]:
 
 
 def _remote(product: Mapping[str, Any]) -> RemoteListing:
-    """A GetProducts product as a read-back listing: price, sale price, quantity; the SellerSku."""
+    """A GetProducts product as a read-back listing: price, sale price, quantity, the compared
+    content; the SellerSku as the remote id."""
     quantity = decimal_of(product.get("Quantity"))
     return RemoteListing(
         str(product["SellerSku"]),
@@ -474,6 +476,7 @@ def _remote(product: Mapping[str, Any]) -> RemoteListing:
         decimal_of(product.get("Price")),
         decimal_of(product.get("SalePrice")),
         int(quantity) if quantity is not None else None,
+        content={name: text_of(product.get(name)).strip() for name in COMPARED},
     )
 
 

@@ -31,7 +31,7 @@ What is here, and nothing about catalog or orders:
   :class:`FeedSlots` (the first ``free`` calls at once, then one per 2 minutes), on the slot clock
   the Mirakl connector uses (:class:`~marketplaces.mirakl._http.CallSlots`);
 - :class:`SellerCenterSender`: one request, signed afresh for every attempt (a new Timestamp),
-  retried on 429, 5xx and lost connections under a :class:`~engine.connectors.RetryPolicy`,
+  paced, retried on 429, 5xx and lost connections under a :class:`~engine.connectors.RetryPolicy`,
   counted.
 
 Stand-in side: a SellerCenter stand-in dispatches on ``Action``. After checking the signature it
@@ -65,7 +65,7 @@ from defusedxml import DefusedXmlException
 from starlette.requests import Request
 
 from engine import TradepostError
-from engine.connectors import CallResult, RetryPolicy, retry_after
+from engine.connectors import CallResult, RetryPolicy, TokenBucket, retry_after
 from marketplaces.mirakl._http import CallSlots
 from marketplaces.mirakl._http import MiraklClock as SlotClock
 
@@ -438,6 +438,8 @@ class SellerCenterSender:
     """Real seconds a 429's Retry-After may ask to wait; asked for longer, the 429 is the answer."""
     user_agent: str = ""
     """``<SellerId>/<language>/<version>``, as Falabella requires (harmless elsewhere)."""
+    pacer: TokenBucket | None = None
+    """Every attempt waits its turn here (the seller's request rate), when given."""
     count: int = 0
     retries: int = 0
 
@@ -450,6 +452,8 @@ class SellerCenterSender:
             headers["User-Agent"] = self.user_agent
 
         async def attempt(n: int) -> httpx.Response:
+            if self.pacer is not None:
+                await self.pacer.acquire()
             self.count += 1
             self.retries += n > 0
             query = signed_query(common_params(action, self.user_id, params), self.api_key)
@@ -457,10 +461,8 @@ class SellerCenterSender:
             return await self.client.request(method, f"/?{query}", headers=headers, content=body)
 
         def again(response: httpx.Response) -> bool:
-            if not self.retry.retryable(response):
-                return False
-            asked = retry_after(response)
-            return response.status_code != 429 or asked is None or asked <= self.patience
+            asked = retry_after(response) if response.status_code == 429 else None
+            return self.retry.retryable(response) and (asked is None or asked <= self.patience)
 
         return await self.retry.run_async(attempt, retry_if=again)
 
