@@ -143,8 +143,9 @@ from cli._orders import orders  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
 from cli._ruletest import ruletest  # noqa: E402
 from cli._sandbox import sandbox  # noqa: E402
-from cli._serve import serve, status  # noqa: E402
+from cli._serve import serve  # noqa: E402
 from cli._state import state  # noqa: E402
+from cli._status import status  # noqa: E402
 from cli._sync import sync  # noqa: E402
 from cli._unlock import unlock  # noqa: E402
 from cli._worker import worker  # noqa: E402
