@@ -139,6 +139,7 @@ def schema(output: Path | None) -> None:
 
 
 from cli._apply import apply  # noqa: E402
+from cli._log import log  # noqa: E402
 from cli._orders import orders  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
 from cli._ruletest import ruletest  # noqa: E402
@@ -160,6 +161,7 @@ cli.add_command(unlock)
 cli.add_command(state)
 cli.add_command(serve)
 cli.add_command(status)
+cli.add_command(log)
 cli.add_command(sync)
 cli.add_command(worker)
 

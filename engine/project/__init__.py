@@ -34,6 +34,15 @@ from engine.project._config import (
     VtexAccount,
     load_project,
 )
+from engine.project._log import (
+    LOG_LEVELS,
+    IntegrationLog,
+    LogEntry,
+    LogLevel,
+    RecurringError,
+    integration_log,
+    pattern_of,
+)
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
 from engine.project._status import (
@@ -43,6 +52,7 @@ from engine.project._status import (
     ProjectStatus,
     invalid_by_reason,
     marketplace_status,
+    noted_reasons,
     project_status,
 )
 from engine.project._sync import SYNC_BATCH, MarketplaceOutcome, SyncReads, SyncReport, SyncWorker, sync_once
@@ -59,18 +69,23 @@ from engine.project._workers import (
 
 __all__ = [
     "HEARTBEAT",
+    "LOG_LEVELS",
     "SHARD_TIMEOUT",
     "SYNC_BATCH",
     "CatalogReads",
     "ConfigError",
     "FailingSku",
+    "IntegrationLog",
     "InvalidReason",
+    "LogEntry",
+    "LogLevel",
     "MarketplaceOutcome",
     "MarketplaceRun",
     "MarketplaceStatus",
     "PlannedApply",
     "Project",
     "ProjectStatus",
+    "RecurringError",
     "ServeConfig",
     "ShardedApply",
     "SourceConfig",
@@ -87,14 +102,17 @@ __all__ = [
     "catalog_records",
     "check_not_stale",
     "fingerprint_of",
+    "integration_log",
     "invalid_by_reason",
     "load_project",
     "locked",
     "marketplace_status",
+    "noted_reasons",
     "open_marketplace",
     "open_state",
     "order_desks",
     "order_marketplaces",
+    "pattern_of",
     "planned_records",
     "project_status",
     "rebuild_state",

@@ -196,16 +196,22 @@ def invalid_by_reason(
 
 
 def _reasons(sku_id: str, text: str) -> list[InvalidReason]:
-    """The distinct codes of one SKU's reasons (``UNREADABLE`` when the row is not what a plan wrote)."""
+    """The distinct codes of one SKU's reasons, each with its first reason."""
+    found: dict[str, InvalidReason] = {}
+    for code, rule, message, location in noted_reasons(text):
+        found.setdefault(code, InvalidReason(code, 1, sku_id, message, rule, location))
+    return list(found.values())
+
+
+def noted_reasons(text: str) -> list[tuple[str, str, str, str | None]]:
+    """(code, rule, message, ``file:line:col`` or None) of each reason of an invalid record as a
+    plan keeps them (``[where, [[code, rule, message, span]]]``); one ``UNREADABLE`` when the row
+    is not what a plan wrote."""
     try:
         _, listed = json.loads(text)
-        found = {
-            str(code): InvalidReason(str(code), 1, sku_id, str(message), str(rule), _location(span))
-            for code, rule, message, span in listed
-        }
+        return [(str(code), str(rule), str(message), _location(span)) for code, rule, message, span in listed]
     except (ValueError, TypeError):
-        return [InvalidReason("UNREADABLE", 1, sku_id, "the reasons noted cannot be read", "", None)]
-    return list(found.values())
+        return [("UNREADABLE", "", "the reasons noted cannot be read", None)]
 
 
 def _location(span: object) -> str | None:
