@@ -50,7 +50,7 @@ def test_a_run_and_the_invalid_records_with_their_rule_locations(shop: Shop) -> 
     assert all(e["message"].startswith("TP922 GTIN ") for e in invalid)
     [recurring] = document["recurring"]
     assert recurring["count"] == 2 and recurring["marketplaces"] == ["google"]
-    assert recurring["pattern"] == "TP… GTIN … has a wrong check digit; Google disapproves such offers"
+    assert recurring["pattern"] == "TP922 GTIN … has a wrong check digit; Google disapproves such offers"
     assert read_log(shop, "-m", "google", "--level", "error") == {"entries": [], "recurring": []}
     sku = invalid[0]["subject"]
     assert [e["subject"] for e in read_log(shop, "--sku", sku)["entries"]] == [sku]
@@ -115,6 +115,7 @@ def test_a_wrong_since_is_refused_with_a_message(shop: Shop) -> None:
         ("SKU '2000031' has no image", "SKU … has no image"),
         ('offer "A-1" rejected', "offer … rejected"),
         ("no digits here", "no digits here"),
+        ("P31: 500 internal error", "P31: … internal error"),  # a code keeps its digits
     ],
 )
 def test_a_pattern_sets_aside_numbers_and_quoted_values(message: str, pattern: str) -> None:

@@ -24,7 +24,9 @@ LogLevel = Literal["error", "warning", "info"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("error", "warning", "info")
 """From the most to the least severe: ``--level warning`` shows warnings and errors."""
 
-_VARYING = re.compile(r"'[^']*'|\"[^\"]*\"|\d+(?:[.,]\d+)*")
+_VARYING = re.compile(r"'[^']*'|\"[^\"]*\"|(?<!\w)\d+(?:[.,]\d+)*")
+"""What varies between two occurrences of one error: quoted values, numbers (not those inside a
+code or a name, such as TP922 or P31: the code is what makes two errors the same)."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def recurring_errors(entries: Iterable[LogEntry]) -> list[RecurringError]:
 
 def pattern_of(message: str) -> str:
     """The message with what varies from one SKU or order to the next (numbers, quoted values)
-    replaced by ``…``: two errors with the same pattern are the same error."""
+    replaced by ``…``: two errors with the same pattern (code and message) are the same error."""
     return _VARYING.sub("…", message)
 
 
