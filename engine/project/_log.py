@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from engine.orders._store import OrderStore
@@ -44,17 +44,6 @@ class LogEntry:
     location: str | None = None
     """``file:line:col`` of the rule an invalid record's reason points at."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at,
-            "marketplace": self.marketplace,
-            "level": self.level,
-            "kind": self.kind,
-            "subject": self.subject,
-            "message": self.message,
-            "location": self.location,
-        }
-
 
 @dataclass(frozen=True)
 class RecurringError:
@@ -65,14 +54,6 @@ class RecurringError:
     marketplaces: list[str]
     sample: LogEntry
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "pattern": self.pattern,
-            "count": self.count,
-            "marketplaces": self.marketplaces,
-            "sample": self.sample.to_dict(),
-        }
-
 
 @dataclass(frozen=True)
 class IntegrationLog:
@@ -81,8 +62,8 @@ class IntegrationLog:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "entries": [e.to_dict() for e in self.entries],
-            "recurring": [r.to_dict() for r in self.recurring],
+            "entries": [asdict(e) for e in self.entries],
+            "recurring": [asdict(r) for r in self.recurring],
         }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from engine.orders._store import OrderStore
@@ -40,9 +40,6 @@ class FailingSku:
     error: str
     recorded_at: float
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"sku_id": self.sku_id, "error": self.error, "recorded_at": self.recorded_at}
-
 
 @dataclass(frozen=True)
 class InvalidReason:
@@ -55,16 +52,6 @@ class InvalidReason:
     rule: str
     location: str | None
     """``file:line:col`` of the rule the sample's reason points at, when it has one."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "count": self.count,
-            "sample_sku": self.sample_sku,
-            "message": self.message,
-            "rule": self.rule,
-            "location": self.location,
-        }
 
 
 @dataclass(frozen=True)
@@ -93,9 +80,9 @@ class MarketplaceStatus:
         return {
             "listings_live": self.live,
             "failing": self.failing,
-            "last_errors": [e.to_dict() for e in self.last_errors],
+            "last_errors": [asdict(e) for e in self.last_errors],
             "invalid": self.invalid,
-            "invalid_by_reason": [r.to_dict() for r in self.invalid_reasons],
+            "invalid_by_reason": [asdict(r) for r in self.invalid_reasons],
             "marketplace_status": self.remote_status,
             "last_full_apply": None if self.last_full_apply is None else self.last_full_apply.to_dict(),
             "last_full_plan": None if self.last_full_plan is None else self.last_full_plan.to_dict(),
