@@ -1,4 +1,4 @@
-"""`tradepost serve`: the endpoint VTEX notifies of changes; `tradepost status`: what is queued.
+"""`tradepost serve`: the endpoint VTEX notifies of changes (`tradepost status` shows what is queued).
 
 ``serve`` listens where the config's ``serve:`` section says and queues each notification in the
 state store before answering it. Stopping it (Ctrl-C, SIGTERM) is uvicorn's graceful shutdown:
@@ -11,7 +11,6 @@ from __future__ import annotations
 import signal
 import socket
 import sys
-import time
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -19,13 +18,12 @@ from pathlib import Path
 import click
 import uvicorn
 
-from cli._plan import _project, age, config_option
+from cli._plan import _project, config_option
 from cli._sync import Pace, exit_status, lease_option, marketplace_runs, syncing
 from engine import TradepostError
-from engine.jsonio import dumps
 from engine.project import ConfigError, MarketplaceRun, Project, open_state
 from engine.secrets import read_secret
-from engine.state import FullPass, NotificationQueue
+from engine.state import NotificationQueue
 from marketplaces.vtex._notifications import SECRET_PARAMETER, ClientLimits, Integrations, notification_app
 
 MIN_SECRET = 16
@@ -167,44 +165,3 @@ def _run_until_stopped(server: uvicorn.Server, sock: socket.socket) -> str:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return received[0] if received else "the server"
-
-
-@click.command()
-@config_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for monitoring).")
-def status(config_path: Path | None, as_json: bool) -> None:
-    """Show the notification queue and, per marketplace, its last full apply and full plan.
-
-    A full apply is `tradepost apply` without a saved plan, over a catalog read to its end, with
-    every change applied: the periodic reconciliation that catches what notifications missed.
-    """
-    project = _project(config_path)
-    names = project.marketplace_names()
-    with open_state(project) as store, NotificationQueue(store) as queue:
-        counts = queue.counts()
-        passes = {n: (store.last_full_pass(n, "apply"), store.last_full_pass(n, "plan")) for n in names}
-    if as_json:
-        marketplaces = {
-            n: {"last_full_apply": _pass_dict(applied), "last_full_plan": _pass_dict(planned)}
-            for n, (applied, planned) in passes.items()
-        }
-        click.echo(dumps({"notifications": counts.to_dict(), "marketplaces": marketplaces}, indent=2))
-        return
-    line = f"notifications queued: {counts.queued} ({counts.leased} being processed)"
-    if counts.oldest_received_at is not None:
-        line += f"; the oldest arrived {max(0, time.time() - counts.oldest_received_at):.0f} s ago"
-    click.echo(line)
-    for name, (applied, planned) in passes.items():
-        click.echo(f"{name}: last full apply {_describe(applied)}; last full plan {_describe(planned)}")
-
-
-def _pass_dict(done: FullPass | None) -> dict[str, object] | None:
-    return None if done is None else done.to_dict()
-
-
-def _describe(done: FullPass | None) -> str:
-    if done is None:
-        return "never"
-    at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(done.finished_at))
-    text = f"{at} ({age(time.time() - done.finished_at)} ago)"
-    return text + (f", {done.applied} applied, {done.failed} failed" if done.kind == "apply" else "")

@@ -139,12 +139,14 @@ def schema(output: Path | None) -> None:
 
 
 from cli._apply import apply  # noqa: E402
+from cli._log import log  # noqa: E402
 from cli._orders import orders  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
 from cli._ruletest import ruletest  # noqa: E402
 from cli._sandbox import sandbox  # noqa: E402
-from cli._serve import serve, status  # noqa: E402
+from cli._serve import serve  # noqa: E402
 from cli._state import state  # noqa: E402
+from cli._status import status  # noqa: E402
 from cli._sync import sync  # noqa: E402
 from cli._unlock import unlock  # noqa: E402
 from cli._worker import worker  # noqa: E402
@@ -159,6 +161,7 @@ cli.add_command(unlock)
 cli.add_command(state)
 cli.add_command(serve)
 cli.add_command(status)
+cli.add_command(log)
 cli.add_command(sync)
 cli.add_command(worker)
 

@@ -238,6 +238,15 @@ class OrderStore:
         )
         return [{"at": _iso(at), "event": event, "detail": detail} for at, event, detail in rows]
 
+    def events_since(self, marketplace: str, since: float = 0.0) -> list[tuple[str, float, str, str | None]]:
+        """(order, when, event, detail) of every order event of ``marketplace`` since, newest first."""
+        rows = self.db.execute(
+            "SELECT order_id, at, event, detail FROM order_events WHERE marketplace = ? AND at >= ? "
+            "ORDER BY at DESC, id DESC",
+            (marketplace, since),
+        )
+        return [(str(o), float(at), str(e), None if d is None else str(d)) for o, at, e, d in rows]
+
     # -- writing -----------------------------------------------------------------------------
 
     def insert(self, order: Order, state: OrderState, decision: dict[str, Any], event: str) -> bool:

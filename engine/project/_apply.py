@@ -7,6 +7,7 @@ resuming, staleness and locking is what a scheduler run does.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from itertools import islice
@@ -233,10 +234,14 @@ async def apply_records(
             after_auth=lambda: persist_rotated(project, run, credentials),
             **(executor_options or {}),
         )
+        started = time.time()
         try:
-            return await executor.apply(records)
+            summary = await executor.apply(records)
         finally:
             persist_rotated(project, run, credentials)
+    figures = {k: v for k, v in summary.to_dict().items() if k != "failures"}  # those are in sku_errors
+    state.note_run(run.name, "apply", started, figures)  # the integration log's runs
+    return summary
 
 
 async def authenticate(

@@ -113,6 +113,28 @@ class ServeConfig(_Strict):
     )
 
 
+class StatusConfig(_Strict):
+    """`tradepost status`: past which figures a marketplace needs a person (exit 2, for a scheduler)."""
+
+    max_failing: int = Field(
+        0, ge=0, description="SKUs whose last change failed, per marketplace, tolerated (0: any one pages)."
+    )
+    max_held_order_hours: float = Field(
+        24, gt=0, description="Hours an order may wait in `held` for a decision."
+    )
+    max_queue_age_minutes: float = Field(
+        30, gt=0, description="Minutes the oldest queued change notification may wait."
+    )
+    max_full_pass_age_hours: float = Field(
+        48,
+        gt=0,
+        description=(
+            "Hours since a marketplace with listings last had a full apply (the reconciliation); "
+            "one never reconciled counts as too old."
+        ),
+    )
+
+
 class ProjectConfig(_Strict):
     """A Tradepost project: one catalog source, one state store, several marketplaces."""
 
@@ -128,6 +150,9 @@ class ProjectConfig(_Strict):
     orders: OrdersConfig = Field(default_factory=OrdersConfig)
     serve: ServeConfig | None = Field(
         None, description="The change-notification endpoint (`tradepost serve`)."
+    )
+    status: StatusConfig = Field(
+        default_factory=StatusConfig, description="Thresholds of `tradepost status` (exit 2 past one)."
     )
 
     @field_validator("state")

@@ -620,6 +620,51 @@ class StateStore:
         rows = self.db.execute("SELECT sku_id, reasons FROM sku_errors WHERE marketplace = ?", (marketplace,))
         return {str(sku_id): str(reason) for sku_id, reason in rows}
 
+    def error_rows(self, marketplace: str, since: float = 0.0) -> list[tuple[str, str, float]]:
+        """(SKU, reason, when) of each SKU whose last change failed at or after ``since``, newest first."""
+        rows = self.db.execute(
+            "SELECT sku_id, reasons, recorded_at FROM sku_errors WHERE marketplace = ? AND recorded_at >= ? "
+            "ORDER BY recorded_at DESC, sku_id",
+            (marketplace, since),
+        )
+        return [(str(sku_id), str(reason), float(at)) for sku_id, reason, at in rows]
+
+    def invalid_reasons(self, marketplace: str) -> Iterator[tuple[str, str]]:
+        """(SKU, reasons as a plan noted them: :meth:`note_excluded`) of each record a plan found
+        invalid whose SKU is listed nowhere; the only durable record of a plan's invalid SKUs."""
+        yield from (
+            (str(sku_id), str(reasons))
+            for sku_id, reasons in self.db.stream(
+                "SELECT sku_id, reasons FROM excluded_sources x "
+                "WHERE marketplace = ? AND reasons IS NOT NULL AND NOT EXISTS (SELECT 1 FROM listings l "
+                "WHERE l.marketplace = x.marketplace AND l.sku_id = x.sku_id) ORDER BY sku_id",
+                (marketplace,),
+            )
+        )
+
+    def note_run(self, marketplace: str, kind: str, started_at: float, summary: Mapping[str, Any]) -> bool:
+        """Record that a ``kind`` run of ``marketplace`` ended now, with its summary (JSON-able): the
+        integration log's runs. At once or not at all: a store that refuses never fails the run."""
+        row = (marketplace, kind, started_at, time.time(), json.dumps(summary, sort_keys=True, default=str))
+        return self._at_once(
+            f"{kind} run of {marketplace}",
+            lambda: self.db.execute(
+                "INSERT INTO runs (marketplace, kind, started_at, finished_at, summary) "
+                "VALUES (?, ?, ?, ?, ?)",
+                row,
+            ),
+        )
+
+    def runs(self, marketplace: str, since: float = 0.0) -> list[tuple[str, float, float, dict[str, Any]]]:
+        """(kind, started, finished, summary) of each run of ``marketplace`` ended since, newest first
+        (a summary that cannot be read is empty)."""
+        rows = self.db.execute(
+            "SELECT kind, started_at, finished_at, summary FROM runs WHERE marketplace = ? "
+            "AND finished_at >= ? ORDER BY finished_at DESC, id DESC",
+            (marketplace, since),
+        )
+        return [(str(kind), float(start), float(end), _summary(text)) for kind, start, end, text in rows]
+
     # -- one run per marketplace at a time -----------------------------------------------------
 
     def acquire_lock(self, marketplace: str, holder: str, *, lease: float | None = None) -> None:
@@ -844,6 +889,14 @@ def _dialect(url: str, busy_timeout: float, secrets_base: Path | None) -> Dialec
             "make its parent writable by the user running tradepost"
         ) from None
     return SqliteDialect(path, busy_timeout)
+
+
+def _summary(text: object) -> dict[str, Any]:
+    try:
+        value = json.loads(str(text))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _pass_key(marketplace: str, kind: str) -> str:
