@@ -36,7 +36,6 @@ from engine.project._assembly import open_marketplace, open_state  # noqa: E402
 from engine.project._config import load_project  # noqa: E402
 from engine.project._order_desks import order_desks  # noqa: E402
 from marketplaces._standin import Faults  # noqa: E402
-from marketplaces.magalu._standin_order_desk import mount_order_desk  # noqa: E402
 from marketplaces.sandbox import build_sandbox, read_catalog  # noqa: E402
 
 
@@ -89,8 +88,6 @@ def run(box: Any, config: Path, name: str, count: int, latency: float, concurren
                 "SELECT sku_id FROM listings WHERE marketplace = ? AND quantity >= 5 ORDER BY sku_id", (name,)
             )
         ]
-    if name == "magalu" and marketplace.order_desk is None:  # until the catalog stand-in mounts it
-        mount_order_desk(marketplace)
     # Mirakl, Magalu, SellerCenter and Netshoes: the order desk the stand-in carries
     buyers = marketplace.order_desk if name in ("carrefour", "magalu", "dafiti", "netshoes") else marketplace
     created = [buyers.create_order(skus[i % len(skus)], 1) for i in range(count)]

@@ -42,8 +42,7 @@ from engine.project._config import load_project
 from marketplaces._standin import Faults, Standin, error_handlers, same_secret
 from marketplaces.magalu._http import SANDBOX_CHANNEL_ID
 from marketplaces.magalu._order_channel import MagaluOrders, _more, invoice_body, read_order, shipping_body
-from marketplaces.magalu._standin_order_desk import MagaluOrderDesk, OrderRefusal, mount_order_desk
-from marketplaces.magalu.standin import MagaluStandin
+from marketplaces.magalu._standin_order_desk import MagaluOrderDesk, OrderRefusal
 from marketplaces.vtex.standin import VtexStandin
 from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
 from tests._orderflows import ORDERS_NOW, Clock, OrderFlow, kill_and_recover, plenty_skus
@@ -586,18 +585,8 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
 
 
 def test_tradepost_orders_pull_and_push_take_a_magalu_order_to_vtex_and_back(
-    loopback: Loopback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    loopback: Loopback, tmp_path: Path
 ) -> None:
-    made = MagaluStandin.for_sandbox.__func__  # type: ignore[attr-defined]
-
-    def with_desk(cls: type[MagaluStandin], catalog: Any, **settings: Any) -> MagaluStandin:
-        """The sandbox's Magalu with its order desk (until the catalog stand-in mounts one itself)."""
-        standin: MagaluStandin = made(cls, catalog, **settings)
-        if standin.order_desk is None:
-            mount_order_desk(standin)
-        return standin
-
-    monkeypatch.setattr(MagaluStandin, "for_sandbox", classmethod(with_desk))
     box = loopback.sandbox(subset(20))
     if "magalu" not in box.standins or order_channel_class("magalu") is None:
         pytest.skip(

@@ -59,6 +59,7 @@ from marketplaces._standin import (
 from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json as _json
 from marketplaces.magalu._http import CURRENCY, NORMALIZER, REQUEST_ID_HEADER, SANDBOX_CHANNEL_ID
+from marketplaces.magalu._standin_order_desk import order_desk_for
 
 SANDBOX_CLIENT_ID = "sandbox-magalu-client"
 SANDBOX_CLIENT_SECRET = "sandbox-magalu-secret-not-a-secret"
@@ -132,9 +133,8 @@ class MagaluStandin(Standin):
         self.discarded: list[tuple[str, str]] = []
         """(``price``/``stock``, SKU) sent before the SKU was published: accepted, not counted."""
         self._request_ids = itertools.count(1)
-        # MARK: Magalu orders. The orders component's desk (marketplaces/magalu/_standin_order_desk.py,
-        # built on its own branch) is passed here, or made here on self.skus once it exists.
-        self.order_desk = order_desk
+        # Magalu orders: the desk sells this stand-in's priced SKUs on its channel, behind its tokens.
+        self.order_desk = order_desk or order_desk_for(self)
         super().__init__(rate_limit, burst, faults)
 
     # -- sandbox -----------------------------------------------------------------------------
