@@ -29,7 +29,7 @@ three reads a SKU (status, price, stock), so at 50 calls a minute about 16 SKUs 
 Options: ``calls_per_minute`` (initial = 50), ``business_units`` (``NS``; ``NS,ZT`` adds Zattini;
 approval is read in the first), ``approval_wait_seconds`` (0: how long after a create its status
 is read again in the same run), ``time_scale`` (1; the sandbox
-runs Netshoes' minutes 600 times faster, and its stand-in too), ``max_attempts`` (5) and
+runs Netshoes' minutes 600 times faster, and its stand-in too), ``max_attempts`` (8) and
 ``retry_seconds`` (0.5) for the connector's own requests. Credentials: ``client_id`` and
 ``access_token``.
 """

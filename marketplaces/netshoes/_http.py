@@ -55,9 +55,10 @@ def calls_per_second(calls_per_minute: str, time_scale: float = 1.0) -> float:
 
 
 def retry_policy(options: Mapping[str, Any]) -> RetryPolicy:
-    """How the connector and the order channel retry: options ``max_attempts`` (5) and
+    """How the connector and the order channel retry: options ``max_attempts`` (8, as the executor
+    tries a change: a SKU's first load makes five calls, each of which must land) and
     ``retry_seconds`` (0.5, doubling up to 30 s)."""
-    attempts = max(1, int(options.get("max_attempts") or 5))
+    attempts = max(1, int(options.get("max_attempts") or 8))
     return RetryPolicy(attempts=attempts, base=float(options.get("retry_seconds") or 0.5), cap=30.0)
 
 
