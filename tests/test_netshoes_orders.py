@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -47,7 +47,8 @@ from marketplaces.netshoes.standin import SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_I
 from marketplaces.sandbox import Sandbox
 from marketplaces.vtex.standin import VtexStandin
 from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
-from tests.test_mirakl_orders import VTEX_KEYS, Clock, catalog_offers, killed_run
+from tests._orderflows import VTEX_KEYS, Clock, killed_run
+from tests._orderflows import plenty_skus as catalog_offers
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 
@@ -476,7 +477,7 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
             expected = "shipped"
 
         nth = 1 if command == "pull" else 2  # a push passes its points once per order: die at the second
-        assert killed_run(cast(Any, flow), command, f"{failpoint}:#{nth}", urls) == -signal.SIGKILL
+        assert killed_run(lambda: flow.run(command, **urls), f"{failpoint}:#{nth}") == -signal.SIGKILL
 
         flow.run("pull", "push", **urls)  # what the scheduler does next
         flow.run("pull", "push", **urls)  # (a pull killed before storing needs one more round to place)

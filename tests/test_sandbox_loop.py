@@ -114,7 +114,8 @@ def test_a_stock_change_in_the_sandbox_reaches_every_marketplace(serving: tuple[
         ("GGL", "delivered"),
         ("FCB", "delivered"),
         ("CRF", "delivered"),
-        ("MGL", "delivered", "DFT"),
+        ("MGL", "delivered"),
+        ("DFT", "delivered"),
         ("NTS", "delivered"),
     }
     # Only the stock was sent: Mercado Libre's item update carries the quantity alone, Amazon's

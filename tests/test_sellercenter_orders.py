@@ -67,7 +67,9 @@ from marketplaces.sellercenter._standin_order_desk import SellerCenterOrderDesk
 from marketplaces.sellercenter.standin import SellerCenterStandin
 from marketplaces.vtex.standin import SANDBOX_APP_KEY, SANDBOX_APP_TOKEN, VtexStandin
 from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, write_project
-from tests.test_mirakl_orders import NOW, Clock, catalog_offers, killed_run
+from tests._orderflows import ORDERS_NOW as NOW
+from tests._orderflows import Clock, killed_run
+from tests._orderflows import plenty_skus as catalog_offers
 from tests.test_mirakl_orders import Flow as MiraklFlow
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
@@ -686,7 +688,7 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
     try:
         order_ids, expected, in_vtex = before_the_kill(flow, command, failpoint, urls)
         nth = 1 if command == "pull" else 2  # a push passes its points once per order: die at the second
-        assert killed_run(flow, command, f"{failpoint}:#{nth}", urls) == -signal.SIGKILL
+        assert killed_run(lambda: flow.run(command, **urls), f"{failpoint}:#{nth}") == -signal.SIGKILL
         for _ in range(2):  # the scheduler's next runs (a pull killed before storing needs a second to place)
             flow.run("pull", "push", **urls)
 

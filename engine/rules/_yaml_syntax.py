@@ -144,9 +144,14 @@ def _first_of_run(lines: list[str], index: int) -> int:
 def _open_quote(lines: list[str], line: int) -> YamlProblem | None:
     """A quote that runs across lines up to the mark (or to the end): it was never closed."""
     suspect: _Quoted | None = None
-    for quoted in _quoted_scalars(lines, line):
+    scalars = _quoted_scalars(lines, line)
+    for quoted in scalars:
         if quoted.end_line == -1 or (quoted.end_line > quoted.line and quoted.end_line >= line - 1):
             suspect = quoted
+    if suspect is None:
+        # Closed lines later by a quote that opened another scalar (`== ""` in an expression), YAML
+        # read on from there: the first scalar running across lines is the one left open.
+        suspect = next((quoted for quoted in scalars if quoted.end_line > quoted.line), None)
     if suspect is None:
         return None
     quote = lines[suspect.line][suspect.column]

@@ -189,7 +189,7 @@ class MagaluConnector(Connector):
     # -- sending -----------------------------------------------------------------------------
 
     def sender(self, client: httpx.AsyncClient, headers: Mapping[str, str]) -> MagaluSender:
-        retry = RetryPolicy(attempts=5, base=0.2, cap=10.0, retry_after_cap=30.0)
+        retry = RetryPolicy(attempts=8, base=0.2, cap=10.0, retry_after_cap=30.0)  # as the executor tries
         return MagaluSender(client, headers, retry)
 
     async def apply_in_bulk(
