@@ -70,7 +70,6 @@ from tests._harness import Loopback, orders_only, run_apply, subset, tradepost, 
 from tests._orderflows import ORDERS_NOW as NOW
 from tests._orderflows import Clock, killed_run
 from tests._orderflows import plenty_skus as catalog_offers
-from tests.test_mirakl_orders import Flow as MiraklFlow
 from tests.test_orderflow import RULES
 from tests.test_orders_e2e import STEPS as KILL_STEPS
 from tests.test_orders_e2e import listed_skus
@@ -543,11 +542,18 @@ VTEX_KEYS = {"X-VTEX-API-AppKey": SANDBOX_APP_KEY, "X-VTEX-API-AppToken": SANDBO
 
 
 @dataclasses.dataclass
-class Flow(MiraklFlow):
-    """Dafiti's desk (``shop``), VTEX's stand-in and the state store, as the Carrefour tests' flow;
-    ``run`` is one scheduler run's step, through the Dafiti channel."""
+class Flow:
+    """Dafiti's desk (``shop``), VTEX's stand-in and the state store; ``run`` is one scheduler run's
+    step, through the Dafiti channel."""
 
-    shop: DafitiShop  # type: ignore[assignment]
+    shop: DafitiShop
+    vtex: VtexStandin
+    folder: Path
+    offers: dict[str, Decimal]
+
+    def in_vtex(self, order_id: str) -> list[str]:
+        found: list[str] = self.vtex.orders_by_marketplace_id().get(order_id, [])
+        return found
 
     def run(self, *steps: str, shop_url: str | None = None, vtex_url: str | None = None) -> list[Any]:
         return asyncio.run(flow_steps(self, steps, shop_url, vtex_url))

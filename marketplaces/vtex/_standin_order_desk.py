@@ -415,7 +415,7 @@ class OrderDesk:
                 "invoiceValue": str(sum(i["price"] * i["quantity"] for i in items) + shipping),
                 "invoiceKey": f"3524{sequence:040d}",
                 "invoiceUrl": f"https://invoices.example.com/{number}.xml",
-                "embeddedInvoice": f"<nfeProc><NFe><infNFe Id=\"NFe3524{sequence:040d}\"/></NFe></nfeProc>",
+                "embeddedInvoice": f'<nfeProc><NFe><infNFe Id="NFe3524{sequence:040d}"/></NFe></nfeProc>',
                 "courier": courier or SANDBOX_COURIER,
                 "trackingNumber": tracked if tracking else "",
                 "trackingUrl": f"https://tracking.example.com/{tracked}" if tracking else "",
