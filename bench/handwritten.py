@@ -9,6 +9,8 @@ lookups. `bench/bench_plan.py` checks that both give the same listings before ti
 
 from __future__ import annotations
 
+import html
+import re
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -64,12 +66,26 @@ def _category(record: CatalogRecord) -> str | None:
     return None
 
 
+_BLOCK = re.compile(r"</?(?:p|div|br|li|ul|ol|h[1-6]|tr|table)\b[^>]*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def _plain_text(text: str | None) -> str | None:
+    """HTML as plain text: a block tag ends a line, other tags go, entities are decoded."""
+    if text is None:
+        return None
+    lines = (
+        " ".join(line.split()) for line in html.unescape(_TAG.sub("", _BLOCK.sub("\n", text))).split("\n")
+    )
+    return "\n".join(line for line in lines if line)
+
+
 def listing_for(record: CatalogRecord) -> Listing | list[str] | None:
     """The Mercado Libre listing of a record, a list of reasons it is invalid, or None if not selected."""
     product, sku, price, stock = record.product, record.sku, record.price, record.stock
     if not sku.active or product.brand is None or product.brand == "Private Label":
         return None
-    if not (stock.available > 0 or stock.unlimited):
+    if not (stock.available_in(("main", "sp_cd")) > 0 or stock.unlimited):
         return None
     reasons: list[str] = []
     category = _category(record)
@@ -97,7 +113,7 @@ def listing_for(record: CatalogRecord) -> Listing | list[str] | None:
             attributes[key] = value
     fields: dict[str, Any] = {
         "title": title,
-        "description": product.description,
+        "description": _plain_text(product.description),
         "condition": "new",
         "attributes": attributes,
     }
