@@ -17,6 +17,7 @@ from engine.state._store import StateStore, applied_from
 from engine.sync._plan import Change, Planner
 from engine.sync._planfile import PLAN_FORMAT_VERSION, PlanWriter, change_record, read_plan
 from engine.sync._source import FileSource
+from tests.conftest import ROOT
 
 RULES = """\
 marketplace: mercadolibre
@@ -261,3 +262,19 @@ def test_sale_price_is_rounded_and_dropped_when_not_lower(tmp_path: Path) -> Non
     assert first.listing is not None and second.listing is not None
     assert first.listing.sale_price == Decimal("121.90")  # 89.90 * 1.35 = 121.365 -> ending .90
     assert second.listing.sale_price is None  # not below the price: no promotion
+
+
+def test_an_invalid_member_amid_a_family_does_not_split_it(tmp_path: Path) -> None:
+    """The example's product 1000102 lists 12 SKUs; 2000381, amid them, has no image. Its family is
+    still one: the 11 others are created together (a split once sent 2000382 as a second main
+    variation, which Magalu refuses), and the invalid one is reported on its own."""
+    rules = ROOT / "rules" / "magalu.yaml"
+    compiled = engine.compile_rules(rules)
+    planner = Planner(compiled, connector_class("magalu")({}), None)
+    changes = {c.sku_id: c for c in planner.changes(FileSource(ROOT / "examples" / "catalog.jsonl"))}
+    members = [f"20003{n}" for n in range(73, 85) if n != 81]
+    assert changes["2000381"].op == "invalid"
+    for sku in members:
+        family = changes[sku].family
+        assert changes[sku].op == "create" and family is not None
+        assert [listing.sku_id for listing in family] == members

@@ -552,7 +552,11 @@ class _Families:
     """Holds back the creates of one variation family until the family is complete.
 
     A catalog lists the SKUs of a product together, so a family is a run of consecutive
-    changes with the same group key; only that run is held, never the catalog.
+    creates with the same group key; only that run is held, never the catalog. A change that is
+    no create of a family (a member found invalid, one already listed) goes on at once without
+    ending the run: the family's creates after it are the same family, sent together (an
+    invalid member amid them once split a family in two, and Magalu refused the second part's
+    main variation).
     """
 
     def __init__(self) -> None:
@@ -561,11 +565,11 @@ class _Families:
 
     def push(self, change: Change) -> Iterator[Change]:
         group = change.listing.group if change.listing is not None and change.op == "create" else None
-        if group is None or group != self.group:
-            yield from self.flush()
         if group is None:
             yield change
             return
+        if group != self.group:
+            yield from self.flush()
         self.group = group
         self.held.append(change)
 
