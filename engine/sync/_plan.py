@@ -61,6 +61,8 @@ re-plan looks its rows up, and notes its SKUs seen, once per 1,000 lines rather 
 NOTES = 1000
 """Hashes of records found unchanged or not selected, written to the state at once: one transaction
 per 1,000 rather than one per batch (a first plan notes some 3% of its records as not selected)."""
+ASIDE = 1000
+"""Changes that are no family's creates held at most amid a family's run (see ``_Families``)."""
 CLOCK_FUNCTIONS: frozenset[str] = frozenset()
 """Functions of the rule language whose result depends on the time. None today; a rule file using
 one makes every pass whole, since an unchanged record could then yield another listing."""
@@ -552,21 +554,29 @@ class _Families:
     """Holds back the creates of one variation family until the family is complete.
 
     A catalog lists the SKUs of a product together, so a family is a run of consecutive
-    creates with the same group key; only that run is held, never the catalog. A change that is
-    no create of a family (a member found invalid, one already listed) goes on at once without
-    ending the run: the family's creates after it are the same family, sent together (an
-    invalid member amid them once split a family in two, and Magalu refused the second part's
-    main variation).
+    creates with the same group key; only that run is held, never the catalog. A change amid the
+    run that is no create of a family (a member found invalid, one already listed) is held with
+    it, in its place, and does not end the run: the family's creates after it are the same
+    family, sent together (an invalid member once split a family in two, and Magalu refused the
+    second part's main variation). At most :data:`ASIDE` such changes are held: past that the
+    run ends, so a family followed by a long stretch of other SKUs holds no more than that.
     """
 
     def __init__(self) -> None:
         self.group: str | None = None
         self.held: list[Change] = []
+        self.aside = 0
 
     def push(self, change: Change) -> Iterator[Change]:
         group = change.listing.group if change.listing is not None and change.op == "create" else None
         if group is None:
-            yield change
+            if not self.held:
+                yield change
+                return
+            self.held.append(change)
+            self.aside += 1
+            if self.aside >= ASIDE:
+                yield from self.flush()
             return
         if group != self.group:
             yield from self.flush()
@@ -574,11 +584,12 @@ class _Families:
         self.held.append(change)
 
     def flush(self) -> Iterator[Change]:
-        creates = [c.listing for c in self.held if c.listing is not None]
+        members = [c for c in self.held if _grouped(c)]
+        creates = [c.listing for c in members if c.listing is not None]
         if len(creates) > 1:
-            for change in self.held:
+            for change in members:
                 change.family = creates
-        held, self.held, self.group = self.held, [], None
+        held, self.held, self.group, self.aside = self.held, [], None, 0
         yield from held
 
 
