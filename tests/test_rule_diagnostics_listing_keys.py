@@ -1,7 +1,7 @@
 """Listing keys a marketplace's connector does not read are warned about (issue 15, TP116).
 
 Connectors declare the keys they read besides the standard ones (``Connector.listing_fields``);
-the five built-in ones do, so a misspelt ``titel:`` is caught, and the bundled rule files,
+the eight built-in ones do, so a misspelt ``titel:`` is caught, and the bundled rule files,
 which use only keys their connector reads, get no such warning.
 """
 
@@ -20,7 +20,20 @@ ROOT = Path(__file__).resolve().parent.parent
 RULES = sorted(p for p in (ROOT / "rules").glob("*.yaml") if not p.name.endswith(".test.yaml"))
 
 
-@pytest.mark.parametrize("name", ["amazon", "mercadolibre", "google", "facebook", "carrefour"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "amazon",
+        "mercadolibre",
+        "google",
+        "facebook",
+        "carrefour",
+        "magalu",
+        "dafiti",
+        "sellercenter",
+        "netshoes",
+    ],
+)
 def test_the_built_in_connectors_declare_the_listing_keys_they_read(name: str) -> None:
     assert connector_class(name).listing_fields is not None
     assert {"title", "description", "attributes"} <= listing_keys()[name]

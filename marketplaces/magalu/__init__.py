@@ -67,6 +67,7 @@ class MagaluConnector(Connector):
     """Magalu's requirements, SKU bodies and the per-SKU portfolio calls."""
 
     name = "magalu"
+    listing_fields = ("origin",)
     title = "Magalu"
 
     title_max_length = TITLE_MAX

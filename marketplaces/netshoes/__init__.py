@@ -93,6 +93,7 @@ class NetshoesConnector(Connector):
     """Netshoes' requirements, bodies and per-SKU calls; see the module docstring."""
 
     name = "netshoes"
+    listing_fields = (*SKU_FIELDS, *(field for _, field in MEASURES))
     title = "Netshoes"
 
     min_images = 1

@@ -97,6 +97,7 @@ class SellerCenterConnector(Connector):
     """Any SellerCenter operator's requirements, bodies and feeds."""
 
     name = "sellercenter"
+    listing_fields = ()  # the standard fields; the rest goes in attributes
     title = "SellerCenter"
 
     base_url = ""  # each operator has its own host: the project's base_url names it
