@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
@@ -208,6 +209,69 @@ def test_the_queue_merges_leases_releases_and_forgets_what_every_marketplace_did
         counts = queue.counts()
         assert (counts.queued, counts.leased) == (1, 1)
         assert counts.oldest_received_at is not None
+
+
+def test_notifications_arriving_together_commit_together_and_fail_together(store: StateStore) -> None:
+    """Group commit: many threads enqueueing at once share transactions (fewer commits than
+    notifications), each returns only once its own is committed, and a failed transaction fails
+    every caller in it with nothing of theirs queued."""
+    with NotificationQueue(store) as queue:
+        commits: list[int] = []
+        commit = queue._commit
+
+        def slow_commit(batch: list[Any]) -> None:
+            time.sleep(0.02)  # a commit's fsync, long enough for others to arrive meanwhile
+            commits.append(len(batch))
+            commit(batch)
+
+        queue._commit = slow_commit  # type: ignore[method-assign]
+        errors: list[BaseException] = []
+
+        def notify(thread: int) -> None:
+            try:
+                for n in range(10):
+                    queue.enqueue(
+                        f"{(thread * 10 + n) % 150}", Change(1 << (n % 3)), f"2026-01-01T10:00:{n:02}"
+                    )
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=notify, args=(i,)) for i in range(30)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert sum(commits) == 300 and len(commits) < 150, commits
+        taken = {item.sku_id: item for item in queue.take(1000)}
+        assert len(taken) == 150
+        # each SKU was notified twice (threads t and t + 15), with the same flags: merged, version 2
+        assert {(sku, item.changes, item.version) for sku, item in taken.items()} == {
+            (str(k), Change(1 << (k % 10 % 3)), 2) for k in range(150)
+        }
+
+        def failing(batch: list[Any]) -> None:
+            time.sleep(0.05)
+            raise RuntimeError("disk full")
+
+        queue._commit = failing  # type: ignore[method-assign]
+        outcomes: list[str] = []
+
+        def one(sku: str) -> None:
+            try:
+                queue.enqueue(sku, Change.STOCK, "2026-01-01T11:00:00")
+                outcomes.append("queued")
+            except RuntimeError as exc:
+                outcomes.append(str(exc))
+
+        threads = [threading.Thread(target=one, args=(f"new-{i}",)) for i in range(5)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert outcomes == ["disk full"] * 5
+        queue._commit = commit  # type: ignore[method-assign]
+        assert queue.counts().queued == 150  # none of the failed ones
 
 
 # -- orders --------------------------------------------------------------------------------------

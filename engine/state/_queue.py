@@ -104,6 +104,17 @@ def newer(first: str, second: str) -> str:
         return second
 
 
+@dataclass
+class _Ticket:
+    """One notification waiting for a commit (:meth:`NotificationQueue.enqueue`'s group commit)."""
+
+    sku_id: str
+    flags: int
+    changed_at: str
+    finished: bool = False
+    error: BaseException | None = None
+
+
 class NotificationQueue:
     """The queue of changed SKUs in a state store, on a connection of its own, safe from any thread."""
 
@@ -111,6 +122,9 @@ class NotificationQueue:
         self.path = store.path
         self.db = Db(store.dialect, durable=True)
         self._lock = threading.Lock()
+        self._arrivals = threading.Condition()
+        self._waiting: list[_Ticket] = []
+        self._committing = False
 
     def close(self) -> None:
         with self._lock:
@@ -123,28 +137,62 @@ class NotificationQueue:
         self.close()
 
     def enqueue(self, sku_id: str, changes: Change, changed_at: str) -> None:
-        """Queue a SKU, or merge into its row (flags OR-ed, newest date kept); returns once committed."""
+        """Queue a SKU, or merge into its row (flags OR-ed, newest date kept); returns once committed.
+
+        Group commit: notifications arriving while another commit is under way wait for it, then the
+        first of them commits every one waiting in one transaction (one fsync), and each returns once
+        the transaction holding it has committed; a failed transaction fails every caller in it (none
+        was acknowledged). At 300 notifications a second this is a few commits a second, not 300."""
+        ticket = _Ticket(sku_id, int(changes), changed_at)
+        batch: list[_Ticket] = []
+        with self._arrivals:
+            self._waiting.append(ticket)
+            while not ticket.finished and not batch:
+                if self._committing:
+                    self._arrivals.wait()
+                else:  # lead the next commit: every notification waiting now goes in it
+                    self._committing, batch, self._waiting = True, self._waiting, []
+        if batch:
+            error: BaseException | None = None
+            try:
+                with self._lock:
+                    self._commit(batch)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                with self._arrivals:
+                    for each in batch:
+                        each.finished, each.error = True, error
+                    self._committing = False
+                    self._arrivals.notify_all()
+        if ticket.error is not None:
+            raise ticket.error
+        failpoints.reach("notify:queued")  # committed; the endpoint has not answered yet
+
+    def _commit(self, batch: list[_Ticket]) -> None:
+        """Merge ``batch`` into the queue in one transaction."""
         now, locked = time.time(), self.db.dialect.for_update
 
         def merge() -> None:
-            inserted = self.db.execute(
-                "INSERT INTO notifications VALUES (?, ?, ?, ?, 1, 0, '') ON CONFLICT DO NOTHING",
-                (sku_id, int(changes), changed_at, now),
-            ).rowcount
-            if not inserted:
-                flags, changed = self.db.execute(
-                    f"SELECT flags, changed_at FROM notifications WHERE sku_id = ?{locked}", (sku_id,)
-                ).fetchone()
-                self.db.execute(
-                    "UPDATE notifications SET flags = ?, changed_at = ?, version = version + 1 "
-                    "WHERE sku_id = ?",
-                    (int(flags) | int(changes), newer(str(changed), changed_at), sku_id),
-                )
+            for ticket in batch:
+                inserted = self.db.execute(
+                    "INSERT INTO notifications VALUES (?, ?, ?, ?, 1, 0, '') ON CONFLICT DO NOTHING",
+                    (ticket.sku_id, ticket.flags, ticket.changed_at, now),
+                ).rowcount
+                if not inserted:
+                    flags, changed = self.db.execute(
+                        f"SELECT flags, changed_at FROM notifications WHERE sku_id = ?{locked}",
+                        (ticket.sku_id,),
+                    ).fetchone()
+                    self.db.execute(
+                        "UPDATE notifications SET flags = ?, changed_at = ?, version = version + 1 "
+                        "WHERE sku_id = ?",
+                        (int(flags) | ticket.flags, newer(str(changed), ticket.changed_at), ticket.sku_id),
+                    )
             failpoints.reach("notify:before-commit")
 
-        with self._lock:
-            self.db.retried(merge, write=True)
-        failpoints.reach("notify:queued")  # committed; the endpoint has not answered yet
+        self.db.retried(merge, write=True)
 
     def take(self, limit: int, lease: float = WORK_LEASE, owner: str | None = None) -> list[QueuedSku]:
         """Lease up to ``limit`` SKUs not held by a live lease, oldest first.
