@@ -256,7 +256,8 @@ class AfterSalesStore:
     # -- questions ---------------------------------------------------------------------------
 
     def record_question(self, found: CustomerQuestion) -> Literal["new", "answered", "same"]:
-        """Store a question once; an answer the marketplace now shows marks it answered."""
+        """Store a question once; an answer the marketplace now shows marks it answered, and new
+        text without an answer (a message thread the buyer wrote in again) opens it again."""
         now = time.time()
         state: QuestionState = "answered" if found.answer else "unanswered"
         with self._tx():
@@ -281,10 +282,23 @@ class AfterSalesStore:
         if cursor.rowcount == 1:
             return "new"
         stored = self.question(found.marketplace, found.question_id)
-        if found.answer and stored is not None and stored.state != "answered":
+        if stored is None:
+            return "same"
+        if found.answer and stored.state != "answered":
             self.finish_answer(stored, found.answer)
             return "answered"
+        if not found.answer and stored.state == "answered" and found.text != stored.text:
+            self._reopen(stored, found.text)  # a thread the buyer wrote in again after our answer
+            return "new"
         return "same"
+
+    def _reopen(self, stored: StoredQuestion, text: str) -> None:
+        with self._tx():
+            self.db.execute(
+                "UPDATE questions SET state = 'unanswered', text = ?, answer = NULL, answered_by = NULL, "
+                "updated_at = ? WHERE marketplace = ? AND question_id = ? AND state = 'answered'",
+                (text, time.time(), stored.marketplace, stored.question_id),
+            )
 
     def question(self, marketplace: str, question_id: str) -> StoredQuestion | None:
         row = self.db.execute(
@@ -543,6 +557,9 @@ async def pull_questions(
     try:
         async for item in after_sales.questions(_since(store, marketplace, "questions")):
             found[item.question_id] = item
+        for waiting in store.questions([marketplace], unanswered=True):  # answered on the site meanwhile?
+            if waiting.question_id not in found:
+                found[waiting.question_id] = await after_sales.question(waiting.question_id)
     except OrderCallError as exc:
         summary.error = str(exc)
         return summary
