@@ -160,7 +160,11 @@ class MercadoLibreStandin(Standin):
         self.create_order, self.set_order_status = desk.create_order, desk.set_order_status
         self.order_record, self.shipment_record = desk.order_record, desk.shipment_record
         self.after_sales = AfterSalesDesk(
-            desk.orders, self.items, seller_id=seller_id, authorize=self._authorize, clock=desk.clock
+            desk.orders,
+            self.items,
+            seller_id=seller_id,
+            authorize=self._authorize,
+            clock=lambda: desk.clock(),
         )
         """Claims, returns and questions (``open_claim``, ``ask``: the buyer's side)."""
         super().__init__(rate_limit, burst, faults)
