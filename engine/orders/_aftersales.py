@@ -632,17 +632,38 @@ async def answer_question(
         _failpoints.reach("answer:before-marketplace")
         await after_sales.answer(shown, answer)
     except OrderCallError as exc:
-        store.answer_failed(sending, str(exc), sent_maybe=exc.retryable)
-        then = (
-            "the answer is kept: run the same command again; it reads the question back first and "
-            "sends the answer only if the marketplace does not show it yet"
-            if exc.retryable
-            else "nothing was answered"
-        )
-        raise AfterSalesError(f"{where}: {exc}; {then}") from None
+        return await _after_failure(store, after_sales, sending, exc, where)
     _failpoints.reach("answer:after-marketplace")
     store.finish_answer(sending, answer)
     return AnswerOutcome(_reread(store, sending), sent=True)
+
+
+async def _after_failure(
+    store: AfterSalesStore,
+    after_sales: AfterSalesChannel,
+    sending: StoredQuestion,
+    failed: OrderCallError,
+    where: str,
+) -> AnswerOutcome:
+    """A send that failed may still have arrived (an answer lost on its way back, then a retry
+    refused as "already answered"): the question is read back before anything is concluded."""
+    try:
+        shown = await after_sales.question(sending.question_id)
+    except OrderCallError:
+        shown = None
+    if shown is not None and shown.answer:
+        store.finish_answer(sending, shown.answer)
+        current = _reread(store, sending)
+        return AnswerOutcome(current, sent=current.answered_by == "tradepost")
+    unknown = shown is None or failed.retryable
+    store.answer_failed(sending, str(failed), sent_maybe=unknown)
+    then = (
+        "the answer is kept: run the same command again; it reads the question back first and "
+        "sends the answer only if the marketplace does not show it yet"
+        if unknown
+        else "nothing was answered"
+    )
+    raise AfterSalesError(f"{where}: {failed}; {then}")
 
 
 def _reread(store: AfterSalesStore, stored: StoredQuestion) -> StoredQuestion:

@@ -60,6 +60,10 @@ class AfterSalesDesk:
         """Claim id -> its return, as ``GET /post-purchase/v2/claims/{id}/returns`` shows it."""
         self.questions: dict[str, dict[str, Any]] = {}
         self.answers_posted = 0
+        self.faults_next: dict[str, list[str]] = {"answer": [], "question": []}
+        """Misbehaviour of the next ``POST /answers`` / ``GET /questions/{id}`` calls, one per
+        call: ``500`` (refused before anything is done), ``500-after`` (the answer is recorded, then
+        500: an answer lost on its way back), ``garbage`` (200 with a body that is not JSON)."""
         self._claim_ids = itertools.count(5000000001)
         self._return_ids = itertools.count(31000001)
         self._question_ids = itertools.count(13000000001)
@@ -209,6 +213,9 @@ class AfterSalesDesk:
 
     async def get_question(self, request: Request) -> Response:
         self._authorize(request)
+        fault = self._fault("question")
+        if fault is not None:
+            return fault
         return _json(look_up(self.questions, request.path_params["question_id"], _missing("Question")))
 
     async def post_answer(self, request: Request) -> Response:
@@ -220,11 +227,17 @@ class AfterSalesDesk:
         text = body.get("text")
         if not isinstance(text, str) or not text.strip() or len(text) > ANSWER_MAX:
             raise Refusal(400, "bad_request", f"text must have 1 to {ANSWER_MAX} characters")
+        fault = self.faults_next["answer"].pop(0) if self.faults_next["answer"] else None
+        if fault == "500":
+            return _broken(fault)
         if question["status"] != "UNANSWERED":
             raise Refusal(400, "bad_request", "The question is already answered")
         self._answer(question, text)
         self.answers_posted += 1
-        return _json(question)
+        return _broken(fault) if fault else _json(question)
+
+    def _fault(self, call: str) -> Response | None:
+        return _broken(self.faults_next[call].pop(0)) if self.faults_next[call] else None
 
     # -- the sandbox's controls ------------------------------------------------------------------
 
@@ -272,3 +285,10 @@ class AfterSalesDesk:
 
     def _stamp(self) -> str:
         return self.clock().astimezone(ML_TIME).isoformat(timespec="milliseconds")
+
+
+def _broken(fault: str) -> Response:
+    """A planned misbehaviour's answer: garbage (200, not JSON), or a 500 in Mercado Libre's shape."""
+    if fault == "garbage":
+        return Response("<html>upstream error</html>", status_code=200, media_type="text/html")
+    return _json(Refusal(500, "internal_error", "Internal server error").body(), 500)
