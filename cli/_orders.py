@@ -315,6 +315,8 @@ def list_returns(config_path: Path | None, marketplaces: Sequence[str], stored: 
         click.echo(dumps({"pull": [summary.to_dict() for summary in read], "returns": listed}, indent=2))
     else:
         out = console()
+        if not out.is_terminal:
+            out.width = 200  # a log or a pipe: one return per line
         for summary in read:
             print_after_sales(console(stderr=True), summary)
         if not rows:
