@@ -287,12 +287,29 @@ class AfterSalesStore:
         return "same"
 
     def _reopen(self, stored: StoredQuestion, text: str) -> None:
+        self._update(
+            stored,
+            "state = 'unanswered', text = ?, answer = NULL, answered_by = NULL",
+            (text,),
+            "state = 'answered'",
+        )
+
+    def _update(
+        self,
+        stored: StoredQuestion,
+        assignments: str,
+        values: tuple[Any, ...],
+        only_if: str = "1 = 1",
+        only_values: tuple[Any, ...] = (),
+    ) -> bool:
+        """One question's row changed in a transaction (when ``only_if`` holds); whether it was."""
         with self.db.transaction(write=True):
-            self.db.execute(
-                "UPDATE questions SET state = 'unanswered', text = ?, answer = NULL, answered_by = NULL, "
-                "updated_at = ? WHERE marketplace = ? AND question_id = ? AND state = 'answered'",
-                (text, time.time(), stored.marketplace, stored.question_id),
+            cursor = self.db.execute(
+                f"UPDATE questions SET {assignments}, updated_at = ? "
+                f"WHERE marketplace = ? AND question_id = ? AND {only_if}",
+                (*values, time.time(), stored.marketplace, stored.question_id, *only_values),
             )
+        return cursor.rowcount == 1
 
     def question(self, marketplace: str, question_id: str) -> StoredQuestion | None:
         row = self.db.execute(
@@ -320,53 +337,29 @@ class AfterSalesStore:
 
     def begin_answer(self, stored: StoredQuestion, text: str) -> bool:
         """Record the answer before it is sent (compare-and-set from the state it was read in)."""
-        with self.db.transaction(write=True):
-            cursor = self.db.execute(
-                "UPDATE questions SET state = 'answering', answer = ?, error = NULL, updated_at = ? "
-                "WHERE marketplace = ? AND question_id = ? AND state = ? AND coalesce(answer, '') = ?",
-                (
-                    text,
-                    time.time(),
-                    stored.marketplace,
-                    stored.question_id,
-                    stored.state,
-                    stored.answer or "",
-                ),
-            )
-        return cursor.rowcount == 1
+        return self._update(
+            stored,
+            "state = 'answering', answer = ?, error = NULL",
+            (text,),
+            "state = ? AND coalesce(answer, '') = ?",
+            (stored.state, stored.answer or ""),
+        )
 
     def finish_answer(self, stored: StoredQuestion, shown: str) -> None:
         """The marketplace shows ``shown`` as the answer: ours when it is the text we recorded."""
         ours = stored.state == "answering" and (stored.answer or "").strip() == shown.strip()
-        with self.db.transaction(write=True):
-            self.db.execute(
-                "UPDATE questions SET state = 'answered', answer = ?, answered_by = ?, error = NULL, "
-                "updated_at = ? WHERE marketplace = ? AND question_id = ?",
-                (
-                    shown,
-                    "tradepost" if ours else "marketplace",
-                    time.time(),
-                    stored.marketplace,
-                    stored.question_id,
-                ),
-            )
+        by = "tradepost" if ours else "marketplace"
+        self._update(stored, "state = 'answered', answer = ?, answered_by = ?, error = NULL", (shown, by))
 
     def answer_failed(self, stored: StoredQuestion, message: str, *, sent_maybe: bool) -> None:
         """The send failed: kept ``answering`` when it may have arrived (read back next time), else
         back to ``unanswered`` with the marketplace's refusal."""
-        with self.db.transaction(write=True):
-            if sent_maybe:
-                self.db.execute(
-                    "UPDATE questions SET error = ?, updated_at = ? "
-                    "WHERE marketplace = ? AND question_id = ?",
-                    (message, time.time(), stored.marketplace, stored.question_id),
-                )
-            else:
-                self.db.execute(
-                    "UPDATE questions SET state = 'unanswered', answer = NULL, error = ?, updated_at = ? "
-                    "WHERE marketplace = ? AND question_id = ? AND state = 'answering'",
-                    (message, time.time(), stored.marketplace, stored.question_id),
-                )
+        if sent_maybe:
+            self._update(stored, "error = ?", (message,))
+        else:
+            self._update(
+                stored, "state = 'unanswered', answer = NULL, error = ?", (message,), "state = 'answering'"
+            )
 
     # -- cursors -----------------------------------------------------------------------------
 
