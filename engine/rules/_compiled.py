@@ -149,6 +149,32 @@ class FeeRules:
         amount = unit_price * quantity * fee.commission + fee.fixed * quantity
         return amount.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_UP)
 
+    def margin(self, price: Decimal, cost: Decimal | None, category_path: Sequence[str] = ()) -> SkuMargin:
+        """One unit at ``price`` (the buyer's: the sale price while a sale runs), against ``cost``."""
+        return SkuMargin(price, self.fee_for(category_path), self.commission(price, 1, category_path), cost)
+
+
+@dataclass(frozen=True)
+class SkuMargin:
+    """What one unit sold at ``price`` leaves the store: the marketplace's fee, and the margin over
+    VTEX's cost price (None when the catalog record has none)."""
+
+    price: Decimal
+    fee: Fee
+    commission: Decimal
+    cost: Decimal | None
+
+    @property
+    def margin(self) -> Decimal | None:
+        return None if self.cost is None else self.price - self.commission - self.cost
+
+    @property
+    def margin_rate(self) -> Decimal | None:
+        margin = self.margin
+        if margin is None or not self.price:
+            return None
+        return (margin / self.price * 100).quantize(Decimal("0.1"), ROUND_HALF_UP)
+
 
 @dataclass
 class Variations:
