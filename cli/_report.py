@@ -122,20 +122,13 @@ def report_charts(found: Report) -> list[str]:
     divergence decisions, listings."""
     names = [m.name for m in found.marketplaces]
     days = sorted({day for m in found.marketplaces for day in m.orders.per_day})
-    states = sorted({state for m in found.marketplaces for state in m.orders.by_state})
-    decisions = sorted({d for m in found.marketplaces for d in m.orders.decisions})
     return [
         line_chart(
             "Orders received a day",
             days,
             {m.name: [m.orders.per_day.get(day, 0) for day in days] for m in found.marketplaces},
         ),
-        bar_chart(
-            "Orders by state (received in the window)",
-            names,
-            {s: [m.orders.by_state.get(s, 0) for m in found.marketplaces] for s in states},
-            stacked=True,
-        ),
+        _counts_chart("Orders by state (received in the window)", found, lambda m: m.orders.by_state),
         bar_chart(
             "Revenue, commission and margin",
             names,
@@ -145,12 +138,7 @@ def report_charts(found: Report) -> list[str]:
                 "margin": [_float(m.financials.margin) for m in found.marketplaces],
             },
         ),
-        bar_chart(
-            "Price-divergence decisions",
-            names,
-            {d: [m.orders.decisions.get(d, 0) for m in found.marketplaces] for d in decisions},
-            stacked=True,
-        ),
+        _counts_chart("Price-divergence decisions", found, lambda m: m.orders.decisions),
         bar_chart(
             "Listings",
             names,
@@ -162,6 +150,13 @@ def report_charts(found: Report) -> list[str]:
             },
         ),
     ]
+
+
+def _counts_chart(title: str, found: Report, counts: Callable[[MarketplaceReport], dict[str, int]]) -> str:
+    """Stacked bars per marketplace: one colour per key (a state, a decision) of its counts."""
+    keys = sorted({key for m in found.marketplaces for key in counts(m)})
+    series = {key: [counts(m).get(key, 0) for m in found.marketplaces] for key in keys}
+    return bar_chart(title, [m.name for m in found.marketplaces], series, stacked=True)
 
 
 def _float(value: Decimal | None) -> float | None:
