@@ -44,8 +44,7 @@ NOT_RECORDED = (
     "SKUs listed at 0 now are counted, not earlier stock-outs since restocked",
     "the marketplace's own status of a listing (active, paused, under review): not recorded; "
     "'active' counts the SKUs listed with a quantity above 0",
-    "stock sync lag of notifications every marketplace has finished: their rows leave the queue; "
-    "the lag is measured on the outcomes still recorded (SKUs some marketplace has yet to finish)",
+    "stock sync lag before this version, and older than 90 days: notification_lags keeps no more",
     "cost of goods: the state records no cost price, so margin is revenue less commission; "
     "`tradepost explain SKU -m M` shows the margin against VTEX's cost price per SKU",
     "per-category fees: the state records no SKU's category, so the report applies each file's "
@@ -208,7 +207,7 @@ class MarketplaceReport:
     orders: OrderKpis
     financials: Financials
     sync_lag: Durations
-    """Notification received -> this marketplace's outcome recorded, for the outcomes still kept."""
+    """Notification received -> this marketplace's outcome recorded, for the outcomes of the window."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -293,7 +292,7 @@ def _marketplace(
         _products(state, name, since),
         _orders(state, name, received, since, now),
         _financials(received, fees),
-        Durations.of(_sync_lags(state, name)),
+        Durations.of(_sync_lags(state, name, since, now)),
     )
 
 
@@ -419,14 +418,13 @@ def _describe(fees: FeeRules) -> str:
     return f"{text} ({fee.span.file}:{fee.span.line})"
 
 
-def _sync_lags(state: StateStore, name: str) -> list[float]:
-    """Received -> outcome recorded, for this marketplace's outcomes of notifications still queued."""
+def _sync_lags(state: StateStore, name: str, since: float, now: float) -> list[float]:
+    """Notification received -> this marketplace's outcome recorded, for the outcomes of the window."""
     rows = state.db.execute(
-        "SELECT o.recorded_at - n.received_at FROM notification_outcomes o JOIN notifications n "
-        "ON n.sku_id = o.sku_id AND n.version = o.version WHERE o.marketplace = ?",
-        (name,),
+        "SELECT lag FROM notification_lags WHERE marketplace = ? AND recorded_at >= ? AND recorded_at <= ?",
+        (name, since, now),
     )
-    return [max(0.0, float(lag)) for (lag,) in rows]
+    return [float(lag) for (lag,) in rows]
 
 
 def _money(value: Decimal | None) -> str | None:
