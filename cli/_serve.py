@@ -21,8 +21,8 @@ import uvicorn
 from cli._plan import _project, config_option
 from cli._sync import Pace, exit_status, lease_option, marketplace_runs, syncing
 from engine import TradepostError
-from engine.project import ConfigError, MarketplaceRun, Project, open_state
-from engine.secrets import read_secret
+from engine.project import ConfigError, MarketplaceRun, Project, alerting, open_state
+from engine.secrets import read_secret, redact
 from engine.state import NotificationQueue
 from marketplaces.vtex._notifications import SECRET_PARAMETER, ClientLimits, Integrations, notification_app
 
@@ -117,7 +117,8 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
             server.should_exit = True
 
     worker = syncing(project, Pace(lease=lease), worker_ended) if with_sync else nullcontext()
-    with worker as wake, open_state(project) as store, NotificationQueue(store) as queue:
+    alerts = alerting(project, lambda error: click.echo(f"error: alerts: {redact(error)}", err=True))
+    with alerts, worker as wake, open_state(project) as store, NotificationQueue(store) as queue:
         limits = ClientLimits(settings.rate_limit)
         app = notification_app(
             queue, secret, integrations=integrations, limits=limits, queued=wake.set if wake else None

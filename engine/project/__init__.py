@@ -8,6 +8,16 @@ reads a config or looks a plug-in up by itself.
 
 from __future__ import annotations
 
+from engine.project._alerts import (
+    Alert,
+    AlertBook,
+    AlertCheck,
+    AlertError,
+    Webhook,
+    alerting,
+    check_alerts,
+    firing_alerts,
+)
 from engine.project._apply import (
     PlannedApply,
     apply_records,
@@ -26,6 +36,7 @@ from engine.project._assembly import (
     open_state,
 )
 from engine.project._config import (
+    AlertsConfig,
     ConfigError,
     Project,
     ServeConfig,
@@ -72,6 +83,11 @@ __all__ = [
     "LOG_LEVELS",
     "SHARD_TIMEOUT",
     "SYNC_BATCH",
+    "Alert",
+    "AlertBook",
+    "AlertCheck",
+    "AlertError",
+    "AlertsConfig",
     "CatalogReads",
     "ConfigError",
     "FailingSku",
@@ -94,14 +110,18 @@ __all__ = [
     "SyncReport",
     "SyncWorker",
     "VtexAccount",
+    "Webhook",
     "WorkerOptions",
     "WorkersNeedPostgresError",
+    "alerting",
     "apply_records",
     "apply_sharded",
     "catalog_reads",
     "catalog_records",
+    "check_alerts",
     "check_not_stale",
     "fingerprint_of",
+    "firing_alerts",
     "integration_log",
     "invalid_by_reason",
     "load_project",
