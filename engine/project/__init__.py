@@ -54,6 +54,12 @@ from engine.project._log import (
     integration_log,
     pattern_of,
 )
+from engine.project._metrics import (
+    StoreCollector,
+    metrics_route,
+    metrics_token,
+    worker_metrics,
+)
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
 from engine.project._status import (
@@ -106,6 +112,7 @@ __all__ = [
     "ShardedApply",
     "SourceConfig",
     "StatusConfig",
+    "StoreCollector",
     "SyncReads",
     "SyncReport",
     "SyncWorker",
@@ -127,6 +134,8 @@ __all__ = [
     "load_project",
     "locked",
     "marketplace_status",
+    "metrics_route",
+    "metrics_token",
     "noted_reasons",
     "open_marketplace",
     "open_state",
@@ -141,4 +150,5 @@ __all__ = [
     "run_worker",
     "sync_once",
     "vtex_orders_account",
+    "worker_metrics",
 ]
