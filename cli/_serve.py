@@ -114,6 +114,7 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
     assert settings is not None
     runs = marketplace_runs(project)  # every rule file compiled: a mistake stops serve before it listens
     integrations = _integrations(project, runs)
+    token = metrics_token(project)  # /metrics: the worker's counters through a folder it writes
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     servers: list[uvicorn.Server] = []
@@ -128,7 +129,6 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
 
     worker = syncing(project, Pace(lease=lease), worker_ended) if with_sync else nullcontext()
     alerts = alerting(project, lambda error: click.echo(f"error: alerts: {redact(error)}", err=True))
-    token = metrics_token(project)  # /metrics: the worker's counters through a folder it writes
     shared = worker_metrics() if token and with_sync else nullcontext(None)
     with (
         alerts,

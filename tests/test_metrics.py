@@ -10,10 +10,6 @@ the token, or with another, the answer is 401 and carries no metric.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +26,8 @@ from marketplaces.sandbox import Sandbox
 from tests._harness import ROOT, Loopback, pace, subset, tradepost
 from tests.test_orderflow import make_order
 from tests.test_sandbox_loop import eventually, free_port
+from tests.test_serve_kills import Serving, stop
+from tests.test_serve_kills import serving as serving  # `serve --sync` processes, killed after
 from tests.test_sync_worker import SOLD_OUT, quantities, sell_out
 
 TOKEN = "metrics-token-0123456789abcdef"
@@ -63,8 +61,8 @@ def applied(loopback: Loopback, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     yaml = YAML()
     document = yaml.load(config.read_text(encoding="utf-8"))
     document["serve"]["metrics_token"] = f"env:{ENV}"
-    with config.open("w", encoding="utf-8") as out:
-        yaml.dump(document, out)
+    with config.open("w", encoding="utf-8") as written:
+        yaml.dump(document, written)
     monkeypatch.setenv(ENV, TOKEN)
     code, out, err = tradepost("apply", "-c", str(config))
     assert code == 0, out + err
@@ -140,32 +138,42 @@ def test_without_the_token_a_scrape_is_401_and_shows_nothing(scrape: str, header
     assert answer.headers["www-authenticate"] == 'Bearer realm="metrics"'
 
 
-def test_serve_sync_exposes_its_worker_process_metrics(applied: tuple[Sandbox, Path]) -> None:
+def test_serve_sync_exposes_its_worker_process_metrics(
+    applied: tuple[Sandbox, Path], serving: Serving
+) -> None:
     box, config = applied
     port = load_project(config).config.serve.port  # type: ignore[union-attr]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "-c", str(config), "--sync"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    server = serving.start(config)
+    assert server.stdout is not None
+    assert "/api/notification" in server.stdout.readline()  # listening
+    sku = sell_out(box, config)  # queued in the store: the worker's poll takes it
+    assert eventually(lambda: quantities(box, sku) == SOLD_OUT)
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scraped() -> Samples:
+        return samples(httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).text)
+
+    assert eventually(lambda: value(scraped(), "tradepost_queue_depth") == 0)
+    found = scraped()
+    assert value(found, "tradepost_sync_latency_seconds_count", marketplace="mercadolibre") == 1
+    assert value(found, "tradepost_requests_total", marketplace="mercadolibre", status="200") > 0
+    assert httpx.get(url).status_code == 401
+    stop(server)
+
+
+def test_a_short_metrics_token_stops_serve_before_it_listens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "tradepost.yaml"
+    config.write_text(
+        "source: {type: file, path: c.jsonl}\nmarketplaces: {}\n"
+        "serve: {port: 0, secret: env:TP_TEST_SECRET, metrics_token: env:TP_TEST_TOKEN}\n",
+        encoding="utf-8",
     )
-    try:
-        assert server.stdout is not None
-        assert "/api/notification" in server.stdout.readline()  # listening
-        sku = sell_out(box, config)  # queued in the store: the worker's poll takes it
-        assert eventually(lambda: quantities(box, sku) == SOLD_OUT)
-        url = f"http://127.0.0.1:{port}/metrics"
-
-        def scraped() -> Samples:
-            return samples(httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"}).text)
-
-        assert eventually(lambda: value(scraped(), "tradepost_queue_depth") == 0)
-        found = scraped()
-        assert value(found, "tradepost_sync_latency_seconds_count", marketplace="mercadolibre") == 1
-        assert value(found, "tradepost_requests_total", marketplace="mercadolibre", status="200") > 0
-        assert httpx.get(url).status_code == 401
-    finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = server.communicate(timeout=30)
-    assert server.returncode == 0, out + err
+    monkeypatch.setenv("TP_TEST_SECRET", "s" * 24)
+    monkeypatch.setenv("TP_TEST_TOKEN", "t0k3n-9")
+    code, out, err = tradepost("serve", "-c", str(config))
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "error: the metrics token in env:TP_TEST_TOKEN is shorter than 16 characters; use a long"
+    )

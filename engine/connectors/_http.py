@@ -59,7 +59,7 @@ class Observed(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = await self.inner.handle_async_request(request)
-        except BaseException:
+        except Exception:  # no answer; a cancelled request is not counted
             self._tell(None)
             raise
         self._tell(response.status_code)
