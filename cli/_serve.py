@@ -21,8 +21,18 @@ import uvicorn
 from cli._plan import _project, config_option
 from cli._sync import Pace, exit_status, lease_option, marketplace_runs, syncing
 from engine import TradepostError
-from engine.project import ConfigError, MarketplaceRun, Project, open_state
-from engine.secrets import read_secret
+from engine.project import (
+    ConfigError,
+    MarketplaceRun,
+    Project,
+    StoreCollector,
+    alerting,
+    metrics_route,
+    metrics_token,
+    open_state,
+    worker_metrics,
+)
+from engine.secrets import read_secret, redact
 from engine.state import NotificationQueue
 from marketplaces.vtex._notifications import SECRET_PARAMETER, ClientLimits, Integrations, notification_app
 
@@ -104,6 +114,7 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
     assert settings is not None
     runs = marketplace_runs(project)  # every rule file compiled: a mistake stops serve before it listens
     integrations = _integrations(project, runs)
+    token = metrics_token(project)  # /metrics: the worker's counters through a folder it writes
     sock = _listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     servers: list[uvicorn.Server] = []
@@ -117,11 +128,21 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
             server.should_exit = True
 
     worker = syncing(project, Pace(lease=lease), worker_ended) if with_sync else nullcontext()
-    with worker as wake, open_state(project) as store, NotificationQueue(store) as queue:
+    alerts = alerting(project, lambda error: click.echo(f"error: alerts: {redact(error)}", err=True))
+    shared = worker_metrics() if token and with_sync else nullcontext(None)
+    with (
+        alerts,
+        shared as folder,
+        worker as wake,
+        open_state(project) as store,
+        NotificationQueue(store) as queue,
+    ):
         limits = ClientLimits(settings.rate_limit)
         app = notification_app(
             queue, secret, integrations=integrations, limits=limits, queued=wake.set if wake else None
         )
+        if token:
+            app.router.routes.append(metrics_route(StoreCollector(store), token, folder))
         config = uvicorn.Config(
             app,
             lifespan="off",

@@ -11,7 +11,7 @@ import click
 from cli._plan import _compile_or_exit, _project, config_option
 from engine.jsonio import dumps
 from engine.orders import AfterSalesStore, OrderStore
-from engine.project import open_state, rebuild_state
+from engine.project import AlertBook, open_state, rebuild_state
 from engine.state import migrate_state, open_source
 
 
@@ -83,6 +83,8 @@ def migrate(config_path: Path | None, source: str, replace: bool, as_json: bool)
         for store in (origin, target):
             OrderStore(store)  # the order tables, on both: they are made on first use
             AfterSalesStore(store)  # and the returns and questions beside them
+        if AlertBook.kept_in(origin):  # the alerts' table, where the source has one
+            AlertBook(target)
         migration = migrate_state(origin, target, replace=replace)
     _report(migration, as_json)
 

@@ -138,6 +138,7 @@ def schema(output: Path | None) -> None:
         click.echo(text)
 
 
+from cli._alerts import alerts  # noqa: E402
 from cli._apply import apply  # noqa: E402
 from cli._log import log  # noqa: E402
 from cli._orders import orders  # noqa: E402
@@ -168,6 +169,7 @@ cli.add_command(log)
 cli.add_command(report)
 cli.add_command(sync)
 cli.add_command(worker)
+cli.add_command(alerts)
 
 
 def configure_logging() -> None:

@@ -19,20 +19,58 @@ What this module adds to that library's transport:
   retry policy sees a VTEX that answers nothing, garbage or a broken connection the way it sees
   them with any other transport. The library maps most, not all (an unparsable answer, a total
   timeout): an unmapped one would reach the user as a traceback.
+
+And one event hook for whoever counts requests (the Prometheus metrics): :func:`on_request` adds a
+listener, told of each request an :class:`Observed` transport sent: whose client sent it (a
+marketplace's name) and the answer's status, or None when none came. The listener must be quick and
+must not raise: it runs on the request's path.
 """
 
 from __future__ import annotations
 
 import functools
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 import aiohttp
 import httpx
 import httpx_aiohttp
 
-__all__ = ["AiohttpTransport", "tls_context"]
+__all__ = ["AiohttpTransport", "Observed", "on_request", "tls_context"]
+
+
+RequestListener = Callable[[str, int | None], None]
+"""Told of one request sent: the client's name, and the answer's status (None: no answer)."""
+_listeners: list[RequestListener] = []
+
+
+def on_request(listener: RequestListener) -> None:
+    """Tell ``listener`` of every request an :class:`Observed` transport sends from now on."""
+    _listeners.append(listener)
+
+
+class Observed(httpx.AsyncBaseTransport):
+    """A transport that tells the :func:`on_request` listeners of each request it sends for ``name``."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, name: str) -> None:
+        self.inner, self.name = inner, name
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self.inner.handle_async_request(request)
+        except Exception:  # no answer; a cancelled request is not counted
+            self._tell(None)
+            raise
+        self._tell(response.status_code)
+        return response
+
+    def _tell(self, status: int | None) -> None:
+        for listener in _listeners:
+            listener(self.name, status)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 @functools.cache

@@ -8,6 +8,16 @@ reads a config or looks a plug-in up by itself.
 
 from __future__ import annotations
 
+from engine.project._alerts import (
+    Alert,
+    AlertBook,
+    AlertCheck,
+    AlertError,
+    Webhook,
+    alerting,
+    check_alerts,
+    firing_alerts,
+)
 from engine.project._apply import (
     PlannedApply,
     apply_records,
@@ -26,6 +36,7 @@ from engine.project._assembly import (
     open_state,
 )
 from engine.project._config import (
+    AlertsConfig,
     ConfigError,
     Project,
     ServeConfig,
@@ -42,6 +53,12 @@ from engine.project._log import (
     RecurringError,
     integration_log,
     pattern_of,
+)
+from engine.project._metrics import (
+    StoreCollector,
+    metrics_route,
+    metrics_token,
+    worker_metrics,
 )
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
@@ -73,6 +90,11 @@ __all__ = [
     "LOG_LEVELS",
     "SHARD_TIMEOUT",
     "SYNC_BATCH",
+    "Alert",
+    "AlertBook",
+    "AlertCheck",
+    "AlertError",
+    "AlertsConfig",
     "CatalogReads",
     "ConfigError",
     "FailingSku",
@@ -93,24 +115,31 @@ __all__ = [
     "ShardedApply",
     "SourceConfig",
     "StatusConfig",
+    "StoreCollector",
     "SyncReads",
     "SyncReport",
     "SyncWorker",
     "VtexAccount",
+    "Webhook",
     "WorkerOptions",
     "WorkersNeedPostgresError",
+    "alerting",
     "apply_records",
     "apply_sharded",
     "catalog_reads",
     "catalog_records",
+    "check_alerts",
     "check_not_stale",
     "compute_report",
     "fingerprint_of",
+    "firing_alerts",
     "integration_log",
     "invalid_by_reason",
     "load_project",
     "locked",
     "marketplace_status",
+    "metrics_route",
+    "metrics_token",
     "noted_reasons",
     "open_marketplace",
     "open_state",
@@ -126,4 +155,5 @@ __all__ = [
     "run_worker",
     "sync_once",
     "vtex_orders_account",
+    "worker_metrics",
 ]

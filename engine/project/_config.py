@@ -111,6 +111,13 @@ class ServeConfig(_Strict):
             "over it, the endpoint answers 429."
         ),
     )
+    metrics_token: str | None = Field(
+        None,
+        description=(
+            "Where the bearer token GET /metrics requires is: env:NAME or file:PATH, never the token; "
+            "unset: /metrics is not served."
+        ),
+    )
 
 
 class StatusConfig(_Strict):
@@ -135,6 +142,60 @@ class StatusConfig(_Strict):
     )
 
 
+class LowStockAlert(_Strict):
+    """Low stock: a SKU whose stock last sent to a marketplace is at most ``threshold`` units."""
+
+    threshold: int = Field(
+        ge=0, description="Units at or under which the stock last sent is low (0: sold out)."
+    )
+    marketplaces: list[str] | None = Field(
+        None, description="The marketplaces watched (default: every one of the config)."
+    )
+
+
+class AlertsConfig(_Strict):
+    """`tradepost alerts check` and `tradepost serve`: what is posted to the webhook, once until it clears."""
+
+    webhook: str = Field(
+        description=(
+            "Where the webhook URL is: env:NAME or file:PATH (relative to the config), never the URL: "
+            "it carries a token. Slack-compatible: a JSON body with `text`."
+        )
+    )
+    low_stock: LowStockAlert | None = Field(None, description="Low-stock alerts per SKU (unset: none).")
+    max_failing_rate: Decimal | None = Field(
+        Decimal("0.05"),
+        description=(
+            "Share of a marketplace's SKUs whose last change failed past which it alerts "
+            "(5% or 0.05; null: never)."
+        ),
+    )
+    max_held_order_hours: float | None = Field(
+        24, gt=0, description="Hours an order may wait in `held` before it alerts (null: never)."
+    )
+    max_queue_age_minutes: float | None = Field(
+        30,
+        gt=0,
+        description="Minutes the oldest queued notification may wait before it alerts (null: never).",
+    )
+    resolved: bool = Field(True, description="Post a message when an alert clears.")
+    every_minutes: float = Field(5, gt=0, description="How often `tradepost serve` checks the alerts.")
+
+    @field_validator("max_failing_rate", mode="before")
+    @classmethod
+    def _share(cls, value: object) -> object:
+        return None if value is None else parse_share(value)
+
+    @field_validator("webhook")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if "://" in value:
+            raise ValueError(
+                "must be env:NAME or file:PATH, where the URL is; never the URL: it carries a token"
+            )
+        return value
+
+
 class ProjectConfig(_Strict):
     """A Tradepost project: one catalog source, one state store, several marketplaces."""
 
@@ -153,6 +214,9 @@ class ProjectConfig(_Strict):
     )
     status: StatusConfig = Field(
         default_factory=StatusConfig, description="Thresholds of `tradepost status` (exit 2 past one)."
+    )
+    alerts: AlertsConfig | None = Field(
+        None, description="Alerts posted to a webhook (`tradepost alerts check`, `tradepost serve`)."
     )
 
     @field_validator("state")
@@ -259,7 +323,7 @@ def load_project(path: str | Path | None = None) -> Project:
 
 
 _SECRET_KEY = re.compile(
-    r"^(?P<head>\s*(?:-\s+)?['\"]?(?P<key>[\w.-]*(?:secret|token|passw|pwd|key|credential|auth|cookie)[\w.-]*)"
+    r"^(?P<head>\s*(?:-\s+)?['\"]?(?P<key>[\w.-]*(?:secret|token|passw|pwd|key|credential|auth|cookie|hook)[\w.-]*)"
     r"['\"]?\s*:\s*)(?P<value>\S.*?)\s*$",
     re.IGNORECASE,
 )

@@ -55,6 +55,7 @@ from engine.model._catalog import CatalogRecord, MalformedRecord, SourceItem
 from engine.project._apply import apply_records, authenticate, locked, sent_records
 from engine.project._assembly import CONNECTIONS, MarketplaceRun, catalog_records
 from engine.project._config import Project
+from engine.project._metrics import observe_applied, observe_synced
 from engine.state._queue import WORK_LEASE, NotificationQueue, QueuedSku
 from engine.state._store import StateStore
 from engine.sync._deletes import mass_delete
@@ -434,6 +435,7 @@ class SyncWorker:
         finished = [item for item, _, _ in batch if item.sku_id not in held]
         failpoints.reach("sync:applied")  # applied and recorded in the state; the queue not told yet
         report.left_queue += self.queue.done(finished, run.name, names)
+        observe_synced(run.name, finished)
         outcome.done += len(finished)
         report.pending = [item for item, _, _ in batch if item.sku_id in held]
         if report.pending:
@@ -525,6 +527,7 @@ def _sync_batch(
         finished = [item for item in wanted if item.sku_id in ids - held]
         failpoints.reach("sync:applied")  # applied and recorded in the state; the queue not told yet
         report.left_queue += queue.done(finished, run.name, names)
+        observe_synced(run.name, finished)
         outcome.done += len(finished)
         return {item.sku_id for item in wanted} - {item.sku_id for item in finished}
 
@@ -622,6 +625,7 @@ async def _sync_marketplace(
     finally:
         rotations.finish(run.name)
     _merge(outcome.summary, summary)
+    observe_applied(run.name, summary)
     return _failed_skus(summary, changes)
 
 
