@@ -34,6 +34,7 @@ from engine.project._config import (
     VtexAccount,
     load_project,
 )
+from engine.project._liststatus import StatusRefresh, refresh_listing_statuses
 from engine.project._log import (
     LOG_LEVELS,
     IntegrationLog,
@@ -90,6 +91,7 @@ __all__ = [
     "ShardedApply",
     "SourceConfig",
     "StatusConfig",
+    "StatusRefresh",
     "SyncReads",
     "SyncReport",
     "SyncWorker",
@@ -117,6 +119,7 @@ __all__ = [
     "project_status",
     "rebuild_state",
     "record_full_apply",
+    "refresh_listing_statuses",
     "require_postgres",
     "run_worker",
     "sync_once",

@@ -1,0 +1,229 @@
+"""The marketplace's own status of our listings: `tradepost status --refresh`, over the stand-ins.
+
+Given the sandbox project of ``test_status`` (SQLite or PostgreSQL state: every test runs on
+both), listings applied to Mercado Libre and Amazon for real, and the stand-ins then judging some
+of them as the marketplaces do (an item taken down by moderation, one paused for lack of stock, an
+Amazon listing suppressed by an ERROR issue), each test refreshes as a scheduler would and reads
+what `tradepost status` shows: counts per status, the top reasons with a sample SKU, the exit code
+under the ``max_rejected`` threshold, and a marketplace that cannot be read leaving the others
+refreshed and its own earlier statuses in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.connectors import ListingKey, ListingStatus
+from engine.project import load_project, open_marketplace, open_state, refresh_listing_statuses
+from engine.state import ListingStatuses, StateStore, migrate_state
+from marketplaces._standin import Faults
+from marketplaces.amazon.standin import AmazonStandin
+from marketplaces.mercadolibre._status import judged
+from marketplaces.mercadolibre.standin import MercadoLibreStandin
+from tests import _postgres
+from tests.test_state_contract import server as server  # the PostgreSQL fixture, per worker
+from tests.test_status import Shop, edit_config
+from tests.test_status import shop as shop  # the sandbox project on SQLite and on PostgreSQL
+
+FAST = {"max_attempts": 3, "base_delay": 0.001}
+SUPPRESSED = ("8541", "The product identifier conflicts with the Amazon catalog.")
+
+
+def applied(shop: Shop, *marketplaces: str) -> dict[str, list[str]]:
+    """Apply each marketplace in full; its SKUs live by the state store, those listed alone (not
+    a variation of a family, which shares its item's status) first, sorted."""
+    for name in marketplaces:
+        code, _, err = shop.tradepost("apply", "-m", name)
+        assert code == 0, err
+    with open_state(load_project(shop.config)) as state:
+        rows = {name: state.get_many(name, list(state.all_sku_ids(name))) for name in marketplaces}
+    return {
+        name: sorted(found, key=lambda sku: ("/" in (found[sku].remote_id or ""), sku))
+        for name, found in rows.items()
+    }
+
+
+def judge(shop: Shop, skus: dict[str, list[str]]) -> dict[str, str]:
+    """The stand-ins judge three listings as the marketplaces do; which SKU each."""
+    ml: MercadoLibreStandin = shop.box.standins["mercadolibre"]
+    amazon: AmazonStandin = shop.box.standins["amazon"]
+    taken_down, paused, suppressed = skus["mercadolibre"][0], skus["mercadolibre"][1], skus["amazon"][0]
+    ml.set_item_status(taken_down, "under_review", ["forbidden"])
+    ml.set_item_status(paused, "paused", ["out_of_stock"])
+    amazon.add_issue(suppressed, *SUPPRESSED)
+    return {"taken_down": taken_down, "paused": paused, "suppressed": suppressed}
+
+
+def test_rejected_listings_show_with_their_reason_and_a_sample_sku(shop: Shop) -> None:
+    skus = applied(shop, "mercadolibre", "amazon")
+    judged_skus = judge(shop, skus)
+    code, document = shop.status("--refresh", "-m", "mercadolibre", "-m", "amazon")
+    assert code == 2
+    assert [r["error"] for r in document["refreshed"]] == [None, None]
+    ml = document["marketplaces"]["mercadolibre"]["listing_statuses"]
+    assert ml["counts"]["rejected"] == 1 and ml["counts"]["paused"] >= 1
+    assert sum(ml["counts"].values()) == len(skus["mercadolibre"])
+    assert {
+        "status": "rejected",
+        "code": "under_review/forbidden",
+        "count": 1,
+        "sample_sku": judged_skus["taken_down"],
+        "reason": "taken down by Mercado Libre's moderation: the listing breaks a policy",
+    } in ml["reasons"]
+    amazon = document["marketplaces"]["amazon"]["listing_statuses"]
+    assert amazon["counts"]["rejected"] == 1
+    assert amazon["reasons"][0] == {
+        "status": "rejected",
+        "code": SUPPRESSED[0],
+        "count": 1,
+        "sample_sku": judged_skus["suppressed"],
+        "reason": SUPPRESSED[1],
+    }
+    assert sum(amazon["counts"].values()) == len(skus["amazon"])
+    assert sorted(document["problems"]) == [
+        f"{name}: 1 listing(s) rejected by the marketplace (more than 0): see the reasons, correct the "
+        "rules or the catalog, and apply"
+        for name in ("amazon", "mercadolibre")
+    ]
+    code, out, _ = shop.tradepost("status", "-m", "mercadolibre")  # from the state: nothing read
+    assert code == 2
+    assert (
+        f"  rejected under_review/forbidden: 1 listing(s), e.g. {judged_skus['taken_down']}: "
+        "taken down by Mercado Libre's moderation: the listing breaks a policy"
+    ) in out
+    assert "  marketplace's own status of the listings: active " in out and "rejected 1 (read " in out
+    shop.set_status(max_rejected=1)
+    assert shop.status("-m", "mercadolibre", "-m", "amazon")[0] == 0
+
+
+def test_a_refresh_replaces_the_statuses_read_before(shop: Shop) -> None:
+    skus = applied(shop, "mercadolibre")
+    ml: MercadoLibreStandin = shop.box.standins["mercadolibre"]
+    ml.set_item_status(skus["mercadolibre"][0], "under_review", ["forbidden"])
+    assert shop.status("--refresh", "-m", "mercadolibre")[0] == 2
+    ml.set_item_status(skus["mercadolibre"][0], "active")  # the seller corrected it
+    code, document = shop.status("--refresh", "-m", "mercadolibre")
+    statuses = document["marketplaces"]["mercadolibre"]["listing_statuses"]
+    assert (code, statuses["counts"], statuses["reasons"]) == (
+        0,
+        {"active": len(skus["mercadolibre"])},
+        [],
+    )
+
+
+class _Garbage(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>Service Unavailable</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def garbage() -> Iterator[str]:
+    """A server on loopback that answers every GET with a 200 HTML page: not any marketplace's API."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_marketplace_answering_garbage_exits_1_and_the_others_are_refreshed(
+    shop: Shop, garbage: str
+) -> None:
+    skus = applied(shop, "mercadolibre", "amazon")
+    judge(shop, skus)
+    assert shop.status("--refresh", "-m", "amazon")[0] == 2  # read once: Amazon's rejected listing
+    edit_config(
+        shop.config, lambda document: document["marketplaces"]["amazon"].__setitem__("base_url", garbage)
+    )
+    code, out, err = shop.tradepost("status", "--refresh", "-m", "mercadolibre", "-m", "amazon")
+    assert code == 1 and "Traceback" not in out + err
+    assert err.strip().splitlines() == [
+        "error: amazon: status not refreshed: GET /listings/2021-08-01/items/"
+        f"{shop.box.standins['amazon'].seller_id}: the answer is not JSON"
+    ]
+    assert out.splitlines()[0].startswith(
+        f"mercadolibre: refreshed {len(skus['mercadolibre'])} listing status"
+    )
+    assert "  marketplace's own status of the listings: active " in out
+    remote = [line for line in out.splitlines() if "marketplace's own status of the listings" in line]
+    assert len(remote) == 2 and all("rejected 1" in line for line in remote)  # Amazon's kept from before
+    code, out, _ = shop.tradepost("status", "--refresh", "--json", "-m", "amazon")
+    assert code == 1 and '"error": "GET /listings/' in out
+
+
+def test_a_marketplace_failing_500_keeps_its_statuses_and_says_why(shop: Shop) -> None:
+    skus = applied(shop, "mercadolibre")
+    project = load_project(shop.config)
+    run = open_marketplace(project, "mercadolibre")
+    standin: MercadoLibreStandin = shop.box.standins["mercadolibre"]
+    with open_state(project) as state:
+        before = asyncio.run(refresh_listing_statuses(run, project, state, transport=standin.transport()))
+        assert (before.error, before.listings) == (None, len(skus["mercadolibre"]))
+        assert before.requests == 1  # the SKUs are in fewer than 20 items: one multiget
+        standin.faults = Faults(error_rate=1.0)
+        failed = asyncio.run(
+            refresh_listing_statuses(run, project, state, transport=standin.transport(), reader_options=FAST)
+        )
+        assert failed.error is not None and "failed 3 times: 500" in failed.error
+        assert failed.line().startswith("mercadolibre: status not refreshed: GET ")
+        assert ListingStatuses(state).counts("mercadolibre") == {"active": len(skus["mercadolibre"])}
+
+
+def test_a_marketplace_without_status_reads_says_so() -> None:
+    from engine.connectors import connector_class
+
+    assert connector_class("sellercenter").reports_listing_status is False
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ({"status": "active", "sub_status": []}, ("active", "active", "")),
+        (
+            {"status": "paused", "sub_status": ["out_of_stock"]},
+            ("paused", "paused/out_of_stock", "paused by Mercado Libre: no stock left"),
+        ),
+        (
+            {"status": "inactive", "sub_status": ["waiting_for_patch"]},
+            (
+                "rejected",
+                "inactive/waiting_for_patch",
+                "Mercado Libre asks for a correction of the listing before it is shown again",
+            ),
+        ),
+        ({"status": "closed"}, ("inactive", "closed", "Mercado Libre shows the item closed")),
+        ({"status": "mystery", "sub_status": ["odd"]}, ("unknown", "mystery/odd", "odd")),
+    ],
+)
+def test_mercado_libre_states_map_to_the_vocabulary(
+    item: dict[str, Any], expected: tuple[str, str, str]
+) -> None:
+    assert judged(item) == expected
+
+
+def test_the_statuses_travel_with_a_migration(tmp_path: Path, server: _postgres.Server) -> None:
+    with StateStore(tmp_path / "state.sqlite") as source:
+        ListingStatuses(source).replace("amazon", [ListingStatus("1", "rejected", "8541", "why")], 100.0)
+    with StateStore(tmp_path / "state.sqlite") as source, StateStore(server.url(server.database())) as target:
+        migration = migrate_state(source, target)
+        assert {t.table: t.copied for t in migration.tables}["listing_status"] == 1
+        assert ListingStatuses(target).of("amazon", "1") == ListingStatus(
+            "1", "rejected", "8541", "why", 100.0
+        )
+    assert ListingKey("1").remote_id is None
