@@ -25,6 +25,7 @@ from engine.project import load_project, open_marketplace, open_state, refresh_l
 from engine.state import ListingStatuses, StateStore, migrate_state
 from marketplaces._standin import Faults
 from marketplaces.amazon.standin import AmazonStandin
+from marketplaces.google.standin import GoogleStandin
 from marketplaces.mercadolibre._status import judged
 from marketplaces.mercadolibre.standin import MercadoLibreStandin
 from tests import _postgres
@@ -183,6 +184,24 @@ def test_a_marketplace_failing_500_keeps_its_statuses_and_says_why(shop: Shop) -
         assert failed.error is not None and "failed 3 times: 500" in failed.error
         assert failed.line().startswith("mercadolibre: status not refreshed: GET ")
         assert ListingStatuses(state).counts("mercadolibre") == {"active": len(skus["mercadolibre"])}
+
+
+def test_google_disapproved_products_show_their_issue(shop: Shop) -> None:
+    skus = applied(shop, "google")["google"]
+    google: GoogleStandin = shop.box.standins["google"]
+    google.disapprove(skus[0], "image_link_broken", "Invalid image [image_link]", "image_link")
+    code, document = shop.status("--refresh", "-m", "google")
+    statuses = document["marketplaces"]["google"]["listing_statuses"]
+    assert (code, statuses["counts"]) == (2, {"active": len(skus) - 1, "rejected": 1})
+    assert statuses["reasons"] == [
+        {
+            "status": "rejected",
+            "code": "image_link_broken",
+            "count": 1,
+            "sample_sku": skus[0],
+            "reason": "Invalid image [image_link] (image_link)",
+        }
+    ]
 
 
 def test_a_marketplace_without_status_reads_says_so() -> None:
