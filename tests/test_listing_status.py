@@ -26,8 +26,10 @@ from engine.state import ListingStatuses, StateStore, migrate_state
 from marketplaces._standin import Faults
 from marketplaces.amazon.standin import AmazonStandin
 from marketplaces.google.standin import GoogleStandin
+from marketplaces.magalu.standin import MagaluStandin
 from marketplaces.mercadolibre._status import judged
 from marketplaces.mercadolibre.standin import MercadoLibreStandin
+from marketplaces.netshoes.standin import NetshoesStandin
 from tests import _postgres
 from tests.test_state_contract import server as server  # the PostgreSQL fixture, per worker
 from tests.test_status import Shop, edit_config
@@ -202,6 +204,34 @@ def test_google_disapproved_products_show_their_issue(shop: Shop) -> None:
             "reason": "Invalid image [image_link] (image_link)",
         }
     ]
+
+
+def test_magalu_and_netshoes_reviews_show_in_the_status(shop: Shop) -> None:
+    skus = applied(shop, "magalu", "netshoes")
+    assert skus["magalu"] and skus["netshoes"]
+    magalu: MagaluStandin = shop.box.standins["magalu"]
+    magalu.skus[skus["magalu"][0]].update(status="REJECTED", reason="a imagem principal tem marca d'água")
+    netshoes: NetshoesStandin = shop.box.standins["netshoes"]
+    netshoes.skus[skus["netshoes"][0]].active["NS"] = False  # Netshoes took it off sale
+    code, document = shop.status("--refresh", "-m", "magalu", "-m", "netshoes")
+    assert code == 2 and document["problems"] == [
+        "magalu: 1 listing(s) rejected by the marketplace (more than 0): see the reasons, correct the "
+        "rules or the catalog, and apply"
+    ]
+    on_magalu = document["marketplaces"]["magalu"]["listing_statuses"]
+    assert on_magalu["counts"] == {"active": len(skus["magalu"]) - 1, "rejected": 1}
+    assert on_magalu["reasons"] == [
+        {
+            "status": "rejected",
+            "code": "REJECTED",
+            "count": 1,
+            "sample_sku": skus["magalu"][0],
+            "reason": "a imagem principal tem marca d'água",
+        }
+    ]
+    on_netshoes = document["marketplaces"]["netshoes"]["listing_statuses"]
+    assert on_netshoes["counts"] == {"active": len(skus["netshoes"]) - 1, "paused": 1}
+    assert on_netshoes["reasons"][0]["reason"] == "approved, but not for sale in business unit NS"
 
 
 def test_a_marketplace_without_status_reads_says_so() -> None:
