@@ -29,6 +29,7 @@ from marketplaces.google.standin import GoogleStandin
 from marketplaces.magalu.standin import MagaluStandin
 from marketplaces.mercadolibre._status import judged
 from marketplaces.mercadolibre.standin import MercadoLibreStandin
+from marketplaces.meta.standin import MetaStandin
 from marketplaces.netshoes.standin import NetshoesStandin
 from tests import _postgres
 from tests.test_state_contract import server as server  # the PostgreSQL fixture, per worker
@@ -232,6 +233,17 @@ def test_magalu_and_netshoes_reviews_show_in_the_status(shop: Shop) -> None:
     on_netshoes = document["marketplaces"]["netshoes"]["listing_statuses"]
     assert on_netshoes["counts"] == {"active": len(skus["netshoes"]) - 1, "paused": 1}
     assert on_netshoes["reasons"][0]["reason"] == "approved, but not for sale in business unit NS"
+
+
+def test_a_meta_item_rejected_by_its_review_shows_the_reasons(shop: Shop) -> None:
+    skus = applied(shop, "facebook")["facebook"]
+    meta: MetaStandin = shop.box.standins["facebook"]
+    meta.set_review(skus[0], "rejected", ["ADULT_CONTENT", "MISLEADING"])
+    code, document = shop.status("--refresh", "-m", "facebook")
+    statuses = document["marketplaces"]["facebook"]["listing_statuses"]
+    assert (code, statuses["counts"]) == (2, {"active": len(skus) - 1, "rejected": 1})
+    assert statuses["reasons"][0]["sample_sku"] == skus[0]
+    assert statuses["reasons"][0]["reason"] == "ADULT_CONTENT, MISLEADING"
 
 
 def test_a_marketplace_without_status_reads_says_so() -> None:
