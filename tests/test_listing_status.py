@@ -30,6 +30,8 @@ from marketplaces.magalu.standin import MagaluStandin
 from marketplaces.mercadolibre._status import judged
 from marketplaces.mercadolibre.standin import MercadoLibreStandin
 from marketplaces.meta.standin import MetaStandin
+from marketplaces.mirakl._status import judged as mirakl_judged
+from marketplaces.mirakl.standin import MiraklStandin
 from marketplaces.netshoes.standin import NetshoesStandin
 from tests import _postgres
 from tests.test_state_contract import server as server  # the PostgreSQL fixture, per worker
@@ -246,6 +248,23 @@ def test_a_meta_item_rejected_by_its_review_shows_the_reasons(shop: Shop) -> Non
     assert statuses["reasons"][0]["reason"] == "ADULT_CONTENT, MISLEADING"
 
 
+def test_a_carrefour_offer_inactive_for_a_rejected_product_shows_why(shop: Shop) -> None:
+    skus = applied(shop, "carrefour")["carrefour"]
+    carrefour: MiraklStandin = shop.box.standins["carrefour"]
+    carrefour.deactivate(skus[0], "PRODUCT_STATUS_REJECTED")
+    code, document = shop.status("--refresh", "-m", "carrefour")
+    statuses = document["marketplaces"]["carrefour"]["listing_statuses"]
+    assert code == 2 and statuses["counts"]["rejected"] == 1
+    assert sum(statuses["counts"].values()) == len(skus)
+    assert statuses["reasons"][0] == {
+        "status": "rejected",
+        "code": "PRODUCT_STATUS_REJECTED",
+        "count": 1,
+        "sample_sku": skus[0],
+        "reason": "the operator's catalogue rejected the product",
+    }
+
+
 def test_a_marketplace_without_status_reads_says_so() -> None:
     from engine.connectors import connector_class
 
@@ -276,6 +295,20 @@ def test_mercado_libre_states_map_to_the_vocabulary(
     item: dict[str, Any], expected: tuple[str, str, str]
 ) -> None:
     assert judged(item) == expected
+
+
+@pytest.mark.parametrize(
+    ("reasons", "expected"),
+    [
+        (["ZERO_QUANTITY"], "inactive"),
+        (["PRODUCT_STATUS_NEW", "ZERO_QUANTITY"], "under_review"),
+        (["SHOP_NOT_OPEN"], "paused"),
+        (["ZERO_QUANTITY", "BRAND_UNAUTHORIZED_TO_SELL"], "rejected"),
+    ],
+)
+def test_mirakl_inactivity_reasons_map_to_the_vocabulary(reasons: list[str], expected: str) -> None:
+    state, code, _ = mirakl_judged({"active": False, "inactivity_reasons": reasons})
+    assert (state, code) == (expected, ",".join(reasons))
 
 
 def test_the_statuses_travel_with_a_migration(tmp_path: Path, server: _postgres.Server) -> None:
