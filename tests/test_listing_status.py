@@ -114,6 +114,12 @@ def test_a_refresh_replaces_the_statuses_read_before(shop: Shop) -> None:
     ml: MercadoLibreStandin = shop.box.standins["mercadolibre"]
     ml.set_item_status(skus["mercadolibre"][0], "under_review", ["forbidden"])
     assert shop.status("--refresh", "-m", "mercadolibre")[0] == 2
+    with open_state(load_project(shop.config)) as state:  # withdrawn since: no longer counted
+        held = state.get_many("mercadolibre", [skus["mercadolibre"][0]])
+        state.record_deleted("mercadolibre", [skus["mercadolibre"][0]])
+        assert shop.status("-m", "mercadolibre")[0] == 0
+        state.record_applied("mercadolibre", held.values())
+    assert shop.status("-m", "mercadolibre")[0] == 2
     ml.set_item_status(skus["mercadolibre"][0], "active")  # the seller corrected it
     code, document = shop.status("--refresh", "-m", "mercadolibre")
     statuses = document["marketplaces"]["mercadolibre"]["listing_statuses"]

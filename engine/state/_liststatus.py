@@ -36,6 +36,9 @@ CREATE INDEX IF NOT EXISTS listing_status_by_status ON listing_status (marketpla
 """
 """The table, created with the store's own (no schema version: a table an older Tradepost ignores)."""
 
+_LIVE = "EXISTS (SELECT 1 FROM listings l WHERE l.marketplace = s.marketplace AND l.sku_id = s.sku_id)"
+"""Counted only while the SKU is live by the state: one withdrawn since the refresh (or refused
+after acceptance, then ``failing``) no longer counts under the status read before."""
 _COLUMNS = ("marketplace", "sku_id", "status", "code", "reason", "checked_at")
 _UPSERT = replace_into("listing_status", _COLUMNS, ("marketplace", "sku_id"))
 _INSERT = f"INSERT INTO listing_status ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -80,11 +83,12 @@ class ListingStatuses:
                 self.db.executemany(_UPSERT, rows)
 
     def counts(self, marketplace: str) -> dict[str, int]:
-        """Status -> SKUs in it."""
+        """Status -> SKUs in it, among those still live (:data:`_LIVE`)."""
         return {
             str(status): int(count)
             for status, count in self.db.execute(
-                "SELECT status, count(*) FROM listing_status WHERE marketplace = ? GROUP BY status",
+                f"SELECT status, count(*) FROM listing_status s WHERE s.marketplace = ? AND {_LIVE} "
+                "GROUP BY status",
                 (marketplace,),
             )
         }
@@ -102,8 +106,9 @@ class ListingStatuses:
         if not statuses:
             return []
         grouped = self.db.execute(
-            "SELECT status, code, count(*), min(sku_id) FROM listing_status "
-            f"WHERE marketplace = ? AND status IN ({', '.join('?' * len(statuses))}) GROUP BY status, code",
+            "SELECT status, code, count(*), min(sku_id) FROM listing_status s "
+            f"WHERE s.marketplace = ? AND {_LIVE} AND status IN ({', '.join('?' * len(statuses))}) "
+            "GROUP BY status, code",
             (marketplace, *statuses),
         ).fetchall()
         rank = {status: n for n, status in enumerate(statuses)}
