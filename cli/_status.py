@@ -1,13 +1,16 @@
 """`tradepost status`: each marketplace at a glance, and an exit code a scheduler can page on.
 
 Exit 0 healthy, 2 when a figure passes a threshold of the config's ``status:`` section (each
-problem is said), 1 when the config or the state store cannot be read (a message, no traceback).
+problem is said), 1 when the config or the state store cannot be read (a message, no traceback),
+or when ``--refresh`` could not read a marketplace's listing statuses (each other marketplace is
+still refreshed, and the status still shown).
 A rich table on a terminal, plain lines into a pipe (the first two kinds kept as they were, so
 scripts that read them still do), one JSON document with ``--json``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -18,12 +21,24 @@ from rich.table import Table
 
 from cli._plan import _project, age, config_option
 from cli._render import console
+from engine import TradepostError
 from engine.jsonio import dumps
-from engine.project import MarketplaceStatus, ProjectStatus, open_state, project_status
-from engine.state import FullPass
+from engine.project import (
+    MarketplaceStatus,
+    Project,
+    ProjectStatus,
+    StatusRefresh,
+    open_marketplace,
+    open_state,
+    project_status,
+    refresh_listing_statuses,
+)
+from engine.rules import RuleError
+from engine.state import FullPass, StateStore
 
 EXIT_HEALTHY = 0
 EXIT_NEEDS_A_PERSON = 2
+EXIT_REFRESH_FAILED = 1
 
 
 @click.command()
@@ -31,8 +46,13 @@ EXIT_NEEDS_A_PERSON = 2
 @click.option(
     "-m", "--marketplace", "marketplaces", multiple=True, help="Only this marketplace (repeatable)."
 )
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="First read each marketplace's own status of our listings (batched, paced) into the state.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document (for monitoring).")
-def status(config_path: Path | None, marketplaces: tuple[str, ...], as_json: bool) -> None:
+def status(config_path: Path | None, marketplaces: tuple[str, ...], refresh: bool, as_json: bool) -> None:
     """Show each marketplace at a glance, from the state store; exit 2 when something needs a person.
 
     Per marketplace: listings live, SKUs failing with their last error, invalid records by reason
@@ -40,19 +60,48 @@ def status(config_path: Path | None, marketplaces: tuple[str, ...], as_json: boo
     notification queue. The thresholds are the config's `status:` section (see README, Status and
     log). A full apply is `tradepost apply` without a saved plan, over a catalog read to its end,
     with every change applied: the periodic reconciliation that catches what notifications missed.
+
+    The marketplace's own status of our listings (active, paused, under review, rejected, with its
+    reason) is what the last `--refresh` read, where the marketplace's API reports one; a listing
+    rejected counts against `max_rejected`. A refresh that fails (the marketplace unreachable, or
+    answering what is not its API) keeps the statuses read before, and exits 1.
     """
     project = _project(config_path)
     names = project.marketplace_names(marketplaces)
     with open_state(project) as store:
+        refreshed = [_refresh(project, store, name) for name in names] if refresh else []
         found = project_status(project, store, names)
+    failed = [r for r in refreshed if r.error is not None]
     if as_json:
-        click.echo(dumps(found.to_dict(), indent=2))
-    elif sys.stdout.isatty():
-        _render_table(found)
+        document = found.to_dict()
+        if refresh:
+            document["refreshed"] = [r.to_dict() for r in refreshed]
+        click.echo(dumps(document, indent=2))
     else:
-        for line in status_lines(found):
-            click.echo(line)
-    sys.exit(EXIT_HEALTHY if found.healthy else EXIT_NEEDS_A_PERSON)
+        for done in refreshed:
+            if done.error is None:
+                click.echo(done.line())
+        if sys.stdout.isatty():
+            _render_table(found)
+        else:
+            for line in status_lines(found):
+                click.echo(line)
+    for done in failed:
+        click.echo(f"error: {done.line()}", err=True)
+    sys.exit(EXIT_REFRESH_FAILED if failed else EXIT_HEALTHY if found.healthy else EXIT_NEEDS_A_PERSON)
+
+
+def _refresh(project: Project, store: StateStore, name: str) -> StatusRefresh:
+    """One marketplace's listing statuses read into ``store``; a rule file that does not compile
+    is that marketplace's error, so the others are still refreshed."""
+    try:
+        run = open_marketplace(project, name)
+    except RuleError as exc:
+        why = f"{project.rules_path(name)} has {len(exc.diagnostics)} problem(s); run `tradepost check`"
+        return StatusRefresh(name, True, error=why)
+    except TradepostError as exc:  # the connector refuses its options
+        return StatusRefresh(name, True, error=str(exc))
+    return asyncio.run(refresh_listing_statuses(run, project, store))
 
 
 def status_lines(found: ProjectStatus) -> list[str]:
@@ -81,11 +130,21 @@ def _details(market: MarketplaceStatus, now: float) -> list[str]:
             + (f" ({r.location})" if r.location else "")
             for r in market.invalid_reasons
         ),
-        f"marketplace's own status of the listings: {market.remote_status}",
+        _remote_line(market, now),
+        *(
+            f"{r.status} {r.code}: {r.count} listing(s), e.g. {r.sample_sku}: {r.reason}"
+            for r in market.status_reasons
+        ),
         f"orders: {_orders(market, now)}",
         f"lock: {market.lock.describe() if market.lock else 'free'}",
     ]
     return details + [f"needs a person: {problem}" for problem in market.problems]
+
+
+def _remote_line(market: MarketplaceStatus, now: float) -> str:
+    line = f"marketplace's own status of the listings: {market.remote_status}"
+    checked = market.statuses_checked_at
+    return line if checked is None else f"{line} (read {age(now - checked)} ago)"
 
 
 def _orders(market: MarketplaceStatus, now: float) -> str:

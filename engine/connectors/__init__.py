@@ -17,6 +17,11 @@ a package that subclasses the bases below and declares them as entry points:
 - :class:`Source` (``tradepost.sources``): the catalog a project's ``source.type`` names.
 - stand-ins (``tradepost.standins``): local servers that answer like the marketplace.
 
+An optional capability: a connector that can read the marketplace's own judgement of our listings
+(active, paused, under review, rejected, with its reason) declares
+``Connector.reports_listing_status`` and yields a :class:`ListingStatus` (one of
+:data:`LISTING_STATES`) per :class:`ListingKey` asked about.
+
 Shared pieces every plug-in may use: :class:`AiohttpTransport` (httpx over aiohttp: the
 transport of every real connection), :class:`RetryPolicy` (the one way a request is retried:
 attempts, backoff with jitter, Retry-After read by :func:`retry_after`, a time budget; sync and
@@ -32,6 +37,13 @@ from engine.connectors._aftersales import AfterSalesChannel, CustomerQuestion, M
 from engine.connectors._change import ChangeRecord, RouteKind
 from engine.connectors._contract import CallResult, Connector, Credentials
 from engine.connectors._http import AiohttpTransport
+from engine.connectors._liststatus import (
+    LISTING_STATES,
+    NEEDS_ACTION,
+    ListingKey,
+    ListingState,
+    ListingStatus,
+)
 from engine.connectors._oauth import RefreshedToken, TokenError, json_body
 from engine.connectors._orderchannel import (
     BadOrder,
@@ -75,6 +87,8 @@ from engine.model._listing import Listing, Reason
 __all__ = [
     "CONNECTORS",
     "ENTRY_POINT_GROUP",
+    "LISTING_STATES",
+    "NEEDS_ACTION",
     "ORDER_CHANNELS",
     "SOURCES",
     "STANDINS",
@@ -92,6 +106,9 @@ __all__ = [
     "Fulfilment",
     "Invoice",
     "Listing",
+    "ListingKey",
+    "ListingState",
+    "ListingStatus",
     "MarketplaceReturn",
     "OrderCallError",
     "OrderChannel",

@@ -32,6 +32,7 @@ from engine.connectors._routes import Call, Route, merged, route_for
 from engine.model._listing import Listing, Reason
 
 if TYPE_CHECKING:
+    from engine.connectors._liststatus import ListingKey, ListingStatus
     from engine.connectors._oauth import RefreshedToken
     from engine.connectors._reader import Reader
 
@@ -431,6 +432,19 @@ class Connector:
         """The content this connector would send for ``listing``, in :attr:`RemoteListing.content`'s
         form; only the keys given here are compared, so what a marketplace adds to a listing
         (its own attributes, ids) never counts as a difference."""
+        raise NotImplementedError
+
+    # -- the marketplace's own status of our listings (``tradepost status --refresh``) ---------
+
+    reports_listing_status: ClassVar[bool] = False
+    """Whether :meth:`listing_statuses` is implemented: the marketplace's API says what it made of
+    each listing (active, paused, under review, rejected, and why)."""
+
+    def listing_statuses(self, reader: Reader, keys: Sequence[ListingKey]) -> AsyncIterator[ListingStatus]:
+        """The marketplace's status of each listing of ``keys`` it can say one for (an async
+        generator; a key left out is recorded as unknown), read in the marketplace's batches
+        through ``reader``. A read that cannot be completed raises
+        :class:`~engine.connectors.ReadBackError`."""
         raise NotImplementedError
 
     async def apply_in_bulk(

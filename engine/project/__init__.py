@@ -45,6 +45,7 @@ from engine.project._config import (
     VtexAccount,
     load_project,
 )
+from engine.project._liststatus import StatusRefresh, refresh_listing_statuses
 from engine.project._log import (
     LOG_LEVELS,
     IntegrationLog,
@@ -115,6 +116,7 @@ __all__ = [
     "ShardedApply",
     "SourceConfig",
     "StatusConfig",
+    "StatusRefresh",
     "StoreCollector",
     "SyncReads",
     "SyncReport",
@@ -151,6 +153,7 @@ __all__ = [
     "project_status",
     "rebuild_state",
     "record_full_apply",
+    "refresh_listing_statuses",
     "require_postgres",
     "run_worker",
     "sync_once",

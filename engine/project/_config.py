@@ -132,6 +132,14 @@ class StatusConfig(_Strict):
     max_queue_age_minutes: float = Field(
         30, gt=0, description="Minutes the oldest queued change notification may wait."
     )
+    max_rejected: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Listings the marketplace itself rejected or suppressed, per marketplace, tolerated "
+            "(as last read by `tradepost status --refresh`; 0: any one pages)."
+        ),
+    )
     max_full_pass_age_hours: float = Field(
         48,
         gt=0,

@@ -2,13 +2,15 @@
 
 The figures are data (:class:`ProjectStatus`), never printed here: the CLI renders them, and a
 report or a dashboard reuses the same functions (:func:`marketplace_status`,
-:func:`invalid_by_reason`). Nothing is asked of a marketplace: what the state does not record is
-said to be not recorded (the marketplace's own status of our listings, today), never guessed.
+:func:`invalid_by_reason`). Nothing is asked of a marketplace here: the marketplace's own status
+of our listings is what the last ``tradepost status --refresh`` recorded
+(:mod:`engine.project._liststatus`), with its age; never read, it is said to be not recorded.
 
 A marketplace *needs a person* when a figure passes the config's ``status:`` thresholds
-(:class:`~engine.project._config.StatusConfig`): SKUs failing, an order held too long, the
-reconciliation too old; the project does when the oldest queued notification waits too long.
-Each problem is one sentence in :attr:`ProjectStatus.problems`; none means healthy.
+(:class:`~engine.project._config.StatusConfig`): SKUs failing, listings the marketplace rejected,
+an order held too long, the reconciliation too old; the project does when the oldest queued
+notification waits too long. Each problem is one sentence in :attr:`ProjectStatus.problems`;
+none means healthy.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from engine.connectors._liststatus import LISTING_STATES, NEEDS_ACTION
 from engine.orders._store import OrderStore
 from engine.project._config import Project, StatusConfig
+from engine.state._liststatus import ListingStatuses, StatusReason
 from engine.state._queue import NotificationQueue, QueueCounts
 from engine.state._store import FullPass, LockHolder, StateStore
 
@@ -29,7 +33,10 @@ TOP_REASONS = 10
 LAST_ERRORS = 5
 """Failing SKUs shown per marketplace with their error, the newest first."""
 NOT_RECORDED = "not recorded"
-"""The marketplace's own status of our listings: no connector records it in the state today."""
+"""The marketplace's own status of our listings, before any `tradepost status --refresh` read it."""
+TOP_STATUS_REASONS = 10
+"""(status, code) pairs of the listings not active shown per marketplace: rejected first, then
+paused, under review, unknown, inactive; the commonest first within each."""
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,37 @@ class MarketplaceStatus:
     oldest_held_at: float | None
     lock: LockHolder | None
     problems: list[str] = field(default_factory=list)
-    remote_status: str = NOT_RECORDED
+    listing_statuses: dict[str, int] = field(default_factory=dict)
+    """The marketplace's own status of our listings, as last read: status -> listings."""
+    status_reasons: list[StatusReason] = field(default_factory=list)
+    """The commonest reasons of the listings not active, each with a sample SKU."""
+    statuses_checked_at: float | None = None
 
     @property
     def held(self) -> int:
         return self.orders.get("held", 0)
+
+    @property
+    def rejected(self) -> int:
+        return sum(n for status, n in self.listing_statuses.items() if status in NEEDS_ACTION)
+
+    @property
+    def remote_status(self) -> str:
+        """The marketplace's own status of our listings in a phrase: the counts, or not recorded."""
+        if self.statuses_checked_at is None:
+            return NOT_RECORDED
+        counts = self.listing_statuses
+        return ", ".join(f"{s} {counts[s]}" for s in LISTING_STATES if counts.get(s)) or "no listings"
+
+    def _statuses_dict(self, now: float) -> dict[str, Any] | None:
+        if self.statuses_checked_at is None:
+            return None
+        return {
+            "checked_at": self.statuses_checked_at,
+            "age_seconds": _age(self.statuses_checked_at, now),
+            "counts": {s: self.listing_statuses[s] for s in LISTING_STATES if s in self.listing_statuses},
+            "reasons": [asdict(r) for r in self.status_reasons],
+        }
 
     def to_dict(self, now: float) -> dict[str, Any]:
         return {
@@ -84,6 +117,7 @@ class MarketplaceStatus:
             "invalid": self.invalid,
             "invalid_by_reason": [asdict(r) for r in self.invalid_reasons],
             "marketplace_status": self.remote_status,
+            "listing_statuses": self._statuses_dict(now),
             "last_full_apply": None if self.last_full_apply is None else self.last_full_apply.to_dict(),
             "last_full_plan": None if self.last_full_plan is None else self.last_full_plan.to_dict(),
             "orders": dict(sorted(self.orders.items())),
@@ -160,9 +194,21 @@ def marketplace_status(
         orders=orders.counts(name),
         oldest_held_at=None if held is None else held.received_at,
         lock=state.lock_holder(name),
+        **_listing_statuses(state, name),
     )
     status.problems.extend(_problems(status, limits, now))
     return status
+
+
+def _listing_statuses(state: StateStore, name: str) -> dict[str, Any]:
+    """The marketplace's own status of our listings, as the last refresh recorded it."""
+    table = ListingStatuses(state)
+    pressing = ["rejected", "paused", "under_review", "unknown", "inactive"]
+    return {
+        "listing_statuses": table.counts(name),
+        "status_reasons": table.reasons(name, pressing, TOP_STATUS_REASONS),
+        "statuses_checked_at": table.last_checked(name),
+    }
 
 
 def invalid_by_reason(
@@ -215,6 +261,11 @@ def _problems(status: MarketplaceStatus, limits: StatusConfig, now: float) -> It
     """What needs a person in one marketplace, by the config's thresholds."""
     if status.failing > limits.max_failing:
         yield f"{status.failing} SKU(s) failing (more than {limits.max_failing})"
+    if status.rejected > limits.max_rejected:
+        yield (
+            f"{status.rejected} listing(s) rejected by the marketplace (more than {limits.max_rejected}): "
+            "see the reasons, correct the rules or the catalog, and apply"
+        )
     held_hours = (_age(status.oldest_held_at, now) or 0.0) / 3600
     if held_hours > limits.max_held_order_hours:
         yield f"an order held {held_hours:.1f} h (more than {limits.max_held_order_hours:g} h)"

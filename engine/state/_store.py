@@ -67,6 +67,7 @@ from engine.state._db import (
 from engine.state._db import LockHolder as LockHolder  # re-exported: part of this module's API
 from engine.state._db import LockLostError as LockLostError
 from engine.state._db import StateError as StateError
+from engine.state._liststatus import LISTING_STATUS_SCHEMA
 from engine.state._queue import QUEUE_SCHEMA
 
 SCHEMA_VERSION = 5
@@ -299,7 +300,7 @@ class StateStore:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
             with self.db.schema():
-                self.db.executescript(_SCHEMA + QUEUE_SCHEMA)
+                self.db.executescript(_SCHEMA + QUEUE_SCHEMA + LISTING_STATUS_SCHEMA)
                 self._migrate()
                 self.db.execute(_SOURCE_INDEX)
         except BaseException:

@@ -52,6 +52,8 @@ from engine.connectors import (
     Connector,
     Credentials,
     Listing,
+    ListingKey,
+    ListingStatus,
     Reader,
     RefreshedToken,
     RemoteListing,
@@ -82,6 +84,7 @@ from marketplaces.amazon._payloads import (
     replace_patch,
 )
 from marketplaces.amazon._readback import read_listings
+from marketplaces.amazon._status import listing_statuses
 
 ChangeKind = RouteKind
 
@@ -370,6 +373,17 @@ class AmazonConnector(Connector):
         path = f"{LISTINGS_ITEMS}/{quote(self.seller_id, safe='')}"
         async for listing in read_listings(reader, path, {"marketplaceIds": self.scope.marketplace_id}):
             yield listing
+
+    reports_listing_status = True
+
+    async def listing_statuses(
+        self, reader: Reader, keys: Sequence[ListingKey]
+    ) -> AsyncIterator[ListingStatus]:
+        """``searchListingsItems`` by 20 SKUs, with summaries and issues; see ``_status``."""
+        await reader.headers()  # the seller id comes with the credentials
+        path = f"{LISTINGS_ITEMS}/{quote(self.seller_id, safe='')}"
+        async for status in listing_statuses(reader, path, self.query, keys):
+            yield status
 
     def remote_differences(
         self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]

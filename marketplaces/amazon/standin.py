@@ -74,6 +74,8 @@ SEARCH_PAGE_MAX = 20
 """``pageSize`` maximum of searchListingsItems."""
 SEARCH_REACH = 1000
 """SKUs one search can page through (``ItemSearchResults.numberOfResults``)."""
+IDENTIFIERS_MAX = 20
+"""``identifiers`` a searchListingsItems takes at most."""
 INCLUDED_DATA = frozenset(
     {"summaries", "attributes", "issues", "offers", "fulfillmentAvailability", "procurement"}
     | {"relationships", "productTypes"}
@@ -232,6 +234,12 @@ class AmazonStandin(Standin):
         if seller_id is not None and seller_id != self.seller_id:
             raise refused(403, denied, f"Seller {seller_id} is not yours.")
 
+    def add_issue(self, sku: str, code: str, message: str, severity: str = "ERROR") -> None:
+        """What Amazon's catalog checks do to a listing after accepting it: an issue on ``sku``
+        (an ERROR one suppresses it: neither buyable nor discoverable), shown from now on."""
+        issue = {"code": code, "message": message, "severity": severity, "categories": []}
+        self.items[sku]["issues"].append(issue)
+
     # -- Listings Items ------------------------------------------------------------------------
 
     async def listings_item(self, request: Request) -> Response:
@@ -296,6 +304,10 @@ class AmazonStandin(Standin):
             if (after is None or item["createdDate"] >= after)
             and (before is None or item["createdDate"] < before)
         ]
+        identified = _identified(query.get("identifiers"), query.get("identifiersType"), skus)
+        if isinstance(identified, Response):
+            return identified
+        skus = identified
         skus.sort(
             key=lambda sku: (sku if sort_by == "sku" else self.items[sku][sort_by], sku),
             reverse=query.get("sortOrder", "DESC") == "DESC",
@@ -823,6 +835,21 @@ def _document_errors(document: Any, seller_id: str) -> str | None:
     if len(set(ids)) != len(ids):
         return "messageId values must be unique within a feed."
     return None
+
+
+def _identified(identifiers: str | None, kind: str | None, skus: list[str]) -> list[str] | Response:
+    """searchListingsItems' ``identifiers`` (at most 20) of ``identifiersType``: the stand-in knows
+    SKUs only; without them, every SKU."""
+    if identifiers is None and kind is None:
+        return skus
+    wanted = [i for i in (identifiers or "").split(",") if i]
+    if not wanted or kind is None:
+        return _error(400, "'identifiers' and 'identifiersType' must be given together.")
+    if len(wanted) > IDENTIFIERS_MAX:
+        return _error(400, f"'identifiers' takes at most {IDENTIFIERS_MAX} values.")
+    if kind != "SKU":
+        return _error(400, f"identifiersType {kind} is not supported by the stand-in (SKU is).")
+    return [sku for sku in skus if sku in set(wanted)]
 
 
 def _summary(sku: str, item: Mapping[str, Any], marketplace: str) -> dict[str, Any]:

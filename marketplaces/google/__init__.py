@@ -44,6 +44,8 @@ from engine.connectors import (
     ChangeRecord,
     Connector,
     Listing,
+    ListingKey,
+    ListingStatus,
     Reader,
     Reason,
     RefreshedToken,
@@ -56,6 +58,7 @@ from engine.connectors import (
     token_pages,
 )
 from marketplaces.google._http import DEFAULT_TOKEN_URL, encoded_name, encoded_segment, error_message
+from marketplaces.google._status import judged
 
 ChangeKind = Literal["price", "stock"]
 
@@ -288,12 +291,28 @@ class GoogleConnector(Connector):
     reads_back = True
 
     async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
+        """Every product of this connector's (:meth:`products`), as a :class:`RemoteListing`.
+        Google shows availability, not a count, so ``quantity`` is None."""
+        async for product in self.products(reader):
+            attributes = dict(product.get("productAttributes") or {})
+            yield RemoteListing(
+                str(product["offerId"]),
+                self.product_input_name(str(product["offerId"])),
+                _amount(attributes.get("price")),
+                _amount(attributes.get("salePrice")),
+                content={
+                    "productAttributes": attributes,
+                    "customAttributes": product.get("customAttributes") or [],
+                },
+            )
+
+    async def products(self, reader: Reader) -> AsyncIterator[Mapping[str, Any]]:
         """``products.list`` (``GET /products/v1/accounts/{a}/products``), 1,000 a page (the most it
         takes), following ``nextPageToken``: one request per 1,000 products.
 
         Only products of this connector's API data source, content language and feed label are
         Tradepost's; those that other data sources (a feed file, another tool) supply are left
-        alone. Google shows availability, not a count, so ``quantity`` is None.
+        alone.
         """
         source, account = self.data_source_name(), self.option("account")
         language, label = self.option("content_language"), self.option("feed_label")
@@ -303,19 +322,19 @@ class GoogleConnector(Connector):
         ):
             for product in page.get("products") or []:
                 ours = (product.get("dataSource"), product.get("contentLanguage"), product.get("feedLabel"))
-                if ours != (source, language, label) or not product.get("offerId"):
-                    continue
-                attributes = dict(product.get("productAttributes") or {})
-                yield RemoteListing(
-                    str(product["offerId"]),
-                    self.product_input_name(str(product["offerId"])),
-                    _amount(attributes.get("price")),
-                    _amount(attributes.get("salePrice")),
-                    content={
-                        "productAttributes": attributes,
-                        "customAttributes": product.get("customAttributes") or [],
-                    },
-                )
+                if ours == (source, language, label) and product.get("offerId"):
+                    yield product
+
+    reports_listing_status = True
+
+    async def listing_statuses(
+        self, reader: Reader, keys: Sequence[ListingKey]
+    ) -> AsyncIterator[ListingStatus]:
+        """Each product's ``productStatus``, read with the products (:meth:`products`); see ``_status``."""
+        wanted = {key.sku_id for key in keys}
+        async for product in self.products(reader):
+            if str(product["offerId"]) in wanted:
+                yield ListingStatus(str(product["offerId"]), *judged(product))
 
     def remote_differences(
         self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]

@@ -169,6 +169,8 @@ class GoogleStandin(Standin):
         """Access token -> when it expires (``time.monotonic``)."""
         self.inputs: dict[str, dict[str, Any]] = {}
         """``lang~label~offerId`` -> the stored ProductInput."""
+        self.issues: dict[str, list[dict[str, Any]]] = {}
+        """Offer id -> the item-level issues a test gave it (:meth:`disapprove`)."""
         self.list_page_max = LIST_MAX
         """Products one ``products.list`` page holds at most; the API "may return fewer" than asked,
         and tests lower this to make a client page through a small account."""
@@ -196,6 +198,18 @@ class GoogleStandin(Standin):
 
     def revoke_tokens(self) -> None:
         self.oauth.revoke()
+
+    def disapprove(self, offer_id: str, code: str, description: str, attribute: str | None = None) -> None:
+        """What Google's policy and data checks do to a processed product: a DISAPPROVED issue."""
+        issue = {
+            "code": code,
+            "severity": "DISAPPROVED",
+            "description": description,
+            "resolution": "merchant_action",
+        }
+        self.issues.setdefault(offer_id, []).append(
+            {**issue, **({"attribute": attribute} if attribute else {})}
+        )
 
     # -- OAuth -----------------------------------------------------------------------------------
 
@@ -301,7 +315,17 @@ class GoogleStandin(Standin):
             "dataSource": f"accounts/{self.account}/dataSources/{self.data_source}",
             "productAttributes": stored.get("productAttributes") or {},
             "customAttributes": stored.get("customAttributes") or [],
-            "productStatus": {},
+            "productStatus": self.product_status(stored),
+        }
+
+    def product_status(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        """Approved in the feed label's country, unless a test disapproved it (:meth:`disapprove`)."""
+        issues = self.issues.get(str(stored["offerId"]), [])
+        country = str(stored["feedLabel"])
+        verdict = "disapprovedCountries" if issues else "approvedCountries"
+        return {
+            "destinationStatuses": [{"reportingContext": "SHOPPING_ADS", verdict: [country]}],
+            "itemLevelIssues": issues,
         }
 
     # -- helpers ---------------------------------------------------------------------------------

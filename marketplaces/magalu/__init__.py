@@ -42,6 +42,8 @@ from engine.connectors import (
     ChangeRecord,
     Connector,
     Listing,
+    ListingKey,
+    ListingStatus,
     Reader,
     Reason,
     RemoteListing,
@@ -58,6 +60,7 @@ from marketplaces.magalu._http import (
     magalu_token,
 )
 from marketplaces.magalu._portfolio import Portfolio, read_back
+from marketplaces.magalu._status import sku_statuses
 
 TITLE_MAX = 150
 DESCRIPTION_MAX = 7000
@@ -222,6 +225,12 @@ class MagaluConnector(Connector):
         """The portfolio 100 SKUs a page, each published one with its channel's price and stock."""
         async for listing in read_back(reader, self.option("channel_id")):
             yield listing
+
+    reports_listing_status = True
+
+    def listing_statuses(self, reader: Reader, keys: Sequence[ListingKey]) -> AsyncIterator[ListingStatus]:
+        """Each SKU's review status from the portfolio list, 100 a request; see ``_status``."""
+        return sku_statuses(reader, keys)
 
     def listing_content(self, listing: Listing, family: Sequence[Listing]) -> Mapping[str, Any]:
         body = self.sku_body(listing)

@@ -193,7 +193,7 @@ class Portfolio:
             if status in PUBLISHED:
                 return None
             if status in REFUSED:
-                why = found.get("reason") or found.get("status_reason") or "no reason given"
+                why = refusal_reason(found)
                 return _fail(f"Magalu's review refused SKU {sku} ({status}): {why}", False)
         where = f"status {status}" if status else "not yet readable"
         return _fail(f"{WAITING} ({where}); its price and stock are sent once it is published", True)
@@ -239,18 +239,30 @@ def _fail(error: str, retryable: bool) -> CallResult:
 # -- reading back ----------------------------------------------------------------------------------
 
 
-async def read_back(reader: Reader, channel_id: str) -> AsyncIterator[RemoteListing]:
-    """The portfolio page by page; each published SKU with the channel's price and stock."""
+def refusal_reason(found: Mapping[str, Any]) -> str:
+    """Why Magalu's review refused a SKU, as its answer gives it."""
+    return str(found.get("reason") or found.get("status_reason") or "no reason given")
+
+
+async def portfolio(reader: Reader) -> AsyncIterator[Mapping[str, Any]]:
+    """The seller's SKUs as Magalu shows them, page by page (:data:`PAGE` a request)."""
     offset = 0
     while True:
         page = await reader.get(SKUS, {"_limit": str(PAGE), "_offset": str(offset)})
         skus = results(page)
         for found in skus:
-            if found.get("sku") and str(found.get("status") or "").upper() in PUBLISHED:
-                yield await _remote(reader, found, channel_id)
+            if found.get("sku"):
+                yield found
         offset += len(skus)
         if len(skus) < PAGE:
             return
+
+
+async def read_back(reader: Reader, channel_id: str) -> AsyncIterator[RemoteListing]:
+    """The portfolio page by page; each published SKU with the channel's price and stock."""
+    async for found in portfolio(reader):
+        if str(found.get("status") or "").upper() in PUBLISHED:
+            yield await _remote(reader, found, channel_id)
 
 
 async def _remote(reader: Reader, found: Mapping[str, Any], channel_id: str) -> RemoteListing:

@@ -39,6 +39,8 @@ from engine.connectors import (
     ChangeRecord,
     Connector,
     Listing,
+    ListingKey,
+    ListingStatus,
     Reader,
     Reason,
     RefreshedToken,
@@ -61,6 +63,7 @@ from marketplaces.mercadolibre._http import (
     variation_ids,
 )
 from marketplaces.mercadolibre._readback import ItemReader
+from marketplaces.mercadolibre._status import item_statuses
 
 STANDARD_ATTRIBUTES = {"BRAND": "brand", "GTIN": "gtin", "MPN": "mpn"}
 """Mercado Libre attribute id -> the canonical listing field that supplies it by default."""
@@ -297,6 +300,12 @@ class MercadoLibreConnector(Connector):
         """The seller's items by scan search and multiget; see ``_readback``."""
         async for listing in ItemReader(reader).listings():
             yield listing
+
+    reports_listing_status = True
+
+    def listing_statuses(self, reader: Reader, keys: Sequence[ListingKey]) -> AsyncIterator[ListingStatus]:
+        """Each item's status and sub-status, 20 items a request; see ``_status``."""
+        return item_statuses(reader, keys)
 
     def listing_content(self, listing: Listing, family: Sequence[Listing]) -> Mapping[str, Any]:
         """Title, category and attributes as :meth:`payload` would send them, or, given a ``family``

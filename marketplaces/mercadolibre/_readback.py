@@ -24,7 +24,7 @@ never the one sent) nor the description (one more request per item).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -62,10 +62,7 @@ class ItemReader:
             seen.update(fresh)
             for start in range(0, len(fresh), MULTIGET_MAX):
                 chunk = fresh[start : start + MULTIGET_MAX]
-                answers = await self.reader.get(
-                    "/items", {"ids": ",".join(chunk), "include_attributes": "all"}
-                )
-                for item in _items(answers):
+                async for item in multiget_items(self.reader, chunk, {"include_attributes": "all"}):
                     for listing in self._from_item(item):
                         yield listing
             scroll = page.get("scroll_id")
@@ -116,6 +113,15 @@ class ItemReader:
                 group=item_id,
                 idle=quantity == 0,
             )
+
+
+async def multiget_items(
+    reader: Reader, ids: Sequence[str], params: Mapping[str, str]
+) -> AsyncIterator[Mapping[str, Any]]:
+    """The items of one multiget ``GET /items?ids=`` (at most :data:`MULTIGET_MAX` ids) that
+    Mercado Libre still has."""
+    for item in _items(await reader.get("/items", {"ids": ",".join(ids), **params})):
+        yield item
 
 
 def _items(answers: Any) -> Iterator[Mapping[str, Any]]:

@@ -216,6 +216,14 @@ class MercadoLibreStandin(Standin):
         """What happens when the seller re-authorises the app: every access token stops working."""
         self.oauth.revoke()
 
+    def set_item_status(self, sku: str, status: str, sub_status: Iterable[str] = ()) -> str:
+        """What Mercado Libre's moderation or stock rules do to an item: the one holding ``sku``
+        (SELLER_SKU, its own or a variation's) shown ``status`` with ``sub_status`` (``paused``,
+        ``["out_of_stock"]``; ``under_review``, ``["forbidden"]``); its id."""
+        item = next(item for item in self.items.values() if sku in _seller_skus(item))
+        item["status"], item["sub_status"] = status, list(sub_status)
+        return str(item["id"])
+
     # -- OAuth -----------------------------------------------------------------------------------
 
     async def token(self, request: Request) -> Response:

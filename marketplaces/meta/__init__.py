@@ -59,6 +59,8 @@ from engine.connectors import (
     Connector,
     Credentials,
     Listing,
+    ListingKey,
+    ListingStatus,
     Reader,
     Reason,
     RemoteListing,
@@ -67,6 +69,7 @@ from engine.connectors import (
 from marketplaces.meta._batches import BATCH_MAX_BYTES, BATCH_MAX_REQUESTS, run_batches
 from marketplaces.meta._graph import GraphError, GraphSender, Pacing
 from marketplaces.meta._readback import read_items
+from marketplaces.meta._status import item_statuses
 
 CONDITIONS = frozenset(
     {"cpo", "new", "open_box_new", "refurbished", "used", "used_fair", "used_good", "used_like_new"}
@@ -278,6 +281,12 @@ class MetaConnector(Connector):
 
     def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
         return read_items(reader, self.path("products"))
+
+    reports_listing_status = True
+
+    def listing_statuses(self, reader: Reader, keys: Sequence[ListingKey]) -> AsyncIterator[ListingStatus]:
+        """Each item's ``review_status`` and rejection reasons, 500 items a request; see ``_status``."""
+        return item_statuses(reader, self.path("products"), keys)
 
     def listing_content(self, listing: Listing, family: Sequence[Listing]) -> Mapping[str, Any]:
         """What a content upsert sends, under the names Meta reads it back by; price and stock

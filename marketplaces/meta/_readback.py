@@ -33,7 +33,14 @@ MAX_PAGES = 1_000_000
 
 async def read_items(reader: Reader, path: str) -> AsyncIterator[RemoteListing]:
     """Every item of the catalog that Tradepost may own; see the module docstring."""
-    params = {"fields": FIELDS, "limit": str(PAGE_SIZE)}
+    async for item in catalog_items(reader, path, FIELDS):
+        yield _listing(item)
+
+
+async def catalog_items(reader: Reader, path: str, fields: str) -> AsyncIterator[Mapping[str, Any]]:
+    """The catalog's items with ``fields``, page by page, but those a feed supplies or with no
+    ``retailer_id`` (counted in ``reader.unnamed``)."""
+    params = {"fields": fields, "limit": str(PAGE_SIZE)}
     for _ in range(MAX_PAGES):
         page = await reader.get(path, params)
         if not isinstance(page, Mapping):
@@ -44,13 +51,13 @@ async def read_items(reader: Reader, path: str) -> AsyncIterator[RemoteListing]:
                 continue
             if item.get("product_feed"):
                 continue
-            yield _listing(item)
+            yield item
         given = page.get("paging")
         paging: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
         after = (paging.get("cursors") or {}).get("after")
         if not paging.get("next") or not after:
             return
-        params = {"fields": FIELDS, "limit": str(PAGE_SIZE), "after": str(after)}
+        params = {"fields": fields, "limit": str(PAGE_SIZE), "after": str(after)}
     raise ReadBackError(f"GET {path} did not end after {MAX_PAGES} pages")
 
 

@@ -43,7 +43,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -244,6 +244,11 @@ class MetaStandin(Standin):
         """An item as held (feed field names), once the batches due are processed."""
         self.settle()
         return self.items[retailer_id]
+
+    def set_review(self, retailer_id: str, status: str, reasons: Iterable[str] = ()) -> None:
+        """What Meta's review does to an item: its ``review_status`` and ``review_rejection_reasons``,
+        read back from now on."""
+        self.item(retailer_id).update(review_status=status, review_rejection_reasons=list(reasons))
 
     def settle(self, through: Batch | None = None, everything: bool = False) -> None:
         """Process, oldest first, the batches due: every one up to ``through``, and those taken

@@ -58,6 +58,8 @@ from engine.connectors import (
     Connector,
     Credentials,
     Listing,
+    ListingKey,
+    ListingStatus,
     Reader,
     Reason,
     RemoteListing,
@@ -74,6 +76,7 @@ from marketplaces.mirakl._http import (
     shop_params,
 )
 from marketplaces.mirakl._imports import OFFERS, PRICES, PRODUCTS, STOCK, Importer, ImportKind
+from marketplaces.mirakl._status import offer_statuses
 
 PRODUCT_COLUMNS = (
     "sku",
@@ -291,8 +294,13 @@ class MiraklConnector(Connector):
     reads_back = True
 
     async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
-        """OF21, the shop's offers 100 a page (offset paging): an offer means a catalogued product,
-        so each SKU comes back with its product SKU as the remote id."""
+        """Each offer (:meth:`offers`): an offer means a catalogued product, so each SKU comes back
+        with its product SKU as the remote id."""
+        async for offer in self.offers(reader):
+            yield _remote(offer)
+
+    async def offers(self, reader: Reader) -> AsyncIterator[Mapping[str, Any]]:
+        """OF21, the shop's offers 100 a page (offset paging), those that name a shop SKU."""
         offset, shop = 0, self.option("shop_id") or None
         while True:
             params = shop_params(shop, max=str(OF21_PAGE), offset=str(offset))
@@ -300,11 +308,17 @@ class MiraklConnector(Connector):
             offers = list(page.get("offers") or []) if isinstance(page, Mapping) else []
             for offer in offers:
                 if offer.get("shop_sku"):
-                    yield _remote(offer)
+                    yield offer
             offset += len(offers)
             total = int(page.get("total_count") or 0) if isinstance(page, Mapping) else 0
             if not offers or offset >= total:
                 return
+
+    reports_listing_status = True
+
+    def listing_statuses(self, reader: Reader, keys: Sequence[ListingKey]) -> AsyncIterator[ListingStatus]:
+        """Each offer's ``active`` and ``inactivity_reasons`` from OF21; see ``_status``."""
+        return offer_statuses(self.offers(reader), keys)
 
     def remote_differences(
         self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]

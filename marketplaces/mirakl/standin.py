@@ -220,6 +220,11 @@ class MiraklStandin(Standin):
                 done += 1
         return done
 
+    def deactivate(self, shop_sku: str, *reasons: str) -> None:
+        """What the operator's checks do to an offer: inactive for ``reasons`` (OF21's
+        ``inactivity_reasons``: ``PRODUCT_STATUS_REJECTED``...); none makes it active again."""
+        self.offers[shop_sku]["inactivity_reasons"] = list(reasons)
+
     # -- the shared gate ---------------------------------------------------------------------
 
     def _operation(self, code: str, handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -664,8 +669,17 @@ def _offer_view(offer: Mapping[str, Any]) -> dict[str, Any]:
         "state_code": offer.get("state_code"),
         "description": offer.get("description"),
         "leadtime_to_ship": offer.get("leadtime_to_ship"),
-        "active": int(offer.get("quantity") or 0) > 0,
+        **_activity(offer),
     }
+
+
+def _activity(offer: Mapping[str, Any]) -> dict[str, Any]:
+    """OF21's ``active`` and ``inactivity_reasons`` (mandatory when inactive): the operator's, set
+    by :meth:`MiraklStandin.deactivate`, else ``ZERO_QUANTITY`` for an offer out of stock."""
+    reasons = list(offer.get("inactivity_reasons") or [])
+    if not reasons and int(offer.get("quantity") or 0) <= 0:
+        reasons = ["ZERO_QUANTITY"]
+    return {"active": not reasons, "inactivity_reasons": reasons}
 
 
 def _decimal(text: str) -> Decimal | None:

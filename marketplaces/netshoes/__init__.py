@@ -52,6 +52,8 @@ from engine.connectors import (
     Connector,
     Credentials,
     Listing,
+    ListingKey,
+    ListingStatus,
     OrderCallError,
     Reader,
     RemoteListing,
@@ -66,6 +68,7 @@ from marketplaces.netshoes._http import (
     not_approved,
     retry_policy,
 )
+from marketplaces.netshoes._status import sku_statuses
 
 WAITING = "waiting for Netshoes to approve the SKU"
 SKU_FIELDS = ("color", "size", "gender", "flavor", "video")
@@ -353,6 +356,12 @@ class NetshoesConnector(Connector):
             if len(products) < READ_PAGE or not (answer.get("_links") or {}).get("next"):
                 return
             page += 1
+
+    reports_listing_status = True
+
+    def listing_statuses(self, reader: Reader, keys: Sequence[ListingKey]) -> AsyncIterator[ListingStatus]:
+        """Each SKU's review and activation in the first business unit, one read a SKU; see ``_status``."""
+        return sku_statuses(reader, keys, self.business_units[0])
 
     def remote_differences(
         self, listing: Listing, remote: RemoteListing, family: Sequence[Listing]
