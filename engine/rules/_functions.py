@@ -627,6 +627,14 @@ def _strip_html(text: str | None, *, at: Span | None = None) -> str | None:
     if text is None:
         return None
     charge(len(text), at)
+    return _plain_text(text)
+
+
+@lru_cache(maxsize=4)
+def _plain_text(text: str) -> str:
+    """:func:`_strip_html` of a text, kept for the next few calls: a catalog lists a product's SKUs
+    one after another, each with the product's description, so most calls of a plan repeat the
+    last (a hash and a compare, not a scan). The budget is charged by the caller all the same."""
     lines = (" ".join(line.split()) for line in html.unescape(_without_markup(text)).split("\n"))
     return "\n".join(line for line in lines if line)
 

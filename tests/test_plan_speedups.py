@@ -1,0 +1,50 @@
+"""The plan's shortcuts give what the long way gives (issue 11: the plan's CPU time).
+
+Each shortcut keeps a result for the next record or computes a figure once: the tests compare it
+with the computation it saves, on repeated, interleaved and random inputs, and check that what the
+engine must still do on a repeat (the SKU's budget) is done.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine.rules._functions import FUNCTIONS, _plain_text
+from engine.rules._limits import MAX_WORK, Budget, LimitExceeded
+
+strip_html = FUNCTIONS["strip_html"].impl
+uncached = _plain_text.__wrapped__
+
+DESCRIPTIONS = [
+    "<p>Leve &amp; macio</p><p>Algodão</p>",
+    "<p>Fone de Ouvido, da SomMax.</p>",
+    "3 < 5 <b>e</b> 7 &gt; 2<br/>fim",
+    "",
+    "<script>x</script><!-- y --><td>a</td><td>b</td>",
+]
+
+
+@pytest.mark.parametrize("order", [[0, 0, 0], [0, 1, 0, 1], [2, 3, 2, 4, 4, 0, 1, 2, 3, 4]])
+def test_strip_html_repeats_give_the_scans_result(order: list[int]) -> None:
+    for i in order:
+        text = "".join(list(DESCRIPTIONS[i]))  # an equal text, not the same object
+        assert strip_html(text) == uncached(text)
+
+
+@given(
+    st.lists(st.sampled_from(["<p>", "</p>", "<br>", "a", " ", "&amp;", "<", ">", "é", "\n"]), max_size=12)
+)
+def test_strip_html_random_text_twice(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert strip_html(text) == uncached(text)
+    assert strip_html(text) == uncached(text)
+
+
+def test_a_repeated_text_is_charged_to_the_budget() -> None:
+    text = "<p>" + "x" * (MAX_WORK // 3) + "</p>"
+    strip_html(text)  # kept
+    with Budget(), pytest.raises(LimitExceeded):
+        for _ in range(4):
+            strip_html(text)
