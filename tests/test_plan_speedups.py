@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.rules._functions import FUNCTIONS, _plain_text
+from engine.model import Stock, WarehouseStock
+from engine.rules._functions import FUNCTIONS, _plain_text, available_units
 from engine.rules._limits import MAX_WORK, Budget, LimitExceeded
 
 strip_html = FUNCTIONS["strip_html"].impl
@@ -48,3 +49,26 @@ def test_a_repeated_text_is_charged_to_the_budget() -> None:
     with Budget(), pytest.raises(LimitExceeded):
         for _ in range(4):
             strip_html(text)
+
+
+def _stock(*units: tuple[str, int]) -> Stock:
+    return Stock(warehouses=tuple(WarehouseStock(warehouse=w, quantity=q) for w, q in units))
+
+
+def test_available_units_asked_again_and_otherwise() -> None:
+    available_in = FUNCTIONS["available_in"].impl
+    one, other = _stock(("main", 5), ("sp_cd", 3), ("rj", 7)), _stock(("main", 1), ("sp_cd", 1))
+    asks = [
+        (one, ("main", "sp_cd"), 8),
+        (one, ("main", "sp_cd"), 8),  # the select's sum, asked again by the stock step
+        (one, ["main", "sp_cd"], 8),
+        (one, ("main",), 5),
+        (one, None, 15),
+        (other, ("main", "sp_cd"), 2),
+        (_stock(("main", 5), ("sp_cd", 3)), ("main", "sp_cd"), 8),  # an equal stock, another object
+        (one, ("rj",), 7),
+    ]
+    for stock, warehouses, units in asks:
+        assert available_units(stock, warehouses) == units == stock.available_in(warehouses)
+        if warehouses is not None:
+            assert available_in(stock, warehouses) == units

@@ -784,7 +784,23 @@ def _available_in(stock: object, warehouses: object, *, at: Span | None = None) 
         raise EvaluationError(f"available_in() counts the units of 'stock', not {_describe(stock)}", at)
     if not isinstance(warehouses, (list, tuple)) or not all(isinstance(w, str) for w in warehouses):
         raise EvaluationError('available_in() takes a list of warehouse ids, as in ["main", "sp_cd"]', at)
-    return stock.available_in(warehouses)
+    return available_units(stock, warehouses)
+
+
+def available_units(stock: Stock, warehouses: Sequence[str] | None) -> int:
+    """``stock.available_in(warehouses)``, kept for the next ask: a rule file's ``select`` (through
+    ``available_in``) and its stock step sum the same warehouses of the same record, one after the
+    other. The stock is a frozen model, so the same object has the same units."""
+    global _last_sum
+    last = _last_sum
+    if stock is last[0] and warehouses == last[1]:
+        return last[2]
+    units = stock.available_in(warehouses)
+    _last_sum = (stock, warehouses, units)  # one tuple, swapped whole: safe to read from any thread
+    return units
+
+
+_last_sum: tuple[Stock | None, Sequence[str] | None, int] = (None, None, 0)
 
 
 # Tables, codes, rejection
