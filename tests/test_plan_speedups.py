@@ -12,7 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.model import Stock, WarehouseStock
-from engine.rules._functions import FUNCTIONS, _plain_text, available_units
+from engine.rules._functions import (
+    _ASCII_LOWER,
+    _BLOCKS,
+    _CELLS,
+    _TAG_START,
+    FUNCTIONS,
+    _plain_text,
+    _without_markup,
+    available_units,
+)
 from engine.rules._limits import MAX_WORK, Budget, LimitExceeded
 
 strip_html = FUNCTIONS["strip_html"].impl
@@ -72,3 +81,48 @@ def test_available_units_asked_again_and_otherwise() -> None:
         assert available_units(stock, warehouses) == units == stock.available_in(warehouses)
         if warehouses is not None:
             assert available_in(stock, warehouses) == units
+
+
+def _markup_scan_before(text: str) -> str:
+    """The scan as it was before it lowered only tag names (the text lowered whole, first)."""
+    lowered = text.translate(_ASCII_LOWER)
+    out: list[str] = []
+    at = 0
+    while (found := _TAG_START.search(text, at)) is not None:
+        start = found.start()
+        out.append(text[at:start])
+        if lowered.startswith("<!--", start):
+            close = text.find("-->", start + 4)
+            at = len(text) if close < 0 else close + 3
+            out.append(" ")
+            continue
+        end = text.find(">", start)
+        if end < 0:
+            at = start
+            break
+        words = lowered[start + 1 : end].split(None, 1)
+        name = words[0].strip("/") if words else ""
+        at = end + 1
+        if name in ("script", "style") and not lowered.startswith("</", start):
+            close = lowered.find("</" + name, at)
+            after = text.find(">", close) if close >= 0 else -1
+            at = len(text) if after < 0 else after + 1
+        out.append("\n" if name in _BLOCKS else " " if name in _CELLS else "")
+    out.append(text[at:])
+    return "".join(out)
+
+
+MARKUP = ["<", ">", "/", "!", "?", "-", "--", "<!--", "-->", " ", "\u00a0", "\n", "x", "é", "\u212a"]
+NAMES = ["p", "P", "br", "BR", "td", "Td", "img", "script", "SCRIPT", "Style", "stYle", "b", "blockquote"]
+NAMES += ["bloc\u212aquote", "h1", "H6", "div", "li", "TABLE"]
+
+
+@given(st.lists(st.sampled_from(MARKUP + NAMES), max_size=30))
+def test_markup_scan_gives_what_it_gave(parts: list[str]) -> None:
+    text = "".join(parts)
+    assert _without_markup(text) == _markup_scan_before(text)
+
+
+@given(st.text(max_size=60))
+def test_markup_scan_of_any_text(text: str) -> None:
+    assert _without_markup(text) == _markup_scan_before(text)

@@ -644,14 +644,16 @@ def _without_markup(text: str) -> str:
 
     Every search starts where the last one ended and a search that finds nothing ends the
     scan, so no character is read twice: a million unclosed "<a " cost one pass, not a million.
+    Tag names are compared with their ASCII letters lowered; the whole text is lowered (the
+    same length, unlike str.lower()) only when a script or style needs its closing tag found.
     """
-    lowered = text.translate(_ASCII_LOWER)  # the same length as ``text``, unlike str.lower()
+    lowered: str | None = None
     out: list[str] = []
     at = 0
     while (found := _TAG_START.search(text, at)) is not None:
         start = found.start()
         out.append(text[at:start])
-        if lowered.startswith("<!--", start):
+        if text.startswith("<!--", start):
             close = text.find("-->", start + 4)
             at = len(text) if close < 0 else close + 3  # an unclosed comment hides the rest
             out.append(" ")
@@ -660,16 +662,23 @@ def _without_markup(text: str) -> str:
         if end < 0:  # no tag closes: the rest is text
             at = start
             break
-        words = lowered[start + 1 : end].split(None, 1)
-        name = words[0].strip("/") if words else ""
+        words = text[start + 1 : end].split(None, 1)
+        name = _ascii_lower(words[0].strip("/")) if words else ""
         at = end + 1
-        if name in ("script", "style") and not lowered.startswith("</", start):
+        if name in ("script", "style") and not text.startswith("</", start):
+            lowered = text.translate(_ASCII_LOWER) if lowered is None else lowered
             close = lowered.find("</" + name, at)
             after = text.find(">", close) if close >= 0 else -1
             at = len(text) if after < 0 else after + 1
         out.append("\n" if name in _BLOCKS else " " if name in _CELLS else "")
     out.append(text[at:])
     return "".join(out)
+
+
+def _ascii_lower(name: str) -> str:
+    """``name`` with its ASCII letters lowered, any other character kept (str.lower() would make
+    the Kelvin sign a "k", and a tag name of it a block)."""
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
 
 
 _TAG_START = re.compile(r"<[A-Za-z/!?]")
