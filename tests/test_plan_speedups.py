@@ -84,32 +84,28 @@ def test_available_units_asked_again_and_otherwise() -> None:
 
 
 def _markup_scan_before(text: str) -> str:
-    """The scan as it was before it lowered only tag names (the text lowered whole, first)."""
-    lowered = text.translate(_ASCII_LOWER)
-    out: list[str] = []
-    at = 0
-    while (found := _TAG_START.search(text, at)) is not None:
-        start = found.start()
+    """The scan as it was before it lowered only tag names (the whole text lowered first), written
+    another way: the old loop's steps as one expression per kind of markup."""
+    low, out, at = text.translate(_ASCII_LOWER), [], 0
+    while found := _TAG_START.search(text, at):
+        start, piece = found.start(), ""
         out.append(text[at:start])
-        if lowered.startswith("<!--", start):
-            close = text.find("-->", start + 4)
-            at = len(text) if close < 0 else close + 3
-            out.append(" ")
-            continue
         end = text.find(">", start)
-        if end < 0:
+        if low[start : start + 4] == "<!--":
+            close = text.find("-->", start + 4)
+            at, piece = (len(text) if close < 0 else close + 3), " "
+        elif end < 0:
             at = start
             break
-        words = lowered[start + 1 : end].split(None, 1)
-        name = words[0].strip("/") if words else ""
-        at = end + 1
-        if name in ("script", "style") and not lowered.startswith("</", start):
-            close = lowered.find("</" + name, at)
-            after = text.find(">", close) if close >= 0 else -1
-            at = len(text) if after < 0 else after + 1
-        out.append("\n" if name in _BLOCKS else " " if name in _CELLS else "")
-    out.append(text[at:])
-    return "".join(out)
+        else:
+            name = next(iter(low[start + 1 : end].split(None, 1)), "").strip("/")
+            at = end + 1
+            if name in ("script", "style") and low[start + 1] != "/":
+                after = text.find(">", low.find("</" + name, at)) if "</" + name in low[at:] else -1
+                at = len(text) if after < 0 else after + 1
+            piece = "\n" if name in _BLOCKS else " " if name in _CELLS else ""
+        out.append(piece)
+    return "".join(out) + text[at:]
 
 
 MARKUP = ["<", ">", "/", "!", "?", "-", "--", "<!--", "-->", " ", "\u00a0", "\n", "x", "é", "\u212a"]
