@@ -627,6 +627,14 @@ def _strip_html(text: str | None, *, at: Span | None = None) -> str | None:
     if text is None:
         return None
     charge(len(text), at)
+    return _plain_text(text)
+
+
+@lru_cache(maxsize=4)
+def _plain_text(text: str) -> str:
+    """:func:`_strip_html` of a text, kept for the next few calls: a catalog lists a product's SKUs
+    one after another, each with the product's description, so most calls of a plan repeat the
+    last (a hash and a compare, not a scan). The budget is charged by the caller all the same."""
     lines = (" ".join(line.split()) for line in html.unescape(_without_markup(text)).split("\n"))
     return "\n".join(line for line in lines if line)
 
@@ -636,14 +644,16 @@ def _without_markup(text: str) -> str:
 
     Every search starts where the last one ended and a search that finds nothing ends the
     scan, so no character is read twice: a million unclosed "<a " cost one pass, not a million.
+    Tag names are compared with their ASCII letters lowered; the whole text is lowered (the
+    same length, unlike str.lower()) only when a script or style needs its closing tag found.
     """
-    lowered = text.translate(_ASCII_LOWER)  # the same length as ``text``, unlike str.lower()
+    lowered: str | None = None
     out: list[str] = []
     at = 0
     while (found := _TAG_START.search(text, at)) is not None:
         start = found.start()
         out.append(text[at:start])
-        if lowered.startswith("<!--", start):
+        if text.startswith("<!--", start):
             close = text.find("-->", start + 4)
             at = len(text) if close < 0 else close + 3  # an unclosed comment hides the rest
             out.append(" ")
@@ -652,16 +662,23 @@ def _without_markup(text: str) -> str:
         if end < 0:  # no tag closes: the rest is text
             at = start
             break
-        words = lowered[start + 1 : end].split(None, 1)
-        name = words[0].strip("/") if words else ""
+        words = text[start + 1 : end].split(None, 1)
+        name = _ascii_lower(words[0].strip("/")) if words else ""
         at = end + 1
-        if name in ("script", "style") and not lowered.startswith("</", start):
+        if name in ("script", "style") and not text.startswith("</", start):
+            lowered = text.translate(_ASCII_LOWER) if lowered is None else lowered
             close = lowered.find("</" + name, at)
             after = text.find(">", close) if close >= 0 else -1
             at = len(text) if after < 0 else after + 1
         out.append("\n" if name in _BLOCKS else " " if name in _CELLS else "")
     out.append(text[at:])
     return "".join(out)
+
+
+def _ascii_lower(name: str) -> str:
+    """``name`` with its ASCII letters lowered, any other character kept (str.lower() would make
+    the Kelvin sign a "k", and a tag name of it a block)."""
+    return name.lower() if name.isascii() else name.translate(_ASCII_LOWER)
 
 
 _TAG_START = re.compile(r"<[A-Za-z/!?]")
@@ -776,7 +793,23 @@ def _available_in(stock: object, warehouses: object, *, at: Span | None = None) 
         raise EvaluationError(f"available_in() counts the units of 'stock', not {_describe(stock)}", at)
     if not isinstance(warehouses, (list, tuple)) or not all(isinstance(w, str) for w in warehouses):
         raise EvaluationError('available_in() takes a list of warehouse ids, as in ["main", "sp_cd"]', at)
-    return stock.available_in(warehouses)
+    return available_units(stock, warehouses)
+
+
+def available_units(stock: Stock, warehouses: Sequence[str] | None) -> int:
+    """``stock.available_in(warehouses)``, kept for the next ask: a rule file's ``select`` (through
+    ``available_in``) and its stock step sum the same warehouses of the same record, one after the
+    other. The stock is a frozen model, so the same object has the same units."""
+    global _last_sum
+    last = _last_sum
+    if stock is last[0] and warehouses == last[1]:
+        return last[2]
+    units = stock.available_in(warehouses)
+    _last_sum = (stock, warehouses, units)  # one tuple, swapped whole: safe to read from any thread
+    return units
+
+
+_last_sum: tuple[Stock | None, Sequence[str] | None, int] = (None, None, 0)
 
 
 # Tables, codes, rejection

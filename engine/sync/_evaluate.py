@@ -18,6 +18,7 @@ from engine.model._catalog import CatalogRecord
 from engine.model._listing import Listing, Outcome, Reason
 from engine.rules._compiled import CompiledRules, ContentField
 from engine.rules._expressions import CompiledExpression
+from engine.rules._functions import available_units
 from engine.rules._limits import LimitExceeded, arm, disarm
 from engine.rules._runtime import Context
 
@@ -252,7 +253,7 @@ class SkuEvaluator:
             stock = record.stock
             if stock.unlimited_in(rule.warehouses):
                 return int(maximum) if maximum is not None else UNLIMITED_QUANTITY
-            available = stock.available_in(rule.warehouses)
+            available = available_units(stock, rule.warehouses)
             safety = _figure(rule.safety, ctx) or 0
             share = _figure(rule.share, ctx)
             share = Decimal(1) if share is None else share
