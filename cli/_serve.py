@@ -20,6 +20,7 @@ import uvicorn
 
 from cli._plan import _project, config_option
 from cli._sync import Pace, exit_status, lease_option, marketplace_runs, syncing
+from cli.dashboard import dashboard_app
 from engine import TradepostError
 from engine.project import ConfigError, MarketplaceRun, Project, open_state
 from engine.secrets import read_secret
@@ -122,6 +123,8 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
         app = notification_app(
             queue, secret, integrations=integrations, limits=limits, queued=wake.set if wake else None
         )
+        # Last: every path the routes above do not take is the dashboard's (see README, Dashboard).
+        app.mount("/", dashboard_app(project, store, queue, host=host, queued=wake.set if wake else None))
         config = uvicorn.Config(
             app,
             lifespan="off",
@@ -132,7 +135,7 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
         click.echo(_describe_integrations(integrations), err=True)
         click.echo(
             f"listening on http://{host}:{port}/api/notification/?{SECRET_PARAMETER}=<the secret in {where}> "
-            f"(GET /healthz for the queue); Ctrl-C stops"
+            f"(GET /healthz for the queue, / for the dashboard); Ctrl-C stops"
         )
         sys.stdout.flush()
         server = uvicorn.Server(config)

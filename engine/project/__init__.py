@@ -34,6 +34,7 @@ from engine.project._config import (
     VtexAccount,
     load_project,
 )
+from engine.project._dashboard_data import FAILED, ListingProblem, ListingProblems, listing_problems
 from engine.project._log import (
     LOG_LEVELS,
     IntegrationLog,
@@ -68,6 +69,7 @@ from engine.project._workers import (
 )
 
 __all__ = [
+    "FAILED",
     "HEARTBEAT",
     "LOG_LEVELS",
     "SHARD_TIMEOUT",
@@ -77,6 +79,8 @@ __all__ = [
     "FailingSku",
     "IntegrationLog",
     "InvalidReason",
+    "ListingProblem",
+    "ListingProblems",
     "LogEntry",
     "LogLevel",
     "MarketplaceOutcome",
@@ -104,6 +108,7 @@ __all__ = [
     "fingerprint_of",
     "integration_log",
     "invalid_by_reason",
+    "listing_problems",
     "load_project",
     "locked",
     "marketplace_status",
