@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from engine.project import ConfigError, load_project
 from engine.secrets import forget
 from engine.state import Change, NotificationQueue, StateStore
 from marketplaces.vtex._notifications import notification_app
+from tests.conftest import ROOT
 from tests.test_cli_orders import HOLD, order
 
 TOKEN = "dashboard-token-0123456789abcdef"
@@ -350,3 +352,12 @@ def test_received_at_is_shown_in_utc(client: TestClient) -> None:
     signed_in(client)
     year = datetime.now(UTC).strftime("%Y")
     assert f"{year}-" in client.get("/orders").text
+
+
+def test_every_template_ships_with_a_non_editable_install() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["cli.dashboard"]
+    package = ROOT / "cli" / "dashboard"
+    shipped = {path for pattern in patterns for path in package.glob(pattern)}
+    templates = set((package / "templates").iterdir())
+    assert templates and templates <= shipped

@@ -68,6 +68,14 @@ def _names(dashboard: Dashboard, fields: Fields) -> list[str]:
     return dashboard.project.marketplace_names([chosen] if chosen else None)
 
 
+def filtered_page(
+    dashboard: Dashboard, request: Request, fields: Fields, template: str, **context: Any
+) -> HTMLResponse:
+    """A page with the marketplace filter: every configured marketplace, the one chosen."""
+    names = dashboard.project.marketplace_names()
+    return page(request, template, marketplaces=names, chosen=fields.get("marketplace", ""), **context)
+
+
 async def overview(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     found = await dashboard.read(project_status, dashboard.project, dashboard.store)
     return page(request, "overview.html", health=found)
@@ -76,14 +84,7 @@ async def overview(dashboard: Dashboard, request: Request, fields: Fields) -> Re
 async def listings(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     code = fields.get("code") or None
     found = await dashboard.read(listing_problems, dashboard.store, _names(dashboard, fields), code=code)
-    return page(
-        request,
-        "listings.html",
-        found=found,
-        marketplaces=dashboard.project.marketplace_names(),
-        chosen=fields.get("marketplace", ""),
-        code=code or "",
-    )
+    return filtered_page(dashboard, request, fields, "listings.html", found=found, code=code or "")
 
 
 async def retry(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
@@ -107,13 +108,7 @@ def _held(dashboard: Dashboard, names: Sequence[str]) -> list[StoredOrder]:
 
 async def review_queue(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     held = await dashboard.read(_held, dashboard, _names(dashboard, fields))
-    return page(
-        request,
-        "orders.html",
-        held=held,
-        marketplaces=dashboard.project.marketplace_names(),
-        chosen=fields.get("marketplace", ""),
-    )
+    return filtered_page(dashboard, request, fields, "orders.html", held=held)
 
 
 Events = list[dict[str, object]]
@@ -185,14 +180,14 @@ async def log(dashboard: Dashboard, request: Request, fields: Fields) -> Respons
         level=cast(LogLevel, level),
         since=after,
     )
-    return page(
+    return filtered_page(
+        dashboard,
         request,
+        fields,
         "log.html",
         found=found,
         shown=found.entries[:LOG_SHOWN],
-        marketplaces=dashboard.project.marketplace_names(),
         levels=LOG_LEVELS,
-        chosen=fields.get("marketplace", ""),
         level=level,
         sku=fields.get("sku", ""),
         since=since,
