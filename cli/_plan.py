@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +392,7 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
     change = found[0]
     outcome = change.outcome
     provenance = outcome.provenance if outcome else {}
+    fees = _fees(run, asked.records.get(sku), change)
     payloads = (
         run.connector.payloads_for(
             change.op if change.op != "unchanged" else "create", change.kinds, change.listing, sku
@@ -409,6 +411,7 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
                     "fields": _explained_fields(change, provenance),
                     "reasons": [r.to_dict() for r in change.reasons],
                     "notes": [r.to_dict() for r in outcome.notes] if outcome else [],
+                    "fees": fees,
                     "payloads": payloads,
                 },
                 indent=2,
@@ -442,9 +445,50 @@ def explain(sku: str, marketplace: str, config_path: Path | None, fmt: str) -> N
         out.print(f"[magenta]{label}[/magenta]: {escape(redact(str(reason)))}", highlight=False)
     for note in outcome.notes if outcome else []:
         out.print(f"[cyan]note[/cyan]: {escape(redact(str(note)))}", highlight=False)
+    for line in _fee_lines(fees, run.compiled.rules.currency):
+        out.print(escape(line), highlight=False)
     if payloads:
         out.print("[bold]payload[/bold]")
         click.echo(dumps(payloads, indent=2))
+
+
+def _fees(run: MarketplaceRun, record: CatalogRecord | None, change: Change) -> dict[str, Any] | None:
+    """The commission on one unit at the listing's price (its sale price while a sale runs) and the
+    margin against VTEX's cost price; None when the rule file has no fees: section."""
+    fees = run.compiled.fees
+    listing = change.listing
+    if fees is None or listing is None:
+        return None
+    path = record.product.category_path if record is not None else ()
+    cost = record.price.cost if record is not None else None
+    sold = fees.margin(listing.sale_price if listing.sale_price is not None else listing.price, cost, path)
+    return {
+        "price": str(sold.price),
+        "commission_rate": str(sold.fee.commission),
+        "fixed_fee": str(sold.fee.fixed),
+        "commission": str(sold.commission),
+        "rule": f"{sold.fee.rule} ({sold.fee.span.file}:{sold.fee.span.line})",
+        "cost": None if sold.cost is None else str(sold.cost),
+        "margin": None if sold.margin is None else str(sold.margin),
+        "margin_percent": None if sold.margin_rate is None else str(sold.margin_rate),
+    }
+
+
+def _fee_lines(fees: dict[str, Any] | None, currency: str) -> list[str]:
+    if fees is None:
+        return ["fees: the rule file has no fees: section, so no commission or margin is shown"]
+    rate = f"{(Decimal(fees['commission_rate']) * 100).normalize():f}%"
+    fixed = f" + {fees['fixed_fee']} per unit" if Decimal(fees["fixed_fee"]) else ""
+    of = f"{rate}{fixed} of {fees['price']}; {fees['rule']}"
+    lines = [f"commission: {fees['commission']} {currency} ({of})"]
+    if fees["margin"] is None:
+        lines.append("margin: not computed: the catalog record has no cost price (VTEX's costPrice)")
+    else:
+        lines.append(
+            f"margin: {fees['margin']} {currency} ({fees['margin_percent']}% of the price), "
+            f"price less commission less VTEX's cost price {fees['cost']}"
+        )
+    return lines
 
 
 def _explained_fields(change: Change, provenance: dict[str, Any]) -> list[dict[str, Any]]:

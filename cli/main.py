@@ -142,6 +142,7 @@ from cli._apply import apply  # noqa: E402
 from cli._log import log  # noqa: E402
 from cli._orders import orders  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
+from cli._report import report  # noqa: E402
 from cli._ruletest import ruletest  # noqa: E402
 from cli._sandbox import sandbox  # noqa: E402
 from cli._serve import serve  # noqa: E402
@@ -162,6 +163,7 @@ cli.add_command(state)
 cli.add_command(serve)
 cli.add_command(status)
 cli.add_command(log)
+cli.add_command(report)
 cli.add_command(sync)
 cli.add_command(worker)
 

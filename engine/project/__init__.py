@@ -46,6 +46,7 @@ from engine.project._log import (
 )
 from engine.project._order_desks import order_desks, order_marketplaces, vtex_orders_account
 from engine.project._rebuild import rebuild_state
+from engine.project._report import MarketplaceReport, Report, compute_report, project_report
 from engine.project._status import (
     FailingSku,
     InvalidReason,
@@ -84,12 +85,14 @@ __all__ = [
     "LogEntry",
     "LogLevel",
     "MarketplaceOutcome",
+    "MarketplaceReport",
     "MarketplaceRun",
     "MarketplaceStatus",
     "PlannedApply",
     "Project",
     "ProjectStatus",
     "RecurringError",
+    "Report",
     "ServeConfig",
     "ShardedApply",
     "SourceConfig",
@@ -105,6 +108,7 @@ __all__ = [
     "catalog_reads",
     "catalog_records",
     "check_not_stale",
+    "compute_report",
     "fingerprint_of",
     "integration_log",
     "invalid_by_reason",
@@ -119,6 +123,7 @@ __all__ = [
     "order_marketplaces",
     "pattern_of",
     "planned_records",
+    "project_report",
     "project_status",
     "rebuild_state",
     "record_full_apply",

@@ -8,7 +8,9 @@ constant figure already range-checked, so running it can fail only on one SKU's 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from engine._diagnostics import Span
@@ -108,6 +110,72 @@ class DivergenceRules:
     rules: list[DivergenceRule]
 
 
+@dataclass(frozen=True)
+class Fee:
+    """One rate the marketplace charges: a share of the item price and an amount per unit."""
+
+    commission: Decimal
+    fixed: Decimal
+    rule: str
+    """``fees`` or ``fees.categories.<path>``: the rule that set it."""
+    span: Span
+
+
+@dataclass(frozen=True)
+class FeeRules:
+    """The ``fees:`` section, every figure a constant: the same for every SKU of a category path,
+    so a report can apply it to orders read back from the state store."""
+
+    default: Fee
+    categories: dict[tuple[str, ...], Fee]
+    places: int
+    """Decimal places of the file's currency: every amount is rounded half-up to them."""
+
+    def fee_for(self, category_path: Sequence[str] = ()) -> Fee:
+        """The most specific category's fee (a path and its subcategories), else the default."""
+        parts = tuple(category_path)
+        for length in range(len(parts), 0, -1):
+            found = self.categories.get(parts[:length])
+            if found is not None:
+                return found
+        return self.default
+
+    def commission(
+        self, unit_price: Decimal, quantity: int = 1, category_path: Sequence[str] = ()
+    ) -> Decimal:
+        """What the marketplace keeps of ``quantity`` units sold at ``unit_price``: the commission on
+        their value plus the fixed fee per unit, rounded half-up to the currency's minor unit."""
+        fee = self.fee_for(category_path)
+        amount = unit_price * quantity * fee.commission + fee.fixed * quantity
+        return amount.quantize(Decimal(1).scaleb(-self.places), ROUND_HALF_UP)
+
+    def margin(self, price: Decimal, cost: Decimal | None, category_path: Sequence[str] = ()) -> SkuMargin:
+        """One unit at ``price`` (the buyer's: the sale price while a sale runs), against ``cost``."""
+        return SkuMargin(price, self.fee_for(category_path), self.commission(price, 1, category_path), cost)
+
+
+@dataclass(frozen=True)
+class SkuMargin:
+    """What one unit sold at ``price`` leaves the store: the marketplace's fee, and the margin over
+    VTEX's cost price (None when the catalog record has none)."""
+
+    price: Decimal
+    fee: Fee
+    commission: Decimal
+    cost: Decimal | None
+
+    @property
+    def margin(self) -> Decimal | None:
+        return None if self.cost is None else self.price - self.commission - self.cost
+
+    @property
+    def margin_rate(self) -> Decimal | None:
+        margin = self.margin
+        if margin is None or not self.price:
+            return None
+        return (margin / self.price * 100).quantize(Decimal("0.1"), ROUND_HALF_UP)
+
+
 @dataclass
 class Variations:
     group_by: CompiledExpression
@@ -131,6 +199,7 @@ class CompiledRules:
     divergence: DivergenceRules | None
     categories_span: Span | None = None
     warnings: list[Any] = field(default_factory=list)
+    fees: FeeRules | None = None
 
     @property
     def marketplace(self) -> str:

@@ -23,6 +23,8 @@ from engine.rules._compiled import (
     ContentField,
     DivergenceRule,
     DivergenceRules,
+    Fee,
+    FeeRules,
     PriceRule,
     RequireRule,
     StockRule,
@@ -204,6 +206,7 @@ def compile_loaded(
     stock = _compile_stock(c, root.get("stock") or Node({}, root.span), listing_type)
     require = _compile_require(c, root.get("require"), listing)
     divergence = _compile_divergence(c, root.get("divergence"))
+    fees = _compile_fees(c, root.get("fees"))
     _fold_unknown_tables(loaded.broken_includes, sink, items_before)
     rules = loaded.rules
     if rules is None or len(sink.errors) > errors_before or price is None or stock is None:
@@ -223,6 +226,7 @@ def compile_loaded(
         require,
         divergence,
         categories_span,
+        fees=fees,
     )
 
 
@@ -286,14 +290,8 @@ def _compile_categories(c: _SectionCompiler, node: Node | None) -> CategoryMap:
     categories = CategoryMap()
     scope = c.scope("in a category condition")
     for key, choices_node in _mapping(node):
-        parts = tuple(part.strip() for part in key.split("/"))
-        if not all(parts):
-            c.sink.error(
-                "TP341",
-                f"category path '{key}' has an empty part",
-                choices_node.key_span or choices_node.span,
-                hint="write paths like Apparel/Shoes/Sneakers, without leading or doubled '/'",
-            )
+        parts = _category_path(c.sink, key, choices_node)
+        if parts is None:
             continue
         if not choices_node.is_sequence:
             categories.entries[parts] = [CategoryChoice(choices_node.text, choices_node.span)]
@@ -306,6 +304,20 @@ def _compile_categories(c: _SectionCompiler, node: Node | None) -> CategoryMap:
                 choices.append(CategoryChoice(category_node.text, category_node.span, when))
         categories.entries[parts] = choices
     return categories
+
+
+def _category_path(sink: DiagnosticSink, key: str, node: Node) -> tuple[str, ...] | None:
+    """``Apparel/Shoes`` as its parts; None (TP341 reported) when a part is empty."""
+    parts = tuple(part.strip() for part in key.split("/"))
+    if all(parts):
+        return parts
+    sink.error(
+        "TP341",
+        f"category path '{key}' has an empty part",
+        node.key_span or node.span,
+        hint="write paths like Apparel/Shoes/Sneakers, without leading or doubled '/'",
+    )
+    return None
 
 
 def _compile_variations(
@@ -477,6 +489,48 @@ def _compile_divergence(c: _SectionCompiler, node: Node | None) -> DivergenceRul
     if approve is None or hold is None:
         return None
     return DivergenceRules(approve, hold, low, high, rules)
+
+
+def _compile_fees(c: _SectionCompiler, node: Node | None) -> FeeRules | None:
+    """``fees:``: constant figures (a report applies them to orders, with no SKU at hand), the
+    commission a share from 0 to 100%, the fixed fee per unit at least 0; categories override."""
+    if node is None or not node.is_mapping:
+        return None
+    default = _fee(c, node, "fees", None)
+    categories: dict[tuple[str, ...], Fee] = {}
+    for key, child in _mapping(node.get("categories")):
+        parts = _category_path(c.sink, key, child)
+        fee = _fee(c, child, f"fees.categories.{key}", default) if child.is_mapping else None
+        if parts is not None and fee is not None:
+            categories[parts] = fee
+    return None if default is None else FeeRules(default, categories, c.money_places)
+
+
+def _fee(c: _SectionCompiler, node: Node, rule: str, inherited: Fee | None) -> Fee | None:
+    """One rate; a category's figure left out is the file's."""
+    scope = c.scope("in fees")
+    found: list[Decimal | None] = []
+    for name, high, percent in (("commission", Decimal(1), True), ("fixed", None, False)):
+        figure_node = node.get(name)
+        if figure_node is None:
+            fallback = getattr(inherited, name) if inherited is not None else Decimal(0)
+            found.append(fallback)
+            continue
+        compiled = c.figure(figure_node, scope, f"{rule}.{name}", Decimal(0), high, percent)
+        value = constant_value(compiled) if compiled is not None else None
+        if compiled is not None and not isinstance(value, Decimal | int):
+            c.sink.error(
+                "TP324",
+                f"{rule}.{name} must be a constant such as {'16%' if percent else '5.00'}",
+                compiled.span,
+                hint="fees apply to orders read back from the state store, where no SKU is at hand; "
+                "give a category its own rate under fees.categories",
+            )
+        found.append(Decimal(value) if isinstance(value, Decimal | int) else None)
+    commission, fixed = found
+    if commission is None or fixed is None:
+        return None
+    return Fee(commission, fixed, rule, node.key_span or node.span)
 
 
 def _items(node: Node | None) -> list[Node]:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 from iso4217 import Currency
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -133,6 +133,24 @@ class Divergence(_Section):
     rules: list[DivergenceRule] = Field(default_factory=list)
 
 
+class CategoryFee(_Section):
+    """The fees of one VTEX category path (and its subcategories), where they differ from the file's."""
+
+    commission: Expression | None = Field(None, description="Share of the item price, e.g. 11%.")
+    fixed: Expression | None = Field(None, description="Amount per unit sold, in the file's currency.")
+
+
+class Fees(_Section):
+    """What the marketplace charges per item sold: the report's commission cost, explain's margin."""
+
+    commission: Expression = Field(description="Share of the item price the marketplace keeps, e.g. 16%.")
+    fixed: Expression = Field("0", description="Amount per unit sold, in the file's currency, e.g. 5.00.")
+    categories: dict[str, CategoryFee] = Field(
+        default_factory=dict,
+        description="VTEX category path -> its own commission or fixed fee; most specific wins.",
+    )
+
+
 _AFFILIATE = re.compile(r"[B-DF-HJ-NP-TV-Z]{3}")
 _LOCALE = re.compile(r"[a-z]{2,3}(-[A-Z]{2})?")
 CURRENCIES = frozenset(currency.code for currency in Currency)
@@ -184,6 +202,7 @@ class RuleFile(_Section):
     stock: StockRules = Field(default_factory=StockRules)
     require: list[Requirement] = Field(default_factory=list)
     divergence: Divergence | None = None
+    fees: Fees | None = None
 
     @field_validator("affiliate")
     @classmethod
@@ -352,10 +371,15 @@ def _document_loc(root: Node, loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     current: Any = model
+    keyed = False  # the previous step was a field mapping names to models: this part is a name
     for part in loc:
+        if keyed:
+            keyed = False
+            continue
         if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
             info = current.model_fields.get(part)
             current = _model_in(info.annotation) if info else None
+            keyed = info is not None and get_origin(info.annotation) is dict
         elif isinstance(part, int):
             continue
         else:
