@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from cli._plan import _project, config_option
@@ -27,11 +28,16 @@ from engine.orders import (
     EXIT_PARTIAL,
     OPEN,
     STATES,
+    AfterSalesStore,
     OrderError,
     OrderStore,
     PullSummary,
     PushSummary,
+    QuestionsSummary,
+    ReturnsSummary,
     StoredOrder,
+    pull_questions,
+    pull_returns,
 )
 from engine.orders import approve as approve_order
 from engine.orders import reject as reject_order
@@ -51,7 +57,8 @@ def orders() -> None:
 
     \b
     A scheduler runs `tradepost orders pull` then `tradepost orders push` every few minutes:
-      pull     read new and changed orders; approve, hold or reject each by the divergence rules
+      pull     read new and changed orders; approve, hold or reject each by the divergence rules;
+               read returns (a return moves its order to returned) and customer questions
       push     place approved orders in VTEX, authorize paid ones, cancel rejected ones,
                confirm VTEX invoices and tracking on the marketplace, pass cancellations on
     People work the review queue:
@@ -64,18 +71,40 @@ def orders() -> None:
 @marketplace_option
 @json_option
 def pull(config_path: Path | None, marketplaces: Sequence[str], as_json: bool) -> None:
-    """Read new and changed orders from the marketplaces and decide each new one."""
+    """Read new and changed orders from the marketplaces and decide each new one.
+
+    Returns and customer questions are read too, where the marketplace offers them: a return
+    moves its order to returned (see `tradepost orders returns`, `tradepost questions list`).
+    """
     project = _project(config_path)
     names = _taking_orders(project, order_marketplaces(project, marketplaces), "pull")
-    summaries = _run(project, names, "pull", lambda desk: desk.pull())
+    after: list[ReturnsSummary | QuestionsSummary] = []
+
+    async def pull_all(desk: Any, state: StateStore) -> PullSummary:
+        pulled: PullSummary = await desk.pull()
+        read = await _after_sales(desk, state, returns=True, questions=True)
+        after.extend(summary for summary in read if summary.offered)
+        return pulled
+
+    summaries = _run(project, names, "pull", pull_all)
     out = console(stderr=True)
     if as_json:
-        click.echo(dumps({"pull": [s.to_dict() for s in summaries]}, indent=2))
+        returns = [s.to_dict() for s in after if isinstance(s, ReturnsSummary)]
+        questions = [s.to_dict() for s in after if isinstance(s, QuestionsSummary)]
+        click.echo(
+            dumps(
+                {"pull": [s.to_dict() for s in summaries], "returns": returns, "questions": questions},
+                indent=2,
+            )
+        )
     for summary in summaries:
         assert isinstance(summary, PullSummary)
         if not as_json:
             _print_pull(out, summary)
-    _exit(summaries)
+    if not as_json:
+        for read in after:
+            print_after_sales(out, read)
+    _exit(summaries, partial=any(read.error for read in after))
 
 
 @orders.command()
@@ -89,7 +118,7 @@ def push(
     """Move every open order as far as it can go: into VTEX, and fulfilment back to the marketplace."""
     project = _project(config_path)
     names = _taking_orders(project, order_marketplaces(project, marketplaces), "push")
-    summaries = _run(project, names, "push", lambda desk: desk.push(order_ids or None))
+    summaries = _run(project, names, "push", lambda desk, state: desk.push(order_ids or None))
     out = console(stderr=True)
     if as_json:
         click.echo(dumps({"push": [s.to_dict() for s in summaries]}, indent=2))
@@ -256,6 +285,64 @@ def reject(
     )
 
 
+@orders.command(name="returns")
+@config_option
+@marketplace_option
+@click.option(
+    "--stored", is_flag=True, help="Only list what the state store holds; read nothing from marketplaces."
+)
+@json_option
+def list_returns(config_path: Path | None, marketplaces: Sequence[str], stored: bool, as_json: bool) -> None:
+    """Read the marketplaces' returns, then list every return with its order and reason.
+
+    A return the marketplace holds open moves its order (placed, ready or shipped) to returned,
+    with the return's reason in the order's note and history; `tradepost orders pull` does the same.
+    Each return is kept once, however often it is read. Exits 1 when a marketplace could not be read
+    (what is stored is listed all the same).
+    """
+    project = _project(config_path)
+    read: list[ReturnsSummary] = []
+    if not stored:
+        names = _taking_orders(project, order_marketplaces(project, marketplaces), "read returns from")
+        for found in _run(project, names, "returns", _read_returns):
+            read.extend(found)
+    with open_state(project) as state:
+        rows = AfterSalesStore(state).returns(list(marketplaces) or None)
+        orders = OrderStore(state)
+        states = {(r.marketplace, r.order_id): _state_of(orders, r.marketplace, r.order_id) for r in rows}
+    if as_json:
+        listed = [{**r.to_dict(), "order_state": states[(r.marketplace, r.order_id)]} for r in rows]
+        click.echo(dumps({"pull": [summary.to_dict() for summary in read], "returns": listed}, indent=2))
+    else:
+        out = console()
+        if not out.is_terminal:
+            out.width = 200  # a log or a pipe: one return per line
+        for summary in read:
+            print_after_sales(console(stderr=True), summary)
+        if not rows:
+            out.print("No returns.")
+        else:
+            table = Table(show_edge=False, pad_edge=False)
+            for column in ("marketplace", "return", "order", "order state", "return status", "reason"):
+                table.add_column(column, overflow="fold")
+            for r in rows:
+                status = r.status if r.open else f"{r.status} (closed)"
+                order_state = states[(r.marketplace, r.order_id)] or "not imported"
+                table.add_row(r.marketplace, r.return_id, r.order_id, order_state, status, escape(r.reason))
+            out.print(table)
+    if any(summary.error for summary in read):
+        sys.exit(1)
+
+
+async def _read_returns(desk: Any, state: StateStore) -> list[ReturnsSummary | QuestionsSummary]:
+    return await _after_sales(desk, state, returns=True, questions=False)
+
+
+def _state_of(orders: OrderStore, marketplace: str, order_id: str) -> str | None:
+    stored = orders.get(marketplace, order_id)
+    return stored.state if stored else None
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 
@@ -308,21 +395,59 @@ def _taking_orders(project: Project, names: list[str], verb: str) -> list[str]:
     return taking
 
 
-def _run(project: Project, names: list[str], verb: str, action: Any) -> list[PullSummary | PushSummary]:
-    async def go(state: StateStore) -> list[PullSummary | PushSummary]:
-        results: list[PullSummary | PushSummary] = []
+def _run(project: Project, names: list[str], verb: str, action: Any, lock: str = "orders") -> list[Any]:
+    """``action(desk, state)`` for each marketplace's desk, under its ``lock:marketplace`` lock."""
+
+    async def go(state: StateStore) -> list[Any]:
+        results: list[Any] = []
         async with order_desks(project, state, names) as desks:
             for name, desk in desks.items():
-                lock = f"orders:{name}"
-                state.acquire_lock(lock, f"tradepost orders {verb}")
+                held = f"{lock}:{name}"
+                state.acquire_lock(held, f"tradepost {lock} {verb}")
                 try:
-                    results.append(await action(desk))
+                    results.append(await action(desk, state))
                 finally:
-                    state.release_lock(lock)
+                    state.release_lock(held)
         return results
 
     with open_state(project) as state:
         return asyncio.run(go(state))
+
+
+async def _after_sales(
+    desk: Any, state: StateStore, *, returns: bool, questions: bool
+) -> list[ReturnsSummary | QuestionsSummary]:
+    """Read the marketplace's returns and/or questions (nothing when it offers none)."""
+    store = AfterSalesStore(state)
+    read: list[ReturnsSummary | QuestionsSummary] = []
+    if returns:
+        read.append(await pull_returns(store, desk.store, desk.marketplace, desk.channel))
+    if questions:
+        read.append(await pull_questions(store, desk.marketplace, desk.channel))
+    return read
+
+
+def print_after_sales(out: Any, summary: ReturnsSummary | QuestionsSummary) -> None:
+    """One line per marketplace for what a pull of returns or questions found."""
+    kind = "returns" if isinstance(summary, ReturnsSummary) else "questions"
+    if not summary.offered:
+        out.print(
+            f"[bold]{summary.marketplace}[/bold]: {kind} are not read through Tradepost "
+            '(README, "Returns and questions", says what this marketplace offers)'
+        )
+        return
+    if summary.error:
+        out.print(f"[bold]{summary.marketplace}[/bold] [red]{kind} not read[/red]: {redact(summary.error)}")
+        return
+    line = f"[bold]{summary.marketplace}[/bold] {summary.read} {kind} read, {summary.new} new"
+    if isinstance(summary, ReturnsSummary):
+        moved = ", ".join(summary.returned)
+        line += f"; order(s) now returned: {moved}" if moved else ""
+        if summary.unknown_orders:
+            line += f"; {len(summary.unknown_orders)} of orders Tradepost never imported"
+    elif summary.answered_elsewhere:
+        line += f"; {summary.answered_elsewhere} answered on the marketplace's site"
+    out.print(line)
 
 
 def _print_pull(out: Any, summary: PullSummary) -> None:
@@ -354,11 +479,11 @@ def _print_push(out: Any, summary: PushSummary) -> None:
         )
 
 
-def _exit(summaries: Sequence[PullSummary | PushSummary]) -> None:
+def _exit(summaries: Sequence[PullSummary | PushSummary], *, partial: bool = False) -> None:
     codes = [s.exit_code for s in summaries]
     if 1 in codes:
         sys.exit(1)
-    if EXIT_PARTIAL in codes:
+    if EXIT_PARTIAL in codes or partial:
         sys.exit(EXIT_PARTIAL)
 
 

@@ -10,7 +10,7 @@ import click
 
 from cli._plan import _compile_or_exit, _project, config_option
 from engine.jsonio import dumps
-from engine.orders import OrderStore
+from engine.orders import AfterSalesStore, OrderStore
 from engine.project import open_state, rebuild_state
 from engine.state import migrate_state, open_source
 
@@ -82,6 +82,7 @@ def migrate(config_path: Path | None, source: str, replace: bool, as_json: bool)
     with open_state(project) as target, open_source(source) as origin:
         for store in (origin, target):
             OrderStore(store)  # the order tables, on both: they are made on first use
+            AfterSalesStore(store)  # and the returns and questions beside them
         migration = migrate_state(origin, target, replace=replace)
     _report(migration, as_json)
 

@@ -142,6 +142,7 @@ from cli._apply import apply  # noqa: E402
 from cli._log import log  # noqa: E402
 from cli._orders import orders  # noqa: E402
 from cli._plan import explain, plan  # noqa: E402 - commands register on the group above
+from cli._questions import questions  # noqa: E402
 from cli._report import report  # noqa: E402
 from cli._ruletest import ruletest  # noqa: E402
 from cli._sandbox import sandbox  # noqa: E402
@@ -158,6 +159,7 @@ cli.add_command(ruletest)
 cli.add_command(apply)
 cli.add_command(sandbox)
 cli.add_command(orders)
+cli.add_command(questions)
 cli.add_command(unlock)
 cli.add_command(state)
 cli.add_command(serve)

@@ -12,6 +12,8 @@ a package that subclasses the bases below and declares them as entry points:
 - :class:`OrderChannel` (``tradepost.order_channels``): the order-side twin; every request goes
   through :func:`send`, which retries 429, 5xx and lost connections per a :class:`RetryPolicy`,
   and raises :class:`OrderCallError` for the rest.
+  An order channel that also reads returns and customer questions and posts answers implements
+  :class:`AfterSalesChannel` (records :class:`MarketplaceReturn`, :class:`CustomerQuestion`).
 - :class:`Source` (``tradepost.sources``): the catalog a project's ``source.type`` names.
 - stand-ins (``tradepost.standins``): local servers that answer like the marketplace.
 
@@ -26,6 +28,7 @@ modules change.
 
 from __future__ import annotations
 
+from engine.connectors._aftersales import AfterSalesChannel, CustomerQuestion, MarketplaceReturn
 from engine.connectors._change import ChangeRecord, RouteKind
 from engine.connectors._contract import CallResult, Connector, Credentials
 from engine.connectors._http import AiohttpTransport
@@ -75,6 +78,7 @@ __all__ = [
     "ORDER_CHANNELS",
     "SOURCES",
     "STANDINS",
+    "AfterSalesChannel",
     "AiohttpTransport",
     "BadOrder",
     "Call",
@@ -84,9 +88,11 @@ __all__ = [
     "Changed",
     "Connector",
     "Credentials",
+    "CustomerQuestion",
     "Fulfilment",
     "Invoice",
     "Listing",
+    "MarketplaceReturn",
     "OrderCallError",
     "OrderChannel",
     "ReadBackError",

@@ -44,12 +44,12 @@ from engine.connectors import (
     Fulfilment,
     Invoice,
     OrderCallError,
-    OrderChannel,
     json_body,
 )
 from engine.jsonio import dumps
 from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from marketplaces.mercadolibre._after_sales import MercadoLibreAfterSales
 from marketplaces.mercadolibre._http import ME, seller_id_in
 
 __all__ = ["MercadoLibreOrders", "cancel_reason", "read_order"]
@@ -94,12 +94,13 @@ MESSAGES = {
 MESSAGE_MAX = 159  # "under 160 characters"
 
 
-class MercadoLibreOrders(OrderChannel):
+class MercadoLibreOrders(MercadoLibreAfterSales):
     """Mercado Libre's order channel; see the module docstring for how each step maps onto the API.
 
     Connector options read here: ``seller_id`` (saves the ``/users/me`` call), ``feedback_message``
     (the fulfilled feedback's text), ``shipping_services`` (carrier name -> Mercado Libre
-    ``service_id``, for seller-shipped ``me1`` shipments).
+    ``service_id``, for seller-shipped ``me1`` shipments). Returns and questions come from its base,
+    :class:`~marketplaces.mercadolibre._after_sales.MercadoLibreAfterSales`.
     """
 
     name = "mercadolibre"

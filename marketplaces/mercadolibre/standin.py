@@ -46,6 +46,7 @@ from starlette.routing import Route
 
 from marketplaces._standin import AccessTokens, Faults, Standin, error_handlers, form_body, int_param, look_up
 from marketplaces._standin import exact_json as _json
+from marketplaces.mercadolibre._standin_after_sales import AfterSalesDesk
 from marketplaces.mercadolibre._standin_order_desk import OrderDesk
 from marketplaces.mercadolibre._standin_shapes import Refusal, find_variation
 from marketplaces.mercadolibre._standin_shapes import cause as _cause
@@ -158,6 +159,14 @@ class MercadoLibreStandin(Standin):
         self.feedback, self.fiscal_documents = desk.feedback, desk.fiscal_documents
         self.create_order, self.set_order_status = desk.create_order, desk.set_order_status
         self.order_record, self.shipment_record = desk.order_record, desk.shipment_record
+        self.after_sales = AfterSalesDesk(
+            desk.orders,
+            self.items,
+            seller_id=seller_id,
+            authorize=self._authorize,
+            clock=lambda: desk.clock(),
+        )
+        """Claims, returns and questions (``open_claim``, ``ask``: the buyer's side)."""
         super().__init__(rate_limit, burst, faults)
 
     @property
@@ -182,6 +191,7 @@ class MercadoLibreStandin(Standin):
             Route("/items/{item_id}/description", self.get_description, methods=["GET"]),
             Route("/items/{item_id}/description", self.set_description, methods=["PUT", "POST"]),
             *self.order_desk.routes(),
+            *self.after_sales.routes(),
         ]
         return Starlette(routes=routes, exception_handlers=error_handlers(self.error_body, _unrouted))
 

@@ -55,7 +55,6 @@ from engine.connectors import (
     Fulfilment,
     Invoice,
     OrderCallError,
-    OrderChannel,
     RetryPolicy,
     Tracking,
     json_body,
@@ -63,6 +62,7 @@ from engine.connectors import (
 from engine.jsonio import dumps
 from engine.model import aware_time
 from engine.orders import Address, Buyer, FulfilmentStatus, Order, OrderItem, PaymentStatus
+from marketplaces.mirakl._after_sales import MiraklAfterSales
 from marketplaces.mirakl._http import shop_params
 
 __all__ = ["CarrefourOrders", "MiraklOrders", "cancellations", "mirakl_time", "read_order", "tracking_body"]
@@ -104,13 +104,14 @@ DEFAULT_CANCEL_REASON = "34"
 """Mirakl's example reason code; Carrefour's are its own (``GET /api/reasons``), set by option."""
 
 
-class MiraklOrders(OrderChannel):
+class MiraklOrders(MiraklAfterSales):
     """A Mirakl shop's order channel; see the module docstring for how each step maps onto the API.
 
     Connector options read here: ``shop_id`` (sent with every call, for a user with several
     shops), ``order_states`` (the OR11 states read, comma-separated), ``nfe_fields`` (invoice part
     -> custom field code), ``carriers`` (VTEX courier name -> registered Mirakl carrier code, as
-    SH21 lists them), ``cancel_reason_code``.
+    SH21 lists them), ``cancel_reason_code``. Returns and message threads come from its base,
+    :class:`~marketplaces.mirakl._after_sales.MiraklAfterSales`.
     """
 
     name = "mirakl"

@@ -65,6 +65,7 @@ from marketplaces._standin import (
 from marketplaces._standin import Refusal as _Refusal
 from marketplaces._standin import exact_json as _json
 from marketplaces.mirakl._http import CALL_INTERVALS, csv_file, csv_rows
+from marketplaces.mirakl._standin_after_sales import MiraklAfterSalesDesk
 from marketplaces.mirakl._standin_order_desk import MiraklOrderDesk, shop_key_check
 
 SANDBOX_API_KEY = "sandbox-shop-key-not-a-secret"
@@ -155,6 +156,12 @@ class MiraklStandin(Standin):
             self.offers, authorize=shop_key_check(api_key, shop_id)
         )
         """The order desk whose ``routes()`` this app serves (the Mirakl orders component)."""
+        self.after_sales = MiraklAfterSalesDesk(
+            self.order_desk.orders,
+            authorize=shop_key_check(api_key, shop_id),
+            clock=lambda: self.order_desk.clock(),
+        )
+        """Returns (RT11) and customer message threads (M10, M11, M12) of the desk's orders."""
         super().__init__(rate_limit, burst, faults)
 
     # -- sandbox -----------------------------------------------------------------------------
@@ -196,6 +203,7 @@ class MiraklStandin(Standin):
         ]
         routes.append(sandbox_route("catalogue", self.catalogue_now))
         routes.extend(self.order_desk.routes())
+        routes.extend(self.after_sales.routes())
         return Starlette(routes=routes, exception_handlers=error_handlers(self.error_body, _unrouted))
 
     def error_body(self, status: int, message: str) -> Any:
