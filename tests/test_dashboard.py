@@ -27,7 +27,8 @@ with warnings.catch_warnings():  # starlette 1.x would rather have httpx2 under 
     from starlette.testclient import TestClient
 
 from cli.dashboard import dashboard_app
-from engine.orders import OrderStore
+from engine.connectors import CustomerQuestion, MarketplaceReturn
+from engine.orders import AfterSalesStore, OrderStore
 from engine.project import ConfigError, load_project
 from engine.secrets import forget
 from engine.state import Change, NotificationQueue, StateStore
@@ -76,6 +77,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         orders.insert(order("H-1", "580.41", 2), "held", HOLD, "received: hold")
         orders.insert(order("H-2", "99.00"), "held", HOLD, "received: hold")
         orders.insert(order("A-1", "644.90"), "approved", {"decision": "approve", "reasons": []}, "received")
+        after_sales = AfterSalesStore(state)
+        after_sales.record_question(
+            CustomerQuestion("mercadolibre", "Q-1", "Tem na cor azul?", sku_id="2000003")
+        )
+        after_sales.record_return(
+            MarketplaceReturn("mercadolibre", "R-1", "A-1", "PDD9549: defective", "opened")
+        )
     return config
 
 
@@ -125,8 +133,14 @@ def held_state(project: Path, order_id: str) -> str:
     return stored.state
 
 
-PAGES = ["/", "/listings", "/orders", "/orders/mercadolibre/H-1", "/log"]
-FORMS = ["/listings/retry", "/orders/mercadolibre/H-1/approve", "/orders/mercadolibre/H-1/reject", "/logout"]
+PAGES = ["/", "/kpis", "/listings", "/orders", "/orders/mercadolibre/H-1", "/aftersales", "/log"]
+FORMS = [
+    "/listings/retry",
+    "/orders/mercadolibre/H-1/approve",
+    "/orders/mercadolibre/H-1/reject",
+    "/questions/mercadolibre/Q-1/answer",
+    "/logout",
+]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -361,3 +375,28 @@ def test_every_template_ships_with_a_non_editable_install() -> None:
     shipped = {path for pattern in patterns for path in package.glob(pattern)}
     templates = set((package / "templates").iterdir())
     assert templates and templates <= shipped
+
+
+def test_the_kpi_page_shows_the_report_with_its_charts(client: TestClient) -> None:
+    signed_in(client)
+    page = client.get("/kpis")
+    assert page.status_code == 200 and '<section class="tp-report">' in page.text
+    assert "<svg" in page.text and "<script" not in page.text
+    assert "Window: " in page.text
+    assert client.get("/kpis", params={"since": "2w", "marketplace": "google"}).status_code == 200
+    assert client.get("/kpis", params={"since": "soon"}).status_code == 400
+
+
+def test_questions_and_returns_are_listed_with_their_orders(client: TestClient) -> None:
+    signed_in(client)
+    page = client.get("/aftersales").text
+    assert "Tem na cor azul?" in page and "SKU 2000003" in page and "unanswered" in page
+    assert "PDD9549: defective" in page and '<a href="/orders/mercadolibre/A-1">A-1</a>' in page
+    assert "No questions." in client.get("/aftersales", params={"marketplace": "google"}).text
+
+
+def test_an_answer_the_marketplace_cannot_take_is_said_and_kept_unsent(client: TestClient) -> None:
+    csrf = signed_in(client)
+    answer = client.post("/questions/mercadolibre/Q-9/answer", data={"csrf_token": csrf, "text": "Sim"})
+    assert answer.headers["location"] == "/aftersales?marketplace=mercadolibre"
+    assert "Question Q-9: " in client.get(answer.headers["location"]).text

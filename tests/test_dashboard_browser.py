@@ -1,11 +1,13 @@
 """The dashboard in a real browser: Debian's chromium, driven by playwright, against `tradepost serve`.
 
 Given a sandbox session (Mercado Libre's listings applied from the example catalog, a buyer's
-order at the listed price and one 10% below it, pulled by `tradepost orders pull`: one approved,
-one held) and `tradepost serve` started on 127.0.0.1 (port 0) as its own process with a dashboard
-token, a browser signs in, reads the run's numbers on the overview, approves the held order from
-the review queue and sees its new state (and the state store has it); a page before sign-in is
-redirected, a wrong token refused, a form posted without its CSRF token refused (403).
+order at the listed price and one 10% below it and a buyer's question, pulled by `tradepost orders
+pull`: one order approved, one held) and `tradepost serve` started on 127.0.0.1 (port 0) as its
+own process with a dashboard token, a browser signs in, reads the run's numbers on the overview
+and the KPI page, approves the held order from the review queue and sees its new state (and the
+state store has it), answers the question (and the marketplace has the answer, once); a page
+before sign-in is redirected, a wrong token refused, a form posted without its CSRF token refused
+(403).
 
 Skipped, saying why, where playwright (the test extra) or Debian's chromium is missing: playwright
 never downloads a browser here, it drives ``/usr/bin/chromium`` (.ci/run installs it).
@@ -70,6 +72,9 @@ class Shop:
     """Listings applied to Mercado Libre by the session's apply."""
     held: str
     approved: str
+    question: str
+    marketplace: Any
+    """The Mercado Libre stand-in, whose answers the test reads."""
     url: str = ""
 
     def state_of(self, order_id: str) -> str:
@@ -90,6 +95,10 @@ def sandbox_session(loopback: Loopback, folder: Path) -> Shop:
     approved = ml.create_order(sku, 1)
     listed = Decimal(str(ml.order_record(approved)["order_items"][0]["unit_price"]))
     held = ml.create_order(sku, 1, unit_price=str((listed * Decimal("0.9")).quantize(Decimal("0.01"))))
+    with open_state(load_project(config)) as state:
+        applied = state.get("mercadolibre", sku)
+    assert applied is not None and applied.remote_id
+    question = ml.after_sales.ask(applied.remote_id.split("/")[0], "Tem na cor azul?")
     code, _, err = tradepost("orders", "pull", "-m", "mercadolibre", "-c", str(config))
     assert code == 0, err
     yaml = YAML()
@@ -102,7 +111,7 @@ def sandbox_session(loopback: Loopback, folder: Path) -> Shop:
     }
     with config.open("w", encoding="utf-8") as out:
         yaml.dump(document, out)
-    return Shop(config, summary.applied, held, approved)
+    return Shop(config, summary.applied, held, approved, question, ml)
 
 
 @pytest.fixture
@@ -165,7 +174,14 @@ def sign_in(page: Page, shop: Shop, token: str = TOKEN) -> None:
     page.click("button[type=submit]:has-text('Sign in')")
 
 
-def test_sign_in_read_the_overview_and_approve_the_held_order(browser: Browser, shop: Shop) -> None:
+def kpi(page: Page, label: str) -> str:
+    """The KPI page's value of ``label`` (one marketplace chosen: one value)."""
+    return page.locator(f"#report tr:has(th:text-is('{label}')) td").first.inner_text()
+
+
+def test_sign_in_read_the_figures_approve_an_order_and_answer_a_question(
+    browser: Browser, shop: Shop
+) -> None:
     page = new_page(browser)
     page.goto(shop.url + "/")
     assert page.url == shop.url + "/login"  # before sign-in: the form, nothing else
@@ -191,6 +207,22 @@ def test_sign_in_read_the_overview_and_approve_the_held_order(browser: Browser, 
     assert shop.state_of(shop.held) == "approved"
     page.click("header a:has-text('Review queue')")
     assert "No order waits for review." in page.inner_text("#held")
+
+    page.click("header a:has-text('KPIs')")
+    page.select_option("select[name=marketplace]", "mercadolibre")
+    page.click("button:has-text('Show')")
+    assert kpi(page, "exported") == str(shop.live)
+    assert kpi(page, "received") == "2"
+    assert page.locator("#report svg").count() >= 3  # the charts, drawn on the server
+
+    page.click("header a:has-text('Questions and returns')")
+    asked = page.locator(f"#questions tr[data-question='{shop.question}']")
+    assert "Tem na cor azul?" in asked.inner_text() and asked.locator("td.state").inner_text() == "unanswered"
+    asked.locator("input[name=text]").fill("Sim, temos azul.")
+    asked.locator("button:has-text('Answer')").click()
+    assert f"Question {shop.question} answered." in page.inner_text("#flash")
+    assert asked.locator("td.state").inner_text() == "answered"
+    assert shop.marketplace.after_sales.answers_posted == 1
 
     page.click("#sign-out")
     assert page.url == shop.url + "/login"

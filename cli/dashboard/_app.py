@@ -103,6 +103,25 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
+def page(request: Request, template: str, **context: Any) -> HTMLResponse:
+    """A page of a signed-in session (its navigation and sign-out shown)."""
+    return render(request, template, signed_in=True, **context)
+
+
+def chosen_marketplaces(dashboard: Dashboard, fields: Fields) -> list[str]:
+    """The marketplaces a page's ``marketplace`` filter names (all when empty)."""
+    chosen = fields.get("marketplace") or None
+    return dashboard.project.marketplace_names([chosen] if chosen else None)
+
+
+def filtered_page(
+    dashboard: Dashboard, request: Request, fields: Fields, template: str, **context: Any
+) -> HTMLResponse:
+    """A page with the marketplace filter: every configured marketplace, the one chosen."""
+    names = dashboard.project.marketplace_names()
+    return page(request, template, marketplaces=names, chosen=fields.get("marketplace", ""), **context)
+
+
 def refuse(request: Request, status: int, message: str) -> HTMLResponse:
     return render(request, "refused.html", status, message=message, signed_in=False)
 

@@ -12,28 +12,33 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 from urllib.parse import quote, urlencode
 
 import click
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from cli._log import since_seconds
+from cli.dashboard._aftersales import AFTER_SALES_PAGES
 from cli.dashboard._app import (
     Dashboard,
     Fields,
     Handler,
+    chosen_marketplaces,
     dashboard_routes,
     dashboard_starlette,
+    filtered_page,
+    page,
     posted_form,
     redirect,
     refuse,
     render,
 )
+from cli.dashboard._kpis import kpis
 from cli.dashboard._security import Sessions, is_loopback
 from engine.orders import OrderError, OrderStore, StoredOrder
 from engine.orders import approve as approve_order
@@ -57,25 +62,6 @@ LOG_SHOWN = 200
 """Log entries a page shows, the newest."""
 
 
-def page(request: Request, template: str, **context: Any) -> HTMLResponse:
-    """A page of a signed-in session (its navigation and sign-out shown)."""
-    return render(request, template, signed_in=True, **context)
-
-
-def _names(dashboard: Dashboard, fields: Fields) -> list[str]:
-    """The marketplaces a page's ``marketplace`` filter names (all when empty)."""
-    chosen = fields.get("marketplace") or None
-    return dashboard.project.marketplace_names([chosen] if chosen else None)
-
-
-def filtered_page(
-    dashboard: Dashboard, request: Request, fields: Fields, template: str, **context: Any
-) -> HTMLResponse:
-    """A page with the marketplace filter: every configured marketplace, the one chosen."""
-    names = dashboard.project.marketplace_names()
-    return page(request, template, marketplaces=names, chosen=fields.get("marketplace", ""), **context)
-
-
 async def overview(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     found = await dashboard.read(project_status, dashboard.project, dashboard.store)
     return page(request, "overview.html", health=found)
@@ -83,7 +69,9 @@ async def overview(dashboard: Dashboard, request: Request, fields: Fields) -> Re
 
 async def listings(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     code = fields.get("code") or None
-    found = await dashboard.read(listing_problems, dashboard.store, _names(dashboard, fields), code=code)
+    found = await dashboard.read(
+        listing_problems, dashboard.store, chosen_marketplaces(dashboard, fields), code=code
+    )
     return filtered_page(dashboard, request, fields, "listings.html", found=found, code=code or "")
 
 
@@ -107,7 +95,7 @@ def _held(dashboard: Dashboard, names: Sequence[str]) -> list[StoredOrder]:
 
 
 async def review_queue(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
-    held = await dashboard.read(_held, dashboard, _names(dashboard, fields))
+    held = await dashboard.read(_held, dashboard, chosen_marketplaces(dashboard, fields))
     return filtered_page(dashboard, request, fields, "orders.html", held=held)
 
 
@@ -175,7 +163,7 @@ async def log(dashboard: Dashboard, request: Request, fields: Fields) -> Respons
     found = await dashboard.read(
         integration_log,
         dashboard.store,
-        _names(dashboard, fields),
+        chosen_marketplaces(dashboard, fields),
         sku=fields.get("sku") or None,
         level=cast(LogLevel, level),
         since=after,
@@ -201,6 +189,8 @@ async def sign_out(dashboard: Dashboard, request: Request, fields: Fields) -> Re
 
 PAGES: dict[str, tuple[Handler, str]] = {
     "/": (overview, "GET"),
+    "/kpis": (kpis, "GET"),
+    **AFTER_SALES_PAGES,
     "/listings": (listings, "GET"),
     "/listings/retry": (retry, "POST"),
     "/orders": (review_queue, "GET"),
