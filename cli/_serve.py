@@ -123,8 +123,10 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
         app = notification_app(
             queue, secret, integrations=integrations, limits=limits, queued=wake.set if wake else None
         )
-        # Last: every path the routes above do not take is the dashboard's (see README, Dashboard).
-        app.mount("/", dashboard_app(project, store, queue, host=host, queued=wake.set if wake else None))
+        # Every path no route of the app takes (those above, and any added to it) is the dashboard's.
+        app.router.default = dashboard_app(
+            project, store, queue, host=host, queued=wake.set if wake else None
+        )
         config = uvicorn.Config(
             app,
             lifespan="off",

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 with warnings.catch_warnings():  # starlette 1.x would rather have httpx2 under its TestClient: not here
     warnings.simplefilter("ignore")
@@ -88,9 +90,9 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def serve_app(config: Path, store: StateStore, queue: NotificationQueue, host: str) -> Starlette:
-    """The app `tradepost serve` runs: VTEX's endpoint, the dashboard mounted last."""
+    """The app `tradepost serve` runs: VTEX's endpoint, the dashboard for every other path."""
     app = notification_app(queue, SECRET)
-    app.mount("/", dashboard_app(load_project(config), store, queue, host=host))
+    app.router.default = dashboard_app(load_project(config), store, queue, host=host)
     return app
 
 
@@ -400,3 +402,13 @@ def test_an_answer_the_marketplace_cannot_take_is_said_and_kept_unsent(client: T
     answer = client.post("/questions/mercadolibre/Q-9/answer", data={"csrf_token": csrf, "text": "Sim"})
     assert answer.headers["location"] == "/aftersales?marketplace=mercadolibre"
     assert "Question Q-9: " in client.get(answer.headers["location"]).text
+
+
+def test_a_route_added_to_serve_after_the_dashboard_still_answers(project: Path) -> None:
+    """`/metrics` (its own bearer token) is added to serve's app beside the dashboard, in any order."""
+    with StateStore(project.parent / "state.sqlite") as store, NotificationQueue(store) as queue:
+        app = serve_app(project, store, queue, "127.0.0.1")
+        app.router.routes.append(Route("/metrics", lambda request: PlainTextResponse("up 1\n")))
+        with TestClient(app, follow_redirects=False) as http:
+            assert http.get("/metrics").text == "up 1\n"
+            assert http.get("/orders").headers["location"] == "/login"

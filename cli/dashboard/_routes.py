@@ -238,9 +238,10 @@ def dashboard_app(
     host: str,
     queued: Callable[[], None] | None = None,
 ) -> Starlette:
-    """The dashboard over ``store``, for a server listening on ``host`` (its cookies are Secure
-    unless that is a loopback address); only a page saying how to turn it on when the config's
-    ``serve:`` section names no ``dashboard_token``."""
+    """The dashboard over ``store`` (on a connection of its own), for a server listening on ``host``
+    (its cookies are Secure unless that is a loopback address); only a page saying how to turn it
+    on when the config's ``serve:`` section names no ``dashboard_token``. ``queued`` is called after
+    a retry is queued (it wakes the worker of `serve --sync`)."""
     settings = project.config.serve
     reference = None if settings is None else settings.dashboard_token
     if reference is None:
@@ -251,6 +252,7 @@ def dashboard_app(
             f"the dashboard token in {reference} is shorter than {MIN_TOKEN} characters; use a long random "
             "one (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
         )
-    dashboard = Dashboard(project, store, queue, Sessions(token), queued)
+    pages = store.on_a_connection_of_its_own()  # whatever else serve reads the store with
+    dashboard = Dashboard(project, pages, queue, Sessions(token), queued)
     routes = [*_sign_in_routes(dashboard), *dashboard_routes(dashboard, PAGES)]
     return dashboard_starlette(routes, secure_cookies=not is_loopback(host))
