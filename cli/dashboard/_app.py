@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import click
 import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -162,7 +163,7 @@ def signed_in_only(dashboard: Dashboard, handler: Handler) -> Callable[[Request]
             return fields
         try:
             return await handler(dashboard, request, fields)
-        except TradepostError as exc:
+        except (TradepostError, click.BadParameter) as exc:  # a filter as the CLI would refuse it
             return render(request, "refused.html", 400, message=str(exc), signed_in=True)
 
     return endpoint

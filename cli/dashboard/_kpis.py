@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import time
 
-import click
 from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import Response
 
 from cli._log import since_seconds
 from cli._report import report_html
-from cli.dashboard._app import Dashboard, Fields, chosen_marketplaces, filtered_page, refuse
+from cli.dashboard._app import Dashboard, Fields, chosen_marketplaces, filtered_page
 from engine.project import project_report
 
 DEFAULT_WINDOW = "7d"
@@ -24,10 +23,7 @@ DEFAULT_WINDOW = "7d"
 
 async def kpis(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     since = fields.get("since") or DEFAULT_WINDOW
-    try:
-        seconds = since_seconds(since)
-    except click.BadParameter as exc:
-        return refuse(request, 400, exc.message)
+    seconds = since_seconds(since)
     names = chosen_marketplaces(dashboard, fields)
     found = await dashboard.read(
         project_report, dashboard.project, dashboard.store, names, time.time() - seconds

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import cast
 from urllib.parse import quote, urlencode
 
-import click
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -156,10 +155,7 @@ async def log(dashboard: Dashboard, request: Request, fields: Fields) -> Respons
     if level not in LOG_LEVELS:
         level = "info"
     since = fields.get("since") or ""
-    try:
-        after = time.time() - since_seconds(since) if since else 0.0
-    except click.BadParameter as exc:
-        return refuse(request, 400, exc.message)
+    after = time.time() - since_seconds(since) if since else 0.0
     found = await dashboard.read(
         integration_log,
         dashboard.store,
