@@ -36,7 +36,7 @@ def _after_sales(
 async def after_sales(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     unanswered = fields.get("unanswered") == "1"
     names = chosen_marketplaces(dashboard, fields)
-    questions, returns = await dashboard.read(_after_sales, dashboard, names, unanswered)
+    questions, returns = await dashboard.run(_after_sales, dashboard, names, unanswered)
     return filtered_page(
         dashboard,
         request,
@@ -59,7 +59,7 @@ async def answer(dashboard: Dashboard, request: Request, fields: Fields) -> Resp
     marketplace, question_id = request.path_params["marketplace"], request.path_params["question_id"]
     back = f"/aftersales?marketplace={quote(marketplace)}"
     try:
-        sent = await dashboard.read(_answered, dashboard, marketplace, question_id, fields.get("text", ""))
+        sent = await dashboard.run(_answered, dashboard, marketplace, question_id, fields.get("text", ""))
     except TradepostError as exc:
         return redirect(back, ("error", f"Question {question_id}: {exc}"), request)
     done = "answered" if sent else "already answered on the marketplace: nothing sent"

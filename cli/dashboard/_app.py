@@ -82,12 +82,13 @@ class Dashboard:
     """Called after a retry is queued (it wakes the worker of `serve --sync`)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def read(self, read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``read(*args, **kwargs)`` on the store's connection, one at a time, off the event loop."""
+    async def run(self, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``work(*args, **kwargs)`` (it reads or writes the store), one at a time on the store's
+        connection, in a worker thread: the event loop, and VTEX's endpoint, never wait for it."""
 
         def locked() -> T:
             with self.lock:
-                return read(*args, **kwargs)
+                return work(*args, **kwargs)
 
         return await run_in_threadpool(locked)
 

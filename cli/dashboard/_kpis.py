@@ -25,7 +25,7 @@ async def kpis(dashboard: Dashboard, request: Request, fields: Fields) -> Respon
     since = fields.get("since") or DEFAULT_WINDOW
     seconds = since_seconds(since)
     names = chosen_marketplaces(dashboard, fields)
-    found = await dashboard.read(
+    found = await dashboard.run(
         project_report, dashboard.project, dashboard.store, names, time.time() - seconds
     )
     report = Markup(report_html(found, standalone=False))  # escaped by its own template (autoescape on)

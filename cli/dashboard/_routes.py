@@ -62,13 +62,13 @@ LOG_SHOWN = 200
 
 
 async def overview(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
-    found = await dashboard.read(project_status, dashboard.project, dashboard.store)
+    found = await dashboard.run(project_status, dashboard.project, dashboard.store)
     return page(request, "overview.html", health=found)
 
 
 async def listings(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     code = fields.get("code") or None
-    found = await dashboard.read(
+    found = await dashboard.run(
         listing_problems, dashboard.store, chosen_marketplaces(dashboard, fields), code=code
     )
     return filtered_page(dashboard, request, fields, "listings.html", found=found, code=code or "")
@@ -82,7 +82,7 @@ async def retry(dashboard: Dashboard, request: Request, fields: Fields) -> Respo
     except ValidationError:
         return redirect(back, ("error", "That is not a SKU id."), request)
     changed_at = datetime.now(UTC).isoformat()
-    await dashboard.read(dashboard.queue.enqueue, notification.idsku, notification.changes(), changed_at)
+    await dashboard.run(dashboard.queue.enqueue, notification.idsku, notification.changes(), changed_at)
     if dashboard.queued is not None:
         dashboard.queued()
     message = f"SKU {notification.idsku} is queued: the sync worker reads it again and sends what changed."
@@ -94,7 +94,7 @@ def _held(dashboard: Dashboard, names: Sequence[str]) -> list[StoredOrder]:
 
 
 async def review_queue(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
-    held = await dashboard.read(_held, dashboard, chosen_marketplaces(dashboard, fields))
+    held = await dashboard.run(_held, dashboard, chosen_marketplaces(dashboard, fields))
     return filtered_page(dashboard, request, fields, "orders.html", held=held)
 
 
@@ -111,7 +111,7 @@ def _order(dashboard: Dashboard, marketplace: str, order_id: str) -> tuple[Store
 
 async def order(dashboard: Dashboard, request: Request, fields: Fields) -> Response:
     marketplace, order_id = request.path_params["marketplace"], request.path_params["order_id"]
-    stored, events = await dashboard.read(_order, dashboard, marketplace, order_id)
+    stored, events = await dashboard.run(_order, dashboard, marketplace, order_id)
     return page(request, "order.html", stored=stored, events=events)
 
 
@@ -134,7 +134,7 @@ async def _decide(
     marketplace, order_id = request.path_params["marketplace"], request.path_params["order_id"]
     back = f"/orders/{quote(marketplace)}/{quote(order_id)}"
     try:
-        updated = await dashboard.read(decision, dashboard, marketplace, order_id, text.strip())
+        updated = await dashboard.run(decision, dashboard, marketplace, order_id, text.strip())
     except OrderError as exc:
         return redirect(back, ("error", str(exc)), request)
     then = "placed in VTEX" if updated.state == "approved" else "cancelled on the marketplace"
@@ -156,7 +156,7 @@ async def log(dashboard: Dashboard, request: Request, fields: Fields) -> Respons
         level = "info"
     since = fields.get("since") or ""
     after = time.time() - since_seconds(since) if since else 0.0
-    found = await dashboard.read(
+    found = await dashboard.run(
         integration_log,
         dashboard.store,
         chosen_marketplaces(dashboard, fields),
