@@ -36,7 +36,7 @@ from tests._harness import ROOT, Loopback, run_apply, subset, tradepost, write_p
 from tests.test_orders_e2e import listed_skus
 
 try:
-    from playwright.sync_api import Browser, Page, sync_playwright
+    from playwright.sync_api import Browser, Locator, Page, sync_playwright
 except ImportError:  # the test extra is not installed
     sync_playwright = None
 
@@ -168,10 +168,16 @@ def new_page(browser: Browser) -> Page:
     return page
 
 
+def follow(page: Page, target: str | Locator) -> None:
+    """Click a link or a button and wait for the page it leads to (after a POST's redirect too)."""
+    with page.expect_navigation():
+        (page.locator(target) if isinstance(target, str) else target).click()
+
+
 def sign_in(page: Page, shop: Shop, token: str = TOKEN) -> None:
     page.goto(shop.url + "/login")
     page.fill("input[name=token]", token)
-    page.click("button[type=submit]:has-text('Sign in')")
+    follow(page, "button[type=submit]:has-text('Sign in')")
 
 
 def kpi(page: Page, label: str) -> str:
@@ -192,39 +198,39 @@ def test_sign_in_read_the_figures_approve_an_order_and_answer_a_question(
     assert row.locator("td.held").inner_text() == "1"
     assert "approved 1, held 1" in row.inner_text()
 
-    page.click("header a:has-text('Review queue')")
+    follow(page, "header a:has-text('Review queue')")
     held = page.locator(f"#held tr[data-order='{shop.held}']")
     assert "held for review" in held.inner_text()
     assert "rules/mercadolibre.yaml:" in held.inner_text()  # the rule that held it
     assert page.locator(f"#held tr[data-order='{shop.approved}']").count() == 0
     held.locator("input[name=note]").fill("agreed with the buyer")
-    held.locator("button:has-text('Approve')").click()
+    follow(page, held.locator("button:has-text('Approve')"))
 
     assert page.url == f"{shop.url}/orders/mercadolibre/{shop.held}"
     assert page.inner_text("#order-state") == "approved"
     assert page.inner_text("#order-note") == "agreed with the buyer"
     assert "it will be placed in VTEX at the next" in page.inner_text("#flash")
     assert shop.state_of(shop.held) == "approved"
-    page.click("header a:has-text('Review queue')")
+    follow(page, "header a:has-text('Review queue')")
     assert "No order waits for review." in page.inner_text("#held")
 
-    page.click("header a:has-text('KPIs')")
+    follow(page, "header a:has-text('KPIs')")
     page.select_option("select[name=marketplace]", "mercadolibre")
-    page.click("button:has-text('Show')")
+    follow(page, "button:has-text('Show')")
     assert kpi(page, "exported") == str(shop.live)
     assert kpi(page, "received") == "2"
     assert page.locator("#report svg").count() >= 3  # the charts, drawn on the server
 
-    page.click("header a:has-text('Questions and returns')")
+    follow(page, "header a:has-text('Questions and returns')")
     asked = page.locator(f"#questions tr[data-question='{shop.question}']")
     assert "Tem na cor azul?" in asked.inner_text() and asked.locator("td.state").inner_text() == "unanswered"
     asked.locator("input[name=text]").fill("Sim, temos azul.")
-    asked.locator("button:has-text('Answer')").click()
+    follow(page, asked.locator("button:has-text('Answer')"))
     assert f"Question {shop.question} answered." in page.inner_text("#flash")
     assert asked.locator("td.state").inner_text() == "answered"
     assert shop.marketplace.after_sales.answers_posted == 1
 
-    page.click("#sign-out")
+    follow(page, "#sign-out")
     assert page.url == shop.url + "/login"
     page.goto(shop.url + "/orders")
     assert page.url == shop.url + "/login"
