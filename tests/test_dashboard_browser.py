@@ -40,7 +40,8 @@ try:
 except ImportError:  # the test extra is not installed
     sync_playwright = None
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("TRADEPOST_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+"""Debian's chromium; ``TRADEPOST_TEST_CHROMIUM`` names another build of it."""
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -60,7 +61,7 @@ pytestmark = [
     ),
     pytest.mark.skipif(
         not os.access(CHROMIUM, os.X_OK),
-        reason="Debian's chromium is not installed (apt-get install chromium chromium-driver; .ci/run does)",
+        reason=f"no chromium at {CHROMIUM} (apt-get install chromium chromium-driver; .ci/run does)",
     ),
 ]
 
