@@ -184,6 +184,11 @@ def _money(value: Decimal | None, currency: str | None) -> str:
     return f"{value:.2f}" + (f" {currency}" if currency else "")
 
 
+def _average(m: MarketplaceReport) -> str:
+    value = m.orders.average_value
+    return "no orders" if value is None else _money(value, m.orders.currency)
+
+
 def _took(m: MarketplaceReport, which: str) -> str:
     durations = m.orders.to_placement if which == "placement" else m.orders.to_shipment
     if durations.count == 0 or durations.mean is None or durations.median is None:
@@ -236,7 +241,7 @@ _KPIS: list[tuple[str, str, Callable[[MarketplaceReport, Report], str]]] = [
     ),
     ("orders", "received", lambda m, _: str(m.orders.received)),
     ("orders", "received a day", _per_day),
-    ("orders", "average order value", lambda m, _: _money(m.orders.average_value, m.orders.currency)),
+    ("orders", "average order value", lambda m, _: _average(m)),
     ("orders", "time to VTEX placement", lambda m, _: _took(m, "placement")),
     ("orders", "time to shipment", lambda m, _: _took(m, "shipment")),
     (

@@ -13,6 +13,7 @@ apply runs *ended* in it. Listings, errors and the queue are as they are now.
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections import Counter
@@ -21,12 +22,15 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from engine._diagnostics import TradepostError
-from engine.orders._store import OrderStore, StoredOrder
+from engine.model._order import Order
+from engine.orders._store import OrderStore
 from engine.project._config import Project
 from engine.project._rulecheck import compile_rules
 from engine.rules._compiled import FeeRules
-from engine.state._store import StateStore
+from engine.state._store import StateError, StateStore
 
 DAY = 86400.0
 PLACED_EVENT = "placed in VTEX"
@@ -44,8 +48,7 @@ NOT_RECORDED = (
     "SKUs listed at 0 now are counted, not earlier stock-outs since restocked",
     "the marketplace's own status of a listing (active, paused, under review): not recorded; "
     "'active' counts the SKUs listed with a quantity above 0",
-    "stock sync lag of notifications every marketplace has finished: their rows leave the queue; "
-    "the lag is measured on the outcomes still recorded (SKUs some marketplace has yet to finish)",
+    "stock sync lag before this version, and older than 90 days: notification_lags keeps no more",
     "cost of goods: the state records no cost price, so margin is revenue less commission; "
     "`tradepost explain SKU -m M` shows the margin against VTEX's cost price per SKU",
     "per-category fees: the state records no SKU's category, so the report applies each file's "
@@ -208,7 +211,7 @@ class MarketplaceReport:
     orders: OrderKpis
     financials: Financials
     sync_lag: Durations
-    """Notification received -> this marketplace's outcome recorded, for the outcomes still kept."""
+    """Notification received -> this marketplace's outcome recorded, for the outcomes of the window."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,24 +279,54 @@ def compute_report(
     ``fees``: marketplace -> its fee rules, or a sentence why there are none.
     """
     now = time.time() if now is None else now
-    orders = OrderStore(state)
-    found = [
-        _marketplace(state, orders, name, since, now, (fees or {}).get(name, "no fees given"))
-        for name in marketplaces
-    ]
+    OrderStore(state)  # the order tables, made on a store that has never seen an order
+    given = fees or {}
+    found = [_marketplace(state, name, since, now, given.get(name, "no fees given")) for name in marketplaces]
     return Report(since, now, found)
 
 
+@dataclass(frozen=True)
+class _Received:
+    """An order received in the window: what the KPIs read of its row."""
+
+    order_id: str
+    received_at: float
+    state: str
+    decision: str
+    order: Order
+
+
+def _received(state: StateStore, name: str, since: float, now: float) -> list[_Received]:
+    """The marketplace's orders received in the window (the window in SQL: a store keeps years)."""
+    rows = state.db.execute(
+        "SELECT order_id, received_at, state, decision, order_json FROM orders "
+        "WHERE marketplace = ? AND received_at >= ? AND received_at <= ? ORDER BY received_at, order_id",
+        (name, since, now),
+    )
+    found = []
+    for order_id, received_at, current, decision, order_json in rows:
+        try:
+            decided = json.loads(decision).get("decision", "unknown")
+            order = Order.model_validate_json(order_json)
+        except (ValueError, AttributeError, ValidationError):
+            raise StateError(
+                f"state store {state.url}: {name} order {order_id} cannot be read; `tradepost orders show "
+                f"{order_id}` says why"
+            ) from None
+        found.append(_Received(str(order_id), float(received_at), str(current), str(decided), order))
+    return found
+
+
 def _marketplace(
-    state: StateStore, orders: OrderStore, name: str, since: float, now: float, fees: FeeRules | str
+    state: StateStore, name: str, since: float, now: float, fees: FeeRules | str
 ) -> MarketplaceReport:
-    received = [o for o in orders.select([name]) if since <= o.received_at <= now]
+    received = _received(state, name, since, now)
     return MarketplaceReport(
         name,
         _products(state, name, since),
         _orders(state, name, received, since, now),
         _financials(received, fees),
-        Durations.of(_sync_lags(state, name)),
+        Durations.of(_sync_lags(state, name, since, now)),
     )
 
 
@@ -323,7 +356,7 @@ def _count(summary: Mapping[str, Any], key: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _orders(state: StateStore, name: str, received: list[StoredOrder], since: float, now: float) -> OrderKpis:
+def _orders(state: StateStore, name: str, received: list[_Received], since: float, now: float) -> OrderKpis:
     ids = {o.order_id: o.received_at for o in received}
     events = _first_events(state, name, (PLACED_EVENT, SHIPPED_EVENT))
     totals = [o.order.total for o in received]
@@ -332,7 +365,7 @@ def _orders(state: StateStore, name: str, received: list[StoredOrder], since: fl
         received=len(received),
         per_day=_per_day((o.received_at for o in received), since or _first(received, now), now),
         by_state=dict(Counter(o.state for o in received)),
-        decisions=dict(Counter(str(o.decision.get("decision", "unknown")) for o in received)),
+        decisions=dict(Counter(o.decision for o in received)),
         average_value=_average(totals),
         to_placement=Durations.of(_after(events.get(PLACED_EVENT, {}), ids)),
         to_shipment=Durations.of(_after(events.get(SHIPPED_EVENT, {}), ids)),
@@ -341,7 +374,7 @@ def _orders(state: StateStore, name: str, received: list[StoredOrder], since: fl
     )
 
 
-def _first(received: list[StoredOrder], now: float) -> float:
+def _first(received: list[_Received], now: float) -> float:
     return min((o.received_at for o in received), default=now)
 
 
@@ -396,7 +429,7 @@ def _average(values: Sequence[Decimal]) -> Decimal | None:
     return (sum(values, Decimal(0)) / len(values)).quantize(_CENT, ROUND_HALF_UP)
 
 
-def _financials(received: list[StoredOrder], fees: FeeRules | str) -> Financials:
+def _financials(received: list[_Received], fees: FeeRules | str) -> Financials:
     sold = [o.order for o in received if o.state in IN_VTEX]
     revenue = sum((order.total for order in sold), Decimal(0))
     items_value = sum((item.line_value for order in sold for item in order.items), Decimal(0))
@@ -419,14 +452,13 @@ def _describe(fees: FeeRules) -> str:
     return f"{text} ({fee.span.file}:{fee.span.line})"
 
 
-def _sync_lags(state: StateStore, name: str) -> list[float]:
-    """Received -> outcome recorded, for this marketplace's outcomes of notifications still queued."""
+def _sync_lags(state: StateStore, name: str, since: float, now: float) -> list[float]:
+    """Notification received -> this marketplace's outcome recorded, for the outcomes of the window."""
     rows = state.db.execute(
-        "SELECT o.recorded_at - n.received_at FROM notification_outcomes o JOIN notifications n "
-        "ON n.sku_id = o.sku_id AND n.version = o.version WHERE o.marketplace = ?",
-        (name,),
+        "SELECT lag FROM notification_lags WHERE marketplace = ? AND recorded_at >= ? AND recorded_at <= ?",
+        (name, since, now),
     )
-    return [max(0.0, float(lag)) for (lag,) in rows]
+    return [float(lag) for (lag,) in rows]
 
 
 def _money(value: Decimal | None) -> str | None:

@@ -54,8 +54,18 @@ CREATE TABLE IF NOT EXISTS notification_outcomes (
     recorded_at REAL NOT NULL,
     PRIMARY KEY (sku_id, marketplace)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS notification_lags (
+    marketplace TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    lag REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS notification_lags_by_time ON notification_lags (marketplace, recorded_at);
 """
-"""The queue's tables (schema version 3), created with the store's own."""
+"""The queue's tables (schema version 3), created with the store's own; ``notification_lags`` (new
+tables need no migration: the script adds them) keeps, per marketplace, how long each notification
+waited for its outcome, for :data:`LAGS_KEPT` seconds: `tradepost report`'s stock sync lag."""
+LAGS_KEPT = 90 * 86400.0
+_NEW_LAG = "INSERT INTO notification_lags (marketplace, recorded_at, lag) VALUES (?, ?, ?)"
 
 _SET_OUTCOME = replace_into(
     "notification_outcomes", ("sku_id", "marketplace", "version", "recorded_at"), ("sku_id", "marketplace")
@@ -212,6 +222,7 @@ class NotificationQueue:
                     (item.sku_id,),
                 ).fetchone()
                 self.db.execute(_SET_OUTCOME, (item.sku_id, marketplace, item.version, now))
+                self.db.execute(_NEW_LAG, (marketplace, now, max(0.0, now - item.received_at)))
                 recorded = {
                     str(row[0])
                     for row in self.db.execute(
@@ -233,6 +244,10 @@ class NotificationQueue:
                         (item.sku_id, item.lease_token),
                     )
                 left += gone
+            self.db.execute(
+                "DELETE FROM notification_lags WHERE marketplace = ? AND recorded_at < ?",
+                (marketplace, now - LAGS_KEPT),
+            )
             return left
 
         with self._lock:
