@@ -56,8 +56,11 @@ def test_a_question_is_listed_and_answered_once_and_a_rerun_sends_nothing(url: s
         question_id = await ask_and_pull(url, shop)
         with StateStore(url) as state:
             (listed,) = AfterSalesStore(state).questions([ML], unanswered=True)
+        calls = shop.standin.total_requests()
         first = await answer(url, shop.channel, question_id, "  Sim, temos azul.  ")
+        answering = shop.standin.total_requests() - calls  # the read-back, then the answer
         again = await answer(url, shop.channel, question_id, "Sim, temos azul.")
+        assert (answering, shop.standin.total_requests() - calls) == (2, 2)  # the repeat calls nothing
         with StateStore(url) as state:
             repulled = await pull_questions(AfterSalesStore(state), ML, shop.channel)
             left = AfterSalesStore(state).questions([ML], unanswered=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from marketplaces.mirakl import MiraklConnector
 from marketplaces.mirakl._order_channel import CarrefourOrders
 from marketplaces.mirakl.standin import MiraklStandin
 from marketplaces.sandbox import Sandbox
-from tests import _postgres
+from tests import test_state_contract
 from tests._harness import Loopback, run_apply, subset, tradepost, write_project
 from tests.test_mercadolibre_orders import Shop
 from tests.test_mercadolibre_orders import run as run_ml
@@ -36,22 +36,7 @@ T = TypeVar("T")
 APPROVED = {"decision": "approve", "reasons": []}
 
 
-@pytest.fixture(scope="session")
-def server() -> Iterator[_postgres.Server]:
-    started = _postgres.start()
-    if isinstance(started, str):
-        pytest.skip(f"no PostgreSQL for these tests: {started}")
-    yield started
-    started.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty store's URL on each backend."""
-    if request.param == "sqlite":
-        return str(tmp_path / "state.sqlite")
-    server: _postgres.Server = request.getfixturevalue("server")
-    return server.url(server.database())
+server, url = test_state_contract.server, test_state_contract.url  # the fixtures: each test on both backends
 
 
 async def pull_twice(url: str, marketplace: str, channel: OrderChannel) -> list[Any]:

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -195,18 +194,13 @@ class AfterSalesStore:
         with self.db.schema():
             self.db.executescript(_SCHEMA)
 
-    @contextmanager
-    def _tx(self) -> Iterator[None]:
-        with self.db.transaction(write=True):
-            yield
-
     # -- returns -----------------------------------------------------------------------------
 
     def record_return(self, found: MarketplaceReturn) -> Literal["new", "changed", "same"]:
         """Store a return once; a known one takes the marketplace's latest status."""
         now = time.time()
         items = json.dumps([list(item) for item in found.items])
-        with self._tx():
+        with self.db.transaction(write=True):
             cursor = self.db.execute(
                 f"INSERT INTO returns ({_RETURN_COLUMNS}, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
@@ -260,7 +254,7 @@ class AfterSalesStore:
         text without an answer (a message thread the buyer wrote in again) opens it again."""
         now = time.time()
         state: QuestionState = "answered" if found.answer else "unanswered"
-        with self._tx():
+        with self.db.transaction(write=True):
             cursor = self.db.execute(
                 f"INSERT INTO questions ({_QUESTION_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT DO NOTHING",
@@ -293,12 +287,29 @@ class AfterSalesStore:
         return "same"
 
     def _reopen(self, stored: StoredQuestion, text: str) -> None:
-        with self._tx():
-            self.db.execute(
-                "UPDATE questions SET state = 'unanswered', text = ?, answer = NULL, answered_by = NULL, "
-                "updated_at = ? WHERE marketplace = ? AND question_id = ? AND state = 'answered'",
-                (text, time.time(), stored.marketplace, stored.question_id),
+        self._update(
+            stored,
+            "state = 'unanswered', text = ?, answer = NULL, answered_by = NULL",
+            (text,),
+            "state = 'answered'",
+        )
+
+    def _update(
+        self,
+        stored: StoredQuestion,
+        assignments: str,
+        values: tuple[Any, ...],
+        only_if: str = "1 = 1",
+        only_values: tuple[Any, ...] = (),
+    ) -> bool:
+        """One question's row changed in a transaction (when ``only_if`` holds); whether it was."""
+        with self.db.transaction(write=True):
+            cursor = self.db.execute(
+                f"UPDATE questions SET {assignments}, updated_at = ? "
+                f"WHERE marketplace = ? AND question_id = ? AND {only_if}",
+                (*values, time.time(), stored.marketplace, stored.question_id, *only_values),
             )
+        return cursor.rowcount == 1
 
     def question(self, marketplace: str, question_id: str) -> StoredQuestion | None:
         row = self.db.execute(
@@ -326,53 +337,29 @@ class AfterSalesStore:
 
     def begin_answer(self, stored: StoredQuestion, text: str) -> bool:
         """Record the answer before it is sent (compare-and-set from the state it was read in)."""
-        with self._tx():
-            cursor = self.db.execute(
-                "UPDATE questions SET state = 'answering', answer = ?, error = NULL, updated_at = ? "
-                "WHERE marketplace = ? AND question_id = ? AND state = ? AND coalesce(answer, '') = ?",
-                (
-                    text,
-                    time.time(),
-                    stored.marketplace,
-                    stored.question_id,
-                    stored.state,
-                    stored.answer or "",
-                ),
-            )
-        return cursor.rowcount == 1
+        return self._update(
+            stored,
+            "state = 'answering', answer = ?, error = NULL",
+            (text,),
+            "state = ? AND coalesce(answer, '') = ?",
+            (stored.state, stored.answer or ""),
+        )
 
     def finish_answer(self, stored: StoredQuestion, shown: str) -> None:
         """The marketplace shows ``shown`` as the answer: ours when it is the text we recorded."""
         ours = stored.state == "answering" and (stored.answer or "").strip() == shown.strip()
-        with self._tx():
-            self.db.execute(
-                "UPDATE questions SET state = 'answered', answer = ?, answered_by = ?, error = NULL, "
-                "updated_at = ? WHERE marketplace = ? AND question_id = ?",
-                (
-                    shown,
-                    "tradepost" if ours else "marketplace",
-                    time.time(),
-                    stored.marketplace,
-                    stored.question_id,
-                ),
-            )
+        by = "tradepost" if ours else "marketplace"
+        self._update(stored, "state = 'answered', answer = ?, answered_by = ?, error = NULL", (shown, by))
 
     def answer_failed(self, stored: StoredQuestion, message: str, *, sent_maybe: bool) -> None:
         """The send failed: kept ``answering`` when it may have arrived (read back next time), else
         back to ``unanswered`` with the marketplace's refusal."""
-        with self._tx():
-            if sent_maybe:
-                self.db.execute(
-                    "UPDATE questions SET error = ?, updated_at = ? "
-                    "WHERE marketplace = ? AND question_id = ?",
-                    (message, time.time(), stored.marketplace, stored.question_id),
-                )
-            else:
-                self.db.execute(
-                    "UPDATE questions SET state = 'unanswered', answer = NULL, error = ?, updated_at = ? "
-                    "WHERE marketplace = ? AND question_id = ? AND state = 'answering'",
-                    (message, time.time(), stored.marketplace, stored.question_id),
-                )
+        if sent_maybe:
+            self._update(stored, "error = ?", (message,))
+        else:
+            self._update(
+                stored, "state = 'unanswered', answer = NULL, error = ?", (message,), "state = 'answering'"
+            )
 
     # -- cursors -----------------------------------------------------------------------------
 
@@ -383,7 +370,7 @@ class AfterSalesStore:
         return str(row[0]) if row else None
 
     def set_cursor(self, marketplace: str, kind: str, since: str) -> None:
-        with self._tx():
+        with self.db.transaction(write=True):
             self.db.execute(
                 "INSERT INTO after_sales_cursors VALUES (?, ?, ?) "
                 "ON CONFLICT (marketplace, kind) DO UPDATE SET since = excluded.since",
@@ -429,16 +416,13 @@ def after_sales_of(channel: OrderChannel | None) -> AfterSalesChannel | None:
 
 
 @dataclass
-class ReturnsSummary:
+class _Read:
+    """What one pull of returns or questions read; ``offered`` false when the marketplace has none."""
+
     marketplace: str
     offered: bool = True
     read: int = 0
     new: int = 0
-    changed: int = 0
-    returned: list[str] = field(default_factory=list)
-    """Orders moved to ``returned`` by this pull."""
-    unknown_orders: list[str] = field(default_factory=list)
-    """Returns of orders the state store does not hold (sold before Tradepost took the orders)."""
     error: str | None = None
 
     @property
@@ -451,40 +435,58 @@ class ReturnsSummary:
             "offered": self.offered,
             "read": self.read,
             "new": self.new,
-            "changed": self.changed,
-            "returned": self.returned,
-            "unknown_orders": self.unknown_orders,
             "error": self.error,
         }
 
 
 @dataclass
-class QuestionsSummary:
-    marketplace: str
-    offered: bool = True
-    read: int = 0
-    new: int = 0
-    answered_elsewhere: int = 0
-    error: str | None = None
-
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.error else 0
+class ReturnsSummary(_Read):
+    changed: int = 0
+    returned: list[str] = field(default_factory=list)
+    """Orders moved to ``returned`` by this pull."""
+    unknown_orders: list[str] = field(default_factory=list)
+    """Returns of orders the state store does not hold (sold before Tradepost took the orders)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "marketplace": self.marketplace,
-            "offered": self.offered,
-            "read": self.read,
-            "new": self.new,
-            "answered_elsewhere": self.answered_elsewhere,
-            "error": self.error,
+            **super().to_dict(),
+            "changed": self.changed,
+            "returned": self.returned,
+            "unknown_orders": self.unknown_orders,
         }
+
+
+@dataclass
+class QuestionsSummary(_Read):
+    answered_elsewhere: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "answered_elsewhere": self.answered_elsewhere}
 
 
 def _since(store: AfterSalesStore, marketplace: str, kind: str) -> datetime | None:
     cursor = store.cursor(marketplace, kind)
     return datetime.fromisoformat(cursor) - PULL_OVERLAP if cursor else None
+
+
+async def _gathered(
+    summary: _Read,
+    channel: OrderChannel | None,
+    gather: Callable[[AfterSalesChannel], Awaitable[dict[str, Any]]],
+) -> dict[str, Any] | None:
+    """Everything ``gather`` reads from the channel's after-sales side, by id; None (said in the
+    summary) when the marketplace offers none or did not answer."""
+    after_sales = after_sales_of(channel)
+    if after_sales is None:
+        summary.offered = False
+        return None
+    try:
+        found = await gather(after_sales)
+    except OrderCallError as exc:
+        summary.error = str(exc)
+        return None
+    summary.read = len(found)
+    return found
 
 
 async def pull_returns(
@@ -496,19 +498,15 @@ async def pull_returns(
 ) -> ReturnsSummary:
     """Read the marketplace's returns since the last pull, store each once, move their orders."""
     summary = ReturnsSummary(marketplace)
-    after_sales = after_sales_of(channel)
-    if after_sales is None:
-        summary.offered = False
-        return summary
     started = clock()
-    found: dict[str, MarketplaceReturn] = {}
-    try:
-        async for item in after_sales.returns(_since(store, marketplace, "returns")):
-            found[item.return_id] = item
-    except OrderCallError as exc:
-        summary.error = str(exc)
+
+    async def gather(after_sales: AfterSalesChannel) -> dict[str, Any]:
+        since = _since(store, marketplace, "returns")
+        return {item.return_id: item async for item in after_sales.returns(since)}
+
+    found = await _gathered(summary, channel, gather)
+    if found is None:
         return summary
-    summary.read = len(found)
     for item in found.values():
         seen = store.record_return(item)
         summary.new += seen == "new"
@@ -546,24 +544,22 @@ async def pull_questions(
     channel: OrderChannel | None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> QuestionsSummary:
-    """Read the marketplace's questions since the last pull and store each once."""
+    """Read the marketplace's questions since the last pull and store each once; a stored one
+    still waiting that the marketplace no longer lists is read back by id (answered on its site)."""
     summary = QuestionsSummary(marketplace)
-    after_sales = after_sales_of(channel)
-    if after_sales is None:
-        summary.offered = False
-        return summary
     started = clock()
-    found: dict[str, CustomerQuestion] = {}
-    try:
-        async for item in after_sales.questions(_since(store, marketplace, "questions")):
-            found[item.question_id] = item
-        for waiting in store.questions([marketplace], unanswered=True):  # answered on the site meanwhile?
+
+    async def gather(after_sales: AfterSalesChannel) -> dict[str, Any]:
+        since = _since(store, marketplace, "questions")
+        found = {item.question_id: item async for item in after_sales.questions(since)}
+        for waiting in store.questions([marketplace], unanswered=True):
             if waiting.question_id not in found:
                 found[waiting.question_id] = await after_sales.question(waiting.question_id)
-    except OrderCallError as exc:
-        summary.error = str(exc)
+        return found
+
+    found = await _gathered(summary, channel, gather)
+    if found is None:
         return summary
-    summary.read = len(found)
     for item in found.values():
         seen = store.record_question(item)
         summary.new += seen == "new"

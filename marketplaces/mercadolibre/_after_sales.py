@@ -20,7 +20,7 @@ asker's user id (``from.id``) is never read into Tradepost.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -57,21 +57,10 @@ class MercadoLibreAfterSales(OrderChannel):
 
     answer_length: ClassVar[tuple[int, int]] = (1, 2000)
 
-    async def seller_id(self) -> str:
-        raise NotImplementedError
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        params: Mapping[str, Any] | None = None,
-        also_ok: tuple[int, ...] = (),
-    ) -> httpx.Response:
-        raise NotImplementedError
-
-    async def _json(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+    # The order channel's own calls, which it defines (see MercadoLibreOrders).
+    seller_id: Callable[[], Awaitable[str]]
+    _call: Callable[..., Awaitable[httpx.Response]]
+    _json: Callable[..., Awaitable[dict[str, Any]]]
 
     # -- returns -------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ the reply.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -49,8 +49,8 @@ class MiraklAfterSales(OrderChannel):
 
     answer_length: ClassVar[tuple[int, int]] = (3, 50000)
 
-    async def _json(self, method: str, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+    _json: Callable[..., Awaitable[dict[str, Any]]]
+    """The order channel's own call (see MiraklOrders)."""
 
     # -- returns -------------------------------------------------------------------------------
 
