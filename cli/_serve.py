@@ -20,6 +20,7 @@ import uvicorn
 
 from cli._plan import _project, config_option
 from cli._sync import Pace, exit_status, lease_option, marketplace_runs, syncing
+from cli.dashboard import dashboard_app
 from engine import TradepostError
 from engine.project import (
     ConfigError,
@@ -143,6 +144,10 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
         )
         if token:
             app.router.routes.append(metrics_route(StoreCollector(store), token, folder))
+        # Every path no route of the app takes (those above, and any added to it) is the dashboard's.
+        app.router.default = dashboard_app(
+            project, store, queue, host=host, queued=wake.set if wake else None
+        )
         config = uvicorn.Config(
             app,
             lifespan="off",
@@ -153,7 +158,7 @@ def serve(config_path: Path | None, with_sync: bool, lease: float) -> None:
         click.echo(_describe_integrations(integrations), err=True)
         click.echo(
             f"listening on http://{host}:{port}/api/notification/?{SECRET_PARAMETER}=<the secret in {where}> "
-            f"(GET /healthz for the queue); Ctrl-C stops"
+            f"(GET /healthz for the queue, / for the dashboard); Ctrl-C stops"
         )
         sys.stdout.flush()
         server = uvicorn.Server(config)

@@ -45,6 +45,7 @@ from engine.project._config import (
     VtexAccount,
     load_project,
 )
+from engine.project._dashboard_data import FAILED, ListingProblem, ListingProblems, listing_problems
 from engine.project._liststatus import StatusRefresh, refresh_listing_statuses
 from engine.project._log import (
     LOG_LEVELS,
@@ -87,6 +88,7 @@ from engine.project._workers import (
 )
 
 __all__ = [
+    "FAILED",
     "HEARTBEAT",
     "LOG_LEVELS",
     "SHARD_TIMEOUT",
@@ -101,6 +103,8 @@ __all__ = [
     "FailingSku",
     "IntegrationLog",
     "InvalidReason",
+    "ListingProblem",
+    "ListingProblems",
     "LogEntry",
     "LogLevel",
     "MarketplaceOutcome",
@@ -137,6 +141,7 @@ __all__ = [
     "firing_alerts",
     "integration_log",
     "invalid_by_reason",
+    "listing_problems",
     "load_project",
     "locked",
     "marketplace_status",

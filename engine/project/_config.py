@@ -118,6 +118,13 @@ class ServeConfig(_Strict):
             "unset: /metrics is not served."
         ),
     )
+    dashboard_token: str | None = Field(
+        None,
+        description=(
+            "Where the dashboard's sign-in token is: env:NAME or file:PATH (relative to the config), "
+            "never the token. Unset: the dashboard at `/` is off."
+        ),
+    )
 
 
 class StatusConfig(_Strict):
