@@ -297,11 +297,10 @@ def test_serve_checks_in_the_background_every_few_minutes(project: Path, receive
     assert errors == []
 
 
+@pytest.mark.parametrize("project", ["sqlite"], indirect=True)  # from SQLite into PostgreSQL
 def test_state_migrate_copies_the_alerts_so_none_is_posted_again(
     project: Path, receiver: Receiver, server: _postgres.Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if "postgresql" in project.read_text(encoding="utf-8"):
-        pytest.skip("the migration goes from SQLite into PostgreSQL")
     with opened(project) as store:
         stock(store, "mercadolibre", a=1)
     assert tradepost("alerts", "check", "-c", str(project))[0] == 2
