@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from itertools import islice
 from typing import IO, Any
 
@@ -17,6 +17,7 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine.connectors._contract import Credentials
+from engine.connectors._reader import Reader
 from engine.jsonio import dumps, loads
 from engine.project._assembly import MarketplaceRun, catalog_records, marketplace_client
 from engine.project._config import Project
@@ -255,6 +256,26 @@ async def authenticate(
             await run.connector.auth_headers(client, credentials)
         except TradepostError:
             return
+        finally:
+            persist_rotated(project, run, credentials)
+
+
+@asynccontextmanager
+async def marketplace_reader(
+    project: Project,
+    run: MarketplaceRun,
+    transport: httpx.AsyncBaseTransport | None,
+    options: Mapping[str, Any],
+) -> AsyncIterator[Reader]:
+    """The connector's :class:`~engine.connectors.Reader` over the marketplace's API, paced at the
+    config's ``rate_limit`` (``options`` override it and the retries); on leaving, whatever happened,
+    the secrets the marketplace rotated meanwhile are written back (:func:`persist_rotated`)."""
+    credentials = credentials_for(project, run.name)
+    rate = project.marketplace(run.name).rate_limit
+    async with marketplace_client(project, run, transport) as client:
+        reader = run.connector.open_reader(client, credentials, **{"rate": rate, **options})
+        try:
+            yield reader
         finally:
             persist_rotated(project, run, credentials)
 

@@ -25,8 +25,8 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine.connectors._liststatus import ListingKey, ListingStatus
-from engine.project._apply import credentials_for, persist_rotated
-from engine.project._assembly import MarketplaceRun, marketplace_client
+from engine.project._apply import marketplace_reader
+from engine.project._assembly import MarketplaceRun
 from engine.project._config import Project
 from engine.state._liststatus import ListingStatuses
 from engine.state._store import StateStore
@@ -127,12 +127,9 @@ async def _read(
     transport: httpx.AsyncBaseTransport | None,
     options: Mapping[str, Any],
 ) -> dict[str, ListingStatus]:
-    config = project.marketplace(run.name)
-    credentials = credentials_for(project, run.name)
     wanted = {key.sku_id for key in keys}
     found: dict[str, ListingStatus] = {}
-    async with marketplace_client(project, run, transport) as client:
-        reader = run.connector.open_reader(client, credentials, **{"rate": config.rate_limit, **options})
+    async with marketplace_reader(project, run, transport, options) as reader:
         try:
             if keys:
                 async for status in run.connector.listing_statuses(reader, keys):
@@ -142,5 +139,4 @@ async def _read(
             raise TradepostError(f"the answer could not be read: {type(exc).__name__}: {exc}") from None
         finally:
             refresh.requests = reader.requests
-            persist_rotated(project, run, credentials)
     return found

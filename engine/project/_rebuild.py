@@ -43,8 +43,8 @@ from engine._diagnostics import TradepostError
 from engine.connectors._readback import RemoteListing, comparable
 from engine.model._catalog import MalformedRecord
 from engine.model._listing import Listing
-from engine.project._apply import credentials_for, locked, persist_rotated
-from engine.project._assembly import MarketplaceRun, catalog_records, marketplace_client
+from engine.project._apply import locked, marketplace_reader
+from engine.project._assembly import MarketplaceRun, catalog_records
 from engine.project._config import Project
 from engine.state._store import AppliedListing, StateStore
 from engine.sync._evaluate import SkuEvaluator
@@ -161,12 +161,9 @@ async def _read(
     transport: httpx.AsyncBaseTransport | None,
     options: Mapping[str, Any],
 ) -> dict[str, RemoteListing]:
-    config = project.marketplace(run.name)
-    credentials = credentials_for(project, run.name)
     found: dict[str, RemoteListing] = {}
     duplicates: set[str] = set()
-    async with marketplace_client(project, run, transport) as client:
-        reader = run.connector.open_reader(client, credentials, **{"rate": config.rate_limit, **options})
+    async with marketplace_reader(project, run, transport, options) as reader:
         try:
             async for listing in run.connector.read_back(reader):
                 held = found.get(listing.sku_id)
@@ -178,7 +175,6 @@ async def _read(
         finally:
             summary.requests, summary.unnamed = reader.requests, reader.unnamed
             summary.unreached = reader.unreached
-            persist_rotated(project, run, credentials)
     summary.duplicates = sorted(duplicates)
     return found
 
