@@ -151,16 +151,17 @@ def test_pending_outcomes_errors_and_full_passes_are_kept_per_marketplace(store:
 
 
 def test_a_lock_is_held_renewed_lost_and_released(url: str) -> None:
-    with StateStore(url, lease=1.0) as first, StateStore(url, lease=1.0) as second:
+    # 2 s leases: renewed every lease / 3, a 1 s lease ran out under CI's load (a renewal late 1 s)
+    with StateStore(url, lease=2.0) as first, StateStore(url, lease=2.0) as second:
         first.acquire_lock("google", "first run")
-        time.sleep(1.2)
+        time.sleep(2.4)
         with pytest.raises(LockedError, match=r"^google is locked by first run"):
             second.acquire_lock("google", "second run")
         assert first._leases["google"].renewals >= 2
         first.release_lock("google")
         second.acquire_lock("google", "second run")  # released: free at once
         second._leases["google"].stop()  # hung: its process lives but renews nothing
-        time.sleep(1.05)
+        time.sleep(2.1)
         first.acquire_lock("google", "third run")  # the lease ran out: taken over
         holder = first.lock_holder("google")
         assert holder is not None and holder.holder == "third run"
