@@ -14,7 +14,13 @@ marketplace's value changes each time; the SKUs are taken round robin, so one SK
 only after (SKUs / rate) seconds. Each marketplace stand-in records, for every request, which SKUs'
 held quantity (Google: availability) it changed and when the request arrived; a change's latency
 on a marketplace is the time from sending it to the arrival of the first request that gave the
-SKU the new value. A change not seen within ``--bound`` seconds of the last one sent is lost.
+SKU its value or a later change's value (the queue merges a SKU's changes: one merged into a
+later one counts until that one arrived). A change that never arrived is ``merged`` when the
+marketplace ends holding its SKU's last value (it was merged into a later change whose value the
+marketplace held already: nothing was left to send), ``lost`` when it does not, ``--bound``
+seconds after the last change was sent. Each SKU changes again only after (SKUs / rate) seconds:
+with a bigger catalog (``--skus``) fewer changes merge. The bench (as VTEX) sends over aiohttp
+and reads the stand-ins' records incrementally: it shares the two cores with what it measures.
 
 The burst: the VTEX stand-in stops notifying; ``--burst`` times, a SKU's stock is flipped in it and
 the notification posted to the endpoint by this script, 16 in flight, as fast as ``serve`` answers.
@@ -57,6 +63,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.synth import generate  # noqa: E402
+from engine.connectors._http import AiohttpTransport  # noqa: E402
 from marketplaces._standin import Faults  # noqa: E402
 from marketplaces.sandbox import Sandbox, build_sandbox, read_catalog  # noqa: E402
 
@@ -198,11 +205,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def project(box: Sandbox, folder: Path, rate: float) -> Path:
-    """The sandbox's project (VTEX notifying its endpoint), every marketplace paced at ``rate``."""
+def project(box: Sandbox, folder: Path, rate: float, every: bool) -> Path:
+    """The sandbox's project (VTEX notifying its endpoint), every marketplace paced at ``rate``;
+    only the three measured unless ``every``."""
     config = box.write_project(folder, ROOT / "rules", serve_port=free_port())
     yaml = YAML()
     document = yaml.load(config.read_text(encoding="utf-8"))
+    for name in list(document["marketplaces"]):
+        if not every and name not in MARKETPLACES:
+            del document["marketplaces"][name]
     for settings in document["marketplaces"].values():
         settings["rate_limit"] = rate
     with config.open("w", encoding="utf-8") as out:
@@ -282,6 +293,25 @@ def profiling(pids: dict[str, int], folder: Path | None) -> Iterator[None]:
             spy.send_signal(signal.SIGINT)
         for spy in spies:
             spy.wait(60)
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """Each process's CPU seconds (user and system) so far, its children's (``serve``'s sync
+    worker) under ``name/child``; the bench's own under ``bench``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[str, float] = {"bench": sum(os.times()[:2])}
+    for name, pid in pids.items():
+        with suppress(OSError):
+            found[name] = _cpu(pid, ticks)
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                for child in (task / "children").read_text().split():
+                    found[f"{name}/child"] = _cpu(int(child), ticks)
+    return found
+
+
+def _cpu(pid: int, ticks: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / ticks
 
 
 def rss_mib(pid: int) -> float:
@@ -365,8 +395,11 @@ def as_vtex(store: str, endpoint: str, work: Callable[[Vtex], Awaitable[T]]) -> 
     """``work`` done as VTEX over one client."""
 
     async def working() -> T:
-        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-        async with httpx.AsyncClient(timeout=httpx.Timeout(60, pool=None), limits=limits) as http:
+        # Over aiohttp, as Tradepost's own clients: httpcore's pool walks its connections on every
+        # request, and with 128 of them the bench (as VTEX) took most of a core from the
+        # processes it measures.
+        transport = AiohttpTransport(CONNECTIONS)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(60, pool=None), transport=transport) as http:
             return await work(Vtex(http, store, endpoint))
 
     return asyncio.run(working())
@@ -392,13 +425,22 @@ def arrivals(
     """Per marketplace, each change's seconds until it arrived (None: not within ``bound``); and
     for each change lost, what the marketplace saw of its SKU from a minute before."""
     found: dict[str, list[float | None]] = {m: [None] * len(sent) for m in MARKETPLACES}
+    seen: dict[str, dict[str, list[tuple[list[Any], float]]]] = {m: {} for m in MARKETPLACES}
+    read = dict.fromkeys(MARKETPLACES, 0)
+    waiting = {m: list(range(len(sent))) for m in MARKETPLACES}
     deadline = time.monotonic() + bound
     while True:
-        seen: dict[str, dict[str, list[tuple[list[Any], float]]]] = {m: {} for m in MARKETPLACES}
+        settled = in_step(standins, sent)  # before the look: the arrivals that settled it are in it
+        # Only what each stand-in recorded since the last look, and only the changes not yet seen:
+        # this loop shares the cores with the processes it measures.
         for marketplace in MARKETPLACES:
-            for sku, value, at in standins.ask(marketplace, "changes", 0):
+            new = standins.ask(marketplace, "changes", read[marketplace])
+            read[marketplace] += len(new)
+            for sku, value, at in new:
                 seen[marketplace].setdefault(sku, []).append((value, at))
-            for n, (sku, in_stock, at_sent) in enumerate(sent):
+            still = []
+            for n in waiting[marketplace]:
+                sku, in_stock, at_sent = sent[n]
                 first = next(
                     (
                         at
@@ -407,8 +449,12 @@ def arrivals(
                     ),
                     None,
                 )
-                found[marketplace][n] = None if first is None else first - at_sent
-        if all(v is not None for times in found.values() for v in times) or time.monotonic() > deadline:
+                if first is None:
+                    still.append(n)
+                else:
+                    found[marketplace][n] = first - at_sent
+            waiting[marketplace] = still
+        if not any(waiting.values()) or settled or time.monotonic() > deadline:
             lost = [
                 {
                     "marketplace": m,
@@ -425,22 +471,64 @@ def arrivals(
         time.sleep(0.5)
 
 
-def percentiles(times: list[float | None], superseded: list[bool]) -> dict[str, float | int | None]:
-    """p50, p95 and max of the changes that arrived; ``lost``: those that did not, though no later
-    change of their SKU was sent; ``superseded``: those that did not, and a later one was (the
-    queue merges a SKU's notifications and reads its stock once: the older value is never sent)."""
-    arrived = sorted(t for t in times if t is not None)
-    gone = {
-        "lost": sum(1 for t, s in zip(times, superseded, strict=True) if t is None and not s),
-        "superseded": sum(1 for t, s in zip(times, superseded, strict=True) if t is None and s),
+def in_step(standins: Standins, sent: list[tuple[str, bool, float]]) -> bool:
+    """Whether every marketplace holds each changed SKU's last value (nothing more is coming)."""
+    last = {sku: in_stock for sku, in_stock, _ in sent}
+    for marketplace in MARKETPLACES:
+        held = standins.ask(marketplace, "held")
+        if not all(matches(marketplace, held.get(sku, []), value) for sku, value in last.items()):
+            return False
+    return True
+
+
+def caught_up(sent: list[tuple[str, bool, float]], found: list[float | None]) -> list[float | None]:
+    """Each change's seconds until the marketplace showed its value or a later change's: a change
+    the queue merged with a later one (its SKU read once, at the later value) counts until the later
+    one arrived, so merging never shortens a latency."""
+    times: list[float | None] = [None] * len(sent)
+    first: dict[str, float] = {}  # per SKU, the earliest arrival among the changes after this one
+    for n in range(len(sent) - 1, -1, -1):
+        sku, _, at_sent = sent[n]
+        took = found[n]
+        if took is not None:
+            first[sku] = min(first.get(sku, float("inf")), at_sent + took)
+        if sku in first:
+            times[n] = first[sku] - at_sent
+    return times
+
+
+def percentiles(
+    sent: list[tuple[str, bool, float]],
+    found: list[float | None],
+    held: dict[str, list[Any]],
+    marketplace: str,
+) -> dict[str, Any]:
+    """:func:`caught_up`'s times; ``merged``: the changes that never arrived though the marketplace
+    holds its SKU's last value (each was merged into a later change whose value the marketplace
+    held already: nothing was left to send); ``lost``: those of a SKU whose last value it does not
+    hold."""
+    times = caught_up(sent, found)
+    last = {sku: in_stock for sku, in_stock, _ in sent}
+    right = {sku: matches(marketplace, held.get(sku, []), value) for sku, value in last.items()}
+    missing = [sku for (sku, _, _), t in zip(sent, times, strict=True) if t is None]
+    return {
+        "arrived": sorted(t for t in times if t is not None),
+        "merged": sum(1 for sku in missing if right[sku]),
+        "lost": sum(1 for sku in missing if not right[sku]),
     }
+
+
+def summary(parts: list[dict[str, Any]]) -> dict[str, float | int | None]:
+    """The p50, p95 and max in ms of the parts' times together, and their counts."""
+    arrived: list[float] = sorted(t for part in parts for t in part["arrived"])
+    counts = {"merged": sum(p["merged"] for p in parts), "lost": sum(p["lost"] for p in parts)}
     if not arrived:
-        return {"p50_ms": None, "p95_ms": None, "max_ms": None, **gone}
+        return {"p50_ms": None, "p95_ms": None, "max_ms": None, **counts}
 
     def ms(share: float) -> float:
         return round(1000 * arrived[min(len(arrived) - 1, int(len(arrived) * share))], 1)
 
-    return {"p50_ms": ms(0.5), "p95_ms": ms(0.95), "max_ms": ms(1.0), **gone}
+    return {"p50_ms": ms(0.5), "p95_ms": ms(0.95), "max_ms": ms(1.0), **counts}
 
 
 def latency_run(
@@ -450,9 +538,7 @@ def latency_run(
     found, lost = arrivals(standins, sent, options.bound)
     if lost and options.lost:
         (options.lost / f"lost-{rate:g}.json").write_text(json.dumps(lost, indent=1), encoding="utf-8")
-    later = {sku: n for n, (sku, _, _) in enumerate(sent)}  # each SKU's last change
-    superseded = [later[sku] > n for n, (sku, _, _) in enumerate(sent)]
-    every = [t for times in found.values() for t in times]
+    parts = {m: percentiles(sent, found[m], standins.ask(m, "held"), m) for m in MARKETPLACES}
     return {
         "bench": "sync_latency",
         "rate": rate,
@@ -460,8 +546,8 @@ def latency_run(
         "notifications": len(sent) * len(AFFILIATES),
         "skus": len(flips.skus),
         "latency_s": options.latency,
-        **percentiles(every, superseded * len(MARKETPLACES)),
-        "marketplaces": {m: percentiles(found[m], superseded) for m in MARKETPLACES},
+        **summary(list(parts.values())),
+        "marketplaces": {m: summary([part]) for m, part in parts.items()},
         "cpus": os.cpu_count(),
     }
 
@@ -567,7 +653,7 @@ def run(options: argparse.Namespace) -> list[dict[str, Any]]:
     box = build_sandbox(catalog or read_catalog(ROOT / "examples" / "catalog.jsonl"))
     sockets = {name: _bind() for name in box.standins}
     box.ports.update({name: int(sock.getsockname()[1]) for name, sock in sockets.items()})
-    config = project(box, folder / "project", options.rate_limit)
+    config = project(box, folder / "project", options.rate_limit, options.every_marketplace)
     standins = Standins(box)
     standins.start(sockets)
     rows: list[dict[str, Any]] = []
@@ -590,8 +676,12 @@ def run(options: argparse.Namespace) -> list[dict[str, Any]]:
             ),
         ):
             vtex = (box.url("vtex"), f"{url}/api/notification/?k={secret}")
+            pids = {"serve": server.pid, **{name: p.pid for name, p in standins.processes.items() if p.pid}}
             for rate in options.rates:
+                before = cpu_seconds(pids)
                 rows.append(latency_run(standins, vtex, flips, rate, options))
+                after = cpu_seconds(pids)
+                rows[-1]["cpu_s"] = {k: round(after[k] - before.get(k, 0.0), 1) for k in after}
                 print(_line(rows[-1]), file=sys.stderr)
             if options.burst:
                 rows.append(burst_run(standins, vtex, (server.pid, url), flips, options))
@@ -611,7 +701,7 @@ def _line(row: dict[str, Any]) -> str:
     cells = [f"{row['rate']:>6}/s {row['changes']:>6}"]
     for part in [row, *row["marketplaces"].values()]:
         times = f"{part['p50_ms']!s:>8} {part['p95_ms']!s:>8} {part['max_ms']!s:>8}"
-        cells.append(f"{times} {part['lost']:>4} {part['superseded']:>5}")
+        cells.append(f"{times} {part['lost']:>4} {part['merged']:>5}")
     return " |".join(cells)
 
 
@@ -637,6 +727,11 @@ def main() -> None:
     parser.add_argument(
         "--drain", type=float, default=600, help="seconds the burst's queue may take to drain"
     )
+    parser.add_argument(
+        "--every-marketplace",
+        action="store_true",
+        help="sync every marketplace of the sandbox (eight), not only the three measured",
+    )
     parser.add_argument("--timeout", type=float, default=1500, help="seconds the whole bench may take")
     parser.add_argument("--lost", type=Path, help="a folder for what each lost change's marketplace saw")
     parser.add_argument("--profile", type=Path, help="a folder for py-spy's stacks of each process")
@@ -645,7 +740,7 @@ def main() -> None:
     signal.alarm(int(options.timeout))
     rows = run(options)
     signal.alarm(0)
-    head = " ".join(f"{'p50':>8} {'p95':>8} {'max':>8} {'lost':>4} {'over':>5} |" for _ in range(4))
+    head = " ".join(f"{'p50':>8} {'p95':>8} {'max':>8} {'lost':>4} {'mrgd':>5} |" for _ in range(4))
     print(f"{'rate':>8} {'changes':>6} |{head}   (ms; overall, {', '.join(MARKETPLACES)})")
     for row in rows:
         print(_line(row))
