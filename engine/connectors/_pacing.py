@@ -2,9 +2,9 @@
 
 The executor paces each marketplace's writes with one (at the connector's rate limit); the VTEX
 source paces each VTEX API it reads with one (at the limit VTEX documents for it). ``acquire``
-returns when a request may go: at once while the bucket holds a token, else after the wait
-until one accrues; concurrent callers queue on a lock, so the rate holds however many tasks
-ask at once. The clock and the sleep are parameters, so tests run it on a fake clock.
+returns when a request may go: at once while the bucket holds a token, else at the next free
+slot, which the request reserves when it asks; concurrent callers each sleep until their own
+slot, so the rate holds however many tasks ask at once. The clock and the sleep are parameters, so tests run it on a fake clock.
 
 A bucket in one process paces that process only: processes sharing one seller account share a
 bucket in the state store instead (``engine.state._ratelimit``, on PostgreSQL). Both are a
@@ -57,7 +57,15 @@ def send_delays(
 
 
 class TokenBucket:
-    """Paces requests at ``rate`` per second; a burst of one keeps the marketplace's own bucket full."""
+    """Paces requests at ``rate`` per second; a burst of one keeps the marketplace's own bucket full.
+
+    Each request reserves the next free slot at once (:func:`send_delays`' arithmetic) and sleeps
+    until it, without a lock: the requests waiting all sleep side by side and leave each at its
+    slot, so the rate does not fall to one request per turn of a busy event loop (a lock handed
+    from waiter to waiter took a turn each, and the sync worker's batches ran at a third of their
+    rate). A request whose ``sleep`` raises (a cancelled task, a caller that refuses to wait)
+    gives its slot back when no later request took one after it.
+    """
 
     def __init__(
         self,
@@ -71,22 +79,26 @@ class TokenBucket:
         """What it paces (e.g. ``VTEX /pricing/``), for messages and tests."""
         self.rate = rate
         self.burst = burst
-        self.tokens = burst
         self.clock = clock
         self.sleep = sleep
         self.updated = clock()
-        self.lock = asyncio.Lock()
+        """When a request last took a slot: the bucket is full again ``burst / rate`` after it."""
+        self.interval = 1.0 / rate
+        self.reserved = self.updated
+        """The instant the slots taken so far reach: the next request's slot starts there, and it
+        may leave ``burst - 1`` intervals early; a bucket reserved up to now or before is full."""
 
     async def acquire(self) -> None:
-        async with self.lock:
-            now = self.clock()
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-            if self.tokens >= 1:
-                self.tokens -= 1
-                return
-            await self.sleep((1 - self.tokens) / self.rate)
-            # The token that accrued while sleeping is this request's; time beyond it carries over.
-            now = self.clock()
-            self.tokens = min(self.burst, max(0.0, self.tokens + (now - self.updated) * self.rate - 1))
-            self.updated = now
+        now = self.clock()
+        before = self.reserved
+        self.reserved = max(before, now) + self.interval
+        wait = send_delays(self.reserved, now, 1, self.interval, self.burst)[0]
+        if wait > 0:
+            taken = self.reserved
+            try:
+                await self.sleep(wait)
+            except BaseException:
+                if self.reserved == taken:  # the last slot taken: given back
+                    self.reserved = before
+                raise
+        self.updated = self.clock()
