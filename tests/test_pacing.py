@@ -4,6 +4,8 @@ cancelled wait gives its slot back."""
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 
 import pytest
 
@@ -80,3 +82,44 @@ def test_a_cancelled_wait_gives_its_slot_back_when_it_was_the_last() -> None:
         return bucket.reserved - taken
 
     assert asyncio.run(main()) == 0
+
+
+def test_requests_woken_late_take_new_slots_instead_of_leaving_together() -> None:
+    """The event loop held up for 0.5 s at 100/s: of the waiters whose slots passed meanwhile, only
+    those late by at most 0.04 s leave at once (5); the others take new slots and follow at the
+    rate: no window holds more than its share of the rate and those 5."""
+    now = [0.0]
+    sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+    left: list[float] = []
+    order = itertools.count()
+
+    async def sleep(seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(sleepers, (now[0] + seconds, next(order), woken))  # order: never a future compared
+        await woken
+
+    async def main() -> None:
+        bucket = TokenBucket(100.0, clock=lambda: now[0], sleep=sleep)
+
+        async def one() -> None:
+            await bucket.acquire()
+            left.append(now[0])
+
+        tasks = [asyncio.ensure_future(one()) for _ in range(60)]
+        stalled = False
+        while not all(task.done() for task in tasks):
+            for _ in range(5):
+                await asyncio.sleep(0)  # every task runs until it sleeps or is done
+            if not sleepers:
+                continue
+            due, _, woken = heapq.heappop(sleepers)
+            now[0] = max(now[0], due)
+            if not stalled:  # the first wake-up comes half a second late, as do all due by then
+                stalled, now[0] = True, now[0] + 0.5
+            woken.set_result(None)
+
+    asyncio.run(main())
+    assert len(left) == 60
+    assert max(left.count(t) for t in left) <= 5
+    for start in left:
+        assert sum(1 for t in left if start <= t < start + 0.1) <= 10 + 5

@@ -4,7 +4,8 @@ The executor paces each marketplace's writes with one (at the connector's rate l
 source paces each VTEX API it reads with one (at the limit VTEX documents for it). ``acquire``
 returns when a request may go: at once while the bucket holds a token, else at the next free
 slot, which the request reserves when it asks; concurrent callers each sleep until their own
-slot, so the rate holds however many tasks ask at once. The clock and the sleep are parameters, so tests run it on a fake clock.
+slot, so the rate holds however many tasks ask at once. The clock and the sleep are parameters,
+so tests run it on a fake clock.
 
 A bucket in one process paces that process only: processes sharing one seller account share a
 bucket in the state store instead (``engine.state._ratelimit``, on PostgreSQL). Both are a
@@ -65,6 +66,11 @@ class TokenBucket:
     from waiter to waiter took a turn each, and the sync worker's batches ran at a third of their
     rate). A request whose ``sleep`` raises (a cancelled task, a caller that refuses to wait)
     gives its slot back when no later request took one after it.
+
+    A request woken more than :data:`LATE` seconds after its slot (the event loop was held up)
+    takes a new one instead of leaving with every other late one at once: a stall never lets more
+    than ``LATE * rate`` requests out together, so any second holds at most 4% more than the
+    rate's share (the executor sends at 95% of a marketplace's limit).
     """
 
     def __init__(
@@ -89,11 +95,13 @@ class TokenBucket:
         may leave ``burst - 1`` intervals early; a bucket reserved up to now or before is full."""
 
     async def acquire(self) -> None:
-        now = self.clock()
-        before = self.reserved
-        self.reserved = max(before, now) + self.interval
-        wait = send_delays(self.reserved, now, 1, self.interval, self.burst)[0]
-        if wait > 0:
+        while True:
+            now = self.clock()
+            before = self.reserved
+            self.reserved = max(before, now) + self.interval
+            wait = send_delays(self.reserved, now, 1, self.interval, self.burst)[0]
+            if wait <= 0:
+                break
             taken = self.reserved
             try:
                 await self.sleep(wait)
@@ -101,4 +109,10 @@ class TokenBucket:
                 if self.reserved == taken:  # the last slot taken: given back
                     self.reserved = before
                 raise
+            if self.clock() - (now + wait) <= LATE:
+                break
         self.updated = self.clock()
+
+
+LATE = 0.04
+"""Seconds a request may wake after its slot and still leave (see :class:`TokenBucket`)."""
