@@ -86,8 +86,8 @@ def test_a_cancelled_wait_gives_its_slot_back_when_it_was_the_last() -> None:
 
 def test_requests_woken_late_take_new_slots_instead_of_leaving_together() -> None:
     """The event loop held up for 0.5 s at 100/s: of the waiters whose slots passed meanwhile, only
-    those late by at most 0.04 s leave at once (5); the others take new slots and follow at the
-    rate: no window holds more than its share of the rate and those 5."""
+    those late by at most 0.05 s leave at once (6); the others take new slots and follow at the
+    rate: no window holds more than its share of the rate and those 6."""
     now = [0.0]
     sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
     left: list[float] = []
@@ -120,6 +120,6 @@ def test_requests_woken_late_take_new_slots_instead_of_leaving_together() -> Non
 
     asyncio.run(main())
     assert len(left) == 60
-    assert max(left.count(t) for t in left) <= 5
+    assert max(left.count(t) for t in left) <= 6
     for start in left:
-        assert sum(1 for t in left if start <= t < start + 0.1) <= 10 + 5
+        assert sum(1 for t in left if start <= t < start + 0.1) <= 10 + 6

@@ -68,7 +68,7 @@ def test_four_workers_together_stay_under_the_limit_and_use_most_of_it(
     assert sum(failed for _, failed in done) == 0 and applied > 150, done
     assert busiest_second(arrivals.times) <= 55, timeline(arrivals.times)
     # Paced at 47.5 a second; a loaded machine (the suite's other workers) wakes them late, and a
-    # turn woken too late is given up (engine.state._ratelimit.LATE): most of it, not all.
+    # turn woken too late is given up (engine.connectors._pacing.LATE): most of it, not all.
     span = max(arrivals.times) - min(arrivals.times)
     assert len(arrivals.times) / span >= 35, timeline(arrivals.times)
 

@@ -13,8 +13,9 @@ import asyncio
 
 import pytest
 
+from engine.connectors._pacing import LATE
 from engine.state._pg import PostgresDialect
-from engine.state._ratelimit import AHEAD, AHEAD_RATE, LATE, SharedBucket, account_pacing
+from engine.state._ratelimit import AHEAD, AHEAD_RATE, SharedBucket, account_pacing
 from engine.state._store import StateStore
 from tests import _postgres
 from tests.test_state_contract import server as server  # the fixture: this worker's PostgreSQL

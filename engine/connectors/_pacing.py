@@ -57,6 +57,13 @@ def send_delays(
     return [max(0.0, first + k * interval - early - now) for k in range(count)]
 
 
+LATE = 0.05
+"""Seconds a request may leave after its slot; later, it takes a new one: requests a stalled process
+sent at once would arrive bunched, over the limit (the bound grows by ``LATE`` times the rate)."""
+RETAKES = 3
+"""Slots taken again at most before a late request goes anyway: a starved process still progresses."""
+
+
 class TokenBucket:
     """Paces requests at ``rate`` per second; a burst of one keeps the marketplace's own bucket full.
 
@@ -68,9 +75,10 @@ class TokenBucket:
     gives its slot back when no later request took one after it.
 
     A request woken more than :data:`LATE` seconds after its slot (the event loop was held up)
-    takes a new one instead of leaving with every other late one at once: a stall never lets more
-    than ``LATE * rate`` requests out together, so any second holds at most 4% more than the
-    rate's share (the executor sends at 95% of a marketplace's limit).
+    takes a new one instead of leaving with every other late one at once, :data:`RETAKES` times at
+    most (a starved process still progresses): a stall lets about ``LATE * rate`` requests out
+    together, so a second holds at most 5% more than the rate's share (the executor sends at 95%
+    of a marketplace's limit). The shared bucket (``engine.state._ratelimit``) does the same.
     """
 
     def __init__(
@@ -95,6 +103,7 @@ class TokenBucket:
         may leave ``burst - 1`` intervals early; a bucket reserved up to now or before is full."""
 
     async def acquire(self) -> None:
+        retakes = 0
         while True:
             now = self.clock()
             before = self.reserved
@@ -109,10 +118,7 @@ class TokenBucket:
                 if self.reserved == taken:  # the last slot taken: given back
                     self.reserved = before
                 raise
-            if self.clock() - (now + wait) <= LATE:
+            if self.clock() - (now + wait) <= LATE or retakes == RETAKES:
                 break
+            retakes += 1
         self.updated = self.clock()
-
-
-LATE = 0.04
-"""Seconds a request may wake after its slot and still leave (see :class:`TokenBucket`)."""

@@ -43,18 +43,13 @@ from typing import Any
 import httpx
 import psycopg
 
-from engine.connectors._pacing import Pacer, PacingUnavailable, Sleep, TokenBucket, send_delays
+from engine.connectors._pacing import LATE, RETAKES, Pacer, PacingUnavailable, Sleep, TokenBucket, send_delays
 from engine.state._pg import SCHEMA_LOCK, PostgresDialect
 from engine.state._store import StateStore
 
 STATEMENT_TIMEOUT = 10.0
 """Seconds one turn may wait for the database before the request fails (and is retried)."""
 
-LATE = 0.05
-"""Seconds a request may leave after its turn; later, it takes a new one: requests a stalled process
-sent at once would arrive bunched, over the limit (the bound grows by ``LATE`` times the rate)."""
-RETAKES = 3
-"""Turns taken again at most before a late request goes anyway: a starved process still progresses."""
 AHEAD_RATE = 100.0
 """Requests a second from which a round trip takes turns ahead of the tasks asking (:data:`AHEAD`)."""
 AHEAD = 5
