@@ -791,9 +791,23 @@ def _available_in(stock: object, warehouses: object, *, at: Span | None = None) 
         return None
     if not isinstance(stock, Stock):
         raise EvaluationError(f"available_in() counts the units of 'stock', not {_describe(stock)}", at)
-    if not isinstance(warehouses, (list, tuple)) or not all(isinstance(w, str) for w in warehouses):
+    if warehouses is not _last_ids[0] and not _warehouse_ids(warehouses):
         raise EvaluationError('available_in() takes a list of warehouse ids, as in ["main", "sp_cd"]', at)
-    return available_units(stock, warehouses)
+    return available_units(stock, warehouses)  # type: ignore[arg-type]  # checked just above
+
+
+def _warehouse_ids(warehouses: object) -> bool:
+    """Whether ``warehouses`` is a list of ids; a tuple found so is remembered (a rule's literal list
+    is one tuple for every SKU: checked once, not per SKU)."""
+    global _last_ids
+    if not isinstance(warehouses, (list, tuple)) or not all(isinstance(w, str) for w in warehouses):
+        return False
+    if isinstance(warehouses, tuple):
+        _last_ids = (warehouses,)
+    return True
+
+
+_last_ids: tuple[object] = (None,)
 
 
 def available_units(stock: Stock, warehouses: Sequence[str] | None) -> int:
@@ -874,15 +888,18 @@ def _gtin_valid(code: object) -> bool:
     A number is read as its digits, so a UPC-A stored as a number has lost its
     leading zero and is not valid: codes belong in text.
     """
-    digits = _to_text(code) if _as_number(code) is not None else code
+    digits = code if type(code) is str else _to_text(code) if _as_number(code) is not None else code
     if not isinstance(digits, str) or len(digits) not in _GTIN_LENGTHS:
         return False
     if not (digits.isascii() and digits.isdigit()):
         return False
-    # GS1 check digit: weights 3, 1, 3, ... from the right, the check digit excluded.
-    body = digits[-2::-1]
-    total = 3 * sum(map(int, body[0::2])) + sum(map(int, body[1::2]))
-    return (10 - total % 10) % 10 == int(digits[-1])
+    # GS1 check digit: weights 3, 1, 3, ... from the right, the check digit excluded. The ASCII
+    # codes are summed (in C) and the weighted codes of "0" taken off: 48 * 3 per odd place, 48
+    # per even one.
+    body = digits[-2::-1].encode("ascii")
+    odd, even = body[0::2], body[1::2]
+    total = 3 * (sum(odd) - 48 * len(odd)) + sum(even) - 48 * len(even)
+    return (10 - total % 10) % 10 == ord(digits[-1]) - 48
 
 
 @_function("reject", Param("message", STRING), returns=NEVER)

@@ -17,7 +17,7 @@ from engine.connectors._contract import Connector
 from engine.model._catalog import CatalogRecord
 from engine.model._listing import Listing, Outcome, Reason
 from engine.rules._compiled import CompiledRules, ContentField
-from engine.rules._expressions import CompiledExpression
+from engine.rules._expressions import CompiledExpression, constant_value
 from engine.rules._functions import available_units
 from engine.rules._limits import LimitExceeded, arm, disarm
 from engine.rules._runtime import Context
@@ -42,6 +42,8 @@ class SkuEvaluator:
                     self.listing_spans[f"listing.{key}.{child_key}"] = child.span
         self.categories_span = compiled.categories_span
         self._fields = [(key, _build(field)) for key, field in compiled.listing.items()]
+        stock = compiled.stock
+        self._stock = (_folded(stock.max), _folded(stock.safety), _folded(stock.share))
 
     def evaluate(self, record: CatalogRecord, explain: bool = False) -> Outcome:
         """The outcome for one record, within one SKU's budget of work (engine.rules._limits)."""
@@ -248,14 +250,15 @@ class SkuEvaluator:
 
     def _quantity(self, record: CatalogRecord, ctx: Context, reasons: list[Reason]) -> int | None:
         rule = self.compiled.stock
+        most, least, part = self._stock
         try:
-            maximum = _figure(rule.max, ctx)
+            maximum = _figure(most, ctx) if isinstance(most, CompiledExpression) else most
             stock = record.stock
             if stock.unlimited_in(rule.warehouses):
                 return int(maximum) if maximum is not None else UNLIMITED_QUANTITY
             available = available_units(stock, rule.warehouses)
-            safety = _figure(rule.safety, ctx) or 0
-            share = _figure(rule.share, ctx)
+            safety = (_figure(least, ctx) if isinstance(least, CompiledExpression) else least) or 0
+            share = _figure(part, ctx) if isinstance(part, CompiledExpression) else part
             share = Decimal(1) if share is None else share
             quantity = int(
                 (max(Decimal(0), Decimal(available) - safety) * share).to_integral_value(ROUND_FLOOR)
@@ -355,6 +358,15 @@ def _figure(expression: CompiledExpression | None, ctx: Context) -> Decimal | No
         else "a list or table"
     )
     raise EvaluationError(f"must be a number, but gave {shown}", expression.span)
+
+
+def _folded(expression: CompiledExpression | None) -> CompiledExpression | Decimal | None:
+    """A figure that reads nothing (``safety: 2``, ``share: 60%``) as its number, computed once;
+    any other (or one that is no number: it fails each SKU as :func:`_figure` says) as it is."""
+    value = None if expression is None else constant_value(expression)
+    if isinstance(value, Decimal) or (isinstance(value, int) and not isinstance(value, bool)):
+        return Decimal(value)
+    return expression
 
 
 def _bound(bound: Decimal, price: Decimal) -> str:
