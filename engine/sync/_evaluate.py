@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 from engine._diagnostics import EvaluationError, Span
 from engine.connectors._contract import Connector
@@ -41,7 +41,7 @@ class SkuEvaluator:
                 for child_key, child in field.children.items():
                     self.listing_spans[f"listing.{key}.{child_key}"] = child.span
         self.categories_span = compiled.categories_span
-        self._fields = [(key, _build(field)) for key, field in compiled.listing.items()]
+        self._fields = _mapping(compiled.listing, keep_empty=True)
         stock = compiled.stock
         self._stock = (_folded(stock.max), _folded(stock.safety), _folded(stock.share))
 
@@ -90,7 +90,7 @@ class SkuEvaluator:
             provenance["category"] = choice.span
         ctx.category = category
 
-        fields: dict[str, Any] = {key: build(ctx, reasons) for key, build in self._fields}
+        fields: dict[str, Any] = self._fields(ctx, reasons)
         if explain:
             for key, field in rules.listing.items():
                 provenance[f"listing.{key}"] = field.span
@@ -279,6 +279,9 @@ class SkuEvaluator:
 
 
 Builder = Callable[[Context, list[Reason]], Any]
+Step: TypeAlias = tuple[str, Callable[[Context], Any] | None, Builder | None, str, Span]
+"""One entry of a mapping: its key, then its expression's function with the rule and span a
+failure names, or (for a literal, a list or a nested mapping) its builder."""
 
 
 def _build(field: ContentField) -> Builder:
@@ -288,25 +291,12 @@ def _build(field: ContentField) -> Builder:
         return lambda ctx, reasons: literal
     if kind == "mapping":
         assert isinstance(field.children, dict)
-        children = [(key, _build(child)) for key, child in field.children.items()]
-
-        def mapping(ctx: Context, reasons: list[Reason]) -> Any:
-            out = {}
-            for key, build in children:
-                value = build(ctx, reasons)
-                if value is not None and value != "":
-                    out[key] = value
-            return out
-
-        return mapping
+        return _mapping(field.children, keep_empty=False)
     if kind == "list":
         assert isinstance(field.children, list)
         items = [_build(child) for child in field.children]
         return lambda ctx, reasons: [v for build in items if (v := build(ctx, reasons)) is not None]
-    compiled = field.compiled
-    assert compiled is not None
-    fn = compiled.fn if isinstance(compiled, CompiledExpression) else compiled
-    rule = "listing." + ".".join(field.path)
+    fn, rule = _expression(field)
 
     def evaluated(ctx: Context, reasons: list[Reason]) -> Any:
         try:
@@ -316,6 +306,46 @@ def _build(field: ContentField) -> Builder:
             return None
 
     return evaluated
+
+
+def _expression(field: ContentField) -> tuple[Callable[[Context], Any], str]:
+    """The function of an expression or template field, and the rule its failure names."""
+    compiled = field.compiled
+    assert compiled is not None
+    fn = compiled.fn if isinstance(compiled, CompiledExpression) else compiled
+    return fn, "listing." + ".".join(field.path)
+
+
+def _step(key: str, field: ContentField) -> Step:
+    if field.kind in ("literal", "mapping", "list"):
+        return key, None, _build(field), "", field.span
+    fn, rule = _expression(field)
+    return key, fn, None, rule, field.span
+
+
+def _mapping(children: dict[str, ContentField], keep_empty: bool) -> Builder:
+    """A mapping's builder. Its expressions run in one loop, each in a ``try`` of its own (a failure
+    is that field's reason, and a null), rather than through a closure per field: a third of the
+    cost of building the listing. Without ``keep_empty`` a null or empty value leaves its key out
+    (an attribute the SKU does not have)."""
+    steps = [_step(key, child) for key, child in children.items()]
+
+    def mapping(ctx: Context, reasons: list[Reason]) -> dict[str, Any]:
+        out = {}
+        for key, fn, build, rule, span in steps:
+            if fn is None:
+                value = build(ctx, reasons)  # type: ignore[misc]  # a step has one or the other
+            else:
+                try:
+                    value = fn(ctx)
+                except EvaluationError as exc:
+                    reasons.append(Reason(exc.code, exc.message, rule, exc.span or span))
+                    value = None
+            if keep_empty or (value is not None and value != ""):
+                out[key] = value
+        return out
+
+    return mapping
 
 
 def _defaults(fields: dict[str, Any], record: CatalogRecord) -> None:
