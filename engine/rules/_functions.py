@@ -483,14 +483,16 @@ def _ending(
         _raise_if(_end_problem(end) or _direction_problem(direction), at)
         end = _number(end)
         # An ending repeats every power of ten above it: 0.90 every 1, 9.99 every 10, 99 every 100.
-        step = Decimal(1) if end < 1 else _CONTEXT.power(Decimal(10), end.adjusted() + 1)
+        step = _ONE if end < 1 else _CONTEXT.power(Decimal(10), end.adjusted() + 1)
         if len(_ENDING_STEPS) < 1024:
             _ENDING_STEPS[(end, direction)] = step
     value, end = _number(x), _number(end)
     c = _CONTEXT
-    # Every operation names the 60-digit context: the thread's own is never consulted.
-    turns = c.divide(c.subtract(value, end), step).to_integral_value(decimal.ROUND_FLOOR, c)
-    below = c.add(c.multiply(turns, step), end)
+    # Every operation names the 60-digit context: the thread's own is never consulted. A step of
+    # 1 (an ending below 1, the usual one) divides and multiplies nothing: both are left out.
+    turns = c.subtract(value, end) if step is _ONE else c.divide(c.subtract(value, end), step)
+    turns = turns.to_integral_value(decimal.ROUND_FLOOR, c)
+    below = c.add(turns if step is _ONE else c.multiply(turns, step), end)
     above = below if below == value else c.add(below, step)
     if direction == "down":
         return below
@@ -499,6 +501,7 @@ def _ending(
     return below if c.subtract(value, below) < c.subtract(above, value) else above
 
 
+_ONE = Decimal(1)
 _ENDING_STEPS: dict[tuple[Decimal, str], Decimal] = {}
 """Validated (end, direction) pairs and their step: a rule uses one or two endings for every SKU."""
 

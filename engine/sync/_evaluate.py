@@ -155,8 +155,9 @@ class SkuEvaluator:
                     )
             except EvaluationError as exc:
                 reasons.append(_reason(exc, "require", rule.check))
-        seen = {r.message for r in reasons}
-        for reason in self.connector.check(listing):
+        found = self.connector.check(listing)
+        seen = {r.message for r in reasons} if found else set()
+        for reason in found:
             if reason.message in seen:  # the rule file already checks the same thing
                 continue
             span = self.listing_spans.get(reason.rule) or self.listing_spans.get(
