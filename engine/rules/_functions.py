@@ -477,7 +477,11 @@ def _ending(
     """
     if x is None or end is None or direction is None:
         return None
-    step = _ENDING_STEPS.get((end, direction)) if isinstance(end, Decimal) else None
+    last = _last_ending  # a rule's ending is one constant object: known without hashing it
+    if end is last[0] and direction == last[1]:
+        step = last[2]
+    else:
+        step = _ENDING_STEPS.get((end, direction)) if isinstance(end, Decimal) else None
     if step is None:
         # First use of this ending: validate once (the compiler already did for literals).
         _raise_if(_end_problem(end) or _direction_problem(direction), at)
@@ -486,6 +490,8 @@ def _ending(
         step = _ONE if end < 1 else _CONTEXT.power(Decimal(10), end.adjusted() + 1)
         if len(_ENDING_STEPS) < 1024:
             _ENDING_STEPS[(end, direction)] = step
+    elif last[0] is not end:
+        _swap_ending((end, direction, step))
     value, end = _number(x), _number(end)
     c = _CONTEXT
     # Every operation names the 60-digit context: the thread's own is never consulted. A step of
@@ -501,8 +507,15 @@ def _ending(
     return below if c.subtract(value, below) < c.subtract(above, value) else above
 
 
+def _swap_ending(known: tuple[object, object, Decimal | None]) -> None:
+    global _last_ending
+    _last_ending = known  # one tuple, swapped whole: safe to read from any thread
+
+
 _ONE = Decimal(1)
 _ENDING_STEPS: dict[tuple[Decimal, str], Decimal] = {}
+_last_ending: tuple[object, object, Decimal | None] = (None, None, None)
+"""The last ending found in :data:`_ENDING_STEPS`, by identity."""
 """Validated (end, direction) pairs and their step: a rule uses one or two endings for every SKU."""
 
 

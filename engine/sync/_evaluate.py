@@ -245,7 +245,7 @@ class SkuEvaluator:
                 raise EvaluationError("price.round gave null", rule.round.span, code="TP923")
             value = rounded
         try:
-            return Decimal(value).quantize(self.exponent, rounding=ROUND_HALF_UP)
+            return value.quantize(self.exponent, rounding=ROUND_HALF_UP)  # a Decimal: _figure's
         except ArithmeticError:
             raise LimitExceeded(f"the price {value} is too large to round to the currency", None) from None
 
