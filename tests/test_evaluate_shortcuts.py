@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import engine
 from engine.connectors import connector_class
 from engine.model._catalog import CatalogRecord
-from engine.rules._functions import _CONTEXT, FUNCTIONS
+from engine.rules._functions import FUNCTIONS
 from engine.sync._evaluate import SkuEvaluator, _folded
 from tests.test_plan import record
 
@@ -53,17 +53,13 @@ def test_gtin_valid_refuses_other_digits_and_values() -> None:
 
 
 def _ending_in_full(value: Decimal, end: Decimal, direction: str) -> Decimal:
-    """ending() with every step taken, the step of 1 included."""
-    c = _CONTEXT
-    step = Decimal(1) if end < 1 else c.power(Decimal(10), end.adjusted() + 1)
-    turns = c.divide(c.subtract(value, end), step).to_integral_value(decimal.ROUND_FLOOR, c)
-    below = c.add(c.multiply(turns, step), end)
-    above = below if below == value else c.add(below, step)
-    if direction == "down":
-        return below
-    if direction == "up":
-        return above
-    return below if c.subtract(value, below) < c.subtract(above, value) else above
+    """ending() with every step taken, the step of 1 included, in operators under a 60-digit context."""
+    with decimal.localcontext(decimal.Context(prec=60)):
+        step = Decimal(1) if end < 1 else Decimal(10) ** (end.adjusted() + 1)
+        below = ((value - end) / step).to_integral_value(decimal.ROUND_FLOOR) * step + end
+        above = below + step if below != value else below
+        nearest = above if above - value <= value - below else below
+    return {"down": below, "up": above}.get(direction, nearest)
 
 
 ENDS = [Decimal("0.90"), Decimal("0.9"), Decimal("0"), Decimal("0.99"), Decimal("9.99"), Decimal("99")]
