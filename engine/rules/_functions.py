@@ -477,20 +477,28 @@ def _ending(
     """
     if x is None or end is None or direction is None:
         return None
-    step = _ENDING_STEPS.get((end, direction)) if isinstance(end, Decimal) else None
+    last = _last_ending  # a rule's ending is one constant object: known without hashing it
+    if end is last[0] and direction == last[1]:
+        step = last[2]
+    else:
+        step = _ENDING_STEPS.get((end, direction)) if isinstance(end, Decimal) else None
     if step is None:
         # First use of this ending: validate once (the compiler already did for literals).
         _raise_if(_end_problem(end) or _direction_problem(direction), at)
         end = _number(end)
         # An ending repeats every power of ten above it: 0.90 every 1, 9.99 every 10, 99 every 100.
-        step = Decimal(1) if end < 1 else _CONTEXT.power(Decimal(10), end.adjusted() + 1)
+        step = _ONE if end < 1 else _CONTEXT.power(Decimal(10), end.adjusted() + 1)
         if len(_ENDING_STEPS) < 1024:
             _ENDING_STEPS[(end, direction)] = step
+    elif last[0] is not end:
+        _swap_ending((end, direction, step))
     value, end = _number(x), _number(end)
     c = _CONTEXT
-    # Every operation names the 60-digit context: the thread's own is never consulted.
-    turns = c.divide(c.subtract(value, end), step).to_integral_value(decimal.ROUND_FLOOR, c)
-    below = c.add(c.multiply(turns, step), end)
+    # Every operation names the 60-digit context: the thread's own is never consulted. A step of
+    # 1 (an ending below 1, the usual one) divides and multiplies nothing: both are left out.
+    turns = c.subtract(value, end) if step is _ONE else c.divide(c.subtract(value, end), step)
+    turns = turns.to_integral_value(decimal.ROUND_FLOOR, c)
+    below = c.add(turns if step is _ONE else c.multiply(turns, step), end)
     above = below if below == value else c.add(below, step)
     if direction == "down":
         return below
@@ -499,7 +507,15 @@ def _ending(
     return below if c.subtract(value, below) < c.subtract(above, value) else above
 
 
+def _swap_ending(known: tuple[object, object, Decimal | None]) -> None:
+    global _last_ending
+    _last_ending = known  # one tuple, swapped whole: safe to read from any thread
+
+
+_ONE = Decimal(1)
 _ENDING_STEPS: dict[tuple[Decimal, str], Decimal] = {}
+_last_ending: tuple[object, object, Decimal | None] = (None, None, None)
+"""The last ending found in :data:`_ENDING_STEPS`, by identity."""
 """Validated (end, direction) pairs and their step: a rule uses one or two endings for every SKU."""
 
 
@@ -791,9 +807,23 @@ def _available_in(stock: object, warehouses: object, *, at: Span | None = None) 
         return None
     if not isinstance(stock, Stock):
         raise EvaluationError(f"available_in() counts the units of 'stock', not {_describe(stock)}", at)
-    if not isinstance(warehouses, (list, tuple)) or not all(isinstance(w, str) for w in warehouses):
+    if warehouses is not _last_ids[0] and not _warehouse_ids(warehouses):
         raise EvaluationError('available_in() takes a list of warehouse ids, as in ["main", "sp_cd"]', at)
-    return available_units(stock, warehouses)
+    return available_units(stock, warehouses)  # type: ignore[arg-type]  # checked just above
+
+
+def _warehouse_ids(warehouses: object) -> bool:
+    """Whether ``warehouses`` is a list of ids; a tuple found so is remembered (a rule's literal list
+    is one tuple for every SKU: checked once, not per SKU)."""
+    global _last_ids
+    if not isinstance(warehouses, (list, tuple)) or not all(isinstance(w, str) for w in warehouses):
+        return False
+    if isinstance(warehouses, tuple):
+        _last_ids = (warehouses,)
+    return True
+
+
+_last_ids: tuple[object] = (None,)
 
 
 def available_units(stock: Stock, warehouses: Sequence[str] | None) -> int:
@@ -874,15 +904,18 @@ def _gtin_valid(code: object) -> bool:
     A number is read as its digits, so a UPC-A stored as a number has lost its
     leading zero and is not valid: codes belong in text.
     """
-    digits = _to_text(code) if _as_number(code) is not None else code
+    digits = code if type(code) is str else _to_text(code) if _as_number(code) is not None else code
     if not isinstance(digits, str) or len(digits) not in _GTIN_LENGTHS:
         return False
     if not (digits.isascii() and digits.isdigit()):
         return False
-    # GS1 check digit: weights 3, 1, 3, ... from the right, the check digit excluded.
-    body = digits[-2::-1]
-    total = 3 * sum(map(int, body[0::2])) + sum(map(int, body[1::2]))
-    return (10 - total % 10) % 10 == int(digits[-1])
+    # GS1 check digit: weights 3, 1, 3, ... from the right, the check digit excluded. The ASCII
+    # codes are summed (in C) and the weighted codes of "0" taken off: 48 * 3 per odd place, 48
+    # per even one.
+    body = digits[-2::-1].encode("ascii")
+    odd, even = body[0::2], body[1::2]
+    total = 3 * (sum(odd) - 48 * len(odd)) + sum(even) - 48 * len(even)
+    return (10 - total % 10) % 10 == ord(digits[-1]) - 48
 
 
 @_function("reject", Param("message", STRING), returns=NEVER)

@@ -133,6 +133,8 @@ class Lowering:
         if op == "not in":
             return f"(not _in({right}, {left}))"
         if op in ("and", "or"):
+            if all(_proven_bool(side) for side in (node.left, node.right)):
+                return f"({left} {op} {right})"  # already true or false: no bool() call per SKU
             return f"(bool({left}) {op} bool({right}))"
         temp = f"_v{id(node)}"
         return f"({temp} if ({temp} := {left}) is not None else {right})"
@@ -156,6 +158,12 @@ class Lowering:
         if function.name == "lookup" and node.args and isinstance(node.args[0], A.Name):
             extra.append(f"table_name={node.args[0].name!r}")
         return f"{impl}({', '.join(args + extra)})"
+
+
+def _proven_bool(node: A.Expr) -> bool:
+    """Whether the checker proved ``node`` is true or false, never null (a comparison, a flag)."""
+    t = node.type or ANY
+    return t.kind == "bool" and not t.nullable
 
 
 def function_of(code: str, span: Span, lowering: Lowering) -> Callable[[Context], Any]:

@@ -397,25 +397,25 @@ class Planner:
     def _planned(
         self, planned: Outcome | Skipped, digest: str | None, applied: Mapping[str, AppliedListing | None]
     ) -> Change | None:
-        if isinstance(planned, Skipped) and planned.sku_id in self._excluded:
+        if not isinstance(planned, Skipped):
+            change = self._change(planned, applied.get(planned.sku_id))
+            if change is not None:
+                change.source_hash = digest
+            return change
+        if planned.sku_id in self._excluded:
             self._excluded.discard(planned.sku_id)
             self.summary.excluded += 1
             self.summary.skipped += 1
             return None
-        if isinstance(planned, Skipped) and planned.sku_id in self._invalid:
+        if planned.sku_id in self._invalid:
             reasons = self._invalid.pop(planned.sku_id)
             return Change(
                 "invalid", planned.sku_id, self.marketplace, reasons=reasons, source_hash=digest, skipped=True
             )
-        if isinstance(planned, Skipped):
-            row = self._unchanged.pop(planned.sku_id)
-            return Change(
-                "unchanged", planned.sku_id, self.marketplace, before=row, source_hash=digest, skipped=True
-            )
-        change = self._change(planned, applied.get(planned.sku_id))
-        if change is not None:
-            change.source_hash = digest
-        return change
+        row = self._unchanged.pop(planned.sku_id)
+        return Change(
+            "unchanged", planned.sku_id, self.marketplace, before=row, source_hash=digest, skipped=True
+        )
 
     def _note_settled(
         self,
@@ -567,30 +567,28 @@ class _Families:
         self.held: list[Change] = []
         self.aside = 0
 
-    def push(self, change: Change) -> Iterator[Change]:
+    def push(self, change: Change) -> Sequence[Change]:
+        """The changes to pass on now (a list, not a generator: most calls hold and pass none)."""
         group = change.listing.group if change.listing is not None and change.op == "create" else None
         if group is None:
             if not self.held:
-                yield change
-                return
+                return (change,)
             self.held.append(change)
             self.aside += 1
-            if self.aside >= ASIDE:
-                yield from self.flush()
-            return
-        if group != self.group:
-            yield from self.flush()
+            return self.flush() if self.aside >= ASIDE else ()
+        flushed = self.flush() if group != self.group else ()
         self.group = group
         self.held.append(change)
+        return flushed
 
-    def flush(self) -> Iterator[Change]:
+    def flush(self) -> Sequence[Change]:
         members = [c for c in self.held if _grouped(c)]
         creates = [c.listing for c in members if c.listing is not None]
         if len(creates) > 1:
             for change in members:
                 change.family = creates
         held, self.held, self.group, self.aside = self.held, [], None, 0
-        yield from held
+        return held
 
 
 def _malformed(error: MalformedRecord, sku_id: str) -> Outcome:

@@ -315,8 +315,9 @@ class FileSource:
                 if sku_id is not None:
                     run.append(Skipped(sku_id, digest, piece[1]))  # type: ignore[index]  # a line, not malformed
                     continue
-                yield from self._skipped_run(run, first)
-                run = []
+                if run:  # not a generator per line read: only after lines skipped
+                    yield from self._skipped_run(run, first)
+                    run = []
                 if isinstance(piece, MalformedRecord):
                     yield piece
                     continue

@@ -108,6 +108,7 @@ class MercadoLibreConnector(Connector):
         self.token = RefreshedToken("/oauth/token", self.title)
         self._seller_id: str | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._required: dict[str, list[str]] = {}
 
     def _seller_lock(self) -> asyncio.Lock:
         """A lock of the running event loop (a connector may serve several ``asyncio.run``)."""
@@ -131,6 +132,16 @@ class MercadoLibreConnector(Connector):
 
     def attributes_sent(self, listing: Listing) -> Mapping[str, Any]:
         return self._attribute_values(listing)
+
+    def attributes_required_for(self, category: str) -> list[str]:
+        """The contract's answer, kept per category: ``check`` asks it for every SKU planned, and
+        a catalog has a few hundred categories at most (the list is only read)."""
+        names = self._required.get(category)
+        if names is None:
+            names = super().attributes_required_for(category)
+            if len(self._required) < 4096:
+                self._required[category] = names
+        return names
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -380,8 +391,10 @@ class MercadoLibreConnector(Connector):
 
     def _attribute_values(self, listing: Listing) -> dict[str, Any]:
         """Attribute id -> value, as sent: standard fields, the rule file's attributes, SELLER_SKU."""
-        values: dict[str, Any] = {id_: listing.fields.get(name) for id_, name in STANDARD_ATTRIBUTES.items()}
-        values.update((name.upper(), value) for name, value in listing.attributes.items())
+        fields = listing.fields
+        values: dict[str, Any] = {id_: fields.get(name) for id_, name in STANDARD_ATTRIBUTES.items()}
+        for name, value in listing.attributes.items():
+            values[name.upper()] = value
         values["SELLER_SKU"] = listing.sku_id
         return {id_: value for id_, value in values.items() if value is not None and value != ""}
 

@@ -1,0 +1,137 @@
+"""The evaluator's second round of shortcuts give what the long way gives (issue 11: plan CPU).
+
+``gtin_valid`` sums digit codes instead of digits, ``ending`` leaves out a divide and a multiply
+by 1 and knows a rule's ending by identity, constant figures are computed once, ``and``/``or`` of
+proven booleans skip ``bool()``, and a listing's mapping runs its expressions in one loop: each is
+compared with the computation it replaces, or with the reasons a failing field gave before.
+"""
+
+from __future__ import annotations
+
+import decimal
+from decimal import Decimal
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+import engine
+from engine.connectors import connector_class
+from engine.model._catalog import CatalogRecord
+from engine.rules._functions import FUNCTIONS
+from engine.sync._evaluate import SkuEvaluator, _folded
+from tests.test_plan import record
+
+gtin_valid = FUNCTIONS["gtin_valid"].impl
+ending = FUNCTIONS["ending"].impl
+
+
+def _gtin_by_digits(code: object) -> bool:
+    """gtin_valid as it was written: each digit turned into an int."""
+    if isinstance(code, (Decimal, int)) and not isinstance(code, bool):
+        code = format(code, "f") if isinstance(code, Decimal) else str(code)
+    if not isinstance(code, str) or len(code) not in (8, 12, 13, 14):
+        return False
+    if not (code.isascii() and code.isdigit()):
+        return False
+    body = code[-2::-1]
+    total = 3 * sum(map(int, body[0::2])) + sum(map(int, body[1::2]))
+    return (10 - total % 10) % 10 == int(code[-1])
+
+
+@given(st.text(alphabet="0123456789", min_size=7, max_size=15))
+def test_gtin_valid_sums_as_the_digits_do(digits: str) -> None:
+    for code in (digits, int(digits), Decimal(digits), digits + "x", " " + digits[1:]):
+        assert gtin_valid(code) is _gtin_by_digits(code)
+
+
+def test_gtin_valid_refuses_other_digits_and_values() -> None:
+    assert gtin_valid("7891443121048") is True
+    assert gtin_valid("٧٨٩١٤٤٣١٢١٠٤٨") is False  # Arabic-Indic digits are digits, not ASCII
+    assert gtin_valid(None) is False
+    assert gtin_valid(True) is False
+
+
+def _ending_in_full(value: Decimal, end: Decimal, direction: str) -> Decimal:
+    """ending() with every step taken, the step of 1 included, in operators under a 60-digit context."""
+    with decimal.localcontext(decimal.Context(prec=60)):
+        step = Decimal(1) if end < 1 else Decimal(10) ** (end.adjusted() + 1)
+        below = ((value - end) / step).to_integral_value(decimal.ROUND_FLOOR) * step + end
+        above = below + step if below != value else below
+        nearest = above if above - value <= value - below else below
+    return {"down": below, "up": above}.get(direction, nearest)
+
+
+ENDS = [Decimal("0.90"), Decimal("0.9"), Decimal("0"), Decimal("0.99"), Decimal("9.99"), Decimal("99")]
+
+
+@given(
+    st.decimals(min_value=-(10**9), max_value=10**9, places=4, allow_nan=False),
+    st.lists(st.tuples(st.sampled_from(ENDS), st.sampled_from(["up", "down", "nearest"])), min_size=1),
+)
+def test_ending_gives_the_full_computation(value: Decimal, endings: list[tuple[Decimal, str]]) -> None:
+    # Several endings one after another: the one known by identity must be the one asked for.
+    for end, direction in endings:
+        got, full = ending(value, end, direction), _ending_in_full(value, end, direction)
+        assert (got, str(got)) == (full, str(full))
+
+
+MINIMAL = """\
+marketplace: mercadolibre
+affiliate: MLB
+trade_policy: "1"
+currency: BRL
+tables:
+  colors: {Azul: Blue}
+categories:
+  Apparel/Shoes: MLB1276
+listing:
+  title: =product.name
+  attributes:
+    COLOR: =sku.specs.Cor | lookup(colors)
+    BRAND: =product.brand
+price:
+  value: price.selling
+stock:
+  safety: 2
+  share: 50%
+  max: 7
+"""
+
+
+def _evaluator(tmp_path: Path, text: str = MINIMAL) -> SkuEvaluator:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    return SkuEvaluator(engine.compile_rules(path), connector_class("mercadolibre")({}))
+
+
+def _sku(**changes: object) -> CatalogRecord:
+    return CatalogRecord.parse(record("2000001", **changes))
+
+
+def test_constant_stock_figures_are_numbers_once(tmp_path: Path) -> None:
+    evaluator = _evaluator(tmp_path)
+    assert evaluator._stock == (Decimal(7), Decimal(2), Decimal("0.5"))
+    assert _folded(None) is None
+    stock = {"warehouses": [{"warehouse": "main", "quantity": 30}]}
+    outcome = evaluator.evaluate(_sku(stock__warehouses=stock["warehouses"]))
+    assert outcome.listing is not None and outcome.listing.quantity == 7  # min(7, (30 - 2) * 50%)
+    few = {"warehouses": [{"warehouse": "main", "quantity": 8}]}
+    outcome = evaluator.evaluate(_sku(stock__warehouses=few["warehouses"]))
+    assert outcome.listing is not None and outcome.listing.quantity == 3  # (8 - 2) * 50%
+
+
+def test_a_failing_attribute_is_its_reason_and_the_others_are_built(tmp_path: Path) -> None:
+    evaluator = _evaluator(tmp_path)
+    listed = evaluator.evaluate(_sku())
+    assert listed.listing is not None
+    assert listed.listing.attributes == {"COLOR": "Blue", "BRAND": "Acme"}
+    colourless = evaluator.evaluate(_sku(sku__specs={}))
+    assert colourless.listing is not None
+    assert colourless.listing.attributes == {"BRAND": "Acme"}  # a null leaves its key out
+    failed = evaluator.evaluate(_sku(sku__specs={"Cor": "Roxo"}))
+    assert failed.status == "invalid"
+    reason = failed.reasons[0]
+    assert (reason.code, reason.rule) == ("TP902", "listing.attributes.COLOR")
+    assert reason.message.startswith("no entry for 'Roxo' in table 'colors'")
+    assert reason.span is not None and reason.span.line == 12
