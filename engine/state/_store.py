@@ -847,10 +847,14 @@ class StateStore:
             self.db.executemany("INSERT INTO seen VALUES (?) ON CONFLICT DO NOTHING", ((s,) for s in sku_ids))
 
     def unseen(self, marketplace: str) -> Iterator[AppliedListing]:
-        """Applied SKUs the plan did not see: they left the catalog or the selection."""
+        """Applied SKUs the plan did not see: they left the catalog or the selection.
+
+        ``NOT EXISTS``, not ``NOT IN``: PostgreSQL cannot turn ``NOT IN`` into an anti-join (a null
+        would change its meaning) and, once the seen SKUs outgrow its work memory, scans them again
+        for every listing: a 1,000,000-SKU re-plan's query ran for over 18 minutes."""
         rows = self.db.stream(
-            f"SELECT {_COLUMNS} FROM listings "
-            "WHERE marketplace = ? AND sku_id NOT IN (SELECT sku_id FROM seen) ORDER BY sku_id",
+            f"SELECT {_COLUMNS} FROM listings WHERE marketplace = ? "
+            "AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.sku_id = listings.sku_id) ORDER BY sku_id",
             (marketplace,),
         )
         for row in rows:
