@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -281,9 +282,11 @@ def main() -> None:
 
 
 def _postgres_server() -> Any:
-    """A throw-away PostgreSQL server, stopped at exit."""
+    """A throw-away PostgreSQL server, stopped at exit: a SIGTERM (``timeout``, ``kill``) exits
+    through it too, so no server is left running the measurement's query."""
     from tests import _postgres
 
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     server = _postgres.start()
     if isinstance(server, str):
         raise SystemExit(f"no PostgreSQL here: {server}")
