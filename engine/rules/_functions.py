@@ -475,6 +475,7 @@ def _ending(
     The result keeps the exponent of ``end``, so ending(x, 0.90) always has cents.
     Nearest breaks ties upwards: a shop would rather not lose the margin.
     """
+    global _last_ending
     if x is None or end is None or direction is None:
         return None
     last = _last_ending  # a rule's ending is one constant object: known without hashing it
@@ -491,7 +492,7 @@ def _ending(
         if len(_ENDING_STEPS) < 1024:
             _ENDING_STEPS[(end, direction)] = step
     elif last[0] is not end:
-        _swap_ending((end, direction, step))
+        _last_ending = (end, direction, step)  # one tuple, swapped whole: safe to read from any thread
     value, end = _number(x), _number(end)
     c = _CONTEXT
     # Every operation names the 60-digit context: the thread's own is never consulted. A step of
@@ -507,16 +508,11 @@ def _ending(
     return below if c.subtract(value, below) < c.subtract(above, value) else above
 
 
-def _swap_ending(known: tuple[object, object, Decimal | None]) -> None:
-    global _last_ending
-    _last_ending = known  # one tuple, swapped whole: safe to read from any thread
-
-
 _ONE = Decimal(1)
 _ENDING_STEPS: dict[tuple[Decimal, str], Decimal] = {}
+"""Validated (end, direction) pairs and their step: a rule uses one or two endings for every SKU."""
 _last_ending: tuple[object, object, Decimal | None] = (None, None, None)
 """The last ending found in :data:`_ENDING_STEPS`, by identity."""
-"""Validated (end, direction) pairs and their step: a rule uses one or two endings for every SKU."""
 
 
 # Text

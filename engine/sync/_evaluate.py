@@ -253,13 +253,13 @@ class SkuEvaluator:
         rule = self.compiled.stock
         most, least, part = self._stock
         try:
-            maximum = _figure(most, ctx) if isinstance(most, CompiledExpression) else most
+            maximum = _figure(most, ctx)
             stock = record.stock
             if stock.unlimited_in(rule.warehouses):
                 return int(maximum) if maximum is not None else UNLIMITED_QUANTITY
             available = available_units(stock, rule.warehouses)
-            safety = (_figure(least, ctx) if isinstance(least, CompiledExpression) else least) or 0
-            share = _figure(part, ctx) if isinstance(part, CompiledExpression) else part
+            safety = _figure(least, ctx) or 0
+            share = _figure(part, ctx)
             share = Decimal(1) if share is None else share
             quantity = int(
                 (max(Decimal(0), Decimal(available) - safety) * share).to_integral_value(ROUND_FLOOR)
@@ -368,14 +368,15 @@ def _reason(exc: EvaluationError, rule: str, expression: CompiledExpression | No
     return Reason(exc.code, exc.message, rule, span)
 
 
-def _figure(expression: CompiledExpression | None, ctx: Context) -> Decimal | None:
+def _figure(expression: CompiledExpression | Decimal | None, ctx: Context) -> Decimal | None:
     """A figure's value for this SKU: a number or null; anything else is this SKU's failure.
 
     The checker proves most figures numbers; one read from a table of mixed values or an
-    untyped path is only known here, and must fail the SKU, not the run.
+    untyped path is only known here, and must fail the SKU, not the run. A figure
+    :func:`_folded` already computed is its number.
     """
-    if expression is None:
-        return None
+    if expression is None or isinstance(expression, Decimal):
+        return expression
     value = expression.fn(ctx)
     if value is None or isinstance(value, Decimal):
         return value
