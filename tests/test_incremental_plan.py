@@ -280,16 +280,18 @@ def test_jsonl_of_a_first_plan_is_byte_identical_to_before(catalog: Path) -> Non
     assert out == (ROOT / "tests" / "fixtures" / "plan_google_60.jsonl").read_text(encoding="utf-8")
 
 
-def test_a_version_3_store_migrates_to_5(url: str) -> None:  # noqa: F811  # the fixture imported above
+def test_a_version_3_store_migrates_to_6(url: str) -> None:  # noqa: F811  # the fixture imported above
     with StateStore(url) as store:
         store.db.execute("DROP INDEX listings_source")
         store.db.execute("ALTER TABLE listings DROP COLUMN source_hash")
+        store.db.execute("ALTER TABLE withdrawn DROP COLUMN content_hash")
         store.db.execute("DROP TABLE excluded_sources")
         store.db.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     with StateStore(url) as store:
         (version,) = store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        assert int(version) == SCHEMA_VERSION == 5
+        assert int(version) == SCHEMA_VERSION == 6
         assert "source_hash" in store.dialect.columns(store.db, "listings")
+        assert "content_hash" in store.dialect.columns(store.db, "withdrawn")
         assert store.unchanged_sources(MARKETPLACE, ["0" * 32]) == {}
         assert store.excluded_sources(MARKETPLACE, ["0" * 32]) == {}
         assert not store.has_sources(MARKETPLACE)
@@ -347,7 +349,7 @@ def test_a_version_4_store_keeps_its_notes_as_records_not_selected(url: str) -> 
         )
     with StateStore(url) as store:
         (version,) = store.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        assert int(version) == 5
+        assert int(version) == SCHEMA_VERSION
         assert store.excluded_sources(MARKETPLACE, ["a" * 32]) == {"a" * 32: ("42", None)}
 
 

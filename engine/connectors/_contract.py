@@ -269,13 +269,22 @@ class Connector:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def calls_for(self, change: ChangeRecord | Mapping[str, Any], remote_id: str | None) -> list[Call]:
+    def calls_for(
+        self,
+        change: ChangeRecord | Mapping[str, Any],
+        remote_id: str | None,
+        kept: Mapping[str, str] | None = None,
+    ) -> list[Call]:
         """The requests that apply one saved change, built from :attr:`routes`.
 
         ``change`` carries the bodies the plan showed (a plan file's mapping is read into a
         :class:`ChangeRecord`); ``remote_id`` is the marketplace's id for the SKU from the state
-        store (None before its creation). One call per body (see :meth:`bodies_sent`), through
-        the route of its kind, then :meth:`routed`.
+        store (None before its creation, or its withdrawn listing's for a create). ``kept`` names,
+        for a create, the SKUs (the change's own, or members of the family it carries) whose
+        listing was withdrawn with the very content the change brings (the state store kept its
+        content hash), with their ids: bringing those back needs their price and stock alone.
+        One call per body (see :meth:`bodies_sent`), through the route of its kind, then
+        :meth:`routed`.
         """
         record = ChangeRecord.of(change)
         values = {"sku_id": quote(record.sku_id, safe=""), "remote_id": quote(remote_id or "", safe="")}
@@ -284,7 +293,7 @@ class Connector:
             route_for(self.routes, kinds).call(kinds, body, values)
             for kinds, body in self.bodies_sent(record)
         ]
-        return self.routed(record, remote_id, calls)
+        return self.routed(record, remote_id, calls, kept or {})
 
     def bodies_sent(self, change: ChangeRecord) -> list[tuple[tuple[RouteKind, ...], Any]]:
         """Each body a change sends, with the kinds of change it carries.
@@ -310,8 +319,11 @@ class Connector:
         are percent-encoded whole, ``/`` included); values given here are inserted as they are."""
         return {}
 
-    def routed(self, change: ChangeRecord, remote_id: str | None, calls: list[Call]) -> list[Call]:
-        """The calls :attr:`routes` gave, changed where the marketplace truly differs."""
+    def routed(
+        self, change: ChangeRecord, remote_id: str | None, calls: list[Call], kept: Mapping[str, str]
+    ) -> list[Call]:
+        """The calls :attr:`routes` gave, changed where the marketplace truly differs (``kept``: see
+        :meth:`calls_for`)."""
         return calls
 
     def result_of(self, call: Call, response: httpx.Response) -> CallResult:

@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Any, TypeVar, cast
 
-from engine.state._store import AppliedListing, Outcome, StateStore
+from engine.state._store import AppliedListing, Outcome, StateStore, Withdrawn
 
 T = TypeVar("T")
-Known = tuple[AppliedListing | None, str | None]
-"""A SKU's applied row, and the marketplace's id of its listing when it was withdrawn earlier."""
+Known = tuple[AppliedListing | None, Withdrawn | None]
+"""A SKU's applied row, and its listing withdrawn earlier (id and content) when it has no row."""
 
 
 @dataclass
@@ -58,7 +58,7 @@ class BatchedState:
         self._server: asyncio.Task[None] | None = None
 
     async def known(self, sku_id: str) -> Known:
-        """The SKU's row, and its withdrawn listing's id when it has no row."""
+        """The SKU's row, and its withdrawn listing when it has no row."""
         return cast(Known, await self._ask("read", sku_id))
 
     async def record(self, outcome: Outcome) -> None:
@@ -128,7 +128,7 @@ class BatchedState:
 
     def _read(self, store: StateStore, sku_ids: list[str]) -> list[Known]:
         rows = store.get_many(self.marketplace, sku_ids)
-        withdrawn = store.withdrawn_remote_ids(self.marketplace, [s for s in sku_ids if s not in rows])
+        withdrawn = store.withdrawn_listings(self.marketplace, [s for s in sku_ids if s not in rows])
         return [(rows.get(sku_id), withdrawn.get(sku_id)) for sku_id in sku_ids]
 
     @staticmethod

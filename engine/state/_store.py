@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from engine._diagnostics import TradepostError
 from engine.model._listing import Listing
@@ -70,7 +70,7 @@ from engine.state._db import StateError as StateError
 from engine.state._liststatus import LISTING_STATUS_SCHEMA
 from engine.state._queue import QUEUE_SCHEMA
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """2: locks carry a lease (``expires_at``), the holder's ``token`` and its ``pid_namespace``.
 3: the notification queue (:data:`QUEUE_SCHEMA`): its tables are new, so the schema script adds them.
 4: a listing carries the ``source_hash`` of the catalog record it was applied from (indexed by
@@ -80,6 +80,9 @@ plan skips those too (:meth:`StateStore.excluded_sources`).
 5: ``excluded_sources`` holds invalid records too: a row's ``reasons`` (JSON) are those of a record
 its rules found invalid, NULL for one they do not select, so a plan reports an invalid record
 unchanged since without parsing or evaluating it again.
+6: a ``withdrawn`` row keeps the ``content_hash`` of the listing withdrawn (NULL for one read back
+by a rebuild, or withdrawn before), so a SKU selected again with the same content is brought back
+with its price and stock alone (:meth:`StateStore.withdrawn_listings`).
 The number is the same on both databases (``meta.schema_version``)."""
 
 log = logging.getLogger("tradepost.state")
@@ -118,6 +121,7 @@ CREATE TABLE IF NOT EXISTS withdrawn (
     marketplace TEXT NOT NULL,
     sku_id TEXT NOT NULL,
     remote_id TEXT NOT NULL,
+    content_hash TEXT,
     PRIMARY KEY (marketplace, sku_id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS locks (
@@ -187,6 +191,15 @@ _NOTE_SOURCE = (
 
 class LockedError(TradepostError):
     """Another run holds the marketplace's lock."""
+
+
+class Withdrawn(NamedTuple):
+    """A listing withdrawn from a marketplace (paused, or its variation's stock zeroed): its id
+    there, and the content hash it was withdrawn with (None when not known: read back by a rebuild,
+    or withdrawn by a Tradepost before schema 6)."""
+
+    remote_id: str
+    content_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -343,6 +356,9 @@ class StateStore:
             if "reasons" not in self.dialect.columns(self.db, "excluded_sources"):
                 # 4 -> 5: the rows noted before are all records not selected.
                 self.db.execute("ALTER TABLE excluded_sources ADD COLUMN reasons TEXT")
+            if "content_hash" not in self.dialect.columns(self.db, "withdrawn"):
+                # 5 -> 6: listings withdrawn before left no content hash: brought back whole.
+                self.db.execute("ALTER TABLE withdrawn ADD COLUMN content_hash TEXT")
             self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
@@ -520,13 +536,16 @@ class StateStore:
             )
 
     def record_deleted(self, marketplace: str, sku_ids: Iterable[str]) -> None:
-        """Forget the listing, but keep the marketplace's id: a SKU selected again reuses it."""
+        """Forget the listing, but keep the marketplace's id and the content it was withdrawn with: a
+        SKU selected again reuses the id, and sends no content when its content is the same."""
         keys = [(marketplace, s) for s in sku_ids]
         with self.db.transaction():
             self.db.executemany(
-                "INSERT INTO withdrawn SELECT marketplace, sku_id, remote_id FROM listings "
+                "INSERT INTO withdrawn (marketplace, sku_id, remote_id, content_hash) "
+                "SELECT marketplace, sku_id, remote_id, content_hash FROM listings "
                 "WHERE marketplace = ? AND sku_id = ? AND remote_id IS NOT NULL "
-                "ON CONFLICT (marketplace, sku_id) DO UPDATE SET remote_id = excluded.remote_id",
+                "ON CONFLICT (marketplace, sku_id) DO UPDATE SET remote_id = excluded.remote_id, "
+                "content_hash = excluded.content_hash",
                 keys,
             )
             self.db.executemany("DELETE FROM listings WHERE marketplace = ? AND sku_id = ?", keys)
@@ -575,7 +594,7 @@ class StateStore:
                 (_listing_row(marketplace, r, now) for r in rows),
             )
             self.db.executemany(
-                "INSERT INTO withdrawn VALUES (?, ?, ?)",
+                "INSERT INTO withdrawn (marketplace, sku_id, remote_id) VALUES (?, ?, ?)",
                 ((marketplace, sku_id, remote_id) for sku_id, remote_id in withdrawn.items()),
             )
 
@@ -585,13 +604,22 @@ class StateStore:
 
     def withdrawn_remote_ids(self, marketplace: str, sku_ids: Sequence[str]) -> dict[str, str]:
         """SKU -> the marketplace's id, for those of these SKUs withdrawn earlier."""
-        found: dict[str, str] = {}
+        return {sku: w.remote_id for sku, w in self.withdrawn_listings(marketplace, sku_ids).items()}
+
+    def withdrawn_listings(self, marketplace: str, sku_ids: Sequence[str]) -> dict[str, Withdrawn]:
+        """SKU -> its listing withdrawn earlier (the marketplace's id, the content it had), for
+        those of these SKUs withdrawn earlier."""
+        found: dict[str, Withdrawn] = {}
         for one_of, chunk in self.db.one_of(sku_ids):
             rows = self.db.execute(
-                f"SELECT sku_id, remote_id FROM withdrawn WHERE marketplace = ? AND sku_id {one_of}",
+                f"SELECT sku_id, remote_id, content_hash FROM withdrawn "
+                f"WHERE marketplace = ? AND sku_id {one_of}",
                 (marketplace, *chunk),
             )
-            found.update((str(sku_id), str(remote_id)) for sku_id, remote_id in rows)
+            found.update(
+                (str(sku), Withdrawn(str(remote), None if content is None else str(content)))
+                for sku, remote, content in rows
+            )
         return found
 
     # -- outcomes still to confirm, per-SKU errors ---------------------------------------------

@@ -59,6 +59,7 @@ from engine.state._store import (
     Outcome,
     StateError,
     StateStore,
+    Withdrawn,
     applied_from,
 )
 
@@ -345,8 +346,9 @@ class Executor:
             if sku_id in leaders and not leaders[sku_id].done():  # its followers landed with it
                 leaders[sku_id].set_result(CallResult(True, remote_id=row.remote_id if row else None))
             return SkuResult(sku_id, op, True, skipped=True)
-        remote_id = row.remote_id if row else withdrawn
-        calls = self.connector.calls_for(record, remote_id)
+        remote_id = row.remote_id if row else withdrawn.remote_id if withdrawn else None
+        kept = await self._kept(record, withdrawn) if op == "create" and row is None else {}
+        calls = self.connector.calls_for(record, remote_id, kept)
         if not calls and family:
             return SkuResult(sku_id, op, False, "its family's first SKU is not in this run")
         requests = 0
@@ -365,6 +367,8 @@ class Executor:
             requests += sent
             if not result.ok:
                 break
+        if result.ok and kept:  # a listing brought back keeps its id, unless the answer names another
+            result = dataclasses.replace(result, remote_ids={**kept, **(result.remote_ids or {})})
         if result.ok and result.pending:
             token = pending[sku_id] = result.pending
             await self._state.call(lambda store: store.record_pending(self.marketplace, sku_id, token))
@@ -376,6 +380,27 @@ class Executor:
                 leaders[sku_id].set_result(result)
             return recorded
         return await self._record(record, result.ok, remote, result.error, requests)
+
+    async def _kept(self, record: ChangeRecord, withdrawn: Withdrawn | None) -> dict[str, str]:
+        """SKU -> remote id of each listing this create brings back with the content it was withdrawn
+        with (the SKU's own, or each member of the family it carries): see ``Connector.calls_for``.
+        Nothing when the SKU itself was never withdrawn (a first create: no state read)."""
+        if withdrawn is None:
+            return {}
+        members: list[tuple[ChangeRecord, Withdrawn | None]] = [(record, withdrawn)]
+        if record.family:
+            records = [self._members.get(sku) for sku in record.family]
+            if any(member is None for member in records):
+                return {}
+            known = await asyncio.gather(*(self._state.known(sku) for sku in record.family))
+            members = [(member, w) for member, (_, w) in zip(records, known, strict=True) if member]
+        return {
+            member.sku_id: w.remote_id
+            for member, w in members
+            if w is not None
+            and w.content_hash is not None
+            and w.content_hash == Listing.from_dict(dict(member.after or {})).content_hash()
+        }
 
     async def _pace(self, request: httpx.Request) -> None:
         """The client's request hook: every request waits for a token of the bucket (and is

@@ -55,6 +55,7 @@ from marketplaces.mercadolibre._http import (
     ME,
     _content_calls,
     _in_variation,
+    _seller_skus,
     error_message,
     find_listing,
     item_result,
@@ -215,18 +216,23 @@ class MercadoLibreConnector(Connector):
     def path_values(self, change: ChangeRecord, remote_id: str | None) -> dict[str, str]:
         return {"item": parse_remote_id(remote_id)[0] if remote_id else ""}
 
-    def routed(self, change: ChangeRecord, remote_id: str | None, calls: list[Call]) -> list[Call]:
+    def routed(
+        self, change: ChangeRecord, remote_id: str | None, calls: list[Call], kept: Mapping[str, str]
+    ) -> list[Call]:
         """``POST /items`` creates (none for a family's followers); the rest names the item, and a
         family member's variation in it (see ``_http`` for remote ids).
 
         A content change goes in parts (``_http._content_calls``); a SKU withdrawn earlier and
-        selected again is brought back rather than listed twice; a variation is withdrawn by zeroing
-        its stock, since pausing the item would withdraw its siblings too.
+        selected again is brought back rather than listed twice, with one request when its content
+        is the one it was withdrawn with (``kept``), a whole family too; a variation is withdrawn by
+        zeroing its stock, since pausing the item would withdraw its siblings too.
         """
         if change.op == "create":
+            if change.family and change.payloads:
+                return self._family_relisted(change, kept) or calls
             if remote_id is None or change.family or not change.payloads:
                 return calls
-            return self._relisted(change, remote_id)
+            return self._relisted(change, remote_id, change.sku_id in kept)
         if remote_id is None:
             raise TradepostError(
                 f"SKU {change.sku_id}: no Mercado Libre item id in the state store; cannot {change.op} it"
@@ -243,16 +249,53 @@ class MercadoLibreConnector(Connector):
             calls = [dataclasses.replace(call, body={"available_quantity": 0}) for call in calls]
         return [dataclasses.replace(call, body=_in_variation(variation, call.body)) for call in calls]
 
-    def _relisted(self, change: ChangeRecord, remote_id: str) -> list[Call]:
-        """A SKU withdrawn earlier (paused, or its variation's stock zeroed), selected again."""
+    def _relisted(self, change: ChangeRecord, remote_id: str, same_content: bool) -> list[Call]:
+        """A SKU withdrawn earlier (paused, or its variation's stock zeroed), selected again: its
+        content too unless it is the one it was withdrawn with."""
         item, variation = parse_remote_id(remote_id)
         body = change.payloads[0]
+        if variation is None and same_content:
+            back = {
+                "status": "active",
+                "price": body.get("price"),
+                "available_quantity": body.get("available_quantity", 0),
+            }
+            return [Call("PUT", f"/items/{item}", back, kind="create")]
         if variation is None:
             fields = {"content", "price", "stock"}
             content = _content_calls(item, None, body, fields, set(), PER_VARIATION)
             return [Call("PUT", f"/items/{item}", {"status": "active"}, kind="create"), *content]
         back = {"price": body.get("price"), "available_quantity": (change.after or {}).get("quantity", 0)}
         return [Call("PUT", f"/items/{item}", _in_variation(variation, back), kind="create")]
+
+    def _family_relisted(self, change: ChangeRecord, kept: Mapping[str, str]) -> list[Call] | None:
+        """A family withdrawn whole (each variation's stock zeroed) and selected again, every member
+        with the content it was withdrawn with: one ``PUT`` gives its item's variations their price
+        and stock back. None otherwise: the family is created, after the look-up that adopts an
+        item already holding it (``find_existing``)."""
+        if not change.family or any(sku not in kept for sku in change.family):
+            return None
+        ids = {sku: parse_remote_id(kept[sku]) for sku in change.family}
+        if len({item for item, _ in ids.values()}) != 1 or any(v is None for _, v in ids.values()):
+            return None
+        sent = {
+            sku: variation
+            for variation in change.payloads[0].get("variations") or []
+            for sku in _seller_skus([variation])
+        }
+        if set(sent) != set(change.family):
+            return None
+        item = next(iter(ids.values()))[0]
+        variations = [
+            {
+                "id": int(v) if v.isdigit() else v,
+                "price": sent[sku].get("price"),
+                "available_quantity": sent[sku].get("available_quantity", 0),
+            }
+            for sku, (_, v) in sorted(ids.items())
+            if v is not None
+        ]
+        return [Call("PUT", f"/items/{item}", {"status": "active", "variations": variations}, kind="create")]
 
     def read_result(self, call: Call, response: httpx.Response) -> CallResult:
         """A family's answer names every member's variation (``remote_ids``); a refusal is read
