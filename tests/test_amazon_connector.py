@@ -421,6 +421,28 @@ def test_confirm_catches_what_amazon_refused_after_accepting_it() -> None:
     run(scenario, standin(accepted_then_invalid_rate=0.3, seed=3))
 
 
+def test_confirm_reads_20_skus_a_request_and_a_sku_with_a_comma_alone() -> None:
+    """45 accepted SKUs confirmed with 3 searchListingsItems requests (20, 20, 5), not 45 reads; a
+    SKU whose id holds a comma (which ``identifiers`` cannot name) by its own getListingsItem."""
+    changes = creates(45)
+    changes[-1]["sku_id"] = "A,B"
+    changes[-1]["after"] = {**changes[-1]["after"], "sku_id": "A,B"}
+
+    async def scenario(a: Amazon) -> None:
+        sent = await a.send_all(changes)
+        pending = {sku: str(result.pending) for sku, result in sent.items()}
+        before = dict(a.standin.requests)
+        confirmed = await a.connector.confirm(a.client, await a.headers(), pending)
+        reads = {k: n - before.get(k, 0) for k, n in a.standin.requests.items() if n != before.get(k, 0)}
+        assert reads == {
+            f"GET /listings/2021-08-01/items/{SELLER}": 3,
+            f"GET /listings/2021-08-01/items/{SELLER}/A,B": 1,  # the stand-in sees the path decoded
+        }
+        assert list(confirmed) == list(pending) and all(r.ok for r in confirmed.values())
+
+    run(scenario)
+
+
 def test_confirm_of_a_listing_that_never_appeared_sends_it_again() -> None:
     async def scenario(a: Amazon) -> None:
         confirmed = await a.connector.confirm(a.client, await a.headers(), {"GONE-1": "sub-1"})

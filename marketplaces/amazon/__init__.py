@@ -68,6 +68,7 @@ from marketplaces.amazon._http import (
     Sender,
     item_path,
     listing_outcome,
+    searched_outcomes,
     submission_result,
     token_expired,
 )
@@ -84,7 +85,7 @@ from marketplaces.amazon._payloads import (
     replace_patch,
 )
 from marketplaces.amazon._readback import read_listings
-from marketplaces.amazon._status import listing_statuses
+from marketplaces.amazon._status import IDENTIFIERS_MAX, listing_statuses
 
 ChangeKind = RouteKind
 
@@ -344,24 +345,47 @@ class AmazonConnector(Connector):
     async def confirm(
         self, client: httpx.AsyncClient, headers: Mapping[str, str], pending: Mapping[str, str]
     ) -> dict[str, CallResult]:
-        """Reads each accepted SKU back, :data:`CONFIRM_READS` at a time (one after another, a batch of
-        the sync worker waited 50-90 ms per SKU here): an ERROR issue Amazon attached since fails it."""
-        sender, params = Sender(client, self.pacing), {**self.query, "includedData": "issues,summaries"}
-        gate = asyncio.Semaphore(CONFIRM_READS)
+        """Reads the accepted SKUs back, :data:`CONFIRM_READS` requests at a time: an ERROR issue Amazon
+        attached since fails a SKU, and so does its absence. ``searchListingsItems`` reads 20 SKUs
+        a request (``identifiers``); a SKU with a comma in it, which that list cannot name, is read
+        alone (``getListingsItem``). A request per SKU made confirming a batch cost as many
+        requests as sending it."""
+        sender, gate = Sender(client, self.pacing), asyncio.Semaphore(CONFIRM_READS)
+        search = f"{LISTINGS_ITEMS}/{quote(self.seller_id, safe='')}"
 
-        async def read(sku: str, submission: str) -> CallResult:
+        async def send(path: str, params: Mapping[str, str]) -> httpx.Response | CallResult:
             async with gate:
                 try:
-                    response = await sender.send(
-                        "GET", item_path(self.seller_id, sku), headers=headers, params=params
-                    )
+                    response = await sender.send("GET", path, headers=headers, params=params)
                     failpoints.reach("amazon:confirm-read")
                 except httpx.TransportError as exc:
                     return CallResult(False, retryable=True, error=f"cannot reach Amazon: {exc}")
             self.drop_refused_token(response)
-            return listing_outcome(response, submission)
+            return response
 
-        return dict(zip(pending, await asyncio.gather(*(read(*p) for p in pending.items())), strict=True))
+        async def alone(sku: str, submission: str) -> dict[str, CallResult]:
+            params = {**self.query, "includedData": "issues,summaries"}
+            answer = await send(item_path(self.seller_id, sku), params)
+            return {sku: answer if isinstance(answer, CallResult) else listing_outcome(answer, submission)}
+
+        async def searched(chunk: dict[str, str]) -> dict[str, CallResult]:
+            params = {**self.query, "identifiers": ",".join(chunk), "identifiersType": "SKU"}
+            params |= {"includedData": "issues", "pageSize": str(IDENTIFIERS_MAX)}
+            answer = await send(search, params)
+            if isinstance(answer, CallResult):
+                return dict.fromkeys(chunk, answer)
+            return searched_outcomes(answer, chunk)
+
+        listed = [sku for sku in pending if "," not in sku]
+        reads = [
+            *(
+                searched({s: pending[s] for s in listed[i : i + IDENTIFIERS_MAX]})
+                for i in range(0, len(listed), IDENTIFIERS_MAX)
+            ),
+            *(alone(sku, submission) for sku, submission in pending.items() if "," in sku),
+        ]
+        outcomes = {sku: result for read in await asyncio.gather(*reads) for sku, result in read.items()}
+        return {sku: outcomes[sku] for sku in pending}
 
     # -- reading back (``tradepost state rebuild``) ---------------------------------------------
 

@@ -159,14 +159,44 @@ def submission_result(response: httpx.Response, expects_processing: bool) -> Cal
     return CallResult(True, pending=str(submission) if expects_processing and submission else None)
 
 
+def _not_listed(submission: str) -> CallResult:
+    return CallResult(
+        False,
+        retryable=True,
+        error=f"not on Amazon although submission {submission} was accepted; it will be sent again",
+    )
+
+
+def searched_outcomes(response: httpx.Response, pending: Mapping[str, str]) -> dict[str, CallResult]:
+    """A ``searchListingsItems`` answer (``identifiers``: these SKUs) read for the outcome of each
+    accepted submission, as :func:`listing_outcome` reads one ``getListingsItem`` answer: a SKU the
+    search does not find was not listed, an ERROR issue refuses it; an answer that is not a
+    search result fails them all (retryable as the status says)."""
+    body = _json(response) if response.status_code == 200 else None
+    items = body.get("items") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        failed = (
+            failure(response)
+            if response.status_code != 200
+            else CallResult(False, retryable=True, error="Amazon's search answer holds no items list")
+        )
+        return dict.fromkeys(pending, failed)
+    found = {str(item["sku"]): item for item in items if isinstance(item, dict) and item.get("sku")}
+    outcomes = {}
+    for sku, submission in pending.items():
+        item = found.get(sku)
+        if item is None:
+            outcomes[sku] = _not_listed(submission)
+            continue
+        errors = issue_errors(item.get("issues") or [])
+        outcomes[sku] = CallResult(False, error="; ".join(errors)) if errors else CallResult(True)
+    return outcomes
+
+
 def listing_outcome(response: httpx.Response, pending: str) -> CallResult:
     """A ``getListingsItem`` answer read for the outcome of an accepted submission."""
     if response.status_code == 404:
-        return CallResult(
-            False,
-            retryable=True,
-            error=f"not on Amazon although submission {pending} was accepted; it will be sent again",
-        )
+        return _not_listed(pending)
     if response.status_code != 200:
         return failure(response)
     body = _json(response)
