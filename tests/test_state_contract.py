@@ -115,10 +115,15 @@ def test_a_plan_finds_the_skus_it_did_not_see(store: StateStore) -> None:
     store.begin_seen()
     store.add_seen(["1", "3", "3", "9"])
     assert [row.sku_id for row in store.unseen("google")] == ["2", "4", "5"]
+    # A plan of some SKUs (a sync batch) looks at those only, in order, whatever their number.
+    assert [row.sku_id for row in store.unseen("google", {"5", "3", "2", "7"})] == ["2", "5"]
+    assert list(store.unseen("google", set())) == []
     store.begin_seen()  # a second plan in the same run starts empty
     assert len(list(store.unseen("google"))) == 5
     store.record_applied("amazon", [listing(f"{n:05}") for n in range(2500)])  # read in batches
     assert sum(1 for _ in store.unseen("amazon")) == 2500
+    among = {f"{n:05}" for n in range(0, 2500, 2)} | {"99999"}  # more than one chunk of ids
+    assert [row.sku_id for row in store.unseen("amazon", among)] == sorted(among - {"99999"})
     assert next(iter(store.all_sku_ids("amazon"))) == "00000"  # a stream left unfinished costs nothing
     assert store.count("amazon") == 2500
 

@@ -40,7 +40,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -874,17 +874,28 @@ class StateStore:
         with self.db.transaction():
             self.db.executemany("INSERT INTO seen VALUES (?) ON CONFLICT DO NOTHING", ((s,) for s in sku_ids))
 
-    def unseen(self, marketplace: str) -> Iterator[AppliedListing]:
-        """Applied SKUs the plan did not see: they left the catalog or the selection.
+    def unseen(self, marketplace: str, among: Collection[str] | None = None) -> Iterator[AppliedListing]:
+        """Applied SKUs the plan did not see: they left the catalog or the selection. With ``among``
+        (a plan of some SKUs: the real-time sync's batch), only those SKUs are looked at, so a
+        batch reads its own rows, never the marketplace's every listing.
 
         ``NOT EXISTS``, not ``NOT IN``: PostgreSQL cannot turn ``NOT IN`` into an anti-join (a null
         would change its meaning) and, once the seen SKUs outgrow its work memory, scans them again
         for every listing: a 1,000,000-SKU re-plan's query ran for over 18 minutes."""
-        rows = self.db.stream(
+        query = (
             f"SELECT {_COLUMNS} FROM listings WHERE marketplace = ? "
-            "AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.sku_id = listings.sku_id) ORDER BY sku_id",
-            (marketplace,),
+            "AND NOT EXISTS (SELECT 1 FROM seen WHERE seen.sku_id = listings.sku_id)"
         )
+        if among is None:
+            rows: Iterable[Any] = self.db.stream(f"{query} ORDER BY sku_id", (marketplace,))
+        else:
+            rows = (
+                row
+                for one_of, chunk in self.db.one_of(sorted(among))
+                for row in self.db.execute(
+                    f"{query} AND sku_id {one_of} ORDER BY sku_id", (marketplace, *chunk)
+                )
+            )
         for row in rows:
             applied = self._readable(
                 marketplace,

@@ -279,9 +279,7 @@ class Planner:
             # gone, they are unread. Deleting them would empty a marketplace over a bad file.
             self.summary.deletes_skipped = True
             return
-        for row in state.unseen(self.marketplace):
-            if only is not None and row.sku_id not in only:
-                continue
+        for row in state.unseen(self.marketplace, only):
             change = Change(
                 "delete",
                 row.sku_id,
