@@ -40,7 +40,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import httpx
 
@@ -63,12 +62,12 @@ from engine.connectors import (
 )
 from marketplaces.amazon._feeds import FeedError, feed_outcomes, run_listings_feed
 from marketplaces.amazon._http import (
-    LISTINGS_ITEMS,
     Pacing,
     Sender,
     item_path,
     listing_outcome,
     searched_outcomes,
+    seller_path,
     submission_result,
     token_expired,
 )
@@ -85,7 +84,7 @@ from marketplaces.amazon._payloads import (
     replace_patch,
 )
 from marketplaces.amazon._readback import read_listings
-from marketplaces.amazon._status import IDENTIFIERS_MAX, listing_statuses
+from marketplaces.amazon._status import IDENTIFIERS_MAX, by_identifiers, listing_statuses
 
 ChangeKind = RouteKind
 
@@ -351,7 +350,7 @@ class AmazonConnector(Connector):
         alone (``getListingsItem``). A request per SKU made confirming a batch cost as many
         requests as sending it."""
         sender, gate = Sender(client, self.pacing), asyncio.Semaphore(CONFIRM_READS)
-        search = f"{LISTINGS_ITEMS}/{quote(self.seller_id, safe='')}"
+        search = seller_path(self.seller_id)
 
         async def send(path: str, params: Mapping[str, str]) -> httpx.Response | CallResult:
             async with gate:
@@ -369,9 +368,7 @@ class AmazonConnector(Connector):
             return {sku: answer if isinstance(answer, CallResult) else listing_outcome(answer, submission)}
 
         async def searched(chunk: dict[str, str]) -> dict[str, CallResult]:
-            params = {**self.query, "identifiers": ",".join(chunk), "identifiersType": "SKU"}
-            params |= {"includedData": "issues", "pageSize": str(IDENTIFIERS_MAX)}
-            answer = await send(search, params)
+            answer = await send(search, {**self.query, **by_identifiers(list(chunk), "issues")})
             if isinstance(answer, CallResult):
                 return dict.fromkeys(chunk, answer)
             return searched_outcomes(answer, chunk)
@@ -394,7 +391,7 @@ class AmazonConnector(Connector):
     async def read_back(self, reader: Reader) -> AsyncIterator[RemoteListing]:
         """``searchListingsItems``, 20 SKUs a page; see ``_readback``."""
         await reader.headers()  # the seller id comes with the credentials
-        path = f"{LISTINGS_ITEMS}/{quote(self.seller_id, safe='')}"
+        path = seller_path(self.seller_id)
         async for listing in read_listings(reader, path, {"marketplaceIds": self.scope.marketplace_id}):
             yield listing
 
@@ -405,7 +402,7 @@ class AmazonConnector(Connector):
     ) -> AsyncIterator[ListingStatus]:
         """``searchListingsItems`` by 20 SKUs, with summaries and issues; see ``_status``."""
         await reader.headers()  # the seller id comes with the credentials
-        path = f"{LISTINGS_ITEMS}/{quote(self.seller_id, safe='')}"
+        path = seller_path(self.seller_id)
         async for status in listing_statuses(reader, path, self.query, keys):
             yield status
 

@@ -53,9 +53,14 @@ class Pacing:
         )
 
 
+def seller_path(seller_id: str) -> str:
+    """The seller's Listings Items path: ``searchListingsItems``, and each item's under it."""
+    return f"{LISTINGS_ITEMS}/{quote(seller_id, safe='')}"
+
+
 def item_path(seller_id: str, sku: str) -> str:
     """The Listings Items path; the SKU is percent-encoded whole, '/' included, as Amazon requires."""
-    return f"{LISTINGS_ITEMS}/{quote(seller_id, safe='')}/{quote(sku, safe='')}"
+    return f"{seller_path(seller_id)}/{quote(sku, safe='')}"
 
 
 def json_body(body: Any) -> bytes:

@@ -33,21 +33,23 @@ async def listing_statuses(
     skus = [key.sku_id for key in keys]
     for start in range(0, len(skus), IDENTIFIERS_MAX):
         chunk = skus[start : start + IDENTIFIERS_MAX]
-        page = await reader.get(
-            path,
-            {
-                **query,
-                "identifiers": ",".join(chunk),
-                "identifiersType": "SKU",
-                "includedData": "summaries,issues",
-                "pageSize": str(IDENTIFIERS_MAX),
-            },
-        )
+        page = await reader.get(path, {**query, **by_identifiers(chunk, "summaries,issues")})
         if not isinstance(page, Mapping) or not isinstance(page.get("items", []), list):
             raise ReadBackError(f"GET {path} did not answer an ItemSearchResults object")
         for item in page.get("items") or []:
             if isinstance(item, Mapping) and item.get("sku"):
                 yield ListingStatus(str(item["sku"]), *judged(item))
+
+
+def by_identifiers(skus: Sequence[str], included: str) -> dict[str, str]:
+    """``searchListingsItems``' query for these SKUs (:data:`IDENTIFIERS_MAX` at most, none with a
+    comma: the list is comma-separated), one page of them, with ``included`` (``includedData``)."""
+    return {
+        "identifiers": ",".join(skus),
+        "identifiersType": "SKU",
+        "includedData": included,
+        "pageSize": str(IDENTIFIERS_MAX),
+    }
 
 
 def judged(item: Mapping[str, Any]) -> tuple[ListingState, str, str]:
