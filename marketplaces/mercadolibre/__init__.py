@@ -62,6 +62,7 @@ from marketplaces.mercadolibre._http import (
     parse_remote_id,
     seller_id_in,
     variation_ids,
+    wire_id,
 )
 from marketplaces.mercadolibre._readback import ItemReader
 from marketplaces.mercadolibre._status import item_statuses
@@ -273,27 +274,28 @@ class MercadoLibreConnector(Connector):
         with the content it was withdrawn with: one ``PUT`` gives its item's variations their price
         and stock back. None otherwise: the family is created, after the look-up that adopts an
         item already holding it (``find_existing``)."""
-        if not change.family or any(sku not in kept for sku in change.family):
+        if any(sku not in kept for sku in change.family):
             return None
-        ids = {sku: parse_remote_id(kept[sku]) for sku in change.family}
-        if len({item for item, _ in ids.values()}) != 1 or any(v is None for _, v in ids.values()):
+        family = sorted(change.family)
+        parsed = [parse_remote_id(kept[sku]) for sku in family]
+        ids = [variation for _, variation in parsed if variation is not None]
+        if len({item for item, _ in parsed}) != 1 or len(ids) != len(family):
             return None
         sent = {
             sku: variation
             for variation in change.payloads[0].get("variations") or []
             for sku in _seller_skus([variation])
         }
-        if set(sent) != set(change.family):
+        if set(sent) != set(family):
             return None
-        item = next(iter(ids.values()))[0]
+        item = parsed[0][0]
         variations = [
             {
-                "id": int(v) if v.isdigit() else v,
+                "id": wire_id(variation),
                 "price": sent[sku].get("price"),
                 "available_quantity": sent[sku].get("available_quantity", 0),
             }
-            for sku, (_, v) in sorted(ids.items())
-            if v is not None
+            for sku, variation in zip(family, ids, strict=True)
         ]
         return [Call("PUT", f"/items/{item}", {"status": "active", "variations": variations}, kind="create")]
 

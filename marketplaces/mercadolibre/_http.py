@@ -78,9 +78,14 @@ def _content_calls(
     return calls
 
 
+def wire_id(variation: str) -> int | str:
+    """A variation id as Mercado Libre's JSON carries it: a number (kept as text if it is not one)."""
+    return int(variation) if variation.isdigit() else variation
+
+
 def _in_variation(variation: str, body: Mapping[str, Any]) -> dict[str, Any]:
     """A ``PUT /items/{id}`` body that changes one variation (ids are numbers on the wire)."""
-    return {"variations": [{"id": int(variation) if variation.isdigit() else variation, **body}]}
+    return {"variations": [{"id": wire_id(variation), **body}]}
 
 
 # -- answers -------------------------------------------------------------------------------------
@@ -308,7 +313,7 @@ def adoption(call: Call, item: Mapping[str, Any], variation_attributes: Collecti
             merged.append(dict(variation))  # a member the item lacks: added, not listed apart
             continue
         variation_id = parse_remote_id(remote)[1] or ""
-        merged.append({"id": int(variation_id) if variation_id.isdigit() else variation_id, **variation})
+        merged.append({"id": wire_id(variation_id), **variation})
     merged += [{"id": v["id"]} for v in variations if str(v.get("id")) not in mine]
     main: dict[str, Any] = {key: sent[key] for key in CONTENT_FIELDS if key in sent}
     main["variations"] = merged
