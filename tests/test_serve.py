@@ -245,6 +245,43 @@ def test_a_state_store_that_cannot_commit_is_503_and_nothing_is_acknowledged(
     assert client.post(URL, json=DOCUMENTED).status_code == 200  # and works again once it can
 
 
+def test_notifications_posted_together_share_a_commit_and_fail_together(queue: NotificationQueue) -> None:
+    """The endpoint hands the notifications that arrive while a commit runs to the next one: 60
+    posted at once are every one queued (merged per SKU) in a few transactions, each answered only
+    after its own committed; a transaction that fails is 503 for every notification in it."""
+    commits: list[int] = []
+    commit = queue.enqueue_many
+
+    def slow_commit(notifications: Any) -> None:
+        time.sleep(0.02)  # a commit's fsync: the others arrive meanwhile
+        commit(notifications)
+        commits.append(len(notifications))
+
+    queue.enqueue_many = slow_commit  # type: ignore[method-assign]
+    app = notification_app(queue, SECRET)
+
+    async def post_all(skus: list[str]) -> list[int]:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 123))
+        async with httpx.AsyncClient(transport=transport, base_url="http://tradepost.test") as http:
+            answers = await asyncio.gather(
+                *(http.post(URL, json={**DOCUMENTED, "IdSku": sku}) for sku in skus)
+            )
+        return [answer.status_code for answer in answers]
+
+    assert asyncio.run(post_all([str(n % 40) for n in range(60)])) == [200] * 60
+    assert sum(commits) == 60 and len(commits) <= 6, commits
+    assert sorted(_queued(queue), key=int) == [str(n) for n in range(40)]
+
+    def failing(notifications: Any) -> None:
+        time.sleep(0.02)
+        raise StateError("state store /x is busy")
+
+    queue.enqueue_many = failing  # type: ignore[method-assign]
+    assert asyncio.run(post_all([f"new-{n}" for n in range(10)])) == [503] * 10
+    queue.enqueue_many = commit  # type: ignore[method-assign]
+    assert not any(sku.startswith("new-") for sku in _queued(queue))
+
+
 def test_healthz_shows_the_queue(client: Client) -> None:
     assert client.post(URL, json=DOCUMENTED).status_code == 200
     answer = client.get("/healthz")

@@ -217,6 +217,25 @@ def test_the_queue_merges_leases_releases_and_forgets_what_every_marketplace_did
         assert counts.oldest_received_at is not None
 
 
+def test_notifications_enqueued_at_once_merge_in_their_order(store: StateStore) -> None:
+    """``enqueue_many``: one transaction, merged as the same notifications one by one would be."""
+    with NotificationQueue(store) as queue:
+        queue.enqueue("1", Change.CATALOG, "2026-01-01T08:00:00")
+        queue.enqueue_many(
+            [
+                ("1", Change.PRICE, "2026-01-01T10:00:00"),
+                ("2", Change.STOCK, "2026-01-01T10:00:00"),
+                ("1", Change.STOCK, "2026-01-01T09:00:00"),  # older date: the newest is kept
+            ]
+        )
+        queue.enqueue_many([])
+        taken = {t.sku_id: (t.changes, t.changed_at, t.version) for t in queue.take(10)}
+    assert taken == {
+        "1": (Change.CATALOG | Change.PRICE | Change.STOCK, "2026-01-01T10:00:00", 3),
+        "2": (Change.STOCK, "2026-01-01T10:00:00", 1),
+    }
+
+
 def test_notifications_arriving_together_commit_together_and_fail_together(store: StateStore) -> None:
     """Group commit: many threads enqueueing at once share transactions (fewer commits than
     notifications), each returns only once its own is committed, and a failed transaction fails
