@@ -42,6 +42,7 @@ SUBPACKAGES = {
         "Catalogs",
         "ChangeRecord",
         "Changed",
+        "Client",
         "Connector",
         "Credentials",
         "CustomerQuestion",

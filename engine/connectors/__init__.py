@@ -23,7 +23,8 @@ An optional capability: a connector that can read the marketplace's own judgemen
 :data:`LISTING_STATES`) per :class:`ListingKey` asked about.
 
 Shared pieces every plug-in may use: :class:`AiohttpTransport` (httpx over aiohttp: the
-transport of every real connection), :class:`RetryPolicy` (the one way a request is retried:
+transport of every real connection) and :class:`Client` (the ``httpx.AsyncClient`` of every real
+connection, with less CPU per request), :class:`RetryPolicy` (the one way a request is retried:
 attempts, backoff with jitter, Retry-After read by :func:`retry_after`, a time budget; sync and
 async), :class:`Reader` (paced, retried reads for ``state rebuild``), :class:`RefreshedToken` (an
 OAuth access token kept fresh from a refresh token), and the read-back comparison helpers. The
@@ -36,7 +37,7 @@ from __future__ import annotations
 from engine.connectors._aftersales import AfterSalesChannel, CustomerQuestion, MarketplaceReturn
 from engine.connectors._change import ChangeRecord, RouteKind
 from engine.connectors._contract import CallResult, Connector, Credentials
-from engine.connectors._http import AiohttpTransport
+from engine.connectors._http import AiohttpTransport, Client
 from engine.connectors._liststatus import (
     LISTING_STATES,
     NEEDS_ACTION,
@@ -100,6 +101,7 @@ __all__ = [
     "Catalogs",
     "ChangeRecord",
     "Changed",
+    "Client",
     "Connector",
     "Credentials",
     "CustomerQuestion",

@@ -20,6 +20,9 @@ What this module adds to that library's transport:
   them with any other transport. The library maps most, not all (an unparsable answer, a total
   timeout): an unmapped one would reach the user as a traceback.
 
+And :class:`Client`, the ``httpx.AsyncClient`` every connection is made with: the same client, less
+CPU on each request's way (a quarter less to build one, no cookie parsing where none is set).
+
 And one event hook for whoever counts requests (the Prometheus metrics): :func:`on_request` adds a
 listener, told of each request an :class:`Observed` transport sent: whose client sent it (a
 marketplace's name) and the answer's status, or None when none came. The listener must be quick and
@@ -29,15 +32,17 @@ must not raise: it runs on the request's path.
 from __future__ import annotations
 
 import functools
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import aiohttp
 import httpx
 import httpx_aiohttp
 
-__all__ = ["AiohttpTransport", "Observed", "on_request", "tls_context"]
+__all__ = ["AiohttpTransport", "Client", "Observed", "on_request", "tls_context"]
 
 
 RequestListener = Callable[[str, int | None], None]
@@ -71,6 +76,52 @@ class Observed(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class Client(httpx.AsyncClient):
+    """``httpx.AsyncClient``, with two costs of each request cut, and nothing else changed.
+
+    - A path relative to ``base_url`` is parsed once, joined to it as text: httpx parses it, then
+      the URL it makes of the two (validating the host each time), which was 30% of building a
+      request in a profile. The URL is the one httpx makes (``tests/test_http_client.py`` holds
+      them equal); an absolute URL, or a base URL with a query, goes httpx's own way.
+    - An answer is read for cookies only when it sets one (a ``Set-Cookie`` header): httpx reads
+      every answer through the standard library's cookie jar, a fifth of its own CPU per request,
+      and the APIs these clients call authenticate by header and set none.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._cookies = _Cookies(self._cookies)
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies: httpx._types.CookieTypes) -> None:
+        self._cookies = _Cookies(cookies)
+
+    def _merge_url(self, url: httpx.URL | str) -> httpx.URL:
+        base = self.base_url
+        plain = base.host and not base.query and not base.fragment
+        if plain and isinstance(url, str) and not _NOT_A_PATH.match(url):
+            prefix = str(base)  # the path of a base URL ends with "/" (httpx adds it), or is ""
+            return httpx.URL(f"{prefix}{'' if prefix.endswith('/') else '/'}{url.lstrip('/')}")
+        return super()._merge_url(url)
+
+
+_NOT_A_PATH = re.compile(r"[^/?#]*:|//|[^#]*#")
+"""What httpx's own join must see: a scheme or a colon before the path's first ``/``, a host
+(``//``), a fragment."""
+
+
+class _Cookies(httpx.Cookies):
+    """A cookie jar that reads an answer only when it sets a cookie."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
 
 
 @functools.cache

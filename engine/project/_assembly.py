@@ -14,7 +14,7 @@ import httpx
 
 from engine._diagnostics import TradepostError
 from engine.connectors._contract import Connector
-from engine.connectors._http import AiohttpTransport, Observed
+from engine.connectors._http import AiohttpTransport, Client, Observed
 from engine.connectors._registry import connector_class
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import Catalogs, RecordStream
@@ -145,7 +145,7 @@ def marketplace_client(
     or over ``transport`` when given (a stand-in in process)."""
     base_url = project.marketplace(run.name).base_url or type(run.connector).base_url
     sent_by = Observed(transport or AiohttpTransport(CONNECTIONS), run.name)  # counted: /metrics
-    return httpx.AsyncClient(base_url=base_url, transport=sent_by, timeout=TIMEOUT)
+    return Client(base_url=base_url, transport=sent_by, timeout=TIMEOUT)
 
 
 def open_state(project: Project) -> StateStore:

@@ -13,7 +13,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 
-from engine.connectors._http import tls_context
+from engine.connectors._http import Client, tls_context
 from engine.connectors._registry import order_channel_class
 from engine.connectors._registry import source as source_plugin
 from engine.connectors._source import Source
@@ -80,7 +80,7 @@ async def order_desks(
         if account is not None:
             base_url, vtex_keys = _orders_source().account(account[0], project.folder, account[1])
             vtex_client = await stack.enter_async_context(
-                httpx.AsyncClient(
+                Client(
                     base_url=base_url,
                     transport=transports.get("vtex"),
                     timeout=TIMEOUT,

@@ -42,7 +42,7 @@ from urllib.parse import quote
 import httpx
 
 from engine.catalog import CatalogRecord, FirstSeen, MalformedRecord, SourceItem
-from engine.connectors import AiohttpTransport, Catalogs, Changed, RetryPolicy, Source
+from engine.connectors import AiohttpTransport, Catalogs, Changed, Client, RetryPolicy, Source
 from engine.project import ConfigError, SourceConfig, VtexAccount
 from engine.secrets import check_header_value, read_secret
 from marketplaces.vtex._mapping import VtexShapeError, computed_in, promotional_prices, vtex_record
@@ -501,7 +501,7 @@ def vtex_records(
 
 def vtex_client(base_url: str, credentials: Mapping[str, str], concurrency: int) -> httpx.AsyncClient:
     """The client the VTEX source builds: JSON, the credentials, connections for the concurrency."""
-    return httpx.AsyncClient(
+    return Client(
         base_url=base_url,
         headers={**credentials, "Accept": "application/json", "Content-Type": "application/json"},
         timeout=httpx.Timeout(30.0, connect=10.0),
