@@ -259,6 +259,7 @@ class GroupCommit:
                 except Exception as exc:  # none of them was acknowledged
                     for _, done in batch:
                         done.set_exception(exc)
+                        done.exception()  # retrieved: a caller gone (hung up) leaves no log of it
                 else:
                     for _, done in batch:
                         done.set_result(None)
