@@ -399,7 +399,8 @@ class Executor:
             for member, w in members
             if w is not None
             and w.content_hash is not None
-            and w.content_hash == Listing.from_dict(dict(member.after or {})).content_hash()
+            and (listing := member.listing) is not None
+            and w.content_hash == listing.content_hash()
         }
 
     async def _pace(self, request: httpx.Request) -> None:
