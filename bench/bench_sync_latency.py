@@ -144,7 +144,7 @@ class Recorder:
                 if wait <= 0:
                     self.look()
                 elif self._next is None:
-                    self._next = asyncio.get_running_loop().call_later(wait, self.look)
+                    self._next = self._loop.call_later(wait, self.look)
 
     def recorded(self, start: int) -> list[tuple[str, list[Any], float]]:
         """The changes from the ``start``-th on, a look due made first (called from another thread:
