@@ -2,7 +2,7 @@
 
 ``gtin_valid`` sums digit codes instead of digits, ``ending`` leaves out a divide and a multiply
 by 1 and knows a rule's ending by identity, constant figures are computed once, ``and``/``or`` of
-proven booleans skip ``bool()``, and a listing's mapping runs its expressions in one loop: each is
+proven booleans skip ``bool()``, and a listing's mapping runs its expressions unrolled: each is
 compared with the computation it replaces, or with the reasons a failing field gave before.
 """
 
@@ -19,7 +19,8 @@ import engine
 from engine.connectors import connector_class
 from engine.model._catalog import CatalogRecord
 from engine.rules._functions import FUNCTIONS
-from engine.sync._evaluate import SkuEvaluator, _folded
+from engine.sync._evaluate import SkuEvaluator
+from engine.sync._unrolled import _folded
 from tests.test_plan import record
 
 gtin_valid = FUNCTIONS["gtin_valid"].impl
@@ -111,7 +112,12 @@ def _sku(**changes: object) -> CatalogRecord:
 
 def test_constant_stock_figures_are_numbers_once(tmp_path: Path) -> None:
     evaluator = _evaluator(tmp_path)
-    assert evaluator._stock == (Decimal(7), Decimal(2), Decimal("0.5"))
+    rule = evaluator.compiled.stock
+    assert tuple(map(_folded, (rule.max, rule.safety, rule.share))) == (
+        Decimal(7),
+        Decimal(2),
+        Decimal("0.5"),
+    )
     assert _folded(None) is None
     stock = {"warehouses": [{"warehouse": "main", "quantity": 30}]}
     outcome = evaluator.evaluate(_sku(stock__warehouses=stock["warehouses"]))
@@ -135,3 +141,47 @@ def test_a_failing_attribute_is_its_reason_and_the_others_are_built(tmp_path: Pa
     assert (reason.code, reason.rule) == ("TP902", "listing.attributes.COLOR")
     assert reason.message.startswith("no entry for 'Roxo' in table 'colors'")
     assert reason.span is not None and reason.span.line == 12
+
+
+HOSTILE = """\
+marketplace: mercadolibre
+affiliate: MLB
+trade_policy: "1"
+currency: BRL
+select:
+  - "product.name != '\\"); import os; os._exit(3) #{x}'"
+categories:
+  Apparel/Shoes: MLB1276
+listing:
+  title: =product.name
+  "a\\"b{x}\\n": =product.brand
+  attributes:
+    "'; raise SystemExit #": =product.brand
+price:
+  value: price.selling
+stock:
+  safety: 0
+require:
+  - check: len(listing.title) > 50
+    message: "{{ '\\"\\"\\"' }} too short"
+"""
+
+
+def test_rule_file_text_is_bound_into_the_unrolled_steps_never_written_into_them(tmp_path: Path) -> None:
+    # The steps of a rule file are Python source: keys, conditions and messages with quotes,
+    # braces and newlines must arrive as the values they are, not as code.
+    evaluator = _evaluator(tmp_path, HOSTILE)
+    outcome = evaluator.evaluate(_sku())
+    assert outcome.status == "invalid"
+    assert [(r.code, r.message) for r in outcome.reasons] == [("TP922", '""" too short')]
+    assert evaluator.compiled.listing.keys() >= {'a"b{x}\n'}
+    assert set(outcome.provenance) == {"category", "price"}  # not explained: no listing.* rules
+    explained = evaluator.evaluate(_sku(), explain=True)
+    assert 'listing.a"b{x}\n' in explained.provenance
+    passing = evaluator.evaluate(_sku(product__name="Tênis Runner de corrida, cano médio, tamanho grande"))
+    assert passing.listing is not None
+    assert passing.listing.fields['a"b{x}\n'] == "Acme"
+    assert passing.listing.attributes == {"'; raise SystemExit #": "Acme"}
+    selected_out = evaluator.evaluate(_sku(product__name='"); import os; os._exit(3) #{x}'))
+    assert selected_out.status == "excluded"
+    assert selected_out.reasons[0].message.startswith("not selected: product.name != '\"); import os")
