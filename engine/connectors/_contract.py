@@ -152,15 +152,12 @@ class Connector:
         reasons: list[Reason] = []
         who = self.title or self.name
         limit = self.title_max_length
-        if limit is not None and len(listing.title) > limit:
+        title = listing.title  # a property: read once
+        if limit is not None and len(title) > limit:
             reasons.append(
-                Reason(
-                    "TP911",
-                    f"title is {len(listing.title)} characters; {who} allows {limit}",
-                    "listing.title",
-                )
+                Reason("TP911", f"title is {len(title)} characters; {who} allows {limit}", "listing.title")
             )
-        if not listing.title.strip():
+        if not title.strip():
             reasons.append(Reason("TP911", f"title is empty; {who} requires one", "listing.title"))
         images = listing.fields.get("images") or []
         if len(images) < self.min_images:

@@ -71,7 +71,7 @@ Read: TypeAlias = tuple[CatalogRecord | MalformedRecord | Skipped, str | None]
 """An item of the catalog and its source hash (None when the pass is not incremental)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One SKU's change on one marketplace."""
 
@@ -262,11 +262,12 @@ class Planner:
             changes = [self._planned(o, digest, applied) for o, digest in planned]
             self._note_unchanged(changes)
             self._note_settled(planned, applied)
+            add, grouping = self.summary.add, self.families
             for change in changes:
                 if change is None:
                     continue
-                self.summary.add(change)
-                if self.families and (families.held or _grouped(change)):
+                add(change)
+                if grouping and (families.held or _grouped(change)):
                     yield from families.push(change)
                 else:
                     yield change
@@ -395,11 +396,8 @@ class Planner:
     def _planned(
         self, planned: Outcome | Skipped, digest: str | None, applied: Mapping[str, AppliedListing | None]
     ) -> Change | None:
-        if not isinstance(planned, Skipped):
-            change = self._change(planned, applied.get(planned.sku_id))
-            if change is not None:
-                change.source_hash = digest
-            return change
+        if isinstance(planned, Outcome):
+            return self._change(planned, applied.get(planned.sku_id), digest)
         if planned.sku_id in self._excluded:
             self._excluded.discard(planned.sku_id)
             self.summary.excluded += 1
@@ -459,20 +457,29 @@ class Planner:
         if excluded and self._noting and self.state is not None:
             self._noting = self.state.note_excluded(self.marketplace, excluded)
 
-    def _change(self, outcome: Outcome, before: AppliedListing | None) -> Change | None:
-        if outcome.status == "excluded":
+    def _change(self, outcome: Outcome, before: AppliedListing | None, digest: str | None) -> Change | None:
+        status, listing = outcome.status, outcome.listing
+        if status == "listed":
+            assert listing is not None
+            op, kinds = ("create", ()) if before is None else diff(listing, before)
+            return Change(
+                op, outcome.sku_id, self.marketplace, kinds, listing, before, [], outcome, None, digest
+            )
+        if status == "excluded":
             self.summary.excluded += 1
             if before is None:
                 return None
-        if outcome.status in ("excluded", "invalid"):
-            # An excluded SKU that is listed is withdrawn; an invalid one is reported, never sent.
-            op: Op = "delete" if outcome.status == "excluded" else "invalid"
-            return Change(
-                op, outcome.sku_id, self.marketplace, before=before, reasons=outcome.reasons, outcome=outcome
-            )
-        assert outcome.listing is not None
-        op, kinds = diff(outcome.listing, before)
-        return Change(op, outcome.sku_id, self.marketplace, kinds, outcome.listing, before, outcome=outcome)
+        # An excluded SKU that is listed is withdrawn; an invalid one is reported, never sent.
+        op = "delete" if status == "excluded" else "invalid"
+        return Change(
+            op,
+            outcome.sku_id,
+            self.marketplace,
+            before=before,
+            reasons=outcome.reasons,
+            outcome=outcome,
+            source_hash=digest,
+        )
 
 
 def _reasons_text(reasons: Sequence[Reason], where: str) -> str:

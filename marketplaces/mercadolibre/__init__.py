@@ -128,7 +128,10 @@ class MercadoLibreConnector(Connector):
         accepts the item without ``GTIN``.
         """
         reasons = super().check(listing)
-        if "EMPTY_GTIN_REASON" in listing.attributes or "empty_gtin_reason" in listing.attributes:
+        if not reasons:
+            return reasons
+        attributes = listing.attributes
+        if "EMPTY_GTIN_REASON" in attributes or "empty_gtin_reason" in attributes:
             reasons = [r for r in reasons if r.rule != "listing.attributes.GTIN"]
         return reasons
 
@@ -437,7 +440,9 @@ class MercadoLibreConnector(Connector):
     def _attribute_values(self, listing: Listing) -> dict[str, Any]:
         """Attribute id -> value, as sent: standard fields, the rule file's attributes, SELLER_SKU."""
         fields = listing.fields
-        values: dict[str, Any] = {id_: fields.get(name) for id_, name in STANDARD_ATTRIBUTES.items()}
+        values: dict[str, Any] = {}
+        for id_, name in STANDARD_ATTRIBUTES.items():  # a loop: the check runs this for every SKU
+            values[id_] = fields.get(name)
         for name, value in listing.attributes.items():
             values[name.upper()] = value
         values["SELLER_SKU"] = listing.sku_id
