@@ -42,7 +42,7 @@ class Reason:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class Listing:
     """One SKU as a marketplace should show it: content, category, price, quantity, family."""
 
@@ -107,7 +107,7 @@ class Listing:
 Status = Literal["listed", "excluded", "invalid"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What the plan made of one catalog record."""
 
