@@ -71,6 +71,9 @@ class Budget:
 
 
 _current: ContextVar[Budget | None] = ContextVar("tradepost_budget", default=None)
+SKU_BUDGET = _current
+"""The budget armed for the SKU being evaluated (None outside one). :func:`arm` and :func:`disarm`
+set and reset it; the plan's evaluator binds its ``set`` and ``reset`` itself: two calls fewer a SKU."""
 
 
 def budget() -> Budget:

@@ -13,11 +13,9 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from engine.connectors._contract import Connector
-from engine.model._catalog import CatalogRecord
-from engine.model._listing import Outcome, Reason
+from engine.model._listing import Reason
 from engine.rules._compiled import CompiledRules
-from engine.rules._limits import arm, disarm
-from engine.sync._unrolled import UNLIMITED_QUANTITY, unrolled
+from engine.sync._unrolled import UNLIMITED_QUANTITY, Evaluate, unrolled
 
 __all__ = ["UNLIMITED_QUANTITY", "SkuEvaluator"]
 
@@ -37,15 +35,9 @@ class SkuEvaluator:
                 for child_key, child in field.children.items():
                     self.listing_spans[f"listing.{key}.{child_key}"] = child.span
         self.categories_span = compiled.categories_span
-        self._evaluate = unrolled(self)
-
-    def evaluate(self, record: CatalogRecord, explain: bool = False) -> Outcome:
-        """The outcome for one record, within one SKU's budget of work (engine.rules._limits)."""
-        token = arm()  # not a `with`: two calls fewer per SKU
-        try:
-            return self._evaluate(record, explain)
-        finally:
-            disarm(token)
+        self.evaluate: Evaluate = unrolled(self)
+        """``evaluate(record, explain=False)``: the outcome for one record, within one SKU's budget
+        of work (:mod:`engine.rules._limits`): the rule file's steps as one function."""
 
     def connector_reasons(self, found: Sequence[Reason], reasons: list[Reason]) -> None:
         """Add the marketplace's own objections to ``reasons``, each pointing at the listing rule

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine._diagnostics import EvaluationError, Span
 from engine.model._catalog import CatalogRecord
@@ -27,7 +27,7 @@ from engine.model._listing import Listing, Outcome, Reason
 from engine.rules._compiled import ContentField
 from engine.rules._expressions import CompiledExpression, constant_value
 from engine.rules._functions import available_units
-from engine.rules._limits import LimitExceeded
+from engine.rules._limits import SKU_BUDGET, Budget, LimitExceeded
 from engine.rules._runtime import Context
 
 if TYPE_CHECKING:
@@ -36,7 +36,13 @@ if TYPE_CHECKING:
 UNLIMITED_QUANTITY = 999
 """Offered for a SKU with unlimited stock when the rule file sets no stock.max."""
 
-Evaluate = Callable[[CatalogRecord, bool], Outcome]
+
+class Evaluate(Protocol):
+    """The outcome for one record, within one SKU's budget of work (:mod:`engine.rules._limits`)."""
+
+    def __call__(self, record: CatalogRecord, explain: bool = False) -> Outcome: ...
+
+
 Builder = Callable[[Context, list[Reason]], Any]
 
 
@@ -59,9 +65,12 @@ class _Writer:
             "_number": _number,
             "_reason": _reason,
             "_bound": _bound,
+            "_Budget": Budget,
+            "_arm": SKU_BUDGET.set,
+            "_disarm": SKU_BUDGET.reset,
         }
         self._names = 0
-        self._indent = 1
+        self._indent = 2  # in the function, in its ``try``
 
     def bind(self, value: Any, prefix: str) -> str:
         self._names += 1
@@ -135,7 +144,13 @@ def unrolled(evaluator: SkuEvaluator) -> Evaluate:
     with w.block("if reasons:"):
         w.line('return Outcome(sku.id, "invalid", reasons=reasons, provenance=provenance)')
     w.line('return Outcome(sku.id, "listed", listing=listing, provenance=provenance, notes=notes)')
-    source = "def _evaluate(record, explain):\n" + "\n".join(w.lines) + "\n"
+    source = (
+        "def _evaluate(record, explain=False):\n"
+        "    token = _arm(_Budget())\n"  # one budget of work per SKU (engine.rules._limits)
+        "    try:\n" + "\n".join(w.lines) + "\n"
+        "    finally:\n"
+        "        _disarm(token)\n"
+    )
     exec(compile(source, f"<steps of {rules.file}>", "exec"), w.namespace)
     function: Evaluate = w.namespace["_evaluate"]
     return function
@@ -326,7 +341,7 @@ def _rounding(w: _Writer, evaluator: SkuEvaluator) -> str:
     """The name of a function of its own: ``price.round`` (if any), then the currency's places."""
     rule = evaluator.compiled.price
     inner = _Writer()  # its own lines, the same names
-    inner.namespace, inner._names = w.namespace, w._names
+    inner.namespace, inner._names, inner._indent = w.namespace, w._names, 1
     if rule.round is not None:
         inner.line("ctx.value = value")
         _figure(inner, "rounded", rule.round)
