@@ -6,6 +6,7 @@
     python bench/bench_plan.py --skus 100000 --replan-only  # only the re-plan with 1% changed
     python bench/bench_plan.py --skus 100000 --state postgresql  # the state on PostgreSQL
     python bench/bench_plan.py --skus 1000000 --state postgresql --sides engine  # only the engine
+    python bench/bench_plan.py --skus 20000 --instructions  # instructions a record (valgrind)
 
 For each size, a catalog is generated once with bench/synth.py (deterministic, seed 1), then
 three measurements run, each in a fresh subprocess so peak RSS is its own:
@@ -27,6 +28,12 @@ one: ``tests/_postgres.py``), an empty database per measurement, instead of an S
 
 Times are CPU seconds of the measuring process (``time.process_time``), besides wall seconds:
 other work on the machine stretches wall time, not CPU time, so the ratios hold on a busy host.
+A shared virtual machine still moves CPU seconds by a fifth from run to run; ``--instructions``
+counts instead (valgrind's callgrind, the same count on every run): each side over the catalog's
+first 2,000 and first 6,000 lines, the difference over 4,000 records, so imports, the compile
+and start-up cancel out. Valgrind runs SHA-256 without the processor's SHA instructions, so the
+engine's line hash (for the incremental pass) counts some 47k instructions there that take
+about 2 us on the processor: the figure is printed apart.
 
 Before timing, both are run over the first 5,000 records and must give the same listings
 (price, sale price, quantity, category, content) and the same invalid SKUs. Prints a table
@@ -38,12 +45,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -84,6 +94,8 @@ def _measure(kind: str, catalog: Path) -> dict[str, float]:
 
     if kind == "replan":
         return _replan(catalog)
+    if kind == "hash":
+        return _hashes(catalog)
     listed = invalid = 0
     compiling = 0.0
     if kind == "engine":
@@ -225,6 +237,9 @@ def main() -> None:
         choices=("handwritten", "engine", "replan"),
         help="only these measurements (default: all three)",
     )
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions a record under valgrind instead"
+    )
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "CATALOG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -239,6 +254,9 @@ def main() -> None:
         _same_results(catalog)
         if args.check_only:
             print(f"{skus:>10} engine and handwritten agree on the first 5,000 records")
+            continue
+        if args.instructions:
+            _print_instructions(catalog, args.dir)
             continue
         figures = {}
         kinds = ("replan",) if args.replan_only else tuple(args.sides or ("handwritten", "engine", "replan"))
@@ -279,6 +297,66 @@ def main() -> None:
                 }
             )
         )
+
+
+INSTRUCTION_SIZES = (2000, 6000)
+"""The two runs of each side under callgrind: their difference is 4,000 records' instructions."""
+
+
+def _print_instructions(catalog: Path, folder: Path) -> None:
+    """Instructions a record of each side, and of the engine's line hash, from callgrind."""
+    small, large = INSTRUCTION_SIZES
+    heads = {n: _head(catalog, n, folder) for n in (small, large)}
+    runs = [(kind, n) for kind in ("handwritten", "engine", "hash") for n in (small, large)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        counts = dict(zip(runs, pool.map(lambda run: _counted(run[0], heads[run[1]]), runs), strict=True))
+    per = {
+        kind: (counts[kind, large] - counts[kind, small]) / (large - small)
+        for kind in ("handwritten", "engine", "hash")
+    }
+    ratio = per["engine"] / per["handwritten"]
+    print(f"instructions a record (callgrind, records {small + 1:,} to {large:,} of {catalog.name}):")
+    print(f"{'handwritten':>24} {per['handwritten']:>12,.0f}")
+    print(f"{'engine':>24} {per['engine']:>12,.0f}  {ratio:.3f}x the hand-written rules (goal <= 1.0)")
+    print(
+        f"{'of which the line hash':>24} {per['hash']:>12,.0f}  (SHA-256 without the CPU's SHA instructions)"
+    )
+    print(
+        json.dumps({"bench": "plan-instructions", "records": large - small, "ratio": round(ratio, 3), **per})
+    )
+
+
+def _head(catalog: Path, lines: int, folder: Path) -> Path:
+    path = folder / f"{catalog.stem}-head-{lines}.jsonl"
+    with catalog.open("rb") as source, path.open("wb") as out:
+        out.writelines(islice(source, lines))
+    return path
+
+
+def _counted(kind: str, catalog: Path) -> int:
+    """Instructions callgrind counted in one measurement (``hash``: the engine's line hash alone)."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+    command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable]
+    command += [__file__, "--measure", kind, str(catalog)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        raise SystemExit(f"callgrind printed no count: {out.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def _hashes(catalog: Path) -> dict[str, float]:
+    """The engine's line hash over the catalog's lines, alone (the ``hash`` side of ``--instructions``)."""
+    from engine.sync._source import source_hash
+
+    key = bytes(32)
+    cpu = time.process_time()
+    with catalog.open("rb") as lines:
+        for line in lines:
+            source_hash(line.rstrip(b"\n"), key)
+    return {"cpu_seconds": time.process_time() - cpu}
 
 
 def _postgres_server() -> Any:
