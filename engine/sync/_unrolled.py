@@ -293,27 +293,30 @@ def _price(w: _Writer, evaluator: SkuEvaluator) -> None:
                 )
                 w.line("price = None")
             with w.block("else:"):
-                _figure(w, "low", rule.min)
-                if rule.min is not None:
-                    low_span = w.bind(rule.min.span, "span")
-                    with w.block("if low is not None and price < low:"):
-                        w.line(
-                            'reasons.append(Reason("TP924", f"price {price} is below the minimum '
-                            f'{{_bound(low, price)}}", "price.min", {low_span}))'
-                        )
+                _figure(w, "low", rule.min)  # None without a minimum: the sale price is held to it too
+                _broken_bound(w, "low", rule.min, "<", "below the minimum", "price.min")
                 if rule.max is not None:
                     _figure(w, "high", rule.max)
-                    high_span = w.bind(rule.max.span, "span")
-                    with w.block("if high is not None and price > high:"):
-                        w.line(
-                            'reasons.append(Reason("TP924", f"price {price} is above the maximum '
-                            f'{{_bound(high, price)}}", "price.max", {high_span}))'
-                        )
+                    _broken_bound(w, "high", rule.max, ">", "above the maximum", "price.max")
                 if rule.sale is not None:
                     _sale(w, rule.sale, rounded)
     with w.block("except EvaluationError as exc:"):
         w.line(f'reasons.append(_reason(exc, "price", {value_x}))')
         w.line("price = sale_price = None")
+
+
+def _broken_bound(
+    w: _Writer, target: str, figure: CompiledExpression | None, op: str, words: str, rule: str
+) -> None:
+    """A reason when the price breaks the bound named ``target`` (shown as :func:`_bound` shows it)."""
+    if figure is None:
+        return
+    span = w.bind(figure.span, "span")
+    with w.block(f"if {target} is not None and price {op} {target}:"):
+        w.line(
+            f'reasons.append(Reason("TP924", f"price {{price}} is {words} {{_bound({target}, price)}}", '
+            f'"{rule}", {span}))'
+        )
 
 
 def _sale(w: _Writer, sale: CompiledExpression, rounded: str) -> None:
