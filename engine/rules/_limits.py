@@ -72,22 +72,13 @@ class Budget:
 
 _current: ContextVar[Budget | None] = ContextVar("tradepost_budget", default=None)
 SKU_BUDGET = _current
-"""The budget armed for the SKU being evaluated (None outside one). :func:`arm` and :func:`disarm`
-set and reset it; the plan's evaluator binds its ``set`` and ``reset`` itself: two calls fewer a SKU."""
+"""The budget armed for the SKU being evaluated (None outside one): the plan's evaluator sets a
+fresh :class:`Budget` before each SKU and resets it after (``engine.sync._unrolled``)."""
 
 
 def budget() -> Budget:
     """A fresh budget for one SKU (or one template render outside a SKU's evaluation)."""
     return Budget()
-
-
-def arm() -> Token[Budget | None]:
-    """A fresh budget for the SKU evaluated next; give the token back to :func:`disarm` after it."""
-    return _current.set(Budget())
-
-
-def disarm(token: Token[Budget | None]) -> None:
-    _current.reset(token)
 
 
 def armed() -> bool:
