@@ -578,7 +578,11 @@ def test_killed_at_each_step_then_run_again_every_order_once_in_vtex(
         for order_id in order_ids:
             delivery = desk.order_record(order_id)["deliveries"][0]
             assert delivery["status"] == "shipped" and len(delivery["invoices"]) == 1
-            assert flow.shop.requests[f"POST /seller/v1/deliveries/{delivery['id']}/shippings"] == 1
+            # Shipped once: one tracking body reached Magalu. Another order's request cut by the kill
+            # before its body arrived was never seen by the marketplace (the stand-in counts it on
+            # arrival, then its client is gone): the run after sends it, once.
+            call = f"POST /seller/v1/deliveries/{delivery['id']}/shippings"
+            assert len([body for sent, body in flow.shop.bodies if sent == call]) == 1
 
 
 # -- tradepost orders, with magalu in a project ------------------------------------------------------
