@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from decimal import Decimal
 
+from engine._diagnostics import Span
 from engine.connectors._contract import Connector
 from engine.model._listing import Reason
 from engine.rules._compiled import CompiledRules
-from engine.sync._unrolled import UNLIMITED_QUANTITY, Evaluate, unrolled
+from engine.sync._unrolled import Evaluate, unrolled
 
-__all__ = ["UNLIMITED_QUANTITY", "SkuEvaluator"]
+__all__ = ["SkuEvaluator"]
 
 
 class SkuEvaluator:
@@ -29,8 +30,11 @@ class SkuEvaluator:
         self.marketplace = compiled.marketplace
         self.currency = compiled.price.currency
         self.exponent = Decimal(1).scaleb(-compiled.price.places)
-        self.listing_spans = {f"listing.{key}": field.span for key, field in compiled.listing.items()}
+        self.listing_spans: dict[str, Span] = {}
+        """Each listing field's rule, and each nested field's after it: where a marketplace's
+        objection points, and what ``explain`` shows of the listing, in this order."""
         for key, field in compiled.listing.items():
+            self.listing_spans[f"listing.{key}"] = field.span
             if isinstance(field.children, dict):
                 for child_key, child in field.children.items():
                     self.listing_spans[f"listing.{key}.{child_key}"] = child.span

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from engine._diagnostics import EvaluationError, Span
+from engine._diagnostics import EvaluationError
 from engine.model._catalog import CatalogRecord
 from engine.model._listing import Listing, Outcome, Reason
 from engine.rules._compiled import ContentField
@@ -121,7 +121,7 @@ def unrolled(evaluator: SkuEvaluator) -> Evaluate:
     w.line("fields = {}")
     _mapping(w, "fields", rules.listing, keep_empty=True)
     if rules.listing:
-        shown = w.bind(_listing_provenance(rules.listing), "prov")
+        shown = w.bind(evaluator.listing_spans, "prov")
         with w.block("if explain:"):
             w.line(f"provenance.update({shown})")
     _defaults(w, set(rules.listing))
@@ -206,17 +206,6 @@ def _mapping(w: _Writer, target: str, children: dict[str, ContentField], keep_em
         else:
             with w.block(f'if {value} is not None and {value} != "":'):
                 w.line(f"{target}[{name}] = {value}")
-
-
-def _listing_provenance(listing: dict[str, ContentField]) -> dict[str, Span]:
-    """What ``explain`` shows of the listing: each field's rule, and each nested field's."""
-    provenance = {}
-    for key, field in listing.items():
-        provenance[f"listing.{key}"] = field.span
-        if isinstance(field.children, dict):
-            for child_key, child in field.children.items():
-                provenance[f"listing.{key}.{child_key}"] = child.span
-    return provenance
 
 
 def _defaults(w: _Writer, set_by_rules: set[str]) -> None:
