@@ -12,7 +12,7 @@ line, and for arrays by element index) among the good ones, so the run can repor
 go on. Only a file that cannot be opened at all raises (:class:`SourceError`).
 
 A plan can ask a JSON Lines read to skip the records it already applied
-(:meth:`FileSource.skip_unchanged`): each line's bytes are hashed (BLAKE2b, keyed with the
+(:meth:`FileSource.skip_unchanged`): each line's bytes are hashed (XXH3, keyed with the
 rules' fingerprint), the hashes are looked up in batches, and a line whose hash is known is
 neither parsed nor yielded; it is listed in ``skipped`` (its SKU id, its hash) for the planner,
 which takes the list before each record it reads, so catalog order holds. Duplicates are still
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import codecs
 import gzip
-import hashlib
 import io
 import itertools
 import json
@@ -43,6 +42,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeAlias
+
+from xxhash import xxh3_128_hexdigest
 
 from engine._diagnostics import TradepostError
 from engine.model._catalog import (
@@ -134,9 +135,14 @@ class Skipped:
 
 
 def source_hash(text: bytes, key: bytes) -> str:
-    """The hash of one record's bytes under a key (a digest of the rules' fingerprint): 128 bits of
-    SHA-256, which the processor computes itself where it can (0.7 of BLAKE2b's time a line here)."""
-    return hashlib.sha256(key + text).hexdigest()[:32]
+    """The hash of one record's bytes under a key (a digest of the rules' fingerprint): XXH3's 128
+    bits, 0.2 us for a 1.6 kB line where SHA-256 took 1.9 us with the processor's SHA instructions.
+
+    It only has to tell one line's bytes from another's: a record's next version has another hash
+    but for a chance of one in 2**128 a change. It is no cryptographic hash, and need not be: the
+    lines are the catalog's, written by whoever could change them outright.
+    """
+    return xxh3_128_hexdigest(key + text)
 
 
 class FirstSeen:
