@@ -430,3 +430,27 @@ def test_apply_skips_the_same_lines_without_reading_their_rows(catalog: Path, st
 def applied_first_with(catalog: Path, state: StateStore, rules: Path) -> None:
     changes, _ = plan(catalog, state, rules)
     apply(state, changes)
+
+
+def test_a_first_plan_looks_no_sku_up_and_the_next_looks_each_up(
+    catalog: Path, state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    get_many = StateStore.get_many
+
+    def counted(self: StateStore, marketplace: str, sku_ids: list[str]) -> object:
+        asked.extend(sku_ids)
+        return get_many(self, marketplace, sku_ids)
+
+    monkeypatch.setattr(StateStore, "get_many", counted)
+    created = applied_first(catalog, state)
+    assert asked == []  # no row yet: nothing to find, no statement per batch
+    lines = catalog.read_text(encoding="utf-8").splitlines(keepends=True)
+    changed = lines[0].replace('"name": "', '"name": "Novo ', 1)
+    assert changed != lines[0]
+    catalog.write_text(changed + "".join(lines[1:]), encoding="utf-8")
+    changes, _ = plan(catalog, state)
+    read_again = [c.sku_id for c in changes if not c.skipped]
+    assert asked == read_again  # the lines read again are looked up; the lines skipped are not
+    assert 0 < len(read_again) < len(lines) // 4
+    assert [c.op for c in changes if c.sku_id == created[0].sku_id] == ["update"]

@@ -84,6 +84,7 @@ def test_listings_are_saved_read_counted_and_deleted(store: StateStore) -> None:
     assert store.get("google", "1") == listing("1", remote_id="R1")
     assert set(store.get_many("google", ["1", "2", "9"])) == {"1", "2"}
     assert (store.count("google"), store.count("amazon"), store.count("none")) == (3, 1, 0)
+    assert (store.has_listings("google"), store.has_listings("none")) == (True, False)
     assert list(store.all_sku_ids("google")) == ["1", "2", "3"]
     before = store.fingerprint("google")
     time.sleep(0.01)
@@ -94,6 +95,8 @@ def test_listings_are_saved_read_counted_and_deleted(store: StateStore) -> None:
     assert store.sku_of_remote("google", "R1") == "1"
     store.record_deleted("google", ["1", "2"])
     assert (store.get("google", "1"), store.count("google")) == (None, 1)
+    store.record_deleted("amazon", ["1"])
+    assert not store.has_listings("amazon")  # a withdrawn listing is no row to look up
     assert store.withdrawn_remote_id("google", "1") == "R1"
     assert store.sku_of_remote("google", "R1") == "1"  # an order line naming a withdrawn listing
     store.record_applied("google", [listing("1", remote_id="R1")])  # selected again

@@ -503,6 +503,13 @@ class StateStore:
     def get(self, marketplace: str, sku_id: str) -> AppliedListing | None:
         return self.get_many(marketplace, [sku_id]).get(sku_id)
 
+    def has_listings(self, marketplace: str) -> bool:
+        """Whether ``marketplace`` has any row (none before its first apply): one index probe."""
+        row = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM listings WHERE marketplace = ?)", (marketplace,)
+        ).fetchone()
+        return bool(row[0])
+
     def count(self, marketplace: str) -> int:
         (n,) = self.db.execute(
             "SELECT count(*) FROM listings WHERE marketplace = ?", (marketplace,)

@@ -231,6 +231,7 @@ class Planner:
         self._noting = True  # noting hashes of unchanged records (off once the store refuses)
         self._unchanged_notes: list[tuple[AppliedListing, str]] = []  # noted, not yet written
         self._excluded_notes: list[tuple[str, str, str | None]] = []
+        self._looking_up = True  # off for a marketplace with no row: a first plan (see _changes)
 
     def changes(
         self,
@@ -249,6 +250,9 @@ class Planner:
         families = _Families()
         if state is not None:
             state.begin_seen()
+            # A marketplace with no row yet (its first plan) has none to look up, batch after batch:
+            # the rows an apply records while this plan streams are those of SKUs planned already.
+            self._looking_up = state.has_listings(self.marketplace)
         iterator = self._read(records, self._skipping(records, only))
         while (planned := self._batch(iterator, only, explain)) is not None:
             applied = self._applied([o.sku_id for o, _ in planned if isinstance(o, Outcome)])
@@ -259,7 +263,11 @@ class Planner:
                 # withdrawal is the change made below, with its rule's reasons, not a second
                 # delete for "no longer in the catalog". A skipped one is seen, unchanged.
                 state.add_seen(o.sku_id for o, _ in planned if o.sku_id in applied)
-            changes = [self._planned(o, digest, applied) for o, digest in planned]
+            get, change_of, skipped = applied.get, self._change, self._planned
+            changes = [
+                change_of(o, get(o.sku_id), digest) if isinstance(o, Outcome) else skipped(o, digest)
+                for o, digest in planned
+            ]
             self._note_unchanged(changes)
             self._note_settled(planned, applied)
             add, grouping = self.summary.add, self.families
@@ -390,14 +398,12 @@ class Planner:
 
     def _applied(self, sku_ids: list[str]) -> dict[str, AppliedListing | None]:
         """The state's rows of the SKUs evaluated, and of those skipped (read with their hash)."""
-        applied = self.state.get_many(self.marketplace, sku_ids) if self.state is not None else {}
-        return {**applied, **self._unchanged}
+        if self.state is None or not self._looking_up:
+            return dict(self._unchanged)
+        return {**self.state.get_many(self.marketplace, sku_ids), **self._unchanged}
 
-    def _planned(
-        self, planned: Outcome | Skipped, digest: str | None, applied: Mapping[str, AppliedListing | None]
-    ) -> Change | None:
-        if isinstance(planned, Outcome):
-            return self._change(planned, applied.get(planned.sku_id), digest)
+    def _planned(self, planned: Skipped, digest: str | None) -> Change | None:
+        """The change of a line skipped: none for one not selected, else invalid or unchanged."""
         if planned.sku_id in self._excluded:
             self._excluded.discard(planned.sku_id)
             self.summary.excluded += 1
