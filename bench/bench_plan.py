@@ -7,6 +7,7 @@
     python bench/bench_plan.py --skus 100000 --state postgresql  # the state on PostgreSQL
     python bench/bench_plan.py --skus 1000000 --state postgresql --sides engine  # only the engine
     python bench/bench_plan.py --skus 20000 --instructions  # instructions a record (valgrind)
+    python bench/bench_plan.py --skus 20000 --interleaved 5  # both sides in one process, in turns
 
 For each size, a catalog is generated once with bench/synth.py (deterministic, seed 1), then
 three measurements run, each in a fresh subprocess so peak RSS is its own:
@@ -28,12 +29,13 @@ one: ``tests/_postgres.py``), an empty database per measurement, instead of an S
 
 Times are CPU seconds of the measuring process (``time.process_time``), besides wall seconds:
 other work on the machine stretches wall time, not CPU time, so the ratios hold on a busy host.
-A shared virtual machine still moves CPU seconds by a fifth from run to run; ``--instructions``
-counts instead (valgrind's callgrind, the same count on every run): each side over the catalog's
-first 2,000 and first 6,000 lines, the difference over 4,000 records, so imports, the compile
-and start-up cancel out. Valgrind runs SHA-256 without the processor's SHA instructions, so the
-engine's line hash (for the incremental pass) counts some 47k instructions there that take
-about 2 us on the processor: the figure is printed apart.
+A shared virtual machine still moves CPU seconds by a fifth from run to run, so two more ways:
+``--interleaved RUNS`` times both sides in one process, taking turns of 200 records and adding up
+each side's CPU (a slower spell of the machine lands on both: runs agree within a few percent),
+and ``--instructions`` counts (valgrind's callgrind, the same count on every run): each side over
+the catalog's first 2,000 and first 6,000 lines, the difference over 4,000 records, so imports,
+the compile and start-up cancel out. The engine's line hash (XXH3-128, for the incremental pass)
+is printed apart.
 
 Before timing, both are run over the first 5,000 records and must give the same listings
 (price, sale price, quantity, category, content) and the same invalid SKUs. Prints a table
@@ -49,6 +51,7 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -94,6 +97,8 @@ def _measure(kind: str, catalog: Path) -> dict[str, float]:
 
     if kind == "replan":
         return _replan(catalog)
+    if kind == "interleaved":
+        return _interleaved(catalog)
     if kind in ("hash", "lines"):
         return _hashes(catalog, kind == "hash")
     listed = invalid = 0
@@ -131,6 +136,66 @@ def _measure(kind: str, catalog: Path) -> dict[str, float]:
         "peak_rss_mb": _peak_rss_mb(),
         "listed": listed,
         "invalid": invalid,
+    }
+
+
+INTERLEAVE = 200
+"""Records each side plans in its turn (``--interleaved``): some 20 ms, short enough that a change
+in the machine's speed lands on both sides alike."""
+
+
+def _interleaved(catalog: Path) -> dict[str, float]:
+    """Both sides in this one process, :data:`INTERLEAVE` records each in turn, the CPU of each turn
+    added to its side's: the ratio of the sums, steady within a few percent where runs apart differ
+    by a fifth. The hand-written side runs with the interpreter's own collector settings (the
+    planner changes them for itself, and its generator is suspended between its turns)."""
+    import gc
+
+    from handwritten import listing_for
+
+    import engine
+    from engine.state._store import StateStore
+    from engine.sync._source import FileSource
+
+    cpu = {"engine": 0.0, "handwritten": 0.0}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        StateStore(os.environ.get(STATE_URL) or Path(tmp) / "state.sqlite") as state,
+    ):
+        planner = _planner(state)
+        changes = planner.changes(FileSource(catalog))
+        items = iter(FileSource(catalog))
+        defaults = gc.get_threshold()
+        engine_left = handwritten_left = True
+        while engine_left or handwritten_left:
+            if handwritten_left:
+                planner_settings = gc.get_threshold()
+                gc.set_threshold(*defaults)
+                gc.unfreeze()
+                start = time.process_time()
+                handwritten_left = False
+                for count, item in enumerate(items, 1):
+                    if not isinstance(item, engine.MalformedRecord):
+                        listing_for(item)
+                    if count == INTERLEAVE:
+                        handwritten_left = True
+                        break
+                cpu["handwritten"] += time.process_time() - start
+                gc.set_threshold(*planner_settings)
+                gc.freeze()
+            if engine_left:
+                start = time.process_time()
+                target = planner.summary.records + INTERLEAVE
+                engine_left = False
+                for _ in changes:
+                    if planner.summary.records >= target:
+                        engine_left = True
+                        break
+                cpu["engine"] += time.process_time() - start
+    return {
+        "engine_cpu_seconds": cpu["engine"],
+        "handwritten_cpu_seconds": cpu["handwritten"],
+        "ratio": cpu["engine"] / cpu["handwritten"],
     }
 
 
@@ -240,6 +305,12 @@ def main() -> None:
     parser.add_argument(
         "--instructions", action="store_true", help="count instructions a record under valgrind instead"
     )
+    parser.add_argument(
+        "--interleaved",
+        type=int,
+        metavar="RUNS",
+        help="time both sides in one process, taking turns, RUNS times; print each ratio and the median",
+    )
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "CATALOG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -257,6 +328,9 @@ def main() -> None:
             continue
         if args.instructions:
             _print_instructions(catalog, args.dir)
+            continue
+        if args.interleaved:
+            _print_interleaved(skus, catalog, args.interleaved, server)
             continue
         figures = {}
         kinds = ("replan",) if args.replan_only else tuple(args.sides or ("handwritten", "engine", "replan"))
@@ -299,6 +373,24 @@ def main() -> None:
         )
 
 
+def _print_interleaved(skus: int, catalog: Path, runs: int, server: Any) -> None:
+    """The ratio of ``runs`` interleaved measurements, each in a fresh process, and their median."""
+    ratios = []
+    for _ in range(runs):
+        if server is not None:
+            os.environ[STATE_URL] = server.url(server.database())
+        f = _run("interleaved", catalog)
+        ratios.append(f["ratio"])
+        print(
+            f"{skus:>10} {'interleaved':>12} engine {f['engine_cpu_seconds']:.2f} s, hand-written "
+            f"{f['handwritten_cpu_seconds']:.2f} s of CPU: {f['ratio']:.3f}x"
+        )
+    median = statistics.median(ratios)
+    print(f"{skus:>10} {'ratio':>12} {median:>11.3f}x (median of {runs} interleaved runs; goal <= 1.0)")
+    figures = {"bench": "plan-interleaved", "skus": skus, "ratios": ratios, "ratio": round(median, 3)}
+    print(json.dumps(figures))
+
+
 INSTRUCTION_SIZES = (2000, 6000)
 """The two runs of each side under callgrind: their difference is 4,000 records' instructions."""
 
@@ -317,9 +409,7 @@ def _print_instructions(catalog: Path, folder: Path) -> None:
     print(f"instructions a record (callgrind, records {small + 1:,} to {large:,} of {catalog.name}):")
     print(f"{'handwritten':>24} {per['handwritten']:>12,.0f}")
     print(f"{'engine':>24} {per['engine']:>12,.0f}  {ratio:.3f}x the hand-written rules (goal <= 1.0)")
-    print(
-        f"{'of which the line hash':>24} {per['hash']:>12,.0f}  (SHA-256 without the CPU's SHA instructions)"
-    )
+    print(f"{'of which the line hash':>24} {per['hash']:>12,.0f}  (XXH3-128, for the incremental pass)")
     print(
         json.dumps({"bench": "plan-instructions", "records": large - small, "ratio": round(ratio, 3), **per})
     )
