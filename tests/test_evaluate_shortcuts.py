@@ -8,17 +8,22 @@ compared with the computation it replaces, or with the reasons a failing field g
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import engine
+from engine._diagnostics import EvaluationError
 from engine.connectors import connector_class
 from engine.model._catalog import CatalogRecord
+from engine.rules._expressions import CompiledExpression
 from engine.rules._functions import FUNCTIONS
+from engine.rules._runtime import Context
 from engine.sync._evaluate import SkuEvaluator
 from engine.sync._unrolled import _folded
 from tests.test_plan import record
@@ -185,3 +190,47 @@ def test_rule_file_text_is_bound_into_the_unrolled_steps_never_written_into_them
     selected_out = evaluator.evaluate(_sku(product__name='"); import os; os._exit(3) #{x}'))
     assert selected_out.status == "excluded"
     assert selected_out.reasons[0].message.startswith("not selected: product.name != '\"); import os")
+
+
+PYTHON_ERRORS = """\
+marketplace: mercadolibre
+affiliate: MLB
+trade_policy: "1"
+currency: BRL
+categories:
+  Apparel/Shoes: MLB1276
+listing:
+  title: =product.name
+  description: =strip_html(product.description)
+price:
+  value: price.selling
+"""
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (decimal.Overflow("huge"), "a number went out of range (Overflow)"),
+        (TypeError("unsupported operand"), "values of the wrong type: unsupported operand"),
+        (RecursionError(), "the expression nests too deeply to run"),
+    ],
+)
+def test_an_expression_run_in_place_fails_as_its_function_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception, message: str
+) -> None:
+    # The unrolled steps run a field's lowered source in place, not its function: a Python error
+    # inside must still be the SKU's reason, worded and placed as the function words and places it.
+    def broken(*args: object, **kwargs: object) -> str:
+        raise error
+
+    monkeypatch.setitem(FUNCTIONS, "strip_html", dataclasses.replace(FUNCTIONS["strip_html"], impl=broken))
+    evaluator = _evaluator(tmp_path, PYTHON_ERRORS)
+    outcome = evaluator.evaluate(_sku())
+    assert outcome.status == "invalid"
+    [reason] = outcome.reasons
+    field = evaluator.compiled.listing["description"].compiled
+    assert isinstance(field, CompiledExpression)
+    with pytest.raises(EvaluationError) as called:
+        field.fn(Context(*(getattr(_sku(), part) for part in ("product", "sku", "price", "stock"))))
+    assert (reason.code, reason.message, reason.span) == (called.value.code, message, called.value.span)
+    assert reason.rule == "listing.description" and reason.span is not None and reason.span.line == 9

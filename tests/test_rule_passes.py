@@ -171,7 +171,9 @@ def test_lower_alone_folds_constants_into_one_function() -> None:
     assert tree is not None
     checker = check(tree, Scope("in a test", CATALOG_NAMES), source, sink)
     assert checker is not None
-    fn = lower(tree, checker, {})
-    assert fn is not None
+    lowered = lower(tree, checker, {})
+    assert lowered is not None
+    fn, source_code = lowered
     assert fn(context_for(sample_record())) == Decimal("134.1900")
     assert "_add" not in fn.__code__.co_names
+    assert source_code.code.startswith("(ctx.price.selling * ")  # one multiplication: 1.35 folded

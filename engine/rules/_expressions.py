@@ -11,12 +11,12 @@ error; what it returns is a :class:`CompiledExpression`, ``fn(ctx)`` per SKU.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from engine._diagnostics import DiagnosticSink, Span
 from engine.rules import _ast as A
-from engine.rules._lowering import Lowering, function_of
+from engine.rules._lowering import Lowered, Lowering, function_of
 from engine.rules._runtime import Context
 from engine.rules._typecheck import Checker, LookupSite, Scope, Source
 from engine.rules._types import ANY, NEVER, Type
@@ -32,6 +32,9 @@ class CompiledExpression:
     fn: Callable[[Context], Any]
     constant: bool = False
     lookups: tuple[LookupSite, ...] = ()
+    lowered: Lowered | None = field(default=None, repr=False, compare=False)
+    """The Python source ``fn`` runs, and the values its names stand for: a rule file's steps
+    written out as one function (``engine.sync._unrolled``) run it in place, without a call."""
 
     def __call__(self, ctx: Context) -> Any:
         return self.fn(ctx)
@@ -76,14 +79,18 @@ def check(
     return checker if checker.ok else None
 
 
-def lower(tree: A.Expr, checker: Checker, tables: Mapping[str, Any]) -> Callable[[Context], Any] | None:
-    """The lowering pass: the checked ``tree`` as one Python function; None when folding a
-    constant broke a limit (reported through the checker)."""
+def lower(
+    tree: A.Expr, checker: Checker, tables: Mapping[str, Any]
+) -> tuple[Callable[[Context], Any], Lowered] | None:
+    """The lowering pass: the checked ``tree`` as one Python function, and its source; None when
+    folding a constant broke a limit (reported through the checker)."""
     lowering = Lowering(checker, tables)
     code = lowering.lower(tree)
     if not checker.ok:
         return None
-    return function_of(code, checker.source.span(tree.start, tree.end), lowering)
+    span = checker.source.span(tree.start, tree.end)
+    function = function_of(code, span, lowering)
+    return function, Lowered(code, lowering.namespace, span)
 
 
 def compile_expression(
@@ -99,17 +106,18 @@ def compile_expression(
     in ``sink``) if it is wrong."""
     tree = tree if tree is not None else parse(source, sink)
     checker = check(tree, scope, source, sink, expect, what) if tree is not None else None
-    fn = lower(tree, checker, tables) if tree is not None and checker is not None else None
-    if tree is None or checker is None or fn is None:
+    lowered = lower(tree, checker, tables) if tree is not None and checker is not None else None
+    if tree is None or checker is None or lowered is None:
         return None
     result = tree.type or ANY
     return CompiledExpression(
         source.text.strip(),
         source.span(tree.start, tree.end),
         result if result.kind != "never" else NEVER,
-        fn,
+        lowered[0],
         checker.is_constant(tree),
         tuple(checker.lookups),
+        lowered[1],
     )
 
 

@@ -16,6 +16,7 @@ the expression's span, never a crash (the ``try`` costs nothing when nothing is 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -166,6 +167,16 @@ def _proven_bool(node: A.Expr) -> bool:
     return t.kind == "bool" and not t.nullable
 
 
+@dataclass(frozen=True)
+class Lowered:
+    """One expression's Python source, the values its names stand for (``ctx`` aside), and its span:
+    what :func:`function_of` compiles, kept for code that runs it in place of a call."""
+
+    code: str
+    namespace: Mapping[str, Any]
+    span: Span
+
+
 def function_of(code: str, span: Span, lowering: Lowering) -> Callable[[Context], Any]:
     """``def`` rather than ``lambda``: a try block costs nothing until something is raised."""
     at = lowering.bind(span, "_s")
@@ -177,13 +188,13 @@ def function_of(code: str, span: Span, lowering: Lowering) -> Callable[[Context]
         f"        raise _failed(exc, {at}) from None\n"
     )
     namespace = lowering.namespace
-    namespace["_failed"] = _failed
+    namespace["_failed"] = failed
     exec(compile(source, f"<{span}>", "exec"), namespace)
     function: Callable[[Context], Any] = namespace.pop("_rule")
     return function
 
 
-def _failed(exc: BaseException, at: Span) -> EvaluationError:
+def failed(exc: BaseException, at: Span) -> EvaluationError:
     """A Python error inside one SKU's evaluation, worded for the rule author."""
     if isinstance(exc, RecursionError):
         return LimitExceeded("the expression nests too deeply to run", at)

@@ -6,8 +6,10 @@ varies between rule files is known before the first record is read: which condit
 fields (and whether a nested mapping drops an empty value), which figures are constants, whether
 there is a sale price or a ``round``. :func:`unrolled` writes those steps out as Python source for
 one rule file and compiles it once (as the lowering pass compiles each expression), so a record
-costs one call per expression and no walk over step tables, no figure looked at to see whether it
-is a constant, no ``isinstance`` to tell what a step holds.
+costs no walk over step tables, no figure looked at to see whether it is a constant, no
+``isinstance`` to tell what a step holds, and no call per expression: each expression's lowered
+source runs in place, its names bound, its Python errors turned into the SKU's reason as its own
+function turns them (:func:`~engine.rules._lowering.failed`).
 
 The contract is the generic one, step for step: the same outcome, the same reasons in the same
 order with the same spans, the same provenance for ``explain``, the same notes. Everything bound
@@ -17,6 +19,7 @@ text reaches the source but through a bound name (keys and messages are bound, n
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +31,7 @@ from engine.rules._compiled import ContentField
 from engine.rules._expressions import CompiledExpression, constant_value
 from engine.rules._functions import available_units
 from engine.rules._limits import SKU_BUDGET, Budget, LimitExceeded
+from engine.rules._lowering import failed
 from engine.rules._runtime import Context
 
 if TYPE_CHECKING:
@@ -68,6 +72,7 @@ class _Writer:
             "_Budget": Budget,
             "_arm": SKU_BUDGET.set,
             "_disarm": SKU_BUDGET.reset,
+            "_failed": failed,
         }
         self._names = 0
         self._indent = 2  # in the function, in its ``try``
@@ -108,13 +113,14 @@ def unrolled(evaluator: SkuEvaluator) -> Evaluate:
     w.line("sku = record.sku")
     w.line("ctx = Context(record.product, sku, record.price, record.stock)")
     for condition in rules.select:
-        fn, expression = w.bind(condition.fn, "sel"), w.bind(condition, "selx")
+        expression = w.bind(condition, "selx")
         excluded = w.bind(f"not selected: {condition.source}", "msg")
         span = w.bind(condition.span, "span")
-        with w.block("try:"), w.block(f"if {fn}(ctx) is not True:"):
-            w.line(
-                f'return Outcome(sku.id, "excluded", reasons=[Reason("TP920", {excluded}, "select", {span})])'
-            )
+        with w.block("try:"):
+            _assign(w, "chosen", condition)
+            with w.block("if chosen is not True:"):
+                reason = f'Reason("TP920", {excluded}, "select", {span})'
+                w.line(f'return Outcome(sku.id, "excluded", reasons=[{reason}])')
         with w.block("except EvaluationError as exc:"):
             w.line(f'return Outcome(sku.id, "invalid", reasons=[_reason(exc, "select", {expression})])')
     _categories(w, evaluator)
@@ -154,6 +160,26 @@ def unrolled(evaluator: SkuEvaluator) -> Evaluate:
     exec(compile(source, f"<steps of {rules.file}>", "exec"), w.namespace)
     function: Evaluate = w.namespace["_evaluate"]
     return function
+
+
+def _assign(w: _Writer, target: str, expression: CompiledExpression) -> None:
+    """``target = `` the expression's value: its lowered source in place (with its names bound
+    here) rather than a call of its function, which catches the same errors the same way."""
+    lowered = expression.lowered
+    if lowered is None:
+        w.line(f"{target} = {w.bind(expression.fn, 'fn')}(ctx)")
+        return
+    tree = ast.parse(lowered.code, mode="eval")
+    names: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id != "ctx" and node.id in lowered.namespace:
+            if node.id not in names:
+                names[node.id] = w.bind(lowered.namespace[node.id], "i")
+            node.id = names[node.id]
+    with w.block("try:"):
+        w.line(f"{target} = {ast.unparse(tree)}")
+    with w.block("except (ArithmeticError, TypeError, RecursionError) as exc:"):
+        w.line(f"raise _failed(exc, {w.bind(lowered.span, 'span')}) from None")
 
 
 def _categories(w: _Writer, evaluator: SkuEvaluator) -> None:
@@ -196,7 +222,10 @@ def _mapping(w: _Writer, target: str, children: dict[str, ContentField], keep_em
         else:
             fn, rule = _expression(field)
             with w.block("try:"):
-                w.line(f"{value} = {w.bind(fn, 'fn')}(ctx)")
+                if isinstance(field.compiled, CompiledExpression):
+                    _assign(w, value, field.compiled)
+                else:
+                    w.line(f"{value} = {w.bind(fn, 'fn')}(ctx)")
             with w.block("except EvaluationError as exc:"):
                 rule_name, span = w.bind(rule, "rule"), w.bind(field.span, "span")
                 w.line(f"reasons.append(Reason(exc.code, exc.message, {rule_name}, exc.span or {span}))")
@@ -230,9 +259,9 @@ def _variations(w: _Writer, evaluator: SkuEvaluator) -> None:
     variations = evaluator.compiled.variations
     if variations is None:
         return
-    fn, expression = w.bind(variations.group_by.fn, "fn"), w.bind(variations.group_by, "x")
+    expression = w.bind(variations.group_by, "x")
     with w.block("try:"):
-        w.line(f"value = {fn}(ctx)")
+        _assign(w, "value", variations.group_by)
         w.line("group = None if value is None else str(value)")
     with w.block("except EvaluationError as exc:"):
         w.line(f'reasons.append(_reason(exc, "variations.group_by", {expression}))')
@@ -254,7 +283,7 @@ def _figure(w: _Writer, target: str, figure: CompiledExpression | Decimal | None
     elif isinstance(figure, Decimal):
         w.line(f"{target} = {w.bind(figure, 'k')}")
     else:
-        w.line(f"{target} = {w.bind(figure.fn, 'fn')}(ctx)")
+        _assign(w, target, figure)
         with w.block(f"if {target} is not None and {target}.__class__ is not Decimal:"):
             w.line(f"{target} = _number({target}, {w.bind(figure, 'x')})")
 
@@ -399,18 +428,16 @@ def _require(w: _Writer, evaluator: SkuEvaluator) -> None:
         '"quantity": quantity}'
     )
     for rule in rules:
-        fn, expression, span = (
-            w.bind(rule.check.fn, "fn"),
-            w.bind(rule.check, "x"),
-            w.bind(rule.check.span, "span"),
-        )
+        expression, span = w.bind(rule.check, "x"), w.bind(rule.check.span, "span")
         fallback = w.bind(f"check failed: {rule.check.source}", "msg")
-        with w.block("try:"), w.block(f"if {fn}(ctx) is not True:"):
-            if callable(rule.message):
-                w.line(f"message = {w.bind(rule.message, 'msgfn')}(ctx)")
-            else:
-                w.line(f"message = {w.bind(rule.message, 'msg')}")
-            w.line(f'reasons.append(Reason("TP922", message or {fallback}, "require", {span}))')
+        with w.block("try:"):
+            _assign(w, "passed", rule.check)
+            with w.block("if passed is not True:"):
+                if callable(rule.message):
+                    w.line(f"message = {w.bind(rule.message, 'msgfn')}(ctx)")
+                else:
+                    w.line(f"message = {w.bind(rule.message, 'msg')}")
+                w.line(f'reasons.append(Reason("TP922", message or {fallback}, "require", {span}))')
         with w.block("except EvaluationError as exc:"):
             w.line(f'reasons.append(_reason(exc, "require", {expression}))')
 
