@@ -872,6 +872,11 @@ def _lookup(
     with null: a SKU without the specification simply has no such attribute. A key that is present but not
     in the table is the mistake worth stopping for.
     """
+    # Text found in a table, the usual case, first: the checks below would give the same entry.
+    if key.__class__ is dict and table.__class__ is str and table in key:
+        return key[table]  # the pipe `x | lookup(colors)` passes the key first
+    if table.__class__ is dict and key.__class__ is str and key in table:
+        return table[key]
     if not isinstance(table, dict) and isinstance(key, dict):
         table, key = key, table  # the pipe `x | lookup(colors)` passes the key first
     if not isinstance(table, dict):
