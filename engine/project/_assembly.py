@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import httpx
 
@@ -24,7 +25,7 @@ from engine.project._rulecheck import compile_rules
 from engine.rules._compiled import CompiledRules
 from engine.state._store import StateStore
 from engine.sync._plan import Planner
-from engine.sync._source import FileSource, SourceItem
+from engine.sync._source import FileSource, Skipped, SourceItem
 
 
 @dataclass
@@ -84,11 +85,20 @@ class Catalog:
         return self.source.complete
 
     def __iter__(self) -> Iterator[SourceItem]:
+        return cast(Iterator[SourceItem], self._checked(iter(self.source)))  # records(): no Skipped
+
+    def items(self) -> Iterator[SourceItem | Skipped]:
+        """The catalog with the lines a plan skips as unchanged in their place (see
+        :meth:`FileSource.items`): what the planner reads."""
+        source = self.source
+        return self._checked(source.items() if isinstance(source, FileSource) else iter(source))
+
+    def _checked(self, items: Iterator[SourceItem | Skipped]) -> Iterator[SourceItem | Skipped]:
         held: list[MalformedRecord] = []
         holding = True
         last: MalformedRecord | None = None
         outage = True  # every record so far failed because the source did not answer
-        for item in self.source:
+        for item in items:
             if isinstance(item, MalformedRecord):
                 last, outage = item, outage and item.unavailable
             else:

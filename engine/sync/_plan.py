@@ -384,17 +384,12 @@ class Planner:
             for item in records:
                 yield item, None
             return
-        for item in records:
-            if source.skipped:
-                yield from self._taken(source)
-            yield item, source.last_hash if isinstance(item, CatalogRecord) else None
-        yield from self._taken(source)
-
-    @staticmethod
-    def _taken(source: FileSource) -> Iterator[Read]:
-        skipped, source.skipped = source.skipped, []
-        for line in skipped:
-            yield line, line.source_hash
+        items = getattr(records, "items", None)  # the file source, or the project's Catalog of it
+        for item in items() if callable(items) else records:
+            if isinstance(item, Skipped):
+                yield item, item.source_hash
+            else:
+                yield item, source.last_hash if isinstance(item, CatalogRecord) else None
 
     def _applied(self, sku_ids: list[str]) -> dict[str, AppliedListing | None]:
         """The state's rows of the SKUs evaluated, and of those skipped (read with their hash)."""

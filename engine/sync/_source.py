@@ -14,8 +14,8 @@ go on. Only a file that cannot be opened at all raises (:class:`SourceError`).
 A plan can ask a JSON Lines read to skip the records it already applied
 (:meth:`FileSource.skip_unchanged`): each line's bytes are hashed (XXH3, keyed with the
 rules' fingerprint), the hashes are looked up in batches, and a line whose hash is known is
-neither parsed nor yielded; it is listed in ``skipped`` (its SKU id, its hash) for the planner,
-which takes the list before each record it reads, so catalog order holds. Duplicates are still
+not parsed: :meth:`FileSource.items` yields a :class:`Skipped` (its SKU id, its hash) in its place,
+so catalog order holds and a long unchanged stretch is never held in memory. Duplicates are still
 found, skipped lines included.
 
 The limits of docs/catalog.md ("Limits") are enforced while reading, each costing a record
@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, cast
 
 from xxhash import xxh3_128_hexdigest
 
@@ -217,8 +217,6 @@ class FileSource:
         self.complete = False
         self.format: Literal["jsonl", "array"] | None = None
         self.compressed: bool | None = None
-        self.skipped: list[Skipped] = []
-        """Lines skipped since the consumer last emptied the list (see :meth:`skip_unchanged`)."""
         self.last_hash: str | None = None
         """The source hash of the last record yielded, while skipping (None otherwise)."""
         self._skip: tuple[bytes, Unchanged] | None = None
@@ -235,10 +233,19 @@ class FileSource:
         Raises :class:`SourceError` (on the first ``next``) when the file cannot be opened or
         its first bytes cannot be read; a failure further on is yielded as a last
         :class:`MalformedRecord` saying where reading stopped, and leaves ``complete`` false.
+        A pass that skips unchanged lines (:meth:`skip_unchanged`) leaves them out here:
+        :meth:`items` yields them in their place.
         """
+        items = self.items()
+        if self._skip is None:
+            return cast(Iterator[SourceItem], items)  # nothing is skipped: no Skipped among them
+        return (item for item in items if not isinstance(item, Skipped))
+
+    def items(self) -> Iterator[SourceItem | Skipped]:
+        """:meth:`records`, and the lines skipped as unchanged as :class:`Skipped`, in file order."""
         self.count = self.errors = 0
         self.complete = False
-        self.skipped, self.last_hash = [], None
+        self.last_hash = None
         with (
             closing(FirstSeen()) as first,
             self._open() as raw,
@@ -259,9 +266,10 @@ class FileSource:
         """From the next pass on, leave out the JSON Lines records ``unchanged`` knows by hash.
 
         ``key`` keys the hash (so records read under other rules hash otherwise). A skipped line
-        counts as a good record; it goes to :attr:`skipped`, which the consumer empties as it
-        reads, and :attr:`last_hash` holds the hash of each record yielded. A JSON array is read
-        in full: its elements are not lines.
+        counts as a good record; :meth:`items` yields it as a :class:`Skipped`, in its place, one
+        at a time (a catalog unchanged from end to end is never held), and :attr:`last_hash`
+        holds the hash of each record yielded. A JSON array is read in full: its elements are
+        not lines.
         """
         self._skip = (key, unchanged)
 
@@ -294,7 +302,7 @@ class FileSource:
 
     def _jsonl(
         self, blank_lines: int, head: bytes, reader: _Reader, first: FirstSeen
-    ) -> Iterator[SourceItem]:
+    ) -> Iterator[SourceItem | Skipped]:
         """One record per line, parsed unless skipped as unchanged."""
         lines = self._lines(blank_lines, head, reader)
         if self._skip is not None:
@@ -309,8 +317,8 @@ class FileSource:
         first: FirstSeen,
         key: bytes,
         unchanged: Unchanged,
-    ) -> Iterator[SourceItem]:
-        """The records of lines whose hash ``unchanged`` does not know; the others go to ``skipped``."""
+    ) -> Iterator[SourceItem | Skipped]:
+        """The records of lines whose hash ``unchanged`` does not know; the others as :class:`Skipped`."""
         while batch := list(itertools.islice(lines, SKIP_BATCH)):
             pieces = [(p, "" if isinstance(p, MalformedRecord) else source_hash(p[0], key)) for p in batch]
             known = unchanged([digest for _, digest in pieces if digest])
@@ -333,18 +341,16 @@ class FileSource:
                 yield item
             yield from self._skipped_run(run, first)
 
-    def _skipped_run(self, run: list[Skipped], first: FirstSeen) -> Iterator[SourceItem]:
+    def _skipped_run(self, run: list[Skipped], first: FirstSeen) -> Iterator[SourceItem | Skipped]:
         """Skip a run of lines known by hash; a duplicate among them is yielded malformed, in its place."""
         if not run:
             return
         if first.all_first([(line.sku_id, line.line) for line in run]):
-            self.count += len(run)  # good records all the same (records() counts those it yields)
-            self.skipped.extend(run)
+            yield from run
             return
         for line in run:
             if (seen := first.first(line.sku_id, line.line)) is None:
-                self.count += 1
-                self.skipped.append(line)
+                yield line
             else:
                 yield _duplicate_of(seen, line.sku_id, None, line.line, None)
 
