@@ -478,3 +478,22 @@ def test_an_unchanged_catalog_is_never_held_whole_while_it_is_skipped(
     assert read_when[0] <= 10 + 5 < lines  # the first change came out with a few lines read
     assert all(c.skipped for c in changes if c.op == "unchanged") and len(changes) >= len(created)
     assert [c.sku_id for c in changes if c.op == "unchanged"] == [c.sku_id for c in created]  # in order
+
+
+def test_a_wrapper_that_cannot_yield_skipped_lines_is_read_whole(catalog: Path, state: StateStore) -> None:
+    # The planner skips lines only for a catalog that yields them in their place (items()): a
+    # wrapper of a file source without it would drop them, and each would become a delete.
+    created = applied_first(catalog, state)
+
+    class Wrapped:
+        def __init__(self, source: _source.FileSource) -> None:
+            self.source = source
+
+        def __iter__(self) -> Iterator[object]:
+            return iter(self.source)
+
+    run = open_marketplace(load_project(_config(catalog)), MARKETPLACE)
+    planner = run.planner(state)
+    changes = list(planner.changes(Wrapped(_source.FileSource(catalog))))  # type: ignore[arg-type]
+    assert planner.summary.skipped == 0 and not any(c.op == "delete" for c in changes)
+    assert {c.sku_id for c in changes if c.op == "unchanged"} == {c.sku_id for c in created}

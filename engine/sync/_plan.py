@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, cast
 
 from engine._diagnostics import Span
 from engine.connectors._contract import Connector
@@ -208,6 +208,12 @@ def diff(listing: Listing, before: AppliedListing | None) -> tuple[Op, tuple[Upd
     return ("update", tuple(kinds)) if kinds else ("unchanged", ())
 
 
+class _WithSkipped(Protocol):
+    """A catalog that yields the lines skipped as unchanged in their place (FileSource, Catalog)."""
+
+    def items(self) -> Iterator[CatalogRecord | MalformedRecord | Skipped]: ...
+
+
 class Planner:
     """Runs one marketplace's compiled rules over a catalog stream and yields its changes."""
 
@@ -332,8 +338,8 @@ class Planner:
         source = getattr(records, "source", records)  # a project's Catalog wraps its source
         if self.state is None or only is not None or not self.incremental:
             return None
-        if not isinstance(source, FileSource):
-            return None
+        if not isinstance(source, FileSource) or not callable(getattr(records, "items", None)):
+            return None  # a wrapper that cannot yield the lines skipped would lose them: read all
         from engine.sync._planfile import rules_fingerprint  # here: that module imports this one
 
         fingerprint = rules_fingerprint(self.compiled, self.connector.options)
@@ -384,12 +390,11 @@ class Planner:
             for item in records:
                 yield item, None
             return
-        items = getattr(records, "items", None)  # the file source, or the project's Catalog of it
-        for item in items() if callable(items) else records:
-            if isinstance(item, Skipped):
-                yield item, item.source_hash
+        for line in cast(_WithSkipped, records).items():  # _skipping turned skipping on only then
+            if isinstance(line, Skipped):
+                yield line, line.source_hash
             else:
-                yield item, source.last_hash if isinstance(item, CatalogRecord) else None
+                yield line, source.last_hash if isinstance(line, CatalogRecord) else None
 
     def _applied(self, sku_ids: list[str]) -> dict[str, AppliedListing | None]:
         """The state's rows of the SKUs evaluated, and of those skipped (read with their hash)."""
