@@ -21,9 +21,10 @@ import pytest
 import engine
 from engine.connectors import connector_class
 from engine.rules._functions import FUNCTIONS
-from engine.rules._limits import MAX_LITERAL_DIGITS, MAX_LOOP_STEPS, MAX_TEXT, LimitExceeded
+from engine.rules._limits import MAX_LITERAL_DIGITS, MAX_LOOP_STEPS, MAX_TEXT, SKU_BUDGET, LimitExceeded
 from engine.rules._templates import TemplateCompiler
 from engine.sync._evaluate import SkuEvaluator
+from engine.sync._plan import Planner
 from tests.conftest import MINIMAL_RULES, ROOT, context_for, sample_record
 
 SECONDS = 2.0
@@ -258,6 +259,29 @@ def test_the_run_goes_on_after_a_sku_past_a_bound(rule_file: Callable[..., Path]
         ("invalid", ["TP906"]),
         ("listed", []),
     ]
+
+
+def test_a_plan_fills_each_skus_budget_anew(rule_file: Callable[..., Path], timed: None) -> None:
+    """The planner arms one budget around a batch and fills it before each SKU: two SKUs that each
+    spend two thirds of the allowance are both listed, and one past it does not starve the next."""
+    loops = "{% for x in product.description %}{% for y in product.description %}{% endfor %}{% endfor %}"
+    compiled = engine.compile_rules(rule_file(f"listing:\n  title: 'Tênis{loops}'\n", WITH_CATEGORY))
+    planner = Planner(compiled, connector_class(compiled.marketplace)(compiled.rules.options))
+    two_thirds = "x" * int((MAX_LOOP_STEPS * 2 / 3) ** 0.5)  # 81 * 81 = 6,561 of 10,000 iterations
+    descriptions = [two_thirds, two_thirds, DESCRIPTION, two_thirds, two_thirds]
+    records = [
+        sample_record(product={"description": text}, sku={**sample_record().sku.model_dump(), "id": str(n)})
+        for n, text in enumerate(descriptions)
+    ]
+    changes = list(planner.changes(records))
+    assert [(c.sku_id, c.op, [r.code for r in c.reasons]) for c in changes] == [
+        ("0", "create", []),
+        ("1", "create", []),
+        ("2", "invalid", ["TP906"]),
+        ("3", "create", []),
+        ("4", "create", []),
+    ]
+    assert SKU_BUDGET.get() is None  # nothing left armed once the plan is read
 
 
 def test_catastrophic_regex_runs_in_linear_time(rule_file: Callable[..., Path], timed: None) -> None:

@@ -52,13 +52,18 @@ class LimitExceeded(EvaluationError):
 
 
 class Budget:
-    """What is left of one SKU's allowance of work; ``with Budget():`` arms it for the block."""
+    """What is left of one SKU's allowance of work; ``with Budget():`` arms it for the block.
 
-    __slots__ = ("_token", "steps", "work")
+    ``per_sku`` marks a budget armed around a run of SKUs (:func:`per_sku`): the evaluator fills it
+    anew before each SKU rather than arming a fresh one, which costs two context changes a SKU.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_token", "per_sku", "steps", "work")
+
+    def __init__(self, per_sku: bool = False) -> None:
         self.work = MAX_WORK
         self.steps = MAX_LOOP_STEPS
+        self.per_sku = per_sku
         self._token: Token[Budget | None] | None = None
 
     def __enter__(self) -> Budget:
@@ -70,10 +75,19 @@ class Budget:
             _current.reset(self._token)
 
 
+def per_sku() -> Budget:
+    """A budget to arm around a run of SKU evaluations (``with per_sku():``), each of which fills it
+    to :data:`MAX_WORK` and :data:`MAX_LOOP_STEPS` before its SKU: every SKU still has the whole
+    allowance, and none of another's. Arm it where no other code runs between two SKUs (not
+    across a generator's ``yield``): code outside an evaluation would be charged to it."""
+    return Budget(per_sku=True)
+
+
 _current: ContextVar[Budget | None] = ContextVar("tradepost_budget", default=None)
 SKU_BUDGET = _current
 """The budget armed for the SKU being evaluated (None outside one): the plan's evaluator sets a
-fresh :class:`Budget` before each SKU and resets it after (``engine.sync._unrolled``)."""
+fresh :class:`Budget` before each SKU and resets it after (``engine.sync._unrolled``), or fills
+the one armed by :func:`per_sku` around its run of SKUs."""
 
 
 def budget() -> Budget:

@@ -44,6 +44,7 @@ from engine.jsonio import dumps
 from engine.model._catalog import CatalogRecord, MalformedRecord
 from engine.model._listing import Listing, Outcome, Reason, to_json_value
 from engine.rules._compiled import CompiledRules
+from engine.rules._limits import per_sku
 from engine.secrets._redact import redact
 from engine.state._store import AppliedListing, StateStore
 from engine.sync._evaluate import SkuEvaluator
@@ -313,22 +314,23 @@ class Planner:
         outcomes, not records."""
         planned: list[tuple[Outcome | Skipped, str | None]] = []
         evaluated = read = 0
-        for item, digest in iterator:
-            self.summary.records += 1
-            read += 1
-            if isinstance(item, Skipped):
-                planned.append((item, digest))
-            elif isinstance(item, MalformedRecord):
-                evaluated += 1
-                sku_id = item.sku_id or f"line {item.line}"
-                if only is None or sku_id in only:
-                    planned.append((_malformed(item, sku_id), None))
-            else:
-                evaluated += 1
-                if only is None or item.sku.id in only:
-                    planned.append((self.evaluator.evaluate(item, explain), digest))
-            if evaluated == BATCH or read == LINES:
-                break
+        with per_sku():  # one budget, filled for each SKU (no yield to the caller in this loop)
+            for item, digest in iterator:
+                self.summary.records += 1
+                read += 1
+                if isinstance(item, Skipped):
+                    planned.append((item, digest))
+                elif isinstance(item, MalformedRecord):
+                    evaluated += 1
+                    sku_id = item.sku_id or f"line {item.line}"
+                    if only is None or sku_id in only:
+                        planned.append((_malformed(item, sku_id), None))
+                else:
+                    evaluated += 1
+                    if only is None or item.sku.id in only:
+                        planned.append((self.evaluator.evaluate(item, explain), digest))
+                if evaluated == BATCH or read == LINES:
+                    break
         return planned if read else None
 
     def _skipping(

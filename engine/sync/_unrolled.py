@@ -30,7 +30,7 @@ from engine.model._listing import Listing, Outcome, Reason
 from engine.rules._compiled import ContentField
 from engine.rules._expressions import CompiledExpression, constant_value
 from engine.rules._functions import available_units
-from engine.rules._limits import SKU_BUDGET, Budget, LimitExceeded
+from engine.rules._limits import MAX_LOOP_STEPS, MAX_WORK, SKU_BUDGET, Budget, LimitExceeded
 from engine.rules._lowering import failed
 from engine.rules._runtime import Context
 
@@ -71,6 +71,9 @@ class _Writer:
             "_bound": _bound,
             "_Budget": Budget,
             "_arm": SKU_BUDGET.set,
+            "_armed": SKU_BUDGET.get,
+            "_MAX_WORK": MAX_WORK,
+            "_MAX_STEPS": MAX_LOOP_STEPS,
             "_disarm": SKU_BUDGET.reset,
             "_failed": failed,
         }
@@ -152,10 +155,15 @@ def unrolled(evaluator: SkuEvaluator) -> Evaluate:
     w.line('return Outcome(sku.id, "listed", listing=listing, provenance=provenance, notes=notes)')
     source = (
         "def _evaluate(record, explain=False):\n"
-        "    token = _arm(_Budget())\n"  # one budget of work per SKU (engine.rules._limits)
+        # One budget of work per SKU (engine.rules._limits): the run's own, filled, or a fresh one.
+        "    if (budget := _armed()) is not None and budget.per_sku:\n"
+        "        budget.work, budget.steps, token = _MAX_WORK, _MAX_STEPS, None\n"
+        "    else:\n"
+        "        token = _arm(_Budget())\n"
         "    try:\n" + "\n".join(w.lines) + "\n"
         "    finally:\n"
-        "        _disarm(token)\n"
+        "        if token is not None:\n"
+        "            _disarm(token)\n"
     )
     exec(compile(source, f"<steps of {rules.file}>", "exec"), w.namespace)
     function: Evaluate = w.namespace["_evaluate"]
