@@ -76,10 +76,24 @@ ENDS = [Decimal("0.90"), Decimal("0.9"), Decimal("0"), Decimal("0.99"), Decimal(
     st.lists(st.tuples(st.sampled_from(ENDS), st.sampled_from(["up", "down", "nearest"])), min_size=1),
 )
 def test_ending_gives_the_full_computation(value: Decimal, endings: list[tuple[Decimal, str]]) -> None:
-    # Several endings one after another: the one known by identity must be the one asked for.
+    # Several endings one after another: the one known by identity must be the one asked for; an
+    # equal end of another object (0.9 after 0.90) is known by its text, its exponent kept; and
+    # the function a rule's written ending compiles to gives the same.
+    fixed = FUNCTIONS["ending"].fixed
+    assert fixed is not None
     for end, direction in endings:
-        got, full = ending(value, end, direction), _ending_in_full(value, end, direction)
-        assert (got, str(got)) == (full, str(full))
+        full = _ending_in_full(value, end, direction)
+        once, anew = fixed(end, direction), Decimal(str(end))
+        assert once is not None
+        for got in (ending(value, end, direction), ending(value, anew, direction), once(value)):
+            assert (got, str(got)) == (full, str(full))
+
+
+def test_an_ending_the_rule_fixes_wrongly_runs_as_written() -> None:
+    fixed = FUNCTIONS["ending"].fixed
+    assert fixed is not None
+    assert [fixed(Decimal("-1")), fixed(Decimal("0.90"), "sideways"), fixed("0.90"), fixed(None)] == [None] * 4
+    assert fixed(Decimal("0.90"), "up") is not None and fixed(5, "down") is not None
 
 
 MINIMAL = """\
@@ -234,3 +248,41 @@ def test_an_expression_run_in_place_fails_as_its_function_does(
         field.fn(Context(*(getattr(_sku(), part) for part in ("product", "sku", "price", "stock"))))
     assert (reason.code, reason.message, reason.span) == (called.value.code, message, called.value.span)
     assert reason.rule == "listing.description" and reason.span is not None and reason.span.line == 9
+
+
+ROUNDED = MINIMAL.replace("  value: price.selling\n", "  value: price.selling\n  round: ROUND\n  sale: SALE\n")
+
+
+@pytest.mark.parametrize(
+    ("round_", "sale", "changes", "expected"),
+    [
+        # The price and the sale price each rounded by the rule, then to the cents.
+        ("ending(0.90)", "price.promotional", {"price__selling": "99.40", "price__promotional": "80.01"},
+         ("listed", Decimal("99.90"), Decimal("80.90"), [])),
+        ("ending(9.99, 'down')", "price.promotional", {"price__selling": "125", "price__promotional": "118"},
+         ("listed", Decimal("119.99"), Decimal("109.99"), [])),
+        # A round that gives null is the price step's reason, and the SKU has neither price.
+        # (an ending read from the record runs as written, not fixed when compiled)
+        ("ending(price.cost)", "price.promotional", {"price__cost": None},
+         ("invalid", None, None, [("TP923", "price.round gave null", "price")])),
+        ("ending(price.cost)", "price.promotional", {"price__cost": "0.5", "price__promotional": "80.01"},
+         ("listed", Decimal("99.50"), Decimal("80.50"), [])),
+        # Past what the currency's places can hold: TP905, not a crash.
+        ("ending(0.90)", "null", {"price__selling": "99.40", "MARKUP": "1" + "0" * 30},
+         ("invalid", None, None, [("TP905", "the price 994" + "0" * 29 + ".90 is too large to round to the currency", "price")])),
+    ],
+)  # fmt: skip
+def test_the_rounding_written_in_place_gives_the_prices_and_the_reasons_it_gave(
+    tmp_path: Path, round_: str, sale: str, changes: dict[str, object], expected: tuple[object, ...]
+) -> None:
+    changes = dict(changes)
+    markup = str(changes.pop("MARKUP", "1"))
+    text = ROUNDED.replace("ROUND", round_).replace("SALE", sale)
+    evaluator = _evaluator(tmp_path, text.replace("value: price.selling", f"value: price.selling * {markup}"))
+    outcome = evaluator.evaluate(_sku(**changes))
+    listing = outcome.listing
+    price, sale_price = (None, None) if listing is None else (listing.price, listing.sale_price)
+    reasons = [(r.code, r.message, r.rule) for r in outcome.reasons]
+    assert (outcome.status, price, sale_price, reasons) == expected
+    if price is not None:
+        assert (str(price), str(sale_price)) == (str(expected[1]), str(expected[2]))

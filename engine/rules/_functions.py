@@ -91,6 +91,10 @@ class Function:
     variadic: bool = False
     needs_span: bool = False
     check: Check | None = None
+    fixed: Callable[..., Callable[[Any], Any] | None] | None = None
+    """Given the values of every argument after the first, all written in the rule: the function
+    of the first alone (the same results, the same errors), or None to run ``impl`` as written.
+    The lowering pass calls it once, so a SKU pays nothing for what the rule fixes."""
 
     def guarded(self, *args: Any, at: Span | None = None, **options: Any) -> Any:
         """``impl`` for arguments the checker could not type (``any``): each checked first.
@@ -353,7 +357,12 @@ _LIBRARY: list[Function] = []
 
 
 def _function(
-    name: str, *params: Param, returns: Returns, check: Check | None = None, variadic: bool = False
+    name: str,
+    *params: Param,
+    returns: Returns,
+    check: Check | None = None,
+    variadic: bool = False,
+    fixed: Callable[..., Callable[[Any], Any] | None] | None = None,
 ) -> Callable[[_Impl], _Impl]:
     """Declare the decorated implementation as the rule function ``name``."""
 
@@ -361,7 +370,7 @@ def _function(
         doc = (inspect.getdoc(impl) or "").splitlines()[0]
         # Derived, not declared, so the flag cannot disagree with the signature.
         needs_span = "at" in inspect.signature(impl).parameters
-        _LIBRARY.append(Function(name, params, returns, impl, doc, variadic, needs_span, check))
+        _LIBRARY.append(Function(name, params, returns, impl, doc, variadic, needs_span, check, fixed))
         return impl
 
     return register
@@ -459,6 +468,44 @@ def _round_to(
         return (multiple * step).quantize(step)  # quantize takes only the exponent of its argument
 
 
+def _ender(end: Number, direction: str) -> Callable[[Number | None], Decimal | None]:
+    """``ending(x, end, direction)`` as a function of ``x`` alone, its step worked out once (``end`` and
+    ``direction`` found valid): what :func:`_ending` runs, and what a rule's ``ending`` with both
+    written in it compiles to (:attr:`Function.fixed`)."""
+    end = _number(end)
+    # An ending repeats every power of ten above it: 0.90 every 1, 9.99 every 10, 99 every 100.
+    step = _ONE if end < 1 else _CONTEXT.power(Decimal(10), end.adjusted() + 1)
+    c = _CONTEXT
+
+    def ended(x: Number | None) -> Decimal | None:
+        if x is None:
+            return None
+        value = x if x.__class__ is Decimal else _number(x)
+        # Every operation names the 60-digit context: the thread's own is never consulted. A step
+        # of 1 (an ending below 1, the usual one) divides and multiplies nothing: both are left out.
+        turns = c.subtract(value, end) if step is _ONE else c.divide(c.subtract(value, end), step)
+        turns = turns.to_integral_value(decimal.ROUND_FLOOR, c)
+        below = c.add(turns if step is _ONE else c.multiply(turns, step), end)
+        above = below if below == value else c.add(below, step)
+        if direction == "down":
+            return below
+        if direction == "up":
+            return above
+        return below if c.subtract(value, below) < c.subtract(above, value) else above
+
+    return ended
+
+
+def _fixed_ending(end: object, direction: object = "up") -> Callable[[Number | None], Decimal | None] | None:
+    """:func:`_ender` for an ending and a direction written in the rule, when both are valid (else
+    None: the call runs as written, and says what is wrong for each SKU)."""
+    if not isinstance(end, Decimal | int) or isinstance(end, bool) or not isinstance(direction, str):
+        return None
+    if _end_problem(end) or _direction_problem(direction):
+        return None
+    return _ender(end, direction)
+
+
 @_function(
     "ending",
     _X,
@@ -466,6 +513,7 @@ def _round_to(
     Param("direction", STRING, optional=True, literal=True),
     returns=_NUMBER_OUT,
     check=_check((1, _end_problem), (2, _direction_problem)),
+    fixed=_fixed_ending,
 )
 def _ending(
     x: Number | None, end: Number | None, direction: str | None = "up", *, at: Span | None = None
@@ -480,39 +528,26 @@ def _ending(
         return None
     last = _last_ending  # a rule's ending is one constant object: known without hashing it
     if end is last[0] and direction == last[1]:
-        step = last[2]
-    else:
-        step = _ENDING_STEPS.get((end, direction)) if isinstance(end, Decimal) else None
-    if step is None:
+        return last[2](x)
+    # By the text of the ending: 0.9 and 0.90 are equal numbers, but give results of other exponents.
+    key = (str(end), direction) if isinstance(end, Decimal | int) else None
+    ender = _ENDERS.get(key) if key is not None else None
+    if ender is None:
         # First use of this ending: validate once (the compiler already did for literals).
         _raise_if(_end_problem(end) or _direction_problem(direction), at)
-        end = _number(end)
-        # An ending repeats every power of ten above it: 0.90 every 1, 9.99 every 10, 99 every 100.
-        step = _ONE if end < 1 else _CONTEXT.power(Decimal(10), end.adjusted() + 1)
-        if len(_ENDING_STEPS) < 1024:
-            _ENDING_STEPS[(end, direction)] = step
-    elif last[0] is not end:
-        _last_ending = (end, direction, step)  # one tuple, swapped whole: safe to read from any thread
-    value, end = _number(x), _number(end)
-    c = _CONTEXT
-    # Every operation names the 60-digit context: the thread's own is never consulted. A step of
-    # 1 (an ending below 1, the usual one) divides and multiplies nothing: both are left out.
-    turns = c.subtract(value, end) if step is _ONE else c.divide(c.subtract(value, end), step)
-    turns = turns.to_integral_value(decimal.ROUND_FLOOR, c)
-    below = c.add(turns if step is _ONE else c.multiply(turns, step), end)
-    above = below if below == value else c.add(below, step)
-    if direction == "down":
-        return below
-    if direction == "up":
-        return above
-    return below if c.subtract(value, below) < c.subtract(above, value) else above
+        ender = _ender(end, direction)
+        if key is not None and len(_ENDERS) < 1024:
+            _ENDERS[key] = ender
+    _last_ending = (end, direction, ender)  # one tuple, swapped whole: safe to read from any thread
+    return ender(x)
 
 
 _ONE = Decimal(1)
-_ENDING_STEPS: dict[tuple[Decimal, str], Decimal] = {}
-"""Validated (end, direction) pairs and their step: a rule uses one or two endings for every SKU."""
-_last_ending: tuple[object, object, Decimal | None] = (None, None, None)
-"""The last ending found in :data:`_ENDING_STEPS`, by identity."""
+_ENDERS: dict[tuple[str, str], Callable[[Number | None], Decimal | None]] = {}
+"""Validated (end as written, direction) pairs and their :func:`_ender`: a rule uses one or two
+endings for every SKU."""
+_last_ending: tuple[object, object, Callable[[Number | None], Decimal | None]] = (None, None, lambda x: None)
+"""The last ending asked for and its :func:`_ender`, known again by identity."""
 
 
 # Text

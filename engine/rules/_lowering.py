@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from engine._diagnostics import EvaluationError, Span
 from engine.rules import _ast as A
@@ -149,6 +149,8 @@ class Lowering:
             return f"{helper}({', '.join(self.lower(a) for a in node.args)})"
         function = FUNCTIONS[node.function]
         untyped = any((a.type or ANY).kind == "any" for a in node.args)
+        if function.fixed is not None and not untyped and (fixed := _fixed(function.fixed, node.args)):
+            return f"{self.bind(fixed, f'_f_{function.name}_')}({self.lower(node.args[0])})"
         impl = self.bind(function.guarded if untyped else function.impl, f"_f_{function.name}_")
         args = [self.lower(a) for a in node.args]
         extra = []
@@ -159,6 +161,15 @@ class Lowering:
         if function.name == "lookup" and node.args and isinstance(node.args[0], A.Name):
             extra.append(f"table_name={node.args[0].name!r}")
         return f"{impl}({', '.join(args + extra)})"
+
+
+def _fixed(
+    fixed: Callable[..., Callable[[Any], Any] | None], args: list[A.Expr]
+) -> Callable[[Any], Any] | None:
+    """A call's function of its first argument alone, when every other one is a literal."""
+    if len(args) < 2 or not all(isinstance(arg, A.Literal) for arg in args[1:]):
+        return None
+    return fixed(*(cast(A.Literal, arg).value for arg in args[1:]))
 
 
 def _proven_bool(node: A.Expr) -> bool:

@@ -300,7 +300,6 @@ def _price(w: _Writer, evaluator: SkuEvaluator) -> None:
     """Price, bounds and sale price: a failure anywhere leaves the SKU with neither price."""
     rule = evaluator.compiled.price
     value_x, span = w.bind(rule.value, "x"), w.bind(rule.value.span, "span")
-    rounded = _rounding(w, evaluator)
     w.line("price = sale_price = None")
     w.line(f'provenance["price"] = {span}')
     with w.block("try:"):
@@ -311,7 +310,7 @@ def _price(w: _Writer, evaluator: SkuEvaluator) -> None:
                 f'"price.value", {span}))'
             )
         with w.block("else:"):
-            w.line(f"price = {rounded}(ctx, value)")
+            _rounding(w, evaluator, "price", "value")
             with w.block("if price <= 0:"):
                 w.line(
                     'reasons.append(Reason("TP923", f"price {price} is not positive", '
@@ -325,7 +324,7 @@ def _price(w: _Writer, evaluator: SkuEvaluator) -> None:
                     _figure(w, "high", rule.max)
                     _broken_bound(w, "high", rule.max, ">", "above the maximum", "price.max")
                 if rule.sale is not None:
-                    _sale(w, rule.sale, rounded)
+                    _sale(w, evaluator, rule.sale)
     with w.block("except EvaluationError as exc:"):
         w.line(f'reasons.append(_reason(exc, "price", {value_x}))')
         w.line("price = sale_price = None")
@@ -345,12 +344,12 @@ def _broken_bound(
         )
 
 
-def _sale(w: _Writer, sale: CompiledExpression, rounded: str) -> None:
+def _sale(w: _Writer, evaluator: SkuEvaluator, sale: CompiledExpression) -> None:
     """The sale price, or None; one not below the price is dropped with a note (explain shows it)."""
     span = w.bind(sale.span, "span")
     _figure(w, "sale", sale)
     with w.block("if sale is not None:"):
-        w.line(f"sale_price = {rounded}(ctx, sale)")
+        _rounding(w, evaluator, "sale_price", "sale")
         with w.block("if sale_price >= price:"):
             w.line(
                 'notes.append(Reason("TP926", f"sale price {sale_price} is not below the price {price}: '
@@ -366,29 +365,26 @@ def _sale(w: _Writer, sale: CompiledExpression, rounded: str) -> None:
             w.line(f'provenance["sale_price"] = {span}')
 
 
-def _rounding(w: _Writer, evaluator: SkuEvaluator) -> str:
-    """The name of a function of its own: ``price.round`` (if any), then the currency's places."""
+def _rounding(w: _Writer, evaluator: SkuEvaluator, target: str, source: str) -> None:
+    """``target = `` the figure in ``source`` rounded: ``price.round`` (if any), then to the currency's
+    places. Written in place for the price and again for the sale price (a call each cost more than
+    the rounding); a failure raises, for the price step's ``try`` to make it the SKU's reason."""
     rule = evaluator.compiled.price
-    inner = _Writer()  # its own lines, the same names
-    inner.namespace, inner._names, inner._indent = w.namespace, w._names, 1
     if rule.round is not None:
-        inner.line("ctx.value = value")
-        _figure(inner, "rounded", rule.round)
-        with inner.block("if rounded is None:"):
-            span = inner.bind(rule.round.span, "span")
-            inner.line(f'raise EvaluationError("price.round gave null", {span}, code="TP923")')
-        inner.line("value = rounded")
-    exponent = inner.bind(evaluator.exponent, "k")
-    with inner.block("try:"):
-        inner.line(f"return value.quantize({exponent}, rounding=ROUND_HALF_UP)")
-    with inner.block("except ArithmeticError:"):
-        inner.line(
-            'raise LimitExceeded(f"the price {value} is too large to round to the currency", None) from None'
+        w.line(f"ctx.value = {source}")
+        _figure(w, "rounded", rule.round)
+        with w.block("if rounded is None:"):
+            span = w.bind(rule.round.span, "span")
+            w.line(f'raise EvaluationError("price.round gave null", {span}, code="TP923")')
+        source = "rounded"
+    exponent = w.bind(evaluator.exponent, "k")
+    with w.block("try:"):
+        w.line(f"{target} = {source}.quantize({exponent}, rounding=ROUND_HALF_UP)")
+    with w.block("except ArithmeticError:"):
+        w.line(
+            f'raise LimitExceeded(f"the price {{{source}}} is too large to round to the currency", None) '
+            "from None"
         )
-    w._names = inner._names
-    source = "def _rounded(ctx, value):\n" + "\n".join(inner.lines) + "\n"
-    exec(compile(source, f"<price.round of {evaluator.compiled.file}>", "exec"), w.namespace)
-    return w.bind(w.namespace.pop("_rounded"), "round")
 
 
 def _quantity(w: _Writer, evaluator: SkuEvaluator) -> None:
