@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -406,6 +407,40 @@ def test_mercadolibre_empty_gtin_reason_waives_gtin() -> None:
     assert MercadoLibreConnector().check(given) == []
     attributes = MercadoLibreConnector().payload(given)["attributes"]
     assert {"id": "EMPTY_GTIN_REASON", "value_id": "17055160"} in attributes
+
+
+def test_mercadolibre_checks_the_attributes_it_sends() -> None:
+    connector = MercadoLibreConnector()
+
+    def codes(listing: Listing) -> list[tuple[str, str]]:
+        return [(r.code, r.rule) for r in connector.check(listing)]
+
+    # A lower-case waiver waives as well; an empty one, written by hand, is present all the same.
+    assert codes(ml(fields={"gtin": None, "brand": "Acme", "attributes": {"empty_gtin_reason": "x"}})) == []
+    # A rule-file attribute overrides the standard field under Mercado Libre's id, either case.
+    assert codes(ml(fields={"gtin": "7891", "brand": "Acme", "attributes": {"brand": ""}})) == [
+        ("TP914", "listing.attributes.BRAND")
+    ]
+    assert (
+        codes(ml(fields={"gtin": None, "brand": None, "attributes": {"Gtin": "7891", "BRAND": "Acme"}})) == []
+    )
+    assert codes(ml(fields={"gtin": None, "brand": "Acme"})) == [("TP914", "listing.attributes.GTIN")]
+
+
+class _PerCategory(Connector):
+    name = "per-category"
+    required_attributes: ClassVar[Mapping[str, Sequence[str]]] = {"shoes/*": ("size",), "bags": ("material",)}
+
+
+def test_a_connector_asks_each_category_for_its_own_attributes() -> None:
+    """The required attributes are kept per category: another category's are never the answer."""
+    connector = _PerCategory()
+    sized = {"title": "Bag", "attributes": {"size": "M"}}
+    asked = [
+        [r.rule for r in connector.check(listing("per-category", category=category, fields=sized))]
+        for category in ("shoes/running", "bags", "hats", "shoes/boots", "bags")
+    ]
+    assert asked == [[], ["listing.attributes.material"], [], [], ["listing.attributes.material"]]
 
 
 # -- Google ------------------------------------------------------------------------------------

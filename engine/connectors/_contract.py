@@ -87,6 +87,9 @@ class Connector:
     requires_gtin_or_brand_mpn: ClassVar[bool] = False
     required_attributes: ClassVar[Mapping[str, Sequence[str]]] = {}
     """Category id (or prefix ending in '*', or '*' for all) -> attributes that must be present."""
+    attribute_waivers: ClassVar[Mapping[str, Sequence[str]]] = {}
+    """A required attribute -> rule-file attributes whose presence waives it (Mercado Libre takes an
+    item without ``GTIN`` when ``EMPTY_GTIN_REASON`` says why)."""
 
     listing_fields: ClassVar[tuple[str, ...] | None] = None
     """Listing keys this connector reads besides ``STANDARD_FIELDS`` (``title``, ``attributes``…);
@@ -132,6 +135,7 @@ class Connector:
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
+        self._required: dict[str, list[str]] = {}  # category -> attributes_required_for(category)
 
     def option(self, name: str) -> str:
         """The rule file's option ``name``, else its declared default; a required one left unset is a
@@ -148,18 +152,21 @@ class Connector:
     # -- requirements ------------------------------------------------------------------------
 
     def check(self, listing: Listing) -> list[Reason]:
-        """The marketplace's own requirements, from the declarations above."""
+        """The marketplace's own requirements, from the declarations above (run for every SKU
+        planned: the listing's fields are read once, the attributes sent only when some are
+        required)."""
         reasons: list[Reason] = []
         who = self.title or self.name
+        fields = listing.fields
+        title = str(fields.get("title") or "")  # Listing.title, read once
         limit = self.title_max_length
-        title = listing.title  # a property: read once
         if limit is not None and len(title) > limit:
             reasons.append(
                 Reason("TP911", f"title is {len(title)} characters; {who} allows {limit}", "listing.title")
             )
         if not title.strip():
             reasons.append(Reason("TP911", f"title is empty; {who} requires one", "listing.title"))
-        images = listing.fields.get("images") or []
+        images = fields.get("images") or []
         if len(images) < self.min_images:
             reasons.append(
                 Reason(
@@ -175,14 +182,21 @@ class Connector:
                 )
             )
         if self.requires_gtin_or_brand_mpn:
-            gtin = listing.fields.get("gtin")
-            if not gtin and not (listing.fields.get("brand") and listing.fields.get("mpn")):
+            gtin = fields.get("gtin")
+            if not gtin and not (fields.get("brand") and fields.get("mpn")):
                 reasons.append(
                     Reason("TP913", f"{who} requires a GTIN, or a brand and an MPN", "listing.gtin")
                 )
+        names = self._required.get(listing.category)
+        if names is None:
+            names = self.attributes_required_for(listing.category)
+            if len(self._required) < 4096:  # a catalog has a few hundred categories at most
+                self._required[listing.category] = names
+        if not names:
+            return reasons
         attributes = self.attributes_sent(listing)
-        for name in self.attributes_required_for(listing.category):
-            if attributes.get(name) in (None, ""):
+        for name in names:
+            if attributes.get(name) in (None, "") and not self._waived(name, listing):
                 reasons.append(
                     Reason(
                         "TP914",
@@ -192,11 +206,20 @@ class Connector:
                 )
         return reasons
 
+    def _waived(self, name: str, listing: Listing) -> bool:
+        """Whether the rule file's attributes hold one that waives ``name`` (:attr:`attribute_waivers`)."""
+        waivers = self.attribute_waivers.get(name, ())
+        attributes = listing.attributes
+        return any(waiver in attributes for waiver in waivers)
+
     def attributes_sent(self, listing: Listing) -> Mapping[str, Any]:
-        """The attributes the marketplace will see, by the names ``required_attributes`` uses."""
+        """The attributes the marketplace will see, by the names ``required_attributes`` uses; one
+        whose value is None or empty text is not sent (the check counts it as missing)."""
         return listing.attributes
 
     def attributes_required_for(self, category: str) -> list[str]:
+        """The attributes ``required_attributes`` asks of a category (:meth:`check` keeps the answer
+        per category: the declarations are the class's own)."""
         names: list[str] = []
         for key, attributes in self.required_attributes.items():
             if key == "*" or key == category or (key.endswith("*") and category.startswith(key[:-1])):

@@ -42,7 +42,6 @@ from engine.connectors import (
     ListingKey,
     ListingStatus,
     Reader,
-    Reason,
     RefreshedToken,
     RemoteListing,
     Route,
@@ -88,7 +87,11 @@ class MercadoLibreConnector(Connector):
     max_images = 10  # each category sets its own (max_pictures_per_item / _var in GET /categories/{id});
     # 10 is a conservative default, not a documented figure
     required_attributes: ClassVar[Mapping[str, Sequence[str]]] = {"*": ("BRAND", "GTIN")}
-    """GTIN is waived by an EMPTY_GTIN_REASON attribute, see check()."""
+    attribute_waivers: ClassVar[Mapping[str, Sequence[str]]] = {
+        "GTIN": ("EMPTY_GTIN_REASON", "empty_gtin_reason")
+    }
+    """A product without a barcode declares why in ``EMPTY_GTIN_REASON``; Mercado Libre then accepts
+    the item without ``GTIN``."""
 
     rate_limit = 10.0  # Mercado Libre publishes no per-seller figure and answers 429 beyond its limit;
     # 10 rps is a conservative choice, not a documented number
@@ -110,7 +113,6 @@ class MercadoLibreConnector(Connector):
         self.token = RefreshedToken("/oauth/token", self.title)
         self._seller_id: str | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
-        self._required: dict[str, list[str]] = {}
 
     def _seller_lock(self) -> asyncio.Lock:
         """A lock of the running event loop (a connector may serve several ``asyncio.run``)."""
@@ -121,32 +123,20 @@ class MercadoLibreConnector(Connector):
 
     # -- requirements ------------------------------------------------------------------------
 
-    def check(self, listing: Listing) -> list[Reason]:
-        """The declared requirements, judged on the attributes actually sent.
-
-        A product without a barcode declares why in ``EMPTY_GTIN_REASON``; Mercado Libre then
-        accepts the item without ``GTIN``.
-        """
-        reasons = super().check(listing)
-        if not reasons:
-            return reasons
-        attributes = listing.attributes
-        if "EMPTY_GTIN_REASON" in attributes or "empty_gtin_reason" in attributes:
-            reasons = [r for r in reasons if r.rule != "listing.attributes.GTIN"]
-        return reasons
-
     def attributes_sent(self, listing: Listing) -> Mapping[str, Any]:
-        return self._attribute_values(listing)
-
-    def attributes_required_for(self, category: str) -> list[str]:
-        """The contract's answer, kept per category: ``check`` asks it for every SKU planned, and
-        a catalog has a few hundred categories at most (the list is only read)."""
-        names = self._required.get(category)
-        if names is None:
-            names = super().attributes_required_for(category)
-            if len(self._required) < 4096:
-                self._required[category] = names
-        return names
+        """Attribute id -> value, as sent: standard fields, the rule file's attributes, SELLER_SKU
+        (the ones None or empty included, which are not sent; see :meth:`_attribute_values`). The
+        check asks it for every SKU planned: no filtering pass, no property read."""
+        fields = listing.fields
+        values: dict[str, Any] = {}
+        for id_, name in STANDARD_ATTRIBUTES.items():  # a loop, written once: the check's hot path
+            values[id_] = fields.get(name)
+        attributes = fields.get("attributes")
+        if isinstance(attributes, dict):  # Listing.attributes, without the call
+            for name, value in attributes.items():
+                values[name.upper()] = value
+        values["SELLER_SKU"] = listing.sku_id
+        return values
 
     # -- hooks -------------------------------------------------------------------------------
 
@@ -438,15 +428,12 @@ class MercadoLibreConnector(Connector):
         return body
 
     def _attribute_values(self, listing: Listing) -> dict[str, Any]:
-        """Attribute id -> value, as sent: standard fields, the rule file's attributes, SELLER_SKU."""
-        fields = listing.fields
-        values: dict[str, Any] = {}
-        for id_, name in STANDARD_ATTRIBUTES.items():  # a loop: the check runs this for every SKU
-            values[id_] = fields.get(name)
-        for name, value in listing.attributes.items():
-            values[name.upper()] = value
-        values["SELLER_SKU"] = listing.sku_id
-        return {id_: value for id_, value in values.items() if value is not None and value != ""}
+        """Attribute id -> value, as sent: :meth:`attributes_sent` without the None or empty ones."""
+        return {
+            id_: value
+            for id_, value in self.attributes_sent(listing).items()
+            if value is not None and value != ""
+        }
 
     def _attributes(self, listing: Listing) -> list[dict[str, Any]]:
         return [_attribute(id_, value) for id_, value in self._attribute_values(listing).items()]
