@@ -68,8 +68,8 @@ CLOCK_FUNCTIONS: frozenset[str] = frozenset()
 """Functions of the rule language whose result depends on the time. None today; a rule file using
 one makes every pass whole, since an unchanged record could then yield another listing."""
 
-Read: TypeAlias = tuple[CatalogRecord | MalformedRecord | Skipped, str | None]
-"""An item of the catalog and its source hash (None when the pass is not incremental)."""
+Planned: TypeAlias = tuple[Outcome | Skipped, str | None]
+"""A record's outcome, or a line skipped, and its source hash (None when the pass is not incremental)."""
 
 
 @dataclass(slots=True)
@@ -247,45 +247,51 @@ class Planner:
         explain: bool = False,
     ) -> Iterator[Change]:
         """The plan's changes, in catalog order, then the deletes; ``only`` limits it to some SKUs."""
-        with _few_collections():
-            yield from self._changes(records, only, explain)
-
-    def _changes(
-        self, records: Iterable[CatalogRecord | MalformedRecord], only: set[str] | None, explain: bool
-    ) -> Iterator[Change]:
         state = self.state
         families = _Families()
-        if state is not None:
-            state.begin_seen()
-            # A marketplace with no row yet (its first plan) has none to look up, batch after batch:
-            # the rows an apply records while this plan streams are those of SKUs planned already.
-            self._looking_up = state.has_listings(self.marketplace)
-        iterator = self._read(records, self._skipping(records, only))
-        while (planned := self._batch(iterator, only, explain)) is not None:
-            applied = self._applied([o.sku_id for o, _ in planned if isinstance(o, Outcome)])
-            if applied and state is not None:
-                # Only SKUs with a state row can become deletes, so only they need remembering.
-                # A malformed record with a readable id still counts as seen: a typo in the
-                # catalog must not withdraw a live listing. An excluded one is seen too: its
-                # withdrawal is the change made below, with its rule's reasons, not a second
-                # delete for "no longer in the catalog". A skipped one is seen, unchanged.
-                state.add_seen(o.sku_id for o, _ in planned if o.sku_id in applied)
-            get, change_of, skipped = applied.get, self._change, self._planned
-            changes = [
-                change_of(o, get(o.sku_id), digest) if isinstance(o, Outcome) else skipped(o, digest)
-                for o, digest in planned
-            ]
-            self._note_unchanged(changes)
-            self._note_settled(planned, applied)
-            add, grouping = self.summary.add, self.families
-            for change in changes:
-                if change is None:
-                    continue
-                add(change)
-                if grouping and (families.held or _grouped(change)):
-                    yield from families.push(change)
-                else:
-                    yield change
+        with _few_collections():
+            if state is not None:
+                state.begin_seen()
+                # A marketplace with no row yet (its first plan) has none to look up, batch after
+                # batch: the rows an apply records while this plan streams are those of SKUs planned.
+                self._looking_up = state.has_listings(self.marketplace)
+            source = self._skipping(records, only)
+            # The lines skipped in their place (_skipping turned skipping on only for such a catalog).
+            items = iter(records) if source is None else cast(_WithSkipped, records).items()
+            while (planned := self._batch(items, source, only, explain)) is not None:
+                applied = self._applied(planned)
+                if applied and state is not None:
+                    # Only SKUs with a state row can become deletes, so only they need remembering.
+                    # A malformed record with a readable id still counts as seen: a typo in the
+                    # catalog must not withdraw a live listing. An excluded one is seen too: its
+                    # withdrawal is the change made below, with its rule's reasons, not a second
+                    # delete for "no longer in the catalog". A skipped one is seen, unchanged.
+                    state.add_seen(o.sku_id for o, _ in planned if o.sku_id in applied)
+                get, change_of, skipped = applied.get, self._change, self._planned
+                changes = [
+                    change_of(o, get(o.sku_id), digest) if isinstance(o, Outcome) else skipped(o, digest)
+                    for o, digest in planned
+                ]
+                if applied:  # an evaluated record is unchanged only against a row
+                    self._note_unchanged(changes)
+                if source is not None:  # no hash, nothing to note
+                    self._note_settled(planned, applied)
+                add, grouping = self.summary.add, self.families
+                for change in changes:
+                    if change is None:
+                        continue
+                    add(change)
+                    if grouping and (families.held or _grouped(change)):
+                        yield from families.push(change)
+                    else:
+                        yield change
+            yield from self._end(records, only, families)
+
+    def _end(
+        self, records: Iterable[CatalogRecord | MalformedRecord], only: set[str] | None, families: _Families
+    ) -> Iterator[Change]:
+        """After the catalog: the notes still held, the families still held, then the deletes."""
+        state = self.state
         self._write_notes()
         yield from families.flush()
         if state is None:
@@ -307,30 +313,38 @@ class Planner:
             yield change
 
     def _batch(
-        self, iterator: Iterator[Read], only: set[str] | None, explain: bool
-    ) -> list[tuple[Outcome | Skipped, str | None]] | None:
+        self,
+        items: Iterator[CatalogRecord | MalformedRecord | Skipped],
+        source: FileSource | None,
+        only: set[str] | None,
+        explain: bool,
+    ) -> list[Planned] | None:
         """The next :data:`BATCH` records evaluated, with the lines skipped among them (:data:`LINES`
-        at most); None at the end. Each record is evaluated as it is read and dropped: a batch holds
-        outcomes, not records."""
-        planned: list[tuple[Outcome | Skipped, str | None]] = []
+        at most), each with its source hash (None when the pass is not incremental); None at the
+        end. Each record is evaluated as it is read and dropped: a batch holds outcomes, not records.
+        """
+        planned: list[Planned] = []
         evaluated = read = 0
+        evaluate = self.evaluator.evaluate
         with per_sku():  # one budget, filled for each SKU (no yield to the caller in this loop)
-            for item, digest in iterator:
-                self.summary.records += 1
+            for item in items:
                 read += 1
-                if isinstance(item, Skipped):
-                    planned.append((item, digest))
-                elif isinstance(item, MalformedRecord):
+                if item.__class__ is CatalogRecord or not isinstance(item, Skipped | MalformedRecord):
+                    evaluated += 1
+                    if only is None or item.sku.id in only:
+                        # The hash of the line just read (the source keeps it until the next one).
+                        digest = None if source is None else source.last_hash
+                        planned.append((evaluate(item, explain), digest))
+                elif isinstance(item, Skipped):
+                    planned.append((item, item.source_hash))
+                else:
                     evaluated += 1
                     sku_id = item.sku_id or f"line {item.line}"
                     if only is None or sku_id in only:
                         planned.append((_malformed(item, sku_id), None))
-                else:
-                    evaluated += 1
-                    if only is None or item.sku.id in only:
-                        planned.append((self.evaluator.evaluate(item, explain), digest))
                 if evaluated == BATCH or read == LINES:
                     break
+        self.summary.records += read
         return planned if read else None
 
     def _skipping(
@@ -384,25 +398,12 @@ class Planner:
             return ""
         return hashlib.sha256(self.compiled.file.encode("utf-8") + b"\0" + text).hexdigest()
 
-    def _read(
-        self, records: Iterable[CatalogRecord | MalformedRecord], source: FileSource | None
-    ) -> Iterator[Read]:
-        """The catalog's items with their source hashes, the skipped lines in their place."""
-        if source is None:
-            for item in records:
-                yield item, None
-            return
-        for line in cast(_WithSkipped, records).items():  # _skipping turned skipping on only then
-            if isinstance(line, Skipped):
-                yield line, line.source_hash
-            else:
-                yield line, source.last_hash if isinstance(line, CatalogRecord) else None
-
-    def _applied(self, sku_ids: list[str]) -> dict[str, AppliedListing | None]:
+    def _applied(self, planned: list[Planned]) -> dict[str, AppliedListing | None]:
         """The state's rows of the SKUs evaluated, and of those skipped (read with their hash)."""
         if self.state is None or not self._looking_up:
             return dict(self._unchanged)
-        return {**self.state.get_many(self.marketplace, sku_ids), **self._unchanged}
+        evaluated = [o.sku_id for o, _ in planned if isinstance(o, Outcome)]
+        return {**self.state.get_many(self.marketplace, evaluated), **self._unchanged}
 
     def _planned(self, planned: Skipped, digest: str | None) -> Change | None:
         """The change of a line skipped: none for one not selected, else invalid or unchanged."""
@@ -423,7 +424,7 @@ class Planner:
 
     def _note_settled(
         self,
-        planned: list[tuple[Outcome | Skipped, str | None]],
+        planned: list[Planned],
         applied: Mapping[str, AppliedListing | None],
     ) -> None:
         """Note the hash of each record evaluated as not selected or invalid, its SKU listed nowhere
