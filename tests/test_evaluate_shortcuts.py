@@ -23,7 +23,9 @@ from engine.connectors import connector_class
 from engine.model._catalog import CatalogRecord
 from engine.rules._expressions import CompiledExpression
 from engine.rules._functions import FUNCTIONS
+from engine.rules._limits import LimitExceeded
 from engine.rules._runtime import Context
+from engine.rules._templates import CompiledTemplate
 from engine.sync._evaluate import SkuEvaluator
 from engine.sync._unrolled import _folded
 from tests.test_plan import record
@@ -92,7 +94,9 @@ def test_ending_gives_the_full_computation(value: Decimal, endings: list[tuple[D
 def test_an_ending_the_rule_fixes_wrongly_runs_as_written() -> None:
     fixed = FUNCTIONS["ending"].fixed
     assert fixed is not None
-    assert [fixed(Decimal("-1")), fixed(Decimal("0.90"), "sideways"), fixed("0.90"), fixed(None)] == [None] * 4
+    assert [fixed(Decimal("-1")), fixed(Decimal("0.90"), "sideways"), fixed("0.90"), fixed(None)] == [
+        None
+    ] * 4
     assert fixed(Decimal("0.90"), "up") is not None and fixed(5, "down") is not None
 
 
@@ -250,7 +254,51 @@ def test_an_expression_run_in_place_fails_as_its_function_does(
     assert reason.rule == "listing.description" and reason.span is not None and reason.span.line == 9
 
 
-ROUNDED = MINIMAL.replace("  value: price.selling\n", "  value: price.selling\n  round: ROUND\n  sale: SALE\n")
+TEMPLATED = PYTHON_ERRORS.replace(
+    "  description: =strip_html(product.description)\n",
+    '  description: "Por {{ product.brand }}: {{ strip_html(product.description) }}"\n',
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        decimal.Overflow("huge"),
+        TypeError("unsupported operand"),
+        RecursionError(),
+        ValueError("not a value"),  # the template's own failure (TP904), not the expression's
+        EvaluationError("refused here", None),  # no span of its own: the template's
+        LimitExceeded("too long", None),
+    ],
+)
+def test_a_template_run_in_place_fails_as_calling_it_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    # A template that only prints values runs as its translated source in place: its failures must
+    # be the reasons calling the template gives (CompiledTemplate.__call__), span and code included.
+    def broken(*args: object, **kwargs: object) -> str:
+        raise error
+
+    monkeypatch.setitem(FUNCTIONS, "strip_html", dataclasses.replace(FUNCTIONS["strip_html"], impl=broken))
+    evaluator = _evaluator(tmp_path, TEMPLATED)
+    template = evaluator.compiled.listing["description"].compiled
+    assert isinstance(template, CompiledTemplate) and template.translated is not None
+    with pytest.raises(EvaluationError) as called:
+        template(Context(*(getattr(_sku(), part) for part in ("product", "sku", "price", "stock"))))
+    outcome = evaluator.evaluate(_sku())
+    assert outcome.status == "invalid"
+    [reason] = outcome.reasons
+    expected = (called.value.code, called.value.message, called.value.span)
+    assert (reason.code, reason.message, reason.span) == expected
+    assert reason.rule == "listing.description" and reason.span is not None and reason.span.line == 9
+    monkeypatch.undo()
+    assert _evaluator(tmp_path, TEMPLATED).evaluate(_sku()).reasons == []  # nothing else fails
+
+
+TOO_LARGE = "is too large to round to the currency"
+ROUNDED = MINIMAL.replace(
+    "  value: price.selling\n", "  value: price.selling\n  round: ROUND\n  sale: SALE\n"
+)
 
 
 @pytest.mark.parametrize(
@@ -269,7 +317,7 @@ ROUNDED = MINIMAL.replace("  value: price.selling\n", "  value: price.selling\n 
          ("listed", Decimal("99.50"), Decimal("80.50"), [])),
         # Past what the currency's places can hold: TP905, not a crash.
         ("ending(0.90)", "null", {"price__selling": "99.40", "MARKUP": "1" + "0" * 30},
-         ("invalid", None, None, [("TP905", "the price 994" + "0" * 29 + ".90 is too large to round to the currency", "price")])),
+         ("invalid", None, None, [("TP905", f"the price 994{'0' * 29}.90 {TOO_LARGE}", "price")])),
     ],
 )  # fmt: skip
 def test_the_rounding_written_in_place_gives_the_prices_and_the_reasons_it_gave(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from engine._diagnostics import DiagnosticSink, EvaluationError, Span, did_you_mean
 from engine.rules import _ast as A
-from engine.rules._expressions import compile_expression
+from engine.rules._expressions import CompiledExpression, compile_expression
 from engine.rules._functions import FUNCTIONS, NOT_LITERAL
 from engine.rules._limits import MAX_TEMPLATE_DEPTH, LimitExceeded, armed, budget
 from engine.rules._runtime import Context
@@ -151,6 +151,8 @@ class CompiledTemplate:
     lookups: tuple[LookupSite, ...] = ()
     fast: Callable[[Context], str] | None = None
     """The template translated into a compiled expression, when it only prints values."""
+    translated: CompiledExpression | None = field(default=None, repr=False)
+    """That expression (``fast`` is its function): the plan's steps run its source in place."""
 
     def __call__(self, ctx: Context) -> str:
         try:
@@ -224,7 +226,7 @@ class TemplateCompiler:
             return None
         names = tuple(sorted(n for n in checker.roots if n in scope.names))
         span = source.span(0, len(text))
-        fast = self._translate(tree, source, scope)
+        translated = self._translate(tree, source, scope)
         tree = BoundedTree().visit(tree)
         try:
             template = self.env.from_string(tree)
@@ -235,11 +237,12 @@ class TemplateCompiler:
                 source.span(0, len(text)),
             )
             return None
-        return CompiledTemplate(text, span, template.render, names, STRING, tuple(checker.lookups), fast)
+        fast = None if translated is None else translated.fn
+        return CompiledTemplate(
+            text, span, template.render, names, STRING, tuple(checker.lookups), fast, translated
+        )
 
-    def _translate(
-        self, tree: nodes.Template, source: Source, scope: Scope
-    ) -> Callable[[Context], str] | None:
+    def _translate(self, tree: nodes.Template, source: Source, scope: Scope) -> CompiledExpression | None:
         """Most templates only print fields through filters: compile those like an expression.
 
         jinja2 builds a context and checks every attribute through the sandbox on each render;
@@ -256,7 +259,7 @@ class TemplateCompiler:
         compiled = compile_expression(
             source, scope, scratch, self.tables, None, "a template", tree=expression
         )
-        return None if compiled is None or scratch.errors else compiled.fn
+        return None if compiled is None or scratch.errors else compiled
 
 
 def _syntax_message(exc: TemplateSyntaxError) -> str:

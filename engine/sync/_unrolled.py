@@ -33,6 +33,7 @@ from engine.rules._functions import available_units
 from engine.rules._limits import MAX_LOOP_STEPS, MAX_WORK, SKU_BUDGET, Budget, LimitExceeded
 from engine.rules._lowering import failed
 from engine.rules._runtime import Context
+from engine.rules._templates import CompiledTemplate
 
 if TYPE_CHECKING:
     from engine.sync._evaluate import SkuEvaluator
@@ -190,6 +191,17 @@ def _assign(w: _Writer, target: str, expression: CompiledExpression) -> None:
         w.line(f"raise _failed(exc, {w.bind(lowered.span, 'span')}) from None")
 
 
+def _translated(w: _Writer, target: str, template: CompiledTemplate, expression: CompiledExpression) -> None:
+    """``target = `` a template that only prints values, its translation's source in place: what
+    calling the template runs (``CompiledTemplate.fast``), and the error it adds to the expression's
+    own (a ``ValueError`` is the template's failure, TP904)."""
+    with w.block("try:"):
+        _assign(w, target, expression)
+    with w.block("except ValueError as exc:"):
+        span = w.bind(template.span, "span")
+        w.line(f'raise EvaluationError(f"template failed: {{exc}}", {span}, code="TP904") from None')
+
+
 def _categories(w: _Writer, evaluator: SkuEvaluator) -> None:
     categories, span = (
         w.bind(evaluator.compiled.categories, "cats"),
@@ -229,13 +241,18 @@ def _mapping(w: _Writer, target: str, children: dict[str, ContentField], keep_em
             w.line(f"{value} = {w.bind(_build(field), 'build')}(ctx, reasons)")
         else:
             fn, rule = _expression(field)
+            compiled = field.compiled
+            # A template's failure points into the template (CompiledTemplate.__call__ says so).
+            where = compiled.span if isinstance(compiled, CompiledTemplate) else field.span
             with w.block("try:"):
-                if isinstance(field.compiled, CompiledExpression):
-                    _assign(w, value, field.compiled)
+                if isinstance(compiled, CompiledExpression):
+                    _assign(w, value, compiled)
+                elif isinstance(compiled, CompiledTemplate) and compiled.translated is not None:
+                    _translated(w, value, compiled, compiled.translated)
                 else:
                     w.line(f"{value} = {w.bind(fn, 'fn')}(ctx)")
             with w.block("except EvaluationError as exc:"):
-                rule_name, span = w.bind(rule, "rule"), w.bind(field.span, "span")
+                rule_name, span = w.bind(rule, "rule"), w.bind(where, "span")
                 w.line(f"reasons.append(Reason(exc.code, exc.message, {rule_name}, exc.span or {span}))")
                 w.line(f"{value} = None")
         if keep_empty:
