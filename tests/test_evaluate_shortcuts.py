@@ -26,8 +26,9 @@ from engine.rules._functions import FUNCTIONS
 from engine.rules._limits import LimitExceeded
 from engine.rules._runtime import Context
 from engine.rules._templates import CompiledTemplate
+from engine.sync import _unrolled as unrolled_module
 from engine.sync._evaluate import SkuEvaluator
-from engine.sync._unrolled import _folded
+from engine.sync._unrolled import _folded, _listing_read
 from tests.test_plan import record
 
 gtin_valid = FUNCTIONS["gtin_valid"].impl
@@ -334,3 +335,50 @@ def test_the_rounding_written_in_place_gives_the_prices_and_the_reasons_it_gave(
     assert (outcome.status, price, sale_price, reasons) == expected
     if price is not None:
         assert (str(price), str(sale_price)) == (str(expected[1]), str(expected[2]))
+
+
+CHECKED = MINIMAL + (
+    "require:\n"
+    '  - check: listing.price >= 100 and listing.category == "MLB1276"\n'
+    '    message: "{{ listing.category }} at {{ listing.price }}: {{ listing.quantity }} left"\n'
+    '  - check: contains(listing.title, "Runner") or listing.attributes.BRAND == "Acme"\n'
+    "  - check: WHOLE\n"
+    "    message: MESSAGE\n"
+)
+SAID = '"{{ listing.title }} at {{ listing.sale_price }}"'
+READ = ["price", "category", "quantity", "title", "attributes", "sale_price"]
+
+
+@pytest.mark.parametrize(
+    ("whole", "message", "read"),
+    [
+        ("len(listing.attributes) > 1", SAID, READ),
+        ("len(listing) > 4", SAID, None),  # the listing as a table: every field in it
+        ('contains(listing, "gtin")', SAID, None),  # the listing as a table, its keys
+        # A message jinja2 renders gets the listing whole.
+        ("len(listing.attributes) > 1", '"{% if listing.sale_price %}on sale{% endif %}"', None),
+    ],
+)
+def test_the_checks_see_the_listing_they_saw_with_every_field_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole: str, message: str, read: list[str] | None
+) -> None:
+    # The require checks get only the fields they read by name: the same outcomes as with a copy of
+    # the whole listing, which a check reading it otherwise still gets.
+    text = CHECKED.replace("WHOLE", whole).replace("MESSAGE", message)
+    evaluator = _evaluator(tmp_path, text)
+    assert _listing_read(evaluator.compiled.require) == read
+    records = [
+        _sku(),
+        _sku(price__selling="99.99"),
+        _sku(product__name="Tênis", product__brand="Other", sku__specs={"Cor": "Azul", "Tamanho": "M"}),
+        _sku(product__category_path=["Apparel", "Other"]),
+        _sku(price__promotional="150.00", price__selling="160.00"),
+        _sku(price__promotional="150.00", price__selling="160.00", sku__specs={}),
+    ]
+    trimmed = [evaluator.evaluate(record, explain=True) for record in records]
+    monkeypatch.setattr(unrolled_module, "_listing_read", lambda rules: None)
+    copied = [_evaluator(tmp_path, text).evaluate(record, explain=True) for record in records]
+    assert [(o.status, o.reasons, o.notes) for o in trimmed] == [
+        (o.status, o.reasons, o.notes) for o in copied
+    ]
+    assert {o.status for o in trimmed} == {"listed", "invalid"}

@@ -20,19 +20,19 @@ text reaches the source but through a bound name (keys and messages are bound, n
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 from engine._diagnostics import EvaluationError
 from engine.model._catalog import CatalogRecord
 from engine.model._listing import Listing, Outcome, Reason
-from engine.rules._compiled import ContentField
+from engine.rules._compiled import ContentField, RequireRule
 from engine.rules._expressions import CompiledExpression, constant_value
 from engine.rules._functions import available_units
 from engine.rules._limits import MAX_LOOP_STEPS, MAX_WORK, SKU_BUDGET, Budget, LimitExceeded
 from engine.rules._lowering import failed
-from engine.rules._runtime import Context
+from engine.rules._runtime import RUNTIME, Context
 from engine.rules._templates import CompiledTemplate
 
 if TYPE_CHECKING:
@@ -444,10 +444,12 @@ def _require(w: _Writer, evaluator: SkuEvaluator) -> None:
     rules = evaluator.compiled.require
     if not rules:
         return
-    w.line(
-        'ctx.listing = {**fields, "category": category, "price": price, "sale_price": sale_price, '
-        '"quantity": quantity}'
-    )
+    read = _listing_read(rules)
+    if read is None:
+        w.line(f"ctx.listing = {{**fields, {', '.join(f'{k!r}: {v}' for k, v in _BUILT.items())}}}")
+    else:  # the fields the checks read by name, and no copy of the others
+        entries = [f"{w.bind(n, 'key')}: {_BUILT.get(n) or _got(w, n)}" for n in read]
+        w.line(f"ctx.listing = {{{', '.join(entries)}}}")
     for rule in rules:
         expression, span = w.bind(rule.check, "x"), w.bind(rule.check.span, "span")
         fallback = w.bind(f"check failed: {rule.check.source}", "msg")
@@ -461,6 +463,71 @@ def _require(w: _Writer, evaluator: SkuEvaluator) -> None:
                 w.line(f'reasons.append(Reason("TP922", message or {fallback}, "require", {span}))')
         with w.block("except EvaluationError as exc:"):
             w.line(f'reasons.append(_reason(exc, "require", {expression}))')
+
+
+_BUILT = {"category": "category", "price": "price", "sale_price": "sale_price", "quantity": "quantity"}
+"""What ``listing`` holds besides its fields, for the require checks, and the names holding them."""
+
+
+def _listing_read(rules: Sequence[RequireRule]) -> list[str] | None:
+    """The listing's fields the require checks and their messages read, when each reads them by name
+    only (``listing.title``): the steps then put those in ``ctx.listing``, rather than a copy of every
+    field. None when one reads the listing otherwise (whole, by a computed key, through a call)."""
+    names: list[str] = []
+    for rule in rules:
+        expressions = [rule.check]
+        if isinstance(rule.message, CompiledTemplate):
+            if rule.message.translated is not None:
+                expressions.append(rule.message.translated)
+            elif "listing" in rule.message.names:
+                return None  # rendered by jinja2, with the listing given whole
+        for expression in expressions:
+            read = _fields_read(expression)
+            if read is None:
+                return None
+            names.extend(name for name in read if name not in names)
+    return names
+
+
+def _fields_read(expression: CompiledExpression) -> list[str] | None:
+    """The names ``ctx.listing`` is read by in the expression's source: ``ctx.listing.get('NAME')``
+    or ``_field(ctx.listing, 'NAME')``; None for any other use of it, or no source to read."""
+    lowered = expression.lowered
+    if lowered is None:
+        return None
+    tree = ast.parse(lowered.code, mode="eval")
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and node.attr == "listing" and _is_ctx(node.value)):
+            continue
+        up = parents.get(node)
+        call = parents.get(up) if isinstance(up, ast.Attribute) and up.attr == "get" else up
+        if not isinstance(call, ast.Call) or call.keywords:
+            return None
+        if call.func is up and up is not call and len(call.args) == 1:  # ctx.listing.get('NAME')
+            key = call.args[0]
+        elif (
+            isinstance(call.func, ast.Name)
+            and lowered.namespace.get(call.func.id) is RUNTIME["_field"]
+            and len(call.args) == 2
+            and call.args[0] is node
+        ):
+            key = call.args[1]
+        else:
+            return None
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            return None
+        names.append(key.value)
+    return names
+
+
+def _got(w: _Writer, name: str) -> str:
+    return f"fields.get({w.bind(name, 'key')})"
+
+
+def _is_ctx(node: ast.expr) -> bool:
+    return isinstance(node, ast.Name) and node.id == "ctx"
 
 
 def _build(field: ContentField) -> Builder:
