@@ -382,3 +382,23 @@ def test_the_checks_see_the_listing_they_saw_with_every_field_copied(
         (o.status, o.reasons, o.notes) for o in copied
     ]
     assert {o.status for o in trimmed} == {"listed", "invalid"}
+
+
+def test_a_category_path_asked_again_is_resolved_for_this_sku() -> None:
+    """The choices of a path are kept; which one holds is still decided for each SKU."""
+    categories = engine.compile_rules(Path(__file__).parent.parent / "rules/mercadolibre.yaml").categories
+
+    def resolved(path: list[str], gender: str) -> str | None:
+        sku = _sku(product__category_path=path, product__specs={"Gênero": gender})
+        choice = categories.resolve(path, Context(sku.product, sku.sku, sku.price, sku.stock))
+        return None if choice is None else choice.category
+
+    asks = [
+        (["Apparel", "Shoes", "Boots"], "Feminino", "MLB186563"),
+        (["Apparel", "Shoes", "Boots"], "Masculino", "MLB186566"),  # the same path, its other choice
+        (["Apparel", "Shoes", "Boots"], "Feminino", "MLB186563"),
+        (["Apparel", "Shoes", "Sandals", "Kids"], "Feminino", "MLB1276"),  # a shorter path's choice
+        (["Pets", "Toys"], "Feminino", None),
+        (["Pets", "Toys"], "Feminino", None),
+    ]
+    assert [resolved(path, gender) for path, gender, _ in asks] == [category for _, _, category in asks]

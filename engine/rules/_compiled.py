@@ -58,13 +58,25 @@ class CategoryMap:
     """VTEX category path -> marketplace category; the most specific mapped path wins."""
 
     entries: dict[tuple[str, ...], list[CategoryChoice]] = field(default_factory=dict)
+    _candidates: dict[tuple[str, ...], list[CategoryChoice]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """Per path asked: its choices, most specific path first (a catalog has a few hundred paths)."""
 
     def resolve(self, path: tuple[str, ...] | list[str], ctx: Context) -> CategoryChoice | None:
-        parts = tuple(path)
-        for length in range(len(parts), 0, -1):
-            for choice in self.entries.get(parts[:length], ()):
-                if choice.when is None or choice.when(ctx) is True:
-                    return choice
+        parts = path if path.__class__ is tuple else tuple(path)
+        candidates = self._candidates.get(parts)
+        if candidates is None:
+            candidates = [
+                choice
+                for length in range(len(parts), 0, -1)
+                for choice in self.entries.get(parts[:length], ())
+            ]
+            if len(self._candidates) < 4096:
+                self._candidates[parts] = candidates
+        for choice in candidates:
+            if choice.when is None or choice.when(ctx) is True:
+                return choice
         return None
 
 
