@@ -274,17 +274,22 @@ class Planner:
                 ]
                 if applied:  # an evaluated record is unchanged only against a row
                     self._note_unchanged(changes)
-                if source is not None:  # no hash, nothing to note
-                    self._note_settled(planned, applied)
+                if len(self._excluded_notes) >= NOTES:  # noted by _change
+                    self._write_notes()
                 add, grouping = self.summary.add, self.families
                 for change in changes:
                     if change is None:
                         continue
                     add(change)
-                    if grouping and (families.held or _grouped(change)):
-                        yield from families.push(change)
-                    else:
+                    if not grouping:
                         yield change
+                        continue
+                    listing = change.listing
+                    group = listing.group if listing is not None and change.op == "create" else None
+                    if group is None and not families.held:
+                        yield change
+                    else:
+                        yield from families.push(change, group)
             yield from self._end(records, only, families)
 
     def _end(
@@ -362,7 +367,7 @@ class Planner:
         key = hashlib.sha256(fingerprint.encode("utf-8")).digest()
         # Before the first plan nothing is known by hash: the lines are hashed (for apply to record)
         # but not looked up.
-        source.skip_unchanged(key, self._lookup if self.state.has_sources(self.marketplace) else _unknown)
+        source.skip_unchanged(key, self._lookup if self.state.has_sources(self.marketplace) else None)
         return source
 
     def _lookup(self, source_hashes: Sequence[str]) -> Mapping[str, str]:
@@ -422,24 +427,13 @@ class Planner:
             "unchanged", planned.sku_id, self.marketplace, before=row, source_hash=digest, skipped=True
         )
 
-    def _note_settled(
-        self,
-        planned: list[Planned],
-        applied: Mapping[str, AppliedListing | None],
-    ) -> None:
-        """Note the hash of each record evaluated as not selected or invalid, its SKU listed nowhere
-        (an invalid one with its reasons, to report them again unread)."""
-        noted = [
-            (o.sku_id, digest, None if o.status == "excluded" else _reasons_text(o.reasons, self._where))
-            for o, digest in planned
-            if isinstance(o, Outcome)
-            and (o.status == "excluded" or (o.status == "invalid" and self._where))
-            and digest
-            and o.sku_id not in applied
-        ]
-        self._excluded_notes.extend(noted)
-        if len(self._excluded_notes) >= NOTES:
-            self._write_notes()
+    def _note_settled(self, outcome: Outcome, digest: str) -> None:
+        """Note the hash of a record evaluated as not selected or invalid, its SKU listed nowhere (an
+        invalid one with its reasons, to report them again unread); written :data:`NOTES` at a time."""
+        if outcome.status == "excluded":
+            self._excluded_notes.append((outcome.sku_id, digest, None))
+        elif self._where:
+            self._excluded_notes.append((outcome.sku_id, digest, _reasons_text(outcome.reasons, self._where)))
 
     def _note_unchanged(self, changes: list[Change | None]) -> None:
         """Note the hash of each record evaluated as unchanged on its row: skipped next time."""
@@ -474,6 +468,8 @@ class Planner:
             return Change(
                 op, outcome.sku_id, self.marketplace, kinds, listing, before, [], outcome, None, digest
             )
+        if before is None and digest:  # a record that lists nothing, of a SKU listed nowhere
+            self._note_settled(outcome, digest)
         if status == "excluded":
             self.summary.excluded += 1
             if before is None:
@@ -527,10 +523,6 @@ def _reasons_of(text: str, where: str) -> list[Reason] | None:
     return reasons
 
 
-def _unknown(source_hashes: Sequence[str]) -> Mapping[str, str]:
-    return {}
-
-
 def reads_clock(compiled: CompiledRules) -> bool:
     """Whether a rule of ``compiled`` calls a function of :data:`CLOCK_FUNCTIONS`."""
     if not CLOCK_FUNCTIONS:
@@ -581,9 +573,9 @@ class _Families:
         self.held: list[Change] = []
         self.aside = 0
 
-    def push(self, change: Change) -> Sequence[Change]:
-        """The changes to pass on now (a list, not a generator: most calls hold and pass none)."""
-        group = change.listing.group if change.listing is not None and change.op == "create" else None
+    def push(self, change: Change, group: str | None) -> Sequence[Change]:
+        """The changes to pass on now (a list, not a generator: most calls hold and pass none);
+        ``group`` is the change's family when it is a create of one (None otherwise)."""
         if group is None:
             if not self.held:
                 return (change,)

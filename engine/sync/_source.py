@@ -219,7 +219,7 @@ class FileSource:
         self.compressed: bool | None = None
         self.last_hash: str | None = None
         """The source hash of the last record yielded, while skipping (None otherwise)."""
-        self._skip: tuple[bytes, Unchanged] | None = None
+        self._skip: tuple[bytes, Unchanged | None] | None = None
 
     def __repr__(self) -> str:
         return f"FileSource({str(self.path)!r})"
@@ -262,14 +262,15 @@ class FileSource:
                     self.count += 1
                 yield item
 
-    def skip_unchanged(self, key: bytes, unchanged: Unchanged) -> None:
+    def skip_unchanged(self, key: bytes, unchanged: Unchanged | None) -> None:
         """From the next pass on, leave out the JSON Lines records ``unchanged`` knows by hash.
 
         ``key`` keys the hash (so records read under other rules hash otherwise). A skipped line
         counts as a good record; :meth:`items` yields it as a :class:`Skipped`, in its place, one
         at a time (a catalog unchanged from end to end is never held), and :attr:`last_hash`
-        holds the hash of each record yielded. A JSON array is read in full: its elements are
-        not lines.
+        holds the hash of each record yielded. ``unchanged`` None: nothing is known by hash yet
+        (a first pass), so each record is hashed and none looked up. A JSON array is read in
+        full: its elements are not lines.
         """
         self._skip = (key, unchanged)
 
@@ -316,9 +317,20 @@ class FileSource:
         lines: Iterator[tuple[bytes, int] | MalformedRecord],
         first: FirstSeen,
         key: bytes,
-        unchanged: Unchanged,
+        unchanged: Unchanged | None,
     ) -> Iterator[SourceItem | Skipped]:
         """The records of lines whose hash ``unchanged`` does not know; the others as :class:`Skipped`."""
+        if unchanged is None:  # nothing to look up: each record read and hashed, one by one
+            for piece in lines:
+                self.last_hash = None
+                if isinstance(piece, MalformedRecord):
+                    yield piece
+                    continue
+                item = _once(first, _parse_line(*piece), piece[1])
+                if not isinstance(item, MalformedRecord):
+                    self.last_hash = source_hash(piece[0], key)
+                yield item
+            return
         while batch := list(itertools.islice(lines, SKIP_BATCH)):
             pieces = [(p, "" if isinstance(p, MalformedRecord) else source_hash(p[0], key)) for p in batch]
             known = unchanged([digest for _, digest in pieces if digest])
