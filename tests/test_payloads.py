@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine.connectors import Connector, connector_class
 from engine.jsonio import dumps
@@ -425,6 +427,26 @@ def test_mercadolibre_checks_the_attributes_it_sends() -> None:
         codes(ml(fields={"gtin": None, "brand": None, "attributes": {"Gtin": "7891", "BRAND": "Acme"}})) == []
     )
     assert codes(ml(fields={"gtin": None, "brand": "Acme"})) == [("TP914", "listing.attributes.GTIN")]
+
+
+_KEYS = st.sampled_from(["BRAND", "brand", "Brand", "GTIN", "gtin", "MPN", "seller_sku", "COLOR", "color"])
+_VALUES = st.one_of(st.none(), st.just(""), st.sampled_from(["Acme", "7891", "x"]))
+
+
+@given(
+    st.lists(st.tuples(_KEYS, _VALUES), max_size=8),
+    st.fixed_dictionaries({"brand": _VALUES, "gtin": _VALUES, "mpn": _VALUES}),
+    st.lists(st.sampled_from(["BRAND", "GTIN", "MPN", "SELLER_SKU", "COLOR", "SIZE"]), unique=True),
+)
+def test_mercadolibre_knows_what_it_would_not_send_without_building_it(
+    attributes: list[tuple[str, object]], standard: dict[str, object], names: list[str]
+) -> None:
+    connector = MercadoLibreConnector()
+    planned = ml(fields={**standard, "attributes": dict(attributes)})
+    sent = connector._attribute_values(planned)  # the values the payload sends
+    expected = [name for name in names if name not in sent]
+    assert connector.attributes_missing(planned, names) == expected
+    assert connector.attributes_missing(planned, names) == expected  # the keys' ids, kept, agree
 
 
 class _PerCategory(Connector):

@@ -194,9 +194,8 @@ class Connector:
                 self._required[listing.category] = names
         if not names:
             return reasons
-        attributes = self.attributes_sent(listing)
-        for name in names:
-            if attributes.get(name) in (None, "") and not self._waived(name, listing):
+        for name in self.attributes_missing(listing, names):
+            if not self._waived(name, listing):
                 reasons.append(
                     Reason(
                         "TP914",
@@ -216,6 +215,12 @@ class Connector:
         """The attributes the marketplace will see, by the names ``required_attributes`` uses; one
         whose value is None or empty text is not sent (the check counts it as missing)."""
         return listing.attributes
+
+    def attributes_missing(self, listing: Listing, names: Sequence[str]) -> list[str]:
+        """Those of ``names`` the marketplace would get no value for, in order (from
+        :meth:`attributes_sent`; a connector may answer without building all it sends)."""
+        sent = self.attributes_sent(listing)
+        return [name for name in names if sent.get(name) in (None, "")]
 
     def attributes_required_for(self, category: str) -> list[str]:
         """The attributes ``required_attributes`` asks of a category (:meth:`check` keeps the answer

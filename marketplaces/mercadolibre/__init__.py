@@ -113,6 +113,7 @@ class MercadoLibreConnector(Connector):
         self.token = RefreshedToken("/oauth/token", self.title)
         self._seller_id: str | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._ids: dict[tuple[str, ...], dict[str, str]] = {}  # attribute keys -> {id: key}
 
     def _seller_lock(self) -> asyncio.Lock:
         """A lock of the running event loop (a connector may serve several ``asyncio.run``)."""
@@ -137,6 +138,34 @@ class MercadoLibreConnector(Connector):
                 values[name.upper()] = value
         values["SELLER_SKU"] = listing.sku_id
         return values
+
+    def attributes_missing(self, listing: Listing, names: Sequence[str]) -> list[str]:
+        """What :meth:`attributes_sent` would hold no value for, without building it: the check
+        asks for every SKU planned. The rule file's attribute keys are the same few for every SKU,
+        so which key stands for which id (its upper case, the last one winning) is worked out once
+        per set of keys."""
+        fields = listing.fields
+        attributes = fields.get("attributes")
+        if not isinstance(attributes, dict):
+            attributes = {}
+        keys = tuple(attributes)
+        ids = self._ids.get(keys)
+        if ids is None:
+            ids = {key.upper(): key for key in keys}  # in order: the last key of an id wins
+            if len(self._ids) < 4096:
+                self._ids[keys] = ids
+        missing = []
+        for id_ in names:
+            if id_ == "SELLER_SKU":
+                value: Any = listing.sku_id
+            elif id_ in ids:
+                value = attributes[ids[id_]]
+            else:
+                standard = STANDARD_ATTRIBUTES.get(id_)
+                value = None if standard is None else fields.get(standard)
+            if value is None or value == "":
+                missing.append(id_)
+        return missing
 
     # -- hooks -------------------------------------------------------------------------------
 
