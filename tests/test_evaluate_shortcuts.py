@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import functools
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from engine.sync import _unrolled as unrolled_module
 from engine.sync._evaluate import SkuEvaluator
 from engine.sync._unrolled import _folded, _listing_read
 from tests.test_plan import record
+from tests.test_properties import TABLES, compile_in_scope
 
 gtin_valid = FUNCTIONS["gtin_valid"].impl
 ending = FUNCTIONS["ending"].impl
@@ -402,3 +405,46 @@ def test_a_category_path_asked_again_is_resolved_for_this_sku() -> None:
         (["Pets", "Toys"], "Feminino", None),
     ]
     assert [resolved(path, gender) for path, gender, _ in asks] == [category for _, _, category in asks]
+
+
+_KEYS = st.one_of(
+    st.none(),
+    st.sampled_from(["Azul", "Preto", "Roxo", "", "azul"]),
+    st.integers(-3, 3),
+    st.just({"Azul": "x"}),
+    st.just(["Azul"]),
+)
+
+
+def _outcome(run: Callable[[], object]) -> object:
+    try:
+        return ("value", run())
+    except EvaluationError as error:
+        return ("error", error.code, error.message)
+
+
+@given(_KEYS, st.sampled_from(["", "Tênis Runner", "x" * 70]), st.one_of(st.none(), st.just("Acme")))
+def test_lookup_and_len_written_out_give_what_the_functions_give(
+    key: object, title: str, brand: object
+) -> None:
+    # The lowering writes a lookup of text found in a named table, and len of proven text or
+    # lists, without a call: every other case still goes to the function, with the same result.
+    listing = {"title": title, "attributes": {"COLOR": key, "BRAND": brand}}
+    ctx = Context(listing=listing)
+    table = TABLES["colors"]
+    lookup, length = (
+        functools.partial(FUNCTIONS["lookup"].guarded, table_name="colors"),
+        FUNCTIONS["len"].impl,
+    )
+    cases = [
+        ("lookup(colors, listing.attributes.COLOR)", lambda: lookup(table, key)),
+        ('lookup(colors, listing.attributes.COLOR, "none")', lambda: lookup(table, key, "none")),
+        ("listing.attributes.COLOR | lookup(colors)", lambda: lookup(table, key)),
+        ("lookup(colors, listing.attributes.COLOR, listing.title)", lambda: lookup(table, key, title)),
+        ("len(listing.title)", lambda: length(title)),
+        ("len(listing.attributes.BRAND)", lambda: length(brand)),
+    ]
+    for text, expected in cases:
+        compiled, sink = compile_in_scope(text)
+        assert compiled is not None, sink.diagnostics
+        assert _outcome(functools.partial(compiled.fn, ctx)) == _outcome(expected), text

@@ -160,7 +160,31 @@ class Lowering:
             extra.append(f"places={self.checker.scope.money_places}")
         if function.name == "lookup" and node.args and isinstance(node.args[0], A.Name):
             extra.append(f"table_name={node.args[0].name!r}")
-        return f"{impl}({', '.join(args + extra)})"
+        return self._in_place(node, args, lambda given: f"{impl}({', '.join(given + extra)})")
+
+    def _in_place(self, node: A.Call, args: list[str], call: Callable[[list[str]], str]) -> str:
+        """The call, with its usual case written out in front where that case needs no call: ``len``
+        of text or a list the checker proved so, and ``lookup`` of text found in a table the rule
+        names (its default a literal, so leaving it unevaluated changes nothing). The same values."""
+        first = node.args[0] if node.args else None
+        temp = f"_v{id(node)}"
+        if node.function == "len" and first is not None and len(args) == 1:
+            kind = first.type or ANY
+            if kind.kind in ("string", "list") and not kind.nullable:
+                return f"len({args[0]})"
+            if kind.kind in ("string", "list"):
+                return f"(None if ({temp} := {args[0]}) is None else len({temp}))"
+        if (
+            node.function == "lookup"
+            and isinstance(first, A.Name)
+            and first.name not in self.checker.scope.names
+            and len(args) in (2, 3)
+            and all(isinstance(arg, A.Literal) for arg in node.args[2:])
+        ):
+            table, slow = args[0], call([args[0], temp, *args[2:]])
+            found = f"({temp} := {args[1]}).__class__ is str and {temp} in {table}"
+            return f"({table}[{temp}] if {found} else {slow})"
+        return call(args)
 
 
 def _fixed(
