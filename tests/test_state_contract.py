@@ -134,6 +134,28 @@ def test_a_plan_finds_the_skus_it_did_not_see(store: StateStore) -> None:
 # -- runs: outcomes still to confirm, per-SKU errors, full passes ------------------------------
 
 
+def test_records_noted_as_listing_nothing_are_found_by_hash_the_last_note_winning(store: StateStore) -> None:
+    invalid = json.dumps(["where", [["TP922", "require", "EAN 'x' is wrong", None]]], ensure_ascii=False)
+    assert store.note_excluded("google", [("1", "h1", None), ("2", "h2", invalid), ("3", "h3", None)]) is True
+    # Noted again: a new hash and reasons replace the old; the same SKU twice in one call, the last.
+    assert (
+        store.note_excluded("google", [("3", "h3b", invalid), ("4", "h4", None), ("4", "h4b", None)]) is True
+    )
+    assert store.note_excluded("amazon", [("1", "h1", invalid)]) is True  # another marketplace's own
+    hashes = ["h1", "h2", "h3", "h3b", "h4", "h4b", "h9"]
+    assert store.excluded_sources("google", hashes) == {
+        "h1": ("1", None),
+        "h2": ("2", invalid),
+        "h3b": ("3", invalid),
+        "h4b": ("4", None),
+    }
+    assert store.excluded_sources("amazon", hashes) == {"h1": ("1", invalid)}
+    assert store.note_excluded("google", []) is True
+    # A SKU listed since is planned, not skipped: its note is not found.
+    store.record_applied("google", [listing("2")])
+    assert set(store.excluded_sources("google", hashes)) == {"h1", "h3b", "h4b"}
+
+
 def test_pending_outcomes_errors_and_full_passes_are_kept_per_marketplace(store: StateStore) -> None:
     store.record_pending("google", "1", "first")
     store.record_pending("google", "1", "second")

@@ -168,6 +168,18 @@ class Dialect(ABC):
         copy whose memory stays bounded however many rows there are."""
         connection.cursor().executemany(_insert(table, columns), rows)
 
+    def upsert(
+        self,
+        connection: Any,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: list[Sequence[Any]],
+    ) -> None:
+        """Insert ``rows`` into ``table``, a row whose ``key`` is there already replacing its other
+        columns; of rows with the same key in ``rows``, the last."""
+        connection.cursor().executemany(replace_into(table, columns, key), rows)
+
     @abstractmethod
     def lock_schema(self, db: Db) -> None:
         """Keep other processes from creating or migrating the tables until this transaction ends."""
@@ -344,6 +356,15 @@ class Db:
         with self.translated():
             self.dialect.load(self.connection, table, columns, counted())
         return count
+
+    def upsert(
+        self, table: str, columns: Sequence[str], key: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        """:func:`replace_into` for every row, as this database does it fastest (see
+        :meth:`Dialect.upsert`); the rows are held at once (a caller's batch)."""
+        self.check()
+        with self.translated():
+            self.dialect.upsert(self.connection, table, columns, key, list(rows))
 
     def executescript(self, script: str) -> None:
         self.check()

@@ -59,6 +59,7 @@ class PostgresDialect(Dialect):
     def __init__(self, url: str, busy_timeout: float, secrets_base: Path | None = None) -> None:
         self.busy_timeout = busy_timeout
         self._params, self.where = _parse(url, secrets_base)
+        self._column_types: dict[str, dict[str, str]] = {}  # table -> column -> its SQL type
 
     def __repr__(self) -> str:
         return f"PostgresDialect({self.where!r})"
@@ -143,6 +144,46 @@ class PostgresDialect(Dialect):
                         f"coalesce(max({column}), 0) + 1, false) FROM {table}",
                         (table, column),
                     )
+
+    def upsert(
+        self,
+        connection: Any,
+        table: str,
+        columns: Sequence[str],
+        key: Sequence[str],
+        rows: list[Sequence[Any]],
+    ) -> None:
+        """One statement for all the rows: each column's values as one array, unnested. A statement
+        per row, even pipelined, cost the client some 15 us a row in psycopg (a plan notes every
+        record its rules do not select); an array of text is written in C. ``ON CONFLICT`` may not
+        touch a row twice, so of rows with the same key only the last is sent (what a statement
+        per row leaves)."""
+        if not rows:
+            return
+        at = [columns.index(column) for column in key]
+        last = {tuple(row[i] for i in at): row for row in rows}
+        types = self._types(connection, table)
+        arrays = ", ".join(f"%s::{types[column]}[]" for column in columns)
+        updates = ", ".join(f"{column} = excluded.{column}" for column in columns if column not in key)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+                f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}",
+                [list(values) for values in zip(*last.values(), strict=True)],
+            )
+
+    def _types(self, connection: Any, table: str) -> dict[str, str]:
+        """Each column's type as SQL writes it (``text``, ``numeric``), read once a table."""
+        types = self._column_types.get(table)
+        if types is None:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+                    "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                    (table,),
+                )
+                types = self._column_types[table] = {str(name): str(kind) for name, kind in cursor.fetchall()}
+        return types
 
     def lock_schema(self, db: Db) -> None:
         db.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))

@@ -168,9 +168,12 @@ _SET_LOCK = replace_into("locks", _LOCK_ROW, ("marketplace",))
 _SET_PENDING = replace_into(
     "pending", ("marketplace", "sku_id", "token", "recorded_at"), ("marketplace", "sku_id")
 )
-_SET_EXCLUDED = replace_into(
-    "excluded_sources", ("marketplace", "sku_id", "source_hash", "reasons"), ("marketplace", "sku_id")
+_EXCLUDED = (
+    "excluded_sources",
+    ("marketplace", "sku_id", "source_hash", "reasons"),
+    ("marketplace", "sku_id"),
 )
+"""Where :meth:`StateStore.note_excluded` upserts: the table, its columns, its key."""
 _SET_ERROR = replace_into(
     "sku_errors", ("marketplace", "sku_id", "run_id", "reasons", "recorded_at"), ("marketplace", "sku_id")
 )
@@ -471,7 +474,7 @@ class StateStore:
         None) or invalid (its reasons, a JSON text): one row per SKU, so the table stays the size of
         the catalog's part that lists nothing. At once or not at all."""
         rows = [(marketplace, sku_id, source_hash, reasons) for sku_id, source_hash, reasons in noted]
-        return self._at_once("not selected records", lambda: self.db.executemany(_SET_EXCLUDED, rows))
+        return self._at_once("not selected records", lambda: self.db.upsert(*_EXCLUDED, rows))
 
     def note_sources(self, marketplace: str, noted: Iterable[tuple[AppliedListing, str]]) -> bool:
         """Record that each row's listing is what the record of that source hash yields now.
