@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from engine._diagnostics import TradepostError
 
@@ -107,6 +107,14 @@ class ConflictError(StateError):
     """The database rolled a transaction back to keep concurrent ones consistent: running it again is safe."""
 
 
+class Upsert(NamedTuple):
+    """Where :meth:`Db.upsert` writes: a table, the columns each row gives, the key a row replaces by."""
+
+    table: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+
+
 class Dialect(ABC):
     """What differs between the databases under one store: the SQLite file here, PostgreSQL in
     :mod:`engine.state._pg`. ``where`` names the store in every message (a path, or a URL without
@@ -168,17 +176,10 @@ class Dialect(ABC):
         copy whose memory stays bounded however many rows there are."""
         connection.cursor().executemany(_insert(table, columns), rows)
 
-    def upsert(
-        self,
-        connection: Any,
-        table: str,
-        columns: Sequence[str],
-        key: Sequence[str],
-        rows: list[Sequence[Any]],
-    ) -> None:
-        """Insert ``rows`` into ``table``, a row whose ``key`` is there already replacing its other
+    def upsert(self, connection: Any, into: Upsert, rows: list[Sequence[Any]]) -> None:
+        """Insert ``rows`` into ``into.table``, a row whose key is there already replacing its other
         columns; of rows with the same key in ``rows``, the last."""
-        connection.cursor().executemany(replace_into(table, columns, key), rows)
+        connection.cursor().executemany(replace_into(*into), rows)
 
     @abstractmethod
     def lock_schema(self, db: Db) -> None:
@@ -357,14 +358,12 @@ class Db:
             self.dialect.load(self.connection, table, columns, counted())
         return count
 
-    def upsert(
-        self, table: str, columns: Sequence[str], key: Sequence[str], rows: Iterable[Sequence[Any]]
-    ) -> None:
+    def upsert(self, into: Upsert, rows: Iterable[Sequence[Any]]) -> None:
         """:func:`replace_into` for every row, as this database does it fastest (see
         :meth:`Dialect.upsert`); the rows are held at once (a caller's batch)."""
         self.check()
         with self.translated():
-            self.dialect.upsert(self.connection, table, columns, key, list(rows))
+            self.dialect.upsert(self.connection, into, list(rows))
 
     def executescript(self, script: str) -> None:
         self.check()

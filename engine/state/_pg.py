@@ -32,7 +32,7 @@ from psycopg import conninfo, errors, pq
 
 from engine.secrets import read_secret, redact, register
 from engine.secrets._redact import SecretError
-from engine.state._db import ConflictError, Db, Dialect, StateError
+from engine.state._db import ConflictError, Db, Dialect, StateError, Upsert
 
 SCHEMA_LOCK = 0x7472_6164_6570_6F73  # "tradepos": the advisory lock around creating and migrating tables
 CONNECT_TIMEOUT = 10
@@ -145,14 +145,7 @@ class PostgresDialect(Dialect):
                         (table, column),
                     )
 
-    def upsert(
-        self,
-        connection: Any,
-        table: str,
-        columns: Sequence[str],
-        key: Sequence[str],
-        rows: list[Sequence[Any]],
-    ) -> None:
+    def upsert(self, connection: Any, into: Upsert, rows: list[Sequence[Any]]) -> None:
         """One statement for all the rows: each column's values as one array, unnested. A statement
         per row, even pipelined, cost the client some 15 us a row in psycopg (a plan notes every
         record its rules do not select); an array of text is written in C. ``ON CONFLICT`` may not
@@ -160,6 +153,7 @@ class PostgresDialect(Dialect):
         per row leaves)."""
         if not rows:
             return
+        table, columns, key = into
         at = [columns.index(column) for column in key]
         last = {tuple(row[i] for i in at): row for row in rows}
         types = self._types(connection, table)

@@ -56,6 +56,7 @@ from engine.state._db import (
     Dialect,
     Lease,
     SqliteDialect,
+    Upsert,
     insert_new,
     pid_namespace,
     read_holder,
@@ -168,7 +169,7 @@ _SET_LOCK = replace_into("locks", _LOCK_ROW, ("marketplace",))
 _SET_PENDING = replace_into(
     "pending", ("marketplace", "sku_id", "token", "recorded_at"), ("marketplace", "sku_id")
 )
-_EXCLUDED = (
+_EXCLUDED = Upsert(
     "excluded_sources",
     ("marketplace", "sku_id", "source_hash", "reasons"),
     ("marketplace", "sku_id"),
@@ -474,7 +475,7 @@ class StateStore:
         None) or invalid (its reasons, a JSON text): one row per SKU, so the table stays the size of
         the catalog's part that lists nothing. At once or not at all."""
         rows = [(marketplace, sku_id, source_hash, reasons) for sku_id, source_hash, reasons in noted]
-        return self._at_once("not selected records", lambda: self.db.upsert(*_EXCLUDED, rows))
+        return self._at_once("not selected records", lambda: self.db.upsert(_EXCLUDED, rows))
 
     def note_sources(self, marketplace: str, noted: Iterable[tuple[AppliedListing, str]]) -> bool:
         """Record that each row's listing is what the record of that source hash yields now.
