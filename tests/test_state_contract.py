@@ -417,18 +417,20 @@ def _together(count: int, work: Callable[[int], None]) -> None:
 
 def test_workers_taking_from_the_queue_at_once_never_get_the_same_sku(pg: str) -> None:
     with StateStore(pg) as store, NotificationQueue(store) as queue:
-        for n in range(300):
+        for n in range(600):
             queue.enqueue(f"{n:03}", Change.STOCK, "2026-01-01T00:00:00")
     taken: list[list[str]] = [[] for _ in range(4)]
+    connected = threading.Barrier(4)  # none takes before all are connected (opening one is slow)
 
     def worker(n: int) -> None:
         with StateStore(pg) as store, NotificationQueue(store) as queue:
+            connected.wait()
             while batch := queue.take(7):
                 taken[n] += [item.sku_id for item in batch]
 
     _together(4, worker)
     everything = [sku for batch in taken for sku in batch]
-    assert sorted(everything) == [f"{n:03}" for n in range(300)]  # each SKU once, none lost
+    assert sorted(everything) == [f"{n:03}" for n in range(600)]  # each SKU once, none lost
     assert all(taken)  # all four took some: they really ran at once
 
 
