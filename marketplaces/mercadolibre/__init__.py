@@ -125,19 +125,7 @@ class MercadoLibreConnector(Connector):
     # -- requirements ------------------------------------------------------------------------
 
     def attributes_sent(self, listing: Listing) -> Mapping[str, Any]:
-        """Attribute id -> value, as sent: standard fields, the rule file's attributes, SELLER_SKU
-        (the ones None or empty included, which are not sent; see :meth:`_attribute_values`). The
-        check asks it for every SKU planned: no filtering pass, no property read."""
-        fields = listing.fields
-        values: dict[str, Any] = {}
-        for id_, name in STANDARD_ATTRIBUTES.items():  # a loop, written once: the check's hot path
-            values[id_] = fields.get(name)
-        attributes = fields.get("attributes")
-        if isinstance(attributes, dict):  # Listing.attributes, without the call
-            for name, value in attributes.items():
-                values[name.upper()] = value
-        values["SELLER_SKU"] = listing.sku_id
-        return values
+        return self._attribute_values(listing)
 
     def attributes_missing(self, listing: Listing, names: Sequence[str]) -> list[str]:
         """What :meth:`attributes_sent` would hold no value for, without building it: the check
@@ -457,12 +445,15 @@ class MercadoLibreConnector(Connector):
         return body
 
     def _attribute_values(self, listing: Listing) -> dict[str, Any]:
-        """Attribute id -> value, as sent: :meth:`attributes_sent` without the None or empty ones."""
-        return {
-            id_: value
-            for id_, value in self.attributes_sent(listing).items()
-            if value is not None and value != ""
-        }
+        """Attribute id -> value, as sent: standard fields, the rule file's attributes, SELLER_SKU."""
+        fields = listing.fields
+        values: dict[str, Any] = {}
+        for id_, name in STANDARD_ATTRIBUTES.items():
+            values[id_] = fields.get(name)
+        for name, value in listing.attributes.items():
+            values[name.upper()] = value
+        values["SELLER_SKU"] = listing.sku_id
+        return {id_: value for id_, value in values.items() if value is not None and value != ""}
 
     def _attributes(self, listing: Listing) -> list[dict[str, Any]]:
         return [_attribute(id_, value) for id_, value in self._attribute_values(listing).items()]
