@@ -306,31 +306,29 @@ class FileSource:
     ) -> Iterator[SourceItem | Skipped]:
         """One record per line, parsed unless skipped as unchanged."""
         lines = self._lines(blank_lines, head, reader)
-        if self._skip is not None:
-            yield from self._skipping(lines, first, *self._skip)
+        key, unchanged = self._skip or (None, None)
+        if key is not None and unchanged is not None:
+            yield from self._skipping(lines, first, key, unchanged)
             return
+        # Nothing to look up: each record read, and hashed when the pass notes hashes (a first one).
         for piece in lines:
-            yield piece if isinstance(piece, MalformedRecord) else _once(first, _parse_line(*piece), piece[1])
+            if isinstance(piece, MalformedRecord):
+                self.last_hash = None
+                yield piece
+                continue
+            item = _once(first, _parse_line(*piece), piece[1])
+            if key is not None:
+                self.last_hash = None if isinstance(item, MalformedRecord) else source_hash(piece[0], key)
+            yield item
 
     def _skipping(
         self,
         lines: Iterator[tuple[bytes, int] | MalformedRecord],
         first: FirstSeen,
         key: bytes,
-        unchanged: Unchanged | None,
+        unchanged: Unchanged,
     ) -> Iterator[SourceItem | Skipped]:
         """The records of lines whose hash ``unchanged`` does not know; the others as :class:`Skipped`."""
-        if unchanged is None:  # nothing to look up: each record read and hashed, one by one
-            for piece in lines:
-                self.last_hash = None
-                if isinstance(piece, MalformedRecord):
-                    yield piece
-                    continue
-                item = _once(first, _parse_line(*piece), piece[1])
-                if not isinstance(item, MalformedRecord):
-                    self.last_hash = source_hash(piece[0], key)
-                yield item
-            return
         while batch := list(itertools.islice(lines, SKIP_BATCH)):
             pieces = [(p, "" if isinstance(p, MalformedRecord) else source_hash(p[0], key)) for p in batch]
             known = unchanged([digest for _, digest in pieces if digest])
